@@ -1,0 +1,16 @@
+"""Test settings: fast hashing, eager Celery, in-memory SQLite unless DATABASE_URL is set."""
+
+import os
+
+os.environ.setdefault("DEBUG", "0")
+
+from .base import *  # noqa: E402,F401,F403
+from .base import DATABASES  # noqa: E402
+
+SECRET_KEY = "test-only-meterline-key-0123456789abcdef"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = "memory://"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -1,0 +1,14 @@
+"""Root URLs: the admin, the REST API (no trailing slashes), its schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("catalog.api.urls")),
+    path("", include("metering.api.urls")),
+    path("", include("invoicing.api.urls")),
+]

@@ -1,0 +1,109 @@
+"""Error bodies in the Paygentic shape: ``{message, error, code?, errors?: [{field, message}]}``.
+
+Every 4xx carries a ``message`` (the client refuses an error body without one); validation errors
+name each field in camelCase, as the client sent it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+_ERROR_CATEGORY = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_entity",
+    429: "rate_limited",
+}
+
+
+class ApiError(exceptions.APIException):
+    """A domain error with an explicit status, business code and optional details."""
+
+    def __init__(self, message: str, *, status_code: int = 400, code: str | None = None, details=None):
+        super().__init__(detail=message)
+        self.status_code = status_code
+        self.business_code = code
+        self.details = details
+
+
+def snake_to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def flatten_validation_errors(detail, prefix: str = "") -> list[dict[str, str]]:
+    """Turn DRF's nested error dict/list into ``[{field, message}]`` with dotted camelCase paths."""
+    items: list[dict[str, str]] = []
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "" if key in ("non_field_errors", "__all__") else snake_to_camel(str(key))
+            path = ".".join(part for part in (prefix, name) if part)
+            items.extend(flatten_validation_errors(value, path))
+    elif isinstance(detail, list):
+        if all(not isinstance(entry, (dict, list)) for entry in detail):
+            for entry in detail:
+                items.append({"field": prefix or "body", "message": str(entry), **_code(entry)})
+        else:
+            for index, entry in enumerate(detail):
+                if entry:
+                    items.extend(flatten_validation_errors(entry, f"{prefix}[{index}]"))
+    else:
+        items.append({"field": prefix or "body", "message": str(detail), **_code(detail)})
+    return items
+
+
+def _code(entry) -> dict[str, str]:
+    code = getattr(entry, "code", None)
+    return {"code": str(code)} if code else {}
+
+
+def validation_error_response(errors: list[dict[str, str]], message: str | None = None) -> Response:
+    first = errors[0] if errors else {"field": "body", "message": "Invalid request."}
+    summary = message or (f"{first['field']}: {first['message']}" if first["field"] != "body" else first["message"])
+    return Response(
+        {"message": summary, "error": "validation_error", "errors": errors}, status=status.HTTP_400_BAD_REQUEST
+    )
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound("No such object.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, exceptions.ValidationError):
+        return validation_error_response(flatten_validation_errors(exc.detail))
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    message = exc.detail if isinstance(exc.detail, str) else response.data.get("detail", str(exc.detail))
+    body = {"message": str(message), "error": _ERROR_CATEGORY.get(response.status_code, "error")}
+    if isinstance(exc, ApiError):
+        if exc.business_code:
+            body["code"] = exc.business_code
+        if exc.details is not None:
+            body["details"] = exc.details
+    elif isinstance(exc, exceptions.ParseError):
+        body["code"] = "MALFORMED_JSON"
+    response.data = body
+    return response

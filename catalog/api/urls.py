@@ -1,0 +1,3 @@
+"""Catalog resources under /v0 (products, billable metrics, fees, prices, plans, customers, …)."""
+
+urlpatterns: list = []

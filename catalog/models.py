@@ -1,0 +1,668 @@
+"""The catalog: who sells (Merchant), what is sold and measured, and at what price.
+
+Product → BillableMetric / Fee → Plan → Price (+ PriceTier, DynamicRate), Customer → Subscription.
+A negotiated rate is a Price row that names a customer and the plan price it replaces, so the admin,
+the validation and the rating engine treat it exactly like any other price.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from .ids import PublicIdField
+from .validators import validate_currency_code, validate_json_path, validate_time_zone
+
+# Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
+# to the currency's minor unit only when an invoice line is written.
+RATE_DIGITS = {"max_digits": 30, "decimal_places": 12}
+QUANTITY_DIGITS = {"max_digits": 30, "decimal_places": 12}
+ZERO = Decimal("0")
+
+
+class TimeStamped(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class RoundingMode(models.TextChoices):
+    HALF_UP = "ROUND_HALF_UP", "Half up (0.005 → 0.01)"
+    HALF_EVEN = "ROUND_HALF_EVEN", "Half even, banker's (0.005 → 0.00, 0.015 → 0.02)"
+    UP = "ROUND_UP", "Always up, away from zero"
+    DOWN = "ROUND_DOWN", "Always down, toward zero"
+
+
+class Merchant(TimeStamped):
+    """The organization that sells. Every catalog object and customer belongs to one merchant."""
+
+    id = PublicIdField(prefix="org")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    address_line1 = models.CharField("address line 1", max_length=200, blank=True)
+    address_line2 = models.CharField("address line 2", max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2 code, e.g. US.")
+    tax_id = models.CharField("tax ID", max_length=50, blank=True)
+    default_currency = models.CharField(max_length=3, default="USD", validators=[validate_currency_code])
+    rounding_mode = models.CharField(
+        max_length=20,
+        choices=RoundingMode.choices,
+        default=RoundingMode.HALF_UP,
+        help_text="How each invoice line is rounded to the currency's minor unit.",
+    )
+    invoice_grace_period = models.DurationField(
+        default=timedelta(hours=24),
+        help_text="How long a draft invoice stays open for late usage before it is issued (default 24 h).",
+    )
+    invoice_number_prefix = models.CharField(
+        max_length=20, blank=True, help_text="Printed before invoice numbers, e.g. NLE. Defaults to INV."
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A merchant's API key. Only a SHA-256 digest is stored; the key is shown once, at creation."""
+
+    id = PublicIdField(prefix="key")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(
+        max_length=16, editable=False, help_text="The key's first characters, to tell keys apart."
+    )
+    key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Product(TimeStamped):
+    """Something sold: an LLM API, a data pipeline."""
+
+    id = PublicIdField(prefix="prod")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="products")
+    name = models.CharField(max_length=200, help_text="Customer-facing title, used on invoices.")
+    description = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Aggregation(models.TextChoices):
+    SUM = "SUM", "Sum of a value"
+    COUNT = "COUNT", "Count of events"
+    AVG = "AVG", "Average of a value"
+    MIN = "MIN", "Minimum of a value"
+    MAX = "MAX", "Maximum of a value"
+    UNIQUE_COUNT = "UNIQUE_COUNT", "Count of distinct values"
+    LATEST = "LATEST", "Latest value"
+
+
+class BillableMetric(TimeStamped):
+    """What is measured, and how a period's usage events aggregate into one quantity."""
+
+    id = PublicIdField(prefix="bm")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="billable_metrics")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="billable_metrics")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    unit = models.CharField(max_length=50, help_text="e.g. tokens, GB, calls, seconds.")
+    aggregation = models.CharField(max_length=20, choices=Aggregation.choices)
+    event_type = models.CharField(
+        max_length=200, db_index=True, help_text="Usage events of this type feed the metric, e.g. llm.completion."
+    )
+    value_property = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_json_path],
+        help_text="Where the value sits in the event data, as $.path (e.g. $.input_tokens). "
+        "Required for every aggregation except COUNT; optional for UNIQUE_COUNT.",
+    )
+    group_by = models.JSONField(
+        default=dict, blank=True, help_text='Dimensions for usage queries: {"model": "$.model"}.'
+    )
+    event_from = models.DateTimeField(
+        null=True, blank=True, help_text="Only events at or after this time count (meter versioning)."
+    )
+    item_id = models.CharField("accounting item", max_length=100, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["product__name", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.unit})"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        needs_value = self.aggregation not in {Aggregation.COUNT, Aggregation.UNIQUE_COUNT}
+        if needs_value and not self.value_property:
+            errors["value_property"] = (
+                f"A {self.get_aggregation_display().lower()} needs the event property that holds the value, "
+                "for example $.tokens."
+            )
+        if self.aggregation == Aggregation.COUNT and self.value_property:
+            errors["value_property"] = "A count of events does not read a value; leave this empty."
+        if self.product_id and self.merchant_id and self.product.merchant_id != self.merchant_id:
+            errors["product"] = "The product belongs to another merchant."
+        if not isinstance(self.group_by, dict):
+            errors["group_by"] = 'Dimensions must be an object such as {"model": "$.model"}.'
+        else:
+            for dimension, path in self.group_by.items():
+                if not isinstance(path, str) or not path.startswith("$."):
+                    errors["group_by"] = f'Dimension "{dimension}" must point into the event data with $.path.'
+        if errors:
+            raise ValidationError(errors)
+
+
+class MetricFilterOperator(models.TextChoices):
+    EQUALS = "eq", "equals"
+    NOT_EQUALS = "neq", "does not equal"
+    IN = "in", "is one of"
+    NOT_IN = "not_in", "is none of"
+
+
+class MetricFilter(models.Model):
+    """Only events whose property matches count toward the metric (e.g. only status = "ok")."""
+
+    metric = models.ForeignKey(BillableMetric, on_delete=models.CASCADE, related_name="filters")
+    property_path = models.CharField(
+        "property", max_length=200, validators=[validate_json_path], help_text="$.path into the event data."
+    )
+    operator = models.CharField(
+        max_length=10, choices=MetricFilterOperator.choices, default=MetricFilterOperator.EQUALS
+    )
+    values = models.JSONField(
+        default=list, help_text='The value(s) to compare with, as a JSON list of strings: ["ok"].'
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.property_path} {self.get_operator_display()} {', '.join(map(str, self.values))}"
+
+    def clean(self) -> None:
+        if not isinstance(self.values, list) or not self.values:
+            raise ValidationError({"values": 'Give at least one value, as a list such as ["ok"].'})
+        if self.operator in {MetricFilterOperator.EQUALS, MetricFilterOperator.NOT_EQUALS} and len(self.values) != 1:
+            raise ValidationError({"values": "“equals” compares with exactly one value; use “is one of” for several."})
+
+
+class Fee(TimeStamped):
+    """A fixed charge definition (setup, platform access, support); its amount lives on a Price."""
+
+    id = PublicIdField(prefix="fee")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="fees")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="fees")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    item_id = models.CharField("accounting item", max_length=100, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["product__name", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.product_id and self.merchant_id and self.product.merchant_id != self.merchant_id:
+            raise ValidationError({"product": "The product belongs to another merchant."})
+
+
+class BillingCadence(models.TextChoices):
+    MONTHLY = "P1M", "Monthly"
+    QUARTERLY = "P3M", "Quarterly"
+    YEARLY = "P1Y", "Yearly"
+
+
+class TaxBehavior(models.TextChoices):
+    EXCLUSIVE = "exclusive", "Exclusive (tax added on top)"
+    INCLUSIVE = "inclusive", "Inclusive (prices include tax)"
+
+
+class Plan(TimeStamped):
+    """A package of prices for one customer segment of a product, in one currency and cadence."""
+
+    id = PublicIdField(prefix="plan")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="plans")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="plans")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    invoice_display_name = models.CharField(max_length=200, blank=True)
+    currency = models.CharField(max_length=3, validators=[validate_currency_code], help_text="ISO 4217, e.g. USD.")
+    billing_cadence = models.CharField(max_length=3, choices=BillingCadence.choices, default=BillingCadence.MONTHLY)
+    billing_anchor = models.DateTimeField(
+        null=True, blank=True, help_text="Aligns every subscription's periods to this moment (optional)."
+    )
+    tax_behavior = models.CharField(max_length=10, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
+    default_tax_code = models.CharField(max_length=50, default="eservice", blank=True)
+    default_tax_rate = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        default=ZERO,
+        validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+        help_text="Percent: 8.5 means 8.5 %.",
+    )
+    minimum_commitment = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO)],
+        help_text="Guaranteed minimum per billing period; a true-up line makes up any shortfall.",
+    )
+    discount_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+        help_text="Percent taken off the whole subscription's charges (e.g. 10 for 10 % off).",
+    )
+    renewal_reminder_enabled = models.BooleanField(default=True)
+    renewal_reminder_days = models.PositiveIntegerField(default=3)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["product__name", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.product.name} · {self.name}" if self.product_id else self.name
+
+    def clean(self) -> None:
+        if self.currency:
+            self.currency = self.currency.upper()
+        if self.product_id and self.merchant_id and self.product.merchant_id != self.merchant_id:
+            raise ValidationError({"product": "The product belongs to another merchant."})
+
+
+class PriceModel(models.TextChoices):
+    STANDARD = "standard", "Standard (per unit)"
+    GRADUATED = "graduated", "Graduated tiers"
+    VOLUME = "volume", "Volume tiers"
+    PACKAGE = "package", "Package"
+    PERCENTAGE = "percentage", "Percentage of amount"
+    DYNAMIC = "dynamic", "Dynamic rate"
+
+
+class PaymentTerm(models.TextChoices):
+    IN_ADVANCE = "in_advance", "In advance (start of period)"
+    IN_ARREARS = "in_arrears", "In arrears (end of period)"
+
+
+class PackageRounding(models.TextChoices):
+    EXACT = "exact", "Exact (1,500 units = 1.5 packages)"
+    UP = "up", "Round up to whole packages"
+    DOWN = "down", "Round down to whole packages"
+
+
+class DynamicMode(models.TextChoices):
+    SCHEDULE = "schedule", "Rate schedule (rate in force at each event's time)"
+    EVENT_PRICE = "event_price", "Price carried on each event"
+
+
+class RateType(models.TextChoices):
+    AMOUNT = "amount", "Amount per unit"
+    PROPORTION = "proportion", "Proportion of a money amount"
+
+
+class Price(TimeStamped):
+    """What a plan charges for one metric or one fee.
+
+    A price with ``customer`` set is a negotiated rate: it replaces ``overrides`` (a price of the
+    same plan) for that customer only.
+    """
+
+    id = PublicIdField(prefix="price")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="prices")
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="prices", null=True, blank=True)
+    plan_line_key = models.SlugField(
+        "plan line key", max_length=64, blank=True, help_text="Name of this line within the plan, e.g. input_tokens."
+    )
+    billable_metric = models.ForeignKey(
+        BillableMetric, on_delete=models.PROTECT, related_name="prices", null=True, blank=True
+    )
+    fee = models.ForeignKey(Fee, on_delete=models.PROTECT, related_name="prices", null=True, blank=True)
+    customer = models.ForeignKey(
+        "Customer",
+        on_delete=models.CASCADE,
+        related_name="negotiated_prices",
+        null=True,
+        blank=True,
+        help_text="Set for a negotiated rate that applies to this customer only.",
+    )
+    overrides = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        related_name="negotiated_overrides",
+        null=True,
+        blank=True,
+        help_text="The plan price this negotiated rate replaces.",
+    )
+    invoice_display_name = models.CharField(max_length=200)
+    invoice_display_group = models.CharField(max_length=100, blank=True)
+    payment_term = models.CharField(max_length=10, choices=PaymentTerm.choices, default=PaymentTerm.IN_ARREARS)
+    model = models.CharField(max_length=12, choices=PriceModel.choices, default=PriceModel.STANDARD)
+    billing_cadence = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="ISO 8601 duration. Fees: P0D for one-off, P1M monthly… Metric prices follow the plan.",
+    )
+    quantity = models.PositiveIntegerField(default=1, help_text="Fee prices: units charged each period.")
+    # standard and package
+    unit_price = models.DecimalField(
+        **RATE_DIGITS, null=True, blank=True, help_text="Price per unit (or per package when a package size is set)."
+    )
+    package_size = models.DecimalField(
+        **QUANTITY_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.000000000001"))],
+        help_text='Units per package, e.g. 1000 for "per 1K tokens".',
+    )
+    package_rounding = models.CharField(max_length=5, choices=PackageRounding.choices, default=PackageRounding.EXACT)
+    # percentage
+    percentage_rate = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        help_text="A fraction between 0 and 10: 0.029 means 2.9 %.",
+    )
+    fixed_fee_per_event = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    min_charge_per_event = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    max_charge_per_event = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    min_charge_per_period = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    max_charge_per_period = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    # dynamic
+    dynamic_mode = models.CharField(max_length=12, choices=DynamicMode.choices, blank=True)
+    event_price_property = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_json_path],
+        help_text="Dynamic prices carried on events: where the unit price sits in the event data ($.unit_price).",
+    )
+    min_unit_price = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    max_unit_price = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    # allowances, discounts, commitments
+    free_units = models.DecimalField(
+        **QUANTITY_DIGITS,
+        default=ZERO,
+        validators=[MinValueValidator(ZERO)],
+        help_text="The first units of each period cost nothing (e.g. 10000 free tokens monthly).",
+    )
+    usage_discount_units = models.DecimalField(
+        **QUANTITY_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO)],
+        help_text="Units removed from each period's usage before pricing.",
+    )
+    discount_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+        help_text="Percent taken off this line (40 for 40 % off).",
+    )
+    minimum_commitment = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO)],
+        help_text="Minimum charged for this line each period; a true-up makes up any shortfall.",
+    )
+    allows_rebate = models.BooleanField(
+        default=False, help_text="Standard metered prices only: allow a negative unit price (a usage rebate)."
+    )
+    is_obligation = models.BooleanField(
+        default=False, help_text="Fees only: owed whole, never prorated for a partial period."
+    )
+    grant_discount_enabled = models.BooleanField(default=False)
+    rate_type = models.CharField(max_length=10, choices=RateType.choices, default=RateType.AMOUNT)
+    tax_supply_scope = models.CharField(
+        max_length=15, choices=[("IN_SCOPE", "In scope"), ("OUTSIDE_SCOPE", "Outside scope")], default="IN_SCOPE"
+    )
+    pricing_unit_id = models.CharField(max_length=100, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["plan__name", "invoice_display_name"]
+        constraints = [
+            models.CheckConstraint(
+                name="price_on_exactly_one_of_metric_or_fee",
+                condition=(
+                    Q(billable_metric__isnull=False, fee__isnull=True)
+                    | Q(billable_metric__isnull=True, fee__isnull=False)
+                ),
+            ),
+            models.CheckConstraint(name="price_free_units_not_negative", condition=Q(free_units__gte=0)),
+            models.UniqueConstraint(
+                name="one_negotiated_rate_per_customer_and_price",
+                fields=["customer", "overrides"],
+                condition=Q(customer__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = f" for {self.customer}" if self.customer_id else ""
+        return f"{self.invoice_display_name}{who}"
+
+    @property
+    def is_metered(self) -> bool:
+        return self.billable_metric_id is not None
+
+    @property
+    def currency(self) -> str | None:
+        return self.plan.currency if self.plan_id else None
+
+    def clean(self) -> None:
+        from .validation import price_errors
+
+        errors = price_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class PriceTier(models.Model):
+    """One row of a graduated or volume tier table: units up to ``up_to`` at ``unit_price``."""
+
+    price = models.ForeignKey(Price, on_delete=models.CASCADE, related_name="tiers")
+    up_to = models.DecimalField(
+        "up to (units)", **QUANTITY_DIGITS, null=True, blank=True, help_text="Leave empty on the last, open-ended tier."
+    )
+    unit_price = models.DecimalField(**RATE_DIGITS, validators=[MinValueValidator(ZERO)])
+    flat_fee = models.DecimalField(**RATE_DIGITS, default=ZERO, validators=[MinValueValidator(ZERO)])
+
+    class Meta:
+        ordering = [models.F("up_to").asc(nulls_last=True)]
+        constraints = [models.UniqueConstraint(fields=["price", "up_to"], name="tier_bound_unique_per_price")]
+
+    def __str__(self) -> str:
+        bound = f"up to {self.up_to.normalize():,f}" if self.up_to is not None else "and above"
+        return f"{bound} @ {self.unit_price.normalize():f}"
+
+
+class DynamicRate(models.Model):
+    """A rate schedule entry for a dynamic price: ``unit_price`` is in force from ``effective_from``."""
+
+    price = models.ForeignKey(Price, on_delete=models.CASCADE, related_name="dynamic_rates")
+    effective_from = models.DateTimeField()
+    unit_price = models.DecimalField(**RATE_DIGITS, validators=[MinValueValidator(ZERO)])
+
+    class Meta:
+        ordering = ["effective_from"]
+        constraints = [models.UniqueConstraint(fields=["price", "effective_from"], name="dynamic_rate_unique_start")]
+
+    def __str__(self) -> str:
+        return f"{self.unit_price.normalize():f} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+
+class Customer(TimeStamped):
+    """Who buys. ``external_id`` is the merchant's own key, used by events' ``externalSubject``."""
+
+    id = PublicIdField(prefix="cus")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="customers")
+    name = models.CharField(max_length=200)
+    email = models.EmailField()
+    phone = models.CharField(max_length=50, blank=True)
+    address_line1 = models.CharField("address line 1", max_length=200, blank=True)
+    address_line2 = models.CharField("address line 2", max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166 alpha-2 code, e.g. US.")
+    tax_id = models.CharField("tax ID", max_length=50, blank=True)
+    tax_rate = models.DecimalField(
+        max_digits=7,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
+        help_text="Percent; overrides the plan's default tax rate for this customer.",
+    )
+    external_id = models.CharField(
+        "external ID",
+        max_length=200,
+        null=True,
+        blank=True,
+        validators=[RegexValidator(r"^[^\s]+$", "The external ID cannot contain spaces.")],
+    )
+    currency = models.CharField(max_length=3, default="USD", validators=[validate_currency_code])
+    time_zone = models.CharField(
+        max_length=64, default="UTC", validators=[validate_time_zone], help_text="IANA name, e.g. Europe/Paris."
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "external_id"],
+                name="customer_external_id_unique_per_merchant",
+                condition=Q(external_id__isnull=False),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.currency:
+            self.currency = self.currency.upper()
+        if self.external_id == "":
+            self.external_id = None
+
+
+class TestClock(TimeStamped):
+    """Simulated time for subscriptions attached to it (never used in production billing)."""
+
+    __test__ = False  # not a pytest test class
+
+    id = PublicIdField(prefix="tc")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="test_clocks")
+    name = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    current_time = models.DateTimeField()
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name or self.id
+
+
+class SubscriptionStatus(models.TextChoices):
+    PENDING_PAYMENT = "pending_payment", "Pending payment"
+    ACTIVE = "active", "Active"
+    TERMINATED = "terminated", "Terminated"
+
+
+class Subscription(TimeStamped):
+    """A customer on a plan. Billing periods follow the plan cadence from ``billing_anchor``."""
+
+    id = PublicIdField(prefix="sub")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="subscriptions")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    started_at = models.DateTimeField()
+    ending_at = models.DateTimeField(null=True, blank=True)
+    billing_anchor = models.DateTimeField(
+        null=True, blank=True, help_text="Periods start here; defaults to the plan's anchor, else the start."
+    )
+    trial_ends_at = models.DateTimeField(null=True, blank=True, help_text="No charges before this moment.")
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    terminated_by = models.CharField(max_length=100, blank=True)
+    termination_reason = models.TextField(blank=True)
+    test_clock = models.ForeignKey(
+        TestClock, on_delete=models.PROTECT, related_name="subscriptions", null=True, blank=True
+    )
+    auto_charge = models.BooleanField(default=False)
+    tax_exempt = models.BooleanField(default=False)
+    payment_term_days = models.PositiveIntegerField(default=0)
+    version_policy = models.CharField(max_length=10, default="floating")
+    elapsed_period_billing = models.CharField(max_length=12, default="none")
+    metadata = models.JSONField(default=dict, blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["merchant", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.customer_id and self.merchant_id and self.customer.merchant_id != self.merchant_id:
+            errors["customer"] = "The customer belongs to another merchant."
+        if self.plan_id and self.merchant_id and self.plan.merchant_id != self.merchant_id:
+            errors["plan"] = "The plan belongs to another merchant."
+        if self.ending_at and self.started_at and self.ending_at <= self.started_at:
+            errors["ending_at"] = "The end must be after the start."
+        if self.test_clock_id and self.merchant_id and self.test_clock.merchant_id != self.merchant_id:
+            errors["test_clock"] = "The test clock belongs to another merchant."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def effective_billing_anchor(self):
+        return self.billing_anchor or (self.plan.billing_anchor if self.plan_id else None) or self.started_at
