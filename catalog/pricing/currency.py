@@ -31,7 +31,7 @@ from .errors import PricingError, UnknownCurrencyError
 
 # One explicit context for all engine arithmetic. Its methods are called directly (CTX.multiply,
 # CTX.add, ...) so the caller's thread-local decimal context is neither read nor modified.
-# 50 significant digits keep every realistic product exact: 10^12 units × a rate with 18 decimal
+# 50 significant digits keep every realistic product exact: 10^12 units times a rate with 18 decimal
 # places needs 31 digits.
 PRECISION = 50
 CTX = Context(

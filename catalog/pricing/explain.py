@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 
 from .currency import CTX, format_money, format_quantity
 
+TIMES = "\u00d7"  # multiplication sign, as printed on invoices
+DASH = "\u2013"  # en dash between range bounds
+
 if TYPE_CHECKING:
     from .types import ExplanationLine, RatingResult
 
@@ -41,7 +44,8 @@ def _percent(fraction: Decimal) -> str:
 
 
 def _unit(line: ExplanationLine) -> str:
-    return f"{format_quantity(line.quantity)} {line.unit_name} × {_money(line, line.unit_price)} = {_money(line, None)}"
+    quantity = format_quantity(line.quantity)
+    return f"{quantity} {line.unit_name} {TIMES} {_money(line, line.unit_price)} = {_money(line, None)}"
 
 
 def _package(line: ExplanationLine) -> str:
@@ -49,16 +53,16 @@ def _package(line: ExplanationLine) -> str:
     price = _money(line, line.unit_price)
     units = f"{format_quantity(line.units)} {line.unit_name}"
     if line.units == CTX.multiply(line.quantity, line.package_size):
-        return f"{units} × {price} per {size} {line.unit_name} = {_money(line, None)}"
+        return f"{units} {TIMES} {price} per {size} {line.unit_name} = {_money(line, None)}"
     packages = format_quantity(line.quantity)
-    return f"{units} billed as {packages} packages of {size} × {price} = {_money(line, None)}"
+    return f"{units} billed as {packages} packages of {size} {TIMES} {price} = {_money(line, None)}"
 
 
 def _tier(line: ExplanationLine) -> str:
     reached = CTX.add(line.lower, line.quantity)
     return (
-        f"{format_quantity(line.lower)}–{format_quantity(reached)} {line.unit_name}"
-        f" × {_money(line, line.unit_price)} = {_money(line, None)}"
+        f"{format_quantity(line.lower)}{DASH}{format_quantity(reached)} {line.unit_name}"
+        f" {TIMES} {_money(line, line.unit_price)} = {_money(line, None)}"
     )
 
 
@@ -67,12 +71,12 @@ def _band(line: ExplanationLine) -> str:
         return f"above {format_quantity(line.lower)}"
     if not line.lower:
         return f"up to {format_quantity(line.upper)}"
-    return f"{format_quantity(line.lower)}–{format_quantity(line.upper)}"
+    return f"{format_quantity(line.lower)}{DASH}{format_quantity(line.upper)}"
 
 
 def _volume_tier(line: ExplanationLine) -> str:
     return (
-        f"{format_quantity(line.quantity)} {line.unit_name} × {_money(line, line.unit_price)}"
+        f"{format_quantity(line.quantity)} {line.unit_name} {TIMES} {_money(line, line.unit_price)}"
         f" (tier {line.tier}: {_band(line)} {line.unit_name}) = {_money(line, None)}"
     )
 
@@ -87,7 +91,8 @@ def _percentage(line: ExplanationLine) -> str:
 
 
 def _fixed_fee(line: ExplanationLine) -> str:
-    return f"{format_quantity(line.quantity)} events × {_money(line, line.unit_price)} fixed fee = {_money(line, None)}"
+    events = format_quantity(line.quantity)
+    return f"{events} events {TIMES} {_money(line, line.unit_price)} fixed fee = {_money(line, None)}"
 
 
 def _event_clamp(line: ExplanationLine) -> str:
@@ -104,7 +109,7 @@ def _period_clamp(line: ExplanationLine) -> str:
 
 
 def _dynamic(line: ExplanationLine) -> str:
-    text = f"{format_quantity(line.quantity)} {line.unit_name} × {_money(line, line.unit_price)}"
+    text = f"{format_quantity(line.quantity)} {line.unit_name} {TIMES} {_money(line, line.unit_price)}"
     if line.note:
         text = f"{text} ({line.note})"
     return f"{text} = {_money(line, None)}"

@@ -41,9 +41,8 @@ def validate_tiers(tiers: Sequence[Tier]) -> list[str]:
             if number == 1:
                 messages.append("Tier 1's upper bound must be greater than 0")
             else:
-                messages.append(
-                    f"Tier {number} must start above tier {number - 1}'s upper bound of {format_quantity(previous)}"
-                )
+                bound = format_quantity(previous)
+                messages.append(f"Tier {number} must start above tier {number - 1}'s upper bound of {bound}")
         if number == last and tier.up_to is not None:
             messages.append(f"The last tier (tier {number}) must be open-ended: leave its upper bound empty")
         for label, value in (("unit price", tier.unit_price), ("flat fee", tier.flat_fee)):

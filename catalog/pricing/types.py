@@ -44,12 +44,12 @@ class DynamicMode(StrEnum):
 class LineKind(StrEnum):
     """What an explanation line stands for."""
 
-    UNIT = "unit"  # standard: quantity × unit price
-    PACKAGE = "package"  # packages × package price
-    TIER = "tier"  # graduated: units inside one tier × that tier's rate
-    VOLUME_TIER = "volume_tier"  # volume: every unit × the rate of the tier reached
+    UNIT = "unit"  # standard: quantity x unit price
+    PACKAGE = "package"  # packages x package price
+    TIER = "tier"  # graduated: units inside one tier x that tier's rate
+    VOLUME_TIER = "volume_tier"  # volume: every unit x the rate of the tier reached
     FLAT_FEE = "flat_fee"  # a tier's flat fee
-    PERCENTAGE = "percentage"  # rate × money-valued quantity
+    PERCENTAGE = "percentage"  # rate x money-valued quantity
     FIXED_FEE = "fixed_fee"  # per-event fixed fee of a percentage price
     EVENT_MINIMUM = "event_minimum"  # raises events below the per-event minimum charge
     EVENT_MAXIMUM = "event_maximum"  # lowers events above the per-event maximum charge (negative)
@@ -130,7 +130,7 @@ class ExplanationLine:
 
     @property
     def description(self) -> str:
-        """Invoice-ready text, e.g. ``0–100,000 tokens × $0.000002 = $0.20``."""
+        """Invoice-ready text, e.g. ``0-100,000 tokens x $0.000002 = $0.20``."""
         from .explain import describe_line
 
         return describe_line(self)
@@ -164,7 +164,7 @@ class RatingResult:
         return round_money(self.amount, self.currency)
 
     def describe(self, separator: str = "; ") -> str:
-        """Join the lines' descriptions: ``0–100,000 tokens × $0.000002 = $0.20; ...``."""
+        """Join the lines' descriptions: ``0-100,000 tokens x $0.000002 = $0.20; ...``."""
         from .explain import describe_result
 
         return describe_result(self, separator)
