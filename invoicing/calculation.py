@@ -122,7 +122,7 @@ def is_in_arrears_fee(price: Price) -> bool:
 
 
 def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    return None if value is None else format(value.normalize(), "f")
 
 
 def explanation_of(result: RatingResult) -> dict:
@@ -310,8 +310,12 @@ class Biller:
             else:
                 active_from = max(start, subscription.trial_ends_at or start)
                 line = self.fee_line(
-                    price, subscription, period=period, active_from=active_from,
-                    active_until=end if end < period.end else None, currency=plan.currency,
+                    price,
+                    subscription,
+                    period=period,
+                    active_from=active_from,
+                    active_until=end if end < period.end else None,
+                    currency=plan.currency,
                 )
             if line is not None:
                 lines.append(line)
@@ -349,8 +353,12 @@ class Biller:
             for price in prices:
                 if is_in_arrears_fee(price):
                     line = self.fee_line(
-                        price, subscription, period=period, active_from=usage_start,
-                        active_until=end if end < period.end else None, currency=currency,
+                        price,
+                        subscription,
+                        period=period,
+                        active_from=usage_start,
+                        active_until=end if end < period.end else None,
+                        currency=currency,
                     )
                     if line is not None:
                         lines.append(line)
@@ -371,11 +379,16 @@ class Biller:
             advance_plan = next_plan or plan
             for price in self.prices(subscription, advance_plan):
                 if is_in_advance_fee(price):
-                    active_from = subscription.trial_ends_at if (
-                        subscription.trial_ends_at and subscription.trial_ends_at > following.start
-                    ) else None
+                    active_from = (
+                        subscription.trial_ends_at
+                        if (subscription.trial_ends_at and subscription.trial_ends_at > following.start)
+                        else None
+                    )
                     line = self.fee_line(
-                        price, subscription, period=following, active_from=active_from,
+                        price,
+                        subscription,
+                        period=following,
+                        active_from=active_from,
                         active_until=stop if stop is not None and stop < following.end else None,
                         currency=advance_plan.currency,
                     )
@@ -395,10 +408,16 @@ class Biller:
         if usage_start < at:
             for price in old_prices:
                 if price.billable_metric_id:
-                    lines.append(self.usage_line(price, subscription, start=usage_start, end=at, currency=plan.currency))
+                    lines.append(
+                        self.usage_line(price, subscription, start=usage_start, end=at, currency=plan.currency)
+                    )
                 elif is_in_arrears_fee(price):
                     line = self.fee_line(
-                        price, subscription, period=period, active_from=usage_start, active_until=at,
+                        price,
+                        subscription,
+                        period=period,
+                        active_from=usage_start,
+                        active_until=at,
                         currency=plan.currency,
                     )
                     if line is not None:

@@ -69,11 +69,19 @@ class Invoice(models.Model):
     total = models.DecimalField(**MONEY_DIGITS, default=ZERO)
     amount_due = models.DecimalField(**MONEY_DIGITS, default=ZERO)
     replaces = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaced_by",
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="replaced_by",
         help_text="The voided invoice this one reissues.",
     )
     adjusts = models.ForeignKey(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="adjustments",
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adjustments",
         help_text="The issued invoice whose late usage this adjustment bills.",
     )
     billing_run = models.ForeignKey(
@@ -308,4 +316,3 @@ class BillingRunError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id}: {self.message[:80]}"
-

@@ -44,7 +44,9 @@ def price_spec_from_price(price: Price, *, currency: str) -> PriceSpec:
             max_unit_price=price.max_unit_price,
         )
         if price.dynamic_mode == "schedule":
-            kwargs["rate_schedule"] = tuple(RateChange(r.effective_from, r.unit_price) for r in price.dynamic_rates.all())
+            kwargs["rate_schedule"] = tuple(
+                RateChange(r.effective_from, r.unit_price) for r in price.dynamic_rates.all()
+            )
     if model != PriceModel.PERCENTAGE:
         kwargs["free_units"] = price.free_units
         kwargs["usage_discount_units"] = price.usage_discount_units

@@ -224,7 +224,9 @@ def billing_run_execute(
 ) -> BillingRun:
     """Close every billing period ended by ``as_of`` synchronously, chunk after chunk (the management
     command; the beat task fans the same chunks out to workers)."""
-    run, chunks = billing_run_create(as_of=as_of, trigger=trigger, merchant=merchant, chunk_size=chunk_size, now=clock())
+    run, chunks = billing_run_create(
+        as_of=as_of, trigger=trigger, merchant=merchant, chunk_size=chunk_size, now=clock()
+    )
     for chunk in chunks:
         billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=as_of, clock=clock)
     run.refresh_from_db()
@@ -286,14 +288,18 @@ def _preload_prices(biller: Biller, subscriptions: list[Subscription], extra_pla
         by_plan[price.plan_id].append(price)
     negotiated: dict[str, list[Price]] = defaultdict(list)
     for price in (
-        Price.objects.filter(customer_id__in={sub.customer_id for sub in subscriptions}, overrides__plan_id__in=plan_ids)
+        Price.objects.filter(
+            customer_id__in={sub.customer_id for sub in subscriptions}, overrides__plan_id__in=plan_ids
+        )
         .select_related(*PRICE_SELECT, "overrides")
         .prefetch_related(*PRICE_PREFETCH)
     ):
         negotiated[(price.customer_id, price.overrides.plan_id)].append(price)
     for sub in subscriptions:
         for plan_id in plan_ids:
-            biller.remember_prices(sub, plan_id, effective_prices(by_plan[plan_id], negotiated[(sub.customer_id, plan_id)]))
+            biller.remember_prices(
+                sub, plan_id, effective_prices(by_plan[plan_id], negotiated[(sub.customer_id, plan_id)])
+            )
 
 
 def _due_periods(subscription: Subscription, *, watermark: datetime | None, now: datetime) -> list[Period]:
@@ -311,7 +317,9 @@ def _due_periods(subscription: Subscription, *, watermark: datetime | None, now:
     return periods
 
 
-def _close_subscriptions(*, run: BillingRun, subscription_ids: list[str], as_of: datetime, outcome: ChunkOutcome) -> None:
+def _close_subscriptions(
+    *, run: BillingRun, subscription_ids: list[str], as_of: datetime, outcome: ChunkOutcome
+) -> None:
     subscriptions = list(Subscription.objects.filter(pk__in=subscription_ids).select_related(*SUBSCRIPTION_RELATED))
     pending = {
         change.subscription_id: change
@@ -348,17 +356,26 @@ def _close_subscriptions(*, run: BillingRun, subscription_ids: list[str], as_of:
             charge_from = change if change is not None and period.start < change < period.end else None
             work.append(_Work(sub, InvoiceKind.RECURRING, sub_now, period, charge_from))
     # One grouped aggregation per (metric, window) for the whole chunk.
-    wanted: dict[tuple[str, datetime, datetime], set[str]] = defaultdict(set)
+    wanted: dict[tuple[str, datetime, datetime], dict[str, Customer]] = defaultdict(dict)
     for item in work:
         if item.kind == InvoiceKind.RECURRING:
             for need in biller.usage_needs(item.subscription, item.period, charge_from=item.charge_from):
-                wanted[need].add(item.subscription.customer_id)
+                wanted[need][item.subscription.customer_id] = item.subscription.customer
     if wanted:
-        metrics = {price.billable_metric_id: price.billable_metric for prices in biller._prices.values() for price in prices if price.billable_metric_id}
+        metrics = {
+            price.billable_metric_id: price.billable_metric
+            for prices in biller._prices.values()
+            for price in prices
+            if price.billable_metric_id
+        }
         for (metric_id, start, end), customers in wanted.items():
             biller.remember_usage(
-                metric_id, start, end,
-                usage_source.quantities_by_customer(metric=metrics[metric_id], start=start, end=end, customers=customers),
+                metric_id,
+                start,
+                end,
+                usage_source.quantities_by_customer(
+                    metric=metrics[metric_id], start=start, end=end, customers=customers.values()
+                ),
             )
     for item in work:
         try:
@@ -366,7 +383,9 @@ def _close_subscriptions(*, run: BillingRun, subscription_ids: list[str], as_of:
         except Exception as error:  # one bad subscription must not stop the run; it is recorded
             logger.exception("Billing %s failed", item.subscription.id)
             outcome.failed += 1
-            outcome.errors.append((item.subscription.id, item.period.start if item.period else None, f"{type(error).__name__}: {error}"))
+            outcome.errors.append(
+                (item.subscription.id, item.period.start if item.period else None, f"{type(error).__name__}: {error}")
+            )
             continue
         if created:
             outcome.created += 1
@@ -417,7 +436,10 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
             sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
         )
         invoice = _invoice_from_composition(
-            composed, subscription=sub, plan=sub.plan, run=run,
+            composed,
+            subscription=sub,
+            plan=sub.plan,
+            run=run,
             grace_ends_at=end + sub.merchant.invoice_grace_period,
         )
         if not _insert_invoice(invoice, composed.lines):
@@ -545,13 +567,19 @@ def subscription_upgrade(*, subscription: Subscription, new_plan: Plan, now: dat
         ).update(canceled_at=at)
         composed = Biller().compose_plan_change(subscription, new_plan=new_plan, at=at)
         invoice = _invoice_from_composition(
-            composed, subscription=subscription, plan=subscription.plan,
+            composed,
+            subscription=subscription,
+            plan=subscription.plan,
             grace_ends_at=at + subscription.merchant.invoice_grace_period,
         )
         _insert_invoice(invoice, composed.lines)
         change = SubscriptionPlanChange.objects.create(
-            subscription=subscription, from_plan=subscription.plan, to_plan=new_plan,
-            kind=PlanChangeKind.UPGRADE, requested_at=at, effective_at=at,
+            subscription=subscription,
+            from_plan=subscription.plan,
+            to_plan=new_plan,
+            kind=PlanChangeKind.UPGRADE,
+            requested_at=at,
+            effective_at=at,
         )
         _apply_plan_change(subscription, change, invoice=invoice)
     return invoice
@@ -570,8 +598,12 @@ def subscription_downgrade(*, subscription: Subscription, new_plan: Plan, now: d
             subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
         ).update(canceled_at=at)
         return SubscriptionPlanChange.objects.create(
-            subscription=subscription, from_plan=subscription.plan, to_plan=new_plan,
-            kind=PlanChangeKind.DOWNGRADE, requested_at=at, effective_at=period.end,
+            subscription=subscription,
+            from_plan=subscription.plan,
+            to_plan=new_plan,
+            kind=PlanChangeKind.DOWNGRADE,
+            requested_at=at,
+            effective_at=period.end,
         )
 
 
@@ -579,11 +611,7 @@ def subscription_downgrade(*, subscription: Subscription, new_plan: Plan, now: d
 
 
 def _locked_invoice(invoice: Invoice) -> Invoice:
-    return (
-        Invoice.objects.select_for_update()
-        .select_related("merchant", "plan")
-        .get(pk=invoice.pk)
-    )
+    return Invoice.objects.select_for_update().select_related("merchant", "plan").get(pk=invoice.pk)
 
 
 def _refresh_lines(invoice: Invoice) -> None:
@@ -598,23 +626,37 @@ def _refresh_lines(invoice: Invoice) -> None:
         else:
             lines.append(
                 LineDraft(
-                    kind=line.kind, description=line.description, amount=line.amount, price=line.price,
-                    quantity=line.quantity, unit_price=line.unit_price, service_start=line.service_start,
-                    service_end=line.service_end, explanation=line.explanation,
+                    kind=line.kind,
+                    description=line.description,
+                    amount=line.amount,
+                    price=line.price,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    service_start=line.service_start,
+                    service_end=line.service_end,
+                    explanation=line.explanation,
                 )
             )
     plan_terms = invoice.kind == InvoiceKind.RECURRING
     composed = finish_lines(
-        kind=invoice.kind, lines=lines, currency=invoice.currency, rounding=subscription.merchant.rounding_mode,
-        tax_rate=invoice.tax_rate, tax_behavior=invoice.tax_behavior,
+        kind=invoice.kind,
+        lines=lines,
+        currency=invoice.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=invoice.tax_rate,
+        tax_behavior=invoice.tax_behavior,
         discount_percent=invoice.plan.discount_percent if plan_terms else None,
         minimum=invoice.plan.minimum_commitment if plan_terms else None,
-        period_start=invoice.period_start, period_end=invoice.period_end,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
     )
     invoice.lines.all().delete()
     InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
     invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due = (
-        composed.subtotal, composed.tax, composed.total, composed.amount_due,
+        composed.subtotal,
+        composed.tax,
+        composed.total,
+        composed.amount_due,
     )
     invoice.save(update_fields=["subtotal", "tax", "total", "amount_due", "updated_at"])
 
@@ -642,10 +684,14 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
 
 def invoices_finalize_due(*, now: datetime) -> dict[str, int]:
     """Issue every draft whose grace period has ended (by its subscription's test clock when it has one)."""
-    due = Invoice.objects.filter(status=InvoiceStatus.DRAFT, grace_ends_at__isnull=False).filter(
-        Q(subscription__test_clock__isnull=True, grace_ends_at__lte=now)
-        | Q(subscription__test_clock__isnull=False, grace_ends_at__lte=F("subscription__test_clock__current_time"))
-    ).select_related("subscription__test_clock")
+    due = (
+        Invoice.objects.filter(status=InvoiceStatus.DRAFT, grace_ends_at__isnull=False)
+        .filter(
+            Q(subscription__test_clock__isnull=True, grace_ends_at__lte=now)
+            | Q(subscription__test_clock__isnull=False, grace_ends_at__lte=F("subscription__test_clock__current_time"))
+        )
+        .select_related("subscription__test_clock")
+    )
     counts = {"issued": 0, "failed": 0}
     for invoice in due.order_by("grace_ends_at", "pk"):
         try:
@@ -690,17 +736,31 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
         subscription = _load(invoice.subscription)
         lines = [
             LineDraft(
-                kind=line.kind, description=line.description, amount=line.amount, price=line.price,
-                quantity=line.quantity, unit_price=line.unit_price, service_start=line.service_start,
-                service_end=line.service_end, explanation=line.explanation,
+                kind=line.kind,
+                description=line.description,
+                amount=line.amount,
+                price=line.price,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                service_start=line.service_start,
+                service_end=line.service_end,
+                explanation=line.explanation,
             )
             for line in invoice.lines.select_related("price")
         ]
         replacement = Invoice(
-            merchant_id=invoice.merchant_id, customer_id=invoice.customer_id, subscription_id=invoice.subscription_id,
-            plan=invoice.plan, kind=invoice.kind, currency=invoice.currency, period_start=invoice.period_start,
-            period_end=invoice.period_end, tax_behavior=invoice.tax_behavior, tax_rate=tax_rate_now(subscription),
-            replaces=invoice, grace_ends_at=None,
+            merchant_id=invoice.merchant_id,
+            customer_id=invoice.customer_id,
+            subscription_id=invoice.subscription_id,
+            plan=invoice.plan,
+            kind=invoice.kind,
+            currency=invoice.currency,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            tax_behavior=invoice.tax_behavior,
+            tax_rate=tax_rate_now(subscription),
+            replaces=invoice,
+            grace_ends_at=None,
         )
         replacement.save(force_insert=True)
         InvoiceLine.objects.bulk_create(_line_rows(replacement, lines))
@@ -753,16 +813,25 @@ def credit_note_issue(
         rounding = invoice.merchant.rounding_mode
         rate_ = invoice.tax_rate
         if invoice.tax_behavior == "inclusive":
-            tax = round_money(CTX.divide(CTX.multiply(base, rate_), CTX.add(Decimal(100), rate_)), invoice.currency, rounding)
+            tax = round_money(
+                CTX.divide(CTX.multiply(base, rate_), CTX.add(Decimal(100), rate_)), invoice.currency, rounding
+            )
             subtotal = base - tax
         else:
             tax = round_money(CTX.divide(CTX.multiply(base, rate_), Decimal(100)), invoice.currency, rounding)
             subtotal = base
         sequence = _next_number(merchant=invoice.merchant, year=now.year, document_type=DocumentType.CREDIT_NOTE)
         note = CreditNote.objects.create(
-            merchant=invoice.merchant, customer_id=invoice.customer_id, invoice=invoice,
-            number=credit_note_number_format(year=now.year, sequence=sequence), currency=invoice.currency,
-            issued_at=now, reason=reason, subtotal=subtotal, tax=tax, total=subtotal + tax,
+            merchant=invoice.merchant,
+            customer_id=invoice.customer_id,
+            invoice=invoice,
+            number=credit_note_number_format(year=now.year, sequence=sequence),
+            currency=invoice.currency,
+            issued_at=now,
+            reason=reason,
+            subtotal=subtotal,
+            tax=tax,
+            total=subtotal + tax,
         )
         for row in rows:
             row.credit_note = note
@@ -792,15 +861,25 @@ def invoice_bill_late_usage(*, invoice: Invoice, now: datetime) -> Invoice | Non
             quantity=item.current_quantity,
             service_start=item.line.service_start,
             service_end=item.line.service_end,
-            explanation={"text": f"billed {item.billed_quantity} for {item.billed_amount}; now {item.current_quantity}"
-                         f" for {item.current_amount}", "rating": item.explanation},
+            explanation={
+                "text": f"billed {item.billed_quantity} for {item.billed_amount}; now {item.current_quantity}"
+                f" for {item.current_amount}",
+                "rating": item.explanation,
+            },
         )
         for item in late
     ]
     composed = finish_lines(
-        kind=InvoiceKind.ADJUSTMENT, lines=lines, currency=invoice.currency,
-        rounding=subscription.merchant.rounding_mode, tax_rate=invoice.tax_rate, tax_behavior=invoice.tax_behavior,
-        discount_percent=None, minimum=None, period_start=invoice.period_start, period_end=invoice.period_end,
+        kind=InvoiceKind.ADJUSTMENT,
+        lines=lines,
+        currency=invoice.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=invoice.tax_rate,
+        tax_behavior=invoice.tax_behavior,
+        discount_percent=None,
+        minimum=None,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
     )
     with transaction.atomic():
         adjustment = _invoice_from_composition(composed, subscription=subscription, plan=invoice.plan, adjusts=invoice)

@@ -28,7 +28,7 @@ def quantity(*, metric: BillableMetric, customer: Customer, start: datetime, end
 
 
 def quantities_by_customer(
-    *, metric: BillableMetric, start: datetime, end: datetime, customers: Iterable[Customer | str]
+    *, metric: BillableMetric, start: datetime, end: datetime, customers: Iterable[Customer]
 ) -> dict[str, Decimal]:
     """Each customer's aggregated usage of ``metric`` in [start, end), in one query."""
     from metering.selectors import usage_aggregate_by_customer
