@@ -79,7 +79,7 @@ def subscription_prices(subscription: Subscription, *, plan=None) -> list[Price]
         Price.objects.filter(plan=plan, customer__isnull=True)
         .select_related(*PRICE_SELECT)
         .prefetch_related(*PRICE_PREFETCH)
-        .order_by("id")
+        .order_by("created_at", "id")
     )
     negotiated = (
         Price.objects.filter(customer_id=subscription.customer_id, overrides__plan=plan)

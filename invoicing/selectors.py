@@ -88,10 +88,10 @@ def late_usage_for_invoices(*, invoices: QuerySet[Invoice]) -> list[LateUsage]:
     counting adjustment invoices already raised for it (void ones excepted)."""
     lines = _billed_lines(invoices.filter(status__in=BILLED))
     adjusted: dict[tuple, tuple[Decimal, Decimal]] = defaultdict(lambda: (Decimal(0), Decimal(0)))
-    for row in InvoiceLine.objects.filter(
-        invoice__adjusts__in=[line.invoice_id for line in lines], kind=LineKind.ADJUSTMENT
-    ).exclude(invoice__status=InvoiceStatus.VOID).values_list(
-        "invoice__adjusts_id", "price_id", "service_start", "quantity", "amount"
+    for row in (
+        InvoiceLine.objects.filter(invoice__adjusts__in=[line.invoice_id for line in lines], kind=LineKind.ADJUSTMENT)
+        .exclude(invoice__status=InvoiceStatus.VOID)
+        .values_list("invoice__adjusts_id", "price_id", "service_start", "quantity", "amount")
     ):
         key = row[:3]
         quantity, amount = adjusted[key]

@@ -283,7 +283,7 @@ def _preload_prices(biller: Biller, subscriptions: list[Subscription], extra_pla
         Price.objects.filter(plan_id__in=plan_ids, customer__isnull=True)
         .select_related(*PRICE_SELECT)
         .prefetch_related(*PRICE_PREFETCH)
-        .order_by("id")
+        .order_by("created_at", "id")
     ):
         by_plan[price.plan_id].append(price)
     negotiated: dict[str, list[Price]] = defaultdict(list)

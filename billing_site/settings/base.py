@@ -153,7 +153,18 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Entries are copied into django-celery-beat's tables, where finance ops can pause or re-time them
 # in the admin ("Periodic tasks").
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Close ended billing periods and fan the run out to workers: every 15 minutes (https://crontab.guru/#*/15_*_*_*_*).
+    "invoicing-close-billing-periods": {
+        "task": "invoicing.close_billing_periods",
+        "schedule": timedelta(minutes=15),
+    },
+    # Issue drafts whose grace period has ended: every 15 minutes, offset by the beat's own start.
+    "invoicing-finalize-due-invoices": {
+        "task": "invoicing.finalize_due_invoices",
+        "schedule": timedelta(minutes=15),
+    },
+}
 
 # Billing knobs.
 METERLINE_EVENT_FUTURE_TOLERANCE = timedelta(minutes=5)

@@ -62,7 +62,9 @@ def test_a_late_event_in_the_grace_period_is_included_when_the_draft_is_issued(p
     assert invoices_finalize_due(now=FEB_1 + timedelta(hours=24)) == {"issued": 1, "failed": 0}
     draft.refresh_from_db()
     assert (draft.status, draft.number, draft.issued_at) == (
-        InvoiceStatus.ISSUED, "NLE-2026-000001", FEB_1 + timedelta(hours=24),
+        InvoiceStatus.ISSUED,
+        "NLE-2026-000001",
+        FEB_1 + timedelta(hours=24),
     )
     assert draft.lines.get(kind=LineKind.USAGE).quantity == Decimal("1500")
     assert (draft.subtotal, draft.tax, draft.total) == (Decimal("15.00"), Decimal("1.50"), Decimal("16.50"))
@@ -91,7 +93,8 @@ def test_an_issued_invoice_never_changes_and_late_usage_is_reported(plan, custom
     adjustment = invoice_bill_late_usage(invoice=Invoice.objects.get(pk=invoice.pk), now=FEB_1 + timedelta(days=3))
     assert adjustment.kind == InvoiceKind.ADJUSTMENT and adjustment.adjusts_id == invoice.pk
     assert [(line.kind, line.amount) for line in adjustment.lines.order_by("position")] == [
-        (LineKind.ADJUSTMENT, Decimal("2.5000")), (LineKind.TAX, Decimal("0.2500")),
+        (LineKind.ADJUSTMENT, Decimal("2.5000")),
+        (LineKind.TAX, Decimal("0.2500")),
     ]
     assert adjustment.total == Decimal("2.75")
     assert late_usage_for_customer(customer=customer) == []
@@ -118,7 +121,11 @@ def test_numbers_are_gap_free_per_merchant_and_year(seller, plan):
         customer=CustomerFactory(merchant=other_merchant), plan=other_plan, started_at=JAN_1, now=JAN_1
     )
     assert numbers == [
-        "NLE-2026-000001", "NLE-2026-000002", "NLE-2026-000003", "NLE-2026-000004", "NLE-2027-000001",
+        "NLE-2026-000001",
+        "NLE-2026-000002",
+        "NLE-2026-000003",
+        "NLE-2026-000004",
+        "NLE-2027-000001",
     ]
     assert Invoice.objects.get(subscription=other).number == "INV-2026-000001"
 
@@ -130,7 +137,10 @@ def test_full_and_partial_credit_notes(plan, customer):
     # a partial credit of $4 on the usage line, tax credited at the invoice's 10 %
     partial = credit_note_issue(invoice=invoice, now=FEB_1, reason="outage", amounts={usage_line.id: Decimal("4")})
     assert (partial.number, partial.subtotal, partial.tax, partial.total) == (
-        "CN-2026-000001", Decimal("4.00"), Decimal("0.40"), Decimal("4.40"),
+        "CN-2026-000001",
+        Decimal("4.00"),
+        Decimal("0.40"),
+        Decimal("4.40"),
     )
     assert [(line.invoice_line_id, line.amount) for line in partial.lines.all()] == [(usage_line.id, Decimal("4.00"))]
     # no more than what is left can be credited
@@ -158,9 +168,15 @@ def test_void_and_reissue(plan, customer):
     invoice.refresh_from_db()
     assert (invoice.status, invoice.number, invoice.void_reason) == (InvoiceStatus.VOID, "NLE-2026-000001", "wrong tax")
     assert (replacement.status, replacement.replaces_id, replacement.period_start) == (
-        InvoiceStatus.DRAFT, invoice.pk, JAN_1,
+        InvoiceStatus.DRAFT,
+        invoice.pk,
+        JAN_1,
     )
-    assert (replacement.subtotal, replacement.tax, replacement.total) == (Decimal("10.00"), Decimal("2.00"), Decimal("12.00"))
+    assert (replacement.subtotal, replacement.tax, replacement.total) == (
+        Decimal("10.00"),
+        Decimal("2.00"),
+        Decimal("12.00"),
+    )
     replacement = invoice_finalize(invoice=replacement, now=FEB_1 + timedelta(days=1))
     assert replacement.number == "NLE-2026-000002"
     # the voided period is not billed a third time by the closer
