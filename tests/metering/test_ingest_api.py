@@ -77,8 +77,9 @@ def test_idempotency_key_is_generated_when_absent(api_client, input_tokens, cust
 
 
 def test_same_key_in_two_merchants_is_two_events(api_client, input_tokens, customer):
-    from catalog.services import api_key_create
     from rest_framework.test import APIClient
+
+    from catalog.services import api_key_create
     from tests.factories import BillableMetricFactory, CustomerFactory, MerchantFactory
 
     other = MerchantFactory()
