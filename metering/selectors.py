@@ -133,6 +133,11 @@ def _as_text(value) -> str:
     return str(value)
 
 
+def _check_same_merchant(metric: BillableMetric, customer: Customer) -> None:
+    if customer.merchant_id != metric.merchant_id:
+        raise ValueError(f"Customer {customer.pk} and metric {metric.pk} belong to different merchants.")
+
+
 def _customer_where(customer: Customer, alias: str) -> tuple[str, list]:
     if customer.external_id:
         return (
@@ -251,6 +256,7 @@ def _finish(metric: BillableMetric, value) -> Decimal:
 
 def usage_aggregate(*, metric: BillableMetric, customer: Customer, start: datetime, end: datetime) -> Decimal:
     """A customer's usage of ``metric`` over [start, end), aggregated in one SQL query; 0 without events."""
+    _check_same_merchant(metric, customer)
     scope_sql, scope_params = _customer_where(customer, "e")
     rows = _aggregate_rows(metric=metric, start=start, end=end, scope_sql=scope_sql, scope_params=scope_params, keys=[])
     return _finish(metric, rows[0][0]) if rows else sql.ZERO
@@ -278,6 +284,8 @@ def usage_aggregate_by_customer(
     if customer_list is not None:
         if not customer_list:
             return {}
+        for customer in customer_list:
+            _check_same_merchant(metric, customer)
         scope_sql, scope_params = _customers_where(customer_list, "e")
     rows = _aggregate_rows(
         metric=metric,
@@ -334,6 +342,7 @@ def usage_grouped(
     scope_clauses: list[str] = []
     scope_params: list = []
     if customer is not None:
+        _check_same_merchant(metric, customer)
         clause, params = _customer_where(customer, alias)
         scope_clauses.append(clause)
         scope_params += params
@@ -381,6 +390,7 @@ def event_values(
     property); events without a numeric value are left out. An extra path's value is a Decimal when
     numeric, else its text, else None — e.g. ``$.unit_price`` for prices carried on events.
     """
+    _check_same_merchant(metric, customer)
     alias = "e"
     where, params = _metric_where(metric, start, end, alias)
     scope_sql, scope_params = _customer_where(customer, alias)
@@ -426,6 +436,7 @@ def metric_events(
     where, params = _metric_where(metric, start, end, EVENTS_TABLE)
     queryset = UsageEvent.objects.filter(RawSQL(where, params, output_field=BooleanField()))
     if customer is not None:
+        _check_same_merchant(metric, customer)
         match = Q(customer=customer)
         if customer.external_id:
             match |= Q(customer__isnull=True, external_subject=customer.external_id)

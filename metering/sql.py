@@ -8,7 +8,7 @@ Values read for SUM/AVG/MIN/MAX/LATEST are numbers or numeric strings; anything 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
 from django.db import connection
@@ -62,7 +62,7 @@ def json_number(column: str, parts: list[str]) -> tuple[str, list]:
             f"(CASE WHEN jsonb_typeof(jsonb_extract_path({column}, {marks})) = 'number' THEN ({text})::numeric "
             f"WHEN {text} ~ '{_PG_NUMERIC_REGEX}' THEN ({text})::numeric END)"
         )
-        return sql, list(parts) * 3
+        return sql, list(parts) * 4
     path = _sqlite_path(parts)
     sql = (
         f"(CASE WHEN json_type({column}, %s) IN ('integer', 'real') THEN json_extract({column}, %s) "
@@ -83,8 +83,8 @@ def to_datetime(value) -> datetime:
     if isinstance(value, str):
         value = parse_datetime(value)
     if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.UTC)
-    return value.astimezone(timezone.UTC)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def to_decimal(value) -> Decimal:
