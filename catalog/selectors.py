@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
-from .models import ApiKey
+from django.db.models import Q
+
+from .models import ApiKey, Price, Subscription
 
 
 def api_key_digest(raw_key: str) -> str:
@@ -18,3 +21,37 @@ def api_key_get_active(*, raw_key: str) -> ApiKey | None:
         .filter(key_digest=api_key_digest(raw_key), revoked_at__isnull=True)
         .first()
     )
+
+
+def _priced_rows(queryset):
+    return queryset.select_related("billable_metric", "fee").prefetch_related("tiers", "dynamic_rates")
+
+
+def subscription_prices(subscription: Subscription) -> list[Price]:
+    """The prices that bill a subscription: its plan's prices, with the customer's negotiated rates in place."""
+    return prices_for_subscriptions([subscription])[subscription.pk]
+
+
+def prices_for_subscriptions(subscriptions: Iterable[Subscription]) -> dict[str, list[Price]]:
+    """Subscription id → its billing prices, for many subscriptions in a fixed number of queries.
+
+    A negotiated rate (a Price with ``customer`` set) replaces the plan price it ``overrides`` for that
+    customer only; other customers on the same plan keep the plan price.
+    """
+    subscriptions = list(subscriptions)
+    plan_ids = {s.plan_id for s in subscriptions}
+    customer_ids = {s.customer_id for s in subscriptions}
+    plan_prices: dict[str, list[Price]] = {plan_id: [] for plan_id in plan_ids}
+    negotiated: dict[tuple[str, str], Price] = {}
+    rows = _priced_rows(
+        Price.objects.filter(plan_id__in=plan_ids).filter(Q(customer__isnull=True) | Q(customer_id__in=customer_ids))
+    ).order_by("plan_id", "invoice_display_name", "id")
+    for price in rows:
+        if price.customer_id is None:
+            plan_prices[price.plan_id].append(price)
+        else:
+            negotiated[(price.customer_id, price.overrides_id)] = price
+    return {
+        s.pk: [negotiated.get((s.customer_id, price.pk), price) for price in plan_prices[s.plan_id]]
+        for s in subscriptions
+    }
