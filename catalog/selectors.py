@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from django.db.models import Q
 
-from .models import ApiKey, Price, Subscription
+from .models import ApiKey, Customer, Plan, Price, Subscription
 
 
 def api_key_digest(raw_key: str) -> str:
@@ -33,14 +33,26 @@ def subscription_prices(subscription: Subscription) -> list[Price]:
 
 
 def prices_for_subscriptions(subscriptions: Iterable[Subscription]) -> dict[str, list[Price]]:
-    """Subscription id → its billing prices, for many subscriptions in a fixed number of queries.
+    """Subscription id → its billing prices, for many subscriptions in a fixed number of queries."""
+    subscriptions = list(subscriptions)
+    table = _billing_prices({(s.plan_id, s.customer_id) for s in subscriptions})
+    return {s.pk: table[(s.plan_id, s.customer_id)] for s in subscriptions}
+
+
+def plan_prices_for_customer(*, plan: Plan, customer: Customer | None = None) -> list[Price]:
+    """A plan's prices as ``customer`` would be billed (the plan's own prices when no customer is given)."""
+    key = (plan.pk, customer.pk if customer else None)
+    return _billing_prices({key})[key]
+
+
+def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str | None], list[Price]]:
+    """(plan id, customer id) → billing prices.
 
     A negotiated rate (a Price with ``customer`` set) replaces the plan price it ``overrides`` for that
     customer only; other customers on the same plan keep the plan price.
     """
-    subscriptions = list(subscriptions)
-    plan_ids = {s.plan_id for s in subscriptions}
-    customer_ids = {s.customer_id for s in subscriptions}
+    plan_ids = {plan_id for plan_id, _ in pairs}
+    customer_ids = {customer_id for _, customer_id in pairs if customer_id}
     plan_prices: dict[str, list[Price]] = {plan_id: [] for plan_id in plan_ids}
     negotiated: dict[tuple[str, str], Price] = {}
     rows = _priced_rows(
@@ -52,6 +64,6 @@ def prices_for_subscriptions(subscriptions: Iterable[Subscription]) -> dict[str,
         else:
             negotiated[(price.customer_id, price.overrides_id)] = price
     return {
-        s.pk: [negotiated.get((s.customer_id, price.pk), price) for price in plan_prices[s.plan_id]]
-        for s in subscriptions
+        (plan_id, customer_id): [negotiated.get((customer_id, price.pk), price) for price in plan_prices[plan_id]]
+        for plan_id, customer_id in pairs
     }
