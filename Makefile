@@ -25,7 +25,10 @@ run: demo
 	@echo "Meterline: admin at http://127.0.0.1:8000/admin/  API at http://127.0.0.1:8000/v0/  (Ctrl-C stops all)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
+CHROMIUM_PATH ?= /usr/bin/chromium
+
 test: install
+	@test -x "$(CHROMIUM_PATH)" || echo "NOTE: Chromium not found at $(CHROMIUM_PATH): browser tests will be SKIPPED (apt-get install chromium)."
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

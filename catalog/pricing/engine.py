@@ -95,11 +95,7 @@ def _reduce(spec: PriceSpec, quantity: Decimal) -> tuple[tuple[ExplanationLine, 
     if discount_units:
         removed = min(quantity, discount_units) if quantity > 0 else _ZERO
         quantity = CTX.subtract(quantity, removed)
-        lines = (
-            _Line(
-                LineKind.USAGE_DISCOUNT, _ZERO, spec.currency, spec.unit_name, removed, upper=discount_units
-            ),
-        )
+        lines = (_Line(LineKind.USAGE_DISCOUNT, _ZERO, spec.currency, spec.unit_name, removed, upper=discount_units),)
     free = spec.free_units
     if free:
         waived = min(quantity, free) if quantity > 0 else _ZERO
@@ -136,9 +132,7 @@ def _finish(
         true_up = CTX.subtract(minimum, subtotal)
         lines += (_Line(LineKind.MINIMUM_TRUE_UP, true_up, spec.currency, spec.unit_name, None, minimum),)
         subtotal = minimum
-    return RatingResult(
-        spec.price_id, spec.name, spec.currency, spec.unit_name, quantity, billable, subtotal, lines
-    )
+    return RatingResult(spec.price_id, spec.name, spec.currency, spec.unit_name, quantity, billable, subtotal, lines)
 
 
 # -- quantity-based models -----------------------------------------------------------------------
@@ -263,9 +257,7 @@ def _percentage(spec: PriceSpec, usage: Usage | Decimal | int) -> RatingResult:
     raised_count = lowered_count = 0
     if usage.__class__ is Usage and usage.amounts is not None:
         if usage.quantity is not None or usage.event_count is not None or usage.events or usage.segments:
-            raise _usage_error(
-                spec, "Give either per-event amounts or the aggregate quantity and event_count"
-            )
+            raise _usage_error(spec, "Give either per-event amounts or the aggregate quantity and event_count")
         total = _ZERO
         count = 0
         for amount in usage.amounts:
@@ -302,23 +294,17 @@ def _percentage(spec: PriceSpec, usage: Usage | Decimal | int) -> RatingResult:
             raise _usage_error(spec, f"event_count must be a whole number of events, got {count!r}")
     currency, unit_name = spec.currency, spec.unit_name
     subtotal = CTX.multiply(total, rate_)
-    lines: tuple[ExplanationLine, ...] = (
-        _Line(LineKind.PERCENTAGE, subtotal, currency, unit_name, total, rate_),
-    )
+    lines: tuple[ExplanationLine, ...] = (_Line(LineKind.PERCENTAGE, subtotal, currency, unit_name, total, rate_),)
     if fee is not None:
         fees = CTX.multiply(Decimal(count), fee)
         lines += (_Line(LineKind.FIXED_FEE, fees, currency, unit_name, Decimal(count), fee),)
         subtotal = CTX.add(subtotal, fees)
     if raised_count:
-        lines += (
-            _Line(LineKind.EVENT_MINIMUM, raised, currency, unit_name, Decimal(raised_count), event_min),
-        )
+        lines += (_Line(LineKind.EVENT_MINIMUM, raised, currency, unit_name, Decimal(raised_count), event_min),)
         subtotal = CTX.add(subtotal, raised)
     if lowered_count:
         lowered = CTX.minus(lowered)
-        lines += (
-            _Line(LineKind.EVENT_MAXIMUM, lowered, currency, unit_name, Decimal(lowered_count), event_max),
-        )
+        lines += (_Line(LineKind.EVENT_MAXIMUM, lowered, currency, unit_name, Decimal(lowered_count), event_max),)
         subtotal = CTX.add(subtotal, lowered)
     period_min, period_max = spec.period_min_charge, spec.period_max_charge
     if period_min is not None and subtotal < period_min:
@@ -394,9 +380,7 @@ def _dynamic(spec: PriceSpec, usage: Usage | Decimal | int) -> RatingResult:
     quantity = _ZERO
     for item in items:
         quantity = CTX.add(quantity, item[1])
-    lines, billable = (
-        _reduce(spec, quantity) if spec.usage_discount_units or spec.free_units else ((), quantity)
-    )
+    lines, billable = _reduce(spec, quantity) if spec.usage_discount_units or spec.free_units else ((), quantity)
     skip = CTX.subtract(quantity, billable)
 
     # Waived units come off the earliest usage first.
@@ -421,11 +405,7 @@ def _dynamic(spec: PriceSpec, usage: Usage | Decimal | int) -> RatingResult:
             since = f"rate from {schedule.starts[index].isoformat()}"
             note = f"{since}; {note}" if note else since
         amount = CTX.multiply(group_quantity, charged)
-        lines += (
-            _Line(
-                LineKind.DYNAMIC, amount, spec.currency, spec.unit_name, group_quantity, charged, note=note
-            ),
-        )
+        lines += (_Line(LineKind.DYNAMIC, amount, spec.currency, spec.unit_name, group_quantity, charged, note=note),)
         subtotal = CTX.add(subtotal, amount)
     return _finish(spec, quantity, billable, lines, subtotal)
 

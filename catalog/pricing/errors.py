@@ -26,9 +26,7 @@ class InvalidPriceError(PricingError):
 class InvalidTierTableError(InvalidPriceError):
     """The tier table breaks one or more rules; ``messages`` lists them in finance-friendly wording."""
 
-    def __init__(
-        self, messages: Sequence[str], *, price_id: str | None = None, name: str | None = None
-    ) -> None:
+    def __init__(self, messages: Sequence[str], *, price_id: str | None = None, name: str | None = None) -> None:
         self.messages = tuple(messages)
         super().__init__("; ".join(self.messages), price_id=price_id, name=name)
 

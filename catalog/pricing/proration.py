@@ -76,9 +76,7 @@ def prorate(
     if fraction == 1:
         prorated = amount
     else:
-        prorated = CTX.divide(
-            CTX.multiply(amount, Decimal(fraction.numerator)), Decimal(fraction.denominator)
-        )
+        prorated = CTX.divide(CTX.multiply(amount, Decimal(fraction.numerator)), Decimal(fraction.denominator))
     return Proration(
         full_amount=amount, covered_days=covered, period_days=period_days, fraction=fraction, amount=prorated
     )

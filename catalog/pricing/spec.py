@@ -239,8 +239,7 @@ def _validate_dynamic(spec: PriceSpec) -> None:
         try:
             if starts and change.effective_from <= starts[-1]:
                 raise spec.error(
-                    f"Rate schedule entry {number} must take effect after entry {number - 1}"
-                    f" ({starts[-1].isoformat()})"
+                    f"Rate schedule entry {number} must take effect after entry {number - 1} ({starts[-1].isoformat()})"
                 )
         except TypeError:
             raise spec.error("Rate schedule mixes timezone-aware and naive datetimes") from None

@@ -72,9 +72,7 @@ def test_description_matches_the_issue_wording():
     result = rate(spec, Decimal(250000))
     # then
     assert result.amount == Decimal("0.35")
-    assert result.describe() == (
-        "0–100,000 tokens × $0.000002 = $0.20; 100,000–250,000 tokens × $0.000001 = $0.15"
-    )
+    assert result.describe() == ("0–100,000 tokens × $0.000002 = $0.20; 100,000–250,000 tokens × $0.000001 = $0.15")
 
 
 FLAT_TIERS = (

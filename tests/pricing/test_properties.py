@@ -33,9 +33,7 @@ def tier_tables(draw) -> tuple[Tier, ...]:
     bounds = sorted(
         draw(
             st.lists(
-                st.decimals(
-                    min_value=D("0.01"), max_value=10**10, places=2, allow_nan=False, allow_infinity=False
-                ),
+                st.decimals(min_value=D("0.01"), max_value=10**10, places=2, allow_nan=False, allow_infinity=False),
                 unique=True,
                 max_size=5,
             )
@@ -43,15 +41,12 @@ def tier_tables(draw) -> tuple[Tier, ...]:
     )
     ups: list[Decimal | None] = [*bounds, None]
     return tuple(
-        Tier(up_to=up, unit_price=draw(rates), flat_fee=draw(st.sampled_from([D(0), draw(fees)])))
-        for up in ups
+        Tier(up_to=up, unit_price=draw(rates), flat_fee=draw(st.sampled_from([D(0), draw(fees)]))) for up in ups
     )
 
 
 def _spec(model: PricingModel, tiers: tuple[Tier, ...], **extra) -> PriceSpec:
-    return PriceSpec(
-        price_id="price_prop", name="Property", model=model, currency="USD", tiers=tiers, **extra
-    )
+    return PriceSpec(price_id="price_prop", name="Property", model=model, currency="USD", tiers=tiers, **extra)
 
 
 def _reference_graduated(tiers: tuple[Tier, ...], quantity: Decimal) -> Fraction:
@@ -122,9 +117,7 @@ def test_explanation_subtotals_sum_exactly_to_the_unrounded_amount(
 
 @given(
     price=st.decimals(min_value=-50, max_value=50, places=12, allow_nan=False, allow_infinity=False),
-    quantity=st.decimals(
-        min_value=-(10**6), max_value=10**6, places=3, allow_nan=False, allow_infinity=False
-    ),
+    quantity=st.decimals(min_value=-(10**6), max_value=10**6, places=3, allow_nan=False, allow_infinity=False),
     package=st.sampled_from([None, D(1000), D(3)]),
 )
 def test_standard_lines_sum_to_the_amount_with_rebates(price, quantity, package):
@@ -177,8 +170,6 @@ def test_rounded_lines_sum_exactly_to_the_reported_total(lines, currency, roundi
     currency=currencies,
     rounding=st.sampled_from([ROUND_HALF_UP, ROUND_HALF_EVEN, ROUND_UP, ROUND_DOWN]),
 )
-def test_round_fraction_agrees_with_decimal_rounding_on_terminating_values(
-    numerator, exponent, currency, rounding
-):
+def test_round_fraction_agrees_with_decimal_rounding_on_terminating_values(numerator, exponent, currency, rounding):
     value = D(numerator).scaleb(-exponent)
     assert round_fraction(Fraction(value), currency, rounding) == round_money(value, currency, rounding)

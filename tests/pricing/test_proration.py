@@ -55,13 +55,9 @@ def test_leap_february():
     assert result.rounded_amount("USD") == D("1.00")
 
 
-@pytest.mark.parametrize(
-    ("active_from", "expected"), [(date(2026, 1, 31), Fraction(1)), (FEB_1, Fraction(0))]
-)
+@pytest.mark.parametrize(("active_from", "expected"), [(date(2026, 1, 31), Fraction(1)), (FEB_1, Fraction(0))])
 def test_obligation_fees_are_never_prorated(active_from, expected):
-    result = prorate(
-        D("500.00"), period_start=JAN_1, period_end=FEB_1, active_from=active_from, obligation=True
-    )
+    result = prorate(D("500.00"), period_start=JAN_1, period_end=FEB_1, active_from=active_from, obligation=True)
     assert result.fraction == expected
 
 

@@ -97,9 +97,7 @@ def test_floats_are_refused():
 def test_result_rounds_per_currency():
     cases = (("JPY", "1235", "1234"), ("USD", "1234.57", "1234.56"), ("KWD", "1234.568", "1234.567"))
     for currency, expected, expected_down in cases:
-        spec = PriceSpec(
-            price_id="p", name="Thing", model="standard", currency=currency, unit_price=D("1.2345675")
-        )
+        spec = PriceSpec(price_id="p", name="Thing", model="standard", currency=currency, unit_price=D("1.2345675"))
         result = rate(spec, D(1000))
         assert result.amount == D("1234.5675000")
         assert result.rounded == D(expected)

@@ -95,9 +95,7 @@ def test_package_descriptions():
     exact = _spec(package_size=Decimal(1000), unit_name="tokens")
     up = _spec(package_size=Decimal(1000), package_rounding=PackageRounding.UP, unit_name="tokens")
     assert rate(exact, Decimal(1500)).describe() == "1,500 tokens × $0.002 per 1,000 tokens = $0.003"
-    assert (
-        rate(up, Decimal(1500)).describe() == "1,500 tokens billed as 2 packages of 1,000 × $0.002 = $0.004"
-    )
+    assert rate(up, Decimal(1500)).describe() == "1,500 tokens billed as 2 packages of 1,000 × $0.002 = $0.004"
 
 
 def test_exact_packages_that_do_not_terminate_are_deterministic():
@@ -109,9 +107,7 @@ def test_exact_packages_that_do_not_terminate_are_deterministic():
 
 @pytest.mark.parametrize("quantity", ["-1", "-0.0001"])
 def test_negative_quantity_is_refused(quantity):
-    with pytest.raises(
-        InvalidUsageError, match=r"Price 'API calls' \(price_std\): Quantity cannot be negative"
-    ):
+    with pytest.raises(InvalidUsageError, match=r"Price 'API calls' \(price_std\): Quantity cannot be negative"):
         rate(_spec(), Decimal(quantity))
 
 

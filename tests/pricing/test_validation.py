@@ -22,9 +22,7 @@ def _tiered(tiers, model="graduated") -> PriceSpec:
 
 
 def test_unknown_model_is_refused_naming_the_price():
-    with pytest.raises(
-        InvalidPriceError, match=r"Price 'Storage' \(price_42\): Unknown pricing model 'auction'"
-    ):
+    with pytest.raises(InvalidPriceError, match=r"Price 'Storage' \(price_42\): Unknown pricing model 'auction'"):
         PriceSpec(price_id="price_42", name="Storage", model="auction", currency="USD", unit_price=D(1))
 
 
@@ -76,9 +74,7 @@ def test_validate_tiers_returns_finance_friendly_messages(tiers, messages):
 def test_bad_tier_table_is_refused_naming_the_price(model):
     with pytest.raises(InvalidTierTableError) as caught:
         _tiered((Tier(D(100), D(1)), Tier(D(50), D(1)), Tier(None, D(1))), model=model)
-    assert (
-        str(caught.value) == "Price 'Storage' (price_42): Tier 2 must start above tier 1's upper bound of 100"
-    )
+    assert str(caught.value) == "Price 'Storage' (price_42): Tier 2 must start above tier 1's upper bound of 100"
     assert caught.value.price_id == "price_42"
     assert caught.value.messages == ("Tier 2 must start above tier 1's upper bound of 100",)
 

@@ -103,10 +103,7 @@ def test_free_plan_12500_tokens():
 def test_free_plan_within_the_allowance():
     result = rate(FREE_TOKENS, D("9000"))
     assert result.amount == D(0)
-    assert (
-        result.describe()
-        == "first 9,000 tokens free (allowance 10,000); 0 tokens × $0.002 per 1,000 tokens = $0.00"
-    )
+    assert result.describe() == "first 9,000 tokens free (allowance 10,000); 0 tokens × $0.002 per 1,000 tokens = $0.00"
 
 
 # -- "Cloud Analytics" ---------------------------------------------------------------------------
@@ -131,9 +128,7 @@ def test_reserved_plan_40_percent_off_compute():
     assert unit.amount == D("123.4567")
     assert discount.kind == LineKind.DISCOUNT
     assert discount.amount == D("-49.38268")
-    assert result.describe() == (
-        "1,234,567 compute seconds × $0.0001 = $123.4567; 40% off $123.4567 = -$49.38268"
-    )
+    assert result.describe() == ("1,234,567 compute seconds × $0.0001 = $123.4567; 40% off $123.4567 = -$49.38268")
 
 
 # -- other currencies ----------------------------------------------------------------------------
@@ -142,9 +137,7 @@ def test_reserved_plan_40_percent_off_compute():
 def test_yen_and_dinar_lines():
     # JPY: 1,234 calls x ¥0.35 = ¥431.9 -> ¥432; KWD: 1,234 x 0.0125 = 15.425 -> KWD 15.425
     yen = PriceSpec(price_id="jp", name="JP calls", model="standard", currency="JPY", unit_price=D("0.35"))
-    dinar = PriceSpec(
-        price_id="kw", name="KW calls", model="standard", currency="KWD", unit_price=D("0.0125")
-    )
+    dinar = PriceSpec(price_id="kw", name="KW calls", model="standard", currency="KWD", unit_price=D("0.0125"))
     assert rate(yen, D(1234)).rounded == D("432")
     assert rate(yen, D(1234)).describe() == "1,234 units × ¥0.35 = ¥431.9"
     assert rate(dinar, D(1234)).rounded == D("15.425")

@@ -1,0 +1,60 @@
+"""The plan page's price simulator (an admin view; the arithmetic lives in ``catalog.simulator``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from .models import Customer, Plan, PriceModel
+from .selectors import plan_prices_for_customer
+from .simulator import SimulatedUsage, plan_simulate
+
+
+def plan_simulator_view(request, *, admin_site, model_admin, plan_id: str):
+    """GET-only: a simulation changes nothing, so viewers may use it as well as editors."""
+    plan = get_object_or_404(Plan.objects.select_related("product", "merchant"), pk=plan_id)
+    if not model_admin.has_view_permission(request, plan):
+        raise PermissionDenied
+    customers = Customer.objects.filter(merchant=plan.merchant, negotiated_prices__plan=plan).distinct()
+    customer = customers.filter(pk=request.GET.get("customer")).first() if request.GET.get("customer") else None
+    prices = plan_prices_for_customer(plan=plan, customer=None)
+    inputs, errors = [], {}
+    usage: dict[str, SimulatedUsage] = {}
+    for price in prices:
+        if price.fee_id:
+            continue
+        name = f"q_{price.pk}"
+        raw = request.GET.get(name, "").strip()
+        entry = {"price": price, "name": name, "value": raw, "percentage": price.model == PriceModel.PERCENTAGE}
+        inputs.append(entry)
+        try:
+            if entry["percentage"]:
+                amounts = tuple(Decimal(part) for part in raw.replace("\n", ",").split(",") if part.strip())
+                usage[price.pk] = SimulatedUsage(event_amounts=amounts)
+            else:
+                usage[price.pk] = SimulatedUsage(quantity=Decimal(raw.replace(",", "")) if raw else Decimal(0))
+        except InvalidOperation:
+            errors[name] = "Enter a number, e.g. 250000 or 1.5 (amounts separated by commas)."
+    for entry in inputs:
+        entry["error"] = errors.get(entry["name"], "")
+    simulation = None
+    if "simulate" in request.GET and not errors:
+        simulation = plan_simulate(
+            plan=plan, usage=usage, at=timezone.now(), customer=customer, rounding=plan.merchant.rounding_mode
+        )
+    context = {
+        **admin_site.each_context(request),
+        "opts": Plan._meta,
+        "title": f"Price simulator · {plan}",
+        "plan": plan,
+        "inputs": inputs,
+        "customers": customers,
+        "customer": customer,
+        "simulation": simulation,
+        "fee_prices": [p for p in prices if p.fee_id],
+    }
+    return TemplateResponse(request, "admin/catalog/plan/simulator.html", context)

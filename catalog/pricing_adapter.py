@@ -1,0 +1,94 @@
+"""Turn catalog Price rows into the rating engine's plain ``PriceSpec`` (the only ORM ↔ engine seam).
+
+Invoicing, real-time debits and the admin's price simulator all rate through here, so the three
+never disagree. Only the fields that belong to the price's model are passed on: the engine refuses
+settings that do not apply rather than guessing which one was meant.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .models import Price, PriceModel
+from .pricing import DynamicMode, PackageRounding, PriceSpec, PricingError, PricingModel, RateChange, Tier
+
+_SPEC_CACHE_ATTR = "_pricing_spec_cache"
+
+
+def price_spec_from_price(price: Price, *, currency: str | None = None) -> PriceSpec:
+    """The engine spec of ``price`` in ``currency`` (default: its plan's), cached on the instance.
+
+    Tiers and dynamic rates are read through ``price.tiers.all()`` / ``price.dynamic_rates.all()``, so
+    prefetch them (``catalog.selectors.prices_for_subscriptions`` does) to keep queries constant.
+    Raises ``PricingError`` naming the price when the stored price is inconsistent.
+    """
+    currency = currency or price.plan.currency
+    cache = getattr(price, _SPEC_CACHE_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(price, _SPEC_CACHE_ATTR, cache)
+    if currency not in cache:
+        cache[currency] = _build_spec(price, currency)
+    return cache[currency]
+
+
+def _build_spec(price: Price, currency: str) -> PriceSpec:
+    model = price.model
+    metered = price.billable_metric_id is not None
+    fields: dict = {
+        "price_id": price.pk or "unsaved",
+        "name": price.invoice_display_name or "Unnamed price",
+        "model": PricingModel(model),
+        "currency": currency,
+        "unit_name": price.billable_metric.unit if metered else "unit",
+        "discount_percent": price.discount_percent,
+        "minimum_amount": price.minimum_commitment,
+    }
+    if metered and model != PriceModel.PERCENTAGE:
+        fields["free_units"] = price.free_units or Decimal(0)
+        fields["usage_discount_units"] = price.usage_discount_units
+    if model == PriceModel.STANDARD:
+        fields["unit_price"] = price.unit_price
+        fields["allow_rebates"] = bool(price.allows_rebate and metered)
+        if price.package_size:
+            fields["package_size"] = price.package_size
+            fields["package_rounding"] = PackageRounding(price.package_rounding)
+    elif model == PriceModel.PACKAGE:
+        fields["unit_price"] = price.unit_price
+        fields["package_size"] = price.package_size
+        fields["package_rounding"] = (
+            PackageRounding.DOWN if price.package_rounding == PackageRounding.DOWN else PackageRounding.UP
+        )
+    elif model in (PriceModel.GRADUATED, PriceModel.VOLUME):
+        fields["tiers"] = tuple(
+            Tier(up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee or Decimal(0))
+            for tier in _ordered_tiers(price)
+        )
+    elif model == PriceModel.PERCENTAGE:
+        fields.update(
+            percentage_rate=price.percentage_rate,
+            fixed_fee=price.fixed_fee_per_event,
+            event_min_charge=price.min_charge_per_event,
+            event_max_charge=price.max_charge_per_event,
+            period_min_charge=price.min_charge_per_period,
+            period_max_charge=price.max_charge_per_period,
+        )
+    elif model == PriceModel.DYNAMIC:
+        fields.update(
+            dynamic_mode=DynamicMode(price.dynamic_mode) if price.dynamic_mode else None,
+            min_unit_price=price.min_unit_price,
+            max_unit_price=price.max_unit_price,
+        )
+        if price.dynamic_mode == DynamicMode.SCHEDULE:
+            fields["rate_schedule"] = tuple(
+                RateChange(effective_from=rate.effective_from, unit_price=rate.unit_price)
+                for rate in sorted(price.dynamic_rates.all(), key=lambda r: r.effective_from)
+            )
+    else:
+        raise PricingError(f"Price '{fields['name']}' ({fields['price_id']}): unknown pricing model {model!r}")
+    return PriceSpec(**fields)
+
+
+def _ordered_tiers(price: Price) -> list:
+    # Open-ended tier last; the prefetch cache keeps Meta.ordering, but unsaved inline rows may not.
+    return sorted(price.tiers.all(), key=lambda t: (t.up_to is None, t.up_to or 0))

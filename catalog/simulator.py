@@ -1,0 +1,106 @@
+"""The price simulator: what a plan would charge for given usage, computed by the rating engine.
+
+Finance staff use it on the plan page to check a plan before publishing it. It prices each line with
+exactly the code invoicing uses (``pricing_adapter`` + ``catalog.pricing``), then the plan minimum and
+the plan discount; tax is left out because it depends on the customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from .models import Customer, Plan, Price, PriceModel
+from .pricing import PricingError, RatingResult, Usage, apply_plan_minimum, apply_subtotal_discount, rate
+from .pricing_adapter import price_spec_from_price
+from .selectors import plan_prices_for_customer
+
+
+@dataclass
+class SimulatedLine:
+    price: Price
+    quantity_label: str
+    result: RatingResult | None = None
+    amount: Decimal | None = None  # rounded to the currency's minor unit
+    error: str = ""
+
+    @property
+    def breakdown(self) -> list[str]:
+        return [line.description for line in self.result.lines] if self.result else []
+
+
+@dataclass
+class Simulation:
+    plan: Plan
+    currency: str
+    lines: list[SimulatedLine] = field(default_factory=list)
+    minimum_true_up: Decimal = Decimal(0)
+    discount: Decimal = Decimal(0)
+    subtotal: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(line.error for line in self.lines)
+
+
+@dataclass(frozen=True)
+class SimulatedUsage:
+    """What the user typed for one price: a quantity, or event amounts for percentage prices."""
+
+    quantity: Decimal = Decimal(0)
+    event_amounts: tuple[Decimal, ...] = ()
+
+
+def plan_simulate(
+    *, plan: Plan, usage: dict[str, SimulatedUsage], at: datetime, customer: Customer | None = None, rounding: str
+) -> Simulation:
+    """Price one period of ``plan`` for ``usage`` (keyed by price id; negotiated rates keyed by the plan price)."""
+    simulation = Simulation(plan=plan, currency=plan.currency)
+    results: list[RatingResult] = []
+    for price in plan_prices_for_customer(plan=plan, customer=customer):
+        typed = usage.get(price.pk) or usage.get(price.overrides_id or "", SimulatedUsage())
+        line = _simulate_line(price, typed, at=at, currency=plan.currency, rounding=rounding)
+        simulation.lines.append(line)
+        if line.result is not None:
+            results.append(line.result)
+    if simulation.has_errors:
+        return simulation
+    rounded = apply_plan_minimum(results, minimum=plan.minimum_commitment, currency=plan.currency, rounding=rounding)
+    for line, amount in zip((line for line in simulation.lines if line.result), rounded.lines, strict=True):
+        line.amount = amount
+    simulation.minimum_true_up = rounded.minimum_true_up
+    simulation.subtotal = rounded.total
+    simulation.total = rounded.total
+    if plan.discount_percent:
+        discounted = apply_subtotal_discount(
+            rounded.total, percent=plan.discount_percent, currency=plan.currency, rounding=rounding
+        )
+        simulation.discount = discounted.discount
+        simulation.total = discounted.total
+    return simulation
+
+
+def _simulate_line(price: Price, typed: SimulatedUsage, *, at: datetime, currency: str, rounding: str) -> SimulatedLine:
+    if price.fee_id:
+        line = SimulatedLine(price=price, quantity_label=f"{price.quantity} × fee")
+        usage: Usage = Usage(quantity=Decimal(price.quantity))
+    elif price.model == PriceModel.PERCENTAGE:
+        line = SimulatedLine(price=price, quantity_label=f"{len(typed.event_amounts)} transactions")
+        usage = Usage(amounts=typed.event_amounts)
+    elif price.model == PriceModel.DYNAMIC and price.dynamic_mode == "schedule":
+        line = SimulatedLine(price=price, quantity_label=f"{typed.quantity:,f} {price.billable_metric.unit}")
+        usage = Usage(events=[(at, typed.quantity)])
+    elif price.model == PriceModel.DYNAMIC:
+        line = SimulatedLine(price=price, quantity_label="priced per event")
+        line.error = "Prices carried on each event cannot be simulated; send test events instead."
+        return line
+    else:
+        line = SimulatedLine(price=price, quantity_label=f"{typed.quantity:,f} {price.billable_metric.unit}")
+        usage = Usage(quantity=typed.quantity)
+    try:
+        line.result = rate(price_spec_from_price(price, currency=currency), usage)
+    except PricingError as exc:
+        line.error = str(exc)
+    return line
