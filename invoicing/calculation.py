@@ -28,7 +28,7 @@ from catalog.pricing.currency import CTX, format_quantity
 from . import usage as usage_source
 from .models import InvoiceKind, LineKind
 from .periods import Period, local_date, next_period, period_at
-from .pricing_adapter import price_spec_from_price, subscription_prices
+from .pricing_adapter import plan_prices_for_customer, price_spec_from_price
 
 HUNDRED = Decimal(100)
 ONE_OFF = "P0D"
@@ -163,14 +163,14 @@ class Biller:
         self._usage: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = {}
 
     # caches
-    def remember_prices(self, subscription: Subscription, plan_id: str, prices: list[Price]) -> None:
-        self._prices[(subscription.id, plan_id)] = prices
+    def remember_prices(self, subscription_id: str, plan_id: str, prices: list[Price]) -> None:
+        self._prices[(subscription_id, plan_id)] = prices
 
     def prices(self, subscription: Subscription, plan=None) -> list[Price]:
         plan = plan or subscription.plan
         key = (subscription.id, plan.id)
         if key not in self._prices:
-            self._prices[key] = subscription_prices(subscription, plan=plan)
+            self._prices[key] = plan_prices_for_customer(plan=plan, customer=subscription.customer)
         return self._prices[key]
 
     def spec(self, price: Price, currency: str) -> PriceSpec:

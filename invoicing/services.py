@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from catalog.models import Customer, Plan, Price, Subscription, SubscriptionStatus
+from catalog.models import Customer, Plan, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
 
@@ -54,7 +54,7 @@ from .models import (
     SubscriptionPlanChange,
 )
 from .periods import Period
-from .pricing_adapter import PRICE_PREFETCH, PRICE_SELECT, effective_prices
+from .pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -276,30 +276,17 @@ class _Work:
     charge_from: datetime | None = None
 
 
-def _preload_prices(biller: Biller, subscriptions: list[Subscription], extra_plans: Iterable[Plan] = ()) -> None:
-    plan_ids = {sub.plan_id for sub in subscriptions} | {plan.id for plan in extra_plans}
-    by_plan: dict[str, list[Price]] = defaultdict(list)
-    for price in (
-        Price.objects.filter(plan_id__in=plan_ids, customer__isnull=True)
-        .select_related(*PRICE_SELECT)
-        .prefetch_related(*PRICE_PREFETCH)
-        .order_by("created_at", "id")
-    ):
-        by_plan[price.plan_id].append(price)
-    negotiated: dict[str, list[Price]] = defaultdict(list)
-    for price in (
-        Price.objects.filter(
-            customer_id__in={sub.customer_id for sub in subscriptions}, overrides__plan_id__in=plan_ids
-        )
-        .select_related(*PRICE_SELECT, "overrides")
-        .prefetch_related(*PRICE_PREFETCH)
-    ):
-        negotiated[(price.customer_id, price.overrides.plan_id)].append(price)
-    for sub in subscriptions:
-        for plan_id in plan_ids:
-            biller.remember_prices(
-                sub, plan_id, effective_prices(by_plan[plan_id], negotiated[(sub.customer_id, plan_id)])
-            )
+def _preload_prices(
+    biller: Biller, subscriptions: list[Subscription], pending: Iterable[SubscriptionPlanChange]
+) -> None:
+    """Every subscription's billing prices in a fixed number of queries (plus one per scheduled plan change)."""
+    by_id = {sub.id: sub for sub in subscriptions}
+    for sub_id, prices in prices_for_subscriptions(subscriptions).items():
+        biller.remember_prices(sub_id, by_id[sub_id].plan_id, prices)
+    for change in pending:
+        sub = by_id[change.subscription_id]
+        prices = plan_prices_for_customer(plan=change.to_plan, customer=sub.customer)
+        biller.remember_prices(sub.id, change.to_plan_id, prices)
 
 
 def _due_periods(subscription: Subscription, *, watermark: datetime | None, now: datetime) -> list[Period]:
@@ -328,7 +315,7 @@ def _close_subscriptions(
         ).select_related("to_plan")
     }
     biller = Biller()
-    _preload_prices(biller, subscriptions, extra_plans=[change.to_plan for change in pending.values()])
+    _preload_prices(biller, subscriptions, pending.values())
     watermarks = dict(
         Invoice.objects.filter(subscription_id__in=subscription_ids, kind=InvoiceKind.RECURRING)
         .values("subscription_id")

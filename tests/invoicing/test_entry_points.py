@@ -38,7 +38,11 @@ def test_the_beat_task_fans_chunks_out_and_records_the_run():
     run_id = close_billing_periods_task.delay(as_of=FEB_1.isoformat(), chunk_size=2).get()
     run = BillingRun.objects.get(pk=run_id)
     assert (run.status, run.chunks_total, run.chunks_done, run.subscriptions_done, run.invoices_created) == (
-        BillingRunStatus.SUCCEEDED, 3, 3, 5, 5,
+        BillingRunStatus.SUCCEEDED,
+        3,
+        3,
+        5,
+        5,
     )
     assert run.progress_percent == 100
     assert finalize_due_invoices_task.delay(now="2026-02-02T00:00:00+00:00").get() == {"issued": 5, "failed": 0}
