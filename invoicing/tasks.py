@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from .models import BillingRun
 from .services import DEFAULT_CHUNK_SIZE, billing_run_create, billing_run_process_chunk, invoices_finalize_due
 
 
@@ -24,15 +26,23 @@ def _moment(value: str | None) -> datetime:
     return moment
 
 
+def billing_run_enqueue(*, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BillingRun:
+    """Record a run and queue one task per chunk of subscriptions, once the run row is committed."""
+    with transaction.atomic():
+        run, chunks = billing_run_create(as_of=as_of, trigger=trigger, chunk_size=chunk_size, now=timezone.now())
+        for chunk in chunks:
+            transaction.on_commit(
+                lambda chunk=chunk: billing_run_chunk_task.delay(run.pk, chunk, run.as_of.isoformat())
+            )
+    return run
+
+
 @shared_task(name="invoicing.close_billing_periods")
 def close_billing_periods_task(
     as_of: str | None = None, trigger: str = "beat", chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> int:
     """Close every billing period ended by ``as_of`` (default: now); returns the run's id."""
-    run, chunks = billing_run_create(as_of=_moment(as_of), trigger=trigger, chunk_size=chunk_size, now=timezone.now())
-    for chunk in chunks:
-        billing_run_chunk_task.delay(run.pk, chunk, run.as_of.isoformat())
-    return run.pk
+    return billing_run_enqueue(as_of=_moment(as_of), trigger=trigger, chunk_size=chunk_size).pk
 
 
 @shared_task(name="invoicing.billing_run_chunk", acks_late=True)

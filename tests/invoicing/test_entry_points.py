@@ -33,9 +33,11 @@ def make_subscriptions(count):
 
 
 @pytest.mark.django_db
-def test_the_beat_task_fans_chunks_out_and_records_the_run():
+def test_the_beat_task_fans_chunks_out_and_records_the_run(django_capture_on_commit_callbacks):
     make_subscriptions(5)
-    run_id = close_billing_periods_task.delay(as_of=FEB_1.isoformat(), chunk_size=2).get()
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        run_id = close_billing_periods_task.delay(as_of=FEB_1.isoformat(), chunk_size=2).get()
+    assert len(queued) == 3  # one chunk task per 2 subscriptions, queued after the run row commits
     run = BillingRun.objects.get(pk=run_id)
     assert (run.status, run.chunks_total, run.chunks_done, run.subscriptions_done, run.invoices_created) == (
         BillingRunStatus.SUCCEEDED,
