@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 
 from catalog.models import Customer
+from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
 from . import documents, selectors, services
@@ -74,10 +75,10 @@ def invoices_csv(invoices, filename: str) -> HttpResponse:
                 invoice.period_end.isoformat(),
                 invoice.issued_at.isoformat() if invoice.issued_at else "",
                 invoice.currency,
-                invoice.subtotal,
-                invoice.tax,
-                invoice.total,
-                invoice.amount_due,
+                *(
+                    round_money(amount, invoice.currency)
+                    for amount in (invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due)
+                ),
             ]
         )
     return response
