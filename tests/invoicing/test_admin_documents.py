@@ -53,7 +53,16 @@ def test_invoice_page_shows_lines_with_breakdowns(staff_client, issued):
 
 def test_invoice_html_and_pdf(staff_client, issued):
     html = staff_client.get(reverse("admin:invoicing_invoice_html", args=[issued.pk])).content.decode()
-    for expected in ("NLE-2026-000002", "1 Model Street", "Acme Corp", "9 Customer Road", "$2.47", "$49.00", "$5.15", "$56.62"):
+    for expected in (
+        "NLE-2026-000002",
+        "1 Model Street",
+        "Acme Corp",
+        "9 Customer Road",
+        "$2.47",
+        "$49.00",
+        "$5.15",
+        "$56.62",
+    ):
         assert expected in html
     response = staff_client.get(reverse("admin:invoicing_invoice_pdf", args=[issued.pk]))
     assert response.status_code == 200
