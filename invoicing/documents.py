@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import BytesIO
 
 from django.template.loader import render_to_string
 
 from .models import CreditNote, Invoice, InvoiceStatus, LineKind
+from .periods import local_date
 
 DATE = "%b %d, %Y"
 
 
-def _period(start, end) -> str:
-    return f"{start:{DATE}} – {end:{DATE}} (UTC, end excluded)"
+def _period(start, end, time_zone: str) -> str:
+    """The period's first and last local day, as the customer reads it."""
+    first = local_date(start, time_zone)
+    last = local_date(end - timedelta(microseconds=1), time_zone)
+    return f"{first:%b} {first.day}, {first.year} – {last:%b} {last.day}, {last.year}"
 
 
 def _breakdown(explanation: dict) -> list[str]:
@@ -39,7 +44,13 @@ def invoice_context(invoice: Invoice) -> dict:
     meta = [
         ("Invoice number", invoice.number or "— (assigned when issued)"),
         ("Issue date", f"{invoice.issued_at:{DATE}}" if invoice.issued_at else "—"),
-        ("Billing period", _period(invoice.period_start, invoice.period_end)),
+        (
+            "Due date",
+            f"{invoice.issued_at + timedelta(days=invoice.subscription.payment_term_days):{DATE}}"
+            if invoice.issued_at
+            else "—",
+        ),
+        ("Billing period", _period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)),
         ("Subscription", f"{invoice.subscription.name} ({invoice.subscription_id})"),
         ("Currency", invoice.currency),
     ]
@@ -79,7 +90,10 @@ def credit_note_context(note: CreditNote) -> dict:
         "meta": [
             ("Credit note number", note.number),
             ("Issue date", f"{note.issued_at:{DATE}}"),
-            ("Credits invoice", f"{invoice.number} ({_period(invoice.period_start, invoice.period_end)})"),
+            (
+                "Credits invoice",
+                f"{invoice.number} ({_period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)})",
+            ),
             ("Reason", note.reason or "—"),
         ],
         "currency": note.currency,
