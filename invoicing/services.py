@@ -78,10 +78,9 @@ def _next_number(*, merchant, year: int, document_type: str) -> int:
     sequence, _ = DocumentSequence.objects.select_for_update().get_or_create(
         merchant=merchant, year=year, document_type=document_type
     )
-    sequence.last_number = F("last_number") + 1
-    sequence.save(update_fields=["last_number"])
-    sequence.refresh_from_db(fields=["last_number"])
-    return sequence.last_number
+    number = sequence.last_number + 1  # safe: the row is locked until the caller commits
+    DocumentSequence.objects.filter(pk=sequence.pk).update(last_number=number)
+    return number
 
 
 def invoice_number_format(*, merchant, year: int, sequence: int) -> str:
@@ -419,49 +418,62 @@ def _lock_subscription(subscription: Subscription) -> None:
 
 
 def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: dict) -> bool:
-    """Write one invoice atomically; False when it already exists (a rerun, a retry, a concurrent worker)."""
+    """Write one invoice in its own transaction; False when it already exists.
+
+    The subscription row is locked first, so a concurrent worker waits here; when it goes on, the
+    unique constraint refuses its duplicate, the whole invoice transaction rolls back and the
+    ``IntegrityError`` becomes a skip. (The watermark keeps reruns from even trying.)
+    """
     sub = item.subscription
-    with transaction.atomic():
-        _lock_subscription(sub)
-        if item.kind == InvoiceKind.OPENING:
-            if Invoice.objects.filter(subscription=sub, kind=InvoiceKind.OPENING).exists():
-                return False
-            composed = biller.compose_opening(sub)
-            if composed is None:
-                return False
-            invoice = _invoice_from_composition(composed, subscription=sub, plan=sub.plan, run=run)
-            if not _insert_invoice(invoice, composed.lines):
-                return False
-            invoice.merchant = sub.merchant
-            _issue(invoice, now=item.now)
+    try:
+        with transaction.atomic():
+            _lock_subscription(sub)
+            if item.kind == InvoiceKind.OPENING:
+                composed = biller.compose_opening(sub)
+                if composed is None:
+                    return False
+                invoice = _invoice_from_composition(composed, subscription=sub, plan=sub.plan, run=run)
+                invoice.save(force_insert=True)
+                InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
+                invoice.merchant = sub.merchant
+                _issue(invoice, now=item.now)
+                return True
+            period = item.period
+            _, end = service_window(sub, period)
+            change = pending.get(sub.id)
+            applies = change is not None and change.effective_at <= period.end
+            composed = biller.compose_recurring(
+                sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
+            )
+            invoice = _invoice_from_composition(
+                composed,
+                subscription=sub,
+                plan=sub.plan,
+                run=run,
+                grace_ends_at=end + sub.merchant.invoice_grace_period,
+            )
+            invoice.save(force_insert=True)
+            InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
+            if applies:
+                _apply_plan_change(sub, change, invoice=invoice)
+                pending.pop(sub.id, None)
+            stop = subscription_end(sub)
+            if stop is not None and end >= stop and sub.status != SubscriptionStatus.TERMINATED:
+                sub.status = SubscriptionStatus.TERMINATED
+                sub.terminated_at = sub.terminated_at or stop
+                sub.save(update_fields=["status", "terminated_at", "updated_at"])
             return True
-        period = item.period
-        start, end = service_window(sub, period)
-        if Invoice.objects.filter(subscription=sub, kind=InvoiceKind.RECURRING, period_start=start).exists():
+    except IntegrityError:
+        if _already_invoiced(item):
             return False
-        change = pending.get(sub.id)
-        applies = change is not None and change.effective_at <= period.end
-        composed = biller.compose_recurring(
-            sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
-        )
-        invoice = _invoice_from_composition(
-            composed,
-            subscription=sub,
-            plan=sub.plan,
-            run=run,
-            grace_ends_at=end + sub.merchant.invoice_grace_period,
-        )
-        if not _insert_invoice(invoice, composed.lines):
-            return False
-        if applies:
-            _apply_plan_change(sub, change, invoice=invoice)
-            pending.pop(sub.id, None)
-        stop = subscription_end(sub)
-        if stop is not None and end >= stop and sub.status != SubscriptionStatus.TERMINATED:
-            sub.status = SubscriptionStatus.TERMINATED
-            sub.terminated_at = sub.terminated_at or stop
-            sub.save(update_fields=["status", "terminated_at", "updated_at"])
-        return True
+        raise
+
+
+def _already_invoiced(item: _Work) -> bool:
+    invoices = Invoice.objects.filter(subscription=item.subscription, kind=item.kind).exclude(status=InvoiceStatus.VOID)
+    if item.kind == InvoiceKind.RECURRING:
+        invoices = invoices.filter(period_start=service_window(item.subscription, item.period)[0])
+    return invoices.exists()
 
 
 def _apply_plan_change(sub: Subscription, change: SubscriptionPlanChange, *, invoice: Invoice | None) -> None:
