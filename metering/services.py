@@ -308,11 +308,7 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
     by_id: dict[str, str | None] = {}
     by_external: dict[str, str] = {}
     if subjects or external_subjects:
-        for customer_id, customer_external_id in (
-            Customer.objects.filter(merchant=merchant)
-            .filter(_subject_lookup(subjects, external_subjects))
-            .values_list("id", "external_id")
-        ):
+        for customer_id, customer_external_id in _customers_matching(merchant, subjects, external_subjects):
             by_id[customer_id] = customer_external_id
             if customer_external_id:
                 by_external[customer_external_id] = customer_id
@@ -382,6 +378,24 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
     if resolved_externals:
         events_link_external_subjects(merchant=merchant, external_subjects=resolved_externals)
     return IngestOutcome(results=results, accepted=accepted)
+
+
+def _customers_matching(merchant: Merchant, subjects: set[str], external_subjects: set[str]) -> list[tuple]:
+    """(id, external_id) of the merchant's customers named by id or external id, in one query."""
+    if sql.is_postgres():
+        # Two array parameters instead of thousands of placeholders (building those costs ~20 ms per 1,000).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, external_id FROM {Customer._meta.db_table} WHERE merchant_id = %s "
+                "AND (id = ANY(%s) OR external_id = ANY(%s))",
+                [merchant.pk, list(subjects), list(external_subjects)],
+            )
+            return cursor.fetchall()
+    return list(
+        Customer.objects.filter(merchant=merchant)
+        .filter(_subject_lookup(subjects, external_subjects))
+        .values_list("id", "external_id")
+    )
 
 
 def _subject_lookup(subjects: set[str], external_subjects: set[str]):
