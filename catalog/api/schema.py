@@ -17,4 +17,7 @@ class ConstantFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "catalog.api.serializers.Constant"
 
     def map_serializer_field(self, auto_schema, direction):
-        return {"type": "string", "enum": [self.target.value]}
+        # A pattern, not a one-value enum: spectacular would turn every ``object`` enum into colliding
+        # components.
+        value = self.target.value
+        return {"type": "string", "pattern": f"^{value}$", "example": value, "description": f'Always "{value}".'}

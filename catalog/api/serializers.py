@@ -73,7 +73,7 @@ class PaginationOutput(serializers.Serializer):
 def list_output(name: str, item, *, with_object: bool):
     fields = {"data": item(many=True), "pagination": PaginationOutput()}
     if with_object:
-        fields = {"object": serializers.ChoiceField(choices=["list"]), **fields}
+        fields = {"object": Constant("list"), **fields}
     return inline_serializer(name=name, fields=fields)
 
 
