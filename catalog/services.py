@@ -597,6 +597,13 @@ def customer_update(*, customer: Customer, changes: dict[str, Any]) -> Customer:
     """Change a customer's contact, tax and identity fields."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     _apply(customer, {k: v for k, v in changes.items() if k in CUSTOMER_FIELDS})
+    if (
+        customer.external_id
+        and Customer.objects.filter(merchant_id=customer.merchant_id, external_id=customer.external_id)
+        .exclude(pk=customer.pk)
+        .exists()
+    ):
+        raise ValidationError({"external_id": "Another customer of this merchant has this external ID."})
     customer.full_clean()
     customer.save()
     return customer
