@@ -55,14 +55,23 @@ def test_create_applies_the_model_rules(api, merchant):
     status, body = api.post("/v0/billableMetrics", {**base, "aggregation": "MEDIAN", "eventType": "x"})
     assert status == 400 and [e["field"] for e in body["errors"]] == ["aggregation"]
 
-    status, body = api.post("/v0/billableMetrics", {**base, "aggregation": "COUNT", "eventType": "x", "productId": "prod_nope"})
+    status, body = api.post(
+        "/v0/billableMetrics", {**base, "aggregation": "COUNT", "eventType": "x", "productId": "prod_nope"}
+    )
     assert status == 400 and body["errors"][0]["field"] == "productId"
 
 
 def test_create_requires_a_product(api, merchant):
     status, body = api.post(
         "/v0/billableMetrics",
-        {"merchantId": merchant.id, "name": "n", "description": "", "unit": "calls", "aggregation": "COUNT", "eventType": "x"},
+        {
+            "merchantId": merchant.id,
+            "name": "n",
+            "description": "",
+            "unit": "calls",
+            "aggregation": "COUNT",
+            "eventType": "x",
+        },
     )
     assert status == 400 and [e["field"] for e in body["errors"]] == ["productId"]
 
@@ -83,7 +92,11 @@ def test_list_requires_merchant_id_and_wraps_in_a_list_object(api, merchant):
 
 def test_patch_null_clears_nullable_fields_and_absent_keeps(api, merchant):
     metric = BillableMetricFactory(
-        product__merchant=merchant, aggregation="UNIQUE_COUNT", value_property="$.user", group_by={"m": "$.m"}, item_id="itm_1"
+        product__merchant=merchant,
+        aggregation="UNIQUE_COUNT",
+        value_property="$.user",
+        group_by={"m": "$.m"},
+        item_id="itm_1",
     )
 
     status, body = api.patch(

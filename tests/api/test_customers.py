@@ -16,20 +16,32 @@ ACME = {
 
 def test_create_answers_201_then_200_for_the_same_external_id(api, merchant):
     # when
-    first = api.post("/v0/customers", {"merchantId": merchant.id, "consumer": ACME, "externalId": "acme-001", "taxRates": {"default": 8.5}})
-    again = api.post("/v0/customers", {"merchantId": merchant.id, "consumer": {**ACME, "name": "Renamed"}, "externalId": "acme-001"})
+    first = api.post(
+        "/v0/customers",
+        {"merchantId": merchant.id, "consumer": ACME, "externalId": "acme-001", "taxRates": {"default": 8.5}},
+    )
+    again = api.post(
+        "/v0/customers", {"merchantId": merchant.id, "consumer": {**ACME, "name": "Renamed"}, "externalId": "acme-001"}
+    )
 
     # then
     customer = Customer.objects.get()
     assert first == (201, {"customerId": customer.id, "validTaxAddress": {"valid": True}})
     assert again == (200, {"customerId": customer.id, "validTaxAddress": {"valid": True}})
-    assert (customer.name, customer.country, customer.postal_code, customer.address_line1) == ("Acme Inc", "US", "94105", "1 Market St")
+    assert (customer.name, customer.country, customer.postal_code, customer.address_line1) == (
+        "Acme Inc",
+        "US",
+        "94105",
+        "1 Market St",
+    )
     assert (customer.external_id, customer.tax_rate) == ("acme-001", Decimal("8.5"))
 
 
 def test_without_external_id_the_email_identifies_the_customer(api, merchant):
     status_1, body_1 = api.post("/v0/customers", {"merchantId": merchant.id, "consumer": ACME})
-    status_2, body_2 = api.post("/v0/customers", {"merchantId": merchant.id, "consumer": {**ACME, "email": "BILLING@acme.io"}})
+    status_2, body_2 = api.post(
+        "/v0/customers", {"merchantId": merchant.id, "consumer": {**ACME, "email": "BILLING@acme.io"}}
+    )
 
     assert (status_1, status_2) == (201, 200)
     assert body_1["customerId"] == body_2["customerId"]
@@ -49,7 +61,10 @@ def test_incomplete_tax_address_is_reported_not_refused(api, merchant):
     )
 
     assert status == 201
-    assert body["validTaxAddress"] == {"valid": False, "message": "Tax needs a complete address; missing: zipCode, state."}
+    assert body["validTaxAddress"] == {
+        "valid": False,
+        "message": "Tax needs a complete address; missing: zipCode, state.",
+    }
 
 
 def test_create_needs_a_consumer(api, merchant):
@@ -65,7 +80,14 @@ def test_create_needs_a_consumer(api, merchant):
 
 def test_get_answers_the_customer(api, merchant):
     customer = CustomerFactory(
-        merchant=merchant, name="Acme", email="a@acme.io", country="US", state="CA", postal_code="94105", external_id="acme", tax_rate=Decimal("7.25")
+        merchant=merchant,
+        name="Acme",
+        email="a@acme.io",
+        country="US",
+        state="CA",
+        postal_code="94105",
+        external_id="acme",
+        tax_rate=Decimal("7.25"),
     )
 
     status, body = api.get(f"/v0/customers/{customer.id}")
@@ -108,8 +130,12 @@ def test_list_requires_the_organization_and_filters(api, merchant):
     assert (status, body["object"], [c["id"] for c in body["data"]]) == (200, "list", [acme.id])
     assert body["pagination"] == {"limit": 10, "offset": 0, "total": 1}
 
-    assert [c["id"] for c in api.get("/v0/customers", organizationId=merchant.id, email="acme.io")[1]["data"]] == [acme.id]
-    assert [c["id"] for c in api.get("/v0/customers", organizationId=merchant.id, externalId="acme")[1]["data"]] == [acme.id]
+    assert [c["id"] for c in api.get("/v0/customers", organizationId=merchant.id, email="acme.io")[1]["data"]] == [
+        acme.id
+    ]
+    assert [c["id"] for c in api.get("/v0/customers", organizationId=merchant.id, externalId="acme")[1]["data"]] == [
+        acme.id
+    ]
 
     status, body = api.get("/v0/customers", organizationId=merchant.id, name="ac")
     assert status == 400 and body["errors"][0]["field"] == "name"

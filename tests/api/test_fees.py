@@ -10,7 +10,8 @@ def test_crud(api, merchant):
     product = ProductFactory(merchant=merchant)
 
     status, body = api.post(
-        "/v0/fees", {"merchantId": merchant.id, "productId": product.id, "name": "Platform fee", "description": "Access"}
+        "/v0/fees",
+        {"merchantId": merchant.id, "productId": product.id, "name": "Platform fee", "description": "Access"},
     )
     fee = Fee.objects.get()
     assert status == 201

@@ -50,7 +50,14 @@ def unattached_price(api, product, name="Input tokens", unit_price="0.000002"):
 
 
 def plan_body(merchant, product, **extra):
-    return {"merchantId": merchant.id, "productId": product.id, "name": "Pro", "currency": "usd", **CLIENT_DEFAULTS, **extra}
+    return {
+        "merchantId": merchant.id,
+        "productId": product.id,
+        "name": "Pro",
+        "currency": "usd",
+        **CLIENT_DEFAULTS,
+        **extra,
+    }
 
 
 def test_create_attaches_prices_and_answers_the_plan(api, merchant, product):
@@ -221,10 +228,18 @@ def test_fee_and_metric_lines_mix(api, merchant, product):
     fee = FeeFactory(product=product)
     _, fee_price = api.post(
         "/v0/prices",
-        {"feeId": fee.id, "invoiceDisplayName": "Platform", "paymentTerm": "in_advance", "billingCadence": "P1M", "properties": {"unitPrice": "49"}},
+        {
+            "feeId": fee.id,
+            "invoiceDisplayName": "Platform",
+            "paymentTerm": "in_advance",
+            "billingCadence": "P1M",
+            "properties": {"unitPrice": "49"},
+        },
     )
 
-    status, body = api.post("/v0/plans", plan_body(merchant, product, prices=[fee_price["id"], unattached_price(api, product)]))
+    status, body = api.post(
+        "/v0/plans", plan_body(merchant, product, prices=[fee_price["id"], unattached_price(api, product)])
+    )
 
     assert status == 201
     assert body["paymentTerm"] == {"in_arrears": True, "in_advance": True}

@@ -191,7 +191,11 @@ def test_extension_fields_are_stored_and_returned(api, metric):
         ("package", {"unitPrice": "1"}, "properties.packageSize"),
         ("volume", {"tiers": []}, "properties.tiers"),
         ("volume", {"tiers": [{"upTo": "10", "unitPrice": "1"}]}, "properties.tiers"),
-        ("graduated", {"tiers": [{"upTo": "10", "unitPrice": "1"}, {"upTo": "5", "unitPrice": "1"}]}, "properties.tiers"),
+        (
+            "graduated",
+            {"tiers": [{"upTo": "10", "unitPrice": "1"}, {"upTo": "5", "unitPrice": "1"}]},
+            "properties.tiers",
+        ),
         ("percentage", {"percentage": "11", "minCharge": "0", "maxCharge": "0"}, "properties.percentage"),
         ("dynamic", {"mode": "event_price"}, "properties.eventPriceProperty"),
         ("surge", {"unitPrice": "1"}, "model"),
@@ -213,15 +217,22 @@ def test_needs_exactly_one_of_metric_or_fee(api, merchant, metric):
     status, body = api.post("/v0/prices", both)
     assert status == 400 and body["errors"][0]["field"] == "billableMetricId"
 
-    status, body = api.post("/v0/prices", {**metric_price(metric, "standard", {"unitPrice": "1"}), "billableMetricId": "bm_nope"})
-    assert status == 400 and body["errors"][0] == {"field": "billableMetricId", "message": "No such object: “bm_nope”.", "code": "does_not_exist"}
+    status, body = api.post(
+        "/v0/prices", {**metric_price(metric, "standard", {"unitPrice": "1"}), "billableMetricId": "bm_nope"}
+    )
+    assert status == 400 and body["errors"][0] == {
+        "field": "billableMetricId",
+        "message": "No such object: “bm_nope”.",
+        "code": "does_not_exist",
+    }
 
 
 def test_fee_price_without_cadence_is_refused_by_the_model_rules(api, merchant):
     fee = FeeFactory(product__merchant=merchant)
 
     status, body = api.post(
-        "/v0/prices", {"feeId": fee.id, "invoiceDisplayName": "Fee", "paymentTerm": "in_advance", "properties": {"unitPrice": "1"}}
+        "/v0/prices",
+        {"feeId": fee.id, "invoiceDisplayName": "Fee", "paymentTerm": "in_advance", "properties": {"unitPrice": "1"}},
     )
 
     assert status == 400 and [e["field"] for e in body["errors"]] == ["billingCadence"]
@@ -244,7 +255,10 @@ def test_patch_changes_the_price_when_nothing_bills_it(api, metric):
 
     status, body = api.patch(
         f"/v0/prices/{created['id']}",
-        {"model": "volume", "properties": {"tiers": [{"upTo": "10", "unitPrice": "2"}, {"upTo": None, "unitPrice": "1"}]}},
+        {
+            "model": "volume",
+            "properties": {"tiers": [{"upTo": "10", "unitPrice": "2"}, {"upTo": None, "unitPrice": "1"}]},
+        },
     )
 
     assert status == 200, body
@@ -268,7 +282,9 @@ def test_patch_pricing_of_a_billed_price_answers_409_price_in_use(api, merchant)
     SubscriptionFactory(plan=price.plan)
 
     # when
-    status, body = api.patch(f"/v0/prices/{price.id}", {"properties": {"unitPrice": "0.000003"}, "paymentTerm": "in_arrears"})
+    status, body = api.patch(
+        f"/v0/prices/{price.id}", {"properties": {"unitPrice": "0.000003"}, "paymentTerm": "in_arrears"}
+    )
 
     # then
     assert status == 409
@@ -302,5 +318,7 @@ def test_delete(api, merchant, metric):
 
 
 def test_features_are_refused_not_dropped(api, metric):
-    status, body = api.post("/v0/prices", metric_price(metric, "standard", {"unitPrice": "1"}, feature={"featureId": "f"}))
+    status, body = api.post(
+        "/v0/prices", metric_price(metric, "standard", {"unitPrice": "1"}, feature={"featureId": "f"})
+    )
     assert status == 400 and body["errors"][0]["field"] == "feature"

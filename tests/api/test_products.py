@@ -85,5 +85,9 @@ def test_delete_in_use_answers_409_with_blockers(api, merchant):
     assert body["error"] == "conflict" and body["code"] == "RESOURCE_IN_USE"
     blockers = {b["type"]: b for b in body["details"]["blockers"]}
     assert set(blockers) == {"billableMetrics", "fees", "plans"}
-    assert blockers["billableMetrics"] == {"type": "billableMetrics", "count": 1, "items": [{"id": metric.id, "name": "Tokens"}]}
+    assert blockers["billableMetrics"] == {
+        "type": "billableMetrics",
+        "count": 1,
+        "items": [{"id": metric.id, "name": "Tokens"}],
+    }
     assert Product.objects.filter(pk=product.pk).exists()
