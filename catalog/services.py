@@ -423,7 +423,7 @@ def _plan_attach(plan: Plan, lines: list[tuple[Price, str | None]]) -> None:
     if errors:
         raise ValidationError(errors)
 
-    locked = {p.pk: p for p in Price.objects.select_for_update().filter(pk__in=[p.pk for p, _ in lines])}
+    locked = {p.pk: p for p in Price.objects.select_for_update().filter(pk__in=[p.pk for p, _ in lines]).order_by("pk")}
     for index, (given, _) in enumerate(lines):
         price = locked[given.pk]
         if price.customer_id:

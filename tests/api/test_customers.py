@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
+import pytest
+from django.db import connection
+
 from catalog.models import Customer
-from tests.factories import CustomerFactory, SubscriptionFactory
+from catalog.services import customer_create
+from tests.factories import CustomerFactory, MerchantFactory, SubscriptionFactory
 
 ACME = {
     "name": "Acme Inc",
@@ -177,3 +182,30 @@ def test_delete_answers_204_or_409_with_subscription_blockers(api, merchant):
     assert body["details"]["blockers"] == [
         {"type": "subscriptions", "count": 1, "items": [{"id": subscription.id, "status": "active"}]}
     ]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_of_the_same_customer_make_one_row():
+    # given
+    merchant = MerchantFactory()
+    barrier = threading.Barrier(2)
+    created: list[bool] = []
+
+    def create():
+        barrier.wait()
+        try:
+            created.append(customer_create(merchant=merchant, name="Acme", email="a@acme.io", external_id="acme")[1])
+        finally:
+            connection.close()
+
+    # when
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # then
+    assert sorted(created) == [False, True]
+    assert Customer.objects.filter(merchant=merchant).count() == 1
