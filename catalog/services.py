@@ -259,10 +259,22 @@ def _price_validate(price: Price, tiers: list[TierRow]) -> None:
     except ValidationError as exc:
         errors.update(exc.message_dict)
     tier_messages = tier_table_errors([(t.up_to, t.unit_price) for t in tiers], model=price.model)
+    for number, tier in enumerate(tiers, start=1):
+        row = PriceTier(price=price, up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee)
+        tier_messages.extend(_row_errors(row, f"Tier {number}"))
     if tier_messages:
         errors["tiers"] = tier_messages
     if errors:
         raise ValidationError(errors)
+
+
+def _row_errors(row, label: str) -> list[str]:
+    """Field-level problems (digits, sign) of a tier or rate row, which bulk_create would not check."""
+    try:
+        row.clean_fields(exclude=["price"])
+    except ValidationError as exc:
+        return [f"{label}: {field.replace('_', ' ')}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items()]
+    return []
 
 
 def _price_write_schedule(price: Price, tiers: list[TierRow] | None, rates: list[RateRow] | None) -> None:
@@ -312,8 +324,12 @@ def _rate_schedule_errors(price: Price, rates: list[RateRow]) -> None:
     starts = [r.effective_from for r in rates]
     if len(set(starts)) != len(starts):
         raise ValidationError({"rates": "Two rates start at the same moment."})
-    if any(r.unit_price < 0 for r in rates):
-        raise ValidationError({"rates": "A rate cannot be negative."})
+    messages = []
+    for number, rate in enumerate(rates, start=1):
+        row = DynamicRate(price=price, effective_from=rate.effective_from, unit_price=rate.unit_price)
+        messages.extend(_row_errors(row, f"Rate {number}"))
+    if messages:
+        raise ValidationError({"rates": messages})
 
 
 @transaction.atomic
@@ -444,7 +460,9 @@ def _plan_attach(plan: Plan, lines: list[tuple[Price, str | None]]) -> None:
             "A price you are removing has negotiated customer rates; remove those rates first.",
             code="PRICE_HAS_NEGOTIATED_RATES",
         )
-    detached.update(plan=None, plan_line_key="")
+    for price in detached:  # one save per price keeps its change history
+        price.plan, price.plan_line_key = None, ""
+        price.save(update_fields=["plan", "plan_line_key", "updated_at"])
 
     used_keys = {key for _, key in lines if key}
     used_keys |= {locked[p.pk].plan_line_key for p, key in lines if not key and locked[p.pk].plan_id == plan.pk}

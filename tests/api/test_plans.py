@@ -243,3 +243,15 @@ def test_fee_and_metric_lines_mix(api, merchant, product):
 
     assert status == 201
     assert body["paymentTerm"] == {"in_arrears": True, "in_advance": True}
+
+
+def test_listing_plans_takes_a_fixed_number_of_queries(api, merchant, django_assert_num_queries):
+    for _ in range(3):
+        price = MeteredPriceFactory(plan__product__merchant=merchant)
+        MeteredPriceFactory(plan=price.plan)
+
+    # auth (key) + count + plans + plan prices + tiers + rates
+    with django_assert_num_queries(6):
+        status, body = api.get("/v0/plans")
+
+    assert status == 200 and [len(p["prices"]) for p in body["data"]] == [2, 2, 2]

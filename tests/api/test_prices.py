@@ -322,3 +322,28 @@ def test_features_are_refused_not_dropped(api, metric):
         "/v0/prices", metric_price(metric, "standard", {"unitPrice": "1"}, feature={"featureId": "f"})
     )
     assert status == 400 and body["errors"][0]["field"] == "feature"
+
+
+@pytest.mark.parametrize(
+    "tiers",
+    [
+        [{"upTo": "1000000000000000000000000000000", "unitPrice": "1"}, {"upTo": None, "unitPrice": "1"}],
+        [{"upTo": "10", "unitPrice": "0.0000000000001"}, {"upTo": None, "unitPrice": "1"}],
+    ],
+)
+def test_tier_values_beyond_the_stored_precision_are_a_400(api, metric, tiers):
+    status, body = api.post("/v0/prices", metric_price(metric, "volume", {"tiers": tiers}))
+
+    assert status == 400 and body["errors"][0]["field"] == "properties.tiers"
+    assert not Price.objects.exists()
+
+
+def test_listing_prices_takes_a_fixed_number_of_queries(api, merchant, django_assert_num_queries):
+    for _ in range(3):
+        MeteredPriceFactory(plan__product__merchant=merchant)
+
+    # auth (key) + count + prices + tiers + rates
+    with django_assert_num_queries(5):
+        status, body = api.get("/v0/prices")
+
+    assert status == 200 and len(body["data"]) == 3
