@@ -8,7 +8,8 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 
-from catalog.models import Price, PriceModel, PriceTier
+from catalog.admin_forms import CatalogModelForm
+from catalog.models import Price, PriceModel, PriceTier, Product
 from tests.factories import (
     BillableMetricFactory,
     CustomerFactory,
@@ -242,3 +243,108 @@ def test_subscription_added_on_the_customer_page_takes_the_customers_merchant(su
     assert response.status_code == 302
     subscription = customer.subscriptions.get()
     assert (subscription.merchant_id, subscription.plan_id) == (customer.merchant_id, plan.pk)
+
+
+def test_dynamic_schedule_price_needs_a_rate(superuser_client, plan, metric):
+    data = price_form(
+        {
+            "merchant": plan.merchant_id,
+            "plan": plan.pk,
+            "billable_metric": metric.pk,
+            "model": "dynamic",
+            "dynamic_mode": "schedule",
+        }
+    )
+
+    response = superuser_client.post(PRICE_ADD, data)
+
+    rates = next(f.formset for f in response.context["inline_admin_formsets"] if f.formset.prefix == "dynamic_rates")
+    assert rates.non_form_errors() == ["Add at least one rate to the schedule, with the moment it takes effect."]
+    assert not Price.objects.exists()
+
+
+def test_dynamic_schedule_price_is_created_with_its_rates(superuser_client, plan, metric):
+    data = price_form(
+        {
+            "merchant": plan.merchant_id,
+            "plan": plan.pk,
+            "billable_metric": metric.pk,
+            "model": "dynamic",
+            "dynamic_mode": "schedule",
+            **management("dynamic_rates", 1),
+            "dynamic_rates-0-effective_from_0": "2026-03-01",
+            "dynamic_rates-0-effective_from_1": "00:00:00",
+            "dynamic_rates-0-unit_price": "0.0004",
+        }
+    )
+
+    response = superuser_client.post(PRICE_ADD, data)
+
+    assert response.status_code == 302
+    price = Price.objects.get()
+    assert list(price.dynamic_rates.values_list("unit_price", flat=True)) == [Decimal("0.0004")]
+    assert price.history.get().history_change_reason == "Rates: 2026-03-01 00:00 @ 0.0004"
+
+
+def test_model_message_about_a_field_missing_from_the_form_is_shown_on_the_form(plan, metric):
+    class DisplayNameOnly(CatalogModelForm):
+        class Meta:
+            model = Price
+            fields = ("invoice_display_name",)
+
+    price = Price(merchant=plan.merchant, plan=plan, model=PriceModel.STANDARD, unit_price=Decimal("1"))
+    form = DisplayNameOnly({"invoice_display_name": "Tokens"}, instance=price)
+
+    assert not form.is_valid()
+    assert form.non_field_errors() == [
+        "Billable metric: Choose what this price charges for: a billable metric (usage) or a fee (fixed charge)."
+    ]
+
+
+def test_product_added_with_its_metrics_and_fees_inline(superuser_client, merchant):
+    data = {
+        "merchant": merchant.pk,
+        "name": "Neural Language Engine",
+        "description": "",
+        "metadata": "{}",
+        **management("billable_metrics", 1),
+        "billable_metrics-0-name": "Input tokens",
+        "billable_metrics-0-unit": "tokens",
+        "billable_metrics-0-aggregation": "SUM",
+        "billable_metrics-0-event_type": "llm.completion",
+        "billable_metrics-0-value_property": "$.input_tokens",
+        **management("fees", 1),
+        "fees-0-name": "Platform fee",
+    }
+
+    response = superuser_client.post(reverse("admin:catalog_product_add"), data)
+
+    assert response.status_code == 302
+    product = Product.objects.get()
+    metric = product.billable_metrics.get()
+    assert (metric.merchant, metric.value_property) == (merchant, "$.input_tokens")
+    assert product.fees.get().merchant == merchant
+
+
+def test_metric_row_without_value_property_is_refused_on_the_product_page(superuser_client, merchant):
+    data = {
+        "merchant": merchant.pk,
+        "name": "Neural Language Engine",
+        "metadata": "{}",
+        **management("billable_metrics", 1),
+        "billable_metrics-0-name": "Input tokens",
+        "billable_metrics-0-unit": "tokens",
+        "billable_metrics-0-aggregation": "SUM",
+        "billable_metrics-0-event_type": "llm.completion",
+        **management("fees", 0),
+    }
+
+    response = superuser_client.post(reverse("admin:catalog_product_add"), data)
+
+    metrics = next(
+        f.formset for f in response.context["inline_admin_formsets"] if f.formset.prefix == "billable_metrics"
+    )
+    assert metrics.errors == [
+        {"value_property": ["A sum of a value needs the event property that holds the value, for example $.tokens."]}
+    ]
+    assert not Product.objects.exists()
