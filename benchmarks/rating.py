@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalog.pricing import PriceSpec, PricingModel, Tier, Usage, rate  # noqa: E402
+from catalog.pricing import PriceSpec, PricingModel, Tier, Usage, rate
 
 SPEC = PriceSpec(
     price_id="price_bench",
@@ -21,10 +21,10 @@ SPEC = PriceSpec(
     model=PricingModel.GRADUATED,
     currency="USD",
     tiers=(
-        Tier(up_to=Decimal("100000"), unit_price=Decimal("0.000002")),
-        Tier(up_to=Decimal("1000000"), unit_price=Decimal("0.0000018"), flat_fee=Decimal("1.50")),
-        Tier(up_to=Decimal("10000000"), unit_price=Decimal("0.0000015")),
-        Tier(up_to=Decimal("100000000"), unit_price=Decimal("0.0000012")),
+        Tier(up_to=Decimal(100000), unit_price=Decimal("0.000002")),
+        Tier(up_to=Decimal(1000000), unit_price=Decimal("0.0000018"), flat_fee=Decimal("1.50")),
+        Tier(up_to=Decimal(10000000), unit_price=Decimal("0.0000015")),
+        Tier(up_to=Decimal(100000000), unit_price=Decimal("0.0000012")),
         Tier(up_to=None, unit_price=Decimal("0.000001")),
     ),
     unit_name="tokens",

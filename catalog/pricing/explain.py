@@ -39,6 +39,10 @@ def _money(line: ExplanationLine, value: Decimal | None) -> str:
     return format_money(value if value is not None else line.amount, line.currency)
 
 
+def _events(count: Decimal) -> str:
+    return f"{format_quantity(count)} {'event' if count == 1 else 'events'}"
+
+
 def _percent(fraction: Decimal) -> str:
     return f"{format_quantity(fraction.scaleb(2, CTX))}%"
 
@@ -91,14 +95,14 @@ def _percentage(line: ExplanationLine) -> str:
 
 
 def _fixed_fee(line: ExplanationLine) -> str:
-    events = format_quantity(line.quantity)
-    return f"{events} events {TIMES} {_money(line, line.unit_price)} fixed fee = {_money(line, None)}"
+    events = _events(line.quantity)
+    return f"{events} {TIMES} {_money(line, line.unit_price)} fixed fee = {_money(line, None)}"
 
 
 def _event_clamp(line: ExplanationLine) -> str:
     which = "minimum" if line.kind == "event_minimum" else "maximum"
     return (
-        f"{format_quantity(line.quantity)} events adjusted to the per-event {which}"
+        f"{_events(line.quantity)} adjusted to the per-event {which}"
         f" of {_money(line, line.unit_price)} = {_money(line, None)}"
     )
 

@@ -68,10 +68,11 @@ def test_events_are_grouped_per_schedule_entry():
     events = [(JAN_15, D(5)), (JAN, D(10)), (datetime(2026, 1, 2, tzinfo=UTC), D(20))]
     result = rate(_schedule_spec(), Usage(events=events))
     assert result.amount == D("3.60")
-    assert [(line.quantity, line.unit_price) for line in result.lines] == [(D(30), D("0.10")), (D(5), D("0.12"))]
-    assert result.lines[0].description == (
-        "30 minutes × $0.10 (rate from 2026-01-01T00:00:00+00:00) = $3.00"
-    )
+    assert [(line.quantity, line.unit_price) for line in result.lines] == [
+        (D(30), D("0.10")),
+        (D(5), D("0.12")),
+    ]
+    assert result.lines[0].description == ("30 minutes × $0.10 (rate from 2026-01-01T00:00:00+00:00) = $3.00")
 
 
 def test_event_before_the_first_rate_is_refused():

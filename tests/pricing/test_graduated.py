@@ -63,13 +63,13 @@ def test_description_matches_the_issue_wording():
     # given
     spec = _spec(
         tiers=(
-            Tier(up_to=Decimal("100000"), unit_price=Decimal("0.000002")),
+            Tier(up_to=Decimal(100000), unit_price=Decimal("0.000002")),
             Tier(up_to=None, unit_price=Decimal("0.000001")),
         ),
         unit_name="tokens",
     )
     # when
-    result = rate(spec, Decimal("250000"))
+    result = rate(spec, Decimal(250000))
     # then
     assert result.amount == Decimal("0.35")
     assert result.describe() == (

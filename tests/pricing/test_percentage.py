@@ -66,7 +66,7 @@ def test_per_event_clamp_descriptions():
     spec = _spec(fixed_fee=D("0.30"), event_min_charge=D("0.50"), event_max_charge=D("50.00"))
     result = rate(spec, Usage(amounts=[D("1.00"), D("2.00"), D("10000.00")]))
     assert result.lines[2].description == "2 events adjusted to the per-event minimum of $0.50 = $0.313"
-    assert result.lines[3].description == "1 events adjusted to the per-event maximum of $50.00 = -$240.30"
+    assert result.lines[3].description == "1 event adjusted to the per-event maximum of $50.00 = -$240.30"
 
 
 @pytest.mark.parametrize(

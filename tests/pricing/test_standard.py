@@ -51,11 +51,11 @@ def test_quantity_times_unit_price(quantity, expected):
 
 
 def test_a_bare_decimal_is_accepted_as_the_quantity():
-    assert rate(_spec(), Decimal("10")).amount == Decimal("0.020")
+    assert rate(_spec(), Decimal(10)).amount == Decimal("0.020")
 
 
 def test_description_reads_like_an_invoice_line():
-    assert rate(_spec(), Decimal("1500")).describe() == "1,500 calls × $0.002 = $3.00"
+    assert rate(_spec(), Decimal(1500)).describe() == "1,500 calls × $0.002 = $3.00"
 
 
 @pytest.mark.parametrize(
@@ -88,18 +88,20 @@ def test_package_size_with_rounding_modes(rounding, quantity, packages, expected
 def test_package_size_defaults_to_exact():
     spec = _spec(package_size=Decimal(1000))
     assert spec.package_rounding is PackageRounding.EXACT
-    assert rate(spec, Decimal("1500")).amount == Decimal("0.003")
+    assert rate(spec, Decimal(1500)).amount == Decimal("0.003")
 
 
 def test_package_descriptions():
     exact = _spec(package_size=Decimal(1000), unit_name="tokens")
     up = _spec(package_size=Decimal(1000), package_rounding=PackageRounding.UP, unit_name="tokens")
-    assert rate(exact, Decimal("1500")).describe() == "1,500 tokens × $0.002 per 1,000 tokens = $0.003"
-    assert rate(up, Decimal("1500")).describe() == "1,500 tokens billed as 2 packages of 1,000 × $0.002 = $0.004"
+    assert rate(exact, Decimal(1500)).describe() == "1,500 tokens × $0.002 per 1,000 tokens = $0.003"
+    assert (
+        rate(up, Decimal(1500)).describe() == "1,500 tokens billed as 2 packages of 1,000 × $0.002 = $0.004"
+    )
 
 
 def test_exact_packages_that_do_not_terminate_are_deterministic():
-    spec = _spec(unit_price=Decimal("1"), package_size=Decimal(3))
+    spec = _spec(unit_price=Decimal(1), package_size=Decimal(3))
     first = rate(spec, Decimal(10)).amount
     assert first == rate(spec, Decimal(10)).amount
     assert abs(Fraction(first) - Fraction(10, 3)) < Fraction(1, 10**40)
@@ -107,7 +109,9 @@ def test_exact_packages_that_do_not_terminate_are_deterministic():
 
 @pytest.mark.parametrize("quantity", ["-1", "-0.0001"])
 def test_negative_quantity_is_refused(quantity):
-    with pytest.raises(InvalidUsageError, match=r"Price 'API calls' \(price_std\): Quantity cannot be negative"):
+    with pytest.raises(
+        InvalidUsageError, match=r"Price 'API calls' \(price_std\): Quantity cannot be negative"
+    ):
         rate(_spec(), Decimal(quantity))
 
 
@@ -140,9 +144,12 @@ def test_rebates_allow_negative_prices_and_quantities(unit_price, quantity, expe
 
 def test_rebate_packages_round_the_magnitude():
     spec = _spec(
-        unit_price=Decimal("1"), package_size=Decimal(10), package_rounding=PackageRounding.UP, allow_rebates=True
+        unit_price=Decimal(1),
+        package_size=Decimal(10),
+        package_rounding=PackageRounding.UP,
+        allow_rebates=True,
     )
-    assert rate(spec, Decimal("-15")).amount == Decimal("-2")
+    assert rate(spec, Decimal(-15)).amount == Decimal(-2)
 
 
 def test_usage_for_another_model_is_refused():

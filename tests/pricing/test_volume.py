@@ -13,7 +13,9 @@ TIERS = (
 
 
 def _spec(tiers=TIERS) -> PriceSpec:
-    return PriceSpec(price_id="price_vol", name="Messages", model=PricingModel.VOLUME, currency="USD", tiers=tiers)
+    return PriceSpec(
+        price_id="price_vol", name="Messages", model=PricingModel.VOLUME, currency="USD", tiers=tiers
+    )
 
 
 @pytest.mark.parametrize(
