@@ -1,16 +1,549 @@
-from django.contrib import admin
+"""The catalog in the Django admin: where finance staff build products, plans and prices.
+
+Declarative on purpose: the rules live in ``catalog.validation`` (called from the models' ``clean()``
+and the tier/rate formsets), writes with side effects go through ``catalog.services``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.utils import timezone
+from simple_history.admin import SimpleHistoryAdmin
 
 from . import models
+from .admin_forms import (
+    ApiKeyAddForm,
+    ApiKeyChangeForm,
+    CatalogModelForm,
+    DynamicRateInlineFormSet,
+    ParentMerchantInlineFormSet,
+    PriceAdminForm,
+    PriceTierInlineFormSet,
+)
+from .descriptions import format_number as _number
+from .descriptions import price_rate_summary
+from .services import api_key_create, api_key_revoke
 
-for model in (
-    models.Merchant,
-    models.Product,
-    models.BillableMetric,
-    models.Fee,
-    models.Plan,
-    models.Price,
-    models.Customer,
-    models.Subscription,
-    models.TestClock,
-):
-    admin.site.register(model)
+RECORD_FIELDSET = ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)})
+RECORD_FIELDS = ("id", "created_at", "updated_at")
+HISTORY_REASON_MAX = 100  # simple-history's history_change_reason column
+
+
+class CatalogAdminMixin:
+    """Shared by every catalog page: finance-friendly forms and N+1-free foreign-key choices."""
+
+    form = CatalogModelForm
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        related = db_field.related_model
+        if related is models.Plan:
+            kwargs.setdefault("queryset", models.Plan.objects.select_related("product"))
+        elif related is models.Price:
+            # Only plan prices can be overridden; str() of a price reads its customer.
+            kwargs.setdefault("queryset", models.Price.objects.filter(customer__isnull=True).select_related("plan"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class CatalogHistoryAdmin(CatalogAdminMixin, SimpleHistoryAdmin):
+    """A catalog page with its change history.
+
+    History is an audit trail to read, never a way to write: reverting a price would restore its
+    fields without its tier rows and skip the tier checks, so "Revert" is off for everyone.
+    """
+
+    def revert_disabled(self, request, obj=None) -> bool:
+        return True
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class PlanListFilter(admin.RelatedFieldListFilter):
+    """Plans named with their product, in one query."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(plan.pk, str(plan)) for plan in models.Plan.objects.select_related("product")]
+
+
+# --- Merchants and API keys ------------------------------------------------------------------
+
+
+@admin.register(models.Merchant)
+class MerchantAdmin(CatalogHistoryAdmin):
+    list_display = (
+        "name",
+        "id",
+        "default_currency",
+        "rounding_mode",
+        "invoice_grace_period",
+        "invoice_number_prefix",
+        "created_at",
+    )
+    list_filter = ("default_currency", "rounding_mode", "country")
+    search_fields = ("name", "id", "email", "tax_id")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = (
+        (None, {"fields": ("name", "email", "tax_id")}),
+        ("Address", {"fields": ("address_line1", "address_line2", "city", "state", "postal_code", "country")}),
+        (
+            "Invoicing",
+            {"fields": ("default_currency", "rounding_mode", "invoice_grace_period", "invoice_number_prefix")},
+        ),
+        RECORD_FIELDSET,
+    )
+
+
+@admin.register(models.ApiKey)
+class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    """Keys are created by ``api_key_create``; the secret is shown once, the digest never."""
+
+    list_display = ("name", "merchant", "key_start", "is_active", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "merchant")
+    list_select_related = ("merchant",)
+    search_fields = ("name", "prefix", "id", "merchant__name")
+    actions = ["revoke_selected"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = ApiKeyChangeForm if obj is not None else ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return ((None, {"fields": ("merchant", "name")}),)
+        return ((None, {"fields": ("name", "merchant", "key_start", "id")}), ("Use", {"fields": self.used_fields}))
+
+    used_fields = ("created_at", "last_used_at", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("merchant", "key_start", "id", *self.used_fields)
+
+    @admin.display(description="key starts with")
+    def key_start(self, obj: models.ApiKey) -> str:
+        return f"{obj.prefix}…"
+
+    @admin.display(description="active", boolean=True)
+    def is_active(self, obj: models.ApiKey) -> bool:
+        return obj.is_active
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        api_key, raw_key = api_key_create(merchant=obj.merchant, name=obj.name)
+        # The admin goes on to log and link ``obj``: make it the row the service created.
+        obj.pk = api_key.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+        self.message_user(
+            request,
+            f"Copy this API key now, it will not be shown again: {raw_key}",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        now = timezone.now()
+        active = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in active:
+            api_key_revoke(api_key=api_key, now=now)
+        self.message_user(request, f"Revoked {len(active)} key(s); they no longer authenticate.", messages.SUCCESS)
+
+
+# --- Products, metrics, fees -------------------------------------------------------------------
+
+
+class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
+    model = models.BillableMetric
+    formset = ParentMerchantInlineFormSet
+    fields = ("name", "unit", "aggregation", "event_type", "value_property")
+    extra = 0
+    show_change_link = True
+    verbose_name = "metric"
+
+
+class FeeInline(CatalogAdminMixin, admin.TabularInline):
+    model = models.Fee
+    formset = ParentMerchantInlineFormSet
+    fields = ("name", "description", "item_id")
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(models.Product)
+class ProductAdmin(CatalogHistoryAdmin):
+    list_display = ("name", "merchant", "id", "metric_count", "plan_count", "created_at")
+    list_filter = ("merchant",)
+    list_select_related = ("merchant",)
+    search_fields = ("name", "id", "description")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = ((None, {"fields": ("merchant", "name", "description", "metadata")}), RECORD_FIELDSET)
+    inlines = (BillableMetricInline, FeeInline)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                metric_total=Count("billable_metrics", distinct=True),
+                plan_total=Count("plans", distinct=True),
+            )
+        )
+
+    @admin.display(description="metrics", ordering="metric_total")
+    def metric_count(self, obj) -> int:
+        return obj.metric_total
+
+    @admin.display(description="plans", ordering="plan_total")
+    def plan_count(self, obj) -> int:
+        return obj.plan_total
+
+
+class MetricFilterInline(CatalogAdminMixin, admin.TabularInline):
+    model = models.MetricFilter
+    fields = ("property_path", "operator", "values")
+    extra = 0
+    verbose_name = "event filter"
+
+
+@admin.register(models.BillableMetric)
+class BillableMetricAdmin(CatalogHistoryAdmin):
+    list_display = ("name", "product", "aggregation", "event_type", "value_property", "unit", "merchant")
+    list_filter = ("aggregation", "product", "merchant")
+    list_select_related = ("product", "merchant")
+    search_fields = ("name", "id", "event_type", "value_property", "product__name")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = (
+        (None, {"fields": ("merchant", "product", "name", "description", "unit", "item_id")}),
+        (
+            "How usage is measured",
+            {"fields": ("event_type", "aggregation", "value_property", "group_by", "event_from")},
+        ),
+        RECORD_FIELDSET,
+    )
+    inlines = (MetricFilterInline,)
+
+
+@admin.register(models.Fee)
+class FeeAdmin(CatalogHistoryAdmin):
+    list_display = ("name", "product", "item_id", "merchant", "id")
+    list_filter = ("product", "merchant")
+    list_select_related = ("product", "merchant")
+    search_fields = ("name", "id", "description", "product__name")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = ((None, {"fields": ("merchant", "product", "name", "description", "item_id")}), RECORD_FIELDSET)
+
+
+# --- Plans and prices --------------------------------------------------------------------------
+
+
+class PriceSummaryInline(admin.TabularInline):
+    """Read-only price rows with a link to each price's own page (tiers cannot nest here)."""
+
+    model = models.Price
+    template = "admin/catalog/edit_inline/tabular_with_add_link.html"
+    fields = ("invoice_display_name", "charges_for", "model", "rate", "payment_term")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+    add_link_label = "Add price"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("billable_metric", "fee", "customer", "plan")
+            .prefetch_related("tiers")
+        )
+
+    @admin.display(description="charges for")
+    def charges_for(self, price: models.Price) -> str:
+        return str(price.billable_metric or price.fee)
+
+    @admin.display(description="rate")
+    def rate(self, price: models.Price) -> str:
+        return price_rate_summary(price)
+
+
+class PlanPriceInline(PriceSummaryInline):
+    fk_name = "plan"
+    fields = ("invoice_display_name", "charges_for", "model", "rate", "payment_term", "customer")
+    readonly_fields = fields
+    verbose_name_plural = "prices (open one to edit it and its tiers)"
+    add_link_param = "plan"
+
+
+@admin.register(models.Plan)
+class PlanAdmin(CatalogHistoryAdmin):
+    list_display = (
+        "name",
+        "product",
+        "currency",
+        "billing_cadence",
+        "minimum_commitment",
+        "discount_percent",
+        "archived_at",
+        "merchant",
+    )
+    list_filter = ("billing_cadence", "currency", "product", "merchant", ("archived_at", admin.EmptyFieldListFilter))
+    list_select_related = ("product", "merchant")
+    search_fields = ("name", "id", "invoice_display_name", "product__name")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = (
+        (None, {"fields": ("merchant", "product", "name", "description", "invoice_display_name")}),
+        (
+            "Billing",
+            {"fields": ("currency", "billing_cadence", "billing_anchor", "minimum_commitment", "discount_percent")},
+        ),
+        ("Tax", {"fields": ("tax_behavior", "default_tax_code", "default_tax_rate")}),
+        ("Renewal", {"fields": ("renewal_reminder_enabled", "renewal_reminder_days", "archived_at")}),
+        RECORD_FIELDSET,
+    )
+    inlines = (PlanPriceInline,)
+
+
+class PriceTierInline(admin.TabularInline):
+    model = models.PriceTier
+    formset = PriceTierInlineFormSet
+    fields = ("up_to", "unit_price", "flat_fee")
+    extra = 0
+    verbose_name = "tier"
+    verbose_name_plural = "tiers (graduated and volume prices; leave the last tier's upper bound empty)"
+
+
+class DynamicRateInline(admin.TabularInline):
+    model = models.DynamicRate
+    formset = DynamicRateInlineFormSet
+    fields = ("effective_from", "unit_price")
+    extra = 0
+    verbose_name = "scheduled rate"
+    verbose_name_plural = "rate schedule (dynamic prices in schedule mode)"
+
+
+@admin.register(models.Price)
+class PriceAdmin(CatalogHistoryAdmin):
+    form = PriceAdminForm
+    list_display = (
+        "invoice_display_name",
+        "plan",
+        "charges_for",
+        "model",
+        "rate",
+        "payment_term",
+        "customer",
+        "merchant",
+    )
+    list_filter = (
+        "model",
+        "payment_term",
+        ("customer", admin.EmptyFieldListFilter),
+        ("plan", PlanListFilter),
+        "merchant",
+    )
+    list_select_related = ("plan__product", "billable_metric", "fee", "customer", "merchant")
+    search_fields = (
+        "invoice_display_name",
+        "id",
+        "plan__name",
+        "billable_metric__name",
+        "fee__name",
+        "customer__name",
+        "customer__external_id",
+    )
+    autocomplete_fields = ("customer",)
+    readonly_fields = RECORD_FIELDS
+    inlines = (PriceTierInline, DynamicRateInline)
+    fieldsets = (
+        (
+            "What it charges for",
+            {
+                "fields": (
+                    "merchant",
+                    "plan",
+                    "plan_line_key",
+                    ("billable_metric", "fee"),
+                    "invoice_display_name",
+                    "invoice_display_group",
+                    "model",
+                    "payment_term",
+                    "billing_cadence",
+                    "quantity",
+                )
+            },
+        ),
+        (
+            "Per unit or per package",
+            {
+                "fields": ("unit_price", "allows_rebate", "package_size", "package_rounding"),
+                "classes": ("price-model", "model-standard", "model-package"),
+                "description": "Standard: price per unit. Package: price per package of “package size” units.",
+            },
+        ),
+        (
+            "Percentage of an amount",
+            {
+                "fields": (
+                    "percentage_rate",
+                    "fixed_fee_per_event",
+                    ("min_charge_per_event", "max_charge_per_event"),
+                    ("min_charge_per_period", "max_charge_per_period"),
+                ),
+                "classes": ("price-model", "model-percentage"),
+            },
+        ),
+        (
+            "Dynamic rate",
+            {
+                "fields": ("dynamic_mode", "event_price_property", ("min_unit_price", "max_unit_price")),
+                "classes": ("price-model", "model-dynamic"),
+                "description": "In schedule mode, list the rates below under “rate schedule”.",
+            },
+        ),
+        (
+            "Allowances, discounts and commitments",
+            {
+                "fields": (
+                    "free_units",
+                    "usage_discount_units",
+                    "discount_percent",
+                    "minimum_commitment",
+                    "is_obligation",
+                )
+            },
+        ),
+        (
+            "Negotiated rate",
+            {
+                "fields": ("customer", "overrides"),
+                "description": "Set both to make this price a negotiated rate that replaces a plan price for "
+                "one customer.",
+            },
+        ),
+        (
+            "Advanced",
+            {
+                "fields": ("grant_discount_enabled", "rate_type", "tax_supply_scope", "pricing_unit_id"),
+                "classes": ("collapse",),
+            },
+        ),
+        RECORD_FIELDSET,
+    )
+
+    class Media:
+        js = ("catalog/price_form.js",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tiers")
+
+    @admin.display(description="charges for")
+    def charges_for(self, price: models.Price) -> str:
+        return str(price.billable_metric or price.fee)
+
+    @admin.display(description="rate")
+    def rate(self, price: models.Price) -> str:
+        return price_rate_summary(price)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if any(formset.has_changed() for formset in formsets):
+            # Tier rows carry no history of their own: record the table on the price's history row.
+            price = form.instance
+            record = price.history.order_by("-history_id").first()
+            if record is not None:
+                reason = _history_reason(price)
+                record.history_change_reason = reason
+                record.save(update_fields=["history_change_reason"])
+
+
+def _history_reason(price: models.Price) -> str:
+    tiers = "; ".join(
+        f"{'≤' + _number(t.up_to) if t.up_to is not None else 'rest'} @ {_number(t.unit_price)}"
+        + (f" +{_number(t.flat_fee)}" if t.flat_fee else "")
+        for t in price.tiers.order_by(*models.PriceTier._meta.ordering)
+    )
+    rates = "; ".join(f"{r.effective_from:%Y-%m-%d %H:%M} @ {_number(r.unit_price)}" for r in price.dynamic_rates.all())
+    reason = " | ".join(
+        part for part in (f"Tiers: {tiers}" if tiers else "", f"Rates: {rates}" if rates else "") if part
+    )
+    reason = reason or "Tiers and rates removed"
+    return reason if len(reason) <= HISTORY_REASON_MAX else reason[: HISTORY_REASON_MAX - 1] + "…"
+
+
+# --- Customers and subscriptions ---------------------------------------------------------------
+
+
+class SubscriptionInline(CatalogAdminMixin, admin.TabularInline):
+    model = models.Subscription
+    formset = ParentMerchantInlineFormSet
+    fields = ("name", "plan", "status", "started_at", "ending_at", "billing_anchor")
+    extra = 0
+    show_change_link = True
+
+
+class NegotiatedRateInline(PriceSummaryInline):
+    fk_name = "customer"
+    fields = ("invoice_display_name", "plan", "overrides", "charges_for", "model", "rate")
+    readonly_fields = fields
+    verbose_name = "negotiated rate"
+    verbose_name_plural = "negotiated rates"
+    add_link_param = "customer"
+    add_link_label = "Add negotiated rate"
+
+
+@admin.register(models.Customer)
+class CustomerAdmin(CatalogHistoryAdmin):
+    list_display = ("name", "external_id", "email", "currency", "country", "merchant", "id")
+    list_filter = ("merchant", "currency", "country")
+    list_select_related = ("merchant",)
+    search_fields = ("name", "external_id", "email", "id", "tax_id")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = (
+        (None, {"fields": ("merchant", "name", "external_id", "email", "phone")}),
+        ("Address", {"fields": ("address_line1", "address_line2", "city", "state", "postal_code", "country")}),
+        ("Billing", {"fields": ("currency", "time_zone", "tax_id", "tax_rate", "metadata")}),
+        RECORD_FIELDSET,
+    )
+    inlines = (SubscriptionInline, NegotiatedRateInline)
+
+
+@admin.register(models.Subscription)
+class SubscriptionAdmin(CatalogHistoryAdmin):
+    list_display = ("name", "customer", "plan", "status", "started_at", "ending_at", "merchant")
+    list_filter = ("status", ("plan", PlanListFilter), "merchant")
+    list_select_related = ("customer", "plan__product", "merchant")
+    search_fields = ("name", "id", "customer__name", "customer__external_id", "plan__name")
+    autocomplete_fields = ("customer",)
+    date_hierarchy = "started_at"
+    readonly_fields = RECORD_FIELDS
+    fieldsets = (
+        (None, {"fields": ("merchant", "customer", "plan", "name", "status")}),
+        ("Dates", {"fields": ("started_at", "ending_at", "billing_anchor", "trial_ends_at", "test_clock")}),
+        (
+            "Invoicing",
+            {"fields": ("auto_charge", "tax_exempt", "payment_term_days", "version_policy", "elapsed_period_billing")},
+        ),
+        ("Termination", {"fields": ("terminated_at", "terminated_by", "termination_reason"), "classes": ("collapse",)}),
+        ("Other", {"fields": ("metadata",), "classes": ("collapse",)}),
+        RECORD_FIELDSET,
+    )
+
+
+@admin.register(models.TestClock)
+class TestClockAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    list_display = ("__str__", "merchant", "current_time", "deleted_at", "id")
+    list_filter = ("merchant", ("deleted_at", admin.EmptyFieldListFilter))
+    list_select_related = ("merchant",)
+    search_fields = ("name", "id", "description")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = ((None, {"fields": ("merchant", "name", "description", "current_time", "deleted_at")}), RECORD_FIELDSET)

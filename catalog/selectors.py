@@ -5,9 +5,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from django.db.models import Q
+from django.db.models import Prefetch, Q, QuerySet
 
-from .models import ApiKey, Customer, Plan, Price, Subscription
+from .models import (
+    ApiKey,
+    BillableMetric,
+    Customer,
+    Fee,
+    Merchant,
+    Plan,
+    Price,
+    Product,
+    Subscription,
+    SubscriptionStatus,
+)
 
 
 def api_key_digest(raw_key: str) -> str:
@@ -67,3 +78,130 @@ def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str |
         (plan_id, customer_id): [negotiated.get((customer_id, price.pk), price) for price in plan_prices[plan_id]]
         for plan_id, customer_id in pairs
     }
+
+
+# --- API reads. Every read is scoped to one merchant: another merchant's id is "not found". ---
+
+
+def _get_or_404(queryset, **lookup):
+    from django.http import Http404
+
+    try:
+        return queryset.get(**lookup)
+    except queryset.model.DoesNotExist:
+        raise Http404(f"No {queryset.model._meta.verbose_name} with id {lookup.get('pk')!r}.") from None
+
+
+def product_list(*, merchant: Merchant) -> QuerySet[Product]:
+    return Product.objects.filter(merchant=merchant).order_by("created_at", "id")
+
+
+def product_get(*, merchant: Merchant, product_id: str) -> Product:
+    return _get_or_404(product_list(merchant=merchant), pk=product_id)
+
+
+def billable_metric_list(
+    *, merchant: Merchant, product_id: str | None = None, item_id: str | None = None
+) -> QuerySet[BillableMetric]:
+    metrics = BillableMetric.objects.filter(merchant=merchant).order_by("created_at", "id")
+    if product_id:
+        metrics = metrics.filter(product_id=product_id)
+    if item_id:
+        metrics = metrics.filter(item_id=item_id)
+    return metrics
+
+
+def billable_metric_get(*, merchant: Merchant, metric_id: str) -> BillableMetric:
+    return _get_or_404(billable_metric_list(merchant=merchant), pk=metric_id)
+
+
+def fee_list(*, merchant: Merchant, product_id: str | None = None, item_id: str | None = None) -> QuerySet[Fee]:
+    fees = Fee.objects.filter(merchant=merchant).order_by("created_at", "id")
+    if product_id:
+        fees = fees.filter(product_id=product_id)
+    if item_id:
+        fees = fees.filter(item_id=item_id)
+    return fees
+
+
+def fee_get(*, merchant: Merchant, fee_id: str) -> Fee:
+    return _get_or_404(fee_list(merchant=merchant), pk=fee_id)
+
+
+def price_list(*, merchant: Merchant, billable_metric_id: str | None = None) -> QuerySet[Price]:
+    """The merchant's prices with their tiers and rate schedule prefetched (negotiated rates included)."""
+    prices = (
+        Price.objects.filter(merchant=merchant)
+        .select_related("plan")
+        .prefetch_related("tiers", "dynamic_rates")
+        .order_by("created_at", "id")
+    )
+    if billable_metric_id:
+        prices = prices.filter(billable_metric_id=billable_metric_id)
+    return prices
+
+
+def price_get(*, merchant: Merchant, price_id: str) -> Price:
+    return _get_or_404(price_list(merchant=merchant), pk=price_id)
+
+
+def plan_list(*, merchant: Merchant, product_id: str | None = None) -> QuerySet[Plan]:
+    """The merchant's plans with their plan prices (not negotiated rates) prefetched."""
+    plan_prices = (
+        Price.objects.filter(customer__isnull=True)
+        .prefetch_related("tiers", "dynamic_rates")
+        .order_by("created_at", "id")
+    )
+    plans = (
+        Plan.objects.filter(merchant=merchant)
+        .prefetch_related(Prefetch("prices", queryset=plan_prices, to_attr="plan_prices"))
+        .order_by("created_at", "id")
+    )
+    if product_id:
+        plans = plans.filter(product_id=product_id)
+    return plans
+
+
+def plan_get(*, merchant: Merchant, plan_id: str) -> Plan:
+    return _get_or_404(plan_list(merchant=merchant), pk=plan_id)
+
+
+def plan_list_available(
+    *, merchant: Merchant, customer: Customer, product_id: str | None = None, search: str | None = None
+) -> QuerySet[Plan]:
+    """Live plans of products in which the customer has no subscription that is still running.
+
+    A terminated subscription does not count, so a former customer can subscribe again.
+    """
+    subscribed_products = Subscription.objects.filter(customer=customer).exclude(status=SubscriptionStatus.TERMINATED)
+    plans = plan_list(merchant=merchant, product_id=product_id).filter(archived_at__isnull=True)
+    plans = plans.exclude(product_id__in=subscribed_products.values("plan__product_id"))
+    if search:
+        plans = plans.filter(name__icontains=search)
+    return plans
+
+
+def plan_live_subscription_count(*, plan: Plan) -> int:
+    """Subscriptions that bill the plan now or will once paid (not terminated)."""
+    return Subscription.objects.filter(plan=plan).exclude(status=SubscriptionStatus.TERMINATED).count()
+
+
+def customer_list(
+    *,
+    merchant: Merchant,
+    name: str | None = None,
+    email: str | None = None,
+    external_id: str | None = None,
+) -> QuerySet[Customer]:
+    customers = Customer.objects.filter(merchant=merchant).order_by("created_at", "id")
+    if name:
+        customers = customers.filter(name__icontains=name)
+    if email:
+        customers = customers.filter(email__icontains=email)
+    if external_id:
+        customers = customers.filter(external_id=external_id)
+    return customers
+
+
+def customer_get(*, merchant: Merchant, customer_id: str) -> Customer:
+    return _get_or_404(customer_list(merchant=merchant), pk=customer_id)

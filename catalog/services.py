@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import ProtectedError
+from django.utils.text import slugify
 
-from .models import ApiKey, Merchant
-from .selectors import api_key_digest
+from .models import (
+    ApiKey,
+    BillableMetric,
+    Customer,
+    DynamicRate,
+    Fee,
+    Merchant,
+    Plan,
+    Price,
+    PriceModel,
+    PriceTier,
+    Product,
+)
+from .selectors import api_key_digest, plan_live_subscription_count
+from .validation import tier_table_errors
 
 API_KEY_PREFIX = "ml_live_"
 
@@ -28,3 +48,587 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime) -> ApiKey:
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
+
+
+# --- Catalog writes used by the REST API (and usable from the admin, commands and tests). ---
+#
+# Each service validates with the model rules (full_clean, catalog.validation) and runs in one
+# transaction. Business conflicts (deleting something still in use, repricing a billed price) raise
+# CatalogConflict; the API answers them with 409.
+
+
+class CatalogConflict(Exception):
+    """A write refused because other objects depend on the current state."""
+
+    def __init__(self, message: str, *, code: str = "CONFLICT", details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.details = details
+
+
+UNCHANGED: Any = object()  # marks "leave this field as it is" in update services
+
+PRICE_PROPERTY_FIELDS = (
+    "unit_price",
+    "package_size",
+    "package_rounding",
+    "percentage_rate",
+    "fixed_fee_per_event",
+    "min_charge_per_event",
+    "max_charge_per_event",
+    "min_charge_per_period",
+    "max_charge_per_period",
+    "dynamic_mode",
+    "event_price_property",
+    "min_unit_price",
+    "max_unit_price",
+)
+# Fields that only change how a price is shown; everything else changes what subscriptions pay.
+PRICE_DISPLAY_FIELDS = {"invoice_display_name", "invoice_display_group", "rate_type"}
+
+
+@dataclass(frozen=True)
+class TierRow:
+    up_to: Decimal | None
+    unit_price: Decimal
+    flat_fee: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class RateRow:
+    effective_from: datetime
+    unit_price: Decimal
+
+
+def _apply(instance, changes: dict[str, Any]) -> list[str]:
+    changed = []
+    for field, value in changes.items():
+        if value is UNCHANGED:
+            continue
+        if getattr(instance, field) != value:
+            changed.append(field)
+        setattr(instance, field, value)
+    return changed
+
+
+def _blocker(kind: str, rows: list[dict], count: int) -> dict:
+    return {"type": kind, "count": count, "items": rows}
+
+
+def _delete_or_conflict(instance, what: str, blockers: list[dict]) -> None:
+    blockers = [b for b in blockers if b["count"]]
+    if blockers:
+        names = ", ".join(f"{b['count']} {b['type']}" for b in blockers)
+        raise CatalogConflict(
+            f"This {what} is still in use ({names}); remove those first.",
+            code="RESOURCE_IN_USE",
+            details={"blockers": blockers},
+        )
+    try:
+        instance.delete()
+    except ProtectedError as exc:
+        # Objects of other apps (invoices, usage events…) that keep a reference.
+        counts: dict[str, list] = {}
+        for obj in exc.protected_objects:
+            counts.setdefault(obj._meta.verbose_name_plural.replace(" ", "_"), []).append({"id": str(obj.pk)})
+        found = [_blocker(kind, items[:10], len(items)) for kind, items in counts.items()]
+        raise CatalogConflict(
+            f"This {what} is still referenced by other records.", code="RESOURCE_IN_USE", details={"blockers": found}
+        ) from None
+
+
+# Products
+
+
+@transaction.atomic
+def product_create(*, merchant: Merchant, name: str, description: str = "", metadata: dict | None = None) -> Product:
+    """Create a product of ``merchant``."""
+    product = Product(merchant=merchant, name=name, description=description, metadata=metadata or {})
+    product.full_clean()
+    product.save()
+    return product
+
+
+@transaction.atomic
+def product_update(*, product: Product, changes: dict[str, Any]) -> Product:
+    """Change ``name``, ``description`` or ``metadata`` of a product."""
+    _apply(product, {k: v for k, v in changes.items() if k in {"name", "description", "metadata"}})
+    product.full_clean()
+    product.save()
+    return product
+
+
+@transaction.atomic
+def product_delete(*, product: Product) -> None:
+    """Delete a product that no metric, fee or plan uses; otherwise raise CatalogConflict with blockers."""
+    metrics = list(product.billable_metrics.order_by("created_at").values("id", "name"))
+    fees = list(product.fees.order_by("created_at").values("id", "name"))
+    plans = list(product.plans.order_by("created_at").values("id", "name"))
+    _delete_or_conflict(
+        product,
+        "product",
+        [
+            _blocker("billableMetrics", metrics[:10], len(metrics)),
+            _blocker("fees", fees[:10], len(fees)),
+            _blocker("plans", plans[:10], len(plans)),
+        ],
+    )
+
+
+# Billable metrics
+
+BILLABLE_METRIC_FIELDS = {
+    "name",
+    "description",
+    "unit",
+    "aggregation",
+    "event_type",
+    "value_property",
+    "group_by",
+    "event_from",
+    "item_id",
+}
+
+
+@transaction.atomic
+def billable_metric_create(*, merchant: Merchant, product: Product, **fields: Any) -> BillableMetric:
+    """Create a metric of ``product``; fields are BillableMetric model fields."""
+    unknown = set(fields) - BILLABLE_METRIC_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown billable metric fields: {sorted(unknown)}")
+    metric = BillableMetric(merchant=merchant, product=product, **fields)
+    metric.full_clean()
+    metric.save()
+    return metric
+
+
+@transaction.atomic
+def billable_metric_update(*, metric: BillableMetric, changes: dict[str, Any]) -> BillableMetric:
+    """Change a metric. The aggregation and product are fixed once created (usage already counted)."""
+    _apply(metric, {k: v for k, v in changes.items() if k in BILLABLE_METRIC_FIELDS - {"aggregation"}})
+    metric.full_clean()
+    metric.save()
+    return metric
+
+
+@transaction.atomic
+def billable_metric_delete(*, metric: BillableMetric) -> None:
+    """Delete a metric no price charges for; otherwise raise CatalogConflict with the prices."""
+    prices = list(metric.prices.order_by("created_at").values("id", "invoice_display_name"))
+    items = [{"id": p["id"], "invoiceDisplayName": p["invoice_display_name"]} for p in prices[:10]]
+    _delete_or_conflict(metric, "billable metric", [_blocker("prices", items, len(prices))])
+
+
+# Fees
+
+
+@transaction.atomic
+def fee_create(*, merchant: Merchant, product: Product, name: str, description: str = "", item_id: str = "") -> Fee:
+    """Create a fee of ``product``; its amount and cadence live on a price."""
+    fee = Fee(merchant=merchant, product=product, name=name, description=description, item_id=item_id)
+    fee.full_clean()
+    fee.save()
+    return fee
+
+
+@transaction.atomic
+def fee_update(*, fee: Fee, changes: dict[str, Any]) -> Fee:
+    """Change ``name``, ``description`` or ``item_id`` of a fee."""
+    _apply(fee, {k: v for k, v in changes.items() if k in {"name", "description", "item_id"}})
+    fee.full_clean()
+    fee.save()
+    return fee
+
+
+@transaction.atomic
+def fee_delete(*, fee: Fee) -> None:
+    """Delete a fee no price charges; otherwise raise CatalogConflict listing the prices."""
+    prices = list(fee.prices.order_by("created_at").values("id", "invoice_display_name"))
+    items = [{"id": p["id"], "invoiceDisplayName": p["invoice_display_name"]} for p in prices[:10]]
+    _delete_or_conflict(fee, "fee", [_blocker("prices", items, len(prices))])
+
+
+# Prices
+
+
+def _price_validate(price: Price, tiers: list[TierRow]) -> None:
+    errors: dict[str, list[str]] = {}
+    try:
+        price.full_clean()
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    tier_messages = tier_table_errors([(t.up_to, t.unit_price) for t in tiers], model=price.model)
+    for number, tier in enumerate(tiers, start=1):
+        row = PriceTier(price=price, up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee)
+        tier_messages.extend(_row_errors(row, f"Tier {number}"))
+    if tier_messages:
+        errors["tiers"] = tier_messages
+    if errors:
+        raise ValidationError(errors)
+
+
+def _row_errors(row, label: str) -> list[str]:
+    """Field-level problems (digits, sign) of a tier or rate row, which bulk_create would not check."""
+    try:
+        row.clean_fields(exclude=["price"])
+    except ValidationError as exc:
+        return [f"{label}: {field.replace('_', ' ')}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items()]
+    return []
+
+
+def _price_write_schedule(price: Price, tiers: list[TierRow] | None, rates: list[RateRow] | None) -> None:
+    if tiers is not None:
+        price.tiers.all().delete()
+        PriceTier.objects.bulk_create(
+            PriceTier(price=price, up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee) for t in tiers
+        )
+    if rates is not None:
+        price.dynamic_rates.all().delete()
+        DynamicRate.objects.bulk_create(
+            DynamicRate(price=price, effective_from=r.effective_from, unit_price=r.unit_price) for r in rates
+        )
+
+
+def _price_schedule(price: Price) -> tuple[list[TierRow], list[RateRow]]:
+    tiers = [TierRow(t.up_to, t.unit_price, t.flat_fee) for t in price.tiers.all()]
+    rates = [RateRow(r.effective_from, r.unit_price) for r in price.dynamic_rates.all()]
+    return tiers, rates
+
+
+@transaction.atomic
+def price_create(
+    *,
+    merchant: Merchant,
+    fields: dict[str, Any],
+    tiers: list[TierRow] | None = None,
+    rates: list[RateRow] | None = None,
+) -> Price:
+    """Create an unattached price (no plan) for a metric or a fee; plans attach it later.
+
+    ``fields`` are Price model fields (``billable_metric`` or ``fee``, ``model``, ``unit_price``…);
+    ``tiers`` are the graduated/volume rows in entry order, ``rates`` a dynamic rate schedule.
+    """
+    tiers = list(tiers or [])
+    price = Price(merchant=merchant, **fields)
+    _price_validate(price, tiers)
+    _rate_schedule_errors(price, rates or [])
+    price.save()
+    _price_write_schedule(price, tiers, list(rates or []))
+    return price
+
+
+def _rate_schedule_errors(price: Price, rates: list[RateRow]) -> None:
+    if rates and price.model != PriceModel.DYNAMIC:
+        raise ValidationError({"rates": "Only dynamic prices have a rate schedule."})
+    starts = [r.effective_from for r in rates]
+    if len(set(starts)) != len(starts):
+        raise ValidationError({"rates": "Two rates start at the same moment."})
+    messages = []
+    for number, rate in enumerate(rates, start=1):
+        row = DynamicRate(price=price, effective_from=rate.effective_from, unit_price=rate.unit_price)
+        messages.extend(_row_errors(row, f"Rate {number}"))
+    if messages:
+        raise ValidationError({"rates": messages})
+
+
+@transaction.atomic
+def price_update(
+    *,
+    price: Price,
+    changes: dict[str, Any],
+    tiers: list[TierRow] | None = None,
+    rates: list[RateRow] | None = None,
+) -> Price:
+    """Change a price. ``tiers``/``rates`` of None leave the schedule as it is.
+
+    Changing what a price charges (anything but its display name, group and rate type) while
+    subscriptions bill it raises CatalogConflict with code PRICE_IN_USE: create a new price and
+    attach it to the plan instead, so running periods keep the price they started with.
+    """
+    price = Price.objects.select_for_update().get(pk=price.pk)
+    old_tiers, old_rates = _price_schedule(price)
+    changed = _apply(price, changes)
+    new_tiers = old_tiers if tiers is None else list(tiers)
+    new_rates = old_rates if rates is None else list(rates)
+    if new_tiers != old_tiers:
+        changed.append("tiers")
+    if new_rates != old_rates:
+        changed.append("rates")
+    pricing_changes = [field for field in changed if field not in PRICE_DISPLAY_FIELDS]
+    if pricing_changes and price.plan_id and price.customer_id is None:
+        count = plan_live_subscription_count(plan=price.plan)
+        if count:
+            fields = sorted({_price_api_field(field) for field in pricing_changes})
+            raise CatalogConflict(
+                f"{count} subscription(s) bill this price; create a new price and attach it to the plan instead "
+                f"of changing {', '.join(fields)}.",
+                code="PRICE_IN_USE",
+                details={"priceId": price.id, "fields": fields, "subscriptionCount": count},
+            )
+    _price_validate(price, new_tiers)
+    _rate_schedule_errors(price, new_rates)
+    price.save()
+    _price_write_schedule(price, None if tiers is None else new_tiers, None if rates is None else new_rates)
+    return price
+
+
+def _price_api_field(field: str) -> str:
+    if field in PRICE_PROPERTY_FIELDS or field in {"tiers", "rates"}:
+        return "properties"
+    return {"billable_metric": "billableMetricId", "fee": "feeId"}.get(field, _camel(field))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@transaction.atomic
+def price_delete(*, price: Price) -> None:
+    """Delete a price that no live plan references; otherwise raise CatalogConflict naming the plan."""
+    blockers = []
+    if price.plan_id and price.plan.archived_at is None:
+        blockers.append(_blocker("plans", [{"id": price.plan_id, "name": price.plan.name}], 1))
+    _delete_or_conflict(price, "price", blockers)
+
+
+# Plans
+
+PLAN_FIELDS = {
+    "name",
+    "description",
+    "invoice_display_name",
+    "billing_cadence",
+    "billing_anchor",
+    "tax_behavior",
+    "default_tax_code",
+    "default_tax_rate",
+    "minimum_commitment",
+    "discount_percent",
+    "renewal_reminder_enabled",
+    "renewal_reminder_days",
+}
+PLAN_BILLING_FIELDS = {"billing_cadence", "billing_anchor"}
+_PLAN_LINE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _plan_check_anchor(plan: Plan, now: datetime) -> None:
+    if plan.billing_anchor and plan.billing_anchor > now:
+        raise ValidationError({"billing_anchor": "The billing anchor cannot be in the future."})
+
+
+def _plan_attach(plan: Plan, lines: list[tuple[Price, str | None]]) -> None:
+    """Attach ``lines`` (price, key) to ``plan`` and detach its other plan prices."""
+    errors: dict[str, str] = {}
+    seen_prices: set[str] = set()
+    keys: dict[str, int] = {}
+    for index, (price, key) in enumerate(lines):
+        where = f"prices[{index}]"
+        if price.id in seen_prices:
+            errors[where] = f"The price {price.id} is listed twice."
+        seen_prices.add(price.id)
+        if key is not None and not _PLAN_LINE_KEY.match(key):
+            errors[f"{where}.key"] = (
+                "A key starts with a lowercase letter or digit and has at most 64 of a-z, 0-9, _ and -."
+            )
+        if key:
+            if key in keys:
+                errors[f"{where}.key"] = f"The key “{key}” is used twice in this plan."
+            keys[key] = index
+    if errors:
+        raise ValidationError(errors)
+
+    locked = {p.pk: p for p in Price.objects.select_for_update().filter(pk__in=[p.pk for p, _ in lines]).order_by("pk")}
+    for index, (given, _) in enumerate(lines):
+        price = locked[given.pk]
+        if price.customer_id:
+            errors[f"prices[{index}]"] = "A negotiated rate cannot be attached to a plan as a plan price."
+        elif price.plan_id and price.plan_id != plan.pk:
+            raise CatalogConflict(
+                f"The price {price.id} belongs to the plan {price.plan_id}; create a new price for this plan.",
+                code="PRICE_ATTACHED_TO_OTHER_PLAN",
+                details={"priceId": price.id, "planId": price.plan_id},
+            )
+    if errors:
+        raise ValidationError(errors)
+
+    keep = {price.pk for price, _ in lines}
+    detached = plan.prices.filter(customer__isnull=True).exclude(pk__in=keep)
+    if Price.objects.filter(overrides__in=detached).exists():
+        raise CatalogConflict(
+            "A price you are removing has negotiated customer rates; remove those rates first.",
+            code="PRICE_HAS_NEGOTIATED_RATES",
+        )
+    for price in detached:  # one save per price keeps its change history
+        price.plan, price.plan_line_key = None, ""
+        price.save(update_fields=["plan", "plan_line_key", "updated_at"])
+
+    used_keys = {key for _, key in lines if key}
+    used_keys |= {locked[p.pk].plan_line_key for p, key in lines if not key and locked[p.pk].plan_id == plan.pk}
+    for index, (given, key) in enumerate(lines):
+        price = locked[given.pk]
+        if not key:
+            if price.plan_id == plan.pk and price.plan_line_key:
+                key = price.plan_line_key
+            else:
+                key = _free_line_key(price, used_keys)
+                used_keys.add(key)
+        price.plan = plan
+        price.plan_line_key = key
+        try:
+            price.full_clean()
+        except ValidationError as exc:
+            messages = [m for field_messages in exc.message_dict.values() for m in field_messages]
+            errors[f"prices[{index}]"] = " ".join(messages)
+    if errors:
+        raise ValidationError(errors)
+    for price in locked.values():
+        price.save(update_fields=["plan", "plan_line_key", "updated_at"])
+
+
+def _free_line_key(price: Price, used: set[str]) -> str:
+    base = (slugify(price.invoice_display_name).replace("-", "_") or "line")[:56]
+    if not base[0].isalnum():
+        base = "line_" + base
+    key, n = base, 2
+    while key in used:
+        key, n = f"{base}_{n}", n + 1
+    return key
+
+
+@transaction.atomic
+def plan_create(
+    *,
+    merchant: Merchant,
+    product: Product,
+    name: str,
+    currency: str,
+    lines: list[tuple[Price, str | None]] | None = None,
+    now: datetime,
+    **fields: Any,
+) -> Plan:
+    """Create a plan and attach the given unattached prices to it as its lines (``(price, key)`` pairs).
+
+    A price of another plan raises CatalogConflict; a price of another product a ValidationError
+    naming ``prices[i]``.
+    """
+    unknown = set(fields) - PLAN_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown plan fields: {sorted(unknown)}")
+    plan = Plan(merchant=merchant, product=product, name=name, currency=currency, **fields)
+    plan.full_clean()
+    _plan_check_anchor(plan, now)
+    plan.save()
+    if lines:
+        _plan_attach(plan, lines)
+    return plan
+
+
+@transaction.atomic
+def plan_update(
+    *,
+    plan: Plan,
+    changes: dict[str, Any],
+    lines: list[tuple[Price, str | None]] | None = None,
+    now: datetime,
+) -> Plan:
+    """Change a plan; ``lines`` (when given) replaces its set of prices.
+
+    While subscriptions bill the plan, its cadence, anchor and price set are fixed (CatalogConflict
+    PLAN_IN_USE): what a running period charges must not change under it.
+    """
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    changed = _apply(plan, {k: v for k, v in changes.items() if k in PLAN_FIELDS})
+    touches_billing = [f for f in changed if f in PLAN_BILLING_FIELDS]
+    if lines is not None:
+        current = set(plan.prices.filter(customer__isnull=True).values_list("pk", flat=True))
+        if current != {price.pk for price, _ in lines}:
+            touches_billing.append("prices")
+    if touches_billing:
+        count = plan_live_subscription_count(plan=plan)
+        if count:
+            raise CatalogConflict(
+                f"{count} subscription(s) bill this plan; its {', '.join(_camel(f) for f in touches_billing)} "
+                "cannot change. Create a new plan instead.",
+                code="PLAN_IN_USE",
+                details={"planId": plan.id, "fields": [_camel(f) for f in touches_billing], "subscriptionCount": count},
+            )
+    plan.full_clean()
+    if "billing_anchor" in changed:
+        _plan_check_anchor(plan, now)
+    plan.save()
+    if lines is not None:
+        _plan_attach(plan, lines)
+    return plan
+
+
+# Customers
+
+CUSTOMER_FIELDS = {
+    "name",
+    "email",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "tax_id",
+    "tax_rate",
+    "external_id",
+    "currency",
+    "time_zone",
+}
+
+
+@transaction.atomic
+def customer_create(*, merchant: Merchant, name: str, email: str, **fields: Any) -> tuple[Customer, bool]:
+    """Create a customer, or return the existing one and False.
+
+    The same customer is one with the same ``external_id`` in the merchant; without an external id,
+    one with the same e-mail address (ignoring case) and no external id. Creation is serialised per
+    merchant (row lock), so two concurrent creates of the same customer make one row.
+    """
+    unknown = set(fields) - CUSTOMER_FIELDS
+    if unknown:
+        raise TypeError(f"Unknown customer fields: {sorted(unknown)}")
+    Merchant.objects.select_for_update().filter(pk=merchant.pk).first()
+    external_id = fields.get("external_id") or None
+    existing = Customer.objects.filter(merchant=merchant)
+    if external_id:
+        existing = existing.filter(external_id=external_id)
+    else:
+        existing = existing.filter(email__iexact=email, external_id__isnull=True)
+    found = existing.order_by("created_at").first()
+    if found is not None:
+        return found, False
+    customer = Customer(merchant=merchant, name=name, email=email, **fields)
+    customer.full_clean()
+    customer.save()
+    return customer, True
+
+
+@transaction.atomic
+def customer_update(*, customer: Customer, changes: dict[str, Any]) -> Customer:
+    """Change a customer's contact, tax and identity fields."""
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    _apply(customer, {k: v for k, v in changes.items() if k in CUSTOMER_FIELDS})
+    if (
+        customer.external_id
+        and Customer.objects.filter(merchant_id=customer.merchant_id, external_id=customer.external_id)
+        .exclude(pk=customer.pk)
+        .exists()
+    ):
+        raise ValidationError({"external_id": "Another customer of this merchant has this external ID."})
+    customer.full_clean()
+    customer.save()
+    return customer
+
+
+@transaction.atomic
+def customer_delete(*, customer: Customer) -> None:
+    """Delete a customer without subscriptions; otherwise raise CatalogConflict listing them."""
+    subscriptions = list(customer.subscriptions.order_by("-started_at").values("id", "status"))
+    _delete_or_conflict(customer, "customer", [_blocker("subscriptions", subscriptions[:10], len(subscriptions))])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,19 @@ def tier_table_errors(tiers: Sequence[tuple[Decimal | None, Decimal | None]], *,
     if not tiers:
         return ["Add at least one tier; the last one has no upper bound."]
     return list(validate_tiers(_as_engine_tiers(tiers)))
+
+
+def rate_schedule_errors(starts: Sequence[datetime | None], *, model: str, dynamic_mode: str | None) -> list[str]:
+    """Messages for an inconsistent rate schedule, given as the rows' start times in entry order."""
+    if model != "dynamic":
+        return ["Only dynamic prices have a rate schedule; remove the rate rows."] if starts else []
+    if dynamic_mode == "event_price":
+        return ["Prices carried on each event use no rate schedule; remove the rate rows."] if starts else []
+    if dynamic_mode == "schedule" and not starts:
+        return ["Add at least one rate to the schedule, with the moment it takes effect."]
+    if len(set(starts)) != len(starts):
+        return ["Two rates take effect at the same moment; give each its own start."]
+    return []
 
 
 def _as_engine_tiers(rows: Iterable[tuple[Decimal | None, Decimal | None]]):

@@ -126,3 +126,51 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     name = factory.LazyAttribute(lambda s: f"{s.customer.name} · {s.plan.name}")
     status = models.SubscriptionStatus.ACTIVE
     started_at = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class MetricFilterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.MetricFilter
+
+    metric = factory.SubFactory(BillableMetricFactory)
+    property_path = "$.status"
+    operator = models.MetricFilterOperator.EQUALS
+    values = factory.LazyFunction(lambda: ["ok"])
+
+
+class DynamicPriceFactory(MeteredPriceFactory):
+    """A dynamic price in schedule mode; give it DynamicRateFactory rows."""
+
+    model = models.PriceModel.DYNAMIC
+    dynamic_mode = models.DynamicMode.SCHEDULE
+    unit_price = None
+
+
+class DynamicRateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.DynamicRate
+
+    price = factory.SubFactory(DynamicPriceFactory)
+    effective_from = datetime(2026, 1, 1, tzinfo=UTC)
+    unit_price = Decimal("0.000003")
+
+
+class NegotiatedPriceFactory(MeteredPriceFactory):
+    """A customer's negotiated rate replacing ``overrides`` (a plan price) on the same plan and metric."""
+
+    overrides = factory.SubFactory(MeteredPriceFactory)
+    plan = factory.SelfAttribute("overrides.plan")
+    billable_metric = factory.SelfAttribute("overrides.billable_metric")
+    customer = factory.SubFactory(CustomerFactory, merchant=factory.SelfAttribute("..merchant"))
+    unit_price = Decimal("0.0000015")
+
+
+class TestClockFactory(factory.django.DjangoModelFactory):
+    __test__ = False  # not a pytest test class
+
+    class Meta:
+        model = models.TestClock
+
+    merchant = factory.SubFactory(MerchantFactory)
+    name = factory.Sequence(lambda n: f"Clock {n}")
+    current_time = datetime(2026, 1, 15, tzinfo=UTC)

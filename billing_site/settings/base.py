@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "simple_history",
     "django_celery_beat",
     "catalog",
@@ -131,6 +132,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Usage-based billing, wire-compatible with the core of the Paygentic API.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package, so /v0/docs needs no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery. With no CELERY_BROKER_URL the broker is a folder under var/: worker, beat and web share

@@ -82,7 +82,11 @@ def validation_error_response(errors: list[dict[str, str]], message: str | None 
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
+    from catalog.services import CatalogConflict
+
+    if isinstance(exc, CatalogConflict):
+        exc = ApiError(exc.message, status_code=status.HTTP_409_CONFLICT, code=exc.code, details=exc.details)
+    elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, Http404):

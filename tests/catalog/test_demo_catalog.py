@@ -1,0 +1,119 @@
+"""The demo catalog command builds both worked examples, and building again changes nothing."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from catalog import models
+from catalog.demo import demo_catalog_build
+
+pytestmark = pytest.mark.django_db
+
+CATALOG_MODELS = (
+    models.Merchant,
+    models.ApiKey,
+    models.Product,
+    models.BillableMetric,
+    models.Fee,
+    models.Plan,
+    models.Price,
+    models.PriceTier,
+    models.Customer,
+    models.Subscription,
+)
+
+
+def snapshot() -> dict[str, set]:
+    return {model.__name__: set(model.objects.values_list("pk", flat=True)) for model in CATALOG_MODELS}
+
+
+def test_running_the_command_twice_gives_the_same_catalog():
+    first_output = io.StringIO()
+    call_command("demo_catalog", stdout=first_output)
+    first = snapshot()
+
+    second_output = io.StringIO()
+    call_command("demo_catalog", stdout=second_output)
+
+    assert snapshot() == first
+    assert {name: len(ids) for name, ids in first.items()} == {
+        "Merchant": 2,
+        "ApiKey": 2,
+        "Product": 2,
+        "BillableMetric": 8,
+        "Fee": 1,
+        "Plan": 6,
+        "Price": 20,
+        "PriceTier": 8,
+        "Customer": 6,
+        "Subscription": 6,
+    }
+    assert first_output.getvalue().count("shown once") == 2
+    assert "shown once" not in second_output.getvalue()
+    assert second_output.getvalue().startswith("Demo catalog: 0 rows created, 59 already there.")
+
+
+def test_subscriptions_start_on_the_first_of_the_month_utc():
+    demo_catalog_build(now=datetime(2026, 3, 31, 23, 30, tzinfo=UTC), with_api_keys=False)
+
+    assert set(models.Subscription.objects.values_list("started_at", flat=True)) == {datetime(2026, 3, 1, tzinfo=UTC)}
+
+
+def test_llm_provider_prices():
+    demo_catalog_build(now=datetime(2026, 3, 17, tzinfo=UTC), with_api_keys=False)
+    product = models.Product.objects.get(name="Neural Language Engine", merchant__name="Neural Labs")
+
+    metrics = {m.name: (m.aggregation, m.event_type, m.value_property) for m in product.billable_metrics.all()}
+    assert metrics == {
+        "Input tokens": ("SUM", "llm.completion", "$.input_tokens"),
+        "Output tokens": ("SUM", "llm.completion", "$.output_tokens"),
+        "Fine-tuning compute hours": ("SUM", "llm.finetune", "$.hours"),
+        "API calls": ("COUNT", "llm.completion", ""),
+    }
+    free_input = models.Price.objects.get(plan__name="Free", plan_line_key="input_tokens")
+    assert (free_input.unit_price, free_input.free_units) == (Decimal("0.000002"), Decimal("10000"))
+    pro_output = models.Price.objects.get(plan__name="Pro", plan_line_key="output_tokens")
+    assert pro_output.model == models.PriceModel.GRADUATED
+    assert list(pro_output.tiers.values_list("up_to", "unit_price")) == [
+        (Decimal("10000000"), Decimal("0.000006")),
+        (None, Decimal("0.000003")),
+    ]
+    enterprise = models.Plan.objects.get(name="Enterprise")
+    assert enterprise.minimum_commitment == Decimal("5000")
+    platform = enterprise.prices.get(fee__isnull=False)
+    assert (platform.unit_price, platform.payment_term) == (Decimal("2000"), models.PaymentTerm.IN_ADVANCE)
+    negotiated = {
+        p.plan_line_key: (p.unit_price, p.overrides.unit_price)
+        for p in enterprise.prices.filter(customer__external_id="acme-ai").select_related("overrides")
+    }
+    assert negotiated == {
+        "input_tokens": (Decimal("0.0000015"), Decimal("0.000002")),
+        "output_tokens": (Decimal("0.0000045"), Decimal("0.000006")),
+    }
+
+
+def test_data_platform_prices():
+    demo_catalog_build(now=datetime(2026, 3, 17, tzinfo=UTC), with_api_keys=False)
+
+    storage = models.BillableMetric.objects.get(name="Storage", merchant__name="Cloud Analytics Inc")
+    assert (storage.aggregation, storage.value_property) == ("AVG", "$.gb")
+    reserved_compute = models.Price.objects.get(plan__name="Reserved", plan_line_key="compute_seconds")
+    assert (reserved_compute.unit_price, reserved_compute.discount_percent) == (Decimal("0.0001"), Decimal("40"))
+    committed = models.Plan.objects.get(name="Committed")
+    assert (committed.billing_cadence, committed.minimum_commitment) == ("P1Y", Decimal("100000"))
+    egress = committed.prices.get(plan_line_key="egress_gb")
+    assert egress.model == models.PriceModel.VOLUME
+    assert [t.up_to for t in egress.tiers.all()] == [Decimal("10000"), Decimal("50000"), Decimal("150000"), None]
+
+
+def test_every_demo_row_passes_validation():
+    demo_catalog_build(now=datetime(2026, 3, 17, tzinfo=UTC), with_api_keys=False)
+
+    for model in (models.BillableMetric, models.Plan, models.Price, models.Customer, models.Subscription):
+        for instance in model.objects.all():
+            instance.full_clean()
