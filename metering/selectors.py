@@ -1,0 +1,457 @@
+"""Reads of usage: aggregation of a metric in SQL (one query), raw event listings, routing for ingestion.
+
+Which events count toward a metric over [start, end):
+- same merchant, ``event_type`` equal to the metric's, ``timestamp`` in [max(start, event_from), end);
+- every MetricFilter matches (values are compared as text; for ``neq``/``not_in`` a missing property
+  counts as "not equal");
+- for one customer: events linked to it, plus events not linked yet whose ``external_subject`` is the
+  customer's ``external_id`` (so usage is right before the linking job runs).
+
+Values (SUM/AVG/MIN/MAX/LATEST and UNIQUE_COUNT's distinct values) are read at ``value_property``;
+an event without a numeric value there is ignored by value aggregations. LATEST is the value of the
+latest event that carries one, by timestamp then id. Pass metrics with ``prefetch_related("filters")``
+to keep each aggregation at exactly one query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from catalog.models import Aggregation, BillableMetric, Customer, Merchant, MetricFilterOperator
+
+from . import sql
+from .models import UsageEvent
+
+VALUE_AGGREGATIONS = {Aggregation.SUM, Aggregation.AVG, Aggregation.MIN, Aggregation.MAX, Aggregation.LATEST}
+WINDOW_SIZES = {"MINUTE": "minute", "HOUR": "hour", "DAY": "day", "MONTH": "month"}
+_SQLITE_WINDOW_FORMATS = {
+    "minute": "%Y-%m-%dT%H:%M:00",
+    "hour": "%Y-%m-%dT%H:00:00",
+    "day": "%Y-%m-%dT00:00:00",
+    "month": "%Y-%m-01T00:00:00",
+}
+SUBJECT_DIMENSION = "subject"
+EVENTS_TABLE = UsageEvent._meta.db_table
+CUSTOMERS_TABLE = Customer._meta.db_table
+
+
+class UnknownDimension(ValueError):
+    """A group-by or filter dimension the metric does not define."""
+
+    def __init__(self, dimension: str):
+        super().__init__(dimension)
+        self.dimension = dimension
+
+
+@dataclass(frozen=True)
+class MetricRoute:
+    """What ingestion needs to know about one metric fed by an event type."""
+
+    metric_id: str
+    aggregation: str
+    value_path: tuple[str, ...] | None  # None when the metric reads no value
+    numeric: bool  # the value must be a number (every aggregation but UNIQUE_COUNT)
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    """One row of a grouped/windowed meter query."""
+
+    window_start: datetime | None
+    window_end: datetime | None
+    group: dict[str, str] = field(default_factory=dict)
+    value: Decimal = sql.ZERO
+    event_count: int = 0
+
+
+def metric_routes(*, merchant: Merchant) -> dict[str, list[MetricRoute]]:
+    """Event type → the merchant's metrics it feeds (one query)."""
+    routes: dict[str, list[MetricRoute]] = {}
+    rows = BillableMetric.objects.filter(merchant=merchant).values_list(
+        "id", "event_type", "aggregation", "value_property"
+    )
+    for metric_id, event_type, aggregation, value_property in rows:
+        path = None
+        if value_property and aggregation != Aggregation.COUNT:
+            try:
+                path = tuple(sql.path_parts(value_property))
+            except ValueError:
+                path = None
+        routes.setdefault(event_type, []).append(
+            MetricRoute(
+                metric_id=metric_id,
+                aggregation=aggregation,
+                value_path=path,
+                numeric=aggregation in VALUE_AGGREGATIONS,
+            )
+        )
+    return routes
+
+
+# --- SQL building -------------------------------------------------------------------------------
+
+
+def _metric_where(metric: BillableMetric, start: datetime, end: datetime, alias: str) -> tuple[str, list]:
+    if metric.event_from and metric.event_from > start:
+        start = metric.event_from
+    clauses = [
+        f"{alias}.merchant_id = %s",
+        f"{alias}.event_type = %s",
+        f'{alias}."timestamp" >= %s',
+        f'{alias}."timestamp" < %s',
+    ]
+    params: list = [metric.merchant_id, metric.event_type, sql.db_datetime(start), sql.db_datetime(end)]
+    for metric_filter in metric.filters.all():
+        try:
+            parts = sql.path_parts(metric_filter.property_path)
+        except ValueError:
+            continue
+        values = [_as_text(v) for v in (metric_filter.values or [])]
+        if not values:
+            continue
+        text_sql, text_params = sql.json_text(f"{alias}.data", parts)
+        marks = ", ".join(["%s"] * len(values))
+        if metric_filter.operator in (MetricFilterOperator.EQUALS, MetricFilterOperator.IN):
+            clauses.append(f"{text_sql} IN ({marks})")
+            params += text_params + values
+        else:
+            clauses.append(f"({text_sql} IS NULL OR {text_sql} NOT IN ({marks}))")
+            params += text_params + text_params + values
+    return " AND ".join(clauses), params
+
+
+def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_same_merchant(metric: BillableMetric, customer: Customer) -> None:
+    if customer.merchant_id != metric.merchant_id:
+        raise ValueError(f"Customer {customer.pk} and metric {metric.pk} belong to different merchants.")
+
+
+def _customer_where(customer: Customer, alias: str) -> tuple[str, list]:
+    if customer.external_id:
+        return (
+            f"({alias}.customer_id = %s OR ({alias}.customer_id IS NULL AND {alias}.external_subject = %s))",
+            [customer.pk, customer.external_id],
+        )
+    return f"{alias}.customer_id = %s", [customer.pk]
+
+
+def _customers_where(customers: list[Customer], alias: str) -> tuple[str, list]:
+    ids = [c.pk for c in customers]
+    external_ids = [c.external_id for c in customers if c.external_id]
+    clause = f"{alias}.customer_id IN ({', '.join(['%s'] * len(ids))})"
+    params: list = list(ids)
+    if external_ids:
+        clause = (
+            f"({clause} OR ({alias}.customer_id IS NULL AND {alias}.external_subject IN "
+            f"({', '.join(['%s'] * len(external_ids))})))"
+        )
+        params += external_ids
+    return clause, params
+
+
+def _subject_sql(alias: str) -> str:
+    # The linked customer, or the one whose external id the event names (evaluated only when unlinked).
+    return (
+        f"COALESCE({alias}.customer_id, (SELECT c.id FROM {CUSTOMERS_TABLE} c WHERE c.merchant_id = {alias}.merchant_id "
+        f"AND c.external_id = {alias}.external_subject AND {alias}.external_subject <> ''))"
+    )
+
+
+def _value_sql(metric: BillableMetric, alias: str) -> tuple[str | None, list]:
+    if not metric.value_property or metric.aggregation == Aggregation.COUNT:
+        return None, []
+    parts = sql.path_parts(metric.value_property)
+    if metric.aggregation == Aggregation.UNIQUE_COUNT:
+        return sql.json_text(f"{alias}.data", parts)
+    return sql.json_number(f"{alias}.data", parts)
+
+
+def _window_sql(window: str, alias: str) -> tuple[str, list]:
+    if sql.is_postgres():
+        return (
+            f"to_char(date_trunc(%s, {alias}.\"timestamp\" AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:MI:SS')",
+            [window],
+        )
+    return f'strftime(%s, {alias}."timestamp")', [_SQLITE_WINDOW_FORMATS[window]]
+
+
+def _window_end(window_start: datetime, window: str) -> datetime:
+    if window == "month":
+        year, month = divmod(window_start.month, 12)
+        return window_start.replace(year=window_start.year + year, month=month + 1)
+    return window_start + {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[window]
+
+
+def _aggregate_rows(
+    *,
+    metric: BillableMetric,
+    start: datetime,
+    end: datetime,
+    scope_sql: str | None,
+    scope_params: list,
+    keys: list[tuple[str, list]],
+) -> list[tuple]:
+    """Run one aggregation query; each row is ``(*key values, aggregate, event count)``."""
+    alias = "e"
+    where, params = _metric_where(metric, start, end, alias)
+    if scope_sql:
+        where += f" AND {scope_sql}"
+        params += scope_params
+    value_sql, value_params = _value_sql(metric, alias)
+    key_sqls = [k for k, _ in keys]
+    key_params = [p for _, ps in keys for p in ps]
+    aggregation = metric.aggregation
+
+    if aggregation == Aggregation.LATEST:
+        partition = f"PARTITION BY {', '.join(key_sqls)} " if key_sqls else ""
+        inner_keys = "".join(f"{k} AS k{i}, " for i, k in enumerate(key_sqls))
+        outer_keys = "".join(f"k{i}, " for i in range(len(key_sqls)))
+        query = (
+            f"SELECT {outer_keys}v, n FROM (SELECT {inner_keys}{value_sql} AS v, "
+            f'ROW_NUMBER() OVER ({partition}ORDER BY {alias}."timestamp" DESC, {alias}.id DESC) AS rn, '
+            f"COUNT(*) OVER ({partition.strip()}) AS n "
+            f"FROM {EVENTS_TABLE} {alias} WHERE {where} AND {value_sql} IS NOT NULL) ranked WHERE rn = 1"
+        )
+        # key params appear twice (select list and partition), value params twice (select and where)
+        all_params = key_params + value_params + key_params + key_params + params + value_params
+        with connection.cursor() as cursor:
+            cursor.execute(query, all_params)
+            return cursor.fetchall()
+
+    if aggregation == Aggregation.COUNT or (aggregation == Aggregation.UNIQUE_COUNT and value_sql is None):
+        aggregate_sql, aggregate_params = "COUNT(*)", []
+    elif aggregation == Aggregation.UNIQUE_COUNT:
+        aggregate_sql, aggregate_params = f"COUNT(DISTINCT {value_sql})", value_params
+    else:
+        aggregate_sql, aggregate_params = f"{aggregation}({value_sql})", value_params
+    select_keys = "".join(f"{k}, " for k in key_sqls)
+    group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(key_sqls)))}" if key_sqls else ""
+    query = f"SELECT {select_keys}{aggregate_sql}, COUNT(*) FROM {EVENTS_TABLE} {alias} WHERE {where}{group}"
+    with connection.cursor() as cursor:
+        cursor.execute(query, key_params + aggregate_params + params)
+        return cursor.fetchall()
+
+
+def _finish(metric: BillableMetric, value) -> Decimal:
+    result = sql.to_decimal(value)
+    if metric.aggregation == Aggregation.AVG:
+        result = sql.quantize(result)
+    return result
+
+
+# --- public selectors ---------------------------------------------------------------------------
+
+
+def usage_aggregate(*, metric: BillableMetric, customer: Customer, start: datetime, end: datetime) -> Decimal:
+    """A customer's usage of ``metric`` over [start, end), aggregated in one SQL query; 0 without events."""
+    _check_same_merchant(metric, customer)
+    scope_sql, scope_params = _customer_where(customer, "e")
+    rows = _aggregate_rows(metric=metric, start=start, end=end, scope_sql=scope_sql, scope_params=scope_params, keys=[])
+    return _finish(metric, rows[0][0]) if rows else sql.ZERO
+
+
+def usage_total(*, metric: BillableMetric, start: datetime, end: datetime, customer: Customer | None = None) -> Decimal:
+    """Usage over [start, end) for one customer, or across every event of the metric when ``customer`` is None."""
+    if customer is not None:
+        return usage_aggregate(metric=metric, customer=customer, start=start, end=end)
+    rows = _aggregate_rows(metric=metric, start=start, end=end, scope_sql=None, scope_params=[], keys=[])
+    return _finish(metric, rows[0][0]) if rows else sql.ZERO
+
+
+def usage_aggregate_by_customer(
+    *,
+    metric: BillableMetric,
+    start: datetime,
+    end: datetime,
+    customers: Iterable[Customer] | None = None,
+) -> dict[str, Decimal]:
+    """Customer id → usage over [start, end), for all customers with events (or the given ones, zeros
+    included) in one SQL query. Unlinked events count for the customer whose external id they name."""
+    scope_sql, scope_params = None, []
+    customer_list = list(customers) if customers is not None else None
+    if customer_list is not None:
+        if not customer_list:
+            return {}
+        for customer in customer_list:
+            _check_same_merchant(metric, customer)
+        scope_sql, scope_params = _customers_where(customer_list, "e")
+    rows = _aggregate_rows(
+        metric=metric,
+        start=start,
+        end=end,
+        scope_sql=scope_sql,
+        scope_params=scope_params,
+        keys=[(_subject_sql("e"), [])],
+    )
+    result = {c.pk: sql.ZERO for c in customer_list} if customer_list is not None else {}
+    for customer_id, value, _count in rows:
+        if customer_id is None or (customer_list is not None and customer_id not in result):
+            continue
+        result[customer_id] = _finish(metric, value)
+    return result
+
+
+def usage_grouped(
+    *,
+    metric: BillableMetric,
+    start: datetime,
+    end: datetime,
+    customer: Customer | None = None,
+    group_by: list[str],
+    window_size: str | None = None,
+    filter_group_by: dict | None = None,
+) -> list[UsageGroup]:
+    """Usage per window and/or per dimension value, in one SQL query (for the meter endpoint).
+
+    ``group_by`` names dimensions of ``metric.group_by`` or ``"subject"`` (the customer id);
+    ``window_size`` is MINUTE, HOUR, DAY or MONTH (UTC buckets); ``filter_group_by`` maps a dimension
+    to a value or a list of values. Rows come ordered by window, then by value descending. Raises
+    UnknownDimension for a dimension the metric does not define.
+    """
+    alias = "e"
+    dims = {name: path for name, path in (metric.group_by or {}).items() if isinstance(path, str)}
+
+    def dimension_sql(name: str) -> tuple[str, list]:
+        if name == SUBJECT_DIMENSION:
+            return _subject_sql(alias), []
+        if name not in dims:
+            raise UnknownDimension(name)
+        try:
+            return sql.json_text(f"{alias}.data", sql.path_parts(dims[name]))
+        except ValueError:
+            raise UnknownDimension(name)
+
+    keys: list[tuple[str, list]] = []
+    window = WINDOW_SIZES[window_size] if window_size else None
+    if window:
+        keys.append(_window_sql(window, alias))
+    keys += [dimension_sql(name) for name in group_by]
+
+    scope_clauses: list[str] = []
+    scope_params: list = []
+    if customer is not None:
+        _check_same_merchant(metric, customer)
+        clause, params = _customer_where(customer, alias)
+        scope_clauses.append(clause)
+        scope_params += params
+    for name, wanted in (filter_group_by or {}).items():
+        values = [_as_text(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
+        if not values:
+            continue
+        key_sql, key_params = dimension_sql(name)
+        scope_clauses.append(f"{key_sql} IN ({', '.join(['%s'] * len(values))})")
+        scope_params += key_params + values
+
+    rows = _aggregate_rows(
+        metric=metric,
+        start=start,
+        end=end,
+        scope_sql=" AND ".join(scope_clauses) or None,
+        scope_params=scope_params,
+        keys=keys,
+    )
+    groups: list[UsageGroup] = []
+    for row in rows:
+        values = list(row)
+        window_start = window_end = None
+        if window:
+            window_start = sql.to_datetime(values.pop(0))
+            window_end = _window_end(window_start, window)
+        group = {name: ("" if v is None else str(v)) for name, v in zip(group_by, values[: len(group_by)], strict=True)}
+        value, count = values[len(group_by)], values[len(group_by) + 1]
+        groups.append(UsageGroup(window_start, window_end, group, _finish(metric, value), int(count)))
+    groups.sort(key=lambda g: (g.window_start or start, -g.value, sorted(g.group.items())))
+    return groups
+
+
+def event_values(
+    *,
+    metric: BillableMetric,
+    customer: Customer,
+    start: datetime,
+    end: datetime,
+    extra_paths: Sequence[str] = (),
+) -> list[tuple[datetime, Decimal, list]]:
+    """Each counted event's (timestamp, value, [values at extra_paths]) in time order, in one query.
+
+    The value is the number at ``value_property`` (1 for COUNT and for UNIQUE_COUNT without a
+    property); events without a numeric value are left out. An extra path's value is a Decimal when
+    numeric, else its text, else None — e.g. ``$.unit_price`` for prices carried on events.
+    """
+    _check_same_merchant(metric, customer)
+    alias = "e"
+    where, params = _metric_where(metric, start, end, alias)
+    scope_sql, scope_params = _customer_where(customer, alias)
+    if metric.value_property and metric.aggregation != Aggregation.COUNT:
+        value_sql, value_params = sql.json_number(f"{alias}.data", sql.path_parts(metric.value_property))
+    else:
+        value_sql, value_params = "1", []
+    extra_sqls, extra_params = [], []
+    for path in extra_paths:
+        text_sql, text_params = sql.json_text(f"{alias}.data", sql.path_parts(path))
+        extra_sqls.append(text_sql)
+        extra_params += text_params
+    extras = "".join(f", {s}" for s in extra_sqls)
+    query = (
+        f'SELECT {alias}."timestamp", {value_sql}{extras} FROM {EVENTS_TABLE} {alias} '
+        f"WHERE {where} AND {scope_sql} AND {value_sql} IS NOT NULL "
+        f'ORDER BY {alias}."timestamp", {alias}.id'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(query, value_params + extra_params + params + scope_params + value_params)
+        rows = cursor.fetchall()
+    return [(sql.to_datetime(row[0]), sql.to_decimal(row[1]), [_extra_value(v) for v in row[2:]]) for row in rows]
+
+
+def _extra_value(text):
+    if text is None:
+        return None
+    if sql.NUMERIC_STRING.fullmatch(str(text)):
+        return Decimal(str(text))
+    return str(text)
+
+
+def metric_events(
+    *,
+    metric: BillableMetric,
+    start: datetime,
+    end: datetime,
+    customer: Customer | None = None,
+    external_id: str | None = None,
+    external_subject: str | None = None,
+) -> QuerySet[UsageEvent]:
+    """Raw events that count toward ``metric`` over [start, end), newest first."""
+    where, params = _metric_where(metric, start, end, EVENTS_TABLE)
+    queryset = UsageEvent.objects.filter(RawSQL(where, params, output_field=BooleanField()))
+    if customer is not None:
+        _check_same_merchant(metric, customer)
+        match = Q(customer=customer)
+        if customer.external_id:
+            match |= Q(customer__isnull=True, external_subject=customer.external_id)
+        queryset = queryset.filter(match)
+    if external_id:
+        queryset = queryset.filter(external_id=external_id)
+    if external_subject:
+        queryset = queryset.filter(external_subject=external_subject)
+    return queryset.order_by("-timestamp", "-id")
+
+
+def event_get_by_idempotency_key(*, merchant: Merchant, idempotency_key: str) -> UsageEvent | None:
+    return UsageEvent.objects.filter(merchant=merchant, idempotency_key=idempotency_key).first()
+
+
+def metric_get(*, merchant: Merchant, metric_id: str) -> BillableMetric | None:
+    """The merchant's metric with its filters, or None (another merchant's metric is not found)."""
+    return BillableMetric.objects.filter(merchant=merchant, pk=metric_id).prefetch_related("filters").first()

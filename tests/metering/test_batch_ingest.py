@@ -1,0 +1,128 @@
+"""POST /v0/events/batch: per-item results, good items kept, constant query count, bulk insert."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from metering.models import UsageEvent
+from metering.selectors import usage_aggregate
+from metering.services import COPY_THRESHOLD
+from tests.metering.conftest import FEB, JAN
+
+pytestmark = pytest.mark.django_db
+
+
+def _events(customer, count, *, prefix="k"):
+    return [
+        {
+            "type": "llm.completion",
+            "source": "app",
+            "subject": customer.pk,
+            "data": {"input_tokens": i, "model": "nle-1"},
+            "timestamp": "2026-01-05T00:00:00Z",
+            "idempotencyKey": f"{prefix}{i}",
+        }
+        for i in range(count)
+    ]
+
+
+def test_mixed_batch_keeps_the_good_items(api_client, input_tokens, customer):
+    events = _events(customer, 3)
+    events[1]["data"] = {"input_tokens": "lots"}
+    events.append({"type": "nope", "source": "app", "subject": customer.pk, "data": {}})
+    events.append(dict(events[0]))  # same key again within the batch
+    events.append("not an object")
+
+    response = api_client.post("/v0/events/batch", {"events": events}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    ids = {e.idempotency_key: f"evt_{e.pk}" for e in UsageEvent.objects.all()}
+    assert body["counts"] == {"accepted": 2, "duplicate": 1, "rejected": 3}
+    assert body["results"] == [
+        {"index": 0, "status": "accepted", "id": ids["k0"], "idempotencyKey": "k0"},
+        {
+            "index": 1,
+            "status": "rejected",
+            "errors": [
+                {
+                    "field": "data.input_tokens",
+                    "message": 'data.input_tokens must be a number (or a numeric string such as "12.5").',
+                }
+            ],
+        },
+        {"index": 2, "status": "accepted", "id": ids["k2"], "idempotencyKey": "k2"},
+        {
+            "index": 3,
+            "status": "rejected",
+            "errors": [{"field": "type", "message": "No billable metric has the event type “nope”; create one first."}],
+        },
+        {"index": 4, "status": "duplicate", "id": ids["k0"], "idempotencyKey": "k0"},
+        {"index": 5, "status": "rejected", "errors": [{"field": "body", "message": "An event must be a JSON object."}]},
+    ]
+    assert usage_aggregate(metric=input_tokens, customer=customer, start=JAN, end=FEB) == Decimal("2")
+
+
+def test_bare_list_is_accepted(api_client, input_tokens, customer):
+    response = api_client.post("/v0/events/batch", _events(customer, 2), format="json")
+
+    assert response.json()["counts"] == {"accepted": 2, "duplicate": 0, "rejected": 0}
+
+
+def test_resent_batch_is_all_duplicates(api_client, input_tokens, customer):
+    events = _events(customer, 120)
+    first = api_client.post("/v0/events/batch", {"events": events}, format="json").json()
+
+    again = api_client.post("/v0/events/batch", {"events": events}, format="json").json()
+
+    assert again["counts"] == {"accepted": 0, "duplicate": 120, "rejected": 0}
+    assert [r["id"] for r in again["results"]] == [r["id"] for r in first["results"]]
+    assert UsageEvent.objects.count() == 120
+    assert usage_aggregate(metric=input_tokens, customer=customer, start=JAN, end=FEB) == Decimal(sum(range(120)))
+
+
+def test_more_than_5000_events_is_a_400(api_client, input_tokens, customer):
+    event = _events(customer, 1)[0]
+
+    response = api_client.post("/v0/events/batch", {"events": [event] * 5001}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "events"
+    assert UsageEvent.objects.count() == 0
+
+
+def test_body_without_events_is_a_400(api_client, input_tokens):
+    response = api_client.post("/v0/events/batch", {"event": []}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "events", "message": 'Send {"events": [...]} (or a JSON list of events).'}
+    ]
+
+
+@pytest.mark.parametrize("size", [10, COPY_THRESHOLD + 1, 2000])
+def test_query_count_is_constant(api_client, input_tokens, customer, size, django_assert_max_num_queries):
+    events = _events(customer, size)
+
+    # auth (key, last-used), routing, customers, savepoint, insert (chunks of 500 on SQLite; COPY on PostgreSQL)
+    with django_assert_max_num_queries(12):
+        response = api_client.post("/v0/events/batch", {"events": events}, format="json")
+
+    assert response.json()["counts"]["accepted"] == size
+
+
+def test_query_count_with_duplicates_and_linking_is_constant(
+    api_client, input_tokens, customer, django_assert_max_num_queries
+):
+    api_client.post("/v0/events/batch", {"events": _events(customer, 300)}, format="json")
+    events = _events(customer, 600)
+    for event in events:
+        del event["subject"]
+        event["externalSubject"] = "acme-001"
+
+    with django_assert_max_num_queries(14):
+        response = api_client.post("/v0/events/batch", {"events": events}, format="json")
+
+    assert response.json()["counts"] == {"accepted": 300, "duplicate": 300, "rejected": 0}
