@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "catalog",
     "metering",
+    "wallets",
     "invoicing",
 ]
 
