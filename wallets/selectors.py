@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connections
 from django.db.models import QuerySet, Sum
 
 from catalog.models import Customer
@@ -13,6 +14,14 @@ from catalog.models import Customer
 from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, Wallet
 
 ZERO = Decimal("0")
+
+
+def decimal_sum(queryset: QuerySet, field: str) -> Decimal:
+    """Σ ``field`` exactly. PostgreSQL sums NUMERIC exactly in the database; SQLite's SUM is a binary
+    float (−9.500002 comes back as −9.50000199999999), so there the Decimals are added in Python."""
+    if connections[queryset.db].vendor == "sqlite":
+        return sum(queryset.values_list(field, flat=True), ZERO)
+    return queryset.aggregate(total=Sum(field))["total"] or ZERO
 
 
 def wallets_for_customer(*, customer: Customer) -> list[Wallet]:
@@ -30,7 +39,7 @@ def ledger_for_customer(*, customer: Customer, currency: str | None = None) -> Q
 
 def ledger_balance(*, wallet: Wallet) -> Decimal:
     """The balance recomputed from the ledger (the cached ``wallet.balance`` must always equal it)."""
-    return LedgerEntry.objects.filter(wallet=wallet).aggregate(total=Sum("amount"))["total"] or ZERO
+    return decimal_sum(LedgerEntry.objects.filter(wallet=wallet), "amount")
 
 
 def _usage_entries(*, subscription_id: str, period_start: datetime, period_end: datetime) -> QuerySet[LedgerEntry]:
@@ -57,10 +66,14 @@ class PeriodDebits:
 
 
 def period_debits(*, subscription_id: str, period_start: datetime, period_end: datetime) -> PeriodDebits:
-    totals = _usage_entries(
-        subscription_id=subscription_id, period_start=period_start, period_end=period_end
-    ).aggregate(amount=Sum("amount"), overage=Sum("overage_amount"))
-    return PeriodDebits(debited=-(totals["amount"] or ZERO), overage=totals["overage"] or ZERO)
+    entries = _usage_entries(subscription_id=subscription_id, period_start=period_start, period_end=period_end)
+    if connections[entries.db].vendor == "sqlite":
+        rows = list(entries.values_list("amount", "overage_amount"))
+        amount, overage = sum((r[0] for r in rows), ZERO), sum((r[1] for r in rows), ZERO)
+    else:
+        totals = entries.aggregate(amount=Sum("amount"), overage=Sum("overage_amount"))
+        amount, overage = totals["amount"] or ZERO, totals["overage"] or ZERO
+    return PeriodDebits(debited=-amount, overage=overage)
 
 
 def debits_for_subscription_period(*, subscription_id: str, period_start: datetime, period_end: datetime) -> Decimal:
@@ -110,8 +123,7 @@ def commitment_drawn(*, commitment: Commitment) -> Decimal:
     )
     if commitment.metric_ids:
         entries = entries.filter(metric_id__in=commitment.metric_ids)
-    total = entries.aggregate(total=Sum("amount"))["total"] or ZERO
-    return -total
+    return -decimal_sum(entries, "amount")
 
 
 def commitment_true_ups_unbilled() -> QuerySet[Commitment]:

@@ -97,6 +97,14 @@ def ledger_amount(value: Decimal | int) -> Decimal:
     return value.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+def amount_str(value: Decimal | None) -> str | None:
+    """A ledger amount as a plain decimal string without trailing zeros (9.5, 0.000002, -12)."""
+    if value is None:
+        return None
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
 def _wallet_for_update(*, customer: Customer, currency: str, create: bool) -> Wallet | None:
     wallet = Wallet.objects.select_for_update().filter(customer=customer, currency=currency).first()
     if wallet is None and create:
@@ -222,9 +230,9 @@ def _notify(wallet: Wallet, event_type: str, *, now: datetime, **extra) -> None:
         "customerId": wallet.customer_id,
         "walletId": wallet.pk,
         "currency": wallet.currency,
-        "balance": str(wallet.balance),
-        "available": str(wallet.available),
-        "threshold": None if wallet.low_balance_threshold is None else str(wallet.low_balance_threshold),
+        "balance": amount_str(wallet.balance),
+        "available": amount_str(wallet.available),
+        "threshold": amount_str(wallet.low_balance_threshold),
         **extra,
     }
     webhook_event_emit(merchant_id=wallet.merchant_id, event_type=event_type, data=data, now=now)
@@ -522,7 +530,7 @@ def usage_debit(
                 wallet.auto_top_up_armed = False
                 lots.append(lot)
                 spendable.append(lot)  # paid and newest: consumed last
-                _notify(wallet, AUTO_TOP_UP_EVENT, now=now, topUpAmount=str(top_up), entryId=auto_entry.pk)
+                _notify(wallet, AUTO_TOP_UP_EVENT, now=now, topUpAmount=amount_str(top_up), entryId=auto_entry.pk)
 
         allocations, covered = _consume(spendable, amount)
         overage = amount - covered
