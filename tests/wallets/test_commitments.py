@@ -28,8 +28,12 @@ def test_true_up_bills_the_shortfall_of_the_committed_metrics_exactly_once(custo
     )
     # and usage during the term (compute $400 + $250.25, storage $90) and after it (compute $80)
     usage_debit(customer=customer, currency="USD", amount=Decimal("400"), metric_id=compute.pk, now=now)
-    usage_debit(customer=customer, currency="USD", amount=Decimal("250.25"), metric_id=compute.pk, now=now + timedelta(days=100))
-    usage_debit(customer=customer, currency="USD", amount=Decimal("90"), metric_id=storage.pk, now=now + timedelta(days=5))
+    usage_debit(
+        customer=customer, currency="USD", amount=Decimal("250.25"), metric_id=compute.pk, now=now + timedelta(days=100)
+    )
+    usage_debit(
+        customer=customer, currency="USD", amount=Decimal("90"), metric_id=storage.pk, now=now + timedelta(days=5)
+    )
     usage_debit(customer=customer, currency="USD", amount=Decimal("80"), metric_id=compute.pk, now=term_end)
 
     # when the true-up runs before the end, at it, and again
@@ -51,8 +55,16 @@ def test_true_up_bills_the_shortfall_of_the_committed_metrics_exactly_once(custo
 
 
 def test_a_commitment_on_all_metrics_met_by_usage_has_no_shortfall(customer, now):
-    commitment_create(customer=customer, currency="USD", amount=Decimal("100"), term_start=now, term_end=now + timedelta(days=30))
-    usage_debit(customer=customer, currency="USD", amount=Decimal("60"), metric_id=BillableMetricFactory(merchant=customer.merchant).pk, now=now)
+    commitment_create(
+        customer=customer, currency="USD", amount=Decimal("100"), term_start=now, term_end=now + timedelta(days=30)
+    )
+    usage_debit(
+        customer=customer,
+        currency="USD",
+        amount=Decimal("60"),
+        metric_id=BillableMetricFactory(merchant=customer.merchant).pk,
+        now=now,
+    )
     usage_debit(customer=customer, currency="USD", amount=Decimal("60"), now=now)
 
     [true_up] = commitment_true_up_due(now=now + timedelta(days=30))

@@ -49,7 +49,9 @@ TOKENS = PriceSpec(
 
 def _increments(spec, cumulative):
     points = [Decimal(0), *cumulative]
-    return [incremental_cost(spec=spec, usage_before=a, usage_after=b) for a, b in zip(points, points[1:], strict=False)]
+    return [
+        incremental_cost(spec=spec, usage_before=a, usage_after=b) for a, b in zip(points, points[1:], strict=False)
+    ]
 
 
 def test_an_increment_across_a_tier_boundary_is_priced_at_both_tiers():
@@ -59,7 +61,10 @@ def test_an_increment_across_a_tier_boundary_is_priced_at_both_tiers():
         Decimal("80"),  # 10 × $5 + 10 × $3
         Decimal("3170"),  # 890 × $3 + 500 × $1
     ]
-    assert sum(_increments(GRADUATED, [Decimal(100), Decimal(120), Decimal(1510)])) == rate(GRADUATED, Decimal(1510)).amount
+    assert (
+        sum(_increments(GRADUATED, [Decimal(100), Decimal(120), Decimal(1510)]))
+        == rate(GRADUATED, Decimal(1510)).amount
+    )
 
 
 def test_the_free_allowance_is_consumed_first():
@@ -94,7 +99,9 @@ def test_any_split_of_usage_sums_to_the_price_of_the_total(spec, steps):
 def test_debits_of_a_period_add_up_to_its_period_end_price(customer, now):
     # given a subscription with $100 of credit and usage arriving in five events
     subscription = SubscriptionFactory(
-        customer=customer, merchant=customer.merchant, plan=PlanFactory(merchant=customer.merchant, product__merchant=customer.merchant)
+        customer=customer,
+        merchant=customer.merchant,
+        plan=PlanFactory(merchant=customer.merchant, product__merchant=customer.merchant),
     )
     period = {"period_start": now.replace(day=1), "period_end": now.replace(month=4, day=1)}
     credit_top_up(customer=customer, currency="USD", amount=Decimal("100"), idempotency_key="t", now=now)

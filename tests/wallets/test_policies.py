@@ -134,7 +134,11 @@ def test_low_balance_notice_fires_once_until_the_balance_recovers(customer, now)
     WebhookEndpointFactory(merchant=customer.merchant, event_types=["invoice.issued"])
     credit_top_up(customer=customer, currency="USD", amount=Decimal("25"), idempotency_key="t", now=now)
     wallet_policy_update(
-        customer=customer, currency="USD", policy=BalancePolicy.ALLOW_OVERAGE, low_balance_threshold=Decimal("10"), now=now
+        customer=customer,
+        currency="USD",
+        policy=BalancePolicy.ALLOW_OVERAGE,
+        low_balance_threshold=Decimal("10"),
+        now=now,
     )
 
     # when the balance falls under it twice, recovers, and falls again

@@ -6,7 +6,13 @@ import pytest
 
 from wallets.errors import InvalidAmount
 from wallets.models import EntryKind, LedgerEntry, Wallet
-from wallets.services import credit_grant, credit_top_up, invoice_settlement_record, reserved_capacity_purchase, usage_debit
+from wallets.services import (
+    credit_grant,
+    credit_top_up,
+    invoice_settlement_record,
+    reserved_capacity_purchase,
+    usage_debit,
+)
 
 from .conftest import assert_ledger_consistent
 
@@ -79,5 +85,10 @@ def test_a_replayed_usage_debit_writes_nothing(customer, now):
     first = usage_debit(customer=customer, currency="USD", amount=Decimal("5"), idempotency_key="evt-1", now=now)
     again = usage_debit(customer=customer, currency="USD", amount=Decimal("5"), idempotency_key="evt-1", now=now)
 
-    assert (again.replayed, again.entry.pk, again.amount, again.overage) == (True, first.entry.pk, Decimal("5"), Decimal("5"))
+    assert (again.replayed, again.entry.pk, again.amount, again.overage) == (
+        True,
+        first.entry.pk,
+        Decimal("5"),
+        Decimal("5"),
+    )
     assert LedgerEntry.objects.count() == 1
