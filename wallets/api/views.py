@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -33,6 +35,7 @@ def _customer(request, customer_id: str) -> Customer:
 
 
 class CustomerBalanceApi(APIView):
+    @extend_schema(operation_id="customers_balance", responses={200: OpenApiTypes.OBJECT}, tags=["prepaid credit"])
     def get(self, request, customer_id: str):
         customer = _customer(request, customer_id)
         wallets = selectors.wallets_for_customer(customer=customer)
@@ -42,6 +45,16 @@ class CustomerBalanceApi(APIView):
 
 
 class CustomerLedgerApi(APIView):
+    @extend_schema(
+        operation_id="customers_ledger",
+        parameters=[
+            OpenApiParameter("currency", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        tags=["prepaid credit"],
+    )
     def get(self, request, customer_id: str):
         query = LedgerQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -68,6 +81,11 @@ class _CreditApi(APIView):
         return Response(credit_out(result), status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 
+@extend_schema(
+    request=CreditInputSerializer,
+    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    tags=["prepaid credit"],
+)
 class CustomerGrantApi(_CreditApi):
     """A free (promotional) credit grant."""
 
@@ -83,6 +101,11 @@ class CustomerGrantApi(_CreditApi):
         )
 
 
+@extend_schema(
+    request=TopUpInputSerializer,
+    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    tags=["prepaid credit"],
+)
 class CustomerTopUpApi(_CreditApi):
     """A paid top-up; ``purchaseInvoiceId`` names the invoice that bills it (optional for now)."""
 
