@@ -442,6 +442,62 @@ def credit_expire_due(*, now: datetime) -> list[LedgerEntry]:
     return written
 
 
+def credit_refund(
+    *,
+    lot: CreditLot,
+    amount: Decimal,
+    reference: str,
+    now: datetime,
+    description: str = "",
+) -> LedgerEntry:
+    """Give back unused paid credit (a top-up or reserved purchase) by one ``refund`` entry; invoicing
+    issues the money back under ``reference`` (e.g. a credit note id), once per reference and lot."""
+    amount = ledger_amount(amount)
+    if amount <= 0:
+        raise InvalidAmount("The refund must be greater than zero.")
+    if lot.kind not in (LotKind.TOP_UP, LotKind.AUTO_TOP_UP, LotKind.RESERVED):
+        raise InvalidAmount("Only paid credit can be refunded; free grants expire or are left unused.")
+    if not reference:
+        raise InvalidAmount("A refund reference is required.")
+    key = f"{lot.pk}:{reference}"
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().get(pk=lot.wallet_id)
+        existing = LedgerEntry.objects.filter(wallet=wallet, kind=EntryKind.REFUND, idempotency_key=key).first()
+        if existing is not None:
+            return existing
+        lots = {open_lot.pk: open_lot for open_lot in _open_lots(wallet)}
+        lot = lots.get(lot.pk)
+        if lot is None or amount > lot.remaining:
+            raise InvalidAmount(
+                f"Only {amount_str(lot.remaining if lot else ZERO)} {wallet.currency} of this credit is unused."
+            )
+        lot.remaining -= amount
+        lot.save(update_fields=["remaining"])
+        entry = _append(
+            wallet,
+            kind=EntryKind.REFUND,
+            amount=-amount,
+            now=now,
+            allocations=[(lot, -amount)],
+            lot=lot,
+            idempotency_key=key,
+            reference=reference,
+            description=description or "Unused credit refunded",
+        )
+        _wallet_save(wallet, lots.values(), now=now)
+    return entry
+
+
+def wallet_lock(*, customer: Customer, currency: str) -> Wallet:
+    """Lock (creating if need be) the customer's wallet in ``currency`` for the rest of the caller's
+    transaction. Invoicing calls it FIRST in ``events_ingest_and_debit``, before it reads the period's
+    usage, so concurrent events of one customer are priced one after the other (each sees the usage
+    of the previous one as its ``usage_before``)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise WalletError("wallet_lock only makes sense inside the caller's transaction.")
+    return _wallet_for_update(customer=customer, currency=currency, create=True)
+
+
 # ---------------------------------------------------------------------------------------------- debits
 
 
