@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("METERLINE_VAR_DIR", BASE_DIR / "var"))
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "catalog",
     "metering",
+    "wallets",
     "invoicing",
 ]
 
@@ -158,7 +160,23 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Entries are copied into django-celery-beat's tables, where finance ops can pause or re-time them
 # in the admin ("Periodic tasks").
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
+    "wallets-credit-expire-due": {
+        "task": "wallets.tasks.credit_expire_due_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    # Hourly at :07: https://crontab.guru/#7_*_*_*_*
+    "wallets-commitment-true-up-due": {
+        "task": "wallets.tasks.commitment_true_up_due_task",
+        "schedule": crontab(minute="7"),
+    },
+    # Every minute: https://crontab.guru/#*_*_*_*_*
+    "wallets-webhook-deliveries-retry-due": {
+        "task": "wallets.tasks.webhook_deliveries_retry_due_task",
+        "schedule": crontab(minute="*"),
+    },
+}
 
 # Billing knobs.
 METERLINE_EVENT_FUTURE_TOLERANCE = timedelta(minutes=5)
