@@ -10,5 +10,6 @@ urlpatterns = [
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("catalog.api.urls")),
     path("", include("metering.api.urls")),
+    path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),
 ]

@@ -7,8 +7,10 @@ and the tier/rate formsets), writes with side effects go through ``catalog.servi
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.urls import path
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -22,6 +24,7 @@ from .admin_forms import (
     PriceAdminForm,
     PriceTierInlineFormSet,
 )
+from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
 from .descriptions import price_rate_summary
 from .services import api_key_create, api_key_revoke
@@ -311,6 +314,21 @@ class PlanAdmin(CatalogHistoryAdmin):
         RECORD_FIELDSET,
     )
     inlines = (PlanPriceInline,)
+
+    def get_urls(self):
+        def simulator(request, object_id):
+            return plan_simulator_view(
+                request, admin_site=self.admin_site, model_admin=self, plan_id=unquote(object_id)
+            )
+
+        custom = [
+            path(
+                "<path:object_id>/simulate/",
+                self.admin_site.admin_view(simulator),
+                name="catalog_plan_simulate",
+            )
+        ]
+        return custom + super().get_urls()
 
 
 class PriceTierInline(admin.TabularInline):

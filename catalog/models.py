@@ -493,6 +493,10 @@ class Price(TimeStamped):
     def clean(self) -> None:
         from .validation import price_errors
 
+        if self.model == PriceModel.PACKAGE and self.package_rounding == PackageRounding.EXACT:
+            # A package price bills whole packages by definition; "exact" is the standard model's option.
+            self.package_rounding = PackageRounding.UP
+
         errors = price_errors(self)
         if errors:
             raise ValidationError(errors)

@@ -65,11 +65,6 @@ def price_errors(price: Price) -> dict[str, str]:
             errors["unit_price"] = "A price cannot be negative unless it is a metered rebate (tick “allows rebate”)."
         if model == PriceModel.PACKAGE and not price.package_size:
             errors["package_size"] = "A package price needs the number of units in a package."
-    if model == PriceModel.PACKAGE and price.package_rounding == "exact":
-        errors["package_rounding"] = (
-            "A package price bills whole packages: choose round up or round down (or use a standard price "
-            "with a package size to bill fractions of a package)."
-        )
     if model == PriceModel.PERCENTAGE:
         if price.free_units:
             errors["free_units"] = "A percentage price charges on money amounts; free units do not apply."

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("METERLINE_VAR_DIR", BASE_DIR / "var"))
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "catalog",
     "metering",
+    "wallets",
     "invoicing",
 ]
 
@@ -159,15 +161,30 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Entries are copied into django-celery-beat's tables, where finance ops can pause or re-time them
 # in the admin ("Periodic tasks").
 CELERY_BEAT_SCHEDULE: dict = {
-    # Close ended billing periods and fan the run out to workers: every 15 minutes (https://crontab.guru/#*/15_*_*_*_*).
+    # Close ended billing periods, fanned out to workers. Every 15 minutes: https://crontab.guru/#*/15_*_*_*_*
     "invoicing-close-billing-periods": {
         "task": "invoicing.close_billing_periods",
-        "schedule": timedelta(minutes=15),
+        "schedule": crontab(minute="*/15"),
     },
-    # Issue drafts whose grace period has ended: every 15 minutes, offset by the beat's own start.
+    # Issue drafts whose grace period has ended. Every 15 minutes at :05: https://crontab.guru/#5-59/15_*_*_*_*
     "invoicing-finalize-due-invoices": {
         "task": "invoicing.finalize_due_invoices",
-        "schedule": timedelta(minutes=15),
+        "schedule": crontab(minute="5-59/15"),
+    },
+    # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
+    "wallets-credit-expire-due": {
+        "task": "wallets.tasks.credit_expire_due_task",
+        "schedule": crontab(minute="*/5"),
+    },
+    # Hourly at :07: https://crontab.guru/#7_*_*_*_*
+    "wallets-commitment-true-up-due": {
+        "task": "wallets.tasks.commitment_true_up_due_task",
+        "schedule": crontab(minute="7"),
+    },
+    # Every minute: https://crontab.guru/#*_*_*_*_*
+    "wallets-webhook-deliveries-retry-due": {
+        "task": "wallets.tasks.webhook_deliveries_retry_due_task",
+        "schedule": crontab(minute="*"),
     },
 }
 

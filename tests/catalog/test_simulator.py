@@ -73,3 +73,44 @@ def test_negotiated_rates_of_a_chosen_customer_replace_the_plan_price():
     )
 
     assert [line.amount for line in simulation.lines] == [Decimal("3.00")]
+
+
+def test_simulator_page_shows_the_breakdown_to_a_viewer(client, django_user_model):
+    from django.contrib.admin.utils import quote
+    from django.contrib.auth.models import Group
+    from django.urls import reverse
+
+    from catalog.roles import billing_roles_sync
+
+    # given a viewer and the Pro plan
+    billing_roles_sync()
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.groups.add(Group.objects.get(name="Billing viewer"))
+    client.force_login(viewer)
+    plan, tokens, _ = _pro_plan()
+    url = reverse("admin:catalog_plan_simulate", args=[quote(plan.pk)])
+
+    # when the viewer opens the plan page and then simulates 25M tokens
+    change_page = client.get(reverse("admin:catalog_plan_change", args=[quote(plan.pk)]))
+    response = client.get(url, {"simulate": "1", f"q_{tokens.pk}": "25,000,000"})
+
+    # then
+    assert url in change_page.content.decode()
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="simulation-total"><strong>84.00</strong>' in body
+    assert "10,000,000" in body
+
+
+def test_simulator_rejects_a_quantity_that_is_not_a_number(admin_client):
+    from django.contrib.admin.utils import quote
+    from django.urls import reverse
+
+    plan, tokens, _ = _pro_plan()
+
+    response = admin_client.get(
+        reverse("admin:catalog_plan_simulate", args=[quote(plan.pk)]), {"simulate": "1", f"q_{tokens.pk}": "lots"}
+    )
+
+    assert "Enter a number" in response.content.decode()
+    assert response.context["simulation"] is None

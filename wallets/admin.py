@@ -1,0 +1,399 @@
+"""Prepaid credit in the admin: balances and ledger on the customer page (grant / top-up buttons),
+a "low balances" list, read-only ledger, lots and deliveries, and webhook endpoints with "retry now".
+
+The catalog's Customer admin is extended here (catalog never imports wallets): whatever class is
+registered for Customer when this app loads (catalog's, or metering's extension of it) is
+subclassed, unregistered and registered again.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from catalog.models import Customer
+
+from . import selectors, services
+from .errors import WalletError
+from .forms import CreditForm, TopUpForm
+from .models import Commitment, CreditLot, LedgerEntry, LowBalanceWallet, Wallet, WebhookDelivery, WebhookEndpoint
+from .services import amount_str
+from .webhooks import webhook_delivery_retry_now
+
+LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services: viewable, never added, changed or deleted here."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+_BaseCustomerAdmin = type(admin.site._registry[Customer])
+
+
+class CustomerWithCreditAdmin(_BaseCustomerAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return fields
+        return (*fields, "prepaid_balances", "prepaid_ledger", "upcoming_expiries")
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<path:object_id>/credit/grant/",
+                self.admin_site.admin_view(self.grant_view),
+                name="catalog_customer_credit_grant",
+            ),
+            path(
+                "<path:object_id>/credit/top-up/",
+                self.admin_site.admin_view(self.top_up_view),
+                name="catalog_customer_credit_top_up",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    @admin.display(description="Prepaid balances")
+    def prepaid_balances(self, obj):
+        wallets = selectors.wallets_for_customer(customer=obj)
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    w.currency,
+                    amount_str(w.balance),
+                    amount_str(w.available),
+                    amount_str(w.reserved_credit),
+                    amount_str(w.overage_outstanding),
+                    w.get_policy_display(),
+                    amount_str(w.low_balance_threshold) or "—",
+                )
+                for w in wallets
+            ),
+        )
+        buttons = format_html(
+            '<p><a class="button" href="{}">Grant credit</a> <a class="button" href="{}">Record top-up</a></p>',
+            reverse("admin:catalog_customer_credit_grant", args=[obj.pk]),
+            reverse("admin:catalog_customer_credit_top_up", args=[obj.pk]),
+        )
+        if not wallets:
+            return format_html("No prepaid credit yet.{}", buttons)
+        return format_html(
+            "<table><thead><tr><th>Currency</th><th>Balance</th><th>Available</th><th>Reserved</th>"
+            "<th>Overage</th><th>Policy</th><th>Low-balance threshold</th></tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            buttons,
+        )
+
+    @admin.display(description="Ledger (latest first)")
+    def prepaid_ledger(self, obj):
+        entries = selectors.ledger_for_customer(customer=obj)[:LEDGER_ROWS_ON_CUSTOMER_PAGE]
+        if not entries:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.occurred_at.strftime("%Y-%m-%d %H:%M"),
+                    e.get_kind_display(),
+                    e.wallet.currency,
+                    amount_str(e.amount),
+                    amount_str(e.balance_after),
+                    e.description or e.reference,
+                )
+                for e in entries
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>When</th><th>Kind</th><th>Currency</th><th>Amount</th><th>Running balance</th>"
+            "<th>Note</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="Upcoming expiries")
+    def upcoming_expiries(self, obj):
+        lots = selectors.upcoming_expiries(customer=obj)[:20]
+        if not lots:
+            return "—"
+        return format_html_join(
+            "",
+            "<div>{} {} ({}) expires {}</div>",
+            (
+                (
+                    amount_str(lot.remaining),
+                    lot.wallet.currency,
+                    lot.get_kind_display(),
+                    f"{lot.expires_at:%Y-%m-%d %H:%M}",
+                )
+                for lot in lots
+            ),
+        )
+
+    def grant_view(self, request, object_id):
+        return self._credit_view(
+            request,
+            object_id,
+            form_class=CreditForm,
+            title="Grant credit",
+            explanation="Free promotional credit. It is consumed before paid credit, soonest expiry first.",
+            record=lambda customer, data, now: services.credit_grant(
+                customer=customer,
+                currency=data["currency"],
+                amount=data["amount"],
+                idempotency_key=data["idempotency_key"],
+                expires_at=data["expires_at"],
+                description=data["description"],
+                now=now,
+            ),
+        )
+
+    def top_up_view(self, request, object_id):
+        return self._credit_view(
+            request,
+            object_id,
+            form_class=TopUpForm,
+            title="Record top-up",
+            explanation="Paid prepaid credit. Name the invoice that bills it when there is one.",
+            record=lambda customer, data, now: services.credit_top_up(
+                customer=customer,
+                currency=data["currency"],
+                amount=data["amount"],
+                idempotency_key=data["idempotency_key"],
+                purchase_invoice_ref=data["purchase_invoice_ref"] or None,
+                expires_at=data["expires_at"],
+                description=data["description"],
+                now=now,
+            ),
+        )
+
+    def _credit_view(self, request, object_id, *, form_class, title, explanation, record):
+        customer = get_object_or_404(Customer, pk=object_id)
+        if not self.has_change_permission(request, customer):
+            raise PermissionDenied
+        form = form_class(request.POST or None, initial={"currency": customer.currency})
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = record(customer, form.cleaned_data, timezone.now())
+            except WalletError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(
+                    request,
+                    f"{result.entry.get_kind_display()} of {amount_str(result.entry.amount)} "
+                    f"{result.entry.wallet.currency} recorded; balance {amount_str(result.entry.balance_after)}.",
+                )
+                return redirect(reverse("admin:catalog_customer_change", args=[customer.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "customer": customer,
+            "form": form,
+            "title": title,
+            "explanation": explanation,
+        }
+        return TemplateResponse(request, "admin/wallets/credit_form.html", context)
+
+
+admin.site.unregister(Customer)
+admin.site.register(Customer, CustomerWithCreditAdmin)
+
+
+class BelowThresholdFilter(admin.SimpleListFilter):
+    title = "low balance"
+    parameter_name = "below_threshold"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Below its threshold")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(pk__in=LowBalanceWallet.objects.values("pk"))
+        return queryset
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = (
+        "customer",
+        "currency",
+        "balance",
+        "reserved_credit",
+        "overage_outstanding",
+        "policy",
+        "low_balance_threshold",
+    )
+    list_filter = (BelowThresholdFilter, "policy", "currency", "merchant")
+    search_fields = ("customer__name", "customer__external_id", "customer__id")
+    list_select_related = ("customer",)
+    fields = (
+        "customer",
+        "currency",
+        "balance",
+        "reserved_credit",
+        "overage_outstanding",
+        "expiring_credit",
+        "next_expiry_at",
+        "policy",
+        "low_balance_threshold",
+        "auto_top_up_threshold",
+        "auto_top_up_amount",
+        "auto_top_up_armed",
+        "low_balance_since",
+    )
+    readonly_fields = (
+        "customer",
+        "currency",
+        "balance",
+        "reserved_credit",
+        "overage_outstanding",
+        "expiring_credit",
+        "next_expiry_at",
+        "auto_top_up_armed",
+        "low_balance_since",
+    )
+
+    def has_add_permission(self, request):
+        return False  # wallets open with their first credit or debit
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        # Never save the whole row: the cached balance may have moved since the form was loaded.
+        try:
+            services.wallet_policy_update(
+                customer=obj.customer,
+                currency=obj.currency,
+                policy=obj.policy,
+                low_balance_threshold=obj.low_balance_threshold,
+                auto_top_up_threshold=obj.auto_top_up_threshold,
+                auto_top_up_amount=obj.auto_top_up_amount,
+                now=timezone.now(),
+            )
+        except WalletError as exc:
+            messages.error(request, str(exc))
+
+
+@admin.register(LowBalanceWallet)
+class LowBalanceWalletAdmin(ReadOnlyAdmin):
+    list_display = ("customer", "currency", "balance", "low_balance_threshold", "low_balance_since", "policy")
+    list_filter = ("currency", "policy", "merchant")
+    list_select_related = ("customer",)
+    ordering = ("balance",)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "occurred_at",
+        "wallet",
+        "sequence",
+        "kind",
+        "amount",
+        "balance_after",
+        "overage_amount",
+        "reference",
+    )
+    list_filter = ("kind", "wallet__currency")
+    search_fields = (
+        "wallet__customer__name",
+        "wallet__customer__id",
+        "reference",
+        "idempotency_key",
+        "subscription__id",
+    )
+    list_select_related = ("wallet__customer",)
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(CreditLot)
+class CreditLotAdmin(ReadOnlyAdmin):
+    list_display = ("wallet", "kind", "original_amount", "remaining", "expires_at", "expired_at", "price_paid")
+    list_filter = ("kind",)
+    search_fields = ("wallet__customer__name", "purchase_invoice_ref")
+    list_select_related = ("wallet__customer",)
+
+
+@admin.register(Commitment)
+class CommitmentAdmin(admin.ModelAdmin):
+    list_display = (
+        "customer",
+        "amount",
+        "currency",
+        "term_start",
+        "term_end",
+        "trued_up_at",
+        "shortfall",
+        "billed_invoice_ref",
+    )
+    list_filter = ("currency",)
+    readonly_fields = ("trued_up_at", "drawn_amount", "shortfall", "billed_invoice_ref")
+    fields = ("customer", "currency", "amount", "term_start", "term_end", "metric_ids", "description", *readonly_fields)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or obj.trued_up_at is None
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        created = services.commitment_create(
+            customer=obj.customer,
+            currency=obj.currency,
+            amount=obj.amount,
+            term_start=obj.term_start,
+            term_end=obj.term_end,
+            metric_ids=obj.metric_ids or (),
+            description=obj.description,
+        )
+        obj.pk = created.pk
+        obj.merchant_id = created.merchant_id
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("url", "merchant", "enabled", "event_types", "created_at")
+    list_filter = ("enabled", "merchant")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_response_code",
+        "next_attempt_at",
+        "created_at",
+    )
+    list_filter = ("status", "event_type")
+    search_fields = ("event_id", "endpoint__url")
+    actions = ("retry_now",)
+
+    @admin.action(description="Retry now")
+    def retry_now(self, request, queryset):
+        now = timezone.now()
+        results = [webhook_delivery_retry_now(delivery=d, now=now).status for d in queryset]
+        messages.info(request, f"Retried {len(results)}: {results.count('succeeded')} delivered.")
+
+    def has_change_permission(self, request, obj=None):
+        # The action needs change permission on the changelist; the form itself stays read-only.
+        return obj is None and request.user.has_perm("wallets.change_webhookdelivery")

@@ -1,0 +1,90 @@
+"""Input validation and output shapes for the prepaid-credit API (camelCase, amounts as decimal strings)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from catalog.pricing import is_known_currency
+
+from ..services import amount_str
+
+
+class CreditInputSerializer(serializers.Serializer):
+    """Body of POST /customers/{id}/grants and /topUps."""
+
+    amount = serializers.DecimalField(max_digits=30, decimal_places=12, min_value=Decimal("0.000000000001"))
+    currency = serializers.CharField(max_length=3, required=False)
+    expiresAt = serializers.DateTimeField(required=False, allow_null=True)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    idempotencyKey = serializers.CharField(max_length=255)
+
+    def validate_currency(self, value: str) -> str:
+        if not is_known_currency(value):
+            raise serializers.ValidationError(f"“{value}” is not an ISO 4217 currency code in upper case, e.g. USD.")
+        return value
+
+
+class TopUpInputSerializer(CreditInputSerializer):
+    purchaseInvoiceId = serializers.CharField(max_length=100, required=False, allow_null=True, allow_blank=True)
+
+
+class LedgerQuerySerializer(serializers.Serializer):
+    currency = serializers.CharField(max_length=3, required=False)
+
+
+def _time(value):
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def wallet_out(wallet) -> dict:
+    low = wallet.low_balance_threshold
+    return {
+        "object": "balance",
+        "id": wallet.pk,
+        "currency": wallet.currency,
+        "balance": amount_str(wallet.balance),
+        "available": amount_str(wallet.available),
+        "reserved": amount_str(wallet.reserved_credit),
+        "overage": amount_str(wallet.overage_outstanding),
+        "pendingExpiry": amount_str(wallet.expiring_credit),
+        "nextExpiryAt": _time(wallet.next_expiry_at),
+        "lowBalanceThreshold": amount_str(low),
+        "isLowBalance": low is not None and wallet.balance < low,
+        "policy": {
+            "type": wallet.policy,
+            "autoTopUpThreshold": amount_str(wallet.auto_top_up_threshold),
+            "autoTopUpAmount": amount_str(wallet.auto_top_up_amount),
+        },
+        "updatedAt": _time(wallet.updated_at),
+    }
+
+
+def entry_out(entry) -> dict:
+    return {
+        "object": "ledger_entry",
+        "id": entry.pk,
+        "sequence": entry.sequence,
+        "currency": entry.wallet.currency,
+        "kind": entry.kind,
+        "amount": amount_str(entry.amount),
+        "balanceAfter": amount_str(entry.balance_after),
+        "overage": amount_str(entry.overage_amount),
+        "description": entry.description,
+        "reference": entry.reference or None,
+        "idempotencyKey": entry.idempotency_key or None,
+        "lotId": entry.lot_id,
+        "subscriptionId": entry.subscription_id,
+        "metricId": entry.metric_id,
+        "periodStart": _time(entry.period_start),
+        "periodEnd": _time(entry.period_end),
+        "occurredAt": _time(entry.occurred_at),
+    }
+
+
+def credit_out(result) -> dict:
+    body = entry_out(result.entry)
+    body["expiresAt"] = _time(result.lot.expires_at)
+    body["balance"] = amount_str(result.entry.balance_after)
+    return body

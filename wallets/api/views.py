@@ -1,0 +1,124 @@
+"""Prepaid credit endpoints: balance, ledger, grants and top-ups of one of the merchant's customers."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.api.auth import request_merchant
+from catalog.api.errors import ApiError
+from catalog.api.pagination import paginate
+from catalog.models import Customer
+
+from .. import selectors, services
+from ..errors import WalletError
+from .serializers import (
+    CreditInputSerializer,
+    LedgerQuerySerializer,
+    TopUpInputSerializer,
+    credit_out,
+    entry_out,
+    wallet_out,
+)
+
+
+def _customer(request, customer_id: str) -> Customer:
+    # Another merchant's customer is indistinguishable from a missing one: 404.
+    return get_object_or_404(
+        Customer.objects.only("id", "merchant_id", "currency"), pk=customer_id, merchant=request_merchant(request)
+    )
+
+
+class CustomerBalanceApi(APIView):
+    @extend_schema(operation_id="customers_balance", responses={200: OpenApiTypes.OBJECT}, tags=["prepaid credit"])
+    def get(self, request, customer_id: str):
+        customer = _customer(request, customer_id)
+        wallets = selectors.wallets_for_customer(customer=customer)
+        return Response(
+            {"object": "customer_balance", "customerId": customer.pk, "balances": [wallet_out(w) for w in wallets]}
+        )
+
+
+class CustomerLedgerApi(APIView):
+    @extend_schema(
+        operation_id="customers_ledger",
+        parameters=[
+            OpenApiParameter("currency", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        tags=["prepaid credit"],
+    )
+    def get(self, request, customer_id: str):
+        query = LedgerQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        customer = _customer(request, customer_id)
+        entries = selectors.ledger_for_customer(customer=customer, currency=query.validated_data.get("currency"))
+        rows, pagination = paginate(entries, request)
+        return Response({"object": "list", "data": [entry_out(e) for e in rows], "pagination": pagination})
+
+
+class _CreditApi(APIView):
+    input_serializer = CreditInputSerializer
+
+    def post(self, request, customer_id: str):
+        customer = _customer(request, customer_id)
+        body = self.input_serializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            result = self.record(customer, data)
+        except services.IdempotencyConflict as exc:
+            raise ApiError(str(exc), status_code=409, code="IDEMPOTENCY_KEY_REUSED")
+        except WalletError as exc:
+            raise ApiError(str(exc), status_code=400, code="INVALID_CREDIT")
+        return Response(credit_out(result), status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
+
+
+@extend_schema(
+    request=CreditInputSerializer,
+    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    tags=["prepaid credit"],
+)
+class CustomerGrantApi(_CreditApi):
+    """A free (promotional) credit grant."""
+
+    def record(self, customer, data):
+        return services.credit_grant(
+            customer=customer,
+            currency=data.get("currency") or customer.currency,
+            amount=data["amount"],
+            idempotency_key=data["idempotencyKey"],
+            expires_at=data.get("expiresAt"),
+            description=data.get("description", ""),
+            now=timezone.now(),
+        )
+
+
+@extend_schema(
+    request=TopUpInputSerializer,
+    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    tags=["prepaid credit"],
+)
+class CustomerTopUpApi(_CreditApi):
+    """A paid top-up; ``purchaseInvoiceId`` names the invoice that bills it (optional for now)."""
+
+    input_serializer = TopUpInputSerializer
+
+    def record(self, customer, data):
+        return services.credit_top_up(
+            customer=customer,
+            currency=data.get("currency") or customer.currency,
+            amount=data["amount"],
+            idempotency_key=data["idempotencyKey"],
+            purchase_invoice_ref=data.get("purchaseInvoiceId") or None,
+            expires_at=data.get("expiresAt"),
+            description=data.get("description", ""),
+            now=timezone.now(),
+        )

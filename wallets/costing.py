@@ -1,0 +1,28 @@
+"""The cost of usage as it arrives: the difference the new usage makes to the period's price.
+
+Pure (no ORM): invoicing rates the period's usage before and after an event with the same engine it
+invoices with, so the real-time debits of a period add up to the period-end price.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from catalog.pricing import PriceSpec, rate
+
+LEDGER_QUANTUM = Decimal("0.000000000001")
+
+
+def incremental_cost(*, spec: PriceSpec, usage_before: Decimal, usage_after: Decimal) -> Decimal:
+    """rate(usage_after) − rate(usage_before), each taken at the ledger's 12-place scale.
+
+    Quantizing both ends (not the difference) makes consecutive increments telescope exactly: the
+    sum of the increments of a period is rate(total) − rate(0) at 12 places, whatever the split. Free
+    allowances and tiers fall out of the engine (an increment inside the allowance costs 0; one
+    crossing a tier boundary is priced partly at each tier). rate(0) is the zero-usage charge (a
+    line minimum) that invoicing bills at period end, not a usage debit. May be negative (volume
+    tiers lower the price of every unit once a bound is passed).
+    """
+    before = rate(spec, Decimal(usage_before)).amount.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
+    after = rate(spec, Decimal(usage_after)).amount.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return after - before

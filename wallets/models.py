@@ -1,0 +1,346 @@
+"""Prepaid credit: one wallet per customer and currency, an append-only ledger, and credit lots.
+
+* ``LedgerEntry`` is the source of truth: every change of a balance is one row, never edited or
+  deleted; the balance is the sum of the wallet's entries and each row stores ``balance_after``.
+* ``Wallet`` caches that sum (and a few derived totals) so a balance read is one indexed query.
+  Services update it under ``select_for_update`` in the same transaction as the entry they append.
+* ``CreditLot`` is one block of credit (a grant, a top-up, a reserved-capacity purchase) with what
+  is left of it; debits consume lots in the documented order (README "Order of consumption") and
+  ``LedgerAllocation`` rows record which lot paid for which entry.
+* ``Commitment`` is a minimum spend over a term, trued up once at its end.
+* ``WebhookEndpoint`` / ``WebhookDelivery`` carry balance notices to the merchant.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from catalog.ids import PublicIdField
+from catalog.models import RATE_DIGITS, BillableMetric, Customer, Merchant, Subscription
+from catalog.validators import validate_currency_code
+
+from .errors import LedgerImmutable
+
+ZERO = Decimal("0")
+# Amounts stay unrounded (12 places, like rates): real-time debits are differences of unrounded
+# engine results, and rounding each one would drift from the period-end invoice.
+MONEY = RATE_DIGITS
+
+
+class BalancePolicy(models.TextChoices):
+    BLOCK = "block", "Block usage when the credit runs out"
+    ALLOW_OVERAGE = "allow_overage", "Allow overage (billed on the next invoice)"
+    AUTO_TOP_UP = "auto_top_up", "Top up automatically under a threshold"
+
+
+class Wallet(models.Model):
+    """A customer's prepaid balance in one currency, with the policy for when it runs out.
+
+    The money fields are caches of the ledger and of the open lots, written only by
+    ``wallets.services`` while this row is locked: ``balance`` = Σ ledger amounts;
+    ``reserved_credit`` = what is left on reserved-capacity lots; ``overage_outstanding`` = usage
+    debited beyond the credit and not yet moved to an invoice. ``available`` (credit any metric may
+    use) = balance − reserved_credit + overage_outstanding.
+    """
+
+    id = PublicIdField(prefix="wal")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="wallets")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="wallets")
+    currency = models.CharField(max_length=3, validators=[validate_currency_code])
+
+    balance = models.DecimalField(**MONEY, default=ZERO, editable=False)
+    reserved_credit = models.DecimalField(**MONEY, default=ZERO, editable=False)
+    overage_outstanding = models.DecimalField(**MONEY, default=ZERO, editable=False)
+    expiring_credit = models.DecimalField(
+        **MONEY, default=ZERO, editable=False, help_text="Credit left on lots that have an expiry date."
+    )
+    next_expiry_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Ledger rows are numbered 1, 2, 3… per wallet under the row lock: the order of the running balance.
+    last_sequence = models.PositiveBigIntegerField(default=0, editable=False)
+
+    policy = models.CharField(max_length=20, choices=BalancePolicy.choices, default=BalancePolicy.ALLOW_OVERAGE)
+    low_balance_threshold = models.DecimalField(
+        **MONEY,
+        null=True,
+        blank=True,
+        help_text="A low-balance notice (webhook + admin list) fires when the balance falls below this.",
+    )
+    auto_top_up_threshold = models.DecimalField(**MONEY, null=True, blank=True)
+    auto_top_up_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    # Armed = the next crossing under the threshold fires; disarmed after a top-up (or a notice) until
+    # the balance is back at or above the threshold, so one crossing fires exactly once.
+    auto_top_up_armed = models.BooleanField(default=True, editable=False)
+    low_balance_since = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["customer__name", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"], name="wallet_one_per_customer_currency"),
+            models.CheckConstraint(name="wallet_reserved_not_negative", condition=Q(reserved_credit__gte=0)),
+            models.CheckConstraint(name="wallet_overage_not_negative", condition=Q(overage_outstanding__gte=0)),
+        ]
+        indexes = [models.Index(fields=["merchant", "low_balance_since"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer} · {self.currency}"
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.reserved_credit + self.overage_outstanding
+
+
+class LowBalanceWalletManager(models.Manager):
+    def get_queryset(self):
+        return (
+            super().get_queryset().filter(low_balance_threshold__isnull=False, balance__lt=F("low_balance_threshold"))
+        )
+
+
+class LowBalanceWallet(Wallet):
+    """Wallets whose balance is under their low-balance threshold (an admin list for finance)."""
+
+    objects = LowBalanceWalletManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "low balance"
+        verbose_name_plural = "low balances"
+
+
+class LotKind(models.TextChoices):
+    GRANT = "grant", "Free grant"
+    TOP_UP = "top_up", "Paid top-up"
+    AUTO_TOP_UP = "auto_top_up", "Automatic top-up"
+    RESERVED = "reserved", "Reserved capacity"
+    USAGE_CREDIT = "usage_credit", "Usage credited back"
+
+
+class CreditLot(models.Model):
+    """One block of credit and what is left of it. ``remaining`` is written only by services, under the
+    wallet's lock, together with the ledger entry (and allocation) that explains the change."""
+
+    id = PublicIdField(prefix="lot")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lots")
+    kind = models.CharField(max_length=20, choices=LotKind.choices)
+    original_amount = models.DecimalField(**MONEY)
+    remaining = models.DecimalField(**MONEY)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="When the expiry sweep removed the rest.")
+    metric_ids = models.JSONField(
+        default=list, blank=True, help_text="Reserved capacity: the billable metrics (bm_…) this credit pays for."
+    )
+    price_paid = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Reserved capacity: what the customer paid for the credit."
+    )
+    purchase_invoice_ref = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                name="lot_remaining_within_original", condition=Q(remaining__gte=0, remaining__lte=F("original_amount"))
+            ),
+        ]
+        indexes = [models.Index(fields=["wallet", "remaining"]), models.Index(fields=["expires_at", "expired_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.original_amount.normalize():f} {self.wallet.currency}"
+
+
+class EntryKind(models.TextChoices):
+    TOP_UP = "top_up", "Top-up"
+    AUTO_TOP_UP = "auto_top_up", "Automatic top-up"
+    GRANT = "grant", "Grant"
+    RESERVED_PURCHASE = "reserved_purchase", "Reserved capacity purchase"
+    USAGE_DEBIT = "usage_debit", "Usage debit"
+    EXPIRY = "expiry", "Expiry"
+    REFUND = "refund", "Refund"
+    INVOICE_SETTLEMENT = "invoice_settlement", "Invoice settlement"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise LedgerImmutable(f"{self.model.__name__} rows are append-only and cannot be updated.")
+
+    def delete(self):
+        raise LedgerImmutable(f"{self.model.__name__} rows are append-only and cannot be deleted.")
+
+
+class AppendOnly(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerImmutable(f"{type(self).__name__} {self.pk} is append-only and cannot be changed.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutable(f"{type(self).__name__} {self.pk} is append-only and cannot be deleted.")
+
+
+class LedgerEntry(AppendOnly):
+    """One change of a wallet's balance. ``amount`` is signed (credit +, debit −)."""
+
+    id = PublicIdField(prefix="le")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    sequence = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=20, choices=EntryKind.choices)
+    amount = models.DecimalField(**MONEY)
+    balance_after = models.DecimalField(**MONEY)
+    # Usage debits: the part the credit did not cover (balance went negative for it). Settlements: the
+    # negative of the overage moved to an invoice. Σ over a wallet = its outstanding overage.
+    overage_amount = models.DecimalField(**MONEY, default=ZERO)
+    lot = models.ForeignKey(
+        CreditLot,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="entries",
+        help_text="Lot created or expired.",
+    )
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    metric = models.ForeignKey(BillableMetric, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    reference = models.CharField(max_length=100, blank=True, help_text="Invoice id (purchase or settlement).")
+    event_ids = models.JSONField(default=list, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["wallet", "sequence"]
+        verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(fields=["wallet", "sequence"], name="ledger_sequence_unique_per_wallet"),
+            models.UniqueConstraint(
+                fields=["wallet", "kind", "idempotency_key"],
+                name="ledger_idempotency_key_unique",
+                condition=~Q(idempotency_key=""),
+            ),
+            models.UniqueConstraint(
+                fields=["wallet", "reference"],
+                name="ledger_one_settlement_per_invoice",
+                condition=Q(kind="invoice_settlement"),
+            ),
+            models.UniqueConstraint(fields=["lot"], name="ledger_one_expiry_per_lot", condition=Q(kind="expiry")),
+        ]
+        indexes = [
+            models.Index(fields=["subscription", "period_start", "period_end"]),
+            models.Index(fields=["wallet", "kind", "occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.get_kind_display()} {self.amount.normalize():f}"
+
+
+class LedgerAllocation(AppendOnly):
+    """Which lot paid (or received) how much of a ledger entry. ``amount`` is signed like the entry."""
+
+    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations")
+    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="allocations")
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.amount.normalize():f} on {self.lot_id}"
+
+
+class Commitment(models.Model):
+    """A guaranteed minimum spend over a term (e.g. $120,000 over a year), drawn down by usage debits
+    of its metrics (all metrics when ``metric_ids`` is empty). At the end of the term the shortfall
+    is recorded exactly once (``trued_up_at``) for invoicing to bill."""
+
+    id = PublicIdField(prefix="cmt")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="commitments")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="commitments")
+    currency = models.CharField(max_length=3, validators=[validate_currency_code])
+    amount = models.DecimalField(**MONEY)
+    term_start = models.DateTimeField()
+    term_end = models.DateTimeField()
+    metric_ids = models.JSONField(default=list, blank=True, help_text="Empty = usage of every metric counts.")
+    description = models.CharField(max_length=255, blank=True)
+    trued_up_at = models.DateTimeField(null=True, blank=True, editable=False)
+    drawn_amount = models.DecimalField(**MONEY, null=True, blank=True, editable=False)
+    shortfall = models.DecimalField(**MONEY, null=True, blank=True, editable=False)
+    billed_invoice_ref = models.CharField(max_length=100, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-term_end"]
+        constraints = [
+            models.CheckConstraint(name="commitment_term_ordered", condition=Q(term_end__gt=F("term_start"))),
+            models.CheckConstraint(name="commitment_amount_positive", condition=Q(amount__gt=0)),
+        ]
+        indexes = [models.Index(fields=["trued_up_at", "term_end"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer} commits {self.amount.normalize():f} {self.currency}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a merchant receives notices. Bodies are signed with ``secret`` (README "Webhook signing")."""
+
+    id = PublicIdField(prefix="whe")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    event_types = models.JSONField(default=list, blank=True, help_text='e.g. ["balance.low"]; empty = every event.')
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["merchant", "url"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def wants(self, event_type: str) -> bool:
+        return self.enabled and (not self.event_types or event_type in self.event_types)
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Delivered"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, with its attempts. Retried with exponential back-off until delivered
+    or ``WEBHOOK_MAX_ATTEMPTS`` is reached."""
+
+    id = PublicIdField(prefix="whd")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=40)
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_response_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint}"

@@ -1,0 +1,133 @@
+"""Reads of the prepaid ledger: balances, the ledger, and what invoicing needs to settle a period."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connections
+from django.db.models import QuerySet, Sum
+
+from catalog.models import Customer
+
+from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, Wallet
+
+ZERO = Decimal("0")
+
+
+def decimal_sum(queryset: QuerySet, field: str) -> Decimal:
+    """Σ ``field`` exactly. PostgreSQL sums NUMERIC exactly in the database; SQLite's SUM is a binary
+    float (−9.500002 comes back as −9.50000199999999), so there the Decimals are added in Python."""
+    if connections[queryset.db].vendor == "sqlite":
+        return sum(queryset.values_list(field, flat=True), ZERO)
+    return queryset.aggregate(total=Sum(field))["total"] or ZERO
+
+
+def wallets_for_customer(*, customer: Customer) -> list[Wallet]:
+    """The customer's balances, one per currency, from the cached rows (one indexed query)."""
+    return list(Wallet.objects.filter(customer=customer).order_by("currency"))
+
+
+def ledger_for_customer(*, customer: Customer, currency: str | None = None) -> QuerySet[LedgerEntry]:
+    """Ledger entries, newest first, each with the running balance after it."""
+    entries = LedgerEntry.objects.filter(wallet__customer=customer).select_related("wallet")
+    if currency:
+        entries = entries.filter(wallet__currency=currency)
+    return entries.order_by("-occurred_at", "-sequence", "wallet_id")
+
+
+def ledger_balance(*, wallet: Wallet) -> Decimal:
+    """The balance recomputed from the ledger (the cached ``wallet.balance`` must always equal it)."""
+    return decimal_sum(LedgerEntry.objects.filter(wallet=wallet), "amount")
+
+
+def _usage_entries(*, subscription_id: str, period_start: datetime, period_end: datetime) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(
+        kind=EntryKind.USAGE_DEBIT,
+        subscription_id=subscription_id,
+        period_start=period_start,
+        period_end=period_end,
+    )
+
+
+@dataclass(frozen=True)
+class PeriodDebits:
+    """Usage debited in real time for one subscription period. ``debited`` = the usage cost already
+    recorded (Σ increments); ``overage`` = the part the credit did not cover (to bill);
+    ``covered_by_credit`` = debited − overage (already paid from prepaid credit: never bill it again)."""
+
+    debited: Decimal
+    overage: Decimal
+
+    @property
+    def covered_by_credit(self) -> Decimal:
+        return self.debited - self.overage
+
+
+def period_debits(*, subscription_id: str, period_start: datetime, period_end: datetime) -> PeriodDebits:
+    entries = _usage_entries(subscription_id=subscription_id, period_start=period_start, period_end=period_end)
+    if connections[entries.db].vendor == "sqlite":
+        rows = list(entries.values_list("amount", "overage_amount"))
+        amount, overage = sum((r[0] for r in rows), ZERO), sum((r[1] for r in rows), ZERO)
+    else:
+        totals = entries.aggregate(amount=Sum("amount"), overage=Sum("overage_amount"))
+        amount, overage = totals["amount"] or ZERO, totals["overage"] or ZERO
+    return PeriodDebits(debited=-amount, overage=overage)
+
+
+def debits_for_subscription_period(*, subscription_id: str, period_start: datetime, period_end: datetime) -> Decimal:
+    """The usage cost already debited for this subscription period (net of credits back)."""
+    return period_debits(subscription_id=subscription_id, period_start=period_start, period_end=period_end).debited
+
+
+def overage_for_period(*, subscription_id: str, period_start: datetime, period_end: datetime) -> Decimal:
+    """The part of this period's debits that the credit did not cover: the next invoice bills it."""
+    return period_debits(subscription_id=subscription_id, period_start=period_start, period_end=period_end).overage
+
+
+def auto_top_ups(*, customer: Customer, currency: str, start: datetime, end: datetime) -> QuerySet[LedgerEntry]:
+    """Automatic top-ups recorded in [start, end): paid credit that invoicing bills."""
+    return LedgerEntry.objects.filter(
+        wallet__customer=customer,
+        wallet__currency=currency,
+        kind=EntryKind.AUTO_TOP_UP,
+        occurred_at__gte=start,
+        occurred_at__lt=end,
+    ).order_by("occurred_at", "sequence")
+
+
+def upcoming_expiries(*, customer: Customer) -> QuerySet[CreditLot]:
+    """Credit that will expire, soonest first."""
+    return (
+        CreditLot.objects.filter(
+            wallet__customer=customer, remaining__gt=0, expired_at__isnull=True, expires_at__isnull=False
+        )
+        .select_related("wallet")
+        .order_by("expires_at", "id")
+    )
+
+
+def wallets_below_threshold() -> QuerySet[Wallet]:
+    return LowBalanceWallet.objects.select_related("customer", "merchant").order_by("balance")
+
+
+def commitment_drawn(*, commitment: Commitment) -> Decimal:
+    """Usage debited during the commitment's term for its metrics (all metrics when it names none)."""
+    entries = LedgerEntry.objects.filter(
+        kind=EntryKind.USAGE_DEBIT,
+        wallet__customer_id=commitment.customer_id,
+        wallet__currency=commitment.currency,
+        occurred_at__gte=commitment.term_start,
+        occurred_at__lt=commitment.term_end,
+    )
+    if commitment.metric_ids:
+        entries = entries.filter(metric_id__in=commitment.metric_ids)
+    return -decimal_sum(entries, "amount")
+
+
+def commitment_true_ups_unbilled() -> QuerySet[Commitment]:
+    """Trued-up commitments with a shortfall that no invoice has billed yet."""
+    return Commitment.objects.filter(trued_up_at__isnull=False, shortfall__gt=0, billed_invoice_ref="").order_by(
+        "term_end", "id"
+    )
