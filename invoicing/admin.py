@@ -492,19 +492,9 @@ INVOICING_CUSTOMER_FIELDS = ("upcoming_invoice", "late_usage_not_billed")
 
 
 class CustomerWithInvoicingAdmin(_CustomerAdminBase):
-    """The customer page plus the upcoming invoice preview and late usage not billed."""
+    """The customer page plus the upcoming invoice preview and late usage not billed (catalog's panels)."""
 
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None:
-            fields += [name for name in INVOICING_CUSTOMER_FIELDS if name not in fields]
-        return fields
-
-    def get_fieldsets(self, request, obj=None):
-        fieldsets = list(super().get_fieldsets(request, obj))
-        if obj is not None:
-            fieldsets.append(("Invoicing", {"fields": list(INVOICING_CUSTOMER_FIELDS)}))
-        return fieldsets
+    panels = (*getattr(_CustomerAdminBase, "panels", ()), ("Invoicing", INVOICING_CUSTOMER_FIELDS))
 
     @admin.display(description="Upcoming invoice (current period so far)")
     def upcoming_invoice(self, customer: Customer):
