@@ -161,6 +161,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Entries are copied into django-celery-beat's tables, where finance ops can pause or re-time them
 # in the admin ("Periodic tasks").
 CELERY_BEAT_SCHEDULE: dict = {
+    # Usage events sent with an externalSubject before the customer existed (metering/README.md).
+    # Every minute: https://crontab.guru/#*_*_*_*_*
+    "metering-link-external-subjects": {
+        "task": "metering.tasks.events_link_external_subjects_task",
+        "schedule": crontab(minute="*"),
+    },
     # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
     "wallets-credit-expire-due": {
         "task": "wallets.tasks.credit_expire_due_task",
