@@ -18,6 +18,7 @@ migrate: install
 	$(MANAGE) migrate --noinput
 
 demo: migrate
+	$(MANAGE) sync_billing_roles
 	$(MANAGE) demo_catalog
 	$(MANAGE) demo_admin
 

@@ -533,6 +533,22 @@ class CustomerAdmin(CatalogHistoryAdmin):
         RECORD_FIELDSET,
     )
     inlines = (SubscriptionInline, NegotiatedRateInline)
+    # Read-only sections that higher apps add to an existing customer's page without catalog importing
+    # them: metering (usage), wallets (prepaid credit), invoicing (upcoming invoice). Each entry is
+    # (title, (method names…)); a subclass extends the tuple and defines the display methods.
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return fields
+        return fields + tuple(name for _, names in self.panels for name in names if name not in fields)
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None:
+            return fieldsets
+        return fieldsets + [(title, {"fields": names}) for title, names in self.panels]
 
 
 @admin.register(models.Subscription)

@@ -16,7 +16,10 @@ ID_RANDOM_LENGTH = 16
 
 
 def new_public_id(prefix: str) -> str:
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(ID_RANDOM_LENGTH))
+    # The character after "_" is always a letter: the admin reads "_" + two hex digits in a URL as an
+    # escaped character (e.g. "_2F" is "/"), so an id like "cus_2Fab…" would otherwise need quoting.
+    first = secrets.choice(string.ascii_letters)
+    return f"{prefix}_{first}" + "".join(secrets.choice(_ALPHABET) for _ in range(ID_RANDOM_LENGTH - 1))
 
 
 class PublicIdField(models.CharField):

@@ -114,29 +114,13 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-try:
-    _CustomerAdminBase = type(admin.site._registry[Customer])
-except KeyError:
-    _CustomerAdminBase = admin.ModelAdmin
+_CustomerAdminBase = type(admin.site._registry[Customer])
 
 
 class CustomerWithUsageAdmin(_CustomerAdminBase):
     """Catalog's customer admin plus this month's usage per metric (calendar month, UTC)."""
 
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and "usage_this_month" not in fields:
-            fields.append("usage_this_month")
-        return fields
-
-    def get_fieldsets(self, request, obj=None):
-        fieldsets = list(super().get_fieldsets(request, obj))
-        if obj is None:
-            return fieldsets
-        shown = {name for _, options in fieldsets for name in _flatten(options.get("fields", ()))}
-        if "usage_this_month" not in shown:
-            fieldsets.append(("Usage this month", {"fields": ["usage_this_month"]}))
-        return fieldsets
+    panels = (*_CustomerAdminBase.panels, ("Usage this month", ("usage_this_month",)))
 
     @admin.display(description="Usage this month")
     def usage_this_month(self, obj: Customer):
@@ -165,13 +149,6 @@ class CustomerWithUsageAdmin(_CustomerAdminBase):
             f"{end:%Y-%m-%d}",
             body,
         )
-
-
-def _flatten(fields) -> list[str]:
-    names: list[str] = []
-    for entry in fields:
-        names.extend(entry if isinstance(entry, (list, tuple)) else [entry])
-    return names
 
 
 if admin.site.is_registered(Customer):

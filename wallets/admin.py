@@ -45,11 +45,10 @@ _BaseCustomerAdmin = type(admin.site._registry[Customer])
 
 
 class CustomerWithCreditAdmin(_BaseCustomerAdmin):
-    def get_readonly_fields(self, request, obj=None):
-        fields = tuple(super().get_readonly_fields(request, obj))
-        if obj is None:
-            return fields
-        return (*fields, "prepaid_balances", "prepaid_ledger", "upcoming_expiries")
+    panels = (
+        *_BaseCustomerAdmin.panels,
+        ("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries")),
+    )
 
     def get_urls(self):
         extra = [

@@ -171,6 +171,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.finalize_due_invoices",
         "schedule": crontab(minute="5-59/15"),
     },
+    # Usage events sent with an externalSubject before the customer existed (metering/README.md).
+    # Every minute: https://crontab.guru/#*_*_*_*_*
+    "metering-link-external-subjects": {
+        "task": "metering.tasks.events_link_external_subjects_task",
+        "schedule": crontab(minute="*"),
+    },
     # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
     "wallets-credit-expire-due": {
         "task": "wallets.tasks.credit_expire_due_task",
