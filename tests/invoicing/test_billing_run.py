@@ -249,3 +249,50 @@ def test_a_writer_that_loses_the_race_skips_instead_of_failing(plan, customer):
     # when it writes the same period again, the unique constraint refuses it and it counts as a skip
     assert _close_one(Biller(), item, run=None, pending={}) is False
     assert Invoice.objects.filter(subscription=subscription, kind=InvoiceKind.RECURRING).count() == 1
+
+
+def test_one_off_fee_is_billed_once_at_start(seller, customer):
+    plan = PlanFactory(merchant=seller, product__merchant=seller)
+    fee_price(plan, "250.00", term=PaymentTerm.IN_ARREARS, cadence="P0D", name="Set-up", is_obligation=True)
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    opening = Invoice.objects.get(subscription=subscription, kind=InvoiceKind.OPENING)
+    assert lines_of(opening) == [(LineKind.FEE, "Set-up", Decimal("250.0000"))]
+    billing_run_execute(as_of=MAR_1)
+    assert [inv.total for inv in Invoice.objects.filter(kind=InvoiceKind.RECURRING)] == [Decimal("0"), Decimal("0")]
+
+
+def test_percentage_and_event_priced_usage_are_rated_from_event_values(seller, customer):
+    from catalog.models import PriceModel
+
+    plan = PlanFactory(merchant=seller, product__merchant=seller)
+    payments = metered_price(
+        plan,
+        None,
+        name="Card payments",
+        unit="USD",
+        model=PriceModel.PERCENTAGE,
+        percentage_rate=Decimal("0.029"),
+        fixed_fee_per_event=Decimal("0.30"),
+    )
+    spot = metered_price(
+        plan,
+        None,
+        name="Spot GPU",
+        unit="hours",
+        model=PriceModel.DYNAMIC,
+        dynamic_mode="event_price",
+        event_price_property="$.unit_price",
+    )
+    SubscriptionFactory(plan=plan, customer=customer, merchant=seller, started_at=JAN_1)
+    record_usage(customer, payments.billable_metric, datetime(2026, 1, 2, tzinfo=UTC), "100.00")
+    record_usage(customer, payments.billable_metric, datetime(2026, 1, 3, tzinfo=UTC), "50.00")
+    record_usage(customer, spot.billable_metric, datetime(2026, 1, 4, tzinfo=UTC), "2", unit_price="1.25")
+    record_usage(customer, spot.billable_metric, datetime(2026, 1, 5, tzinfo=UTC), "3", unit_price="0.80")
+    billing_run_execute(as_of=FEB_1)
+    invoice = Invoice.objects.get(kind=InvoiceKind.RECURRING)
+    # 150 × 2.9 % = 4.35 + 2 × 0.30 = 0.60 → 4.95; 2 h × 1.25 + 3 h × 0.80 = 4.90
+    assert {line.description.split(":")[0]: line.amount for line in invoice.lines.all()} == {
+        "Card payments": Decimal("4.9500"),
+        "Spot GPU": Decimal("4.9000"),
+    }
+    assert invoice.total == Decimal("9.85")
