@@ -153,6 +153,30 @@ def point_at_seeds(case, seeds: Seeds) -> None:
             case.body["prices"] = [seeds.by_field["priceId"]]
 
 
+# Values schemathesis rarely puts in a path or query string, each of which once crashed some endpoint:
+# a null character (PostgreSQL refuses it), an integer past 64 bits (SQL OFFSET), a slash in an id.
+HOSTILE_VALUES = ["\x00", "id\x00", "9" * 25, "-9" * 12, "a/b", "%", " ", "\u202e"]
+
+
+def add_hostile_values(case) -> None:
+    """Put a hostile value into the path id or one query parameter of about one case in four."""
+    if not _stable_choice(case, "hostile", [True, False, False, False]):
+        return
+    targets = [("path", "id")] if "id" in (case.path_parameters or {}) else []
+    targets += [("query", name) for name in sorted(case.query or {})]
+    targets += [("query", name) for name in ("limit", "offset") if name not in (case.query or {})]
+    if case.method.upper() != "GET":
+        targets = [t for t in targets if t[1] not in ("limit", "offset")]
+    if not targets:
+        return
+    where, name = _stable_choice(case, "hostile-target", targets)
+    value = _stable_choice(case, "hostile-value", HOSTILE_VALUES)
+    if where == "path":
+        case.path_parameters[name] = value
+    else:
+        case.query = {**(case.query or {}), name: value}
+
+
 class ErrorShapeViolation(AssertionError):
     pass
 
