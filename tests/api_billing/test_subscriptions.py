@@ -53,7 +53,9 @@ def test_paying_invoice_zero_activates_the_subscription(api_client, subscribe, p
     body = subscribe(plan).json()
 
     # when
-    paid = api_client.post(f"/v2/invoices/{body['payment']['invoiceId']}/payment", {"method": "out_of_band"}, format="json")
+    paid = api_client.post(
+        f"/v2/invoices/{body['payment']['invoiceId']}/payment", {"method": "out_of_band"}, format="json"
+    )
     after = api_client.get(f"/v0/subscriptions/{body['id']}").json()
 
     # then
@@ -272,7 +274,10 @@ def test_patch_status_terminated_terminates_now(api_client, subscribe, arrears_p
     assert body["terminatedAt"] == "2025-01-16T00:00:00Z"
     assert (body["terminationReason"], body["terminatedBy"]) == ("moved on", "ops")
     final = Invoice.objects.get(subscription_id=sub["id"], kind=InvoiceKind.RECURRING)
-    assert (final.period_start, final.period_end) == (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 16, tzinfo=UTC))
+    assert (final.period_start, final.period_end) == (
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2025, 1, 16, tzinfo=UTC),
+    )
 
 
 def test_activating_a_pending_subscription_is_a_conflict(api_client, subscribe, plan):
