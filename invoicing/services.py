@@ -744,6 +744,11 @@ def invoice_mark_paid(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
         invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        if invoice.kind == InvoiceKind.OPENING:
+            # Paying Invoice 0 activates a subscription that waited for it (the API's pending_payment).
+            Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
+                status=SubscriptionStatus.ACTIVE, updated_at=now
+            )
     return invoice
 
 

@@ -331,3 +331,15 @@ def test_termination_needs_a_reason(api_client, subscribe, plan):
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "reason"
+
+
+def test_marking_invoice_zero_paid_in_the_admin_activates_too(api_client, subscribe, plan):
+    from django.utils import timezone
+
+    from invoicing.services import invoice_mark_paid
+
+    sub = subscribe(plan).json()
+
+    invoice_mark_paid(invoice=Invoice.objects.get(pk=sub["payment"]["invoiceId"]), now=timezone.now())
+
+    assert api_client.get(f"/v0/subscriptions/{sub['id']}").json()["status"] == "active"
