@@ -1020,7 +1020,9 @@ def invoice_record_payment(*, invoice: Invoice, now: datetime) -> Invoice:
                 code="INVOICE_NOT_LINKABLE_STATUS",
             )
         subscription = (
-            Subscription.objects.select_for_update().select_related("test_clock").get(pk=invoice.subscription_id)
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("test_clock")
+            .get(pk=invoice.subscription_id)
         )
         at = subscription_now(subscription, now)
         invoice.status = InvoiceStatus.PAID
