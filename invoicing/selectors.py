@@ -136,3 +136,21 @@ def late_usage_for_customer(*, customer: Customer, limit: int = 24) -> list[Late
         .values_list("pk", flat=True)[:limit]
     )
     return late_usage_for_invoices(invoices=Invoice.objects.filter(pk__in=list(recent)))
+
+
+def invoice_estimate(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
+    """What the closing invoice of the subscription's current period would bill with the usage known now:
+    like ``invoice_preview`` but over the whole period (events already recorded for later in the period —
+    on a test clock, ahead of the clock — are counted). The API's pending ledger lines read this."""
+    subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
+        pk=subscription.pk
+    )
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        return None
+    moment = subscription.test_clock.current_time if subscription.test_clock_id else now
+    if moment < subscription.started_at:
+        return None
+    period = subscription_period_at(subscription, moment)
+    last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
+    charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None
+    return Biller().compose_recurring(subscription, period, charge_from=charge_from)

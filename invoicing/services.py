@@ -221,11 +221,18 @@ def billing_run_execute(
     merchant=None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     clock: Callable[[], datetime] = timezone.now,
+    subscription_ids: list[str] | None = None,
 ) -> BillingRun:
     """Close every billing period ended by ``as_of`` synchronously, chunk after chunk (the management
-    command; the beat task fans the same chunks out to workers)."""
+    command; the beat task fans the same chunks out to workers). ``subscription_ids`` restricts the run
+    to these subscriptions (a test clock's)."""
     run, chunks = billing_run_create(
-        as_of=as_of, trigger=trigger, merchant=merchant, chunk_size=chunk_size, now=clock()
+        as_of=as_of,
+        trigger=trigger,
+        merchant=merchant,
+        chunk_size=chunk_size,
+        now=clock(),
+        subscription_ids=subscription_ids,
     )
     for chunk in chunks:
         billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=as_of, clock=clock)
@@ -502,11 +509,13 @@ def subscription_start(
     trial_ends_at: datetime | None = None,
     ending_at: datetime | None = None,
     test_clock=None,
+    extra_fields: dict | None = None,
 ) -> Subscription:
     """Start ``customer`` on ``plan`` (``started_at`` may be in the past: a backdated start).
 
     In-advance and one-off fees are invoiced at once (an opening invoice, issued immediately); a
-    backdated start also closes every period that already ended by ``now``.
+    backdated start also closes every period that already ended by ``now``. ``extra_fields`` sets other
+    subscription fields before anything is billed (``tax_exempt``, ``payment_term_days``, ``metadata``…).
     """
     if plan.merchant_id != customer.merchant_id:
         raise InvoiceError("The plan and the customer belong to different merchants.")
@@ -522,6 +531,7 @@ def subscription_start(
             trial_ends_at=trial_ends_at,
             ending_at=ending_at,
             test_clock=test_clock,
+            **(extra_fields or {}),
         )
         subscription.full_clean()
         subscription.save()
@@ -734,6 +744,11 @@ def invoice_mark_paid(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
         invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        if invoice.kind == InvoiceKind.OPENING:
+            # Paying Invoice 0 activates a subscription that waited for it (the API's pending_payment).
+            Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
+                status=SubscriptionStatus.ACTIVE, updated_at=now
+            )
     return invoice
 
 
@@ -906,3 +921,218 @@ def invoice_bill_late_usage(*, invoice: Invoice, now: datetime) -> Invoice | Non
         adjustment = _invoice_from_composition(composed, subscription=subscription, plan=invoice.plan, adjusts=invoice)
         _insert_invoice(adjustment, composed.lines)
     return adjustment
+
+
+# -- REST API: upfront payment, recorded payments, subscription changes, test clocks ---------------
+
+
+class InvoicePaymentError(InvoiceError):
+    """A payment that cannot be recorded; ``code`` names why (the API's business code)."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+class SubscriptionChangeError(InvoiceError):
+    """A refused subscription change; ``field`` is the wire field to blame (None: a state conflict)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class TestClockError(InvoiceError):
+    """A refused test clock change; ``conflict`` tells a state conflict (409) from bad input (400)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, message: str, *, conflict: bool = False):
+        super().__init__(message)
+        self.conflict = conflict
+
+
+def subscription_opening_invoice(subscription: Subscription) -> Invoice | None:
+    """The subscription's live opening invoice ("Invoice 0"), if it has one."""
+    return (
+        Invoice.objects.filter(subscription=subscription, kind=InvoiceKind.OPENING)
+        .exclude(status=InvoiceStatus.VOID)
+        .first()
+    )
+
+
+def subscription_create_with_upfront_payment(
+    *,
+    customer: Customer,
+    plan: Plan,
+    started_at: datetime,
+    now: datetime,
+    name: str = "",
+    ending_at: datetime | None = None,
+    test_clock=None,
+    extra_fields: dict | None = None,
+) -> Subscription:
+    """Start a subscription the way the Paygentic API does: through ``subscription_start``, and when its
+    opening invoice ("Invoice 0": in-advance and one-off fees) has an amount due, the subscription waits
+    in ``pending_payment`` until that invoice is paid (``invoice_record_payment``). A zero-amount Invoice 0
+    is marked paid at once. Without an opening invoice the subscription is active at once.
+
+    A pending subscription is not billed by runs (they bill active and terminated ones), so its periods
+    are closed, with catch-up, once it is activated."""
+    subscription = subscription_start(
+        customer=customer,
+        plan=plan,
+        started_at=started_at,
+        now=now,
+        name=name,
+        ending_at=ending_at,
+        test_clock=test_clock,
+        extra_fields=extra_fields,
+    )
+    opening = subscription_opening_invoice(subscription)
+    if opening is None or opening.status != InvoiceStatus.ISSUED:
+        return subscription
+    with transaction.atomic():
+        _lock_subscription(subscription)
+        opening = _locked_invoice(opening)
+        if opening.amount_due > 0:
+            Subscription.objects.filter(pk=subscription.pk, status=SubscriptionStatus.ACTIVE).update(
+                status=SubscriptionStatus.PENDING_PAYMENT, updated_at=now
+            )
+        else:
+            opening.status = InvoiceStatus.PAID
+            opening.paid_at = subscription_now(subscription, now)
+            opening.save(update_fields=["status", "paid_at", "updated_at"])
+    return _load(subscription)
+
+
+def invoice_record_payment(*, invoice: Invoice, now: datetime) -> Invoice:
+    """Record a payment received outside Meterline (bank transfer, cash): ISSUED → PAID. Paying the opening
+    invoice of a ``pending_payment`` subscription activates it. Refuses a paid invoice
+    (``INVOICE_ALREADY_PAID``) and drafts or void invoices (``INVOICE_NOT_LINKABLE_STATUS``)."""
+    with transaction.atomic():
+        invoice = _locked_invoice(invoice)
+        if invoice.status == InvoiceStatus.PAID:
+            raise InvoicePaymentError(f"Invoice {invoice} is already paid.", code="INVOICE_ALREADY_PAID")
+        if invoice.status != InvoiceStatus.ISSUED:
+            raise InvoicePaymentError(
+                f"Invoice {invoice} is {invoice.status}; a payment can be recorded only on an issued invoice.",
+                code="INVOICE_NOT_LINKABLE_STATUS",
+            )
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("test_clock")
+            .get(pk=invoice.subscription_id)
+        )
+        at = subscription_now(subscription, now)
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = at
+        invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        if invoice.kind == InvoiceKind.OPENING and subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+            subscription.status = SubscriptionStatus.ACTIVE
+            subscription.save(update_fields=["status", "updated_at"])
+    return invoice
+
+
+SUBSCRIPTION_UPDATABLE = ("auto_charge", "tax_exempt", "payment_term_days", "version_policy")
+
+
+def subscription_update(*, subscription: Subscription, changes: dict, now: datetime) -> Subscription:
+    """Change a subscription's terms (``auto_charge``, ``tax_exempt``, ``payment_term_days``,
+    ``version_policy``) and its scheduled end (``ending_at``; None clears it). The end must lie after the
+    start and not before the subscription's current time; already closed periods are never rebilled."""
+    subscription = _load(subscription)
+    if subscription.status == SubscriptionStatus.TERMINATED:
+        raise SubscriptionChangeError("The subscription is terminated; it can no longer change.")
+    at = subscription_now(subscription, now)
+    with transaction.atomic():
+        _lock_subscription(subscription)
+        fields = []
+        for name in SUBSCRIPTION_UPDATABLE:
+            if name in changes:
+                setattr(subscription, name, changes[name])
+                fields.append(name)
+        if "ending_at" in changes:
+            ending_at = changes["ending_at"]
+            if ending_at is not None and ending_at <= subscription.started_at:
+                raise SubscriptionChangeError("The end must be after the start.", field="endingAt")
+            if ending_at is not None and ending_at < at:
+                raise SubscriptionChangeError(
+                    "The end cannot be in the past; terminate the subscription instead.", field="endingAt"
+                )
+            subscription.ending_at = ending_at
+            fields.append("ending_at")
+        if fields:
+            subscription.save(update_fields=[*fields, "updated_at"])
+    return _load(subscription)
+
+
+def test_clock_create(*, merchant, current_time: datetime, name: str = "", description: str = ""):
+    """A test clock of ``merchant`` set at ``current_time`` (may be in the past)."""
+    from catalog.models import TestClock
+
+    with transaction.atomic():
+        clock = TestClock(merchant=merchant, current_time=current_time, name=name, description=description)
+        clock.full_clean()
+        clock.save()
+    return clock
+
+
+test_clock_create.__test__ = False  # not a pytest test
+
+
+def test_clock_advance(*, test_clock, to: datetime, now: datetime) -> BillingRun:
+    """Move ``test_clock`` forward to ``to`` and bill its subscriptions as if that time had passed: one
+    billing run (the beat's code, restricted to the clock's subscriptions) closes every period that ended
+    by ``to``, then every draft of those subscriptions whose grace period ended by ``to`` is issued, each
+    at the end of its own grace period (when the beat would have issued it)."""
+    from catalog.models import TestClock
+
+    with transaction.atomic():
+        clock = TestClock.objects.select_for_update().get(pk=test_clock.pk)
+        if clock.deleted_at is not None:
+            raise TestClockError("The test clock is deleted.", conflict=True)
+        if to <= clock.current_time:
+            raise TestClockError(
+                f"A test clock only moves forward; it is at {clock.current_time.isoformat()}.",
+            )
+        clock.current_time = to
+        clock.save(update_fields=["current_time", "updated_at"])
+    on_clock = set(Subscription.objects.filter(test_clock=clock).values_list("pk", flat=True))
+    ids = [pk for pk in _candidate_subscription_ids(as_of=to, merchant=clock.merchant) if pk in on_clock]
+    run = billing_run_execute(as_of=to, trigger="test_clock", merchant=clock.merchant, subscription_ids=ids)
+    due = Invoice.objects.filter(
+        subscription__test_clock=clock, status=InvoiceStatus.DRAFT, grace_ends_at__isnull=False, grace_ends_at__lte=to
+    ).order_by("grace_ends_at", "pk")
+    for invoice in due:
+        try:
+            invoice_finalize(invoice=invoice, now=invoice.grace_ends_at)
+        except InvoiceError:
+            continue  # issued meanwhile by the beat
+    test_clock.refresh_from_db()
+    return run
+
+
+test_clock_advance.__test__ = False  # not a pytest test
+
+
+def test_clock_delete(*, test_clock, now: datetime):
+    """Soft-delete a test clock; refused while a subscription on it is not terminated."""
+    from catalog.models import TestClock
+
+    with transaction.atomic():
+        clock = TestClock.objects.select_for_update().get(pk=test_clock.pk)
+        if clock.deleted_at is not None:
+            raise TestClockError("The test clock is already deleted.", conflict=True)
+        live = clock.subscriptions.exclude(status=SubscriptionStatus.TERMINATED).order_by("pk")
+        if live.exists():
+            raise TestClockError(
+                "Subscriptions on this clock are not terminated: " + ", ".join(live.values_list("pk", flat=True)[:10]),
+                conflict=True,
+            )
+        clock.deleted_at = now
+        clock.save(update_fields=["deleted_at", "updated_at"])
+    return clock
+
+
+test_clock_delete.__test__ = False  # not a pytest test
