@@ -118,7 +118,7 @@ def api_exception_handler(exc, context):
 
 # Django's own error pages, for requests DRF never sees (no route matched, a body over
 # DATA_UPLOAD_MAX_MEMORY_SIZE): API paths get the same JSON shape, other paths Django's HTML.
-API_PREFIX = "/v0/"
+API_PREFIXES = ("/v0/", "/v1/", "/v2/")
 
 
 def _json_error(status_code: int, message: str) -> JsonResponse:
@@ -126,7 +126,7 @@ def _json_error(status_code: int, message: str) -> JsonResponse:
 
 
 def bad_request(request, exception):
-    if not request.path.startswith(API_PREFIX):
+    if not request.path.startswith(API_PREFIXES):
         return defaults.bad_request(request, exception)
     if isinstance(exception, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -135,12 +135,12 @@ def bad_request(request, exception):
 
 
 def not_found(request, exception):
-    if not request.path.startswith(API_PREFIX):
+    if not request.path.startswith(API_PREFIXES):
         return defaults.page_not_found(request, exception)
     return _json_error(404, "No such endpoint or object (paths have no trailing slash; ids contain no '/').")
 
 
 def server_error(request):
-    if not request.path.startswith(API_PREFIX):
+    if not request.path.startswith(API_PREFIXES):
         return defaults.server_error(request)
     return _json_error(500, "Internal error; it has been logged.")

@@ -190,6 +190,19 @@ class SubscriptionCustomerOutput(serializers.Serializer):
     consumer = serializers.DictField()
 
 
+class OptionalMethodField(serializers.SerializerMethodField):
+    """A computed key the response leaves out when it has no value, so the schema marks it optional.
+
+    drf-spectacular documents every read-only field as required; this field is only ever serialised
+    (output serializers), so it can drop the read-only flag.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.read_only = False
+        self.required = False
+
+
 class SubscriptionOutput(serializers.Serializer):
     id = serializers.CharField()
     object = Constant("subscription")
@@ -200,7 +213,7 @@ class SubscriptionOutput(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
     startedAt = serializers.DateTimeField(source="started_at")
-    endingAt = serializers.DateTimeField(source="ending_at", allow_null=True)
+    endingAt = serializers.DateTimeField(source="ending_at", allow_null=True, required=False)
     versionPolicy = serializers.CharField(source="version_policy")
     elapsedPeriodBilling = serializers.CharField(source="elapsed_period_billing", allow_null=True)
     billingStartsAt = serializers.DateTimeField(source="trial_ends_at", allow_null=True)
@@ -211,14 +224,14 @@ class SubscriptionOutput(serializers.Serializer):
     autoCharge = serializers.BooleanField(source="auto_charge")
     taxExempt = serializers.BooleanField(source="tax_exempt")
     estimatedTaxRate = serializers.SerializerMethodField()
-    payment = serializers.SerializerMethodField()
-    terminatedAt = serializers.DateTimeField(source="terminated_at", allow_null=True)
-    terminatedBy = serializers.SerializerMethodField()
-    terminationReason = serializers.SerializerMethodField()
+    payment = OptionalMethodField()
+    terminatedAt = serializers.DateTimeField(source="terminated_at", allow_null=True, required=False)
+    terminatedBy = OptionalMethodField()
+    terminationReason = OptionalMethodField()
     terminationChangeReason = serializers.SerializerMethodField()
-    testClockId = serializers.CharField(source="test_clock_id", allow_null=True)
+    testClockId = serializers.CharField(source="test_clock_id", allow_null=True, required=False)
     metadata = serializers.SerializerMethodField()
-    customer = serializers.SerializerMethodField()
+    customer = OptionalMethodField()
 
     @extend_schema_field(OpenApiTypes.NUMBER)
     def get_estimatedTaxRate(self, subscription):
