@@ -138,7 +138,7 @@ def test_product_and_currency_are_picked_with_get_parameters(client, superuser):
     assert "Invoiced revenue per month (EUR, net of tax)" in default
     assert "This product has no metrics." in default and first.pk in default
     assert "Invoiced revenue per month (USD, net of tax)" in picked
-    assert "Seconds metric (Count)" in picked
+    assert "Seconds metric (Count of events" in picked
 
 
 def test_billing_viewer_sees_the_home_page(client, billing_viewer):
