@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.db.models import Count, DateTimeField, F, Func, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
@@ -29,6 +31,9 @@ REVENUE_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
 MAX_USAGE_METRICS = 6
 MAX_PRODUCTS = 200
 MAX_CURRENCIES = 20
+# A closed UTC day's usage only changes with late events: it is cached this long (Django's cache), so a
+# page load aggregates today's events plus any closed day not in the cache, in one query per metric.
+CLOSED_DAY_CACHE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,12 @@ def usage_by_day(*, product_id: str, now: datetime, days: int = 30) -> UsageByDa
     """Usage of the product's metrics per UTC day over the last ``days`` days (today so far included).
 
     Aggregated in SQL by metering (filters, values and aggregation as billing reads them): one query for
-    the metrics, one for their filters, one per charted metric.
+    the metrics, one for their filters, one per charted metric. Closed days are cached for
+    ``CLOSED_DAY_CACHE_SECONDS`` (late events show after that); today is always read live.
     """
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     day_list = [first + timedelta(days=offset) for offset in range(days)]
-    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
     end = datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(days=1)
     metrics = list(
         BillableMetric.objects.filter(product_id=product_id)
@@ -130,10 +135,39 @@ def usage_by_day(*, product_id: str, now: datetime, days: int = 30) -> UsageByDa
     )
     series = []
     for metric in metrics[:MAX_USAGE_METRICS]:
-        groups = usage_grouped(metric=metric, start=start, end=end, group_by=[], window_size="DAY")
-        by_day = {group.window_start.astimezone(UTC).date(): group.value for group in groups}
+        by_day = _closed_days_cached(metric, day_list[:-1])
+        missing = [day for day in day_list[:-1] if day not in by_day]
+        # One query per metric: from the first closed day not in the cache (else today) to the end of today.
+        query_from = missing[0] if missing else today
+        groups = usage_grouped(
+            metric=metric,
+            start=datetime(query_from.year, query_from.month, query_from.day, tzinfo=UTC),
+            end=end,
+            group_by=[],
+            window_size="DAY",
+        )
+        fresh = {day: ZERO for day in day_list if day >= query_from}
+        fresh.update({group.window_start.astimezone(UTC).date(): group.value for group in groups})
+        _cache_closed_days(metric, {day: value for day, value in fresh.items() if day < today})
+        by_day.update(fresh)
         series.append(MetricUsage(metric=metric, values=[by_day.get(day, ZERO) for day in day_list]))
     return UsageByDay(days=day_list, metrics=series, more_metrics=len(metrics) > MAX_USAGE_METRICS)
+
+
+def _day_key(metric: BillableMetric, day: date) -> str:
+    filters = tuple((f.property_path, f.operator, tuple(map(str, f.values or ()))) for f in metric.filters.all())
+    digest = hashlib.sha256(repr(filters).encode()).hexdigest()[:16]
+    version = f"{metric.updated_at.timestamp() if metric.updated_at else 0}:{digest}"
+    return f"reporting:usage-day:{metric.pk}:{version}:{day.isoformat()}"
+
+
+def _closed_days_cached(metric: BillableMetric, days: list[date]) -> dict[date, Decimal]:
+    keys = {_day_key(metric, day): day for day in days}
+    return {keys[key]: value for key, value in cache.get_many(list(keys)).items()}
+
+
+def _cache_closed_days(metric: BillableMetric, values: dict[date, Decimal]) -> None:
+    cache.set_many({_day_key(metric, day): value for day, value in values.items()}, CLOSED_DAY_CACHE_SECONDS)
 
 
 def top_customers_by_open_drafts(*, currency: str, limit: int = 10) -> list[CustomerAmount]:

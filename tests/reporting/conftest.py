@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.cache import cache
 
 from catalog.roles import BILLING_ADMIN, BILLING_VIEWER, billing_roles_sync
 
@@ -13,6 +14,14 @@ def _staff(username: str, group_name: str | None):
         billing_roles_sync()
         user.groups.add(Group.objects.get(name=group_name))
     return user
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """The usage chart caches closed days (reporting.selectors); every test starts cold."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

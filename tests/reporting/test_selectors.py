@@ -166,3 +166,30 @@ def test_needs_action_lists_first_rows_and_says_when_there_are_more():
     assert found["failed_runs"].has_more is False
     assert [wallet.pk for wallet in found["low_balances"].rows] == [low.pk]
     assert found["past_due"].rows == []
+
+
+def test_usage_by_day_reads_today_live_and_closed_days_from_the_cache(django_assert_num_queries):
+    # given: a first load has cached the closed days
+    product = ProductFactory()
+    calls = BillableMetricFactory(product=product, merchant=product.merchant, name="Calls", aggregation="COUNT")
+    customer = SubscriptionFactory(plan__product=product, plan__merchant=product.merchant).customer
+    record_usage(customer, calls, datetime(2026, 3, 10, 8, 0, tzinfo=UTC), 1)
+    selectors.usage_by_day(product_id=product.pk, now=NOW)
+
+    # when: a late event for a closed day and a new one for today arrive
+    record_usage(customer, calls, datetime(2026, 3, 10, 9, 0, tzinfo=UTC), 1)
+    record_usage(customer, calls, datetime(2026, 3, 15, 9, 0, tzinfo=UTC), 1)
+    with django_assert_num_queries(3):  # metrics, filters, today's aggregation
+        usage = selectors.usage_by_day(product_id=product.pk, now=NOW)
+
+    # then: today is live; the closed day shows the late event once its cache entry expires
+    values = dict(zip(usage.days, usage.metrics[0].values, strict=True))
+    assert values[date(2026, 3, 15)] == Decimal("1")
+    assert values[date(2026, 3, 10)] == Decimal("1")
+    from django.core.cache import cache
+
+    cache.clear()
+    values = dict(
+        zip(usage.days, selectors.usage_by_day(product_id=product.pk, now=NOW).metrics[0].values, strict=True)
+    )
+    assert values[date(2026, 3, 10)] == Decimal("2")
