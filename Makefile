@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: install run test lint migrate demo clean
+.PHONY: install run test lint migrate demo demo-screenshots clean
 
 install: $(VENV)/.installed
 
@@ -37,3 +37,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
+
+# README screenshots of the demo catalog (temp SQLite, runserver, Debian's Chromium): docs/screenshots/*.png
+demo-screenshots: install
+	@test -x "$(CHROMIUM_PATH)" || { echo "Chromium not found at $(CHROMIUM_PATH) (apt-get install chromium)"; exit 1; }
+	CHROMIUM_PATH="$(CHROMIUM_PATH)" $(BIN)/python scripts/demo_screenshots.py

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "metering",
     "wallets",
     "invoicing",
+    "reporting",
 ]
 
 MIDDLEWARE = [

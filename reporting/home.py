@@ -1,0 +1,315 @@
+"""The billing home page: the selectors' figures, each with the admin changelist (or object) behind it.
+
+Sections appear only to users who may view what they show (a "Billing viewer" sees everything read-only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from django.utils import timezone
+
+from catalog.pricing.currency import format_money
+
+from . import selectors
+
+LIST_LIMIT = 10
+
+
+@dataclass
+class Chart:
+    """One chart: labels on the x axis, one or more series, a link per point, and a table of the numbers."""
+
+    id: str
+    title: str
+    kind: str  # "bar" or "line"
+    labels: list[str]
+    series: list[dict]  # {"label", "values": [str], "urls": [str]}
+    unit: str = ""
+    empty_text: str = "No data yet."
+    note: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.series or not any(Decimal(v) for s in self.series for v in s["values"])
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "labels": self.labels, "series": self.series, "unit": self.unit}
+
+    @property
+    def table_rows(self) -> list[dict]:
+        """Rows of the text alternative: one per label, one cell (value + link) per series."""
+        return [
+            {
+                "label": label,
+                "cells": [{"value": s["display"][i], "url": s["urls"][i]} for s in self.series],
+            }
+            for i, label in enumerate(self.labels)
+        ]
+
+
+@dataclass
+class ActionList:
+    id: str
+    title: str
+    changelist_url: str
+    rows: list[dict] = field(default_factory=list)  # {"url", "cells": [str]}
+    headers: list[str] = field(default_factory=list)
+    has_more: bool = False
+    empty_text: str = "Nothing to do."
+
+
+def _url(name: str, args=None, **params) -> str:
+    base = reverse(name, args=args)
+    return f"{base}?{urlencode(params)}" if params else base
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _number(value: Decimal) -> str:
+    return f"{value.normalize():f}" if value else "0"
+
+
+def _revenue_chart(*, currency: str, now: datetime) -> Chart:
+    months = selectors.revenue_by_month(currency=currency, now=now)
+    starts = selectors.month_starts(now=now, months=len(months))
+    urls = []
+    for start in starts:
+        local = timezone.localtime(start).replace(tzinfo=None)
+        end = timezone.make_aware((local + timedelta(days=32)).replace(day=1))
+        urls.append(
+            _url(
+                "admin:invoicing_invoice_changelist",
+                currency=currency,
+                status__in="issued,paid",
+                issued_at__gte=_iso(start),
+                issued_at__lt=_iso(end),
+            )
+        )
+    return Chart(
+        id="revenue-chart",
+        title=f"Invoiced revenue per month ({currency}, net of tax)",
+        kind="bar",
+        labels=[f"{m.month:%b %Y}" for m in months],
+        series=[
+            {
+                "label": f"Revenue ({currency})",
+                "values": [str(m.amount) for m in months],
+                "display": [format_money(m.amount, currency) for m in months],
+                "urls": urls,
+            }
+        ],
+        unit=currency,
+        empty_text=f"No invoice in {currency} issued in the last 12 months.",
+        note="Issued and paid invoices by issue month; voided invoices excluded, credit notes not deducted.",
+    )
+
+
+def _usage_chart(*, product_id: str | None, now: datetime) -> Chart:
+    if not product_id:
+        return Chart(id="usage-chart", title="Usage per day", kind="line", labels=[], series=[], empty_text="")
+    usage = selectors.usage_by_day(product_id=product_id, now=now)
+    series = []
+    for item in usage.metrics:
+        urls = []
+        for day in usage.days:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            urls.append(
+                _url(
+                    "admin:metering_usageevent_changelist",
+                    metric=item.metric.pk,
+                    timestamp__gte=_iso(start),
+                    timestamp__lt=_iso(start + timedelta(days=1)),
+                )
+            )
+        unit = f" {item.metric.unit}" if item.metric.unit else ""
+        series.append(
+            {
+                "label": f"{item.metric.name} ({item.metric.get_aggregation_display()}{unit})",
+                "values": [str(v) for v in item.values],
+                "display": [_number(v) for v in item.values],
+                "urls": urls,
+            }
+        )
+    note = "UTC days, today so far included; aggregated as billing aggregates each metric."
+    if usage.more_metrics:
+        note += f" Only the first {selectors.MAX_USAGE_METRICS} metrics (by name) are charted."
+    return Chart(
+        id="usage-chart",
+        title="Usage per metric per day (last 30 days)",
+        kind="line",
+        labels=[f"{day:%b %d}" for day in usage.days],
+        series=series,
+        empty_text="No usage in the last 30 days for this product." if series else "This product has no metrics.",
+        note=note,
+    )
+
+
+def _top_customers_chart(*, currency: str) -> Chart:
+    top = selectors.top_customers_by_open_drafts(currency=currency)
+    return Chart(
+        id="top-customers-chart",
+        title=f"Top 10 customers by open draft invoices ({currency})",
+        kind="bar",
+        labels=[row.customer_name for row in top],
+        series=[
+            {
+                "label": f"Draft total ({currency})",
+                "values": [str(row.amount) for row in top],
+                "display": [format_money(row.amount, currency) for row in top],
+                "urls": [
+                    _url(
+                        "admin:invoicing_invoice_changelist",
+                        customer__id__exact=row.customer_id,
+                        status__exact="draft",
+                        currency=currency,
+                    )
+                    for row in top
+                ],
+            }
+        ],
+        unit=currency,
+        empty_text=f"No open draft invoice in {currency}.",
+        note="The current amounts: totals of the draft invoices waiting out their grace period (closed periods "
+        "not yet issued).",
+    )
+
+
+def _invoice_row(invoice, *cells: str) -> dict:
+    return {"url": reverse("admin:invoicing_invoice_change", args=[invoice.pk]), "cells": [str(invoice), *cells]}
+
+
+def _action_lists(*, now: datetime, user) -> list[ActionList]:
+    include = []
+    if user.has_perm("invoicing.view_invoice"):
+        include += ["drafts", "past_due"]
+    if user.has_perm("invoicing.view_billingrun"):
+        include.append("failed_runs")
+    if user.has_perm("wallets.view_lowbalancewallet") or user.has_perm("wallets.view_wallet"):
+        include.append("low_balances")
+    found = selectors.needs_action(now=now, limit=LIST_LIMIT, include=include)
+    lists = []
+    if "drafts" in found:
+        rows = found["drafts"]
+        lists.append(
+            ActionList(
+                id="drafts-in-grace",
+                title="Drafts waiting out their grace period",
+                changelist_url=_url("admin:invoicing_invoice_changelist", status__exact="draft"),
+                headers=["Invoice", "Customer", "Total", "Grace ends"],
+                rows=[
+                    _invoice_row(
+                        inv,
+                        inv.customer.name,
+                        format_money(inv.total, inv.currency),
+                        f"{timezone.localtime(inv.grace_ends_at):%Y-%m-%d %H:%M}" if inv.grace_ends_at else "—",
+                    )
+                    for inv in rows.rows
+                ],
+                has_more=rows.has_more,
+                empty_text="No draft invoice.",
+            )
+        )
+    if "past_due" in found:
+        rows = found["past_due"]
+        lists.append(
+            ActionList(
+                id="past-due",
+                title="Issued and unpaid past their due date",
+                changelist_url=_url("admin:invoicing_invoice_changelist", payment="past_due"),
+                headers=["Invoice", "Customer", "Amount due", "Due"],
+                rows=[
+                    _invoice_row(
+                        inv,
+                        inv.customer.name,
+                        format_money(inv.amount_due, inv.currency),
+                        f"{timezone.localtime(inv.due_at):%Y-%m-%d}",
+                    )
+                    for inv in rows.rows
+                ],
+                has_more=rows.has_more,
+                empty_text="No invoice past due.",
+            )
+        )
+    if "failed_runs" in found:
+        rows = found["failed_runs"]
+        lists.append(
+            ActionList(
+                id="failed-runs",
+                title="Billing runs that finished with errors",
+                changelist_url=_url("admin:invoicing_billingrun_changelist", status__exact="failed"),
+                headers=["Run", "As of", "Failed invoices"],
+                rows=[
+                    {
+                        "url": reverse("admin:invoicing_billingrun_change", args=[run.pk]),
+                        "cells": [
+                            f"Run {run.pk}",
+                            f"{timezone.localtime(run.as_of):%Y-%m-%d %H:%M}",
+                            str(run.invoices_failed),
+                        ],
+                    }
+                    for run in rows.rows
+                ],
+                has_more=rows.has_more,
+                empty_text="No failed billing run.",
+            )
+        )
+    if "low_balances" in found:
+        rows = found["low_balances"]
+        lists.append(
+            ActionList(
+                id="low-balances",
+                title="Customers below their prepaid threshold",
+                changelist_url=reverse("admin:wallets_lowbalancewallet_changelist"),
+                headers=["Customer", "Balance", "Threshold"],
+                rows=[
+                    {
+                        "url": reverse("admin:wallets_wallet_change", args=[wallet.pk]),
+                        "cells": [
+                            wallet.customer.name,
+                            format_money(wallet.balance, wallet.currency),
+                            format_money(wallet.low_balance_threshold, wallet.currency),
+                        ],
+                    }
+                    for wallet in rows.rows
+                ],
+                has_more=rows.has_more,
+                empty_text="No wallet below its threshold.",
+            )
+        )
+    return lists
+
+
+def billing_home(*, request, now: datetime) -> dict:
+    """Everything the home page shows, for this user: charts, their pickers, and the action lists."""
+    user = request.user
+    context: dict = {"charts": [], "lists": [], "currencies": [], "products": []}
+    if user.has_perm("invoicing.view_invoice"):
+        currencies = selectors.invoice_currencies()
+        currency = request.GET.get("currency", "")
+        if currency not in currencies:
+            currency = currencies[0] if currencies else "USD"
+        context["currencies"] = currencies
+        context["currency"] = currency
+        context["charts"].append(_revenue_chart(currency=currency, now=now))
+    if user.has_perm("metering.view_usageevent"):
+        products = selectors.product_choices()
+        product_ids = [pk for pk, _ in products]
+        product_id = request.GET.get("product", "")
+        if product_id not in product_ids:
+            product_id = product_ids[0] if product_ids else None
+        context["products"] = products
+        context["product"] = product_id
+        if product_id:
+            context["charts"].append(_usage_chart(product_id=product_id, now=now))
+    if user.has_perm("invoicing.view_invoice"):
+        context["charts"].append(_top_customers_chart(currency=context["currency"]))
+    context["lists"] = _action_lists(now=now, user=user)
+    context["chart_data"] = [chart.as_json() for chart in context["charts"]]
+    return context
