@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -42,20 +42,28 @@ from django.db import transaction
 from django.db.models import Q
 
 from catalog.models import BillingMode, Customer, Merchant, Price, Subscription, SubscriptionStatus
+from catalog.pricing import round_money
 from metering import services as metering
 from metering.models import UsageEvent
 from metering.selectors import usage_aggregate, usage_aggregate_by_customer
 from wallets.costing import incremental_cost
 from wallets.errors import InsufficientBalance
-from wallets.models import Wallet
-from wallets.selectors import period_debits
-from wallets.services import usage_debit, wallet_lock
+from wallets.models import EntryKind, LedgerEntry, Wallet
+from wallets.selectors import commitment_true_ups_unbilled, period_debits
+from wallets.services import (
+    commitment_true_up_due,
+    commitment_true_up_mark_billed,
+    credit_top_up,
+    usage_debit,
+    wallet_lock,
+)
 
 from . import usage as usage_source
-from .calculation import service_window, subscription_period_at
-from .models import Invoice, InvoiceKind, InvoiceStatus
+from .calculation import LineDraft, finish_lines, service_window, subscription_period_at, tax_rate_for
+from .models import Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 from .periods import Period
 from .pricing_adapter import price_spec_from_price, prices_for_subscriptions
+from .services import _issue as issue_invoice  # numbering + issue, inside the caller's transaction
 
 logger = logging.getLogger(__name__)
 
@@ -501,8 +509,6 @@ def _one_at_a_time(
 
 
 def _reindexed(event: metering.AcceptedEvent, index: int) -> metering.AcceptedEvent:
-    from dataclasses import replace
-
     return replace(event, index=index)
 
 
@@ -551,3 +557,176 @@ def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | No
             )
         )
     return costs
+
+
+# -- paid top-ups and commitment shortfalls --------------------------------------------------------
+
+
+def _billing_subscription(*, customer: Customer, currency: str, subscription: Subscription | None) -> Subscription:
+    """The subscription a one-off invoice is filed under (an invoice always belongs to one): the given
+    one, else the customer's latest active subscription in ``currency`` (real-time ones first)."""
+    if subscription is not None:
+        return subscription
+    candidates = (
+        Subscription.objects.filter(customer=customer, plan__currency=currency)
+        .select_related(*SUBSCRIPTION_RELATED)
+        .order_by("-started_at", "-id")
+    )
+    found = sorted(
+        candidates, key=lambda s: (s.status != SubscriptionStatus.ACTIVE, not is_real_time(s))
+    )  # stable: latest first within each class
+    if not found:
+        raise InvoiceError(f"{customer.pk} has no subscription in {currency} to invoice this under.")
+    return found[0]
+
+
+def _one_off_invoice(*, subscription: Subscription, kind: str, line: LineDraft, now: datetime, taxed: bool) -> Invoice:
+    plan = subscription.plan
+    composed = finish_lines(
+        kind=kind,
+        lines=[line],
+        currency=plan.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=tax_rate_for(subscription) if taxed else Decimal(0),
+        tax_behavior=plan.tax_behavior,
+        discount_percent=None,
+        minimum=None,
+        period_start=now,
+        period_end=now,
+    )
+    invoice = Invoice(
+        merchant_id=subscription.merchant_id,
+        customer_id=subscription.customer_id,
+        subscription=subscription,
+        plan=plan,
+        kind=kind,
+        currency=composed.currency,
+        period_start=now,
+        period_end=now,
+        tax_behavior=composed.tax_behavior,
+        tax_rate=composed.tax_rate,
+        subtotal=composed.subtotal,
+        tax=composed.tax,
+        total=composed.total,
+        amount_due=composed.amount_due,
+    )
+    invoice.save(force_insert=True)
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                invoice=invoice,
+                position=position,
+                kind=draft.kind,
+                description=draft.description[:500],
+                quantity=draft.quantity,
+                unit_price=draft.unit_price,
+                amount=draft.amount,
+                service_start=draft.service_start,
+                service_end=draft.service_end,
+                explanation=draft.explanation,
+            )
+            for position, draft in enumerate(composed.lines, start=1)
+        ]
+    )
+    invoice.merchant = subscription.merchant
+    issue_invoice(invoice, now=now)
+    return invoice
+
+
+@dataclass(frozen=True)
+class CreditPurchase:
+    invoice: Invoice
+    entry_id: str
+    replayed: bool
+
+
+def credit_purchase(
+    *,
+    customer: Customer,
+    currency: str,
+    amount: Decimal,
+    price_paid: Decimal,
+    idempotency_key: str,
+    now: datetime,
+    subscription: Subscription | None = None,
+    expires_at: datetime | None = None,
+) -> CreditPurchase:
+    """Sell ``amount`` of prepaid credit for ``price_paid``: an issued one-off invoice (kind
+    ``credit_purchase``, one line, untaxed — a prepayment; the usage it pays for is taxed on the period
+    invoice) and the top-up that references it, in one transaction. A replay of ``idempotency_key``
+    returns the first purchase without a second invoice."""
+    with transaction.atomic():
+        wallet_lock(customer=customer, currency=currency)  # serialises replays of the same purchase
+        key = f"purchase:{idempotency_key}"
+        existing = LedgerEntry.objects.filter(
+            wallet__customer=customer, wallet__currency=currency, kind=EntryKind.TOP_UP, idempotency_key=key
+        ).first()
+        if existing is not None:
+            return CreditPurchase(Invoice.objects.get(pk=existing.reference), existing.pk, True)
+        subscription = _billing_subscription(customer=customer, currency=currency, subscription=subscription)
+        rounding = subscription.merchant.rounding_mode
+        line = LineDraft(
+            kind=LineKind.FEE,
+            description=f"Prepaid credit: {_text(Decimal(amount))} {currency}",
+            amount=round_money(Decimal(price_paid), currency, rounding),
+            quantity=Decimal(1),
+            unit_price=Decimal(price_paid),
+            service_start=now,
+            service_end=now,
+            explanation={"text": f"{_text(Decimal(amount))} {currency} of prepaid credit for {price_paid}"},
+        )
+        invoice = _one_off_invoice(
+            subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=False
+        )
+        result = credit_top_up(
+            customer=customer,
+            currency=currency,
+            amount=amount,
+            idempotency_key=key,
+            now=now,
+            purchase_invoice_ref=invoice.pk,
+            expires_at=expires_at,
+            description=f"Prepaid credit bought on {invoice}",
+        )
+    return CreditPurchase(invoice, result.entry.pk, False)
+
+
+def commitment_true_ups_bill(*, now: datetime) -> list[Invoice]:
+    """Beat: true up the commitments whose term ended (``wallets.services.commitment_true_up_due``) and
+    bill every unbilled shortfall on an issued adjustment invoice, once per commitment (marked billed
+    in the invoice's transaction; a concurrent biller loses the mark and rolls its invoice back)."""
+    commitment_true_up_due(now=now)
+    invoices = []
+    for commitment in commitment_true_ups_unbilled().select_related("customer"):
+        try:
+            with transaction.atomic():
+                subscription = _billing_subscription(
+                    customer=commitment.customer, currency=commitment.currency, subscription=None
+                )
+                line = LineDraft(
+                    kind=LineKind.COMMITMENT,
+                    description=(
+                        f"Commitment shortfall {commitment.term_start:%Y-%m-%d} – {commitment.term_end:%Y-%m-%d}: "
+                        f"committed {_text(commitment.amount)}, used {_text(commitment.drawn_amount)}"
+                    ),
+                    amount=round_money(commitment.shortfall, commitment.currency, subscription.merchant.rounding_mode),
+                    service_start=commitment.term_start,
+                    service_end=commitment.term_end,
+                    explanation={"text": f"{commitment.amount} − {commitment.drawn_amount} = {commitment.shortfall}"},
+                )
+                invoice = _one_off_invoice(
+                    subscription=subscription, kind=InvoiceKind.ADJUSTMENT, line=line, now=now, taxed=True
+                )
+                if not commitment_true_up_mark_billed(commitment=commitment, invoice_ref=invoice.pk):
+                    raise _AlreadyBilled
+        except _AlreadyBilled:
+            continue
+        except InvoiceError:
+            logger.warning("Commitment %s has no subscription to bill its shortfall under", commitment.pk)
+            continue
+        invoices.append(invoice)
+    return invoices
+
+
+class _AlreadyBilled(Exception):
+    pass
