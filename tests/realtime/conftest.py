@@ -86,12 +86,13 @@ def event(customer, tokens_used, *, key: str | None = None, at: datetime = NOW) 
     }
 
 
-def send(customer, *tokens_used, now: datetime = NOW, keys=None):
-    """Send one request with an event per value; returns the RealtimeOutcome."""
+def send(customer, *tokens_used, now: datetime = NOW, at: datetime | None = None, keys=None):
+    """Send one request with an event per value, stamped ``at`` (default: March 10, before ``now``)."""
     keys = keys or [None] * len(tokens_used)
+    at = at or min(now, NOW)
     return events_ingest_and_debit(
         merchant=customer.merchant,
-        raw_events=[event(customer, value, key=key) for value, key in zip(tokens_used, keys, strict=True)],
+        raw_events=[event(customer, value, key=key, at=at) for value, key in zip(tokens_used, keys, strict=True)],
         now=now,
     )
 
