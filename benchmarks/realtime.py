@@ -235,7 +235,9 @@ def check_balances(customer_ids, price_id) -> None:
     spec = price_spec_from_price(price, currency="USD")
     start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     customers = list(Customer.objects.filter(pk__in=customer_ids))
-    usage = usage_aggregate_by_customer(metric=price.billable_metric, start=start, end=datetime.now(UTC), customers=customers)
+    usage = usage_aggregate_by_customer(
+        metric=price.billable_metric, start=start, end=datetime.now(UTC), customers=customers
+    )
     wallets = {w.customer_id: w for w in Wallet.objects.filter(customer_id__in=customer_ids)}
     wrong, negative = 0, 0
     for customer_id in customer_ids:
