@@ -4,11 +4,22 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from invoicing.api import events as realtime_events
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("catalog.api.urls")),
+    # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
+    # transaction). Routed before metering's include, which keeps its own views for the same paths.
+    path("v0/events", realtime_events.RealtimeEventIngestApi.as_view(), name="realtime-event-ingest"),
+    path("v0/events/batch", realtime_events.RealtimeEventBatchIngestApi.as_view(), name="realtime-event-batch-ingest"),
+    path(
+        "v0/customers/<str:customer_id>/usageCost",
+        realtime_events.CustomerUsageCostApi.as_view(),
+        name="customer-usage-cost",
+    ),
     path("", include("metering.api.urls")),
     path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),

@@ -299,7 +299,14 @@ class PlanAdmin(CatalogHistoryAdmin):
         "archived_at",
         "merchant",
     )
-    list_filter = ("billing_cadence", "currency", "product", "merchant", ("archived_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "billing_cadence",
+        "billing_mode",
+        "currency",
+        "product",
+        "merchant",
+        ("archived_at", admin.EmptyFieldListFilter),
+    )
     list_select_related = ("product", "merchant")
     search_fields = ("name", "id", "invoice_display_name", "product__name")
     readonly_fields = RECORD_FIELDS
@@ -307,7 +314,16 @@ class PlanAdmin(CatalogHistoryAdmin):
         (None, {"fields": ("merchant", "product", "name", "description", "invoice_display_name")}),
         (
             "Billing",
-            {"fields": ("currency", "billing_cadence", "billing_anchor", "minimum_commitment", "discount_percent")},
+            {
+                "fields": (
+                    "currency",
+                    "billing_cadence",
+                    "billing_anchor",
+                    "billing_mode",
+                    "minimum_commitment",
+                    "discount_percent",
+                )
+            },
         ),
         ("Tax", {"fields": ("tax_behavior", "default_tax_code", "default_tax_rate")}),
         ("Renewal", {"fields": ("renewal_reminder_enabled", "renewal_reminder_days", "archived_at")}),
@@ -565,7 +581,16 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
         ("Dates", {"fields": ("started_at", "ending_at", "billing_anchor", "trial_ends_at", "test_clock")}),
         (
             "Invoicing",
-            {"fields": ("auto_charge", "tax_exempt", "payment_term_days", "version_policy", "elapsed_period_billing")},
+            {
+                "fields": (
+                    "billing_mode",
+                    "auto_charge",
+                    "tax_exempt",
+                    "payment_term_days",
+                    "version_policy",
+                    "elapsed_period_billing",
+                )
+            },
         ),
         ("Termination", {"fields": ("terminated_at", "terminated_by", "termination_reason"), "classes": ("collapse",)}),
         ("Other", {"fields": ("metadata",), "classes": ("collapse",)}),

@@ -254,6 +254,13 @@ class TaxBehavior(models.TextChoices):
     INCLUSIVE = "inclusive", "Inclusive (prices include tax)"
 
 
+class BillingMode(models.TextChoices):
+    """When usage is charged: at period end on the invoice, or as each event arrives (prepaid balance)."""
+
+    POST_PAID = "post_paid", "Post-paid (invoiced at period end)"
+    REAL_TIME = "real_time", "Real-time (debited from the prepaid balance as events arrive)"
+
+
 class Plan(TimeStamped):
     """A package of prices for one customer segment of a product, in one currency and cadence."""
 
@@ -291,6 +298,13 @@ class Plan(TimeStamped):
         blank=True,
         validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
         help_text="Percent taken off the whole subscription's charges (e.g. 10 for 10 % off).",
+    )
+    billing_mode = models.CharField(
+        max_length=10,
+        choices=BillingMode.choices,
+        default=BillingMode.POST_PAID,
+        help_text="Real-time: each event's cost is debited from the customer's prepaid balance when it arrives; "
+        "the period's invoice then settles against what was debited.",
     )
     renewal_reminder_enabled = models.BooleanField(default=True)
     renewal_reminder_days = models.PositiveIntegerField(default=3)
@@ -644,6 +658,13 @@ class Subscription(TimeStamped):
     payment_term_days = models.PositiveIntegerField(default=0)
     version_policy = models.CharField(max_length=10, default="floating")
     elapsed_period_billing = models.CharField(max_length=12, default="none")
+    billing_mode = models.CharField(
+        max_length=10,
+        choices=BillingMode.choices,
+        blank=True,
+        default="",
+        help_text="Overrides the plan's billing mode for this subscription; empty = the plan's.",
+    )
     metadata = models.JSONField(default=dict, blank=True)
     history = HistoricalRecords()
 
@@ -666,6 +687,10 @@ class Subscription(TimeStamped):
             errors["test_clock"] = "The test clock belongs to another merchant."
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def effective_billing_mode(self) -> str:
+        return self.billing_mode or (self.plan.billing_mode if self.plan_id else BillingMode.POST_PAID)
 
     @property
     def effective_billing_anchor(self):

@@ -502,7 +502,9 @@ def finish_lines(
       ``subtotal = base − tax`` and ``total = base``.
     The tax line is informational on inclusive invoices; either way ``total = subtotal + tax``.
     """
-    lines = [line for line in lines if line.kind not in (LineKind.DISCOUNT, LineKind.MINIMUM, LineKind.TAX)]
+    lines = [
+        line for line in lines if line.kind not in (LineKind.DISCOUNT, LineKind.MINIMUM, LineKind.TAX, LineKind.PREPAID)
+    ]
     zero = round_money(Decimal(0), currency)
     charges = _sum(line.amount for line in lines if line.kind in (LineKind.FEE, LineKind.USAGE))
     discount = zero
@@ -561,3 +563,32 @@ def finish_lines(
         total=total,
         amount_due=max(total, zero),
     )
+
+
+# -- real-time billing: settlement against prepaid debits ------------------------------------------
+
+
+def apply_prepaid(composed: ComposedInvoice, *, covered_by_credit: Decimal, rounding: str) -> ComposedInvoice:
+    """Show what prepaid credit already paid of the period's usage and take it off the amount due.
+
+    The invoice keeps the full usage lines (with their explanations), discount, minimum and tax —
+    ``total`` is the period's price — and gains a last line "Paid from prepaid balance" =
+    −round(``covered_by_credit``), the real-time debits the credit covered. It is a payment applied
+    after tax, not a discount: it changes neither the tax base nor the total, only
+    ``amount_due = max(total − paid from credit, 0)``. What the credit did not cover (overage) stays due.
+    """
+    paid = round_money(covered_by_credit, composed.currency, rounding)
+    lines = [line for line in composed.lines if line.kind != LineKind.PREPAID]
+    zero = round_money(Decimal(0), composed.currency)
+    if paid:
+        lines.append(
+            LineDraft(
+                kind=LineKind.PREPAID,
+                description="Paid from prepaid balance",
+                amount=-paid,
+                explanation={"text": f"usage debited in real time and covered by prepaid credit: {covered_by_credit}"},
+            )
+        )
+    composed.lines = lines
+    composed.amount_due = max(CTX.subtract(composed.total, paid), zero)
+    return composed

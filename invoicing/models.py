@@ -26,6 +26,7 @@ class InvoiceKind(models.TextChoices):
     RECURRING = "recurring", "Recurring (end of a billing period)"
     PLAN_CHANGE = "plan_change", "Plan change (proration)"
     ADJUSTMENT = "adjustment", "Adjustment (late usage)"
+    CREDIT_PURCHASE = "credit_purchase", "Prepaid credit purchase"
 
 
 class InvoiceStatus(models.TextChoices):
@@ -47,7 +48,7 @@ class Invoice(models.Model):
     plan = models.ForeignKey(
         Plan, on_delete=models.PROTECT, related_name="+", help_text="The plan whose charges this invoice bills."
     )
-    kind = models.CharField(max_length=12, choices=InvoiceKind.choices, default=InvoiceKind.RECURRING)
+    kind = models.CharField(max_length=16, choices=InvoiceKind.choices, default=InvoiceKind.RECURRING)
     status = models.CharField(max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     # Drafts have no number: numbers are assigned at issue so that a deleted or voided draft never
     # leaves a hole in the merchant's yearly sequence (tax authorities audit gaps).
@@ -146,6 +147,9 @@ class LineKind(models.TextChoices):
     MINIMUM = "minimum", "Minimum commitment true-up"
     TAX = "tax", "Tax"
     ADJUSTMENT = "adjustment", "Late usage adjustment"
+    # Real-time billing: the part of the usage lines already paid from prepaid credit (applied after tax).
+    PREPAID = "prepaid", "Paid from prepaid balance"
+    COMMITMENT = "commitment", "Commitment shortfall"
 
 
 class InvoiceLine(models.Model):

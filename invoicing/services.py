@@ -20,15 +20,18 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from catalog.models import Customer, Plan, Subscription, SubscriptionStatus
+from catalog.models import BillingMode, Customer, Plan, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
+from wallets.selectors import period_debits
+from wallets.services import invoice_settlement_record, wallet_lock
 
 from . import usage as usage_source
 from .calculation import (
     Biller,
     ComposedInvoice,
     LineDraft,
+    apply_prepaid,
     finish_lines,
     is_in_advance_fee,
     is_one_off,
@@ -452,6 +455,7 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
             composed = biller.compose_recurring(
                 sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
             )
+            composed = _with_prepaid(composed, subscription=sub, period_start=period.start)
             invoice = _invoice_from_composition(
                 composed,
                 subscription=sub,
@@ -681,6 +685,7 @@ def _refresh_lines(invoice: Invoice) -> None:
         period_start=invoice.period_start,
         period_end=invoice.period_end,
     )
+    composed = _with_prepaid(composed, subscription=subscription, period_start=invoice.period_start)
     invoice.lines.all().delete()
     InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
     invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due = (
@@ -708,8 +713,11 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice = _locked_invoice(invoice)
         if invoice.status != InvoiceStatus.DRAFT:
             raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only drafts can be issued.")
+        settles = _prepaid_lock(invoice)
         _refresh_lines(invoice)
         _issue(invoice, now=now)
+        if settles:
+            _prepaid_settle(invoice, now=now)
     return invoice
 
 
@@ -1136,3 +1144,54 @@ def test_clock_delete(*, test_clock, now: datetime):
 
 
 test_clock_delete.__test__ = False  # not a pytest test
+
+
+# -- real-time billing: the period invoice settles against prepaid debits (REALTIME.md) --------------
+
+
+def _real_time_period(subscription: Subscription, period_start: datetime) -> Period | None:
+    if subscription.effective_billing_mode != BillingMode.REAL_TIME:
+        return None
+    return subscription_period_at(subscription, period_start)
+
+
+def _with_prepaid(composed: ComposedInvoice, *, subscription: Subscription, period_start: datetime) -> ComposedInvoice:
+    """A real-time subscription's recurring invoice: the full usage lines, then "Paid from prepaid
+    balance" for the period's debits that credit covered (one indexed ledger query)."""
+    period = _real_time_period(subscription, period_start) if composed.kind == InvoiceKind.RECURRING else None
+    if period is None:
+        return composed
+    debits = period_debits(subscription_id=subscription.pk, period_start=period.start, period_end=period.end)
+    return apply_prepaid(
+        composed, covered_by_credit=debits.covered_by_credit, rounding=subscription.merchant.rounding_mode
+    )
+
+
+def _prepaid_lock(invoice: Invoice) -> bool:
+    """Before a real-time recurring invoice is refreshed and issued: lock the customer's wallet, so a
+    late event of the period is either debited before (and on this invoice) or sees it issued."""
+    if invoice.kind != InvoiceKind.RECURRING:
+        return False
+    subscription = invoice.subscription
+    if subscription.effective_billing_mode != BillingMode.REAL_TIME:
+        return False
+    wallet_lock(customer=invoice.customer, currency=invoice.currency)
+    return True
+
+
+def _prepaid_settle(invoice: Invoice, *, now: datetime) -> None:
+    """Record the settlement once per invoice: the period's overage (usage the credit did not cover) is
+    now billed by this invoice. A reissue of a voided invoice bills the overage its predecessor already
+    took over, so it moves nothing."""
+    period = subscription_period_at(invoice.subscription, invoice.period_start)
+    debits = period_debits(subscription_id=invoice.subscription_id, period_start=period.start, period_end=period.end)
+    if not debits.debited and not debits.overage:
+        return
+    invoice_settlement_record(
+        customer=invoice.customer,
+        currency=invoice.currency,
+        invoice_ref=invoice.pk,
+        now=now,
+        overage_billed=Decimal(0) if invoice.replaces_id else max(debits.overage, Decimal(0)),
+        description=f"Real-time usage of {period.start:%Y-%m-%d} – {period.end:%Y-%m-%d} settled with {invoice}",
+    )

@@ -55,3 +55,11 @@ def billing_run_chunk_task(run_id: int, subscription_ids: list[str], as_of: str)
 def finalize_due_invoices_task(now: str | None = None) -> dict[str, int]:
     """Issue the drafts whose grace period has ended."""
     return invoices_finalize_due(now=_moment(now))
+
+
+@shared_task(name="invoicing.bill_commitment_true_ups")
+def bill_commitment_true_ups_task(now: str | None = None) -> int:
+    """True up ended commitments and bill their shortfalls (invoicing/REALTIME.md); returns the count."""
+    from .realtime import commitment_true_ups_bill
+
+    return len(commitment_true_ups_bill(now=_moment(now)))

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 _ERROR_CATEGORY = {
     400: "bad_request",
     401: "unauthorized",
+    402: "payment_required",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

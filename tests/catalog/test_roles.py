@@ -108,6 +108,7 @@ def test_billing_admin_can_add_and_save(billing_admin_client, catalog_data):
         "name": "Pro 2026",
         "currency": "USD",
         "billing_cadence": "P1M",
+        "billing_mode": "post_paid",
         "tax_behavior": "exclusive",
         "default_tax_code": "eservice",
         "default_tax_rate": "0",

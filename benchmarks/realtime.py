@@ -1,0 +1,289 @@
+"""Real-time billing benchmark: events debited from prepaid balances over HTTP, under gunicorn on PostgreSQL.
+
+Own database (default ``meterline_bench_rt``, dropped and re-created), production settings, load
+generator processes with keep-alive connections on the same machine (see benchmarks/ingest.py).
+
+    /work/venv/bin/python benchmarks/realtime.py
+    /work/venv/bin/python benchmarks/realtime.py --events 2000 --batch-size 10   # quick
+
+Phases:
+1. one prepaid customer: ``--events`` events from ``--clients`` clients in ``--batch-size``-event
+   ``POST /v0/events/batch`` requests (every request serialises on that customer's wallet lock);
+2. the same number of events spread over ``--customers`` customers;
+3. single-event ``POST /v0/events`` for the one customer (``--single-events``);
+4. ``GET /v0/customers/{id}/usageCost`` latency (one client, ``--reads`` requests).
+Then every customer's balance is checked exactly: grant − balance must equal the engine's price of
+the customer's final usage (``rate(spec, usage)``), and no debit may be missing or doubled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import recreate_database, run_processes, setup_environment, start_gunicorn  # noqa: E402
+
+EVENT_TYPE = "tokens.used"
+GRANT = Decimal(1_000_000)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default="meterline_bench_rt")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without database")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=20_000, help="events per phase")
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--single-events", type=int, default=2000)
+    parser.add_argument("--reads", type=int, default=500)
+    return parser.parse_args()
+
+
+def seed(args):
+    import django
+
+    django.setup()
+    from catalog.models import (
+        Aggregation,
+        BillableMetric,
+        BillingMode,
+        Customer,
+        Merchant,
+        Plan,
+        Price,
+        PriceModel,
+        PriceTier,
+        Product,
+        Subscription,
+    )
+    from catalog.services import api_key_create
+    from wallets.services import credit_grant, wallet_policy_update
+
+    merchant = Merchant.objects.create(name="Bench Realtime")
+    product = Product.objects.create(merchant=merchant, name="Inference")
+    metric = BillableMetric.objects.create(
+        merchant=merchant,
+        product=product,
+        name="Tokens",
+        unit="tokens",
+        aggregation=Aggregation.SUM,
+        event_type=EVENT_TYPE,
+        value_property="$.tokens",
+    )
+    start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    plan = Plan.objects.create(
+        merchant=merchant,
+        product=product,
+        name="Prepaid",
+        currency="USD",
+        billing_mode=BillingMode.REAL_TIME,
+        billing_anchor=start,
+    )
+    price = Price.objects.create(
+        merchant=merchant,
+        plan=plan,
+        billable_metric=metric,
+        invoice_display_name="Tokens",
+        model=PriceModel.GRADUATED,
+        payment_term="in_arrears",
+    )
+    # Tiers small enough that both phases cross them: 0.01 up to 1,000, 0.005 up to 50,000, then 0.002.
+    PriceTier.objects.create(price=price, up_to=Decimal(1000), unit_price=Decimal("0.01"))
+    PriceTier.objects.create(price=price, up_to=Decimal(50_000), unit_price=Decimal("0.005"))
+    PriceTier.objects.create(price=price, up_to=None, unit_price=Decimal("0.002"))
+    customers = Customer.objects.bulk_create(
+        [
+            Customer(merchant=merchant, name=f"C{i}", email=f"c{i}@example.com", external_id=f"rt-{i}", time_zone="UTC")
+            for i in range(args.customers + 1)
+        ]
+    )
+    Subscription.objects.bulk_create(
+        [
+            Subscription(merchant=merchant, customer=c, plan=plan, name=c.name, started_at=start, billing_anchor=start)
+            for c in customers
+        ]
+    )
+    now = datetime.now(UTC)
+    for c in customers:
+        wallet_policy_update(customer=c, currency="USD", policy="block", now=now)
+        credit_grant(customer=c, currency="USD", amount=GRANT, idempotency_key=f"seed-{c.pk}", now=now)
+    _, raw_key = api_key_create(merchant=merchant, name="bench")
+    return raw_key, [c.pk for c in customers], price.pk
+
+
+def _batch_client(port, key, subjects, batches, batch_size, worker, queue):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies, accepted, errors = [], 0, 0
+    for b in range(batches):
+        stamp = datetime.now(UTC).isoformat()
+        events = [
+            {
+                "type": EVENT_TYPE,
+                "source": "bench",
+                "subject": subjects[(worker * 7919 + b * batch_size + i) % len(subjects)],
+                "data": {"tokens": 1 + (b * batch_size + i) % 97},
+                "timestamp": stamp,
+                "idempotencyKey": f"{worker}-{b}-{i}-{subjects[0]}",
+            }
+            for i in range(batch_size)
+        ]
+        started = time.perf_counter()
+        conn.request("POST", "/v0/events/batch", body=orjson.dumps({"events": events}), headers=headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status != 200:
+            errors += 1
+            continue
+        counts = orjson.loads(payload)["counts"]
+        accepted += counts["accepted"]
+        errors += counts["rejected"]
+    queue.put((latencies, accepted, errors))
+
+
+def _single_client(port, key, subject, requests, worker, queue):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies, accepted, errors = [], 0, 0
+    for i in range(requests):
+        body = orjson.dumps(
+            {
+                "type": EVENT_TYPE,
+                "source": "bench",
+                "subject": subject,
+                "data": {"tokens": 1 + i % 97},
+                "timestamp": datetime.now(UTC).isoformat(),
+                "idempotencyKey": f"single-{worker}-{i}",
+            }
+        )
+        started = time.perf_counter()
+        conn.request("POST", "/v0/events", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        if response.status == 202:
+            accepted += 1
+        else:
+            errors += 1
+    queue.put((latencies, accepted, errors))
+
+
+def _report(label: str, results, elapsed: float) -> dict:
+    latencies = sorted(lat for lats, _, _ in results for lat in lats)
+    accepted = sum(a for _, a, _ in results)
+    errors = sum(e for _, _, e in results)
+    figures = {
+        "events": accepted,
+        "errors": errors,
+        "eps": accepted / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
+        "requests": len(latencies),
+    }
+    print(
+        f"{label}: {accepted:,} debited events in {len(latencies):,} requests over {elapsed:.1f} s = "
+        f"{figures['eps']:,.0f} events/s; request p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms; "
+        f"errors {errors}",
+        flush=True,
+    )
+    return figures
+
+
+def _reads(port, key, customer_id, count) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {key}"}
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        conn.request("GET", f"/v0/customers/{customer_id}/usageCost", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - started)
+        assert response.status == 200, response.status
+    latencies.sort()
+    print(
+        f"GET usageCost: {count} requests, 1 client: p50 {statistics.median(latencies) * 1000:.2f} ms, "
+        f"p99 {latencies[int(count * 0.99) - 1] * 1000:.2f} ms",
+        flush=True,
+    )
+
+
+def check_balances(customer_ids, price_id) -> None:
+    """grant − balance == rate(final usage) for every customer, exactly; the ledger adds up."""
+    from catalog.models import Customer, Price
+    from catalog.pricing import rate
+    from catalog.pricing_adapter import price_spec_from_price
+    from metering.selectors import usage_aggregate_by_customer
+    from wallets.models import Wallet
+    from wallets.selectors import ledger_balance
+
+    price = Price.objects.select_related("billable_metric").prefetch_related("tiers").get(pk=price_id)
+    spec = price_spec_from_price(price, currency="USD")
+    start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    customers = list(Customer.objects.filter(pk__in=customer_ids))
+    usage = usage_aggregate_by_customer(
+        metric=price.billable_metric, start=start, end=datetime.now(UTC), customers=customers
+    )
+    wallets = {w.customer_id: w for w in Wallet.objects.filter(customer_id__in=customer_ids)}
+    wrong, negative = 0, 0
+    for customer_id in customer_ids:
+        wallet = wallets[customer_id]
+        expected = rate(spec, usage[customer_id]).amount.quantize(Decimal("0.000000000001"))
+        if GRANT - wallet.balance != expected or ledger_balance(wallet=wallet) != wallet.balance:
+            wrong += 1
+        negative += wallet.balance < 0
+    heaviest = max(customer_ids, key=lambda c: usage[c])
+    print(
+        f"balances: {len(customer_ids)} customers checked, {wrong} wrong, {negative} negative; heaviest "
+        f"{heaviest}: usage {usage[heaviest]}, debited {GRANT - wallets[heaviest].balance}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    setup_environment(args)
+    recreate_database(args)
+    key, customer_ids, price_id = seed(args)
+    heavy, spread = customer_ids[0], customer_ids[1:]
+    server = start_gunicorn(args)
+    try:
+        batches = args.events // args.batch_size // args.clients
+        results, elapsed = run_processes(
+            _batch_client, [(args.port, key, [heavy], batches, args.batch_size, w) for w in range(args.clients)]
+        )
+        _report(f"one customer, {args.clients} clients, {args.batch_size}-event batches", results, elapsed)
+        results, elapsed = run_processes(
+            _batch_client, [(args.port, key, spread, batches, args.batch_size, w) for w in range(args.clients)]
+        )
+        _report(f"{len(spread)} customers, {args.clients} clients, {args.batch_size}-event batches", results, elapsed)
+        if args.single_events:
+            per_client = args.single_events // args.clients
+            results, elapsed = run_processes(
+                _single_client, [(args.port, key, heavy, per_client, w) for w in range(args.clients)]
+            )
+            _report(f"one customer, {args.clients} clients, single-event POST /v0/events", results, elapsed)
+        if args.reads:
+            _reads(args.port, key, heavy, args.reads)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    check_balances(customer_ids, price_id)
+
+
+if __name__ == "__main__":
+    main()

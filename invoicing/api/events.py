@@ -1,0 +1,167 @@
+"""The event endpoints with real-time billing: metering's views, ingesting through the invoicing use case.
+
+``POST /v0/events`` and ``POST /v0/events/batch`` keep metering's request parsing and answers; only the
+call that stores the events changes (``invoicing.realtime.events_ingest_and_debit``), so the events of
+real-time subscriptions are debited in the same transaction. A single event refused under the block
+policy is a **402** ``INSUFFICIENT_BALANCE``; in a batch that item is ``rejected`` with the same code and
+details while the others are kept. Metering never imports invoicing: these views live here and are
+routed before metering's URLs (billing_site/urls.py).
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.api.auth import request_merchant
+from catalog.api.errors import ApiError, validation_error_response
+from catalog.models import Customer
+from catalog.pricing import is_known_currency
+from metering import selectors as metering_selectors
+from metering import services as metering_services
+from metering.api import views as metering_views
+from wallets.api.serializers import wallet_out
+from wallets.selectors import wallets_for_customer
+from wallets.services import amount_str
+
+from .. import realtime
+
+PAYMENT_REQUIRED = status.HTTP_402_PAYMENT_REQUIRED
+
+
+def _refusal_details(refusal: realtime.Refusal) -> dict:
+    return {
+        "available": realtime._text(refusal.available),
+        "required": realtime._text(refusal.required),
+        "currency": refusal.currency,
+    }
+
+
+class RealtimeEventIngestApi(metering_views.EventIngestApi):
+    """``POST /v0/events``: 202 with the event (metering's answer); 402 when the prepaid balance of a
+    block-policy customer cannot pay for it (the event is not stored)."""
+
+    def post(self, request):
+        merchant = request_merchant(request)
+        body = metering_views._read_json(request, metering_views.MAX_EVENT_BODY_BYTES)
+        if not isinstance(body, dict):
+            return validation_error_response(
+                [{"field": "body", "message": "Send one event as a JSON object; use /v0/events/batch for several."}]
+            )
+        outcome = realtime.events_ingest_and_debit(merchant=merchant, raw_events=[body], now=timezone.now())
+        result = outcome.results[0]
+        if 0 in outcome.refusals:
+            refusal = outcome.refusals[0]
+            raise ApiError(
+                refusal.message,
+                status_code=PAYMENT_REQUIRED,
+                code=realtime.INSUFFICIENT_BALANCE,
+                details=_refusal_details(refusal),
+            )
+        if result.status == metering_services.REJECTED:
+            return validation_error_response(result.errors)
+        if result.status == metering_services.ACCEPTED:
+            return metering_views._json(
+                metering_views.event_body(outcome.accepted[0], namespace=merchant.pk), status.HTTP_202_ACCEPTED
+            )
+        original = metering_selectors.event_get_by_idempotency_key(
+            merchant=merchant, idempotency_key=result.idempotency_key
+        )
+        return metering_views._json(
+            {**metering_views.event_body(original, namespace=merchant.pk), "duplicate": True},
+            status.HTTP_202_ACCEPTED,
+            headers={metering_views.DUPLICATE_HEADER: "true"},
+        )
+
+
+class RealtimeEventBatchIngestApi(metering_views.EventBatchIngestApi):
+    """``POST /v0/events/batch``: metering's per-item answer; an item refused for lack of prepaid credit
+    is ``rejected`` with ``code: INSUFFICIENT_BALANCE`` and ``details: {available, required, currency}``."""
+
+    def post(self, request):
+        merchant = request_merchant(request)
+        body = metering_views._read_json(request, metering_views.MAX_BATCH_BODY_BYTES)
+        events = body.get("events") if isinstance(body, dict) else body
+        if not isinstance(events, list):
+            return validation_error_response(
+                [{"field": "events", "message": 'Send {"events": [...]} (or a JSON list of events).'}]
+            )
+        if len(events) > metering_services.MAX_BATCH_EVENTS:
+            return validation_error_response(
+                [
+                    {
+                        "field": "events",
+                        "message": f"{len(events)} events; at most {metering_services.MAX_BATCH_EVENTS} per request.",
+                    }
+                ]
+            )
+        outcome = realtime.events_ingest_and_debit(merchant=merchant, raw_events=events, now=timezone.now())
+        results = []
+        for result in outcome.results:
+            item: dict = {"index": result.index, "status": result.status}
+            if result.id is not None:
+                item["id"] = result.public_id
+            if result.idempotency_key is not None:
+                item["idempotencyKey"] = result.idempotency_key
+            if result.errors:
+                item["errors"] = result.errors
+            if result.index in outcome.refusals:
+                item["code"] = realtime.INSUFFICIENT_BALANCE
+                item["details"] = _refusal_details(outcome.refusals[result.index])
+            results.append(item)
+        return metering_views._json(
+            {"object": "list", "results": results, "counts": outcome.counts}, status.HTTP_200_OK
+        )
+
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+class CustomerUsageCostApi(APIView):
+    """``GET /v0/customers/{id}/usageCost?currency=``: the current period's usage cost of each real-time
+    subscription (debited so far, paid from credit, overage) with the balances, from the cached wallet
+    rows and one indexed ledger aggregate per subscription."""
+
+    @extend_schema(
+        operation_id="customers_usage_cost",
+        parameters=[OpenApiParameter("currency", str)],
+        responses={200: OpenApiTypes.OBJECT},
+        tags=["prepaid credit"],
+    )
+    def get(self, request, customer_id: str):
+        currency = (request.query_params.get("currency") or "").upper() or None
+        if currency is not None and not is_known_currency(currency):
+            return validation_error_response([{"field": "currency", "message": f"Unknown currency “{currency}”."}])
+        customer = get_object_or_404(
+            Customer.objects.only("id", "merchant_id", "currency", "time_zone"),
+            pk=customer_id,
+            merchant=request_merchant(request),
+        )
+        now = timezone.now()
+        costs = realtime.customer_usage_cost(customer=customer, now=now, currency=currency)
+        wallets = [w for w in wallets_for_customer(customer=customer) if currency is None or w.currency == currency]
+        return Response(
+            {
+                "object": "customer_usage_cost",
+                "customerId": customer.pk,
+                "asOf": metering_views._iso(now),
+                "subscriptions": [
+                    {
+                        "subscriptionId": cost.subscription_id,
+                        "currency": cost.currency,
+                        "periodStart": metering_views._iso(cost.period_start),
+                        "periodEnd": metering_views._iso(cost.period_end),
+                        "usageCost": amount_str(cost.debited),
+                        "paidFromBalance": amount_str(cost.covered_by_credit),
+                        "overage": amount_str(cost.overage),
+                    }
+                    for cost in costs
+                ],
+                "balances": [wallet_out(wallet) for wallet in wallets],
+            }
+        )

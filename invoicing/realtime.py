@@ -1,0 +1,732 @@
+"""Real-time billing: usage debited from the prepaid balance as each event is accepted.
+
+A subscription is real-time when its ``billing_mode`` (else its plan's) is ``real_time``. For each
+accepted event of such a subscription, the cost of the usage it adds is debited in the same
+transaction that stores the event:
+
+    cost = rate(period usage after) − rate(period usage before)        (wallets.costing.incremental_cost)
+
+so tiers, free allowances and volume discounts stay exact and a period's debits add up to its price.
+The period-end invoice then bills the full usage and subtracts what prepaid credit already paid
+(``calculation.apply_prepaid``), see REALTIME.md.
+
+Order inside the one transaction (``events_ingest_and_debit``):
+
+1. find the real-time subscriptions of the subjects named in the request (one query) and their
+   metered prices (a fixed number of queries);
+2. lock the wallets of those customers (sorted, so two requests never deadlock) — every later read
+   of "usage before" is therefore the usage left by the previous committed debit of that customer;
+3. read each period's usage before, one grouped query per (metric, window);
+4. ingest through ``metering.services.events_ingest`` (a savepoint);
+5. read the usage after, again one grouped query per (metric, window);
+6. per customer (a savepoint each), one ``usage_debit`` per (subscription, price, period) for the
+   whole request's increment.
+
+Under the **block** policy a debit the credit cannot cover raises ``InsufficientBalance``: that
+customer's savepoint is rolled back, their events of this request are removed again (they were never
+committed) and re-ingested one at a time, each with its own debit in its own savepoint, so the events
+that fit are kept and the first that does not — and every later one that still does not — is
+refused and not stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Q
+
+from catalog.models import BillingMode, Customer, Merchant, Price, Subscription, SubscriptionStatus
+from catalog.pricing import round_money
+from metering import services as metering
+from metering.models import UsageEvent
+from metering.selectors import usage_aggregate, usage_aggregate_by_customer
+from wallets.costing import incremental_cost
+from wallets.errors import InsufficientBalance
+from wallets.models import EntryKind, LedgerEntry, Wallet
+from wallets.selectors import commitment_true_ups_unbilled, period_debits
+from wallets.services import (
+    commitment_true_up_due,
+    commitment_true_up_mark_billed,
+    credit_top_up,
+    usage_debit,
+    wallet_lock,
+)
+
+from . import usage as usage_source
+from .calculation import LineDraft, finish_lines, service_window, subscription_period_at, tax_rate_for
+from .models import Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .periods import Period
+from .pricing_adapter import price_spec_from_price, prices_for_subscriptions
+from .services import _issue as issue_invoice  # numbering + issue, inside the caller's transaction
+
+logger = logging.getLogger(__name__)
+
+INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+SUBSCRIPTION_RELATED = ("customer", "plan", "merchant", "test_clock")
+
+
+def real_time_subscriptions() -> Q:
+    """Subscriptions billed in real time: their own mode, else their plan's."""
+    return Q(billing_mode=BillingMode.REAL_TIME) | Q(billing_mode="", plan__billing_mode=BillingMode.REAL_TIME)
+
+
+def is_real_time(subscription: Subscription) -> bool:
+    return subscription.effective_billing_mode == BillingMode.REAL_TIME
+
+
+def usage_window(subscription: Subscription, period: Period) -> tuple[datetime, datetime]:
+    """The part of ``period`` whose usage the recurring invoice bills (service window, after any trial)."""
+    start, end = service_window(subscription, period)
+    if subscription.trial_ends_at is not None and subscription.trial_ends_at > start:
+        start = min(subscription.trial_ends_at, end)
+    return start, end
+
+
+# -- outcome ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an event was refused under the block policy (the 402 body's ``details``)."""
+
+    currency: str
+    available: Decimal
+    required: Decimal
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Insufficient prepaid balance: this event costs {_text(self.required)} {self.currency}, "
+            f"{_text(self.available)} {self.currency} is available. Top up the balance and resend it."
+        )
+
+
+@dataclass(frozen=True)
+class Debit:
+    """One ``usage_debit`` written for a (subscription, price, period) and the events it paid for."""
+
+    customer_id: str
+    subscription_id: str
+    price_id: str
+    metric_id: str
+    period_start: datetime
+    period_end: datetime
+    usage_before: Decimal
+    usage_after: Decimal
+    amount: Decimal
+    covered_by_credit: Decimal
+    overage: Decimal
+    balance_after: Decimal
+    auto_top_up: bool
+    event_ids: tuple[int, ...]
+
+
+@dataclass
+class RealtimeOutcome:
+    """Metering's per-item results (refused items turned into ``rejected`` with a balance error),
+    the events stored, the debits written, and events not debited because their period's invoice
+    was already issued (``late_event_ids``: billed as late usage by an adjustment invoice)."""
+
+    results: list[metering.EventResult]
+    accepted: list[metering.AcceptedEvent]
+    debits: list[Debit] = field(default_factory=list)
+    refusals: dict[int, Refusal] = field(default_factory=dict)
+    late_event_ids: list[int] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {metering.ACCEPTED: 0, metering.DUPLICATE: 0, metering.REJECTED: 0}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+
+def _text(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return "0" if text in ("0", "-0") else text
+
+
+# -- planning (before the events are stored) -------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """One (subscription, price, period): the events of the request it prices and its usage window."""
+
+    subscription: Subscription
+    price: Price
+    period: Period
+    window: tuple[datetime, datetime]
+    events: list[metering.AcceptedEvent] = field(default_factory=list)
+
+    @property
+    def usage_key(self) -> tuple[str, datetime, datetime]:
+        return (self.price.billable_metric_id, *self.window)
+
+
+@dataclass
+class _Plan:
+    subscriptions: dict[str, list[Subscription]]  # customer id → its real-time subscriptions
+    prices: dict[str, list[Price]]  # subscription id → metered quantity prices
+    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]]  # sub id → (period, window, late)
+    before: dict[tuple[str, datetime, datetime], dict[str, Decimal]]
+
+
+def _raw_moment(raw: dict, now: datetime) -> datetime | None:
+    """The event's timestamp as metering will read it (absent → now); None when unreadable (it will be
+    rejected by metering anyway)."""
+    value = raw.get("timestamp")
+    if value is None:
+        return now
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _subscription_now(subscription: Subscription, now: datetime) -> datetime:
+    clock = subscription.test_clock
+    return clock.current_time if clock is not None else now
+
+
+def _plan(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> _Plan | None:
+    subjects: set[str] = set()
+    externals: set[str] = set()
+    for raw in raw_events:
+        if not isinstance(raw, dict):
+            continue
+        subject, external = raw.get("subject"), raw.get("externalSubject")
+        if isinstance(subject, str) and subject:
+            subjects.add(subject)
+        elif isinstance(external, str) and external:
+            externals.add(external)
+    if not subjects and not externals:
+        return None
+    subscriptions = list(
+        Subscription.objects.filter(merchant=merchant, status=SubscriptionStatus.ACTIVE)
+        .filter(Q(customer_id__in=subjects) | Q(customer__external_id__in=externals))
+        .filter(real_time_subscriptions())
+        .select_related(*SUBSCRIPTION_RELATED)
+        .order_by("customer_id", "id")
+    )
+    if not subscriptions:
+        return None
+    all_prices = prices_for_subscriptions(subscriptions)
+    by_customer: dict[str, list[Subscription]] = defaultdict(list)
+    prices: dict[str, list[Price]] = {}
+    for subscription in subscriptions:
+        metered = [
+            price
+            for price in all_prices[subscription.pk]
+            if price.billable_metric_id and not usage_source.needs_event_values(price)
+        ]
+        if metered:
+            by_customer[subscription.customer_id].append(subscription)
+            prices[subscription.pk] = metered
+    if not by_customer:
+        return None
+    external_to_customer = {sub.customer.external_id: sub.customer_id for subs in by_customer.values() for sub in subs}
+
+    # The periods the request's events fall in, per subscription (the current one, usually).
+    moments: dict[str, set[datetime]] = defaultdict(set)
+    for raw in raw_events:
+        if not isinstance(raw, dict):
+            continue
+        subject, external = raw.get("subject"), raw.get("externalSubject")
+        customer_id = subject if isinstance(subject, str) and subject else external_to_customer.get(external)
+        if customer_id in by_customer and (moment := _raw_moment(raw, now)) is not None:
+            moments[customer_id].add(moment)
+    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]] = {}
+    for customer_id, subs in by_customer.items():
+        for subscription in subs:
+            found: dict[int, Period] = {}
+            last: Period | None = None
+            for moment in moments.get(customer_id, ()):
+                if last is None or not last.contains(moment):
+                    last = subscription_period_at(subscription, moment)
+                    found.setdefault(last.index, last)
+            sub_now = _subscription_now(subscription, now)
+            entries = []
+            for period in found.values():
+                window = usage_window(subscription, period)
+                if window[0] >= window[1]:
+                    continue
+                late = period.end <= sub_now and _period_invoiced(subscription, window[0])
+                entries.append((period, window, late))
+            periods[subscription.pk] = entries
+
+    # Lock the wallets first: every read of usage below is then serialised per customer.
+    _lock_wallets({(sub.customer_id, sub.plan.currency): sub.customer for subs in by_customer.values() for sub in subs})
+    before = _usage(
+        [
+            (price, window, subscription.customer)
+            for subs in by_customer.values()
+            for subscription in subs
+            for period, window, late in periods[subscription.pk]
+            if not late
+            for price in prices[subscription.pk]
+        ]
+    )
+    return _Plan(subscriptions=dict(by_customer), prices=prices, periods=periods, before=before)
+
+
+def _period_invoiced(subscription: Subscription, window_start: datetime) -> bool:
+    """The period's recurring invoice was issued: its usage lines can no longer change."""
+    return Invoice.objects.filter(
+        subscription=subscription,
+        kind=InvoiceKind.RECURRING,
+        period_start=window_start,
+        status__in=(InvoiceStatus.ISSUED, InvoiceStatus.PAID),
+    ).exists()
+
+
+def _lock_wallets(keys: dict[tuple[str, str], Customer]) -> None:
+    """Lock (creating when missing) the wallets of ``keys`` in (customer, currency) order: one query for
+    the existing ones; ``wallet_lock`` creates the few missing."""
+    customer_ids = sorted({customer_id for customer_id, _ in keys})
+    currencies = sorted({currency for _, currency in keys})
+    found = set(
+        Wallet.objects.select_for_update()
+        .filter(customer_id__in=customer_ids, currency__in=currencies)
+        .order_by("customer_id", "currency")
+        .values_list("customer_id", "currency")
+    )
+    for key in sorted(keys):
+        if key not in found:
+            wallet_lock(customer=keys[key], currency=key[1])
+
+
+def _usage(needs) -> dict[tuple[str, datetime, datetime], dict[str, Decimal]]:
+    """(metric id, window) → {customer id: usage}, one grouped query per metric and window."""
+    wanted: dict[tuple[str, datetime, datetime], dict[str, Customer]] = defaultdict(dict)
+    metrics = {}
+    for price, window, customer in needs:
+        key = (price.billable_metric_id, *window)
+        wanted[key][customer.pk] = customer
+        metrics[price.billable_metric_id] = price.billable_metric
+    return {
+        key: usage_aggregate_by_customer(
+            metric=metrics[key[0]], start=key[1], end=key[2], customers=list(customers.values())
+        )
+        for key, customers in wanted.items()
+    }
+
+
+def _groups_for(
+    plan: _Plan, event: metering.AcceptedEvent, groups: dict[tuple, _Group], outcome: RealtimeOutcome
+) -> list[_Group]:
+    """The groups ``event`` adds usage to (one per real-time subscription price of its metrics)."""
+    touched = []
+    for subscription in plan.subscriptions.get(event.customer_id, ()):
+        match = next((entry for entry in plan.periods[subscription.pk] if entry[0].contains(event.timestamp)), None)
+        if match is None:
+            # Outside the service window (before the start, in a trial) or a timestamp read differently
+            # than planned: not debited; the period-end invoice bills whatever usage it finds.
+            continue
+        period, window, late = match
+        if not window[0] <= event.timestamp < window[1]:
+            continue
+        if late:
+            outcome.late_event_ids.append(event.id)
+            continue
+        for price in plan.prices[subscription.pk]:
+            if price.billable_metric_id not in event.metric_values:
+                continue
+            key = (subscription.pk, price.pk, period.index)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(subscription=subscription, price=price, period=period, window=window)
+            group.events.append(event)
+            touched.append(group)
+    return touched
+
+
+def _debit(group: _Group, *, before: Decimal, after: Decimal, now: datetime, events) -> Debit:
+    subscription, price = group.subscription, group.price
+    currency = subscription.plan.currency
+    amount = incremental_cost(
+        spec=price_spec_from_price(price, currency=currency), usage_before=before, usage_after=after
+    )
+    ids = tuple(event.id for event in events)
+    result = usage_debit(
+        customer=subscription.customer,
+        currency=currency,
+        amount=amount,
+        now=now,
+        subscription_id=subscription.pk,
+        metric_id=price.billable_metric_id,
+        period_start=group.period.start,
+        period_end=group.period.end,
+        event_ids=[f"evt_{event_id}" for event_id in ids],
+        idempotency_key=f"rt:{min(ids)}:{price.pk}",
+    )
+    return Debit(
+        customer_id=subscription.customer_id,
+        subscription_id=subscription.pk,
+        price_id=price.pk,
+        metric_id=price.billable_metric_id,
+        period_start=group.period.start,
+        period_end=group.period.end,
+        usage_before=before,
+        usage_after=after,
+        amount=result.amount,
+        covered_by_credit=result.covered_by_credit,
+        overage=result.overage,
+        balance_after=result.balance_after,
+        auto_top_up=result.auto_top_up is not None,
+        event_ids=ids,
+    )
+
+
+# -- the use case ----------------------------------------------------------------------------------
+
+
+def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
+    """Store usage events and debit real-time subscriptions' prepaid balances, in one transaction.
+
+    Events of post-paid customers are simply ingested (one extra query to find out). For real-time
+    subscriptions each (subscription, price, period) touched by the request is debited once with
+    ``incremental_cost(before, after)``; the debit's idempotency key is ``rt:<first event id>:<price id>``.
+    Duplicates are never debited (metering does not accept them again). Events of a period whose
+    invoice is already issued are stored but not debited (``late_event_ids``). An event refused under
+    the block policy is in ``results`` as ``rejected`` with ``refusals[index]`` and is not stored.
+    """
+    with transaction.atomic():
+        plan = _plan(merchant=merchant, raw_events=raw_events, now=now)
+        ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
+        outcome = RealtimeOutcome(results=list(ingested.results), accepted=list(ingested.accepted))
+        if plan is None:
+            return outcome
+
+        groups: dict[tuple, _Group] = {}
+        events_by_customer: dict[str, list[metering.AcceptedEvent]] = defaultdict(list)
+        for event in ingested.accepted:
+            if event.customer_id in plan.subscriptions:
+                events_by_customer[event.customer_id].append(event)
+                _groups_for(plan, event, groups, outcome)
+        if not groups:
+            return outcome
+        after = _usage([(g.price, g.window, g.subscription.customer) for g in groups.values()])
+
+        by_customer: dict[str, list[_Group]] = defaultdict(list)
+        for group in groups.values():
+            by_customer[group.subscription.customer_id].append(group)
+        for customer_id in sorted(by_customer):
+            customer_groups = by_customer[customer_id]
+            try:
+                with transaction.atomic():
+                    debits = [
+                        _debit(
+                            group,
+                            before=plan.before[group.usage_key][customer_id],
+                            after=after[group.usage_key][customer_id],
+                            now=now,
+                            events=group.events,
+                        )
+                        for group in customer_groups
+                    ]
+                outcome.debits.extend(debits)
+            except InsufficientBalance:
+                _one_at_a_time(
+                    merchant=merchant,
+                    raw_events=raw_events,
+                    events=events_by_customer[customer_id],
+                    plan=plan,
+                    now=now,
+                    outcome=outcome,
+                )
+    return outcome
+
+
+def _one_at_a_time(
+    *,
+    merchant: Merchant,
+    raw_events: Sequence,
+    events: list[metering.AcceptedEvent],
+    plan: _Plan,
+    now: datetime,
+    outcome: RealtimeOutcome,
+) -> None:
+    """The block policy refused the request's increment for one customer: keep the events that fit,
+    in request order, and refuse the others (removed again: they were never committed)."""
+    removed = {event.id for event in events}
+    UsageEvent.objects.filter(pk__in=removed).delete()
+    outcome.accepted = [event for event in outcome.accepted if event.id not in removed]
+    outcome.late_event_ids = [event_id for event_id in outcome.late_event_ids if event_id not in removed]
+    running = dict()  # group usage key → usage debited up to now
+    for event in sorted(events, key=lambda e: e.index):
+        try:
+            with transaction.atomic():
+                single = metering.events_ingest(merchant=merchant, raw_events=[raw_events[event.index]], now=now)
+                if not single.accepted:  # not expected: the same item was accepted a moment ago
+                    result = single.results[0]
+                    result.index = event.index
+                    outcome.results[event.index] = result
+                    continue
+                stored = _reindexed(single.accepted[0], event.index)
+                debits, updates = [], {}
+                for group in _groups_for(plan, stored, {}, outcome):
+                    key = group.usage_key
+                    before = running.get(key, plan.before[key][stored.customer_id])
+                    usage = usage_aggregate(
+                        metric=group.price.billable_metric,
+                        customer=group.subscription.customer,
+                        start=group.window[0],
+                        end=group.window[1],
+                    )
+                    debits.append(_debit(group, before=before, after=usage, now=now, events=[stored]))
+                    updates[key] = usage
+        except InsufficientBalance as refused:
+            outcome.results[event.index] = metering.EventResult(
+                index=event.index,
+                status=metering.REJECTED,
+                idempotency_key=event.idempotency_key,
+                errors=[
+                    {
+                        "field": "subject",
+                        "message": Refusal(refused.currency, refused.available, refused.required).message,
+                    }
+                ],
+            )
+            outcome.refusals[event.index] = Refusal(refused.currency, refused.available, refused.required)
+            continue
+        running.update(updates)
+        outcome.debits.extend(debits)
+        outcome.accepted.append(stored)
+        outcome.results[event.index] = metering.EventResult(
+            index=event.index, status=metering.ACCEPTED, id=stored.id, idempotency_key=stored.idempotency_key
+        )
+    outcome.accepted.sort(key=lambda e: e.index)
+
+
+def _reindexed(event: metering.AcceptedEvent, index: int) -> metering.AcceptedEvent:
+    return replace(event, index=index)
+
+
+# -- reads -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodUsageCost:
+    """A real-time subscription's current period: the usage cost debited so far (exact as of the last
+    accepted event), how much prepaid credit covered and what is left for the invoice (overage)."""
+
+    subscription_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    debited: Decimal
+    covered_by_credit: Decimal
+    overage: Decimal
+
+
+def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | None = None) -> list[PeriodUsageCost]:
+    """The current period's usage cost of each of the customer's active real-time subscriptions, from
+    the ledger (the debits are the running price): one query for the subscriptions and one indexed
+    aggregate per subscription, whatever the number of events."""
+    subscriptions = (
+        Subscription.objects.filter(customer=customer, status=SubscriptionStatus.ACTIVE)
+        .filter(real_time_subscriptions())
+        .select_related("plan", "customer", "test_clock")
+        .order_by("started_at", "id")
+    )
+    if currency:
+        subscriptions = subscriptions.filter(plan__currency=currency)
+    costs = []
+    for subscription in subscriptions:
+        period = subscription_period_at(subscription, _subscription_now(subscription, now))
+        debits = period_debits(subscription_id=subscription.pk, period_start=period.start, period_end=period.end)
+        costs.append(
+            PeriodUsageCost(
+                subscription_id=subscription.pk,
+                currency=subscription.plan.currency,
+                period_start=period.start,
+                period_end=period.end,
+                debited=debits.debited,
+                covered_by_credit=debits.covered_by_credit,
+                overage=debits.overage,
+            )
+        )
+    return costs
+
+
+# -- paid top-ups and commitment shortfalls --------------------------------------------------------
+
+
+def _billing_subscription(*, customer: Customer, currency: str, subscription: Subscription | None) -> Subscription:
+    """The subscription a one-off invoice is filed under (an invoice always belongs to one): the given
+    one, else the customer's latest active subscription in ``currency`` (real-time ones first)."""
+    if subscription is not None:
+        return subscription
+    candidates = (
+        Subscription.objects.filter(customer=customer, plan__currency=currency)
+        .select_related(*SUBSCRIPTION_RELATED)
+        .order_by("-started_at", "-id")
+    )
+    found = sorted(
+        candidates, key=lambda s: (s.status != SubscriptionStatus.ACTIVE, not is_real_time(s))
+    )  # stable: latest first within each class
+    if not found:
+        raise InvoiceError(f"{customer.pk} has no subscription in {currency} to invoice this under.")
+    return found[0]
+
+
+def _one_off_invoice(*, subscription: Subscription, kind: str, line: LineDraft, now: datetime, taxed: bool) -> Invoice:
+    plan = subscription.plan
+    composed = finish_lines(
+        kind=kind,
+        lines=[line],
+        currency=plan.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=tax_rate_for(subscription) if taxed else Decimal(0),
+        tax_behavior=plan.tax_behavior,
+        discount_percent=None,
+        minimum=None,
+        period_start=now,
+        period_end=now,
+    )
+    invoice = Invoice(
+        merchant_id=subscription.merchant_id,
+        customer_id=subscription.customer_id,
+        subscription=subscription,
+        plan=plan,
+        kind=kind,
+        currency=composed.currency,
+        period_start=now,
+        period_end=now,
+        tax_behavior=composed.tax_behavior,
+        tax_rate=composed.tax_rate,
+        subtotal=composed.subtotal,
+        tax=composed.tax,
+        total=composed.total,
+        amount_due=composed.amount_due,
+    )
+    invoice.save(force_insert=True)
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                invoice=invoice,
+                position=position,
+                kind=draft.kind,
+                description=draft.description[:500],
+                quantity=draft.quantity,
+                unit_price=draft.unit_price,
+                amount=draft.amount,
+                service_start=draft.service_start,
+                service_end=draft.service_end,
+                explanation=draft.explanation,
+            )
+            for position, draft in enumerate(composed.lines, start=1)
+        ]
+    )
+    invoice.merchant = subscription.merchant
+    issue_invoice(invoice, now=now)
+    return invoice
+
+
+@dataclass(frozen=True)
+class CreditPurchase:
+    invoice: Invoice
+    entry_id: str
+    replayed: bool
+
+
+def credit_purchase(
+    *,
+    customer: Customer,
+    currency: str,
+    amount: Decimal,
+    price_paid: Decimal,
+    idempotency_key: str,
+    now: datetime,
+    subscription: Subscription | None = None,
+    expires_at: datetime | None = None,
+) -> CreditPurchase:
+    """Sell ``amount`` of prepaid credit for ``price_paid``: an issued one-off invoice (kind
+    ``credit_purchase``, one line, untaxed — a prepayment; the usage it pays for is taxed on the period
+    invoice) and the top-up that references it, in one transaction. A replay of ``idempotency_key``
+    returns the first purchase without a second invoice."""
+    with transaction.atomic():
+        wallet_lock(customer=customer, currency=currency)  # serialises replays of the same purchase
+        key = f"purchase:{idempotency_key}"
+        existing = LedgerEntry.objects.filter(
+            wallet__customer=customer, wallet__currency=currency, kind=EntryKind.TOP_UP, idempotency_key=key
+        ).first()
+        if existing is not None:
+            return CreditPurchase(Invoice.objects.get(pk=existing.reference), existing.pk, True)
+        subscription = _billing_subscription(customer=customer, currency=currency, subscription=subscription)
+        rounding = subscription.merchant.rounding_mode
+        line = LineDraft(
+            kind=LineKind.FEE,
+            description=f"Prepaid credit: {_text(Decimal(amount))} {currency}",
+            amount=round_money(Decimal(price_paid), currency, rounding),
+            quantity=Decimal(1),
+            unit_price=Decimal(price_paid),
+            service_start=now,
+            service_end=now,
+            explanation={"text": f"{_text(Decimal(amount))} {currency} of prepaid credit for {price_paid}"},
+        )
+        invoice = _one_off_invoice(
+            subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=False
+        )
+        result = credit_top_up(
+            customer=customer,
+            currency=currency,
+            amount=amount,
+            idempotency_key=key,
+            now=now,
+            purchase_invoice_ref=invoice.pk,
+            expires_at=expires_at,
+            description=f"Prepaid credit bought on {invoice}",
+        )
+    return CreditPurchase(invoice, result.entry.pk, False)
+
+
+def commitment_true_ups_bill(*, now: datetime) -> list[Invoice]:
+    """Beat: true up the commitments whose term ended (``wallets.services.commitment_true_up_due``) and
+    bill every unbilled shortfall on an issued adjustment invoice, once per commitment (marked billed
+    in the invoice's transaction; a concurrent biller loses the mark and rolls its invoice back)."""
+    commitment_true_up_due(now=now)
+    invoices = []
+    for commitment in commitment_true_ups_unbilled().select_related("customer"):
+        try:
+            with transaction.atomic():
+                subscription = _billing_subscription(
+                    customer=commitment.customer, currency=commitment.currency, subscription=None
+                )
+                line = LineDraft(
+                    kind=LineKind.COMMITMENT,
+                    description=(
+                        f"Commitment shortfall {commitment.term_start:%Y-%m-%d} – {commitment.term_end:%Y-%m-%d}: "
+                        f"committed {_text(commitment.amount)}, used {_text(commitment.drawn_amount)}"
+                    ),
+                    amount=round_money(commitment.shortfall, commitment.currency, subscription.merchant.rounding_mode),
+                    service_start=commitment.term_start,
+                    service_end=commitment.term_end,
+                    explanation={"text": f"{commitment.amount} − {commitment.drawn_amount} = {commitment.shortfall}"},
+                )
+                invoice = _one_off_invoice(
+                    subscription=subscription, kind=InvoiceKind.ADJUSTMENT, line=line, now=now, taxed=True
+                )
+                if not commitment_true_up_mark_billed(commitment=commitment, invoice_ref=invoice.pk):
+                    raise _AlreadyBilled
+        except _AlreadyBilled:
+            continue
+        except InvoiceError:
+            logger.warning("Commitment %s has no subscription to bill its shortfall under", commitment.pk)
+            continue
+        invoices.append(invoice)
+    return invoices
+
+
+class _AlreadyBilled(Exception):
+    pass
