@@ -48,7 +48,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="meterline_bench")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without database")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync, gthread)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument(
+        "--health-checks", action="store_true", help="CONN_HEALTH_CHECKS on (one extra SELECT 1 per request)"
+    )
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--single-requests", type=int, default=20_000)
     parser.add_argument("--single-concurrency", type=int, default=4)
@@ -68,6 +73,7 @@ def setup_environment(args) -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["DEBUG"] = "0"
     os.environ["CONN_MAX_AGE"] = "600"
+    os.environ["CONN_HEALTH_CHECKS"] = "1" if args.health_checks else "0"
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["METERLINE_VAR_DIR"] = str(ROOT / "var" / "bench")
     sys.path.insert(0, str(ROOT))
@@ -126,6 +132,10 @@ def start_gunicorn(args) -> subprocess.Popen:
             f"127.0.0.1:{args.port}",
             "--workers",
             str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            "--threads",
+            str(args.threads),
             "--log-level",
             "warning",
         ],

@@ -19,7 +19,7 @@ from catalog.models import Customer, Merchant
 
 from . import sql
 from .models import UsageEvent
-from .selectors import MetricRoute, metric_routes
+from .selectors import MetricRoute, metric_routes_cached
 
 MAX_BATCH_EVENTS = 5000
 MAX_EVENT_DATA_BYTES = 16 * 1024
@@ -154,6 +154,7 @@ def _validate(
     merchant_id: str,
     routes: dict[str, list[MetricRoute]],
     now: datetime,
+    future_limit: datetime,
 ) -> _Candidate | list[dict[str, str]]:
     """Check one event's shape (plain Python, no serializer); the subject is resolved later in bulk."""
     if not isinstance(raw, dict):
@@ -237,7 +238,7 @@ def _validate(
             )
         else:
             timestamp = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-            if timestamp > now + settings.METERLINE_EVENT_FUTURE_TOLERANCE:
+            if timestamp > future_limit:
                 errors.append(
                     {
                         "field": "timestamp",
@@ -279,29 +280,71 @@ def _validate(
     )
 
 
-@transaction.atomic
 def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> IngestOutcome:
     """Validate and store usage events; bad items are rejected with field errors, good ones kept.
 
-    A constant number of queries whatever the batch size: metric routing, customer resolution, one
-    bulk insert with ``ON CONFLICT (merchant, idempotency_key) DO NOTHING`` (COPY + INSERT … SELECT
-    on PostgreSQL for large batches), a look-up of duplicates' ids when there are any, and a link of
-    older unlinked events when an ``externalSubject`` resolved. Safe to call inside an outer
-    transaction (it uses a savepoint there, never ``durable``); ``now`` is the server time used for
-    absent timestamps, ``received_at`` and the future-tolerance check.
+    A constant number of queries whatever the batch size: customer resolution, one bulk insert with
+    ``ON CONFLICT (merchant, idempotency_key) DO NOTHING`` (on PostgreSQL one ``INSERT … SELECT`` over
+    the batch sent as a single JSON parameter), a look-up of duplicates' ids when there are any, and
+    a link of older unlinked events when an ``externalSubject`` resolved. The event-type → metric
+    routing comes from a per-process cache (``metric_routes_cached``), re-read when an event names a
+    type it does not know. One event naming its customer by ``subject`` is stored by ONE statement
+    that resolves the customer and inserts (the hot path of ``POST /v0/events``); it needs no
+    transaction of its own. Everything else runs in one transaction. Safe to call inside an outer
+    transaction (a savepoint there, never ``durable``); ``now`` is the server time used for absent
+    timestamps, ``received_at`` and the future-tolerance check.
     """
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise ValueError(f"At most {MAX_BATCH_EVENTS} events per request.")
-    routes = metric_routes(merchant=merchant)
+    routes = metric_routes_cached(merchant_id=merchant.pk)
+    event_types = {raw.get("type") for raw in raw_events if isinstance(raw, dict)}
+    if any(isinstance(t, str) and t not in routes for t in event_types):
+        # A metric created since the table was cached (possibly by another process): never refuse on stale data.
+        routes = metric_routes_cached(merchant_id=merchant.pk, fresh=True)
     results: list[EventResult | None] = [None] * len(raw_events)
     candidates: list[_Candidate] = []
+    future_limit = now + settings.METERLINE_EVENT_FUTURE_TOLERANCE
     for index, raw in enumerate(raw_events):
-        checked = _validate(index, raw, merchant_id=merchant.pk, routes=routes, now=now)
-        if isinstance(checked, list):
-            results[index] = EventResult(index=index, status=REJECTED, errors=checked)
+        checked = _validate(index, raw, merchant_id=merchant.pk, routes=routes, now=now, future_limit=future_limit)
+        if checked.__class__ is list:
+            results[index] = EventResult(index, REJECTED, errors=checked)
         else:
             candidates.append(checked)
 
+    if len(candidates) == 1 and candidates[0].subject:
+        candidate = candidates[0]
+        event_id = _insert_one_for_subject(merchant_id=merchant.pk, candidate=candidate, received_at=now)
+        if event_id is not None:
+            candidate.customer_id = candidate.subject
+            results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, candidate.idempotency_key)
+            return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
+        # Nothing inserted: an unknown customer or a duplicate; the general path says which.
+    with transaction.atomic():
+        accepted = _store(merchant, candidates, results, now)
+    return IngestOutcome(results=results, accepted=accepted)
+
+
+def _accepted(candidate: _Candidate, event_id: int, received_at: datetime) -> AcceptedEvent:
+    return AcceptedEvent(
+        candidate.index,
+        event_id,
+        candidate.idempotency_key,
+        candidate.event_type,
+        candidate.source,
+        candidate.customer_id,
+        candidate.external_subject,
+        candidate.external_id,
+        candidate.timestamp,
+        received_at,
+        candidate.data,
+        candidate.metric_values,
+    )
+
+
+def _store(
+    merchant: Merchant, candidates: list[_Candidate], results: list[EventResult | None], now: datetime
+) -> list[AcceptedEvent]:
+    """Resolve subjects, insert, classify duplicates; fills ``results`` and returns the accepted events."""
     # Resolve subjects and external subjects in one query.
     subjects = {c.subject for c in candidates if c.subject}
     external_subjects = {c.external_subject for c in candidates if c.external_subject and not c.subject}
@@ -351,33 +394,44 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
     accepted: list[AcceptedEvent] = []
     for candidate in ready:
         key = candidate.idempotency_key
-        first = first_by_key[key]
-        if first is candidate and key in inserted:
-            results[candidate.index] = EventResult(candidate.index, ACCEPTED, inserted[key], key)
-            accepted.append(
-                AcceptedEvent(
-                    index=candidate.index,
-                    id=inserted[key],
-                    idempotency_key=key,
-                    event_type=candidate.event_type,
-                    source=candidate.source,
-                    customer_id=candidate.customer_id,
-                    external_subject=candidate.external_subject,
-                    external_id=candidate.external_id,
-                    timestamp=candidate.timestamp,
-                    received_at=now,
-                    data=candidate.data,
-                    metric_values=candidate.metric_values,
-                )
-            )
+        event_id = inserted.get(key)
+        if event_id is not None and first_by_key[key] is candidate:
+            results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, key)
+            accepted.append(_accepted(candidate, event_id, now))
         else:
-            results[candidate.index] = EventResult(
-                candidate.index, DUPLICATE, inserted.get(key) or existing.get(key), key
-            )
+            results[candidate.index] = EventResult(candidate.index, DUPLICATE, event_id or existing.get(key), key)
 
     if resolved_externals:
         events_link_external_subjects(merchant=merchant, external_subjects=resolved_externals)
-    return IngestOutcome(results=results, accepted=accepted)
+    return accepted
+
+
+def _insert_one_for_subject(*, merchant_id: str, candidate: _Candidate, received_at: datetime) -> int | None:
+    """One statement: insert the event if its customer is the merchant's and its key is new; its id, or None."""
+    adapt = (lambda v: v) if sql.is_postgres() else sql.db_datetime
+    data_mark = "%s::jsonb" if sql.is_postgres() else "%s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+            f"SELECT %s, c.id, %s, %s, %s, %s, %s, %s, %s, {data_mark} FROM {Customer._meta.db_table} AS c "
+            "WHERE c.merchant_id = %s AND c.id = %s "
+            "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING id",
+            [
+                merchant_id,
+                candidate.external_subject,
+                candidate.event_type,
+                adapt(candidate.timestamp),
+                adapt(received_at),
+                candidate.idempotency_key,
+                candidate.external_id,
+                candidate.source,
+                candidate.data_json,
+                merchant_id,
+                candidate.subject,
+            ],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _customers_matching(merchant: Merchant, subjects: set[str], external_subjects: set[str]) -> list[tuple]:

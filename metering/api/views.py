@@ -85,6 +85,9 @@ def event_body(event: UsageEvent | services.AcceptedEvent, *, namespace: str) ->
 class EventIngestApi(APIView):
     """``POST /v0/events``: one event; 202 with the event, also for a duplicate (then ``duplicate: true``)."""
 
+    # The key → merchant look-up is cached per process for a few seconds (see catalog/api/auth.py).
+    api_key_cache = True
+
     def post(self, request):
         merchant = request_merchant(request)
         body = _read_json(request, MAX_EVENT_BODY_BYTES)
@@ -108,6 +111,8 @@ class EventIngestApi(APIView):
 
 class EventBatchIngestApi(APIView):
     """``POST /v0/events/batch``: up to 5,000 events; 200 with a result per item and counts."""
+
+    api_key_cache = True
 
     def post(self, request):
         merchant = request_merchant(request)
