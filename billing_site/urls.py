@@ -13,3 +13,8 @@ urlpatterns = [
     path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),
 ]
+
+# JSON error bodies for /v0/ requests that never reach a DRF view (catalog/api/errors.py).
+handler400 = "catalog.api.errors.bad_request"
+handler404 = "catalog.api.errors.not_found"
+handler500 = "catalog.api.errors.server_error"

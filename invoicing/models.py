@@ -1,0 +1,318 @@
+"""Invoices, credit notes, billing runs and scheduled plan changes.
+
+An invoice is written in one transaction with its lines; a recurring invoice exists at most once per
+(subscription, period start) — a partial unique constraint, not application logic, guarantees it.
+Issued invoices never change: the service layer refuses, and ``Invoice.save`` refuses changed amounts
+on a row that was loaded in a non-draft state.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from catalog.ids import PublicIdField
+from catalog.models import QUANTITY_DIGITS, RATE_DIGITS, Customer, Merchant, Plan, Price, Subscription
+
+# Amounts on documents are rounded to the currency's minor unit (at most 3 places: KWD, BHD…).
+MONEY_DIGITS = {"max_digits": 20, "decimal_places": 4}
+ZERO = Decimal("0")
+
+
+class InvoiceKind(models.TextChoices):
+    OPENING = "opening", "Opening (in-advance fees at the start)"
+    RECURRING = "recurring", "Recurring (end of a billing period)"
+    PLAN_CHANGE = "plan_change", "Plan change (proration)"
+    ADJUSTMENT = "adjustment", "Adjustment (late usage)"
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ISSUED = "issued", "Issued"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+
+
+class InvoiceError(Exception):
+    """A refused change to an invoice or credit note (wrong state, amounts out of range)."""
+
+
+class Invoice(models.Model):
+    id = PublicIdField(prefix="inv")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="invoices")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="invoices")
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, related_name="+", help_text="The plan whose charges this invoice bills."
+    )
+    kind = models.CharField(max_length=12, choices=InvoiceKind.choices, default=InvoiceKind.RECURRING)
+    status = models.CharField(max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    # Drafts have no number: numbers are assigned at issue so that a deleted or voided draft never
+    # leaves a hole in the merchant's yearly sequence (tax authorities audit gaps).
+    number = models.CharField(max_length=40, null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    grace_ends_at = models.DateTimeField(
+        null=True, blank=True, help_text="The draft is refreshed with late usage and issued at this moment."
+    )
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.TextField(blank=True)
+    tax_behavior = models.CharField(max_length=10, default="exclusive")
+    tax_rate = models.DecimalField(max_digits=7, decimal_places=4, default=ZERO, help_text="Percent.")
+    subtotal = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Net of tax.")
+    tax = models.DecimalField(**MONEY_DIGITS, default=ZERO)
+    total = models.DecimalField(**MONEY_DIGITS, default=ZERO)
+    amount_due = models.DecimalField(**MONEY_DIGITS, default=ZERO)
+    replaces = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="replaced_by",
+        help_text="The voided invoice this one reissues.",
+    )
+    adjusts = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adjustments",
+        help_text="The issued invoice whose late usage this adjustment bills.",
+    )
+    billing_run = models.ForeignKey(
+        "BillingRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="invoices"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    AMOUNT_FIELDS = ("subtotal", "tax", "total", "amount_due", "tax_rate", "currency", "period_start", "period_end")
+
+    class Meta:
+        ordering = ["-period_start", "-created_at"]
+        constraints = [
+            # Exactly once: one live recurring invoice per subscription period (a voided one may be reissued).
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"],
+                condition=Q(kind="recurring") & ~Q(status="void"),
+                name="one_recurring_invoice_per_subscription_period",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(kind="opening") & ~Q(status="void"),
+                name="one_opening_invoice_per_subscription",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "number"], condition=Q(number__isnull=False), name="invoice_number_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "grace_ends_at"]),
+            models.Index(fields=["merchant", "period_start"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"Draft {self.id}"
+
+    def save(self, *args, **kwargs):
+        loaded = getattr(self, "_loaded", None)
+        if loaded and loaded["status"] != InvoiceStatus.DRAFT:
+            changed = [name for name in self.AMOUNT_FIELDS if loaded[name] != getattr(self, name)]
+            if changed:
+                raise InvoiceError(f"Invoice {self} is {loaded['status']}: its {', '.join(changed)} cannot change.")
+        super().save(*args, **kwargs)
+        self._loaded = {name: self.__dict__.get(name) for name in (*self.AMOUNT_FIELDS, "status")}
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = {name: instance.__dict__.get(name) for name in (*cls.AMOUNT_FIELDS, "status")}
+        return instance
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == InvoiceStatus.DRAFT
+
+
+class LineKind(models.TextChoices):
+    FEE = "fee", "Fee"
+    USAGE = "usage", "Usage"
+    CREDIT = "credit", "Proration credit"
+    DISCOUNT = "discount", "Discount"
+    MINIMUM = "minimum", "Minimum commitment true-up"
+    TAX = "tax", "Tax"
+    ADJUSTMENT = "adjustment", "Late usage adjustment"
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=10, choices=LineKind.choices)
+    price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(**QUANTITY_DIGITS, null=True, blank=True)
+    unit_price = models.DecimalField(**RATE_DIGITS, null=True, blank=True)
+    amount = models.DecimalField(**MONEY_DIGITS, help_text="Rounded once to the currency's minor unit.")
+    service_start = models.DateTimeField(null=True, blank=True)
+    service_end = models.DateTimeField(null=True, blank=True)
+    # The rating engine's explanation: {"text": "...", "lines": [{kind, quantity, unit_price, amount, description}]}
+    explanation = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["invoice", "position"]
+
+    def __str__(self) -> str:
+        return self.description
+
+    def save(self, *args, **kwargs):
+        if not Invoice.objects.filter(pk=self.invoice_id, status=InvoiceStatus.DRAFT).exists():
+            raise InvoiceError("Lines of an issued invoice cannot change; issue a credit note instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if not Invoice.objects.filter(pk=self.invoice_id, status=InvoiceStatus.DRAFT).exists():
+            raise InvoiceError("Lines of an issued invoice cannot be removed; issue a credit note instead.")
+        return super().delete(*args, **kwargs)
+
+
+class CreditNote(models.Model):
+    """A numbered correction of an issued invoice (full or partial); the invoice itself never changes."""
+
+    id = PublicIdField(prefix="cn")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_notes")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(max_length=40)
+    currency = models.CharField(max_length=3)
+    issued_at = models.DateTimeField()
+    reason = models.TextField(blank=True)
+    subtotal = models.DecimalField(**MONEY_DIGITS)
+    tax = models.DecimalField(**MONEY_DIGITS)
+    total = models.DecimalField(**MONEY_DIGITS)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [models.UniqueConstraint(fields=["merchant", "number"], name="credit_note_number_unique")]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(InvoiceLine, on_delete=models.PROTECT, related_name="credit_note_lines")
+    description = models.CharField(max_length=500)
+    amount = models.DecimalField(**MONEY_DIGITS, help_text="Credited amount, positive, as the line was billed.")
+
+    class Meta:
+        ordering = ["credit_note", "id"]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class DocumentType(models.TextChoices):
+    INVOICE = "invoice", "Invoice"
+    CREDIT_NOTE = "credit_note", "Credit note"
+
+
+class DocumentSequence(models.Model):
+    """The last number given per merchant, year and document type; locked with SELECT … FOR UPDATE."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    year = models.PositiveIntegerField()
+    document_type = models.CharField(max_length=12, choices=DocumentType.choices)
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "year", "document_type"], name="one_sequence_per_merchant_year")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_type} {self.year}: {self.last_number}"
+
+
+class PlanChangeKind(models.TextChoices):
+    UPGRADE = "upgrade", "Upgrade (now, prorated)"
+    DOWNGRADE = "downgrade", "Downgrade (at period end)"
+
+
+class SubscriptionPlanChange(models.Model):
+    """A plan change of a subscription: applied at once (upgrade) or scheduled for the period end."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="plan_changes")
+    from_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    to_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=PlanChangeKind.choices)
+    requested_at = models.DateTimeField()
+    effective_at = models.DateTimeField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-effective_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(applied_at__isnull=True, canceled_at__isnull=True),
+                name="one_pending_plan_change_per_subscription",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.from_plan} → {self.to_plan}"
+
+
+class BillingRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Finished with errors"
+
+
+class BillingRun(models.Model):
+    """One closing of billing periods as of ``as_of``; chunks of subscriptions report into it."""
+
+    as_of = models.DateTimeField(help_text="Periods that ended at or before this moment are invoiced.")
+    trigger = models.CharField(max_length=20, default="beat")
+    status = models.CharField(max_length=10, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    subscriptions_total = models.PositiveIntegerField(default=0)
+    subscriptions_done = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    invoices_created = models.PositiveIntegerField(default=0)
+    invoices_skipped = models.PositiveIntegerField(default=0)
+    invoices_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Billing run {self.pk} as of {self.as_of:%Y-%m-%d %H:%M}"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.subscriptions_total:
+            return 100 if self.finished_at else 0
+        return int(100 * self.subscriptions_done / self.subscriptions_total)
+
+
+class BillingRunError(models.Model):
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="errors")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField(null=True, blank=True)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id}: {self.message[:80]}"

@@ -164,6 +164,16 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Entries are copied into django-celery-beat's tables, where finance ops can pause or re-time them
 # in the admin ("Periodic tasks").
 CELERY_BEAT_SCHEDULE: dict = {
+    # Close ended billing periods, fanned out to workers. Every 15 minutes: https://crontab.guru/#*/15_*_*_*_*
+    "invoicing-close-billing-periods": {
+        "task": "invoicing.close_billing_periods",
+        "schedule": crontab(minute="*/15"),
+    },
+    # Issue drafts whose grace period has ended. Every 15 minutes at :05: https://crontab.guru/#5-59/15_*_*_*_*
+    "invoicing-finalize-due-invoices": {
+        "task": "invoicing.finalize_due_invoices",
+        "schedule": crontab(minute="5-59/15"),
+    },
     # Usage events sent with an externalSubject before the customer existed (metering/README.md).
     # Every minute: https://crontab.guru/#*_*_*_*_*
     "metering-link-external-subjects": {

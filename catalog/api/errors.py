@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -29,6 +31,7 @@ _ERROR_CATEGORY = {
     415: "unsupported_media_type",
     422: "unprocessable_entity",
     429: "rate_limited",
+    500: "internal_error",
 }
 
 
@@ -111,3 +114,33 @@ def api_exception_handler(exc, context):
         body["code"] = "MALFORMED_JSON"
     response.data = body
     return response
+
+
+# Django's own error pages, for requests DRF never sees (no route matched, a body over
+# DATA_UPLOAD_MAX_MEMORY_SIZE): API paths get the same JSON shape, other paths Django's HTML.
+API_PREFIX = "/v0/"
+
+
+def _json_error(status_code: int, message: str) -> JsonResponse:
+    return JsonResponse({"message": message, "error": _ERROR_CATEGORY.get(status_code, "error")}, status=status_code)
+
+
+def bad_request(request, exception):
+    if not request.path.startswith(API_PREFIX):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _json_error(413, f"The body is larger than the {limit} bytes accepted.")
+    return _json_error(400, "Bad request.")
+
+
+def not_found(request, exception):
+    if not request.path.startswith(API_PREFIX):
+        return defaults.page_not_found(request, exception)
+    return _json_error(404, "No such endpoint or object (paths have no trailing slash; ids contain no '/').")
+
+
+def server_error(request):
+    if not request.path.startswith(API_PREFIX):
+        return defaults.server_error(request)
+    return _json_error(500, "Internal error; it has been logged.")

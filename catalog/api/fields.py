@@ -11,10 +11,16 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.parsers import JSONParser
 
 from .auth import request_merchant
 from .errors import ApiError, snake_to_camel
+
+
+def _refuse_constant(name: str):
+    # NaN and Infinity are not JSON; Python's reader accepts them unless told otherwise.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class DecimalJSONParser(JSONParser):
@@ -25,9 +31,27 @@ class DecimalJSONParser(JSONParser):
         encoding = parser_context.get("encoding", "utf-8")
         try:
             text = stream.read().decode(encoding)
-            return json.loads(text, parse_float=Decimal) if text.strip() else {}
+            return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant) if text.strip() else {}
         except ValueError as exc:
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise exceptions.ParseError("The body is not valid JSON: it is nested too deeply.") from None
+
+
+NUL = "\x00"
+NUL_MESSAGE = "Null characters are not allowed."
+
+
+class TextKeyDictField(serializers.DictField):
+    """A JSON object whose keys are stored as text: a key with a null character is refused (PostgreSQL
+    cannot store one), naming the field."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and any(NUL in str(key) for key in data):
+            raise serializers.ValidationError(
+                "Null characters are not allowed in keys.", code="null_characters_not_allowed"
+            )
+        return super().to_internal_value(data)
 
 
 def decimal_string(value: Decimal | None) -> str | None:
@@ -82,6 +106,7 @@ class MerchantScopedId(serializers.PrimaryKeyRelatedField):
     default_error_messages = {
         "does_not_exist": "No such object: “{pk_value}”.",
         "incorrect_type": "Give the id as a string.",
+        "null_characters_not_allowed": NUL_MESSAGE,
     }
 
     def __init__(self, model, **kwargs):
@@ -95,6 +120,8 @@ class MerchantScopedId(serializers.PrimaryKeyRelatedField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("incorrect_type", data_type=type(data).__name__)
+        if NUL in data:  # PostgreSQL would refuse the query
+            self.fail("null_characters_not_allowed")
         return super().to_internal_value(data)
 
 
@@ -107,6 +134,17 @@ def check_merchant(request, merchant_id: str | None, field: str = "merchantId") 
             code="FORBIDDEN_MERCHANT",
             details={"field": field},
         )
+
+
+def refuse_null_characters(request, path_values: dict) -> None:
+    """A null character can be in no stored id or text: a path id with one is not found (404), a query
+    parameter with one is a 400 naming it. PostgreSQL would refuse the query otherwise (a 500)."""
+    if any(isinstance(value, str) and NUL in value for value in path_values.values()):
+        raise exceptions.NotFound("No such object.")
+    bad = sorted({name for name, values in request.query_params.lists() if any(NUL in v for v in [name, *values])})
+    if bad:
+        message = ErrorDetail(NUL_MESSAGE, code="null_characters_not_allowed")
+        raise exceptions.ValidationError({name.replace(NUL, "\\x00"): [message] for name in bad})
 
 
 def require_query(request, name: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rest_framework import exceptions
 
 MAX_PAGE_SIZE = 100
+# Past any real row count, and inside every database's OFFSET range (a bigger one was a 500).
+MAX_OFFSET = 2**31 - 1
 
 
 def page_params(request, *, default_limit: int = 10, max_limit: int = MAX_PAGE_SIZE) -> tuple[int, int]:
@@ -14,6 +16,8 @@ def page_params(request, *, default_limit: int = 10, max_limit: int = MAX_PAGE_S
     offset = _non_negative_int(request.query_params.get("offset"), 0, "offset", errors)
     if "limit" not in errors and not 1 <= limit <= max_limit:
         errors["limit"] = [f"limit must be between 1 and {max_limit}."]
+    if "offset" not in errors and offset > MAX_OFFSET:
+        errors["offset"] = [f"offset must be at most {MAX_OFFSET}."]
     if errors:
         raise exceptions.ValidationError(errors)
     return limit, offset

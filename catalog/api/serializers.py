@@ -8,16 +8,26 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from catalog import models
 from catalog.services import RateRow, TierRow
 
 from .errors import snake_to_camel
-from .fields import DecimalNumber, DecimalString, MerchantScopedId, decimal_string
+from .fields import NUL, NUL_MESSAGE, DecimalNumber, DecimalString, MerchantScopedId, TextKeyDictField, decimal_string
 
 ZERO = Decimal(0)
+PROPERTIES_HELP = (
+    "Shape by model: standard and package → StandardProperties; graduated and volume → TieredProperties; "
+    "percentage → PercentageProperties; dynamic → DynamicProperties."
+)
+MODEL_HELP = "How usage becomes an amount; picks the shape of properties. Defaults to standard."
+
+
+def _help(model, field: str) -> str:
+    """The model field's help text: the admin and the API describe a field the same way."""
+    return str(model._meta.get_field(field).help_text)
 
 
 class StrictSerializer(serializers.Serializer):
@@ -84,7 +94,7 @@ class ProductCreateInput(StrictSerializer):
     merchantId = serializers.CharField(source="merchant_id")
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(allow_blank=True)
-    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    metadata = TextKeyDictField(child=serializers.CharField(allow_blank=True), required=False)
 
 
 class ProductUpdateInput(StrictSerializer):
@@ -116,7 +126,7 @@ class BillableMetricCreateInput(StrictSerializer):
     eventType = serializers.CharField(source="event_type", max_length=200)
     itemId = serializers.CharField(source="item_id", max_length=100, allow_blank=True, required=False)
     valueProperty = serializers.CharField(source="value_property", max_length=200, allow_blank=True, required=False)
-    groupBy = serializers.DictField(source="group_by", child=serializers.CharField(), required=False)
+    groupBy = TextKeyDictField(source="group_by", child=serializers.CharField(), required=False)
     eventFrom = serializers.DateTimeField(source="event_from", required=False)
 
 
@@ -131,7 +141,7 @@ class BillableMetricUpdateInput(StrictSerializer):
     valueProperty = serializers.CharField(
         source="value_property", max_length=200, allow_blank=True, allow_null=True, required=False
     )
-    groupBy = serializers.DictField(source="group_by", child=serializers.CharField(), allow_null=True, required=False)
+    groupBy = TextKeyDictField(source="group_by", child=serializers.CharField(), allow_null=True, required=False)
     eventFrom = serializers.DateTimeField(source="event_from", allow_null=True, required=False)
 
     def validate(self, attrs):
@@ -197,18 +207,25 @@ class FeeOutput(serializers.Serializer):
 # Prices: ``properties`` by model. Keys may come camelCase or snake_case (the client converts).
 
 
-class TierInput(StrictSerializer):
+class PriceTier(StrictSerializer):
+    """One tier row; ``upTo`` null (or absent) on the last, open tier."""
+
     upTo = DecimalString(source="up_to", allow_null=True, required=False, min_value=ZERO)
     unitPrice = DecimalString(source="unit_price", min_value=ZERO)
     flatFee = DecimalString(source="flat_fee", required=False, min_value=ZERO)
 
 
-class RateInput(StrictSerializer):
+class PriceRate(StrictSerializer):
+    """A scheduled unit price of a dynamic price, effective from a moment on."""
+
     effectiveFrom = serializers.DateTimeField(source="effective_from")
     unitPrice = DecimalString(source="unit_price", min_value=ZERO)
 
 
-class StandardPropertiesInput(StrictSerializer):
+class StandardProperties(StrictSerializer):
+    """``model`` standard: price per unit. ``model`` package: ``unitPrice`` per ``packageSize`` units, partial
+    packages rounded by ``packageRounding``."""
+
     unitPrice = DecimalString(source="unit_price", required=False)
     packageSize = DecimalString(source="package_size", allow_null=True, required=False)
     packageRounding = serializers.ChoiceField(
@@ -216,11 +233,17 @@ class StandardPropertiesInput(StrictSerializer):
     )
 
 
-class TieredPropertiesInput(StrictSerializer):
-    tiers = TierInput(many=True)
+class TieredProperties(StrictSerializer):
+    """``model`` graduated (each unit priced by the tier it falls in) or volume (every unit at the tier the
+    total reaches); ``flatFee`` is charged once when usage reaches the tier."""
+
+    tiers = PriceTier(many=True)
 
 
-class PercentagePropertiesInput(StrictSerializer):
+class PercentageProperties(StrictSerializer):
+    """``model`` percentage: a share of each event's amount; ``minCharge``/``maxCharge`` bound the period's
+    charge (``"0"`` as a maximum means no cap)."""
+
     percentage = DecimalString(source="percentage_rate")
     minCharge = DecimalString(source="min_charge_per_period", allow_null=True, required=False)
     maxCharge = DecimalString(source="max_charge_per_period", allow_null=True, required=False)
@@ -236,12 +259,15 @@ class PercentagePropertiesInput(StrictSerializer):
         return attrs
 
 
-class DynamicPropertiesInput(StrictSerializer):
+class DynamicProperties(StrictSerializer):
+    """``model`` dynamic: a unit price from a schedule of ``rates`` (``mode`` schedule) or read from each event
+    (``mode`` event_price, at ``eventPriceProperty``), clamped to ``minPrice``/``maxPrice`` (``"0"`` = no max)."""
+
     minPrice = DecimalString(source="min_unit_price", allow_null=True, required=False)
     maxPrice = DecimalString(source="max_unit_price", allow_null=True, required=False)
     mode = serializers.ChoiceField(source="dynamic_mode", choices=models.DynamicMode.choices, required=False)
     eventPriceProperty = serializers.CharField(source="event_price_property", allow_blank=True, required=False)
-    rates = RateInput(many=True, required=False)
+    rates = PriceRate(many=True, required=False)
 
     def validate(self, attrs):
         if attrs.get("max_unit_price") == 0:
@@ -254,12 +280,12 @@ class DynamicPropertiesInput(StrictSerializer):
 
 
 PROPERTIES_INPUT = {
-    models.PriceModel.STANDARD: StandardPropertiesInput,
-    models.PriceModel.PACKAGE: StandardPropertiesInput,
-    models.PriceModel.GRADUATED: TieredPropertiesInput,
-    models.PriceModel.VOLUME: TieredPropertiesInput,
-    models.PriceModel.PERCENTAGE: PercentagePropertiesInput,
-    models.PriceModel.DYNAMIC: DynamicPropertiesInput,
+    models.PriceModel.STANDARD: StandardProperties,
+    models.PriceModel.PACKAGE: StandardProperties,
+    models.PriceModel.GRADUATED: TieredProperties,
+    models.PriceModel.VOLUME: TieredProperties,
+    models.PriceModel.PERCENTAGE: PercentageProperties,
+    models.PriceModel.DYNAMIC: DynamicProperties,
 }
 # Every property-derived model field, reset when new properties arrive.
 PROPERTY_DEFAULTS = {
@@ -280,8 +306,16 @@ PROPERTY_DEFAULTS = {
 
 
 def _camel_keys(value):
+    """camelCase the keys of a wire object (the client may send snake_case); the same key sent both ways
+    is a 400 rather than one value silently winning."""
     if isinstance(value, dict):
-        return {snake_to_camel(str(k)) if "_" in str(k) else k: _camel_keys(v) for k, v in value.items()}
+        converted: dict = {}
+        for key, item in value.items():
+            name = snake_to_camel(str(key)) if "_" in str(key) else key
+            if name in converted:
+                raise serializers.ValidationError({name: [f"Given twice (as {name} and in snake_case)."]})
+            converted[name] = _camel_keys(item)
+        return converted
     if isinstance(value, list):
         return [_camel_keys(v) for v in value]
     return value
@@ -291,7 +325,11 @@ def parse_properties(model: str, properties) -> tuple[dict, list[TierRow], list[
     """Turn wire ``properties`` into Price field values, tier rows and rate rows for ``model``."""
     if not isinstance(properties, dict):
         raise serializers.ValidationError({"properties": ["Send the properties as an object."]})
-    serializer = PROPERTIES_INPUT[model](data=_camel_keys(properties))
+    try:
+        properties = _camel_keys(properties)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({"properties": exc.detail}) from None
+    serializer = PROPERTIES_INPUT[model](data=properties)
     if not serializer.is_valid():
         raise serializers.ValidationError({"properties": serializer.errors})
     data = dict(serializer.validated_data)
@@ -311,17 +349,16 @@ class PriceTaxInput(StrictSerializer):
 
 
 @extend_schema_field(
-    {
-        "type": "object",
-        "description": "By model: standard {unitPrice, packageSize?, packageRounding?}; package {unitPrice, "
-        "packageSize, packageRounding?}; volume/graduated {tiers: [{upTo, unitPrice, flatFee?}]}; percentage "
-        "{percentage, minCharge, maxCharge, fixedFeePerEvent?, minChargePerEvent?, maxChargePerEvent?}; dynamic "
-        "{minPrice, maxPrice, mode?, eventPriceProperty?, rates?: [{effectiveFrom, unitPrice}]}. Decimal strings.",
-        "additionalProperties": True,
-    }
+    PolymorphicProxySerializer(
+        component_name="PriceProperties",
+        serializers=[StandardProperties, TieredProperties, PercentageProperties, DynamicProperties],
+        resource_type_field_name=None,
+        many=False,
+    )
 )
 class PropertiesField(serializers.JSONField):
-    pass
+    """``properties``: the shape follows ``model`` (standard/package, graduated/volume, percentage, dynamic).
+    Decimals are strings; keys may also come snake_case."""
 
 
 class PriceWriteFields(StrictSerializer):
@@ -343,11 +380,27 @@ class PriceWriteFields(StrictSerializer):
     tax = PriceTaxInput(required=False)
     quantity = serializers.IntegerField(min_value=0, required=False)
     # Meterline extensions (the Paygentic client ignores them on read).
-    freeUnits = DecimalString(source="free_units", required=False, min_value=ZERO)
-    usageDiscountUnits = DecimalString(source="usage_discount_units", allow_null=True, required=False)
-    discountPercent = DecimalString(source="discount_percent", allow_null=True, required=False)
-    minimumCommitment = DecimalString(source="minimum_commitment", allow_null=True, required=False)
-    allowsRebate = serializers.BooleanField(source="allows_rebate", required=False)
+    freeUnits = DecimalString(
+        source="free_units", required=False, min_value=ZERO, help_text=_help(models.Price, "free_units")
+    )
+    usageDiscountUnits = DecimalString(
+        source="usage_discount_units",
+        allow_null=True,
+        required=False,
+        help_text=_help(models.Price, "usage_discount_units"),
+    )
+    discountPercent = DecimalString(
+        source="discount_percent", allow_null=True, required=False, help_text=_help(models.Price, "discount_percent")
+    )
+    minimumCommitment = DecimalString(
+        source="minimum_commitment",
+        allow_null=True,
+        required=False,
+        help_text=_help(models.Price, "minimum_commitment"),
+    )
+    allowsRebate = serializers.BooleanField(
+        source="allows_rebate", required=False, help_text=_help(models.Price, "allows_rebate")
+    )
 
     def validate_feature(self, value):
         if value is not None:
@@ -371,10 +424,10 @@ class PriceWriteFields(StrictSerializer):
 class PriceCreateInput(PriceWriteFields):
     invoiceDisplayName = serializers.CharField(source="invoice_display_name", max_length=200)
     paymentTerm = serializers.ChoiceField(source="payment_term", choices=models.PaymentTerm.choices)
-    properties = PropertiesField()
+    properties = PropertiesField(help_text=PROPERTIES_HELP)
     billableMetricId = MerchantScopedId(models.BillableMetric, source="billable_metric", required=False)
     feeId = MerchantScopedId(models.Fee, source="fee", required=False)
-    model = serializers.ChoiceField(choices=models.PriceModel.choices, required=False)
+    model = serializers.ChoiceField(choices=models.PriceModel.choices, required=False, help_text=MODEL_HELP)
 
     def validate(self, attrs):
         if ("billable_metric" in attrs) == ("fee" in attrs):
@@ -391,9 +444,9 @@ class PriceCreateInput(PriceWriteFields):
 class PriceUpdateInput(PriceWriteFields):
     invoiceDisplayName = serializers.CharField(source="invoice_display_name", max_length=200, required=False)
     paymentTerm = serializers.ChoiceField(source="payment_term", choices=models.PaymentTerm.choices, required=False)
-    properties = PropertiesField(required=False)
+    properties = PropertiesField(required=False, help_text=PROPERTIES_HELP)
     billableMetricId = MerchantScopedId(models.BillableMetric, source="billable_metric", required=False)
-    model = serializers.ChoiceField(choices=models.PriceModel.choices, required=False)
+    model = serializers.ChoiceField(choices=models.PriceModel.choices, required=False, help_text=MODEL_HELP)
 
     def validate(self, attrs):
         price: models.Price = self.context["price"]
@@ -467,15 +520,16 @@ class PriceOutput(serializers.Serializer):
     id = serializers.CharField()
     object = Constant("price")
     merchantId = serializers.CharField(source="merchant_id")
-    billableMetricId = serializers.CharField(source="billable_metric_id", allow_null=True)
-    feeId = serializers.CharField(source="fee_id", allow_null=True)
+    # Absent (never null) when unset: required=False tells the schema so.
+    billableMetricId = serializers.CharField(source="billable_metric_id", required=False)
+    feeId = serializers.CharField(source="fee_id", required=False)
     invoiceDisplayName = serializers.CharField(source="invoice_display_name")
     invoiceDisplayGroup = BlankAsNull(source="invoice_display_group")
     paymentTerm = serializers.CharField(source="payment_term")
     model = serializers.CharField()
     properties = serializers.SerializerMethodField()
     billingCadence = BlankAsNull(source="billing_cadence")
-    pricingUnitId = BlankAsNull(source="pricing_unit_id")
+    pricingUnitId = BlankAsNull(source="pricing_unit_id", required=False)
     tax = PriceTaxOutput(source="*")
     quantity = serializers.IntegerField()
     grantDiscountEnabled = serializers.BooleanField(source="grant_discount_enabled")
@@ -486,11 +540,17 @@ class PriceOutput(serializers.Serializer):
     # Meterline extensions.
     planId = serializers.CharField(source="plan_id", allow_null=True)
     key = BlankAsNull(source="plan_line_key")
-    freeUnits = DecimalString(source="free_units")
-    usageDiscountUnits = DecimalString(source="usage_discount_units", allow_null=True)
-    discountPercent = DecimalString(source="discount_percent", allow_null=True)
-    minimumCommitment = DecimalString(source="minimum_commitment", allow_null=True)
-    allowsRebate = serializers.BooleanField(source="allows_rebate")
+    freeUnits = DecimalString(source="free_units", help_text=_help(models.Price, "free_units"))
+    usageDiscountUnits = DecimalString(
+        source="usage_discount_units", allow_null=True, help_text=_help(models.Price, "usage_discount_units")
+    )
+    discountPercent = DecimalString(
+        source="discount_percent", allow_null=True, help_text=_help(models.Price, "discount_percent")
+    )
+    minimumCommitment = DecimalString(
+        source="minimum_commitment", allow_null=True, help_text=_help(models.Price, "minimum_commitment")
+    )
+    allowsRebate = serializers.BooleanField(source="allows_rebate", help_text=_help(models.Price, "allows_rebate"))
 
     @extend_schema_field(PropertiesField)
     def get_properties(self, price) -> dict:
@@ -552,15 +612,24 @@ class PlanLinesField(serializers.Field):
             if isinstance(entry, str):
                 price_id = entry
             elif isinstance(entry, dict):
-                entry = _camel_keys(entry)
+                try:
+                    entry = _camel_keys(entry)
+                except serializers.ValidationError:
+                    problem, entry = "Give priceId once (not also as price_id).", {}
                 unknown = set(entry) - {"priceId", "key"}
                 price_id, key = entry.get("priceId"), entry.get("key")
-                if unknown:
+                if problem:
+                    pass
+                elif unknown:
                     problem = f"Unknown field(s): {', '.join(sorted(unknown))}."
                 elif not isinstance(price_id, str) or (key is not None and not isinstance(key, str)):
                     problem = "Give priceId (and optionally key) as strings."
             else:
                 problem = "Give a price id or a {priceId, key} object."
+            if not problem and NUL in price_id + (key or ""):
+                problem = NUL_MESSAGE  # PostgreSQL would refuse the query
+            if problem:
+                price_id = None
             errors.append([problem] if problem else [])
             wanted.append((price_id, key))
         found = {p.pk: p for p in models.Price.objects.filter(merchant=merchant, pk__in=[w[0] for w in wanted if w[0]])}
@@ -611,8 +680,20 @@ class PlanWriteFields(StrictSerializer):
     stablePriceIds = serializers.BooleanField(source="stable_price_ids", required=False)
     versionTransition = VersionTransitionInput(source="version_transition", required=False)
     # Meterline extensions.
-    minimumCommitment = DecimalString(source="minimum_commitment", allow_null=True, required=False, min_value=ZERO)
-    discountPercent = DecimalString(source="discount_percent", allow_null=True, required=False, min_value=ZERO)
+    minimumCommitment = DecimalString(
+        source="minimum_commitment",
+        allow_null=True,
+        required=False,
+        min_value=ZERO,
+        help_text=_help(models.Plan, "minimum_commitment"),
+    )
+    discountPercent = DecimalString(
+        source="discount_percent",
+        allow_null=True,
+        required=False,
+        min_value=ZERO,
+        help_text=_help(models.Plan, "discount_percent"),
+    )
 
     def validate_creditAllocations(self, value):
         if value:
@@ -684,8 +765,12 @@ class PlanOutput(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
     # Meterline extensions.
-    minimumCommitment = DecimalString(source="minimum_commitment", allow_null=True)
-    discountPercent = DecimalString(source="discount_percent", allow_null=True)
+    minimumCommitment = DecimalString(
+        source="minimum_commitment", allow_null=True, help_text=_help(models.Plan, "minimum_commitment")
+    )
+    discountPercent = DecimalString(
+        source="discount_percent", allow_null=True, help_text=_help(models.Plan, "discount_percent")
+    )
     archivedAt = serializers.DateTimeField(source="archived_at", allow_null=True)
 
     def get_billingInterval(self, plan) -> str:

@@ -18,14 +18,18 @@ from catalog import selectors, services
 from . import schema as _schema_extensions  # noqa: F401  (registers the OpenAPI extensions)
 from . import serializers as s
 from .auth import request_merchant
-from .fields import DecimalJSONParser, check_merchant, require_query, wire_field_names
-from .pagination import paginate
+from .fields import DecimalJSONParser, check_merchant, refuse_null_characters, require_query, wire_field_names
+from .pagination import MAX_OFFSET, MAX_PAGE_SIZE, paginate
 
 ERRORS = {code: s.ErrorOutput for code in (400, 401, 403, 404)}
 CONFLICT = {409: s.ErrorOutput}
 PAGING = [
-    OpenApiParameter("limit", int, description="Page size, 1–100 (default 10)."),
-    OpenApiParameter("offset", int, description="Rows to skip (default 0)."),
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, description="Page size (default 10)."
+    ),
+    OpenApiParameter(
+        "offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, description="Rows to skip (default 0)."
+    ),
 ]
 NO_CONTENT = {204: OpenApiResponse(description="Deleted.")}
 
@@ -67,6 +71,10 @@ CUSTOMER_FIELDS = {
 
 class CatalogApi(APIView):
     parser_classes = [DecimalJSONParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication first: 401 before anything else
+        refuse_null_characters(request, kwargs)
 
     def body(self, serializer_class, **context) -> dict:
         serializer = serializer_class(data=self.request.data, context={"request": self.request, **context})

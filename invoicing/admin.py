@@ -1,0 +1,510 @@
+"""Finance's invoicing pages: invoices (lines, breakdowns, actions, PDF, CSV), credit notes, billing runs
+("Run billing now"), plan changes, and the upcoming invoice / late usage on the customer page.
+
+Actions and views call services and selectors only; the admin holds no billing logic.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.html import format_html, format_html_join
+
+from catalog.models import Customer
+from catalog.pricing import round_money
+from catalog.pricing.currency import format_money
+
+from . import documents, selectors, services
+from .models import (
+    BillingRun,
+    BillingRunError,
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceError,
+    InvoiceLine,
+    SubscriptionPlanChange,
+)
+from .tasks import billing_run_enqueue
+
+CSV_COLUMNS = (
+    "number",
+    "id",
+    "status",
+    "kind",
+    "merchant",
+    "customer",
+    "customer_external_id",
+    "subscription",
+    "period_start",
+    "period_end",
+    "issued_at",
+    "currency",
+    "subtotal",
+    "tax",
+    "total",
+    "amount_due",
+)
+
+
+def invoices_csv(invoices, filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_COLUMNS)
+    for invoice in invoices:
+        writer.writerow(
+            [
+                invoice.number or "",
+                invoice.id,
+                invoice.status,
+                invoice.kind,
+                invoice.merchant_id,
+                invoice.customer.name,
+                invoice.customer.external_id or "",
+                invoice.subscription_id,
+                invoice.period_start.isoformat(),
+                invoice.period_end.isoformat(),
+                invoice.issued_at.isoformat() if invoice.issued_at else "",
+                invoice.currency,
+                *(
+                    round_money(amount, invoice.currency)
+                    for amount in (invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due)
+                ),
+            ]
+        )
+    return response
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    fields = ("position", "kind", "description", "quantity", "amount", "breakdown")
+    readonly_fields = fields
+    ordering = ("position",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Breakdown")
+    def breakdown(self, line: InvoiceLine):
+        parts = documents._breakdown(line.explanation)
+        if not parts:
+            return "—"
+        return format_html_join("", "<div>{}</div>", ((part,) for part in parts))
+
+
+class CreditNoteInline(admin.TabularInline):
+    model = CreditNote
+    extra = 0
+    can_delete = False
+    fields = ("number", "issued_at", "reason", "total")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
+    list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
+    search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
+    date_hierarchy = "period_start"
+    inlines = (InvoiceLineInline, CreditNoteInline)
+    list_select_related = ("customer",)
+    actions = (
+        "action_finalize",
+        "action_refresh",
+        "action_mark_paid",
+        "action_void",
+        "action_void_and_reissue",
+        "action_credit_note",
+        "action_bill_late_usage",
+        "action_export_csv",
+    )
+    change_list_template = "invoicing/admin/invoice_change_list.html"
+    fieldsets = (
+        (None, {"fields": ("number", "status", "kind", "documents_links")}),
+        ("Parties", {"fields": ("merchant", "customer", "subscription", "plan")}),
+        (
+            "Period and dates",
+            {
+                "fields": (
+                    "period_start",
+                    "period_end",
+                    "grace_ends_at",
+                    "issued_at",
+                    "paid_at",
+                    "voided_at",
+                    "void_reason",
+                )
+            },
+        ),
+        ("Amounts", {"fields": ("currency", "subtotal", "tax_behavior", "tax_rate", "tax", "total", "amount_due")}),
+        ("Related", {"fields": ("replaces", "adjusts", "billing_run", "late_usage")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for _, options in self.fieldsets for field in options["fields"]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Total", ordering="total")
+    def total_display(self, invoice: Invoice):
+        return format_money(invoice.total, invoice.currency)
+
+    @admin.display(description="Documents")
+    def documents_links(self, invoice: Invoice):
+        return format_html(
+            '<a href="{}" target="_blank">View</a> · <a href="{}">Download PDF</a>',
+            reverse("admin:invoicing_invoice_html", args=[invoice.pk]),
+            reverse("admin:invoicing_invoice_pdf", args=[invoice.pk]),
+        )
+
+    @admin.display(description="Late usage not billed")
+    def late_usage(self, invoice: Invoice):
+        if invoice.status not in selectors.BILLED:
+            return "— (drafts include late usage when refreshed or issued)"
+        return _late_usage_table(selectors.late_usage_for_invoice(invoice=invoice))
+
+    def get_urls(self):
+        own = [
+            path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
+            path("<path:object_id>/html/", self.admin_site.admin_view(self.html_view), name="invoicing_invoice_html"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="invoicing_invoice_export"),
+            path("run-billing/", self.admin_site.admin_view(self.run_billing_view), name="invoicing_run_billing"),
+        ]
+        return own + super().get_urls()
+
+    def pdf_view(self, request, object_id):
+        invoice = get_object_or_404(
+            Invoice.objects.select_related("merchant", "customer", "subscription"), pk=object_id
+        )
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{documents.invoice_filename(invoice)}"'
+        return response
+
+    def html_view(self, request, object_id):
+        invoice = get_object_or_404(
+            Invoice.objects.select_related("merchant", "customer", "subscription"), pk=object_id
+        )
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        return HttpResponse(documents.invoice_html(invoice))
+
+    def export_view(self, request):
+        """CSV of the invoices whose period starts in [start, end) — ?start=2026-01-01&end=2026-02-01."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        start, end = parse_date(request.GET.get("start", "")), parse_date(request.GET.get("end", ""))
+        if start is None or end is None or end <= start:
+            messages.error(request, "Give the period as ?start=YYYY-MM-DD&end=YYYY-MM-DD (end after start).")
+            return HttpResponseRedirect(reverse("admin:invoicing_invoice_changelist"))
+        tz = timezone.get_current_timezone()
+        invoices = (
+            Invoice.objects.filter(
+                period_start__gte=datetime.combine(start, datetime.min.time(), tz),
+                period_start__lt=datetime.combine(end, datetime.min.time(), tz),
+            )
+            .select_related("customer")
+            .order_by("period_start", "number", "id")
+        )
+        if request.GET.get("merchant"):
+            invoices = invoices.filter(merchant_id=request.GET["merchant"])
+        return invoices_csv(invoices, f"invoices-{start}-{end}.csv")
+
+    def run_billing_view(self, request):
+        if request.method != "POST" or not self.has_change_permission(request):
+            raise PermissionDenied
+        run = billing_run_enqueue(as_of=timezone.now(), trigger="admin")
+        messages.success(request, f"Billing run {run.pk} started; follow its progress under Billing runs.")
+        return HttpResponseRedirect(reverse("admin:invoicing_billingrun_change", args=[run.pk]))
+
+    def _each(self, request, queryset, label, call):
+        done = 0
+        for invoice in queryset:
+            try:
+                call(invoice)
+                done += 1
+            except InvoiceError as error:
+                messages.error(request, f"{invoice}: {error}")
+        if done:
+            messages.success(request, f"{label}: {done} invoice(s).")
+
+    @admin.action(description="Issue (finalize) selected drafts")
+    def action_finalize(self, request, queryset):
+        self._each(request, queryset, "Issued", lambda inv: services.invoice_finalize(invoice=inv, now=timezone.now()))
+
+    @admin.action(description="Refresh selected drafts with the latest usage")
+    def action_refresh(self, request, queryset):
+        self._each(
+            request, queryset, "Refreshed", lambda inv: services.invoice_refresh(invoice=inv, now=timezone.now())
+        )
+
+    @admin.action(description="Mark selected invoices paid")
+    def action_mark_paid(self, request, queryset):
+        self._each(
+            request, queryset, "Marked paid", lambda inv: services.invoice_mark_paid(invoice=inv, now=timezone.now())
+        )
+
+    @admin.action(description="Void selected invoices")
+    def action_void(self, request, queryset):
+        self._each(
+            request,
+            queryset,
+            "Voided",
+            lambda inv: services.invoice_void(invoice=inv, now=timezone.now(), reason=f"Voided by {request.user}"),
+        )
+
+    @admin.action(description="Void selected invoices and reissue them as drafts")
+    def action_void_and_reissue(self, request, queryset):
+        self._each(
+            request,
+            queryset,
+            "Voided and reissued",
+            lambda inv: services.invoice_void(
+                invoice=inv, now=timezone.now(), reason=f"Reissued by {request.user}", reissue=True
+            ),
+        )
+
+    @admin.action(description="Issue a full credit note for selected invoices")
+    def action_credit_note(self, request, queryset):
+        self._each(
+            request,
+            queryset,
+            "Credited",
+            lambda inv: services.credit_note_issue(
+                invoice=inv, now=timezone.now(), reason=f"Credited by {request.user}"
+            ),
+        )
+
+    @admin.action(description="Bill late usage of selected invoices (adjustment draft)")
+    def action_bill_late_usage(self, request, queryset):
+        def bill(invoice):
+            adjustment = services.invoice_bill_late_usage(invoice=invoice, now=timezone.now())
+            if adjustment is None:
+                messages.info(request, f"{invoice}: no late usage.")
+
+        self._each(request, queryset, "Checked for late usage", bill)
+
+    @admin.action(description="Export selected invoices as CSV")
+    def action_export_csv(self, request, queryset):
+        return invoices_csv(queryset.select_related("customer").order_by("period_start", "number"), "invoices.csv")
+
+
+class CreditNoteLineInline(admin.TabularInline):
+    model = CreditNoteLine
+    extra = 0
+    can_delete = False
+    fields = ("invoice_line", "description", "amount")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(admin.ModelAdmin):
+    list_display = ("number", "invoice", "customer", "issued_at", "total")
+    search_fields = ("number", "invoice__number", "customer__name")
+    inlines = (CreditNoteLineInline,)
+    readonly_fields = (
+        "number",
+        "merchant",
+        "customer",
+        "invoice",
+        "currency",
+        "issued_at",
+        "reason",
+        "subtotal",
+        "tax",
+        "total",
+        "documents_links",
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Documents")
+    def documents_links(self, note: CreditNote):
+        return format_html('<a href="{}">Download PDF</a>', reverse("admin:invoicing_creditnote_pdf", args=[note.pk]))
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_creditnote_pdf"),
+        ] + super().get_urls()
+
+    def pdf_view(self, request, object_id):
+        note = get_object_or_404(CreditNote.objects.select_related("merchant", "customer", "invoice"), pk=object_id)
+        if not self.has_view_permission(request, note):
+            raise PermissionDenied
+        response = HttpResponse(documents.credit_note_pdf(note), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{note.number}.pdf"'
+        return response
+
+
+class BillingRunErrorInline(admin.TabularInline):
+    model = BillingRunError
+    extra = 0
+    can_delete = False
+    fields = ("subscription", "period_start", "message")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "as_of",
+        "trigger",
+        "status",
+        "progress",
+        "invoices_created",
+        "invoices_skipped",
+        "invoices_failed",
+        "started_at",
+        "finished_at",
+    )
+    list_filter = ("status", "trigger")
+    inlines = (BillingRunErrorInline,)
+    change_list_template = "invoicing/admin/billingrun_change_list.html"
+    readonly_fields = (
+        "as_of",
+        "trigger",
+        "status",
+        "progress",
+        "started_at",
+        "finished_at",
+        "subscriptions_total",
+        "subscriptions_done",
+        "chunks_total",
+        "chunks_done",
+        "invoices_created",
+        "invoices_skipped",
+        "invoices_failed",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Progress")
+    def progress(self, run: BillingRun):
+        return f"{run.progress_percent}% ({run.subscriptions_done}/{run.subscriptions_total} subscriptions, {run.chunks_done}/{run.chunks_total} chunks)"
+
+
+@admin.register(SubscriptionPlanChange)
+class SubscriptionPlanChangeAdmin(admin.ModelAdmin):
+    list_display = ("subscription", "kind", "from_plan", "to_plan", "effective_at", "applied_at", "canceled_at")
+    list_filter = ("kind",)
+    readonly_fields = (
+        "subscription",
+        "kind",
+        "from_plan",
+        "to_plan",
+        "requested_at",
+        "effective_at",
+        "applied_at",
+        "canceled_at",
+        "invoice",
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+
+def _late_usage_table(items) -> str:
+    if not items:
+        return "None."
+    rows = [
+        (
+            item.invoice.number or item.invoice.id,
+            item.line.description,
+            f"{item.billed_quantity.normalize():f}",
+            f"{item.current_quantity.normalize():f}",
+            format_money(item.extra_amount, item.invoice.currency),
+        )
+        for item in items
+    ]
+    body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+    return format_html(
+        "<table><thead><tr><th>Invoice</th><th>Line</th><th>Billed</th><th>Now</th><th>Not billed</th></tr></thead>"
+        "<tbody>{}</tbody></table><p>Bill it with the invoice action “Bill late usage” (an adjustment invoice), "
+        "or credit/ignore it.</p>",
+        body,
+    )
+
+
+def _preview_table(previews) -> str:
+    if not previews:
+        return "No active subscription."
+    blocks = []
+    for subscription, preview in previews:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td style='text-align:right'>{}</td></tr>",
+            ((line.description, format_money(line.amount, preview.currency)) for line in preview.lines),
+        )
+        blocks.append(
+            format_html(
+                "<p><strong>{}</strong> — period {} to {} (so far)</p><table><tbody>{}"
+                "<tr><th>Total</th><th style='text-align:right'>{}</th></tr></tbody></table>",
+                subscription.name,
+                f"{preview.period_start:%Y-%m-%d}",
+                f"{preview.period_end:%Y-%m-%d}",
+                rows,
+                format_money(preview.total, preview.currency),
+            )
+        )
+    return format_html_join("", "{}", ((block,) for block in blocks))
+
+
+# Extend whatever admin is registered for Customer (catalog's, possibly already extended by metering).
+_CustomerAdminBase = type(admin.site._registry[Customer]) if admin.site.is_registered(Customer) else admin.ModelAdmin
+
+INVOICING_CUSTOMER_FIELDS = ("upcoming_invoice", "late_usage_not_billed")
+
+
+class CustomerWithInvoicingAdmin(_CustomerAdminBase):
+    """The customer page plus the upcoming invoice preview and late usage not billed (catalog's panels)."""
+
+    panels = (*getattr(_CustomerAdminBase, "panels", ()), ("Invoicing", INVOICING_CUSTOMER_FIELDS))
+
+    @admin.display(description="Upcoming invoice (current period so far)")
+    def upcoming_invoice(self, customer: Customer):
+        return _preview_table(selectors.customer_invoice_previews(customer=customer, now=timezone.now()))
+
+    @admin.display(description="Late usage not billed")
+    def late_usage_not_billed(self, customer: Customer):
+        return _late_usage_table(selectors.late_usage_for_customer(customer=customer))
+
+
+if admin.site.is_registered(Customer):
+    admin.site.unregister(Customer)
+admin.site.register(Customer, CustomerWithInvoicingAdmin)

@@ -1,0 +1,563 @@
+"""Composing invoice lines: fees (prorated by day), usage (rated by the engine), plan terms and tax.
+
+Nothing here writes to the database. A :class:`Biller` holds what a billing run loaded in bulk (prices,
+price specs, prefetched usage) so that composing one invoice issues no query for quantity-priced
+usage. Every line is rounded once, with the merchant's rounding mode, to the currency's minor unit;
+the invoice total is the sum of the rounded lines (plus the rounded tax when tax is exclusive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from catalog.models import Price, Subscription, TaxBehavior
+from catalog.pricing import (
+    PriceSpec,
+    RatingResult,
+    apply_plan_minimum,
+    apply_subtotal_discount,
+    prorate,
+    rate,
+    round_money,
+)
+from catalog.pricing.currency import CTX, format_quantity
+
+from . import usage as usage_source
+from .models import InvoiceKind, LineKind
+from .periods import Period, local_date, next_period, period_at
+from .pricing_adapter import plan_prices_for_customer, price_spec_from_price
+
+HUNDRED = Decimal(100)
+ONE_OFF = "P0D"
+
+
+@dataclass
+class LineDraft:
+    kind: str
+    description: str
+    amount: Decimal
+    price: Price | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+    service_start: datetime | None = None
+    service_end: datetime | None = None
+    explanation: dict = field(default_factory=dict)
+
+
+@dataclass
+class ComposedInvoice:
+    kind: str
+    currency: str
+    tax_behavior: str
+    tax_rate: Decimal
+    period_start: datetime
+    period_end: datetime
+    lines: list[LineDraft]
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    amount_due: Decimal
+
+
+# -- subscription timing ---------------------------------------------------------------------------
+
+
+def subscription_end(subscription: Subscription) -> datetime | None:
+    """When billing stops: the termination moment, else the scheduled end."""
+    ends = [moment for moment in (subscription.terminated_at, subscription.ending_at) if moment is not None]
+    return min(ends) if ends else None
+
+
+def subscription_period_at(subscription: Subscription, moment: datetime) -> Period:
+    return period_at(
+        anchor=subscription.effective_billing_anchor,
+        cadence=subscription.plan.billing_cadence,
+        moment=moment,
+        time_zone=subscription.customer.time_zone,
+    )
+
+
+def subscription_next_period(subscription: Subscription, period: Period) -> Period:
+    return next_period(
+        period,
+        anchor=subscription.effective_billing_anchor,
+        cadence=subscription.plan.billing_cadence,
+        time_zone=subscription.customer.time_zone,
+    )
+
+
+def service_window(subscription: Subscription, period: Period) -> tuple[datetime, datetime]:
+    """The part of ``period`` the subscription covers: from its start to its end, if inside."""
+    start = max(period.start, subscription.started_at)
+    end = period.end
+    stop = subscription_end(subscription)
+    if stop is not None and stop < end:
+        end = stop
+    return start, end
+
+
+def tax_rate_for(subscription: Subscription) -> Decimal:
+    if subscription.tax_exempt:
+        return Decimal(0)
+    customer_rate = subscription.customer.tax_rate
+    return customer_rate if customer_rate is not None else subscription.plan.default_tax_rate
+
+
+def is_one_off(price: Price) -> bool:
+    return price.fee_id is not None and price.billing_cadence == ONE_OFF
+
+
+def is_in_advance_fee(price: Price) -> bool:
+    return price.fee_id is not None and not is_one_off(price) and price.payment_term == "in_advance"
+
+
+def is_in_arrears_fee(price: Price) -> bool:
+    return price.fee_id is not None and not is_one_off(price) and price.payment_term != "in_advance"
+
+
+# -- explanation -----------------------------------------------------------------------------------
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def explanation_of(result: RatingResult) -> dict:
+    return {
+        "text": result.describe(),
+        "quantity": _text(result.quantity),
+        "billable_quantity": _text(result.billable_quantity),
+        "amount": _text(result.amount),
+        "lines": [
+            {
+                "kind": line.kind.value,
+                "quantity": _text(line.quantity),
+                "unit_price": _text(line.unit_price),
+                "amount": _text(line.amount),
+                "description": line.description,
+            }
+            for line in result.lines
+        ],
+    }
+
+
+def _day_span(start: datetime, end: datetime, time_zone: str) -> str:
+    first = local_date(start, time_zone)
+    last = local_date(end - timedelta(microseconds=1), time_zone)
+    return f"{first:%b} {first.day}, {first.year} – {last:%b} {last.day}, {last.year}"
+
+
+# -- the biller ------------------------------------------------------------------------------------
+
+
+class Biller:
+    """Composes invoices; caches price specs, prices per plan and usage prefetched for a run."""
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[str, str], PriceSpec] = {}
+        self._prices: dict[tuple[str, str], list[Price]] = {}
+        # (metric id, start, end) -> {customer id: quantity}
+        self._usage: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = {}
+
+    # caches
+    def remember_prices(self, subscription_id: str, plan_id: str, prices: list[Price]) -> None:
+        self._prices[(subscription_id, plan_id)] = prices
+
+    def prices(self, subscription: Subscription, plan=None) -> list[Price]:
+        plan = plan or subscription.plan
+        key = (subscription.id, plan.id)
+        if key not in self._prices:
+            self._prices[key] = plan_prices_for_customer(plan=plan, customer=subscription.customer)
+        return self._prices[key]
+
+    def spec(self, price: Price, currency: str) -> PriceSpec:
+        key = (price.id, currency)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = price_spec_from_price(price, currency=currency)
+        return spec
+
+    def remember_usage(self, metric_id: str, start: datetime, end: datetime, by_customer: dict) -> None:
+        self._usage[(metric_id, start, end)] = {str(key): value for key, value in by_customer.items()}
+
+    def _usage_input(self, price: Price, subscription: Subscription, start: datetime, end: datetime):
+        aggregated = None
+        if not usage_source.needs_event_values(price):
+            known = self._usage.get((price.billable_metric_id, start, end))
+            if known is not None:
+                aggregated = known.get(subscription.customer_id, Decimal(0))
+        return usage_source.usage_input(
+            price, customer=subscription.customer, start=start, end=end, aggregated=aggregated
+        )
+
+    # lines
+    def fee_line(
+        self,
+        price: Price,
+        subscription: Subscription,
+        *,
+        period: Period,
+        active_from: datetime | None = None,
+        active_until: datetime | None = None,
+        credit: bool = False,
+        currency: str,
+    ) -> LineDraft | None:
+        """A fee for ``period``, prorated by the local days it is active (obligations never prorated)."""
+        time_zone = subscription.customer.time_zone
+        rounding = subscription.merchant.rounding_mode
+        result = rate(self.spec(price, currency), Decimal(price.quantity))
+        one_off = is_one_off(price)
+        if one_off:
+            fraction_days = None
+            amount = round_money(result.amount, currency, rounding)
+        else:
+            proration = prorate(
+                result.amount,
+                period_start=local_date(period.start, time_zone),
+                period_end=local_date(period.end, time_zone),
+                active_from=local_date(active_from, time_zone) if active_from else None,
+                active_until=local_date(active_until, time_zone) if active_until else None,
+                obligation=credit is False and price.is_obligation,
+            )
+            if proration.fraction == 0:
+                return None
+            fraction_days = (proration.covered_days, proration.period_days)
+            amount = proration.rounded_amount(currency, rounding)
+        start = active_from if active_from and active_from > period.start else period.start
+        end = active_until if active_until and active_until < period.end else period.end
+        description = price.invoice_display_name
+        if not one_off:
+            description += f" ({_day_span(start, end, time_zone)})"
+        if fraction_days and fraction_days[0] != fraction_days[1]:
+            description += f", prorated {fraction_days[0]}/{fraction_days[1]} days"
+        explanation = explanation_of(result)
+        if fraction_days:
+            explanation["proration"] = {"covered_days": fraction_days[0], "period_days": fraction_days[1]}
+        if credit:
+            description = f"Credit for unused time: {description}"
+            amount = -amount
+        return LineDraft(
+            kind=LineKind.CREDIT if credit else LineKind.FEE,
+            description=description,
+            amount=amount,
+            price=price,
+            quantity=Decimal(price.quantity),
+            unit_price=price.unit_price,
+            service_start=start if not one_off else subscription.started_at,
+            service_end=end if not one_off else subscription.started_at,
+            explanation=explanation,
+        )
+
+    def usage_line(
+        self, price: Price, subscription: Subscription, *, start: datetime, end: datetime, currency: str
+    ) -> LineDraft:
+        """One line per metered price: the engine's result over [start, end), rounded once."""
+        spec = self.spec(price, currency)
+        result = rate(spec, self._usage_input(price, subscription, start, end))
+        amount = round_money(result.amount, currency, subscription.merchant.rounding_mode)
+        unit = spec.unit_name
+        return LineDraft(
+            kind=LineKind.USAGE,
+            description=f"{price.invoice_display_name}: {format_quantity(result.quantity)} {unit} "
+            f"({_day_span(start, end, subscription.customer.time_zone)})",
+            amount=amount,
+            price=price,
+            quantity=result.quantity,
+            unit_price=spec.unit_price if spec.package_size is None else None,
+            service_start=start,
+            service_end=end,
+            explanation=explanation_of(result),
+        )
+
+    def usage_needs(
+        self, subscription: Subscription, period: Period, *, charge_from: datetime | None = None
+    ) -> list[tuple[str, datetime, datetime]]:
+        """The (metric, start, end) windows a recurring invoice of ``period`` aggregates, for bulk prefetch."""
+        start, end = self._arrears_window(subscription, period, charge_from)
+        if start >= end:
+            return []
+        return [
+            (price.billable_metric_id, start, end)
+            for price in self.prices(subscription)
+            if price.billable_metric_id and not usage_source.needs_event_values(price)
+        ]
+
+    def _arrears_window(
+        self, subscription: Subscription, period: Period, charge_from: datetime | None
+    ) -> tuple[datetime, datetime]:
+        start, end = service_window(subscription, period)
+        for moment in (subscription.trial_ends_at, charge_from):
+            if moment is not None and moment > start:
+                start = min(moment, end)
+        return start, end
+
+    # invoices
+    def compose_opening(self, subscription: Subscription) -> ComposedInvoice | None:
+        """In-advance fees of the first period and one-off fees, billed at the start; None if there are none."""
+        plan = subscription.plan
+        period = subscription_period_at(subscription, subscription.started_at)
+        start, end = service_window(subscription, period)
+        prices = [p for p in self.prices(subscription) if is_in_advance_fee(p) or is_one_off(p)]
+        if not prices:
+            return None
+        lines = []
+        for price in prices:
+            if is_one_off(price):
+                line = self.fee_line(price, subscription, period=period, currency=plan.currency)
+            else:
+                active_from = max(start, subscription.trial_ends_at or start)
+                line = self.fee_line(
+                    price,
+                    subscription,
+                    period=period,
+                    active_from=active_from,
+                    active_until=end if end < period.end else None,
+                    currency=plan.currency,
+                )
+            if line is not None:
+                lines.append(line)
+        return self.finish(subscription, InvoiceKind.OPENING, start, end, lines, plan_terms=False)
+
+    def compose_recurring(
+        self,
+        subscription: Subscription,
+        period: Period,
+        *,
+        charge_from: datetime | None = None,
+        next_plan=None,
+        until: datetime | None = None,
+    ) -> ComposedInvoice:
+        """The invoice closing ``period``: its in-arrears fees and usage, credits for an early termination,
+        and the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect).
+
+        ``charge_from`` is when the current plan started charging inside the period (an upgrade);
+        ``until`` cuts usage short for a preview of a period still running.
+        """
+        plan = subscription.plan
+        currency = plan.currency
+        start, end = service_window(subscription, period)
+        usage_start, usage_end = self._arrears_window(subscription, period, charge_from)
+        if until is not None:
+            usage_end = max(usage_start, min(usage_end, until))
+        lines: list[LineDraft] = []
+        prices = self.prices(subscription)
+        if usage_start < usage_end:
+            for price in prices:
+                if price.billable_metric_id:
+                    lines.append(
+                        self.usage_line(price, subscription, start=usage_start, end=usage_end, currency=currency)
+                    )
+            for price in prices:
+                if is_in_arrears_fee(price):
+                    line = self.fee_line(
+                        price,
+                        subscription,
+                        period=period,
+                        active_from=usage_start,
+                        active_until=end if end < period.end else None,
+                        currency=currency,
+                    )
+                    if line is not None:
+                        lines.append(line)
+        stop = subscription_end(subscription)
+        if stop is not None and stop < period.end:
+            # Terminated inside the period: the in-advance fees billed for it are credited for the
+            # days not used (obligations are owed whole and never credited).
+            credit_from = max(stop, subscription.trial_ends_at or stop)
+            for price in prices:
+                if is_in_advance_fee(price) and not price.is_obligation and credit_from < period.end:
+                    line = self.fee_line(
+                        price, subscription, period=period, active_from=credit_from, credit=True, currency=currency
+                    )
+                    if line is not None:
+                        lines.append(line)
+        elif stop is None or stop > period.end:
+            following = subscription_next_period(subscription, period)
+            advance_plan = next_plan or plan
+            for price in self.prices(subscription, advance_plan):
+                if is_in_advance_fee(price):
+                    active_from = (
+                        subscription.trial_ends_at
+                        if (subscription.trial_ends_at and subscription.trial_ends_at > following.start)
+                        else None
+                    )
+                    line = self.fee_line(
+                        price,
+                        subscription,
+                        period=following,
+                        active_from=active_from,
+                        active_until=stop if stop is not None and stop < following.end else None,
+                        currency=advance_plan.currency,
+                    )
+                    if line is not None:
+                        lines.append(line)
+        return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
+
+    def compose_plan_change(self, subscription: Subscription, *, new_plan, at: datetime) -> ComposedInvoice:
+        """Upgrade now: settle the old plan up to ``at``, credit its unused in-advance fees, charge the new
+        plan's in-advance fees for the rest of the period (both prorated by day)."""
+        plan = subscription.plan
+        period = subscription_period_at(subscription, at)
+        start, _ = service_window(subscription, period)
+        lines: list[LineDraft] = []
+        old_prices = self.prices(subscription)
+        usage_start = max(start, subscription.trial_ends_at or start)
+        if usage_start < at:
+            for price in old_prices:
+                if price.billable_metric_id:
+                    lines.append(
+                        self.usage_line(price, subscription, start=usage_start, end=at, currency=plan.currency)
+                    )
+                elif is_in_arrears_fee(price):
+                    line = self.fee_line(
+                        price,
+                        subscription,
+                        period=period,
+                        active_from=usage_start,
+                        active_until=at,
+                        currency=plan.currency,
+                    )
+                    if line is not None:
+                        lines.append(line)
+        active_from = max(at, subscription.trial_ends_at or at)
+        for price in old_prices:
+            if is_in_advance_fee(price) and not price.is_obligation:
+                line = self.fee_line(
+                    price, subscription, period=period, active_from=active_from, credit=True, currency=plan.currency
+                )
+                if line is not None:
+                    lines.append(line)
+        for price in self.prices(subscription, new_plan):
+            if is_in_advance_fee(price) or is_one_off(price):
+                line = self.fee_line(
+                    price, subscription, period=period, active_from=active_from, currency=new_plan.currency
+                )
+                if line is not None:
+                    lines.append(line)
+        return self.finish(subscription, InvoiceKind.PLAN_CHANGE, start, at, lines, plan_terms=False)
+
+    def refresh_usage_line(self, line, subscription: Subscription, currency: str) -> LineDraft:
+        return self.usage_line(
+            line.price, subscription, start=line.service_start, end=line.service_end, currency=currency
+        )
+
+    # totals
+    def finish(
+        self,
+        subscription: Subscription,
+        kind: str,
+        period_start: datetime,
+        period_end: datetime,
+        lines: list[LineDraft],
+        *,
+        plan_terms: bool,
+        plan=None,
+        tax_rate: Decimal | None = None,
+        tax_behavior: str | None = None,
+    ) -> ComposedInvoice:
+        plan = plan or subscription.plan
+        return finish_lines(
+            kind=kind,
+            lines=lines,
+            currency=plan.currency,
+            rounding=subscription.merchant.rounding_mode,
+            tax_rate=tax_rate_for(subscription) if tax_rate is None else tax_rate,
+            tax_behavior=tax_behavior or plan.tax_behavior,
+            discount_percent=plan.discount_percent if plan_terms else None,
+            minimum=plan.minimum_commitment if plan_terms else None,
+            period_start=period_start,
+            period_end=period_end,
+        )
+
+
+def _sum(amounts: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for amount in amounts:
+        total = CTX.add(total, amount)
+    return total
+
+
+def finish_lines(
+    *,
+    kind: str,
+    lines: list[LineDraft],
+    currency: str,
+    rounding: str,
+    tax_rate: Decimal,
+    tax_behavior: str,
+    discount_percent: Decimal | None,
+    minimum: Decimal | None,
+    period_start: datetime,
+    period_end: datetime,
+) -> ComposedInvoice:
+    """Add the plan discount, the plan minimum true-up and tax to already-rounded lines; total them.
+
+    - Discount: ``discount_percent`` of the fee and usage lines, rounded once (apply_subtotal_discount).
+    - Minimum: the plan's minimum commitment against the discounted charges (apply_plan_minimum).
+    - Tax, exclusive: ``tax = round(base × rate / 100)``, ``total = base + tax``.
+    - Tax, inclusive: lines are gross; ``tax = round(base × rate / (100 + rate))`` is extracted,
+      ``subtotal = base − tax`` and ``total = base``.
+    The tax line is informational on inclusive invoices; either way ``total = subtotal + tax``.
+    """
+    lines = [line for line in lines if line.kind not in (LineKind.DISCOUNT, LineKind.MINIMUM, LineKind.TAX)]
+    zero = round_money(Decimal(0), currency)
+    charges = _sum(line.amount for line in lines if line.kind in (LineKind.FEE, LineKind.USAGE))
+    discount = zero
+    if discount_percent:
+        result = apply_subtotal_discount(charges, percent=discount_percent, currency=currency, rounding=rounding)
+        discount = result.discount
+        if discount:
+            lines.append(
+                LineDraft(
+                    kind=LineKind.DISCOUNT,
+                    description=f"Plan discount {discount_percent.normalize():f}%",
+                    amount=discount,
+                    explanation={"text": f"{discount_percent.normalize():f}% of {result.subtotal}"},
+                )
+            )
+    if minimum is not None:
+        result = apply_plan_minimum([CTX.add(charges, discount)], minimum=minimum, currency=currency, rounding=rounding)
+        if result.minimum_true_up:
+            lines.append(
+                LineDraft(
+                    kind=LineKind.MINIMUM,
+                    description=f"Minimum commitment true-up (minimum {result.total})",
+                    amount=result.minimum_true_up,
+                    explanation={"text": f"minimum {result.total} − charges {CTX.add(charges, discount)}"},
+                )
+            )
+    base = _sum(line.amount for line in lines)
+    tax = zero
+    if tax_rate:
+        if tax_behavior == TaxBehavior.INCLUSIVE:
+            tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), CTX.add(HUNDRED, tax_rate)), currency, rounding)
+            text = f"{tax_rate.normalize():f}% included in {base}: {base} × {tax_rate.normalize():f} / (100 + {tax_rate.normalize():f})"
+        else:
+            tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), HUNDRED), currency, rounding)
+            text = f"{tax_rate.normalize():f}% of {base}"
+        lines.append(
+            LineDraft(
+                kind=LineKind.TAX,
+                description=f"Tax {tax_rate.normalize():f}% ({'included' if tax_behavior == TaxBehavior.INCLUSIVE else 'added'})",
+                amount=tax,
+                explanation={"text": text},
+            )
+        )
+    subtotal = CTX.subtract(base, tax) if tax_behavior == TaxBehavior.INCLUSIVE else base
+    total = CTX.add(subtotal, tax)
+    return ComposedInvoice(
+        kind=kind,
+        currency=currency,
+        tax_behavior=tax_behavior,
+        tax_rate=tax_rate,
+        period_start=period_start,
+        period_end=period_end,
+        lines=lines,
+        subtotal=subtotal,
+        tax=tax,
+        total=total,
+        amount_due=max(total, zero),
+    )

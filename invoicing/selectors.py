@@ -1,0 +1,138 @@
+"""Reads of invoicing: invoices for a period, upcoming invoice previews, late usage not billed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import QuerySet
+
+from catalog.models import Customer, Subscription, SubscriptionStatus
+from catalog.pricing import rate, round_money
+
+from .calculation import Biller, ComposedInvoice, explanation_of, subscription_period_at
+from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .usage import usage_input
+
+BILLED = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
+
+
+def invoice_list_for_period(*, merchant, start: datetime, end: datetime) -> QuerySet[Invoice]:
+    """Invoices (any state) whose period starts in [start, end), for the CSV export."""
+    return (
+        Invoice.objects.filter(merchant=merchant, period_start__gte=start, period_start__lt=end)
+        .select_related("customer", "subscription")
+        .order_by("period_start", "number", "id")
+    )
+
+
+def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
+    """What the subscription's current period would bill if it closed now (nothing is written)."""
+    subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
+        pk=subscription.pk
+    )
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        return None
+    moment = subscription.test_clock.current_time if subscription.test_clock_id else now
+    if moment < subscription.started_at:
+        return None
+    period = subscription_period_at(subscription, moment)
+    last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
+    charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None
+    return Biller().compose_recurring(subscription, period, charge_from=charge_from, until=moment)
+
+
+def customer_invoice_previews(*, customer: Customer, now: datetime) -> list[tuple[Subscription, ComposedInvoice]]:
+    previews = []
+    for subscription in customer.subscriptions.filter(status=SubscriptionStatus.ACTIVE).order_by("started_at"):
+        preview = invoice_preview(subscription=subscription, now=now)
+        if preview is not None:
+            previews.append((subscription, preview))
+    return previews
+
+
+@dataclass(frozen=True)
+class LateUsage:
+    """Usage of an issued invoice's period that arrived after it was issued."""
+
+    invoice: Invoice
+    line: InvoiceLine
+    billed_quantity: Decimal
+    billed_amount: Decimal
+    current_quantity: Decimal
+    current_amount: Decimal
+    explanation: dict
+
+    @property
+    def extra_quantity(self) -> Decimal:
+        return self.current_quantity - self.billed_quantity
+
+    @property
+    def extra_amount(self) -> Decimal:
+        return self.current_amount - self.billed_amount
+
+
+def _billed_lines(invoices: QuerySet[Invoice]) -> list[InvoiceLine]:
+    return list(
+        InvoiceLine.objects.filter(invoice__in=invoices, kind=LineKind.USAGE, price__isnull=False)
+        .select_related("invoice__customer", "invoice__merchant", "price__billable_metric", "price__fee")
+        .prefetch_related("price__tiers", "price__dynamic_rates")
+        .order_by("invoice__period_start", "position")
+    )
+
+
+def late_usage_for_invoices(*, invoices: QuerySet[Invoice]) -> list[LateUsage]:
+    """For each usage line of these issued invoices: the usage of its window now vs. what was billed,
+    counting adjustment invoices already raised for it (void ones excepted)."""
+    lines = _billed_lines(invoices.filter(status__in=BILLED))
+    adjusted: dict[tuple, tuple[Decimal, Decimal]] = defaultdict(lambda: (Decimal(0), Decimal(0)))
+    for row in (
+        InvoiceLine.objects.filter(invoice__adjusts__in=[line.invoice_id for line in lines], kind=LineKind.ADJUSTMENT)
+        .exclude(invoice__status=InvoiceStatus.VOID)
+        .values_list("invoice__adjusts_id", "price_id", "service_start", "quantity", "amount")
+    ):
+        key = row[:3]
+        quantity, amount = adjusted[key]
+        adjusted[key] = (max(quantity, row[3] or Decimal(0)), amount + row[4])
+    biller = Biller()
+    late = []
+    for line in lines:
+        invoice = line.invoice
+        spec = biller.spec(line.price, invoice.currency)
+        result = rate(
+            spec, usage_input(line.price, customer=invoice.customer, start=line.service_start, end=line.service_end)
+        )
+        adjusted_quantity, adjusted_amount = adjusted[(invoice.id, line.price_id, line.service_start)]
+        billed_quantity = max(line.quantity or Decimal(0), adjusted_quantity)
+        if result.quantity == billed_quantity:
+            continue
+        late.append(
+            LateUsage(
+                invoice=invoice,
+                line=line,
+                billed_quantity=billed_quantity,
+                billed_amount=line.amount + adjusted_amount,
+                current_quantity=result.quantity,
+                current_amount=round_money(result.amount, invoice.currency, invoice.merchant.rounding_mode),
+                explanation=explanation_of(result),
+            )
+        )
+    return late
+
+
+def late_usage_for_invoice(*, invoice: Invoice) -> list[LateUsage]:
+    return late_usage_for_invoices(invoices=Invoice.objects.filter(pk=invoice.pk))
+
+
+def late_usage_for_customer(*, customer: Customer, limit: int = 24) -> list[LateUsage]:
+    """Late usage not billed on the customer's latest ``limit`` issued recurring/plan-change invoices."""
+    recent = (
+        Invoice.objects.filter(
+            customer=customer, status__in=BILLED, kind__in=[InvoiceKind.RECURRING, InvoiceKind.PLAN_CHANGE]
+        )
+        .order_by("-period_start")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return late_usage_for_invoices(invoices=Invoice.objects.filter(pk__in=list(recent)))

@@ -1,0 +1,908 @@
+"""Writes of invoicing: subscription lifecycle, billing runs, invoice states, numbering, credit notes.
+
+Every public service is keyword-only, takes the time it acts at (``now`` / ``as_of``) and runs its
+writes in one explicit transaction. Exactly once rests on the database: a partial unique constraint on
+(subscription, period_start) for recurring invoices, a row lock on the subscription while its invoice
+is written, and a savepoint that turns a lost race into a skip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, F, Max, OuterRef, Q
+from django.utils import timezone
+
+from catalog.models import Customer, Plan, Subscription, SubscriptionStatus
+from catalog.pricing import round_money
+from catalog.pricing.currency import CTX
+
+from . import usage as usage_source
+from .calculation import (
+    Biller,
+    ComposedInvoice,
+    LineDraft,
+    finish_lines,
+    is_in_advance_fee,
+    is_one_off,
+    service_window,
+    subscription_end,
+    subscription_next_period,
+    subscription_period_at,
+)
+from .models import (
+    BillingRun,
+    BillingRunError,
+    BillingRunStatus,
+    CreditNote,
+    CreditNoteLine,
+    DocumentSequence,
+    DocumentType,
+    Invoice,
+    InvoiceError,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+    PlanChangeKind,
+    SubscriptionPlanChange,
+)
+from .periods import Period
+from .pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 500
+SUBSCRIPTION_RELATED = ("customer", "plan", "merchant", "test_clock")
+
+
+def subscription_now(subscription: Subscription, now: datetime) -> datetime:
+    """The time a subscription lives in: its test clock's, else ``now``."""
+    clock = subscription.test_clock
+    return clock.current_time if clock is not None else now
+
+
+# -- numbering -------------------------------------------------------------------------------------
+
+
+def _next_number(*, merchant, year: int, document_type: str) -> int:
+    """The next number of the merchant's yearly sequence; the row stays locked until the caller commits,
+    so two concurrent issues serialise and numbers are gap-free (a rollback gives the number back)."""
+    sequence, _ = DocumentSequence.objects.select_for_update().get_or_create(
+        merchant=merchant, year=year, document_type=document_type
+    )
+    number = sequence.last_number + 1  # safe: the row is locked until the caller commits
+    DocumentSequence.objects.filter(pk=sequence.pk).update(last_number=number)
+    return number
+
+
+def invoice_number_format(*, merchant, year: int, sequence: int) -> str:
+    prefix = merchant.invoice_number_prefix or "INV"
+    return f"{prefix}-{year}-{sequence:06d}"
+
+
+def credit_note_number_format(*, year: int, sequence: int) -> str:
+    return f"CN-{year}-{sequence:06d}"
+
+
+# -- writing invoices ------------------------------------------------------------------------------
+
+
+def _invoice_from_composition(
+    composed: ComposedInvoice, *, subscription: Subscription, plan: Plan, run: BillingRun | None = None, **extra
+) -> Invoice:
+    return Invoice(
+        merchant_id=subscription.merchant_id,
+        customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
+        plan=plan,
+        kind=composed.kind,
+        currency=composed.currency,
+        period_start=composed.period_start,
+        period_end=composed.period_end,
+        tax_behavior=composed.tax_behavior,
+        tax_rate=composed.tax_rate,
+        subtotal=composed.subtotal,
+        tax=composed.tax,
+        total=composed.total,
+        amount_due=composed.amount_due,
+        billing_run=run,
+        **extra,
+    )
+
+
+def _line_rows(invoice: Invoice, lines: Iterable[LineDraft]) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=line.kind,
+            price=line.price,
+            description=line.description[:500],
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            service_start=line.service_start,
+            service_end=line.service_end,
+            explanation=line.explanation,
+        )
+        for position, line in enumerate(lines, start=1)
+    ]
+
+
+def _insert_invoice(invoice: Invoice, lines: Iterable[LineDraft]) -> bool:
+    """Insert ``invoice`` and its lines; False when the unique constraint says it already exists."""
+    try:
+        with transaction.atomic():
+            invoice.save(force_insert=True)
+    except IntegrityError:
+        return False
+    InvoiceLine.objects.bulk_create(_line_rows(invoice, lines))
+    return True
+
+
+def _issue(invoice: Invoice, *, now: datetime) -> None:
+    """Give a draft its number and issue it (caller holds the transaction)."""
+    year = now.year
+    sequence = _next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
+    invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
+    invoice.status = InvoiceStatus.ISSUED
+    invoice.issued_at = now
+    invoice.grace_ends_at = None
+    invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
+
+
+# -- billing runs ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkOutcome:
+    created: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[tuple[str, datetime | None, str]] = field(default_factory=list)
+
+
+def _candidate_subscription_ids(*, as_of: datetime, merchant=None) -> list[str]:
+    """Subscriptions that may have something to bill: started (by their own clock) and not yet billed
+    through their end."""
+    final_billed = Invoice.objects.filter(
+        subscription_id=OuterRef("pk"), kind=InvoiceKind.RECURRING, period_end__gte=OuterRef("terminated_at")
+    )
+    queryset = (
+        Subscription.objects.filter(status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.TERMINATED])
+        .filter(
+            Q(test_clock__isnull=True, started_at__lte=as_of)
+            | Q(test_clock__isnull=False, started_at__lte=F("test_clock__current_time"))
+        )
+        .exclude(Q(status=SubscriptionStatus.TERMINATED) & Exists(final_billed))
+    )
+    if merchant is not None:
+        queryset = queryset.filter(merchant=merchant)
+    return list(queryset.order_by("pk").values_list("pk", flat=True))
+
+
+def billing_run_create(
+    *,
+    as_of: datetime,
+    trigger: str,
+    merchant=None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    now: datetime | None = None,
+    subscription_ids: list[str] | None = None,
+) -> tuple[BillingRun, list[list[str]]]:
+    """Record a run closing every period ended by ``as_of`` and split its subscriptions into chunks."""
+    ids = _candidate_subscription_ids(as_of=as_of, merchant=merchant) if subscription_ids is None else subscription_ids
+    chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
+    run = BillingRun.objects.create(
+        as_of=as_of,
+        trigger=trigger,
+        started_at=now or as_of,
+        subscriptions_total=len(ids),
+        chunks_total=len(chunks),
+    )
+    if not chunks:
+        BillingRun.objects.filter(pk=run.pk).update(status=BillingRunStatus.SUCCEEDED, finished_at=now or as_of)
+        run.refresh_from_db()
+    return run, chunks
+
+
+def billing_run_execute(
+    *,
+    as_of: datetime,
+    trigger: str = "command",
+    merchant=None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    clock: Callable[[], datetime] = timezone.now,
+) -> BillingRun:
+    """Close every billing period ended by ``as_of`` synchronously, chunk after chunk (the management
+    command; the beat task fans the same chunks out to workers)."""
+    run, chunks = billing_run_create(
+        as_of=as_of, trigger=trigger, merchant=merchant, chunk_size=chunk_size, now=clock()
+    )
+    for chunk in chunks:
+        billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=as_of, clock=clock)
+    run.refresh_from_db()
+    return run
+
+
+def billing_run_process_chunk(
+    *, run_id: int, subscription_ids: list[str], as_of: datetime, clock: Callable[[], datetime] = timezone.now
+) -> ChunkOutcome:
+    """Invoice every due period of these subscriptions, one transaction per invoice, and report into the run.
+
+    Safe to retry: what was already written is found and skipped.
+    """
+    run = BillingRun.objects.get(pk=run_id)
+    outcome = ChunkOutcome()
+    try:
+        with _asynchronous_commit():
+            _close_subscriptions(run=run, subscription_ids=subscription_ids, as_of=as_of, outcome=outcome)
+    finally:
+        with transaction.atomic():
+            BillingRunError.objects.bulk_create(
+                [
+                    BillingRunError(run_id=run_id, subscription_id=sub_id, period_start=start, message=message[:2000])
+                    for sub_id, start, message in outcome.errors
+                ]
+            )
+            BillingRun.objects.filter(pk=run_id).update(
+                invoices_created=F("invoices_created") + outcome.created,
+                invoices_skipped=F("invoices_skipped") + outcome.skipped,
+                invoices_failed=F("invoices_failed") + outcome.failed,
+                subscriptions_done=F("subscriptions_done") + len(subscription_ids),
+                chunks_done=F("chunks_done") + 1,
+            )
+            finished = BillingRun.objects.filter(
+                pk=run_id, chunks_done__gte=F("chunks_total"), finished_at__isnull=True
+            )
+            finished.filter(invoices_failed=0).update(status=BillingRunStatus.SUCCEEDED, finished_at=clock())
+            finished.update(status=BillingRunStatus.FAILED, finished_at=clock())
+    return outcome
+
+
+@contextmanager
+def _asynchronous_commit():
+    """On PostgreSQL, commit this chunk's draft invoices without waiting for the WAL flush.
+
+    One durable commit per invoice (an fsync each) is what bounds a run; a draft lost in the last
+    fraction of a second before a server crash is simply written again by the next run — the unique
+    constraint and the watermark make that safe. Issuing (numbers) and payments stay durable.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO OFF")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET synchronous_commit")
+
+
+@dataclass
+class _Work:
+    subscription: Subscription
+    kind: str
+    now: datetime
+    period: Period | None = None
+    charge_from: datetime | None = None
+
+
+def _preload_prices(
+    biller: Biller, subscriptions: list[Subscription], pending: Iterable[SubscriptionPlanChange]
+) -> None:
+    """Every subscription's billing prices in a fixed number of queries (plus one per scheduled plan change)."""
+    by_id = {sub.id: sub for sub in subscriptions}
+    for sub_id, prices in prices_for_subscriptions(subscriptions).items():
+        biller.remember_prices(sub_id, by_id[sub_id].plan_id, prices)
+    for change in pending:
+        sub = by_id[change.subscription_id]
+        prices = plan_prices_for_customer(plan=change.to_plan, customer=sub.customer)
+        biller.remember_prices(sub.id, change.to_plan_id, prices)
+
+
+def _due_periods(subscription: Subscription, *, watermark: datetime | None, now: datetime) -> list[Period]:
+    periods = []
+    period = subscription_period_at(subscription, watermark or subscription.started_at)
+    stop = subscription_end(subscription)
+    while True:
+        start, end = service_window(subscription, period)
+        if start >= end or end > now:
+            break
+        periods.append(period)
+        if stop is not None and end >= stop:
+            break
+        period = subscription_next_period(subscription, period)
+    return periods
+
+
+def _close_subscriptions(
+    *, run: BillingRun, subscription_ids: list[str], as_of: datetime, outcome: ChunkOutcome
+) -> None:
+    subscriptions = list(Subscription.objects.filter(pk__in=subscription_ids).select_related(*SUBSCRIPTION_RELATED))
+    pending = {
+        change.subscription_id: change
+        for change in SubscriptionPlanChange.objects.filter(
+            subscription_id__in=subscription_ids, applied_at__isnull=True, canceled_at__isnull=True
+        ).select_related("to_plan")
+    }
+    biller = Biller()
+    _preload_prices(biller, subscriptions, pending.values())
+    watermarks = dict(
+        Invoice.objects.filter(subscription_id__in=subscription_ids, kind=InvoiceKind.RECURRING)
+        .values("subscription_id")
+        .annotate(end=Max("period_end"))
+        .values_list("subscription_id", "end")
+    )
+    opened = set(
+        Invoice.objects.filter(subscription_id__in=subscription_ids, kind=InvoiceKind.OPENING).values_list(
+            "subscription_id", flat=True
+        )
+    )
+    upgrades = dict(
+        SubscriptionPlanChange.objects.filter(subscription_id__in=subscription_ids, applied_at__isnull=False)
+        .values("subscription_id")
+        .annotate(last=Max("effective_at"))
+        .values_list("subscription_id", "last")
+    )
+    work: list[_Work] = []
+    for sub in subscriptions:
+        sub_now = subscription_now(sub, as_of)
+        if sub.id not in opened and any(is_in_advance_fee(p) or is_one_off(p) for p in biller.prices(sub)):
+            work.append(_Work(sub, InvoiceKind.OPENING, sub_now))
+        for period in _due_periods(sub, watermark=watermarks.get(sub.id), now=sub_now):
+            change = upgrades.get(sub.id)
+            charge_from = change if change is not None and period.start < change < period.end else None
+            work.append(_Work(sub, InvoiceKind.RECURRING, sub_now, period, charge_from))
+    # One grouped aggregation per (metric, window) for the whole chunk.
+    wanted: dict[tuple[str, datetime, datetime], dict[str, Customer]] = defaultdict(dict)
+    for item in work:
+        if item.kind == InvoiceKind.RECURRING:
+            for need in biller.usage_needs(item.subscription, item.period, charge_from=item.charge_from):
+                wanted[need][item.subscription.customer_id] = item.subscription.customer
+    if wanted:
+        metrics = {
+            price.billable_metric_id: price.billable_metric
+            for prices in biller._prices.values()
+            for price in prices
+            if price.billable_metric_id
+        }
+        for (metric_id, start, end), customers in wanted.items():
+            biller.remember_usage(
+                metric_id,
+                start,
+                end,
+                usage_source.quantities_by_customer(
+                    metric=metrics[metric_id], start=start, end=end, customers=customers.values()
+                ),
+            )
+    for item in work:
+        try:
+            created = _close_one(biller, item, run=run, pending=pending)
+        except Exception as error:  # one bad subscription must not stop the run; it is recorded
+            logger.exception("Billing %s failed", item.subscription.id)
+            outcome.failed += 1
+            outcome.errors.append(
+                (item.subscription.id, item.period.start if item.period else None, f"{type(error).__name__}: {error}")
+            )
+            continue
+        if created:
+            outcome.created += 1
+        else:
+            outcome.skipped += 1
+
+
+def _close_one_subscription(subscription: Subscription, *, now: datetime, trigger: str) -> BillingRun:
+    run, chunks = billing_run_create(as_of=now, trigger=trigger, now=now, subscription_ids=[subscription.pk])
+    for chunk in chunks:
+        billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=now, clock=lambda: now)
+    run.refresh_from_db()
+    return run
+
+
+def _lock_subscription(subscription: Subscription) -> None:
+    current_plan = (
+        Subscription.objects.select_for_update().filter(pk=subscription.pk).values_list("plan_id", flat=True).get()
+    )
+    if current_plan != subscription.plan_id:
+        raise InvoiceError(f"{subscription.id} changed plan while being billed; the next run bills it.")
+
+
+def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: dict) -> bool:
+    """Write one invoice in its own transaction; False when it already exists.
+
+    The subscription row is locked first, so a concurrent worker waits here; when it goes on, the
+    unique constraint refuses its duplicate, the whole invoice transaction rolls back and the
+    ``IntegrityError`` becomes a skip. (The watermark keeps reruns from even trying.)
+    """
+    sub = item.subscription
+    try:
+        with transaction.atomic():
+            _lock_subscription(sub)
+            if item.kind == InvoiceKind.OPENING:
+                composed = biller.compose_opening(sub)
+                if composed is None:
+                    return False
+                invoice = _invoice_from_composition(composed, subscription=sub, plan=sub.plan, run=run)
+                invoice.save(force_insert=True)
+                InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
+                invoice.merchant = sub.merchant
+                _issue(invoice, now=item.now)
+                return True
+            period = item.period
+            _, end = service_window(sub, period)
+            change = pending.get(sub.id)
+            applies = change is not None and change.effective_at <= period.end
+            composed = biller.compose_recurring(
+                sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
+            )
+            invoice = _invoice_from_composition(
+                composed,
+                subscription=sub,
+                plan=sub.plan,
+                run=run,
+                grace_ends_at=end + sub.merchant.invoice_grace_period,
+            )
+            invoice.save(force_insert=True)
+            InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
+            if applies:
+                _apply_plan_change(sub, change, invoice=invoice)
+                pending.pop(sub.id, None)
+            stop = subscription_end(sub)
+            if stop is not None and end >= stop and sub.status != SubscriptionStatus.TERMINATED:
+                sub.status = SubscriptionStatus.TERMINATED
+                sub.terminated_at = sub.terminated_at or stop
+                sub.save(update_fields=["status", "terminated_at", "updated_at"])
+            return True
+    except IntegrityError:
+        if _already_invoiced(item):
+            return False
+        raise
+
+
+def _already_invoiced(item: _Work) -> bool:
+    invoices = Invoice.objects.filter(subscription=item.subscription, kind=item.kind).exclude(status=InvoiceStatus.VOID)
+    if item.kind == InvoiceKind.RECURRING:
+        invoices = invoices.filter(period_start=service_window(item.subscription, item.period)[0])
+    return invoices.exists()
+
+
+def _apply_plan_change(sub: Subscription, change: SubscriptionPlanChange, *, invoice: Invoice | None) -> None:
+    sub.plan = change.to_plan
+    sub.save(update_fields=["plan", "updated_at"])
+    change.applied_at = change.effective_at
+    change.invoice = invoice
+    change.save(update_fields=["applied_at", "invoice"])
+
+
+# -- subscription lifecycle ------------------------------------------------------------------------
+
+
+def _load(subscription: Subscription) -> Subscription:
+    return Subscription.objects.select_related(*SUBSCRIPTION_RELATED).get(pk=subscription.pk)
+
+
+def subscription_start(
+    *,
+    customer: Customer,
+    plan: Plan,
+    started_at: datetime,
+    now: datetime,
+    name: str = "",
+    billing_anchor: datetime | None = None,
+    trial_ends_at: datetime | None = None,
+    ending_at: datetime | None = None,
+    test_clock=None,
+) -> Subscription:
+    """Start ``customer`` on ``plan`` (``started_at`` may be in the past: a backdated start).
+
+    In-advance and one-off fees are invoiced at once (an opening invoice, issued immediately); a
+    backdated start also closes every period that already ended by ``now``.
+    """
+    if plan.merchant_id != customer.merchant_id:
+        raise InvoiceError("The plan and the customer belong to different merchants.")
+    with transaction.atomic():
+        subscription = Subscription(
+            merchant_id=plan.merchant_id,
+            customer=customer,
+            plan=plan,
+            name=name or f"{customer.name} · {plan.name}",
+            status=SubscriptionStatus.ACTIVE,
+            started_at=started_at,
+            billing_anchor=billing_anchor,
+            trial_ends_at=trial_ends_at,
+            ending_at=ending_at,
+            test_clock=test_clock,
+        )
+        subscription.full_clean()
+        subscription.save()
+    subscription = _load(subscription)
+    sub_now = subscription_now(subscription, now)
+    if started_at <= sub_now:
+        _close_one_subscription(subscription, now=now, trigger="subscription_start")
+    return _load(subscription)
+
+
+def subscription_terminate(
+    *, subscription: Subscription, now: datetime, at_period_end: bool = False, reason: str = "", by: str = ""
+) -> Subscription:
+    """End a subscription now or at the end of its current period.
+
+    Now: the final invoice bills the partial period (usage and in-arrears fees up to ``now``) and
+    credits in-advance fees pro rata for the unused days (from the termination day; obligations are
+    never credited). At period end: ``ending_at`` is set and the regular close bills the last period.
+    """
+    subscription = _load(subscription)
+    sub_now = subscription_now(subscription, now)
+    if subscription.status == SubscriptionStatus.TERMINATED:
+        raise InvoiceError("The subscription is already terminated.")
+    period = subscription_period_at(subscription, sub_now)
+    with transaction.atomic():
+        _lock_subscription(subscription)
+        subscription.termination_reason = reason
+        subscription.terminated_by = by
+        if at_period_end:
+            subscription.ending_at = period.end
+            subscription.save(update_fields=["ending_at", "termination_reason", "terminated_by", "updated_at"])
+            return subscription
+        subscription.terminated_at = sub_now
+        subscription.save(update_fields=["terminated_at", "termination_reason", "terminated_by", "updated_at"])
+    _close_one_subscription(subscription, now=now, trigger="termination")
+    subscription = _load(subscription)
+    if subscription.status != SubscriptionStatus.TERMINATED:
+        Subscription.objects.filter(pk=subscription.pk).update(status=SubscriptionStatus.TERMINATED)
+        subscription.refresh_from_db()
+    return subscription
+
+
+def _check_plan_change(subscription: Subscription, new_plan: Plan) -> None:
+    old = subscription.plan
+    if new_plan.pk == old.pk:
+        raise InvoiceError("The subscription is already on this plan.")
+    if new_plan.merchant_id != old.merchant_id:
+        raise InvoiceError("The new plan belongs to another merchant.")
+    if new_plan.currency != old.currency or new_plan.billing_cadence != old.billing_cadence:
+        raise InvoiceError("A plan change keeps the currency and the billing cadence; start a new subscription.")
+
+
+def subscription_upgrade(*, subscription: Subscription, new_plan: Plan, now: datetime) -> Invoice:
+    """Move to ``new_plan`` now. A plan-change invoice settles the old plan's usage and in-arrears fees up
+    to now, credits its unused in-advance fees and charges the new plan's for the rest of the period,
+    both prorated by day. The period's recurring invoice then bills the new plan from now."""
+    subscription = _load(subscription)
+    _check_plan_change(subscription, new_plan)
+    at = subscription_now(subscription, now)
+    with transaction.atomic():
+        _lock_subscription(subscription)
+        SubscriptionPlanChange.objects.filter(
+            subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
+        ).update(canceled_at=at)
+        composed = Biller().compose_plan_change(subscription, new_plan=new_plan, at=at)
+        invoice = _invoice_from_composition(
+            composed,
+            subscription=subscription,
+            plan=subscription.plan,
+            grace_ends_at=at + subscription.merchant.invoice_grace_period,
+        )
+        _insert_invoice(invoice, composed.lines)
+        change = SubscriptionPlanChange.objects.create(
+            subscription=subscription,
+            from_plan=subscription.plan,
+            to_plan=new_plan,
+            kind=PlanChangeKind.UPGRADE,
+            requested_at=at,
+            effective_at=at,
+        )
+        _apply_plan_change(subscription, change, invoice=invoice)
+    return invoice
+
+
+def subscription_downgrade(*, subscription: Subscription, new_plan: Plan, now: datetime) -> SubscriptionPlanChange:
+    """Schedule ``new_plan`` for the end of the current period; the closing invoice of the period bills
+    the old plan and the next period's in-advance fees of the new plan."""
+    subscription = _load(subscription)
+    _check_plan_change(subscription, new_plan)
+    at = subscription_now(subscription, now)
+    period = subscription_period_at(subscription, at)
+    with transaction.atomic():
+        _lock_subscription(subscription)
+        SubscriptionPlanChange.objects.filter(
+            subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
+        ).update(canceled_at=at)
+        return SubscriptionPlanChange.objects.create(
+            subscription=subscription,
+            from_plan=subscription.plan,
+            to_plan=new_plan,
+            kind=PlanChangeKind.DOWNGRADE,
+            requested_at=at,
+            effective_at=period.end,
+        )
+
+
+# -- drafts, issue, payment, void ------------------------------------------------------------------
+
+
+def _locked_invoice(invoice: Invoice) -> Invoice:
+    return Invoice.objects.select_for_update().select_related("merchant", "plan").get(pk=invoice.pk)
+
+
+def _refresh_lines(invoice: Invoice) -> None:
+    subscription = _load(invoice.subscription)
+    biller = Biller()
+    lines: list[LineDraft] = []
+    for line in invoice.lines.select_related("price__billable_metric", "price__fee").prefetch_related(
+        "price__tiers", "price__dynamic_rates"
+    ):
+        if line.kind == LineKind.USAGE and line.price is not None:
+            lines.append(biller.refresh_usage_line(line, subscription, invoice.currency))
+        else:
+            lines.append(
+                LineDraft(
+                    kind=line.kind,
+                    description=line.description,
+                    amount=line.amount,
+                    price=line.price,
+                    quantity=line.quantity,
+                    unit_price=line.unit_price,
+                    service_start=line.service_start,
+                    service_end=line.service_end,
+                    explanation=line.explanation,
+                )
+            )
+    plan_terms = invoice.kind == InvoiceKind.RECURRING
+    composed = finish_lines(
+        kind=invoice.kind,
+        lines=lines,
+        currency=invoice.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=invoice.tax_rate,
+        tax_behavior=invoice.tax_behavior,
+        discount_percent=invoice.plan.discount_percent if plan_terms else None,
+        minimum=invoice.plan.minimum_commitment if plan_terms else None,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+    )
+    invoice.lines.all().delete()
+    InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
+    invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due = (
+        composed.subtotal,
+        composed.tax,
+        composed.total,
+        composed.amount_due,
+    )
+    invoice.save(update_fields=["subtotal", "tax", "total", "amount_due", "updated_at"])
+
+
+def invoice_refresh(*, invoice: Invoice, now: datetime) -> Invoice:
+    """Recompute a draft's usage lines (late events of its period are included) and its totals."""
+    with transaction.atomic():
+        invoice = _locked_invoice(invoice)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only drafts are refreshed.")
+        _refresh_lines(invoice)
+    return invoice
+
+
+def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
+    """Refresh a draft with the usage known now, number it and issue it; it never changes afterwards."""
+    with transaction.atomic():
+        invoice = _locked_invoice(invoice)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only drafts can be issued.")
+        _refresh_lines(invoice)
+        _issue(invoice, now=now)
+    return invoice
+
+
+def invoices_finalize_due(*, now: datetime) -> dict[str, int]:
+    """Issue every draft whose grace period has ended (by its subscription's test clock when it has one)."""
+    due = (
+        Invoice.objects.filter(status=InvoiceStatus.DRAFT, grace_ends_at__isnull=False)
+        .filter(
+            Q(subscription__test_clock__isnull=True, grace_ends_at__lte=now)
+            | Q(subscription__test_clock__isnull=False, grace_ends_at__lte=F("subscription__test_clock__current_time"))
+        )
+        .select_related("subscription__test_clock")
+    )
+    counts = {"issued": 0, "failed": 0}
+    for invoice in due.order_by("grace_ends_at", "pk"):
+        try:
+            invoice_finalize(invoice=invoice, now=subscription_now(invoice.subscription, now))
+            counts["issued"] += 1
+        except InvoiceError:
+            continue  # issued meanwhile by someone else
+        except Exception:
+            logger.exception("Finalizing %s failed", invoice.pk)
+            counts["failed"] += 1
+    return counts
+
+
+def invoice_mark_paid(*, invoice: Invoice, now: datetime) -> Invoice:
+    with transaction.atomic():
+        invoice = _locked_invoice(invoice)
+        if invoice.status != InvoiceStatus.ISSUED:
+            raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only issued invoices are paid.")
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = now
+        invoice.save(update_fields=["status", "paid_at", "updated_at"])
+    return invoice
+
+
+def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: bool = False) -> Invoice | None:
+    """Void a draft or an issued (unpaid) invoice. ``reissue`` writes a fresh draft for the same period,
+    recomposed from the catalog and the usage as they are now; returns it (else None).
+
+    Its number stays used (a voided invoice keeps its number: the sequence has no gaps)."""
+    with transaction.atomic():
+        invoice = _locked_invoice(invoice)
+        if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED):
+            raise InvoiceError(f"Invoice {invoice} is {invoice.status}; it cannot be voided.")
+        if invoice.credit_notes.exists():
+            raise InvoiceError("This invoice has credit notes; credit the rest instead of voiding it.")
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = now
+        invoice.void_reason = reason
+        invoice.save(update_fields=["status", "voided_at", "void_reason", "updated_at"])
+        if not reissue:
+            return None
+        subscription = _load(invoice.subscription)
+        lines = [
+            LineDraft(
+                kind=line.kind,
+                description=line.description,
+                amount=line.amount,
+                price=line.price,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                service_start=line.service_start,
+                service_end=line.service_end,
+                explanation=line.explanation,
+            )
+            for line in invoice.lines.select_related("price")
+        ]
+        replacement = Invoice(
+            merchant_id=invoice.merchant_id,
+            customer_id=invoice.customer_id,
+            subscription_id=invoice.subscription_id,
+            plan=invoice.plan,
+            kind=invoice.kind,
+            currency=invoice.currency,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            tax_behavior=invoice.tax_behavior,
+            tax_rate=tax_rate_now(subscription),
+            replaces=invoice,
+            grace_ends_at=None,
+        )
+        replacement.save(force_insert=True)
+        InvoiceLine.objects.bulk_create(_line_rows(replacement, lines))
+        _refresh_lines(replacement)
+    return replacement
+
+
+def tax_rate_now(subscription: Subscription) -> Decimal:
+    from .calculation import tax_rate_for
+
+    return tax_rate_for(subscription)
+
+
+# -- credit notes ----------------------------------------------------------------------------------
+
+
+def credit_note_issue(
+    *, invoice: Invoice, now: datetime, reason: str = "", amounts: dict[int, Decimal] | None = None
+) -> CreditNote:
+    """Credit an issued or paid invoice, fully (``amounts=None``: every line's remaining amount) or partly
+    (``{invoice line id: amount}``). Lines cannot be credited beyond what was billed; tax is credited at
+    the invoice's rate and behaviour. The credit note gets its own gap-free number (CN-year-seq)."""
+    with transaction.atomic():
+        invoice = _locked_invoice(invoice)
+        if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
+            raise InvoiceError("Only issued or paid invoices can be credited.")
+        credited: dict[int, Decimal] = defaultdict(Decimal)
+        for line_id, amount in CreditNoteLine.objects.filter(credit_note__invoice=invoice).values_list(
+            "invoice_line_id", "amount"
+        ):
+            credited[line_id] += amount
+        lines = {line.id: line for line in invoice.lines.exclude(kind=LineKind.TAX)}
+        if amounts is None:
+            amounts = {line_id: line.amount - credited[line_id] for line_id, line in lines.items()}
+            amounts = {line_id: amount for line_id, amount in amounts.items() if amount > 0}
+        rows = []
+        for line_id, amount in amounts.items():
+            line = lines.get(line_id)
+            if line is None:
+                raise InvoiceError(f"Line {line_id} is not a creditable line of invoice {invoice}.")
+            amount = round_money(Decimal(amount), invoice.currency)
+            if amount <= 0 or amount > line.amount - credited[line_id]:
+                raise InvoiceError(
+                    f"Line “{line.description}” can be credited between 0 and {line.amount - credited[line_id]}."
+                )
+            rows.append(CreditNoteLine(invoice_line=line, description=line.description, amount=amount))
+        if not rows:
+            raise InvoiceError("Nothing left to credit on this invoice.")
+        base = sum((row.amount for row in rows), Decimal(0))
+        rounding = invoice.merchant.rounding_mode
+        rate_ = invoice.tax_rate
+        if invoice.tax_behavior == "inclusive":
+            tax = round_money(
+                CTX.divide(CTX.multiply(base, rate_), CTX.add(Decimal(100), rate_)), invoice.currency, rounding
+            )
+            subtotal = base - tax
+        else:
+            tax = round_money(CTX.divide(CTX.multiply(base, rate_), Decimal(100)), invoice.currency, rounding)
+            subtotal = base
+        sequence = _next_number(merchant=invoice.merchant, year=now.year, document_type=DocumentType.CREDIT_NOTE)
+        note = CreditNote.objects.create(
+            merchant=invoice.merchant,
+            customer_id=invoice.customer_id,
+            invoice=invoice,
+            number=credit_note_number_format(year=now.year, sequence=sequence),
+            currency=invoice.currency,
+            issued_at=now,
+            reason=reason,
+            subtotal=subtotal,
+            tax=tax,
+            total=subtotal + tax,
+        )
+        for row in rows:
+            row.credit_note = note
+        CreditNoteLine.objects.bulk_create(rows)
+    return note
+
+
+# -- late usage ------------------------------------------------------------------------------------
+
+
+def invoice_bill_late_usage(*, invoice: Invoice, now: datetime) -> Invoice | None:
+    """Bill usage that arrived after ``invoice`` was issued as a separate adjustment draft (finance's
+    decision, from the admin): per metered line, the engine's amount for the usage known now minus what
+    was already billed. Returns None when there is nothing late."""
+    from .selectors import late_usage_for_invoice
+
+    late = late_usage_for_invoice(invoice=invoice)
+    if not late:
+        return None
+    subscription = _load(invoice.subscription)
+    lines = [
+        LineDraft(
+            kind=LineKind.ADJUSTMENT,
+            description=f"Late usage: {item.line.description} (+{item.extra_quantity.normalize():f})",
+            amount=item.extra_amount,
+            price=item.line.price,
+            quantity=item.current_quantity,
+            service_start=item.line.service_start,
+            service_end=item.line.service_end,
+            explanation={
+                "text": f"billed {item.billed_quantity} for {item.billed_amount}; now {item.current_quantity}"
+                f" for {item.current_amount}",
+                "rating": item.explanation,
+            },
+        )
+        for item in late
+    ]
+    composed = finish_lines(
+        kind=InvoiceKind.ADJUSTMENT,
+        lines=lines,
+        currency=invoice.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=invoice.tax_rate,
+        tax_behavior=invoice.tax_behavior,
+        discount_percent=None,
+        minimum=None,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+    )
+    with transaction.atomic():
+        adjustment = _invoice_from_composition(composed, subscription=subscription, plan=invoice.plan, adjusts=invoice)
+        _insert_invoice(adjustment, composed.lines)
+    return adjustment

@@ -1,0 +1,57 @@
+"""Celery tasks: thin wrappers that pass the time in and call the services.
+
+The beat task records a run and fans its subscriptions out in chunks, one task per chunk, so several
+workers share a large run; a chunk is safe to retry (what exists is skipped).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .models import BillingRun
+from .services import DEFAULT_CHUNK_SIZE, billing_run_create, billing_run_process_chunk, invoices_finalize_due
+
+
+def _moment(value: str | None) -> datetime:
+    if not value:
+        return timezone.now()
+    moment = parse_datetime(value)
+    if moment is None or timezone.is_naive(moment):
+        raise ValueError(f"{value!r} is not an aware ISO 8601 datetime")
+    return moment
+
+
+def billing_run_enqueue(*, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BillingRun:
+    """Record a run and queue one task per chunk of subscriptions, once the run row is committed."""
+    with transaction.atomic():
+        run, chunks = billing_run_create(as_of=as_of, trigger=trigger, chunk_size=chunk_size, now=timezone.now())
+        for chunk in chunks:
+            transaction.on_commit(
+                lambda chunk=chunk: billing_run_chunk_task.delay(run.pk, chunk, run.as_of.isoformat())
+            )
+    return run
+
+
+@shared_task(name="invoicing.close_billing_periods")
+def close_billing_periods_task(
+    as_of: str | None = None, trigger: str = "beat", chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> int:
+    """Close every billing period ended by ``as_of`` (default: now); returns the run's id."""
+    return billing_run_enqueue(as_of=_moment(as_of), trigger=trigger, chunk_size=chunk_size).pk
+
+
+@shared_task(name="invoicing.billing_run_chunk", acks_late=True)
+def billing_run_chunk_task(run_id: int, subscription_ids: list[str], as_of: str) -> dict[str, int]:
+    outcome = billing_run_process_chunk(run_id=run_id, subscription_ids=subscription_ids, as_of=_moment(as_of))
+    return {"created": outcome.created, "skipped": outcome.skipped, "failed": outcome.failed}
+
+
+@shared_task(name="invoicing.finalize_due_invoices")
+def finalize_due_invoices_task(now: str | None = None) -> dict[str, int]:
+    """Issue the drafts whose grace period has ended."""
+    return invoices_finalize_due(now=_moment(now))
