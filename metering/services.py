@@ -23,9 +23,6 @@ from .selectors import MetricRoute, metric_routes_cached
 
 MAX_BATCH_EVENTS = 5000
 MAX_EVENT_DATA_BYTES = 16 * 1024
-# On PostgreSQL, batches above this size go through COPY into a staging table; smaller ones (the
-# single-event endpoint) through one INSERT … ON CONFLICT, which is one round trip instead of four.
-COPY_THRESHOLD = 50
 _SQLITE_CHUNK = 500
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
@@ -44,10 +41,9 @@ _COLUMNS = (
     "data",
 )
 _TABLE = UsageEvent._meta.db_table
-_STAGE = "metering_event_stage"
 
 
-@dataclass
+@dataclass(slots=True)
 class EventResult:
     """What happened to one submitted event (``index`` is its position in the request)."""
 
@@ -62,7 +58,7 @@ class EventResult:
         return f"evt_{self.id}" if self.id is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AcceptedEvent:
     """A newly stored event, with its resolved customer and the value each routed metric reads from it."""
 
@@ -82,7 +78,7 @@ class AcceptedEvent:
     metric_values: dict[str, Decimal | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class IngestOutcome:
     results: list[EventResult]
     accepted: list[AcceptedEvent]
@@ -95,7 +91,7 @@ class IngestOutcome:
         return counts
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     index: int
     event_type: str
@@ -109,6 +105,14 @@ class _Candidate:
     data_json: str
     metric_values: dict[str, Decimal | None]
     customer_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Memo:
+    """Checks already passed within one call: many events of a batch share a type and often a timestamp."""
+
+    valid_types: set[str] = field(default_factory=set)
+    timestamps: dict[str, datetime] = field(default_factory=dict)
 
 
 def _numeric_value(value) -> Decimal | None | bool:
@@ -155,6 +159,7 @@ def _validate(
     routes: dict[str, list[MetricRoute]],
     now: datetime,
     future_limit: datetime,
+    memo: _Memo,
 ) -> _Candidate | list[dict[str, str]]:
     """Check one event's shape (plain Python, no serializer); the subject is resolved later in bulk."""
     if not isinstance(raw, dict):
@@ -163,7 +168,9 @@ def _validate(
 
     event_type = raw.get("type")
     event_routes: list[MetricRoute] = []
-    if event_type is None or event_type == "":
+    if event_type.__class__ is str and event_type in memo.valid_types:
+        event_routes = routes[event_type]
+    elif event_type is None or event_type == "":
         errors.append({"field": "type", "message": "type is required."})
     elif not isinstance(event_type, str):
         errors.append({"field": "type", "message": "type must be a string."})
@@ -175,6 +182,7 @@ def _validate(
         )
     else:
         event_routes = routes[event_type]
+        memo.valid_types.add(event_type)
 
     source = raw.get("source")
     if source is None or source == "":
@@ -225,7 +233,9 @@ def _validate(
 
     timestamp = now
     raw_timestamp = raw.get("timestamp")
-    if raw_timestamp is not None:
+    if raw_timestamp.__class__ is str and raw_timestamp in memo.timestamps:
+        timestamp = memo.timestamps[raw_timestamp]
+    elif raw_timestamp is not None:
         parsed = None
         if isinstance(raw_timestamp, str):
             try:
@@ -238,7 +248,9 @@ def _validate(
             )
         else:
             timestamp = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-            if timestamp > future_limit:
+            if timestamp <= future_limit:
+                memo.timestamps[raw_timestamp] = timestamp
+            else:
                 errors.append(
                     {
                         "field": "timestamp",
@@ -304,8 +316,11 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
     results: list[EventResult | None] = [None] * len(raw_events)
     candidates: list[_Candidate] = []
     future_limit = now + settings.METERLINE_EVENT_FUTURE_TOLERANCE
+    memo = _Memo()
     for index, raw in enumerate(raw_events):
-        checked = _validate(index, raw, merchant_id=merchant.pk, routes=routes, now=now, future_limit=future_limit)
+        checked = _validate(
+            index, raw, merchant_id=merchant.pk, routes=routes, now=now, future_limit=future_limit, memo=memo
+        )
         if checked.__class__ is list:
             results[index] = EventResult(index, REJECTED, errors=checked)
         else:
@@ -480,8 +495,8 @@ def _rows(merchant_id: str, candidates: list[_Candidate], received_at: datetime,
 
 def _insert(*, merchant_id: str, candidates: list[_Candidate], received_at: datetime) -> dict[str, int]:
     """Insert, skipping keys already stored; returns idempotency key → id of the rows inserted now."""
-    if sql.is_postgres() and len(candidates) > COPY_THRESHOLD:
-        return _insert_copy(_rows(merchant_id, candidates, received_at, adapt=lambda v: v))
+    if sql.is_postgres():
+        return _insert_json_batch(merchant_id=merchant_id, candidates=candidates, received_at=received_at)
     rows = _rows(merchant_id, candidates, received_at, adapt=sql.db_datetime)
     inserted: dict[str, int] = {}
     row_marks = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
@@ -497,27 +512,39 @@ def _insert(*, merchant_id: str, candidates: list[_Candidate], received_at: date
     return inserted
 
 
-def _insert_copy(rows: list[tuple]) -> dict[str, int]:
-    """PostgreSQL: COPY into a per-connection temp table, then one INSERT … SELECT … ON CONFLICT DO NOTHING."""
-    columns = ", ".join(_COLUMNS)
+# PostgreSQL: the whole batch travels as ONE jsonb parameter (an array of 7-element arrays, serialised
+# by orjson in C, each event's data embedded as the JSON text already produced by validation) and is
+# unpacked by one INSERT … SELECT … ON CONFLICT DO NOTHING. One round trip and no per-row Python
+# adaptation: measured faster than COPY into a staging table followed by INSERT … SELECT
+# (metering/README.md, "Performance").
+_JSON_BATCH_INSERT = (
+    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+    "SELECT %s, e->>0, e->>1, e->>2, (e->>3)::timestamptz, %s, e->>4, e->>5, e->>6, e->7 "
+    "FROM jsonb_array_elements(%s::jsonb) AS e "
+    "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING idempotency_key, id"
+)
+
+
+def _insert_json_batch(*, merchant_id: str, candidates: list[_Candidate], received_at: datetime) -> dict[str, int]:
+    fragment = orjson.Fragment
+    payload = orjson.dumps(
+        [
+            (
+                c.customer_id,
+                c.external_subject,
+                c.event_type,
+                c.timestamp,
+                c.idempotency_key,
+                c.external_id,
+                c.source,
+                fragment(c.data_json),
+            )
+            for c in candidates
+        ]
+    ).decode()
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ("
-            "merchant_id varchar(40), customer_id varchar(40), external_subject varchar(200), event_type varchar(200), "
-            '"timestamp" timestamptz, received_at timestamptz, idempotency_key varchar(255), external_id varchar(255), '
-            "source varchar(500), data jsonb) ON COMMIT DELETE ROWS"
-        )
-        with cursor.cursor.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(
-            f"INSERT INTO {_TABLE} ({columns}) SELECT {columns} FROM {_STAGE} "
-            "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING idempotency_key, id"
-        )
-        inserted = dict(cursor.fetchall())
-        # Emptied at commit anyway; emptied now so a second call in the same transaction starts clean.
-        cursor.execute(f"DELETE FROM {_STAGE}")
-    return inserted
+        cursor.execute(_JSON_BATCH_INSERT, [merchant_id, received_at, payload])
+        return dict(cursor.fetchall())
 
 
 @transaction.atomic
