@@ -1,8 +1,9 @@
 """Metering benchmark: ingestion over REST under gunicorn, and aggregation on a 10M-row events table.
 
 Runs against PostgreSQL in its own database (default ``meterline_bench``, dropped and re-created),
-with the production settings (DEBUG off, persistent connections) and the load generator on the same
-machine (processes with http.client keep-alive connections, loopback only). Every loop is bounded.
+with the production settings (DEBUG off, persistent connections, CONN_HEALTH_CHECKS off unless
+--health-checks), gunicorn (default 2 gthread workers x 8 threads) and the load generator on the same
+machine (processes with a minimal keep-alive HTTP client, loopback only). Every loop is bounded.
 
     /work/venv/bin/python benchmarks/ingest.py                       # full run (targets of the issue)
     /work/venv/bin/python benchmarks/ingest.py --single-requests 2000 --events 100000 --agg-events 1000000
@@ -49,18 +50,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="meterline_bench")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without database")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
-    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync, gthread)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, sync)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker")
     parser.add_argument(
         "--health-checks", action="store_true", help="CONN_HEALTH_CHECKS on (one extra SELECT 1 per request)"
     )
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--single-requests", type=int, default=20_000)
-    parser.add_argument("--single-concurrency", type=int, default=4)
+    parser.add_argument("--single-concurrency", type=int, default=16, help="client processes")
     parser.add_argument("--events", type=int, default=1_000_000, help="events sent in batches")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--batch-concurrency", type=int, default=3)
+    parser.add_argument("--batch-concurrency", type=int, default=2, help="client processes")
     parser.add_argument("--agg-events", type=int, default=10_000_000, help="rows loaded with COPY for aggregation")
     parser.add_argument("--agg-repeats", type=int, default=50)
     parser.add_argument("--skip-http", action="store_true")
