@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils.text import slugify
 
+from .api.auth import api_key_cache_forget
 from .models import (
     ApiKey,
     BillableMetric,
@@ -47,6 +48,7 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime) -> ApiKey:
     """Revoke a key; revoking twice keeps the first revocation time."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
     api_key.refresh_from_db(fields=["revoked_at"])
+    api_key_cache_forget(api_key.key_digest)  # the ingestion endpoints' per-process key cache
     return api_key
 
 

@@ -15,6 +15,7 @@ to keep each aggregation at exactly one query.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,10 +72,42 @@ class UsageGroup:
     event_count: int = 0
 
 
-def metric_routes(*, merchant: Merchant) -> dict[str, list[MetricRoute]]:
-    """Event type → the merchant's metrics it feeds (one query)."""
+# How long ingestion trusts a merchant's routing table in this process. Saves and deletes of a
+# BillableMetric forget it at once in the process that made them (metering/apps.py); an event type
+# missing from a cached table is always re-read before an event is refused. So the TTL only bounds
+# how long another process (e.g. the admin's) takes to see a changed valueProperty or a second metric
+# on an already-known event type.
+ROUTES_CACHE_SECONDS = 30.0
+ROUTES_CACHE_SIZE = 1024
+_routes_cache: dict[str, tuple[float, dict[str, list[MetricRoute]]]] = {}
+
+
+def metric_routes_cached(*, merchant_id: str, fresh: bool = False) -> dict[str, list[MetricRoute]]:
+    """``metric_routes`` from this process's cache (no query on a hit); ``fresh`` re-reads it."""
+    now = time.monotonic()
+    cached = None if fresh else _routes_cache.get(merchant_id)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    routes = metric_routes(merchant=merchant_id)
+    if len(_routes_cache) >= ROUTES_CACHE_SIZE:
+        _routes_cache.clear()
+    _routes_cache[merchant_id] = (now + ROUTES_CACHE_SECONDS, routes)
+    return routes
+
+
+def metric_routes_forget(*, merchant_id: str | None = None) -> None:
+    """Drop cached routing (one merchant's, or everyone's)."""
+    if merchant_id is None:
+        _routes_cache.clear()
+    else:
+        _routes_cache.pop(merchant_id, None)
+
+
+def metric_routes(*, merchant: Merchant | str) -> dict[str, list[MetricRoute]]:
+    """Event type → the merchant's metrics it feeds (one query); ``merchant`` or its id."""
     routes: dict[str, list[MetricRoute]] = {}
-    rows = BillableMetric.objects.filter(merchant=merchant).values_list(
+    merchant_id = merchant if isinstance(merchant, str) else merchant.pk
+    rows = BillableMetric.objects.filter(merchant_id=merchant_id).values_list(
         "id", "event_type", "aggregation", "value_property"
     )
     for metric_id, event_type, aggregation, value_property in rows:

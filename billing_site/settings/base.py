@@ -92,7 +92,10 @@ DATABASES = {
         os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'meterline.sqlite3'}",
         # Persistent connections: a new connection per request costs about 5x (performance notes).
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
-        conn_health_checks=True,
+        # A health check is one extra round trip (SELECT 1) per request; ingestion-heavy deployments
+        # may turn it off (CONN_HEALTH_CHECKS=0): a connection dropped by a database restart then
+        # fails one request and is replaced (metering/README.md, "Performance").
+        conn_health_checks=env_bool("CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -13,6 +13,7 @@ import orjson
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -82,8 +83,22 @@ def event_body(event: UsageEvent | services.AcceptedEvent, *, namespace: str) ->
     return body
 
 
+class _JsonOnly(BaseContentNegotiation):
+    """Ingestion answers JSON whatever the Accept header (the only renderer configured): skip parsing it."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class EventIngestApi(APIView):
     """``POST /v0/events``: one event; 202 with the event, also for a duplicate (then ``duplicate: true``)."""
+
+    # The key → merchant look-up is cached per process for a few seconds (see catalog/api/auth.py).
+    api_key_cache = True
+    content_negotiation_class = _JsonOnly
 
     def post(self, request):
         merchant = request_merchant(request)
@@ -108,6 +123,9 @@ class EventIngestApi(APIView):
 
 class EventBatchIngestApi(APIView):
     """``POST /v0/events/batch``: up to 5,000 events; 200 with a result per item and counts."""
+
+    api_key_cache = True
+    content_negotiation_class = _JsonOnly
 
     def post(self, request):
         merchant = request_merchant(request)
