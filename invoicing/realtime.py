@@ -198,7 +198,8 @@ def _subscription_now(subscription: Subscription, now: datetime) -> datetime:
     return clock.current_time if clock is not None else now
 
 
-def _plan(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> _Plan | None:
+def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list[Subscription]:
+    """The active real-time subscriptions of the customers the request names (one query, or none)."""
     subjects: set[str] = set()
     externals: set[str] = set()
     for raw in raw_events:
@@ -210,16 +211,17 @@ def _plan(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> _Plan |
         elif isinstance(external, str) and external:
             externals.add(external)
     if not subjects and not externals:
-        return None
-    subscriptions = list(
+        return []
+    return list(
         Subscription.objects.filter(merchant=merchant, status=SubscriptionStatus.ACTIVE)
         .filter(Q(customer_id__in=subjects) | Q(customer__external_id__in=externals))
         .filter(real_time_subscriptions())
         .select_related(*SUBSCRIPTION_RELATED)
         .order_by("customer_id", "id")
     )
-    if not subscriptions:
-        return None
+
+
+def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datetime) -> _Plan | None:
     all_prices = prices_for_subscriptions(subscriptions)
     by_customer: dict[str, list[Subscription]] = defaultdict(list)
     prices: dict[str, list[Price]] = {}
@@ -400,8 +402,13 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
     invoice is already issued are stored but not debited (``late_event_ids``). An event refused under
     the block policy is in ``results`` as ``rejected`` with ``refusals[index]`` and is not stored.
     """
+    subscriptions = _realtime_subscriptions(merchant=merchant, raw_events=raw_events)
+    if not subscriptions:
+        # No real-time subscription is named: metering's own lean path (one statement for one event).
+        ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
+        return RealtimeOutcome(results=list(ingested.results), accepted=list(ingested.accepted))
     with transaction.atomic():
-        plan = _plan(merchant=merchant, raw_events=raw_events, now=now)
+        plan = _plan(subscriptions=subscriptions, raw_events=raw_events, now=now)
         ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
         outcome = RealtimeOutcome(results=list(ingested.results), accepted=list(ingested.accepted))
         if plan is None:

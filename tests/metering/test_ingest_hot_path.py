@@ -36,8 +36,9 @@ def test_warm_single_event_is_one_query(api_client, input_tokens, customer, djan
     # given: the key and the routing table are cached by a first request
     assert api_client.post("/v0/events", _event(customer, "k-1"), format="json").status_code == 202
 
-    # when / then: resolve the customer and insert, in one statement
-    with django_assert_num_queries(1):
+    # when / then: is the customer billed in real time (invoicing's event endpoint asks first)? then
+    # resolve the customer and insert, in one statement
+    with django_assert_num_queries(2):
         response = api_client.post("/v0/events", _event(customer, "k-2"), format="json")
     assert response.status_code == 202
     assert list(UsageEvent.objects.order_by("id").values_list("idempotency_key", "customer_id")) == [
@@ -50,7 +51,7 @@ def test_cold_single_event_reads_key_and_routing_once(api_client, input_tokens, 
     auth._key_cache.clear()
     selectors.metric_routes_forget()
 
-    with django_assert_num_queries(3):  # key, routing, insert
+    with django_assert_num_queries(4):  # key, real-time subscriptions, routing, insert
         response = api_client.post("/v0/events", _event(customer, "k-1"), format="json")
 
     assert response.status_code == 202
