@@ -20,14 +20,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, renderers, status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from catalog import services as catalog_services
-from catalog.api.auth import request_merchant
 from catalog.api.errors import ApiError
-from catalog.api.fields import DecimalJSONParser, check_merchant, decimal_string, wire_field_names
+from catalog.api.fields import check_merchant, decimal_string, wire_field_names
 from catalog.api.pagination import page_params, paginate
 from catalog.api.serializers import ErrorOutput
+from catalog.api.views import CatalogApi
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at
@@ -70,17 +69,8 @@ LIMITATIONS = (
 )
 
 
-class BillingApi(APIView):
-    parser_classes = [DecimalJSONParser]
-
-    @property
-    def merchant(self):
-        return request_merchant(self.request)
-
-    def body(self, serializer_class, **context) -> dict:
-        serializer = serializer_class(data=self.request.data, context={"request": self.request, **context})
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+class BillingApi(CatalogApi):
+    """The catalog API's base view (decimal JSON parsing, null-character refusal, merchant, body)."""
 
 
 def _conflict(message: str, code: str, details=None) -> ApiError:
