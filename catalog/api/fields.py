@@ -14,6 +14,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.parsers import JSONParser
 
+from ..pricing import round_money
 from .auth import request_merchant
 from .errors import ApiError, snake_to_camel
 
@@ -60,6 +61,14 @@ def decimal_string(value: Decimal | None) -> str | None:
         return None
     text = format(value.normalize(), "f")
     return "0" if text in {"-0", "0"} else text
+
+
+def money_string(value: Decimal | None, currency: str) -> str | None:
+    """An amount already rounded to ``currency``'s minor unit, printed with it: 2.4 USD → "2.40"."""
+    if value is None:
+        return None
+    rounded = round_money(value, currency)
+    return format(rounded.copy_abs() if not rounded else rounded, "f")  # never "-0.00"
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "0.000002"})

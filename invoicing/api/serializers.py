@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from catalog import models as catalog
-from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, decimal_string
+from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, decimal_string, money_string
 from catalog.api.serializers import (
     AddressInput,
     Constant,
@@ -166,12 +166,12 @@ def payment_of(subscription, opening, request) -> dict | None:
     """The ``payment`` object: ``pending`` while Invoice 0 waits to be paid, ``paid`` once it is."""
     if opening is None:
         return None
-    amount = decimal_string(opening.amount_due)
+    amount = money_string(opening.amount_due, opening.currency)
     if subscription.status == catalog.SubscriptionStatus.PENDING_PAYMENT and opening.status == InvoiceStatus.ISSUED:
         return {
             "status": "pending",
             "amount": amount,
-            "breakdown": {"upfrontCharges": amount, "walletCharge": "0"},
+            "breakdown": {"upfrontCharges": amount, "walletCharge": money_string(Decimal(0), opening.currency)},
             # Self-hosted: no hosted checkout. The link opens the invoice in the admin, where finance marks
             # it paid; the "payment session" is the invoice itself.
             "checkoutUrl": request.build_absolute_uri(f"/admin/invoicing/invoice/{opening.id}/change/"),
@@ -413,9 +413,9 @@ def invoice_line_item(line, invoice, tax: Decimal) -> dict:
         "quantity": quantity.normalize(),
         "taxRate": (invoice.tax_rate / HUNDRED).normalize(),
         "unitPrice": decimal_string(unit_price),
-        "totalPrice": decimal_string(total_price),
-        "totalTax": decimal_string(tax),
-        "totalAmount": decimal_string(total_amount),
+        "totalPrice": money_string(total_price, invoice.currency),
+        "totalTax": money_string(tax, invoice.currency),
+        "totalAmount": money_string(total_amount, invoice.currency),
         "itemId": None,
         "priceId": price.id if price is not None else None,
         "periodStart": (line.service_start or invoice.period_start).isoformat().replace("+00:00", "Z"),

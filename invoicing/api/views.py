@@ -23,7 +23,7 @@ from rest_framework.response import Response
 
 from catalog import services as catalog_services
 from catalog.api.errors import ApiError
-from catalog.api.fields import check_merchant, decimal_string, wire_field_names
+from catalog.api.fields import check_merchant, decimal_string, money_string, wire_field_names
 from catalog.api.pagination import page_params, paginate
 from catalog.api.serializers import ErrorOutput
 from catalog.api.views import CatalogApi
@@ -476,11 +476,11 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
         "billingCadence": invoice.plan.billing_cadence,
         "sequenceNumber": _sequence_number(invoice),
         "gracePeriodEnd": _z(grace),
-        "subtotal": decimal_string(invoice.subtotal),
-        "totalTax": decimal_string(invoice.tax),
-        "grandTotal": decimal_string(invoice.total),
-        "paidAmount": decimal_string(invoice.amount_due if paid else Decimal(0)),
-        "unpaidAmount": decimal_string(invoice.amount_due if open_ else Decimal(0)),
+        "subtotal": money_string(invoice.subtotal, invoice.currency),
+        "totalTax": money_string(invoice.tax, invoice.currency),
+        "grandTotal": money_string(invoice.total, invoice.currency),
+        "paidAmount": money_string(invoice.amount_due if paid else Decimal(0), invoice.currency),
+        "unpaidAmount": money_string(invoice.amount_due if open_ else Decimal(0), invoice.currency),
         "itemCount": getattr(invoice, "item_count", None)
         if getattr(invoice, "item_count", None) is not None
         else invoice.lines.exclude(kind=LineKind.TAX).count(),
@@ -504,7 +504,7 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
             "voidReason": invoice.void_reason or None,
         },
         "kind": invoice.kind,
-        "amountDue": decimal_string(invoice.amount_due),
+        "amountDue": money_string(invoice.amount_due, invoice.currency),
         "taxRatePercent": invoice.tax_rate.normalize(),
         "taxBehavior": invoice.tax_behavior,
     }

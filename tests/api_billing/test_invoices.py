@@ -72,8 +72,18 @@ def test_get_invoice_with_line_items(api_client, billed, merchant):
 
     ClientInvoice.model_validate(body)
     # 3,000,000 × 0.000002 = 6.00 for January's tokens, 49.00 for February's fee in advance
-    assert (body["status"], body["subtotal"], body["totalTax"], body["grandTotal"]) == ("ISSUED", "55", "0", "55")
-    assert (body["paidAmount"], body["unpaidAmount"], body["itemCount"], body["sequenceNumber"]) == ("0", "55", 2, 1)
+    assert (body["status"], body["subtotal"], body["totalTax"], body["grandTotal"]) == (
+        "ISSUED",
+        "55.00",
+        "0.00",
+        "55.00",
+    )
+    assert (body["paidAmount"], body["unpaidAmount"], body["itemCount"], body["sequenceNumber"]) == (
+        "0.00",
+        "55.00",
+        2,
+        1,
+    )
     assert body["invoiceNumber"] == f"{merchant.invoice_number_prefix or 'INV'}-2025-000002"
     assert (body["issuedAt"], body["dueAt"], body["gracePeriodEnd"]) == (
         "2025-02-02T00:00:00Z",
@@ -88,7 +98,7 @@ def test_get_invoice_with_line_items(api_client, billed, merchant):
         "usage",
         3000000,
         "0.000002",
-        "6",
+        "6.00",
     )
     assert (usage["metricUnit"], usage["paymentTerm"], usage["periodEnd"]) == (
         "tokens",
@@ -96,7 +106,12 @@ def test_get_invoice_with_line_items(api_client, billed, merchant):
         "2025-02-01T00:00:00Z",
     )
     assert "3000000" in usage["explanation"].replace(",", "")
-    assert (fee["eventType"], fee["quantity"], fee["totalPrice"], fee["paymentTerm"]) == ("fee", 1, "49", "in_advance")
+    assert (fee["eventType"], fee["quantity"], fee["totalPrice"], fee["paymentTerm"]) == (
+        "fee",
+        1,
+        "49.00",
+        "in_advance",
+    )
     assert fee["periodStart"] == "2025-02-01T00:00:00Z"
 
 
@@ -113,10 +128,10 @@ def test_line_items_add_up_with_tax(api_client, subscribe, arrears_plan, custome
 
     # 1,234,567 × 0.000002 = 2.469134 → 2.47; tax 8.25% → 0.203775 → 0.20
     (line,) = body["lineItems"]["lineItems"]
-    assert (body["subtotal"], body["totalTax"], body["grandTotal"]) == ("2.47", "0.2", "2.67")
+    assert (body["subtotal"], body["totalTax"], body["grandTotal"]) == ("2.47", "0.20", "2.67")
     assert (line["totalPrice"], line["totalTax"], line["totalAmount"], line["taxRate"]) == (
         "2.47",
-        "0.2",
+        "0.20",
         "2.67",
         0.0825,
     )

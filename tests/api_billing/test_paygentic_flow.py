@@ -102,8 +102,8 @@ def test_llm_api_month_on_a_test_clock(live_server):
         # then: Invoice 0 ($49 in advance) must be paid before the subscription is active
         assert sub.status == "pending_payment"
         assert sub.payment.status == "pending"
-        assert sub.payment.amount == "49"
-        assert sub.payment.breakdown.upfront_charges == "49"
+        assert sub.payment.amount == "49.00"
+        assert sub.payment.breakdown.upfront_charges == "49.00"
         assert sub.payment.payment_session_id == sub.payment.invoice_id
         paid = sdk.invoices_v2.record_invoice_payment(id=sub.payment.invoice_id, method="out_of_band", reason="wire")
         assert paid.method == "out_of_band"
@@ -150,7 +150,7 @@ def test_llm_api_month_on_a_test_clock(live_server):
         # plus February's platform fee 49.00 in advance → 56.00; a draft during the 24 h grace period
         january = next(inv for inv in invs.data if inv.sequence_number == 1)
         assert january.status == "DRAFT"
-        assert january.grand_total == "56"
+        assert january.grand_total == "56.00"
         assert january.period_start == JAN_1
         assert january.period_end == FEB_1
 
@@ -161,15 +161,15 @@ def test_llm_api_month_on_a_test_clock(live_server):
         # then: issued, numbered, with the lines that add up
         assert inv.status == "ISSUED"
         assert inv.invoice_number.endswith("-000002")
-        assert (inv.subtotal, inv.total_tax, inv.grand_total) == ("56", "0", "56")
+        assert (inv.subtotal, inv.total_tax, inv.grand_total) == ("56.00", "0.00", "56.00")
         lines = {line.invoice_display_name: line for line in inv.line_items.line_items}
         assert inv.line_items.total_count == 3
         assert lines["Input tokens"].quantity == 2_000_000
         assert lines["Input tokens"].unit_price == "0.000002"
-        assert lines["Input tokens"].total_amount == "4"
+        assert lines["Input tokens"].total_amount == "4.00"
         assert lines["Output tokens"].quantity == 500_000
-        assert lines["Output tokens"].total_price == "3"
-        assert lines["Platform fee"].total_amount == "49"
+        assert lines["Output tokens"].total_price == "3.00"
+        assert lines["Platform fee"].total_amount == "49.00"
         assert lines["Platform fee"].payment_term == "in_advance"
         assert lines["Platform fee"].period_start == FEB_1
         page = sdk.invoices_v2.get_line_items(id=inv.id, limit=2)
@@ -184,8 +184,8 @@ def test_llm_api_month_on_a_test_clock(live_server):
 
         paid = sdk.invoices_v2.record_invoice_payment(id=inv.id, method="out_of_band", reason="wire")
         assert paid.invoice.status == "PAID"
-        assert paid.invoice.paid_amount == "56"
-        assert paid.invoice.unpaid_amount == "0"
+        assert paid.invoice.paid_amount == "56.00"
+        assert paid.invoice.unpaid_amount == "0.00"
         with pytest.raises(errors.Error) as again:
             sdk.invoices_v2.record_invoice_payment(id=inv.id, method="out_of_band")
         assert again.value.status_code == 409
@@ -258,11 +258,11 @@ def test_cloud_analytics_volume_egress_on_a_test_clock(live_server):
         # then: 4,200 GB falls in the 1,001–10,000 tier: 4,200 × 0.07 = 294.00
         assert len(invs.data) == 1
         inv = sdk.invoices_v2.get(id=invs.data[0].id, expand="lineItems")
-        assert inv.grand_total == "294"
+        assert inv.grand_total == "294.00"
         (line,) = inv.line_items.line_items
         assert line.quantity == 4200
         assert line.event_type == "usage"
         assert line.metric_unit == "GB"
-        assert line.total_amount == "294"
+        assert line.total_amount == "294.00"
         assert sdk.invoices_v2.download_invoice_pdf(id=inv.id).read().startswith(b"%PDF")
         assert sdk.invoices_v2.record_invoice_payment(id=inv.id, method="out_of_band").invoice.status == "PAID"

@@ -34,9 +34,9 @@ def test_plan_with_in_advance_fee_waits_for_invoice_zero(subscribe, plan, mercha
     assert body["status"] == "pending_payment"
     assert body["payment"] == {
         "status": "pending",
-        "amount": "49",
+        "amount": "49.00",
         "invoiceId": opening.id,
-        "breakdown": {"upfrontCharges": "49", "walletCharge": "0"},
+        "breakdown": {"upfrontCharges": "49.00", "walletCharge": "0.00"},
         "checkoutUrl": f"http://testserver/admin/invoicing/invoice/{opening.id}/change/",
         "paymentSessionId": opening.id,
     }
@@ -61,7 +61,7 @@ def test_paying_invoice_zero_activates_the_subscription(api_client, subscribe, p
     # then
     assert paid.status_code == 200
     assert after["status"] == "active"
-    assert after["payment"] == {"status": "paid", "invoiceId": body["payment"]["invoiceId"], "amount": "49"}
+    assert after["payment"] == {"status": "paid", "invoiceId": body["payment"]["invoiceId"], "amount": "49.00"}
 
 
 def test_zero_amount_invoice_zero_is_paid_at_once(subscribe, merchant):
@@ -71,7 +71,7 @@ def test_zero_amount_invoice_zero_is_paid_at_once(subscribe, merchant):
 
     assert body["status"] == "active"
     assert body["payment"]["status"] == "paid"
-    assert body["payment"]["amount"] == "0"
+    assert body["payment"]["amount"] == "0.00"
     assert Invoice.objects.get(pk=body["payment"]["invoiceId"]).status == InvoiceStatus.PAID
 
 
