@@ -206,9 +206,12 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
         if not isinstance(raw, dict):
             continue
         subject, external = raw.get("subject"), raw.get("externalSubject")
+        # Not yet validated: only strings can name a customer, and none holds a null character (which
+        # PostgreSQL refuses in a query); metering rejects such events with a field message.
         if isinstance(subject, str) and subject:
-            subjects.add(subject)
-        elif isinstance(external, str) and external:
+            if "\x00" not in subject:
+                subjects.add(subject)
+        elif isinstance(external, str) and external and "\x00" not in external:
             externals.add(external)
     if not subjects and not externals:
         return []

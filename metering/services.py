@@ -26,6 +26,8 @@ MAX_EVENT_DATA_BYTES = 16 * 1024
 _SQLITE_CHUNK = 500
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+NUL = "\x00"
+NUL_MESSAGE = "Null characters (\\u0000) are not allowed."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EXTERNAL_ID = re.compile(r"[A-Za-z0-9_-]+")
 _COLUMNS = (
@@ -148,6 +150,8 @@ def _optional_string(raw: dict, key: str, errors: list, *, max_length: int) -> s
         return ""
     if len(value) > max_length:
         errors.append({"field": key, "message": f"{key} is longer than {max_length} characters."})
+    elif NUL in value:
+        errors.append({"field": key, "message": NUL_MESSAGE})
     return value
 
 
@@ -191,9 +195,12 @@ def _validate(
     elif not isinstance(source, str) or len(source) > 500:
         errors.append({"field": "source", "message": "source must be a string of at most 500 characters."})
         source = ""
+    elif NUL in source:
+        errors.append({"field": "source", "message": NUL_MESSAGE})
+        source = ""
 
     subject = raw.get("subject")
-    if subject is not None and (not isinstance(subject, str) or not subject):
+    if subject is not None and (not isinstance(subject, str) or not subject or NUL in subject):
         errors.append({"field": "subject", "message": "subject must be a customer id (cus_…)."})
         subject = None
     external_subject = _optional_string(raw, "externalSubject", errors, max_length=200)
@@ -209,7 +216,9 @@ def _validate(
         errors.append({"field": "data", "message": "data must be a JSON object."})
     else:
         data_json = orjson.dumps(data).decode()
-        if len(data_json) > MAX_EVENT_DATA_BYTES:
+        if "\\u0000" in data_json:  # PostgreSQL's jsonb cannot store a null character
+            errors.append({"field": "data", "message": NUL_MESSAGE})
+        elif len(data_json) > MAX_EVENT_DATA_BYTES:
             errors.append(
                 {"field": "data", "message": f"data is {len(data_json)} bytes; the limit is {MAX_EVENT_DATA_BYTES}."}
             )
@@ -262,9 +271,12 @@ def _validate(
     idempotency_key = raw.get("idempotencyKey")
     if idempotency_key is None or idempotency_key == "":
         idempotency_key = uuid.uuid4().hex
-    elif not isinstance(idempotency_key, str) or len(idempotency_key) > 255:
+    elif not isinstance(idempotency_key, str) or len(idempotency_key) > 255 or NUL in idempotency_key:
         errors.append(
-            {"field": "idempotencyKey", "message": "idempotencyKey must be a string of at most 255 characters."}
+            {
+                "field": "idempotencyKey",
+                "message": "idempotencyKey must be a string of at most 255 characters, without null characters.",
+            }
         )
 
     external_id = _optional_string(raw, "externalId", errors, max_length=255)
@@ -309,8 +321,9 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise ValueError(f"At most {MAX_BATCH_EVENTS} events per request.")
     routes = metric_routes_cached(merchant_id=merchant.pk)
-    event_types = {raw.get("type") for raw in raw_events if isinstance(raw, dict)}
-    if any(isinstance(t, str) and t not in routes for t in event_types):
+    # Only string types can route; anything else is refused per item below (a dict is not even hashable).
+    event_types = {t for raw in raw_events if isinstance(raw, dict) and isinstance(t := raw.get("type"), str)}
+    if any(t not in routes for t in event_types):
         # A metric created since the table was cached (possibly by another process): never refuse on stale data.
         routes = metric_routes_cached(merchant_id=merchant.pk, fresh=True)
     results: list[EventResult | None] = [None] * len(raw_events)

@@ -24,6 +24,7 @@ from catalog.models import Customer
 from catalog.pricing import is_known_currency
 from metering import selectors as metering_selectors
 from metering import services as metering_services
+from metering.api import schema as metering_schema
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
 from wallets.selectors import wallets_for_customer
@@ -46,6 +47,7 @@ class RealtimeEventIngestApi(metering_views.EventIngestApi):
     """``POST /v0/events``: 202 with the event (metering's answer); 402 when the prepaid balance of a
     block-policy customer cannot pay for it (the event is not stored)."""
 
+    @metering_schema.event_ingest_schema
     def post(self, request):
         merchant = request_merchant(request)
         body = metering_views._read_json(request, metering_views.MAX_EVENT_BODY_BYTES)
@@ -83,6 +85,7 @@ class RealtimeEventBatchIngestApi(metering_views.EventBatchIngestApi):
     """``POST /v0/events/batch``: metering's per-item answer; an item refused for lack of prepaid credit
     is ``rejected`` with ``code: INSUFFICIENT_BALANCE`` and ``details: {available, required, currency}``."""
 
+    @metering_schema.event_batch_schema
     def post(self, request):
         merchant = request_merchant(request)
         body = metering_views._read_json(request, metering_views.MAX_BATCH_BODY_BYTES)

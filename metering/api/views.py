@@ -24,6 +24,7 @@ from catalog.models import Customer
 
 from .. import selectors, services
 from ..models import EVENT_ID_PREFIX, UsageEvent
+from . import schema
 
 MAX_EVENT_BODY_BYTES = 1024 * 1024  # one event; its data is further limited to 16 KiB
 MAX_BATCH_BODY_BYTES = 10 * 1024 * 1024
@@ -100,6 +101,7 @@ class EventIngestApi(APIView):
     api_key_cache = True
     content_negotiation_class = _JsonOnly
 
+    @schema.event_ingest_schema
     def post(self, request):
         merchant = request_merchant(request)
         body = _read_json(request, MAX_EVENT_BODY_BYTES)
@@ -127,6 +129,7 @@ class EventBatchIngestApi(APIView):
     api_key_cache = True
     content_negotiation_class = _JsonOnly
 
+    @schema.event_batch_schema
     def post(self, request):
         merchant = request_merchant(request)
         body = _read_json(request, MAX_BATCH_BODY_BYTES)
@@ -223,6 +226,7 @@ def _number(value: Decimal):
 class MeterApi(APIView):
     """``GET /v0/billableMetrics/{id}/meter``: the UsageResponse (total, windows, groups)."""
 
+    @schema.meter_schema
     def get(self, request, metric_id: str):
         metric = _metric_or_404(request, metric_id)
         params = request.query_params
@@ -322,6 +326,7 @@ def meter_event_body(event: UsageEvent) -> dict:
 class MetricEventsApi(APIView):
     """``GET /v0/billableMetrics/{id}/events``: the raw events counted by a metric, newest first."""
 
+    @schema.metric_events_schema
     def get(self, request, metric_id: str):
         metric = _metric_or_404(request, metric_id)
         params = request.query_params

@@ -136,3 +136,38 @@ def test_missing_value_is_accepted_and_not_counted(api_client, event):
     response = api_client.post("/v0/events", {**event, "data": {"model": "nle-1"}}, format="json")
 
     assert response.status_code == 202
+
+
+def test_an_event_type_that_is_an_object_is_a_400_naming_type(api_client):
+    # Found by fuzzing the documented schema: a dict "type" used to be hashed before it was checked.
+    single = api_client.post("/v0/events", {"type": {}, "source": "s", "subject": "cus_x", "data": {}}, format="json")
+    batch = api_client.post("/v0/events/batch", {"events": [{"type": {}, "source": "s", "data": {}}]}, format="json")
+
+    assert single.status_code == 400
+    assert single.json()["errors"][0]["field"] == "type"
+    assert batch.status_code == 200
+    assert batch.json()["results"][0]["status"] == "rejected"
+    assert batch.json()["results"][0]["errors"][0]["field"] == "type"
+
+
+@pytest.mark.parametrize(
+    "field, event_patch",
+    [
+        ("subject", {"subject": "cus_\x00"}),
+        ("externalSubject", {"subject": None, "externalSubject": "acme\x00"}),
+        ("source", {"source": "app\x00"}),
+        ("idempotencyKey", {"idempotencyKey": "k\x00"}),
+        ("data", {"data": {"tokens": 1, "note": "a\x00b"}}),
+    ],
+)
+def test_a_null_character_is_a_400_naming_its_field_not_a_database_error(api_client, field, event_patch):
+    # Found by fuzzing on PostgreSQL, which cannot store U+0000 in text or jsonb.
+    event = {"type": "llm.completion", "source": "app", "subject": "cus_x", "data": {"tokens": 1}, **event_patch}
+    event = {key: value for key, value in event.items() if value is not None}
+
+    batch = api_client.post("/v0/events/batch", {"events": [event]}, format="json")
+
+    assert batch.status_code == 200
+    (result,) = batch.json()["results"]
+    assert result["status"] == "rejected"
+    assert field in {error["field"] for error in result["errors"]}

@@ -1,0 +1,133 @@
+"""OpenAPI descriptions of the metering endpoints (the views build plain dicts on the hot path)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+
+from catalog.api.serializers import ErrorOutput
+
+ERROR_RESPONSES = {code: ErrorOutput for code in (400, 401, 403, 404, 413)}
+
+EVENT_FIELDS = {
+    "type": serializers.CharField(help_text="Routes the event to the billable metrics with this eventType."),
+    "source": serializers.CharField(help_text="URI of the emitting application."),
+    "subject": serializers.CharField(required=False, help_text="Customer id (cus_…); wins over externalSubject."),
+    "externalSubject": serializers.CharField(
+        required=False, help_text="The customer's externalId; events before the customer exists are linked later."
+    ),
+    "data": serializers.DictField(help_text="Payload; metric values are read with each metric's valueProperty."),
+    "timestamp": serializers.DateTimeField(
+        required=False, help_text="Event time (default: now); at most 5 minutes in the future."
+    ),
+    "idempotencyKey": serializers.CharField(required=False, help_text="Unique per merchant; generated when absent."),
+    "externalId": serializers.CharField(required=False),
+    "namespace": serializers.CharField(required=False, help_text="The merchant id (defaults to the key's)."),
+}
+EventInput = inline_serializer("EventInput", fields=EVENT_FIELDS)
+EventResponse = inline_serializer(
+    "EventResponse",
+    fields={
+        "id": serializers.CharField(),
+        "object": serializers.ChoiceField(choices=["event"]),
+        "type": serializers.CharField(),
+        "source": serializers.CharField(),
+        "subject": serializers.CharField(required=False),
+        "externalSubject": serializers.CharField(required=False),
+        "timestamp": serializers.DateTimeField(),
+        "idempotencyKey": serializers.CharField(),
+        "externalId": serializers.CharField(required=False),
+        "namespace": serializers.CharField(),
+        "duplicate": serializers.BooleanField(
+            required=False, help_text="Meterline extension: true when this key was already stored (not counted again)."
+        ),
+    },
+)
+BatchInput = inline_serializer(
+    "EventBatchInput",
+    fields={"events": serializers.ListField(child=EventInput, max_length=5000, help_text="At most 5,000 events.")},
+)
+ItemError = inline_serializer(
+    "EventItemError", fields={"field": serializers.CharField(), "message": serializers.CharField()}
+)
+BatchResponse = inline_serializer(
+    "EventBatchResponse",
+    fields={
+        "object": serializers.ChoiceField(choices=["list"]),
+        "results": serializers.ListField(
+            child=inline_serializer(
+                "EventBatchItemResult",
+                fields={
+                    "index": serializers.IntegerField(),
+                    "status": serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"]),
+                    "id": serializers.CharField(required=False),
+                    "idempotencyKey": serializers.CharField(required=False),
+                    "errors": serializers.ListField(child=ItemError, required=False),
+                },
+            )
+        ),
+        "counts": serializers.DictField(child=serializers.IntegerField()),
+    },
+)
+UsageResponse = inline_serializer(
+    "UsageResponse",
+    fields={
+        "billableMetricId": serializers.CharField(),
+        "totalValue": serializers.FloatField(help_text="A JSON number (exact integers stay integers)."),
+        "object": serializers.ChoiceField(choices=["meter"]),
+        "windowedValues": serializers.ListField(child=serializers.DictField(), required=False),
+        "groupedValues": serializers.ListField(child=serializers.DictField(), required=False),
+        "groupCount": serializers.IntegerField(required=False),
+    },
+)
+MeterEventList = inline_serializer(
+    "MeterEventList",
+    fields={
+        "billableMetricId": serializers.CharField(),
+        "events": serializers.ListField(child=serializers.DictField()),
+        "pagination": serializers.DictField(child=serializers.IntegerField()),
+        "object": serializers.ChoiceField(choices=["list"]),
+    },
+)
+_WINDOW = [
+    OpenApiParameter("from", OpenApiTypes.DATETIME, required=True, description="Window start (inclusive)."),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, required=True, description="Window end (exclusive)."),
+    OpenApiParameter("subject", OpenApiTypes.STR, description="Customer id."),
+]
+
+event_ingest_schema = extend_schema(
+    operation_id="events_ingest",
+    request=EventInput,
+    responses={202: EventResponse, **ERROR_RESPONSES},
+    description="Ingest one usage event (202; a resent idempotencyKey answers 202 with `duplicate: true`).",
+)
+event_batch_schema = extend_schema(
+    operation_id="events_ingest_batch",
+    request=BatchInput,
+    responses={200: BatchResponse, **ERROR_RESPONSES},
+    description="Meterline extension: up to 5,000 events; a result per item, good items kept when others fail.",
+)
+meter_schema = extend_schema(
+    operation_id="billable_metrics_meter",
+    parameters=[
+        *_WINDOW,
+        OpenApiParameter("windowSize", OpenApiTypes.STR, enum=["MINUTE", "HOUR", "DAY", "MONTH"]),
+        OpenApiParameter("groupBy", OpenApiTypes.STR, description="Comma-separated dimensions."),
+        OpenApiParameter("filterGroupBy", OpenApiTypes.STR, description='JSON object, e.g. {"model":"nle-1"}.'),
+        OpenApiParameter("groupLimit", OpenApiTypes.INT),
+        OpenApiParameter("groupOffset", OpenApiTypes.INT),
+    ],
+    responses={200: UsageResponse, **ERROR_RESPONSES},
+)
+metric_events_schema = extend_schema(
+    operation_id="billable_metrics_list_events",
+    parameters=[
+        *_WINDOW,
+        OpenApiParameter("limit", OpenApiTypes.INT),
+        OpenApiParameter("offset", OpenApiTypes.INT),
+        OpenApiParameter("externalId", OpenApiTypes.STR),
+        OpenApiParameter("externalSubject", OpenApiTypes.STR),
+    ],
+    responses={200: MeterEventList, **ERROR_RESPONSES},
+)
