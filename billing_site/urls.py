@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from invoicing.api import events as realtime_events
+from invoicing.api import grants as grant_purchases
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -21,6 +22,12 @@ urlpatterns = [
         name="customer-usage-cost",
     ),
     path("", include("metering.api.urls")),
+    # Buying a grant records an invoice (invoicing); routed before wallets' grants/<grantId>.
+    path(
+        "v1/entitlements/<str:entitlement_id>/grants/purchase",
+        grant_purchases.GrantPurchaseApi.as_view(),
+        name="entitlement-grant-purchase",
+    ),
     path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),
 ]

@@ -606,3 +606,19 @@ class TestClockAdmin(CatalogAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "id", "description")
     readonly_fields = RECORD_FIELDS
     fieldsets = ((None, {"fields": ("merchant", "name", "description", "current_time", "deleted_at")}), RECORD_FIELDSET)
+
+
+# --- Features ------------------------------------------------------------------------------------
+
+
+@admin.register(models.Feature)
+class FeatureAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    list_display = ("key", "name", "type", "product", "billable_metric", "merchant", "id")
+    list_filter = ("type", "product", "merchant")
+    list_select_related = ("product", "merchant", "billable_metric")
+    search_fields = ("key", "name", "id", "product__name")
+    readonly_fields = RECORD_FIELDS
+    fieldsets = (
+        (None, {"fields": ("merchant", "product", "key", "name", "type", "billable_metric", "metadata")}),
+        RECORD_FIELDSET,
+    )

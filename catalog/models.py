@@ -695,3 +695,58 @@ class Subscription(TimeStamped):
     @property
     def effective_billing_anchor(self):
         return self.billing_anchor or (self.plan.billing_anchor if self.plan_id else None) or self.started_at
+
+
+# --- Features (what entitlements grant access to) -------------------------------------------------
+
+
+class FeatureType(models.TextChoices):
+    METERED = "metered", "Metered (a usage allowance with a balance)"
+    STATIC = "static", "Static (a fixed configuration)"
+    BOOLEAN = "boolean", "Boolean (on or off)"
+
+
+FEATURE_KEY_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+FEATURE_KEY_VALIDATOR = RegexValidator(
+    FEATURE_KEY_PATTERN, "Use lowercase letters, digits and single hyphens, e.g. api-calls."
+)
+
+
+class Feature(TimeStamped):
+    """A capability of a product that entitlements grant to customers. A metered feature may name the
+    billable metric whose usage draws its entitlements' balances down."""
+
+    id = PublicIdField(prefix="feat")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="features")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="features")
+    key = models.CharField(max_length=100, validators=[FEATURE_KEY_VALIDATOR], help_text="Unique within the product.")
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=8, choices=FeatureType.choices, default=FeatureType.BOOLEAN)
+    metadata = models.JSONField(default=dict, blank=True)
+    billable_metric = models.ForeignKey(
+        BillableMetric,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="features",
+        help_text="Metered features: the metric whose usage in a period draws the balance down.",
+    )
+
+    class Meta:
+        ordering = ["product__name", "key"]
+        constraints = [models.UniqueConstraint(fields=["product", "key"], name="feature_key_unique_per_product")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    def clean(self) -> None:
+        errors = {}
+        if self.product_id and self.merchant_id and self.product.merchant_id != self.merchant_id:
+            errors["product"] = "The product belongs to another merchant."
+        if self.billable_metric_id:
+            if self.type != FeatureType.METERED:
+                errors["billable_metric"] = "Only a metered feature draws on a billable metric."
+            elif self.billable_metric.merchant_id != self.merchant_id:
+                errors["billable_metric"] = "The billable metric belongs to another merchant."
+        if errors:
+            raise ValidationError(errors)

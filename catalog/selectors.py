@@ -11,6 +11,7 @@ from .models import (
     ApiKey,
     BillableMetric,
     Customer,
+    Feature,
     Fee,
     Merchant,
     Plan,
@@ -205,3 +206,16 @@ def customer_list(
 
 def customer_get(*, merchant: Merchant, customer_id: str) -> Customer:
     return _get_or_404(customer_list(merchant=merchant), pk=customer_id)
+
+
+def feature_list(*, merchant: Merchant, product_id: str | None = None, key: str | None = None) -> QuerySet[Feature]:
+    features = Feature.objects.filter(merchant=merchant).order_by("created_at", "id")
+    if product_id is not None:
+        features = features.filter(product_id=product_id)
+    if key is not None:
+        features = features.filter(key=key)
+    return features
+
+
+def feature_get(*, merchant: Merchant, feature_id: str) -> Feature:
+    return _get_or_404(feature_list(merchant=merchant), pk=feature_id)

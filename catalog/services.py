@@ -20,6 +20,7 @@ from .models import (
     BillableMetric,
     Customer,
     DynamicRate,
+    Feature,
     Fee,
     Merchant,
     Plan,
@@ -634,3 +635,56 @@ def customer_delete(*, customer: Customer) -> None:
     """Delete a customer without subscriptions; otherwise raise CatalogConflict listing them."""
     subscriptions = list(customer.subscriptions.order_by("-started_at").values("id", "status"))
     _delete_or_conflict(customer, "customer", [_blocker("subscriptions", subscriptions[:10], len(subscriptions))])
+
+
+# Features
+
+
+FEATURE_FIELDS = {"key", "name", "type", "metadata", "billable_metric"}
+
+
+def _feature_save(feature: Feature) -> Feature:
+    # The key is unique per product: say so on the field, not as a non-field error of the constraint.
+    clash = Feature.objects.filter(product_id=feature.product_id, key=feature.key).exclude(pk=feature.pk)
+    if feature.key and clash.exists():
+        raise ValidationError({"key": [f"The product already has a feature with key “{feature.key}”."]})
+    feature.full_clean()
+    feature.save()
+    return feature
+
+
+@transaction.atomic
+def feature_create(
+    *,
+    merchant: Merchant,
+    product: Product,
+    key: str,
+    name: str,
+    type: str = "boolean",
+    metadata: dict | None = None,
+    billable_metric: BillableMetric | None = None,
+) -> Feature:
+    """Create a feature of ``product`` (``key`` unique within the product)."""
+    feature = Feature(
+        merchant=merchant,
+        product=product,
+        key=key,
+        name=name,
+        type=type,
+        metadata=metadata or {},
+        billable_metric=billable_metric,
+    )
+    return _feature_save(feature)
+
+
+@transaction.atomic
+def feature_update(*, feature: Feature, changes: dict[str, Any]) -> Feature:
+    """Change ``key``, ``name``, ``type``, ``metadata`` or ``billable_metric`` of a feature."""
+    _apply(feature, {k: v for k, v in changes.items() if k in FEATURE_FIELDS})
+    return _feature_save(feature)
+
+
+@transaction.atomic
+def feature_delete(*, feature: Feature) -> None:
+    """Delete a feature no entitlement refers to (otherwise CatalogConflict)."""
+    _delete_or_conflict(feature, "feature", [])

@@ -47,8 +47,9 @@ from metering import services as metering
 from metering.models import UsageEvent
 from metering.selectors import usage_aggregate, usage_aggregate_by_customer
 from wallets.costing import incremental_cost
+from wallets.entitlements import grant_purchase_find, grant_purchase_record
 from wallets.errors import InsufficientBalance
-from wallets.models import EntryKind, LedgerEntry, Wallet
+from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry, Wallet
 from wallets.selectors import commitment_true_ups_unbilled, period_debits
 from wallets.services import (
     commitment_true_up_due,
@@ -699,6 +700,87 @@ def credit_purchase(
             description=f"Prepaid credit bought on {invoice}",
         )
     return CreditPurchase(invoice, result.entry.pk, False)
+
+
+@dataclass(frozen=True)
+class GrantPurchaseResult:
+    purchase: GrantPurchase
+    invoice: Invoice
+    replayed: bool
+
+
+class GrantPurchaseConflict(InvoiceError):
+    """A grant purchase refused by the current state (no subscription to bill under, a reused key)."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def grant_purchase_create(
+    *,
+    entitlement: Entitlement,
+    amount: Decimal,
+    price: Decimal,
+    idempotency_key: str,
+    now: datetime,
+    effective_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    payment_expires_at: datetime | None = None,
+    reset_max_rollover: Decimal | None = None,
+    reset_min_rollover: Decimal | None = None,
+) -> GrantPurchaseResult:
+    """Sell ``amount`` credits of a metered entitlement for ``price``: an issued one-off invoice (kind
+    ``credit_purchase``: prepaid, deferred revenue; taxed like the plan it is filed under) and a pending
+    ``GrantPurchase``. The grant is created when the invoice is paid (``invoice_mark_paid`` /
+    ``invoice_record_payment`` call ``wallets.entitlements.grant_purchase_fulfil``). A replay of
+    ``idempotency_key`` on the entitlement returns the first purchase and its invoice."""
+    with transaction.atomic():
+        Entitlement.objects.select_for_update().filter(pk=entitlement.pk).first()  # serialises replays
+        existing = grant_purchase_find(entitlement=entitlement, idempotency_key=idempotency_key)
+        if existing is not None:
+            if existing.amount != amount or existing.price != price:
+                raise GrantPurchaseConflict(
+                    "This idempotency key was used for a purchase of another amount or price.",
+                    code="IDEMPOTENCY_KEY_REUSED",
+                )
+            return GrantPurchaseResult(existing, Invoice.objects.get(pk=existing.invoice_ref), True)
+        customer = entitlement.customer
+        try:
+            subscription = _billing_subscription(
+                customer=customer, currency=customer.currency, subscription=entitlement.subscription
+            )
+        except InvoiceError as exc:
+            raise GrantPurchaseConflict(str(exc), code="NO_BILLING_SUBSCRIPTION") from None
+        currency = subscription.plan.currency
+        feature = entitlement.feature
+        line = LineDraft(
+            kind=LineKind.FEE,
+            description=f"Credits for {feature.name}: {_text(amount)} ({entitlement.pk})",
+            amount=round_money(price, currency, subscription.merchant.rounding_mode),
+            quantity=Decimal(1),
+            unit_price=price,
+            service_start=now,
+            service_end=now,
+            explanation={"text": f"{_text(amount)} {feature.key} credits for {_text(price)} {currency}"},
+        )
+        invoice = _one_off_invoice(
+            subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=True
+        )
+        purchase = grant_purchase_record(
+            entitlement=entitlement,
+            idempotency_key=idempotency_key,
+            invoice_ref=invoice.pk,
+            amount=amount,
+            price=price,
+            currency=currency,
+            effective_at=effective_at,
+            expires_at=expires_at,
+            payment_expires_at=payment_expires_at,
+            reset_max_rollover=reset_max_rollover,
+            reset_min_rollover=reset_min_rollover,
+        )
+    return GrantPurchaseResult(purchase, invoice, False)
 
 
 def commitment_true_ups_bill(*, now: datetime) -> list[Invoice]:

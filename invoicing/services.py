@@ -23,6 +23,7 @@ from django.utils import timezone
 from catalog.models import BillingMode, Customer, Plan, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
+from wallets.entitlements import grant_purchase_fulfil
 from wallets.selectors import period_debits
 from wallets.services import invoice_settlement_record, wallet_lock
 
@@ -752,6 +753,8 @@ def invoice_mark_paid(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
         invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
+            grant_purchase_fulfil(invoice_ref=invoice.pk, now=now)  # a bought entitlement grant, if any
         if invoice.kind == InvoiceKind.OPENING:
             # Paying Invoice 0 activates a subscription that waited for it (the API's pending_payment).
             Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
@@ -1036,6 +1039,8 @@ def invoice_record_payment(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = at
         invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
+            grant_purchase_fulfil(invoice_ref=invoice.pk, now=at)  # a bought entitlement grant, if any
         if invoice.kind == InvoiceKind.OPENING and subscription.status == SubscriptionStatus.PENDING_PAYMENT:
             subscription.status = SubscriptionStatus.ACTIVE
             subscription.save(update_fields=["status", "updated_at"])

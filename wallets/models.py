@@ -344,3 +344,103 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} → {self.endpoint}"
+
+
+# --- Entitlements (wallets/ENTITLEMENTS.md) -------------------------------------------------------
+
+
+class Entitlement(models.Model):
+    """A customer's access to one feature, from ``active_from`` until ``active_to`` (null: no end).
+
+    The template of the feature's type is kept as parsed columns: ``config`` (static), and for metered
+    features ``is_soft_limit``, the usage period (``usage_period`` ISO duration from ``usage_period_anchor``;
+    empty: one period from ``active_from`` that never resets) and ``issue_after_reset`` (an allowance
+    granted in every period). Metered balances are computed, never stored (``wallets.entitlements``).
+    """
+
+    id = PublicIdField(prefix="ent")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="entitlements")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="entitlements")
+    feature = models.ForeignKey("catalog.Feature", on_delete=models.PROTECT, related_name="entitlements")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="entitlements"
+    )
+    active_from = models.DateTimeField()
+    active_to = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(null=True, blank=True, help_text="Static features: the configuration granted.")
+    is_soft_limit = models.BooleanField(default=False, help_text="Metered: keep access past a zero balance.")
+    usage_period = models.CharField(max_length=40, blank=True, help_text="Metered: ISO 8601 duration, e.g. P1M.")
+    usage_period_anchor = models.DateTimeField(null=True, blank=True)
+    issue_after_reset = models.DecimalField(**MONEY, null=True, blank=True)
+    template = models.JSONField(default=dict, blank=True, help_text="The template as issued (audit).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.feature_id} for {self.customer_id}"
+
+
+class EntitlementGrant(models.Model):
+    """Credits added to a metered entitlement's balance while effective, unexpired and not voided.
+
+    ``idempotency_key`` is unique per entitlement: a retried create returns the first grant. Purchased
+    grants carry the key ``purchase:<purchase key>``."""
+
+    id = PublicIdField(prefix="grnt")
+    entitlement = models.ForeignKey(Entitlement, on_delete=models.PROTECT, related_name="grants")
+    amount = models.DecimalField(**MONEY)
+    idempotency_key = models.CharField(max_length=255)
+    priority = models.IntegerField(default=1, help_text="Lower burns first.")
+    effective_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    reset_max_rollover = models.DecimalField(**MONEY, null=True, blank=True)
+    reset_min_rollover = models.DecimalField(**MONEY, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["priority", F("expires_at").asc(nulls_last=True), "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entitlement", "idempotency_key"], name="entitlement_grant_idempotency_key_unique"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="entitlement_grant_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} on {self.entitlement_id}"
+
+
+class GrantPurchase(models.Model):
+    """A grant bought on a one-off invoice (``invoice_ref``: the invoice id; wallets never imports
+    invoicing). The grant is created when that invoice is paid (``grant_purchase_fulfil``)."""
+
+    id = PublicIdField(prefix="gp")
+    entitlement = models.ForeignKey(Entitlement, on_delete=models.PROTECT, related_name="purchases")
+    idempotency_key = models.CharField(max_length=255)
+    invoice_ref = models.CharField(max_length=40, unique=True)
+    amount = models.DecimalField(**MONEY)
+    price = models.DecimalField(max_digits=20, decimal_places=9)
+    currency = models.CharField(max_length=3)
+    effective_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    payment_expires_at = models.DateTimeField(null=True, blank=True)
+    reset_max_rollover = models.DecimalField(**MONEY, null=True, blank=True)
+    reset_min_rollover = models.DecimalField(**MONEY, null=True, blank=True)
+    grant = models.OneToOneField(
+        EntitlementGrant, on_delete=models.PROTECT, null=True, blank=True, related_name="purchase"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["entitlement", "idempotency_key"], name="grant_purchase_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} on {self.entitlement_id} ({self.invoice_ref})"

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import features, views
 
 urlpatterns = [
     path("v0/products", views.ProductCollectionApi.as_view(), name="products"),
@@ -18,4 +18,6 @@ urlpatterns = [
     path("v0/plans/<str:id>", views.PlanDetailApi.as_view(), name="plan"),
     path("v0/customers", views.CustomerCollectionApi.as_view(), name="customers"),
     path("v0/customers/<str:id>", views.CustomerDetailApi.as_view(), name="customer"),
+    path("v0/features", features.FeatureCollectionApi.as_view(), name="features"),
+    path("v0/features/<str:id>", features.FeatureDetailApi.as_view(), name="feature"),
 ]

@@ -11,6 +11,7 @@ from django.test import Client
 
 from catalog.demo import demo_catalog_build
 from catalog.roles import BILLING_ADMIN, BILLING_VIEWER, billing_roles_sync
+from catalog.services import feature_create
 from tests.factories import DynamicRateFactory, MetricFilterFactory, TestClockFactory
 
 DEMO_NOW = datetime(2026, 3, 17, 9, 30, tzinfo=UTC)
@@ -51,6 +52,14 @@ def catalog_data(db):
     metric = neural.billable_metrics.get(name="Input tokens")
     MetricFilterFactory(metric=metric, property_path="$.status", values=["ok"])
     TestClockFactory(merchant=neural, name="Month-end rehearsal")
+    feature_create(
+        merchant=neural,
+        product=metric.product,
+        key="api-access",
+        name="API access",
+        type="metered",
+        billable_metric=metric,
+    )
     plan = neural.plans.get(name="Pro")
     DynamicRateFactory(
         price__plan=plan,

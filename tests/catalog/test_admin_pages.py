@@ -29,6 +29,7 @@ def test_every_catalog_model_is_registered():
         "apikey",
         "billablemetric",
         "customer",
+        "feature",
         "fee",
         "merchant",
         "plan",
