@@ -10,8 +10,6 @@ over the current usage period up to ``at`` (one SQL query, ``metering.selectors.
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
+from catalog.durations import Duration, add_duration, parse_duration
 from catalog.models import Customer, Feature, FeatureType, Merchant, Subscription
 from metering.selectors import usage_aggregate
 
@@ -40,63 +39,33 @@ class EntitlementConflict(Exception):
         self.details = details
 
 
-# -- ISO 8601 usage periods (wallets cannot import invoicing's duration helpers) ---------------------
-
-_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
-)
+# -- ISO 8601 usage periods -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Interval:
-    months: int
-    exact: timedelta
-
-
-def parse_interval(text: str) -> Interval:
-    """A positive ISO 8601 duration (``P1M``, ``P7D``, ``PT1H``); ValueError otherwise."""
-    match = _DURATION.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError("Give an ISO 8601 duration such as P1M, P1W, P7D or PT1H.")
-    parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
-    months = parts.get("years", 0) * 12 + parts.get("months", 0)
-    exact = timedelta(
-        weeks=parts.get("weeks", 0),
-        days=parts.get("days", 0),
-        hours=parts.get("hours", 0),
-        minutes=parts.get("minutes", 0),
-        seconds=parts.get("seconds", 0),
-    )
-    if months == 0 and exact < timedelta(minutes=1):
+def parse_interval(text: str) -> Duration:
+    """A usage period's ISO 8601 duration (``P1M``, ``P7D``, ``PT1H``), one minute to 100 years."""
+    try:
+        interval = parse_duration(text)
+    except ValueError:
+        raise ValueError("Give an ISO 8601 duration such as P1M, P1W, P7D or PT1H.") from None
+    if interval.months == 0 and interval.exact < timedelta(minutes=1):
         raise ValueError("The usage period must be at least one minute long.")
-    if months > 1200 or exact > timedelta(days=36600):
+    if interval.months > 1200 or interval.exact > timedelta(days=36600):
         raise ValueError("The usage period must be at most 100 years long.")
-    return Interval(months, exact)
+    return interval
 
 
-def _shift(anchor: datetime, interval: Interval, count: int) -> datetime:
-    """``anchor`` + ``count`` intervals, computed from the anchor (no drift of clamped month ends)."""
-    moment = anchor
-    if interval.months:
-        number = anchor.year * 12 + anchor.month - 1 + interval.months * count
-        year, month = divmod(number, 12)
-        month += 1
-        moment = anchor.replace(year=year, month=month, day=min(anchor.day, calendar.monthrange(year, month)[1]))
-    return moment + interval.exact * count
-
-
-def usage_period_at(*, anchor: datetime, interval: Interval, at: datetime) -> tuple[datetime, datetime]:
+def usage_period_at(*, anchor: datetime, interval: Duration, at: datetime) -> tuple[datetime, datetime]:
     """The half-open period [start, end) of the series anchored at ``anchor`` that contains ``at``."""
     if interval.months:
         count = ((at.year - anchor.year) * 12 + at.month - anchor.month) // interval.months
     else:
         count = int((at - anchor) // interval.exact)
-    while _shift(anchor, interval, count) > at:
+    while add_duration(anchor, interval, count) > at:
         count -= 1
-    while _shift(anchor, interval, count + 1) <= at:
+    while add_duration(anchor, interval, count + 1) <= at:
         count += 1
-    return _shift(anchor, interval, count), _shift(anchor, interval, count + 1)
+    return add_duration(anchor, interval, count), add_duration(anchor, interval, count + 1)
 
 
 # -- selectors ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from catalog.api.fields import check_merchant, decimal_string, money_string, wir
 from catalog.api.pagination import page_params, paginate
 from catalog.api.serializers import ErrorOutput
 from catalog.api.views import CatalogApi
+from catalog.durations import add_duration, parse_duration
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at
@@ -34,7 +35,6 @@ from invoicing.documents import invoice_filename, invoice_pdf
 from invoicing.models import Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 
 from . import serializers as s
-from .durations import add_duration, parse_duration
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
 CONFLICT = {409: ErrorOutput}

@@ -10,7 +10,8 @@ from django.utils import timezone
 from paygentic_sdk import models as pg
 from pydantic import TypeAdapter
 
-from wallets.entitlements import Interval, usage_period_at
+from catalog.durations import Duration
+from wallets.entitlements import usage_period_at
 
 pytestmark = pytest.mark.django_db
 
@@ -275,14 +276,14 @@ def test_another_merchants_objects_are_404(api_client, rival_client, customer, m
 
 def test_usage_periods_are_anchored_and_half_open():
     anchor = datetime(2025, 1, 31, tzinfo=UTC)
-    month = Interval(months=1, exact=timedelta(0))
+    month = Duration(months=1, exact=timedelta(0))
 
     assert usage_period_at(anchor=anchor, interval=month, at=datetime(2025, 3, 1, tzinfo=UTC)) == (
         datetime(2025, 2, 28, tzinfo=UTC),
         datetime(2025, 3, 31, tzinfo=UTC),
     )
     assert usage_period_at(anchor=anchor, interval=month, at=anchor) == (anchor, datetime(2025, 2, 28, tzinfo=UTC))
-    day = Interval(months=0, exact=timedelta(days=1))
+    day = Duration(months=0, exact=timedelta(days=1))
     assert usage_period_at(anchor=anchor, interval=day, at=anchor - timedelta(hours=1)) == (
         anchor - timedelta(days=1),
         anchor,

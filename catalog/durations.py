@@ -1,4 +1,5 @@
-"""ISO 8601 durations for advancing test clocks: ``P1Y2M3DT4H5M6S``, ``P7D``, ``PT2H``, ``P2W``.
+"""ISO 8601 durations (``P1Y2M3DT4H5M6S``, ``P7D``, ``PT2H``, ``P2W``): advancing test clocks,
+entitlement usage periods. Plain Python, so every app can use it.
 
 Years and months are calendar units: they move the date by whole months with the day clamped to the
 month's length (Jan 31 + P1M = Feb 28/29), in UTC; days, hours, minutes and seconds are exact.
@@ -50,11 +51,14 @@ def parse_duration(text: str) -> Duration:
     return duration
 
 
-def add_duration(moment: datetime, duration: Duration) -> datetime:
-    """``moment`` + ``duration``: calendar months first (day clamped), then the exact part."""
+def add_duration(moment: datetime, duration: Duration, times: int = 1) -> datetime:
+    """``moment`` + ``times`` × ``duration``: calendar months first (day clamped), then the exact part.
+
+    Computed from ``moment`` in one step, so a series anchored on the 31st never drifts to the 28th.
+    """
     if duration.months:
-        month_number = moment.year * 12 + (moment.month - 1) + duration.months
+        month_number = moment.year * 12 + (moment.month - 1) + duration.months * times
         year, month = divmod(month_number, 12)
         month += 1
         moment = moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
-    return moment + duration.exact
+    return moment + duration.exact * times
