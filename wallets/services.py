@@ -120,6 +120,13 @@ def _open_lots(wallet: Wallet) -> list[CreditLot]:
     return list(CreditLot.objects.filter(wallet=wallet, remaining__gt=0, expired_at__isnull=True))
 
 
+def _may_have_open_lots(wallet: Wallet) -> bool:
+    """Every entry keeps Σ remaining of the open lots == balance + overage_outstanding (debits move the
+    uncovered part to overage, expiry and refunds take from lots, settlements take drawn credit), so a
+    wallet where that is zero has no open lot and the lots query can be skipped."""
+    return wallet.balance + wallet.overage_outstanding > 0
+
+
 def _spendable(lot: CreditLot, *, now: datetime, metric_id: str | None, reserved_allowed: bool) -> bool:
     if lot.remaining <= 0 or lot.expired_at is not None:
         return False
@@ -513,6 +520,7 @@ def usage_debit(
     period_end: datetime | None = None,
     event_ids: Sequence[str] = (),
     idempotency_key: str | None = None,
+    wallet: Wallet | None = None,
 ) -> DebitOutcome:
     """Debit the incremental cost of usage as it arrives (``amount`` from ``incremental_cost``).
 
@@ -530,17 +538,23 @@ def usage_debit(
     A negative ``amount`` (a volume tier lowering the period's price) is credited back: first against
     outstanding overage, the rest as credit. ``idempotency_key`` (e.g. the event's key) makes a replay
     return the first outcome without writing. Callable inside the caller's transaction.
+
+    ``wallet``: the customer's wallet in ``currency`` as returned by ``wallet_lock`` in the caller's
+    transaction and kept current (this service updates it in place); it is then not selected again.
     """
     amount = ledger_amount(amount)
     key = idempotency_key or ""
     with transaction.atomic():
-        wallet = _wallet_for_update(customer=customer, currency=currency, create=False)
+        if wallet is None:
+            wallet = _wallet_for_update(customer=customer, currency=currency, create=False)
+        elif wallet.customer_id != customer.pk or wallet.currency != currency:
+            raise WalletError("The wallet passed is not this customer's wallet in this currency.")
         if wallet is not None and key and (replay := _debit_replay(wallet, key)) is not None:
             return replay
         if amount == 0:
             balance = wallet.balance if wallet else ZERO
             return DebitOutcome(None, ZERO, ZERO, ZERO, balance, None, False)
-        lots = _open_lots(wallet) if wallet is not None else []
+        lots = _open_lots(wallet) if wallet is not None and _may_have_open_lots(wallet) else []
         spendable = sorted(
             (lot for lot in lots if _spendable(lot, now=now, metric_id=metric_id, reserved_allowed=True)),
             key=consumption_order,
