@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -52,10 +51,13 @@ from wallets.errors import InsufficientBalance
 from wallets.models import EntryKind, LedgerEntry, Wallet
 from wallets.selectors import commitment_true_ups_unbilled, period_debits
 from wallets.services import (
+    DebitOutcome,
+    UsageDebitRequest,
     commitment_true_up_due,
     commitment_true_up_mark_billed,
     credit_top_up,
     usage_debit,
+    usage_debits,
     wallet_lock,
 )
 
@@ -439,28 +441,28 @@ def _groups_for(
     return touched
 
 
-def _debit(
-    group: _Group, *, before: Decimal, after: Decimal, now: datetime, events, wallet: Wallet | None = None
-) -> Debit:
+def _debit_request(group: _Group, *, before: Decimal, after: Decimal, wallet: Wallet | None) -> UsageDebitRequest:
     subscription, price = group.subscription, group.price
     currency = subscription.plan.currency
     amount = incremental_cost(
         spec=price_spec_from_price(price, currency=currency), usage_before=before, usage_after=after
     )
-    ids = tuple(event.id for event in events)
-    result = usage_debit(
+    ids = [event.id for event in group.events]
+    return UsageDebitRequest(
+        wallet=wallet,
         customer=subscription.customer,
-        currency=currency,
         amount=amount,
-        now=now,
         subscription_id=subscription.pk,
         metric_id=price.billable_metric_id,
         period_start=group.period.start,
         period_end=group.period.end,
         event_ids=[f"evt_{event_id}" for event_id in ids],
         idempotency_key=f"rt:{min(ids)}:{price.pk}",
-        wallet=wallet,
     )
+
+
+def _debit_record(group: _Group, *, before: Decimal, after: Decimal, result: DebitOutcome) -> Debit:
+    subscription, price = group.subscription, group.price
     return Debit(
         customer_id=subscription.customer_id,
         subscription_id=subscription.pk,
@@ -475,8 +477,29 @@ def _debit(
         overage=result.overage,
         balance_after=result.balance_after,
         auto_top_up=result.auto_top_up is not None,
-        event_ids=ids,
+        event_ids=tuple(event.id for event in group.events),
     )
+
+
+def _debit(
+    group: _Group, *, before: Decimal, after: Decimal, now: datetime, events, wallet: Wallet | None = None
+) -> Debit:
+    group = replace(group, events=list(events))
+    request = _debit_request(group, before=before, after=after, wallet=wallet)
+    result = usage_debit(
+        customer=request.customer,
+        currency=group.subscription.plan.currency,
+        amount=request.amount,
+        now=now,
+        subscription_id=request.subscription_id,
+        metric_id=request.metric_id,
+        period_start=request.period_start,
+        period_end=request.period_end,
+        event_ids=request.event_ids,
+        idempotency_key=request.idempotency_key,
+        wallet=wallet,
+    )
+    return _debit_record(group, before=before, after=after, result=result)
 
 
 # -- the use case ----------------------------------------------------------------------------------
@@ -517,22 +540,53 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
         by_customer: dict[str, list[_Group]] = defaultdict(list)
         for group in groups.values():
             by_customer[group.subscription.customer_id].append(group)
+        # Customers with one debit whose wallet is locked: written together by ``usage_debits`` (a fixed
+        # number of queries whatever the number of customers); the others one debit at a time.
+        single = {
+            customer_id: plan.wallets[(customer_id, groups_[0].subscription.plan.currency)]
+            for customer_id, groups_ in by_customer.items()
+            if len(groups_) == 1 and (customer_id, groups_[0].subscription.plan.currency) in plan.wallets
+        }
+        bulk_ids = sorted(single)
+        requests = [
+            _debit_request(
+                by_customer[customer_id][0],
+                before=plan.before[by_customer[customer_id][0].usage_key][customer_id],
+                after=after[by_customer[customer_id][0].usage_key][customer_id],
+                wallet=single[customer_id],
+            )
+            for customer_id in bulk_ids
+        ]
+        bulk_results = dict(zip(bulk_ids, usage_debits(requests=requests, now=now), strict=True)) if requests else {}
         for customer_id in sorted(by_customer):
             customer_groups = by_customer[customer_id]
             try:
-                # One debit needs no savepoint of its own: usage_debit refuses before writing anything.
-                with transaction.atomic() if len(customer_groups) > 1 else nullcontext():
+                if customer_id in bulk_results:
+                    result = bulk_results[customer_id]
+                    if isinstance(result, InsufficientBalance):
+                        raise result
+                    group = customer_groups[0]
                     debits = [
-                        _debit(
+                        _debit_record(
                             group,
                             before=plan.before[group.usage_key][customer_id],
                             after=after[group.usage_key][customer_id],
-                            now=now,
-                            events=group.events,
-                            wallet=plan.wallets.get((customer_id, group.subscription.plan.currency)),
+                            result=result,
                         )
-                        for group in customer_groups
                     ]
+                else:
+                    with transaction.atomic():
+                        debits = [
+                            _debit(
+                                group,
+                                before=plan.before[group.usage_key][customer_id],
+                                after=after[group.usage_key][customer_id],
+                                now=now,
+                                events=group.events,
+                                wallet=plan.wallets.get((customer_id, group.subscription.plan.currency)),
+                            )
+                            for group in customer_groups
+                        ]
                 outcome.debits.extend(debits)
             except InsufficientBalance:
                 # Earlier debits of this customer were rolled back: their in-memory wallets are stale.
