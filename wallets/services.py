@@ -674,9 +674,11 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
             for lot in CreditLot.objects.filter(wallet_id__in=with_lots, remaining__gt=0, expired_at__isnull=True):
                 lots_by_wallet[lot.wallet_id].append(lot)
         entries, allocation_rows, touched_lots, wallets = [], [], [], []
+        changed_fields = {"balance", "last_sequence", "updated_at"}
         for i in simple:
             request, amount = requests[i], amounts[i]
             wallet, lots = request.wallet, lots_by_wallet[request.wallet.pk]
+            totals_before = [getattr(wallet, name) for name in _WALLET_TOTALS]
             spendable = sorted(
                 (lot for lot in lots if _spendable(lot, now=now, metric_id=request.metric_id, reserved_allowed=True)),
                 key=consumption_order,
@@ -709,6 +711,11 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
             allocation_rows += [LedgerAllocation(entry=entry, lot=lot, amount=-taken) for lot, taken in allocations]
             touched_lots += [lot for lot, _ in allocations]
             _wallet_totals(wallet, lots, now=now)
+            changed_fields.update(
+                name
+                for name, value in zip(_WALLET_TOTALS, totals_before, strict=True)
+                if getattr(wallet, name) != value
+            )
             wallets.append(wallet)
             results[i] = DebitOutcome(entry, amount, covered, overage, wallet.balance, None, False)
         if entries:
@@ -720,7 +727,8 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
         if wallets:
             for wallet in wallets:
                 wallet.updated_at = now
-            Wallet.objects.bulk_update(wallets, _WALLET_TOTALS)
+            # Only the columns that changed on some wallet: bulk_update builds a CASE per column and row.
+            Wallet.objects.bulk_update(wallets, [name for name in _WALLET_TOTALS if name in changed_fields])
     for i, request in enumerate(requests):
         if results[i] is None:
             try:

@@ -162,3 +162,19 @@ def _plain(customer, tokens_used, key):
         "idempotencyKey": key,
         "data": {"tokens": tokens_used},
     }
+
+
+def test_usage_cost_read_is_a_fixed_number_of_queries(customer, subscription, django_assert_num_queries):
+    # given a customer with many debited events
+    fund(customer, "100")
+    for _ in range(5):
+        send(customer, *[10] * 20)
+
+    # when its current period's cost is read: the subscriptions, then one ledger aggregate
+    from invoicing.realtime import customer_usage_cost
+
+    with django_assert_num_queries(2):
+        [cost] = customer_usage_cost(customer=customer, now=NOW)
+
+    # then it is the price of the 1,000 tokens debited so far
+    assert cost.debited == Decimal(10)
