@@ -14,7 +14,16 @@ from django.db import models
 from django.db.models import Q
 
 from catalog.ids import PublicIdField
-from catalog.models import QUANTITY_DIGITS, RATE_DIGITS, Customer, Merchant, Plan, Price, Subscription
+from catalog.models import (
+    QUANTITY_DIGITS,
+    RATE_DIGITS,
+    BillableMetric,
+    Customer,
+    Merchant,
+    Plan,
+    Price,
+    Subscription,
+)
 
 # Amounts on documents are rounded to the currency's minor unit (at most 3 places: KWD, BHD…).
 MONEY_DIGITS = {"max_digits": 20, "decimal_places": 4}
@@ -320,3 +329,33 @@ class BillingRunError(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id}: {self.message[:80]}"
+
+
+class RealtimeUsageCounter(models.Model):
+    """Running usage of one customer's metric over one usage window, kept by real-time billing.
+
+    Written only under the customer's wallet lock, in the transaction that stores the events it counts
+    (``invoicing.realtime``), so "usage before" a request is one indexed row instead of an aggregate over
+    the period's events. Only for SUM and COUNT metrics (the increment is computable from the new events
+    alone); created from one SQL aggregate the first time it is needed. ``definition`` fingerprints the
+    metric's definition (aggregation, event type, value property, filters, start): a counter of an edited
+    metric is recomputed. Derived data — the period invoice always aggregates the events themselves.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    metric = models.ForeignKey(BillableMetric, on_delete=models.CASCADE, related_name="+", db_index=False)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    definition = models.CharField(max_length=64)
+    usage = models.DecimalField(**QUANTITY_DIGITS)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "metric", "window_start", "window_end"], name="realtime_usage_counter_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.metric_id} [{self.window_start:%Y-%m-%d}, {self.window_end:%Y-%m-%d}): {self.usage}"

@@ -39,9 +39,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, prefetch_related_objects
 
-from catalog.models import BillingMode, Customer, Merchant, Price, Subscription, SubscriptionStatus
+from catalog.models import BillableMetric, BillingMode, Customer, Merchant, Price, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from metering import services as metering
 from metering.models import UsageEvent
@@ -52,14 +52,18 @@ from wallets.errors import InsufficientBalance
 from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry, Wallet
 from wallets.selectors import commitment_true_ups_unbilled, period_debits
 from wallets.services import (
+    DebitOutcome,
+    UsageDebitRequest,
     commitment_true_up_due,
     commitment_true_up_mark_billed,
     credit_top_up,
     usage_debit,
+    usage_debits,
     wallet_lock,
 )
 
 from . import usage as usage_source
+from . import usage_counters as counters
 from .calculation import LineDraft, finish_lines, service_window, subscription_period_at, tax_rate_for
 from .models import Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 from .periods import Period
@@ -177,6 +181,12 @@ class _Plan:
     prices: dict[str, list[Price]]  # subscription id → metered quantity prices
     periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]]  # sub id → (period, window, late)
     before: dict[tuple[str, datetime, datetime], dict[str, Decimal]]
+    customers: dict[str, Customer] = field(default_factory=dict)
+    metrics: dict[str, BillableMetric] = field(default_factory=dict)
+    definitions: dict[str, str] = field(default_factory=dict)  # metric id → counters.definition(metric)
+    counted: set[counters.CounterKey] = field(default_factory=set)  # usage kept by a counter
+    stored: dict[counters.CounterKey, Decimal] = field(default_factory=dict)  # counter values read
+    wallets: dict[tuple[str, str], Wallet] = field(default_factory=dict)  # (customer, currency) → locked row
 
 
 def _raw_moment(raw: dict, now: datetime) -> datetime | None:
@@ -251,7 +261,7 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
         customer_id = subject if isinstance(subject, str) and subject else external_to_customer.get(external)
         if customer_id in by_customer and (moment := _raw_moment(raw, now)) is not None:
             moments[customer_id].add(moment)
-    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]] = {}
+    periods: dict[str, list[tuple[Period, tuple[datetime, datetime]]]] = {}
     for customer_id, subs in by_customer.items():
         for subscription in subs:
             found: dict[int, Period] = {}
@@ -260,29 +270,49 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
                 if last is None or not last.contains(moment):
                     last = subscription_period_at(subscription, moment)
                     found.setdefault(last.index, last)
-            sub_now = _subscription_now(subscription, now)
-            entries = []
-            for period in found.values():
-                window = usage_window(subscription, period)
-                if window[0] >= window[1]:
-                    continue
-                late = period.end <= sub_now and _period_invoiced(subscription, window[0])
-                entries.append((period, window, late))
-            periods[subscription.pk] = entries
+            windows = ((period, usage_window(subscription, period)) for period in found.values())
+            periods[subscription.pk] = [(period, window) for period, window in windows if window[0] < window[1]]
+
+    # Everything that needs no lock is ready: the metrics' filters (one query), their fingerprints.
+    metrics = {price.billable_metric_id: price.billable_metric for prices_ in prices.values() for price in prices_}
+    prefetch_related_objects([price.billable_metric for prices_ in prices.values() for price in prices_], "filters")
+    definitions = {metric_id: counters.definition(metric) for metric_id, metric in metrics.items()}
 
     # Lock the wallets first: every read of usage below is then serialised per customer.
-    _lock_wallets({(sub.customer_id, sub.plan.currency): sub.customer for subs in by_customer.values() for sub in subs})
-    before = _usage(
+    wallets = _lock_wallets(
+        {(sub.customer_id, sub.plan.currency): sub.customer for subs in by_customer.values() for sub in subs}
+    )
+    # Late = the period's invoice is issued; read under the lock (``invoice_finalize`` takes it too).
+    late_periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]] = {}
+    for subs in by_customer.values():
+        for subscription in subs:
+            sub_now = _subscription_now(subscription, now)
+            late_periods[subscription.pk] = [
+                (period, window, period.end <= sub_now and _period_invoiced(subscription, window[0]))
+                for period, window in periods[subscription.pk]
+            ]
+    plan = _Plan(
+        subscriptions=dict(by_customer),
+        prices=prices,
+        periods=late_periods,
+        before={},
+        customers={sub.customer_id: sub.customer for subs in by_customer.values() for sub in subs},
+        metrics=metrics,
+        definitions=definitions,
+        wallets=wallets,
+    )
+    _usage_before(
+        plan,
         [
-            (price, window, subscription.customer)
+            (price.billable_metric_id, window, subscription.customer_id)
             for subs in by_customer.values()
             for subscription in subs
-            for period, window, late in periods[subscription.pk]
+            for period, window, late in late_periods[subscription.pk]
             if not late
             for price in prices[subscription.pk]
-        ]
+        ],
     )
-    return _Plan(subscriptions=dict(by_customer), prices=prices, periods=periods, before=before)
+    return plan
 
 
 def _period_invoiced(subscription: Subscription, window_start: datetime) -> bool:
@@ -295,36 +325,95 @@ def _period_invoiced(subscription: Subscription, window_start: datetime) -> bool
     ).exists()
 
 
-def _lock_wallets(keys: dict[tuple[str, str], Customer]) -> None:
+def _lock_wallets(keys: dict[tuple[str, str], Customer]) -> dict[tuple[str, str], Wallet]:
     """Lock (creating when missing) the wallets of ``keys`` in (customer, currency) order: one query for
-    the existing ones; ``wallet_lock`` creates the few missing."""
+    the existing ones; ``wallet_lock`` creates the few missing. The locked rows are handed to
+    ``usage_debit`` so it does not select them again."""
     customer_ids = sorted({customer_id for customer_id, _ in keys})
     currencies = sorted({currency for _, currency in keys})
-    found = set(
-        Wallet.objects.select_for_update()
+    found = {
+        (wallet.customer_id, wallet.currency): wallet
+        for wallet in Wallet.objects.select_for_update()
         .filter(customer_id__in=customer_ids, currency__in=currencies)
         .order_by("customer_id", "currency")
-        .values_list("customer_id", "currency")
-    )
+    }
     for key in sorted(keys):
         if key not in found:
-            wallet_lock(customer=keys[key], currency=key[1])
+            found[key] = wallet_lock(customer=keys[key], currency=key[1])
+    return found
 
 
-def _usage(needs) -> dict[tuple[str, datetime, datetime], dict[str, Decimal]]:
-    """(metric id, window) → {customer id: usage}, one grouped query per metric and window."""
-    wanted: dict[tuple[str, datetime, datetime], dict[str, Customer]] = defaultdict(dict)
-    metrics = {}
-    for price, window, customer in needs:
-        key = (price.billable_metric_id, *window)
-        wanted[key][customer.pk] = customer
-        metrics[price.billable_metric_id] = price.billable_metric
+def _usage_before(plan: _Plan, needs) -> None:
+    """Fill ``plan.before``: (metric id, window) → {customer id: usage}. SUM/COUNT metrics from their
+    counters (one query for all), the rest — and missing or stale counters — by one grouped aggregate
+    per metric and window."""
+    wanted: dict[tuple[str, datetime, datetime], set[str]] = defaultdict(set)
+    for metric_id, window, customer_id in needs:
+        wanted[(metric_id, *window)].add(customer_id)
+    plan.counted = {
+        (key, customer_id)
+        for key, customer_ids in wanted.items()
+        if counters.is_counted(plan.metrics[key[0]])
+        for customer_id in customer_ids
+    }
+    plan.stored = counters.counters_read(wanted=plan.counted, definitions=plan.definitions)
+    plan.before = {key: {} for key in wanted}
+    missing: dict[tuple[str, datetime, datetime], set[str]] = defaultdict(set)
+    for key, customer_ids in wanted.items():
+        for customer_id in customer_ids:
+            if (key, customer_id) in plan.stored:
+                plan.before[key][customer_id] = plan.stored[(key, customer_id)]
+            else:
+                missing[key].add(customer_id)
+    for key, usage in _aggregate(plan, missing).items():
+        plan.before[key].update(usage)
+
+
+def _aggregate(plan: _Plan, wanted: dict[tuple[str, datetime, datetime], set[str]]):
+    """(metric id, window) → {customer id: usage} from the events, one grouped query per key."""
     return {
         key: usage_aggregate_by_customer(
-            metric=metrics[key[0]], start=key[1], end=key[2], customers=list(customers.values())
+            metric=plan.metrics[key[0]],
+            start=key[1],
+            end=key[2],
+            customers=[plan.customers[customer_id] for customer_id in sorted(customer_ids)],
         )
-        for key, customers in wanted.items()
+        for key, customer_ids in wanted.items()
+        if customer_ids
     }
+
+
+def _usage_after(
+    plan: _Plan, groups: dict[tuple, _Group], events_by_customer: dict[str, list[metering.AcceptedEvent]]
+) -> dict[tuple[str, datetime, datetime], dict[str, Decimal]]:
+    """Usage after this request's events: counter + the events' values for SUM/COUNT metrics (no query),
+    else (or when a filter cannot be decided in Python) the aggregate again."""
+    after: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = defaultdict(dict)
+    rescan: dict[tuple[str, datetime, datetime], set[str]] = defaultdict(set)
+    for key, customer_id in plan.counted:
+        metric, window = plan.metrics[key[0]], (key[1], key[2])
+        total = plan.before[key][customer_id]
+        for event in events_by_customer.get(customer_id, ()):
+            increment = counters.event_increment(metric, event, window)
+            if increment is None:
+                rescan[key].add(customer_id)
+                break
+            total += increment
+        else:
+            after[key][customer_id] = total
+    for group in groups.values():
+        customer_id = group.subscription.customer_id
+        if (group.usage_key, customer_id) not in plan.counted:
+            rescan[group.usage_key].add(customer_id)
+    for key, usage in _aggregate(plan, rescan).items():
+        after[key].update(usage)
+    return after
+
+
+def _counters_save(plan: _Plan, final: dict[counters.CounterKey, Decimal], now: datetime) -> None:
+    changed = {key: usage for key, usage in final.items() if plan.stored.get(key) != usage}
+    if changed:
+        counters.counters_write(values=changed, definitions=plan.definitions, now=now)
 
 
 def _groups_for(
@@ -356,18 +445,17 @@ def _groups_for(
     return touched
 
 
-def _debit(group: _Group, *, before: Decimal, after: Decimal, now: datetime, events) -> Debit:
+def _debit_request(group: _Group, *, before: Decimal, after: Decimal, wallet: Wallet | None) -> UsageDebitRequest:
     subscription, price = group.subscription, group.price
     currency = subscription.plan.currency
     amount = incremental_cost(
         spec=price_spec_from_price(price, currency=currency), usage_before=before, usage_after=after
     )
-    ids = tuple(event.id for event in events)
-    result = usage_debit(
+    ids = [event.id for event in group.events]
+    return UsageDebitRequest(
+        wallet=wallet,
         customer=subscription.customer,
-        currency=currency,
         amount=amount,
-        now=now,
         subscription_id=subscription.pk,
         metric_id=price.billable_metric_id,
         period_start=group.period.start,
@@ -375,6 +463,10 @@ def _debit(group: _Group, *, before: Decimal, after: Decimal, now: datetime, eve
         event_ids=[f"evt_{event_id}" for event_id in ids],
         idempotency_key=f"rt:{min(ids)}:{price.pk}",
     )
+
+
+def _debit_record(group: _Group, *, before: Decimal, after: Decimal, result: DebitOutcome) -> Debit:
+    subscription, price = group.subscription, group.price
     return Debit(
         customer_id=subscription.customer_id,
         subscription_id=subscription.pk,
@@ -389,8 +481,29 @@ def _debit(group: _Group, *, before: Decimal, after: Decimal, now: datetime, eve
         overage=result.overage,
         balance_after=result.balance_after,
         auto_top_up=result.auto_top_up is not None,
-        event_ids=ids,
+        event_ids=tuple(event.id for event in group.events),
     )
+
+
+def _debit(
+    group: _Group, *, before: Decimal, after: Decimal, now: datetime, events, wallet: Wallet | None = None
+) -> Debit:
+    group = replace(group, events=list(events))
+    request = _debit_request(group, before=before, after=after, wallet=wallet)
+    result = usage_debit(
+        customer=request.customer,
+        currency=group.subscription.plan.currency,
+        amount=request.amount,
+        now=now,
+        subscription_id=request.subscription_id,
+        metric_id=request.metric_id,
+        period_start=request.period_start,
+        period_end=request.period_end,
+        event_ids=request.event_ids,
+        idempotency_key=request.idempotency_key,
+        wallet=wallet,
+    )
+    return _debit_record(group, before=before, after=after, result=result)
 
 
 # -- the use case ----------------------------------------------------------------------------------
@@ -424,30 +537,66 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
             if event.customer_id in plan.subscriptions:
                 events_by_customer[event.customer_id].append(event)
                 _groups_for(plan, event, groups, outcome)
-        if not groups:
-            return outcome
-        after = _usage([(g.price, g.window, g.subscription.customer) for g in groups.values()])
+        after = _usage_after(plan, groups, events_by_customer)
+        final = {(key, customer_id): usage for key, by_id in after.items() for customer_id, usage in by_id.items()}
+        final = {key: final.get(key, plan.before[key[0]][key[1]]) for key in plan.counted}
 
         by_customer: dict[str, list[_Group]] = defaultdict(list)
         for group in groups.values():
             by_customer[group.subscription.customer_id].append(group)
+        # Customers with one debit whose wallet is locked: written together by ``usage_debits`` (a fixed
+        # number of queries whatever the number of customers); the others one debit at a time.
+        single = {
+            customer_id: plan.wallets[(customer_id, groups_[0].subscription.plan.currency)]
+            for customer_id, groups_ in by_customer.items()
+            if len(groups_) == 1 and (customer_id, groups_[0].subscription.plan.currency) in plan.wallets
+        }
+        bulk_ids = sorted(single)
+        requests = [
+            _debit_request(
+                by_customer[customer_id][0],
+                before=plan.before[by_customer[customer_id][0].usage_key][customer_id],
+                after=after[by_customer[customer_id][0].usage_key][customer_id],
+                wallet=single[customer_id],
+            )
+            for customer_id in bulk_ids
+        ]
+        bulk_results = dict(zip(bulk_ids, usage_debits(requests=requests, now=now), strict=True)) if requests else {}
         for customer_id in sorted(by_customer):
             customer_groups = by_customer[customer_id]
             try:
-                with transaction.atomic():
+                if customer_id in bulk_results:
+                    result = bulk_results[customer_id]
+                    if isinstance(result, InsufficientBalance):
+                        raise result
+                    group = customer_groups[0]
                     debits = [
-                        _debit(
+                        _debit_record(
                             group,
                             before=plan.before[group.usage_key][customer_id],
                             after=after[group.usage_key][customer_id],
-                            now=now,
-                            events=group.events,
+                            result=result,
                         )
-                        for group in customer_groups
                     ]
+                else:
+                    with transaction.atomic():
+                        debits = [
+                            _debit(
+                                group,
+                                before=plan.before[group.usage_key][customer_id],
+                                after=after[group.usage_key][customer_id],
+                                now=now,
+                                events=group.events,
+                                wallet=plan.wallets.get((customer_id, group.subscription.plan.currency)),
+                            )
+                            for group in customer_groups
+                        ]
                 outcome.debits.extend(debits)
             except InsufficientBalance:
-                _one_at_a_time(
+                # Earlier debits of this customer were rolled back: their in-memory wallets are stale.
+                for wallet_key in [k for k in plan.wallets if k[0] == customer_id]:
+                    del plan.wallets[wallet_key]
+                kept = _one_at_a_time(
                     merchant=merchant,
                     raw_events=raw_events,
                     events=events_by_customer[customer_id],
@@ -455,6 +604,13 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
                     now=now,
                     outcome=outcome,
                 )
+                for key in plan.counted:
+                    if key[1] == customer_id:
+                        final[key] = kept.get(key[0], plan.before[key[0]][customer_id])
+        _counters_save(plan, final, now)
+        if outcome.late_event_ids:
+            late = set(outcome.late_event_ids)
+            counters.counters_forget(events=[event for event in outcome.accepted if event.id in late])
     return outcome
 
 
@@ -466,9 +622,10 @@ def _one_at_a_time(
     plan: _Plan,
     now: datetime,
     outcome: RealtimeOutcome,
-) -> None:
+) -> dict[tuple[str, datetime, datetime], Decimal]:
     """The block policy refused the request's increment for one customer: keep the events that fit,
-    in request order, and refuse the others (removed again: they were never committed)."""
+    in request order, and refuse the others (removed again: they were never committed). Returns the
+    customer's usage after the kept events, per (metric id, window) they touched."""
     removed = {event.id for event in events}
     UsageEvent.objects.filter(pk__in=removed).delete()
     outcome.accepted = [event for event in outcome.accepted if event.id not in removed]
@@ -517,6 +674,7 @@ def _one_at_a_time(
             index=event.index, status=metering.ACCEPTED, id=stored.id, idempotency_key=stored.idempotency_key
         )
     outcome.accepted.sort(key=lambda e: e.index)
+    return running
 
 
 def _reindexed(event: metering.AcceptedEvent, index: int) -> metering.AcceptedEvent:

@@ -120,6 +120,13 @@ def _open_lots(wallet: Wallet) -> list[CreditLot]:
     return list(CreditLot.objects.filter(wallet=wallet, remaining__gt=0, expired_at__isnull=True))
 
 
+def _may_have_open_lots(wallet: Wallet) -> bool:
+    """Every entry keeps Σ remaining of the open lots == balance + overage_outstanding (debits move the
+    uncovered part to overage, expiry and refunds take from lots, settlements take drawn credit), so a
+    wallet where that is zero has no open lot and the lots query can be skipped."""
+    return wallet.balance + wallet.overage_outstanding > 0
+
+
 def _spendable(lot: CreditLot, *, now: datetime, metric_id: str | None, reserved_allowed: bool) -> bool:
     if lot.remaining <= 0 or lot.expired_at is not None:
         return False
@@ -192,8 +199,27 @@ def _lot_create(wallet: Wallet, *, kind: str, amount: Decimal, now: datetime, **
     )
 
 
+_WALLET_TOTALS = [
+    "balance",
+    "reserved_credit",
+    "overage_outstanding",
+    "expiring_credit",
+    "next_expiry_at",
+    "last_sequence",
+    "auto_top_up_armed",
+    "low_balance_since",
+    "updated_at",
+]
+
+
 def _wallet_save(wallet: Wallet, lots: Iterable[CreditLot], *, now: datetime) -> None:
     """Refresh the cached lot totals and the threshold flags, then save the wallet (lock held)."""
+    _wallet_totals(wallet, lots, now=now)
+    wallet.save(update_fields=_WALLET_TOTALS)
+
+
+def _wallet_totals(wallet: Wallet, lots: Iterable[CreditLot], *, now: datetime) -> None:
+    """Refresh the cached lot totals and the threshold flags in memory (a notice on a low-balance crossing)."""
     live = [lot for lot in lots if lot.remaining > 0 and lot.expired_at is None]
     wallet.reserved_credit = sum((lot.remaining for lot in live if lot.kind == LotKind.RESERVED), ZERO)
     expiring = [lot for lot in live if lot.expires_at is not None]
@@ -208,19 +234,6 @@ def _wallet_save(wallet: Wallet, lots: Iterable[CreditLot], *, now: datetime) ->
             _notify(wallet, LOW_BALANCE_EVENT, now=now)
     else:
         wallet.low_balance_since = None
-    wallet.save(
-        update_fields=[
-            "balance",
-            "reserved_credit",
-            "overage_outstanding",
-            "expiring_credit",
-            "next_expiry_at",
-            "last_sequence",
-            "auto_top_up_armed",
-            "low_balance_since",
-            "updated_at",
-        ]
-    )
 
 
 def _notify(wallet: Wallet, event_type: str, *, now: datetime, **extra) -> None:
@@ -513,6 +526,7 @@ def usage_debit(
     period_end: datetime | None = None,
     event_ids: Sequence[str] = (),
     idempotency_key: str | None = None,
+    wallet: Wallet | None = None,
 ) -> DebitOutcome:
     """Debit the incremental cost of usage as it arrives (``amount`` from ``incremental_cost``).
 
@@ -530,17 +544,23 @@ def usage_debit(
     A negative ``amount`` (a volume tier lowering the period's price) is credited back: first against
     outstanding overage, the rest as credit. ``idempotency_key`` (e.g. the event's key) makes a replay
     return the first outcome without writing. Callable inside the caller's transaction.
+
+    ``wallet``: the customer's wallet in ``currency`` as returned by ``wallet_lock`` in the caller's
+    transaction and kept current (this service updates it in place); it is then not selected again.
     """
     amount = ledger_amount(amount)
     key = idempotency_key or ""
     with transaction.atomic():
-        wallet = _wallet_for_update(customer=customer, currency=currency, create=False)
+        if wallet is None:
+            wallet = _wallet_for_update(customer=customer, currency=currency, create=False)
+        elif wallet.customer_id != customer.pk or wallet.currency != currency:
+            raise WalletError("The wallet passed is not this customer's wallet in this currency.")
         if wallet is not None and key and (replay := _debit_replay(wallet, key)) is not None:
             return replay
         if amount == 0:
             balance = wallet.balance if wallet else ZERO
             return DebitOutcome(None, ZERO, ZERO, ZERO, balance, None, False)
-        lots = _open_lots(wallet) if wallet is not None else []
+        lots = _open_lots(wallet) if wallet is not None and _may_have_open_lots(wallet) else []
         spendable = sorted(
             (lot for lot in lots if _spendable(lot, now=now, metric_id=metric_id, reserved_allowed=True)),
             key=consumption_order,
@@ -603,6 +623,131 @@ def usage_debit(
             CreditLot.objects.bulk_update([lot for lot, _ in allocations], ["remaining"])
         _wallet_save(wallet, lots, now=now)
     return DebitOutcome(entry, amount, covered, overage, wallet.balance, auto_entry, False)
+
+
+@dataclass(frozen=True)
+class UsageDebitRequest:
+    """One debit of ``usage_debits``: the fields of ``usage_debit`` with the wallet already locked."""
+
+    wallet: Wallet
+    customer: Customer
+    amount: Decimal
+    subscription_id: str | None = None
+    metric_id: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    event_ids: Sequence[str] = ()
+    idempotency_key: str | None = None
+
+
+def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> list[DebitOutcome | InsufficientBalance]:
+    """``usage_debit`` for many wallets at once (one request per wallet, each locked by the caller in
+    this transaction, e.g. by ``wallet_lock``), with the same outcome per request — a refusal under the
+    block policy is returned as the ``InsufficientBalance`` and writes nothing for that wallet — in a
+    fixed number of queries for the common case (a positive cost, no automatic top-up): one replay
+    look-up, one lots query, one insert of the entries, one of their allocations, one update of the
+    lots and one of the wallets. Other requests go through ``usage_debit`` one by one."""
+    if len({id(r.wallet) for r in requests}) != len(requests):
+        raise WalletError("usage_debits takes one request per wallet.")
+    results: list[DebitOutcome | InsufficientBalance | None] = [None] * len(requests)
+    amounts = [ledger_amount(r.amount) for r in requests]
+    simple = [
+        i
+        for i, r in enumerate(requests)
+        if amounts[i] > 0 and r.wallet.policy != BalancePolicy.AUTO_TOP_UP and r.wallet.pk is not None
+    ]
+    with transaction.atomic():
+        keys = {(requests[i].wallet.pk, requests[i].idempotency_key) for i in simple if requests[i].idempotency_key}
+        replayed = set()
+        if keys:
+            replayed = set(
+                LedgerEntry.objects.filter(
+                    wallet_id__in={w for w, _ in keys},
+                    kind=EntryKind.USAGE_DEBIT,
+                    idempotency_key__in={k for _, k in keys},
+                ).values_list("wallet_id", "idempotency_key")
+            )
+        simple = [i for i in simple if (requests[i].wallet.pk, requests[i].idempotency_key) not in replayed]
+        lots_by_wallet: dict[str, list[CreditLot]] = {requests[i].wallet.pk: [] for i in simple}
+        with_lots = [requests[i].wallet.pk for i in simple if _may_have_open_lots(requests[i].wallet)]
+        if with_lots:
+            for lot in CreditLot.objects.filter(wallet_id__in=with_lots, remaining__gt=0, expired_at__isnull=True):
+                lots_by_wallet[lot.wallet_id].append(lot)
+        entries, allocation_rows, touched_lots, wallets = [], [], [], []
+        changed_fields = {"balance", "last_sequence", "updated_at"}
+        for i in simple:
+            request, amount = requests[i], amounts[i]
+            wallet, lots = request.wallet, lots_by_wallet[request.wallet.pk]
+            totals_before = [getattr(wallet, name) for name in _WALLET_TOTALS]
+            spendable = sorted(
+                (lot for lot in lots if _spendable(lot, now=now, metric_id=request.metric_id, reserved_allowed=True)),
+                key=consumption_order,
+            )
+            coverable = sum((lot.remaining for lot in spendable), ZERO)
+            if wallet.policy == BalancePolicy.BLOCK and amount > coverable:
+                results[i] = InsufficientBalance(currency=wallet.currency, available=coverable, required=amount)
+                continue
+            allocations, covered = _consume(spendable, amount)
+            overage = amount - covered
+            wallet.last_sequence += 1
+            wallet.balance -= amount
+            wallet.overage_outstanding += overage
+            entry = LedgerEntry(
+                wallet=wallet,
+                sequence=wallet.last_sequence,
+                kind=EntryKind.USAGE_DEBIT,
+                amount=-amount,
+                balance_after=wallet.balance,
+                overage_amount=overage,
+                occurred_at=now,
+                subscription_id=request.subscription_id,
+                metric_id=request.metric_id,
+                period_start=request.period_start,
+                period_end=request.period_end,
+                event_ids=list(request.event_ids),
+                idempotency_key=request.idempotency_key or "",
+            )
+            entries.append(entry)
+            allocation_rows += [LedgerAllocation(entry=entry, lot=lot, amount=-taken) for lot, taken in allocations]
+            touched_lots += [lot for lot, _ in allocations]
+            _wallet_totals(wallet, lots, now=now)
+            changed_fields.update(
+                name
+                for name, value in zip(_WALLET_TOTALS, totals_before, strict=True)
+                if getattr(wallet, name) != value
+            )
+            wallets.append(wallet)
+            results[i] = DebitOutcome(entry, amount, covered, overage, wallet.balance, None, False)
+        if entries:
+            LedgerEntry.objects.bulk_create(entries)
+        if allocation_rows:
+            LedgerAllocation.objects.bulk_create(allocation_rows)
+        if touched_lots:
+            CreditLot.objects.bulk_update(touched_lots, ["remaining"])
+        if wallets:
+            for wallet in wallets:
+                wallet.updated_at = now
+            # Only the columns that changed on some wallet: bulk_update builds a CASE per column and row.
+            Wallet.objects.bulk_update(wallets, [name for name in _WALLET_TOTALS if name in changed_fields])
+    for i, request in enumerate(requests):
+        if results[i] is None:
+            try:
+                results[i] = usage_debit(
+                    customer=request.customer,
+                    currency=request.wallet.currency,
+                    amount=amounts[i],
+                    now=now,
+                    subscription_id=request.subscription_id,
+                    metric_id=request.metric_id,
+                    period_start=request.period_start,
+                    period_end=request.period_end,
+                    event_ids=request.event_ids,
+                    idempotency_key=request.idempotency_key,
+                    wallet=request.wallet,
+                )
+            except InsufficientBalance as refused:
+                results[i] = refused
+    return results
 
 
 def _debit_replay(wallet: Wallet, key: str) -> DebitOutcome | None:
