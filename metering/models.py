@@ -46,6 +46,9 @@ class UsageEvent(models.Model):
             # Customer ids are globally unique, so merchant_id would add nothing here; leading with
             # customer_id also serves the foreign key (PROTECT on customer delete) without another index.
             models.Index(fields=["customer", "event_type", "timestamp"], name="usage_event_customer_type_ts"),
+            # One metric, all customers, one window (period close, meter API, billing home per day): an exact
+            # range over the metric's events; COUNT per day is index-only. Built concurrently (migration 0003).
+            models.Index(fields=["merchant", "event_type", "timestamp"], name="usage_event_merchant_type_ts"),
             # Events still waiting for their customer: tiny, because linked rows leave it.
             models.Index(
                 fields=["merchant", "external_subject"],
