@@ -74,7 +74,9 @@ UsageResponse = inline_serializer(
     "UsageResponse",
     fields={
         "billableMetricId": serializers.CharField(),
-        "totalValue": serializers.FloatField(help_text="A JSON number (exact integers stay integers)."),
+        "totalValue": serializers.DecimalField(
+            max_digits=40, decimal_places=12, coerce_to_string=False, help_text="A JSON number (integers stay exact)."
+        ),
         "object": serializers.ChoiceField(choices=["meter"]),
         "windowedValues": serializers.ListField(child=serializers.DictField(), required=False),
         "groupedValues": serializers.ListField(child=serializers.DictField(), required=False),
