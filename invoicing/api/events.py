@@ -22,9 +22,6 @@ from catalog.api.auth import request_merchant
 from catalog.api.errors import ApiError, validation_error_response
 from catalog.models import Customer
 from catalog.pricing import is_known_currency
-from metering import selectors as metering_selectors
-from metering import services as metering_services
-from metering.api import schema as metering_schema
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
 from wallets.selectors import wallets_for_customer
@@ -43,20 +40,16 @@ def _refusal_details(refusal: realtime.Refusal) -> dict:
     }
 
 
-class RealtimeEventIngestApi(metering_views.EventIngestApi):
+class _RealtimeIngest:
+    def ingest(self, *, merchant, raw_events: list, now):
+        return realtime.events_ingest_and_debit(merchant=merchant, raw_events=raw_events, now=now)
+
+
+class RealtimeEventIngestApi(_RealtimeIngest, metering_views.EventIngestApi):
     """``POST /v0/events``: 202 with the event (metering's answer); 402 when the prepaid balance of a
     block-policy customer cannot pay for it (the event is not stored)."""
 
-    @metering_schema.event_ingest_schema
-    def post(self, request):
-        merchant = request_merchant(request)
-        body = metering_views._read_json(request, metering_views.MAX_EVENT_BODY_BYTES)
-        if not isinstance(body, dict):
-            return validation_error_response(
-                [{"field": "body", "message": "Send one event as a JSON object; use /v0/events/batch for several."}]
-            )
-        outcome = realtime.events_ingest_and_debit(merchant=merchant, raw_events=[body], now=timezone.now())
-        result = outcome.results[0]
+    def raise_for_refusal(self, outcome) -> None:
         if 0 in outcome.refusals:
             refusal = outcome.refusals[0]
             raise ApiError(
@@ -65,61 +58,16 @@ class RealtimeEventIngestApi(metering_views.EventIngestApi):
                 code=realtime.INSUFFICIENT_BALANCE,
                 details=_refusal_details(refusal),
             )
-        if result.status == metering_services.REJECTED:
-            return validation_error_response(result.errors)
-        if result.status == metering_services.ACCEPTED:
-            return metering_views._json(
-                metering_views.event_body(outcome.accepted[0], namespace=merchant.pk), status.HTTP_202_ACCEPTED
-            )
-        original = metering_selectors.event_get_by_idempotency_key(
-            merchant=merchant, idempotency_key=result.idempotency_key
-        )
-        return metering_views._json(
-            {**metering_views.event_body(original, namespace=merchant.pk), "duplicate": True},
-            status.HTTP_202_ACCEPTED,
-            headers={metering_views.DUPLICATE_HEADER: "true"},
-        )
 
 
-class RealtimeEventBatchIngestApi(metering_views.EventBatchIngestApi):
+class RealtimeEventBatchIngestApi(_RealtimeIngest, metering_views.EventBatchIngestApi):
     """``POST /v0/events/batch``: metering's per-item answer; an item refused for lack of prepaid credit
     is ``rejected`` with ``code: INSUFFICIENT_BALANCE`` and ``details: {available, required, currency}``."""
 
-    @metering_schema.event_batch_schema
-    def post(self, request):
-        merchant = request_merchant(request)
-        body = metering_views._read_json(request, metering_views.MAX_BATCH_BODY_BYTES)
-        events = body.get("events") if isinstance(body, dict) else body
-        if not isinstance(events, list):
-            return validation_error_response(
-                [{"field": "events", "message": 'Send {"events": [...]} (or a JSON list of events).'}]
-            )
-        if len(events) > metering_services.MAX_BATCH_EVENTS:
-            return validation_error_response(
-                [
-                    {
-                        "field": "events",
-                        "message": f"{len(events)} events; at most {metering_services.MAX_BATCH_EVENTS} per request.",
-                    }
-                ]
-            )
-        outcome = realtime.events_ingest_and_debit(merchant=merchant, raw_events=events, now=timezone.now())
-        results = []
-        for result in outcome.results:
-            item: dict = {"index": result.index, "status": result.status}
-            if result.id is not None:
-                item["id"] = result.public_id
-            if result.idempotency_key is not None:
-                item["idempotencyKey"] = result.idempotency_key
-            if result.errors:
-                item["errors"] = result.errors
-            if result.index in outcome.refusals:
-                item["code"] = realtime.INSUFFICIENT_BALANCE
-                item["details"] = _refusal_details(outcome.refusals[result.index])
-            results.append(item)
-        return metering_views._json(
-            {"object": "list", "results": results, "counts": outcome.counts}, status.HTTP_200_OK
-        )
+    def item_extras(self, outcome, result) -> dict:
+        if result.index not in outcome.refusals:
+            return {}
+        return {"code": realtime.INSUFFICIENT_BALANCE, "details": _refusal_details(outcome.refusals[result.index])}
 
 
 # -- reads -----------------------------------------------------------------------------------------

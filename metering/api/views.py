@@ -94,12 +94,31 @@ class _JsonOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class EventIngestApi(APIView):
-    """``POST /v0/events``: one event; 202 with the event, also for a duplicate (then ``duplicate: true``)."""
+class _EventIngestBase(APIView):
+    """Parsing and answers of the ingestion endpoints; ``ingest`` is where the events are stored.
+
+    Invoicing's real-time endpoints subclass these views and override only the hooks (metering never
+    imports invoicing): ``ingest`` debits prepaid balances in the same transaction, ``raise_for_refusal``
+    and ``item_extras`` report events refused for lack of credit.
+    """
 
     # The key → merchant look-up is cached per process for a few seconds (see catalog/api/auth.py).
     api_key_cache = True
     content_negotiation_class = _JsonOnly
+
+    def ingest(self, *, merchant, raw_events: list, now):
+        return services.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
+
+    def raise_for_refusal(self, outcome) -> None:
+        """Refuse a single event for a reason found while ingesting it (none in metering)."""
+
+    def item_extras(self, outcome, result) -> dict:
+        """Extra keys of one batch item's answer (none in metering)."""
+        return {}
+
+
+class EventIngestApi(_EventIngestBase):
+    """``POST /v0/events``: one event; 202 with the event, also for a duplicate (then ``duplicate: true``)."""
 
     @schema.event_ingest_schema
     def post(self, request):
@@ -109,7 +128,8 @@ class EventIngestApi(APIView):
             return validation_error_response(
                 [{"field": "body", "message": "Send one event as a JSON object; use /v0/events/batch for several."}]
             )
-        outcome = services.events_ingest(merchant=merchant, raw_events=[body], now=timezone.now())
+        outcome = self.ingest(merchant=merchant, raw_events=[body], now=timezone.now())
+        self.raise_for_refusal(outcome)
         result = outcome.results[0]
         if result.status == services.REJECTED:
             return validation_error_response(result.errors)
@@ -123,11 +143,8 @@ class EventIngestApi(APIView):
         )
 
 
-class EventBatchIngestApi(APIView):
+class EventBatchIngestApi(_EventIngestBase):
     """``POST /v0/events/batch``: up to 5,000 events; 200 with a result per item and counts."""
-
-    api_key_cache = True
-    content_negotiation_class = _JsonOnly
 
     @schema.event_batch_schema
     def post(self, request):
@@ -147,7 +164,7 @@ class EventBatchIngestApi(APIView):
                     }
                 ]
             )
-        outcome = services.events_ingest(merchant=merchant, raw_events=events, now=timezone.now())
+        outcome = self.ingest(merchant=merchant, raw_events=events, now=timezone.now())
         results = []
         for result in outcome.results:
             item: dict = {"index": result.index, "status": result.status}
@@ -157,6 +174,7 @@ class EventBatchIngestApi(APIView):
                 item["idempotencyKey"] = result.idempotency_key
             if result.errors:
                 item["errors"] = result.errors
+            item.update(self.item_extras(outcome, result))
             results.append(item)
         return _json({"object": "list", "results": results, "counts": outcome.counts}, status.HTTP_200_OK)
 
