@@ -46,6 +46,21 @@ class LineDraft:
     service_end: datetime | None = None
     explanation: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_line(cls, line) -> LineDraft:
+        """A stored ``InvoiceLine`` as a draft again (a refreshed draft keeps it; a reissue copies it)."""
+        return cls(
+            kind=line.kind,
+            description=line.description,
+            amount=line.amount,
+            price=line.price,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            service_start=line.service_start,
+            service_end=line.service_end,
+            explanation=line.explanation,
+        )
+
 
 @dataclass
 class ComposedInvoice:

@@ -660,19 +660,7 @@ def _refresh_lines(invoice: Invoice) -> None:
         if line.kind == LineKind.USAGE and line.price is not None:
             lines.append(biller.refresh_usage_line(line, subscription, invoice.currency))
         else:
-            lines.append(
-                LineDraft(
-                    kind=line.kind,
-                    description=line.description,
-                    amount=line.amount,
-                    price=line.price,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                    service_start=line.service_start,
-                    service_end=line.service_end,
-                    explanation=line.explanation,
-                )
-            )
+            lines.append(LineDraft.from_line(line))
     plan_terms = invoice.kind == InvoiceKind.RECURRING
     composed = finish_lines(
         kind=invoice.kind,
@@ -781,20 +769,7 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
         if not reissue:
             return None
         subscription = _load(invoice.subscription)
-        lines = [
-            LineDraft(
-                kind=line.kind,
-                description=line.description,
-                amount=line.amount,
-                price=line.price,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                service_start=line.service_start,
-                service_end=line.service_end,
-                explanation=line.explanation,
-            )
-            for line in invoice.lines.select_related("price")
-        ]
+        lines = [LineDraft.from_line(line) for line in invoice.lines.select_related("price")]
         replacement = Invoice(
             merchant_id=invoice.merchant_id,
             customer_id=invoice.customer_id,
