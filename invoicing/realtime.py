@@ -38,10 +38,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, prefetch_related_objects
 
-from catalog.models import BillableMetric, BillingMode, Customer, Merchant, Price, Subscription, SubscriptionStatus
+from catalog.models import (
+    BillableMetric,
+    BillingMode,
+    Customer,
+    Merchant,
+    Plan,
+    Price,
+    Subscription,
+    SubscriptionStatus,
+)
 from catalog.pricing import round_money
 from metering import services as metering
 from metering.models import UsageEvent
@@ -226,6 +235,8 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
             externals.add(external)
     if not subjects and not externals:
         return []
+    if not _any_realtime_subscription(merchant_id=merchant.pk, subjects=subjects, externals=externals):
+        return []
     return list(
         Subscription.objects.filter(merchant=merchant, status=SubscriptionStatus.ACTIVE)
         .filter(Q(customer_id__in=subjects) | Q(customer__external_id__in=externals))
@@ -233,6 +244,36 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
         .select_related(*SUBSCRIPTION_RELATED)
         .order_by("customer_id", "id")
     )
+
+
+def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], externals: set[str]) -> bool:
+    """Does any named customer have an active real-time subscription? One small hand-written statement.
+
+    Every ingestion request asks this first and nearly all answers are "no" (post-paid customers); the
+    ORM query of ``_realtime_subscriptions`` (four joins, model instances) cost ~1.5 ms of Python per
+    request, more than the whole insert. Never cached: a subscription switched to real time a moment ago
+    must be debited from its next event on, in every process.
+    """
+    subscription, plan, customer = (model._meta.db_table for model in (Subscription, Plan, Customer))
+    matches, params = [], [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
+    if subjects:
+        matches.append(f"s.customer_id IN ({', '.join(['%s'] * len(subjects))})")
+        params.extend(sorted(subjects))
+    if externals:
+        matches.append(
+            f"s.customer_id IN (SELECT c.id FROM {customer} c WHERE c.merchant_id = %s"
+            f" AND c.external_id IN ({', '.join(['%s'] * len(externals))}))"
+        )
+        params.extend([merchant_id, *sorted(externals)])
+    sql = (
+        f"SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
+        " WHERE s.merchant_id = %s AND s.status = %s"
+        " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
+        f" AND ({' OR '.join(matches)}) LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
 
 
 def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datetime) -> _Plan | None:
