@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import transaction
 
+from catalog.bulk import rows_update
 from catalog.models import Customer
 
 from .errors import InsufficientBalance, InvalidAmount, WalletError
@@ -620,7 +621,7 @@ def usage_debit(
             **usage_fields,
         )
         if allocations:
-            CreditLot.objects.bulk_update([lot for lot, _ in allocations], ["remaining"])
+            rows_update(CreditLot, [lot for lot, _ in allocations], ["remaining"])
         _wallet_save(wallet, lots, now=now)
     return DebitOutcome(entry, amount, covered, overage, wallet.balance, auto_entry, False)
 
@@ -723,12 +724,12 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
         if allocation_rows:
             LedgerAllocation.objects.bulk_create(allocation_rows)
         if touched_lots:
-            CreditLot.objects.bulk_update(touched_lots, ["remaining"])
+            rows_update(CreditLot, touched_lots, ["remaining"])
         if wallets:
             for wallet in wallets:
                 wallet.updated_at = now
-            # Only the columns that changed on some wallet: bulk_update builds a CASE per column and row.
-            Wallet.objects.bulk_update(wallets, [name for name in _WALLET_TOTALS if name in changed_fields])
+            # Only the columns that changed on some wallet.
+            rows_update(Wallet, wallets, [name for name in _WALLET_TOTALS if name in changed_fields])
     for i, request in enumerate(requests):
         if results[i] is None:
             try:
@@ -834,7 +835,7 @@ def invoice_settlement_record(
             description=description or f"Settled with invoice {invoice_ref}",
         )
         if allocations:
-            CreditLot.objects.bulk_update([lot for lot, _ in allocations], ["remaining"])
+            rows_update(CreditLot, [lot for lot, _ in allocations], ["remaining"])
         _wallet_save(wallet, lots, now=now)
     return SettlementOutcome(entry, overage_billed, drawn, False)
 
