@@ -38,9 +38,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, prefetch_related_objects
 
+from catalog.db import planned_once_cursor
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -271,7 +272,7 @@ def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], external
         " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
         f" AND ({' OR '.join(matches)}) LIMIT 1"
     )
-    with connection.cursor() as cursor:
+    with planned_once_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
+from catalog.db import planned_once_cursor
 from catalog.models import Customer, Merchant
 
 from . import sql
@@ -438,7 +439,7 @@ def _insert_one_for_subject(*, merchant_id: str, candidate: _Candidate, received
     """One statement: insert the event if its customer is the merchant's and its key is new; its id, or None."""
     adapt = (lambda v: v) if sql.is_postgres() else sql.db_datetime
     data_mark = "%s::jsonb" if sql.is_postgres() else "%s"
-    with connection.cursor() as cursor:
+    with planned_once_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
             f"SELECT %s, c.id, %s, %s, %s, %s, %s, %s, %s, {data_mark} FROM {Customer._meta.db_table} AS c "
