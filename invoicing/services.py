@@ -548,29 +548,47 @@ def subscription_start(
 
 
 def subscription_terminate(
-    *, subscription: Subscription, now: datetime, at_period_end: bool = False, reason: str = "", by: str = ""
+    *,
+    subscription: Subscription,
+    now: datetime,
+    at_period_end: bool = False,
+    reason: str = "",
+    by: str = "",
+    change_reason: str | None = None,
 ) -> Subscription:
     """End a subscription now or at the end of its current period.
 
     Now: the final invoice bills the partial period (usage and in-arrears fees up to ``now``) and
     credits in-advance fees pro rata for the unused days (from the termination day; obligations are
     never credited). At period end: ``ending_at`` is set and the regular close bills the last period.
+    A ``pending_payment`` subscription was never billed beyond its opening invoice: it ends now with
+    nothing to close. ``change_reason`` (the API's ``changeReason``) is kept in the subscription's
+    metadata as ``terminationChangeReason``, in the same transaction as the termination fields.
     """
     subscription = _load(subscription)
     sub_now = subscription_now(subscription, now)
     if subscription.status == SubscriptionStatus.TERMINATED:
         raise InvoiceError("The subscription is already terminated.")
     period = subscription_period_at(subscription, sub_now)
+    fields = ["termination_reason", "terminated_by", "updated_at"]
     with transaction.atomic():
         _lock_subscription(subscription)
         subscription.termination_reason = reason
         subscription.terminated_by = by
+        if change_reason:
+            subscription.metadata = {**(subscription.metadata or {}), "terminationChangeReason": change_reason}
+            fields.append("metadata")
+        if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+            subscription.status = SubscriptionStatus.TERMINATED
+            subscription.terminated_at = sub_now
+            subscription.save(update_fields=["status", "terminated_at", *fields])
+            return _load(subscription)
         if at_period_end:
             subscription.ending_at = period.end
-            subscription.save(update_fields=["ending_at", "termination_reason", "terminated_by", "updated_at"])
+            subscription.save(update_fields=["ending_at", *fields])
             return subscription
         subscription.terminated_at = sub_now
-        subscription.save(update_fields=["terminated_at", "termination_reason", "terminated_by", "updated_at"])
+        subscription.save(update_fields=["terminated_at", *fields])
     _close_one_subscription(subscription, now=now, trigger="termination")
     subscription = _load(subscription)
     if subscription.status != SubscriptionStatus.TERMINATED:
