@@ -50,7 +50,7 @@ from wallets.costing import incremental_cost
 from wallets.entitlements import grant_purchase_find, grant_purchase_record
 from wallets.errors import InsufficientBalance
 from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry, Wallet
-from wallets.selectors import commitment_true_ups_unbilled, period_debits
+from wallets.selectors import commitment_true_ups_unbilled, period_debits_by_segment
 from wallets.services import (
     DebitOutcome,
     UsageDebitRequest,
@@ -91,6 +91,17 @@ def usage_window(subscription: Subscription, period: Period) -> tuple[datetime, 
     if subscription.trial_ends_at is not None and subscription.trial_ends_at > start:
         start = min(subscription.trial_ends_at, end)
     return start, end
+
+
+def plan_segment(subscription: Subscription, period: Period) -> Period:
+    """The current plan's part of ``period``: from the plan change when it took effect inside the period
+    (an upgrade), else the whole period. Its debits carry this start as ``period_start`` — what the
+    invoice of this plan settles — and its usage (tiers, allowances) is counted from there, like the
+    invoice counts it."""
+    changed = subscription.plan_changed_at
+    if changed is not None and period.start < changed < period.end:
+        return Period(index=period.index, start=changed, end=period.end)
+    return period
 
 
 # -- outcome ---------------------------------------------------------------------------------------
@@ -179,7 +190,8 @@ class _Group:
 class _Plan:
     subscriptions: dict[str, list[Subscription]]  # customer id → its real-time subscriptions
     prices: dict[str, list[Price]]  # subscription id → metered quantity prices
-    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]]  # sub id → (period, window, late)
+    # sub id → (the current plan's part of the period, its usage window, late)
+    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]]
     before: dict[tuple[str, datetime, datetime], dict[str, Decimal]]
     customers: dict[str, Customer] = field(default_factory=dict)
     metrics: dict[str, BillableMetric] = field(default_factory=dict)
@@ -261,7 +273,8 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
         customer_id = subject if isinstance(subject, str) and subject else external_to_customer.get(external)
         if customer_id in by_customer and (moment := _raw_moment(raw, now)) is not None:
             moments[customer_id].add(moment)
-    periods: dict[str, list[tuple[Period, tuple[datetime, datetime]]]] = {}
+    # (billing period, the current plan's part of it, its usage window)
+    periods: dict[str, list[tuple[Period, Period, tuple[datetime, datetime]]]] = {}
     for customer_id, subs in by_customer.items():
         for subscription in subs:
             found: dict[int, Period] = {}
@@ -270,8 +283,11 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
                 if last is None or not last.contains(moment):
                     last = subscription_period_at(subscription, moment)
                     found.setdefault(last.index, last)
-            windows = ((period, usage_window(subscription, period)) for period in found.values())
-            periods[subscription.pk] = [(period, window) for period, window in windows if window[0] < window[1]]
+            segments = ((period, plan_segment(subscription, period)) for period in found.values())
+            windows = ((period, segment, usage_window(subscription, segment)) for period, segment in segments)
+            periods[subscription.pk] = [
+                (period, segment, window) for period, segment, window in windows if window[0] < window[1]
+            ]
 
     # Everything that needs no lock is ready: the metrics' filters (one query), their fingerprints.
     metrics = {price.billable_metric_id: price.billable_metric for prices_ in prices.values() for price in prices_}
@@ -288,8 +304,12 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
         for subscription in subs:
             sub_now = _subscription_now(subscription, now)
             late_periods[subscription.pk] = [
-                (period, window, period.end <= sub_now and _period_invoiced(subscription, window[0]))
-                for period, window in periods[subscription.pk]
+                (
+                    segment,
+                    window,
+                    period.end <= sub_now and _period_invoiced(subscription, service_window(subscription, period)[0]),
+                )
+                for period, segment, window in periods[subscription.pk]
             ]
     plan = _Plan(
         subscriptions=dict(by_customer),
@@ -315,12 +335,13 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
     return plan
 
 
-def _period_invoiced(subscription: Subscription, window_start: datetime) -> bool:
-    """The period's recurring invoice was issued: its usage lines can no longer change."""
+def _period_invoiced(subscription: Subscription, period_start: datetime) -> bool:
+    """The period's recurring invoice (``period_start``: the service window's start) was issued: its
+    usage lines can no longer change."""
     return Invoice.objects.filter(
         subscription=subscription,
         kind=InvoiceKind.RECURRING,
-        period_start=window_start,
+        period_start=period_start,
         status__in=(InvoiceStatus.ISSUED, InvoiceStatus.PAID),
     ).exists()
 
@@ -713,16 +734,21 @@ def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | No
     costs = []
     for subscription in subscriptions:
         period = subscription_period_at(subscription, _subscription_now(subscription, now))
-        debits = period_debits(subscription_id=subscription.pk, period_start=period.start, period_end=period.end)
+        # Every plan's part of the period (an upgrade splits it): what was debited this period.
+        segments = period_debits_by_segment(
+            subscription_id=subscription.pk, period_start=period.start, period_end=period.end
+        ).values()
+        debited = sum((debits.debited for debits in segments), Decimal(0))
+        overage = sum((debits.overage for debits in segments), Decimal(0))
         costs.append(
             PeriodUsageCost(
                 subscription_id=subscription.pk,
                 currency=subscription.plan.currency,
                 period_start=period.start,
                 period_end=period.end,
-                debited=debits.debited,
-                covered_by_credit=debits.covered_by_credit,
-                overage=debits.overage,
+                debited=debited,
+                covered_by_credit=debited - overage,
+                overage=overage,
             )
         )
     return costs
