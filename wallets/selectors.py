@@ -102,6 +102,17 @@ def period_debits_by_segment(
     return {start: PeriodDebits(debited=-amount, overage=overage) for start, (amount, overage) in amounts.items()}
 
 
+def debited_by_metric(*, subscription_id: str, period_start: datetime, period_end: datetime) -> dict[str, Decimal]:
+    """The usage cost debited for one subscription period (or plan part of it), per metric: {metric id:
+    Σ debits net of credits back}, added exactly (one indexed query)."""
+    totals: dict[str, Decimal] = {}
+    for metric_id, amount in _usage_entries(
+        subscription_id=subscription_id, period_start=period_start, period_end=period_end
+    ).values_list("metric_id", "amount"):
+        totals[metric_id] = totals.get(metric_id, ZERO) - amount
+    return totals
+
+
 def subscriptions_with_debits(*, subscription_ids: Collection[str], since: datetime) -> set[str]:
     """Which of these subscriptions have usage debited in real time for a period starting at or after
     ``since`` (one indexed query): a subscription switched to post-paid still settles them."""
