@@ -648,6 +648,11 @@ class Subscription(TimeStamped):
     )
     trial_ends_at = models.DateTimeField(null=True, blank=True, help_text="No charges before this moment.")
     terminated_at = models.DateTimeField(null=True, blank=True)
+    # Written by invoicing with every applied plan change, in its transaction (never edited by hand):
+    # inside a period, the current plan is billed — and debited in real time — from this moment.
+    plan_changed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the current plan took effect (the last plan change)."
+    )
     terminated_by = models.CharField(max_length=100, blank=True)
     termination_reason = models.TextField(blank=True)
     test_clock = models.ForeignKey(

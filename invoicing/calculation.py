@@ -411,15 +411,20 @@ class Biller:
                         lines.append(line)
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
-    def compose_plan_change(self, subscription: Subscription, *, new_plan, at: datetime) -> ComposedInvoice:
+    def compose_plan_change(
+        self, subscription: Subscription, *, new_plan, at: datetime, charge_from: datetime | None = None
+    ) -> ComposedInvoice:
         """Upgrade now: settle the old plan up to ``at``, credit its unused in-advance fees, charge the new
-        plan's in-advance fees for the rest of the period (both prorated by day)."""
+        plan's in-advance fees for the rest of the period (both prorated by day).
+
+        ``charge_from`` is when the old plan itself started charging inside the period (an earlier
+        upgrade): its usage and in-arrears fees are billed from there, never again before."""
         plan = subscription.plan
         period = subscription_period_at(subscription, at)
         start, _ = service_window(subscription, period)
         lines: list[LineDraft] = []
         old_prices = self.prices(subscription)
-        usage_start = max(start, subscription.trial_ends_at or start)
+        usage_start = max(start, subscription.trial_ends_at or start, charge_from or start)
         if usage_start < at:
             for price in old_prices:
                 if price.billable_metric_id:

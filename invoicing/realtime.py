@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -55,12 +55,13 @@ from catalog.models import (
 from catalog.pricing import round_money
 from metering import services as metering
 from metering.models import UsageEvent
+from metering.selectors import events_awaiting_link as usage_events_awaiting_link
 from metering.selectors import usage_aggregate, usage_aggregate_by_customer
 from wallets.costing import incremental_cost
 from wallets.entitlements import grant_purchase_find, grant_purchase_record
 from wallets.errors import InsufficientBalance
 from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry, Wallet
-from wallets.selectors import commitment_true_ups_unbilled, period_debits
+from wallets.selectors import commitment_true_ups_unbilled, debited_by_metric, period_debits_by_segment
 from wallets.services import (
     DebitOutcome,
     UsageDebitRequest,
@@ -83,6 +84,7 @@ from .services import _issue as issue_invoice  # numbering + issue, inside the c
 logger = logging.getLogger(__name__)
 
 INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+ZERO = Decimal(0)
 SUBSCRIPTION_RELATED = ("customer", "plan", "merchant", "test_clock")
 
 
@@ -101,6 +103,17 @@ def usage_window(subscription: Subscription, period: Period) -> tuple[datetime, 
     if subscription.trial_ends_at is not None and subscription.trial_ends_at > start:
         start = min(subscription.trial_ends_at, end)
     return start, end
+
+
+def plan_segment(subscription: Subscription, period: Period) -> Period:
+    """The current plan's part of ``period``: from the plan change when it took effect inside the period
+    (an upgrade), else the whole period. Its debits carry this start as ``period_start`` — what the
+    invoice of this plan settles — and its usage (tiers, allowances) is counted from there, like the
+    invoice counts it."""
+    changed = subscription.plan_changed_at
+    if changed is not None and period.start < changed < period.end:
+        return Period(index=period.index, start=changed, end=period.end)
+    return period
 
 
 # -- outcome ---------------------------------------------------------------------------------------
@@ -189,7 +202,8 @@ class _Group:
 class _Plan:
     subscriptions: dict[str, list[Subscription]]  # customer id → its real-time subscriptions
     prices: dict[str, list[Price]]  # subscription id → metered quantity prices
-    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]]  # sub id → (period, window, late)
+    # sub id → (the current plan's part of the period, its usage window, late)
+    periods: dict[str, list[tuple[Period, tuple[datetime, datetime], bool]]]
     before: dict[tuple[str, datetime, datetime], dict[str, Decimal]]
     customers: dict[str, Customer] = field(default_factory=dict)
     metrics: dict[str, BillableMetric] = field(default_factory=dict)
@@ -303,7 +317,8 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
         customer_id = subject if isinstance(subject, str) and subject else external_to_customer.get(external)
         if customer_id in by_customer and (moment := _raw_moment(raw, now)) is not None:
             moments[customer_id].add(moment)
-    periods: dict[str, list[tuple[Period, tuple[datetime, datetime]]]] = {}
+    # (billing period, the current plan's part of it, its usage window)
+    periods: dict[str, list[tuple[Period, Period, tuple[datetime, datetime]]]] = {}
     for customer_id, subs in by_customer.items():
         for subscription in subs:
             found: dict[int, Period] = {}
@@ -312,8 +327,11 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
                 if last is None or not last.contains(moment):
                     last = subscription_period_at(subscription, moment)
                     found.setdefault(last.index, last)
-            windows = ((period, usage_window(subscription, period)) for period in found.values())
-            periods[subscription.pk] = [(period, window) for period, window in windows if window[0] < window[1]]
+            segments = ((period, plan_segment(subscription, period)) for period in found.values())
+            windows = ((period, segment, usage_window(subscription, segment)) for period, segment in segments)
+            periods[subscription.pk] = [
+                (period, segment, window) for period, segment, window in windows if window[0] < window[1]
+            ]
 
     # Everything that needs no lock is ready: the metrics' filters (one query), their fingerprints.
     metrics = {price.billable_metric_id: price.billable_metric for prices_ in prices.values() for price in prices_}
@@ -330,8 +348,12 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
         for subscription in subs:
             sub_now = _subscription_now(subscription, now)
             late_periods[subscription.pk] = [
-                (period, window, period.end <= sub_now and _period_invoiced(subscription, window[0]))
-                for period, window in periods[subscription.pk]
+                (
+                    segment,
+                    window,
+                    period.end <= sub_now and _period_invoiced(subscription, service_window(subscription, period)[0]),
+                )
+                for period, segment, window in periods[subscription.pk]
             ]
     plan = _Plan(
         subscriptions=dict(by_customer),
@@ -357,12 +379,13 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
     return plan
 
 
-def _period_invoiced(subscription: Subscription, window_start: datetime) -> bool:
-    """The period's recurring invoice was issued: its usage lines can no longer change."""
+def _period_invoiced(subscription: Subscription, period_start: datetime) -> bool:
+    """The period's recurring invoice (``period_start``: the service window's start) was issued: its
+    usage lines can no longer change."""
     return Invoice.objects.filter(
         subscription=subscription,
         kind=InvoiceKind.RECURRING,
-        period_start=window_start,
+        period_start=period_start,
         status__in=(InvoiceStatus.ISSUED, InvoiceStatus.PAID),
     ).exists()
 
@@ -566,6 +589,7 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
         # No real-time subscription is named: metering's own lean path (one statement for one event).
         ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
         return RealtimeOutcome(results=list(ingested.results), accepted=list(ingested.accepted))
+    _link_named_customers(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
     with transaction.atomic():
         plan = _plan(subscriptions=subscriptions, raw_events=raw_events, now=now)
         ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
@@ -656,6 +680,28 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
     return outcome
 
 
+def _link_named_customers(
+    *, merchant: Merchant, raw_events: Sequence, subscriptions: list[Subscription], now: datetime
+) -> None:
+    """Before a request that names real-time customers by ``externalSubject``: link (and debit) their
+    events stored before they existed — metering would link them inside the request without a debit.
+    One query on the partial index of unlinked events; the link has its own transaction, taken before
+    the request's wallet locks (two lock rounds in one transaction could deadlock)."""
+    named = {sub.customer.external_id for sub in subscriptions if sub.customer.external_id}
+    if not named:
+        return
+    externals = {
+        raw.get("externalSubject")
+        for raw in raw_events
+        if isinstance(raw, dict)
+        and not raw.get("subject")
+        and isinstance(raw.get("externalSubject"), str)
+        and raw["externalSubject"] in named
+    }
+    if externals:
+        events_link_and_debit(merchant=merchant, external_subjects=externals, now=now)
+
+
 def _one_at_a_time(
     *,
     merchant: Merchant,
@@ -723,6 +769,149 @@ def _reindexed(event: metering.AcceptedEvent, index: int) -> metering.AcceptedEv
     return replace(event, index=index)
 
 
+# -- events linked to their customer later ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    """``events_link_and_debit``: how many events were linked and the catch-up debits written."""
+
+    linked: int
+    debits: list[Debit] = field(default_factory=list)
+
+
+def events_link_and_debit(
+    *, now: datetime, merchant: Merchant | None = None, external_subjects: Collection[str] | None = None
+) -> LinkOutcome:
+    """Link events stored before their customer existed (``metering.services.events_link_external_subjects``)
+    and, in the same transaction, debit the usage they add to an active real-time subscription.
+
+    Their usage was never debited: the running debits of a plan part started on top of it. So, per
+    (subscription, plan part of a period) a linked event falls in, the catch-up debit brings that part's
+    debits to the price of its usage now, per metric::
+
+        Σ over the metric's prices of [rate(usage) − rate(0)]  −  already debited for the metric
+
+    which is exact whatever the order in which events, debits and the link happened (the debits telescope
+    to the same sum as if the events had been debited on arrival), and zero when nothing is missing (a
+    replay, or a concurrent link that won). The usage delivered cannot be refused: under the block
+    policy too, what the credit does not cover is overage. Usage outside the usage window (before the
+    start, in a trial), of an old plan's part (before an upgrade), of a period whose invoice is issued
+    (late usage), and percentage/dynamic prices are not debited: the invoices bill them as usual.
+    The running counters of the windows caught up are rewritten from the same aggregate.
+    """
+    with transaction.atomic():
+        awaiting = usage_events_awaiting_link(merchant=merchant, external_subjects=external_subjects)
+        if not awaiting:
+            return LinkOutcome(linked=0)
+        by_customer: dict[str, list] = defaultdict(list)
+        for event in awaiting:
+            by_customer[event.customer_id].append(event)
+        subscriptions = list(
+            Subscription.objects.filter(customer_id__in=list(by_customer), status=SubscriptionStatus.ACTIVE)
+            .filter(real_time_subscriptions())
+            .select_related(*SUBSCRIPTION_RELATED)
+            .order_by("customer_id", "id")
+        )
+        wallets = (
+            _lock_wallets({(sub.customer_id, sub.plan.currency): sub.customer for sub in subscriptions})
+            if subscriptions
+            else {}
+        )
+        linked = metering.events_link_external_subjects(merchant=merchant, external_subjects=external_subjects)
+        debits = _catch_up(subscriptions, by_customer, wallets, now=now) if subscriptions else []
+    return LinkOutcome(linked=linked, debits=debits)
+
+
+def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, list], wallets, *, now) -> list[Debit]:
+    all_prices = prices_for_subscriptions(subscriptions)
+    debits: list[Debit] = []
+    counted: dict[counters.CounterKey, Decimal] = {}
+    definitions: dict[str, str] = {}
+    for subscription in subscriptions:
+        prices = [
+            price
+            for price in all_prices[subscription.pk]
+            if price.billable_metric_id and not usage_source.needs_event_values(price)
+        ]
+        if not prices:
+            continue
+        events = events_by_customer[subscription.customer_id]
+        sub_now = _subscription_now(subscription, now)
+        periods: dict[int, Period] = {}
+        for event in events:
+            period = subscription_period_at(subscription, event.timestamp)
+            periods.setdefault(period.index, period)
+        for period in periods.values():
+            segment = plan_segment(subscription, period)
+            window = usage_window(subscription, segment)
+            ids = [event.id for event in events if window[0] <= event.timestamp < window[1]]
+            if not ids:
+                continue
+            if period.end <= sub_now and _period_invoiced(subscription, service_window(subscription, period)[0]):
+                continue  # late usage: finance bills it with an adjustment invoice
+            done = debited_by_metric(
+                subscription_id=subscription.pk, period_start=segment.start, period_end=segment.end
+            )
+            by_metric: dict[str, list[Price]] = defaultdict(list)
+            for price in prices:
+                by_metric[price.billable_metric_id].append(price)
+            for metric_id, metric_prices in by_metric.items():
+                metric = metric_prices[0].billable_metric
+                usage = usage_aggregate(metric=metric, customer=subscription.customer, start=window[0], end=window[1])
+                if counters.is_counted(metric):
+                    definitions[metric_id] = counters.definition(metric)
+                    counted[((metric_id, *window), subscription.customer_id)] = usage
+                currency = subscription.plan.currency
+                price_of_usage = sum(
+                    (
+                        incremental_cost(
+                            spec=price_spec_from_price(price, currency=currency), usage_before=ZERO, usage_after=usage
+                        )
+                        for price in metric_prices
+                    ),
+                    ZERO,
+                )
+                amount = price_of_usage - done.get(metric_id, ZERO)
+                if not amount:
+                    continue
+                result = usage_debit(
+                    customer=subscription.customer,
+                    currency=currency,
+                    amount=amount,
+                    now=now,
+                    subscription_id=subscription.pk,
+                    metric_id=metric_id,
+                    period_start=segment.start,
+                    period_end=segment.end,
+                    event_ids=[f"evt_{event_id}" for event_id in ids],
+                    idempotency_key=f"rt-link:{min(ids)}:{metric_id}",
+                    wallet=wallets.get((subscription.customer_id, currency)),
+                    delivered=True,
+                )
+                debits.append(
+                    Debit(
+                        customer_id=subscription.customer_id,
+                        subscription_id=subscription.pk,
+                        price_id=metric_prices[0].pk,
+                        metric_id=metric_id,
+                        period_start=segment.start,
+                        period_end=segment.end,
+                        usage_before=usage,  # a catch-up adds no usage: it prices what is there
+                        usage_after=usage,
+                        amount=result.amount,
+                        covered_by_credit=result.covered_by_credit,
+                        overage=result.overage,
+                        balance_after=result.balance_after,
+                        auto_top_up=result.auto_top_up is not None,
+                        event_ids=tuple(ids),
+                    )
+                )
+    if counted:
+        counters.counters_write(values=counted, definitions=definitions, now=now)
+    return debits
+
+
 # -- reads -----------------------------------------------------------------------------------------
 
 
@@ -755,16 +944,21 @@ def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | No
     costs = []
     for subscription in subscriptions:
         period = subscription_period_at(subscription, _subscription_now(subscription, now))
-        debits = period_debits(subscription_id=subscription.pk, period_start=period.start, period_end=period.end)
+        # Every plan's part of the period (an upgrade splits it): what was debited this period.
+        segments = period_debits_by_segment(
+            subscription_id=subscription.pk, period_start=period.start, period_end=period.end
+        ).values()
+        debited = sum((debits.debited for debits in segments), Decimal(0))
+        overage = sum((debits.overage for debits in segments), Decimal(0))
         costs.append(
             PeriodUsageCost(
                 subscription_id=subscription.pk,
                 currency=subscription.plan.currency,
                 period_start=period.start,
                 period_end=period.end,
-                debited=debits.debited,
-                covered_by_credit=debits.covered_by_credit,
-                overage=debits.overage,
+                debited=debited,
+                covered_by_credit=debited - overage,
+                overage=overage,
             )
         )
     return costs

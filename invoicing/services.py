@@ -24,7 +24,7 @@ from catalog.models import BillingMode, Customer, Plan, Subscription, Subscripti
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
 from wallets.entitlements import grant_purchase_fulfil
-from wallets.selectors import period_debits
+from wallets.selectors import PeriodDebits, period_debits_by_segment, subscriptions_with_debits
 from wallets.services import invoice_settlement_record, wallet_lock
 
 from . import usage as usage_source
@@ -306,6 +306,7 @@ class _Work:
     now: datetime
     period: Period | None = None
     charge_from: datetime | None = None
+    debited: bool = False  # has real-time debits although post-paid now (switched inside a period)
 
 
 def _preload_prices(
@@ -374,6 +375,16 @@ def _close_subscriptions(
             change = upgrades.get(sub.id)
             charge_from = change if change is not None and period.start < change < period.end else None
             work.append(_Work(sub, InvoiceKind.RECURRING, sub_now, period, charge_from))
+    # Post-paid subscriptions that were real-time earlier in a period still settle its debits: one
+    # query for the chunk finds them (real-time ones read their debits per invoice anyway).
+    post_paid = [item for item in work if item.period is not None and not _is_real_time(item.subscription)]
+    if post_paid:
+        debited = subscriptions_with_debits(
+            subscription_ids={item.subscription.id for item in post_paid},
+            since=min(item.period.start for item in post_paid),
+        )
+        for item in post_paid:
+            item.debited = item.subscription.id in debited
     # One grouped aggregation per (metric, window) for the whole chunk.
     wanted: dict[tuple[str, datetime, datetime], dict[str, Customer]] = defaultdict(dict)
     for item in work:
@@ -456,7 +467,8 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
             composed = biller.compose_recurring(
                 sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
             )
-            composed = _with_prepaid(composed, subscription=sub, period_start=period.start)
+            if item.debited or _is_real_time(sub):
+                composed = _with_prepaid(composed, subscription=sub, period=period, plan_from=item.charge_from)
             invoice = _invoice_from_composition(
                 composed,
                 subscription=sub,
@@ -490,7 +502,8 @@ def _already_invoiced(item: _Work) -> bool:
 
 def _apply_plan_change(sub: Subscription, change: SubscriptionPlanChange, *, invoice: Invoice | None) -> None:
     sub.plan = change.to_plan
-    sub.save(update_fields=["plan", "updated_at"])
+    sub.plan_changed_at = change.effective_at  # real-time debiting starts the new plan's usage here
+    sub.save(update_fields=["plan", "plan_changed_at", "updated_at"])
     change.applied_at = change.effective_at
     change.invoice = invoice
     change.save(update_fields=["applied_at", "invoice"])
@@ -548,29 +561,47 @@ def subscription_start(
 
 
 def subscription_terminate(
-    *, subscription: Subscription, now: datetime, at_period_end: bool = False, reason: str = "", by: str = ""
+    *,
+    subscription: Subscription,
+    now: datetime,
+    at_period_end: bool = False,
+    reason: str = "",
+    by: str = "",
+    change_reason: str | None = None,
 ) -> Subscription:
     """End a subscription now or at the end of its current period.
 
     Now: the final invoice bills the partial period (usage and in-arrears fees up to ``now``) and
     credits in-advance fees pro rata for the unused days (from the termination day; obligations are
     never credited). At period end: ``ending_at`` is set and the regular close bills the last period.
+    A ``pending_payment`` subscription was never billed beyond its opening invoice: it ends now with
+    nothing to close. ``change_reason`` (the API's ``changeReason``) is kept in the subscription's
+    metadata as ``terminationChangeReason``, in the same transaction as the termination fields.
     """
     subscription = _load(subscription)
     sub_now = subscription_now(subscription, now)
     if subscription.status == SubscriptionStatus.TERMINATED:
         raise InvoiceError("The subscription is already terminated.")
     period = subscription_period_at(subscription, sub_now)
+    fields = ["termination_reason", "terminated_by", "updated_at"]
     with transaction.atomic():
         _lock_subscription(subscription)
         subscription.termination_reason = reason
         subscription.terminated_by = by
+        if change_reason:
+            subscription.metadata = {**(subscription.metadata or {}), "terminationChangeReason": change_reason}
+            fields.append("metadata")
+        if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+            subscription.status = SubscriptionStatus.TERMINATED
+            subscription.terminated_at = sub_now
+            subscription.save(update_fields=["status", "terminated_at", *fields])
+            return _load(subscription)
         if at_period_end:
             subscription.ending_at = period.end
-            subscription.save(update_fields=["ending_at", "termination_reason", "terminated_by", "updated_at"])
+            subscription.save(update_fields=["ending_at", *fields])
             return subscription
         subscription.terminated_at = sub_now
-        subscription.save(update_fields=["terminated_at", "termination_reason", "terminated_by", "updated_at"])
+        subscription.save(update_fields=["terminated_at", *fields])
     _close_one_subscription(subscription, now=now, trigger="termination")
     subscription = _load(subscription)
     if subscription.status != SubscriptionStatus.TERMINATED:
@@ -601,7 +632,14 @@ def subscription_upgrade(*, subscription: Subscription, new_plan: Plan, now: dat
         SubscriptionPlanChange.objects.filter(
             subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
         ).update(canceled_at=at)
-        composed = Biller().compose_plan_change(subscription, new_plan=new_plan, at=at)
+        period = subscription_period_at(subscription, at)
+        plan_from = _plan_charged_from(subscription, period, until=at)
+        if _is_real_time(subscription):
+            # Events of the old plan are debited under this lock: the invoice below sees all of them,
+            # and the next request reads the new plan (REALTIME.md, "Plan changes").
+            wallet_lock(customer=subscription.customer, currency=subscription.plan.currency)
+        composed = Biller().compose_plan_change(subscription, new_plan=new_plan, at=at, charge_from=plan_from)
+        composed = _with_prepaid(composed, subscription=subscription, period=period, plan_from=plan_from)
         invoice = _invoice_from_composition(
             composed,
             subscription=subscription,
@@ -650,7 +688,8 @@ def _locked_invoice(invoice: Invoice) -> Invoice:
     return Invoice.objects.select_for_update().select_related("merchant", "plan").get(pk=invoice.pk)
 
 
-def _refresh_lines(invoice: Invoice) -> None:
+def _refresh_lines(invoice: Invoice) -> _Prepaid | None:
+    """Recompute a draft's usage lines and totals, the prepaid debits applied; returns those debits."""
     subscription = _load(invoice.subscription)
     biller = Biller()
     lines: list[LineDraft] = []
@@ -674,7 +713,11 @@ def _refresh_lines(invoice: Invoice) -> None:
         period_start=invoice.period_start,
         period_end=invoice.period_end,
     )
-    composed = _with_prepaid(composed, subscription=subscription, period_start=invoice.period_start)
+    prepaid = _invoice_prepaid(invoice, subscription)
+    if prepaid is not None:
+        composed = apply_prepaid(
+            composed, covered_by_credit=prepaid.debits.covered_by_credit, rounding=subscription.merchant.rounding_mode
+        )
     invoice.lines.all().delete()
     InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
     invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due = (
@@ -684,6 +727,7 @@ def _refresh_lines(invoice: Invoice) -> None:
         composed.amount_due,
     )
     invoice.save(update_fields=["subtotal", "tax", "total", "amount_due", "updated_at"])
+    return prepaid
 
 
 def invoice_refresh(*, invoice: Invoice, now: datetime) -> Invoice:
@@ -702,11 +746,11 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice = _locked_invoice(invoice)
         if invoice.status != InvoiceStatus.DRAFT:
             raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only drafts can be issued.")
-        settles = _prepaid_lock(invoice)
-        _refresh_lines(invoice)
+        _prepaid_lock(invoice)
+        prepaid = _refresh_lines(invoice)
         _issue(invoice, now=now)
-        if settles:
-            _prepaid_settle(invoice, now=now)
+        if prepaid is not None:
+            _prepaid_settle(invoice, prepaid, now=now)
     return invoice
 
 
@@ -1129,42 +1173,84 @@ test_clock_delete.__test__ = False  # not a pytest test
 # -- real-time billing: the period invoice settles against prepaid debits (REALTIME.md) --------------
 
 
-def _real_time_period(subscription: Subscription, period_start: datetime) -> Period | None:
-    if subscription.effective_billing_mode != BillingMode.REAL_TIME:
-        return None
-    return subscription_period_at(subscription, period_start)
+def _is_real_time(subscription: Subscription) -> bool:
+    return subscription.effective_billing_mode == BillingMode.REAL_TIME
 
 
-def _with_prepaid(composed: ComposedInvoice, *, subscription: Subscription, period_start: datetime) -> ComposedInvoice:
-    """A real-time subscription's recurring invoice: the full usage lines, then "Paid from prepaid
-    balance" for the period's debits that credit covered (one indexed ledger query)."""
-    period = _real_time_period(subscription, period_start) if composed.kind == InvoiceKind.RECURRING else None
-    if period is None:
+def _plan_charged_from(subscription: Subscription, period: Period, *, until: datetime) -> datetime | None:
+    """When the plan billed up to ``until`` started charging inside ``period``: the latest plan change
+    applied in (period start, ``until``), else None (the whole period). One query."""
+    return SubscriptionPlanChange.objects.filter(
+        subscription_id=subscription.pk,
+        applied_at__isnull=False,
+        effective_at__gt=period.start,
+        effective_at__lt=until,
+    ).aggregate(last=Max("effective_at"))["last"]
+
+
+@dataclass(frozen=True)
+class _Prepaid:
+    """The real-time debits an invoice settles: those of its plan's part of the billing period."""
+
+    period: Period
+    start: datetime  # the debits' ``period_start``: the period's, or the plan change's moment
+    debits: PeriodDebits
+
+
+def _plan_debits(subscription: Subscription, period: Period, *, plan_from: datetime | None) -> _Prepaid | None:
+    start = plan_from or period.start
+    segments = period_debits_by_segment(
+        subscription_id=subscription.pk, period_start=period.start, period_end=period.end
+    )
+    debits = segments.get(start)
+    return _Prepaid(period, start, debits) if debits is not None else None
+
+
+def _with_prepaid(
+    composed: ComposedInvoice, *, subscription: Subscription, period: Period, plan_from: datetime | None
+) -> ComposedInvoice:
+    """A recurring or plan-change invoice of a subscription with real-time debits in ``period``: the full
+    usage lines, then "Paid from prepaid balance" for what the credit covered of the debits of the plan
+    this invoice bills — from ``plan_from`` (an upgrade inside the period) or the period's start."""
+    prepaid = _plan_debits(subscription, period, plan_from=plan_from)
+    if prepaid is None:
         return composed
-    debits = period_debits(subscription_id=subscription.pk, period_start=period.start, period_end=period.end)
     return apply_prepaid(
-        composed, covered_by_credit=debits.covered_by_credit, rounding=subscription.merchant.rounding_mode
+        composed, covered_by_credit=prepaid.debits.covered_by_credit, rounding=subscription.merchant.rounding_mode
     )
 
 
-def _prepaid_lock(invoice: Invoice) -> bool:
-    """Before a real-time recurring invoice is refreshed and issued: lock the customer's wallet, so a
-    late event of the period is either debited before (and on this invoice) or sees it issued."""
-    if invoice.kind != InvoiceKind.RECURRING:
-        return False
-    subscription = invoice.subscription
-    if subscription.effective_billing_mode != BillingMode.REAL_TIME:
-        return False
-    wallet_lock(customer=invoice.customer, currency=invoice.currency)
-    return True
+def _invoice_prepaid(invoice: Invoice, subscription: Subscription) -> _Prepaid | None:
+    """The debits a recurring or plan-change invoice settles, whatever the subscription's billing mode is
+    now (a subscription switched to post-paid still settles what was debited). One query, two when the
+    period has debits (which plan part the invoice bills)."""
+    if invoice.kind not in (InvoiceKind.RECURRING, InvoiceKind.PLAN_CHANGE):
+        return None
+    period = subscription_period_at(subscription, invoice.period_start)
+    segments = period_debits_by_segment(
+        subscription_id=subscription.pk, period_start=period.start, period_end=period.end
+    )
+    if not segments:
+        return None
+    until = period.end if invoice.kind == InvoiceKind.RECURRING else invoice.period_end
+    start = _plan_charged_from(subscription, period, until=until) or period.start
+    debits = segments.get(start)
+    return _Prepaid(period, start, debits) if debits is not None else None
 
 
-def _prepaid_settle(invoice: Invoice, *, now: datetime) -> None:
-    """Record the settlement once per invoice: the period's overage (usage the credit did not cover) is
-    now billed by this invoice. A reissue of a voided invoice bills the overage its predecessor already
-    took over, so it moves nothing."""
-    period = subscription_period_at(invoice.subscription, invoice.period_start)
-    debits = period_debits(subscription_id=invoice.subscription_id, period_start=period.start, period_end=period.end)
+def _prepaid_lock(invoice: Invoice) -> None:
+    """Before a real-time subscription's recurring or plan-change invoice is refreshed and issued: lock
+    the customer's wallet, so a late event of the period is either debited before (and on this
+    invoice) or sees it issued."""
+    if invoice.kind in (InvoiceKind.RECURRING, InvoiceKind.PLAN_CHANGE) and _is_real_time(invoice.subscription):
+        wallet_lock(customer=invoice.customer, currency=invoice.currency)
+
+
+def _prepaid_settle(invoice: Invoice, prepaid: _Prepaid, *, now: datetime) -> None:
+    """Record the settlement once per invoice: the overage of the debits it settled (usage the credit did
+    not cover) is now billed by this invoice. A reissue of a voided invoice bills the overage its
+    predecessor already took over, so it moves nothing."""
+    debits = prepaid.debits
     if not debits.debited and not debits.overage:
         return
     invoice_settlement_record(
@@ -1173,5 +1259,5 @@ def _prepaid_settle(invoice: Invoice, *, now: datetime) -> None:
         invoice_ref=invoice.pk,
         now=now,
         overage_billed=Decimal(0) if invoice.replaces_id else max(debits.overage, Decimal(0)),
-        description=f"Real-time usage of {period.start:%Y-%m-%d} – {period.end:%Y-%m-%d} settled with {invoice}",
+        description=f"Real-time usage of {prepaid.start:%Y-%m-%d} – {prepaid.period.end:%Y-%m-%d} settled with {invoice}",
     )

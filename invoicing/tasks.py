@@ -63,3 +63,12 @@ def bill_commitment_true_ups_task(now: str | None = None) -> int:
     from .realtime import commitment_true_ups_bill
 
     return len(commitment_true_ups_bill(now=_moment(now)))
+
+
+@shared_task(name="invoicing.link_external_subjects")
+def link_external_subjects_task(now: str | None = None) -> int:
+    """Link events stored before their customer existed and debit those of real-time subscriptions
+    (invoicing/REALTIME.md, "Events linked to their customer later"); returns the number linked."""
+    from .realtime import events_link_and_debit
+
+    return events_link_and_debit(now=_moment(now)).linked

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import BooleanField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 
 from catalog.models import Aggregation, BillableMetric, Customer, Merchant, MetricFilterOperator
@@ -487,3 +487,32 @@ def event_get_by_idempotency_key(*, merchant: Merchant, idempotency_key: str) ->
 def metric_get(*, merchant: Merchant, metric_id: str) -> BillableMetric | None:
     """The merchant's metric with its filters, or None (another merchant's metric is not found)."""
     return BillableMetric.objects.filter(merchant=merchant, pk=metric_id).prefetch_related("filters").first()
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingLink:
+    """An event stored before its customer existed, and the customer its external subject names now."""
+
+    id: int
+    customer_id: str
+    timestamp: datetime
+
+
+def events_awaiting_link(
+    *, merchant: Merchant | None = None, external_subjects: Iterable[str] | None = None
+) -> list[AwaitingLink]:
+    """The events ``services.events_link_external_subjects`` would link now, oldest first (one query on
+    the partial index of unlinked events)."""
+    events = UsageEvent.objects.filter(customer__isnull=True).exclude(external_subject="")
+    if merchant is not None:
+        events = events.filter(merchant=merchant)
+    if external_subjects is not None:
+        events = events.filter(external_subject__in=list(external_subjects))
+    named = Customer.objects.filter(merchant_id=OuterRef("merchant_id"), external_id=OuterRef("external_subject"))
+    rows = (
+        events.annotate(named=Subquery(named.values("id")[:1]))
+        .filter(named__isnull=False)
+        .order_by("timestamp", "id")
+        .values_list("id", "named", "timestamp")
+    )
+    return [AwaitingLink(event_id, customer_id, timestamp) for event_id, customer_id, timestamp in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -74,6 +75,57 @@ def period_debits(*, subscription_id: str, period_start: datetime, period_end: d
         totals = entries.aggregate(amount=Sum("amount"), overage=Sum("overage_amount"))
         amount, overage = totals["amount"] or ZERO, totals["overage"] or ZERO
     return PeriodDebits(debited=-amount, overage=overage)
+
+
+def period_debits_by_segment(
+    *, subscription_id: str, period_start: datetime, period_end: datetime
+) -> dict[datetime, PeriodDebits]:
+    """The usage debited in real time for one billing period, per segment: debits are keyed by the
+    period's start, or — after a plan change inside the period — by the change moment (the new plan's
+    part of the period), always with the period's end. {segment start: debits}, one indexed query."""
+    entries = LedgerEntry.objects.filter(
+        kind=EntryKind.USAGE_DEBIT,
+        subscription_id=subscription_id,
+        period_start__gte=period_start,
+        period_start__lt=period_end,
+        period_end=period_end,
+    )
+    amounts: dict[datetime, list[Decimal]] = {}
+    if connections[entries.db].vendor == "sqlite":
+        for start, amount, overage in entries.values_list("period_start", "amount", "overage_amount"):
+            totals = amounts.setdefault(start, [ZERO, ZERO])
+            totals[0] += amount
+            totals[1] += overage
+    else:
+        for row in entries.values("period_start").annotate(amount=Sum("amount"), overage=Sum("overage_amount")):
+            amounts[row["period_start"]] = [row["amount"], row["overage"]]
+    return {start: PeriodDebits(debited=-amount, overage=overage) for start, (amount, overage) in amounts.items()}
+
+
+def debited_by_metric(*, subscription_id: str, period_start: datetime, period_end: datetime) -> dict[str, Decimal]:
+    """The usage cost debited for one subscription period (or plan part of it), per metric: {metric id:
+    Σ debits net of credits back}, added exactly (one indexed query)."""
+    totals: dict[str, Decimal] = {}
+    for metric_id, amount in _usage_entries(
+        subscription_id=subscription_id, period_start=period_start, period_end=period_end
+    ).values_list("metric_id", "amount"):
+        totals[metric_id] = totals.get(metric_id, ZERO) - amount
+    return totals
+
+
+def subscriptions_with_debits(*, subscription_ids: Collection[str], since: datetime) -> set[str]:
+    """Which of these subscriptions have usage debited in real time for a period starting at or after
+    ``since`` (one indexed query): a subscription switched to post-paid still settles them."""
+    if not subscription_ids:
+        return set()
+    return set(
+        LedgerEntry.objects.filter(
+            kind=EntryKind.USAGE_DEBIT, subscription_id__in=list(subscription_ids), period_start__gte=since
+        )
+        .order_by()
+        .values_list("subscription_id", flat=True)
+        .distinct()
+    )
 
 
 def debits_for_subscription_period(*, subscription_id: str, period_start: datetime, period_end: datetime) -> Decimal:

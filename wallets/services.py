@@ -528,6 +528,7 @@ def usage_debit(
     event_ids: Sequence[str] = (),
     idempotency_key: str | None = None,
     wallet: Wallet | None = None,
+    delivered: bool = False,
 ) -> DebitOutcome:
     """Debit the incremental cost of usage as it arrives (``amount`` from ``incremental_cost``).
 
@@ -548,6 +549,10 @@ def usage_debit(
 
     ``wallet``: the customer's wallet in ``currency`` as returned by ``wallet_lock`` in the caller's
     transaction and kept current (this service updates it in place); it is then not selected again.
+
+    ``delivered``: the usage was already delivered and cannot be refused (events stored before their
+    customer existed, debited when linked): even under the ``block`` policy the part the credit does
+    not cover is recorded as overage for the next invoice.
     """
     amount = ledger_amount(amount)
     key = idempotency_key or ""
@@ -568,7 +573,7 @@ def usage_debit(
         )
         coverable = sum((lot.remaining for lot in spendable), ZERO)
         policy = wallet.policy if wallet is not None else DEFAULT_POLICY
-        if amount > 0 and policy == BalancePolicy.BLOCK and amount > coverable:
+        if amount > 0 and policy == BalancePolicy.BLOCK and amount > coverable and not delivered:
             raise InsufficientBalance(currency=currency, available=coverable, required=amount)
         if wallet is None:
             wallet = _wallet_for_update(customer=customer, currency=currency, create=True)

@@ -175,10 +175,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.finalize_due_invoices",
         "schedule": crontab(minute="5-59/15"),
     },
-    # Usage events sent with an externalSubject before the customer existed (metering/README.md).
-    # Every minute: https://crontab.guru/#*_*_*_*_*
-    "metering-link-external-subjects": {
-        "task": "metering.tasks.events_link_external_subjects_task",
+    # Usage events sent with an externalSubject before the customer existed (metering/README.md), linked
+    # and, for real-time subscriptions, debited (invoicing/REALTIME.md). Every minute: https://crontab.guru/#*_*_*_*_*
+    "invoicing-link-external-subjects": {
+        "task": "invoicing.link_external_subjects",
         "schedule": crontab(minute="*"),
     },
     # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*

@@ -280,25 +280,12 @@ class SubscriptionDetailApi(BillingApi):
 def _terminate(subscription, *, now, reason: str, by: str, change_reason: str | None = None):
     if subscription.status == SubscriptionStatus.TERMINATED:
         raise _conflict("The subscription is already terminated.", "SUBSCRIPTION_ALREADY_TERMINATED")
-    if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
-        # Never billed beyond Invoice 0: it ends now, with nothing to close.
-        Subscription.objects.filter(pk=subscription.pk).update(
-            status=SubscriptionStatus.TERMINATED,
-            terminated_at=services.subscription_now(subscription, now),
-            termination_reason=reason,
-            terminated_by=by,
-            updated_at=now,
+    try:
+        return services.subscription_terminate(
+            subscription=subscription, now=now, reason=reason, by=by, change_reason=change_reason
         )
-    else:
-        try:
-            services.subscription_terminate(subscription=subscription, now=now, reason=reason, by=by)
-        except InvoiceError as error:
-            raise _conflict(str(error), "SUBSCRIPTION_STATUS") from None
-    if change_reason:
-        subscription.refresh_from_db()
-        subscription.metadata = {**(subscription.metadata or {}), "terminationChangeReason": change_reason}
-        subscription.save(update_fields=["metadata", "updated_at"])
-    return subscription
+    except InvoiceError as error:
+        raise _conflict(str(error), "SUBSCRIPTION_STATUS") from None
 
 
 class SubscriptionTerminationApi(BillingApi):

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import PaymentTerm, SubscriptionStatus
+from catalog.models import PaymentTerm, Subscription, SubscriptionStatus
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, LineKind, PlanChangeKind, SubscriptionPlanChange
 from invoicing.services import (
     billing_run_execute,
@@ -105,6 +105,47 @@ def test_terminate_at_period_end_bills_no_further_period(seller, customer):
     subscription.refresh_from_db()
     assert (subscription.status, subscription.terminated_at) == (SubscriptionStatus.TERMINATED, FEB_1)
     assert billing_run_execute(as_of=datetime(2026, 3, 5, tzinfo=UTC)).invoices_created == 0
+
+
+def test_termination_keeps_the_change_reason_in_the_metadata(seller, customer):
+    # given a subscription with metadata of its own
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(
+        customer=customer, plan=plan, started_at=JAN_1, now=JAN_1, extra_fields={"metadata": {"crm": "42"}}
+    )
+    # when it is terminated with a change reason
+    subscription = subscription_terminate(
+        subscription=subscription,
+        now=datetime(2026, 1, 21, tzinfo=UTC),
+        reason="moving on",
+        by="finance",
+        change_reason="commercial",
+    )
+    # then the reason joins the metadata, next to what was there
+    subscription.refresh_from_db()
+    assert subscription.metadata == {"crm": "42", "terminationChangeReason": "commercial"}
+    assert (subscription.status, subscription.termination_reason, subscription.terminated_by) == (
+        SubscriptionStatus.TERMINATED,
+        "moving on",
+        "finance",
+    )
+
+
+def test_terminating_a_subscription_waiting_for_payment_closes_nothing(seller, customer):
+    # given a subscription waiting for its opening invoice to be paid
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    Subscription.objects.filter(pk=subscription.pk).update(status=SubscriptionStatus.PENDING_PAYMENT)
+    record_usage(customer, metric_of(plan), datetime(2026, 1, 5, tzinfo=UTC), 300)
+    # when it is terminated
+    at = datetime(2026, 1, 21, tzinfo=UTC)
+    subscription = subscription_terminate(subscription=subscription, now=at, reason="never paid")
+    # then it ends now and no period is billed (the opening invoice stays the only one)
+    assert (subscription.status, subscription.terminated_at) == (SubscriptionStatus.TERMINATED, at)
+    assert list(Invoice.objects.filter(subscription=subscription).values_list("kind", flat=True)) == [
+        InvoiceKind.OPENING
+    ]
+    assert subscription.metadata == {}
 
 
 def test_upgrade_credits_the_old_plan_and_charges_the_new_one_pro_rata(seller, customer):

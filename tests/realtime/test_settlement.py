@@ -120,6 +120,23 @@ def test_late_event_of_an_issued_period_is_stored_but_not_debited(customer, subs
     assert balance(customer) == Decimal(90)
 
 
+def test_late_event_of_an_issued_period_after_a_trial_is_not_debited(customer, subscription):
+    # given a trial until March 5 (the usage window starts there, the invoice on March 1), then March issued
+    subscription.trial_ends_at = MARCH + timedelta(days=4)
+    subscription.save(update_fields=["trial_ends_at"])
+    fund(customer, "100")
+    send(customer, 1000, now=MARCH + timedelta(days=9))
+    invoice = invoice_finalize(invoice=close_march(subscription), now=CLOSE)
+    assert invoice.period_start == MARCH
+
+    # when a March event arrives after the issue
+    late = send(customer, 500, now=CLOSE + timedelta(days=2))
+
+    # then it is late usage, not debited (the issued invoice cannot settle a debit any more)
+    assert (late.debits, late.late_event_ids) == ([], [late.accepted[0].id])
+    assert balance(customer) == Decimal(90)
+
+
 def test_post_paid_invoice_has_no_prepaid_line(customer, product, tokens):
     from tests.factories import MeteredPriceFactory, PlanFactory, SubscriptionFactory
 
