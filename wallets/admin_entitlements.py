@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from catalog.models import FeatureType
 
 from . import entitlements as ent
+from .burndown import ZERO
 from .forms import GrantForm
 from .models import Entitlement, EntitlementGrant
 from .services import amount_str
@@ -30,6 +31,14 @@ VOID_GRANT = "wallets.change_entitlementgrant"
 
 def _when(moment) -> str:
     return "—" if moment is None else f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
+def _day(moment) -> str:
+    """A period boundary: the date alone at midnight (the usual anchor), else the date and time."""
+    if moment is None:
+        return "—"
+    local = timezone.localtime(moment)
+    return f"{local:%Y-%m-%d}" if (local.hour, local.minute, local.second) == (0, 0, 0) else f"{local:%Y-%m-%d %H:%M}"
 
 
 def _credits(value) -> str:
@@ -96,10 +105,10 @@ class EntitlementAdmin(admin.ModelAdmin):
                     "usage_period",
                     "usage_period_anchor",
                     "is_soft_limit",
-                    "issue_after_reset",
+                    "allowance",
                     "issue_after_reset_priority",
-                    "reset_max_rollover",
-                    "reset_min_rollover",
+                    "allowance_max_rollover",
+                    "allowance_min_rollover",
                     "preserve_overage_at_reset",
                     "config",
                     "metadata",
@@ -136,8 +145,8 @@ class EntitlementAdmin(admin.ModelAdmin):
         state = _metered(obj)
         if state is None:
             return _state(obj) if isinstance(_state(obj), str) else "—"
-        end = "open-ended" if state.period_end is None else _when(state.period_end)
-        return f"{_when(state.period_start)} → {end}"
+        end = "open-ended" if state.period_end is None else _day(state.period_end)
+        return f"{_day(state.period_start)} → {end}"
 
     @admin.display(description="Granted this period")
     def granted(self, obj):
@@ -163,6 +172,18 @@ class EntitlementAdmin(admin.ModelAdmin):
     def has_access(self, obj):
         state = _state(obj)
         return None if isinstance(state, str) else state.has_access
+
+    @admin.display(description="Issued at each reset (issueAfterReset)")
+    def allowance(self, obj):
+        return _credits(obj.issue_after_reset)
+
+    @admin.display(description="Most of the allowance kept at a reset")
+    def allowance_max_rollover(self, obj):
+        return _credits(obj.reset_max_rollover or ZERO) if obj.issue_after_reset else "—"
+
+    @admin.display(description="Least of the allowance kept at a reset")
+    def allowance_min_rollover(self, obj):
+        return _credits(obj.reset_min_rollover or ZERO) if obj.issue_after_reset else "—"
 
     @admin.display(description="Grants")
     def grants_table(self, obj):
@@ -246,7 +267,9 @@ class EntitlementAdmin(admin.ModelAdmin):
         if state is None:
             return "—"
         account = state.grants.get(grant.pk)
-        return "0" if account is None else _credits(account.remaining)
+        if account is None or not account.started:
+            return "not yet in force" if grant.effective_at > timezone.now() else "0"
+        return _credits(account.remaining)
 
     @staticmethod
     def _void_link(entitlement, grant):

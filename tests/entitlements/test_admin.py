@@ -239,3 +239,28 @@ def test_a_viewer_sees_the_pages_but_cannot_add_or_void(viewer_client, metered, 
     grant.refresh_from_db()
     assert grant.voided_at is None
     assert not EntitlementGrant.objects.exclude(pk=grant.pk).exists()
+
+
+def test_the_page_shows_the_allowance_and_its_rollover(
+    billing_admin_client, api_client, merchant, customer, metered_feature, now
+):
+    entitlement = entitlement_issue(
+        merchant=merchant,
+        customer=customer,
+        feature=metered_feature,
+        template={
+            "type": "metered",
+            "usagePeriod": {"interval": "P1M"},
+            "issueAfterReset": Decimal(100),
+            "resetMaxRollover": Decimal(30),
+        },
+        now=now,
+        active_from=now - timedelta(days=1),
+    )
+    _usage(api_client, customer, 30, "e-1")
+
+    html = billing_admin_client.get(_change_url(entitlement)).content.decode()
+
+    assert "Per-period allowance: 100 issued at each reset, 70 left this period." in html
+    assert '<div class="readonly">30</div>' in html  # most of the allowance kept at a reset
+    assert "No grants yet." in html
