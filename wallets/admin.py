@@ -18,7 +18,11 @@ from django.utils.html import format_html, format_html_join
 
 from catalog.models import Customer
 
-from . import selectors, services
+from . import (
+    admin_entitlements,  # noqa: F401  (registers the entitlement and grant pages)
+    selectors,
+    services,
+)
 from .errors import WalletError
 from .forms import CreditForm, TopUpForm
 from .models import Commitment, CreditLot, LedgerEntry, LowBalanceWallet, Wallet, WebhookDelivery, WebhookEndpoint

@@ -1,16 +1,14 @@
 """Entitlements and grants: services (writes) and selectors (reads). See wallets/ENTITLEMENTS.md.
 
-A metered entitlement's balance is computed when read, never stored:
-``granted`` = ``issue_after_reset`` (the per-period allowance, if any) + the amounts of the grants active
-at ``at`` (effective, not expired, not voided); ``usage`` = the feature's billable metric aggregated
-over the current usage period up to ``at`` (one SQL query, ``metering.selectors.usage_aggregate``);
-``balance = granted − usage``, ``overage = max(0, usage − granted)``,
-``has_access = is_soft_limit or balance > 0``.
+A metered entitlement's balance is computed when read, never stored: the feature's billable metric is
+aggregated in SQL once per phase of every usage period the walk needs (``metering.selectors.usage_aggregate``),
+and ``wallets.burndown`` burns the allowance and the grants down period by period in Python, with rollover
+at each reset. ``balance`` = credits left − overage, ``has_access = is_soft_limit or balance > 0``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -22,6 +20,21 @@ from catalog.durations import Duration, add_duration, parse_duration
 from catalog.models import Customer, Feature, FeatureType, Merchant, Subscription
 from metering.selectors import usage_aggregate
 
+from .burndown import (
+    ALLOWANCE,
+    MAX_PERIODS,
+    Allowance,
+    BurnDown,
+    GrantTerms,
+    PeriodResult,
+    PeriodUsage,
+    SourceBalance,
+    TooManyPeriods,
+    burn_down,
+    checkpoints,
+    period_index,
+    walk_start,
+)
 from .models import Entitlement, EntitlementGrant, GrantPurchase
 
 ZERO = Decimal(0)
@@ -57,14 +70,7 @@ def parse_interval(text: str) -> Duration:
 
 def usage_period_at(*, anchor: datetime, interval: Duration, at: datetime) -> tuple[datetime, datetime]:
     """The half-open period [start, end) of the series anchored at ``anchor`` that contains ``at``."""
-    if interval.months:
-        count = ((at.year - anchor.year) * 12 + at.month - anchor.month) // interval.months
-    else:
-        count = int((at - anchor) // interval.exact)
-    while add_duration(anchor, interval, count) > at:
-        count -= 1
-    while add_duration(anchor, interval, count + 1) <= at:
-        count += 1
+    count = period_index(anchor=anchor, interval=interval, moment=at)
     return add_duration(anchor, interval, count), add_duration(anchor, interval, count + 1)
 
 
@@ -80,47 +86,136 @@ class EntitlementState:
     overage: Decimal | None = None
     period_start: datetime | None = None
     period_end: datetime | None = None
+    granted: Decimal | None = None  # credits the current period had (after its reset, plus grants started in it)
+    grants: dict[str, SourceBalance] = field(default_factory=dict)  # grant id → its account
+    allowance: SourceBalance | None = None
+    periods: tuple[PeriodResult, ...] = ()  # every usage period walked, oldest first
 
 
-def active_grants(entitlement: Entitlement, *, at: datetime) -> QuerySet[EntitlementGrant]:
-    """Grants that count at ``at``: effective, not expired, not voided (by then)."""
-    return entitlement.grants.filter(
-        Q(effective_at__lte=at),
-        Q(expires_at__isnull=True) | Q(expires_at__gt=at),
-        Q(voided_at__isnull=True) | Q(voided_at__gt=at),
+def grant_terms(grant: EntitlementGrant) -> GrantTerms:
+    return GrantTerms(
+        key=grant.pk,
+        amount=grant.amount,
+        effective_at=grant.effective_at,
+        created_at=grant.created_at,
+        priority=grant.priority,
+        expires_at=grant.expires_at,
+        voided_at=grant.voided_at,
+        max_rollover=grant.reset_max_rollover,
+        min_rollover=grant.reset_min_rollover or ZERO,
+    )
+
+
+def entitlement_allowance(entitlement: Entitlement) -> Allowance | None:
+    if not entitlement.issue_after_reset:
+        return None
+    return Allowance(
+        amount=entitlement.issue_after_reset,
+        priority=entitlement.issue_after_reset_priority,
+        max_rollover=entitlement.reset_max_rollover or ZERO,
+        min_rollover=entitlement.reset_min_rollover or ZERO,
+    )
+
+
+def _walked_windows(
+    entitlement: Entitlement, *, until: datetime, grants: list[GrantTerms], allowance: Allowance | None
+) -> list[tuple[datetime, datetime, bool]]:
+    """The usage windows [start, end) to walk up to ``until`` (oldest first) and whether each opens with a
+    reset. History before the current period is walked only as far back as it can change today's balances."""
+    active_from = entitlement.active_from
+    if until <= active_from:
+        return [(until, until, False)]
+    if not entitlement.usage_period:
+        return [(active_from, until, False)]
+    interval = parse_interval(entitlement.usage_period)
+    anchor = entitlement.usage_period_anchor or active_from
+
+    def index(moment: datetime) -> int:
+        return period_index(anchor=anchor, interval=interval, moment=moment)
+
+    def period_start(moment: datetime) -> datetime:
+        return max(add_duration(anchor, interval, index(moment)), active_from)
+
+    current = index(until)
+    carries = entitlement.preserve_overage_at_reset or (
+        allowance is not None and (allowance.max_rollover > 0 or allowance.min_rollover > 0)
+    )
+    if carries:
+        first = active_from
+    else:
+        first = period_start(until)
+        while True:  # back to the period of every grant in force when the walk starts
+            earlier = period_start(walk_start(grants=grants, current_start=first))
+            if earlier == first:
+                break
+            first = earlier
+    first_index = index(max(first, active_from))
+    if current - first_index + 1 > MAX_PERIODS:
+        raise TooManyPeriods(
+            f"The balance would be computed over {current - first_index + 1} usage periods of "
+            f"{entitlement.usage_period}; at most {MAX_PERIODS} are walked. Ask for an earlier `at`, or end "
+            f"old grants (expire or void them)."
+        )
+    windows = []
+    for number in range(first_index, current + 1):
+        start = max(add_duration(anchor, interval, number), active_from)
+        end = min(add_duration(anchor, interval, number + 1), until)
+        windows.append((start, end, number > first_index))
+    return windows
+
+
+def entitlement_burn_down(entitlement: Entitlement, *, until: datetime) -> BurnDown:
+    """Burn the allowance and the grants down over every usage period that matters, up to ``until``: one
+    query for the grants, one usage aggregate per phase (a period, cut where grants start or end)."""
+    feature = entitlement.feature
+    grants = [grant_terms(g) for g in entitlement.grants.filter(effective_at__lte=until)]
+    allowance = entitlement_allowance(entitlement)
+    periods = []
+    for start, end, resets in _walked_windows(entitlement, until=until, grants=grants, allowance=allowance):
+        to_date = []
+        for moment in checkpoints(start=start, end=end, grants=grants):
+            usage = ZERO
+            if feature.billable_metric_id:
+                usage = usage_aggregate(
+                    metric=feature.billable_metric, customer=entitlement.customer, start=start, end=moment
+                )
+            to_date.append((moment, usage))
+        periods.append(PeriodUsage(start=start, end=end, resets=resets, to_date=tuple(to_date)))
+    return burn_down(
+        periods=periods, grants=grants, allowance=allowance, preserve_overage=entitlement.preserve_overage_at_reset
     )
 
 
 def entitlement_state(entitlement: Entitlement, *, at: datetime) -> EntitlementState:
-    """Status, access and (metered) balance of an entitlement at ``at``."""
+    """Status, access and (metered) balance of an entitlement at ``at``; an ended entitlement keeps the
+    balance it had at ``activeTo``. Raises ``TooManyPeriods`` when the walk is too long to compute."""
     expired = entitlement.active_to is not None and entitlement.active_to <= at
     in_force = entitlement.active_from <= at and not expired
     status = "expired" if expired else "active"
-    feature = entitlement.feature
-    if feature.type != FeatureType.METERED:
+    if entitlement.feature.type != FeatureType.METERED:
         return EntitlementState(status=status, has_access=in_force)
     if entitlement.usage_period:
         anchor = entitlement.usage_period_anchor or entitlement.active_from
         start, end = usage_period_at(anchor=anchor, interval=parse_interval(entitlement.usage_period), at=at)
     else:
         start, end = entitlement.active_from, entitlement.active_to
-    window_start = max(start, entitlement.active_from)
-    window_end = min(x for x in (end, entitlement.active_to, at) if x is not None)
-    usage = ZERO
-    if feature.billable_metric_id and window_end > window_start:
-        usage = usage_aggregate(
-            metric=feature.billable_metric, customer=entitlement.customer, start=window_start, end=window_end
-        )
-    granted = sum((g.amount for g in active_grants(entitlement, at=at)), entitlement.issue_after_reset or ZERO)
-    balance = granted - usage
+    until = at if entitlement.active_to is None else min(at, entitlement.active_to)
+    burn = entitlement_burn_down(entitlement, until=until)
+    last = burn.periods[-1]
+    same_period = last.start == max(start, entitlement.active_from) or not entitlement.usage_period
+    balance = burn.balance
     return EntitlementState(
         status=status,
         has_access=in_force and (entitlement.is_soft_limit or balance > 0),
         balance=balance,
-        usage_in_period=usage,
-        overage=max(ZERO, usage - granted),
+        usage_in_period=last.usage if same_period else ZERO,
+        overage=burn.overage,
         period_start=start,
         period_end=end,
+        granted=last.granted,
+        grants={key: account for key, account in burn.sources.items() if key != ALLOWANCE},
+        allowance=burn.sources.get(ALLOWANCE),
+        periods=tuple(burn.periods),
     )
 
 
@@ -195,6 +290,9 @@ def entitlement_issue(
             parse_interval(usage_period.get("interval"))
         except ValueError as exc:
             errors["template.usagePeriod.interval"] = [str(exc)]
+    rollover_error = _rollover_error(template.get("resetMinRollover"), template.get("resetMaxRollover"))
+    if rollover_error:
+        errors["template.resetMinRollover"] = [rollover_error]
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -222,8 +320,32 @@ def entitlement_issue(
             usage_period=usage_period.get("interval", ""),
             usage_period_anchor=usage_period.get("anchor"),
             issue_after_reset=template.get("issueAfterReset"),
-            template={k: str(v) if isinstance(v, (Decimal, datetime)) else v for k, v in template.items()},
+            issue_after_reset_priority=template.get("issueAfterResetPriority"),
+            preserve_overage_at_reset=bool(template.get("preserveOverageAtReset", False)),
+            reset_max_rollover=template.get("resetMaxRollover"),
+            reset_min_rollover=template.get("resetMinRollover"),
+            template=_jsonable(template),
         )
+
+
+def _jsonable(value):
+    """The template as JSON for the audit column: decimals and datetimes as text, at any depth (the
+    usage period's anchor is a datetime inside ``usagePeriod``)."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _rollover_error(minimum: Decimal | None, maximum: Decimal | None) -> str | None:
+    if minimum is not None and maximum is not None and minimum > maximum:
+        return f"resetMinRollover ({minimum}) must not be more than resetMaxRollover ({maximum})."
+    return None
 
 
 def _require_metered(entitlement: Entitlement) -> None:
@@ -262,6 +384,9 @@ def entitlement_grant_create(
     effective_at = effective_at or now
     if expires_at is not None and expires_at <= effective_at:
         raise ValidationError({"expiresAt": ["expiresAt must be after effectiveAt."]})
+    rollover_error = _rollover_error(reset_min_rollover, reset_max_rollover)
+    if rollover_error:
+        raise ValidationError({"resetMinRollover": [rollover_error]})
     with transaction.atomic():
         Entitlement.objects.select_for_update().filter(pk=entitlement.pk).first()
         existing = entitlement.grants.filter(idempotency_key=idempotency_key).first()
@@ -273,7 +398,7 @@ def entitlement_grant_create(
                     entitlement=entitlement,
                     amount=amount,
                     idempotency_key=idempotency_key,
-                    priority=1 if priority is None else priority,
+                    priority=0 if priority is None else priority,
                     effective_at=effective_at,
                     expires_at=expires_at,
                     reset_max_rollover=UNLIMITED_ROLLOVER if reset_max_rollover is None else reset_max_rollover,
@@ -345,6 +470,9 @@ def grant_purchase_fulfil(*, invoice_ref: str, now: datetime) -> EntitlementGran
         if purchase.expires_at is not None and purchase.expires_at <= effective_at:
             # Paid after the credits' expiry: record the grant as bought (it never counts again).
             effective_at = purchase.created_at
+        low, high = purchase.reset_min_rollover, purchase.reset_max_rollover
+        if low is not None and high is not None and low > high:
+            low = high  # a purchase recorded before the check: the maximum wins at resets either way
         grant, _ = entitlement_grant_create(
             entitlement=purchase.entitlement,
             amount=purchase.amount,
@@ -352,8 +480,8 @@ def grant_purchase_fulfil(*, invoice_ref: str, now: datetime) -> EntitlementGran
             now=now,
             effective_at=effective_at,
             expires_at=purchase.expires_at,
-            reset_max_rollover=purchase.reset_max_rollover,
-            reset_min_rollover=purchase.reset_min_rollover,
+            reset_max_rollover=high,
+            reset_min_rollover=low,
         )
         purchase.grant = grant
         purchase.save(update_fields=["grant"])

@@ -355,7 +355,8 @@ class Entitlement(models.Model):
     The template of the feature's type is kept as parsed columns: ``config`` (static), and for metered
     features ``is_soft_limit``, the usage period (``usage_period`` ISO duration from ``usage_period_anchor``;
     empty: one period from ``active_from`` that never resets) and ``issue_after_reset`` (an allowance
-    granted in every period). Metered balances are computed, never stored (``wallets.entitlements``).
+    granted in every period) with its burn priority and rollover bounds, and ``preserve_overage_at_reset``.
+    Metered balances are computed, never stored (``wallets.entitlements``, ``wallets.burndown``).
     """
 
     id = PublicIdField(prefix="ent")
@@ -373,6 +374,18 @@ class Entitlement(models.Model):
     usage_period = models.CharField(max_length=40, blank=True, help_text="Metered: ISO 8601 duration, e.g. P1M.")
     usage_period_anchor = models.DateTimeField(null=True, blank=True)
     issue_after_reset = models.DecimalField(**MONEY, null=True, blank=True)
+    issue_after_reset_priority = models.IntegerField(
+        null=True, blank=True, help_text="Metered: where the allowance burns among the grants (empty: first)."
+    )
+    preserve_overage_at_reset = models.BooleanField(
+        default=False, help_text="Metered: carry overage into the next usage period."
+    )
+    reset_max_rollover = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Metered: most of the unused allowance kept at a reset (empty: 0)."
+    )
+    reset_min_rollover = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Metered: least of the allowance kept at a reset (empty: 0)."
+    )
     template = models.JSONField(default=dict, blank=True, help_text="The template as issued (audit).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -394,7 +407,8 @@ class EntitlementGrant(models.Model):
     entitlement = models.ForeignKey(Entitlement, on_delete=models.PROTECT, related_name="grants")
     amount = models.DecimalField(**MONEY)
     idempotency_key = models.CharField(max_length=255)
-    priority = models.IntegerField(default=1, help_text="Lower burns first.")
+    # The client's default is 0 ("Defaults to 0", paygentic_sdk models/creategrantrequest.py).
+    priority = models.IntegerField(default=0, help_text="Lower burns first.")
     effective_at = models.DateTimeField()
     expires_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)

@@ -52,6 +52,9 @@ class PurchaseGrantInput(StrictSerializer):
         start, end = attrs.get("effective_at") or timezone.now(), attrs.get("expires_at")
         if end is not None and end <= start:
             raise serializers.ValidationError({"expiresAt": ["expiresAt must be after effectiveAt (or now)."]})
+        low, high = attrs.get("reset_min_rollover"), attrs.get("reset_max_rollover")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"resetMinRollover": ["Must not be more than resetMaxRollover."]})
         return attrs
 
 

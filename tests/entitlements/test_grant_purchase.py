@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.utils import timezone
 from paygentic_sdk import models as pg
 
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import invoice_mark_paid
+from wallets.entitlements import grant_purchase_fulfil, grant_purchase_record
+from wallets.models import Entitlement
 
 pytestmark = pytest.mark.django_db
 
@@ -92,3 +96,27 @@ def test_without_a_subscription_to_bill_under_it_is_a_409(api_client, customer, 
 
 def test_another_merchants_entitlement_is_404(rival_client, entitlement_id):
     assert _purchase(rival_client, entitlement_id).status_code == 404
+
+
+def test_a_purchase_with_its_min_rollover_above_the_max_is_a_400(api_client, entitlement_id):
+    response = _purchase(api_client, entitlement_id, resetMinRollover=10, resetMaxRollover=5)
+
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["resetMinRollover"]
+
+
+def test_a_purchase_recorded_with_crossed_rollover_bounds_is_still_fulfilled(api_client, entitlement_id):
+    grant_purchase_record(
+        entitlement=Entitlement.objects.get(pk=entitlement_id),
+        idempotency_key="legacy",
+        invoice_ref="inv_legacy",
+        amount=Decimal(40),
+        price=Decimal("2"),
+        currency="USD",
+        reset_max_rollover=Decimal(5),
+        reset_min_rollover=Decimal(10),
+    )
+
+    grant = grant_purchase_fulfil(invoice_ref="inv_legacy", now=timezone.now())
+
+    assert (grant.amount, grant.reset_min_rollover, grant.reset_max_rollover) == (Decimal(40), Decimal(5), Decimal(5))

@@ -217,7 +217,10 @@ class GrantListOutput(serializers.Serializer):
 def entitlement_body(entitlement: Entitlement, *, at, id_key: str = "id") -> dict:
     """An entitlement on the wire (detail: ``id`` and ``object``; list item: ``entitlementId``)."""
     feature = entitlement.feature
-    state = ent.entitlement_state(entitlement, at=at)
+    try:
+        state = ent.entitlement_state(entitlement, at=at)
+    except ent.TooManyPeriods as exc:
+        raise exceptions.ValidationError({"at": [str(exc)]}) from None
     body = {id_key: entitlement.pk}
     if id_key == "id":
         body["object"] = "entitlement"
