@@ -3,8 +3,8 @@
 Runs on PostgreSQL in its own database (default ``meterline_bench_close``, dropped and re-created),
 with DEBUG off, in ONE process (the same code a single Celery worker runs, chunk after chunk):
 
-    /work/venv/bin/python benchmarks/close_period.py --subscriptions 1000 --events-per-subscription 100
-    /work/venv/bin/python benchmarks/close_period.py --subscriptions 10000 --events-per-subscription 100
+    .venv/bin/python benchmarks/close_period.py --subscriptions 1000 --events-per-subscription 100
+    .venv/bin/python benchmarks/close_period.py --subscriptions 10000 --events-per-subscription 100
 
 Seeds one merchant, a plan with an in-advance platform fee and two metered prices (input tokens,
 graduated; output tokens, standard), N customers and subscriptions started 2026-01-01, and M January

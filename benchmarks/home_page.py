@@ -2,8 +2,8 @@
 
 Runs on PostgreSQL in its own database (default ``meterline_bench_home``, dropped and re-created), DEBUG off:
 
-    /work/venv/bin/python benchmarks/home_page.py
-    /work/venv/bin/python benchmarks/home_page.py --customers 10000 --events 1000000 --loads 50
+    .venv/bin/python benchmarks/home_page.py
+    .venv/bin/python benchmarks/home_page.py --customers 10000 --events 1000000 --loads 50
 
 Seeds one merchant, a product with two metrics (API calls: COUNT; tokens: SUM of ``$.tokens``), a plan,
 N customers with subscriptions, 3 issued invoices and 1 open draft per customer over the last 12 months, a

@@ -5,8 +5,8 @@ with the production settings (DEBUG off, persistent connections, CONN_HEALTH_CHE
 --health-checks), gunicorn (default 2 gthread workers x 8 threads) and the load generator on the same
 machine (processes with a minimal keep-alive HTTP client, loopback only). Every loop is bounded.
 
-    /work/venv/bin/python benchmarks/ingest.py                       # full run (targets of the issue)
-    /work/venv/bin/python benchmarks/ingest.py --single-requests 2000 --events 100000 --agg-events 1000000
+    .venv/bin/python benchmarks/ingest.py                       # full run (targets of the issue)
+    .venv/bin/python benchmarks/ingest.py --single-requests 2000 --events 100000 --agg-events 1000000
 
 Phases: (1) single-event POST /v0/events: requests/s, p50, p99; (2) batched POST /v0/events/batch
 (1,000 per request): events/s over --events; (3) COPY --agg-events rows spread over 4 months and

@@ -3,8 +3,8 @@
 Own database (default ``meterline_bench_rt``, dropped and re-created), production settings, load
 generator processes with keep-alive connections on the same machine (see benchmarks/ingest.py).
 
-    /work/venv/bin/python benchmarks/realtime.py
-    /work/venv/bin/python benchmarks/realtime.py --events 2000 --batch-size 10   # quick
+    .venv/bin/python benchmarks/realtime.py
+    .venv/bin/python benchmarks/realtime.py --events 2000 --batch-size 10   # quick
 
 Phases:
 1. one prepaid customer: ``--events`` events from ``--clients`` clients in ``--batch-size``-event
@@ -31,7 +31,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import recreate_database, run_processes, setup_environment, start_gunicorn  # noqa: E402
+from ingest import _LeanClient, recreate_database, run_processes, setup_environment, start_gunicorn  # noqa: E402
 
 EVENT_TYPE = "tokens.used"
 GRANT = Decimal(1_000_000)
@@ -128,8 +128,7 @@ def seed(args):
 
 
 def _batch_client(port, key, subjects, batches, batch_size, worker, queue):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    client = _LeanClient(port, key)
     latencies, accepted, errors = [], 0, 0
     for b in range(batches):
         stamp = datetime.now(UTC).isoformat()
@@ -145,11 +144,9 @@ def _batch_client(port, key, subjects, batches, batch_size, worker, queue):
             for i in range(batch_size)
         ]
         started = time.perf_counter()
-        conn.request("POST", "/v0/events/batch", body=orjson.dumps({"events": events}), headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
+        status, payload = client.post("/v0/events/batch", orjson.dumps({"events": events}))
         latencies.append(time.perf_counter() - started)
-        if response.status != 200:
+        if status != 200:
             errors += 1
             continue
         counts = orjson.loads(payload)["counts"]
@@ -159,8 +156,7 @@ def _batch_client(port, key, subjects, batches, batch_size, worker, queue):
 
 
 def _single_client(port, key, subject, requests, worker, queue):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    client = _LeanClient(port, key)
     latencies, accepted, errors = [], 0, 0
     for i in range(requests):
         body = orjson.dumps(
@@ -174,11 +170,9 @@ def _single_client(port, key, subject, requests, worker, queue):
             }
         )
         started = time.perf_counter()
-        conn.request("POST", "/v0/events", body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
+        status, _ = client.post("/v0/events", body)
         latencies.append(time.perf_counter() - started)
-        if response.status == 202:
+        if status == 202:
             accepted += 1
         else:
             errors += 1
