@@ -35,6 +35,10 @@ def _customer(request, customer_id: str) -> Customer:
 
 
 class CustomerBalanceApi(APIView):
+    # Must answer in < 10 ms (issue #7): the key → merchant look-up comes from the per-process cache
+    # (catalog/api/auth.py); only the merchant's id is used, so its cached fields cannot be stale here.
+    api_key_cache = True
+
     @extend_schema(operation_id="customers_balance", responses={200: OpenApiTypes.OBJECT}, tags=["prepaid credit"])
     def get(self, request, customer_id: str):
         customer = _customer(request, customer_id)
