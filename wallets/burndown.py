@@ -69,7 +69,7 @@ class GrantTerms:
     def order(self) -> tuple:
         # The void time is left out on purpose: before a void, the grant burned in its usual place.
         no_expiry = self.expires_at is None
-        return (self.priority, 1, no_expiry, self.expires_at or self.created_at, self.created_at, self.key)
+        return (1, self.priority, 1, no_expiry, self.expires_at or self.created_at, self.created_at, self.key)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ class Allowance:
     min_rollover: Decimal = ZERO
 
     def order(self) -> tuple:
-        return (float("-inf") if self.priority is None else self.priority, 0)
+        # No priority: ahead of every grant; else among the grants, ahead of those of the same priority.
+        return (0,) if self.priority is None else (1, self.priority, 0)
 
 
 @dataclass(frozen=True)
