@@ -234,9 +234,12 @@ def _aggregate_rows(
     scope_sql: str | None,
     scope_params: list,
     keys: list[tuple[str, list]],
+    join: tuple[str, list] = ("", []),
 ) -> list[tuple]:
-    """Run one aggregation query; each row is ``(*key values, aggregate, event count)``."""
+    """Run one aggregation query; each row is ``(*key values, aggregate, event count)``. ``join``: SQL
+    placed after the events table (``JOIN … ON …``) and its parameters."""
     alias = "e"
+    join_sql, join_params = join
     where, params = _metric_where(metric, start, end, alias)
     if scope_sql:
         where += f" AND {scope_sql}"
@@ -254,10 +257,10 @@ def _aggregate_rows(
             f"SELECT {outer_keys}v, n FROM (SELECT {inner_keys}{value_sql} AS v, "
             f'ROW_NUMBER() OVER ({partition}ORDER BY {alias}."timestamp" DESC, {alias}.id DESC) AS rn, '
             f"COUNT(*) OVER ({partition.strip()}) AS n "
-            f"FROM {EVENTS_TABLE} {alias} WHERE {where} AND {value_sql} IS NOT NULL) ranked WHERE rn = 1"
+            f"FROM {EVENTS_TABLE} {alias}{join_sql} WHERE {where} AND {value_sql} IS NOT NULL) ranked WHERE rn = 1"
         )
         # key params appear twice (select list and partition), value params twice (select and where)
-        all_params = key_params + value_params + key_params + key_params + params + value_params
+        all_params = key_params + value_params + key_params + key_params + join_params + params + value_params
         with connection.cursor() as cursor:
             cursor.execute(query, all_params)
             return cursor.fetchall()
@@ -270,9 +273,9 @@ def _aggregate_rows(
         aggregate_sql, aggregate_params = f"{aggregation}({value_sql})", value_params
     select_keys = "".join(f"{k}, " for k in key_sqls)
     group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(key_sqls)))}" if key_sqls else ""
-    query = f"SELECT {select_keys}{aggregate_sql}, COUNT(*) FROM {EVENTS_TABLE} {alias} WHERE {where}{group}"
+    query = f"SELECT {select_keys}{aggregate_sql}, COUNT(*) FROM {EVENTS_TABLE} {alias}{join_sql} WHERE {where}{group}"
     with connection.cursor() as cursor:
-        cursor.execute(query, key_params + aggregate_params + params)
+        cursor.execute(query, key_params + aggregate_params + join_params + params)
         return cursor.fetchall()
 
 
@@ -292,6 +295,41 @@ def usage_aggregate(*, metric: BillableMetric, customer: Customer, start: dateti
     scope_sql, scope_params = _customer_where(customer, "e")
     rows = _aggregate_rows(metric=metric, start=start, end=end, scope_sql=scope_sql, scope_params=scope_params, keys=[])
     return _finish(metric, rows[0][0]) if rows else sql.ZERO
+
+
+# SQLite refuses a compound SELECT of more than 500 terms (SQLITE_MAX_COMPOUND_SELECT).
+WINDOWS_PER_QUERY = 400
+
+
+def usage_aggregate_windows(
+    *, metric: BillableMetric, customer: Customer, windows: Sequence[tuple[datetime, datetime]]
+) -> list[Decimal]:
+    """A customer's usage of ``metric`` over each of ``windows`` ([start, end); they may overlap, e.g.
+    period-to-date windows sharing a start), in one SQL query per ``WINDOWS_PER_QUERY`` windows: the
+    windows are a derived table joined to the events, grouped by window. 0 where a window has no events;
+    the same values as ``usage_aggregate`` window by window."""
+    _check_same_merchant(metric, customer)
+    values = [sql.ZERO] * len(windows)
+    scope_sql, scope_params = _customer_where(customer, "e")
+    for first in range(0, len(windows), WINDOWS_PER_QUERY):
+        chunk = [(i, start, end) for i, (start, end) in enumerate(windows[first : first + WINDOWS_PER_QUERY], first)]
+        chunk = [(i, start, end) for i, start, end in chunk if start < end]
+        if not chunk:
+            continue
+        rows_sql = " UNION ALL ".join(["SELECT %s AS i, %s AS ws, %s AS we"] * len(chunk))
+        join_params = [value for i, start, end in chunk for value in (i, sql.db_datetime(start), sql.db_datetime(end))]
+        rows = _aggregate_rows(
+            metric=metric,
+            start=min(start for _, start, _ in chunk),
+            end=max(end for _, _, end in chunk),
+            scope_sql=scope_sql,
+            scope_params=scope_params,
+            keys=[("w.i", [])],
+            join=(f' JOIN ({rows_sql}) w ON e."timestamp" >= w.ws AND e."timestamp" < w.we', join_params),
+        )
+        for row in rows:
+            values[int(row[0])] = _finish(metric, row[1])
+    return values
 
 
 def usage_total(*, metric: BillableMetric, start: datetime, end: datetime, customer: Customer | None = None) -> Decimal:

@@ -1,8 +1,8 @@
 """Entitlements and grants: services (writes) and selectors (reads). See wallets/ENTITLEMENTS.md.
 
 A metered entitlement's balance is computed when read, never stored: the feature's billable metric is
-aggregated in SQL once per phase of every usage period the walk needs (``metering.selectors.usage_aggregate``),
-and ``wallets.burndown`` burns the allowance and the grants down period by period in Python, with rollover
+aggregated in SQL over every phase of every usage period the walk needs, all in one query
+(``metering.selectors.usage_aggregate_windows``), and ``wallets.burndown`` burns the allowance and the grants down period by period in Python, with rollover
 at each reset. ``balance`` = credits left − overage, ``has_access = is_soft_limit or balance > 0``.
 """
 
@@ -18,7 +18,7 @@ from django.db.models import Q, QuerySet
 
 from catalog.durations import Duration, add_duration, parse_duration
 from catalog.models import Customer, Feature, FeatureType, Merchant, Subscription
-from metering.selectors import usage_aggregate
+from metering.selectors import usage_aggregate_windows
 
 from .burndown import (
     ALLOWANCE,
@@ -166,21 +166,26 @@ def _walked_windows(
 
 def entitlement_burn_down(entitlement: Entitlement, *, until: datetime) -> BurnDown:
     """Burn the allowance and the grants down over every usage period that matters, up to ``until``: one
-    query for the grants, one usage aggregate per phase (a period, cut where grants start or end)."""
+    query for the grants and one for the usage of every phase (a period, cut where grants start or end)."""
     feature = entitlement.feature
     grants = [grant_terms(g) for g in entitlement.grants.filter(effective_at__lte=until)]
     allowance = entitlement_allowance(entitlement)
-    periods = []
-    for start, end, resets in _walked_windows(entitlement, until=until, grants=grants, allowance=allowance):
-        to_date = []
-        for moment in checkpoints(start=start, end=end, grants=grants):
-            usage = ZERO
-            if feature.billable_metric_id:
-                usage = usage_aggregate(
-                    metric=feature.billable_metric, customer=entitlement.customer, start=start, end=moment
-                )
-            to_date.append((moment, usage))
-        periods.append(PeriodUsage(start=start, end=end, resets=resets, to_date=tuple(to_date)))
+    walked = [
+        (start, end, resets, checkpoints(start=start, end=end, grants=grants))
+        for start, end, resets in _walked_windows(entitlement, until=until, grants=grants, allowance=allowance)
+    ]
+    # Every period-to-date value the walk needs, in one query (per 400 windows).
+    windows = [(start, moment) for start, _, _, moments in walked for moment in moments]
+    usages = (
+        usage_aggregate_windows(metric=feature.billable_metric, customer=entitlement.customer, windows=windows)
+        if feature.billable_metric_id
+        else [ZERO] * len(windows)
+    )
+    periods, position = [], 0
+    for start, end, resets, moments in walked:
+        to_date = tuple(zip(moments, usages[position : position + len(moments)], strict=True))
+        position += len(moments)
+        periods.append(PeriodUsage(start=start, end=end, resets=resets, to_date=to_date))
     return burn_down(
         periods=periods, grants=grants, allowance=allowance, preserve_overage=entitlement.preserve_overage_at_reset
     )

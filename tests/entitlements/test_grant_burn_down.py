@@ -1,7 +1,9 @@
 """Balances burned down across usage periods through /v1/entitlements: the allowance and grants carried over
-resets with their rollover bounds, preserved overage, expiry mid-period, and one usage aggregate per phase."""
+resets with their rollover bounds, preserved overage, expiry mid-period, and one usage query for the whole walk."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -140,15 +142,23 @@ def _event_queries(api_client, entitlement_id, at) -> int:
     return sum(1 for q in queries.captured_queries if EVENTS_TABLE in q["sql"])
 
 
-def test_one_usage_aggregate_per_period_walked_and_per_grant_boundary(api_client, customer, metered_feature):
+def test_the_whole_walk_is_one_usage_query(api_client, customer, metered_feature):
+    # given usage in the months the walk covers
     entitlement_id = _metered(api_client, customer, metered_feature, usagePeriod=MONTHLY, issueAfterReset=100)
+    for month, amount in (("01", 30), ("02", 120), ("03", 5), ("04", 60)):
+        _usage(api_client, customer, amount, f"2025-{month}-05T00:00:00Z")
     assert _event_queries(api_client, entitlement_id, "2025-04-10T00:00:00Z") == 1  # only April matters
 
+    # when grants make the walk start in January and cut March in two
     _grant(api_client, entitlement_id, 10, "since-january")
-    assert _event_queries(api_client, entitlement_id, "2025-04-10T00:00:00Z") == 4  # January to April
-
     _grant(api_client, entitlement_id, 10, "mid-march", effectiveAt="2025-03-15T00:00:00Z")
-    assert _event_queries(api_client, entitlement_id, "2025-04-10T00:00:00Z") == 5  # March cut in two
+
+    # then every period and phase is still aggregated by one query
+    assert _event_queries(api_client, entitlement_id, "2025-04-10T00:00:00Z") == 1
+    # January: 30 of the allowance; February: 100 + 10 of the grant, overage 10 dropped at reset; March: 5;
+    # April: 60 of the allowance; the mid-March grant is untouched: 10 + 40 allowance left
+    state = _at(api_client, entitlement_id, "2025-04-10T00:00:00Z")
+    assert (Decimal(str(state["balance"])), Decimal(str(state["usageInPeriod"]))) == (Decimal(50), Decimal(60))
 
 
 def test_a_walk_of_too_many_periods_is_a_400_naming_at(api_client, customer, metered_feature):
