@@ -41,6 +41,9 @@ START_EXTRA_FIELDS = (
     "metadata",
 )
 
+# The values the API accepts for these free-text columns: the admin offers the same as a choice.
+WIRE_CHOICES = {"version_policy": ("floating", "pinned"), "elapsed_period_billing": ("none", "per_period")}
+
 
 class ServiceRefused(Exception):
     """A service refused the admin's save; the change form reports it instead of "changed successfully"."""
@@ -214,6 +217,15 @@ class ServiceSubscriptionAdmin(CatalogSubscriptionAdmin):
         if subscription.ending_at is not None and subscription.status != SubscriptionStatus.TERMINATED:
             parts.append(f"Ends on {subscription.ending_at:%Y-%m-%d %H:%M} UTC.")
         return " ".join(parts) or "Nothing."
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in WIRE_CHOICES:
+            return forms.ChoiceField(
+                choices=[(value, value) for value in WIRE_CHOICES[db_field.name]],
+                label=db_field.verbose_name.capitalize(),
+                initial=db_field.default,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     # -- adding: subscription_create_with_upfront_payment, as the API -------------------------------
 

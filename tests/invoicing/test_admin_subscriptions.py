@@ -16,6 +16,7 @@ from django.urls import reverse
 from catalog.models import PaymentTerm, Subscription, SubscriptionStatus
 from invoicing.models import (
     Invoice,
+    InvoiceError,
     InvoiceKind,
     InvoiceStatus,
     LineKind,
@@ -139,6 +140,20 @@ def test_terms_are_saved_and_posted_lifecycle_fields_are_ignored(billing_admin_c
     assert SubscriptionPlanChange.objects.count() == 0
 
 
+def test_version_policy_takes_the_apis_values_only(billing_admin_client, subscription):
+    response = billing_admin_client.post(
+        change_url(subscription),
+        {"name": "Acme", "payment_term_days": "0", "version_policy": "sometimes", "metadata": "{}"},
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["version_policy"] == [
+        "Select a valid choice. sometimes is not one of the available choices."
+    ]
+    subscription.refresh_from_db()
+    assert (subscription.name, subscription.version_policy) == ("Acme · Basic", "floating")
+
+
 def test_a_refused_terms_change_is_reported_and_nothing_is_saved_or_logged(
     billing_admin_client, subscription, monkeypatch
 ):
@@ -255,6 +270,24 @@ def test_adding_refuses_a_plan_of_another_merchant(billing_admin_client, seller)
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["plan"] == ["The plan belongs to another merchant."]
     assert Subscription.objects.count() == 0
+
+
+def test_a_refused_start_is_reported_on_the_add_page_and_nothing_is_kept(
+    billing_admin_client, seller, basic, monkeypatch
+):
+    def refuse(**kwargs):
+        raise InvoiceError("The plan and the customer belong to different merchants.")
+
+    monkeypatch.setattr("invoicing.services.subscription_create_with_upfront_payment", refuse)
+    acme = CustomerFactory(merchant=seller)
+
+    response = billing_admin_client.post(reverse("admin:catalog_subscription_add"), add_form(acme, basic))
+
+    assert (response.status_code, response.url) == (302, reverse("admin:catalog_subscription_add"))
+    assert texts(response) == [
+        "The subscription was not started: The plan and the customer belong to different merchants."
+    ]
+    assert (Subscription.objects.count(), LogEntry.objects.count()) == (0, 0)
 
 
 def test_a_viewer_cannot_add(viewer_client, seller, basic):
