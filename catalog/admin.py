@@ -517,12 +517,32 @@ def _history_reason(price: models.Price) -> str:
 # --- Customers and subscriptions ---------------------------------------------------------------
 
 
-class SubscriptionInline(CatalogAdminMixin, admin.TabularInline):
+class SubscriptionInline(admin.TabularInline):
+    """The customer's subscriptions, read-only: plan, status and dates change only through the
+    subscription page's buttons, which call invoicing's services (proration, final invoices, Invoice 0).
+    The link under the table opens the add page with the customer and its merchant filled in."""
+
     model = models.Subscription
-    formset = ParentMerchantInlineFormSet
-    fields = ("name", "plan", "status", "started_at", "ending_at", "billing_anchor")
+    template = "admin/catalog/edit_inline/tabular_subscriptions.html"
+    fields = ("name", "plan", "status", "started_at", "ending_at")
+    readonly_fields = fields
     extra = 0
+    max_num = 0
+    can_delete = False
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        # str(plan) reads its product: one query for the whole table.
+        return super().get_queryset(request).select_related("plan__product")
 
 
 class NegotiatedRateInline(PriceSummaryInline):
@@ -567,8 +587,38 @@ class CustomerAdmin(CatalogHistoryAdmin):
         return fieldsets + [(title, {"fields": names}) for title, names in self.panels]
 
 
+# Fields that only billing services may change on an existing subscription: moving them by hand would skip
+# proration, final invoices and plan-change records. Invoicing's admin offers buttons that call its services.
+SUBSCRIPTION_LIFECYCLE_FIELDS = (
+    "merchant",
+    "customer",
+    "plan",
+    "status",
+    "started_at",
+    "ending_at",
+    "billing_anchor",
+    "trial_ends_at",
+    "test_clock",
+    "plan_changed_at",
+    "billing_mode",
+    "elapsed_period_billing",
+    "terminated_at",
+    "terminated_by",
+    "termination_reason",
+)
+# Terms that change no amount already billed (invoicing's ``subscription_update`` applies them).
+SUBSCRIPTION_TERMS_FIELDS = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")
+
+
 @admin.register(models.Subscription)
 class SubscriptionAdmin(CatalogHistoryAdmin):
+    """Subscriptions, read-mostly: on an existing subscription only its terms are editable.
+
+    Starting a subscription bills its opening invoice and changing its plan or ending it bills too, so the
+    add page and the lifecycle buttons belong to invoicing, which replaces this admin with a subclass
+    (``invoicing.admin_subscriptions``); without it a subscription cannot be added here.
+    """
+
     list_display = ("name", "customer", "plan", "status", "started_at", "ending_at", "merchant")
     list_filter = ("status", ("plan", PlanListFilter), "merchant")
     list_select_related = ("customer", "plan__product", "merchant")
@@ -576,9 +626,39 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
     autocomplete_fields = ("customer",)
     date_hierarchy = "started_at"
     readonly_fields = RECORD_FIELDS
+    add_fieldsets = (
+        (None, {"fields": ("merchant", "customer", "plan", "name")}),
+        ("Dates", {"fields": ("started_at", "ending_at", "billing_anchor", "trial_ends_at", "test_clock")}),
+        (
+            "Invoicing",
+            {
+                "fields": (
+                    "billing_mode",
+                    "auto_charge",
+                    "tax_exempt",
+                    "payment_term_days",
+                    "version_policy",
+                    "elapsed_period_billing",
+                )
+            },
+        ),
+        ("Other", {"fields": ("metadata",), "classes": ("collapse",)}),
+    )
     fieldsets = (
         (None, {"fields": ("merchant", "customer", "plan", "name", "status")}),
-        ("Dates", {"fields": ("started_at", "ending_at", "billing_anchor", "trial_ends_at", "test_clock")}),
+        (
+            "Dates",
+            {
+                "fields": (
+                    "started_at",
+                    "ending_at",
+                    "billing_anchor",
+                    "trial_ends_at",
+                    "plan_changed_at",
+                    "test_clock",
+                )
+            },
+        ),
         (
             "Invoicing",
             {
@@ -596,6 +676,24 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
         ("Other", {"fields": ("metadata",), "classes": ("collapse",)}),
         RECORD_FIELDSET,
     )
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return fields
+        if obj.status == models.SubscriptionStatus.TERMINATED:
+            return fields + SUBSCRIPTION_LIFECYCLE_FIELDS + SUBSCRIPTION_TERMS_FIELDS
+        return fields + SUBSCRIPTION_LIFECYCLE_FIELDS
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Invoices keep their subscription; ending one is "terminate", which bills the final invoice.
+        return False
 
 
 @admin.register(models.TestClock)

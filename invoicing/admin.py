@@ -18,11 +18,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 
-from catalog.models import Customer
+from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
 from . import documents, selectors, services
+from .admin_subscriptions import ServiceSubscriptionAdmin
 from .models import (
     BillingRun,
     BillingRunError,
@@ -508,3 +509,9 @@ class CustomerWithInvoicingAdmin(_CustomerAdminBase):
 if admin.site.is_registered(Customer):
     admin.site.unregister(Customer)
 admin.site.register(Customer, CustomerWithInvoicingAdmin)
+
+
+# Subscriptions: catalog's page keeps lifecycle fields read-only; this one adds and changes them through services.
+if admin.site.is_registered(Subscription):
+    admin.site.unregister(Subscription)
+admin.site.register(Subscription, ServiceSubscriptionAdmin)

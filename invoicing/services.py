@@ -999,10 +999,12 @@ def subscription_create_with_upfront_payment(
     now: datetime,
     name: str = "",
     ending_at: datetime | None = None,
+    billing_anchor: datetime | None = None,
+    trial_ends_at: datetime | None = None,
     test_clock=None,
     extra_fields: dict | None = None,
 ) -> Subscription:
-    """Start a subscription the way the Paygentic API does: through ``subscription_start``, and when its
+    """Start a subscription the way the Paygentic API (and the admin's add page) does: through ``subscription_start``, and when its
     opening invoice ("Invoice 0": in-advance and one-off fees) has an amount due, the subscription waits
     in ``pending_payment`` until that invoice is paid (``invoice_record_payment``). A zero-amount Invoice 0
     is marked paid at once. Without an opening invoice the subscription is active at once.
@@ -1016,6 +1018,8 @@ def subscription_create_with_upfront_payment(
         now=now,
         name=name,
         ending_at=ending_at,
+        billing_anchor=billing_anchor,
+        trial_ends_at=trial_ends_at,
         test_clock=test_clock,
         extra_fields=extra_fields,
     )
@@ -1066,12 +1070,12 @@ def invoice_record_payment(*, invoice: Invoice, now: datetime) -> Invoice:
     return invoice
 
 
-SUBSCRIPTION_UPDATABLE = ("auto_charge", "tax_exempt", "payment_term_days", "version_policy")
+SUBSCRIPTION_UPDATABLE = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")
 
 
 def subscription_update(*, subscription: Subscription, changes: dict, now: datetime) -> Subscription:
-    """Change a subscription's terms (``auto_charge``, ``tax_exempt``, ``payment_term_days``,
-    ``version_policy``) and its scheduled end (``ending_at``; None clears it). The end must lie after the
+    """Change a subscription's terms (``name``, ``auto_charge``, ``tax_exempt``, ``payment_term_days``,
+    ``version_policy``, ``metadata``: the API sends the four in between, the admin all six) and its scheduled end (``ending_at``; None clears it). The end must lie after the
     start and not before the subscription's current time; already closed periods are never rebilled."""
     subscription = _load(subscription)
     if subscription.status == SubscriptionStatus.TERMINATED:

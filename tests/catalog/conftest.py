@@ -1,4 +1,4 @@
-"""Admin fixtures: staff clients for a superuser and for each billing role, and a full catalog."""
+"""Admin fixtures: a full catalog (the staff clients are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,42 +6,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
-from django.test import Client
 
 from catalog.demo import demo_catalog_build
-from catalog.roles import BILLING_ADMIN, BILLING_VIEWER, billing_roles_sync
 from catalog.services import feature_create
 from tests.factories import DynamicRateFactory, MetricFilterFactory, TestClockFactory
 
 DEMO_NOW = datetime(2026, 3, 17, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def superuser_client(db) -> Client:
-    user = User.objects.create_superuser("root", "root@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _role_client(group_name: str) -> Client:
-    billing_roles_sync()
-    user = User.objects.create_user(group_name.lower().replace(" ", "-"), is_staff=True, password="pw")
-    user.groups.add(Group.objects.get(name=group_name))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer_client(db) -> Client:
-    return _role_client(BILLING_VIEWER)
-
-
-@pytest.fixture
-def billing_admin_client(db) -> Client:
-    return _role_client(BILLING_ADMIN)
 
 
 @pytest.fixture

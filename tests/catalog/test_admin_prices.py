@@ -12,7 +12,6 @@ from catalog.admin_forms import CatalogModelForm
 from catalog.models import Price, PriceModel, PriceTier, Product
 from tests.factories import (
     BillableMetricFactory,
-    CustomerFactory,
     FeeFactory,
     MeteredPriceFactory,
     NegotiatedPriceFactory,
@@ -215,34 +214,6 @@ def test_customer_page_shows_subscriptions_and_negotiated_rates(superuser_client
     assert reverse("admin:catalog_subscription_change", args=(quote(subscription.pk),)) in page
     assert reverse("admin:catalog_price_change", args=(quote(negotiated.pk),)) in page
     assert f"?customer={customer.pk}&amp;merchant={customer.merchant_id}" in page
-
-
-def test_subscription_added_on_the_customer_page_takes_the_customers_merchant(superuser_client):
-    customer = CustomerFactory()
-    plan = PlanFactory(merchant=customer.merchant, product__merchant=customer.merchant)
-    data = {
-        "merchant": customer.merchant_id,
-        "name": customer.name,
-        "email": customer.email,
-        "external_id": "",
-        "currency": "USD",
-        "time_zone": "UTC",
-        "metadata": "{}",
-        "country": "US",
-        **management("subscriptions", 1),
-        **management("negotiated_prices", 0),
-        "subscriptions-0-name": "Pro for Acme",
-        "subscriptions-0-plan": plan.pk,
-        "subscriptions-0-status": "active",
-        "subscriptions-0-started_at_0": "2026-03-01",
-        "subscriptions-0-started_at_1": "00:00:00",
-    }
-
-    response = superuser_client.post(reverse("admin:catalog_customer_change", args=(quote(customer.pk),)), data)
-
-    assert response.status_code == 302
-    subscription = customer.subscriptions.get()
-    assert (subscription.merchant_id, subscription.plan_id) == (customer.merchant_id, plan.pk)
 
 
 def test_dynamic_schedule_price_needs_a_rate(superuser_client, plan, metric):

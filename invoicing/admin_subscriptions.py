@@ -1,0 +1,407 @@
+"""The subscription page, service-backed: finance starts, re-plans and ends subscriptions here exactly as the
+API does, through ``invoicing.services`` (Invoice 0, proration, plan-change records, final invoices).
+
+Catalog's ``SubscriptionAdmin`` keeps the lifecycle fields read-only on an existing subscription and cannot
+add one (catalog must not import invoicing); ``invoicing.admin`` re-registers this subclass in its place.
+Each lifecycle change is a button on the change page that opens a small confirmation form; only staff with
+the change permission ("Billing admin") see the buttons, and the views refuse everyone else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from catalog.admin import SUBSCRIPTION_TERMS_FIELDS
+from catalog.admin import SubscriptionAdmin as CatalogSubscriptionAdmin
+from catalog.models import Plan, Subscription, SubscriptionStatus
+from catalog.pricing.currency import format_money
+
+from . import services
+from .calculation import subscription_period_at
+from .models import InvoiceError, SubscriptionPlanChange
+
+# The subscription fields the add page passes to the service through ``extra_fields``.
+START_EXTRA_FIELDS = (
+    "billing_mode",
+    "auto_charge",
+    "tax_exempt",
+    "payment_term_days",
+    "version_policy",
+    "elapsed_period_billing",
+    "metadata",
+)
+
+# The values the API accepts for these free-text columns: the admin offers the same as a choice.
+WIRE_CHOICES = {"version_policy": ("floating", "pinned"), "elapsed_period_billing": ("none", "per_period")}
+
+
+class ServiceRefused(Exception):
+    """A service refused the admin's save; the change form reports it instead of "changed successfully"."""
+
+
+class SubscriptionAddForm(forms.ModelForm):
+    """The add page's form; the name may be left empty (the service names it "customer · plan")."""
+
+    class Meta:
+        model = Subscription
+        fields = (
+            "merchant",
+            "customer",
+            "plan",
+            "name",
+            "started_at",
+            "ending_at",
+            "billing_anchor",
+            "trial_ends_at",
+            "test_clock",
+            *START_EXTRA_FIELDS,
+        )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "name" in self.fields:
+            self.fields["name"].required = False
+            self.fields["name"].help_text = "Empty: “customer · plan”."
+        if "plan" in self.fields:
+            self.fields["plan"].queryset = Plan.objects.filter(archived_at__isnull=True).select_related("product")
+
+
+class PlanChoiceForm(forms.Form):
+    plan = forms.ModelChoiceField(queryset=Plan.objects.none(), label="New plan")
+
+    def __init__(self, *args, subscription: Subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        current = subscription.plan
+        # A plan change keeps the currency and the cadence (the service refuses others anyway).
+        self.fields["plan"].queryset = (
+            Plan.objects.filter(
+                merchant_id=subscription.merchant_id,
+                currency=current.currency,
+                billing_cadence=current.billing_cadence,
+                archived_at__isnull=True,
+            )
+            .exclude(pk=current.pk)
+            .select_related("product")
+            .order_by("product__name", "name")
+        )
+
+
+class TerminateForm(forms.Form):
+    NOW, PERIOD_END = "now", "period_end"
+    when = forms.ChoiceField(
+        choices=[
+            (NOW, "Now: the final invoice bills up to now and credits unused in-advance days"),
+            (PERIOD_END, "At the end of the current period: the period's regular invoice is the last one"),
+        ],
+        initial=NOW,
+        widget=forms.RadioSelect,
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
+
+    def __init__(self, *args, subscription: Subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+            # Never billed beyond Invoice 0: it ends now, with nothing to close.
+            self.fields["when"].choices = self.fields["when"].choices[:1]
+
+
+class ConfirmForm(forms.Form):
+    """No fields: the page itself is the confirmation."""
+
+
+@dataclass(frozen=True)
+class LifecycleAction:
+    slug: str
+    label: str
+    title: str
+    form_class: type[forms.Form]
+    submit_label: str
+    explanation: str
+
+    def url(self, subscription: Subscription) -> str:
+        return reverse(f"admin:invoicing_subscription_{self.slug.replace('-', '_')}", args=[quote(subscription.pk)])
+
+
+UPGRADE = LifecycleAction(
+    "change-plan-now",
+    "Change plan now",
+    "Change plan now (upgrade, prorated)",
+    PlanChoiceForm,
+    "Change plan now",
+    "The new plan applies from now. A plan-change invoice is issued at once: it bills the current plan's usage and "
+    "in-arrears fees up to now, credits its unused in-advance fees and charges the new plan's for the rest of the "
+    "period, prorated by day. The period's regular invoice then bills the new plan from now.",
+)
+DOWNGRADE = LifecycleAction(
+    "change-plan-at-period-end",
+    "Change plan at period end",
+    "Change plan at period end (downgrade)",
+    PlanChoiceForm,
+    "Schedule the plan change",
+    "The current plan stays until the end of the current period; its closing invoice bills it and the new plan's "
+    "in-advance fees for the next period. A later plan change replaces this one.",
+)
+TERMINATE = LifecycleAction(
+    "terminate",
+    "Terminate",
+    "Terminate the subscription",
+    TerminateForm,
+    "Terminate",
+    "Ending now issues the final invoice at once. Ending at period end sets the scheduled end; the regular close "
+    "of the period bills the last invoice, and “Cancel scheduled end” undoes it until then.",
+)
+CANCEL_END = LifecycleAction(
+    "cancel-scheduled-end",
+    "Cancel scheduled end",
+    "Cancel the scheduled end",
+    ConfirmForm,
+    "Keep the subscription running",
+    "The subscription keeps renewing after its scheduled end. Nothing is billed by this change.",
+)
+ACTIONS = (UPGRADE, DOWNGRADE, TERMINATE, CANCEL_END)
+
+
+def available_actions(subscription: Subscription) -> list[LifecycleAction]:
+    if subscription.status == SubscriptionStatus.TERMINATED:
+        return []
+    if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+        return [TERMINATE]
+    actions = [UPGRADE, DOWNGRADE, TERMINATE]
+    if subscription.ending_at is not None:
+        actions.append(CANCEL_END)
+    return actions
+
+
+class ServiceSubscriptionAdmin(CatalogSubscriptionAdmin):
+    """Catalog's subscription page plus the add page and the lifecycle buttons, all through the services."""
+
+    change_form_template = "invoicing/admin/subscription_change_form.html"
+    action_template = "invoicing/admin/subscription_action.html"
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return (
+            (fieldsets[0][0], {**fieldsets[0][1], "fields": (*fieldsets[0][1]["fields"], "scheduled_changes")}),
+            *fieldsets[1:],
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if obj is None else (*fields, "scheduled_changes")
+
+    @admin.display(description="Scheduled")
+    def scheduled_changes(self, subscription: Subscription) -> str:
+        parts = []
+        change = (
+            SubscriptionPlanChange.objects.filter(
+                subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
+            )
+            .select_related("to_plan__product")
+            .order_by("-requested_at")
+            .first()
+        )
+        if change is not None:
+            parts.append(f"Plan changes to {change.to_plan} on {change.effective_at:%Y-%m-%d %H:%M} UTC.")
+        if subscription.ending_at is not None and subscription.status != SubscriptionStatus.TERMINATED:
+            parts.append(f"Ends on {subscription.ending_at:%Y-%m-%d %H:%M} UTC.")
+        return " ".join(parts) or "Nothing."
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name in WIRE_CHOICES:
+            return forms.ChoiceField(
+                choices=[(value, value) for value in WIRE_CHOICES[db_field.name]],
+                label=db_field.verbose_name.capitalize(),
+                initial=db_field.default,
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    # -- adding: subscription_create_with_upfront_payment, as the API -------------------------------
+
+    def has_add_permission(self, request) -> bool:
+        return admin.ModelAdmin.has_add_permission(self, request)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = SubscriptionAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefused as refused:
+            # The admin's transaction was rolled back: nothing was saved, nothing logged.
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(self, request, obj, form, change):
+        now = timezone.now()
+        data = form.cleaned_data
+        if change:
+            changes = {name: data[name] for name in form.changed_data if name in SUBSCRIPTION_TERMS_FIELDS}
+            if not changes:
+                return
+            try:
+                services.subscription_update(subscription=obj, changes=changes, now=now)
+            except InvoiceError as error:
+                raise ServiceRefused(f"Not saved: {error}") from None
+            obj.refresh_from_db()
+            return
+        try:
+            subscription = services.subscription_create_with_upfront_payment(
+                customer=data["customer"],
+                plan=data["plan"],
+                started_at=data["started_at"],
+                now=now,
+                name=data.get("name") or "",
+                ending_at=data.get("ending_at"),
+                billing_anchor=data.get("billing_anchor"),
+                trial_ends_at=data.get("trial_ends_at"),
+                test_clock=data.get("test_clock"),
+                extra_fields={name: data[name] for name in START_EXTRA_FIELDS if name in data},
+            )
+        except InvoiceError as error:
+            raise ServiceRefused(f"The subscription was not started: {error}") from None
+        # The admin goes on to log and link ``obj``: make it the row the service created.
+        obj.pk = subscription.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+        opening = services.subscription_opening_invoice(subscription)
+        if opening is not None:
+            waiting = (
+                " The subscription is pending payment until it is paid."
+                if subscription.status == SubscriptionStatus.PENDING_PAYMENT
+                else ""
+            )
+            self.message_user(
+                request,
+                format_html(
+                    'Invoice 0 <a href="{}">{}</a> was issued for {}.{}',
+                    reverse("admin:invoicing_invoice_change", args=[quote(opening.pk)]),
+                    opening,
+                    format_money(opening.total, opening.currency),
+                    waiting,
+                ),
+                messages.INFO,
+            )
+
+    # -- lifecycle buttons ----------------------------------------------------------------------------
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and self.has_change_permission(request, obj):
+            context["subscription_actions"] = [
+                {"slug": action.slug, "label": action.label, "url": action.url(obj)}
+                for action in available_actions(obj)
+            ]
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def get_urls(self):
+        own = [
+            path(
+                f"<path:object_id>/{action.slug}/",
+                self.admin_site.admin_view(self._lifecycle_view(action)),
+                name=f"invoicing_subscription_{action.slug.replace('-', '_')}",
+            )
+            for action in ACTIONS
+        ]
+        return own + super().get_urls()
+
+    def _lifecycle_view(self, action: LifecycleAction):
+        def view(request, object_id):
+            return self.lifecycle_view(request, object_id, action)
+
+        return view
+
+    def lifecycle_view(self, request, object_id: str, action: LifecycleAction):
+        subscription = (
+            Subscription.objects.select_related("plan__product", "customer", "merchant", "test_clock")
+            .filter(pk=unquote(object_id))
+            .first()
+        )
+        if subscription is None:
+            raise Http404("No such subscription.")
+        if not self.has_change_permission(request, subscription):
+            raise PermissionDenied
+        change_url = reverse("admin:catalog_subscription_change", args=[quote(subscription.pk)])
+        if action not in available_actions(subscription):
+            self.message_user(
+                request,
+                f"“{action.title}” is not possible: the subscription is {subscription.get_status_display().lower()}"
+                + (" and has no scheduled end." if action is CANCEL_END else "."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        form_kwargs = {} if action.form_class is ConfirmForm else {"subscription": subscription}
+        form = action.form_class(request.POST if request.method == "POST" else None, **form_kwargs)
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = self._apply(request, action, subscription, form.cleaned_data)
+            except InvoiceError as error:
+                form.add_error(None, str(error))
+            else:
+                self.message_user(request, message, messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": action.title,
+            "subtitle": str(subscription),
+            "subscription": subscription,
+            "action": action,
+            "form": form,
+            "change_url": change_url,
+            "current": self._summary(subscription),
+        }
+        return TemplateResponse(request, self.action_template, context)
+
+    def _summary(self, subscription: Subscription) -> str:
+        period = subscription_period_at(subscription, services.subscription_now(subscription, timezone.now()))
+        return (
+            f"{subscription.customer.name} on {subscription.plan} ({subscription.get_status_display().lower()}); "
+            f"current period {period.start:%Y-%m-%d} – {period.end:%Y-%m-%d}."
+        )
+
+    def _apply(self, request, action: LifecycleAction, subscription: Subscription, data: dict):
+        now = timezone.now()
+        if action is UPGRADE:
+            invoice = services.subscription_upgrade(subscription=subscription, new_plan=data["plan"], now=now)
+            return format_html(
+                'Plan changed to {}. Plan-change invoice <a href="{}">{}</a>: {}.',
+                data["plan"],
+                reverse("admin:invoicing_invoice_change", args=[quote(invoice.pk)]),
+                invoice,
+                format_money(invoice.total, invoice.currency),
+            )
+        if action is DOWNGRADE:
+            change = services.subscription_downgrade(subscription=subscription, new_plan=data["plan"], now=now)
+            return f"{data['plan']} takes over on {change.effective_at:%Y-%m-%d %H:%M} UTC (the end of this period)."
+        if action is TERMINATE:
+            at_period_end = data["when"] == TerminateForm.PERIOD_END
+            ended = services.subscription_terminate(
+                subscription=subscription,
+                now=now,
+                at_period_end=at_period_end,
+                reason=data["reason"],
+                by=request.user.get_username(),
+            )
+            if ended.status != SubscriptionStatus.TERMINATED:
+                return f"The subscription ends on {ended.ending_at:%Y-%m-%d %H:%M} UTC, at the end of this period."
+            return format_html(
+                'The subscription is terminated. <a href="{}?subscription__id__exact={}">Its invoices</a> include '
+                "the final one.",
+                reverse("admin:invoicing_invoice_changelist"),
+                ended.pk,
+            )
+        services.subscription_update(subscription=subscription, changes={"ending_at": None}, now=now)
+        return "The scheduled end was canceled; the subscription keeps renewing."
