@@ -5,7 +5,6 @@ from rest_framework.test import APIClient
 
 from catalog.models import FeatureType
 from catalog.services import api_key_create, feature_create
-from tests.catalog.conftest import billing_admin_client, viewer_client  # noqa: F401  (the billing roles' clients)
 from tests.factories import (
     BillableMetricFactory,
     CustomerFactory,
