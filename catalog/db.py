@@ -69,3 +69,57 @@ def _preparing_cursor_class():
 
         _PREPARING_CURSOR = PreparingCursor
     return _PREPARING_CURSOR
+
+
+# -- hand-written reads that still convert values like the ORM ---------------------------------------
+
+_CONVERTERS: dict[tuple, list] = {}
+
+
+def _converters(model, fields: tuple[str, ...]) -> list:
+    """Per column: the backend's and the field's converters, as the ORM's compiler applies them (SQLite
+    returns decimals as floats and datetimes as text; PostgreSQL needs almost none)."""
+    key = (connection.vendor, model, fields)
+    found = _CONVERTERS.get(key)
+    if found is None:
+        found = []
+        for name in fields:
+            column = model._meta.get_field(name).get_col(model._meta.db_table)
+            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            found.append((converters, column) if converters else None)
+        _CONVERTERS[key] = found
+    return found
+
+
+def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tuple]:
+    """Run a hand-written SELECT and return its rows as tuples, each value converted as the ORM would
+    convert it. ``columns`` names, per selected column, ``(model, field name)`` (``None``: returned
+    as the driver gives it). ``prepared``: through ``planned_once_cursor`` (a statement whose text
+    never changes)."""
+    plan = []
+    for column in columns:
+        if column is None:
+            plan.append(None)
+        else:
+            plan.append(_converters(column[0], (column[1],))[0])
+    if prepared:
+        with planned_once_cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    active = [(i, entry) for i, entry in enumerate(plan) if entry is not None]
+    if not active:
+        return [tuple(row) for row in rows]
+    converted = []
+    for row in rows:
+        row = list(row)
+        for i, (converters, expression) in active:
+            value = row[i]
+            for converter in converters:
+                value = converter(value, expression, connection)
+            row[i] = value
+        converted.append(tuple(row))
+    return converted

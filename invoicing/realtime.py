@@ -627,7 +627,10 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
             )
             for customer_id in bulk_ids
         ]
-        bulk_results = dict(zip(bulk_ids, usage_debits(requests=requests, now=now), strict=True)) if requests else {}
+        # The keys name events inserted by this very request (``rt:<event id>:<price id>``): no entry can
+        # carry them yet, so wallets skips the replay look-up.
+        debited = usage_debits(requests=requests, now=now, new_keys=True) if requests else []
+        bulk_results = dict(zip(bulk_ids, debited, strict=True))
         for customer_id in sorted(by_customer):
             customer_groups = by_customer[customer_id]
             try:
