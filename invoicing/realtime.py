@@ -38,10 +38,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, prefetch_related_objects
 
-from catalog.db import planned_once_cursor
+from catalog.db import rows_select
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -51,6 +51,7 @@ from catalog.models import (
     Price,
     Subscription,
     SubscriptionStatus,
+    TestClock,
 )
 from catalog.pricing import round_money
 from metering import services as metering
@@ -234,7 +235,15 @@ def _subscription_now(subscription: Subscription, now: datetime) -> datetime:
 
 
 def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list[Subscription]:
-    """The active real-time subscriptions of the customers the request names (one query, or none)."""
+    """The active real-time subscriptions of the customers the request names, with their plan,
+    customer, test clock and merchant: one hand-written statement, or none.
+
+    Every ingestion request asks this first and nearly all answers are "no" (post-paid customers).
+    The statement is prepared (``planned_once_cursor``) and builds the model instances straight from
+    its rows: the ORM's query (four joins) cost more Python than the whole insert. Never cached: a
+    subscription switched to real time a moment ago must be debited from its next event on, in every
+    process.
+    """
     subjects: set[str] = set()
     externals: set[str] = set()
     for raw in raw_events:
@@ -250,45 +259,79 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
             externals.add(external)
     if not subjects and not externals:
         return []
-    if not _any_realtime_subscription(merchant_id=merchant.pk, subjects=subjects, externals=externals):
-        return []
-    return list(
-        Subscription.objects.filter(merchant=merchant, status=SubscriptionStatus.ACTIVE)
-        .filter(Q(customer_id__in=subjects) | Q(customer__external_id__in=externals))
-        .filter(real_time_subscriptions())
-        .select_related(*SUBSCRIPTION_RELATED)
-        .order_by("customer_id", "id")
-    )
-
-
-def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], externals: set[str]) -> bool:
-    """Does any named customer have an active real-time subscription? One small hand-written statement.
-
-    Every ingestion request asks this first and nearly all answers are "no" (post-paid customers); the
-    ORM query of ``_realtime_subscriptions`` (four joins, model instances) cost ~1.5 ms of Python per
-    request, more than the whole insert. Never cached: a subscription switched to real time a moment ago
-    must be debited from its next event on, in every process.
-    """
-    subscription, plan, customer = (model._meta.db_table for model in (Subscription, Plan, Customer))
-    matches, params = [], [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
+    columns = _subscription_columns()
+    matches, params = [], [merchant.pk, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
     if subjects:
         matches.append(f"s.customer_id IN ({', '.join(['%s'] * len(subjects))})")
         params.extend(sorted(subjects))
     if externals:
-        matches.append(
-            f"s.customer_id IN (SELECT c.id FROM {customer} c WHERE c.merchant_id = %s"
-            f" AND c.external_id IN ({', '.join(['%s'] * len(externals))}))"
-        )
-        params.extend([merchant_id, *sorted(externals)])
+        matches.append(f"(c.merchant_id = %s AND c.external_id IN ({', '.join(['%s'] * len(externals))}))")
+        params.extend([merchant.pk, *sorted(externals)])
+    subscription, plan, customer, clock = (model._meta.db_table for model, _ in _JOINED)
     sql = (
-        f"SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
+        f"SELECT {columns.select} FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
+        f" JOIN {customer} c ON c.id = s.customer_id LEFT JOIN {clock} t ON t.id = s.test_clock_id"
         " WHERE s.merchant_id = %s AND s.status = %s"
         " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
-        f" AND ({' OR '.join(matches)}) LIMIT 1"
+        f" AND ({' OR '.join(matches)}) ORDER BY s.customer_id, s.id"
     )
-    with planned_once_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() is not None
+    rows = rows_select(sql, params, columns.converters, prepared=True)
+    if not rows:
+        return []
+    alias = connection.alias
+    plans: dict[str, Plan] = {}
+    customers: dict[str, Customer] = {}
+    found = []
+    for row in rows:
+        values = [row[start:end] for start, end in columns.slices]
+        sub = Subscription.from_db(alias, columns.names[0], values[0])
+        plan_row = plans.get(values[1][0])
+        if plan_row is None:
+            plan_row = plans[values[1][0]] = Plan.from_db(alias, columns.names[1], values[1])
+        customer_row = customers.get(values[2][0])
+        if customer_row is None:
+            customer_row = customers[values[2][0]] = Customer.from_db(alias, columns.names[2], values[2])
+        test_clock = None if values[3][0] is None else TestClock.from_db(alias, columns.names[3], values[3])
+        cache = sub._state.fields_cache
+        cache["plan"], cache["customer"], cache["test_clock"], cache["merchant"] = (
+            plan_row,
+            customer_row,
+            test_clock,
+            merchant,
+        )
+        found.append(sub)
+    return found
+
+
+_JOINED = ((Subscription, "s"), (Plan, "p"), (Customer, "c"), (TestClock, "t"))
+
+
+@dataclass(frozen=True)
+class _Columns:
+    select: str
+    converters: list
+    names: list[list[str]]  # per model: its concrete fields' attnames, in select order
+    slices: list[tuple[int, int]]  # per model: its part of a row
+
+
+_COLUMNS: dict[str, _Columns] = {}
+
+
+def _subscription_columns() -> _Columns:
+    """Every concrete column of the four joined models (``from_db`` then builds complete instances)."""
+    found = _COLUMNS.get(connection.vendor)
+    if found is None:
+        quote = connection.ops.quote_name
+        select, converters, names, slices = [], [], [], []
+        for model, alias in _JOINED:
+            fields = model._meta.concrete_fields
+            start = len(select)
+            select += [f"{alias}.{quote(field.column)}" for field in fields]
+            converters += [(model, field.attname) for field in fields]
+            names.append([field.attname for field in fields])
+            slices.append((start, len(select)))
+        found = _COLUMNS[connection.vendor] = _Columns(", ".join(select), converters, names, slices)
+    return found
 
 
 def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datetime) -> _Plan | None:
