@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, models
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 PSYCOPG_DEFAULT_PREPARE_THRESHOLD = 5
@@ -123,3 +124,80 @@ def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tu
             row[i] = value
         converted.append(tuple(row))
     return converted
+
+
+@dataclass(frozen=True)
+class _Joined:
+    select: str
+    converters: list
+    names: list[list[str]]  # per model: its concrete fields' attnames, in select order
+    slices: list[tuple[int, int]]  # per model: its part of a row
+
+
+_JOINED: dict[tuple, _Joined] = {}
+
+
+def _joined_columns(parts: tuple[tuple[type[models.Model], str], ...]) -> _Joined:
+    key = (connection.vendor, parts)
+    found = _JOINED.get(key)
+    if found is None:
+        quote = connection.ops.quote_name
+        select, converters, names, slices = [], [], [], []
+        for model, alias in parts:
+            fields = model._meta.concrete_fields
+            start = len(select)
+            select += [f"{alias}.{quote(field.column)}" for field in fields]
+            converters += [(model, field.attname) for field in fields]
+            names.append([field.attname for field in fields])
+            slices.append((start, len(select)))
+        found = _JOINED[key] = _Joined(", ".join(select), converters, names, slices)
+    return found
+
+
+def instances_select(
+    sql: str, params, parts: Sequence[tuple[type[models.Model], str]], *, prepared: bool = False
+) -> list[tuple]:
+    """Model instances from a hand-written SELECT over joined tables, without the ORM's query building.
+
+    ``sql`` holds ``{columns}`` where the select list goes; ``parts`` names each joined model and its
+    table alias, in select order. Every concrete column of each is selected and converted like the ORM
+    converts it, and ``from_db`` builds complete instances. Returns one tuple of instances per row
+    (``None`` for a left-joined row that is absent); one instance per model and primary key is shared by
+    all the rows naming it. Relations between them are the caller's to attach (``fields_cache``)."""
+    parts = tuple(parts)
+    columns = _joined_columns(parts)
+    rows = rows_select(sql.format(columns=columns.select), params, columns.converters, prepared=prepared)
+    alias = connection.alias
+    shared: dict[tuple, models.Model] = {}
+    found = []
+    for row in rows:
+        instances = []
+        for (model, _), names, (start, end) in zip(parts, columns.names, columns.slices, strict=True):
+            values = row[start:end]
+            pk = values[names.index(model._meta.pk.attname)]
+            if pk is None:
+                instances.append(None)
+                continue
+            instance = shared.get((model, pk))
+            if instance is None:
+                instance = shared[(model, pk)] = model.from_db(alias, names, values)
+            instances.append(instance)
+        found.append(tuple(instances))
+    return found
+
+
+def prefetched(
+    instances: Iterable[models.Model], cache_name: str, children: Iterable[models.Model], parent_attname: str
+):
+    """Set ``instance.<cache_name>.all()`` of each instance to its ``children`` (in the given order), as
+    ``prefetch_related`` would, from rows read by hand."""
+    by_parent: dict = {}
+    for child in children:
+        by_parent.setdefault(getattr(child, parent_attname), []).append(child)
+    for instance in instances:
+        related = getattr(type(instance), cache_name).rel.related_model
+        queryset = models.QuerySet(model=related)
+        queryset._result_cache = by_parent.get(instance.pk, [])
+        queryset._prefetch_done = True
+        cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+        cache[cache_name] = queryset

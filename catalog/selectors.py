@@ -5,17 +5,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 
+from .db import instances_select, prefetched
 from .models import (
     ApiKey,
     BillableMetric,
     Customer,
+    DynamicRate,
     Feature,
     Fee,
     Merchant,
+    MetricFilter,
     Plan,
     Price,
+    PriceTier,
     Product,
     Subscription,
     SubscriptionStatus,
@@ -33,10 +37,6 @@ def api_key_get_active(*, raw_key: str) -> ApiKey | None:
         .filter(key_digest=api_key_digest(raw_key), revoked_at__isnull=True)
         .first()
     )
-
-
-def _priced_rows(queryset):
-    return queryset.select_related("billable_metric", "fee").prefetch_related("tiers", "dynamic_rates")
 
 
 def subscription_prices(subscription: Subscription) -> list[Price]:
@@ -67,10 +67,7 @@ def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str |
     customer_ids = {customer_id for _, customer_id in pairs if customer_id}
     plan_prices: dict[str, list[Price]] = {plan_id: [] for plan_id in plan_ids}
     negotiated: dict[tuple[str, str], Price] = {}
-    rows = _priced_rows(
-        Price.objects.filter(plan_id__in=plan_ids).filter(Q(customer__isnull=True) | Q(customer_id__in=customer_ids))
-    ).order_by("plan_id", "invoice_display_name", "id")
-    for price in rows:
+    for price in _priced_rows(plan_ids, customer_ids):
         if price.customer_id is None:
             plan_prices[price.plan_id].append(price)
         else:
@@ -79,6 +76,63 @@ def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str |
         (plan_id, customer_id): [negotiated.get((customer_id, price.pk), price) for price in plan_prices[plan_id]]
         for plan_id, customer_id in pairs
     }
+
+
+def _priced_rows(plan_ids: set[str], customer_ids: set[str]) -> list[Price]:
+    """The prices of ``plan_ids`` (the plans' own and the negotiated rates of ``customer_ids``) with their
+    metric or fee, tiers and dynamic rates: three hand-written queries. Every real-time event request
+    reads them, and the ORM's select_related/prefetch_related cost several times the queries."""
+    if not plan_ids:
+        return []
+    plan_ids, customer_ids = sorted(plan_ids), sorted(customer_ids)
+    price, metric, fee = (model._meta.db_table for model in (Price, BillableMetric, Fee))
+    negotiated = f" OR pr.customer_id IN ({', '.join(['%s'] * len(customer_ids))})" if customer_ids else ""
+    rows = instances_select(
+        f"SELECT {{columns}} FROM {price} pr"
+        f" LEFT JOIN {metric} m ON m.id = pr.billable_metric_id LEFT JOIN {fee} f ON f.id = pr.fee_id"
+        f" WHERE pr.plan_id IN ({', '.join(['%s'] * len(plan_ids))}) AND (pr.customer_id IS NULL{negotiated})"
+        " ORDER BY pr.plan_id, pr.invoice_display_name, pr.id",
+        [*plan_ids, *customer_ids],
+        ((Price, "pr"), (BillableMetric, "m"), (Fee, "f")),
+    )
+    prices = []
+    for price_row, metric_row, fee_row in rows:
+        price_row._state.fields_cache["billable_metric"] = metric_row
+        price_row._state.fields_cache["fee"] = fee_row
+        prices.append(price_row)
+    if prices:
+        ids = [p.pk for p in prices]
+        marks = ", ".join(["%s"] * len(ids))
+        tiers = instances_select(
+            f"SELECT {{columns}} FROM {PriceTier._meta.db_table} t WHERE t.price_id IN ({marks})"
+            " ORDER BY t.up_to IS NULL, t.up_to, t.id",
+            ids,
+            ((PriceTier, "t"),),
+        )
+        rates = instances_select(
+            f"SELECT {{columns}} FROM {DynamicRate._meta.db_table} r WHERE r.price_id IN ({marks})"
+            " ORDER BY r.effective_from, r.id",
+            ids,
+            ((DynamicRate, "r"),),
+        )
+        prefetched(prices, "tiers", [tier for (tier,) in tiers], "price_id")
+        prefetched(prices, "dynamic_rates", [rate for (rate,) in rates], "price_id")
+    return prices
+
+
+def metric_filters_prefetch(metrics: Iterable[BillableMetric]) -> None:
+    """Read the filters of ``metrics`` (``metric.filters.all()``) in one hand-written query."""
+    metrics = list(metrics)
+    ids = sorted({metric.pk for metric in metrics})
+    if not ids:
+        return
+    rows = instances_select(
+        f"SELECT {{columns}} FROM {MetricFilter._meta.db_table} f"
+        f" WHERE f.metric_id IN ({', '.join(['%s'] * len(ids))}) ORDER BY f.id",
+        ids,
+        ((MetricFilter, "f"),),
+    )
+    prefetched(metrics, "filters", [row for (row,) in rows], "metric_id")
 
 
 # --- API reads. Every read is scoped to one merchant: another merchant's id is "not found". ---

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Q, prefetch_related_objects
+from django.db.models import Q
 
 from catalog.db import rows_select
 from catalog.models import (
@@ -54,6 +54,7 @@ from catalog.models import (
     TestClock,
 )
 from catalog.pricing import round_money
+from catalog.selectors import metric_filters_prefetch
 from metering import services as metering
 from metering.models import UsageEvent
 from metering.selectors import events_awaiting_link as usage_events_awaiting_link
@@ -378,7 +379,7 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
 
     # Everything that needs no lock is ready: the metrics' filters (one query), their fingerprints.
     metrics = {price.billable_metric_id: price.billable_metric for prices_ in prices.values() for price in prices_}
-    prefetch_related_objects([price.billable_metric for prices_ in prices.values() for price in prices_], "filters")
+    metric_filters_prefetch(metrics.values())
     definitions = {metric_id: counters.definition(metric) for metric_id, metric in metrics.items()}
 
     # Lock the wallets first: every read of usage below is then serialised per customer.
