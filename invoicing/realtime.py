@@ -41,7 +41,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models import Q
 
-from catalog.db import rows_select
+from catalog.db import instances_select, rows_select
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -436,16 +436,19 @@ def _period_invoiced(subscription: Subscription, period_start: datetime) -> bool
 
 def _lock_wallets(keys: dict[tuple[str, str], Customer]) -> dict[tuple[str, str], Wallet]:
     """Lock (creating when missing) the wallets of ``keys`` in (customer, currency) order: one query for
-    the existing ones; ``wallet_lock`` creates the few missing. The locked rows are handed to
+    the existing ones (hand-written); ``wallet_lock`` creates the few missing. The locked rows are handed to
     ``usage_debit`` so it does not select them again."""
     customer_ids = sorted({customer_id for customer_id, _ in keys})
     currencies = sorted({currency for _, currency in keys})
-    found = {
-        (wallet.customer_id, wallet.currency): wallet
-        for wallet in Wallet.objects.select_for_update()
-        .filter(customer_id__in=customer_ids, currency__in=currencies)
-        .order_by("customer_id", "currency")
-    }
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    rows = instances_select(
+        f"SELECT {{columns}} FROM {Wallet._meta.db_table} w"
+        f" WHERE w.customer_id IN ({', '.join(['%s'] * len(customer_ids))})"
+        f" AND w.currency IN ({', '.join(['%s'] * len(currencies))}) ORDER BY w.customer_id, w.currency{lock}",
+        [*customer_ids, *currencies],
+        ((Wallet, "w"),),
+    )
+    found = {(wallet.customer_id, wallet.currency): wallet for (wallet,) in rows}
     for key in sorted(keys):
         if key not in found:
             found[key] = wallet_lock(customer=keys[key], currency=key[1])
