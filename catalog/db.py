@@ -201,3 +201,13 @@ def prefetched(
         queryset._prefetch_done = True
         cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
         cache[cache_name] = queryset
+
+
+def any_of(column: str, values: Iterable) -> tuple[str, list]:
+    """``column`` is one of ``values``: (SQL, params). On PostgreSQL ``column = ANY(%s)`` with one array
+    parameter, so the statement's text does not depend on how many values there are (it can be
+    prepared once); elsewhere ``column IN (%s, …)``. ``values`` must not be empty."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [values]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values

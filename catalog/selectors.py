@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from django.db.models import Prefetch, QuerySet
 
-from .db import instances_select, prefetched
+from .db import any_of, instances_select, prefetched
 from .models import (
     ApiKey,
     BillableMetric,
@@ -86,14 +86,19 @@ def _priced_rows(plan_ids: set[str], customer_ids: set[str]) -> list[Price]:
         return []
     plan_ids, customer_ids = sorted(plan_ids), sorted(customer_ids)
     price, metric, fee = (model._meta.db_table for model in (Price, BillableMetric, Fee))
-    negotiated = f" OR pr.customer_id IN ({', '.join(['%s'] * len(customer_ids))})" if customer_ids else ""
+    of_plans, params = any_of("pr.plan_id", plan_ids)
+    negotiated = ""
+    if customer_ids:
+        of_customers, customer_params = any_of("pr.customer_id", customer_ids)
+        negotiated, params = f" OR {of_customers}", [*params, *customer_params]
     rows = instances_select(
         f"SELECT {{columns}} FROM {price} pr"
         f" LEFT JOIN {metric} m ON m.id = pr.billable_metric_id LEFT JOIN {fee} f ON f.id = pr.fee_id"
-        f" WHERE pr.plan_id IN ({', '.join(['%s'] * len(plan_ids))}) AND (pr.customer_id IS NULL{negotiated})"
+        f" WHERE {of_plans} AND (pr.customer_id IS NULL{negotiated})"
         " ORDER BY pr.plan_id, pr.invoice_display_name, pr.id",
-        [*plan_ids, *customer_ids],
+        params,
         ((Price, "pr"), (BillableMetric, "m"), (Fee, "f")),
+        prepared=True,
     )
     prices = []
     for price_row, metric_row, fee_row in rows:
@@ -101,19 +106,20 @@ def _priced_rows(plan_ids: set[str], customer_ids: set[str]) -> list[Price]:
         price_row._state.fields_cache["fee"] = fee_row
         prices.append(price_row)
     if prices:
-        ids = [p.pk for p in prices]
-        marks = ", ".join(["%s"] * len(ids))
+        of_prices, params = any_of("price_id", [price.pk for price in prices])
         tiers = instances_select(
-            f"SELECT {{columns}} FROM {PriceTier._meta.db_table} t WHERE t.price_id IN ({marks})"
+            f"SELECT {{columns}} FROM {PriceTier._meta.db_table} t WHERE t.{of_prices}"
             " ORDER BY t.up_to IS NULL, t.up_to, t.id",
-            ids,
+            params,
             ((PriceTier, "t"),),
+            prepared=True,
         )
         rates = instances_select(
-            f"SELECT {{columns}} FROM {DynamicRate._meta.db_table} r WHERE r.price_id IN ({marks})"
+            f"SELECT {{columns}} FROM {DynamicRate._meta.db_table} r WHERE r.{of_prices}"
             " ORDER BY r.effective_from, r.id",
-            ids,
+            params,
             ((DynamicRate, "r"),),
+            prepared=True,
         )
         prefetched(prices, "tiers", [tier for (tier,) in tiers], "price_id")
         prefetched(prices, "dynamic_rates", [rate for (rate,) in rates], "price_id")
@@ -126,11 +132,12 @@ def metric_filters_prefetch(metrics: Iterable[BillableMetric]) -> None:
     ids = sorted({metric.pk for metric in metrics})
     if not ids:
         return
+    of_metrics, params = any_of("f.metric_id", ids)
     rows = instances_select(
-        f"SELECT {{columns}} FROM {MetricFilter._meta.db_table} f"
-        f" WHERE f.metric_id IN ({', '.join(['%s'] * len(ids))}) ORDER BY f.id",
-        ids,
+        f"SELECT {{columns}} FROM {MetricFilter._meta.db_table} f WHERE {of_metrics} ORDER BY f.id",
+        params,
         ((MetricFilter, "f"),),
+        prepared=True,
     )
     prefetched(metrics, "filters", [row for (row,) in rows], "metric_id")
 

@@ -41,7 +41,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models import Q
 
-from catalog.db import instances_select, rows_select
+from catalog.db import any_of, instances_select, rows_select
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -263,11 +263,13 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
     columns = _subscription_columns()
     matches, params = [], [merchant.pk, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
     if subjects:
-        matches.append(f"s.customer_id IN ({', '.join(['%s'] * len(subjects))})")
-        params.extend(sorted(subjects))
+        named, named_params = any_of("s.customer_id", sorted(subjects))
+        matches.append(named)
+        params.extend(named_params)
     if externals:
-        matches.append(f"(c.merchant_id = %s AND c.external_id IN ({', '.join(['%s'] * len(externals))}))")
-        params.extend([merchant.pk, *sorted(externals)])
+        named, named_params = any_of("c.external_id", sorted(externals))
+        matches.append(f"(c.merchant_id = %s AND {named})")
+        params.extend([merchant.pk, *named_params])
     subscription, plan, customer, clock = (model._meta.db_table for model, _ in _JOINED)
     sql = (
         f"SELECT {columns.select} FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
@@ -441,12 +443,14 @@ def _lock_wallets(keys: dict[tuple[str, str], Customer]) -> dict[tuple[str, str]
     customer_ids = sorted({customer_id for customer_id, _ in keys})
     currencies = sorted({currency for _, currency in keys})
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    of_customers, customer_params = any_of("w.customer_id", customer_ids)
+    of_currencies, currency_params = any_of("w.currency", currencies)
     rows = instances_select(
-        f"SELECT {{columns}} FROM {Wallet._meta.db_table} w"
-        f" WHERE w.customer_id IN ({', '.join(['%s'] * len(customer_ids))})"
-        f" AND w.currency IN ({', '.join(['%s'] * len(currencies))}) ORDER BY w.customer_id, w.currency{lock}",
-        [*customer_ids, *currencies],
+        f"SELECT {{columns}} FROM {Wallet._meta.db_table} w WHERE {of_customers} AND {of_currencies}"
+        f" ORDER BY w.customer_id, w.currency{lock}",
+        [*customer_params, *currency_params],
         ((Wallet, "w"),),
+        prepared=True,
     )
     found = {(wallet.customer_id, wallet.currency): wallet for (wallet,) in rows}
     for key in sorted(keys):

@@ -24,7 +24,7 @@ import orjson
 from django.db import connection
 
 from catalog.bulk import rows_insert
-from catalog.db import rows_select
+from catalog.db import any_of, rows_select
 from catalog.models import Aggregation, BillableMetric, MetricFilterOperator
 from metering import sql
 from metering.services import AcceptedEvent
@@ -134,10 +134,6 @@ _READ = ["customer_id", "metric_id", "window_start", "window_end", "definition",
 _WRITTEN = [*_READ, "updated_at"]
 
 
-def _marks(values) -> str:
-    return ", ".join(["%s"] * len(values))
-
-
 def counters_read(*, wanted: Iterable[CounterKey], definitions: dict[str, str]) -> dict[CounterKey, Decimal]:
     """The fresh counters among ``wanted`` (one hand-written query); missing and stale ones are left out."""
     wanted = set(wanted)
@@ -147,12 +143,15 @@ def counters_read(*, wanted: Iterable[CounterKey], definitions: dict[str, str]) 
     metric_ids = sorted({key[0] for key, _ in wanted})
     start_field = RealtimeUsageCounter._meta.get_field("window_start")
     starts = [start_field.get_db_prep_value(start, connection) for start in sorted({key[1] for key, _ in wanted})]
+    conditions = [
+        any_of(column, values) for column, values in zip(_READ[:3], (customer_ids, metric_ids, starts), strict=True)
+    ]
     rows = rows_select(
         f"SELECT {', '.join(_READ)} FROM {RealtimeUsageCounter._meta.db_table}"
-        f" WHERE customer_id IN ({_marks(customer_ids)}) AND metric_id IN ({_marks(metric_ids)})"
-        f" AND window_start IN ({_marks(starts)})",
-        [*customer_ids, *metric_ids, *starts],
+        f" WHERE {' AND '.join(sql for sql, _ in conditions)}",
+        [param for _, params in conditions for param in params],
         [(RealtimeUsageCounter, name) for name in _READ],
+        prepared=True,
     )
     found = {}
     for customer_id, metric_id, start, end, fingerprint, usage in rows:

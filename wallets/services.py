@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.bulk import rows_insert, rows_update
-from catalog.db import rows_select
+from catalog.db import any_of, rows_select
 from catalog.models import Customer
 
 from .errors import InsufficientBalance, InvalidAmount, WalletError
@@ -676,12 +676,12 @@ def _open_lots_of(wallet_ids: Sequence[str]) -> list[CreditLot]:
     """The open lots of ``wallet_ids``: one hand-written query (building the ORM's cost more than
     running it)."""
     quote = connection.ops.quote_name
+    of_wallets, params = any_of("wallet_id", wallet_ids)
     sql = (
         f"SELECT {', '.join(quote(CreditLot._meta.get_field(name).column) for name in _LOT_COLUMNS)}"
-        f" FROM {quote(CreditLot._meta.db_table)}"
-        f" WHERE wallet_id IN ({', '.join(['%s'] * len(wallet_ids))}) AND remaining > 0 AND expired_at IS NULL"
+        f" FROM {quote(CreditLot._meta.db_table)} WHERE {of_wallets} AND remaining > 0 AND expired_at IS NULL"
     )
-    rows = rows_select(sql, list(wallet_ids), [(CreditLot, name) for name in _LOT_COLUMNS])
+    rows = rows_select(sql, params, [(CreditLot, name) for name in _LOT_COLUMNS], prepared=True)
     return [CreditLot.from_db(connection.alias, _LOT_COLUMNS, row) for row in rows]
 
 
