@@ -29,16 +29,22 @@ from .db import planned_once_cursor
 _ARRAY_SAFE = (str, int, Decimal, datetime, date, bool, type(None))
 
 
+_ARRAY_TYPES: dict[models.Field, str | None] = {}
+
+
 def _array_type(field: models.Field) -> str | None:
     """The PostgreSQL array element type for ``field``'s values (its column type without modifiers;
     the column's own type then applies on assignment), or None when not sent as an array."""
+    if field in _ARRAY_TYPES:
+        return _ARRAY_TYPES[field]
     if isinstance(field, models.JSONField):
-        return "text"  # JSON text, cast to jsonb in the statement
-    db_type = field.db_type(connection)
-    if db_type is None:
-        return None
-    base = re.sub(r"\(.*\)", "", db_type).strip()
-    return "text" if base.startswith("varchar") else base
+        found = "text"  # JSON text, cast to jsonb in the statement
+    else:
+        db_type = field.db_type(connection)
+        base = None if db_type is None else re.sub(r"\(.*\)", "", db_type).strip()
+        found = "text" if base is not None and base.startswith("varchar") else base
+    _ARRAY_TYPES[field] = found
+    return found
 
 
 def _as_arrays(columns: Sequence[models.Field], rows: Sequence[Sequence]) -> list[list] | None:

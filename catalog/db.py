@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 PSYCOPG_DEFAULT_PREPARE_THRESHOLD = 5
@@ -74,21 +74,32 @@ def _preparing_cursor_class():
 
 # -- hand-written reads that still convert values like the ORM ---------------------------------------
 
-_CONVERTERS: dict[tuple, list] = {}
+_PLANS: dict[tuple, list] = {}
 
 
-def _converters(model, fields: tuple[str, ...]) -> list:
-    """Per column: the backend's and the field's converters, as the ORM's compiler applies them (SQLite
-    returns decimals as floats and datetimes as text; PostgreSQL needs almost none)."""
-    key = (connection.vendor, model, fields)
-    found = _CONVERTERS.get(key)
+def _wrapper():
+    """The default connection's wrapper itself: ``django.db.connection`` is a proxy that looks the
+    wrapper up (through asgiref's local) on every attribute, which the loops below would pay per value."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _conversions(db, columns: tuple) -> list[tuple[int, list, object]]:
+    """Per converted column: (position, converters, expression), the backend's and the field's
+    converters as the ORM's compiler applies them (SQLite returns decimals as floats and datetimes as
+    text; PostgreSQL needs almost none). Cached per database vendor and column list."""
+    key = (db.vendor, columns)
+    found = _PLANS.get(key)
     if found is None:
         found = []
-        for name in fields:
-            column = model._meta.get_field(name).get_col(model._meta.db_table)
-            converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            found.append((converters, column) if converters else None)
-        _CONVERTERS[key] = found
+        for position, column in enumerate(columns):
+            if column is None:
+                continue
+            model, name = column
+            expression = model._meta.get_field(name).get_col(model._meta.db_table)
+            converters = db.ops.get_db_converters(expression) + expression.get_db_converters(db)
+            if converters:
+                found.append((position, converters, expression))
+        _PLANS[key] = found
     return found
 
 
@@ -97,30 +108,25 @@ def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tu
     convert it. ``columns`` names, per selected column, ``(model, field name)`` (``None``: returned
     as the driver gives it). ``prepared``: through ``planned_once_cursor`` (a statement whose text
     never changes)."""
-    plan = []
-    for column in columns:
-        if column is None:
-            plan.append(None)
-        else:
-            plan.append(_converters(column[0], (column[1],))[0])
+    db = _wrapper()
+    active = _conversions(db, tuple(columns))
     if prepared:
         with planned_once_cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
     else:
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    active = [(i, entry) for i, entry in enumerate(plan) if entry is not None]
     if not active:
         return [tuple(row) for row in rows]
     converted = []
     for row in rows:
         row = list(row)
-        for i, (converters, expression) in active:
+        for i, converters, expression in active:
             value = row[i]
             for converter in converters:
-                value = converter(value, expression, connection)
+                value = converter(value, expression, db)
             row[i] = value
         converted.append(tuple(row))
     return converted
@@ -129,9 +135,10 @@ def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tu
 @dataclass(frozen=True)
 class _Joined:
     select: str
-    converters: list
+    converters: tuple
     names: list[list[str]]  # per model: its concrete fields' attnames, in select order
     slices: list[tuple[int, int]]  # per model: its part of a row
+    pks: list[int]  # per model: the position of its primary key in its part
 
 
 _JOINED: dict[tuple, _Joined] = {}
@@ -150,7 +157,8 @@ def _joined_columns(parts: tuple[tuple[type[models.Model], str], ...]) -> _Joine
             converters += [(model, field.attname) for field in fields]
             names.append([field.attname for field in fields])
             slices.append((start, len(select)))
-        found = _JOINED[key] = _Joined(", ".join(select), converters, names, slices)
+        pks = [part.index(model._meta.pk.attname) for part, (model, _) in zip(names, parts, strict=True)]
+        found = _JOINED[key] = _Joined(", ".join(select), tuple(converters), names, slices, pks)
     return found
 
 
@@ -167,14 +175,16 @@ def instances_select(
     parts = tuple(parts)
     columns = _joined_columns(parts)
     rows = rows_select(sql.format(columns=columns.select), params, columns.converters, prepared=prepared)
-    alias = connection.alias
+    alias = DEFAULT_DB_ALIAS
     shared: dict[tuple, models.Model] = {}
     found = []
     for row in rows:
         instances = []
-        for (model, _), names, (start, end) in zip(parts, columns.names, columns.slices, strict=True):
+        for (model, _), names, (start, end), pk_at in zip(
+            parts, columns.names, columns.slices, columns.pks, strict=True
+        ):
             values = row[start:end]
-            pk = values[names.index(model._meta.pk.attname)]
+            pk = values[pk_at]
             if pk is None:
                 instances.append(None)
                 continue
