@@ -62,11 +62,13 @@ def _as_arrays(columns: Sequence[models.Field], rows: Sequence[Sequence]) -> lis
 
 
 def _unnest(columns: Sequence[models.Field], names: Sequence[str]) -> tuple[str, str] | None:
-    """(``unnest(%s::type[], …) AS u(names…)``, the select list with JSON casts), or None."""
+    """(``unnest(%b::type[], …) AS u(names…)``, the select list with JSON casts), or None. The arrays
+    are sent in binary (``%b``; these statements go through ``planned_once_cursor``, which binds on
+    the server): psycopg's text format quotes every element with a regular expression."""
     types = [_array_type(column) for column in columns]
     if any(t is None for t in types):
         return None
-    source = f"unnest({', '.join(f'%s::{t}[]' for t in types)}) AS u({', '.join(names)})"
+    source = f"unnest({', '.join(f'%b::{t}[]' for t in types)}) AS u({', '.join(names)})"
     select = ", ".join(
         f"u.{name}::jsonb" if isinstance(column, models.JSONField) else f"u.{name}"
         for name, column in zip(names, columns, strict=True)
