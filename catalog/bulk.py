@@ -1,16 +1,79 @@
-"""Row updates for the hot paths: one ``UPDATE … WHERE pk = %s`` per object, sent with ``executemany``.
+"""Row writes for the hot paths, without the ORM's per-row compilation.
 
-Django's ``bulk_update`` builds a ``CASE WHEN pk = … THEN …`` expression per row and field; for the 20
-wallets of a spread real-time batch that cost ~15 ms of Python per request, more than the database work.
-``executemany`` costs one statement per row, which psycopg 3 sends in one pipeline (one round trip) and
-SQLite runs in-process. Values go through each field's ``get_db_prep_save``, as ``save()`` does.
+``rows_update``: Django's ``bulk_update`` builds a ``CASE WHEN pk = … THEN …`` expression per row and
+field; for the 20 wallets of a spread real-time batch that cost ~15 ms of Python per request, more than
+the database work. ``rows_insert``: ``bulk_create`` builds and compiles every instance.
+
+On PostgreSQL both send one statement whose columns are arrays (``unnest``): its text does not depend on
+the number of rows, so it is prepared once per connection (``planned_once_cursor``) and psycopg never
+re-parses a long multi-row statement. Elsewhere (SQLite, or a value of an unusual type) ``rows_update``
+runs one ``UPDATE … WHERE pk = %s`` per object with ``executemany`` and ``rows_insert`` multi-row
+``INSERT … VALUES``, values through each field's ``get_db_prep_save`` as ``save()`` does.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 
 from django.db import connection, models
+
+from .db import planned_once_cursor
+
+# PostgreSQL: the hot-path helpers send each column as one array and ``unnest`` it, so the statement's
+# text is the same whatever the number of rows (prepared once per connection, and psycopg does not
+# re-parse a long multi-row statement on every call). Values of these types go as they are.
+_ARRAY_SAFE = (str, int, Decimal, datetime, date, bool, type(None))
+
+
+_ARRAY_TYPES: dict[models.Field, str | None] = {}
+
+
+def _array_type(field: models.Field) -> str | None:
+    """The PostgreSQL array element type for ``field``'s values (its column type without modifiers;
+    the column's own type then applies on assignment), or None when not sent as an array."""
+    if field in _ARRAY_TYPES:
+        return _ARRAY_TYPES[field]
+    if isinstance(field, models.JSONField):
+        found = "text"  # JSON text, cast to jsonb in the statement
+    else:
+        db_type = field.db_type(connection)
+        base = None if db_type is None else re.sub(r"\(.*\)", "", db_type).strip()
+        found = "text" if base is not None and base.startswith("varchar") else base
+    _ARRAY_TYPES[field] = found
+    return found
+
+
+def _as_arrays(columns: Sequence[models.Field], rows: Sequence[Sequence]) -> list[list] | None:
+    """Per column, its values (JSON fields as JSON text), or None when a value is of a type that is
+    not sent as it is (the caller then falls back to the portable statement)."""
+    arrays = []
+    for position, column in enumerate(columns):
+        values = [row[position] for row in rows]
+        if isinstance(column, models.JSONField):
+            values = [None if v is None else json.dumps(v, cls=column.encoder) for v in values]
+        elif not all(isinstance(v, _ARRAY_SAFE) for v in values):
+            return None
+        arrays.append(values)
+    return arrays
+
+
+def _unnest(columns: Sequence[models.Field], names: Sequence[str]) -> tuple[str, str] | None:
+    """(``unnest(%b::type[], …) AS u(names…)``, the select list with JSON casts), or None. The arrays
+    are sent in binary (``%b``; these statements go through ``planned_once_cursor``, which binds on
+    the server): psycopg's text format quotes every element with a regular expression."""
+    types = [_array_type(column) for column in columns]
+    if any(t is None for t in types):
+        return None
+    source = f"unnest({', '.join(f'%b::{t}[]' for t in types)}) AS u({', '.join(names)})"
+    select = ", ".join(
+        f"u.{name}::jsonb" if isinstance(column, models.JSONField) else f"u.{name}"
+        for name, column in zip(names, columns, strict=True)
+    )
+    return source, select
 
 
 def rows_update(model: type[models.Model], objects: Iterable[models.Model], fields: Sequence[str]) -> int:
@@ -26,6 +89,25 @@ def rows_update(model: type[models.Model], objects: Iterable[models.Model], fiel
         + ", ".join(f"{quote(column.column)} = %s" for column in columns)
         + f" WHERE {quote(pk.column)} = %s"
     )
+    if connection.vendor == "postgresql":
+        latest = list({obj.pk: obj for obj in objects}.values())  # a row named twice: the last one wins
+        rows = [[obj.pk, *(getattr(obj, column.attname) for column in columns)] for obj in latest]
+        names = [f"c{i}" for i in range(len(columns) + 1)]
+        arrays = _as_arrays([pk, *columns], rows)
+        unnest = _unnest([pk, *columns], names) if arrays is not None else None
+        if unnest is not None:
+            source, _ = unnest
+            sets = ", ".join(
+                f"{quote(column.column)} = u.{name}" + ("::jsonb" if isinstance(column, models.JSONField) else "")
+                for column, name in zip(columns, names[1:], strict=True)
+            )
+            with planned_once_cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {quote(model._meta.db_table)} SET {sets} FROM {source}"
+                    f" WHERE {quote(model._meta.db_table)}.{quote(pk.column)} = u.c0",
+                    arrays,
+                )
+            return len(objects)
     params = [
         [column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns]
         + [pk.get_db_prep_save(obj.pk, connection)]
@@ -34,3 +116,54 @@ def rows_update(model: type[models.Model], objects: Iterable[models.Model], fiel
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return len(objects)
+
+
+def rows_insert(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Iterable[Sequence],
+    *,
+    unique_fields: Sequence[str] = (),
+    update_fields: Sequence[str] = (),
+) -> int:
+    """Insert ``rows`` (tuples of values in ``fields`` order, primary keys included when they are not
+    generated by the database) in one statement (see the module's docstring); nothing is read back.
+
+    ``bulk_create`` builds model instances and compiles the insert through the ORM: for the ledger
+    entries and allocations of a spread real-time batch that was most of the debit's cost. No
+    ``pre_save`` runs, so
+    ``auto_now``/``auto_now_add`` columns and defaults must be in the rows.
+
+    ``unique_fields`` + ``update_fields``: an upsert (``ON CONFLICT (unique) DO UPDATE SET`` the update
+    fields to the new row's values; PostgreSQL and SQLite ≥ 3.24 both speak it)."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    quote = connection.ops.quote_name
+    columns = [model._meta.get_field(name) for name in fields]
+    head = f"INSERT INTO {quote(model._meta.db_table)} (" + ", ".join(quote(c.column) for c in columns) + ") VALUES "
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    tail = ""
+    if unique_fields:
+        unique = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
+        updates = [quote(model._meta.get_field(name).column) for name in update_fields]
+        tail = f" ON CONFLICT ({unique}) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
+    if connection.vendor == "postgresql":
+        arrays = _as_arrays(columns, rows)
+        unnest = _unnest(columns, [f"c{i}" for i in range(len(columns))]) if arrays is not None else None
+        if unnest is not None:
+            source, select = unnest
+            with planned_once_cursor() as cursor:
+                cursor.execute(head.removesuffix(" VALUES ") + f" SELECT {select} FROM {source}" + tail, arrays)
+            return len(rows)
+    batch = max(1, connection.ops.bulk_batch_size(columns, rows))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            params = [
+                column.get_db_prep_save(value, connection)
+                for row in chunk
+                for column, value in zip(columns, row, strict=True)
+            ]
+            cursor.execute(head + ", ".join([one] * len(chunk)) + tail, params)
+    return len(rows)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 PSYCOPG_DEFAULT_PREPARE_THRESHOLD = 5
@@ -69,3 +70,155 @@ def _preparing_cursor_class():
 
         _PREPARING_CURSOR = PreparingCursor
     return _PREPARING_CURSOR
+
+
+# -- hand-written reads that still convert values like the ORM ---------------------------------------
+
+_PLANS: dict[tuple, list] = {}
+
+
+def _wrapper():
+    """The default connection's wrapper itself: ``django.db.connection`` is a proxy that looks the
+    wrapper up (through asgiref's local) on every attribute, which the loops below would pay per value."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _conversions(db, columns: tuple) -> list[tuple[int, list, object]]:
+    """Per converted column: (position, converters, expression), the backend's and the field's
+    converters as the ORM's compiler applies them (SQLite returns decimals as floats and datetimes as
+    text; PostgreSQL needs almost none). Cached per database vendor and column list."""
+    key = (db.vendor, columns)
+    found = _PLANS.get(key)
+    if found is None:
+        found = []
+        for position, column in enumerate(columns):
+            if column is None:
+                continue
+            model, name = column
+            expression = model._meta.get_field(name).get_col(model._meta.db_table)
+            converters = db.ops.get_db_converters(expression) + expression.get_db_converters(db)
+            if converters:
+                found.append((position, converters, expression))
+        _PLANS[key] = found
+    return found
+
+
+def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tuple]:
+    """Run a hand-written SELECT and return its rows as tuples, each value converted as the ORM would
+    convert it. ``columns`` names, per selected column, ``(model, field name)`` (``None``: returned
+    as the driver gives it). ``prepared``: through ``planned_once_cursor`` (a statement whose text
+    never changes)."""
+    db = _wrapper()
+    active = _conversions(db, tuple(columns))
+    if prepared:
+        with planned_once_cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    else:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    if not active:
+        return [tuple(row) for row in rows]
+    converted = []
+    for row in rows:
+        row = list(row)
+        for i, converters, expression in active:
+            value = row[i]
+            for converter in converters:
+                value = converter(value, expression, db)
+            row[i] = value
+        converted.append(tuple(row))
+    return converted
+
+
+@dataclass(frozen=True)
+class _Joined:
+    select: str
+    converters: tuple
+    names: list[list[str]]  # per model: its concrete fields' attnames, in select order
+    slices: list[tuple[int, int]]  # per model: its part of a row
+    pks: list[int]  # per model: the position of its primary key in its part
+
+
+_JOINED: dict[tuple, _Joined] = {}
+
+
+def _joined_columns(parts: tuple[tuple[type[models.Model], str], ...]) -> _Joined:
+    key = (connection.vendor, parts)
+    found = _JOINED.get(key)
+    if found is None:
+        quote = connection.ops.quote_name
+        select, converters, names, slices = [], [], [], []
+        for model, alias in parts:
+            fields = model._meta.concrete_fields
+            start = len(select)
+            select += [f"{alias}.{quote(field.column)}" for field in fields]
+            converters += [(model, field.attname) for field in fields]
+            names.append([field.attname for field in fields])
+            slices.append((start, len(select)))
+        pks = [part.index(model._meta.pk.attname) for part, (model, _) in zip(names, parts, strict=True)]
+        found = _JOINED[key] = _Joined(", ".join(select), tuple(converters), names, slices, pks)
+    return found
+
+
+def instances_select(
+    sql: str, params, parts: Sequence[tuple[type[models.Model], str]], *, prepared: bool = False
+) -> list[tuple]:
+    """Model instances from a hand-written SELECT over joined tables, without the ORM's query building.
+
+    ``sql`` holds ``{columns}`` where the select list goes; ``parts`` names each joined model and its
+    table alias, in select order. Every concrete column of each is selected and converted like the ORM
+    converts it, and ``from_db`` builds complete instances. Returns one tuple of instances per row
+    (``None`` for a left-joined row that is absent); one instance per model and primary key is shared by
+    all the rows naming it. Relations between them are the caller's to attach (``fields_cache``).
+    Columns selected after ``{columns}`` follow the instances in each tuple, as the driver gives them."""
+    parts = tuple(parts)
+    columns = _joined_columns(parts)
+    rows = rows_select(sql.format(columns=columns.select), params, columns.converters, prepared=prepared)
+    alias = DEFAULT_DB_ALIAS
+    shared: dict[tuple, models.Model] = {}
+    found = []
+    for row in rows:
+        instances = []
+        for (model, _), names, (start, end), pk_at in zip(
+            parts, columns.names, columns.slices, columns.pks, strict=True
+        ):
+            values = row[start:end]
+            pk = values[pk_at]
+            if pk is None:
+                instances.append(None)
+                continue
+            instance = shared.get((model, pk))
+            if instance is None:
+                instance = shared[(model, pk)] = model.from_db(alias, names, values)
+            instances.append(instance)
+        found.append((*instances, *row[len(columns.converters) :]))
+    return found
+
+
+def prefetched(
+    instances: Iterable[models.Model], cache_name: str, children: Iterable[models.Model], parent_attname: str
+):
+    """Set ``instance.<cache_name>.all()`` of each instance to its ``children`` (in the given order), as
+    ``prefetch_related`` would, from rows read by hand."""
+    by_parent: dict = {}
+    for child in children:
+        by_parent.setdefault(getattr(child, parent_attname), []).append(child)
+    for instance in instances:
+        related = getattr(type(instance), cache_name).rel.related_model
+        queryset = models.QuerySet(model=related)
+        queryset._result_cache = by_parent.get(instance.pk, [])
+        queryset._prefetch_done = True
+        cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+        cache[cache_name] = queryset
+
+
+def any_of(column: str, values: Iterable) -> tuple[str, list]:
+    """``column`` is one of ``values``: (SQL, params). On PostgreSQL ``column = ANY(%s)`` with one array
+    parameter, so the statement's text does not depend on how many values there are (it can be
+    prepared once); elsewhere ``column IN (%s, …)``. ``values`` must not be empty."""
+    values = list(values)
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [values]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", values

@@ -38,10 +38,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import Q, prefetch_related_objects
+from django.db import connection, transaction
+from django.db.models import Q
 
-from catalog.db import planned_once_cursor
+from catalog.db import any_of, instances_select, rows_select
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -51,8 +51,10 @@ from catalog.models import (
     Price,
     Subscription,
     SubscriptionStatus,
+    TestClock,
 )
 from catalog.pricing import round_money
+from catalog.selectors import metric_filters_prefetch
 from metering import services as metering
 from metering.models import UsageEvent
 from metering.selectors import events_awaiting_link as usage_events_awaiting_link
@@ -234,7 +236,15 @@ def _subscription_now(subscription: Subscription, now: datetime) -> datetime:
 
 
 def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list[Subscription]:
-    """The active real-time subscriptions of the customers the request names (one query, or none)."""
+    """The active real-time subscriptions of the customers the request names, with their plan,
+    customer, test clock and merchant: one hand-written statement, or none.
+
+    Every ingestion request asks this first and nearly all answers are "no" (post-paid customers).
+    The statement is prepared (``planned_once_cursor``) and builds the model instances straight from
+    its rows: the ORM's query (four joins) cost more Python than the whole insert. Never cached: a
+    subscription switched to real time a moment ago must be debited from its next event on, in every
+    process.
+    """
     subjects: set[str] = set()
     externals: set[str] = set()
     for raw in raw_events:
@@ -250,45 +260,81 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
             externals.add(external)
     if not subjects and not externals:
         return []
-    if not _any_realtime_subscription(merchant_id=merchant.pk, subjects=subjects, externals=externals):
-        return []
-    return list(
-        Subscription.objects.filter(merchant=merchant, status=SubscriptionStatus.ACTIVE)
-        .filter(Q(customer_id__in=subjects) | Q(customer__external_id__in=externals))
-        .filter(real_time_subscriptions())
-        .select_related(*SUBSCRIPTION_RELATED)
-        .order_by("customer_id", "id")
-    )
-
-
-def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], externals: set[str]) -> bool:
-    """Does any named customer have an active real-time subscription? One small hand-written statement.
-
-    Every ingestion request asks this first and nearly all answers are "no" (post-paid customers); the
-    ORM query of ``_realtime_subscriptions`` (four joins, model instances) cost ~1.5 ms of Python per
-    request, more than the whole insert. Never cached: a subscription switched to real time a moment ago
-    must be debited from its next event on, in every process.
-    """
-    subscription, plan, customer = (model._meta.db_table for model in (Subscription, Plan, Customer))
-    matches, params = [], [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
+    columns = _subscription_columns()
+    matches, params = [], [merchant.pk, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
     if subjects:
-        matches.append(f"s.customer_id IN ({', '.join(['%s'] * len(subjects))})")
-        params.extend(sorted(subjects))
+        named, named_params = any_of("s.customer_id", sorted(subjects))
+        matches.append(named)
+        params.extend(named_params)
     if externals:
-        matches.append(
-            f"s.customer_id IN (SELECT c.id FROM {customer} c WHERE c.merchant_id = %s"
-            f" AND c.external_id IN ({', '.join(['%s'] * len(externals))}))"
-        )
-        params.extend([merchant_id, *sorted(externals)])
+        named, named_params = any_of("c.external_id", sorted(externals))
+        matches.append(f"(c.merchant_id = %s AND {named})")
+        params.extend([merchant.pk, *named_params])
+    subscription, plan, customer, clock = (model._meta.db_table for model, _ in _JOINED)
     sql = (
-        f"SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
+        f"SELECT {columns.select} FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
+        f" JOIN {customer} c ON c.id = s.customer_id LEFT JOIN {clock} t ON t.id = s.test_clock_id"
         " WHERE s.merchant_id = %s AND s.status = %s"
         " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
-        f" AND ({' OR '.join(matches)}) LIMIT 1"
+        f" AND ({' OR '.join(matches)}) ORDER BY s.customer_id, s.id"
     )
-    with planned_once_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone() is not None
+    rows = rows_select(sql, params, columns.converters, prepared=True)
+    if not rows:
+        return []
+    alias = connection.alias
+    plans: dict[str, Plan] = {}
+    customers: dict[str, Customer] = {}
+    found = []
+    for row in rows:
+        values = [row[start:end] for start, end in columns.slices]
+        sub = Subscription.from_db(alias, columns.names[0], values[0])
+        plan_row = plans.get(values[1][0])
+        if plan_row is None:
+            plan_row = plans[values[1][0]] = Plan.from_db(alias, columns.names[1], values[1])
+        customer_row = customers.get(values[2][0])
+        if customer_row is None:
+            customer_row = customers[values[2][0]] = Customer.from_db(alias, columns.names[2], values[2])
+        test_clock = None if values[3][0] is None else TestClock.from_db(alias, columns.names[3], values[3])
+        cache = sub._state.fields_cache
+        cache["plan"], cache["customer"], cache["test_clock"], cache["merchant"] = (
+            plan_row,
+            customer_row,
+            test_clock,
+            merchant,
+        )
+        found.append(sub)
+    return found
+
+
+_JOINED = ((Subscription, "s"), (Plan, "p"), (Customer, "c"), (TestClock, "t"))
+
+
+@dataclass(frozen=True)
+class _Columns:
+    select: str
+    converters: list
+    names: list[list[str]]  # per model: its concrete fields' attnames, in select order
+    slices: list[tuple[int, int]]  # per model: its part of a row
+
+
+_COLUMNS: dict[str, _Columns] = {}
+
+
+def _subscription_columns() -> _Columns:
+    """Every concrete column of the four joined models (``from_db`` then builds complete instances)."""
+    found = _COLUMNS.get(connection.vendor)
+    if found is None:
+        quote = connection.ops.quote_name
+        select, converters, names, slices = [], [], [], []
+        for model, alias in _JOINED:
+            fields = model._meta.concrete_fields
+            start = len(select)
+            select += [f"{alias}.{quote(field.column)}" for field in fields]
+            converters += [(model, field.attname) for field in fields]
+            names.append([field.attname for field in fields])
+            slices.append((start, len(select)))
+        found = _COLUMNS[connection.vendor] = _Columns(", ".join(select), converters, names, slices)
+    return found
 
 
 def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datetime) -> _Plan | None:
@@ -335,7 +381,7 @@ def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datet
 
     # Everything that needs no lock is ready: the metrics' filters (one query), their fingerprints.
     metrics = {price.billable_metric_id: price.billable_metric for prices_ in prices.values() for price in prices_}
-    prefetch_related_objects([price.billable_metric for prices_ in prices.values() for price in prices_], "filters")
+    metric_filters_prefetch(metrics.values())
     definitions = {metric_id: counters.definition(metric) for metric_id, metric in metrics.items()}
 
     # Lock the wallets first: every read of usage below is then serialised per customer.
@@ -392,16 +438,21 @@ def _period_invoiced(subscription: Subscription, period_start: datetime) -> bool
 
 def _lock_wallets(keys: dict[tuple[str, str], Customer]) -> dict[tuple[str, str], Wallet]:
     """Lock (creating when missing) the wallets of ``keys`` in (customer, currency) order: one query for
-    the existing ones; ``wallet_lock`` creates the few missing. The locked rows are handed to
+    the existing ones (hand-written); ``wallet_lock`` creates the few missing. The locked rows are handed to
     ``usage_debit`` so it does not select them again."""
     customer_ids = sorted({customer_id for customer_id, _ in keys})
     currencies = sorted({currency for _, currency in keys})
-    found = {
-        (wallet.customer_id, wallet.currency): wallet
-        for wallet in Wallet.objects.select_for_update()
-        .filter(customer_id__in=customer_ids, currency__in=currencies)
-        .order_by("customer_id", "currency")
-    }
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    of_customers, customer_params = any_of("w.customer_id", customer_ids)
+    of_currencies, currency_params = any_of("w.currency", currencies)
+    rows = instances_select(
+        f"SELECT {{columns}} FROM {Wallet._meta.db_table} w WHERE {of_customers} AND {of_currencies}"
+        f" ORDER BY w.customer_id, w.currency{lock}",
+        [*customer_params, *currency_params],
+        ((Wallet, "w"),),
+        prepared=True,
+    )
+    found = {(wallet.customer_id, wallet.currency): wallet for (wallet,) in rows}
     for key in sorted(keys):
         if key not in found:
             found[key] = wallet_lock(customer=keys[key], currency=key[1])
@@ -627,7 +678,10 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
             )
             for customer_id in bulk_ids
         ]
-        bulk_results = dict(zip(bulk_ids, usage_debits(requests=requests, now=now), strict=True)) if requests else {}
+        # The keys name events inserted by this very request (``rt:<event id>:<price id>``): no entry can
+        # carry them yet, so wallets skips the replay look-up.
+        debited = usage_debits(requests=requests, now=now, new_keys=True) if requests else []
+        bulk_results = dict(zip(bulk_ids, debited, strict=True))
         for customer_id in sorted(by_customer):
             customer_groups = by_customer[customer_id]
             try:

@@ -21,7 +21,10 @@ from datetime import datetime
 from decimal import Decimal
 
 import orjson
+from django.db import connection
 
+from catalog.bulk import rows_insert
+from catalog.db import any_of, rows_select
 from catalog.models import Aggregation, BillableMetric, MetricFilterOperator
 from metering import sql
 from metering.services import AcceptedEvent
@@ -127,17 +130,29 @@ def event_increment(metric: BillableMetric, event: AcceptedEvent, window: tuple[
     return ZERO if value is None else value
 
 
+_READ = ["customer_id", "metric_id", "window_start", "window_end", "definition", "usage"]
+_WRITTEN = [*_READ, "updated_at"]
+
+
 def counters_read(*, wanted: Iterable[CounterKey], definitions: dict[str, str]) -> dict[CounterKey, Decimal]:
-    """The fresh counters among ``wanted`` (one query); missing and stale ones are left out."""
+    """The fresh counters among ``wanted`` (one hand-written query); missing and stale ones are left out."""
     wanted = set(wanted)
     if not wanted:
         return {}
-    customer_ids = {customer_id for _, customer_id in wanted}
-    metric_ids = {key[0] for key, _ in wanted}
-    starts = {key[1] for key, _ in wanted}
-    rows = RealtimeUsageCounter.objects.filter(
-        customer_id__in=customer_ids, metric_id__in=metric_ids, window_start__in=starts
-    ).values_list("customer_id", "metric_id", "window_start", "window_end", "definition", "usage")
+    customer_ids = sorted({customer_id for _, customer_id in wanted})
+    metric_ids = sorted({key[0] for key, _ in wanted})
+    start_field = RealtimeUsageCounter._meta.get_field("window_start")
+    starts = [start_field.get_db_prep_value(start, connection) for start in sorted({key[1] for key, _ in wanted})]
+    conditions = [
+        any_of(column, values) for column, values in zip(_READ[:3], (customer_ids, metric_ids, starts), strict=True)
+    ]
+    rows = rows_select(
+        f"SELECT {', '.join(_READ)} FROM {RealtimeUsageCounter._meta.db_table}"
+        f" WHERE {' AND '.join(sql for sql, _ in conditions)}",
+        [param for _, params in conditions for param in params],
+        [(RealtimeUsageCounter, name) for name in _READ],
+        prepared=True,
+    )
     found = {}
     for customer_id, metric_id, start, end, fingerprint, usage in rows:
         key = ((metric_id, start, end), customer_id)
@@ -154,22 +169,13 @@ def counters_write(*, values: dict[CounterKey, Decimal], definitions: dict[str, 
         if usage.quantize(QUANTUM) != usage:
             unstorable.append(((metric_id, start, end), customer_id))
             continue
-        rows.append(
-            RealtimeUsageCounter(
-                customer_id=customer_id,
-                metric_id=metric_id,
-                window_start=start,
-                window_end=end,
-                definition=definitions[metric_id],
-                usage=usage,
-                updated_at=now,
-            )
-        )
+        rows.append((customer_id, metric_id, start, end, definitions[metric_id], usage, now))
     if rows:
-        RealtimeUsageCounter.objects.bulk_create(
+        rows_insert(
+            RealtimeUsageCounter,
+            _WRITTEN,
             rows,
-            update_conflicts=True,
-            unique_fields=["customer", "metric", "window_start", "window_end"],
+            unique_fields=["customer_id", "metric_id", "window_start", "window_end"],
             update_fields=["usage", "definition", "updated_at"],
         )
     for (metric_id, start, end), customer_id in unstorable:

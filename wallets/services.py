@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from catalog.bulk import rows_update
+from catalog.bulk import rows_insert, rows_update
+from catalog.db import any_of, rows_select
 from catalog.models import Customer
 
 from .errors import InsufficientBalance, InvalidAmount, WalletError
@@ -646,13 +648,56 @@ class UsageDebitRequest:
     idempotency_key: str | None = None
 
 
-def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> list[DebitOutcome | InsufficientBalance]:
+# What ``usage_debits`` writes of an entry (every column but the database-generated ones).
+_ENTRY_COLUMNS = [
+    "id",
+    "wallet_id",
+    "sequence",
+    "kind",
+    "amount",
+    "balance_after",
+    "overage_amount",
+    "lot_id",
+    "subscription_id",
+    "metric_id",
+    "period_start",
+    "period_end",
+    "idempotency_key",
+    "reference",
+    "event_ids",
+    "description",
+    "occurred_at",
+    "created_at",
+]
+_LOT_COLUMNS = [field.attname for field in CreditLot._meta.concrete_fields]
+
+
+def _open_lots_of(wallet_ids: Sequence[str]) -> list[CreditLot]:
+    """The open lots of ``wallet_ids``: one hand-written query (building the ORM's cost more than
+    running it)."""
+    quote = connection.ops.quote_name
+    of_wallets, params = any_of("wallet_id", wallet_ids)
+    sql = (
+        f"SELECT {', '.join(quote(CreditLot._meta.get_field(name).column) for name in _LOT_COLUMNS)}"
+        f" FROM {quote(CreditLot._meta.db_table)} WHERE {of_wallets} AND remaining > 0 AND expired_at IS NULL"
+    )
+    rows = rows_select(sql, params, [(CreditLot, name) for name in _LOT_COLUMNS], prepared=True)
+    return [CreditLot.from_db(connection.alias, _LOT_COLUMNS, row) for row in rows]
+
+
+def usage_debits(
+    *, requests: Sequence[UsageDebitRequest], now: datetime, new_keys: bool = False
+) -> list[DebitOutcome | InsufficientBalance]:
     """``usage_debit`` for many wallets at once (one request per wallet, each locked by the caller in
     this transaction, e.g. by ``wallet_lock``), with the same outcome per request — a refusal under the
     block policy is returned as the ``InsufficientBalance`` and writes nothing for that wallet — in a
     fixed number of queries for the common case (a positive cost, no automatic top-up): one replay
     look-up, one lots query, one insert of the entries, one of their allocations, one update of the
-    lots and one of the wallets. Other requests go through ``usage_debit`` one by one."""
+    lots and one of the wallets. Other requests go through ``usage_debit`` one by one.
+
+    ``new_keys``: the caller guarantees that no entry can carry the requests' idempotency keys yet
+    (they name rows inserted in this very transaction, like the ids of the events being debited):
+    the replay look-up is skipped. The unique constraint on the key still stands behind it."""
     if len({id(r.wallet) for r in requests}) != len(requests):
         raise WalletError("usage_debits takes one request per wallet.")
     results: list[DebitOutcome | InsufficientBalance | None] = [None] * len(requests)
@@ -662,10 +707,12 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
         for i, r in enumerate(requests)
         if amounts[i] > 0 and r.wallet.policy != BalancePolicy.AUTO_TOP_UP and r.wallet.pk is not None
     ]
-    with transaction.atomic():
+    # No savepoint of its own: an error inside rolls the caller's whole transaction back (Django marks
+    # it), and nothing here is retried; that saves a SAVEPOINT and a RELEASE per request.
+    with transaction.atomic(savepoint=False):
         keys = {(requests[i].wallet.pk, requests[i].idempotency_key) for i in simple if requests[i].idempotency_key}
         replayed = set()
-        if keys:
+        if keys and not new_keys:
             replayed = set(
                 LedgerEntry.objects.filter(
                     wallet_id__in={w for w, _ in keys},
@@ -677,7 +724,7 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
         lots_by_wallet: dict[str, list[CreditLot]] = {requests[i].wallet.pk: [] for i in simple}
         with_lots = [requests[i].wallet.pk for i in simple if _may_have_open_lots(requests[i].wallet)]
         if with_lots:
-            for lot in CreditLot.objects.filter(wallet_id__in=with_lots, remaining__gt=0, expired_at__isnull=True):
+            for lot in _open_lots_of(with_lots):
                 lots_by_wallet[lot.wallet_id].append(lot)
         entries, allocation_rows, touched_lots, wallets = [], [], [], []
         changed_fields = {"balance", "last_sequence", "updated_at"}
@@ -714,7 +761,7 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
                 idempotency_key=request.idempotency_key or "",
             )
             entries.append(entry)
-            allocation_rows += [LedgerAllocation(entry=entry, lot=lot, amount=-taken) for lot, taken in allocations]
+            allocation_rows += [(entry.pk, lot.pk, -taken) for lot, taken in allocations]
             touched_lots += [lot for lot, _ in allocations]
             _wallet_totals(wallet, lots, now=now)
             changed_fields.update(
@@ -725,9 +772,14 @@ def usage_debits(*, requests: Sequence[UsageDebitRequest], now: datetime) -> lis
             wallets.append(wallet)
             results[i] = DebitOutcome(entry, amount, covered, overage, wallet.balance, None, False)
         if entries:
-            LedgerEntry.objects.bulk_create(entries)
+            created = timezone.now()
+            for entry in entries:
+                entry.created_at = created
+            rows_insert(LedgerEntry, _ENTRY_COLUMNS, ([getattr(e, f) for f in _ENTRY_COLUMNS] for e in entries))
+            for entry in entries:
+                entry._state.adding = False  # saved: append-only from here on
         if allocation_rows:
-            LedgerAllocation.objects.bulk_create(allocation_rows)
+            rows_insert(LedgerAllocation, ["entry_id", "lot_id", "amount"], allocation_rows)
         if touched_lots:
             rows_update(CreditLot, touched_lots, ["remaining"])
         if wallets:

@@ -10,7 +10,7 @@ import pytest
 
 from catalog.bulk import rows_update
 from tests.factories import CustomerFactory
-from wallets.models import Wallet
+from wallets.models import CreditLot, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -45,3 +45,26 @@ def test_nothing_to_write_runs_no_query(merchant, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert rows_update(Wallet, [], ["balance"]) == 0
         assert rows_update(Wallet, [wallet], []) == 0
+
+
+def test_json_dates_and_nulls_are_written_and_a_row_named_twice_keeps_the_last(merchant):
+    # given a lot
+    wallet = Wallet.objects.create(merchant=merchant, customer=CustomerFactory(merchant=merchant), currency="USD")
+    lot = CreditLot.objects.create(
+        wallet=wallet, kind="reserved", original_amount=Decimal(10), remaining=Decimal(10), created_at=T0
+    )
+    stale = CreditLot.objects.get(pk=lot.pk)
+
+    # when a JSON list, a date and a null are written, and the same row is named again with other values
+    stale.remaining, stale.metric_ids, stale.expires_at, stale.price_paid = Decimal(9), ["x"], None, None
+    lot.remaining, lot.metric_ids, lot.expires_at, lot.price_paid = Decimal(7), ["bm_a", "bm_b"], T0, Decimal(6)
+    rows_update(CreditLot, [stale, lot], ["remaining", "metric_ids", "expires_at", "price_paid"])
+
+    # then the row holds the last object's values
+    stored = CreditLot.objects.get(pk=lot.pk)
+    assert (stored.remaining, stored.metric_ids, stored.expires_at, stored.price_paid) == (
+        Decimal(7),
+        ["bm_a", "bm_b"],
+        T0,
+        Decimal(6),
+    )

@@ -122,3 +122,27 @@ def test_one_request_per_wallet(merchant):
         request = UsageDebitRequest(wallet=wallet, customer=customer, amount=Decimal(1))
         with pytest.raises(WalletError):
             usage_debits(requests=[request, request], now=NOW)
+
+
+def test_fresh_keys_skip_the_replay_look_up(merchant, django_assert_num_queries):
+    # given three funded wallets, locked
+    customers = [CustomerFactory(merchant=merchant, currency="USD") for _ in range(3)]
+    for customer in customers:
+        credit_grant(customer=customer, currency="USD", amount=Decimal(10), idempotency_key="g", now=NOW)
+    with transaction.atomic():
+        wallets = [wallet_lock(customer=customer, currency="USD") for customer in customers]
+        requests = [
+            UsageDebitRequest(wallet=wallet, customer=customer, amount=Decimal("2.5"), idempotency_key=f"rt:{n}")
+            for n, (wallet, customer) in enumerate(zip(wallets, customers, strict=True))
+        ]
+
+        # when they are debited with keys the caller guarantees are new
+        with django_assert_num_queries(5):  # lots, entries, allocations, lots update, wallets update
+            results = usage_debits(requests=requests, now=NOW, new_keys=True)
+
+    # then each is debited once, exactly
+    assert [(r.amount, r.covered_by_credit, r.balance_after, r.replayed) for r in results] == [
+        (Decimal("2.5"), Decimal("2.5"), Decimal("7.5"), False)
+    ] * 3
+    for customer in customers:
+        assert_ledger_consistent(Wallet.objects.get(customer=customer, currency="USD"))

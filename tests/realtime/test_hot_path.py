@@ -1,0 +1,74 @@
+"""The real-time ingestion hot path costs a fixed number of statements per request (REALTIME.md,
+"Throughput"): one event, and a batch spread over several customers, once their usage counters exist.
+
+Inside the test's transaction ``events_ingest_and_debit``'s own transaction is a savepoint (SAVEPOINT
+and RELEASE where production has BEGIN and COMMIT), so the counts are the production counts.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from invoicing.realtime import events_ingest_and_debit
+from tests.factories import CustomerFactory, SubscriptionFactory
+from wallets.models import LedgerAllocation, LedgerEntry
+
+from .conftest import MARCH, NOW, balance, event, fund, send
+
+pytestmark = pytest.mark.django_db
+
+# Savepoint, subscriptions, prices (on PostgreSQL with their tiers, dynamic rates and metric filters;
+# elsewhere three more statements), wallet lock, counters, insert of the events, lots, ledger entries,
+# allocations, lots update, wallets update, counter upsert, release.
+STATEMENTS = 13 if connection.vendor == "postgresql" else 16
+# A batch goes through metering's batch insert: its own savepoint, release and one look-up of the
+# customers named.
+BATCH_STATEMENTS = STATEMENTS + 3
+
+
+def _customers(merchant, plan, count):
+    customers = []
+    for n in range(count):
+        customer = CustomerFactory(merchant=merchant, name=f"Spread {n}", currency="USD", time_zone="UTC")
+        SubscriptionFactory(plan=plan, merchant=merchant, customer=customer, started_at=MARCH, billing_anchor=MARCH)
+        fund(customer, "100")
+        customers.append(customer)
+    return customers
+
+
+def test_one_event_costs_a_fixed_number_of_statements(customer, subscription, django_assert_num_queries):
+    # given a funded wallet and the customer's counter created by a first event
+    fund(customer, "100")
+    send(customer, 10)
+
+    # when one more event arrives
+    with django_assert_num_queries(STATEMENTS):
+        outcome = send(customer, 200)
+
+    # then it is stored and debited exactly (graduated: 210 tokens at 0.01)
+    assert [debit.amount for debit in outcome.debits] == [Decimal(2)]
+    assert balance(customer) == Decimal("97.9")
+
+
+def test_spread_batch_costs_a_fixed_number_of_statements(merchant, real_time_plan, django_assert_num_queries):
+    # given five funded real-time customers whose counters exist
+    customers = _customers(merchant, real_time_plan, 5)
+    for customer in customers:
+        send(customer, 1)
+
+    # when a batch of 20 events spread over them arrives
+    raw_events = [event(customers[n % 5], 100) for n in range(20)]
+    with django_assert_num_queries(BATCH_STATEMENTS):
+        outcome = events_ingest_and_debit(merchant=merchant, raw_events=raw_events, now=NOW)
+
+    # then the statements do not grow with the customers, every event is stored and each customer is
+    # debited once for its 400 tokens: 1 → 401 tokens at 0.01
+    assert outcome.counts["accepted"] == 20
+    assert sorted(debit.amount for debit in outcome.debits) == [Decimal(4)] * 5
+    assert [balance(customer) for customer in customers] == [Decimal("95.99")] * 5
+    entries = LedgerEntry.objects.filter(wallet__customer__in=customers, kind="usage_debit", amount=Decimal(-4))
+    assert entries.count() == 5
+    assert LedgerAllocation.objects.filter(entry__in=entries).count() == 5
