@@ -8,14 +8,16 @@ from invoicing.api import events as realtime_events
 from invoicing.api import grants as grant_purchases
 
 urlpatterns = [
+    # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
+    # transaction), routed before metering's include, which keeps its own views for the same paths.
+    # First of all patterns: they take nearly every request, and resolving them after the catalog's
+    # patterns (and their failed includes) cost ~9 % of a single-event request's CPU.
+    path("v0/events", realtime_events.RealtimeEventIngestApi.as_view(), name="realtime-event-ingest"),
+    path("v0/events/batch", realtime_events.RealtimeEventBatchIngestApi.as_view(), name="realtime-event-batch-ingest"),
     path("admin/", admin.site.urls),
     path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("catalog.api.urls")),
-    # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
-    # transaction). Routed before metering's include, which keeps its own views for the same paths.
-    path("v0/events", realtime_events.RealtimeEventIngestApi.as_view(), name="realtime-event-ingest"),
-    path("v0/events/batch", realtime_events.RealtimeEventBatchIngestApi.as_view(), name="realtime-event-batch-ingest"),
     path(
         "v0/customers/<str:customer_id>/usageCost",
         realtime_events.CustomerUsageCostApi.as_view(),

@@ -20,10 +20,10 @@ from .conftest import MARCH, NOW, balance, event, fund, send
 
 pytestmark = pytest.mark.django_db
 
-# Savepoint, subscriptions, prices (on PostgreSQL with their tiers, dynamic rates and metric filters;
-# elsewhere three more statements), wallet lock, counters, insert of the events, lots, ledger entries,
-# allocations, lots update, wallets update, counter upsert, release.
-STATEMENTS = 13 if connection.vendor == "postgresql" else 16
+# Real-time check, savepoint, subscriptions, prices (on PostgreSQL with their tiers, dynamic rates and
+# metric filters; elsewhere three more statements), wallet lock, counters, insert of the events, lots,
+# ledger entries, allocations, lots update, wallets update, counter upsert, release.
+STATEMENTS = 14 if connection.vendor == "postgresql" else 17
 # A batch goes through metering's batch insert: its own savepoint, release and one look-up of the
 # customers named.
 BATCH_STATEMENTS = STATEMENTS + 3
