@@ -63,7 +63,7 @@ from wallets.costing import incremental_cost
 from wallets.entitlements import grant_purchase_find, grant_purchase_record
 from wallets.errors import InsufficientBalance
 from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry, Wallet
-from wallets.selectors import commitment_true_ups_unbilled, debited_by_metric, period_debits_by_segment
+from wallets.selectors import commitment_true_ups_unbilled, debited_by_metric, period_debits_so_far
 from wallets.services import (
     DebitOutcome,
     UsageDebitRequest,
@@ -1044,12 +1044,10 @@ def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | No
     costs = []
     for subscription in subscriptions:
         period = subscription_period_at(subscription, _subscription_now(subscription, now))
-        # Every plan's part of the period (an upgrade splits it): what was debited this period.
-        segments = period_debits_by_segment(
-            subscription_id=subscription.pk, period_start=period.start, period_end=period.end
-        ).values()
-        debited = sum((debits.debited for debits in segments), Decimal(0))
-        overage = sum((debits.overage for debits in segments), Decimal(0))
+        # Every plan's part of the period (an upgrade splits it): what was debited this period, from
+        # the running totals (one row per part, whatever the number of debits).
+        so_far = period_debits_so_far(subscription_id=subscription.pk, period_start=period.start, period_end=period.end)
+        debited, overage = so_far.debited, so_far.overage
         costs.append(
             PeriodUsageCost(
                 subscription_id=subscription.pk,

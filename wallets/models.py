@@ -458,3 +458,28 @@ class GrantPurchase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} on {self.entitlement_id} ({self.invoice_ref})"
+
+
+class PeriodDebitTotal(models.Model):
+    """The usage debited in real time for one subscription period segment, kept as a running total:
+    Σ of the ``usage_debit`` ledger entries with this (subscription, period_start, period_end), added
+    in the transaction that appends each entry (``wallets.services``; never edited otherwise). It
+    answers "usage cost so far" in one row whatever the number of debits; invoices still settle from
+    the ledger itself."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    debited = models.DecimalField(**MONEY, default=ZERO, help_text="Σ of the debits (credits back subtracted).")
+    overage = models.DecimalField(**MONEY, default=ZERO, help_text="Σ of their parts no credit covered.")
+    entries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start", "period_end"], name="period_debit_total_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} {self.period_start:%Y-%m-%d}: {self.debited}"

@@ -12,7 +12,7 @@ from django.db.models import QuerySet, Sum
 
 from catalog.models import Customer
 
-from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, Wallet
+from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, PeriodDebitTotal, Wallet
 
 ZERO = Decimal("0")
 
@@ -100,6 +100,21 @@ def period_debits_by_segment(
         for row in entries.values("period_start").annotate(amount=Sum("amount"), overage=Sum("overage_amount")):
             amounts[row["period_start"]] = [row["amount"], row["overage"]]
     return {start: PeriodDebits(debited=-amount, overage=overage) for start, (amount, overage) in amounts.items()}
+
+
+def period_debits_so_far(*, subscription_id: str, period_start: datetime, period_end: datetime) -> PeriodDebits:
+    """What ``period_debits_by_segment`` adds up to, from the running totals (``PeriodDebitTotal``):
+    one indexed read of a row per plan segment, whatever the number of debits (the usage-cost read)."""
+    debited, overage = ZERO, ZERO
+    for segment_debited, segment_overage in PeriodDebitTotal.objects.filter(
+        subscription_id=subscription_id,
+        period_start__gte=period_start,
+        period_start__lt=period_end,
+        period_end=period_end,
+    ).values_list("debited", "overage"):
+        debited += segment_debited
+        overage += segment_overage
+    return PeriodDebits(debited=debited, overage=overage)
 
 
 def debited_by_metric(*, subscription_id: str, period_start: datetime, period_end: datetime) -> dict[str, Decimal]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.bulk import rows_insert, rows_update
@@ -29,6 +30,7 @@ from .models import (
     LedgerAllocation,
     LedgerEntry,
     LotKind,
+    PeriodDebitTotal,
     Wallet,
 )
 
@@ -193,7 +195,70 @@ def _append(
     rows = [LedgerAllocation(entry=entry, lot=lot, amount=value) for lot, value in allocations if value]
     if rows:
         LedgerAllocation.objects.bulk_create(rows)
+    period_debit_totals_add([entry])
     return entry
+
+
+def period_debit_totals_add(entries: Iterable[LedgerEntry]) -> None:
+    """Add the usage debits among ``entries`` (just appended, in this transaction) to their period
+    segments' running totals (``PeriodDebitTotal``): one upsert on PostgreSQL (numeric addition in the
+    database, exact); on SQLite, whose NUMERIC arithmetic is binary floating point, read, add in
+    Decimal and write (writers are serialised there)."""
+    sums: dict[tuple, list] = {}
+    for entry in entries:
+        if entry.kind != EntryKind.USAGE_DEBIT or not entry.subscription_id or entry.period_start is None:
+            continue
+        key = (entry.subscription_id, entry.period_start, entry.period_end)
+        total = sums.setdefault(key, [ZERO, ZERO, 0])
+        total[0] -= entry.amount
+        total[1] += entry.overage_amount
+        total[2] += 1
+    if not sums:
+        return
+    if connection.vendor == "postgresql":
+        table = PeriodDebitTotal._meta.db_table
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(sums))
+        params = [
+            value
+            for (sub, start, end), (debited, overage, count) in sums.items()
+            for value in (sub, start, end, debited, overage, count)
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (subscription_id, period_start, period_end, debited, overage, entries) "
+                f"VALUES {values} ON CONFLICT (subscription_id, period_start, period_end) DO UPDATE SET "
+                f"debited = {table}.debited + EXCLUDED.debited, overage = {table}.overage + EXCLUDED.overage, "
+                f"entries = {table}.entries + EXCLUDED.entries",
+                params,
+            )
+        return
+    match = Q()
+    for sub, start, end in sums:
+        match |= Q(subscription_id=sub, period_start=start, period_end=end)
+    existing = {(t.subscription_id, t.period_start, t.period_end): t for t in PeriodDebitTotal.objects.filter(match)}
+    changed, created = [], []
+    for key, (debited, overage, count) in sums.items():
+        total = existing.get(key)
+        if total is None:
+            created.append(
+                PeriodDebitTotal(
+                    subscription_id=key[0],
+                    period_start=key[1],
+                    period_end=key[2],
+                    debited=debited,
+                    overage=overage,
+                    entries=count,
+                )
+            )
+            continue
+        total.debited += debited
+        total.overage += overage
+        total.entries += count
+        changed.append(total)
+    if changed:
+        rows_update(PeriodDebitTotal, changed, ["debited", "overage", "entries"])
+    if created:
+        PeriodDebitTotal.objects.bulk_create(created)
 
 
 def _lot_create(wallet: Wallet, *, kind: str, amount: Decimal, now: datetime, **fields) -> CreditLot:
@@ -778,6 +843,7 @@ def usage_debits(
             rows_insert(LedgerEntry, _ENTRY_COLUMNS, ([getattr(e, f) for f in _ENTRY_COLUMNS] for e in entries))
             for entry in entries:
                 entry._state.adding = False  # saved: append-only from here on
+            period_debit_totals_add(entries)
         if allocation_rows:
             rows_insert(LedgerAllocation, ["entry_id", "lot_id", "amount"], allocation_rows)
         if touched_lots:

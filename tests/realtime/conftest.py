@@ -107,3 +107,28 @@ def fund(customer, amount: str, *, policy: str = "allow_overage", now: datetime 
 
 def balance(customer) -> Decimal:
     return Wallet.objects.get(customer=customer, currency="USD").balance
+
+
+@pytest.fixture(autouse=True)
+def _period_debit_totals_match_the_ledger(request):
+    """After every real-time test: each running total (``PeriodDebitTotal``, what usageCost reads) is
+    exactly the sum of its ledger entries, and no debited period segment lacks one."""
+    yield
+    if "db" not in request.fixturenames and "transactional_db" not in request.fixturenames:
+        if not request.node.get_closest_marker("django_db"):
+            return
+    from wallets.models import EntryKind, LedgerEntry, PeriodDebitTotal
+
+    expected: dict[tuple, list] = {}
+    for sub, start, end, amount, overage in LedgerEntry.objects.filter(
+        kind=EntryKind.USAGE_DEBIT, subscription__isnull=False, period_start__isnull=False
+    ).values_list("subscription_id", "period_start", "period_end", "amount", "overage_amount"):
+        total = expected.setdefault((sub, start, end), [Decimal(0), Decimal(0), 0])
+        total[0] -= amount
+        total[1] += overage
+        total[2] += 1
+    stored = {
+        (t.subscription_id, t.period_start, t.period_end): [t.debited, t.overage, t.entries]
+        for t in PeriodDebitTotal.objects.all()
+    }
+    assert stored == expected
