@@ -133,7 +133,9 @@ def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tu
 
 
 @dataclass(frozen=True)
-class _Joined:
+class JoinedColumns:
+    """The select list of several joined models' concrete columns, and where each model's part lies."""
+
     select: str
     converters: tuple
     names: list[list[str]]  # per model: its concrete fields' attnames, in select order
@@ -141,10 +143,11 @@ class _Joined:
     pks: list[int]  # per model: the position of its primary key in its part
 
 
-_JOINED: dict[tuple, _Joined] = {}
+_JOINED: dict[tuple, JoinedColumns] = {}
 
 
-def _joined_columns(parts: tuple[tuple[type[models.Model], str], ...]) -> _Joined:
+def joined_columns(parts: tuple[tuple[type[models.Model], str], ...]) -> JoinedColumns:
+    """Every concrete column of ``parts`` ((model, table alias) pairs), cached per database vendor."""
     key = (connection.vendor, parts)
     found = _JOINED.get(key)
     if found is None:
@@ -158,7 +161,7 @@ def _joined_columns(parts: tuple[tuple[type[models.Model], str], ...]) -> _Joine
             names.append([field.attname for field in fields])
             slices.append((start, len(select)))
         pks = [part.index(model._meta.pk.attname) for part, (model, _) in zip(names, parts, strict=True)]
-        found = _JOINED[key] = _Joined(", ".join(select), tuple(converters), names, slices, pks)
+        found = _JOINED[key] = JoinedColumns(", ".join(select), tuple(converters), names, slices, pks)
     return found
 
 
@@ -174,7 +177,7 @@ def instances_select(
     all the rows naming it. Relations between them are the caller's to attach (``fields_cache``).
     Columns selected after ``{columns}`` follow the instances in each tuple, as the driver gives them."""
     parts = tuple(parts)
-    columns = _joined_columns(parts)
+    columns = joined_columns(parts)
     rows = rows_select(sql.format(columns=columns.select), params, columns.converters, prepared=prepared)
     alias = DEFAULT_DB_ALIAS
     shared: dict[tuple, models.Model] = {}

@@ -41,7 +41,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models import Q
 
-from catalog.db import any_of, instances_select, planned_once_cursor, rows_select
+from catalog.db import any_of, instances_select, joined_columns, planned_once_cursor, rows_select
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -274,23 +274,16 @@ def _realtime_subscriptions_named(
     """The active real-time subscriptions of the customers named by id or external id, ordered by
     customer then id, with plan, customer and test clock attached (and ``merchant`` when given): one
     prepared statement."""
-    columns = _subscription_columns()
-    matches, params = [], [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
-    if subjects:
-        named, named_params = any_of("s.customer_id", sorted(subjects))
-        matches.append(named)
-        params.extend(named_params)
-    if externals:
-        named, named_params = any_of("c.external_id", sorted(externals))
-        matches.append(f"(c.merchant_id = %s AND {named})")
-        params.extend([merchant_id, *named_params])
+    columns = joined_columns(_JOINED)
+    named, named_params = _named_customers(merchant_id=merchant_id, subjects=subjects, externals=externals)
+    params = [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME, *named_params]
     subscription, plan, customer, clock = (model._meta.db_table for model, _ in _JOINED)
     sql = (
         f"SELECT {columns.select} FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
         f" JOIN {customer} c ON c.id = s.customer_id LEFT JOIN {clock} t ON t.id = s.test_clock_id"
         " WHERE s.merchant_id = %s AND s.status = %s"
         " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
-        f" AND ({' OR '.join(matches)}) ORDER BY s.customer_id, s.id"
+        f" AND ({named}) ORDER BY s.customer_id, s.id"
     )
     rows = rows_select(sql, params, columns.converters, prepared=True)
     if not rows:
@@ -320,15 +313,23 @@ def _realtime_subscriptions_named(
 _JOINED = ((Subscription, "s"), (Plan, "p"), (Customer, "c"), (TestClock, "t"))
 
 
-@dataclass(frozen=True)
-class _Columns:
-    select: str
-    converters: list
-    names: list[list[str]]  # per model: its concrete fields' attnames, in select order
-    slices: list[tuple[int, int]]  # per model: its part of a row
-
-
-_COLUMNS: dict[str, _Columns] = {}
+def _named_customers(*, merchant_id: str, subjects: set[str], externals: set[str]) -> tuple[str, list]:
+    """``s.customer_id`` is one of the customers named by id (``subjects``) or external id: (SQL,
+    params). One subject — the single-event endpoint — is a scalar parameter (no array to dump)."""
+    matches, params = [], []
+    if len(subjects) == 1:
+        matches.append("s.customer_id = %s")
+        params.extend(subjects)
+    elif subjects:
+        named, named_params = any_of("s.customer_id", sorted(subjects))
+        matches.append(named)
+        params.extend(named_params)
+    if externals:
+        named, named_params = any_of("x.external_id", sorted(externals))
+        customers = Customer._meta.db_table
+        matches.append(f"s.customer_id IN (SELECT x.id FROM {customers} x WHERE x.merchant_id = %s AND {named})")
+        params.extend([merchant_id, *named_params])
+    return " OR ".join(matches), params
 
 
 def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], externals: set[str]) -> bool:
@@ -339,45 +340,18 @@ def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], external
     columns (and an array parameter) made it cost ~2.5× the event insert itself even when it returned
     no row. A single subject — the single-event endpoint — is a scalar parameter.
     """
-    subscription, plan, customer = (model._meta.db_table for model in (Subscription, Plan, Customer))
-    matches, params = [], [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME]
-    if len(subjects) == 1:
-        matches.append("s.customer_id = %s")
-        params.extend(subjects)
-    elif subjects:
-        named, named_params = any_of("s.customer_id", sorted(subjects))
-        matches.append(named)
-        params.extend(named_params)
-    if externals:
-        named, named_params = any_of("c.external_id", sorted(externals))
-        matches.append(f"s.customer_id IN (SELECT c.id FROM {customer} c WHERE c.merchant_id = %s AND {named})")
-        params.extend([merchant_id, *named_params])
+    subscription, plan = Subscription._meta.db_table, Plan._meta.db_table
+    named, named_params = _named_customers(merchant_id=merchant_id, subjects=subjects, externals=externals)
+    params = [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME, *named_params]
     sql = (
         f"SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
         " WHERE s.merchant_id = %s AND s.status = %s"
         " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
-        f" AND ({' OR '.join(matches)}) LIMIT 1"
+        f" AND ({named}) LIMIT 1"
     )
     with planned_once_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
-
-
-def _subscription_columns() -> _Columns:
-    """Every concrete column of the four joined models (``from_db`` then builds complete instances)."""
-    found = _COLUMNS.get(connection.vendor)
-    if found is None:
-        quote = connection.ops.quote_name
-        select, converters, names, slices = [], [], [], []
-        for model, alias in _JOINED:
-            fields = model._meta.concrete_fields
-            start = len(select)
-            select += [f"{alias}.{quote(field.column)}" for field in fields]
-            converters += [(model, field.attname) for field in fields]
-            names.append([field.attname for field in fields])
-            slices.append((start, len(select)))
-        found = _COLUMNS[connection.vendor] = _Columns(", ".join(select), converters, names, slices)
-    return found
 
 
 def _plan(*, subscriptions: list[Subscription], raw_events: Sequence, now: datetime) -> _Plan | None:
