@@ -201,9 +201,9 @@ def _append(
 
 def period_debit_totals_add(entries: Iterable[LedgerEntry]) -> None:
     """Add the usage debits among ``entries`` (just appended, in this transaction) to their period
-    segments' running totals (``PeriodDebitTotal``): one upsert on PostgreSQL (numeric addition in the
-    database, exact); on SQLite, whose NUMERIC arithmetic is binary floating point, read, add in
-    Decimal and write (writers are serialised there)."""
+    segments' running totals (``PeriodDebitTotal``): one adding upsert on PostgreSQL (``rows_insert``
+    with ``add_fields``: numeric addition in the database, exact); on SQLite, whose NUMERIC arithmetic is
+    binary floating point, read, add in Decimal and write (writers are serialised there)."""
     sums: dict[tuple, list] = {}
     for entry in entries:
         if entry.kind != EntryKind.USAGE_DEBIT or not entry.subscription_id or entry.period_start is None:
@@ -216,21 +216,13 @@ def period_debit_totals_add(entries: Iterable[LedgerEntry]) -> None:
     if not sums:
         return
     if connection.vendor == "postgresql":
-        table = PeriodDebitTotal._meta.db_table
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(sums))
-        params = [
-            value
-            for (sub, start, end), (debited, overage, count) in sums.items()
-            for value in (sub, start, end, debited, overage, count)
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (subscription_id, period_start, period_end, debited, overage, entries) "
-                f"VALUES {values} ON CONFLICT (subscription_id, period_start, period_end) DO UPDATE SET "
-                f"debited = {table}.debited + EXCLUDED.debited, overage = {table}.overage + EXCLUDED.overage, "
-                f"entries = {table}.entries + EXCLUDED.entries",
-                params,
-            )
+        rows_insert(
+            PeriodDebitTotal,
+            ["subscription_id", "period_start", "period_end", "debited", "overage", "entries"],
+            [(*key, *total) for key, total in sums.items()],
+            unique_fields=["subscription_id", "period_start", "period_end"],
+            add_fields=["debited", "overage", "entries"],
+        )
         return
     match = Q()
     for sub, start, end in sums:

@@ -14,7 +14,7 @@ from catalog.db import instances_select
 from catalog.models import Customer, Subscription, TestClock
 from invoicing.models import RealtimeUsageCounter
 from tests.factories import BillableMetricFactory, CustomerFactory, SubscriptionFactory
-from wallets.models import LedgerEntry, Wallet
+from wallets.models import LedgerEntry, PeriodDebitTotal, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +74,31 @@ def test_an_upsert_overwrites_only_the_fields_named(merchant):
     # then there is still one row, with the new usage and time and the old definition
     assert list(RealtimeUsageCounter.objects.values_list("definition", "usage", "updated_at")) == [
         ("d1", Decimal("7.000000000001"), T1)
+    ]
+
+
+@pytest.mark.postgres_only  # SQLite adds NUMERIC as floating point: its callers add money in Python
+def test_an_adding_upsert_adds_to_the_stored_values_exactly(merchant):
+    # given a running total
+    subscription = SubscriptionFactory(merchant=merchant, customer=CustomerFactory(merchant=merchant))
+    fields = ["subscription_id", "period_start", "period_end", "debited", "overage", "entries"]
+    key = (subscription.pk, T0, T1)
+    rows_insert(PeriodDebitTotal, fields, [(*key, Decimal("0.000000000001"), Decimal(0), 1)])
+
+    # when more arrives for the same key in one statement with a new key (an int among the Decimals: the
+    # portable statement, as psycopg dumps arrays of one type only; the real-time tests cover the array one)
+    rows_insert(
+        PeriodDebitTotal,
+        fields,
+        [(*key, Decimal("1000000.000000000002"), Decimal("0.5"), 2), (subscription.pk, T1, T1, Decimal(3), 0, 1)],
+        unique_fields=["subscription_id", "period_start", "period_end"],
+        add_fields=["debited", "overage", "entries"],
+    )
+
+    # then the stored row holds the exact sums and the new key its own values
+    assert sorted(PeriodDebitTotal.objects.values_list("period_start", "debited", "overage", "entries")) == [
+        (T0, Decimal("1000000.000000000003"), Decimal("0.5"), 3),
+        (T1, Decimal(3), Decimal(0), 1),
     ]
 
 
