@@ -129,7 +129,13 @@ class EntitlementAdmin(admin.ModelAdmin):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("customer", "feature", "feature__billable_metric")
+        # Every row's balance reads its grants: prefetched, one query for the page.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("customer", "feature", "feature__billable_metric")
+            .prefetch_related("grants")
+        )
 
     # -- figures -------------------------------------------------------------------------------------
 

@@ -168,7 +168,8 @@ def entitlement_burn_down(entitlement: Entitlement, *, until: datetime) -> BurnD
     """Burn the allowance and the grants down over every usage period that matters, up to ``until``: one
     query for the grants and one for the usage of every phase (a period, cut where grants start or end)."""
     feature = entitlement.feature
-    grants = [grant_terms(g) for g in entitlement.grants.filter(effective_at__lte=until)]
+    # .all(), filtered here: lists and admin pages prefetch the grants (one query for every row).
+    grants = [grant_terms(g) for g in entitlement.grants.all() if g.effective_at <= until]
     allowance = entitlement_allowance(entitlement)
     walked = [
         (start, end, resets, checkpoints(start=start, end=end, grants=grants))
@@ -232,8 +233,10 @@ def entitlement_list(
     feature_key: str | None = None,
     subscription_id: str | None = None,
 ) -> QuerySet[Entitlement]:
-    entitlements = Entitlement.objects.filter(merchant=merchant).select_related(
-        "feature", "feature__billable_metric", "customer"
+    entitlements = (
+        Entitlement.objects.filter(merchant=merchant)
+        .select_related("feature", "feature__billable_metric", "customer")
+        .prefetch_related("grants")  # each metered row's balance reads them: one query for the page
     )
     if customer is not None:
         entitlements = entitlements.filter(customer=customer)
