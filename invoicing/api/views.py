@@ -608,10 +608,9 @@ class InvoiceDetailApi(BillingApi):
         invoice = _invoice_get(self.merchant, id)
         line_items = None
         if _expand(request):
-            limit = _int_param(request, "lineItemsLimit", 100, 1, LINE_ITEMS_MAX)
-            token = request.query_params.get("lineItemsPageToken")
-            after = _decode_token(token, "lineItemsPageToken") if token else None
-            line_items = invoice_line_items(invoice, limit=limit, after=after)
+            line_items = _line_items_page(
+                request, invoice, limit_param="lineItemsLimit", token_param="lineItemsPageToken"
+            )
         return Response(invoice_body(request, invoice, line_items=line_items))
 
 
@@ -629,10 +628,15 @@ class InvoiceLineItemsApi(BillingApi):
     def get(self, request, id: str):
         invoice = _invoice_get(self.merchant, id)
         _expand(request)
-        limit = _int_param(request, "limit", 100, 1, LINE_ITEMS_MAX)
-        token = request.query_params.get("pageToken")
-        after = _decode_token(token, "pageToken") if token else None
-        return Response(invoice_line_items(invoice, limit=limit, after=after))
+        return Response(_line_items_page(request, invoice, limit_param="limit", token_param="pageToken"))
+
+
+def _line_items_page(request, invoice, *, limit_param: str, token_param: str) -> dict:
+    """One page of an invoice's line items, its size and position read from the two query parameters."""
+    limit = _int_param(request, limit_param, 100, 1, LINE_ITEMS_MAX)
+    token = request.query_params.get(token_param)
+    after = _decode_token(token, token_param) if token else None
+    return invoice_line_items(invoice, limit=limit, after=after)
 
 
 class PdfRenderer(renderers.BaseRenderer):
