@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import connections
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 
 from catalog.models import Customer
 
@@ -102,19 +102,22 @@ def period_debits_by_segment(
     return {start: PeriodDebits(debited=-amount, overage=overage) for start, (amount, overage) in amounts.items()}
 
 
-def period_debits_so_far(*, subscription_id: str, period_start: datetime, period_end: datetime) -> PeriodDebits:
-    """What ``period_debits_by_segment`` adds up to, from the running totals (``PeriodDebitTotal``):
-    one indexed read of a row per plan segment, whatever the number of debits (the usage-cost read)."""
-    debited, overage = ZERO, ZERO
-    for segment_debited, segment_overage in PeriodDebitTotal.objects.filter(
-        subscription_id=subscription_id,
-        period_start__gte=period_start,
-        period_start__lt=period_end,
-        period_end=period_end,
-    ).values_list("debited", "overage"):
-        debited += segment_debited
-        overage += segment_overage
-    return PeriodDebits(debited=debited, overage=overage)
+def period_debits_so_far(*, periods: Sequence[tuple[str, datetime, datetime]]) -> dict[str, PeriodDebits]:
+    """What ``period_debits_by_segment`` adds up to, for each (subscription id, period start, period
+    end), from the running totals (``PeriodDebitTotal``): one indexed query for all of them, a row per
+    plan segment, whatever the number of debits (the usage-cost read). {subscription id: debits}."""
+    if not periods:
+        return {}
+    match = Q()
+    for subscription_id, start, end in periods:
+        match |= Q(subscription_id=subscription_id, period_start__gte=start, period_start__lt=end, period_end=end)
+    sums = {subscription_id: [ZERO, ZERO] for subscription_id, _, _ in periods}
+    for subscription_id, debited, overage in PeriodDebitTotal.objects.filter(match).values_list(
+        "subscription_id", "debited", "overage"
+    ):
+        sums[subscription_id][0] += debited
+        sums[subscription_id][1] += overage
+    return {sub: PeriodDebits(debited=debited, overage=overage) for sub, (debited, overage) in sums.items()}
 
 
 def debited_by_metric(*, subscription_id: str, period_start: datetime, period_end: datetime) -> dict[str, Decimal]:

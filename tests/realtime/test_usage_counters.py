@@ -170,7 +170,7 @@ def test_usage_cost_read_is_a_fixed_number_of_queries(customer, subscription, dj
     for _ in range(5):
         send(customer, *[10] * 20)
 
-    # when its current period's cost is read: the subscriptions, then one ledger aggregate
+    # when its current period's cost is read: the subscriptions, then their running debit totals
     from invoicing.realtime import customer_usage_cost
 
     with django_assert_num_queries(2):
@@ -178,3 +178,32 @@ def test_usage_cost_read_is_a_fixed_number_of_queries(customer, subscription, dj
 
     # then it is the price of the 1,000 tokens debited so far
     assert cost.debited == Decimal(10)
+
+
+def test_usage_cost_of_several_subscriptions_is_still_two_queries(
+    customer, subscription, real_time_plan, django_assert_num_queries
+):
+    # given a second real-time subscription of the same customer, both debited
+    from invoicing.realtime import customer_usage_cost
+    from tests.factories import SubscriptionFactory
+
+    from .conftest import MARCH
+
+    SubscriptionFactory(
+        plan=real_time_plan, merchant=customer.merchant, customer=customer, started_at=MARCH, billing_anchor=MARCH
+    )
+    fund(customer, "100")
+    send(customer, 10, 20)
+
+    # when the cost is read
+    with django_assert_num_queries(2):
+        costs = customer_usage_cost(customer=customer, now=NOW)
+
+    # then both subscriptions are answered, with what the ledger says was debited under each
+    from wallets.models import EntryKind, LedgerEntry
+
+    assert len(costs) == 2
+    for cost in costs:
+        entries = LedgerEntry.objects.filter(kind=EntryKind.USAGE_DEBIT, subscription_id=cost.subscription_id)
+        assert cost.debited == -sum((entry.amount for entry in entries), Decimal(0))
+    assert sum((cost.debited for cost in costs), Decimal(0)) == Decimal("0.3")  # 30 tokens at 0.01
