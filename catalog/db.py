@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,20 +57,15 @@ class _LoggedAsWritten(CursorDebugWrapper):
             yield
 
 
-_PREPARING_CURSOR = None
-
-
+@functools.cache
 def _preparing_cursor_class():
-    global _PREPARING_CURSOR
-    if _PREPARING_CURSOR is None:
-        from django.db.backends.postgresql.base import ServerBindingCursor  # PostgreSQL only
+    from django.db.backends.postgresql.base import ServerBindingCursor  # PostgreSQL only
 
-        class PreparingCursor(ServerBindingCursor):
-            def execute(self, query, params=None, *, prepare=None, binary=None):
-                return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+    class PreparingCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
-        _PREPARING_CURSOR = PreparingCursor
-    return _PREPARING_CURSOR
+    return PreparingCursor
 
 
 # -- hand-written reads that still convert values like the ORM ---------------------------------------

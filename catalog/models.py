@@ -698,6 +698,11 @@ class Subscription(TimeStamped):
         return self.billing_mode or (self.plan.billing_mode if self.plan_id else BillingMode.POST_PAID)
 
     @property
+    def is_real_time(self) -> bool:
+        """Usage is debited from the prepaid balance as it arrives (its own mode, else its plan's)."""
+        return self.effective_billing_mode == BillingMode.REAL_TIME
+
+    @property
     def effective_billing_anchor(self):
         return self.billing_anchor or (self.plan.billing_anchor if self.plan_id else None) or self.started_at
 

@@ -95,10 +95,6 @@ def real_time_subscriptions() -> Q:
     return Q(billing_mode=BillingMode.REAL_TIME) | Q(billing_mode="", plan__billing_mode=BillingMode.REAL_TIME)
 
 
-def is_real_time(subscription: Subscription) -> bool:
-    return subscription.effective_billing_mode == BillingMode.REAL_TIME
-
-
 def usage_window(subscription: Subscription, period: Period) -> tuple[datetime, datetime]:
     """The part of ``period`` whose usage the recurring invoice bills (service window, after any trial)."""
     start, end = service_window(subscription, period)
@@ -1052,7 +1048,7 @@ def _billing_subscription(*, customer: Customer, currency: str, subscription: Su
         .order_by("-started_at", "-id")
     )
     found = sorted(
-        candidates, key=lambda s: (s.status != SubscriptionStatus.ACTIVE, not is_real_time(s))
+        candidates, key=lambda s: (s.status != SubscriptionStatus.ACTIVE, not s.is_real_time)
     )  # stable: latest first within each class
     if not found:
         raise InvoiceError(f"{customer.pk} has no subscription in {currency} to invoice this under.")

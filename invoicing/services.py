@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from catalog.models import BillingMode, Customer, Plan, Subscription, SubscriptionStatus
+from catalog.models import Customer, Plan, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
 from wallets.entitlements import grant_purchase_fulfil
@@ -377,7 +377,7 @@ def _close_subscriptions(
             work.append(_Work(sub, InvoiceKind.RECURRING, sub_now, period, charge_from))
     # Post-paid subscriptions that were real-time earlier in a period still settle its debits: one
     # query for the chunk finds them (real-time ones read their debits per invoice anyway).
-    post_paid = [item for item in work if item.period is not None and not _is_real_time(item.subscription)]
+    post_paid = [item for item in work if item.period is not None and not item.subscription.is_real_time]
     if post_paid:
         debited = subscriptions_with_debits(
             subscription_ids={item.subscription.id for item in post_paid},
@@ -467,7 +467,7 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
             composed = biller.compose_recurring(
                 sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
             )
-            if item.debited or _is_real_time(sub):
+            if item.debited or sub.is_real_time:
                 composed = _with_prepaid(composed, subscription=sub, period=period, plan_from=item.charge_from)
             invoice = _invoice_from_composition(
                 composed,
@@ -634,7 +634,7 @@ def subscription_upgrade(*, subscription: Subscription, new_plan: Plan, now: dat
         ).update(canceled_at=at)
         period = subscription_period_at(subscription, at)
         plan_from = _plan_charged_from(subscription, period, until=at)
-        if _is_real_time(subscription):
+        if subscription.is_real_time:
             # Events of the old plan are debited under this lock: the invoice below sees all of them,
             # and the next request reads the new plan (REALTIME.md, "Plan changes").
             wallet_lock(customer=subscription.customer, currency=subscription.plan.currency)
@@ -1177,10 +1177,6 @@ test_clock_delete.__test__ = False  # not a pytest test
 # -- real-time billing: the period invoice settles against prepaid debits (REALTIME.md) --------------
 
 
-def _is_real_time(subscription: Subscription) -> bool:
-    return subscription.effective_billing_mode == BillingMode.REAL_TIME
-
-
 def _plan_charged_from(subscription: Subscription, period: Period, *, until: datetime) -> datetime | None:
     """When the plan billed up to ``until`` started charging inside ``period``: the latest plan change
     applied in (period start, ``until``), else None (the whole period). One query."""
@@ -1246,7 +1242,7 @@ def _prepaid_lock(invoice: Invoice) -> None:
     """Before a real-time subscription's recurring or plan-change invoice is refreshed and issued: lock
     the customer's wallet, so a late event of the period is either debited before (and on this
     invoice) or sees it issued."""
-    if invoice.kind in (InvoiceKind.RECURRING, InvoiceKind.PLAN_CHANGE) and _is_real_time(invoice.subscription):
+    if invoice.kind in (InvoiceKind.RECURRING, InvoiceKind.PLAN_CHANGE) and invoice.subscription.is_real_time:
         wallet_lock(customer=invoice.customer, currency=invoice.currency)
 
 

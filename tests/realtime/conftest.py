@@ -114,9 +114,11 @@ def _period_debit_totals_match_the_ledger(request):
     """After every real-time test: each running total (``PeriodDebitTotal``, what usageCost reads) is
     exactly the sum of its ledger entries, and no debited period segment lacks one."""
     yield
-    if "db" not in request.fixturenames and "transactional_db" not in request.fixturenames:
-        if not request.node.get_closest_marker("django_db"):
-            return
+    uses_database = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(
+        request.fixturenames
+    )
+    if not uses_database:
+        return
     from wallets.models import EntryKind, LedgerEntry, PeriodDebitTotal
 
     expected: dict[tuple, list] = {}
