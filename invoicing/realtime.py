@@ -590,7 +590,7 @@ def _debit_request(group: _Group, *, before: Decimal, after: Decimal, wallet: Wa
         period_start=group.period.start,
         period_end=group.period.end,
         event_ids=[f"evt_{event_id}" for event_id in ids],
-        idempotency_key=f"rt:{min(ids)}:{price.pk}",
+        idempotency_key=f"rt:{min(ids)}:{subscription.pk}:{price.pk}",
     )
 
 
@@ -643,7 +643,8 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
 
     Events of post-paid customers are simply ingested (one extra query to find out). For real-time
     subscriptions each (subscription, price, period) touched by the request is debited once with
-    ``incremental_cost(before, after)``; the debit's idempotency key is ``rt:<first event id>:<price id>``.
+    ``incremental_cost(before, after)``; the debit's idempotency key is
+    ``rt:<first event id>:<subscription id>:<price id>`` (two subscriptions of one plan each pay for the event).
     Duplicates are never debited (metering does not accept them again). Events of a period whose
     invoice is already issued are stored but not debited (``late_event_ids``). An event refused under
     the block policy is in ``results`` as ``rejected`` with ``refusals[index]`` and is not stored.
@@ -691,7 +692,7 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
             )
             for customer_id in bulk_ids
         ]
-        # The keys name events inserted by this very request (``rt:<event id>:<price id>``): no entry can
+        # The keys name events inserted by this very request (``rt:<event id>:<subscription id>:<price id>``): no entry can
         # carry them yet, so wallets skips the replay look-up.
         debited = usage_debits(requests=requests, now=now, new_keys=True) if requests else []
         bulk_results = dict(zip(bulk_ids, debited, strict=True))
@@ -952,7 +953,7 @@ def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, l
                     period_start=segment.start,
                     period_end=segment.end,
                     event_ids=[f"evt_{event_id}" for event_id in ids],
-                    idempotency_key=f"rt-link:{min(ids)}:{metric_id}",
+                    idempotency_key=f"rt-link:{min(ids)}:{subscription.pk}:{metric_id}",
                     wallet=wallets.get((subscription.customer_id, currency)),
                     delivered=True,
                 )
