@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -8,7 +9,10 @@ class CatalogConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from .db import timestamptz_loader_install
         from .roles import billing_roles_sync_after_migrate
+
+        connection_created.connect(timestamptz_loader_install, dispatch_uid="catalog_timestamptz_loader")
 
         # Infrastructure, not business logic: permissions only exist after migrate, and models that
         # later migrations add must reach the staff roles without anyone remembering a command.
