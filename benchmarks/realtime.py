@@ -4,12 +4,17 @@ Own database (default ``meterline_bench_rt``, dropped and re-created), productio
 generator processes with keep-alive connections on the same machine (see benchmarks/ingest.py).
 
     .venv/bin/python benchmarks/realtime.py
-    .venv/bin/python benchmarks/realtime.py --events 2000 --batch-size 10   # quick
+    .venv/bin/python benchmarks/realtime.py --events 2000 --batch-size 10 --paced-events 2000  # quick
 
 Phases:
 1. one prepaid customer: ``--events`` events from ``--clients`` clients in ``--batch-size``-event
    ``POST /v0/events/batch`` requests (every request serialises on that customer's wallet lock);
 2. the same number of events spread over ``--customers`` customers;
+   both closed loop: each client sends its next request as soon as it has the answer, so they measure
+   the throughput at saturation, and their latency is the queue that builds (≈ clients / throughput);
+2b. the same two, open loop at the issue's target rates (``--paced-rates``, default 500 and 1,000
+   events/s; ``--paced-events`` each): requests on a fixed schedule spread over the clients, latency
+   counted from when each was due (coordinated omission included): the latency at that load;
 3. single-event ``POST /v0/events`` for the one customer (``--single-events``);
 4. ``GET /v0/customers/{id}/usageCost`` latency (one client, ``--reads`` requests).
 Then every customer's balance is checked exactly: grant − balance must equal the engine's price of
@@ -42,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="meterline_bench_rt")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without database")
     parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync, gthread)")
     parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--health-checks", action="store_true", help="CONN_HEALTH_CHECKS=1")
@@ -52,6 +57,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--single-events", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=500)
+    parser.add_argument(
+        "--paced-rates",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[500, 1000],
+        help="events/s of the paced phases: one customer, spread (0 skips a phase)",
+    )
+    parser.add_argument("--paced-events", type=int, default=10_000, help="events per paced phase")
     return parser.parse_args()
 
 
@@ -127,24 +139,40 @@ def seed(args):
     return raw_key, [c.pk for c in customers], price.pk
 
 
-def _batch_client(port, key, subjects, batches, batch_size, worker, queue):
+def _batch_body(subjects, batch_size, worker, batch, phase) -> bytes:
+    stamp = datetime.now(UTC).isoformat()
+    events = [
+        {
+            "type": EVENT_TYPE,
+            "source": "bench",
+            "subject": subjects[(worker * 7919 + batch * batch_size + i) % len(subjects)],
+            "data": {"tokens": 1 + (batch * batch_size + i) % 97},
+            "timestamp": stamp,
+            "idempotencyKey": f"{phase}-{worker}-{batch}-{i}-{subjects[0]}",
+        }
+        for i in range(batch_size)
+    ]
+    return orjson.dumps({"events": events})
+
+
+def _batch_client(port, key, subjects, batches, batch_size, worker, phase, pace, queue):
+    """``batches`` requests of ``batch_size`` events. ``pace`` None: closed loop (the next request as
+    soon as the answer is read). ``pace`` (first_due, interval): open loop on a fixed schedule, request
+    ``b`` due at ``first_due + b * interval`` (``time.monotonic``, shared by the processes); its latency
+    counts from when it was due, so a server that falls behind is charged for the wait too."""
     client = _LeanClient(port, key)
     latencies, accepted, errors = [], 0, 0
     for b in range(batches):
-        stamp = datetime.now(UTC).isoformat()
-        events = [
-            {
-                "type": EVENT_TYPE,
-                "source": "bench",
-                "subject": subjects[(worker * 7919 + b * batch_size + i) % len(subjects)],
-                "data": {"tokens": 1 + (b * batch_size + i) % 97},
-                "timestamp": stamp,
-                "idempotencyKey": f"{worker}-{b}-{i}-{subjects[0]}",
-            }
-            for i in range(batch_size)
-        ]
-        started = time.perf_counter()
-        status, payload = client.post("/v0/events/batch", orjson.dumps({"events": events}))
+        body = _batch_body(subjects, batch_size, worker, b, phase)
+        if pace is None:
+            started = time.perf_counter()
+        else:
+            due = pace[0] + b * pace[1]
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            started = time.perf_counter() - max(0.0, time.monotonic() - due)
+        status, payload = client.post("/v0/events/batch", body)
         latencies.append(time.perf_counter() - started)
         if status != 200:
             errors += 1
@@ -265,14 +293,45 @@ def main() -> None:
     server = start_gunicorn(args)
     try:
         batches = args.events // args.batch_size // args.clients
-        results, elapsed = run_processes(
-            _batch_client, [(args.port, key, [heavy], batches, args.batch_size, w) for w in range(args.clients)]
-        )
-        _report(f"one customer, {args.clients} clients, {args.batch_size}-event batches", results, elapsed)
-        results, elapsed = run_processes(
-            _batch_client, [(args.port, key, spread, batches, args.batch_size, w) for w in range(args.clients)]
-        )
-        _report(f"{len(spread)} customers, {args.clients} clients, {args.batch_size}-event batches", results, elapsed)
+        for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
+            results, elapsed = run_processes(
+                _batch_client,
+                [(args.port, key, subjects, batches, args.batch_size, w, "closed", None) for w in range(args.clients)],
+            )
+            _report(f"{label}, {args.clients} clients, {args.batch_size}-event batches", results, elapsed)
+        # The same requests at the issue's target rates, on a fixed schedule (open loop): the latency a
+        # client sees at that load, rather than the queue that a closed loop at saturation builds
+        # (there, latency = clients / throughput whatever the code does).
+        for label, subjects, rate in (
+            ("one customer", [heavy], args.paced_rates[0]),
+            (f"{len(spread)} customers", spread, args.paced_rates[1]),
+        ):
+            if not rate or not args.paced_events:
+                continue
+            interval = args.batch_size * args.clients / rate  # seconds between one client's requests
+            paced_batches = max(1, args.paced_events // args.batch_size // args.clients)
+            first = time.monotonic() + 0.5
+            results, elapsed = run_processes(
+                _batch_client,
+                [
+                    (
+                        args.port,
+                        key,
+                        subjects,
+                        paced_batches,
+                        args.batch_size,
+                        w,
+                        f"paced{rate}",
+                        (first + w * interval / args.clients, interval),
+                    )
+                    for w in range(args.clients)
+                ],
+            )
+            _report(
+                f"{label}, {args.clients} clients, {args.batch_size}-event batches paced at {rate:,} events/s",
+                results,
+                elapsed - 0.5,
+            )
         if args.single_events:
             per_client = args.single_events // args.clients
             results, elapsed = run_processes(

@@ -47,8 +47,10 @@ class Wallet(models.Model):
     """
 
     id = PublicIdField(prefix="wal")
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="wallets")
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="wallets")
+    # No single-column indexes: (merchant, low_balance_since) and the unique (customer, currency) lead
+    # with these columns (see "Indexes of the debit path" in wallets/README.md).
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="wallets", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="wallets", db_index=False)
     currency = models.CharField(max_length=3, validators=[validate_currency_code])
 
     balance = models.DecimalField(**MONEY, default=ZERO, editable=False)
@@ -126,7 +128,7 @@ class CreditLot(models.Model):
     wallet's lock, together with the ledger entry (and allocation) that explains the change."""
 
     id = PublicIdField(prefix="lot")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lots")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lots", db_index=False)
     kind = models.CharField(max_length=20, choices=LotKind.choices)
     original_amount = models.DecimalField(**MONEY)
     remaining = models.DecimalField(**MONEY)
@@ -193,7 +195,9 @@ class LedgerEntry(AppendOnly):
     """One change of a wallet's balance. ``amount`` is signed (credit +, debit −)."""
 
     id = PublicIdField(prefix="le")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    # Every real-time debit inserts a row here: indexes are only those a read or a constraint needs
+    # (wallets/README.md, "Indexes of the debit path"); ``wallet`` and ``subscription`` lead composite ones.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries", db_index=False)
     sequence = models.PositiveBigIntegerField()
     kind = models.CharField(max_length=20, choices=EntryKind.choices)
     amount = models.DecimalField(**MONEY)
@@ -208,9 +212,14 @@ class LedgerEntry(AppendOnly):
         blank=True,
         related_name="entries",
         help_text="Lot created or expired.",
+        db_index=False,
     )
-    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    metric = models.ForeignKey(BillableMetric, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    metric = models.ForeignKey(
+        BillableMetric, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
@@ -240,6 +249,9 @@ class LedgerEntry(AppendOnly):
         indexes = [
             models.Index(fields=["subscription", "period_start", "period_end"]),
             models.Index(fields=["wallet", "kind", "occurred_at"]),
+            # Plain B-trees (no varchar_pattern_ops twin): what PROTECT checks a lot or metric delete with.
+            models.Index(fields=["lot"], name="ledger_entry_lot"),
+            models.Index(fields=["metric"], name="ledger_entry_metric"),
         ]
 
     def __str__(self) -> str:
@@ -249,12 +261,16 @@ class LedgerEntry(AppendOnly):
 class LedgerAllocation(AppendOnly):
     """Which lot paid (or received) how much of a ledger entry. ``amount`` is signed like the entry."""
 
-    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations")
-    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="allocations")
+    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations", db_index=False)
+    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="allocations", db_index=False)
     amount = models.DecimalField(**MONEY)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(fields=["entry"], name="ledger_allocation_entry"),
+            models.Index(fields=["lot"], name="ledger_allocation_lot"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.amount.normalize():f} on {self.lot_id}"
@@ -467,7 +483,8 @@ class PeriodDebitTotal(models.Model):
     answers "usage cost so far" in one row whatever the number of debits; invoices still settle from
     the ledger itself."""
 
-    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="+")
+    # The unique (subscription, period_start, period_end) leads with it: no index of its own.
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="+", db_index=False)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     debited = models.DecimalField(**MONEY, default=ZERO, help_text="Σ of the debits (credits back subtracted).")
