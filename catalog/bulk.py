@@ -9,19 +9,105 @@ the number of rows, so it is prepared once per connection (``planned_once_cursor
 re-parses a long multi-row statement. Elsewhere (SQLite, or a value of an unusual type) ``rows_update``
 runs one ``UPDATE … WHERE pk = %s`` per object with ``executemany`` and ``rows_insert`` multi-row
 ``INSERT … VALUES``, values through each field's ``get_db_prep_save`` as ``save()`` does.
+
+``writes_combined``: inside it, PostgreSQL gets the array statements of both as ONE statement of
+data-modifying ``WITH`` clauses (the real-time debit's six writes in one round trip).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db import connection, models
+from django.db import DatabaseError, connection, models
 
 from .db import planned_once_cursor
+
+# -- writes sent together -------------------------------------------------------------------------------
+
+_collecting: contextvars.ContextVar[list | None] = contextvars.ContextVar("rows_writes_collected", default=None)
+
+
+@contextmanager
+def writes_combined() -> Iterator[None]:
+    """Send the array statements of ``rows_insert`` / ``rows_update`` made inside as ONE statement.
+
+    A real-time debit writes ledger entries, their allocations, lots, wallets and running totals, and
+    nothing reads them back before the commit; one round trip per table cost more than the writing
+    (each its own parse, execution start and wake-up of a busy server). On PostgreSQL the statements
+    made inside are held and sent as a single statement of data-modifying ``WITH`` clauses
+    (``WITH w0 AS (INSERT …), w1 AS (UPDATE …) UPDATE …``): one snapshot, no clause reading another's
+    rows (none of these does), foreign keys checked at the end of the statement.
+
+    Held writes are sent before any other statement runs on the connection (a read, a savepoint, its
+    release or rollback) and at the end of the block, so what follows sees them exactly as if each had
+    run at once; only a database error of theirs surfaces at that later point, inside the same
+    transaction. Elsewhere (SQLite), nested, or for a statement with values that fall back to the
+    portable form: each runs at once, as usual.
+    """
+    if connection.vendor != "postgresql" or _collecting.get() is not None:
+        yield
+        return
+    pending: list[tuple[str, list]] = []
+    token = _collecting.set(pending)
+
+    def send_held_first(execute, sql, params, many, context):
+        _send(pending)
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(send_held_first):
+            try:
+                yield
+            except BaseException as error:
+                _collecting.reset(token)
+                token = None
+                # As if they had run at once: sent, unless the transaction cannot take them any more;
+                # the error raised is the one to report either way.
+                if not isinstance(error, DatabaseError) and not connection.needs_rollback:
+                    try:
+                        _send(pending)
+                    except DatabaseError:
+                        pass
+                raise
+            _collecting.reset(token)
+            token = None
+            _send(pending)
+    finally:
+        if token is not None:
+            _collecting.reset(token)
+        pending.clear()
+
+
+def _send(pending: list[tuple[str, list]]) -> None:
+    if not pending:
+        return
+    held = list(pending)
+    pending.clear()
+    if len(held) == 1:
+        sql, params = held[0]
+    else:
+        clauses = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(held[:-1]))
+        sql = f"WITH {clauses} {held[-1][0]}"
+        params = [value for _, statement_params in held for value in statement_params]
+    with planned_once_cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _execute_prepared(sql: str, params: list) -> None:
+    """Run an array statement now, or hold it for ``writes_combined``."""
+    pending = _collecting.get()
+    if pending is not None:
+        pending.append((sql, params))
+        return
+    with planned_once_cursor() as cursor:
+        cursor.execute(sql, params)
+
 
 # PostgreSQL: the hot-path helpers send each column as one array and ``unnest`` it, so the statement's
 # text is the same whatever the number of rows (prepared once per connection, and psycopg does not
@@ -103,12 +189,11 @@ def rows_update(model: type[models.Model], objects: Iterable[models.Model], fiel
                 f"{quote(column.column)} = u.{name}" + ("::jsonb" if isinstance(column, models.JSONField) else "")
                 for column, name in zip(columns, names[1:], strict=True)
             )
-            with planned_once_cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {quote(model._meta.db_table)} SET {sets} FROM {source}"
-                    f" WHERE {quote(model._meta.db_table)}.{quote(pk.column)} = u.c0",
-                    arrays,
-                )
+            _execute_prepared(
+                f"UPDATE {quote(model._meta.db_table)} SET {sets} FROM {source}"
+                f" WHERE {quote(model._meta.db_table)}.{quote(pk.column)} = u.c0",
+                arrays,
+            )
             return len(objects)
     params = [
         [column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns]
@@ -162,8 +247,7 @@ def rows_insert(
         unnest = _unnest(columns, [f"c{i}" for i in range(len(columns))]) if arrays is not None else None
         if unnest is not None:
             source, select = unnest
-            with planned_once_cursor() as cursor:
-                cursor.execute(head.removesuffix(" VALUES ") + f" SELECT {select} FROM {source}" + tail, arrays)
+            _execute_prepared(head.removesuffix(" VALUES ") + f" SELECT {select} FROM {source}" + tail, arrays)
             return len(rows)
     batch = max(1, connection.ops.bulk_batch_size(columns, rows))
     with connection.cursor() as cursor:

@@ -9,6 +9,7 @@ Boundaries are returned as aware UTC datetimes. ``k`` may be negative (an anchor
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo
@@ -47,7 +48,14 @@ def _require_aware(value: datetime, label: str) -> None:
 def boundary(*, anchor: datetime, cadence: str, index: int, time_zone: str | tzinfo) -> datetime:
     """The start of period ``index``: anchor + index×cadence in local wall time, day clamped, as UTC."""
     _require_aware(anchor, "anchor")
-    zone = _zone(time_zone)
+    return _boundary(anchor, cadence, index, _zone(time_zone))
+
+
+# A pure function of its arguments, asked four times per period look-up and for every subscription of
+# a real-time batch or billing run (most share an anchor, a cadence and a zone): remembered. Aware
+# anchors with equal instants and zones hash alike, and the result depends on nothing else.
+@functools.lru_cache(maxsize=65_536)
+def _boundary(anchor: datetime, cadence: str, index: int, zone: tzinfo) -> datetime:
     local = anchor.astimezone(zone)
     month_number = local.year * 12 + (local.month - 1) + index * cadence_months(cadence)
     year, month = divmod(month_number, 12)

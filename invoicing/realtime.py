@@ -41,6 +41,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models import Q
 
+from catalog.bulk import writes_combined
 from catalog.db import any_of, instances_select, joined_columns, planned_once_cursor, rows_select
 from catalog.models import (
     BillableMetric,
@@ -257,11 +258,25 @@ def _realtime_subscriptions(*, merchant: Merchant, raw_events: Sequence) -> list
             externals.add(external)
     if not subjects and not externals:
         return []
-    if not _any_realtime_subscription(merchant_id=merchant.pk, subjects=subjects, externals=externals):
+    # A customer found real-time a moment ago is asked the wide statement straight away (it answers
+    # "none" just as well, only slower): the hint chooses between two exact answers, so it may be stale.
+    hinted = not subjects.isdisjoint(_SEEN_REAL_TIME)
+    if not hinted and not _any_realtime_subscription(merchant_id=merchant.pk, subjects=subjects, externals=externals):
         return []
-    return _realtime_subscriptions_named(
+    found = _realtime_subscriptions_named(
         merchant_id=merchant.pk, subjects=subjects, externals=externals, merchant=merchant
     )
+    real_time = {sub.customer_id for sub in found}
+    _SEEN_REAL_TIME.difference_update(subjects - real_time)
+    if len(_SEEN_REAL_TIME) > _SEEN_REAL_TIME_MAX:
+        _SEEN_REAL_TIME.clear()
+    _SEEN_REAL_TIME.update(subjects & real_time)
+    return found
+
+
+# Customer ids whose last request found a real-time subscription (per process, bounded).
+_SEEN_REAL_TIME: set[str] = set()
+_SEEN_REAL_TIME_MAX = 100_000
 
 
 def _realtime_subscriptions_named(
@@ -657,7 +672,9 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
     _link_named_customers(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
     with transaction.atomic():
         plan = _plan(subscriptions=subscriptions, raw_events=raw_events, now=now)
-        ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
+        # Their customers were read with the subscriptions: metering does not look them up again.
+        known = {sub.customer_id: sub.customer.external_id or "" for sub in subscriptions}
+        ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now, known_customers=known)
         outcome = RealtimeOutcome(results=list(ingested.results), accepted=list(ingested.accepted))
         if plan is None:
             return outcome
@@ -672,80 +689,109 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
         final = {(key, customer_id): usage for key, by_id in after.items() for customer_id, usage in by_id.items()}
         final = {key: final.get(key, plan.before[key[0]][key[1]]) for key in plan.counted}
 
-        by_customer: dict[str, list[_Group]] = defaultdict(list)
-        for group in groups.values():
-            by_customer[group.subscription.customer_id].append(group)
-        # Customers with one debit whose wallet is locked: written together by ``usage_debits`` (a fixed
-        # number of queries whatever the number of customers); the others one debit at a time.
-        single = {
-            customer_id: plan.wallets[(customer_id, groups_[0].subscription.plan.currency)]
-            for customer_id, groups_ in by_customer.items()
-            if len(groups_) == 1 and (customer_id, groups_[0].subscription.plan.currency) in plan.wallets
-        }
-        bulk_ids = sorted(single)
-        requests = [
-            _debit_request(
-                by_customer[customer_id][0],
-                before=plan.before[by_customer[customer_id][0].usage_key][customer_id],
-                after=after[by_customer[customer_id][0].usage_key][customer_id],
-                wallet=single[customer_id],
+        # The debits' and counters' writes go to PostgreSQL as one statement (catalog.bulk.writes_combined).
+        with writes_combined():
+            _debit_and_count(
+                merchant=merchant,
+                raw_events=raw_events,
+                plan=plan,
+                groups=groups,
+                after=after,
+                final=final,
+                events_by_customer=events_by_customer,
+                outcome=outcome,
+                now=now,
             )
-            for customer_id in bulk_ids
-        ]
-        # The keys name events inserted by this very request (``rt:<event id>:<subscription id>:<price id>``): no entry can
-        # carry them yet, so wallets skips the replay look-up.
-        debited = usage_debits(requests=requests, now=now, new_keys=True) if requests else []
-        bulk_results = dict(zip(bulk_ids, debited, strict=True))
-        for customer_id in sorted(by_customer):
-            customer_groups = by_customer[customer_id]
-            try:
-                if customer_id in bulk_results:
-                    result = bulk_results[customer_id]
-                    if isinstance(result, InsufficientBalance):
-                        raise result
-                    group = customer_groups[0]
+    return outcome
+
+
+def _debit_and_count(
+    *,
+    merchant: Merchant,
+    raw_events: Sequence,
+    plan: _Plan,
+    groups: dict[tuple, _Group],
+    after: dict[tuple[str, datetime, datetime], dict[str, Decimal]],
+    final: dict[counters.CounterKey, Decimal],
+    events_by_customer: dict[str, list[metering.AcceptedEvent]],
+    outcome: RealtimeOutcome,
+    now: datetime,
+) -> None:
+    """Write the request's debits and its counters (inside ``events_ingest_and_debit``'s transaction,
+    under the wallet locks)."""
+    by_customer: dict[str, list[_Group]] = defaultdict(list)
+    for group in groups.values():
+        by_customer[group.subscription.customer_id].append(group)
+    # Customers with one debit whose wallet is locked: written together by ``usage_debits`` (a fixed
+    # number of queries whatever the number of customers); the others one debit at a time.
+    single = {
+        customer_id: plan.wallets[(customer_id, groups_[0].subscription.plan.currency)]
+        for customer_id, groups_ in by_customer.items()
+        if len(groups_) == 1 and (customer_id, groups_[0].subscription.plan.currency) in plan.wallets
+    }
+    bulk_ids = sorted(single)
+    requests = [
+        _debit_request(
+            by_customer[customer_id][0],
+            before=plan.before[by_customer[customer_id][0].usage_key][customer_id],
+            after=after[by_customer[customer_id][0].usage_key][customer_id],
+            wallet=single[customer_id],
+        )
+        for customer_id in bulk_ids
+    ]
+    # The keys name events inserted by this very request (``rt:<event id>:<subscription id>:<price id>``): no entry can
+    # carry them yet, so wallets skips the replay look-up.
+    debited = usage_debits(requests=requests, now=now, new_keys=True) if requests else []
+    bulk_results = dict(zip(bulk_ids, debited, strict=True))
+    for customer_id in sorted(by_customer):
+        customer_groups = by_customer[customer_id]
+        try:
+            if customer_id in bulk_results:
+                result = bulk_results[customer_id]
+                if isinstance(result, InsufficientBalance):
+                    raise result
+                group = customer_groups[0]
+                debits = [
+                    _debit_record(
+                        group,
+                        before=plan.before[group.usage_key][customer_id],
+                        after=after[group.usage_key][customer_id],
+                        result=result,
+                    )
+                ]
+            else:
+                with transaction.atomic():
                     debits = [
-                        _debit_record(
+                        _debit(
                             group,
                             before=plan.before[group.usage_key][customer_id],
                             after=after[group.usage_key][customer_id],
-                            result=result,
+                            now=now,
+                            events=group.events,
+                            wallet=plan.wallets.get((customer_id, group.subscription.plan.currency)),
                         )
+                        for group in customer_groups
                     ]
-                else:
-                    with transaction.atomic():
-                        debits = [
-                            _debit(
-                                group,
-                                before=plan.before[group.usage_key][customer_id],
-                                after=after[group.usage_key][customer_id],
-                                now=now,
-                                events=group.events,
-                                wallet=plan.wallets.get((customer_id, group.subscription.plan.currency)),
-                            )
-                            for group in customer_groups
-                        ]
-                outcome.debits.extend(debits)
-            except InsufficientBalance:
-                # Earlier debits of this customer were rolled back: their in-memory wallets are stale.
-                for wallet_key in [k for k in plan.wallets if k[0] == customer_id]:
-                    del plan.wallets[wallet_key]
-                kept = _one_at_a_time(
-                    merchant=merchant,
-                    raw_events=raw_events,
-                    events=events_by_customer[customer_id],
-                    plan=plan,
-                    now=now,
-                    outcome=outcome,
-                )
-                for key in plan.counted:
-                    if key[1] == customer_id:
-                        final[key] = kept.get(key[0], plan.before[key[0]][customer_id])
-        _counters_save(plan, final, now)
-        if outcome.late_event_ids:
-            late = set(outcome.late_event_ids)
-            counters.counters_forget(events=[event for event in outcome.accepted if event.id in late])
-    return outcome
+            outcome.debits.extend(debits)
+        except InsufficientBalance:
+            # Earlier debits of this customer were rolled back: their in-memory wallets are stale.
+            for wallet_key in [k for k in plan.wallets if k[0] == customer_id]:
+                del plan.wallets[wallet_key]
+            kept = _one_at_a_time(
+                merchant=merchant,
+                raw_events=raw_events,
+                events=events_by_customer[customer_id],
+                plan=plan,
+                now=now,
+                outcome=outcome,
+            )
+            for key in plan.counted:
+                if key[1] == customer_id:
+                    final[key] = kept.get(key[0], plan.before[key[0]][customer_id])
+    _counters_save(plan, final, now)
+    if outcome.late_event_ids:
+        late = set(outcome.late_event_ids)
+        counters.counters_forget(events=[event for event in outcome.accepted if event.id in late])
 
 
 def _link_named_customers(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -305,7 +305,9 @@ def _validate(
     )
 
 
-def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> IngestOutcome:
+def events_ingest(
+    *, merchant: Merchant, raw_events: Sequence, now: datetime, known_customers: Mapping[str, str] | None = None
+) -> IngestOutcome:
     """Validate and store usage events; bad items are rejected with field errors, good ones kept.
 
     A constant number of queries whatever the batch size: customer resolution, one bulk insert with
@@ -316,8 +318,11 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
     type it does not know. One event naming its customer by ``subject`` is stored by ONE statement
     that resolves the customer and inserts (the hot path of ``POST /v0/events``); it needs no
     transaction of its own. Everything else runs in one transaction. Safe to call inside an outer
-    transaction (a savepoint there, never ``durable``); ``now`` is the server time used for absent
-    timestamps, ``received_at`` and the future-tolerance check.
+    transaction (never ``durable``, and without a savepoint of its own: an error rolls the caller's
+    transaction back); ``now`` is the server time used for absent timestamps, ``received_at`` and the
+    future-tolerance check. ``known_customers``: id → external id ("" for none) of customers of this
+    merchant the caller read in its transaction (real-time billing has them with their subscriptions);
+    subjects among them are not looked up again.
     """
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise ValueError(f"At most {MAX_BATCH_EVENTS} events per request.")
@@ -348,8 +353,9 @@ def events_ingest(*, merchant: Merchant, raw_events: Sequence, now: datetime) ->
             results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, candidate.idempotency_key)
             return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
         # Nothing inserted: an unknown customer or a duplicate; the general path says which.
-    with transaction.atomic():
-        accepted = _store(merchant, candidates, results, now)
+    # No savepoint inside a caller's transaction: nothing here is retried after an error.
+    with transaction.atomic(savepoint=False):
+        accepted = _store(merchant, candidates, results, now, known_customers or {})
     return IngestOutcome(results=results, accepted=accepted)
 
 
@@ -371,16 +377,22 @@ def _accepted(candidate: _Candidate, event_id: int, received_at: datetime) -> Ac
 
 
 def _store(
-    merchant: Merchant, candidates: list[_Candidate], results: list[EventResult | None], now: datetime
+    merchant: Merchant,
+    candidates: list[_Candidate],
+    results: list[EventResult | None],
+    now: datetime,
+    known_customers: Mapping[str, str],
 ) -> list[AcceptedEvent]:
     """Resolve subjects, insert, classify duplicates; fills ``results`` and returns the accepted events."""
     # Resolve subjects and external subjects in one query.
     subjects = {c.subject for c in candidates if c.subject}
     external_subjects = {c.external_subject for c in candidates if c.external_subject and not c.subject}
-    by_id: dict[str, str | None] = {}
-    by_external: dict[str, str] = {}
-    if subjects or external_subjects:
-        for customer_id, customer_external_id in _customers_matching(merchant, subjects, external_subjects):
+    by_id: dict[str, str | None] = {c: known_customers[c] for c in subjects if c in known_customers}
+    by_external: dict[str, str] = {ext: c for c, ext in known_customers.items() if ext}
+    unknown_subjects = subjects - by_id.keys()
+    unknown_externals = external_subjects - by_external.keys()
+    if unknown_subjects or unknown_externals:
+        for customer_id, customer_external_id in _customers_matching(merchant, unknown_subjects, unknown_externals):
             by_id[customer_id] = customer_external_id
             if customer_external_id:
                 by_external[customer_external_id] = customer_id

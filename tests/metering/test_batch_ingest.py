@@ -127,3 +127,41 @@ def test_query_count_with_duplicates_and_linking_is_constant(
         response = api_client.post("/v0/events/batch", {"events": events}, format="json")
 
     assert response.json()["counts"] == {"accepted": 300, "duplicate": 300, "rejected": 0}
+
+
+def test_known_customers_are_not_looked_up_and_the_others_still_are(merchant, input_tokens, customer):
+    # given a batch naming a customer the caller already read, another by external id, and a stranger
+    from datetime import UTC, datetime
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from metering.services import events_ingest
+    from tests.factories import CustomerFactory
+
+    other = CustomerFactory(merchant=merchant, name="Other", external_id="other-7")
+    events = _events(customer, 2)
+    events.append({**_events(customer, 1, prefix="x")[0], "subject": None, "externalSubject": "other-7"})
+    events.append({**_events(customer, 1, prefix="s")[0], "subject": "cus_nobody"})
+    now = datetime(2026, 1, 10, tzinfo=UTC)
+    known = {customer.pk: customer.external_id}
+
+    def customer_look_ups(captured) -> list[str]:
+        return [q["sql"] for q in captured if q["sql"].startswith("SELECT") and "catalog_customer" in q["sql"]]
+
+    # when only the first customer is known: the other two are looked up
+    with CaptureQueriesContext(connection) as captured:
+        outcome = events_ingest(merchant=merchant, raw_events=events, now=now, known_customers=known)
+
+    # then the known and the looked-up customers' events are stored, the stranger's refused
+    assert [r.status for r in outcome.results] == ["accepted", "accepted", "accepted", "rejected"]
+    assert sorted(e.customer_id for e in outcome.accepted) == sorted([customer.pk, customer.pk, other.pk])
+    [look_up] = customer_look_ups(captured)
+
+    # and when every customer named is known, there is no look-up at all
+    with CaptureQueriesContext(connection) as captured:
+        outcome = events_ingest(
+            merchant=merchant, raw_events=_events(customer, 2, prefix="m"), now=now, known_customers=known
+        )
+    assert outcome.counts == {"accepted": 2, "duplicate": 0, "rejected": 0}
+    assert customer_look_ups(captured) == []

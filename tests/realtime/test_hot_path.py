@@ -20,14 +20,16 @@ from .conftest import MARCH, NOW, balance, event, fund, send
 
 pytestmark = pytest.mark.django_db
 
-# Real-time check, savepoint, subscriptions, prices (on PostgreSQL with their tiers, dynamic rates and
+# (The real-time check is skipped: the customer was found real-time by the request before, see
+# ``test_a_customer_found_real_time_skips_the_check``.) Savepoint, subscriptions, prices (on PostgreSQL with their tiers, dynamic rates and
 # metric filters; elsewhere three more statements), wallet lock, counters, insert of the events, lots,
-# ledger entries, allocations, lots update, wallets update, the period's running debit total (one
-# upsert; on SQLite a read and a write: its NUMERIC sums are floating point), counter upsert, release.
-STATEMENTS = 15 if connection.vendor == "postgresql" else 19
-# A batch goes through metering's batch insert: its own savepoint, release and one look-up of the
-# customers named.
-BATCH_STATEMENTS = STATEMENTS + 3
+# then the writes: ledger entries, allocations, lots update, wallets update, the period's running debit
+# total, counter upsert — on PostgreSQL one statement (catalog.bulk.writes_combined), on SQLite six
+# and a read of the period total before its write (its NUMERIC sums are floating point) — release.
+STATEMENTS = 9 if connection.vendor == "postgresql" else 18
+# A batch goes through metering's batch insert, inside the same transaction without a savepoint of its
+# own, and its customers are those read with the subscriptions (no look-up): the same count.
+BATCH_STATEMENTS = STATEMENTS
 
 
 def _customers(merchant, plan, count):
@@ -73,3 +75,29 @@ def test_spread_batch_costs_a_fixed_number_of_statements(merchant, real_time_pla
     entries = LedgerEntry.objects.filter(wallet__customer__in=customers, kind="usage_debit", amount=Decimal(-4))
     assert entries.count() == 5
     assert LedgerAllocation.objects.filter(entry__in=entries).count() == 5
+
+
+def test_a_customer_found_real_time_skips_the_check(customer, subscription, django_assert_num_queries):
+    from catalog.models import BillingMode
+    from invoicing import realtime
+    from metering.models import UsageEvent
+
+    fund(customer, "100")
+    send(customer, 10)  # creates the usage counter
+    realtime._SEEN_REAL_TIME.discard(customer.pk)  # as in a process that has not seen the customer
+    # the first request asks the one-column check, then the subscriptions
+    with django_assert_num_queries(STATEMENTS + 1):
+        send(customer, 10)
+    # the next ones go straight to the subscriptions
+    with django_assert_num_queries(STATEMENTS):
+        send(customer, 10)
+
+    # when the subscription is no longer real-time, the hint is stale: the subscriptions statement finds
+    # none, the event is only ingested, and the next request asks the check again
+    subscription.billing_mode = BillingMode.POST_PAID
+    subscription.save(update_fields=["billing_mode"])
+    outcome = send(customer, 10)
+    assert outcome.debits == [] and outcome.counts["accepted"] == 1
+    assert customer.pk not in realtime._SEEN_REAL_TIME
+    assert balance(customer) == Decimal("99.7")
+    assert UsageEvent.objects.filter(customer=customer).count() == 4
