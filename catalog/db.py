@@ -21,8 +21,10 @@ def planned_once_cursor() -> Iterator[CursorWrapper]:
     On PostgreSQL it binds parameters on the server and asks psycopg to prepare the statement (once per
     connection and statement text), so PostgreSQL stops planning it: planning the single-event insert
     and the real-time check cost more than executing them. Django's default cursor binds on the client
-    and never prepares (and Django turns psycopg's automatic preparation off). Not for a server behind a
-    transaction-pooling proxy (PgBouncer in transaction mode), where prepared statements break.
+    and never prepares (and Django turns psycopg's automatic preparation off). Connections open with
+    ``plan_cache_mode=force_generic_plan`` (settings), so a prepared statement is planned once per
+    connection. Behind PgBouncer in transaction mode this needs PgBouncer >= 1.21 with
+    ``max_prepared_statements`` > 0; older transaction-pooling proxies break prepared statements.
 
     The cursor is wrapped like ``connection.cursor()`` (thread check, query logging), so tests still
     count these statements. On SQLite: the ordinary cursor.

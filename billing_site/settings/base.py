@@ -103,13 +103,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # process write at the same moment.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("DATABASE_JIT", False):
-    # PostgreSQL's JIT compiled the all-customers usage aggregation for ~0.5 s of a 1.4 s query (its
-    # row estimate crosses the JIT thresholds); no other query of ours gains from it. Off per
-    # connection, no extra statement (metering/README.md, "JIT"); DATABASE_JIT=1 leaves the server's
-    # setting alone.
-    _options = DATABASES["default"].setdefault("OPTIONS", {})
-    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Session settings ride on the connection's start-up packet: no extra statement per connection.
+    _session = []
+    if not env_bool("DATABASE_JIT", False):
+        # PostgreSQL's JIT compiled the all-customers usage aggregation for ~0.5 s of a 1.4 s query (its
+        # row estimate crosses the JIT thresholds); no other query of ours gains from it
+        # (metering/README.md, "JIT"); DATABASE_JIT=1 leaves the server's setting alone.
+        _session.append("-c jit=off")
+    if env_bool("DATABASE_GENERIC_PLANS", True):
+        # Only our prepared hot-path statements (catalog.db.planned_once_cursor) are affected: Django's
+        # own statements are never prepared. Left to choose, PostgreSQL kept re-planning the price,
+        # wallet-lock and counter reads on every real-time request, because their one-row custom plans
+        # looked cheaper than the generic plan they all end up using (metering/README.md, "Plans").
+        _session.append("-c plan_cache_mode=force_generic_plan")
+    if _session:
+        _options = DATABASES["default"].setdefault("OPTIONS", {})
+        _options["options"] = " ".join([_options.get("options", ""), *_session]).strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
