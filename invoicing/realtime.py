@@ -733,8 +733,7 @@ def _debit_and_count(
     requests = [
         _debit_request(
             by_customer[customer_id][0],
-            before=plan.before[by_customer[customer_id][0].usage_key][customer_id],
-            after=after[by_customer[customer_id][0].usage_key][customer_id],
+            **_usage_span(plan, after, by_customer[customer_id][0], customer_id),
             wallet=single[customer_id],
         )
         for customer_id in bulk_ids
@@ -751,21 +750,13 @@ def _debit_and_count(
                 if isinstance(result, InsufficientBalance):
                     raise result
                 group = customer_groups[0]
-                debits = [
-                    _debit_record(
-                        group,
-                        before=plan.before[group.usage_key][customer_id],
-                        after=after[group.usage_key][customer_id],
-                        result=result,
-                    )
-                ]
+                debits = [_debit_record(group, **_usage_span(plan, after, group, customer_id), result=result)]
             else:
                 with transaction.atomic():
                     debits = [
                         _debit(
                             group,
-                            before=plan.before[group.usage_key][customer_id],
-                            after=after[group.usage_key][customer_id],
+                            **_usage_span(plan, after, group, customer_id),
                             now=now,
                             events=group.events,
                             wallet=plan.wallets.get((customer_id, group.subscription.plan.currency)),
@@ -792,6 +783,12 @@ def _debit_and_count(
     if outcome.late_event_ids:
         late = set(outcome.late_event_ids)
         counters.counters_forget(events=[event for event in outcome.accepted if event.id in late])
+
+
+def _usage_span(plan: _Plan, after: dict, group: _Group, customer_id: str) -> dict[str, Decimal]:
+    """The customer's usage of ``group``'s metric and period before and after this request: the
+    ``before=``/``after=`` of its debit."""
+    return {"before": plan.before[group.usage_key][customer_id], "after": after[group.usage_key][customer_id]}
 
 
 def _link_named_customers(
