@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Q, QuerySet, Sum
 
+from catalog.db import instances_select, rows_select
 from catalog.models import Customer
 
 from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, PeriodDebitTotal, Wallet
@@ -28,6 +29,28 @@ def decimal_sum(queryset: QuerySet, field: str) -> Decimal:
 def wallets_for_customer(*, customer: Customer) -> list[Wallet]:
     """The customer's balances, one per currency, from the cached rows (one indexed query)."""
     return list(Wallet.objects.filter(customer=customer).order_by("currency"))
+
+
+def customer_with_wallets(*, merchant_id: str, customer_id: str) -> tuple[Customer, list[Wallet]] | None:
+    """One of the merchant's customers and its balances (one per currency, by currency), or ``None``
+    when the merchant has no such customer: ONE prepared statement (customer left-joined to its wallets),
+    for the reads that must answer in < 10 ms (balance, usage cost): the two ORM queries it replaces
+    cost more Python than their database work."""
+    rows = instances_select(
+        f"SELECT {{columns}} FROM {Customer._meta.db_table} c"
+        f" LEFT JOIN {Wallet._meta.db_table} w ON w.customer_id = c.id"
+        " WHERE c.id = %s AND c.merchant_id = %s ORDER BY w.currency",
+        [customer_id, merchant_id],
+        ((Customer, "c"), (Wallet, "w")),
+        prepared=True,
+    )
+    if not rows:
+        return None
+    customer = rows[0][0]
+    wallets = [wallet for _, wallet in rows if wallet is not None]
+    for wallet in wallets:
+        wallet._state.fields_cache["customer"] = customer
+    return customer, wallets
 
 
 def ledger_for_customer(*, customer: Customer, currency: str | None = None) -> QuerySet[LedgerEntry]:
@@ -108,13 +131,25 @@ def period_debits_so_far(*, periods: Sequence[tuple[str, datetime, datetime]]) -
     plan segment, whatever the number of debits (the usage-cost read). {subscription id: debits}."""
     if not periods:
         return {}
-    match = Q()
-    for subscription_id, start, end in periods:
-        match |= Q(subscription_id=subscription_id, period_start__gte=start, period_start__lt=end, period_end=end)
     sums = {subscription_id: [ZERO, ZERO] for subscription_id, _, _ in periods}
-    for subscription_id, debited, overage in PeriodDebitTotal.objects.filter(match).values_list(
-        "subscription_id", "debited", "overage"
-    ):
+    if connection.vendor == "postgresql":
+        # One prepared statement whatever the number of periods (they travel as three arrays): building
+        # the ORM's OR of filters cost more than the read itself on the usage-cost endpoint.
+        rows = rows_select(
+            f"SELECT t.subscription_id, t.debited, t.overage FROM {PeriodDebitTotal._meta.db_table} t"
+            " JOIN unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS p(subscription_id, period_start, period_end)"
+            " ON t.subscription_id = p.subscription_id AND t.period_end = p.period_end"
+            " AND t.period_start >= p.period_start AND t.period_start < p.period_end",
+            [[sub for sub, _, _ in periods], [start for _, start, _ in periods], [end for _, _, end in periods]],
+            [None, (PeriodDebitTotal, "debited"), (PeriodDebitTotal, "overage")],
+            prepared=True,
+        )
+    else:
+        match = Q()
+        for subscription_id, start, end in periods:
+            match |= Q(subscription_id=subscription_id, period_start__gte=start, period_start__lt=end, period_end=end)
+        rows = PeriodDebitTotal.objects.filter(match).values_list("subscription_id", "debited", "overage")
+    for subscription_id, debited, overage in rows:
         sums[subscription_id][0] += debited
         sums[subscription_id][1] += overage
     return {sub: PeriodDebits(debited=debited, overage=overage) for sub, (debited, overage) in sums.items()}

@@ -10,7 +10,7 @@ routed before metering's URLs (billing_site/urls.py).
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,11 +20,10 @@ from rest_framework.views import APIView
 
 from catalog.api.auth import request_merchant
 from catalog.api.errors import ApiError, validation_error_response
-from catalog.models import Customer
 from catalog.pricing import is_known_currency
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
-from wallets.selectors import wallets_for_customer
+from wallets.selectors import customer_with_wallets
 from wallets.services import amount_str
 
 from .. import realtime
@@ -91,14 +90,13 @@ class CustomerUsageCostApi(APIView):
         currency = (request.query_params.get("currency") or "").upper() or None
         if currency is not None and not is_known_currency(currency):
             return validation_error_response([{"field": "currency", "message": f"Unknown currency “{currency}”."}])
-        customer = get_object_or_404(
-            Customer.objects.only("id", "merchant_id", "currency", "time_zone"),
-            pk=customer_id,
-            merchant=request_merchant(request),
-        )
+        found = customer_with_wallets(merchant_id=request_merchant(request).pk, customer_id=customer_id)
+        if found is None:
+            raise Http404  # another merchant's customer is indistinguishable from a missing one
+        customer, wallets = found
         now = timezone.now()
         costs = realtime.customer_usage_cost(customer=customer, now=now, currency=currency)
-        wallets = [w for w in wallets_for_customer(customer=customer) if currency is None or w.currency == currency]
+        wallets = [w for w in wallets if currency is None or w.currency == currency]
         return Response(
             {
                 "object": "customer_usage_cost",

@@ -105,3 +105,29 @@ def test_usage_cost_answers_the_current_period(api_client, customer, live_subscr
     assert api_client.get(f"/v0/customers/{other.pk}/usageCost").status_code == 404
     bad = api_client.get(f"/v0/customers/{customer.pk}/usageCost?currency=XXQ")
     assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "currency")
+
+
+def test_usage_cost_reads_a_fixed_number_of_statements(
+    api_client, customer, live_subscription, django_assert_num_queries
+):
+    fund(customer, "10", now=timezone.now())
+    for batch in range(3):
+        api_client.post(
+            "/v0/events/batch", {"events": [live_event(customer, 100 + batch), live_event(customer, 7)]}, format="json"
+        )
+
+    # The API key comes from the per-process cache (the POSTs above looked it up); then the customer
+    # with its wallets (one statement), its real-time subscriptions, their running period totals —
+    # whatever the number of events and debits
+    with django_assert_num_queries(3):
+        response = api_client.get(f"/v0/customers/{customer.pk}/usageCost?currency=USD")
+
+    assert response.status_code == 200
+    assert [b["currency"] for b in response.json()["balances"]] == ["USD"]
+
+
+def test_usage_cost_of_a_customer_without_a_wallet_lists_no_balance(api_client, customer):
+    response = api_client.get(f"/v0/customers/{customer.pk}/usageCost")
+
+    assert response.status_code == 200
+    assert response.json()["balances"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -41,8 +42,10 @@ class CustomerBalanceApi(APIView):
 
     @extend_schema(operation_id="customers_balance", responses={200: OpenApiTypes.OBJECT}, tags=["prepaid credit"])
     def get(self, request, customer_id: str):
-        customer = _customer(request, customer_id)
-        wallets = selectors.wallets_for_customer(customer=customer)
+        found = selectors.customer_with_wallets(merchant_id=request_merchant(request).pk, customer_id=customer_id)
+        if found is None:
+            raise Http404  # another merchant's customer is indistinguishable from a missing one
+        customer, wallets = found
         return Response(
             {"object": "customer_balance", "customerId": customer.pk, "balances": [wallet_out(w) for w in wallets]}
         )
