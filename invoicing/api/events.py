@@ -10,7 +10,6 @@ routed before metering's URLs (billing_site/urls.py).
 
 from __future__ import annotations
 
-from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,12 +17,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.auth import request_merchant
 from catalog.api.errors import ApiError, validation_error_response
 from catalog.pricing import is_known_currency
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
-from wallets.selectors import customer_with_wallets
+from wallets.api.views import customer_with_wallets_or_404
 from wallets.services import amount_str
 
 from .. import realtime
@@ -90,10 +88,7 @@ class CustomerUsageCostApi(APIView):
         currency = (request.query_params.get("currency") or "").upper() or None
         if currency is not None and not is_known_currency(currency):
             return validation_error_response([{"field": "currency", "message": f"Unknown currency “{currency}”."}])
-        found = customer_with_wallets(merchant_id=request_merchant(request).pk, customer_id=customer_id)
-        if found is None:
-            raise Http404  # another merchant's customer is indistinguishable from a missing one
-        customer, wallets = found
+        customer, wallets = customer_with_wallets_or_404(request, customer_id)
         now = timezone.now()
         costs = realtime.customer_usage_cost(customer=customer, now=now, currency=currency)
         wallets = [w for w in wallets if currency is None or w.currency == currency]

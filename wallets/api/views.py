@@ -18,6 +18,7 @@ from catalog.models import Customer
 
 from .. import selectors, services
 from ..errors import WalletError
+from ..models import Wallet
 from .serializers import (
     CreditInputSerializer,
     LedgerQuerySerializer,
@@ -35,6 +36,14 @@ def _customer(request, customer_id: str) -> Customer:
     )
 
 
+def customer_with_wallets_or_404(request, customer_id: str) -> tuple[Customer, list[Wallet]]:
+    """The merchant's customer and its wallets (one prepared statement); 404 like ``_customer``."""
+    found = selectors.customer_with_wallets(merchant_id=request_merchant(request).pk, customer_id=customer_id)
+    if found is None:
+        raise Http404
+    return found
+
+
 class CustomerBalanceApi(APIView):
     # Must answer in < 10 ms (issue #7): the key → merchant look-up comes from the per-process cache
     # (catalog/api/auth.py); only the merchant's id is used, so its cached fields cannot be stale here.
@@ -42,10 +51,7 @@ class CustomerBalanceApi(APIView):
 
     @extend_schema(operation_id="customers_balance", responses={200: OpenApiTypes.OBJECT}, tags=["prepaid credit"])
     def get(self, request, customer_id: str):
-        found = selectors.customer_with_wallets(merchant_id=request_merchant(request).pk, customer_id=customer_id)
-        if found is None:
-            raise Http404  # another merchant's customer is indistinguishable from a missing one
-        customer, wallets = found
+        customer, wallets = customer_with_wallets_or_404(request, customer_id)
         return Response(
             {"object": "customer_balance", "customerId": customer.pk, "balances": [wallet_out(w) for w in wallets]}
         )
