@@ -150,7 +150,12 @@ class CreditLot(models.Model):
                 name="lot_remaining_within_original", condition=Q(remaining__gte=0, remaining__lte=F("original_amount"))
             ),
         ]
-        indexes = [models.Index(fields=["wallet", "remaining"]), models.Index(fields=["expires_at", "expired_at"])]
+        # No index names ``remaining``: every debit rewrites it, and an indexed column makes the update
+        # non-HOT (a new entry in every index of the table per debit).
+        indexes = [
+            models.Index(fields=["wallet"], name="credit_lot_wallet"),
+            models.Index(fields=["expires_at", "expired_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.original_amount.normalize():f} {self.wallet.currency}"

@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 
+from invoicing.models import RealtimeUsageCounter
 from wallets.models import CreditLot, EntryKind, LedgerAllocation, LedgerEntry, PeriodDebitTotal, Wallet
 from wallets.services import credit_grant
 
@@ -55,3 +56,24 @@ def test_a_lot_still_expires_once(customer, now):
         LedgerEntry.objects.create(
             wallet=wallet, sequence=91, kind=EntryKind.EXPIRY, amount=0, balance_after=0, lot=lot, occurred_at=now
         )
+
+
+# The columns every debit rewrites. An index naming one of them makes each debit's update non-HOT: a
+# new entry in every index of the table, and dead ones piling up until a vacuum.
+REWRITTEN_BY_EVERY_DEBIT = {
+    Wallet: ["balance", "last_sequence", "overage_outstanding", "updated_at"],
+    CreditLot: ["remaining"],
+    PeriodDebitTotal: ["debited", "overage", "entries"],
+    RealtimeUsageCounter: ["usage", "definition", "updated_at"],
+}
+
+
+@pytest.mark.parametrize("model", REWRITTEN_BY_EVERY_DEBIT, ids=lambda m: m.__name__)
+def test_no_index_names_a_column_every_debit_rewrites(model):
+    rewritten = {model._meta.get_field(name).column for name in REWRITTEN_BY_EVERY_DEBIT[model]}
+    offending = {
+        name: info["columns"]
+        for name, info in _database_constraints(model).items()
+        if (info["index"] or info["unique"]) and rewritten & set(info["columns"] or ())
+    }
+    assert offending == {}
