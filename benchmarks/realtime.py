@@ -6,7 +6,8 @@ generator processes with keep-alive connections on the same machine (see benchma
     .venv/bin/python benchmarks/realtime.py
     .venv/bin/python benchmarks/realtime.py --events 2000 --batch-size 10 --paced-events 2000  # quick
 
-Phases:
+Phases (each after a ``VACUUM ANALYZE``, see ``vacuum_analyze``; before them, ``--warm-up`` untimed
+requests per client so that no worker answers its first request inside a timed phase):
 1. one prepaid customer: ``--events`` events from ``--clients`` clients in ``--batch-size``-event
    ``POST /v0/events/batch`` requests (every request serialises on that customer's wallet lock);
 2. the same number of events spread over ``--customers`` customers;
@@ -63,7 +64,13 @@ def parse_args() -> argparse.Namespace:
         default=[500, 1000],
         help="events/s of the paced phases: one customer, spread (0 skips a phase)",
     )
-    parser.add_argument("--paced-events", type=int, default=10_000, help="events per paced phase")
+    parser.add_argument("--paced-events", type=int, default=20_000, help="events per paced phase")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=5,
+        help="untimed requests per client before the first phase (each worker's connection prepared and planned)",
+    )
     parser.add_argument(
         "--no-vacuum",
         action="store_true",
@@ -323,6 +330,13 @@ def main() -> None:
     _print_vacuum_setting(args)
     try:
         batches = args.events // args.batch_size // args.clients
+        if args.warm_up:
+            # A server in service is warm: the first request of each worker opens its database connection
+            # and plans its prepared statements. Spread customers, so no phase starts with a head start.
+            run_processes(
+                _batch_client,
+                [(args.port, key, spread, args.warm_up, args.batch_size, w, "warm", None) for w in range(args.clients)],
+            )
         for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
             vacuum_analyze(args)
             results, elapsed = run_processes(
