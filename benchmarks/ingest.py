@@ -125,6 +125,12 @@ def seed(args):
 # --- HTTP load -----------------------------------------------------------------------------------
 
 
+# Each gunicorn worker's heartbeat touches a file in this directory after every request: on a
+# disk-backed /tmp that metadata write can wait behind the journal (PostgreSQL's fsyncs), stalling the
+# worker. gunicorn's documentation advises a tmpfs; /dev/shm is one on Linux.
+_WORKER_TMP_DIR = ["--worker-tmp-dir", "/dev/shm"] if Path("/dev/shm").is_dir() else []
+
+
 def start_gunicorn(args) -> subprocess.Popen:
     process = subprocess.Popen(
         [
@@ -140,6 +146,7 @@ def start_gunicorn(args) -> subprocess.Popen:
             str(args.threads),
             "--log-level",
             "warning",
+            *_WORKER_TMP_DIR,
         ],
         cwd=ROOT,
     )
