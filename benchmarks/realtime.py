@@ -74,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-vacuum",
         action="store_true",
-        help="skip the VACUUM ANALYZE after seeding and between phases (what autovacuum does in production)",
+        help="skip the VACUUM ANALYZE before each phase (what autovacuum does in production)",
     )
     return parser.parse_args()
 
@@ -243,10 +243,11 @@ def _report(label: str, results, elapsed: float) -> dict:
 
 
 def _print_vacuum_setting(args) -> None:
-    import psycopg
+    from django.db import connection
 
-    with psycopg.connect(f"{args.pg}/{args.database}", autocommit=True) as conn:
-        autovacuum = conn.execute("SHOW autovacuum").fetchone()[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW autovacuum")
+        autovacuum = cursor.fetchone()[0]
     done = "not run (--no-vacuum)" if args.no_vacuum else "run before each phase"
     print(f"server autovacuum = {autovacuum}; VACUUM ANALYZE {done}", flush=True)
 
@@ -258,10 +259,10 @@ def vacuum_analyze(args) -> None:
     a server may run with ``autovacuum = off`` (this machine's does); the command's cost is not timed."""
     if args.no_vacuum:
         return
-    import psycopg
+    from django.db import connection
 
-    with psycopg.connect(f"{args.pg}/{args.database}", autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
+    with connection.cursor() as cursor:  # the seeding connection, in autocommit: VACUUM may run
+        cursor.execute("VACUUM ANALYZE")
 
 
 def _reads(port, key, customer_id, count) -> None:

@@ -18,15 +18,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings.productio
 application = get_wsgi_application()
 
 
-def freeze_startup_objects() -> int:
-    """Import every view (resolve the URL table), collect once, then freeze what is alive; returns the
-    number of objects frozen."""
+def freeze_startup_objects() -> None:
+    """Import every view (resolve the URL table), collect once, then freeze what is alive."""
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 — imports the URLconf and with it every view module
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()
 
 
 if os.environ.get("GC_FREEZE", "1") != "0":
