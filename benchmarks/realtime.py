@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import statistics
 import sys
 import time
@@ -219,7 +220,7 @@ def _single_client(port, key, subject, requests, worker, queue):
     queue.put((latencies, accepted, errors))
 
 
-def _report(label: str, results, elapsed: float) -> dict:
+def _report(label: str, results, elapsed: float, cpu: dict[str, float] | None = None) -> dict:
     latencies = sorted(lat for lats, _, _ in results for lat in lats)
     accepted = sum(a for _, a, _ in results)
     errors = sum(e for _, _, e in results)
@@ -239,7 +240,70 @@ def _report(label: str, results, elapsed: float) -> dict:
         f"errors {errors}",
         flush=True,
     )
+    if cpu is not None and figures["requests"]:
+        per_request = {name: cpu[name] / figures["requests"] * 1000 for name in ("server", "postgres", "clients")}
+        figures.update({f"cpu_{name}_ms": value for name, value in per_request.items()})
+        print(
+            f"  CPU per request: gunicorn {per_request['server']:.2f} ms, PostgreSQL {per_request['postgres']:.2f} ms, "
+            f"load generator {per_request['clients']:.2f} ms; machine busy {cpu['busy'] / cpu['all']:.0%}",
+            flush=True,
+        )
     return figures
+
+
+class CpuMeter:
+    """CPU seconds spent during a phase by gunicorn (master and workers), PostgreSQL (every
+    ``postgres`` process: backends, WAL writer, checkpointer) and the load generator (this process's
+    reaped children: the client processes, joined before the phase ends), and the machine's busy share.
+
+    Read from ``/proc`` (Linux); elsewhere ``start``/``stop`` return nothing and the report leaves the
+    line out. Answers "where does a request's CPU go" at saturation, where latency is the queue."""
+
+    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+        self.enabled = Path("/proc/stat").exists()
+
+    @classmethod
+    def _process_seconds(cls, stat: str) -> tuple[int, float]:
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / cls._TICK  # ppid, utime + stime
+
+    def _snapshot(self) -> dict[str, float]:
+        server, postgres = 0.0, 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                comm = (entry / "comm").read_text().strip()
+                ppid, seconds = self._process_seconds((entry / "stat").read_text())
+            except OSError:  # gone meanwhile
+                continue
+            if comm == "postgres":
+                postgres += seconds
+            elif int(entry.name) == self.server_pid or ppid == self.server_pid:
+                server += seconds
+        times = os.times()
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ticks = [int(value) for value in cpu]
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        return {
+            "server": server,
+            "postgres": postgres,
+            "clients": times.children_user + times.children_system,
+            "busy": (sum(ticks) - idle) / self._TICK,
+            "all": sum(ticks) / self._TICK,
+        }
+
+    def start(self) -> dict[str, float] | None:
+        return self._snapshot() if self.enabled else None
+
+    def stop(self, started: dict[str, float] | None) -> dict[str, float] | None:
+        if started is None:
+            return None
+        now = self._snapshot()
+        return {name: now[name] - started[name] for name in now}
 
 
 def _print_vacuum_setting(args) -> None:
@@ -329,6 +393,7 @@ def main() -> None:
     heavy, spread = customer_ids[0], customer_ids[1:]
     server = start_gunicorn(args)
     _print_vacuum_setting(args)
+    meter = CpuMeter(server.pid)
     try:
         batches = args.events // args.batch_size // args.clients
         if args.warm_up:
@@ -340,11 +405,14 @@ def main() -> None:
             )
         for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
             vacuum_analyze(args)
+            cpu = meter.start()
             results, elapsed = run_processes(
                 _batch_client,
                 [(args.port, key, subjects, batches, args.batch_size, w, "closed", None) for w in range(args.clients)],
             )
-            _report(f"{label}, {args.clients} clients, {args.batch_size}-event batches", results, elapsed)
+            _report(
+                f"{label}, {args.clients} clients, {args.batch_size}-event batches", results, elapsed, meter.stop(cpu)
+            )
         # The same requests at the issue's target rates, on a fixed schedule (open loop): the latency a
         # client sees at that load, rather than the queue that a closed loop at saturation builds
         # (there, latency = clients / throughput whatever the code does).
@@ -358,6 +426,7 @@ def main() -> None:
             interval = args.batch_size * args.clients / rate  # seconds between one client's requests
             paced_batches = max(1, args.paced_events // args.batch_size // args.clients)
             first = time.monotonic() + 0.5
+            cpu = meter.start()
             results, elapsed = run_processes(
                 _batch_client,
                 [
@@ -378,14 +447,18 @@ def main() -> None:
                 f"{label}, {args.clients} clients, {args.batch_size}-event batches paced at {rate:,} events/s",
                 results,
                 elapsed - 0.5,
+                meter.stop(cpu),
             )
         if args.single_events:
             vacuum_analyze(args)
             per_client = args.single_events // args.clients
+            cpu = meter.start()
             results, elapsed = run_processes(
                 _single_client, [(args.port, key, heavy, per_client, w) for w in range(args.clients)]
             )
-            _report(f"one customer, {args.clients} clients, single-event POST /v0/events", results, elapsed)
+            _report(
+                f"one customer, {args.clients} clients, single-event POST /v0/events", results, elapsed, meter.stop(cpu)
+            )
         if args.reads:
             _reads(args.port, key, heavy, args.reads)
     finally:
