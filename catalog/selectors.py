@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
-from .db import any_of, instances_select, prefetched
+from .db import any_of, instance_from_row, instances_select, prefetched
 from .models import (
     ApiKey,
     BillableMetric,
@@ -152,11 +152,13 @@ def _nested_rows(price: Price, metric: BillableMetric | None, tiers: str | None,
     alias = connection.alias
     exact = functools.partial(json.loads, parse_float=Decimal)
     tier_rows = [
-        PriceTier.from_db(alias, _TIER_FIELDS, (tier_id, price.pk, up_to, unit_price, flat_fee))
+        instance_from_row(PriceTier, alias, _TIER_FIELDS, (tier_id, price.pk, up_to, unit_price, flat_fee))
         for tier_id, up_to, unit_price, flat_fee in (exact(tiers) if tiers else ())
     ]
     rate_rows = [
-        DynamicRate.from_db(alias, _RATE_FIELDS, (rate_id, price.pk, datetime.fromisoformat(start), unit_price))
+        instance_from_row(
+            DynamicRate, alias, _RATE_FIELDS, (rate_id, price.pk, datetime.fromisoformat(start), unit_price)
+        )
         for rate_id, start, unit_price in (exact(rates) if rates else ())
     ]
     prefetched([price], "tiers", tier_rows, "price_id")
@@ -164,7 +166,8 @@ def _nested_rows(price: Price, metric: BillableMetric | None, tiers: str | None,
     if metric is not None and "filters" not in getattr(metric, "_prefetched_objects_cache", {}):
         values_field = MetricFilter._meta.get_field("values")
         filter_rows = [
-            MetricFilter.from_db(
+            instance_from_row(
+                MetricFilter,
                 alias,
                 _FILTER_FIELDS,
                 (filter_id, metric.pk, path, operator, values_field.from_db_value(values, None, connection)),
@@ -174,9 +177,9 @@ def _nested_rows(price: Price, metric: BillableMetric | None, tiers: str | None,
         prefetched([metric], "filters", filter_rows, "metric_id")
 
 
-_TIER_FIELDS = ["id", "price_id", "up_to", "unit_price", "flat_fee"]
-_RATE_FIELDS = ["id", "price_id", "effective_from", "unit_price"]
-_FILTER_FIELDS = ["id", "metric_id", "property_path", "operator", "values"]
+_TIER_FIELDS = ("id", "price_id", "up_to", "unit_price", "flat_fee")
+_RATE_FIELDS = ("id", "price_id", "effective_from", "unit_price")
+_FILTER_FIELDS = ("id", "metric_id", "property_path", "operator", "values")
 
 
 def metric_filters_prefetch(metrics: Iterable[BillableMetric]) -> None:

@@ -42,7 +42,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from catalog.bulk import writes_combined
-from catalog.db import any_of, instances_select, joined_columns, planned_once_cursor, rows_select
+from catalog.db import any_of, instance_from_row, instances_select, joined_columns, planned_once_cursor, rows_select
 from catalog.models import (
     BillableMetric,
     BillingMode,
@@ -305,14 +305,14 @@ def _realtime_subscriptions_named(
     found = []
     for row in rows:
         values = [row[start:end] for start, end in columns.slices]
-        sub = Subscription.from_db(alias, columns.names[0], values[0])
+        sub = instance_from_row(Subscription, alias, columns.names[0], values[0])
         plan_row = plans.get(values[1][0])
         if plan_row is None:
-            plan_row = plans[values[1][0]] = Plan.from_db(alias, columns.names[1], values[1])
+            plan_row = plans[values[1][0]] = instance_from_row(Plan, alias, columns.names[1], values[1])
         customer_row = customers.get(values[2][0])
         if customer_row is None:
-            customer_row = customers[values[2][0]] = Customer.from_db(alias, columns.names[2], values[2])
-        test_clock = None if values[3][0] is None else TestClock.from_db(alias, columns.names[3], values[3])
+            customer_row = customers[values[2][0]] = instance_from_row(Customer, alias, columns.names[2], values[2])
+        test_clock = None if values[3][0] is None else instance_from_row(TestClock, alias, columns.names[3], values[3])
         cache = sub._state.fields_cache
         cache["plan"], cache["customer"], cache["test_clock"] = plan_row, customer_row, test_clock
         if merchant is not None:

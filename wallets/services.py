@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.bulk import rows_insert, rows_update
-from catalog.db import any_of, rows_select
+from catalog.db import any_of, instance_from_row, rows_select
 from catalog.models import Customer
 
 from .errors import InsufficientBalance, InvalidAmount, WalletError
@@ -726,7 +726,7 @@ _ENTRY_COLUMNS = [
     "occurred_at",
     "created_at",
 ]
-_LOT_COLUMNS = [field.attname for field in CreditLot._meta.concrete_fields]
+_LOT_COLUMNS = tuple(field.attname for field in CreditLot._meta.concrete_fields)
 
 
 def _open_lots_of(wallet_ids: Sequence[str]) -> list[CreditLot]:
@@ -739,7 +739,7 @@ def _open_lots_of(wallet_ids: Sequence[str]) -> list[CreditLot]:
         f" FROM {quote(CreditLot._meta.db_table)} WHERE {of_wallets} AND remaining > 0 AND expired_at IS NULL"
     )
     rows = rows_select(sql, params, [(CreditLot, name) for name in _LOT_COLUMNS], prepared=True)
-    return [CreditLot.from_db(connection.alias, _LOT_COLUMNS, row) for row in rows]
+    return [instance_from_row(CreditLot, connection.alias, _LOT_COLUMNS, row) for row in rows]
 
 
 def usage_debits(
