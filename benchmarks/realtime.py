@@ -18,6 +18,7 @@ requests per client so that no worker answers its first request inside a timed p
    counted from when each was due (coordinated omission included): the latency at that load;
 3. single-event ``POST /v0/events`` for the one customer (``--single-events``);
 4. ``GET /v0/customers/{id}/usageCost`` latency (one client, ``--reads`` requests).
+Each phase also reports its CPU per request by gunicorn, PostgreSQL and the load generator (``CpuMeter``).
 Then every customer's balance is checked exactly: grant − balance must equal the engine's price of
 the customer's final usage (``rate(spec, usage)``), and no debit may be missing or doubled.
 """
