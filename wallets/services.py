@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.bulk import rows_insert, rows_update
-from catalog.db import any_of, instance_from_row, rows_select
+from catalog.db import any_of, instance_from_row, instance_new, rows_select
 from catalog.models import Customer
 
 from .errors import InsufficientBalance, InvalidAmount, WalletError
@@ -802,20 +802,23 @@ def usage_debits(
             wallet.last_sequence += 1
             wallet.balance -= amount
             wallet.overage_outstanding += overage
-            entry = LedgerEntry(
-                wallet=wallet,
-                sequence=wallet.last_sequence,
-                kind=EntryKind.USAGE_DEBIT,
-                amount=-amount,
-                balance_after=wallet.balance,
-                overage_amount=overage,
-                occurred_at=now,
-                subscription_id=request.subscription_id,
-                metric_id=request.metric_id,
-                period_start=request.period_start,
-                period_end=request.period_end,
-                event_ids=list(request.event_ids),
-                idempotency_key=request.idempotency_key or "",
+            entry = instance_new(
+                LedgerEntry,
+                {
+                    "sequence": wallet.last_sequence,
+                    "kind": EntryKind.USAGE_DEBIT,
+                    "amount": -amount,
+                    "balance_after": wallet.balance,
+                    "overage_amount": overage,
+                    "occurred_at": now,
+                    "subscription_id": request.subscription_id,
+                    "metric_id": request.metric_id,
+                    "period_start": request.period_start,
+                    "period_end": request.period_end,
+                    "event_ids": list(request.event_ids),
+                    "idempotency_key": request.idempotency_key or "",
+                },
+                related={"wallet": wallet},
             )
             entries.append(entry)
             allocation_rows += [(entry.pk, lot.pk, -taken) for lot, taken in allocations]
