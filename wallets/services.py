@@ -739,7 +739,8 @@ def _open_lots_of(wallet_ids: Sequence[str]) -> list[CreditLot]:
         f" FROM {quote(CreditLot._meta.db_table)} WHERE {of_wallets} AND remaining > 0 AND expired_at IS NULL"
     )
     rows = rows_select(sql, params, [(CreditLot, name) for name in _LOT_COLUMNS], prepared=True)
-    return [instance_from_row(CreditLot, connection.alias, _LOT_COLUMNS, row) for row in rows]
+    alias = connection.alias
+    return [instance_from_row(CreditLot, alias, _LOT_COLUMNS, row) for row in rows]
 
 
 def usage_debits(
