@@ -252,6 +252,15 @@ def _report(label: str, results, elapsed: float, cpu: dict[str, float] | None = 
     return figures
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_seconds(stat: str) -> tuple[int, float]:
+    """(parent pid, user + system CPU seconds) from a ``/proc/<pid>/stat`` line."""
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
 class CpuMeter:
     """CPU seconds spent during a phase by gunicorn (master and workers), PostgreSQL (every
     ``postgres`` process: backends, WAL writer, checkpointer) and the load generator (this process's
@@ -260,16 +269,9 @@ class CpuMeter:
     Read from ``/proc`` (Linux); elsewhere ``start``/``stop`` return nothing and the report leaves the
     line out. Answers "where does a request's CPU go" at saturation, where latency is the queue."""
 
-    _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
     def __init__(self, server_pid: int):
         self.server_pid = server_pid
         self.enabled = Path("/proc/stat").exists()
-
-    @classmethod
-    def _process_seconds(cls, stat: str) -> tuple[int, float]:
-        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        return int(fields[1]), (int(fields[11]) + int(fields[12])) / cls._TICK  # ppid, utime + stime
 
     def _snapshot(self) -> dict[str, float]:
         server, postgres = 0.0, 0.0
@@ -278,7 +280,7 @@ class CpuMeter:
                 continue
             try:
                 comm = (entry / "comm").read_text().strip()
-                ppid, seconds = self._process_seconds((entry / "stat").read_text())
+                ppid, seconds = process_cpu_seconds((entry / "stat").read_text())
             except OSError:  # gone meanwhile
                 continue
             if comm == "postgres":
@@ -293,8 +295,8 @@ class CpuMeter:
             "server": server,
             "postgres": postgres,
             "clients": times.children_user + times.children_system,
-            "busy": (sum(ticks) - idle) / self._TICK,
-            "all": sum(ticks) / self._TICK,
+            "busy": (sum(ticks) - idle) / _TICK,
+            "all": sum(ticks) / _TICK,
         }
 
     def start(self) -> dict[str, float] | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,8 +39,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def _backend_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return realtime.process_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())[1]
 
 
 def main() -> None:
