@@ -9,7 +9,8 @@ generator processes with keep-alive connections on the same machine (see benchma
 Phases (each after a ``VACUUM ANALYZE``, see ``vacuum_analyze``; before them, ``--warm-up`` untimed
 requests per client so that no worker answers its first request inside a timed phase):
 1. one prepaid customer: ``--events`` events from ``--clients`` clients in ``--batch-size``-event
-   ``POST /v0/events/batch`` requests (every request serialises on that customer's wallet lock);
+   ``POST /v0/events/batch`` requests (every request serialises on that customer's wallet lock), once
+   per size given (default 10 and 20);
 2. the same number of events spread over ``--customers`` customers;
    both closed loop: each client sends its next request as soon as it has the answer, so they measure
    the throughput at saturation, and their latency is the queue that builds (≈ clients / throughput);
@@ -57,7 +58,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=20_000, help="events per phase")
-    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument(
+        "--batch-size",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[10, 20],
+        help="events per request of the closed-loop phases, one pair of phases per size; the paced phases "
+        "use the last (default 10,20: at saturation a bigger request buys throughput with latency)",
+    )
     parser.add_argument("--single-events", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument(
@@ -398,24 +405,24 @@ def main() -> None:
     _print_vacuum_setting(args)
     meter = CpuMeter(server.pid)
     try:
-        batches = args.events // args.batch_size // args.clients
+        batch_size = args.batch_size[-1]  # warm-up and paced phases
         if args.warm_up:
             # A server in service is warm: the first request of each worker opens its database connection
             # and plans its prepared statements. Spread customers, so no phase starts with a head start.
             run_processes(
                 _batch_client,
-                [(args.port, key, spread, args.warm_up, args.batch_size, w, "warm", None) for w in range(args.clients)],
+                [(args.port, key, spread, args.warm_up, batch_size, w, "warm", None) for w in range(args.clients)],
             )
-        for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
-            vacuum_analyze(args)
-            cpu = meter.start()
-            results, elapsed = run_processes(
-                _batch_client,
-                [(args.port, key, subjects, batches, args.batch_size, w, "closed", None) for w in range(args.clients)],
-            )
-            _report(
-                f"{label}, {args.clients} clients, {args.batch_size}-event batches", results, elapsed, meter.stop(cpu)
-            )
+        for size in args.batch_size:
+            batches = args.events // size // args.clients
+            for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
+                vacuum_analyze(args)
+                cpu = meter.start()
+                results, elapsed = run_processes(
+                    _batch_client,
+                    [(args.port, key, subjects, batches, size, w, f"closed{size}", None) for w in range(args.clients)],
+                )
+                _report(f"{label}, {args.clients} clients, {size}-event batches", results, elapsed, meter.stop(cpu))
         # The same requests at the target rates, on a fixed schedule (open loop): the latency a
         # client sees at that load, rather than the queue that a closed loop at saturation builds
         # (there, latency = clients / throughput whatever the code does).
@@ -426,8 +433,8 @@ def main() -> None:
             if not rate or not args.paced_events:
                 continue
             vacuum_analyze(args)
-            interval = args.batch_size * args.clients / rate  # seconds between one client's requests
-            paced_batches = max(1, args.paced_events // args.batch_size // args.clients)
+            interval = batch_size * args.clients / rate  # seconds between one client's requests
+            paced_batches = max(1, args.paced_events // batch_size // args.clients)
             first = time.monotonic() + 0.5
             cpu = meter.start()
             results, elapsed = run_processes(
@@ -438,7 +445,7 @@ def main() -> None:
                         key,
                         subjects,
                         paced_batches,
-                        args.batch_size,
+                        batch_size,
                         w,
                         f"paced{rate}",
                         (first + w * interval / args.clients, interval),
@@ -447,7 +454,7 @@ def main() -> None:
                 ],
             )
             _report(
-                f"{label}, {args.clients} clients, {args.batch_size}-event batches paced at {rate:,} events/s",
+                f"{label}, {args.clients} clients, {batch_size}-event batches paced at {rate:,} events/s",
                 results,
                 elapsed - 0.5,
                 meter.stop(cpu),
