@@ -413,14 +413,17 @@ def main() -> None:
                 _batch_client,
                 [(args.port, key, spread, args.warm_up, batch_size, w, "warm", None) for w in range(args.clients)],
             )
-        for size in args.batch_size:
+        for round_, size in enumerate(args.batch_size):
             batches = args.events // size // args.clients
             for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
                 vacuum_analyze(args)
                 cpu = meter.start()
                 results, elapsed = run_processes(
                     _batch_client,
-                    [(args.port, key, subjects, batches, size, w, f"closed{size}", None) for w in range(args.clients)],
+                    [
+                        (args.port, key, subjects, batches, size, w, f"closed{round_}-{size}", None)
+                        for w in range(args.clients)
+                    ],
                 )
                 _report(f"{label}, {args.clients} clients, {size}-event batches", results, elapsed, meter.stop(cpu))
         # The same requests at the target rates, on a fixed schedule (open loop): the latency a
