@@ -46,6 +46,11 @@ EVENT_TYPE = "tokens.used"
 GRANT = Decimal(1_000_000)
 
 
+def _int_list(text: str) -> list[int]:
+    """``10,20`` -> ``[10, 20]``: the argument type of the options that take several values."""
+    return [int(part) for part in text.split(",")]
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", default="meterline_bench_rt")
@@ -60,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000, help="events per phase")
     parser.add_argument(
         "--batch-size",
-        type=lambda text: [int(part) for part in text.split(",")],
+        type=_int_list,
         default=[10, 20],
         help="events per request of the closed-loop phases, one pair of phases per size; the paced phases "
         "use the last (default 10,20: at saturation a bigger request buys throughput with latency)",
@@ -69,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument(
         "--paced-rates",
-        type=lambda text: [int(part) for part in text.split(",")],
+        type=_int_list,
         default=[500, 1000],
         help="events/s of the paced phases: one customer, spread (0 skips a phase)",
     )
