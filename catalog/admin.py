@@ -12,9 +12,13 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.urls import path
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 from simple_history.admin import SimpleHistoryAdmin
 
-from . import models
+from . import (
+    admin_schedule,  # noqa: F401  (registers the billing schedule admin)
+    models,
+)
 from .admin_forms import (
     ApiKeyAddForm,
     ApiKeyChangeForm,
@@ -340,7 +344,7 @@ class PlanAdmin(CatalogHistoryAdmin):
         custom = [
             path(
                 "<path:object_id>/simulate/",
-                self.admin_site.admin_view(simulator),
+                self.admin_site.admin_view(require_safe(simulator)),
                 name="catalog_plan_simulate",
             )
         ]

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_safe
 
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
@@ -119,6 +120,11 @@ class CreditNoteInline(admin.TabularInline):
         return False
 
 
+def can_run_billing(request) -> bool:
+    """Who may start a billing run from the admin: whoever may change invoices (a run issues them)."""
+    return request.user.has_perm("invoicing.change_invoice")
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
     list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
@@ -188,9 +194,19 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
-            path("<path:object_id>/html/", self.admin_site.admin_view(self.html_view), name="invoicing_invoice_html"),
-            path("export/", self.admin_site.admin_view(self.export_view), name="invoicing_invoice_export"),
+            path(
+                "<path:object_id>/pdf/",
+                self.admin_site.admin_view(require_safe(self.pdf_view)),
+                name="invoicing_invoice_pdf",
+            ),
+            path(
+                "<path:object_id>/html/",
+                self.admin_site.admin_view(require_safe(self.html_view)),
+                name="invoicing_invoice_html",
+            ),
+            path(
+                "export/", self.admin_site.admin_view(require_safe(self.export_view)), name="invoicing_invoice_export"
+            ),
             path("run-billing/", self.admin_site.admin_view(self.run_billing_view), name="invoicing_run_billing"),
         ]
         return own + super().get_urls()
@@ -234,8 +250,12 @@ class InvoiceAdmin(admin.ModelAdmin):
             invoices = invoices.filter(merchant_id=request.GET["merchant"])
         return invoices_csv(invoices, f"invoices-{start}-{end}.csv")
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"can_run_billing": can_run_billing(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
     def run_billing_view(self, request):
-        if request.method != "POST" or not self.has_change_permission(request):
+        if request.method != "POST" or not can_run_billing(request):
             raise PermissionDenied
         run = billing_run_enqueue(as_of=timezone.now(), trigger="admin")
         messages.success(request, f"Billing run {run.pk} started; follow its progress under Billing runs.")
@@ -252,23 +272,23 @@ class InvoiceAdmin(admin.ModelAdmin):
         if done:
             messages.success(request, f"{label}: {done} invoice(s).")
 
-    @admin.action(description="Issue (finalize) selected drafts")
+    @admin.action(description="Issue (finalize) selected drafts", permissions=["change"])
     def action_finalize(self, request, queryset):
         self._each(request, queryset, "Issued", lambda inv: services.invoice_finalize(invoice=inv, now=timezone.now()))
 
-    @admin.action(description="Refresh selected drafts with the latest usage")
+    @admin.action(description="Refresh selected drafts with the latest usage", permissions=["change"])
     def action_refresh(self, request, queryset):
         self._each(
             request, queryset, "Refreshed", lambda inv: services.invoice_refresh(invoice=inv, now=timezone.now())
         )
 
-    @admin.action(description="Mark selected invoices paid")
+    @admin.action(description="Mark selected invoices paid", permissions=["change"])
     def action_mark_paid(self, request, queryset):
         self._each(
             request, queryset, "Marked paid", lambda inv: services.invoice_mark_paid(invoice=inv, now=timezone.now())
         )
 
-    @admin.action(description="Void selected invoices")
+    @admin.action(description="Void selected invoices", permissions=["change"])
     def action_void(self, request, queryset):
         self._each(
             request,
@@ -277,7 +297,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             lambda inv: services.invoice_void(invoice=inv, now=timezone.now(), reason=f"Voided by {request.user}"),
         )
 
-    @admin.action(description="Void selected invoices and reissue them as drafts")
+    @admin.action(description="Void selected invoices and reissue them as drafts", permissions=["change"])
     def action_void_and_reissue(self, request, queryset):
         self._each(
             request,
@@ -288,7 +308,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Issue a full credit note for selected invoices")
+    @admin.action(description="Issue a full credit note for selected invoices", permissions=["change"])
     def action_credit_note(self, request, queryset):
         self._each(
             request,
@@ -299,7 +319,7 @@ class InvoiceAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Bill late usage of selected invoices (adjustment draft)")
+    @admin.action(description="Bill late usage of selected invoices (adjustment draft)", permissions=["change"])
     def action_bill_late_usage(self, request, queryset):
         def bill(invoice):
             adjustment = services.invoice_bill_late_usage(invoice=invoice, now=timezone.now())
@@ -308,7 +328,7 @@ class InvoiceAdmin(admin.ModelAdmin):
 
         self._each(request, queryset, "Checked for late usage", bill)
 
-    @admin.action(description="Export selected invoices as CSV")
+    @admin.action(description="Export selected invoices as CSV", permissions=["view"])
     def action_export_csv(self, request, queryset):
         return invoices_csv(queryset.select_related("customer").order_by("period_start", "number"), "invoices.csv")
 
@@ -355,7 +375,11 @@ class CreditNoteAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<path:object_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_creditnote_pdf"),
+            path(
+                "<path:object_id>/pdf/",
+                self.admin_site.admin_view(require_safe(self.pdf_view)),
+                name="invoicing_creditnote_pdf",
+            ),
         ] + super().get_urls()
 
     def pdf_view(self, request, object_id):
@@ -414,6 +438,10 @@ class BillingRunAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"can_run_billing": can_run_billing(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="Progress")
     def progress(self, run: BillingRun):

@@ -9,6 +9,7 @@ subclassed, unregistered and registered again.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -48,11 +49,23 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 _BaseCustomerAdmin = type(admin.site._registry[Customer])
 
 
+def can_record_credit(request) -> bool:
+    """Granting credit or recording a top-up writes the prepaid ledger: it takes that permission."""
+    return request.user.has_perm("wallets.add_ledgerentry")
+
+
 class CustomerWithCreditAdmin(_BaseCustomerAdmin):
     panels = (
         *_BaseCustomerAdmin.panels,
         ("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries")),
     )
+
+    # "Grant credit" and "Record top-up" sit with the page's other buttons, shown only to who may use them.
+    change_form_template = "admin/wallets/customer_change_form.html"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {"can_record_credit": can_record_credit(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         extra = [
@@ -88,18 +101,12 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
                 for w in wallets
             ),
         )
-        buttons = format_html(
-            '<p><a class="button" href="{}">Grant credit</a> <a class="button" href="{}">Record top-up</a></p>',
-            reverse("admin:catalog_customer_credit_grant", args=[obj.pk]),
-            reverse("admin:catalog_customer_credit_top_up", args=[obj.pk]),
-        )
         if not wallets:
-            return format_html("No prepaid credit yet.{}", buttons)
+            return "No prepaid credit yet."
         return format_html(
             "<table><thead><tr><th>Currency</th><th>Balance</th><th>Available</th><th>Reserved</th>"
-            "<th>Overage</th><th>Policy</th><th>Low-balance threshold</th></tr></thead><tbody>{}</tbody></table>{}",
+            "<th>Overage</th><th>Policy</th><th>Low-balance threshold</th></tr></thead><tbody>{}</tbody></table>",
             rows,
-            buttons,
         )
 
     @admin.display(description="Ledger (latest first)")
@@ -185,9 +192,9 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
         )
 
     def _credit_view(self, request, object_id, *, form_class, title, explanation, record):
-        customer = get_object_or_404(Customer, pk=object_id)
-        if not self.has_change_permission(request, customer):
+        if not can_record_credit(request):
             raise PermissionDenied
+        customer = get_object_or_404(self.get_queryset(request), pk=unquote(object_id))
         form = form_class(request.POST or None, initial={"currency": customer.currency})
         if request.method == "POST" and form.is_valid():
             try:
@@ -349,7 +356,8 @@ class CommitmentAdmin(admin.ModelAdmin):
     fields = ("customer", "currency", "amount", "term_start", "term_end", "metric_ids", "description", *readonly_fields)
 
     def has_change_permission(self, request, obj=None):
-        return obj is None or obj.trued_up_at is None
+        # A commitment that was trued up is settled: nobody edits it, whatever their role.
+        return super().has_change_permission(request, obj) and (obj is None or obj.trued_up_at is None)
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -391,7 +399,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     search_fields = ("event_id", "endpoint__url")
     actions = ("retry_now",)
 
-    @admin.action(description="Retry now")
+    @admin.action(description="Retry now", permissions=["change"])
     def retry_now(self, request, queryset):
         now = timezone.now()
         results = [webhook_delivery_retry_now(delivery=d, now=now).status for d in queryset]
