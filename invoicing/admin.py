@@ -415,6 +415,10 @@ class BillingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # A run is the record of a closing; its invoices point at it (no API deletes a run either).
+        return False
+
     @admin.display(description="Progress")
     def progress(self, run: BillingRun):
         return f"{run.progress_percent}% ({run.subscriptions_done}/{run.subscriptions_total} subscriptions, {run.chunks_done}/{run.chunks_total} chunks)"
@@ -437,6 +441,12 @@ class SubscriptionPlanChangeAdmin(admin.ModelAdmin):
     )
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a scheduled change would cancel it behind the subscription services (which cancel it
+        # on an upgrade or termination, keeping the row); deleting an applied one would erase the record its
+        # proration was billed from. No API deletes a plan change either.
         return False
 
 
