@@ -13,10 +13,13 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.db.models import Model
 from django.urls import reverse
+from django.utils import timezone
 
 from catalog.models import Aggregation, BillableMetric, Fee, Plan, Price, PriceTier, SubscriptionStatus, TestClock
+from invoicing.models import BillingRun, PlanChangeKind, SubscriptionPlanChange
 from tests.factories import (
     BillableMetricFactory,
+    CustomerFactory,
     FeeFactory,
     MeteredPriceFactory,
     PlanFactory,
@@ -25,6 +28,8 @@ from tests.factories import (
     SubscriptionFactory,
     TestClockFactory,
 )
+from wallets.models import BalancePolicy, Wallet
+from wallets.services import credit_top_up
 
 pytestmark = pytest.mark.django_db
 
@@ -342,3 +347,40 @@ def test_test_clock_time_and_deletion_stamp_are_read_only(billing_admin_client):
         None,
         "Rehearsal",
     )
+
+
+# --- Invoicing and wallets ---------------------------------------------------------------------------------
+
+
+def test_billing_runs_and_plan_changes_cannot_be_deleted_from_the_admin(billing_admin_client, live_price):
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    run = BillingRun.objects.create(as_of=at, started_at=at)
+    subscription = live_price.plan.subscriptions.get()
+    change = SubscriptionPlanChange.objects.create(
+        subscription=subscription,
+        from_plan=live_price.plan,
+        to_plan=PlanFactory(product=live_price.plan.product, merchant=live_price.merchant),
+        kind=PlanChangeKind.DOWNGRADE,
+        requested_at=at,
+        effective_at=at,
+    )
+
+    assert billing_admin_client.post(delete_url(run), {"post": "yes"}).status_code == 403
+    assert billing_admin_client.post(delete_url(change), {"post": "yes"}).status_code == 403
+    assert (BillingRun.objects.count(), SubscriptionPlanChange.objects.count()) == (1, 1)
+
+
+def test_a_wallet_policy_the_service_refuses_is_reported_not_saved(billing_admin_client):
+    customer = CustomerFactory()
+    credit_top_up(customer=customer, currency="USD", amount=Decimal("50"), idempotency_key="t", now=timezone.now())
+    wallet = Wallet.objects.get()
+
+    response = billing_admin_client.post(
+        change_url(wallet), {"policy": "auto_top_up", "low_balance_threshold": "5"}, follow=True
+    )
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Not saved: Automatic top-up needs a threshold and a top-up amount."
+    ]
+    wallet.refresh_from_db()
+    assert (wallet.policy, wallet.balance) == (BalancePolicy.ALLOW_OVERAGE, Decimal("50"))
