@@ -12,7 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponseRedirect
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -89,12 +89,12 @@ class ServiceRefused(Exception):
     """A catalog service refused a write the form could not foresee (e.g. a subscription started meanwhile)."""
 
 
-def refusal_message(error: Exception) -> str:
+def refusal_message(error: Exception, *, done: str = "saved") -> str:
     if isinstance(error, services.CatalogConflict):
-        return f"Not saved: {error.message}"
+        return f"Not {done}: {error.message}"
     if isinstance(error, ValidationError):
-        return "Not saved: " + " ".join(error.messages)
-    return f"Not saved: {error}"
+        return f"Not {done}: " + " ".join(error.messages)
+    return f"Not {done}: {error}"
 
 
 class PlanListFilter(admin.RelatedFieldListFilter):
@@ -548,7 +548,7 @@ class PriceAdmin(CatalogHistoryAdmin):
             return super().delete_view(request, object_id, extra_context)
         except ServiceRefused as refused:
             self.message_user(request, str(refused), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+            return HttpResponseRedirect(reverse("admin:catalog_price_change", args=[object_id]))
 
     def changelist_view(self, request, extra_context=None):
         try:
@@ -601,7 +601,7 @@ class PriceAdmin(CatalogHistoryAdmin):
         except services.CatalogConflict as conflict:
             blocked = services.price_delete_blockers(price=obj)
             raise ServiceRefused(
-                _price_delete_refusal(obj, blocked) if blocked else refusal_message(conflict)
+                _price_delete_refusal(obj, blocked) if blocked else refusal_message(conflict, done="deleted")
             ) from None
 
     def delete_queryset(self, request, queryset):

@@ -10,11 +10,13 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import quote
 from django.db.models import Model
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.admin_forms import CatalogModelForm, PriceAdminForm
 from catalog.models import Aggregation, BillableMetric, Fee, Plan, Price, PriceTier, SubscriptionStatus, TestClock
 from invoicing.models import BillingRun, PlanChangeKind, SubscriptionPlanChange
 from tests.factories import (
@@ -111,6 +113,25 @@ def test_repricing_a_price_live_subscriptions_bill_is_refused_on_the_form(billin
     live_price.refresh_from_db()
     assert live_price.unit_price == Decimal("0.000002")
     assert live_price.history.count() == 1
+
+
+def test_a_refusal_the_form_did_not_foresee_rolls_back_with_the_services_reason(
+    billing_admin_client, live_price, monkeypatch
+):
+    # given a form that does not ask the rule first (as when a subscription starts while it is open)
+    monkeypatch.setattr(PriceAdminForm, "clean", CatalogModelForm.clean)
+    data = page_data(billing_admin_client, change_url(live_price))
+    data["unit_price"] = "0.000003"
+
+    response = billing_admin_client.post(change_url(live_price), data, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Not saved: 1 subscription(s) bill this price; create a new price and attach it to the plan instead of "
+        "changing properties."
+    ]
+    live_price.refresh_from_db()
+    assert (live_price.unit_price, live_price.history.count()) == (Decimal("0.000002"), 1)
+    assert not LogEntry.objects.exists()
 
 
 def test_display_name_of_a_price_in_use_still_changes_through_the_service(billing_admin_client, live_price):
@@ -232,6 +253,7 @@ def test_deleting_a_price_of_a_live_plan_is_refused_like_the_api(billing_admin_c
     response = billing_admin_client.post(delete_url(price), {"post": "yes"}, follow=True)
 
     assert Price.objects.filter(pk=price.pk).exists()
+    assert response.redirect_chain == [(change_url(price), 302)]
     assert [str(m) for m in response.context["messages"]] == [
         "The price “Input tokens” was not deleted: it is a line of the live plan “Pro”. Archive the plan, or "
         "remove the price from the plan (only while no subscription bills the plan), then delete it."
