@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count
-from django.urls import path
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 from simple_history.admin import SimpleHistoryAdmin
@@ -18,13 +20,16 @@ from simple_history.admin import SimpleHistoryAdmin
 from . import (
     admin_schedule,  # noqa: F401  (registers the billing schedule admin)
     models,
+    services,
 )
 from .admin_forms import (
     ApiKeyAddForm,
     ApiKeyChangeForm,
+    BillableMetricInlineFormSet,
     CatalogModelForm,
     DynamicRateInlineFormSet,
-    ParentMerchantInlineFormSet,
+    FeeInlineFormSet,
+    PlanAdminForm,
     PriceAdminForm,
     PriceTierInlineFormSet,
 )
@@ -67,6 +72,34 @@ class CatalogHistoryAdmin(CatalogAdminMixin, SimpleHistoryAdmin):
         if request.method == "POST":
             raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class FixedAfterCreateMixin:
+    """Fields the catalog's update service never changes (``fixed_fields``) are read-only on a change page.
+
+    The API silently keeps them (``product_update`` changes only name, description and metadata…); the
+    admin shows them read-only instead of saving what the service would refuse to write.
+    """
+
+    fixed_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return fields
+        return fields + tuple(name for name in self.fixed_fields if name not in fields)
+
+
+class ServiceRefused(Exception):
+    """A catalog service refused a write the form could not foresee (e.g. a subscription started meanwhile)."""
+
+
+def refusal_message(error: Exception, *, done: str = "saved") -> str:
+    if isinstance(error, services.CatalogConflict):
+        return f"Not {done}: {error.message}"
+    if isinstance(error, ValidationError):
+        return f"Not {done}: " + " ".join(error.messages)
+    return f"Not {done}: {error}"
 
 
 class PlanListFilter(admin.RelatedFieldListFilter):
@@ -165,7 +198,7 @@ class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
 
 class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
     model = models.BillableMetric
-    formset = ParentMerchantInlineFormSet
+    formset = BillableMetricInlineFormSet
     fields = ("name", "unit", "aggregation", "event_type", "value_property")
     extra = 0
     show_change_link = True
@@ -174,14 +207,15 @@ class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
 
 class FeeInline(CatalogAdminMixin, admin.TabularInline):
     model = models.Fee
-    formset = ParentMerchantInlineFormSet
+    formset = FeeInlineFormSet
     fields = ("name", "description", "item_id")
     extra = 0
     show_change_link = True
 
 
 @admin.register(models.Product)
-class ProductAdmin(CatalogHistoryAdmin):
+class ProductAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    fixed_fields = ("merchant",)  # product_update: name, description, metadata
     list_display = ("name", "merchant", "id", "metric_count", "plan_count", "created_at")
     list_filter = ("merchant",)
     list_select_related = ("merchant",)
@@ -217,7 +251,9 @@ class MetricFilterInline(CatalogAdminMixin, admin.TabularInline):
 
 
 @admin.register(models.BillableMetric)
-class BillableMetricAdmin(CatalogHistoryAdmin):
+class BillableMetricAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    # billable_metric_update: the aggregation and product are fixed once usage was counted that way.
+    fixed_fields = ("merchant", "product", "aggregation")
     list_display = ("name", "product", "aggregation", "event_type", "value_property", "unit", "merchant")
     list_filter = ("aggregation", "product", "merchant")
     list_select_related = ("product", "merchant")
@@ -235,7 +271,8 @@ class BillableMetricAdmin(CatalogHistoryAdmin):
 
 
 @admin.register(models.Fee)
-class FeeAdmin(CatalogHistoryAdmin):
+class FeeAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    fixed_fields = ("merchant", "product")  # fee_update: name, description, item id
     list_display = ("name", "product", "item_id", "merchant", "id")
     list_filter = ("product", "merchant")
     list_select_related = ("product", "merchant")
@@ -292,7 +329,13 @@ class PlanPriceInline(PriceSummaryInline):
 
 
 @admin.register(models.Plan)
-class PlanAdmin(CatalogHistoryAdmin):
+class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    """Plans. ``PlanAdminForm`` refuses what ``plan_update`` refuses (cadence or anchor of a plan live
+    subscriptions bill); merchant, product, currency and billing mode are fixed once created (the API
+    cannot change them either)."""
+
+    form = PlanAdminForm
+    fixed_fields = ("merchant", "product", "currency", "billing_mode")
     list_display = (
         "name",
         "product",
@@ -492,16 +535,92 @@ class PriceAdmin(CatalogHistoryAdmin):
     def rate(self, price: models.Price) -> str:
         return price_rate_summary(price)
 
+    # -- writes: price_create / price_update / price_delete, as the API -------------------------------
+    #
+    # The form and its tier/rate formsets ask the services' conflict rules first, so a refusal shows on
+    # the page; a refusal the form could not foresee (a subscription started meanwhile) rolls the admin's
+    # transaction back and comes back as an error message.
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefused as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceRefused as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:catalog_price_change", args=[object_id]))
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except ServiceRefused as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(self, request, obj, form, change):
+        """Nothing yet: the price is written with its tiers and rates in ``save_related``, in one service call."""
+
     def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
+        schedule = {formset.prefix: formset for formset in formsets}
+        tiers_formset, rates_formset = schedule.get("tiers"), schedule.get("dynamic_rates")
+        tiers = tiers_formset.tier_rows() if tiers_formset is not None else None
+        rates = rates_formset.rate_rows() if rates_formset is not None else None
+        data = form.cleaned_data
+        price = form.instance
+        try:
+            if change:
+                changes = {name: data[name] for name in form.changed_data if name in data}
+                services.price_update(price=price, changes=changes, tiers=tiers, rates=rates)
+            else:
+                fields = {name: value for name, value in data.items() if name != "merchant"}
+                created = services.price_create(merchant=data["merchant"], fields=fields, tiers=tiers, rates=rates)
+                # The admin goes on to log and link ``price``: make it the row the service created.
+                price.pk = created.pk
+        except (services.CatalogConflict, ValidationError) as error:
+            raise ServiceRefused(refusal_message(error)) from None
+        price.refresh_from_db()
         if any(formset.has_changed() for formset in formsets):
             # Tier rows carry no history of their own: record the table on the price's history row.
-            price = form.instance
             record = price.history.order_by("-history_id").first()
             if record is not None:
                 reason = _history_reason(price)
                 record.history_change_reason = reason
                 record.save(update_fields=["history_change_reason"])
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The tier and rate rows were written by the service, not by the formsets: name the tables changed.
+        message = super().construct_change_message(request, form, [], add)
+        changed = [str(formset.model._meta.verbose_name_plural) for formset in formsets if formset.has_changed()]
+        if changed and not add:
+            message.append({"changed": {"fields": changed}})
+        return message
+
+    def delete_model(self, request, obj):
+        try:
+            services.price_delete(price=obj)
+        except services.CatalogConflict as conflict:
+            blocked = services.price_delete_blockers(price=obj)
+            raise ServiceRefused(
+                _price_delete_refusal(obj, blocked) if blocked else refusal_message(conflict, done="deleted")
+            ) from None
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():  # all or none: one refused price keeps every selected one
+            for price in queryset.select_related("plan"):
+                self.delete_model(request, price)
+
+
+def _price_delete_refusal(price: models.Price, blockers: list[dict]) -> str:
+    plans = ", ".join(f"“{item['name']}”" for blocker in blockers for item in blocker["items"])
+    return (
+        f"The price “{price}” was not deleted: it is a line of the live plan {plans}. Archive the plan, or "
+        "remove the price from the plan (only while no subscription bills the plan), then delete it."
+    )
 
 
 def _history_reason(price: models.Price) -> str:
@@ -560,7 +679,8 @@ class NegotiatedRateInline(PriceSummaryInline):
 
 
 @admin.register(models.Customer)
-class CustomerAdmin(CatalogHistoryAdmin):
+class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    fixed_fields = ("merchant",)  # customer_update never moves a customer to another merchant
     list_display = ("name", "external_id", "email", "currency", "country", "merchant", "id")
     list_filter = ("merchant", "currency", "country")
     list_select_related = ("merchant",)
@@ -701,7 +821,12 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
 
 
 @admin.register(models.TestClock)
-class TestClockAdmin(CatalogAdminMixin, admin.ModelAdmin):
+class TestClockAdmin(FixedAfterCreateMixin, CatalogAdminMixin, admin.ModelAdmin):
+    """Test clocks. Moving a clock bills its subscriptions (``test_clock_advance``) and deleting one is
+    refused while they run (``test_clock_delete``): both are API operations, so the time and the deletion
+    stamp are read-only here once the clock exists."""
+
+    fixed_fields = ("merchant", "current_time", "deleted_at")
     list_display = ("__str__", "merchant", "current_time", "deleted_at", "id")
     list_filter = ("merchant", ("deleted_at", admin.EmptyFieldListFilter))
     list_select_related = ("merchant",)
@@ -714,7 +839,8 @@ class TestClockAdmin(CatalogAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(models.Feature)
-class FeatureAdmin(CatalogAdminMixin, admin.ModelAdmin):
+class FeatureAdmin(FixedAfterCreateMixin, CatalogAdminMixin, admin.ModelAdmin):
+    fixed_fields = ("merchant", "product")  # feature_update: key, name, type, metadata, metric
     list_display = ("key", "name", "type", "product", "billable_metric", "merchant", "id")
     list_filter = ("type", "product", "merchant")
     list_select_related = ("product", "merchant", "billable_metric")

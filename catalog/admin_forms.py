@@ -6,11 +6,14 @@ classes only collect what the finance person typed and put each message next to 
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from .models import ApiKey, Price
+from . import services
+from .models import ApiKey, Plan, Price
 from .validation import rate_schedule_errors, tier_table_errors
 
 
@@ -42,7 +45,74 @@ class CatalogModelForm(FieldErrorsOnPageMixin, forms.ModelForm):
     """Base form of every catalog admin page."""
 
 
+def _subscriptions(count: int) -> str:
+    return "1 live subscription" if count == 1 else f"{count} live subscriptions"
+
+
+def _labels(model, fields) -> str:
+    names = []
+    for field in fields:
+        if field == "tiers":
+            names.append("tiers")
+        elif field == "rates":
+            names.append("rate schedule")
+        elif field == "prices":
+            names.append("prices")
+        else:
+            names.append(str(model._meta.get_field(field).verbose_name))
+    return ", ".join(names)
+
+
+def price_in_use_message(price: Price, conflict: services.CatalogConflict, changed) -> str:
+    """A finance person's words for ``price_update``'s PRICE_IN_USE refusal."""
+    what = _labels(Price, [f for f in changed if f not in services.PRICE_DISPLAY_FIELDS])
+    return (
+        f"This price is billed by {_subscriptions(conflict.details['subscriptionCount'])} "
+        f"(plan “{price.plan.name}”). Changing its {what} would re-price periods already running; "
+        "create a new price instead and attach it to the plan. Only the invoice display name, display group "
+        "and rate type can change."
+    )
+
+
+def plan_in_use_message(plan: Plan, conflict: services.CatalogConflict, doing: str) -> str:
+    """A finance person's words for ``plan_update``'s PLAN_IN_USE refusal."""
+    return (
+        f"The plan “{plan.name}” is billed by {_subscriptions(conflict.details['subscriptionCount'])}. "
+        f"{doing} would change what periods already running charge; create a new plan instead."
+    )
+
+
 class PriceAdminForm(CatalogModelForm):
+    """The price page. Saves go through ``price_create`` / ``price_update`` (``PriceAdmin``); the refusals
+    of those services (a price live subscriptions bill, a plan they bill) are asked here first so they
+    show on the form."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The stored price (None on the add page): the conflict rules compare against it.
+        self.original = Price.objects.select_related("plan").filter(pk=self.instance.pk).first()
+
+    def clean(self):
+        cleaned = super().clean()
+        plan, customer = cleaned.get("plan"), cleaned.get("customer")
+        if self.original is None:
+            if plan is not None and customer is None:
+                conflict = services.plan_update_conflict(plan=plan, changed=["prices"])
+                if conflict is not None:
+                    raise ValidationError(plan_in_use_message(plan, conflict, "Adding a price to it"))
+            return cleaned
+        changed = [name for name in self.changed_data if name in cleaned]
+        candidate = Price(pk=self.original.pk, plan=plan, customer=customer)
+        conflict = services.price_update_conflict(price=candidate, changed=changed)
+        if conflict is not None:
+            raise ValidationError(price_in_use_message(candidate, conflict, changed))
+        old_plan = self.original.plan
+        if "plan" in changed and old_plan is not None and self.original.customer_id is None:
+            conflict = services.plan_update_conflict(plan=old_plan, changed=["prices"])
+            if conflict is not None:
+                raise ValidationError(plan_in_use_message(old_plan, conflict, "Taking this price off it"))
+        return cleaned
+
     class Meta:
         model = Price
         fields = (
@@ -86,6 +156,23 @@ class PriceAdminForm(CatalogModelForm):
         widgets = {"invoice_display_name": forms.TextInput(attrs={"size": 50})}
 
 
+class PlanAdminForm(CatalogModelForm):
+    """The plan page: refuses what ``plan_update`` refuses (its cadence or anchor while subscriptions bill it)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        stored = Plan.objects.filter(pk=self.instance.pk).first()
+        if stored is None:
+            return cleaned
+        changed = [name for name in self.changed_data if name in cleaned]
+        conflict = services.plan_update_conflict(plan=stored, changed=changed)
+        if conflict is not None:
+            billing = [name for name in changed if name in services.PLAN_BILLING_FIELDS]
+            doing = f"Changing its {_labels(Plan, billing)}"
+            raise ValidationError(plan_in_use_message(stored, conflict, doing))
+        return cleaned
+
+
 class ApiKeyAddForm(CatalogModelForm):
     """Adding a key asks only who it is for; the secret is generated by ``api_key_create``."""
 
@@ -110,6 +197,33 @@ class ParentMerchantInlineFormSet(BaseInlineFormSet):
         return form
 
 
+class FixedFieldsInlineFormSet(ParentMerchantInlineFormSet):
+    """Inline rows whose stored rows may change only the fields their update service changes.
+
+    ``updatable`` is the service's set (``BILLABLE_METRIC_UPDATE_FIELDS``…): the API ignores other fields
+    once the row exists (a metric's aggregation: usage was already counted that way), so the admin
+    refuses them on the row instead of changing them behind the service's back.
+    """
+
+    updatable: frozenset[str] = frozenset()
+
+    def clean(self) -> None:
+        super().clean()
+        for form in self.initial_forms:
+            for name in form.changed_data:
+                if name in form.fields and name not in self.updatable and name != "DELETE":
+                    label = str(self.model._meta.get_field(name).verbose_name)
+                    form.add_error(name, f"The {label} is fixed once created; create a new one instead.")
+
+
+class BillableMetricInlineFormSet(FixedFieldsInlineFormSet):
+    updatable = frozenset(services.BILLABLE_METRIC_UPDATE_FIELDS)
+
+
+class FeeInlineFormSet(FixedFieldsInlineFormSet):
+    updatable = frozenset(services.FEE_UPDATE_FIELDS)
+
+
 def _kept_rows(formset: BaseInlineFormSet) -> list[dict]:
     """cleaned_data of the rows that stay after the save, in the order they were entered."""
     rows = []
@@ -122,6 +236,19 @@ def _kept_rows(formset: BaseInlineFormSet) -> list[dict]:
     return rows
 
 
+def _schedule_in_use(formset: BaseInlineFormSet, what: str) -> None:
+    """Refuse a changed tier table or rate schedule of a price live subscriptions bill (``price_update``'s rule).
+
+    ``formset.instance`` carries the price form's new values (the form is cleaned before its inlines).
+    """
+    price = formset.instance
+    if not formset.has_changed() or not Price.objects.filter(pk=price.pk).exists():
+        return
+    conflict = services.price_update_conflict(price=price, changed=[what])
+    if conflict is not None:
+        raise ValidationError(price_in_use_message(price, conflict, [what]))
+
+
 class PriceTierInlineFormSet(BaseInlineFormSet):
     """The tier table of a graduated or volume price, checked as a whole."""
 
@@ -129,10 +256,18 @@ class PriceTierInlineFormSet(BaseInlineFormSet):
         super().clean()
         if any(self.errors):
             return  # a row already has its own message (e.g. a negative price)
+        _schedule_in_use(self, "tiers")
         rows = [(row.get("up_to"), row.get("unit_price")) for row in _kept_rows(self)]
         messages = tier_table_errors(rows, model=self.instance.model)
         if messages:
             raise ValidationError([_sentence(m) for m in messages])
+
+    def tier_rows(self) -> list[services.TierRow]:
+        """The rows that stay, in entry order, for ``price_create`` / ``price_update``."""
+        return [
+            services.TierRow(row.get("up_to"), row.get("unit_price"), row.get("flat_fee") or Decimal(0))
+            for row in _kept_rows(self)
+        ]
 
 
 class DynamicRateInlineFormSet(BaseInlineFormSet):
@@ -142,12 +277,17 @@ class DynamicRateInlineFormSet(BaseInlineFormSet):
         super().clean()
         if any(self.errors):
             return
+        _schedule_in_use(self, "rates")
         starts = [row.get("effective_from") for row in _kept_rows(self)]
         messages = rate_schedule_errors(
             starts, model=self.instance.model, dynamic_mode=self.instance.dynamic_mode or None
         )
         if messages:
             raise ValidationError([_sentence(m) for m in messages])
+
+    def rate_rows(self) -> list[services.RateRow]:
+        """The rows that stay, in entry order, for ``price_create`` / ``price_update``."""
+        return [services.RateRow(row.get("effective_from"), row.get("unit_price")) for row in _kept_rows(self)]
 
 
 def _sentence(message: str) -> str:

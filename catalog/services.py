@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -153,10 +154,13 @@ def product_create(*, merchant: Merchant, name: str, description: str = "", meta
     return product
 
 
+PRODUCT_UPDATE_FIELDS = {"name", "description", "metadata"}
+
+
 @transaction.atomic
 def product_update(*, product: Product, changes: dict[str, Any]) -> Product:
     """Change ``name``, ``description`` or ``metadata`` of a product."""
-    _apply(product, {k: v for k, v in changes.items() if k in {"name", "description", "metadata"}})
+    _apply(product, {k: v for k, v in changes.items() if k in PRODUCT_UPDATE_FIELDS})
     product.full_clean()
     product.save()
     return product
@@ -192,6 +196,8 @@ BILLABLE_METRIC_FIELDS = {
     "event_from",
     "item_id",
 }
+# The aggregation and product are fixed once created: usage was already counted that way.
+BILLABLE_METRIC_UPDATE_FIELDS = BILLABLE_METRIC_FIELDS - {"aggregation"}
 
 
 @transaction.atomic
@@ -209,7 +215,7 @@ def billable_metric_create(*, merchant: Merchant, product: Product, **fields: An
 @transaction.atomic
 def billable_metric_update(*, metric: BillableMetric, changes: dict[str, Any]) -> BillableMetric:
     """Change a metric. The aggregation and product are fixed once created (usage already counted)."""
-    _apply(metric, {k: v for k, v in changes.items() if k in BILLABLE_METRIC_FIELDS - {"aggregation"}})
+    _apply(metric, {k: v for k, v in changes.items() if k in BILLABLE_METRIC_UPDATE_FIELDS})
     metric.full_clean()
     metric.save()
     return metric
@@ -235,10 +241,13 @@ def fee_create(*, merchant: Merchant, product: Product, name: str, description: 
     return fee
 
 
+FEE_UPDATE_FIELDS = {"name", "description", "item_id"}
+
+
 @transaction.atomic
 def fee_update(*, fee: Fee, changes: dict[str, Any]) -> Fee:
     """Change ``name``, ``description`` or ``item_id`` of a fee."""
-    _apply(fee, {k: v for k, v in changes.items() if k in {"name", "description", "item_id"}})
+    _apply(fee, {k: v for k, v in changes.items() if k in FEE_UPDATE_FIELDS})
     fee.full_clean()
     fee.save()
     return fee
@@ -358,22 +367,36 @@ def price_update(
         changed.append("tiers")
     if new_rates != old_rates:
         changed.append("rates")
-    pricing_changes = [field for field in changed if field not in PRICE_DISPLAY_FIELDS]
-    if pricing_changes and price.plan_id and price.customer_id is None:
-        count = plan_live_subscription_count(plan=price.plan)
-        if count:
-            fields = sorted({_price_api_field(field) for field in pricing_changes})
-            raise CatalogConflict(
-                f"{count} subscription(s) bill this price; create a new price and attach it to the plan instead "
-                f"of changing {', '.join(fields)}.",
-                code="PRICE_IN_USE",
-                details={"priceId": price.id, "fields": fields, "subscriptionCount": count},
-            )
+    conflict = price_update_conflict(price=price, changed=changed)
+    if conflict is not None:
+        raise conflict
     _price_validate(price, new_tiers)
     _rate_schedule_errors(price, new_rates)
     price.save()
     _price_write_schedule(price, None if tiers is None else new_tiers, None if rates is None else new_rates)
     return price
+
+
+def price_update_conflict(*, price: Price, changed: Iterable[str]) -> CatalogConflict | None:
+    """The PRICE_IN_USE conflict ``price_update`` raises when ``changed`` fields of ``price`` change, or None.
+
+    ``price`` carries the new values (its plan is the plan after the change); ``changed`` names model
+    fields, plus ``tiers`` and ``rates`` for its schedule. Only display fields may change while
+    subscriptions bill a plan price. The admin asks this before it saves, to put the refusal on the form.
+    """
+    pricing_changes = [field for field in changed if field not in PRICE_DISPLAY_FIELDS]
+    if not (pricing_changes and price.plan_id and price.customer_id is None):
+        return None
+    count = plan_live_subscription_count(plan=price.plan)
+    if not count:
+        return None
+    fields = sorted({_price_api_field(field) for field in pricing_changes})
+    return CatalogConflict(
+        f"{count} subscription(s) bill this price; create a new price and attach it to the plan instead "
+        f"of changing {', '.join(fields)}.",
+        code="PRICE_IN_USE",
+        details={"priceId": price.id, "fields": fields, "subscriptionCount": count},
+    )
 
 
 def _price_api_field(field: str) -> str:
@@ -390,10 +413,14 @@ def _camel(name: str) -> str:
 @transaction.atomic
 def price_delete(*, price: Price) -> None:
     """Delete a price that no live plan references; otherwise raise CatalogConflict naming the plan."""
-    blockers = []
+    _delete_or_conflict(price, "price", price_delete_blockers(price=price))
+
+
+def price_delete_blockers(*, price: Price) -> list[dict]:
+    """What keeps ``price_delete`` from deleting ``price`` (the live plan it belongs to), as blockers."""
     if price.plan_id and price.plan.archived_at is None:
-        blockers.append(_blocker("plans", [{"id": price.plan_id, "name": price.plan.name}], 1))
-    _delete_or_conflict(price, "price", blockers)
+        return [_blocker("plans", [{"id": price.plan_id, "name": price.plan.name}], 1)]
+    return []
 
 
 # Plans
@@ -548,15 +575,9 @@ def plan_update(
         current = set(plan.prices.filter(customer__isnull=True).values_list("pk", flat=True))
         if current != {price.pk for price, _ in lines}:
             touches_billing.append("prices")
-    if touches_billing:
-        count = plan_live_subscription_count(plan=plan)
-        if count:
-            raise CatalogConflict(
-                f"{count} subscription(s) bill this plan; its {', '.join(_camel(f) for f in touches_billing)} "
-                "cannot change. Create a new plan instead.",
-                code="PLAN_IN_USE",
-                details={"planId": plan.id, "fields": [_camel(f) for f in touches_billing], "subscriptionCount": count},
-            )
+    conflict = plan_update_conflict(plan=plan, changed=touches_billing)
+    if conflict is not None:
+        raise conflict
     plan.full_clean()
     if "billing_anchor" in changed:
         _plan_check_anchor(plan, now)
@@ -564,6 +585,27 @@ def plan_update(
     if lines is not None:
         _plan_attach(plan, lines)
     return plan
+
+
+def plan_update_conflict(*, plan: Plan, changed: Iterable[str]) -> CatalogConflict | None:
+    """The PLAN_IN_USE conflict ``plan_update`` raises when ``changed`` fields of ``plan`` change, or None.
+
+    ``changed`` names model fields, plus ``prices`` when the plan's set of (non-negotiated) prices
+    changes. While subscriptions bill the plan its cadence, anchor and price set are fixed. The admin
+    asks this before it saves, to put the refusal on the form.
+    """
+    touches_billing = [field for field in changed if field in PLAN_BILLING_FIELDS or field == "prices"]
+    if not touches_billing:
+        return None
+    count = plan_live_subscription_count(plan=plan)
+    if not count:
+        return None
+    fields = [_camel(f) for f in touches_billing]
+    return CatalogConflict(
+        f"{count} subscription(s) bill this plan; its {', '.join(fields)} cannot change. Create a new plan instead.",
+        code="PLAN_IN_USE",
+        details={"planId": plan.id, "fields": fields, "subscriptionCount": count},
+    )
 
 
 # Customers

@@ -439,6 +439,10 @@ class BillingRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # A run is the record of a closing; its invoices point at it (no API deletes a run either).
+        return False
+
     def changelist_view(self, request, extra_context=None):
         extra_context = {"can_run_billing": can_run_billing(request), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
@@ -465,6 +469,12 @@ class SubscriptionPlanChangeAdmin(admin.ModelAdmin):
     )
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a scheduled change would cancel it behind the subscription services (which cancel it
+        # on an upgrade or termination, keeping the row); deleting an applied one would erase the record its
+        # proration was billed from. No API deletes a plan change either.
         return False
 
 

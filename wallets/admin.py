@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -31,6 +32,10 @@ from .services import amount_str
 from .webhooks import webhook_delivery_retry_now
 
 LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
+
+
+class WalletPolicyRefused(Exception):
+    """``wallet_policy_update`` refused the form's policy; the page shows why instead of "changed"."""
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -283,6 +288,14 @@ class WalletAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except WalletPolicyRefused as refused:
+            # The admin's transaction was rolled back: nothing saved, nothing logged, no "changed" message.
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_model(self, request, obj, form, change):
         # Never save the whole row: the cached balance may have moved since the form was loaded.
         try:
@@ -296,7 +309,7 @@ class WalletAdmin(admin.ModelAdmin):
                 now=timezone.now(),
             )
         except WalletError as exc:
-            messages.error(request, str(exc))
+            raise WalletPolicyRefused(f"Not saved: {exc}") from None
 
 
 @admin.register(LowBalanceWallet)
