@@ -20,6 +20,7 @@ migrate: install
 demo: migrate
 	$(MANAGE) sync_billing_roles
 	$(MANAGE) demo_catalog
+	$(MANAGE) demo_activity
 	$(MANAGE) demo_admin
 
 run: demo
