@@ -24,7 +24,7 @@ demo: migrate
 	$(MANAGE) demo_admin
 
 run: demo
-	@echo "Meterline: admin at http://127.0.0.1:8000/admin/  API at http://127.0.0.1:8000/v0/  (Ctrl-C stops all)"
+	@echo "Meterline: billing home at http://127.0.0.1:8000/  API docs at http://127.0.0.1:8000/v0/docs  (Ctrl-C stops all)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 CHROMIUM_PATH ?= /usr/bin/chromium
