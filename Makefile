@@ -20,10 +20,11 @@ migrate: install
 demo: migrate
 	$(MANAGE) sync_billing_roles
 	$(MANAGE) demo_catalog
+	$(MANAGE) demo_activity
 	$(MANAGE) demo_admin
 
 run: demo
-	@echo "Meterline: admin at http://127.0.0.1:8000/admin/  API at http://127.0.0.1:8000/v0/  (Ctrl-C stops all)"
+	@echo "Meterline: billing home at http://127.0.0.1:8000/  API docs at http://127.0.0.1:8000/v0/docs  (Ctrl-C stops all)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
 CHROMIUM_PATH ?= /usr/bin/chromium

@@ -1,11 +1,19 @@
-"""Root URLs: the admin, the REST API (no trailing slashes), its schema and docs."""
+"""Root URLs: the admin, the REST API (no trailing slashes), its schema and docs; and the admin's branding."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, reverse_lazy
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from invoicing.api import events as realtime_events
 from invoicing.api import grants as grant_purchases
+
+# The admin is the product's only UI: "Meterline" in its header and title, and its "View site" link goes to
+# the billing home (reporting's page, which is the admin index), as does the root URL below.
+admin.site.site_header = "Meterline"
+admin.site.site_title = "Meterline"
+admin.site.index_title = "Billing back office"
+admin.site.site_url = reverse_lazy("admin:index")
 
 urlpatterns = [
     # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
@@ -32,6 +40,12 @@ urlpatterns = [
     ),
     path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),
+    # Last, so API requests never try them. The API has no trailing slashes; a browser's "/v0/docs/" is sent
+    # to the real address (permanent: it never changes) instead of the API's JSON 404.
+    path("v0/schema/", RedirectView.as_view(pattern_name="api-schema", permanent=True, query_string=True)),
+    path("v0/docs/", RedirectView.as_view(pattern_name="api-docs", permanent=True, query_string=True)),
+    # The root has no page of its own: it opens the billing home (temporary: the target may change).
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]
 
 # JSON error bodies for API (/v0/, /v1/, /v2/) requests that never reach a DRF view (catalog/api/errors.py).

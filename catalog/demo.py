@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -38,6 +38,8 @@ from .services import api_key_create
 
 D = Decimal
 DEMO_API_KEY_NAME = "demo key"
+NEURAL_LABS, CLOUD_ANALYTICS = "Neural Labs", "Cloud Analytics Inc"
+DEMO_MERCHANT_NAMES = (NEURAL_LABS, CLOUD_ANALYTICS)
 
 
 @dataclass
@@ -132,6 +134,11 @@ def first_of_month(now: datetime) -> datetime:
     return datetime(now.year, now.month, 1, tzinfo=UTC)
 
 
+def first_of_previous_month(now: datetime) -> datetime:
+    """Midnight UTC on the first day of the month before ``now``'s (UTC)."""
+    return first_of_month(first_of_month(now) - timedelta(days=1))
+
+
 @transaction.atomic
 def demo_catalog_build(*, now: datetime, with_api_keys: bool = True) -> DemoSummary:
     """Build (or find) both worked examples; subscriptions start on the first of ``now``'s month.
@@ -156,7 +163,7 @@ def demo_catalog_build(*, now: datetime, with_api_keys: bool = True) -> DemoSumm
 def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
     merchant = build.get_or_create(
         Merchant,
-        name="Neural Labs",
+        name=NEURAL_LABS,
         defaults={"email": "billing@neurallabs.example", "country": "US", "invoice_number_prefix": "NLE"},
     )
     product = build.get_or_create(
@@ -307,7 +314,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
 def _build_cloud_analytics(build: _Builder, started_at: datetime) -> Merchant:
     merchant = build.get_or_create(
         Merchant,
-        name="Cloud Analytics Inc",
+        name=CLOUD_ANALYTICS,
         defaults={"email": "billing@cloudanalytics.example", "country": "US", "invoice_number_prefix": "CA"},
     )
     product = build.get_or_create(

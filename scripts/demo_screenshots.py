@@ -1,10 +1,10 @@
 """Screenshots of the demo catalog for the README (``make demo-screenshots``).
 
-Builds the demo catalog in a throw-away SQLite database under a temporary METERLINE_VAR_DIR, started on the
-first day of LAST month, with a few weeks of usage events, closes last month's period (one billing run) and
-issues every other draft; then starts ``manage.py runserver`` on a free local port and drives Debian's Chromium
-(Playwright) to save three PNGs in docs/screenshots/: the billing home, a plan's price simulator with its
-tier breakdown, and an invoice.
+Builds the demo in a throw-away SQLite database under a temporary METERLINE_VAR_DIR as `make run` does
+(``demo_catalog``: subscriptions from the first of LAST month; ``demo_activity``: weeks of usage events, last
+month's periods closed by one billing run, every other draft issued); then starts ``manage.py runserver`` on a
+free local port and drives Debian's Chromium (Playwright) to save three PNGs in docs/screenshots/: the billing
+home, a plan's price simulator with its tier breakdown, and an invoice.
 
     /work/venv/bin/python scripts/demo_screenshots.py [--out docs/screenshots] [--keep]
 """
@@ -12,8 +12,8 @@ tier breakdown, and an invoice.
 from __future__ import annotations
 
 import argparse
+import io
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,54 +37,17 @@ def free_port() -> int:
 
 
 def build_demo(now: datetime) -> None:
-    """Migrate, build the demo catalog a month back, add usage, bill last month and issue its invoices."""
+    """Migrate, build the demo catalog and its activity (usage, last month invoiced) as `make run` does."""
     import django
 
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from catalog.demo import demo_catalog_build
-    from catalog.models import BillableMetric, Subscription
-    from invoicing.models import Invoice, InvoiceStatus
-    from invoicing.services import billing_run_execute, invoice_finalize
-    from metering.models import UsageEvent
-
     call_command("migrate", verbosity=0)
-    last_month = (now.replace(day=1) - timedelta(days=1)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    demo_catalog_build(now=last_month, with_api_keys=False)
+    call_command("demo_catalog", "--no-api-keys", stdout=io.StringIO())  # its listing is not needed here
+    call_command("demo_activity", now=now.isoformat())
     get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
-
-    rng = random.Random(7)
-    events = []
-    for subscription in Subscription.objects.select_related("customer", "plan"):
-        metrics = BillableMetric.objects.filter(prices__plan=subscription.plan).distinct()
-        for metric in metrics:
-            path = (metric.value_property or "$.value").removeprefix("$.").split(".")[0]
-            moment = last_month
-            while moment < now:
-                moment += timedelta(hours=rng.randint(2, 9))
-                data = {path: rng.randint(1, 400)}
-                for metric_filter in metric.filters.all():
-                    data[metric_filter.property_path.removeprefix("$.")] = (metric_filter.values or [""])[0]
-                events.append(
-                    UsageEvent(
-                        merchant_id=subscription.merchant_id,
-                        customer=subscription.customer,
-                        event_type=metric.event_type,
-                        timestamp=min(moment, now),
-                        received_at=now,
-                        idempotency_key=f"demo-{len(events)}",
-                        data=data,
-                    )
-                )
-    UsageEvent.objects.bulk_create(events, batch_size=2000)
-    billing_run_execute(as_of=now, trigger="demo")
-    # Issue every other closed draft: the home page then has issued revenue and drafts still in grace.
-    for index, invoice in enumerate(Invoice.objects.filter(status=InvoiceStatus.DRAFT, period_end__lte=now)):
-        if index % 2 == 0:
-            invoice_finalize(invoice=invoice, now=now)
-    print(f"demo: {len(events)} events, {Invoice.objects.count()} invoices")
 
 
 def wait_for(url: str, seconds: float = 30) -> None:

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from catalog.demo import demo_catalog_build
+from catalog.demo import demo_catalog_build, first_of_previous_month
 
 
 class Command(BaseCommand):
@@ -16,6 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-api-keys", action="store_true", help="Do not create demo API keys.")
 
     def handle(self, *args, **options):
-        summary = demo_catalog_build(now=timezone.now(), with_api_keys=not options["no_api_keys"])
+        # Subscriptions start on the first of LAST month, so the demo has a closed month to invoice
+        # (invoicing's demo_activity command, run next by `make run`, adds usage and bills it).
+        summary = demo_catalog_build(
+            now=first_of_previous_month(timezone.now()), with_api_keys=not options["no_api_keys"]
+        )
         for line in summary.lines():
             self.stdout.write(line)

@@ -1,0 +1,169 @@
+"""Demo activity: weeks of usage for the demo customers and last month's invoices, built idempotently.
+
+The demo catalog (``catalog.demo``, ``manage.py demo_catalog``) has merchants, plans and subscriptions but
+no usage. This adds what makes the billing home worth opening: usage events for every demo subscription
+from the first of last month up to ``now`` (4 to 8 weeks), then one billing run that closes every period
+ended by ``now`` through the same code as beat, and issues every other draft it wrote. The home then shows
+issued revenue, drafts still waiting out their grace period, and a usage chart.
+
+Nothing is random between runs: a day's events of one customer and event type come from a generator
+seeded by (customer, event type, day), and each carries an idempotency key made of the same parts, so
+running again with a later ``now`` replays the events already stored (metering ignores them) and only adds
+the ones after the previous ``now``. The billing run happens once a calendar month (skipped when a demo
+run as of this month exists), so a second run in the same month changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from catalog.demo import DEMO_MERCHANT_NAMES, first_of_month, first_of_previous_month
+from catalog.models import BillableMetric, Merchant, MetricFilterOperator, Subscription, SubscriptionStatus
+from metering.services import ACCEPTED, MAX_BATCH_EVENTS, events_ingest
+
+from .models import BillingRun, InvoiceStatus
+from .services import billing_run_execute, invoice_finalize
+
+DEMO_TRIGGER = "demo"
+EVENT_SOURCE = "https://demo.meterline.example"
+DAY = timedelta(days=1)
+
+
+class DemoCatalogMissing(Exception):
+    """The demo merchants are not there: ``manage.py demo_catalog`` has not run."""
+
+
+@dataclass
+class DemoActivitySummary:
+    events_submitted: int = 0
+    events_added: int = 0
+    billing_run: BillingRun | None = None
+    invoices_issued: int = 0
+
+    def lines(self) -> Iterable[str]:
+        yield (
+            f"Demo usage: {self.events_added} events added, {self.events_submitted - self.events_added} already there."
+        )
+        run = self.billing_run
+        if run is None:
+            yield "Demo billing: already run this month, nothing to do."
+        else:
+            yield (
+                f"Demo billing run {run.pk} as of {run.as_of:%Y-%m-%d %H:%M} UTC: {run.invoices_created} invoices "
+                f"created, {self.invoices_issued} drafts issued (the others wait out their grace period)."
+            )
+
+
+@dataclass(frozen=True)
+class _EventShape:
+    """What one event of a type carries for a subscription: the value paths its metrics read, fixed filters."""
+
+    event_type: str
+    value_paths: tuple[str, ...]
+    fixed: tuple[tuple[str, str], ...]
+
+
+def _shapes(metrics: Iterable[BillableMetric]) -> list[_EventShape]:
+    """One shape per event type: an event feeds every metric of its type (e.g. input and output tokens)."""
+    paths: dict[str, set[str]] = defaultdict(set)
+    fixed: dict[str, dict[str, str]] = defaultdict(dict)
+    for metric in metrics:
+        paths[metric.event_type].add((metric.value_property or "$.value").removeprefix("$.").split(".")[0])
+        for metric_filter in metric.filters.all():
+            if metric_filter.operator in (MetricFilterOperator.EQUALS, MetricFilterOperator.IN):
+                fixed[metric.event_type][metric_filter.property_path.removeprefix("$.")] = str(
+                    (metric_filter.values or [""])[0]
+                )
+    return [
+        _EventShape(event_type, tuple(sorted(paths[event_type])), tuple(sorted(fixed[event_type].items())))
+        for event_type in sorted(paths)
+    ]
+
+
+def _day_events(*, customer_key: str, subject: str, shape: _EventShape, day: datetime) -> list[dict]:
+    """A whole UTC day of one customer's events of one type: every 2 to 9 hours, values 1 to 400."""
+    rng = random.Random(f"{customer_key}|{shape.event_type}|{day:%Y-%m-%d}")
+    moment = day + timedelta(minutes=rng.randint(0, 8 * 60))
+    events = []
+    while moment < day + DAY:
+        data = {path: rng.randint(1, 400) for path in shape.value_paths}
+        data.update(shape.fixed)
+        events.append(
+            {
+                "type": shape.event_type,
+                "source": EVENT_SOURCE,
+                "subject": subject,
+                "timestamp": moment.isoformat(),
+                "idempotencyKey": f"demo-{customer_key}-{shape.event_type}-{day:%Y%m%d}-{len(events)}",
+                "data": data,
+            }
+        )
+        moment += timedelta(minutes=rng.randint(2 * 60, 9 * 60))
+    return events
+
+
+def _usage_events(subscription: Subscription, *, since: datetime, now: datetime) -> list[dict]:
+    metrics = BillableMetric.objects.filter(prices__plan=subscription.plan).distinct().prefetch_related("filters")
+    start = max(since, subscription.started_at)
+    events = []
+    for shape in _shapes(metrics):
+        day = since
+        while day < now:
+            for event in _day_events(
+                customer_key=subscription.customer.external_id or subscription.customer_id,
+                subject=subscription.customer_id,
+                shape=shape,
+                day=day,
+            ):
+                # Whole days are generated, so the events before ``now`` never depend on ``now``.
+                if start <= datetime.fromisoformat(event["timestamp"]) <= now:
+                    events.append(event)
+            day += DAY
+    return events
+
+
+def demo_activity_build(*, now: datetime) -> DemoActivitySummary:
+    """Add the demo customers' usage since the first of last month up to ``now``, then (once a month) close
+    the periods ended by ``now`` and issue every other draft of that run. Idempotent: see the module doc."""
+    merchants = list(Merchant.objects.filter(name__in=DEMO_MERCHANT_NAMES).order_by("name"))
+    if not merchants:
+        raise DemoCatalogMissing("No demo merchant found: run `manage.py demo_catalog` first.")
+    now = now.astimezone(UTC)
+    since = first_of_previous_month(now)
+    summary = DemoActivitySummary()
+    subscriptions = list(
+        Subscription.objects.filter(merchant__in=merchants, status=SubscriptionStatus.ACTIVE, test_clock__isnull=True)
+        .select_related("customer", "plan")
+        .order_by("merchant__name", "customer__external_id", "pk")
+    )
+    for merchant in merchants:
+        events = [
+            event
+            for subscription in subscriptions
+            if subscription.merchant_id == merchant.pk
+            for event in _usage_events(subscription, since=since, now=now)
+        ]
+        for offset in range(0, len(events), MAX_BATCH_EVENTS):
+            outcome = events_ingest(merchant=merchant, raw_events=events[offset : offset + MAX_BATCH_EVENTS], now=now)
+            summary.events_submitted += len(outcome.results)
+            summary.events_added += outcome.counts[ACCEPTED]
+
+    if BillingRun.objects.filter(trigger=DEMO_TRIGGER, as_of__gte=first_of_month(now)).exists():
+        return summary
+    summary.billing_run = billing_run_execute(
+        as_of=now, trigger=DEMO_TRIGGER, subscription_ids=[s.pk for s in subscriptions], clock=lambda: now
+    )
+    # Every other draft is issued now; the rest stay drafts in their grace period (beat issues them when it
+    # ends), so the home shows both issued revenue and open drafts.
+    drafts = summary.billing_run.invoices.filter(status=InvoiceStatus.DRAFT).order_by(
+        "merchant__name", "customer__external_id", "period_start"
+    )
+    for index, invoice in enumerate(drafts):
+        if index % 2 == 0:
+            invoice_finalize(invoice=invoice, now=now)
+            summary.invoices_issued += 1
+    return summary
