@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_history import AttributedHistoryAdmin
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
@@ -120,7 +121,9 @@ class CreditNoteInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(AttributedHistoryAdmin):
+    """Invoices are written by services only; "History" lists every recorded change and who made it."""
+
     list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
