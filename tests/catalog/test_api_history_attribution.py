@@ -196,3 +196,16 @@ def test_the_invoice_history_page_lists_who_changed_it(superuser_client, api_cli
     assert history_url in change_page.content.decode()
     assert history_page.status_code == 200
     assert history_page.content.decode().count(f"API key test key ({api_key.pk})") == 2
+
+
+def test_an_invoice_history_record_reads_but_cannot_revert(viewer_client, superuser_client, opening_invoice):
+    record = latest(opening_invoice)
+    # simple-history links its record pages with the raw pk and does not unquote it
+    record_url = reverse("admin:invoicing_invoice_simple_history", args=(opening_invoice.pk, record.history_id))
+
+    assert (
+        viewer_client.get(reverse("admin:invoicing_invoice_history", args=[quote(opening_invoice.pk)])).status_code
+        == 200
+    )
+    assert superuser_client.get(record_url).status_code == 200
+    assert superuser_client.post(record_url, {"void_reason": "Reverted"}).status_code == 403
