@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
-from simple_history.admin import SimpleHistoryAdmin
 
 from . import (
     admin_schedule,  # noqa: F401  (registers the billing schedule admin)
@@ -33,6 +32,7 @@ from .admin_forms import (
     PriceAdminForm,
     PriceTierInlineFormSet,
 )
+from .admin_history import AttributedHistoryAdmin
 from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
 from .descriptions import price_rate_summary
@@ -58,20 +58,8 @@ class CatalogAdminMixin:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-class CatalogHistoryAdmin(CatalogAdminMixin, SimpleHistoryAdmin):
-    """A catalog page with its change history.
-
-    History is an audit trail to read, never a way to write: reverting a price would restore its
-    fields without its tier rows and skip the tier checks, so "Revert" is off for everyone.
-    """
-
-    def revert_disabled(self, request, obj=None) -> bool:
-        return True
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":
-            raise PermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
+class CatalogHistoryAdmin(CatalogAdminMixin, AttributedHistoryAdmin):
+    """A catalog page with its change history (read-only, see ``AttributedHistoryAdmin``)."""
 
 
 class FixedAfterCreateMixin:

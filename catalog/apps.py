@@ -9,7 +9,10 @@ class CatalogConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from simple_history.signals import pre_create_historical_record
+
         from .db import timestamptz_loader_install
+        from .history import history_api_key_attach
         from .roles import billing_roles_sync_after_migrate
 
         connection_created.connect(timestamptz_loader_install, dispatch_uid="catalog_timestamptz_loader")
@@ -17,3 +20,6 @@ class CatalogConfig(AppConfig):
         # Infrastructure, not business logic: permissions only exist after migrate, and models that
         # later migrations add must reach the staff roles without anyone remembering a command.
         post_migrate.connect(billing_roles_sync_after_migrate, sender=self, dispatch_uid="catalog_billing_roles")
+        # Change history names the API key behind an API change (catalog/history.py); every billing
+        # app's historical models share the column, so one receiver serves them all.
+        pre_create_historical_record.connect(history_api_key_attach, dispatch_uid="catalog_history_api_key")

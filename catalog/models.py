@@ -34,6 +34,27 @@ class TimeStamped(models.Model):
         abstract = True
 
 
+class ApiKeyAttributedHistory(models.Model):
+    """The base of every historical model: which API key made the change.
+
+    Set by ``catalog.history.history_api_key_attach`` for changes made through the REST API, where
+    ``history_user`` stays empty (an API request has no Django user); empty for the admin, beat and
+    management commands. Revoking a key keeps its attribution; deleting the key row empties it.
+    """
+
+    history_api_key = models.ForeignKey(
+        "catalog.ApiKey",  # app-qualified: invoicing's historical models inherit it too
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="API key",
+    )
+
+    class Meta:
+        abstract = True
+
+
 class RoundingMode(models.TextChoices):
     HALF_UP = "ROUND_HALF_UP", "Half up (0.005 → 0.01)"
     HALF_EVEN = "ROUND_HALF_EVEN", "Half even, banker's (0.005 → 0.00, 0.015 → 0.02)"
@@ -68,7 +89,7 @@ class Merchant(TimeStamped):
     invoice_number_prefix = models.CharField(
         max_length=20, blank=True, help_text="Printed before invoice numbers, e.g. NLE. Defaults to INV."
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["name"]
@@ -111,7 +132,7 @@ class Product(TimeStamped):
     name = models.CharField(max_length=200, help_text="Customer-facing title, used on invoices.")
     description = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["name"]
@@ -157,7 +178,7 @@ class BillableMetric(TimeStamped):
         null=True, blank=True, help_text="Only events at or after this time count (meter versioning)."
     )
     item_id = models.CharField("accounting item", max_length=100, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["product__name", "name"]
@@ -230,7 +251,7 @@ class Fee(TimeStamped):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     item_id = models.CharField("accounting item", max_length=100, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["product__name", "name"]
@@ -309,7 +330,7 @@ class Plan(TimeStamped):
     renewal_reminder_enabled = models.BooleanField(default=True)
     renewal_reminder_days = models.PositiveIntegerField(default=3)
     archived_at = models.DateTimeField(null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["product__name", "name"]
@@ -472,7 +493,7 @@ class Price(TimeStamped):
         max_length=15, choices=[("IN_SCOPE", "In scope"), ("OUTSIDE_SCOPE", "Outside scope")], default="IN_SCOPE"
     )
     pricing_unit_id = models.CharField(max_length=100, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["plan__name", "invoice_display_name"]
@@ -585,7 +606,7 @@ class Customer(TimeStamped):
         max_length=64, default="UTC", validators=[validate_time_zone], help_text="IANA name, e.g. Europe/Paris."
     )
     metadata = models.JSONField(default=dict, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["name"]
@@ -671,7 +692,7 @@ class Subscription(TimeStamped):
         help_text="Overrides the plan's billing mode for this subscription; empty = the plan's.",
     )
     metadata = models.JSONField(default=dict, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
         ordering = ["-started_at"]

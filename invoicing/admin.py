@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_safe
 
+from catalog.admin_history import AttributedHistoryAdmin
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
@@ -126,7 +127,9 @@ def can_run_billing(request) -> bool:
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(AttributedHistoryAdmin):
+    """Invoices are written by services only; "History" lists every recorded change and who made it."""
+
     list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")

@@ -12,11 +12,13 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
 from catalog.ids import PublicIdField
 from catalog.models import (
     QUANTITY_DIGITS,
     RATE_DIGITS,
+    ApiKeyAttributedHistory,
     BillableMetric,
     Customer,
     Merchant,
@@ -99,6 +101,10 @@ class Invoice(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Every save of an invoice records who made it (person or API key). The billing run's inserts do
+    # not (``billing_run`` already says which run wrote the invoice; see ``_close_one``), nor do
+    # ``bulk_create`` or queryset ``update()`` calls.
+    history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     AMOUNT_FIELDS = ("subtotal", "tax", "total", "amount_due", "tax_rate", "currency", "period_start", "period_end")
 

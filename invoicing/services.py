@@ -455,7 +455,9 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
                 if composed is None:
                     return False
                 invoice = _invoice_from_composition(composed, subscription=sub, plan=sub.plan, run=run)
-                invoice.save(force_insert=True)
+                # No history row for the run's own insert: ``invoice.billing_run`` already records
+                # who wrote it, and the run stays at one INSERT per invoice. Later changes are recorded.
+                invoice.save_without_historical_record(force_insert=True)
                 InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
                 invoice.merchant = sub.merchant
                 _issue(invoice, now=item.now)
@@ -476,7 +478,7 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
                 run=run,
                 grace_ends_at=end + sub.merchant.invoice_grace_period,
             )
-            invoice.save(force_insert=True)
+            invoice.save_without_historical_record(force_insert=True)  # no history row: see above
             InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
             if applies:
                 _apply_plan_change(sub, change, invoice=invoice)
