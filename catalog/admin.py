@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.urls import path
@@ -24,6 +26,7 @@ from .admin_forms import (
     PriceAdminForm,
     PriceTierInlineFormSet,
 )
+from .admin_scoping import MerchantScopedAdminMixin, request_merchant_ids, scope_queryset
 from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
 from .descriptions import price_rate_summary
@@ -34,8 +37,9 @@ RECORD_FIELDS = ("id", "created_at", "updated_at")
 HISTORY_REASON_MAX = 100  # simple-history's history_change_reason column
 
 
-class CatalogAdminMixin:
-    """Shared by every catalog page: finance-friendly forms and N+1-free foreign-key choices."""
+class CatalogAdminMixin(MerchantScopedAdminMixin):
+    """Shared by every catalog page: finance-friendly forms, N+1-free foreign-key choices, and only the
+    merchants of a staff user bound to some (``merchant_path``, ``catalog.admin_scoping``)."""
 
     form = CatalogModelForm
 
@@ -59,17 +63,29 @@ class CatalogHistoryAdmin(CatalogAdminMixin, SimpleHistoryAdmin):
     def revert_disabled(self, request, obj=None) -> bool:
         return True
 
+    def history_view(self, request, object_id, extra_context=None):
+        self._history_scope_check(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":
             raise PermissionDenied
+        self._history_scope_check(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def _history_scope_check(self, request, object_id) -> None:
+        # simple-history reads history rows directly (and shows a deleted object's): a staff user bound to
+        # merchants sees only the history of an object of theirs that still exists.
+        if request_merchant_ids(request) is not None:
+            self.scoped_object_or_404(request, object_id)
 
 
 class PlanListFilter(admin.RelatedFieldListFilter):
-    """Plans named with their product, in one query."""
+    """Plans named with their product, in one query; only the user's merchants' plans."""
 
     def field_choices(self, field, request, model_admin):
-        return [(plan.pk, str(plan)) for plan in models.Plan.objects.select_related("product")]
+        plans = scope_queryset(models.Plan.objects.select_related("product"), request_merchant_ids(request), "merchant")
+        return [(plan.pk, str(plan)) for plan in plans]
 
 
 # --- Merchants and API keys ------------------------------------------------------------------
@@ -77,6 +93,7 @@ class PlanListFilter(admin.RelatedFieldListFilter):
 
 @admin.register(models.Merchant)
 class MerchantAdmin(CatalogHistoryAdmin):
+    merchant_path = "pk"
     list_display = (
         "name",
         "id",
@@ -99,10 +116,16 @@ class MerchantAdmin(CatalogHistoryAdmin):
         RECORD_FIELDSET,
     )
 
+    def has_add_permission(self, request) -> bool:
+        # A staff user bound to merchants could not see a merchant they add: only unrestricted staff add them.
+        return request_merchant_ids(request) is None and super().has_add_permission(request)
+
 
 @admin.register(models.ApiKey)
 class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
     """Keys are created by ``api_key_create``; the secret is shown once, the digest never."""
+
+    merchant_path = "merchant"
 
     list_display = ("name", "merchant", "key_start", "is_active", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), "merchant")
@@ -161,6 +184,7 @@ class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
 
 class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
     model = models.BillableMetric
+    merchant_path = "merchant"
     formset = ParentMerchantInlineFormSet
     fields = ("name", "unit", "aggregation", "event_type", "value_property")
     extra = 0
@@ -170,6 +194,7 @@ class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
 
 class FeeInline(CatalogAdminMixin, admin.TabularInline):
     model = models.Fee
+    merchant_path = "merchant"
     formset = ParentMerchantInlineFormSet
     fields = ("name", "description", "item_id")
     extra = 0
@@ -178,6 +203,7 @@ class FeeInline(CatalogAdminMixin, admin.TabularInline):
 
 @admin.register(models.Product)
 class ProductAdmin(CatalogHistoryAdmin):
+    merchant_path = "merchant"
     list_display = ("name", "merchant", "id", "metric_count", "plan_count", "created_at")
     list_filter = ("merchant",)
     list_select_related = ("merchant",)
@@ -207,6 +233,7 @@ class ProductAdmin(CatalogHistoryAdmin):
 
 class MetricFilterInline(CatalogAdminMixin, admin.TabularInline):
     model = models.MetricFilter
+    merchant_path = "metric__merchant"
     fields = ("property_path", "operator", "values")
     extra = 0
     verbose_name = "event filter"
@@ -214,6 +241,7 @@ class MetricFilterInline(CatalogAdminMixin, admin.TabularInline):
 
 @admin.register(models.BillableMetric)
 class BillableMetricAdmin(CatalogHistoryAdmin):
+    merchant_path = "merchant"
     list_display = ("name", "product", "aggregation", "event_type", "value_property", "unit", "merchant")
     list_filter = ("aggregation", "product", "merchant")
     list_select_related = ("product", "merchant")
@@ -232,6 +260,7 @@ class BillableMetricAdmin(CatalogHistoryAdmin):
 
 @admin.register(models.Fee)
 class FeeAdmin(CatalogHistoryAdmin):
+    merchant_path = "merchant"
     list_display = ("name", "product", "item_id", "merchant", "id")
     list_filter = ("product", "merchant")
     list_select_related = ("product", "merchant")
@@ -243,10 +272,11 @@ class FeeAdmin(CatalogHistoryAdmin):
 # --- Plans and prices --------------------------------------------------------------------------
 
 
-class PriceSummaryInline(admin.TabularInline):
+class PriceSummaryInline(MerchantScopedAdminMixin, admin.TabularInline):
     """Read-only price rows with a link to each price's own page (tiers cannot nest here)."""
 
     model = models.Price
+    merchant_path = "merchant"
     template = "admin/catalog/edit_inline/tabular_with_add_link.html"
     fields = ("invoice_display_name", "charges_for", "model", "rate", "payment_term")
     readonly_fields = fields
@@ -289,6 +319,7 @@ class PlanPriceInline(PriceSummaryInline):
 
 @admin.register(models.Plan)
 class PlanAdmin(CatalogHistoryAdmin):
+    merchant_path = "merchant"
     list_display = (
         "name",
         "product",
@@ -347,8 +378,9 @@ class PlanAdmin(CatalogHistoryAdmin):
         return custom + super().get_urls()
 
 
-class PriceTierInline(admin.TabularInline):
+class PriceTierInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = models.PriceTier
+    merchant_path = "price__merchant"
     formset = PriceTierInlineFormSet
     fields = ("up_to", "unit_price", "flat_fee")
     extra = 0
@@ -356,8 +388,9 @@ class PriceTierInline(admin.TabularInline):
     verbose_name_plural = "tiers (graduated and volume prices; leave the last tier's upper bound empty)"
 
 
-class DynamicRateInline(admin.TabularInline):
+class DynamicRateInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = models.DynamicRate
+    merchant_path = "price__merchant"
     formset = DynamicRateInlineFormSet
     fields = ("effective_from", "unit_price")
     extra = 0
@@ -368,6 +401,7 @@ class DynamicRateInline(admin.TabularInline):
 @admin.register(models.Price)
 class PriceAdmin(CatalogHistoryAdmin):
     form = PriceAdminForm
+    merchant_path = "merchant"
     list_display = (
         "invoice_display_name",
         "plan",
@@ -517,12 +551,13 @@ def _history_reason(price: models.Price) -> str:
 # --- Customers and subscriptions ---------------------------------------------------------------
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(MerchantScopedAdminMixin, admin.TabularInline):
     """The customer's subscriptions, read-only: plan, status and dates change only through the
     subscription page's buttons, which call invoicing's services (proration, final invoices, Invoice 0).
     The link under the table opens the add page with the customer and its merchant filled in."""
 
     model = models.Subscription
+    merchant_path = "merchant"
     template = "admin/catalog/edit_inline/tabular_subscriptions.html"
     fields = ("name", "plan", "status", "started_at", "ending_at")
     readonly_fields = fields
@@ -557,6 +592,7 @@ class NegotiatedRateInline(PriceSummaryInline):
 
 @admin.register(models.Customer)
 class CustomerAdmin(CatalogHistoryAdmin):
+    merchant_path = "merchant"
     list_display = ("name", "external_id", "email", "currency", "country", "merchant", "id")
     list_filter = ("merchant", "currency", "country")
     list_select_related = ("merchant",)
@@ -618,6 +654,8 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
     add page and the lifecycle buttons belong to invoicing, which replaces this admin with a subclass
     (``invoicing.admin_subscriptions``); without it a subscription cannot be added here.
     """
+
+    merchant_path = "merchant"
 
     list_display = ("name", "customer", "plan", "status", "started_at", "ending_at", "merchant")
     list_filter = ("status", ("plan", PlanListFilter), "merchant")
@@ -698,6 +736,7 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
 
 @admin.register(models.TestClock)
 class TestClockAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = ("__str__", "merchant", "current_time", "deleted_at", "id")
     list_filter = ("merchant", ("deleted_at", admin.EmptyFieldListFilter))
     list_select_related = ("merchant",)
@@ -711,6 +750,7 @@ class TestClockAdmin(CatalogAdminMixin, admin.ModelAdmin):
 
 @admin.register(models.Feature)
 class FeatureAdmin(CatalogAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = ("key", "name", "type", "product", "billable_metric", "merchant", "id")
     list_filter = ("type", "product", "merchant")
     list_select_related = ("product", "merchant", "billable_metric")
@@ -720,3 +760,42 @@ class FeatureAdmin(CatalogAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("merchant", "product", "key", "name", "type", "billable_metric", "metadata")}),
         RECORD_FIELDSET,
     )
+
+
+# --- Staff limited to merchants ------------------------------------------------------------------
+
+
+class StaffMerchantAccessInline(admin.TabularInline):
+    """The merchants a staff user is limited to (none: every merchant); only superusers see and edit it, so
+    nobody widens their own access."""
+
+    model = models.StaffMerchantAccess
+    fields = ("merchant",)
+    extra = 0
+    verbose_name_plural = "merchants this user is limited to (none: every merchant; superusers: always every one)"
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+_User = get_user_model()
+
+
+class StaffUserAdmin(UserAdmin):
+    """Django's user admin plus the merchants a staff user is limited to."""
+
+    inlines = (*UserAdmin.inlines, StaffMerchantAccessInline)
+
+
+if admin.site.is_registered(_User):
+    admin.site.unregister(_User)
+admin.site.register(_User, StaffUserAdmin)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer
 
 from . import (
@@ -32,7 +33,7 @@ from .webhooks import webhook_delivery_retry_now
 LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     """Rows written only by services: viewable, never added, changed or deleted here."""
 
     def has_add_permission(self, request, obj=None):
@@ -185,7 +186,7 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
         )
 
     def _credit_view(self, request, object_id, *, form_class, title, explanation, record):
-        customer = get_object_or_404(Customer, pk=object_id)
+        customer = self.scoped_object_or_404(request, object_id)
         if not self.has_change_permission(request, customer):
             raise PermissionDenied
         form = form_class(request.POST or None, initial={"currency": customer.currency})
@@ -230,7 +231,8 @@ class BelowThresholdFilter(admin.SimpleListFilter):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = (
         "customer",
         "currency",
@@ -294,6 +296,7 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(LowBalanceWallet)
 class LowBalanceWalletAdmin(ReadOnlyAdmin):
+    merchant_path = "merchant"
     list_display = ("customer", "currency", "balance", "low_balance_threshold", "low_balance_since", "policy")
     list_filter = ("currency", "policy", "merchant")
     list_select_related = ("customer",)
@@ -302,6 +305,7 @@ class LowBalanceWalletAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
+    merchant_path = "wallet__merchant"
     list_display = (
         "occurred_at",
         "wallet",
@@ -326,6 +330,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditLot)
 class CreditLotAdmin(ReadOnlyAdmin):
+    merchant_path = "wallet__merchant"
     list_display = ("wallet", "kind", "original_amount", "remaining", "expires_at", "expired_at", "price_paid")
     list_filter = ("kind",)
     search_fields = ("wallet__customer__name", "purchase_invoice_ref")
@@ -333,7 +338,8 @@ class CreditLotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Commitment)
-class CommitmentAdmin(admin.ModelAdmin):
+class CommitmentAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = (
         "customer",
         "amount",
@@ -371,13 +377,15 @@ class CommitmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = ("url", "merchant", "enabled", "event_types", "created_at")
     list_filter = ("enabled", "merchant")
 
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    merchant_path = "endpoint__merchant"
     list_display = (
         "event_type",
         "endpoint",
