@@ -78,7 +78,7 @@ def _number(value: Decimal) -> str:
     return f"{value.normalize():f}" if value else "0"
 
 
-def _revenue_chart(*, currency: str, now: datetime, merchant_ids) -> Chart:
+def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:
     months = selectors.revenue_by_month(currency=currency, now=now, merchant_ids=merchant_ids)
     starts = selectors.month_starts(now=now, months=len(months))
     urls = []
@@ -153,7 +153,7 @@ def _usage_chart(*, product_id: str | None, now: datetime) -> Chart:
     )
 
 
-def _top_customers_chart(*, currency: str, merchant_ids) -> Chart:
+def _top_customers_chart(*, currency: str, merchant_ids=None) -> Chart:
     top = selectors.top_customers_by_open_drafts(currency=currency, merchant_ids=merchant_ids)
     return Chart(
         id="top-customers-chart",
@@ -187,7 +187,7 @@ def _invoice_row(invoice, *cells: str) -> dict:
     return {"url": reverse("admin:invoicing_invoice_change", args=[invoice.pk]), "cells": [str(invoice), *cells]}
 
 
-def _action_lists(*, now: datetime, user, merchant_ids) -> list[ActionList]:
+def _action_lists(*, now: datetime, user, merchant_ids=None) -> list[ActionList]:
     include = []
     if user.has_perm("invoicing.view_invoice"):
         include += ["drafts", "past_due"]
