@@ -457,3 +457,17 @@ def test_only_superusers_edit_the_bindings_on_the_user_page(world, superuser_cli
         "merchants this user is limited to"
         not in client.get(reverse("admin:auth_user_change", args=[user.pk])).content.decode()
     )
+
+
+def test_the_system_check_refuses_an_admin_without_a_path_to_its_merchant():
+    class Undeclared(MerchantScopedAdminMixin, admin.ModelAdmin):
+        pass
+
+    class Wrong(MerchantScopedAdminMixin, admin.ModelAdmin):
+        merchant_path = "customer"
+
+    site = admin.AdminSite(name="scoping-check")
+
+    assert [e.id for e in Undeclared(Invoice, site)._check_merchant_path()] == ["catalog.E001"]
+    assert [e.id for e in Wrong(Invoice, site)._check_merchant_path()] == ["catalog.E002"]
+    assert admin.site.get_model_admin(Invoice)._check_merchant_path() == []
