@@ -773,7 +773,8 @@ class StaffMerchantAccess(models.Model):
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant_accesses")
-    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="staff_accesses")
+    # PROTECT: deleting the last merchant of a bound user must not silently widen them to every merchant.
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="staff_accesses")
     created_at = models.DateTimeField(auto_now_add=True, editable=False)
 
     class Meta:

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='staff_accesses', to='catalog.merchant')),
+                ('merchant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='staff_accesses', to='catalog.merchant')),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='merchant_accesses', to=settings.AUTH_USER_MODEL)),
             ],
             options={
