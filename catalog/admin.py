@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
@@ -33,6 +35,7 @@ from .admin_forms import (
     PriceTierInlineFormSet,
 )
 from .admin_history import AttributedHistoryAdmin
+from .admin_scoping import MerchantScopedAdminMixin, request_merchant_ids, scope_queryset
 from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
 from .descriptions import price_rate_summary
@@ -43,8 +46,9 @@ RECORD_FIELDS = ("id", "created_at", "updated_at")
 HISTORY_REASON_MAX = 100  # simple-history's history_change_reason column
 
 
-class CatalogAdminMixin:
-    """Shared by every catalog page: finance-friendly forms and N+1-free foreign-key choices."""
+class CatalogAdminMixin(MerchantScopedAdminMixin):
+    """Shared by every catalog page: finance-friendly forms, N+1-free foreign-key choices, and only the
+    merchants of a staff user bound to some (``merchant_path``, ``catalog.admin_scoping``)."""
 
     form = CatalogModelForm
 
@@ -91,10 +95,11 @@ def refusal_message(error: Exception, *, done: str = "saved") -> str:
 
 
 class PlanListFilter(admin.RelatedFieldListFilter):
-    """Plans named with their product, in one query."""
+    """Plans named with their product, in one query; only the user's merchants' plans."""
 
     def field_choices(self, field, request, model_admin):
-        return [(plan.pk, str(plan)) for plan in models.Plan.objects.select_related("product")]
+        plans = scope_queryset(models.Plan.objects.select_related("product"), request_merchant_ids(request), "merchant")
+        return [(plan.pk, str(plan)) for plan in plans]
 
 
 # --- Merchants and API keys ------------------------------------------------------------------
@@ -102,6 +107,7 @@ class PlanListFilter(admin.RelatedFieldListFilter):
 
 @admin.register(models.Merchant)
 class MerchantAdmin(CatalogHistoryAdmin):
+    merchant_path = "pk"
     list_display = (
         "name",
         "id",
@@ -124,10 +130,16 @@ class MerchantAdmin(CatalogHistoryAdmin):
         RECORD_FIELDSET,
     )
 
+    def has_add_permission(self, request) -> bool:
+        # A staff user bound to merchants could not see a merchant they add: only unrestricted staff add them.
+        return request_merchant_ids(request) is None and super().has_add_permission(request)
+
 
 @admin.register(models.ApiKey)
 class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
     """Keys are created by ``api_key_create``; the secret is shown once, the digest never."""
+
+    merchant_path = "merchant"
 
     list_display = ("name", "merchant", "key_start", "is_active", "created_at", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), "merchant")
@@ -186,6 +198,7 @@ class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
 
 class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
     model = models.BillableMetric
+    merchant_path = "merchant"
     formset = BillableMetricInlineFormSet
     fields = ("name", "unit", "aggregation", "event_type", "value_property")
     extra = 0
@@ -195,6 +208,7 @@ class BillableMetricInline(CatalogAdminMixin, admin.TabularInline):
 
 class FeeInline(CatalogAdminMixin, admin.TabularInline):
     model = models.Fee
+    merchant_path = "merchant"
     formset = FeeInlineFormSet
     fields = ("name", "description", "item_id")
     extra = 0
@@ -203,6 +217,7 @@ class FeeInline(CatalogAdminMixin, admin.TabularInline):
 
 @admin.register(models.Product)
 class ProductAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    merchant_path = "merchant"
     fixed_fields = ("merchant",)  # product_update: name, description, metadata
     list_display = ("name", "merchant", "id", "metric_count", "plan_count", "created_at")
     list_filter = ("merchant",)
@@ -233,6 +248,7 @@ class ProductAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
 
 class MetricFilterInline(CatalogAdminMixin, admin.TabularInline):
     model = models.MetricFilter
+    merchant_path = "metric__merchant"
     fields = ("property_path", "operator", "values")
     extra = 0
     verbose_name = "event filter"
@@ -240,6 +256,7 @@ class MetricFilterInline(CatalogAdminMixin, admin.TabularInline):
 
 @admin.register(models.BillableMetric)
 class BillableMetricAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    merchant_path = "merchant"
     # billable_metric_update: the aggregation and product are fixed once usage was counted that way.
     fixed_fields = ("merchant", "product", "aggregation")
     list_display = ("name", "product", "aggregation", "event_type", "value_property", "unit", "merchant")
@@ -260,6 +277,7 @@ class BillableMetricAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
 
 @admin.register(models.Fee)
 class FeeAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    merchant_path = "merchant"
     fixed_fields = ("merchant", "product")  # fee_update: name, description, item id
     list_display = ("name", "product", "item_id", "merchant", "id")
     list_filter = ("product", "merchant")
@@ -272,10 +290,11 @@ class FeeAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
 # --- Plans and prices --------------------------------------------------------------------------
 
 
-class PriceSummaryInline(admin.TabularInline):
+class PriceSummaryInline(MerchantScopedAdminMixin, admin.TabularInline):
     """Read-only price rows with a link to each price's own page (tiers cannot nest here)."""
 
     model = models.Price
+    merchant_path = "merchant"
     template = "admin/catalog/edit_inline/tabular_with_add_link.html"
     fields = ("invoice_display_name", "charges_for", "model", "rate", "payment_term")
     readonly_fields = fields
@@ -318,6 +337,7 @@ class PlanPriceInline(PriceSummaryInline):
 
 @admin.register(models.Plan)
 class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    merchant_path = "merchant"
     """Plans. ``PlanAdminForm`` refuses what ``plan_update`` refuses (cadence or anchor of a plan live
     subscriptions bill); merchant, product, currency and billing mode are fixed once created (the API
     cannot change them either)."""
@@ -382,8 +402,9 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
         return custom + super().get_urls()
 
 
-class PriceTierInline(admin.TabularInline):
+class PriceTierInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = models.PriceTier
+    merchant_path = "price__merchant"
     formset = PriceTierInlineFormSet
     fields = ("up_to", "unit_price", "flat_fee")
     extra = 0
@@ -391,8 +412,9 @@ class PriceTierInline(admin.TabularInline):
     verbose_name_plural = "tiers (graduated and volume prices; leave the last tier's upper bound empty)"
 
 
-class DynamicRateInline(admin.TabularInline):
+class DynamicRateInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = models.DynamicRate
+    merchant_path = "price__merchant"
     formset = DynamicRateInlineFormSet
     fields = ("effective_from", "unit_price")
     extra = 0
@@ -403,6 +425,7 @@ class DynamicRateInline(admin.TabularInline):
 @admin.register(models.Price)
 class PriceAdmin(CatalogHistoryAdmin):
     form = PriceAdminForm
+    merchant_path = "merchant"
     list_display = (
         "invoice_display_name",
         "plan",
@@ -628,12 +651,13 @@ def _history_reason(price: models.Price) -> str:
 # --- Customers and subscriptions ---------------------------------------------------------------
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(MerchantScopedAdminMixin, admin.TabularInline):
     """The customer's subscriptions, read-only: plan, status and dates change only through the
     subscription page's buttons, which call invoicing's services (proration, final invoices, Invoice 0).
     The link under the table opens the add page with the customer and its merchant filled in."""
 
     model = models.Subscription
+    merchant_path = "merchant"
     template = "admin/catalog/edit_inline/tabular_subscriptions.html"
     fields = ("name", "plan", "status", "started_at", "ending_at")
     readonly_fields = fields
@@ -668,6 +692,7 @@ class NegotiatedRateInline(PriceSummaryInline):
 
 @admin.register(models.Customer)
 class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    merchant_path = "merchant"
     fixed_fields = ("merchant",)  # customer_update never moves a customer to another merchant
     list_display = ("name", "external_id", "email", "currency", "country", "merchant", "id")
     list_filter = ("merchant", "currency", "country")
@@ -730,6 +755,8 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
     add page and the lifecycle buttons belong to invoicing, which replaces this admin with a subclass
     (``invoicing.admin_subscriptions``); without it a subscription cannot be added here.
     """
+
+    merchant_path = "merchant"
 
     list_display = ("name", "customer", "plan", "status", "started_at", "ending_at", "merchant")
     list_filter = ("status", ("plan", PlanListFilter), "merchant")
@@ -810,6 +837,7 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
 
 @admin.register(models.TestClock)
 class TestClockAdmin(FixedAfterCreateMixin, CatalogAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     """Test clocks. Moving a clock bills its subscriptions (``test_clock_advance``) and deleting one is
     refused while they run (``test_clock_delete``): both are API operations, so the time and the deletion
     stamp are read-only here once the clock exists."""
@@ -828,6 +856,7 @@ class TestClockAdmin(FixedAfterCreateMixin, CatalogAdminMixin, admin.ModelAdmin)
 
 @admin.register(models.Feature)
 class FeatureAdmin(FixedAfterCreateMixin, CatalogAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     fixed_fields = ("merchant", "product")  # feature_update: key, name, type, metadata, metric
     list_display = ("key", "name", "type", "product", "billable_metric", "merchant", "id")
     list_filter = ("type", "product", "merchant")
@@ -838,3 +867,42 @@ class FeatureAdmin(FixedAfterCreateMixin, CatalogAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("merchant", "product", "key", "name", "type", "billable_metric", "metadata")}),
         RECORD_FIELDSET,
     )
+
+
+# --- Staff limited to merchants ------------------------------------------------------------------
+
+
+class StaffMerchantAccessInline(admin.TabularInline):
+    """The merchants a staff user is limited to (none: every merchant); only superusers see and edit it, so
+    nobody widens their own access."""
+
+    model = models.StaffMerchantAccess
+    fields = ("merchant",)
+    extra = 0
+    verbose_name_plural = "merchants this user is limited to (none: every merchant; superusers: always every one)"
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+_User = get_user_model()
+
+
+class StaffUserAdmin(UserAdmin):
+    """Django's user admin plus the merchants a staff user is limited to."""
+
+    inlines = (*UserAdmin.inlines, StaffMerchantAccessInline)
+
+
+if admin.site.is_registered(_User):
+    admin.site.unregister(_User)
+admin.site.register(_User, StaffUserAdmin)

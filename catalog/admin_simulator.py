@@ -16,7 +16,8 @@ from .simulator import SimulatedUsage, plan_simulate
 
 def plan_simulator_view(request, *, admin_site, model_admin, plan_id: str):
     """GET-only: a simulation changes nothing, so viewers may use it as well as editors."""
-    plan = get_object_or_404(Plan.objects.select_related("product", "merchant"), pk=plan_id)
+    # Through the admin's queryset: a staff user limited to merchants gets 404 for another merchant's plan.
+    plan = get_object_or_404(model_admin.get_queryset(request).select_related("product", "merchant"), pk=plan_id)
     if not model_admin.has_view_permission(request, plan):
         raise PermissionDenied
     customers = Customer.objects.filter(merchant=plan.merchant, negotiated_prices__plan=plan).distinct()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -781,3 +782,27 @@ class Feature(TimeStamped):
                 errors["billable_metric"] = "The billable metric belongs to another merchant."
         if errors:
             raise ValidationError(errors)
+
+
+class StaffMerchantAccess(models.Model):
+    """Limits a staff user to some merchants in the admin: one row per merchant they may work on.
+
+    A staff user with no row works on every merchant (staff created before bindings existed keep working);
+    a user with one or more rows sees, searches, exports and changes only those merchants' objects on
+    every admin page, autocomplete, CSV and the billing home. Superusers always see every merchant,
+    whatever rows they have. Only superusers edit these rows (on the user's admin page).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant_accesses")
+    # PROTECT: deleting the last merchant of a bound user must not silently widen them to every merchant.
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="staff_accesses")
+    created_at = models.DateTimeField(auto_now_add=True, editable=False)
+
+    class Meta:
+        ordering = ["merchant__name"]
+        verbose_name = "merchant access"
+        verbose_name_plural = "merchant access (empty: every merchant)"
+        constraints = [models.UniqueConstraint(fields=["user", "merchant"], name="staff_merchant_access_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.merchant}"

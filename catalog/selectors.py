@@ -26,9 +26,24 @@ from .models import (
     Price,
     PriceTier,
     Product,
+    StaffMerchantAccess,
     Subscription,
     SubscriptionStatus,
 )
+
+
+def staff_merchant_ids(*, user) -> frozenset[str] | None:
+    """The merchants a staff user may work on in the admin, or None when they may work on every merchant.
+
+    Superusers and staff without any ``StaffMerchantAccess`` row are unrestricted (None); anyone else is
+    limited to the merchants of their rows (one query).
+    """
+    if not user.is_authenticated:
+        return frozenset()
+    if user.is_superuser:
+        return None
+    ids = frozenset(StaffMerchantAccess.objects.filter(user_id=user.pk).values_list("merchant_id", flat=True))
+    return ids or None
 
 
 def api_key_digest(raw_key: str) -> str:

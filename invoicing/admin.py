@@ -12,7 +12,6 @@ from datetime import datetime
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
@@ -20,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_safe
 
 from catalog.admin_history import AttributedHistoryAdmin
+from catalog.admin_scoping import MerchantScopedAdminMixin, request_merchant_ids
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
@@ -87,8 +87,9 @@ def invoices_csv(invoices, filename: str) -> HttpResponse:
     return response
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = InvoiceLine
+    merchant_path = "invoice__merchant"
     extra = 0
     can_delete = False
     fields = ("position", "kind", "description", "quantity", "amount", "breakdown")
@@ -109,8 +110,9 @@ class InvoiceLineInline(admin.TabularInline):
         return format_html_join("", "<div>{}</div>", ((part,) for part in parts))
 
 
-class CreditNoteInline(admin.TabularInline):
+class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = CreditNote
+    merchant_path = "merchant"
     extra = 0
     can_delete = False
     fields = ("number", "issued_at", "reason", "total")
@@ -127,9 +129,10 @@ def can_run_billing(request) -> bool:
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(AttributedHistoryAdmin):
+class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
     """Invoices are written by services only; "History" lists every recorded change and who made it."""
 
+    merchant_path = "merchant"
     list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
@@ -214,10 +217,12 @@ class InvoiceAdmin(AttributedHistoryAdmin):
         ]
         return own + super().get_urls()
 
+    def _document_invoice(self, request, object_id) -> Invoice:
+        queryset = self.get_queryset(request).select_related("merchant", "customer", "subscription")
+        return self.scoped_object_or_404(request, object_id, queryset)
+
     def pdf_view(self, request, object_id):
-        invoice = get_object_or_404(
-            Invoice.objects.select_related("merchant", "customer", "subscription"), pk=object_id
-        )
+        invoice = self._document_invoice(request, object_id)
         if not self.has_view_permission(request, invoice):
             raise PermissionDenied
         response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
@@ -225,9 +230,7 @@ class InvoiceAdmin(AttributedHistoryAdmin):
         return response
 
     def html_view(self, request, object_id):
-        invoice = get_object_or_404(
-            Invoice.objects.select_related("merchant", "customer", "subscription"), pk=object_id
-        )
+        invoice = self._document_invoice(request, object_id)
         if not self.has_view_permission(request, invoice):
             raise PermissionDenied
         return HttpResponse(documents.invoice_html(invoice))
@@ -242,7 +245,8 @@ class InvoiceAdmin(AttributedHistoryAdmin):
             return HttpResponseRedirect(reverse("admin:invoicing_invoice_changelist"))
         tz = timezone.get_current_timezone()
         invoices = (
-            Invoice.objects.filter(
+            self.get_queryset(request)
+            .filter(
                 period_start__gte=datetime.combine(start, datetime.min.time(), tz),
                 period_start__lt=datetime.combine(end, datetime.min.time(), tz),
             )
@@ -260,6 +264,15 @@ class InvoiceAdmin(AttributedHistoryAdmin):
     def run_billing_view(self, request):
         if request.method != "POST" or not can_run_billing(request):
             raise PermissionDenied
+        if request_merchant_ids(request) is not None:
+            # A run closes every merchant's periods and its progress page is platform-wide (billing runs name
+            # no merchant): staff limited to merchants leave it to the beat schedule or unrestricted staff.
+            messages.error(
+                request,
+                "Billing was not run: you are limited to some merchants and a billing run closes the periods of "
+                "every merchant. Their periods close on the regular schedule, or ask an administrator.",
+            )
+            return HttpResponseRedirect(reverse("admin:invoicing_invoice_changelist"))
         run = billing_run_enqueue(as_of=timezone.now(), trigger="admin")
         messages.success(request, f"Billing run {run.pk} started; follow its progress under Billing runs.")
         return HttpResponseRedirect(reverse("admin:invoicing_billingrun_change", args=[run.pk]))
@@ -336,8 +349,9 @@ class InvoiceAdmin(AttributedHistoryAdmin):
         return invoices_csv(queryset.select_related("customer").order_by("period_start", "number"), "invoices.csv")
 
 
-class CreditNoteLineInline(admin.TabularInline):
+class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = CreditNoteLine
+    merchant_path = "credit_note__merchant"
     extra = 0
     can_delete = False
     fields = ("invoice_line", "description", "amount")
@@ -348,7 +362,8 @@ class CreditNoteLineInline(admin.TabularInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(admin.ModelAdmin):
+class CreditNoteAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = ("number", "invoice", "customer", "issued_at", "total")
     search_fields = ("number", "invoice__number", "customer__name")
     inlines = (CreditNoteLineInline,)
@@ -386,7 +401,9 @@ class CreditNoteAdmin(admin.ModelAdmin):
         ] + super().get_urls()
 
     def pdf_view(self, request, object_id):
-        note = get_object_or_404(CreditNote.objects.select_related("merchant", "customer", "invoice"), pk=object_id)
+        note = self.scoped_object_or_404(
+            request, object_id, self.get_queryset(request).select_related("merchant", "customer", "invoice")
+        )
         if not self.has_view_permission(request, note):
             raise PermissionDenied
         response = HttpResponse(documents.credit_note_pdf(note), content_type="application/pdf")
@@ -394,8 +411,9 @@ class CreditNoteAdmin(admin.ModelAdmin):
         return response
 
 
-class BillingRunErrorInline(admin.TabularInline):
+class BillingRunErrorInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = BillingRunError
+    merchant_path = "subscription__merchant"
     extra = 0
     can_delete = False
     fields = ("subscription", "period_start", "message")
@@ -406,7 +424,10 @@ class BillingRunErrorInline(admin.TabularInline):
 
 
 @admin.register(BillingRun)
-class BillingRunAdmin(admin.ModelAdmin):
+class BillingRunAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    """Runs are platform-wide (one closes every merchant's periods): staff limited to merchants see none."""
+
+    merchant_path = None
     list_display = (
         "id",
         "as_of",
@@ -456,7 +477,8 @@ class BillingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(SubscriptionPlanChange)
-class SubscriptionPlanChangeAdmin(admin.ModelAdmin):
+class SubscriptionPlanChangeAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "subscription__merchant"
     list_display = ("subscription", "kind", "from_plan", "to_plan", "effective_at", "applied_at", "canceled_at")
     list_filter = ("kind",)
     readonly_fields = (

@@ -73,7 +73,9 @@ class SubscriptionAddForm(forms.ModelForm):
             self.fields["name"].required = False
             self.fields["name"].help_text = "Empty: “customer · plan”."
         if "plan" in self.fields:
-            self.fields["plan"].queryset = Plan.objects.filter(archived_at__isnull=True).select_related("product")
+            # Narrows the admin's choices (already limited to the user's merchants), never widens them.
+            plan_field = self.fields["plan"]
+            plan_field.queryset = plan_field.queryset.filter(archived_at__isnull=True).select_related("product")
 
 
 class PlanChoiceForm(forms.Form):
@@ -325,7 +327,8 @@ class ServiceSubscriptionAdmin(CatalogSubscriptionAdmin):
 
     def lifecycle_view(self, request, object_id: str, action: LifecycleAction):
         subscription = (
-            Subscription.objects.select_related("plan__product", "customer", "merchant", "test_clock")
+            self.get_queryset(request)
+            .select_related("plan__product", "customer", "merchant", "test_clock")
             .filter(pk=unquote(object_id))
             .first()
         )

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_scoping import MerchantScopedAdminMixin, request_merchant_ids, scope_queryset
 from catalog.models import BillableMetric, Customer
 
 from .models import UsageEvent
@@ -47,9 +48,9 @@ class MetricListFilter(admin.SimpleListFilter):
     parameter_name = "metric"
 
     def lookups(self, request, model_admin):
+        metrics = scope_queryset(BillableMetric.objects.all(), request_merchant_ids(request), "merchant")
         return [
-            (pk, f"{name} ({event_type})")
-            for pk, name, event_type in BillableMetric.objects.values_list("id", "name", "event_type")
+            (pk, f"{name} ({event_type})") for pk, name, event_type in metrics.values_list("id", "name", "event_type")
         ]
 
     def queryset(self, request, queryset):
@@ -71,7 +72,8 @@ class CustomerListFilter(admin.SimpleListFilter):
         value = request.GET.get(self.parameter_name)
         if not value:
             return []
-        customer = Customer.objects.filter(pk=value).first()
+        customers = scope_queryset(Customer.objects.all(), request_merchant_ids(request), "merchant")
+        customer = customers.filter(pk=value).first()
         return [(value, str(customer) if customer else value)]
 
     def has_output(self) -> bool:
@@ -84,7 +86,8 @@ class CustomerListFilter(admin.SimpleListFilter):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
+class UsageEventAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = ("public_id", "timestamp", "event_type", "customer", "external_subject", "idempotency_key")
     list_filter = (MetricListFilter, CustomerListFilter, ("timestamp", admin.DateFieldListFilter))
     list_select_related = ("customer",)

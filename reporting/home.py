@@ -1,6 +1,7 @@
 """The billing home page: the selectors' figures, each with the admin changelist (or object) behind it.
 
-Sections appear only to users who may view what they show (a "Billing viewer" sees everything read-only).
+Sections appear only to users who may view what they show (a "Billing viewer" sees everything read-only), and
+a staff user limited to merchants sees only those merchants' figures (``catalog.admin_scoping``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.admin_scoping import request_merchant_ids
 from catalog.pricing.currency import format_money
 
 from . import selectors
@@ -76,8 +78,8 @@ def _number(value: Decimal) -> str:
     return f"{value.normalize():f}" if value else "0"
 
 
-def _revenue_chart(*, currency: str, now: datetime) -> Chart:
-    months = selectors.revenue_by_month(currency=currency, now=now)
+def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:
+    months = selectors.revenue_by_month(currency=currency, now=now, merchant_ids=merchant_ids)
     starts = selectors.month_starts(now=now, months=len(months))
     urls = []
     for start in starts:
@@ -151,8 +153,8 @@ def _usage_chart(*, product_id: str | None, now: datetime) -> Chart:
     )
 
 
-def _top_customers_chart(*, currency: str) -> Chart:
-    top = selectors.top_customers_by_open_drafts(currency=currency)
+def _top_customers_chart(*, currency: str, merchant_ids=None) -> Chart:
+    top = selectors.top_customers_by_open_drafts(currency=currency, merchant_ids=merchant_ids)
     return Chart(
         id="top-customers-chart",
         title=f"Top 10 customers by open draft invoices ({currency})",
@@ -185,15 +187,15 @@ def _invoice_row(invoice, *cells: str) -> dict:
     return {"url": reverse("admin:invoicing_invoice_change", args=[invoice.pk]), "cells": [str(invoice), *cells]}
 
 
-def _action_lists(*, now: datetime, user) -> list[ActionList]:
+def _action_lists(*, now: datetime, user, merchant_ids=None) -> list[ActionList]:
     include = []
     if user.has_perm("invoicing.view_invoice"):
         include += ["drafts", "past_due"]
-    if user.has_perm("invoicing.view_billingrun"):
-        include.append("failed_runs")
+    if user.has_perm("invoicing.view_billingrun") and merchant_ids is None:
+        include.append("failed_runs")  # runs are platform-wide: not for staff limited to merchants
     if user.has_perm("wallets.view_lowbalancewallet") or user.has_perm("wallets.view_wallet"):
         include.append("low_balances")
-    found = selectors.needs_action(now=now, limit=LIST_LIMIT, include=include)
+    found = selectors.needs_action(now=now, limit=LIST_LIMIT, include=include, merchant_ids=merchant_ids)
     lists = []
     if "drafts" in found:
         rows = found["drafts"]
@@ -289,17 +291,19 @@ def _action_lists(*, now: datetime, user) -> list[ActionList]:
 def billing_home(*, request, now: datetime) -> dict:
     """Everything the home page shows, for this user: charts, their pickers, and the action lists."""
     user = request.user
+    merchant_ids = request_merchant_ids(request)
     context: dict = {"charts": [], "lists": [], "currencies": [], "products": []}
     if user.has_perm("invoicing.view_invoice"):
-        currencies = selectors.invoice_currencies()
+        currencies = selectors.invoice_currencies(merchant_ids=merchant_ids)
         currency = request.GET.get("currency", "")
         if currency not in currencies:
             currency = currencies[0] if currencies else "USD"
         context["currencies"] = currencies
         context["currency"] = currency
-        context["charts"].append(_revenue_chart(currency=currency, now=now))
+        context["charts"].append(_revenue_chart(currency=currency, now=now, merchant_ids=merchant_ids))
     if user.has_perm("metering.view_usageevent"):
-        products = selectors.product_choices()
+        # The product comes from this list only, so the usage chart never charts another merchant's product.
+        products = selectors.product_choices(merchant_ids=merchant_ids)
         product_ids = [pk for pk, _ in products]
         product_id = request.GET.get("product", "")
         if product_id not in product_ids:
@@ -309,7 +313,7 @@ def billing_home(*, request, now: datetime) -> dict:
         if product_id:
             context["charts"].append(_usage_chart(product_id=product_id, now=now))
     if user.has_perm("invoicing.view_invoice"):
-        context["charts"].append(_top_customers_chart(currency=context["currency"]))
-    context["lists"] = _action_lists(now=now, user=user)
+        context["charts"].append(_top_customers_chart(currency=context["currency"], merchant_ids=merchant_ids))
+    context["lists"] = _action_lists(now=now, user=user, merchant_ids=merchant_ids)
     context["chart_data"] = [chart.as_json() for chart in context["charts"]]
     return context

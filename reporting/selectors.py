@@ -6,12 +6,15 @@
 - Top customers: one grouped query over the open draft invoices' totals (the amounts waiting to be issued;
   see reporting/README.md for why drafts and not a live preview).
 - Lists that need action: one query each, ``limit + 1`` rows to know whether there are more.
+
+``merchant_ids`` (the merchants a staff user is limited to, ``catalog.selectors.staff_merchant_ids``) keeps
+only those merchants' rows; None keeps every merchant. Billing runs are platform-wide: none for a limited user.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -82,24 +85,32 @@ def month_starts(*, now: datetime, months: int) -> list[datetime]:
     return [timezone.make_aware(start.replace(tzinfo=None)) for start in reversed(starts)]
 
 
-def invoice_currencies() -> list[str]:
+def _invoices(merchant_ids: Collection[str] | None) -> QuerySet:
+    return Invoice.objects.all() if merchant_ids is None else Invoice.objects.filter(merchant_id__in=merchant_ids)
+
+
+def invoice_currencies(*, merchant_ids: Collection[str] | None = None) -> list[str]:
     """Currencies that appear on invoices, alphabetical (one query)."""
     return list(
-        Invoice.objects.exclude(status=InvoiceStatus.VOID)
+        _invoices(merchant_ids)
+        .exclude(status=InvoiceStatus.VOID)
         .order_by("currency")
         .values_list("currency", flat=True)
         .distinct()[:MAX_CURRENCIES]
     )
 
 
-def revenue_by_month(*, currency: str, now: datetime, months: int = 12) -> list[MonthAmount]:
+def revenue_by_month(
+    *, currency: str, now: datetime, months: int = 12, merchant_ids: Collection[str] | None = None
+) -> list[MonthAmount]:
     """Invoiced revenue (subtotal, net of tax) of issued and paid invoices per issue month; zeros included.
 
     Voided invoices are not revenue; credit notes are not deducted (they are their own documents).
     """
     starts = month_starts(now=now, months=months)
     rows = (
-        Invoice.objects.filter(currency=currency, status__in=REVENUE_STATUSES, issued_at__gte=starts[0])
+        _invoices(merchant_ids)
+        .filter(currency=currency, status__in=REVENUE_STATUSES, issued_at__gte=starts[0])
         .annotate(month=TruncMonth("issued_at"))
         .order_by()
         .values("month")
@@ -112,9 +123,10 @@ def revenue_by_month(*, currency: str, now: datetime, months: int = 12) -> list[
     ]
 
 
-def product_choices() -> list[tuple[str, str]]:
+def product_choices(*, merchant_ids: Collection[str] | None = None) -> list[tuple[str, str]]:
     """(id, name) of the products to pick from (one query)."""
-    return list(Product.objects.order_by("name", "id").values_list("id", "name")[:MAX_PRODUCTS])
+    products = Product.objects.all() if merchant_ids is None else Product.objects.filter(merchant_id__in=merchant_ids)
+    return list(products.order_by("name", "id").values_list("id", "name")[:MAX_PRODUCTS])
 
 
 def usage_by_day(*, product_id: str, now: datetime, days: int = 30) -> UsageByDay:
@@ -170,10 +182,13 @@ def _cache_closed_days(metric: BillableMetric, values: dict[date, Decimal]) -> N
     cache.set_many({_day_key(metric, day): value for day, value in values.items()}, CLOSED_DAY_CACHE_SECONDS)
 
 
-def top_customers_by_open_drafts(*, currency: str, limit: int = 10) -> list[CustomerAmount]:
+def top_customers_by_open_drafts(
+    *, currency: str, limit: int = 10, merchant_ids: Collection[str] | None = None
+) -> list[CustomerAmount]:
     """The customers with the largest open (draft) invoice totals in ``currency`` (one grouped query)."""
     rows = (
-        Invoice.objects.filter(status=InvoiceStatus.DRAFT, currency=currency)
+        _invoices(merchant_ids)
+        .filter(status=InvoiceStatus.DRAFT, currency=currency)
         .order_by()
         .values("customer_id", "customer__name")
         .annotate(amount=Sum("total"), invoices=Count("id"))
@@ -218,48 +233,58 @@ class PlusDays(Func):
         )
 
 
-def invoices_with_due_date() -> QuerySet:
+def invoices_with_due_date(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
     """Invoices annotated with ``due_at``: issue date + the subscription's payment term, as the invoice document
     prints it (``invoicing.documents``). Drafts have no due date (NULL)."""
-    return Invoice.objects.annotate(due_at=PlusDays(F("issued_at"), F("subscription__payment_term_days")))
+    return _invoices(merchant_ids).annotate(due_at=PlusDays(F("issued_at"), F("subscription__payment_term_days")))
 
 
-def invoices_past_due(*, now: datetime) -> QuerySet:
+def invoices_past_due(*, now: datetime, merchant_ids: Collection[str] | None = None) -> QuerySet:
     """Issued (not paid, not void) invoices whose due date has passed, oldest due first."""
     return (
-        invoices_with_due_date()
+        invoices_with_due_date(merchant_ids=merchant_ids)
         .filter(status=InvoiceStatus.ISSUED, due_at__lt=now)
         .select_related("customer")
         .order_by("due_at", "id")
     )
 
 
-def drafts_in_grace() -> QuerySet:
+def drafts_in_grace(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
     """Draft invoices waiting for their grace period to end (then the beat task issues them)."""
     return (
-        Invoice.objects.filter(status=InvoiceStatus.DRAFT)
+        _invoices(merchant_ids)
+        .filter(status=InvoiceStatus.DRAFT)
         .select_related("customer")
         .order_by(F("grace_ends_at").asc(nulls_last=True), "id")
     )
 
 
-def billing_runs_failed() -> QuerySet:
-    return BillingRun.objects.filter(status=BillingRunStatus.FAILED).order_by("-started_at")
+def billing_runs_failed(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
+    """Failed runs; none for a user limited to merchants (a run is platform-wide)."""
+    runs = BillingRun.objects.filter(status=BillingRunStatus.FAILED).order_by("-started_at")
+    return runs if merchant_ids is None else runs.none()
 
 
-def wallets_below_threshold() -> QuerySet:
-    return LowBalanceWallet.objects.select_related("customer").order_by(
-        F("low_balance_since").asc(nulls_last=True), "id"
-    )
+def wallets_below_threshold(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
+    wallets = LowBalanceWallet.objects.all()
+    if merchant_ids is not None:
+        wallets = wallets.filter(merchant_id__in=merchant_ids)
+    return wallets.select_related("customer").order_by(F("low_balance_since").asc(nulls_last=True), "id")
 
 
-def needs_action(*, now: datetime, limit: int = 10, include: Sequence[str] | None = None) -> dict[str, Rows]:
+def needs_action(
+    *,
+    now: datetime,
+    limit: int = 10,
+    include: Sequence[str] | None = None,
+    merchant_ids: Collection[str] | None = None,
+) -> dict[str, Rows]:
     """The home page's action lists, each the first ``limit`` rows (one query per list)."""
     lists = {
-        "drafts": drafts_in_grace,
-        "past_due": lambda: invoices_past_due(now=now),
-        "failed_runs": billing_runs_failed,
-        "low_balances": wallets_below_threshold,
+        "drafts": lambda: drafts_in_grace(merchant_ids=merchant_ids),
+        "past_due": lambda: invoices_past_due(now=now, merchant_ids=merchant_ids),
+        "failed_runs": lambda: billing_runs_failed(merchant_ids=merchant_ids),
+        "low_balances": lambda: wallets_below_threshold(merchant_ids=merchant_ids),
     }
     wanted = lists if include is None else [name for name in lists if name in include]
     return {name: _first(lists[name](), limit) for name in wanted}

@@ -9,15 +9,15 @@ subclassed, unregistered and registered again.
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer
 
 from . import (
@@ -38,7 +38,7 @@ class WalletPolicyRefused(Exception):
     """``wallet_policy_update`` refused the form's policy; the page shows why instead of "changed"."""
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     """Rows written only by services: viewable, never added, changed or deleted here."""
 
     def has_add_permission(self, request, obj=None):
@@ -199,7 +199,7 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
     def _credit_view(self, request, object_id, *, form_class, title, explanation, record):
         if not can_record_credit(request):
             raise PermissionDenied
-        customer = get_object_or_404(self.get_queryset(request), pk=unquote(object_id))
+        customer = self.scoped_object_or_404(request, object_id)
         form = form_class(request.POST or None, initial={"currency": customer.currency})
         if request.method == "POST" and form.is_valid():
             try:
@@ -242,7 +242,8 @@ class BelowThresholdFilter(admin.SimpleListFilter):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = (
         "customer",
         "currency",
@@ -314,6 +315,7 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(LowBalanceWallet)
 class LowBalanceWalletAdmin(ReadOnlyAdmin):
+    merchant_path = "merchant"
     list_display = ("customer", "currency", "balance", "low_balance_threshold", "low_balance_since", "policy")
     list_filter = ("currency", "policy", "merchant")
     list_select_related = ("customer",)
@@ -322,6 +324,7 @@ class LowBalanceWalletAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
+    merchant_path = "wallet__merchant"
     list_display = (
         "occurred_at",
         "wallet",
@@ -346,6 +349,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditLot)
 class CreditLotAdmin(ReadOnlyAdmin):
+    merchant_path = "wallet__merchant"
     list_display = ("wallet", "kind", "original_amount", "remaining", "expires_at", "expired_at", "price_paid")
     list_filter = ("kind",)
     search_fields = ("wallet__customer__name", "purchase_invoice_ref")
@@ -353,7 +357,8 @@ class CreditLotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Commitment)
-class CommitmentAdmin(admin.ModelAdmin):
+class CommitmentAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = (
         "customer",
         "amount",
@@ -392,13 +397,15 @@ class CommitmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = ("url", "merchant", "enabled", "event_types", "created_at")
     list_filter = ("enabled", "merchant")
 
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    merchant_path = "endpoint__merchant"
     list_display = (
         "event_type",
         "endpoint",

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import FeatureType
 
 from . import entitlements as ent
@@ -65,7 +66,8 @@ def _metered(entitlement: Entitlement) -> ent.EntitlementState | None:
 
 
 @admin.register(Entitlement)
-class EntitlementAdmin(admin.ModelAdmin):
+class EntitlementAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    merchant_path = "merchant"
     list_display = (
         "customer",
         "feature",
@@ -385,8 +387,10 @@ def _rollover(grant: EntitlementGrant) -> str:
 
 
 @admin.register(EntitlementGrant)
-class EntitlementGrantAdmin(admin.ModelAdmin):
+class EntitlementGrantAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     """Every grant, for searching across entitlements; the only change is voiding (an action)."""
+
+    merchant_path = "entitlement__merchant"
 
     list_display = ("id", "entitlement", "amount", "priority", "effective_at", "expires_at", "voided_at", "created_at")
     list_filter = ("entitlement__feature", "entitlement__merchant")
