@@ -1,19 +1,43 @@
-"""The billing schedule (django-celery-beat's periodic tasks) with actions that need a real permission.
+"""The billing schedule (django-celery-beat's periodic tasks and schedules) with permissions that hold.
 
 django-celery-beat's own ``PeriodicTaskAdmin`` declares its enable / disable / toggle / run actions
 without ``permissions``, so Django offers them to anyone who may view the list: a "Billing viewer"
-could disable the task that closes billing periods and silently stop all billing. This subclass keeps
-its pages and behaviour and requires change permission on periodic tasks for every action.
+could disable the task that closes billing periods and silently stop all billing. Here every action
+needs change permission on periodic tasks.
+
+The schedule also serves every merchant at once, so staff limited to some merchants (``admin_scoping``)
+may read it but not change it, whatever their role.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
 from django_celery_beat.admin import PeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+
+from .admin_scoping import request_merchant_ids
 
 
-class BillingSchedulePeriodicTaskAdmin(PeriodicTaskAdmin):
+class PlatformWideAdminMixin:
+    """Rows shared by every merchant: only staff not limited to merchants may add, change or delete them."""
+
+    def has_add_permission(self, request) -> bool:
+        return request_merchant_ids(request) is None and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request_merchant_ids(request) is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request_merchant_ids(request) is None and super().has_delete_permission(request, obj)
+
+
+class BillingSchedulePeriodicTaskAdmin(PlatformWideAdminMixin, PeriodicTaskAdmin):
     @admin.action(description="Enable selected tasks", permissions=["change"])
     def enable_tasks(self, request, queryset):
         return super().enable_tasks(request, queryset)
@@ -31,6 +55,12 @@ class BillingSchedulePeriodicTaskAdmin(PeriodicTaskAdmin):
         return super().run_tasks(request, queryset)
 
 
-if admin.site.is_registered(PeriodicTask):
-    admin.site.unregister(PeriodicTask)
-admin.site.register(PeriodicTask, BillingSchedulePeriodicTaskAdmin)
+def _register_platform_wide(model, admin_class) -> None:
+    admin.site.unregister(model)
+    admin.site.register(model, admin_class)
+
+
+_register_platform_wide(PeriodicTask, BillingSchedulePeriodicTaskAdmin)
+for _schedule in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    _base = type(admin.site.get_model_admin(_schedule))
+    _register_platform_wide(_schedule, type(f"PlatformWide{_base.__name__}", (PlatformWideAdminMixin, _base), {}))

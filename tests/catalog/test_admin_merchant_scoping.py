@@ -471,3 +471,25 @@ def test_the_system_check_refuses_an_admin_without_a_path_to_its_merchant():
     assert [e.id for e in Undeclared(Invoice, site)._check_merchant_path()] == ["catalog.E001"]
     assert [e.id for e in Wrong(Invoice, site)._check_merchant_path()] == ["catalog.E002"]
     assert admin.site.get_model_admin(Invoice)._check_merchant_path() == []
+
+
+def test_the_billing_schedule_is_read_only_for_staff_limited_to_merchants(world, scoped_client, unbound_client):
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every_15 = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.MINUTES)
+    task = PeriodicTask.objects.create(name="close", task="invoicing.tasks.close_billing_periods", interval=every_15)
+    tasks = reverse("admin:django_celery_beat_periodictask_changelist")
+
+    scoped_list = scoped_client.get(tasks)
+    refused = scoped_client.post(tasks, {"action": "disable_tasks", "_selected_action": [task.pk]})
+    refused_edit = scoped_client.post(
+        reverse("admin:django_celery_beat_intervalschedule_change", args=[every_15.pk]), {"every": 1, "period": "days"}
+    )
+
+    task.refresh_from_db()
+    every_15.refresh_from_db()
+    assert scoped_list.status_code == 200
+    assert "disable_tasks" not in scoped_list.content.decode()
+    assert refused.status_code == 302 and task.enabled is True
+    assert refused_edit.status_code == 403 and (every_15.every, every_15.period) == (15, "minutes")
+    assert "disable_tasks" in unbound_client.get(tasks).content.decode()
