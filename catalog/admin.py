@@ -35,6 +35,7 @@ from .admin_forms import (
     PriceTierInlineFormSet,
 )
 from .admin_history import AttributedHistoryAdmin
+from .admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from .admin_scoping import MerchantScopedAdminMixin, request_merchant_ids, scope_queryset
 from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
@@ -80,10 +81,6 @@ class FixedAfterCreateMixin:
         if obj is None:
             return fields
         return fields + tuple(name for name in self.fixed_fields if name not in fields)
-
-
-class ServiceRefused(Exception):
-    """A catalog service refused a write the form could not foresee (e.g. a subscription started meanwhile)."""
 
 
 def refusal_message(error: Exception, *, done: str = "saved") -> str:
@@ -423,7 +420,7 @@ class DynamicRateInline(MerchantScopedAdminMixin, admin.TabularInline):
 
 
 @admin.register(models.Price)
-class PriceAdmin(CatalogHistoryAdmin):
+class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
     form = PriceAdminForm
     merchant_path = "merchant"
     list_display = (
@@ -551,13 +548,6 @@ class PriceAdmin(CatalogHistoryAdmin):
     # The form and its tier/rate formsets ask the services' conflict rules first, so a refusal shows on
     # the page; a refusal the form could not foresee (a subscription started meanwhile) rolls the admin's
     # transaction back and comes back as an error message.
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefused as refused:
-            self.message_user(request, str(refused), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def delete_view(self, request, object_id, extra_context=None):
         try:

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 
 from catalog.admin import SUBSCRIPTION_TERMS_FIELDS
 from catalog.admin import SubscriptionAdmin as CatalogSubscriptionAdmin
+from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.models import Plan, Subscription, SubscriptionStatus
 from catalog.pricing.currency import format_money
 
@@ -43,10 +44,6 @@ START_EXTRA_FIELDS = (
 
 # The values the API accepts for these free-text columns: the admin offers the same as a choice.
 WIRE_CHOICES = {"version_policy": ("floating", "pinned"), "elapsed_period_billing": ("none", "per_period")}
-
-
-class ServiceRefused(Exception):
-    """A service refused the admin's save; the change form reports it instead of "changed successfully"."""
 
 
 class SubscriptionAddForm(forms.ModelForm):
@@ -184,7 +181,7 @@ def available_actions(subscription: Subscription) -> list[LifecycleAction]:
     return actions
 
 
-class ServiceSubscriptionAdmin(CatalogSubscriptionAdmin):
+class ServiceSubscriptionAdmin(ServiceRefusalAdminMixin, CatalogSubscriptionAdmin):
     """Catalog's subscription page plus the add page and the lifecycle buttons, all through the services."""
 
     change_form_template = "invoicing/admin/subscription_change_form.html"
@@ -238,14 +235,6 @@ class ServiceSubscriptionAdmin(CatalogSubscriptionAdmin):
         if obj is None:
             kwargs["form"] = SubscriptionAddForm
         return super().get_form(request, obj, change=change, **kwargs)
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefused as refused:
-            # The admin's transaction was rolled back: nothing was saved, nothing logged.
-            self.message_user(request, str(refused), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request, obj, form, change):
         now = timezone.now()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer
 
@@ -32,10 +32,6 @@ from .services import amount_str
 from .webhooks import webhook_delivery_retry_now
 
 LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
-
-
-class WalletPolicyRefused(Exception):
-    """``wallet_policy_update`` refused the form's policy; the page shows why instead of "changed"."""
 
 
 class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
@@ -242,7 +238,7 @@ class BelowThresholdFilter(admin.SimpleListFilter):
 
 
 @admin.register(Wallet)
-class WalletAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+class WalletAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
     list_display = (
         "customer",
@@ -289,14 +285,6 @@ class WalletAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except WalletPolicyRefused as refused:
-            # The admin's transaction was rolled back: nothing saved, nothing logged, no "changed" message.
-            self.message_user(request, str(refused), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
-
     def save_model(self, request, obj, form, change):
         # Never save the whole row: the cached balance may have moved since the form was loaded.
         try:
@@ -310,7 +298,7 @@ class WalletAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
                 now=timezone.now(),
             )
         except WalletError as exc:
-            raise WalletPolicyRefused(f"Not saved: {exc}") from None
+            raise ServiceRefused(f"Not saved: {exc}") from None
 
 
 @admin.register(LowBalanceWallet)

