@@ -24,6 +24,7 @@ from .admin_forms import (
     PriceAdminForm,
     PriceTierInlineFormSet,
 )
+from .admin_numbers import DECIMAL_FORMFIELD_OVERRIDES, money_display, number_display
 from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
 from .descriptions import price_rate_summary
@@ -38,6 +39,7 @@ class CatalogAdminMixin:
     """Shared by every catalog page: finance-friendly forms and N+1-free foreign-key choices."""
 
     form = CatalogModelForm
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         related = db_field.related_model
@@ -294,8 +296,8 @@ class PlanAdmin(CatalogHistoryAdmin):
         "product",
         "currency",
         "billing_cadence",
-        "minimum_commitment",
-        "discount_percent",
+        "minimum_commitment_display",
+        "discount_display",
         "archived_at",
         "merchant",
     )
@@ -330,6 +332,8 @@ class PlanAdmin(CatalogHistoryAdmin):
         RECORD_FIELDSET,
     )
     inlines = (PlanPriceInline,)
+    minimum_commitment_display = money_display("minimum_commitment", "minimum commitment")
+    discount_display = number_display("discount_percent", "discount", suffix=" %")
 
     def get_urls(self):
         def simulator(request, object_id):
@@ -350,6 +354,7 @@ class PlanAdmin(CatalogHistoryAdmin):
 class PriceTierInline(admin.TabularInline):
     model = models.PriceTier
     formset = PriceTierInlineFormSet
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
     fields = ("up_to", "unit_price", "flat_fee")
     extra = 0
     verbose_name = "tier"
@@ -359,6 +364,7 @@ class PriceTierInline(admin.TabularInline):
 class DynamicRateInline(admin.TabularInline):
     model = models.DynamicRate
     formset = DynamicRateInlineFormSet
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
     fields = ("effective_from", "unit_price")
     extra = 0
     verbose_name = "scheduled rate"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from .descriptions import format_number
 from .models import Customer, Plan, Price, PriceModel
 from .pricing import PricingError, RatingResult, Usage, apply_plan_minimum, apply_subtotal_discount, rate
 from .pricing_adapter import price_spec_from_price
@@ -90,14 +91,18 @@ def _simulate_line(price: Price, typed: SimulatedUsage, *, at: datetime, currenc
         line = SimulatedLine(price=price, quantity_label=f"{len(typed.event_amounts)} transactions")
         usage = Usage(amounts=typed.event_amounts)
     elif price.model == PriceModel.DYNAMIC and price.dynamic_mode == "schedule":
-        line = SimulatedLine(price=price, quantity_label=f"{typed.quantity:,f} {price.billable_metric.unit}")
+        line = SimulatedLine(
+            price=price, quantity_label=f"{format_number(typed.quantity)} {price.billable_metric.unit}"
+        )
         usage = Usage(events=[(at, typed.quantity)])
     elif price.model == PriceModel.DYNAMIC:
         line = SimulatedLine(price=price, quantity_label="priced per event")
         line.error = "Prices carried on each event cannot be simulated; send test events instead."
         return line
     else:
-        line = SimulatedLine(price=price, quantity_label=f"{typed.quantity:,f} {price.billable_metric.unit}")
+        line = SimulatedLine(
+            price=price, quantity_label=f"{format_number(typed.quantity)} {price.billable_metric.unit}"
+        )
         usage = Usage(quantity=typed.quantity)
     try:
         line.result = rate(price_spec_from_price(price, currency=currency), usage)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_numbers import money_display, number_display
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
@@ -89,9 +90,14 @@ class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
-    fields = ("position", "kind", "description", "quantity", "amount", "breakdown")
+    fields = ("position", "kind", "description", "quantity_display", "amount_display", "breakdown")
     readonly_fields = fields
     ordering = ("position",)
+    quantity_display = number_display("quantity", "quantity")
+    amount_display = money_display("amount", "amount", currency="invoice.currency")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("invoice")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -111,9 +117,10 @@ class CreditNoteInline(admin.TabularInline):
     model = CreditNote
     extra = 0
     can_delete = False
-    fields = ("number", "issued_at", "reason", "total")
+    fields = ("number", "issued_at", "reason", "total_display")
     readonly_fields = fields
     show_change_link = True
+    total_display = money_display("total", "total")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -155,7 +162,20 @@ class InvoiceAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Amounts", {"fields": ("currency", "subtotal", "tax_behavior", "tax_rate", "tax", "total", "amount_due")}),
+        (
+            "Amounts",
+            {
+                "fields": (
+                    "currency",
+                    "subtotal_display",
+                    "tax_behavior",
+                    "tax_rate_display",
+                    "tax_display",
+                    "total_display",
+                    "amount_due_display",
+                )
+            },
+        ),
         ("Related", {"fields": ("replaces", "adjusts", "billing_run", "late_usage")}),
     )
 
@@ -168,9 +188,11 @@ class InvoiceAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Total", ordering="total")
-    def total_display(self, invoice: Invoice):
-        return format_money(invoice.total, invoice.currency)
+    subtotal_display = money_display("subtotal", "subtotal")
+    tax_rate_display = number_display("tax_rate", "tax rate", suffix=" %")
+    tax_display = money_display("tax", "tax")
+    total_display = money_display("total", "total")
+    amount_due_display = money_display("amount_due", "amount due")
 
     @admin.display(description="Documents")
     def documents_links(self, invoice: Invoice):
@@ -317,8 +339,9 @@ class CreditNoteLineInline(admin.TabularInline):
     model = CreditNoteLine
     extra = 0
     can_delete = False
-    fields = ("invoice_line", "description", "amount")
+    fields = ("invoice_line", "description", "amount_display")
     readonly_fields = fields
+    amount_display = money_display("amount", "amount", currency="credit_note.currency")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -326,7 +349,7 @@ class CreditNoteLineInline(admin.TabularInline):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(admin.ModelAdmin):
-    list_display = ("number", "invoice", "customer", "issued_at", "total")
+    list_display = ("number", "invoice", "customer", "issued_at", "total_display")
     search_fields = ("number", "invoice__number", "customer__name")
     inlines = (CreditNoteLineInline,)
     readonly_fields = (
@@ -337,11 +360,15 @@ class CreditNoteAdmin(admin.ModelAdmin):
         "currency",
         "issued_at",
         "reason",
-        "subtotal",
-        "tax",
-        "total",
+        "subtotal_display",
+        "tax_display",
+        "total_display",
         "documents_links",
     )
+    fields = readonly_fields
+    subtotal_display = money_display("subtotal", "subtotal")
+    tax_display = money_display("tax", "tax")
+    total_display = money_display("total", "total")
 
     def has_add_permission(self, request):
         return False
