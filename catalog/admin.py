@@ -25,6 +25,7 @@ from .admin_forms import (
     PriceTierInlineFormSet,
 )
 from .admin_numbers import DECIMAL_FORMFIELD_OVERRIDES, money_display, number_display
+from .admin_rates import ScaledRateRowForm
 from .admin_simulator import plan_simulator_view
 from .descriptions import format_number as _number
 from .descriptions import price_rate_summary
@@ -353,16 +354,20 @@ class PlanAdmin(CatalogHistoryAdmin):
 
 class PriceTierInline(admin.TabularInline):
     model = models.PriceTier
+    form = ScaledRateRowForm
     formset = PriceTierInlineFormSet
     formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
     fields = ("up_to", "unit_price", "flat_fee")
     extra = 0
     verbose_name = "tier"
-    verbose_name_plural = "tiers (graduated and volume prices; leave the last tier's upper bound empty)"
+    verbose_name_plural = (
+        "tiers (graduated and volume prices; rates in the “price per” scale; leave the last tier's upper bound empty)"
+    )
 
 
 class DynamicRateInline(admin.TabularInline):
     model = models.DynamicRate
+    form = ScaledRateRowForm
     formset = DynamicRateInlineFormSet
     formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
     fields = ("effective_from", "unit_price")
@@ -416,6 +421,7 @@ class PriceAdmin(CatalogHistoryAdmin):
                     "invoice_display_name",
                     "invoice_display_group",
                     "model",
+                    "rate_per",
                     "payment_term",
                     "billing_cadence",
                     "quantity",
@@ -427,7 +433,8 @@ class PriceAdmin(CatalogHistoryAdmin):
             {
                 "fields": ("unit_price", "allows_rebate", "package_size", "package_rounding"),
                 "classes": ("price-model", "model-standard", "model-package"),
-                "description": "Standard: price per unit. Package: price per package of “package size” units.",
+                "description": "Standard: price per unit, or per 1K / 1M units as chosen in “price per”. "
+                "Package: price per package of “package size” units.",
             },
         ),
         (

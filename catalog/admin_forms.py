@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms.models import BaseInlineFormSet
 
+from .admin_rates import RateScaleFormMixin, RateScaleFormSetMixin
 from .models import ApiKey, Price
 from .validation import rate_schedule_errors, tier_table_errors
 
@@ -42,7 +43,7 @@ class CatalogModelForm(FieldErrorsOnPageMixin, forms.ModelForm):
     """Base form of every catalog admin page."""
 
 
-class PriceAdminForm(CatalogModelForm):
+class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
     class Meta:
         model = Price
         fields = (
@@ -57,6 +58,7 @@ class PriceAdminForm(CatalogModelForm):
             "invoice_display_group",
             "payment_term",
             "model",
+            "rate_per",
             "billing_cadence",
             "quantity",
             "unit_price",
@@ -122,7 +124,7 @@ def _kept_rows(formset: BaseInlineFormSet) -> list[dict]:
     return rows
 
 
-class PriceTierInlineFormSet(BaseInlineFormSet):
+class PriceTierInlineFormSet(RateScaleFormSetMixin, BaseInlineFormSet):
     """The tier table of a graduated or volume price, checked as a whole."""
 
     def clean(self) -> None:
@@ -135,7 +137,7 @@ class PriceTierInlineFormSet(BaseInlineFormSet):
             raise ValidationError([_sentence(m) for m in messages])
 
 
-class DynamicRateInlineFormSet(BaseInlineFormSet):
+class DynamicRateInlineFormSet(RateScaleFormSetMixin, BaseInlineFormSet):
     """The rate schedule of a dynamic price."""
 
     def clean(self) -> None:
