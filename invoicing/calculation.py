@@ -23,7 +23,7 @@ from catalog.pricing import (
     rate,
     round_money,
 )
-from catalog.pricing.currency import CTX, format_quantity
+from catalog.pricing.currency import CTX, format_money, format_quantity
 
 from . import usage as usage_source
 from .models import InvoiceKind, LineKind
@@ -159,6 +159,17 @@ def explanation_of(result: RatingResult) -> dict:
     }
 
 
+def proration_text(*, covered_days: int, period_days: int, full: Decimal, amount: Decimal, currency: str) -> str:
+    """How a fee's days were billed, for the invoice: "31 of 31 days = $49.00",
+    "Prorated 10 of 31 days: $49.00 × 10/31 = $15.81", or for an obligation "…, owed in full"."""
+    money = format_money(amount, currency)
+    if covered_days == period_days:
+        return f"{covered_days} of {period_days} days = {money}"
+    if amount == round_money(full, currency):
+        return f"{covered_days} of {period_days} days, owed in full (never prorated) = {money}"
+    return f"Prorated {covered_days} of {period_days} days: {format_money(full, currency)} × {covered_days}/{period_days} = {money}"
+
+
 def _day_span(start: datetime, end: datetime, time_zone: str) -> str:
     first = local_date(start, time_zone)
     last = local_date(end - timedelta(microseconds=1), time_zone)
@@ -250,7 +261,18 @@ class Biller:
             description += f", prorated {fraction_days[0]}/{fraction_days[1]} days"
         explanation = explanation_of(result)
         if fraction_days:
-            explanation["proration"] = {"covered_days": fraction_days[0], "period_days": fraction_days[1]}
+            explanation["proration"] = {
+                "covered_days": fraction_days[0],
+                "period_days": fraction_days[1],
+                "amount": _text(amount),
+                "description": proration_text(
+                    covered_days=fraction_days[0],
+                    period_days=fraction_days[1],
+                    full=result.amount,
+                    amount=amount,
+                    currency=currency,
+                ),
+            }
         if credit:
             description = f"Credit for unused time: {description}"
             amount = -amount
