@@ -36,6 +36,24 @@ RECORD_FIELDS = ("id", "created_at", "updated_at")
 HISTORY_REASON_MAX = 100  # simple-history's history_change_reason column
 
 
+def _metric_or_fee_label(obj) -> str:
+    """Tells apart metrics or fees of the same name: "Input tokens — Neural Language Engine (bm_…)"."""
+    return f"{obj.name} — {obj.product.name} ({obj.pk})"
+
+
+def _plan_price_label(price: models.Price) -> str:
+    """A price a negotiated rate can override: "Input tokens — Neural Language Engine · Pro (price_…)"."""
+    plan = f" — {price.plan}" if price.plan_id else ""
+    return f"{price.invoice_display_name}{plan} ({price.pk})"
+
+
+CHOICE_LABELS = {
+    models.BillableMetric: _metric_or_fee_label,
+    models.Fee: _metric_or_fee_label,
+    models.Price: _plan_price_label,
+}
+
+
 class CatalogAdminMixin:
     """Shared by every catalog page: finance-friendly forms and N+1-free foreign-key choices."""
 
@@ -47,9 +65,16 @@ class CatalogAdminMixin:
         if related is models.Plan:
             kwargs.setdefault("queryset", models.Plan.objects.select_related("product"))
         elif related is models.Price:
-            # Only plan prices can be overridden; str() of a price reads its customer.
-            kwargs.setdefault("queryset", models.Price.objects.filter(customer__isnull=True).select_related("plan"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+            # Only plan prices can be overridden; the label names the plan and its product.
+            kwargs.setdefault(
+                "queryset", models.Price.objects.filter(customer__isnull=True).select_related("plan__product")
+            )
+        elif related in (models.BillableMetric, models.Fee):
+            kwargs.setdefault("queryset", related.objects.select_related("product"))
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if related in CHOICE_LABELS and field is not None and hasattr(field, "label_from_instance"):
+            field.label_from_instance = CHOICE_LABELS[related]
+        return field
 
 
 class CatalogHistoryAdmin(CatalogAdminMixin, SimpleHistoryAdmin):
@@ -492,6 +517,29 @@ class PriceAdmin(CatalogHistoryAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tiers")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """Choosers hold only what fits: the plan's product's metrics and fees, the plan's own prices."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        plan = obj.plan if obj is not None and obj.plan_id else None
+        if plan is None and request.GET.get("plan"):
+            plan = models.Plan.objects.filter(pk=request.GET["plan"]).first()
+        merchant_id = obj.merchant_id if obj is not None else request.GET.get("merchant")
+        fields = form.base_fields
+        for name in ("billable_metric", "fee"):
+            if name in fields:
+                if plan is not None:
+                    fields[name].queryset = fields[name].queryset.filter(product_id=plan.product_id)
+                elif merchant_id:
+                    fields[name].queryset = fields[name].queryset.filter(merchant_id=merchant_id)
+        if "overrides" in fields:
+            if plan is not None:
+                fields["overrides"].queryset = fields["overrides"].queryset.filter(plan_id=plan.pk)
+            elif merchant_id:
+                fields["overrides"].queryset = fields["overrides"].queryset.filter(merchant_id=merchant_id)
+            if obj is not None:
+                fields["overrides"].queryset = fields["overrides"].queryset.exclude(pk=obj.pk)
+        return form
 
     @admin.display(description="charges for")
     def charges_for(self, price: models.Price) -> str:
