@@ -236,25 +236,36 @@ class InvoiceAdmin(admin.ModelAdmin):
         return HttpResponse(documents.invoice_html(invoice))
 
     def export_view(self, request):
-        """CSV of the invoices whose period starts in [start, end) — ?start=2026-01-01&end=2026-02-01."""
+        """CSV of invoices, by period or by issue date, over [start, end):
+
+        - ``?start=2026-01-01&end=2026-02-01``: invoices whose period starts in the range;
+        - ``?by=issued&start=…&end=…``: invoices issued in the range (drafts have no issue date).
+        """
         if not self.has_view_permission(request):
             raise PermissionDenied
+        by_issue_date = request.GET.get("by") == "issued"
         start, end = parse_date(request.GET.get("start", "")), parse_date(request.GET.get("end", ""))
         if start is None or end is None or end <= start:
-            messages.error(request, "Give the period as ?start=YYYY-MM-DD&end=YYYY-MM-DD (end after start).")
+            what = "issue dates" if by_issue_date else "period"
+            messages.error(request, f"Give the {what} as ?start=YYYY-MM-DD&end=YYYY-MM-DD (end after start).")
             return HttpResponseRedirect(reverse("admin:invoicing_invoice_changelist"))
         tz = timezone.get_current_timezone()
-        invoices = (
-            Invoice.objects.filter(
-                period_start__gte=datetime.combine(start, datetime.min.time(), tz),
-                period_start__lt=datetime.combine(end, datetime.min.time(), tz),
+        since = datetime.combine(start, datetime.min.time(), tz)
+        until = datetime.combine(end, datetime.min.time(), tz)
+        if by_issue_date:
+            invoices = Invoice.objects.filter(issued_at__gte=since, issued_at__lt=until).order_by(
+                "issued_at", "number", "id"
             )
-            .select_related("customer")
-            .order_by("period_start", "number", "id")
-        )
+            filename = f"invoices-issued-{start}-{end}.csv"
+        else:
+            invoices = Invoice.objects.filter(period_start__gte=since, period_start__lt=until).order_by(
+                "period_start", "number", "id"
+            )
+            filename = f"invoices-{start}-{end}.csv"
+        invoices = invoices.select_related("customer")
         if request.GET.get("merchant"):
             invoices = invoices.filter(merchant_id=request.GET["merchant"])
-        return invoices_csv(invoices, f"invoices-{start}-{end}.csv")
+        return invoices_csv(invoices, filename)
 
     def run_billing_view(self, request):
         if request.method != "POST" or not self.has_change_permission(request):
