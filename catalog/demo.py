@@ -32,6 +32,7 @@ from .models import (
     PriceModel,
     PriceTier,
     Product,
+    RatePer,
     Subscription,
 )
 from .services import api_key_create
@@ -209,6 +210,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=input_tokens,
         invoice_display_name="Input tokens",
         unit_price=D("0.000002"),
+        rate_per=RatePer.THOUSAND,
         free_units=D("10000"),
     )
     build.price(
@@ -217,6 +219,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=output_tokens,
         invoice_display_name="Output tokens",
         unit_price=D("0.000006"),
+        rate_per=RatePer.THOUSAND,
         free_units=D("10000"),
     )
 
@@ -228,6 +231,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=input_tokens,
         invoice_display_name="Input tokens",
         model=PriceModel.GRADUATED,
+        rate_per=RatePer.THOUSAND,
         tiers=[(D("10000000"), D("0.000002")), (None, D("0.000001"))],
     )
     build.price(
@@ -236,6 +240,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=output_tokens,
         invoice_display_name="Output tokens",
         model=PriceModel.GRADUATED,
+        rate_per=RatePer.THOUSAND,
         tiers=[(D("10000000"), D("0.000006")), (None, D("0.000003"))],
     )
     build.price(
@@ -269,6 +274,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=input_tokens,
         invoice_display_name="Input tokens",
         unit_price=D("0.000002"),
+        rate_per=RatePer.THOUSAND,
     )
     enterprise_output = build.price(
         enterprise,
@@ -276,6 +282,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=output_tokens,
         invoice_display_name="Output tokens",
         unit_price=D("0.000006"),
+        rate_per=RatePer.THOUSAND,
     )
     build.price(
         enterprise,
@@ -297,6 +304,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
             billable_metric=base.billable_metric,
             invoice_display_name=base.invoice_display_name,
             unit_price=rate,
+            rate_per=RatePer.THOUSAND,
         )
     build.subscription(acme, enterprise, started_at)
     build.subscription(startup, pro, started_at)

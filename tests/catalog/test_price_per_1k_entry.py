@@ -199,3 +199,13 @@ def test_simulator_breakdown_prints_the_rate_per_1k():
     )
 
     assert simulation.lines[0].breakdown == ["2,000,000 tokens × $0.006 per 1K = $12.00"]
+
+
+def test_the_demo_catalog_lists_token_rates_per_1k():
+    from catalog.demo import demo_catalog_build
+
+    summary = demo_catalog_build(now=NOW)
+
+    lines = list(summary.lines())
+    assert "      Input tokens: tokens at $0.002 per 1K, first 10,000 free" in lines
+    assert "      Output tokens: Graduated tiers: up to 10,000,000 @ $0.006 per 1K; above @ $0.003 per 1K" in lines
