@@ -559,7 +559,9 @@ def finish_lines(
                     kind=LineKind.DISCOUNT,
                     description=f"Plan discount {discount_percent.normalize():f}%",
                     amount=discount,
-                    explanation={"text": f"{discount_percent.normalize():f}% of {result.subtotal}"},
+                    explanation={
+                        "text": f"{discount_percent.normalize():f}% of {format_money(result.subtotal, currency)}"
+                    },
                 )
             )
     if minimum is not None:
@@ -568,9 +570,12 @@ def finish_lines(
             lines.append(
                 LineDraft(
                     kind=LineKind.MINIMUM,
-                    description=f"Minimum commitment true-up (minimum {result.total})",
+                    description=f"Minimum commitment true-up (minimum {format_money(result.total, currency)})",
                     amount=result.minimum_true_up,
-                    explanation={"text": f"minimum {result.total} − charges {CTX.add(charges, discount)}"},
+                    explanation={
+                        "text": f"minimum {format_money(result.total, currency)} − charges "
+                        f"{format_money(CTX.add(charges, discount), currency)}"
+                    },
                 )
             )
     base = _sum(line.amount for line in lines)
@@ -578,10 +583,11 @@ def finish_lines(
     if tax_rate:
         if tax_behavior == TaxBehavior.INCLUSIVE:
             tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), CTX.add(HUNDRED, tax_rate)), currency, rounding)
-            text = f"{tax_rate.normalize():f}% included in {base}: {base} × {tax_rate.normalize():f} / (100 + {tax_rate.normalize():f})"
+            gross = format_money(base, currency)
+            text = f"{tax_rate.normalize():f}% included in {gross}: {gross} × {tax_rate.normalize():f} / (100 + {tax_rate.normalize():f})"
         else:
             tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), HUNDRED), currency, rounding)
-            text = f"{tax_rate.normalize():f}% of {base}"
+            text = f"{tax_rate.normalize():f}% of {format_money(base, currency)}"
         lines.append(
             LineDraft(
                 kind=LineKind.TAX,
@@ -628,7 +634,10 @@ def apply_prepaid(composed: ComposedInvoice, *, covered_by_credit: Decimal, roun
                 kind=LineKind.PREPAID,
                 description="Paid from prepaid balance",
                 amount=-paid,
-                explanation={"text": f"usage debited in real time and covered by prepaid credit: {covered_by_credit}"},
+                explanation={
+                    "text": "usage debited in real time and covered by prepaid credit: "
+                    f"{format_money(covered_by_credit, composed.currency)}"
+                },
             )
         )
     composed.lines = lines
