@@ -35,6 +35,8 @@ from .admin_forms import (
     PriceTierInlineFormSet,
 )
 from .admin_history import AttributedHistoryAdmin
+from .admin_numbers import DECIMAL_FORMFIELD_OVERRIDES, money_display, number_display
+from .admin_rates import ScaledRateRowForm
 from .admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from .admin_scoping import MerchantScopedAdminMixin, request_merchant_ids, scope_queryset
 from .admin_simulator import plan_simulator_view
@@ -47,20 +49,46 @@ RECORD_FIELDS = ("id", "created_at", "updated_at")
 HISTORY_REASON_MAX = 100  # simple-history's history_change_reason column
 
 
+def _metric_or_fee_label(obj) -> str:
+    """Tells apart metrics or fees of the same name: "Input tokens — Neural Language Engine (bm_…)"."""
+    return f"{obj.name} — {obj.product.name} ({obj.pk})"
+
+
+def _plan_price_label(price: models.Price) -> str:
+    """A price a negotiated rate can override: "Input tokens — Neural Language Engine · Pro (price_…)"."""
+    plan = f" — {price.plan}" if price.plan_id else ""
+    return f"{price.invoice_display_name}{plan} ({price.pk})"
+
+
+CHOICE_LABELS = {
+    models.BillableMetric: _metric_or_fee_label,
+    models.Fee: _metric_or_fee_label,
+    models.Price: _plan_price_label,
+}
+
+
 class CatalogAdminMixin(MerchantScopedAdminMixin):
     """Shared by every catalog page: finance-friendly forms, N+1-free foreign-key choices, and only the
     merchants of a staff user bound to some (``merchant_path``, ``catalog.admin_scoping``)."""
 
     form = CatalogModelForm
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         related = db_field.related_model
         if related is models.Plan:
             kwargs.setdefault("queryset", models.Plan.objects.select_related("product"))
         elif related is models.Price:
-            # Only plan prices can be overridden; str() of a price reads its customer.
-            kwargs.setdefault("queryset", models.Price.objects.filter(customer__isnull=True).select_related("plan"))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+            # Only plan prices can be overridden; the label names the plan and its product.
+            kwargs.setdefault(
+                "queryset", models.Price.objects.filter(customer__isnull=True).select_related("plan__product")
+            )
+        elif related in (models.BillableMetric, models.Fee):
+            kwargs.setdefault("queryset", related.objects.select_related("product"))
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if related in CHOICE_LABELS and field is not None and hasattr(field, "label_from_instance"):
+            field.label_from_instance = CHOICE_LABELS[related]
+        return field
 
 
 class CatalogHistoryAdmin(CatalogAdminMixin, AttributedHistoryAdmin):
@@ -346,8 +374,8 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
         "product",
         "currency",
         "billing_cadence",
-        "minimum_commitment",
-        "discount_percent",
+        "minimum_commitment_display",
+        "discount_display",
         "archived_at",
         "merchant",
     )
@@ -382,6 +410,8 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
         RECORD_FIELDSET,
     )
     inlines = (PlanPriceInline,)
+    minimum_commitment_display = money_display("minimum_commitment", "minimum commitment")
+    discount_display = number_display("discount_percent", "discount", suffix=" %")
 
     def get_urls(self):
         def simulator(request, object_id):
@@ -402,17 +432,23 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
 class PriceTierInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = models.PriceTier
     merchant_path = "price__merchant"
+    form = ScaledRateRowForm
     formset = PriceTierInlineFormSet
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
     fields = ("up_to", "unit_price", "flat_fee")
     extra = 0
     verbose_name = "tier"
-    verbose_name_plural = "tiers (graduated and volume prices; leave the last tier's upper bound empty)"
+    verbose_name_plural = (
+        "tiers (graduated and volume prices; rates in the “price per” scale; leave the last tier's upper bound empty)"
+    )
 
 
 class DynamicRateInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = models.DynamicRate
     merchant_path = "price__merchant"
+    form = ScaledRateRowForm
     formset = DynamicRateInlineFormSet
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
     fields = ("effective_from", "unit_price")
     extra = 0
     verbose_name = "scheduled rate"
@@ -465,6 +501,7 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
                     "invoice_display_name",
                     "invoice_display_group",
                     "model",
+                    "rate_per",
                     "payment_term",
                     "billing_cadence",
                     "quantity",
@@ -476,7 +513,8 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
             {
                 "fields": ("unit_price", "allows_rebate", "package_size", "package_rounding"),
                 "classes": ("price-model", "model-standard", "model-package"),
-                "description": "Standard: price per unit. Package: price per package of “package size” units.",
+                "description": "Standard: price per unit, or per 1K / 1M units as chosen in “price per”. "
+                "Package: price per package of “package size” units.",
             },
         ),
         (
@@ -534,6 +572,29 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tiers")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """Choosers hold only what fits: the plan's product's metrics and fees, the plan's own prices."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        plan = obj.plan if obj is not None and obj.plan_id else None
+        if plan is None and request.GET.get("plan"):
+            plan = models.Plan.objects.filter(pk=request.GET["plan"]).first()
+        merchant_id = obj.merchant_id if obj is not None else request.GET.get("merchant")
+        fields = form.base_fields
+        for name in ("billable_metric", "fee"):
+            if name in fields:
+                if plan is not None:
+                    fields[name].queryset = fields[name].queryset.filter(product_id=plan.product_id)
+                elif merchant_id:
+                    fields[name].queryset = fields[name].queryset.filter(merchant_id=merchant_id)
+        if "overrides" in fields:
+            if plan is not None:
+                fields["overrides"].queryset = fields["overrides"].queryset.filter(plan_id=plan.pk)
+            elif merchant_id:
+                fields["overrides"].queryset = fields["overrides"].queryset.filter(merchant_id=merchant_id)
+            if obj is not None:
+                fields["overrides"].queryset = fields["overrides"].queryset.exclude(pk=obj.pk)
+        return form
 
     @admin.display(description="charges for")
     def charges_for(self, price: models.Price) -> str:

@@ -13,6 +13,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from . import services
+from .admin_rates import RateScaleFormMixin, RateScaleFormSetMixin
 from .models import ApiKey, Plan, Price
 from .validation import rate_schedule_errors, tier_table_errors
 
@@ -82,7 +83,7 @@ def plan_in_use_message(plan: Plan, conflict: services.CatalogConflict, doing: s
     )
 
 
-class PriceAdminForm(CatalogModelForm):
+class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
     """The price page. Saves go through ``price_create`` / ``price_update`` (``PriceAdmin``); the refusals
     of those services (a price live subscriptions bill, a plan they bill) are asked here first so they
     show on the form."""
@@ -127,6 +128,7 @@ class PriceAdminForm(CatalogModelForm):
             "invoice_display_group",
             "payment_term",
             "model",
+            "rate_per",
             "billing_cadence",
             "quantity",
             "unit_price",
@@ -249,7 +251,7 @@ def _schedule_in_use(formset: BaseInlineFormSet, what: str) -> None:
         raise ValidationError(price_in_use_message(price, conflict, [what]))
 
 
-class PriceTierInlineFormSet(BaseInlineFormSet):
+class PriceTierInlineFormSet(RateScaleFormSetMixin, BaseInlineFormSet):
     """The tier table of a graduated or volume price, checked as a whole."""
 
     def clean(self) -> None:
@@ -270,7 +272,7 @@ class PriceTierInlineFormSet(BaseInlineFormSet):
         ]
 
 
-class DynamicRateInlineFormSet(BaseInlineFormSet):
+class DynamicRateInlineFormSet(RateScaleFormSetMixin, BaseInlineFormSet):
     """The rate schedule of a dynamic price."""
 
     def clean(self) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -11,7 +9,7 @@ from django.utils import timezone
 
 from .models import Customer, Plan, PriceModel
 from .selectors import plan_prices_for_customer
-from .simulator import SimulatedUsage, plan_simulate
+from .simulator import SimulatedUsage, SimulatorInputError, parse_amounts, parse_quantity, plan_simulate
 
 
 def plan_simulator_view(request, *, admin_site, model_admin, plan_id: str):
@@ -34,12 +32,11 @@ def plan_simulator_view(request, *, admin_site, model_admin, plan_id: str):
         inputs.append(entry)
         try:
             if entry["percentage"]:
-                amounts = tuple(Decimal(part) for part in raw.replace("\n", ",").split(",") if part.strip())
-                usage[price.pk] = SimulatedUsage(event_amounts=amounts)
+                usage[price.pk] = SimulatedUsage(event_amounts=parse_amounts(raw))
             else:
-                usage[price.pk] = SimulatedUsage(quantity=Decimal(raw.replace(",", "")) if raw else Decimal(0))
-        except InvalidOperation:
-            errors[name] = "Enter a number, e.g. 250000 or 1.5 (amounts separated by commas)."
+                usage[price.pk] = SimulatedUsage(quantity=parse_quantity(raw))
+        except SimulatorInputError as error:
+            errors[name] = str(error)
     for entry in inputs:
         entry["error"] = errors.get(entry["name"], "")
     simulation = None

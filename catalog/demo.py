@@ -32,6 +32,7 @@ from .models import (
     PriceModel,
     PriceTier,
     Product,
+    RatePer,
     Subscription,
 )
 from .services import api_key_create
@@ -216,6 +217,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=input_tokens,
         invoice_display_name="Input tokens",
         unit_price=D("0.000002"),
+        rate_per=RatePer.THOUSAND,
         free_units=D("10000"),
     )
     build.price(
@@ -224,6 +226,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=output_tokens,
         invoice_display_name="Output tokens",
         unit_price=D("0.000006"),
+        rate_per=RatePer.THOUSAND,
         free_units=D("10000"),
     )
 
@@ -235,6 +238,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=input_tokens,
         invoice_display_name="Input tokens",
         model=PriceModel.GRADUATED,
+        rate_per=RatePer.THOUSAND,
         tiers=[(D("10000000"), D("0.000002")), (None, D("0.000001"))],
     )
     build.price(
@@ -243,6 +247,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=output_tokens,
         invoice_display_name="Output tokens",
         model=PriceModel.GRADUATED,
+        rate_per=RatePer.THOUSAND,
         tiers=[(D("10000000"), D("0.000006")), (None, D("0.000003"))],
     )
     build.price(
@@ -276,6 +281,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=input_tokens,
         invoice_display_name="Input tokens",
         unit_price=D("0.000002"),
+        rate_per=RatePer.THOUSAND,
     )
     enterprise_output = build.price(
         enterprise,
@@ -283,6 +289,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billable_metric=output_tokens,
         invoice_display_name="Output tokens",
         unit_price=D("0.000006"),
+        rate_per=RatePer.THOUSAND,
     )
     build.price(
         enterprise,
@@ -304,6 +311,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
             billable_metric=base.billable_metric,
             invoice_display_name=base.invoice_display_name,
             unit_price=rate,
+            rate_per=RatePer.THOUSAND,
         )
     build.subscription(acme, enterprise, started_at)
     build.subscription(startup, pro, started_at)

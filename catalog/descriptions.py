@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .models import Price, PriceModel
+from .pricing.currency import is_known_currency
+from .pricing.explain import format_rate, scale_name
 
 
 def format_number(value: Decimal | None) -> str:
@@ -14,19 +16,43 @@ def format_number(value: Decimal | None) -> str:
     return f"{value.normalize():,f}"
 
 
+def price_rate(price: Price, unit_price: Decimal | None, *, per_unit: bool = True) -> str:
+    """A rate of ``price`` in its plan's currency and scale: ``$0.002 per 1K`` (stored as 0.000002).
+
+    ``per_unit=False`` for amounts that are not per unit (a fee, a package price): no scale applies.
+    """
+    if unit_price is None:
+        return "not set"
+    rate_per = (price.rate_per or 1) if per_unit and price.billable_metric_id else 1
+    currency = price.currency
+    if currency and is_known_currency(currency):
+        return format_rate(unit_price, currency, rate_per)
+    if rate_per == 1:
+        return format_number(unit_price)
+    return f"{format_number(unit_price * rate_per)} per {scale_name(rate_per)}"
+
+
 def price_rate_summary(price: Price) -> str:
     """One line saying what the price charges; reads ``price.tiers.all()`` (prefetch it)."""
     unit = price.billable_metric.unit if price.billable_metric_id else ""
     model = price.model
-    if model == PriceModel.STANDARD:
-        text = f"{unit} at {format_number(price.unit_price)} each" if unit else f"{format_number(price.unit_price)}"
+    if model == PriceModel.STANDARD and price.package_size and unit:
+        text = (
+            f"{unit} at {price_rate(price, price.unit_price, per_unit=False)} per {format_number(price.package_size)}"
+        )
+    elif model == PriceModel.STANDARD:
+        rate = price_rate(price, price.unit_price)
+        each = " each" if price.rate_per == 1 else ""
+        text = f"{unit} at {rate}{each}" if unit else rate
         if price.fee_id:
             text += f" × {price.quantity}" if price.quantity != 1 else ""
     elif model == PriceModel.PACKAGE:
-        text = f"{unit} at {format_number(price.unit_price)} per {format_number(price.package_size)}"
+        text = (
+            f"{unit} at {price_rate(price, price.unit_price, per_unit=False)} per {format_number(price.package_size)}"
+        )
     elif model in (PriceModel.GRADUATED, PriceModel.VOLUME):
         bands = [
-            f"{'up to ' + format_number(t.up_to) if t.up_to is not None else 'above'} @ {format_number(t.unit_price)}"
+            f"{'up to ' + format_number(t.up_to) if t.up_to is not None else 'above'} @ {price_rate(price, t.unit_price)}"
             for t in price.tiers.all()
         ]
         text = f"{price.get_model_display()}: " + ("; ".join(bands) or "no tiers yet")

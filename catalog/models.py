@@ -371,6 +371,15 @@ class DynamicMode(models.TextChoices):
     EVENT_PRICE = "event_price", "Price carried on each event"
 
 
+class RatePer(models.IntegerChoices):
+    """How many units a rate is entered and shown for. Rates are always stored per unit (exact, 12
+    decimal places), so the rating engine never changes; this is how people read them: "$0.002 per 1K"."""
+
+    UNIT = 1, "per unit"
+    THOUSAND = 1_000, "per 1K units"
+    MILLION = 1_000_000, "per 1M units"
+
+
 class RateType(models.TextChoices):
     AMOUNT = "amount", "Amount per unit"
     PROPORTION = "proportion", "Proportion of a money amount"
@@ -431,6 +440,15 @@ class Price(TimeStamped):
         help_text='Units per package, e.g. 1000 for "per 1K tokens".',
     )
     package_rounding = models.CharField(max_length=5, choices=PackageRounding.choices, default=PackageRounding.EXACT)
+    # Rates below (unit price, tier and scheduled rates, dynamic clamps) are stored per unit; this is
+    # only the scale they are typed and printed in, so the engine rates exactly the same either way.
+    rate_per = models.PositiveIntegerField(
+        "price per",
+        choices=RatePer.choices,
+        default=RatePer.UNIT,
+        help_text="Enter and show usage rates per unit, per 1,000 or per 1,000,000 units "
+        "(stored per unit, e.g. $0.002 per 1K is 0.000002 per token).",
+    )
     # percentage
     percentage_rate = models.DecimalField(
         **RATE_DIGITS,

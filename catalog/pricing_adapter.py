@@ -44,6 +44,12 @@ def _build_spec(price: Price, currency: str) -> PriceSpec:
         "discount_percent": price.discount_percent,
         "minimum_amount": price.minimum_commitment,
     }
+    rate_per = price.rate_per or 1
+    per_unit_rates = model in (PriceModel.GRADUATED, PriceModel.VOLUME, PriceModel.DYNAMIC) or (
+        model == PriceModel.STANDARD and not price.package_size
+    )
+    if rate_per != 1 and metered and per_unit_rates:
+        fields["rate_per"] = rate_per  # how explanations print the per-unit rates; the arithmetic is unchanged
     if metered and model != PriceModel.PERCENTAGE:
         fields["free_units"] = price.free_units or Decimal(0)
         fields["usage_discount_units"] = price.usage_discount_units

@@ -89,7 +89,8 @@ PRICE_PROPERTY_FIELDS = (
     "max_unit_price",
 )
 # Fields that only change how a price is shown; everything else changes what subscriptions pay.
-PRICE_DISPLAY_FIELDS = {"invoice_display_name", "invoice_display_group", "rate_type"}
+# ``rate_per`` is the scale rates are typed and printed in (per 1K…): the stored per-unit rate is unchanged.
+PRICE_DISPLAY_FIELDS = {"invoice_display_name", "invoice_display_group", "rate_type", "rate_per"}
 
 
 @dataclass(frozen=True)

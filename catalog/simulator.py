@@ -9,12 +9,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
+from .descriptions import format_number
 from .models import Customer, Plan, Price, PriceModel
 from .pricing import PricingError, RatingResult, Usage, apply_plan_minimum, apply_subtotal_discount, rate
 from .pricing_adapter import price_spec_from_price
 from .selectors import plan_prices_for_customer
+
+# What the simulator accepts, so a typo (1e30, -5, "lots") gets a message instead of a result nobody
+# asked for: quantities and transaction amounts from 0 to 10^15 with at most 12 decimal places (the
+# catalog's quantity scale), and at most 10,000 transaction amounts per percentage price.
+MAX_QUANTITY = Decimal(10) ** 15
+MAX_PLACES = 12
+MAX_AMOUNTS = 10_000
+
+
+class SimulatorInputError(ValueError):
+    """What the user typed cannot be simulated; the message says why, in the user's words."""
+
+
+def parse_quantity(text: str, *, what: str = "usage") -> Decimal:
+    """A typed quantity ("250,000", "1.5"; empty is 0) as a Decimal inside the simulator's bounds."""
+    text = text.strip().replace(",", "").replace("_", "")
+    if not text:
+        return Decimal(0)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise SimulatorInputError("Enter a number, e.g. 250000 or 1.5 (amounts separated by commas).") from None
+    if not value.is_finite():
+        raise SimulatorInputError("Enter a finite number, e.g. 250000.")
+    if value < 0:
+        raise SimulatorInputError(f"The {what} cannot be negative.")
+    if value > MAX_QUANTITY:
+        raise SimulatorInputError(f"The {what} can be at most 1,000,000,000,000,000 (10^15).")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise SimulatorInputError(f"Use at most {MAX_PLACES} decimal places.")
+    return value
+
+
+def parse_amounts(text: str) -> tuple[Decimal, ...]:
+    """Transaction amounts separated by commas or new lines, each parsed like a quantity."""
+    parts = [part for part in text.replace("\n", ",").split(",") if part.strip()]
+    if len(parts) > MAX_AMOUNTS:
+        raise SimulatorInputError(f"Enter at most {MAX_AMOUNTS:,} transaction amounts.")
+    return tuple(parse_quantity(part, what="transaction amount") for part in parts)
 
 
 @dataclass
@@ -90,17 +131,23 @@ def _simulate_line(price: Price, typed: SimulatedUsage, *, at: datetime, currenc
         line = SimulatedLine(price=price, quantity_label=f"{len(typed.event_amounts)} transactions")
         usage = Usage(amounts=typed.event_amounts)
     elif price.model == PriceModel.DYNAMIC and price.dynamic_mode == "schedule":
-        line = SimulatedLine(price=price, quantity_label=f"{typed.quantity:,f} {price.billable_metric.unit}")
+        line = SimulatedLine(
+            price=price, quantity_label=f"{format_number(typed.quantity)} {price.billable_metric.unit}"
+        )
         usage = Usage(events=[(at, typed.quantity)])
     elif price.model == PriceModel.DYNAMIC:
         line = SimulatedLine(price=price, quantity_label="priced per event")
         line.error = "Prices carried on each event cannot be simulated; send test events instead."
         return line
     else:
-        line = SimulatedLine(price=price, quantity_label=f"{typed.quantity:,f} {price.billable_metric.unit}")
+        line = SimulatedLine(
+            price=price, quantity_label=f"{format_number(typed.quantity)} {price.billable_metric.unit}"
+        )
         usage = Usage(quantity=typed.quantity)
     try:
         line.result = rate(price_spec_from_price(price, currency=currency), usage)
     except PricingError as exc:
-        line.error = str(exc)
+        # The engine names the price by display name and id; people know it by its name only.
+        detail = exc.detail if exc.detail.endswith((".", "!", "?")) else f"{exc.detail}."
+        line.error = f"{price.invoice_display_name}: {detail}"
     return line

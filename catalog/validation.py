@@ -83,6 +83,14 @@ def price_errors(price: Price) -> dict[str, str]:
         elif price.dynamic_mode == "event_price" and not price.event_price_property:
             errors["event_price_property"] = "Say where the unit price sits in each event, e.g. $.unit_price."
         _min_max(errors, price.min_unit_price, price.max_unit_price, "max_unit_price", "unit price")
+    if (price.rate_per or 1) != 1:
+        per_unit_rates = model in TIERED_MODELS or model == PriceModel.DYNAMIC
+        per_unit_rates = per_unit_rates or (model == PriceModel.STANDARD and not price.package_size)
+        if has_fee or not per_unit_rates:
+            errors["rate_per"] = (
+                "Per 1K or per 1M applies to usage rates per unit (standard without a package size, tiers, "
+                "dynamic rates); choose “per unit”."
+            )
     if model in TIERED_MODELS and price.unit_price is not None:
         errors["unit_price"] = "Tiered prices take their rates from the tier rows; leave the unit price empty."
 

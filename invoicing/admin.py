@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_safe
 
 from catalog.admin_history import AttributedHistoryAdmin
+from catalog.admin_numbers import money_display, number_display
 from catalog.admin_scoping import MerchantScopedAdminMixin, request_merchant_ids
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
@@ -92,9 +93,14 @@ class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
     merchant_path = "invoice__merchant"
     extra = 0
     can_delete = False
-    fields = ("position", "kind", "description", "quantity", "amount", "breakdown")
+    fields = ("position", "kind", "description", "quantity_display", "amount_display", "breakdown")
     readonly_fields = fields
     ordering = ("position",)
+    quantity_display = number_display("quantity", "quantity")
+    amount_display = money_display("amount", "amount", currency="invoice.currency")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("invoice")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -115,9 +121,10 @@ class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
     merchant_path = "merchant"
     extra = 0
     can_delete = False
-    fields = ("number", "issued_at", "reason", "total")
+    fields = ("number", "issued_at", "reason", "total_display")
     readonly_fields = fields
     show_change_link = True
+    total_display = money_display("total", "total")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -167,7 +174,20 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
                 )
             },
         ),
-        ("Amounts", {"fields": ("currency", "subtotal", "tax_behavior", "tax_rate", "tax", "total", "amount_due")}),
+        (
+            "Amounts",
+            {
+                "fields": (
+                    "currency",
+                    "subtotal_display",
+                    "tax_behavior",
+                    "tax_rate_display",
+                    "tax_display",
+                    "total_display",
+                    "amount_due_display",
+                )
+            },
+        ),
         ("Related", {"fields": ("replaces", "adjusts", "billing_run", "late_usage")}),
     )
 
@@ -180,9 +200,11 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Total", ordering="total")
-    def total_display(self, invoice: Invoice):
-        return format_money(invoice.total, invoice.currency)
+    subtotal_display = money_display("subtotal", "subtotal")
+    tax_rate_display = number_display("tax_rate", "tax rate", suffix=" %")
+    tax_display = money_display("tax", "tax")
+    total_display = money_display("total", "total")
+    amount_due_display = money_display("amount_due", "amount due")
 
     @admin.display(description="Documents")
     def documents_links(self, invoice: Invoice):
@@ -236,26 +258,40 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
         return HttpResponse(documents.invoice_html(invoice))
 
     def export_view(self, request):
-        """CSV of the invoices whose period starts in [start, end) — ?start=2026-01-01&end=2026-02-01."""
+        """CSV of invoices, by period or by issue date, over [start, end):
+
+        - ``?start=2026-01-01&end=2026-02-01``: invoices whose period starts in the range;
+        - ``?by=issued&start=…&end=…``: invoices issued in the range (drafts have no issue date).
+        """
         if not self.has_view_permission(request):
             raise PermissionDenied
+        by_issue_date = request.GET.get("by") == "issued"
         start, end = parse_date(request.GET.get("start", "")), parse_date(request.GET.get("end", ""))
         if start is None or end is None or end <= start:
-            messages.error(request, "Give the period as ?start=YYYY-MM-DD&end=YYYY-MM-DD (end after start).")
+            what = "issue dates" if by_issue_date else "period"
+            messages.error(request, f"Give the {what} as ?start=YYYY-MM-DD&end=YYYY-MM-DD (end after start).")
             return HttpResponseRedirect(reverse("admin:invoicing_invoice_changelist"))
         tz = timezone.get_current_timezone()
-        invoices = (
-            self.get_queryset(request)
-            .filter(
-                period_start__gte=datetime.combine(start, datetime.min.time(), tz),
-                period_start__lt=datetime.combine(end, datetime.min.time(), tz),
+        since = datetime.combine(start, datetime.min.time(), tz)
+        until = datetime.combine(end, datetime.min.time(), tz)
+        if by_issue_date:
+            invoices = (
+                self.get_queryset(request)
+                .filter(issued_at__gte=since, issued_at__lt=until)
+                .order_by("issued_at", "number", "id")
             )
-            .select_related("customer")
-            .order_by("period_start", "number", "id")
-        )
+            filename = f"invoices-issued-{start}-{end}.csv"
+        else:
+            invoices = (
+                self.get_queryset(request)
+                .filter(period_start__gte=since, period_start__lt=until)
+                .order_by("period_start", "number", "id")
+            )
+            filename = f"invoices-{start}-{end}.csv"
+        invoices = invoices.select_related("customer")
         if request.GET.get("merchant"):
             invoices = invoices.filter(merchant_id=request.GET["merchant"])
-        return invoices_csv(invoices, f"invoices-{start}-{end}.csv")
+        return invoices_csv(invoices, filename)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"can_run_billing": can_run_billing(request), **(extra_context or {})}
@@ -354,8 +390,9 @@ class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
     merchant_path = "credit_note__merchant"
     extra = 0
     can_delete = False
-    fields = ("invoice_line", "description", "amount")
+    fields = ("invoice_line", "description", "amount_display")
     readonly_fields = fields
+    amount_display = money_display("amount", "amount", currency="credit_note.currency")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -364,7 +401,7 @@ class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 @admin.register(CreditNote)
 class CreditNoteAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
-    list_display = ("number", "invoice", "customer", "issued_at", "total")
+    list_display = ("number", "invoice", "customer", "issued_at", "total_display")
     search_fields = ("number", "invoice__number", "customer__name")
     inlines = (CreditNoteLineInline,)
     readonly_fields = (
@@ -375,11 +412,15 @@ class CreditNoteAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         "currency",
         "issued_at",
         "reason",
-        "subtotal",
-        "tax",
-        "total",
+        "subtotal_display",
+        "tax_display",
+        "total_display",
         "documents_links",
     )
+    fields = readonly_fields
+    subtotal_display = money_display("subtotal", "subtotal")
+    tax_display = money_display("tax", "tax")
+    total_display = money_display("total", "total")
 
     def has_add_permission(self, request):
         return False

@@ -23,7 +23,7 @@ from catalog.pricing import (
     rate,
     round_money,
 )
-from catalog.pricing.currency import CTX, format_quantity
+from catalog.pricing.currency import CTX, format_money, format_quantity
 
 from . import usage as usage_source
 from .models import InvoiceKind, LineKind
@@ -159,6 +159,17 @@ def explanation_of(result: RatingResult) -> dict:
     }
 
 
+def proration_text(*, covered_days: int, period_days: int, full: Decimal, amount: Decimal, currency: str) -> str:
+    """How a fee's days were billed, for the invoice: "31 of 31 days = $49.00",
+    "Prorated 10 of 31 days: $49.00 × 10/31 = $15.81", or for an obligation "…, owed in full"."""
+    money = format_money(amount, currency)
+    if covered_days == period_days:
+        return f"{covered_days} of {period_days} days = {money}"
+    if amount == round_money(full, currency):
+        return f"{covered_days} of {period_days} days, owed in full (never prorated) = {money}"
+    return f"Prorated {covered_days} of {period_days} days: {format_money(full, currency)} × {covered_days}/{period_days} = {money}"
+
+
 def _day_span(start: datetime, end: datetime, time_zone: str) -> str:
     first = local_date(start, time_zone)
     last = local_date(end - timedelta(microseconds=1), time_zone)
@@ -250,7 +261,18 @@ class Biller:
             description += f", prorated {fraction_days[0]}/{fraction_days[1]} days"
         explanation = explanation_of(result)
         if fraction_days:
-            explanation["proration"] = {"covered_days": fraction_days[0], "period_days": fraction_days[1]}
+            explanation["proration"] = {
+                "covered_days": fraction_days[0],
+                "period_days": fraction_days[1],
+                "amount": _text(amount),
+                "description": proration_text(
+                    covered_days=fraction_days[0],
+                    period_days=fraction_days[1],
+                    full=result.amount,
+                    amount=amount,
+                    currency=currency,
+                ),
+            }
         if credit:
             description = f"Credit for unused time: {description}"
             amount = -amount
@@ -537,7 +559,9 @@ def finish_lines(
                     kind=LineKind.DISCOUNT,
                     description=f"Plan discount {discount_percent.normalize():f}%",
                     amount=discount,
-                    explanation={"text": f"{discount_percent.normalize():f}% of {result.subtotal}"},
+                    explanation={
+                        "text": f"{discount_percent.normalize():f}% of {format_money(result.subtotal, currency)}"
+                    },
                 )
             )
     if minimum is not None:
@@ -546,9 +570,12 @@ def finish_lines(
             lines.append(
                 LineDraft(
                     kind=LineKind.MINIMUM,
-                    description=f"Minimum commitment true-up (minimum {result.total})",
+                    description=f"Minimum commitment true-up (minimum {format_money(result.total, currency)})",
                     amount=result.minimum_true_up,
-                    explanation={"text": f"minimum {result.total} − charges {CTX.add(charges, discount)}"},
+                    explanation={
+                        "text": f"minimum {format_money(result.total, currency)} − charges "
+                        f"{format_money(CTX.add(charges, discount), currency)}"
+                    },
                 )
             )
     base = _sum(line.amount for line in lines)
@@ -556,10 +583,11 @@ def finish_lines(
     if tax_rate:
         if tax_behavior == TaxBehavior.INCLUSIVE:
             tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), CTX.add(HUNDRED, tax_rate)), currency, rounding)
-            text = f"{tax_rate.normalize():f}% included in {base}: {base} × {tax_rate.normalize():f} / (100 + {tax_rate.normalize():f})"
+            gross = format_money(base, currency)
+            text = f"{tax_rate.normalize():f}% included in {gross}: {gross} × {tax_rate.normalize():f} / (100 + {tax_rate.normalize():f})"
         else:
             tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), HUNDRED), currency, rounding)
-            text = f"{tax_rate.normalize():f}% of {base}"
+            text = f"{tax_rate.normalize():f}% of {format_money(base, currency)}"
         lines.append(
             LineDraft(
                 kind=LineKind.TAX,
@@ -606,7 +634,10 @@ def apply_prepaid(composed: ComposedInvoice, *, covered_by_credit: Decimal, roun
                 kind=LineKind.PREPAID,
                 description="Paid from prepaid balance",
                 amount=-paid,
-                explanation={"text": f"usage debited in real time and covered by prepaid credit: {covered_by_credit}"},
+                explanation={
+                    "text": "usage debited in real time and covered by prepaid credit: "
+                    f"{format_money(covered_by_credit, composed.currency)}"
+                },
             )
         )
     composed.lines = lines

@@ -26,17 +26,24 @@ def _breakdown(explanation: dict) -> list[str]:
         parts = [explanation["text"]]
     proration = explanation.get("proration")
     if proration:
-        parts.append(f"Prorated {proration['covered_days']} of {proration['period_days']} days")
+        # Lines billed before the explanation carried its own text keep the days alone.
+        parts.append(
+            proration.get("description") or f"Prorated {proration['covered_days']} of {proration['period_days']} days"
+        )
     return parts
+
+
+# Lines whose amount is computed from a price (quantity × rate, prorated for fees) explain themselves.
+EXPLAINED = (LineKind.USAGE, LineKind.FEE, LineKind.CREDIT)
 
 
 def invoice_context(invoice: Invoice) -> dict:
     lines = [
         {
             "description": line.description,
-            "quantity": line.quantity if line.kind == LineKind.USAGE else None,
+            "quantity": line.quantity if line.kind in EXPLAINED else None,
             "amount": line.amount,
-            "breakdown": _breakdown(line.explanation) if line.kind == LineKind.USAGE else [],
+            "breakdown": _breakdown(line.explanation) if line.kind in EXPLAINED else [],
         }
         for line in invoice.lines.order_by("position")
         if line.kind != LineKind.TAX
@@ -74,7 +81,7 @@ def invoice_context(invoice: Invoice) -> dict:
         "tax_behavior": invoice.tax_behavior,
         "total": invoice.total,
         "amount_due": invoice.amount_due,
-        "note": "Usage lines show how each amount was computed; every line is rounded once to the currency's "
+        "note": "Usage and fee lines show how each amount was computed; every line is rounded once to the currency's "
         "minor unit and the total is the sum of the lines.",
     }
 

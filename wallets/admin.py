@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from catalog.admin_numbers import DECIMAL_FORMFIELD_OVERRIDES, money_display
 from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer
@@ -243,22 +244,28 @@ class WalletAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.Mode
     list_display = (
         "customer",
         "currency",
-        "balance",
-        "reserved_credit",
-        "overage_outstanding",
+        "balance_display",
+        "reserved_credit_display",
+        "overage_outstanding_display",
         "policy",
-        "low_balance_threshold",
+        "low_balance_threshold_display",
     )
     list_filter = (BelowThresholdFilter, "policy", "currency", "merchant")
     search_fields = ("customer__name", "customer__external_id", "customer__id")
     list_select_related = ("customer",)
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
+    balance_display = money_display("balance", "balance")
+    reserved_credit_display = money_display("reserved_credit", "reserved credit")
+    overage_outstanding_display = money_display("overage_outstanding", "overage outstanding")
+    expiring_credit_display = money_display("expiring_credit", "expiring credit")
+    low_balance_threshold_display = money_display("low_balance_threshold", "low balance threshold")
     fields = (
         "customer",
         "currency",
-        "balance",
-        "reserved_credit",
-        "overage_outstanding",
-        "expiring_credit",
+        "balance_display",
+        "reserved_credit_display",
+        "overage_outstanding_display",
+        "expiring_credit_display",
         "next_expiry_at",
         "policy",
         "low_balance_threshold",
@@ -270,10 +277,10 @@ class WalletAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.Mode
     readonly_fields = (
         "customer",
         "currency",
-        "balance",
-        "reserved_credit",
-        "overage_outstanding",
-        "expiring_credit",
+        "balance_display",
+        "reserved_credit_display",
+        "overage_outstanding_display",
+        "expiring_credit_display",
         "next_expiry_at",
         "auto_top_up_armed",
         "low_balance_since",
@@ -304,10 +311,19 @@ class WalletAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.Mode
 @admin.register(LowBalanceWallet)
 class LowBalanceWalletAdmin(ReadOnlyAdmin):
     merchant_path = "merchant"
-    list_display = ("customer", "currency", "balance", "low_balance_threshold", "low_balance_since", "policy")
+    list_display = (
+        "customer",
+        "currency",
+        "balance_display",
+        "low_balance_threshold_display",
+        "low_balance_since",
+        "policy",
+    )
     list_filter = ("currency", "policy", "merchant")
     list_select_related = ("customer",)
     ordering = ("balance",)
+    balance_display = money_display("balance", "balance")
+    low_balance_threshold_display = money_display("low_balance_threshold", "low balance threshold")
 
 
 @admin.register(LedgerEntry)
@@ -318,11 +334,14 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "wallet",
         "sequence",
         "kind",
-        "amount",
-        "balance_after",
-        "overage_amount",
+        "amount_display",
+        "balance_after_display",
+        "overage_amount_display",
         "reference",
     )
+    amount_display = money_display("amount", "amount", currency="wallet.currency")
+    balance_after_display = money_display("balance_after", "balance after", currency="wallet.currency")
+    overage_amount_display = money_display("overage_amount", "overage", currency="wallet.currency")
     list_filter = ("kind", "wallet__currency")
     search_fields = (
         "wallet__customer__name",
@@ -338,7 +357,18 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 @admin.register(CreditLot)
 class CreditLotAdmin(ReadOnlyAdmin):
     merchant_path = "wallet__merchant"
-    list_display = ("wallet", "kind", "original_amount", "remaining", "expires_at", "expired_at", "price_paid")
+    list_display = (
+        "wallet",
+        "kind",
+        "original_amount_display",
+        "remaining_display",
+        "expires_at",
+        "expired_at",
+        "price_paid_display",
+    )
+    original_amount_display = money_display("original_amount", "original amount", currency="wallet.currency")
+    remaining_display = money_display("remaining", "remaining", currency="wallet.currency")
+    price_paid_display = money_display("price_paid", "price paid", currency="wallet.currency")
     list_filter = ("kind",)
     search_fields = ("wallet__customer__name", "purchase_invoice_ref")
     list_select_related = ("wallet__customer",)
@@ -349,16 +379,20 @@ class CommitmentAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
     list_display = (
         "customer",
-        "amount",
+        "amount_display",
         "currency",
         "term_start",
         "term_end",
         "trued_up_at",
-        "shortfall",
+        "shortfall_display",
         "billed_invoice_ref",
     )
     list_filter = ("currency",)
-    readonly_fields = ("trued_up_at", "drawn_amount", "shortfall", "billed_invoice_ref")
+    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
+    amount_display = money_display("amount", "amount")
+    drawn_amount_display = money_display("drawn_amount", "drawn amount")
+    shortfall_display = money_display("shortfall", "shortfall")
+    readonly_fields = ("trued_up_at", "drawn_amount_display", "shortfall_display", "billed_invoice_ref")
     fields = ("customer", "currency", "amount", "term_start", "term_end", "metric_ids", "description", *readonly_fields)
 
     def has_change_permission(self, request, obj=None):

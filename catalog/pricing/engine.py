@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -46,7 +47,19 @@ def rate(spec: PriceSpec, usage: Usage | Decimal | int) -> RatingResult:
     """
     if spec.__class__ is not PriceSpec:
         raise PricingError(f"rate() needs a PriceSpec, got {type(spec).__name__}")
-    return _RATERS[spec.model](spec, usage)
+    result = _RATERS[spec.model](spec, usage)
+    if spec.rate_per != 1:
+        result = _per_scale(result, spec.rate_per)
+    return result
+
+
+_SCALED_KINDS = frozenset({LineKind.UNIT, LineKind.TIER, LineKind.VOLUME_TIER, LineKind.DYNAMIC})
+
+
+def _per_scale(result: RatingResult, rate_per: int) -> RatingResult:
+    """Mark the per-unit rate lines to print per ``rate_per`` units; amounts are untouched."""
+    lines = tuple(replace(line, rate_per=rate_per) if line.kind in _SCALED_KINDS else line for line in result.lines)
+    return replace(result, lines=lines)
 
 
 # -- shared steps --------------------------------------------------------------------------------

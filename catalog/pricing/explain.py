@@ -47,9 +47,28 @@ def _percent(fraction: Decimal) -> str:
     return f"{format_quantity(fraction.scaleb(2, CTX))}%"
 
 
+_SCALE_NAMES = {1_000: "1K", 1_000_000: "1M"}
+
+
+def scale_name(rate_per: int) -> str:
+    """``1K`` for 1,000 units, ``1M`` for 1,000,000, else the number itself."""
+    return _SCALE_NAMES.get(rate_per) or format_quantity(Decimal(rate_per))
+
+
+def format_rate(unit_price: Decimal, currency: str, rate_per: int = 1) -> str:
+    """A per-unit rate as people read it: ``$0.000002``, or ``$0.002 per 1K`` when ``rate_per`` is 1,000."""
+    if rate_per == 1:
+        return format_money(unit_price, currency)
+    return f"{format_money(CTX.multiply(unit_price, rate_per), currency)} per {scale_name(rate_per)}"
+
+
+def _rate(line: ExplanationLine) -> str:
+    return format_rate(line.unit_price, line.currency, line.rate_per)
+
+
 def _unit(line: ExplanationLine) -> str:
     quantity = format_quantity(line.quantity)
-    return f"{quantity} {line.unit_name} {TIMES} {_money(line, line.unit_price)} = {_money(line, None)}"
+    return f"{quantity} {line.unit_name} {TIMES} {_rate(line)} = {_money(line, None)}"
 
 
 def _package(line: ExplanationLine) -> str:
@@ -66,7 +85,7 @@ def _tier(line: ExplanationLine) -> str:
     reached = CTX.add(line.lower, line.quantity)
     return (
         f"{format_quantity(line.lower)}{DASH}{format_quantity(reached)} {line.unit_name}"
-        f" {TIMES} {_money(line, line.unit_price)} = {_money(line, None)}"
+        f" {TIMES} {_rate(line)} = {_money(line, None)}"
     )
 
 
@@ -80,7 +99,7 @@ def _band(line: ExplanationLine) -> str:
 
 def _volume_tier(line: ExplanationLine) -> str:
     return (
-        f"{format_quantity(line.quantity)} {line.unit_name} {TIMES} {_money(line, line.unit_price)}"
+        f"{format_quantity(line.quantity)} {line.unit_name} {TIMES} {_rate(line)}"
         f" (tier {line.tier}: {_band(line)} {line.unit_name}) = {_money(line, None)}"
     )
 
@@ -113,7 +132,7 @@ def _period_clamp(line: ExplanationLine) -> str:
 
 
 def _dynamic(line: ExplanationLine) -> str:
-    text = f"{format_quantity(line.quantity)} {line.unit_name} {TIMES} {_money(line, line.unit_price)}"
+    text = f"{format_quantity(line.quantity)} {line.unit_name} {TIMES} {_rate(line)}"
     if line.note:
         text = f"{text} ({line.note})"
     return f"{text} = {_money(line, None)}"

@@ -26,6 +26,8 @@ _PERCENTAGE_FIELDS = (
     "period_max_charge",
 )
 _DYNAMIC_FIELDS = ("dynamic_mode", "min_unit_price", "max_unit_price")
+# How many units a rate is printed for ("$0.002 per 1K tokens"); rates themselves stay per unit.
+RATE_SCALES = frozenset({1, 1_000, 1_000_000})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,10 @@ class PriceSpec:
     - dynamic: ``dynamic_mode``; ``rate_schedule`` in schedule mode; optional
       ``min_unit_price``/``max_unit_price`` clamps.
 
+    ``rate_per`` (1, 1,000 or 1,000,000) only changes how explanations print per-unit rates ("$0.002 per
+    1K" instead of "$0.000002"); the arithmetic is the same. Standard prices without a package size,
+    graduated, volume and dynamic prices accept it.
+
     Every metered model except percentage accepts ``usage_discount_units`` and ``free_units``; every
     model accepts ``discount_percent`` (0-100) and ``minimum_amount``. Construction validates the spec
     and precomputes its tier table, raising :class:`PricingError` subclasses that name the price.
@@ -85,6 +91,7 @@ class PriceSpec:
     minimum_amount: Decimal | None = None
     allow_rebates: bool = False
     unit_name: str = "units"
+    rate_per: int = 1
     table: TierTable | None = field(init=False, repr=False, compare=False, default=None)
     schedule: Schedule | None = field(init=False, repr=False, compare=False, default=None)
     discount_factor: Decimal | None = field(init=False, repr=False, compare=False, default=None)
@@ -159,6 +166,12 @@ def _validate(spec: PriceSpec) -> None:
         if discount > _HUNDRED:
             raise spec.error(f"discount_percent must be between 0 and 100, got {discount}")
         _set(spec, "discount_factor", discount.scaleb(-2, CTX) if discount else None)
+    if isinstance(spec.rate_per, bool) or spec.rate_per not in RATE_SCALES:
+        raise spec.error(f"rate_per must be 1, 1000 or 1000000, got {spec.rate_per!r}")
+    per_unit_rates = model in _TIERED or model is PricingModel.DYNAMIC
+    per_unit_rates = per_unit_rates or (model is PricingModel.STANDARD and package_size is None)
+    if spec.rate_per != 1 and not per_unit_rates:
+        raise spec.error(f"rate_per applies to per-unit rates, not to {model.value} prices with a package")
     if spec.package_rounding is not None:
         try:
             _set(spec, "package_rounding", PackageRounding(spec.package_rounding))

@@ -127,6 +127,7 @@ class ExplanationLine:
     package_size: Decimal | None = None
     units: Decimal | None = None
     note: str | None = None
+    rate_per: int = 1  # units the printed rate is for: 1,000 prints "$0.002 per 1K" for 0.000002
 
     @property
     def description(self) -> str:

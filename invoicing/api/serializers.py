@@ -372,7 +372,9 @@ def line_breakdown(explanation: dict) -> list[str]:
     parts = [entry["description"] for entry in explanation.get("lines", []) if entry.get("description")]
     proration = explanation.get("proration")
     if proration:
-        parts.append(f"Prorated {proration['covered_days']} of {proration['period_days']} days")
+        parts.append(
+            proration.get("description") or f"Prorated {proration['covered_days']} of {proration['period_days']} days"
+        )
     return parts
 
 

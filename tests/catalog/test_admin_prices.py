@@ -192,7 +192,7 @@ def test_plan_page_lists_prices_with_links_and_an_add_link(superuser_client):
 
     assert reverse("admin:catalog_price_change", args=(quote(price.pk),)) in page
     assert f"{reverse('admin:catalog_price_add')}?plan={plan.pk}&amp;merchant={plan.merchant_id}" in page
-    assert "tokens at 0.000002 each" in page
+    assert "tokens at $0.000002 each" in page
 
 
 def test_add_price_link_prefills_plan_and_merchant(superuser_client):

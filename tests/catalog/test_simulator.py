@@ -98,7 +98,7 @@ def test_simulator_page_shows_the_breakdown_to_a_viewer(client, django_user_mode
     assert url in change_page.content.decode()
     assert response.status_code == 200
     body = response.content.decode()
-    assert 'id="simulation-total"><strong>84.00</strong>' in body
+    assert 'id="simulation-total"><strong>$84.00</strong>' in body
     assert "10,000,000" in body
 
 

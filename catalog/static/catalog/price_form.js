@@ -29,4 +29,43 @@ document.addEventListener("DOMContentLoaded", function () {
     showSectionsFor(select.value);
   });
   showSectionsFor(select.value);
+
+  // "Price per": rates are typed per unit, per 1K or per 1M. Switching the scale rewrites the rates
+  // already typed so they keep their meaning ($0.000002 per unit becomes $0.002 per 1K); the shift is
+  // done on the decimal text, never through floating point.
+  const scale = document.getElementById("id_rate_per");
+  if (!scale) {
+    return;
+  }
+  const rateName = /^(unit_price|min_unit_price|max_unit_price|(tiers|dynamic_rates)-\d+-unit_price)$/;
+  function shiftDecimal(text, digits) {
+    const match = /^\s*(-?)(\d*)(?:\.(\d*))?\s*$/.exec(text);
+    if (!match || (match[2] === "" && !match[3])) {
+      return text;
+    }
+    const sign = match[1];
+    const whole = match[2];
+    let all = whole + (match[3] || "");
+    let point = whole.length + digits;
+    if (point < 0) {
+      all = "0".repeat(-point) + all;
+      point = 0;
+    }
+    if (point > all.length) {
+      all += "0".repeat(point - all.length);
+    }
+    const integer = all.slice(0, point).replace(/^0+/, "") || "0";
+    const fraction = all.slice(point).replace(/0+$/, "");
+    return sign + integer + (fraction ? "." + fraction : "");
+  }
+  let previous = scale.value;
+  scale.addEventListener("change", function () {
+    const digits = scale.value.length - previous.length; // 1 → 1000: +3 digits
+    previous = scale.value;
+    document.querySelectorAll("input").forEach(function (input) {
+      if (rateName.test(input.name) && input.value !== "") {
+        input.value = shiftDecimal(input.value, digits);
+      }
+    });
+  });
 });
