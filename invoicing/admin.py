@@ -1,5 +1,6 @@
 """Finance's invoicing pages: invoices (lines, breakdowns, actions, PDF, CSV), credit notes, billing runs
 ("Run billing now"), plan changes, and the upcoming invoice / late usage on the customer page.
+Destructive actions confirm first and ask why (``admin_confirmations``).
 
 Actions and views call services and selectors only; the admin holds no billing logic.
 """
@@ -24,6 +25,7 @@ from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
 from . import documents, selectors, services
+from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_subscriptions import ServiceSubscriptionAdmin
 from .models import (
     BillingRun,
@@ -31,11 +33,9 @@ from .models import (
     CreditNote,
     CreditNoteLine,
     Invoice,
-    InvoiceError,
     InvoiceLine,
     SubscriptionPlanChange,
 )
-from .tasks import billing_run_enqueue
 
 CSV_COLUMNS = (
     "number",
@@ -120,13 +120,8 @@ class CreditNoteInline(admin.TabularInline):
         return False
 
 
-def can_run_billing(request) -> bool:
-    """Who may start a billing run from the admin: whoever may change invoices (a run issues them)."""
-    return request.user.has_perm("invoicing.change_invoice")
-
-
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(ConfirmedInvoiceActions, admin.ModelAdmin):
     list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
@@ -144,6 +139,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         "action_export_csv",
     )
     change_list_template = "invoicing/admin/invoice_change_list.html"
+    change_form_template = "invoicing/admin/invoice_change_form.html"
     fieldsets = (
         (None, {"fields": ("number", "status", "kind", "documents_links")}),
         ("Parties", {"fields": ("merchant", "customer", "subscription", "plan")}),
@@ -208,6 +204,11 @@ class InvoiceAdmin(admin.ModelAdmin):
                 "export/", self.admin_site.admin_view(require_safe(self.export_view)), name="invoicing_invoice_export"
             ),
             path("run-billing/", self.admin_site.admin_view(self.run_billing_view), name="invoicing_run_billing"),
+            path(
+                "<path:object_id>/credit-note/",
+                self.admin_site.admin_view(self.credit_note_view),
+                name="invoicing_invoice_credit_note",
+            ),
         ]
         return own + super().get_urls()
 
@@ -254,24 +255,6 @@ class InvoiceAdmin(admin.ModelAdmin):
         extra_context = {"can_run_billing": can_run_billing(request), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    def run_billing_view(self, request):
-        if request.method != "POST" or not can_run_billing(request):
-            raise PermissionDenied
-        run = billing_run_enqueue(as_of=timezone.now(), trigger="admin")
-        messages.success(request, f"Billing run {run.pk} started; follow its progress under Billing runs.")
-        return HttpResponseRedirect(reverse("admin:invoicing_billingrun_change", args=[run.pk]))
-
-    def _each(self, request, queryset, label, call):
-        done = 0
-        for invoice in queryset:
-            try:
-                call(invoice)
-                done += 1
-            except InvoiceError as error:
-                messages.error(request, f"{invoice}: {error}")
-        if done:
-            messages.success(request, f"{label}: {done} invoice(s).")
-
     @admin.action(description="Issue (finalize) selected drafts", permissions=["change"])
     def action_finalize(self, request, queryset):
         self._each(request, queryset, "Issued", lambda inv: services.invoice_finalize(invoice=inv, now=timezone.now()))
@@ -286,37 +269,6 @@ class InvoiceAdmin(admin.ModelAdmin):
     def action_mark_paid(self, request, queryset):
         self._each(
             request, queryset, "Marked paid", lambda inv: services.invoice_mark_paid(invoice=inv, now=timezone.now())
-        )
-
-    @admin.action(description="Void selected invoices", permissions=["change"])
-    def action_void(self, request, queryset):
-        self._each(
-            request,
-            queryset,
-            "Voided",
-            lambda inv: services.invoice_void(invoice=inv, now=timezone.now(), reason=f"Voided by {request.user}"),
-        )
-
-    @admin.action(description="Void selected invoices and reissue them as drafts", permissions=["change"])
-    def action_void_and_reissue(self, request, queryset):
-        self._each(
-            request,
-            queryset,
-            "Voided and reissued",
-            lambda inv: services.invoice_void(
-                invoice=inv, now=timezone.now(), reason=f"Reissued by {request.user}", reissue=True
-            ),
-        )
-
-    @admin.action(description="Issue a full credit note for selected invoices", permissions=["change"])
-    def action_credit_note(self, request, queryset):
-        self._each(
-            request,
-            queryset,
-            "Credited",
-            lambda inv: services.credit_note_issue(
-                invoice=inv, now=timezone.now(), reason=f"Credited by {request.user}"
-            ),
         )
 
     @admin.action(description="Bill late usage of selected invoices (adjustment draft)", permissions=["change"])
@@ -422,6 +374,8 @@ class BillingRunAdmin(admin.ModelAdmin):
     readonly_fields = (
         "as_of",
         "trigger",
+        "requested_by",
+        "note",
         "status",
         "progress",
         "started_at",

@@ -432,7 +432,9 @@ def test_terminate_now_issues_the_same_final_invoice_as_the_service(
 def test_terminate_at_period_end_then_cancel_the_scheduled_end(billing_admin_client, subscription, at):
     at(JAN_22_NOON)
 
-    response = billing_admin_client.post(action_url(subscription, "terminate"), {"when": "period_end", "reason": ""})
+    response = billing_admin_client.post(
+        action_url(subscription, "terminate"), {"when": "period_end", "reason": "Moving to annual"}
+    )
 
     assert texts(response) == ["The subscription ends on 2026-02-01 00:00 UTC, at the end of this period."]
     subscription.refresh_from_db()
