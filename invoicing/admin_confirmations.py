@@ -119,7 +119,7 @@ class CreditNoteForm(ReasonForm):
             else:
                 entered[item.line.pk] = amount
         scope = cleaned.get("scope")
-        has_amounts = any(cleaned.get(self.amount_field(item)) is not None for item in self.creditable)
+        has_amounts = any(str(self[self.amount_field(item)].value() or "").strip() for item in self.creditable)
         if scope == self.LINES and not has_amounts:
             self.add_error(None, "Enter an amount on at least one line, or choose to credit everything left.")
         if scope == self.ALL and has_amounts:
@@ -179,7 +179,7 @@ class ConfirmedInvoiceActions:
             "rows": rows,
             "form": form,
             "action_name": action,
-            "selected": [quote(invoice.pk) for invoice in queryset],
+            "selected": [str(invoice.pk) for invoice in queryset],  # as the change list's checkboxes post them
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "changelist_url": reverse("admin:invoicing_invoice_changelist"),
         }
@@ -310,7 +310,7 @@ class ConfirmedInvoiceActions:
         if as_action:
             context.update(
                 action_name="action_credit_note",
-                selected=[quote(invoice.pk)],
+                selected=[str(invoice.pk)],
                 action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
             )
         return TemplateResponse(request, CONFIRM_TEMPLATE, context)
