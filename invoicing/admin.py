@@ -1,5 +1,6 @@
 """Finance's invoicing pages: invoices (lines, breakdowns, actions, PDF, CSV), credit notes, billing runs
 ("Run billing now"), plan changes, and the upcoming invoice / late usage on the customer page.
+Destructive actions confirm first and ask why (``admin_confirmations``).
 
 Actions and views call services and selectors only; the admin holds no billing logic.
 """
@@ -20,12 +21,13 @@ from django.views.decorators.http import require_safe
 
 from catalog.admin_history import AttributedHistoryAdmin
 from catalog.admin_numbers import money_display, number_display
-from catalog.admin_scoping import MerchantScopedAdminMixin, request_merchant_ids
+from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
 from . import documents, selectors, services
+from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_subscriptions import ServiceSubscriptionAdmin
 from .models import (
     BillingRun,
@@ -33,11 +35,9 @@ from .models import (
     CreditNote,
     CreditNoteLine,
     Invoice,
-    InvoiceError,
     InvoiceLine,
     SubscriptionPlanChange,
 )
-from .tasks import billing_run_enqueue
 
 CSV_COLUMNS = (
     "number",
@@ -130,13 +130,8 @@ class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
         return False
 
 
-def can_run_billing(request) -> bool:
-    """Who may start a billing run from the admin: whoever may change invoices (a run issues them)."""
-    return request.user.has_perm("invoicing.change_invoice")
-
-
 @admin.register(Invoice)
-class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
+class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, AttributedHistoryAdmin):
     """Invoices are written by services only; "History" lists every recorded change and who made it."""
 
     merchant_path = "merchant"
@@ -157,6 +152,7 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
         "action_export_csv",
     )
     change_list_template = "invoicing/admin/invoice_change_list.html"
+    change_form_template = "invoicing/admin/invoice_change_form.html"
     fieldsets = (
         (None, {"fields": ("number", "status", "kind", "documents_links")}),
         ("Parties", {"fields": ("merchant", "customer", "subscription", "plan")}),
@@ -236,6 +232,11 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
                 "export/", self.admin_site.admin_view(require_safe(self.export_view)), name="invoicing_invoice_export"
             ),
             path("run-billing/", self.admin_site.admin_view(self.run_billing_view), name="invoicing_run_billing"),
+            path(
+                "<path:object_id>/credit-note/",
+                self.admin_site.admin_view(self.credit_note_view),
+                name="invoicing_invoice_credit_note",
+            ),
         ]
         return own + super().get_urls()
 
@@ -297,33 +298,6 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
         extra_context = {"can_run_billing": can_run_billing(request), **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
-    def run_billing_view(self, request):
-        if request.method != "POST" or not can_run_billing(request):
-            raise PermissionDenied
-        if request_merchant_ids(request) is not None:
-            # A run closes every merchant's periods and its progress page is platform-wide (billing runs name
-            # no merchant): staff limited to merchants leave it to the beat schedule or unrestricted staff.
-            messages.error(
-                request,
-                "Billing was not run: you are limited to some merchants and a billing run closes the periods of "
-                "every merchant. Their periods close on the regular schedule, or ask an administrator.",
-            )
-            return HttpResponseRedirect(reverse("admin:invoicing_invoice_changelist"))
-        run = billing_run_enqueue(as_of=timezone.now(), trigger="admin")
-        messages.success(request, f"Billing run {run.pk} started; follow its progress under Billing runs.")
-        return HttpResponseRedirect(reverse("admin:invoicing_billingrun_change", args=[run.pk]))
-
-    def _each(self, request, queryset, label, call):
-        done = 0
-        for invoice in queryset:
-            try:
-                call(invoice)
-                done += 1
-            except InvoiceError as error:
-                messages.error(request, f"{invoice}: {error}")
-        if done:
-            messages.success(request, f"{label}: {done} invoice(s).")
-
     @admin.action(description="Issue (finalize) selected drafts", permissions=["change"])
     def action_finalize(self, request, queryset):
         self._each(request, queryset, "Issued", lambda inv: services.invoice_finalize(invoice=inv, now=timezone.now()))
@@ -338,37 +312,6 @@ class InvoiceAdmin(MerchantScopedAdminMixin, AttributedHistoryAdmin):
     def action_mark_paid(self, request, queryset):
         self._each(
             request, queryset, "Marked paid", lambda inv: services.invoice_mark_paid(invoice=inv, now=timezone.now())
-        )
-
-    @admin.action(description="Void selected invoices", permissions=["change"])
-    def action_void(self, request, queryset):
-        self._each(
-            request,
-            queryset,
-            "Voided",
-            lambda inv: services.invoice_void(invoice=inv, now=timezone.now(), reason=f"Voided by {request.user}"),
-        )
-
-    @admin.action(description="Void selected invoices and reissue them as drafts", permissions=["change"])
-    def action_void_and_reissue(self, request, queryset):
-        self._each(
-            request,
-            queryset,
-            "Voided and reissued",
-            lambda inv: services.invoice_void(
-                invoice=inv, now=timezone.now(), reason=f"Reissued by {request.user}", reissue=True
-            ),
-        )
-
-    @admin.action(description="Issue a full credit note for selected invoices", permissions=["change"])
-    def action_credit_note(self, request, queryset):
-        self._each(
-            request,
-            queryset,
-            "Credited",
-            lambda inv: services.credit_note_issue(
-                invoice=inv, now=timezone.now(), reason=f"Credited by {request.user}"
-            ),
         )
 
     @admin.action(description="Bill late usage of selected invoices (adjustment draft)", permissions=["change"])
@@ -487,6 +430,8 @@ class BillingRunAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "as_of",
         "trigger",
+        "requested_by",
+        "note",
         "status",
         "progress",
         "started_at",

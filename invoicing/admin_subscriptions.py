@@ -27,7 +27,7 @@ from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.models import Plan, Subscription, SubscriptionStatus
 from catalog.pricing.currency import format_money
 
-from . import services
+from . import selectors, services
 from .calculation import subscription_period_at
 from .models import InvoiceError, SubscriptionPlanChange
 
@@ -105,7 +105,11 @@ class TerminateForm(forms.Form):
         initial=NOW,
         widget=forms.RadioSelect,
     )
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=False)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        error_messages={"required": "Give a reason: it is kept on the subscription and shown in its history."},
+        help_text="Required. Kept on the subscription (termination reason) with who ended it.",
+    )
 
     def __init__(self, *args, subscription: Subscription, **kwargs):
         super().__init__(*args, **kwargs)
@@ -354,6 +358,7 @@ class ServiceSubscriptionAdmin(ServiceRefusalAdminMixin, CatalogSubscriptionAdmi
             "form": form,
             "change_url": change_url,
             "current": self._summary(subscription),
+            "consequences": self._termination_consequences(subscription) if action is TERMINATE else [],
         }
         return TemplateResponse(request, self.action_template, context)
 
@@ -363,6 +368,41 @@ class ServiceSubscriptionAdmin(ServiceRefusalAdminMixin, CatalogSubscriptionAdmi
             f"{subscription.customer.name} on {subscription.plan} ({subscription.get_status_display().lower()}); "
             f"current period {period.start:%Y-%m-%d} – {period.end:%Y-%m-%d}."
         )
+
+    def _termination_consequences(self, subscription: Subscription) -> list[dict]:
+        """What each choice of the terminate page does, with the final invoice composed as it would be now."""
+        now = timezone.now()
+        sub_now = services.subscription_now(subscription, now)
+        if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+            return [
+                {
+                    "when": f"Now ({sub_now:%Y-%m-%d %H:%M} UTC)",
+                    "text": "The subscription ends at once. Nothing is billed: it was never billed beyond its "
+                    "opening invoice.",
+                    "lines": [],
+                }
+            ]
+        period = subscription_period_at(subscription, sub_now)
+        preview = selectors.subscription_termination_preview(subscription=subscription, now=now)
+        now_choice = {
+            "when": f"Now ({sub_now:%Y-%m-%d %H:%M} UTC)",
+            "text": f"The final invoice is written at once for {period.start:%Y-%m-%d} to now (any earlier period "
+            "not yet invoiced is closed first).",
+            "lines": [],
+        }
+        if preview is not None:
+            now_choice["lines"] = [
+                (line.description, format_money(line.amount, preview.currency)) for line in preview.lines
+            ]
+            now_choice["total"] = format_money(preview.total, preview.currency)
+        return [
+            now_choice,
+            {
+                "when": f"At the end of the current period ({period.end:%Y-%m-%d %H:%M} UTC)",
+                "text": "Nothing is billed now; the period's regular invoice is the last one.",
+                "lines": [],
+            },
+        ]
 
     def _apply(self, request, action: LifecycleAction, subscription: Subscription, data: dict):
         now = timezone.now()

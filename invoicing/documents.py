@@ -65,6 +65,10 @@ def invoice_context(invoice: Invoice) -> dict:
         meta.append(("Replaces", invoice.replaces.number or invoice.replaces_id))
     if invoice.adjusts_id:
         meta.append(("Adjusts", invoice.adjusts.number or invoice.adjusts_id))
+    if invoice.status == InvoiceStatus.VOID and invoice.voided_at:
+        meta.append(
+            ("Voided", f"{invoice.voided_at:{DATE}}" + (f": {invoice.void_reason}" if invoice.void_reason else ""))
+        )
     stamp = {InvoiceStatus.VOID: "VOID", InvoiceStatus.PAID: "PAID"}.get(invoice.status, "")
     return {
         "title": "Invoice",

@@ -299,6 +299,8 @@ class BillingRun(models.Model):
 
     as_of = models.DateTimeField(help_text="Periods that ended at or before this moment are invoiced.")
     trigger = models.CharField(max_length=20, default="beat")
+    requested_by = models.CharField(max_length=150, blank=True, help_text="Who started it from the admin.")
+    note = models.TextField(blank=True, help_text="Why it was started by hand (the admin asks).")
     status = models.CharField(max_length=10, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,4 +1,5 @@
-"""Reads of invoicing: invoices for a period, upcoming invoice previews, late usage not billed."""
+"""Reads of invoicing: invoices for a period, upcoming invoice previews, late usage not billed, what is left
+to credit on an invoice, what terminating a subscription now would bill."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import rate, round_money
 
 from .calculation import Biller, ComposedInvoice, explanation_of, subscription_period_at
-from .models import Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .models import CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 from .usage import usage_input
 
 BILLED = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
@@ -150,6 +151,51 @@ def invoice_estimate(*, subscription: Subscription, now: datetime) -> ComposedIn
     moment = subscription.test_clock.current_time if subscription.test_clock_id else now
     if moment < subscription.started_at:
         return None
+    period = subscription_period_at(subscription, moment)
+    last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
+    charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None
+    return Biller().compose_recurring(subscription, period, charge_from=charge_from)
+
+
+@dataclass(frozen=True)
+class CreditableLine:
+    """An invoice line a credit note may credit, and how much earlier credit notes already took."""
+
+    line: InvoiceLine
+    credited: Decimal
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.line.amount - self.credited
+
+
+def invoice_creditable_lines(*, invoice: Invoice) -> list[CreditableLine]:
+    """Every line of ``invoice`` but tax (tax is credited with its base), in invoice order, with the
+    amount already credited on it; ``credit_note_issue`` credits at most ``remaining`` per line."""
+    credited: dict[int, Decimal] = defaultdict(Decimal)
+    for line_id, amount in CreditNoteLine.objects.filter(credit_note__invoice=invoice).values_list(
+        "invoice_line_id", "amount"
+    ):
+        credited[line_id] += amount
+    return [
+        CreditableLine(line, credited[line.id])
+        for line in invoice.lines.exclude(kind=LineKind.TAX).order_by("position", "pk")
+    ]
+
+
+def subscription_termination_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
+    """The final invoice terminating ``subscription`` now would write for its current period (usage and
+    in-arrears fees up to now, unused in-advance days credited), composed in memory: nothing is saved.
+    None when the subscription is not active or has not started (by its own clock)."""
+    subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
+        pk=subscription.pk
+    )
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        return None
+    moment = subscription.test_clock.current_time if subscription.test_clock_id else now
+    if moment < subscription.started_at:
+        return None
+    subscription.terminated_at = moment  # in memory only, as subscription_terminate sets it
     period = subscription_period_at(subscription, moment)
     last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
     charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None

@@ -60,6 +60,7 @@ from .models import (
 )
 from .periods import Period
 from .pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
+from .selectors import invoice_creditable_lines
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +202,19 @@ def billing_run_create(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     now: datetime | None = None,
     subscription_ids: list[str] | None = None,
+    requested_by: str = "",
+    note: str = "",
 ) -> tuple[BillingRun, list[list[str]]]:
-    """Record a run closing every period ended by ``as_of`` and split its subscriptions into chunks."""
+    """Record a run closing every period ended by ``as_of`` and split its subscriptions into chunks.
+
+    ``requested_by`` and ``note`` say who started a run by hand and why (the admin asks for a reason)."""
     ids = _candidate_subscription_ids(as_of=as_of, merchant=merchant) if subscription_ids is None else subscription_ids
     chunks = [ids[i : i + chunk_size] for i in range(0, len(ids), chunk_size)]
     run = BillingRun.objects.create(
         as_of=as_of,
         trigger=trigger,
+        requested_by=requested_by,
+        note=note,
         started_at=now or as_of,
         subscriptions_total=len(ids),
         chunks_total=len(chunks),
@@ -337,18 +344,10 @@ def _due_periods(subscription: Subscription, *, watermark: datetime | None, now:
     return periods
 
 
-def _close_subscriptions(
-    *, run: BillingRun, subscription_ids: list[str], as_of: datetime, outcome: ChunkOutcome
-) -> None:
-    subscriptions = list(Subscription.objects.filter(pk__in=subscription_ids).select_related(*SUBSCRIPTION_RELATED))
-    pending = {
-        change.subscription_id: change
-        for change in SubscriptionPlanChange.objects.filter(
-            subscription_id__in=subscription_ids, applied_at__isnull=True, canceled_at__isnull=True
-        ).select_related("to_plan")
-    }
-    biller = Biller()
-    _preload_prices(biller, subscriptions, pending.values())
+def _due_work(biller: Biller, subscriptions: list[Subscription], *, as_of: datetime) -> list[_Work]:
+    """What a run as of ``as_of`` writes for these subscriptions: an opening invoice when one is owed
+    and never written, and every recurring period ended by then and not yet invoiced (the watermark)."""
+    subscription_ids = [sub.id for sub in subscriptions]
     watermarks = dict(
         Invoice.objects.filter(subscription_id__in=subscription_ids, kind=InvoiceKind.RECURRING)
         .values("subscription_id")
@@ -375,6 +374,51 @@ def _close_subscriptions(
             change = upgrades.get(sub.id)
             charge_from = change if change is not None and period.start < change < period.end else None
             work.append(_Work(sub, InvoiceKind.RECURRING, sub_now, period, charge_from))
+    return work
+
+
+@dataclass(frozen=True)
+class DueInvoice:
+    """One invoice a billing run would write now (``billing_run_due``)."""
+
+    subscription: Subscription
+    kind: str
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+def billing_run_due(*, as_of: datetime, merchant=None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[DueInvoice]:
+    """What a billing run as of ``as_of`` would invoice, without writing anything: the same candidate
+    subscriptions and the same due rule as the run itself (the admin's "Run billing now" confirmation)."""
+    ids = _candidate_subscription_ids(as_of=as_of, merchant=merchant)
+    due: list[DueInvoice] = []
+    for i in range(0, len(ids), chunk_size):
+        subscriptions = list(
+            Subscription.objects.filter(pk__in=ids[i : i + chunk_size])
+            .select_related(*SUBSCRIPTION_RELATED)
+            .order_by("pk")
+        )
+        biller = Biller()
+        _preload_prices(biller, subscriptions, ())
+        for item in _due_work(biller, subscriptions, as_of=as_of):
+            window = service_window(item.subscription, item.period) if item.period is not None else (None, None)
+            due.append(DueInvoice(item.subscription, item.kind, *window))
+    return due
+
+
+def _close_subscriptions(
+    *, run: BillingRun, subscription_ids: list[str], as_of: datetime, outcome: ChunkOutcome
+) -> None:
+    subscriptions = list(Subscription.objects.filter(pk__in=subscription_ids).select_related(*SUBSCRIPTION_RELATED))
+    pending = {
+        change.subscription_id: change
+        for change in SubscriptionPlanChange.objects.filter(
+            subscription_id__in=subscription_ids, applied_at__isnull=True, canceled_at__isnull=True
+        ).select_related("to_plan")
+    }
+    biller = Biller()
+    _preload_prices(biller, subscriptions, pending.values())
+    work = _due_work(biller, subscriptions, as_of=as_of)
     # Post-paid subscriptions that were real-time earlier in a period still settle its debits: one
     # query for the chunk finds them (real-time ones read their debits per invoice anyway).
     post_paid = [item for item in work if item.period is not None and not item.subscription.is_real_time]
@@ -855,15 +899,11 @@ def credit_note_issue(
         invoice = _locked_invoice(invoice)
         if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
             raise InvoiceError("Only issued or paid invoices can be credited.")
-        credited: dict[int, Decimal] = defaultdict(Decimal)
-        for line_id, amount in CreditNoteLine.objects.filter(credit_note__invoice=invoice).values_list(
-            "invoice_line_id", "amount"
-        ):
-            credited[line_id] += amount
-        lines = {line.id: line for line in invoice.lines.exclude(kind=LineKind.TAX)}
+        creditable = invoice_creditable_lines(invoice=invoice)
+        lines = {item.line.id: item.line for item in creditable}
+        credited = {item.line.id: item.credited for item in creditable}
         if amounts is None:
-            amounts = {line_id: line.amount - credited[line_id] for line_id, line in lines.items()}
-            amounts = {line_id: amount for line_id, amount in amounts.items() if amount > 0}
+            amounts = {item.line.id: item.remaining for item in creditable if item.remaining > 0}
         rows = []
         for line_id, amount in amounts.items():
             line = lines.get(line_id)

@@ -26,10 +26,19 @@ def _moment(value: str | None) -> datetime:
     return moment
 
 
-def billing_run_enqueue(*, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BillingRun:
+def billing_run_enqueue(
+    *, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE, requested_by: str = "", note: str = ""
+) -> BillingRun:
     """Record a run and queue one task per chunk of subscriptions, once the run row is committed."""
     with transaction.atomic():
-        run, chunks = billing_run_create(as_of=as_of, trigger=trigger, chunk_size=chunk_size, now=timezone.now())
+        run, chunks = billing_run_create(
+            as_of=as_of,
+            trigger=trigger,
+            chunk_size=chunk_size,
+            now=timezone.now(),
+            requested_by=requested_by,
+            note=note,
+        )
         for chunk in chunks:
             transaction.on_commit(
                 lambda chunk=chunk: billing_run_chunk_task.delay(run.pk, chunk, run.as_of.isoformat())

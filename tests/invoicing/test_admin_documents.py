@@ -83,7 +83,16 @@ def test_actions_mark_paid_and_credit(staff_client, issued):
     staff_client.post(url, {"action": "action_mark_paid", "_selected_action": [issued.pk]})
     issued.refresh_from_db()
     assert issued.status == InvoiceStatus.PAID
-    staff_client.post(url, {"action": "action_credit_note", "_selected_action": [issued.pk]})
+    staff_client.post(
+        url,
+        {
+            "action": "action_credit_note",
+            "_selected_action": [issued.pk],
+            "post": "yes",
+            "scope": "all",
+            "reason": "Goodwill",
+        },
+    )
     assert CreditNote.objects.get(invoice=issued).total == issued.total
 
 
@@ -97,10 +106,10 @@ def test_csv_export_for_a_period(staff_client, issued):
 
 def test_run_billing_now_button_records_a_run(staff_client, issued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(reverse("admin:invoicing_run_billing"))
+        response = staff_client.post(reverse("admin:invoicing_run_billing"), {"reason": "Month-end rerun"})
     run = BillingRun.objects.latest("pk")
     assert response.status_code == 302 and response.url == reverse("admin:invoicing_billingrun_change", args=[run.pk])
-    assert run.trigger == "admin"
+    assert (run.trigger, run.requested_by, run.note) == ("admin", "finance", "Month-end rerun")
     page = staff_client.get(reverse("admin:invoicing_billingrun_changelist")).content.decode()
     assert "Run billing now" in page
 

@@ -14,6 +14,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from catalog.models import PaymentTerm, Subscription, SubscriptionStatus
+from catalog.pricing.currency import format_money
 from invoicing.models import (
     Invoice,
     InvoiceError,
@@ -429,10 +430,52 @@ def test_terminate_now_issues_the_same_final_invoice_as_the_service(
     assert final.total == twin_final.total
 
 
+def test_the_terminate_page_shows_the_final_invoice_and_the_dates_and_its_total_is_what_is_billed(
+    billing_admin_client, subscription, basic, at
+):
+    record_usage(subscription.customer, metric_of(basic), datetime(2026, 1, 5, tzinfo=UTC), 100)
+    at(JAN_22_NOON)
+
+    response = billing_admin_client.get(action_url(subscription, "terminate"))
+
+    now_choice, end_choice = response.context["consequences"]
+    assert now_choice["when"] == "Now (2026-01-22 12:00 UTC)"
+    assert end_choice["when"] == "At the end of the current period (2026-02-01 00:00 UTC)"
+    assert Invoice.objects.filter(subscription=subscription, kind=InvoiceKind.RECURRING).count() == 0
+    billing_admin_client.post(action_url(subscription, "terminate"), {"when": "now", "reason": "Customer churned"})
+    final = Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING)
+    assert now_choice["lines"] == [
+        (line.description, format_money(line.amount, "USD")) for line in final.lines.exclude(kind=LineKind.TAX)
+    ]
+    assert now_choice["total"] == format_money(final.total, "USD")
+    assert "Final invoice total (as of now)" in response.content.decode()
+
+
+def test_terminating_without_a_reason_is_refused_on_the_form_and_changes_nothing(
+    billing_admin_client, subscription, at
+):
+    at(JAN_22_NOON)
+
+    response = billing_admin_client.post(action_url(subscription, "terminate"), {"when": "now", "reason": " "})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {
+        "reason": ["Give a reason: it is kept on the subscription and shown in its history."]
+    }
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.terminated_at, subscription.ending_at) == (
+        SubscriptionStatus.ACTIVE,
+        None,
+        None,
+    )
+
+
 def test_terminate_at_period_end_then_cancel_the_scheduled_end(billing_admin_client, subscription, at):
     at(JAN_22_NOON)
 
-    response = billing_admin_client.post(action_url(subscription, "terminate"), {"when": "period_end", "reason": ""})
+    response = billing_admin_client.post(
+        action_url(subscription, "terminate"), {"when": "period_end", "reason": "Moving to annual"}
+    )
 
     assert texts(response) == ["The subscription ends on 2026-02-01 00:00 UTC, at the end of this period."]
     subscription.refresh_from_db()
