@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.admin_scoping import request_merchant_ids
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money, minor_units
 
