@@ -25,6 +25,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 class QueueLagCollector:
     """Gauges computed at scrape: two indexed reads (``MIN``), none when the database is unreachable."""
 
+    NAMES = ("meterline_billing_run_oldest_running_age_seconds", "meterline_webhook_oldest_due_age_seconds")
+
+    def describe(self):
+        """Registration asks for the names here rather than collecting (no query at import)."""
+        return [GaugeMetricFamily(name, "") for name in self.NAMES]
+
     def collect(self):
         from invoicing.models import BillingRun, BillingRunStatus
         from wallets.models import DeliveryStatus, WebhookDelivery

@@ -1,7 +1,7 @@
 """A request id per HTTP request, in every log record and carried into the Celery tasks it queues.
 
 The middleware takes the caller's ``X-Request-ID`` (a load balancer or client may set one) when it is a
-sane token, else makes one; puts it in a contextvar for the request's duration and echoes it in the
+sane token, else makes one; puts it in a contextvar until the response is closed, and echoes it in the
 response's ``X-Request-ID``. ``RequestIdFilter`` (on the log handler, billing_site/settings/base.py) copies
 it onto each record as ``request_id``. Tasks queued during the request carry it in a message header
 (``meterline_request_id``), and the task's run restores it, so the worker's log lines carry it too.
@@ -16,6 +16,8 @@ from contextvars import ContextVar
 
 from celery import Task
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from django.core.signals import request_finished
+from django.dispatch import receiver
 
 HEADER = "X-Request-ID"
 TASK_HEADER = "meterline_request_id"
@@ -38,7 +40,7 @@ def request_id_from_header(value: str | None) -> str:
 
 
 class RequestIdMiddleware:
-    """First in MIDDLEWARE: a contextvar set and reset, one header read and one written (no I/O)."""
+    """First in MIDDLEWARE: one header read, a contextvar set, one header written (no I/O)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -46,13 +48,18 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request_id = request_id_from_header(request.headers.get(HEADER))
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # Not reset on the way out: Django logs "Not Found" / "Internal Server Error" after the middleware
+        # chain returned. Cleared when the response is closed (request_finished, below); the next request
+        # sets its own anyway.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+@receiver(request_finished, dispatch_uid="meterline-request-id-finished")
+def _request_id_clear(**kwargs) -> None:
+    request_id_var.set(None)
 
 
 class RequestIdFilter(logging.Filter):
