@@ -5,6 +5,8 @@ from django.urls import include, path, reverse_lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing_site.ops import health
+from billing_site.ops.metrics import metrics_view
 from invoicing.api import events as realtime_events
 from invoicing.api import grants as grant_purchases
 
@@ -22,6 +24,10 @@ urlpatterns = [
     # patterns (and their failed includes) cost ~9 % of a single-event request's CPU.
     path("v0/events", realtime_events.RealtimeEventIngestApi.as_view(), name="realtime-event-ingest"),
     path("v0/events/batch", realtime_events.RealtimeEventBatchIngestApi.as_view(), name="realtime-event-batch-ingest"),
+    # Probes and metrics: no API key, no login (billing_site/ops/; README, "Health, metrics and logs").
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics_view, name="prometheus-metrics"),
     path("admin/", admin.site.urls),
     path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -57,6 +57,7 @@ from catalog.models import (
 from catalog.pricing import round_money
 from catalog.selectors import metric_filters_prefetch
 from metering import services as metering
+from metering.metrics import events_count
 from metering.models import UsageEvent
 from metering.selectors import events_awaiting_link as usage_events_awaiting_link
 from metering.selectors import usage_aggregate, usage_aggregate_by_customer
@@ -76,6 +77,7 @@ from wallets.services import (
     wallet_lock,
 )
 
+from . import metrics
 from . import usage as usage_source
 from . import usage_counters as counters
 from .calculation import LineDraft, finish_lines, service_window, subscription_period_at, tax_rate_for
@@ -663,7 +665,23 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
     Duplicates are never debited (metering does not accept them again). Events of a period whose
     invoice is already issued are stored but not debited (``late_event_ids``). An event refused under
     the block policy is in ``results`` as ``rejected`` with ``refusals[index]`` and is not stored.
+    Counted once committed (``meterline_events_total``, ``meterline_realtime_debits_total``).
     """
+    outcome = _events_ingest_and_debit(merchant=merchant, raw_events=raw_events, now=now)
+    counts = outcome.counts
+    refused = len(outcome.refusals)
+    events_count(
+        accepted=counts[metering.ACCEPTED],
+        duplicate=counts[metering.DUPLICATE],
+        rejected=counts[metering.REJECTED] - refused,
+        refused=refused,
+    )
+    if outcome.debits:
+        metrics.REALTIME_DEBITS.inc(len(outcome.debits))
+    return outcome
+
+
+def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
     subscriptions = _realtime_subscriptions(merchant=merchant, raw_events=raw_events)
     if not subscriptions:
         # No real-time subscription is named: metering's own lean path (one statement for one event).

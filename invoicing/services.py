@@ -9,6 +9,7 @@ is written, and a savepoint that turns a lost race into a skip.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from wallets.entitlements import grant_purchase_fulfil
 from wallets.selectors import PeriodDebits, period_debits_by_segment, subscriptions_with_debits
 from wallets.services import invoice_settlement_record, wallet_lock
 
+from . import metrics
 from . import usage as usage_source
 from .calculation import (
     Biller,
@@ -162,6 +164,7 @@ def _issue(invoice: Invoice, *, now: datetime) -> None:
     invoice.issued_at = now
     invoice.grace_ends_at = None
     invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
+    transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
 
 
 # -- billing runs ----------------------------------------------------------------------------------
@@ -260,6 +263,7 @@ def billing_run_process_chunk(
     """
     run = BillingRun.objects.get(pk=run_id)
     outcome = ChunkOutcome()
+    started = time.perf_counter()
     try:
         with _asynchronous_commit():
             _close_subscriptions(run=run, subscription_ids=subscription_ids, as_of=as_of, outcome=outcome)
@@ -281,8 +285,17 @@ def billing_run_process_chunk(
             finished = BillingRun.objects.filter(
                 pk=run_id, chunks_done__gte=F("chunks_total"), finished_at__isnull=True
             )
-            finished.filter(invoices_failed=0).update(status=BillingRunStatus.SUCCEEDED, finished_at=clock())
-            finished.update(status=BillingRunStatus.FAILED, finished_at=clock())
+            succeeded = finished.filter(invoices_failed=0).update(
+                status=BillingRunStatus.SUCCEEDED, finished_at=clock()
+            )
+            failed = finished.update(status=BillingRunStatus.FAILED, finished_at=clock())
+        metrics.BILLING_CHUNK_DURATION.observe(time.perf_counter() - started)
+        if outcome.failed:
+            metrics.BILLING_INVOICE_FAILURES.inc(outcome.failed)
+        if succeeded:
+            metrics.BILLING_RUNS.labels(status="succeeded").inc()
+        if failed:
+            metrics.BILLING_RUNS.labels(status="failed").inc()
     return outcome
 
 

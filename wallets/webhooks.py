@@ -19,6 +19,7 @@ from django.db import transaction
 
 from catalog.ids import new_public_id
 
+from .metrics import WEBHOOK_DELIVERY_ATTEMPTS
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 SIGNATURE_HEADER = "Meterline-Signature"
@@ -127,11 +128,14 @@ def webhook_delivery_attempt(*, delivery_id: str, now: datetime) -> WebhookDeliv
         delivery.status = DeliveryStatus.SUCCEEDED
         delivery.delivered_at = now
         delivery.next_attempt_at = None
+        result = "delivered"
     elif delivery.attempts >= WEBHOOK_MAX_ATTEMPTS:
         delivery.status = DeliveryStatus.FAILED
         delivery.next_attempt_at = None
+        result = "failed"
     else:
         delivery.next_attempt_at = now + webhook_retry_delay(delivery.attempts)
+        result = "retry"
     delivery.save(
         update_fields=[
             "attempts",
@@ -143,6 +147,7 @@ def webhook_delivery_attempt(*, delivery_id: str, now: datetime) -> WebhookDeliv
             "next_attempt_at",
         ]
     )
+    WEBHOOK_DELIVERY_ATTEMPTS.labels(result=result).inc()
     return delivery
 
 
