@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("invoicing", "0004_backfill_plan_changed_at"),
+        ("invoicing", "0005_invoice_history"),
     ]
 
     operations = [
