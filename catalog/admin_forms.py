@@ -102,7 +102,12 @@ class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
                 if conflict is not None:
                     raise ValidationError(plan_in_use_message(plan, conflict, "Adding a price to it"))
             return cleaned
-        changed = [name for name in self.changed_data if name in cleaned]
+        # What the price's stored values would become (rates typed "per 1K" are compared per unit).
+        changed = [
+            name
+            for name in self.changed_data
+            if name in cleaned and cleaned[name] != getattr(self.original, name, None)
+        ]
         candidate = Price(pk=self.original.pk, plan=plan, customer=customer)
         conflict = services.price_update_conflict(price=candidate, changed=changed)
         if conflict is not None:

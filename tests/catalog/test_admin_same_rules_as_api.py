@@ -149,6 +149,18 @@ def test_display_name_of_a_price_in_use_still_changes_through_the_service(billin
     ]
 
 
+def test_the_price_per_scale_of_a_price_in_use_changes_without_repricing(billing_admin_client, live_price):
+    # given the page of a price billed per unit, switched to "per 1K" with the rate typed per 1K
+    data = page_data(billing_admin_client, change_url(live_price))
+    data["rate_per"], data["unit_price"] = "1000", "0.002"
+
+    response = billing_admin_client.post(change_url(live_price), data)
+
+    assert response.status_code == 302
+    live_price.refresh_from_db()
+    assert (live_price.rate_per, live_price.unit_price) == (1000, Decimal("0.000002"))
+
+
 def test_price_no_subscription_bills_is_repriced_through_the_service(billing_admin_client):
     price = MeteredPriceFactory(unit_price=Decimal("0.000002"))
     data = page_data(billing_admin_client, change_url(price))
