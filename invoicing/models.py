@@ -291,8 +291,8 @@ class SubscriptionPlanChange(models.Model):
 class BillingRunStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
-    PARTIAL = "partial", "Partial (some subscriptions failed or were abandoned)"
-    FAILED = "failed", "Failed (no subscription billed)"
+    PARTIAL = "partial", "Partial: some subscriptions not billed"
+    FAILED = "failed", "Failed: no subscription billed"
 
 
 class BillingRun(models.Model):

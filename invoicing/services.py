@@ -320,8 +320,16 @@ def _chunk_finish(
             chunks_done=F("chunks_done") + 1,
         )
         run = BillingRun.objects.select_for_update().get(pk=run_id)
-        if run.finished_at is None and run.chunks_done >= run.chunks_total:
+        if run.finished_at is None and _run_settled(run):
             _run_close(run, now=now)
+
+
+def _run_settled(run: BillingRun) -> bool:
+    """Nothing in flight: every chunk finished or abandoned (from the counts for a run without chunk rows)."""
+    if run.chunks_done >= run.chunks_total:
+        return True
+    chunks = run.chunks.all()
+    return chunks.exists() and not chunks.filter(finished_at__isnull=True, abandoned_at__isnull=True).exists()
 
 
 def _run_close(run: BillingRun, *, now: datetime) -> None:
