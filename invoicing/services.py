@@ -301,6 +301,8 @@ def _chunk_finish(
     *, run_id: int, number: int | None, subscription_ids: list[str], outcome: ChunkOutcome, now: datetime
 ) -> None:
     with transaction.atomic():
+        # The run row first, as the stall sweep does, so the two never wait on each other's locks.
+        BillingRun.objects.select_for_update().filter(pk=run_id).values_list("pk").get()
         BillingRunError.objects.bulk_create(
             [
                 BillingRunError(run_id=run_id, subscription_id=sub_id, period_start=start, message=message[:2000])
@@ -319,7 +321,7 @@ def _chunk_finish(
             subscriptions_done=F("subscriptions_done") + len(subscription_ids),
             chunks_done=F("chunks_done") + 1,
         )
-        run = BillingRun.objects.select_for_update().get(pk=run_id)
+        run = BillingRun.objects.get(pk=run_id)
         if run.finished_at is None and _run_settled(run):
             _run_close(run, now=now)
 
@@ -373,8 +375,9 @@ def billing_runs_close_stalled(*, now: datetime, stall_timeout: timedelta | None
                 _chunk_abandon(chunk, now=now, stale_since=chunk.started_at or run.started_at)
             if len(stale) < len(open_chunks):
                 continue  # chunks still in flight: the run is left to them
-            if run.chunks_done < run.chunks_total and not open_chunks and run.started_at >= stale_before:
-                continue  # a run recorded before chunks were, still fresh
+            legacy = not open_chunks and not run.chunks.exists()  # recorded before runs had chunk rows
+            if legacy and run.chunks_done < run.chunks_total and run.started_at >= stale_before:
+                continue  # still fresh
             _run_close(run, now=now)
             run.refresh_from_db()
             closed.append(run)
