@@ -31,6 +31,7 @@ from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_subscriptions import ServiceSubscriptionAdmin
 from .models import (
     BillingRun,
+    BillingRunChunk,
     BillingRunError,
     CreditNote,
     CreditNoteLine,
@@ -400,11 +401,31 @@ class BillingRunErrorInline(MerchantScopedAdminMixin, admin.TabularInline):
     merchant_path = "subscription__merchant"
     extra = 0
     can_delete = False
-    fields = ("subscription", "period_start", "message")
+    verbose_name = "subscription not billed"
+    verbose_name_plural = "Subscriptions not billed (failed, or abandoned with a lost worker's chunk)"
+    fields = ("subscription", "period_start", "abandoned", "message")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class BillingRunChunkInline(MerchantScopedAdminMixin, admin.TabularInline):
+    """Which chunk a worker started, finished, or lost (then the beat pass abandoned it)."""
+
+    model = BillingRunChunk
+    merchant_path = None  # a run is platform-wide, like its admin
+    extra = 0
+    can_delete = False
+    fields = ("number", "subscription_count", "attempts", "started_at", "finished_at", "abandoned_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Subscriptions")
+    def subscription_count(self, chunk: BillingRunChunk) -> int:
+        return len(chunk.subscription_ids)
 
 
 @admin.register(BillingRun)
@@ -425,7 +446,7 @@ class BillingRunAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         "finished_at",
     )
     list_filter = ("status", "trigger")
-    inlines = (BillingRunErrorInline,)
+    inlines = (BillingRunErrorInline, BillingRunChunkInline)
     change_list_template = "invoicing/admin/billingrun_change_list.html"
     readonly_fields = (
         "as_of",

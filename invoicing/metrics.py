@@ -21,7 +21,7 @@ BILLING_CHUNK_DURATION = Histogram(
 )
 BILLING_RUNS = Counter(
     "meterline_billing_runs",
-    "Billing runs finished, by status: succeeded, failed (at least one invoice failed).",
+    "Billing runs closed, by status: succeeded, partial (some subscriptions failed or were abandoned), failed.",
     ["status"],
 )
 BILLING_INVOICE_FAILURES = Counter(

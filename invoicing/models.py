@@ -291,7 +291,8 @@ class SubscriptionPlanChange(models.Model):
 class BillingRunStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Finished with errors"
+    PARTIAL = "partial", "Partial: some subscriptions not billed"
+    FAILED = "failed", "Failed: no subscription billed"
 
 
 class BillingRun(models.Model):
@@ -325,11 +326,39 @@ class BillingRun(models.Model):
         return int(100 * self.subscriptions_done / self.subscriptions_total)
 
 
+class BillingRunChunk(models.Model):
+    """One chunk of a run's subscriptions as handed to a worker (invoicing/README.md, "Stalled runs").
+
+    A chunk is *abandoned* when it is neither finished nor abandoned and its last sign of life —
+    ``started_at`` (set each time a worker starts it) or, if no worker ever started it, the run's
+    ``started_at`` — is older than ``METERLINE_BILLING_RUN_STALL_TIMEOUT``: its worker was killed or its
+    message was lost. The next beat pass marks it and closes the run; the next run bills its subscriptions.
+    """
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    subscription_ids = models.JSONField(default=list)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    abandoned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="billing_run_chunk_number_unique")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.number} of run {self.run_id}"
+
+
 class BillingRunError(models.Model):
     run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="errors")
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="+")
     period_start = models.DateTimeField(null=True, blank=True)
     message = models.TextField()
+    abandoned = models.BooleanField(
+        default=False, help_text="Not billed by this run: its chunk's worker was lost. The next run bills it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

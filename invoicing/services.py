@@ -14,9 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
@@ -45,6 +46,7 @@ from .calculation import (
 )
 from .models import (
     BillingRun,
+    BillingRunChunk,
     BillingRunError,
     BillingRunStatus,
     CreditNote,
@@ -222,6 +224,9 @@ def billing_run_create(
         subscriptions_total=len(ids),
         chunks_total=len(chunks),
     )
+    BillingRunChunk.objects.bulk_create(
+        [BillingRunChunk(run=run, number=number, subscription_ids=chunk) for number, chunk in enumerate(chunks)]
+    )
     if not chunks:
         BillingRun.objects.filter(pk=run.pk).update(status=BillingRunStatus.SUCCEEDED, finished_at=now or as_of)
         run.refresh_from_db()
@@ -248,55 +253,167 @@ def billing_run_execute(
         now=clock(),
         subscription_ids=subscription_ids,
     )
-    for chunk in chunks:
-        billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=as_of, clock=clock)
+    for number, chunk in enumerate(chunks):
+        billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=as_of, clock=clock, chunk=number)
     run.refresh_from_db()
     return run
 
 
 def billing_run_process_chunk(
-    *, run_id: int, subscription_ids: list[str], as_of: datetime, clock: Callable[[], datetime] = timezone.now
+    *,
+    run_id: int,
+    subscription_ids: list[str],
+    as_of: datetime,
+    clock: Callable[[], datetime] = timezone.now,
+    chunk: int | None = None,
 ) -> ChunkOutcome:
     """Invoice every due period of these subscriptions, one transaction per invoice, and report into the run.
 
-    Safe to retry: what was already written is found and skipped.
+    Safe to retry: what was already written is found and skipped. ``chunk`` is the chunk's number in
+    the run (``BillingRunChunk``): a delivery of a chunk that is finished, abandoned, past its attempts
+    or of a closed run does nothing (the next run bills what it missed), and a chunk is counted once.
     """
     run = BillingRun.objects.get(pk=run_id)
     outcome = ChunkOutcome()
     started = time.perf_counter()
+    if chunk is not None and not _chunk_start(run_id=run_id, number=chunk, now=clock()):
+        return outcome
     try:
         with _asynchronous_commit():
             _close_subscriptions(run=run, subscription_ids=subscription_ids, as_of=as_of, outcome=outcome)
     finally:
-        with transaction.atomic():
-            BillingRunError.objects.bulk_create(
-                [
-                    BillingRunError(run_id=run_id, subscription_id=sub_id, period_start=start, message=message[:2000])
-                    for sub_id, start, message in outcome.errors
-                ]
-            )
-            BillingRun.objects.filter(pk=run_id).update(
-                invoices_created=F("invoices_created") + outcome.created,
-                invoices_skipped=F("invoices_skipped") + outcome.skipped,
-                invoices_failed=F("invoices_failed") + outcome.failed,
-                subscriptions_done=F("subscriptions_done") + len(subscription_ids),
-                chunks_done=F("chunks_done") + 1,
-            )
-            finished = BillingRun.objects.filter(
-                pk=run_id, chunks_done__gte=F("chunks_total"), finished_at__isnull=True
-            )
-            succeeded = finished.filter(invoices_failed=0).update(
-                status=BillingRunStatus.SUCCEEDED, finished_at=clock()
-            )
-            failed = finished.update(status=BillingRunStatus.FAILED, finished_at=clock())
+        _chunk_finish(run_id=run_id, number=chunk, subscription_ids=subscription_ids, outcome=outcome, now=clock())
         metrics.BILLING_CHUNK_DURATION.observe(time.perf_counter() - started)
         if outcome.failed:
             metrics.BILLING_INVOICE_FAILURES.inc(outcome.failed)
-        if succeeded:
-            metrics.BILLING_RUNS.labels(status="succeeded").inc()
-        if failed:
-            metrics.BILLING_RUNS.labels(status="failed").inc()
     return outcome
+
+
+# A chunk whose worker dies on it this many times (a poison chunk: out of memory, a segfault) is no
+# longer started: with ``reject_on_worker_lost`` its message would otherwise be redelivered forever.
+# The stall sweep then abandons it and closes the run.
+MAX_CHUNK_ATTEMPTS = 3
+
+
+def _chunk_start(*, run_id: int, number: int, now: datetime) -> bool:
+    """Record that a worker starts the chunk (committed before any work); False when it must not run."""
+    with transaction.atomic():
+        row = BillingRunChunk.objects.select_for_update().filter(run_id=run_id, number=number).first()
+        if row is None:
+            return True  # a run recorded before chunks were: no bookkeeping to do
+        if row.finished_at or row.abandoned_at or row.attempts >= MAX_CHUNK_ATTEMPTS:
+            return False
+        if BillingRun.objects.filter(pk=run_id, finished_at__isnull=False).exists():
+            return False
+        row.attempts += 1
+        row.started_at = now
+        row.save(update_fields=["attempts", "started_at"])
+    return True
+
+
+def _chunk_finish(
+    *, run_id: int, number: int | None, subscription_ids: list[str], outcome: ChunkOutcome, now: datetime
+) -> None:
+    with transaction.atomic():
+        # The run row first, as the stall sweep does, so the two never wait on each other's locks.
+        BillingRun.objects.select_for_update().filter(pk=run_id).values_list("pk").get()
+        BillingRunError.objects.bulk_create(
+            [
+                BillingRunError(run_id=run_id, subscription_id=sub_id, period_start=start, message=message[:2000])
+                for sub_id, start, message in outcome.errors
+            ]
+        )
+        if number is not None and not BillingRunChunk.objects.filter(
+            run_id=run_id, number=number, finished_at__isnull=True, abandoned_at__isnull=True
+        ).update(finished_at=now):
+            if BillingRunChunk.objects.filter(run_id=run_id, number=number).exists():
+                return  # counted already (a concurrent duplicate delivery) or abandoned by the sweep
+        BillingRun.objects.filter(pk=run_id).update(
+            invoices_created=F("invoices_created") + outcome.created,
+            invoices_skipped=F("invoices_skipped") + outcome.skipped,
+            invoices_failed=F("invoices_failed") + outcome.failed,
+            subscriptions_done=F("subscriptions_done") + len(subscription_ids),
+            chunks_done=F("chunks_done") + 1,
+        )
+        run = BillingRun.objects.get(pk=run_id)
+        if run.finished_at is None and _run_settled(run):
+            _run_close(run, now=now)
+
+
+def _run_settled(run: BillingRun) -> bool:
+    """Nothing in flight: every chunk finished or abandoned (from the counts for a run without chunk rows)."""
+    if run.chunks_done >= run.chunks_total:
+        return True
+    chunks = run.chunks.all()
+    return chunks.exists() and not chunks.filter(finished_at__isnull=True, abandoned_at__isnull=True).exists()
+
+
+def _run_close(run: BillingRun, *, now: datetime) -> None:
+    """Close a run whose chunks are all finished or abandoned with its final status.
+
+    ``succeeded``: every chunk finished and no invoice failed; ``failed``: no subscription was billed
+    (every chunk abandoned, or every subscription of the finished ones failed); ``partial`` otherwise.
+    """
+    abandoned = run.chunks_done < run.chunks_total or run.chunks.filter(abandoned_at__isnull=False).exists()
+    if not abandoned and not run.invoices_failed:
+        status = BillingRunStatus.SUCCEEDED
+    else:
+        failed = run.errors.filter(abandoned=False).values("subscription_id").distinct().count()
+        status = BillingRunStatus.PARTIAL if run.subscriptions_done > failed else BillingRunStatus.FAILED
+    if BillingRun.objects.filter(pk=run.pk, finished_at__isnull=True).update(status=status, finished_at=now):
+        transaction.on_commit(lambda: metrics.BILLING_RUNS.labels(status=status).inc())
+
+
+def billing_runs_close_stalled(*, now: datetime, stall_timeout: timedelta | None = None) -> list[BillingRun]:
+    """Close the running runs whose chunks are all finished or abandoned (the beat pass; see ``BillingRunChunk``).
+
+    A chunk not finished within ``stall_timeout`` (``METERLINE_BILLING_RUN_STALL_TIMEOUT``) of its last
+    start — of the run's start if no worker started it — is abandoned: each of its subscriptions gets a
+    ``BillingRunError(abandoned=True)``. The run closes once nothing is in flight. Nothing is re-dispatched:
+    the next run's candidates are every subscription with an ended, uninvoiced period, so it bills them
+    (exactly once: the unique constraint and the watermark skip what a lost worker managed to write).
+    Returns the runs closed.
+    """
+    timeout = settings.METERLINE_BILLING_RUN_STALL_TIMEOUT if stall_timeout is None else stall_timeout
+    stale_before = now - timeout
+    closed = []
+    for run_id in BillingRun.objects.filter(finished_at__isnull=True).values_list("pk", flat=True):
+        with transaction.atomic():
+            run = BillingRun.objects.select_for_update().get(pk=run_id)
+            if run.finished_at is not None:
+                continue
+            open_chunks = list(
+                run.chunks.select_for_update().filter(finished_at__isnull=True, abandoned_at__isnull=True)
+            )
+            stale = [c for c in open_chunks if (c.started_at or run.started_at) < stale_before]
+            for chunk in stale:
+                _chunk_abandon(chunk, now=now, stale_since=chunk.started_at or run.started_at)
+            if len(stale) < len(open_chunks):
+                continue  # chunks still in flight: the run is left to them
+            legacy = not open_chunks and not run.chunks.exists()  # recorded before runs had chunk rows
+            if legacy and run.chunks_done < run.chunks_total and run.started_at >= stale_before:
+                continue  # still fresh
+            _run_close(run, now=now)
+            run.refresh_from_db()
+            closed.append(run)
+    return closed
+
+
+def _chunk_abandon(chunk: BillingRunChunk, *, now: datetime, stale_since: datetime) -> None:
+    chunk.abandoned_at = now
+    chunk.save(update_fields=["abandoned_at"])
+    since = "started" if chunk.started_at else "queued"
+    message = (
+        f"Abandoned: chunk {chunk.number} {since} at {stale_since:%Y-%m-%d %H:%M} UTC never finished "
+        f"(worker lost after {chunk.attempts} attempt(s)); the next run bills this subscription."
+    )
+    existing = Subscription.objects.filter(pk__in=chunk.subscription_ids).values_list("pk", flat=True)
+    BillingRunError.objects.bulk_create(
+        [
+            BillingRunError(run_id=chunk.run_id, subscription_id=sub_id, message=message, abandoned=True)
+            for sub_id in sorted(existing)
+        ]
+    )
 
 
 @contextmanager
@@ -482,8 +599,8 @@ def _close_subscriptions(
 
 def _close_one_subscription(subscription: Subscription, *, now: datetime, trigger: str) -> BillingRun:
     run, chunks = billing_run_create(as_of=now, trigger=trigger, now=now, subscription_ids=[subscription.pk])
-    for chunk in chunks:
-        billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=now, clock=lambda: now)
+    for number, chunk in enumerate(chunks):
+        billing_run_process_chunk(run_id=run.pk, subscription_ids=chunk, as_of=now, clock=lambda: now, chunk=number)
     run.refresh_from_db()
     return run
 

@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers that pass the time in and call the services.
 
 The beat task records a run and fans its subscriptions out in chunks, one task per chunk, so several
-workers share a large run; a chunk is safe to retry (what exists is skipped).
+workers share a large run; a chunk is safe to retry (what exists is skipped). Each beat pass first
+closes the runs a lost worker left ``running`` (``billing_runs_close_stalled``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .models import BillingRun
-from .services import DEFAULT_CHUNK_SIZE, billing_run_create, billing_run_process_chunk, invoices_finalize_due
+from .services import (
+    DEFAULT_CHUNK_SIZE,
+    billing_run_create,
+    billing_run_process_chunk,
+    billing_runs_close_stalled,
+    invoices_finalize_due,
+)
 
 
 def _moment(value: str | None) -> datetime:
@@ -39,9 +46,11 @@ def billing_run_enqueue(
             requested_by=requested_by,
             note=note,
         )
-        for chunk in chunks:
+        for number, chunk in enumerate(chunks):
             transaction.on_commit(
-                lambda chunk=chunk: billing_run_chunk_task.delay(run.pk, chunk, run.as_of.isoformat())
+                lambda number=number, chunk=chunk: billing_run_chunk_task.delay(
+                    run.pk, chunk, run.as_of.isoformat(), chunk=number
+                )
             )
     return run
 
@@ -50,13 +59,27 @@ def billing_run_enqueue(
 def close_billing_periods_task(
     as_of: str | None = None, trigger: str = "beat", chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> int:
-    """Close every billing period ended by ``as_of`` (default: now); returns the run's id."""
+    """Close the stalled runs (at the real now, whatever ``as_of``), then every billing period ended by
+    ``as_of`` (default: now); returns the new run's id. The new run bills what a stalled one missed."""
+    billing_runs_close_stalled(now=timezone.now())
     return billing_run_enqueue(as_of=_moment(as_of), trigger=trigger, chunk_size=chunk_size).pk
 
 
-@shared_task(name="invoicing.billing_run_chunk", acks_late=True)
-def billing_run_chunk_task(run_id: int, subscription_ids: list[str], as_of: str) -> dict[str, int]:
-    outcome = billing_run_process_chunk(run_id=run_id, subscription_ids=subscription_ids, as_of=_moment(as_of))
+# acks_late: the message is acknowledged when the chunk ends, not when a worker takes it, so a worker
+# killed mid-chunk (deploy, OOM, SIGKILL) leaves the message to another worker instead of losing it.
+# reject_on_worker_lost: when the worker *process* dies, Celery requeues the message at once rather than
+# acknowledging it as failed. Both are safe only because a chunk is idempotent by constraint (a second
+# delivery skips what exists and is not counted twice, see ``billing_run_process_chunk``), and a chunk
+# that kills its worker every time stops after MAX_CHUNK_ATTEMPTS. A message whose worker vanished
+# without a word (network split, host lost) comes back after the broker's visibility timeout
+# (CELERY_BROKER_TRANSPORT_OPTIONS); a run still unfinished after the stall timeout is closed anyway.
+@shared_task(name="invoicing.billing_run_chunk", acks_late=True, reject_on_worker_lost=True)
+def billing_run_chunk_task(
+    run_id: int, subscription_ids: list[str], as_of: str, chunk: int | None = None
+) -> dict[str, int]:
+    outcome = billing_run_process_chunk(
+        run_id=run_id, subscription_ids=subscription_ids, as_of=_moment(as_of), chunk=chunk
+    )
     return {"created": outcome.created, "skipped": outcome.skipped, "failed": outcome.failed}
 
 

@@ -245,14 +245,15 @@ def _action_lists(*, now: datetime, user, merchant_ids=None) -> list[ActionList]
             ActionList(
                 id="failed-runs",
                 title="Billing runs that finished with errors",
-                changelist_url=_url("admin:invoicing_billingrun_changelist", status__exact="failed"),
-                headers=["Run", "As of", "Failed invoices"],
+                changelist_url=_url("admin:invoicing_billingrun_changelist", status__in="failed,partial"),
+                headers=["Run", "As of", "Status", "Failed invoices"],
                 rows=[
                     {
                         "url": reverse("admin:invoicing_billingrun_change", args=[run.pk]),
                         "cells": [
                             f"Run {run.pk}",
                             f"{timezone.localtime(run.as_of):%Y-%m-%d %H:%M}",
+                            run.get_status_display(),
                             str(run.invoices_failed),
                         ],
                     }

@@ -260,8 +260,11 @@ def drafts_in_grace(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
 
 
 def billing_runs_failed(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
-    """Failed runs; none for a user limited to merchants (a run is platform-wide)."""
-    runs = BillingRun.objects.filter(status=BillingRunStatus.FAILED).order_by("-started_at")
+    """Failed and partial runs (some subscriptions not billed); none for a user limited to merchants (a run
+    is platform-wide)."""
+    runs = BillingRun.objects.filter(status__in=[BillingRunStatus.FAILED, BillingRunStatus.PARTIAL]).order_by(
+        "-started_at"
+    )
     return runs if merchant_ids is None else runs.none()
 
 

@@ -168,18 +168,30 @@ SPECTACULAR_SETTINGS = {
 # Celery. With no CELERY_BROKER_URL the broker is a folder under var/: worker, beat and web share
 # it without any server running.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# Redis (and SQS) hand a message out and redeliver it if it is not acknowledged within the visibility
+# timeout. The default is one hour, so a chunk whose worker vanished waited an hour. 30 minutes is far
+# longer than the longest task (a chunk of 500 subscriptions takes seconds; redelivering a task that is
+# still running would only duplicate work, which chunks skip) yet short enough to recover a lost chunk
+# inside METERLINE_BILLING_RUN_STALL_TIMEOUT, which must stay larger. It also bounds countdown/ETA
+# tasks: none here waits longer. The filesystem broker ignores it.
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 30 * 60}  # seconds
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery-broker"
     for _sub in ("queue", "processed"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for the next worker
+# Acknowledge a message when its task ends, not when a worker takes it: a worker killed mid-task leaves
+# the message for the next worker, so a task must tolerate running twice. The billing chunk task, idempotent
+# by constraint, also sets reject_on_worker_lost (invoicing/tasks.py).
+CELERY_TASK_ACKS_LATE = True
+# One message reserved per worker process at a time: a chunk is long, and a prefetched message would
+# wait behind it (and be redelivered with it if the worker dies) while another worker sits idle.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -221,6 +233,11 @@ CELERY_BEAT_SCHEDULE: dict = {
 
 # Billing knobs.
 METERLINE_EVENT_FUTURE_TOLERANCE = timedelta(minutes=5)
+# A billing-run chunk not finished this long after a worker last started it (after the run started, if
+# no worker did) is abandoned, and the next close-billing-periods beat pass closes its run as partial or
+# failed (invoicing/README.md, "Stalled runs"). Larger than the broker's visibility timeout, so a message
+# redelivered after a lost worker gets its chance first.
+METERLINE_BILLING_RUN_STALL_TIMEOUT = timedelta(minutes=45)
 
 # Operations (README, "Health, metrics and logs").
 # /health/ready fails when beat has not sent the close-billing-periods task (every 15 minutes) for this
