@@ -361,7 +361,7 @@ def _run_close(run: BillingRun, *, now: datetime) -> None:
         failed = run.errors.filter(abandoned=False).values("subscription_id").distinct().count()
         status = BillingRunStatus.PARTIAL if run.subscriptions_done > failed else BillingRunStatus.FAILED
     if BillingRun.objects.filter(pk=run.pk, finished_at__isnull=True).update(status=status, finished_at=now):
-        transaction.on_commit(lambda: metrics.BILLING_RUNS.labels(status=status).inc())
+        metrics.BILLING_RUNS.labels(status=status).inc()
 
 
 def billing_runs_close_stalled(*, now: datetime, stall_timeout: timedelta | None = None) -> list[BillingRun]:
