@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from catalog.db import planned_once_cursor
 from catalog.models import Customer, Merchant
+from catalog.pricing.limits import BOUND_TEXT, LIMIT, within_bound
 
 from . import sql
 from .models import UsageEvent
@@ -24,6 +25,13 @@ from .selectors import MetricRoute, metric_routes_cached
 
 MAX_BATCH_EVENTS = 5000
 MAX_EVENT_DATA_BYTES = 16 * 1024
+# Levels of objects/arrays inside ``data`` ({"a": {"b": 1}} is 2). orjson parses up to 1,024 levels but
+# serializes only ~254, so the limit is checked while validating, before ``data`` is serialized.
+MAX_DATA_DEPTH = 32
+# The top-level keys of an event (the Paygentic EventInput); any other key is refused, naming it.
+EVENT_FIELDS = frozenset(
+    ("type", "source", "subject", "externalSubject", "data", "timestamp", "idempotencyKey", "externalId", "namespace")
+)
 _SQLITE_CHUNK = 500
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
@@ -118,19 +126,45 @@ class _Memo:
     timestamps: dict[str, datetime] = field(default_factory=dict)
 
 
-def _numeric_value(value) -> Decimal | None | bool:
-    """Decimal for a number or numeric string, None when absent, False when present but not a number."""
+_OUT_OF_BOUNDS = object()
+
+
+def _numeric_value(value) -> Decimal | None | bool | object:
+    """Decimal for a number or numeric string, None when absent, False when present but not a number,
+    ``_OUT_OF_BOUNDS`` for a number beyond the shared bound (``catalog.pricing.limits``)."""
     if value is None:
         return None
+    if value.__class__ is int:
+        return Decimal(value) if -LIMIT < value < LIMIT else _OUT_OF_BOUNDS
     if isinstance(value, bool):
         return False
-    if isinstance(value, int):
-        return Decimal(value)
     if isinstance(value, float):
-        return Decimal(repr(value)) if math.isfinite(value) else False
-    if isinstance(value, str) and sql.NUMERIC_STRING.fullmatch(value):
-        return Decimal(value)
-    return False
+        if not math.isfinite(value):
+            return False
+        number = Decimal(repr(value))
+    elif isinstance(value, str) and sql.NUMERIC_STRING.fullmatch(value):
+        number = Decimal(value)
+    else:
+        return False
+    return number if within_bound(number) else _OUT_OF_BOUNDS
+
+
+def _too_deep(data: dict) -> bool:
+    """True when ``data`` nests objects/arrays more than ``MAX_DATA_DEPTH`` levels (iterative: no recursion)."""
+    level: list = [data]
+    depth = 1
+    while True:
+        below = []
+        for node in level:
+            for value in node.values() if node.__class__ is dict else node:
+                if value.__class__ is dict or value.__class__ is list:
+                    below.append(value)
+        if not below:
+            return False
+        depth += 1
+        if depth > MAX_DATA_DEPTH:
+            return True
+        level = below
 
 
 def _value_at(data: dict, path: tuple[str, ...]):
@@ -170,6 +204,9 @@ def _validate(
     if not isinstance(raw, dict):
         return [{"field": "body", "message": "An event must be a JSON object."}]
     errors: list[dict[str, str]] = []
+    if not raw.keys() <= EVENT_FIELDS:
+        for name in sorted(str(key) for key in raw.keys() - EVENT_FIELDS):
+            errors.append({"field": name.replace(NUL, "\\u0000"), "message": f"Unknown field “{name}”."})
 
     event_type = raw.get("type")
     event_routes: list[MetricRoute] = []
@@ -215,6 +252,8 @@ def _validate(
         errors.append({"field": "data", "message": "data is required (an object)."})
     elif not isinstance(data, dict):
         errors.append({"field": "data", "message": "data must be a JSON object."})
+    elif _too_deep(data):
+        errors.append({"field": "data", "message": f"data is nested more than {MAX_DATA_DEPTH} levels deep."})
     else:
         data_json = orjson.dumps(data).decode()
         if "\\u0000" in data_json:  # PostgreSQL's jsonb cannot store a null character
@@ -232,12 +271,15 @@ def _validate(
                 metric_values[route.metric_id] = None if value is None else Decimal(1)
                 continue
             number = _numeric_value(value)
-            if number is False:
+            if number is False or number is _OUT_OF_BOUNDS:
                 name = "data." + ".".join(route.value_path)
                 if not any(e["field"] == name for e in errors):
-                    errors.append(
-                        {"field": name, "message": f'{name} must be a number (or a numeric string such as "12.5").'}
+                    message = (
+                        f'{name} must be a number (or a numeric string such as "12.5").'
+                        if number is False
+                        else f"{name} must be a number with {BOUND_TEXT}."
                     )
+                    errors.append({"field": name, "message": message})
             else:
                 metric_values[route.metric_id] = number
 
@@ -247,7 +289,7 @@ def _validate(
         timestamp = memo.timestamps[raw_timestamp]
     elif raw_timestamp is not None:
         parsed = None
-        if isinstance(raw_timestamp, str):
+        if isinstance(raw_timestamp, str) and not _CONTROL.search(raw_timestamp):
             try:
                 parsed = datetime.fromisoformat(raw_timestamp)
             except ValueError:

@@ -9,10 +9,13 @@ from django import forms
 from django.utils import timezone
 
 from catalog.pricing import is_known_currency
+from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
 
 
 class CreditForm(forms.Form):
-    amount = forms.DecimalField(max_digits=30, decimal_places=12, min_value=Decimal("0.000000000001"))
+    amount = forms.DecimalField(
+        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=Decimal("0.000000000001")
+    )
     currency = forms.CharField(max_length=3, help_text="ISO 4217, e.g. USD.")
     expires_at = forms.DateTimeField(required=False, help_text="Optional: unused credit expires at this time (UTC).")
     description = forms.CharField(max_length=255, required=False)
@@ -39,7 +42,10 @@ class GrantForm(forms.Form):
     """Add credits to a metered entitlement (``entitlement_grant_create``), in words finance reads."""
 
     amount = forms.DecimalField(
-        label="Credits", max_digits=30, decimal_places=12, help_text="In the feature's units, e.g. 5000 tokens."
+        label="Credits",
+        max_digits=MAX_DIGITS,
+        decimal_places=DECIMAL_PLACES,
+        help_text="In the feature's units, e.g. 5000 tokens.",
     )
     effective_at = forms.DateTimeField(label="Effective from", required=False, help_text="Optional. Empty: from now.")
     expires_at = forms.DateTimeField(
@@ -54,15 +60,15 @@ class GrantForm(forms.Form):
     reset_max_rollover = forms.DecimalField(
         label="Most kept at a reset",
         required=False,
-        max_digits=30,
-        decimal_places=12,
+        max_digits=MAX_DIGITS,
+        decimal_places=DECIMAL_PLACES,
         help_text="Optional. Unused credits kept when the usage period resets. Empty: all of them; 0: none.",
     )
     reset_min_rollover = forms.DecimalField(
         label="Least kept at a reset",
         required=False,
-        max_digits=30,
-        decimal_places=12,
+        max_digits=MAX_DIGITS,
+        decimal_places=DECIMAL_PLACES,
         help_text="Optional. The balance is topped up to this at each reset. Empty: no top-up.",
     )
     # Generated when the form is shown, so a double-submitted form adds the grant once.

@@ -20,6 +20,8 @@ from django.utils import timezone
 from catalog.bulk import rows_insert, rows_update
 from catalog.db import any_of, instance_from_row, instance_new, rows_select
 from catalog.models import Customer
+from catalog.pricing.currency import CTX
+from catalog.pricing.limits import BOUND_TEXT, LIMIT
 
 from .errors import InsufficientBalance, InvalidAmount, WalletError
 from .models import (
@@ -35,7 +37,7 @@ from .models import (
 )
 
 ZERO = Decimal("0")
-LEDGER_QUANTUM = Decimal("0.000000000001")  # 12 places, the scale of every ledger amount
+LEDGER_QUANTUM = Decimal("0.000000000001")  # 12 places (catalog.pricing.limits.DECIMAL_PLACES), every ledger amount
 # No policy configured = never refuse usage: what the credit does not cover is overage, billed on the
 # next invoice. A merchant opts a customer into blocking explicitly.
 DEFAULT_POLICY = BalancePolicy.ALLOW_OVERAGE
@@ -99,7 +101,9 @@ def ledger_amount(value: Decimal | int) -> Decimal:
     value = Decimal(value)
     if not value.is_finite():
         raise InvalidAmount("Amounts must be finite.")
-    return value.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
+    if value.copy_abs() >= LIMIT:  # the shared bound (catalog.pricing.limits); quantizing in CTX never overflows
+        raise InvalidAmount(f"Amounts must have {BOUND_TEXT}.")
+    return value.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN, context=CTX)
 
 
 def amount_str(value: Decimal | None) -> str | None:

@@ -15,6 +15,7 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.parsers import JSONParser
 
 from ..pricing import round_money
+from ..pricing.limits import BOUND_TEXT, within_bound
 from .auth import request_merchant
 from .errors import ApiError, snake_to_camel
 
@@ -73,9 +74,16 @@ def money_string(value: Decimal | None, currency: str) -> str | None:
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "0.000002"})
 class DecimalString(serializers.Field):
-    """Money and rates on the wire: a decimal string (a JSON number is accepted on input)."""
+    """Money and rates on the wire: a decimal string (a JSON number is accepted on input).
 
-    default_error_messages = {"invalid": 'Enter a decimal number as a string, e.g. "0.000002".'}
+    Every value is bounded by ``catalog.pricing.limits`` (15 digits before the point, 12 after it):
+    beyond it is a 400 naming the field, never an overflow further down.
+    """
+
+    default_error_messages = {
+        "invalid": 'Enter a decimal number as a string, e.g. "0.000002".',
+        "out_of_bounds": f"Enter a number with {BOUND_TEXT}.",
+    }
 
     def __init__(self, *, min_value: Decimal | None = None, **kwargs):
         self.min_value = min_value
@@ -90,6 +98,8 @@ class DecimalString(serializers.Field):
             self.fail("invalid")
         if not value.is_finite():
             self.fail("invalid")
+        if not within_bound(value):
+            self.fail("out_of_bounds")
         if self.min_value is not None and value < self.min_value:
             raise serializers.ValidationError(f"Must be at least {decimal_string(self.min_value)}.")
         return value

@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from .currency import CTX, format_money
 from .errors import InvalidUsageError, PricingError
+from .limits import BOUND_TEXT, LIMIT
 from .spec import PriceSpec
 from .types import (
     DynamicMode,
@@ -48,6 +49,10 @@ def rate(spec: PriceSpec, usage: Usage | Decimal | int) -> RatingResult:
     if spec.__class__ is not PriceSpec:
         raise PricingError(f"rate() needs a PriceSpec, got {type(spec).__name__}")
     result = _RATERS[spec.model](spec, usage)
+    if result.amount.copy_abs() >= LIMIT:
+        raise _usage_error(
+            spec, f"the charge {result.amount:,f} is beyond the largest amount Meterline bills ({BOUND_TEXT})"
+        )
     if spec.rate_per != 1:
         result = _per_scale(result, spec.rate_per)
     return result
@@ -77,9 +82,16 @@ def _number(spec: PriceSpec, value: object, what: str, *, negative_ok: bool = Fa
             raise _usage_error(spec, f"{what} must be a Decimal, got {type(value).__name__}")
     if not value.is_finite():
         raise _usage_error(spec, f"{what} must be a finite number, got {value}")
+    if value.copy_abs() >= LIMIT:
+        raise _usage_error(spec, f"{what} {_short(value)} is beyond the largest number Meterline rates ({BOUND_TEXT})")
     if value < 0 and not negative_ok:
         raise _usage_error(spec, f"{what} cannot be negative, got {value}")
     return value
+
+
+def _short(value: Decimal) -> str:
+    """A number for an error message: a 400-digit total is shown in scientific notation."""
+    return f"{value:,f}" if value.adjusted() < 30 else f"{value:.6e}"
 
 
 def _quantity(spec: PriceSpec, usage: Usage | Decimal | int) -> Decimal:
@@ -96,7 +108,12 @@ def _quantity(spec: PriceSpec, usage: Usage | Decimal | int) -> Decimal:
             raise _usage_error(spec, "Usage.quantity is missing")
     else:
         quantity = usage
-    if quantity.__class__ is Decimal and quantity.is_finite() and (quantity >= 0 or spec.allow_rebates):
+    if (
+        quantity.__class__ is Decimal
+        and quantity.is_finite()
+        and (quantity >= 0 or spec.allow_rebates)
+        and quantity.copy_abs() < LIMIT
+    ):
         return quantity
     return _number(spec, quantity, "Quantity", negative_ok=spec.allow_rebates)
 

@@ -29,6 +29,7 @@ from catalog.api.serializers import ErrorOutput
 from catalog.api.views import CatalogApi
 from catalog.durations import add_duration, parse_duration
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
+from catalog.pricing import PricingError
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at
 from invoicing.documents import invoice_filename, invoice_pdf
@@ -832,7 +833,14 @@ class LedgerLineItemsApi(BillingApi):
                 )
         if wanted in (None, "", "pending") and not invoice_id:
             now = timezone.now()
-            preview = selectors.invoice_estimate(subscription=subscription, now=now)
+            try:
+                preview = selectors.invoice_estimate(subscription=subscription, now=now)
+            except PricingError as error:  # e.g. usage beyond the bound of catalog.pricing.limits
+                raise ApiError(
+                    f"The pending usage of this subscription cannot be rated: {error}",
+                    status_code=409,
+                    code="UNRATEABLE_USAGE",
+                ) from None
             if preview is not None:
                 moment = services.subscription_now(subscription, now)
                 for position, line in enumerate(preview.lines, start=1):

@@ -325,16 +325,34 @@ def test_features_are_refused_not_dropped(api, metric):
 
 
 @pytest.mark.parametrize(
-    "tiers",
+    ("tiers", "field"),
     [
-        [{"upTo": "1000000000000000000000000000000", "unitPrice": "1"}, {"upTo": None, "unitPrice": "1"}],
-        [{"upTo": "10", "unitPrice": "0.0000000000001"}, {"upTo": None, "unitPrice": "1"}],
+        (
+            [{"upTo": "1000000000000000000000000000000", "unitPrice": "1"}, {"upTo": None, "unitPrice": "1"}],
+            "properties.tiers.0.upTo",
+        ),
+        (
+            [{"upTo": "10", "unitPrice": "0.0000000000001"}, {"upTo": None, "unitPrice": "1"}],
+            "properties.tiers.0.unitPrice",
+        ),
+        # the shared bound (catalog.pricing.limits): 10^15 is one past it
+        (
+            [{"upTo": "10", "unitPrice": "1"}, {"upTo": None, "unitPrice": "1000000000000000"}],
+            "properties.tiers.1.unitPrice",
+        ),
     ],
 )
-def test_tier_values_beyond_the_stored_precision_are_a_400(api, metric, tiers):
+def test_tier_values_beyond_the_stored_precision_are_a_400(api, metric, tiers, field):
     status, body = api.post("/v0/prices", metric_price(metric, "volume", {"tiers": tiers}))
 
-    assert status == 400 and body["errors"][0]["field"] == "properties.tiers"
+    assert status == 400
+    assert body["errors"] == [
+        {
+            "field": field,
+            "message": "Enter a number with at most 15 digits before the decimal point and 12 after it.",
+            "code": "out_of_bounds",
+        }
+    ]
     assert not Price.objects.exists()
 
 

@@ -32,7 +32,6 @@ from ..models import Entitlement, EntitlementGrant
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
 CONFLICT = {409: ErrorOutput}
-MAX_CREDITS = Decimal("1e18")  # the columns hold 18 integer digits and 12 decimals
 INT32 = 2**31 - 1
 _DATETIME = serializers.DateTimeField()
 
@@ -46,7 +45,8 @@ def _number(value: Decimal | None):
 
 
 class Credits(DecimalNumber):
-    """A credit amount (JSON number): finite, within the columns, at most 12 decimal places."""
+    """A credit amount (JSON number): finite and within the shared bound (``catalog.pricing.limits``:
+    15 digits before the point, 12 after it), checked by ``DecimalNumber``."""
 
     def __init__(self, *, positive: bool = False, **kwargs):
         self.positive = positive
@@ -56,10 +56,6 @@ class Credits(DecimalNumber):
         value = super().to_internal_value(data)
         if self.positive and value <= 0:
             raise serializers.ValidationError("Must be greater than 0.")
-        if abs(value) >= MAX_CREDITS:
-            raise serializers.ValidationError("Must be less than 10^18.")
-        if value.as_tuple().exponent < -12:
-            raise serializers.ValidationError("At most 12 decimal places.")
         return value
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from catalog.pricing import is_known_currency
+from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
 
 from ..services import amount_str
 
@@ -14,7 +15,10 @@ from ..services import amount_str
 class CreditInputSerializer(serializers.Serializer):
     """Body of POST /customers/{id}/grants and /topUps."""
 
-    amount = serializers.DecimalField(max_digits=30, decimal_places=12, min_value=Decimal("0.000000000001"))
+    # The shared money bound (catalog.pricing.limits): 15 digits before the point, 12 after it.
+    amount = serializers.DecimalField(
+        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=Decimal("0.000000000001")
+    )
     currency = serializers.CharField(max_length=3, required=False)
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
