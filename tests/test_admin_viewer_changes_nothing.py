@@ -212,8 +212,8 @@ def _admin_urls():
 def _fill(pattern: URLPattern, model) -> str:
     """The URL of ``pattern`` for a real row of ``model`` (and of a grant for the grant routes)."""
     if pattern.name.endswith("_simple_history"):  # simple-history's regex route: (object id, history id)
-        obj = model._default_manager.order_by("pk").first()
-        return reverse(f"admin:{pattern.name}", args=[quote(obj.pk), obj.history.order_by("pk").first().pk])
+        record = model.history.order_by("pk").first()
+        return reverse(f"admin:{pattern.name}", args=[quote(getattr(record, model._meta.pk.attname)), record.pk])
     kwargs = {}
     for name in pattern.pattern.converters:
         if name in ("object_id", "id"):

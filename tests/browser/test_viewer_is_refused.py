@@ -71,7 +71,7 @@ def test_viewer_sees_no_changing_actions_and_forged_posts_change_nothing(page, l
 
     tasks_url = f"{base}/admin/django_celery_beat/periodictask/"
     page.goto(tasks_url)
-    assert action_labels(page) == ["---------"]
+    assert action_labels(page) in ([], ["---------"])  # no action at all: Django leaves the menu out
     page.screens("viewer periodic tasks offer no action")
     for action in ("disable_tasks", "toggle_tasks", "run_tasks"):
         forged_action_post(page, tasks_url, action, str(task.pk))

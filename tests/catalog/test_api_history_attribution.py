@@ -173,7 +173,7 @@ def test_an_invoice_voided_in_the_admin_names_the_person(superuser_client, api_k
     # when
     response = superuser_client.post(
         reverse("admin:invoicing_invoice_changelist"),
-        {"action": "action_void", "_selected_action": [opening_invoice.pk]},
+        {"action": "action_void", "_selected_action": [opening_invoice.pk], "post": "yes", "reason": "duplicate"},
     )
 
     # then
