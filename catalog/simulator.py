@@ -14,14 +14,14 @@ from decimal import Decimal, InvalidOperation
 from .descriptions import format_number
 from .models import Customer, Plan, Price, PriceModel
 from .pricing import PricingError, RatingResult, Usage, apply_plan_minimum, apply_subtotal_discount, rate
+from .pricing.limits import DECIMAL_PLACES, LIMIT
 from .pricing_adapter import price_spec_from_price
 from .selectors import plan_prices_for_customer
 
 # What the simulator accepts, so a typo (1e30, -5, "lots") gets a message instead of a result nobody
-# asked for: quantities and transaction amounts from 0 to 10^15 with at most 12 decimal places (the
-# catalog's quantity scale), and at most 10,000 transaction amounts per percentage price.
-MAX_QUANTITY = Decimal(10) ** 15
-MAX_PLACES = 12
+# asked for: quantities and transaction amounts from 0 to below 10^15 with at most 12 decimal places
+# (the engine's bound, ``pricing.limits``), and at most 10,000 transaction amounts per percentage price.
+MAX_PLACES = DECIMAL_PLACES
 MAX_AMOUNTS = 10_000
 
 
@@ -42,8 +42,8 @@ def parse_quantity(text: str, *, what: str = "usage") -> Decimal:
         raise SimulatorInputError("Enter a finite number, e.g. 250000.")
     if value < 0:
         raise SimulatorInputError(f"The {what} cannot be negative.")
-    if value > MAX_QUANTITY:
-        raise SimulatorInputError(f"The {what} can be at most 1,000,000,000,000,000 (10^15).")
+    if value >= LIMIT:
+        raise SimulatorInputError(f"The {what} must be below 1,000,000,000,000,000 (10^15).")
     exponent = value.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_PLACES:
         raise SimulatorInputError(f"Use at most {MAX_PLACES} decimal places.")
