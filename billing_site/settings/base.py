@@ -121,6 +121,22 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         _options = DATABASES["default"].setdefault("OPTIONS", {})
         _options["options"] = " ".join([_options.get("options", ""), *_session]).strip()
 
+# Django's cache. With CACHE_URL (redis://…) every process shares it: a revoked API key is then refused
+# at once by all of them (catalog/api/auth.py); the default, per-process memory, tells only the process
+# that revoked it (metering/README.md, "API key cache"). Short timeouts: the ingestion path reads one
+# value per request and reads the key from the database instead when the cache does not answer.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
