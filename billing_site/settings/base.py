@@ -233,6 +233,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 
 # Billing knobs.
 METERLINE_EVENT_FUTURE_TOLERANCE = timedelta(minutes=5)
+# Retry-After (seconds) of the API's 503 answer when the database cannot be reached (catalog/API.md).
+METERLINE_RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "1"))
 
 LOGGING = {
     "version": 1,
