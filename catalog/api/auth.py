@@ -74,15 +74,22 @@ _key_cache: dict[str, tuple[float, object]] = {}
 _key_cache_marker: list = [None]
 _key_cache_lock = threading.Lock()
 _MARKER_UNAVAILABLE = object()
+_shared_cache_down = [False]  # logged once per outage, not once per request
 
 
 def _revocations_marker():
     """The shared revocation marker (one cache read), or ``_MARKER_UNAVAILABLE`` if the cache fails."""
     try:
-        return cache.get(API_KEY_REVOCATIONS_CACHE_KEY)
+        marker = cache.get(API_KEY_REVOCATIONS_CACHE_KEY)
     except Exception:  # a shared cache that is down must not take ingestion with it
-        logger.warning("API key cache bypassed: the shared cache is unavailable", exc_info=True)
+        if not _shared_cache_down[0]:
+            _shared_cache_down[0] = True
+            logger.warning("API key cache bypassed until the shared cache answers again", exc_info=True)
         return _MARKER_UNAVAILABLE
+    if _shared_cache_down[0]:
+        _shared_cache_down[0] = False
+        logger.warning("Shared cache answers again: API key cache back in use")
+    return marker
 
 
 def _active_key_cached(raw_key: str):
