@@ -74,6 +74,7 @@ def setup_environment(args) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "billing_site.settings.production"
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["DEBUG"] = "0"
+    os.environ["SECURE_SSL_REDIRECT"] = "0"  # the load generator talks plain HTTP to gunicorn on localhost
     os.environ["CONN_MAX_AGE"] = "600"
     os.environ["CONN_HEALTH_CHECKS"] = "1" if args.health_checks else "0"
     os.environ["LOG_LEVEL"] = "WARNING"

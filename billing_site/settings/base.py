@@ -125,6 +125,22 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         _options = DATABASES["default"].setdefault("OPTIONS", {})
         _options["options"] = " ".join([_options.get("options", ""), *_session]).strip()
 
+# Django's cache. With CACHE_URL (redis://…) every process shares it: a revoked API key is then refused
+# at once by all of them (catalog/api/auth.py); the default, per-process memory, tells only the process
+# that revoked it (metering/README.md, "API key cache"). Short timeouts: the ingestion path reads one
+# value per request and reads the key from the database instead when the cache does not answer.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -163,6 +179,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Names for choice sets that several serializers share; without them drf-spectacular invents hashed
+    # names (TypeD7fEnum) and warns on `check --deploy`. Component names only: the wire is unchanged.
+    "ENUM_NAME_OVERRIDES": {
+        "FeatureTypeEnum": "catalog.models.FeatureType",
+        "EntitlementStatusEnum": ["active", "canceled", "expired"],
+        "ListObjectEnum": ["list"],
+    },
 }
 
 # Celery. With no CELERY_BROKER_URL the broker is a folder under var/: worker, beat and web share
@@ -238,6 +261,8 @@ METERLINE_EVENT_FUTURE_TOLERANCE = timedelta(minutes=5)
 # failed (invoicing/README.md, "Stalled runs"). Larger than the broker's visibility timeout, so a message
 # redelivered after a lost worker gets its chance first.
 METERLINE_BILLING_RUN_STALL_TIMEOUT = timedelta(minutes=45)
+# Retry-After (seconds) of the API's 503 answer when the database cannot be reached (catalog/API.md).
+METERLINE_RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "1"))
 
 # Operations (README, "Health, metrics and logs").
 # /health/ready fails when beat has not sent the close-billing-periods task (every 15 minutes) for this

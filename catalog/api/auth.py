@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
+from django.db import transaction
 from rest_framework import authentication, exceptions, permissions
 
 from catalog.selectors import api_key_digest, api_key_get_active
 
+logger = logging.getLogger(__name__)
+
 # How long the ingestion endpoints trust a key looked up earlier in the same process. A key revoked
-# through ``api_key_revoke`` is forgotten at once by the process that revoked it; other processes
-# refuse it at most this many seconds later.
+# through ``api_key_revoke`` is refused at once by every process sharing Django's cache (CACHE_URL):
+# the revocation changes API_KEY_REVOCATIONS_CACHE_KEY there, and a process whose entries were cached
+# under another value drops them all. Only a revocation made behind the service's back (a raw UPDATE)
+# waits for the TTL.
 API_KEY_CACHE_SECONDS = 30.0
 API_KEY_CACHE_SIZE = 1024
+API_KEY_REVOCATIONS_CACHE_KEY = "meterline:api-key-revocations"
 
 
 class MerchantPrincipal:
@@ -59,14 +68,40 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="meterline"'
 
 
-# digest → (monotonic expiry, ApiKey with its merchant). Per process; only valid keys are kept.
+# digest → (monotonic expiry, ApiKey with its merchant). Per process; only valid keys are kept, and
+# only while the shared revocation marker still has the value read before they were looked up.
 _key_cache: dict[str, tuple[float, object]] = {}
+_key_cache_marker: list = [None]
 _key_cache_lock = threading.Lock()
+_MARKER_UNAVAILABLE = object()
+_shared_cache_down = [False]  # logged once per outage, not once per request
+
+
+def _revocations_marker():
+    """The shared revocation marker (one cache read), or ``_MARKER_UNAVAILABLE`` if the cache fails."""
+    try:
+        marker = cache.get(API_KEY_REVOCATIONS_CACHE_KEY)
+    except Exception:  # a shared cache that is down must not take ingestion with it
+        if not _shared_cache_down[0]:
+            _shared_cache_down[0] = True
+            logger.warning("API key cache bypassed until the shared cache answers again", exc_info=True)
+        return _MARKER_UNAVAILABLE
+    if _shared_cache_down[0]:
+        _shared_cache_down[0] = False
+        logger.warning("Shared cache answers again: API key cache back in use")
+    return marker
 
 
 def _active_key_cached(raw_key: str):
+    marker = _revocations_marker()
+    if marker is _MARKER_UNAVAILABLE:  # no way to hear of revocations: read the key every time
+        return api_key_get_active(raw_key=raw_key)
     digest = api_key_digest(raw_key)
     now = time.monotonic()
+    if marker != _key_cache_marker[0]:  # a key was revoked (in some process) since these were cached
+        with _key_cache_lock:
+            _key_cache.clear()
+            _key_cache_marker[0] = marker
     cached = _key_cache.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
@@ -74,7 +109,7 @@ def _active_key_cached(raw_key: str):
     with _key_cache_lock:
         if api_key is None:
             _key_cache.pop(digest, None)
-        else:
+        elif _key_cache_marker[0] == marker:  # not when a revocation arrived during the read
             if len(_key_cache) >= API_KEY_CACHE_SIZE:
                 _key_cache.clear()
             _key_cache[digest] = (now + API_KEY_CACHE_SECONDS, api_key)
@@ -82,9 +117,27 @@ def _active_key_cached(raw_key: str):
 
 
 def api_key_cache_forget(key_digest: str) -> None:
-    """Drop a key from this process's cache (called when it is revoked)."""
+    """Make every process refuse a just-revoked key: drop it here and change the shared marker.
+
+    Done now and again once the revocation commits: a process that re-read the key in between (the
+    UPDATE not yet visible to it) would otherwise keep it as valid, under the new marker, for
+    ``API_KEY_CACHE_SECONDS``.
+    """
+    _forget(key_digest)
+    transaction.on_commit(lambda: _forget(key_digest))
+
+
+def _forget(key_digest: str) -> None:
     with _key_cache_lock:
         _key_cache.pop(key_digest, None)
+    try:
+        cache.set(API_KEY_REVOCATIONS_CACHE_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:
+        logger.error(
+            "API key revoked but the shared cache is unavailable: other processes may accept it for up to %s s",
+            API_KEY_CACHE_SECONDS,
+            exc_info=True,
+        )
 
 
 class IsMerchantKey(permissions.BasePermission):

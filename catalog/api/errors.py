@@ -1,21 +1,25 @@
 """Error bodies in the Paygentic shape: ``{message, error, code?, errors?: [{field, message}]}``.
 
 Every 4xx carries a ``message`` (the client refuses an error body without one); validation errors
-name each field in camelCase, as the client sent it.
+name each field in camelCase, as the client sent it. A database that cannot be reached (or refused the
+statement as a transient failure) answers ``503 service_unavailable`` with ``Retry-After``: the request
+changed nothing and may be sent again.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +37,14 @@ _ERROR_CATEGORY = {
     422: "unprocessable_entity",
     429: "rate_limited",
     500: "internal_error",
+    503: "service_unavailable",
 }
+
+# Errors of the database connection rather than of the request: refused or lost connections, and the
+# transient failures PostgreSQL reports the same way (deadlock, serialization failure, statement
+# timeout; SQLite's "database is locked"). Nothing was written: the client may simply retry.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable; nothing was recorded. Retry shortly."
 
 
 class ApiError(exceptions.APIException):
@@ -85,9 +96,21 @@ def validation_error_response(errors: list[dict[str, str]], message: str | None 
     )
 
 
+def _retry_after() -> str:
+    return str(getattr(settings, "METERLINE_RETRY_AFTER_SECONDS", 1))
+
+
 def api_exception_handler(exc, context):
     from catalog.services import CatalogConflict
 
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.error("Database unavailable, answered 503: %s", exc, exc_info=exc)
+        set_rollback()
+        return Response(
+            {"message": DATABASE_UNAVAILABLE_MESSAGE, "error": _ERROR_CATEGORY[503]},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": _retry_after()},
+        )
     if isinstance(exc, CatalogConflict):
         exc = ApiError(exc.message, status_code=status.HTTP_409_CONFLICT, code=exc.code, details=exc.details)
     elif isinstance(exc, DjangoValidationError):
@@ -144,4 +167,9 @@ def not_found(request, exception):
 def server_error(request):
     if not request.path.startswith(API_PREFIXES):
         return defaults.server_error(request)
+    # Django calls this handler while handling the exception (outside DRF: middleware, a plain view).
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        response = _json_error(503, DATABASE_UNAVAILABLE_MESSAGE)
+        response["Retry-After"] = _retry_after()
+        return response
     return _json_error(500, "Internal error; it has been logged.")

@@ -1,8 +1,8 @@
 """The ingestion hot path: cached key look-up and metric routing, and one statement per single event.
 
 The caches are per process and short-lived; these tests pin what must never be stale: a revoked key
-is refused, a metric created (or changed) a moment ago is routed, and a single event costs one query
-once the caches are warm.
+is refused (in every process sharing Django's cache), a metric created (or changed) a moment ago is
+routed, and a single event costs one query once the caches are warm.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.core.cache import cache
 
 from catalog.api import auth
 from catalog.models import Aggregation, ApiKey, BillableMetric
-from catalog.services import api_key_revoke, billable_metric_update
+from catalog.services import api_key_create, api_key_revoke, billable_metric_update
 from metering import selectors
 from metering.models import UsageEvent
 from tests.factories import BillableMetricFactory
@@ -72,6 +73,71 @@ def test_revoked_key_is_refused_although_it_was_cached(api_client, merchant, inp
     assert (single.status_code, batch.status_code) == (401, 401)
     assert single.json() == {"message": "This API key is not valid or has been revoked.", "error": "unauthorized"}
     assert UsageEvent.objects.count() == 1
+
+
+def test_revoking_changes_the_shared_marker_now_and_again_on_commit(
+    merchant, api_key_secret, django_capture_on_commit_callbacks
+):
+    api_key = ApiKey.objects.get(merchant=merchant)
+    before = cache.get(auth.API_KEY_REVOCATIONS_CACHE_KEY)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_key_revoke(api_key=api_key, now=datetime(2026, 1, 2, tzinfo=UTC))
+        at_once = cache.get(auth.API_KEY_REVOCATIONS_CACHE_KEY)
+    committed = cache.get(auth.API_KEY_REVOCATIONS_CACHE_KEY)
+
+    assert len({before, at_once, committed}) == 3
+    assert at_once is not None
+
+
+def test_key_revoked_by_another_process_is_refused_at_once(api_client, merchant, input_tokens, customer):
+    # given: the key is in this process's cache
+    assert api_client.post("/v0/events", _event(customer, "k-1"), format="json").status_code == 202
+    assert ApiKey.objects.get(merchant=merchant).key_digest in auth._key_cache
+
+    # when: another process revokes it: the database row and the shared cache change, this process's
+    # memory does not
+    ApiKey.objects.filter(merchant=merchant).update(revoked_at=datetime(2026, 1, 2, tzinfo=UTC))
+    cache.set(auth.API_KEY_REVOCATIONS_CACHE_KEY, "set-by-another-process", timeout=None)
+
+    # then
+    single = api_client.post("/v0/events", _event(customer, "k-2"), format="json")
+    batch = api_client.post("/v0/events/batch", [_event(customer, "k-3")], format="json")
+    assert (single.status_code, batch.status_code) == (401, 401)
+    assert UsageEvent.objects.count() == 1
+
+
+def test_other_keys_are_read_once_after_a_revocation(
+    api_client, merchant, input_tokens, customer, django_assert_num_queries
+):
+    assert api_client.post("/v0/events", _event(customer, "k-1"), format="json").status_code == 202
+    other, _ = api_key_create(merchant=merchant, name="other")
+
+    api_key_revoke(api_key=other, now=datetime(2026, 1, 2, tzinfo=UTC))
+
+    with django_assert_num_queries(3):  # the key again, then real-time subscriptions and the insert
+        assert api_client.post("/v0/events", _event(customer, "k-2"), format="json").status_code == 202
+    with django_assert_num_queries(2):
+        assert api_client.post("/v0/events", _event(customer, "k-3"), format="json").status_code == 202
+
+
+def test_without_a_working_shared_cache_the_key_is_read_every_time(
+    api_client, merchant, input_tokens, customer, monkeypatch
+):
+    # given: the key is cached, then the shared cache stops answering
+    assert api_client.post("/v0/events", _event(customer, "k-1"), format="json").status_code == 202
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache server unreachable")
+
+    monkeypatch.setattr(auth.cache, "get", down)
+    assert api_client.post("/v0/events", _event(customer, "k-2"), format="json").status_code == 202
+
+    # when: the key is revoked while no revocation marker can be read
+    ApiKey.objects.filter(merchant=merchant).update(revoked_at=datetime(2026, 1, 2, tzinfo=UTC))
+
+    # then: no cached key is trusted
+    assert api_client.post("/v0/events", _event(customer, "k-3"), format="json").status_code == 401
 
 
 def test_cached_key_expires_after_its_ttl(api_client, merchant, input_tokens, customer, monkeypatch):
