@@ -14,7 +14,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .models import BillingRun
-from .services import DEFAULT_CHUNK_SIZE, billing_run_create, billing_run_process_chunk, invoices_finalize_due
+from .services import (
+    DEFAULT_CHUNK_SIZE,
+    billing_run_create,
+    billing_run_process_chunk,
+    invoices_finalize_due,
+    test_clock_catch_up,
+)
 
 
 def _moment(value: str | None) -> datetime:
@@ -26,10 +32,15 @@ def _moment(value: str | None) -> datetime:
     return moment
 
 
-def billing_run_enqueue(*, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> BillingRun:
-    """Record a run and queue one task per chunk of subscriptions, once the run row is committed."""
+def billing_run_enqueue(
+    *, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE, subscription_ids: list[str] | None = None
+) -> BillingRun:
+    """Record a run and queue one task per chunk of subscriptions, once the run row is committed.
+    ``subscription_ids`` restricts the run to these subscriptions (a request's catch-up)."""
     with transaction.atomic():
-        run, chunks = billing_run_create(as_of=as_of, trigger=trigger, chunk_size=chunk_size, now=timezone.now())
+        run, chunks = billing_run_create(
+            as_of=as_of, trigger=trigger, chunk_size=chunk_size, now=timezone.now(), subscription_ids=subscription_ids
+        )
         for chunk in chunks:
             transaction.on_commit(
                 lambda chunk=chunk: billing_run_chunk_task.delay(run.pk, chunk, run.as_of.isoformat())
@@ -49,6 +60,15 @@ def close_billing_periods_task(
 def billing_run_chunk_task(run_id: int, subscription_ids: list[str], as_of: str) -> dict[str, int]:
     outcome = billing_run_process_chunk(run_id=run_id, subscription_ids=subscription_ids, as_of=_moment(as_of))
     return {"created": outcome.created, "skipped": outcome.skipped, "failed": outcome.failed}
+
+
+@shared_task(name="invoicing.test_clock_catch_up", acks_late=True)
+def test_clock_catch_up_task(run_id: int, chunks: list[list[str]], to: str, test_clock_id: str) -> None:
+    """The periods a test clock advance left to the background (safe to retry: what exists is skipped)."""
+    test_clock_catch_up(run_id=run_id, chunks=chunks, to=_moment(to), test_clock_id=test_clock_id)
+
+
+test_clock_catch_up_task.__test__ = False  # not a pytest test
 
 
 @shared_task(name="invoicing.finalize_due_invoices")
