@@ -684,7 +684,7 @@ def subscription_start(
             subscription, now=now, trigger="subscription_start", max_periods=settings.METERLINE_INLINE_CATCHUP_PERIODS
         )
         if deferred:
-            catch_up = _catch_up_enqueue(subscription_ids=[subscription.pk], as_of=now, pending=deferred)
+            catch_up = _catch_up_enqueue(subscription_ids=[subscription.pk], as_of=now, pending=deferred, now=now)
     subscription = _load(subscription)
     subscription.catch_up = catch_up
     return subscription
