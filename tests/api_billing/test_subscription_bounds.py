@@ -114,13 +114,6 @@ def test_a_start_a_year_back_bills_three_periods_in_the_request_and_says_nine_ar
     )
 
 
-def test_a_recent_start_has_no_catch_up_key(subscribe, arrears_plan):
-    response = subscribe(arrears_plan)
-
-    assert response.status_code == 201
-    assert "catchUp" not in response.json()
-
-
 def test_advancing_a_clock_a_year_says_what_the_background_run_bills(
     api_client, subscribe, arrears_plan, clock, django_capture_on_commit_callbacks
 ):
