@@ -272,6 +272,18 @@ class ServiceSubscriptionAdmin(ServiceRefusalAdminMixin, CatalogSubscriptionAdmi
         obj.pk = subscription.pk
         obj.refresh_from_db()
         obj._state.adding = False
+        if subscription.catch_up is not None:
+            run = subscription.catch_up.billing_run
+            self.message_user(
+                request,
+                format_html(
+                    '{} elapsed periods are being invoiced in the background by <a href="{}">{}</a>.',
+                    subscription.catch_up.pending_periods,
+                    reverse("admin:invoicing_billingrun_change", args=[run.pk]),
+                    run,
+                ),
+                messages.INFO,
+            )
         opening = services.subscription_opening_invoice(subscription)
         if opening is not None:
             waiting = (

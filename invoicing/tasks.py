@@ -21,6 +21,7 @@ from .services import (
     billing_run_process_chunk,
     billing_runs_close_stalled,
     invoices_finalize_due,
+    test_clock_catch_up,
 )
 
 
@@ -34,9 +35,16 @@ def _moment(value: str | None) -> datetime:
 
 
 def billing_run_enqueue(
-    *, as_of: datetime, trigger: str, chunk_size: int = DEFAULT_CHUNK_SIZE, requested_by: str = "", note: str = ""
+    *,
+    as_of: datetime,
+    trigger: str,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    requested_by: str = "",
+    note: str = "",
+    subscription_ids: list[str] | None = None,
 ) -> BillingRun:
-    """Record a run and queue one task per chunk of subscriptions, once the run row is committed."""
+    """Record a run and queue one task per chunk of subscriptions, once the run row is committed.
+    ``subscription_ids`` restricts the run to these subscriptions (a request's catch-up)."""
     with transaction.atomic():
         run, chunks = billing_run_create(
             as_of=as_of,
@@ -45,6 +53,7 @@ def billing_run_enqueue(
             now=timezone.now(),
             requested_by=requested_by,
             note=note,
+            subscription_ids=subscription_ids,
         )
         for number, chunk in enumerate(chunks):
             transaction.on_commit(
@@ -81,6 +90,15 @@ def billing_run_chunk_task(
         run_id=run_id, subscription_ids=subscription_ids, as_of=_moment(as_of), chunk=chunk
     )
     return {"created": outcome.created, "skipped": outcome.skipped, "failed": outcome.failed}
+
+
+@shared_task(name="invoicing.test_clock_catch_up", acks_late=True)
+def test_clock_catch_up_task(run_id: int, chunks: list[list[str]], to: str, test_clock_id: str) -> None:
+    """The periods a test clock advance left to the background (safe to retry: what exists is skipped)."""
+    test_clock_catch_up(run_id=run_id, chunks=chunks, to=_moment(to), test_clock_id=test_clock_id)
+
+
+test_clock_catch_up_task.__test__ = False  # not a pytest test
 
 
 @shared_task(name="invoicing.finalize_due_invoices")

@@ -263,6 +263,17 @@ METERLINE_EVENT_FUTURE_TOLERANCE = timedelta(minutes=5)
 METERLINE_BILLING_RUN_STALL_TIMEOUT = timedelta(minutes=45)
 # Retry-After (seconds) of the API's 503 answer when the database cannot be reached (catalog/API.md).
 METERLINE_RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "1"))
+# Bounds on the times a request may ask for (invoicing/API.md, "Time bounds"): every elapsed period of a
+# backdated start or a test clock's advance is one invoice, so an unbounded time is unbounded work.
+# How far back a subscription may start (days before its current time: now, or its test clock's time).
+METERLINE_BACKDATE_HORIZON_DAYS = int(os.environ.get("METERLINE_BACKDATE_HORIZON_DAYS", "366"))
+# How far ahead a subscription may start (days after its current time).
+METERLINE_START_MAX_AHEAD_DAYS = int(os.environ.get("METERLINE_START_MAX_AHEAD_DAYS", "1827"))
+# How far ahead of the real time a test clock may be set or advanced.
+METERLINE_TEST_CLOCK_MAX_AHEAD_DAYS = int(os.environ.get("METERLINE_TEST_CLOCK_MAX_AHEAD_DAYS", "1827"))
+# Elapsed periods a request (a backdated start, a test clock advance) invoices itself, per subscription;
+# the rest go to a background billing run (trigger "catch_up").
+METERLINE_INLINE_CATCHUP_PERIODS = int(os.environ.get("METERLINE_INLINE_CATCHUP_PERIODS", "3"))
 
 # Operations (README, "Health, metrics and logs").
 # /health/ready fails when beat has not sent the close-billing-periods task (every 15 minutes) for this

@@ -13,6 +13,7 @@ import binascii
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.utils import timezone
@@ -108,6 +109,17 @@ def subscription_body(request, subscriptions, *, many: bool = False, include_cus
     return data if many else data[0]
 
 
+def catch_up_body(catch_up: services.CatchUp) -> dict:
+    """Meterline's extension: ended periods this request left to a background billing run."""
+    run = catch_up.billing_run
+    return {
+        "status": "pending",
+        "pendingPeriods": catch_up.pending_periods,
+        "inlinePeriodLimit": settings.METERLINE_INLINE_CATCHUP_PERIODS,
+        "billingRunId": run.pk,
+    }
+
+
 class SubscriptionCollectionApi(BillingApi):
     @extend_schema(
         operation_id="listSubscriptions",
@@ -166,7 +178,10 @@ class SubscriptionCollectionApi(BillingApi):
         description="Starts the subscription (invoicing.services.subscription_start). When the plan has in-advance "
         "or one-off fees, Invoice 0 is issued at once; with an amount due the subscription is `pending_payment` "
         "and `payment.status` is `pending` until that invoice is paid (POST /v2/invoices/{id}/payment "
-        "out_of_band). A zero-amount Invoice 0 is paid at once (`payment.status: paid`). " + LIMITATIONS,
+        "out_of_band). A zero-amount Invoice 0 is paid at once (`payment.status: paid`). A backdated start invoices at "
+        "most METERLINE_INLINE_CATCHUP_PERIODS ended periods itself; the rest are billed by a background billing run "
+        "named by the extension `catchUp {status, pendingPeriods, inlinePeriodLimit, billingRunId}`. `startedAt` "
+        "beyond METERLINE_BACKDATE_HORIZON_DAYS back or METERLINE_START_MAX_AHEAD_DAYS ahead → 400. " + LIMITATIONS,
     )
     def post(self, request):
         data = self.body(s.SubscriptionCreateInput)
@@ -194,10 +209,16 @@ class SubscriptionCollectionApi(BillingApi):
                     test_clock=data.get("test_clock"),
                     extra_fields=extra,
                 )
+        except services.TimeBoundError as error:
+            raise exceptions.ValidationError({error.field: [str(error)]}) from None
         except InvoiceError as error:
             raise exceptions.ValidationError({"planId": [str(error)]}) from None
+        catch_up = subscription.catch_up
         subscription = _subscription_get(self.merchant, subscription.pk)
-        return Response(subscription_body(request, subscription), status=status.HTTP_201_CREATED)
+        body = subscription_body(request, subscription)
+        if catch_up is not None:
+            body["catchUp"] = catch_up_body(catch_up)
+        return Response(body, status=status.HTTP_201_CREATED)
 
     def _inline_customer(self, fields: dict) -> Customer:
         fields = dict(fields)
@@ -341,17 +362,23 @@ class TestClockCollectionApi(BillingApi):
         tags=["testClocks"],
         request=s.TestClockCreateInput,
         responses={201: s.TestClockOutput, **ERRORS},
-        description="currentTime defaults to now and may be in the past.",
+        description="currentTime defaults to now and may be in the past; at most METERLINE_TEST_CLOCK_MAX_AHEAD_DAYS "
+        "ahead of the real time (else 400 currentTime).",
     )
     def post(self, request):
         data = self.body(s.TestClockCreateInput)
         check_merchant(request, data.get("merchant_id"))
-        clock = services.test_clock_create(
-            merchant=self.merchant,
-            current_time=data.get("current_time") or timezone.now(),
-            name=data.get("name") or "",
-            description=data.get("description") or "",
-        )
+        now = timezone.now()
+        try:
+            clock = services.test_clock_create(
+                merchant=self.merchant,
+                current_time=data.get("current_time") or now,
+                name=data.get("name") or "",
+                description=data.get("description") or "",
+                now=now,
+            )
+        except services.TimeBoundError as error:
+            raise exceptions.ValidationError({"currentTime": [str(error)]}) from None
         return Response(s.TestClockOutput(clock).data, status=status.HTTP_201_CREATED)
 
 
@@ -370,7 +397,9 @@ class TestClockDetailApi(BillingApi):
         description="Moves the clock forward (`currentTime`, or `advanceBy` an ISO 8601 duration such as P1M, P7D, "
         "PT2H, P1Y2M3DT4H5M6S; years and months are calendar months, day clamped) and bills the clock's "
         "subscriptions synchronously with the beat's code: every period ended by the new time is invoiced and "
-        "drafts whose grace period ended are issued. A time that does not move forward → 400.",
+        "drafts whose grace period ended are issued. At most METERLINE_INLINE_CATCHUP_PERIODS periods per subscription "
+        "are invoiced in the request, the rest by a background billing run (extension `catchUp`). A time that does "
+        "not move forward, or lies more than METERLINE_TEST_CLOCK_MAX_AHEAD_DAYS ahead of the real time → 400.",
     )
     def patch(self, request, id: str):
         clock = _clock_get(self.merchant, id)
@@ -384,12 +413,17 @@ class TestClockDetailApi(BillingApi):
         else:
             to, field = data["current_time"], "currentTime"
         try:
-            services.test_clock_advance(test_clock=clock, to=to, now=timezone.now())
+            run = services.test_clock_advance(test_clock=clock, to=to, now=timezone.now())
+        except services.TimeBoundError as error:
+            raise exceptions.ValidationError({field: [str(error)]}) from None
         except services.TestClockError as error:
             if error.conflict:
                 raise _conflict(str(error), "TEST_CLOCK_DELETED") from None
             raise exceptions.ValidationError({field: [str(error)]}) from None
-        return Response(s.TestClockOutput(_clock_get(self.merchant, id)).data)
+        body = s.TestClockOutput(_clock_get(self.merchant, id)).data
+        if run.catch_up is not None:
+            body["catchUp"] = catch_up_body(run.catch_up)
+        return Response(body)
 
     @extend_schema(
         operation_id="deleteTestClock",

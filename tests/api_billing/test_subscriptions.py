@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 from paygentic_sdk.models import Subscription as ClientSubscription
 
 from catalog.models import Customer, SubscriptionStatus
@@ -99,7 +100,7 @@ def test_inline_customer_is_created(api_client, plan, merchant):
         {
             "name": "Globex - Pro",
             "planId": plan.id,
-            "startedAt": "2025-01-01T00:00:00Z",
+            "startedAt": (timezone.now() - timedelta(days=10)).isoformat(),  # within the backdating horizon
             "customer": {"name": "Globex", "email": "ap@globex.test", "address": {"country": "de", "zipCode": "10115"}},
         },
         format="json",
@@ -149,7 +150,7 @@ def test_inline_customer_needs_country_and_zip(api_client, plan):
         {
             "name": "N",
             "planId": plan.id,
-            "startedAt": "2025-01-01T00:00:00Z",
+            "startedAt": (timezone.now() - timedelta(days=10)).isoformat(),  # within the backdating horizon
             "customer": {"name": "Globex", "email": "ap@globex.test", "address": {"city": "Berlin"}},
         },
         format="json",

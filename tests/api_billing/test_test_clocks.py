@@ -120,14 +120,17 @@ def test_malformed_durations_are_refused(text):
         parse_duration(text)
 
 
-def test_a_year_on_a_monthly_plan_writes_twelve_invoices(api_client, subscribe, arrears_plan, customer, clock):
+def test_a_year_on_a_monthly_plan_writes_twelve_invoices(
+    api_client, subscribe, arrears_plan, customer, clock, django_capture_on_commit_callbacks
+):
     # given: 1,000,000 tokens on the 10th of every month of 2025
     sub = subscribe(arrears_plan).json()
     for month in range(1, 13):
         record_usage(customer, arrears_plan, datetime(2025, month, 10, tzinfo=UTC), 1_000_000)
 
-    # when
-    response = api_client.patch(f"/v0/testClocks/{clock.id}", {"advanceBy": "P1Y"}, format="json")
+    # when: the request bills 3 months, the background catch-up run (run here on commit) the other 9
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.patch(f"/v0/testClocks/{clock.id}", {"advanceBy": "P1Y"}, format="json")
 
     # then: 12 closed months of $2; all but December are past their 24 h grace period and issued
     assert response.json()["currentTime"] == "2026-01-01T00:00:00Z"

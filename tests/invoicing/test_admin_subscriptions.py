@@ -16,6 +16,7 @@ from django.urls import reverse
 from catalog.models import PaymentTerm, Subscription, SubscriptionStatus
 from catalog.pricing.currency import format_money
 from invoicing.models import (
+    BillingRun,
     Invoice,
     InvoiceError,
     InvoiceKind,
@@ -547,3 +548,44 @@ def test_a_viewer_sees_the_subscription_but_no_button_and_every_action_is_refuse
         "Acme · Basic",
     )
     assert SubscriptionPlanChange.objects.count() == 0
+
+
+def test_a_start_beyond_the_backdating_horizon_is_refused_on_the_add_page(
+    billing_admin_client, seller, basic, at, settings
+):
+    settings.METERLINE_BACKDATE_HORIZON_DAYS = 366
+    at(datetime(2026, 2, 10, tzinfo=UTC))
+    acme = CustomerFactory(merchant=seller)
+
+    response = billing_admin_client.post(
+        reverse("admin:catalog_subscription_add"), add_form(acme, basic, started_at_0="1000-01-01")
+    )
+
+    assert (response.status_code, response.url) == (302, reverse("admin:catalog_subscription_add"))
+    assert texts(response) == [
+        "The subscription was not started: The start may lie at most 366 days in the past"
+        " (not before 2025-02-09T00:00:00+00:00)."
+    ]
+    assert (Subscription.objects.count(), Invoice.objects.count(), LogEntry.objects.count()) == (0, 0, 0)
+
+
+def test_a_start_a_year_back_says_which_periods_the_background_run_invoices(
+    billing_admin_client, seller, basic, at, settings, django_capture_on_commit_callbacks
+):
+    settings.METERLINE_INLINE_CATCHUP_PERIODS = 3
+    settings.METERLINE_BACKDATE_HORIZON_DAYS = 366
+    at(datetime(2026, 1, 1, tzinfo=UTC))  # twelve months after the start
+    acme = CustomerFactory(merchant=seller)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = billing_admin_client.post(
+            reverse("admin:catalog_subscription_add"), add_form(acme, basic, started_at_0="2025-01-01")
+        )
+
+    run = BillingRun.objects.get(trigger="catch_up")
+    assert (
+        f'9 elapsed periods are being invoiced in the background by <a href="/admin/invoicing/billingrun/{run.pk}/change/">'
+        in texts(response)[0]
+    )
+    added = Subscription.objects.get(customer=acme)
+    assert Invoice.objects.filter(subscription=added, kind=InvoiceKind.RECURRING).count() == 12
