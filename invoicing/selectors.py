@@ -15,6 +15,7 @@ from catalog.pricing import rate, round_money
 
 from .calculation import Biller, ComposedInvoice, explanation_of, subscription_period_at
 from .models import CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .periods import Period
 from .usage import usage_input
 
 BILLED = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
@@ -29,8 +30,16 @@ def invoice_list_for_period(*, merchant, start: datetime, end: datetime) -> Quer
     )
 
 
-def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
-    """What the subscription's current period would bill if it closed now (nothing is written)."""
+@dataclass(frozen=True)
+class _CurrentPeriod:
+    subscription: Subscription
+    moment: datetime  # now by the subscription's own clock
+    period: Period
+    charge_from: datetime | None  # a plan change inside the period: its charges start there
+
+
+def _current_period(subscription: Subscription, now: datetime) -> _CurrentPeriod | None:
+    """The active, started subscription's current period as the previews compose it (None otherwise)."""
     subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
         pk=subscription.pk
     )
@@ -42,7 +51,17 @@ def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInv
     period = subscription_period_at(subscription, moment)
     last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
     charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None
-    return Biller().compose_recurring(subscription, period, charge_from=charge_from, until=moment)
+    return _CurrentPeriod(subscription, moment, period, charge_from)
+
+
+def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
+    """What the subscription's current period would bill if it closed now (nothing is written)."""
+    current = _current_period(subscription, now)
+    if current is None:
+        return None
+    return Biller().compose_recurring(
+        current.subscription, current.period, charge_from=current.charge_from, until=current.moment
+    )
 
 
 def customer_invoice_previews(*, customer: Customer, now: datetime) -> list[tuple[Subscription, ComposedInvoice]]:
@@ -187,16 +206,9 @@ def subscription_termination_preview(*, subscription: Subscription, now: datetim
     """The final invoice terminating ``subscription`` now would write for its current period (usage and
     in-arrears fees up to now, unused in-advance days credited), composed in memory: nothing is saved.
     None when the subscription is not active or has not started (by its own clock)."""
-    subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
-        pk=subscription.pk
-    )
-    if subscription.status != SubscriptionStatus.ACTIVE:
+    current = _current_period(subscription, now)
+    if current is None:
         return None
-    moment = subscription.test_clock.current_time if subscription.test_clock_id else now
-    if moment < subscription.started_at:
-        return None
-    subscription.terminated_at = moment  # in memory only, as subscription_terminate sets it
-    period = subscription_period_at(subscription, moment)
-    last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
-    charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None
-    return Biller().compose_recurring(subscription, period, charge_from=charge_from)
+    subscription = current.subscription
+    subscription.terminated_at = current.moment  # in memory only, as subscription_terminate sets it
+    return Biller().compose_recurring(subscription, current.period, charge_from=current.charge_from)
