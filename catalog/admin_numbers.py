@@ -7,7 +7,10 @@ by every admin of every app (invoicing and wallets import it; imports point down
 - inputs: ``DECIMAL_FORMFIELD_OVERRIDES`` (``formfield_overrides`` of an admin or inline) makes each
   ``models.DecimalField`` a :class:`NormalizedDecimalField`, whose input shows ``1000000`` and ``0``;
 - columns and read-only fields: :func:`number_display` (``1,000,000``) and :func:`money_display`
-  (``$1,000,000.00``, in the row's currency), which reuse ``format_number`` and ``format_money``.
+  (``$1,000,000.00``, in the row's currency), which reuse ``format_number`` and ``format_money``;
+- every other place a decimal field is shown read-only (a column or read-only field naming the model
+  field, a viewer's page, an inline): :class:`NormalizedNumbersAdminMixin`, which every billing admin has
+  through ``MerchantScopedAdminMixin`` (and the schedule's through ``PlatformWideAdminMixin``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ def _attribute(obj, path: str):
     return obj
 
 
+def _money(value: Decimal, code: str | None) -> str:
+    try:
+        return format_money(value, code)
+    except UnknownCurrencyError:
+        return f"{format_number(value)} {code or ''}".strip()
+
+
 def number_display(field: str, description: str, *, suffix: str = "") -> Callable:
     """An admin display method showing ``field`` as finance writes it: 1,000,000 and 0.000002."""
 
@@ -68,11 +78,7 @@ def money_display(field: str, description: str, *, currency: str = "currency") -
         value = getattr(obj, field)
         if value is None:
             return "—"
-        code = _attribute(obj, currency)
-        try:
-            return format_money(value, code)
-        except UnknownCurrencyError:
-            return f"{format_number(value)} {code or ''}".strip()
+        return _money(value, _attribute(obj, currency))
 
     return display
 
@@ -81,20 +87,13 @@ def money_display(field: str, description: str, *, currency: str = "currency") -
 def _shown_number(model: type[models.Model], name: str, currency: str | None) -> Callable:
     """The read-only display of decimal field ``name``: always the same callable, so membership tests hold."""
     field = model._meta.get_field(name)
-    render = format_number if currency is None else None
 
     @admin.display(description=field.verbose_name, ordering=name)
     def shown(obj) -> str:
         value = getattr(obj, name)
         if value is None:
             return "—"
-        if render is not None:
-            return render(value)
-        code = _attribute(obj, currency)
-        try:
-            return format_money(value, code)
-        except UnknownCurrencyError:
-            return f"{format_number(value)} {code or ''}".strip()
+        return format_number(value) if currency is None else _money(value, _attribute(obj, currency))
 
     shown.__name__ = shown.__qualname__ = name  # the page's CSS class stays field-<name>
     shown.number_field = name
