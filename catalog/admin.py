@@ -363,6 +363,7 @@ class PlanPriceInline(PriceSummaryInline):
 @admin.register(models.Plan)
 class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     merchant_path = "merchant"
+    money_fields = {"minimum_commitment": "currency"}
     """Plans. ``PlanAdminForm`` refuses what ``plan_update`` refuses (cadence or anchor of a plan live
     subscriptions bill); merchant, product, currency and billing mode are fixed once created (the API
     cannot change them either)."""

@@ -21,11 +21,15 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from .admin_numbers import NormalizedNumbersAdminMixin
 from .admin_scoping import request_merchant_ids
 
 
-class PlatformWideAdminMixin:
-    """Rows shared by every merchant: only staff not limited to merchants may add, change or delete them."""
+class PlatformWideAdminMixin(NormalizedNumbersAdminMixin):
+    """Rows shared by every merchant: only staff not limited to merchants may add, change or delete them.
+
+    Numbers (a solar schedule's latitude and longitude) are shown normalized, as on every billing page.
+    """
 
     def has_add_permission(self, request) -> bool:
         return request_merchant_ids(request) is None and super().has_add_permission(request)

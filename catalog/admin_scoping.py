@@ -26,6 +26,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
+from .admin_numbers import NormalizedNumbersAdminMixin
 from .models import Merchant
 from .selectors import staff_merchant_ids
 
@@ -96,8 +97,11 @@ class MerchantScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
         return field.get_choices(include_blank=False, ordering=ordering, limit_choices_to=condition)
 
 
-class MerchantScopedAdminMixin:
-    """Keeps a staff user bound to merchants inside their merchants on this admin page (see the module)."""
+class MerchantScopedAdminMixin(NormalizedNumbersAdminMixin):
+    """Keeps a staff user bound to merchants inside their merchants on this admin page (see the module).
+
+    Every billing admin mixes it in, so it also carries how they show numbers (``admin_numbers``).
+    """
 
     merchant_path: str | None  # every subclass declares it (``manage.py check`` says which one did not)
 

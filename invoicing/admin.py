@@ -92,6 +92,7 @@ def invoices_csv(invoices, filename: str) -> HttpResponse:
 class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = InvoiceLine
     merchant_path = "invoice__merchant"
+    money_fields = {"amount": "invoice.currency"}
     extra = 0
     can_delete = False
     fields = ("position", "kind", "description", "quantity_display", "amount_display", "breakdown")
@@ -120,6 +121,7 @@ class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = CreditNote
     merchant_path = "merchant"
+    money_fields = dict.fromkeys(("subtotal", "tax", "total"), "currency")
     extra = 0
     can_delete = False
     fields = ("number", "issued_at", "reason", "total_display")
@@ -136,6 +138,7 @@ class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, Attributed
     """Invoices are written by services only; "History" lists every recorded change and who made it."""
 
     merchant_path = "merchant"
+    money_fields = dict.fromkeys(("subtotal", "tax", "total", "amount_due"), "currency")
     list_display = ("__str__", "customer", "kind", "period_start", "period_end", "status", "total_display", "issued_at")
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
@@ -332,6 +335,7 @@ class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, Attributed
 class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = CreditNoteLine
     merchant_path = "credit_note__merchant"
+    money_fields = {"amount": "credit_note.currency"}
     extra = 0
     can_delete = False
     fields = ("invoice_line", "description", "amount_display")
@@ -345,6 +349,7 @@ class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 @admin.register(CreditNote)
 class CreditNoteAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
+    money_fields = dict.fromkeys(("subtotal", "tax", "total"), "currency")
     list_display = ("number", "invoice", "customer", "issued_at", "total_display")
     search_fields = ("number", "invoice__number", "customer__name")
     inlines = (CreditNoteLineInline,)

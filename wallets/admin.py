@@ -35,6 +35,20 @@ from .webhooks import webhook_delivery_retry_now
 LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
 
 
+WALLET_MONEY = dict.fromkeys(
+    (
+        "balance",
+        "reserved_credit",
+        "overage_outstanding",
+        "expiring_credit",
+        "low_balance_threshold",
+        "auto_top_up_threshold",
+        "auto_top_up_amount",
+    ),
+    "currency",
+)
+
+
 class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     """Rows written only by services: viewable, never added, changed or deleted here."""
 
@@ -241,6 +255,7 @@ class BelowThresholdFilter(admin.SimpleListFilter):
 @admin.register(Wallet)
 class WalletAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
+    money_fields = WALLET_MONEY
     list_display = (
         "customer",
         "currency",
@@ -311,6 +326,7 @@ class WalletAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.Mode
 @admin.register(LowBalanceWallet)
 class LowBalanceWalletAdmin(ReadOnlyAdmin):
     merchant_path = "merchant"
+    money_fields = WALLET_MONEY
     list_display = (
         "customer",
         "currency",
@@ -329,6 +345,7 @@ class LowBalanceWalletAdmin(ReadOnlyAdmin):
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     merchant_path = "wallet__merchant"
+    money_fields = dict.fromkeys(("amount", "balance_after", "overage_amount"), "wallet.currency")
     list_display = (
         "occurred_at",
         "wallet",
@@ -357,6 +374,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 @admin.register(CreditLot)
 class CreditLotAdmin(ReadOnlyAdmin):
     merchant_path = "wallet__merchant"
+    money_fields = dict.fromkeys(("original_amount", "remaining", "price_paid"), "wallet.currency")
     list_display = (
         "wallet",
         "kind",
@@ -377,6 +395,7 @@ class CreditLotAdmin(ReadOnlyAdmin):
 @admin.register(Commitment)
 class CommitmentAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
+    money_fields = dict.fromkeys(("amount", "drawn_amount", "shortfall"), "currency")
     list_display = (
         "customer",
         "amount_display",

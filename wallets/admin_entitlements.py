@@ -18,13 +18,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from catalog.admin_scoping import MerchantScopedAdminMixin
+from catalog.descriptions import format_number
 from catalog.models import FeatureType
 
 from . import entitlements as ent
 from .burndown import ZERO
 from .forms import GrantForm
 from .models import Entitlement, EntitlementGrant
-from .services import amount_str
 
 ADD_GRANT = "wallets.add_entitlementgrant"
 VOID_GRANT = "wallets.change_entitlementgrant"
@@ -43,7 +43,8 @@ def _day(moment) -> str:
 
 
 def _credits(value) -> str:
-    return "—" if value is None else amount_str(value)
+    """Credits as finance writes them: 1,000 and 0.5, never 1000.000000000000 or 1E+3."""
+    return "—" if value is None else format_number(value)
 
 
 def _state(entitlement: Entitlement) -> ent.EntitlementState | str:

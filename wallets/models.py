@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
+from catalog.descriptions import format_number
 from catalog.ids import PublicIdField
 from catalog.models import RATE_DIGITS, BillableMetric, Customer, Merchant, Subscription
 from catalog.validators import validate_currency_code
@@ -447,7 +448,7 @@ class EntitlementGrant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} on {self.entitlement_id}"
+        return f"{format_number(self.amount)} on {self.entitlement_id}"
 
 
 class GrantPurchase(models.Model):
@@ -478,7 +479,7 @@ class GrantPurchase(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} on {self.entitlement_id} ({self.invoice_ref})"
+        return f"{format_number(self.amount)} on {self.entitlement_id} ({self.invoice_ref})"
 
 
 class PeriodDebitTotal(models.Model):

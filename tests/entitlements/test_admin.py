@@ -264,3 +264,25 @@ def test_the_page_shows_the_allowance_and_its_rollover(
     assert "Per-period allowance: 100 issued at each reset, 70 left this period." in html
     assert '<div class="readonly">30</div>' in html  # most of the allowance kept at a reset
     assert "No grants yet." in html
+
+
+def test_grant_amounts_read_as_finance_writes_them_on_every_grant_page(billing_admin_client, metered, now):
+    grant = _grant(metered, "1000000", "million", now, reset_max_rollover=Decimal("2500.5"))
+
+    entitlement_page = billing_admin_client.get(_change_url(metered)).content.decode()
+    void_page = billing_admin_client.get(_void_url(metered, grant)).content.decode()
+    grant_page = billing_admin_client.get(
+        reverse("admin:wallets_entitlementgrant_change", args=[quote(grant.pk)])
+    ).content.decode()
+    grant_list = billing_admin_client.get(reverse("admin:wallets_entitlementgrant_changelist")).content.decode()
+
+    assert f"<tr><td>{grant.pk}</td><td>1,000,000</td><td>1,000,000</td>" in entitlement_page
+    assert "<td>at most 2,500.5</td>" in entitlement_page
+    assert f"Void grant {grant.pk} of 1,000,000 credits (1,000,000 left now)?" in void_page
+    assert '<div class="readonly">1,000,000</div>' in grant_page
+    assert '<div class="readonly">2,500.5</div>' in grant_page
+    assert f"1,000,000 on {metered.pk}" in grant_page
+    assert '<td class="field-amount">1,000,000</td>' in grant_list
+    for page in (entitlement_page, void_page, grant_page, grant_list):
+        assert "1000000.000000000000" not in page
+        assert "1E+6" not in page
