@@ -35,7 +35,8 @@ def _run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("SECURE_", "DATABASE_URL", "SECRET_KEY", "CACHE_URL"))
+        # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE (tests/browser/conftest.py) is no production setting.
+        if not key.startswith(("SECURE_", "DATABASE_URL", "SECRET_KEY", "CACHE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"))
     }
     environment.update(
         {
