@@ -63,8 +63,6 @@ from .lookup import realtime_subscriptions_of_request
 from .outcome import Debit, RealtimeOutcome, Refusal
 from .windows import PlanPart, UsageWindow, debited_prices, period_invoiced, plan_segment, usage_window
 
-ZERO = Decimal(0)
-
 UsageKey = counters.UsageKey  # (metric id, window start, window end)
 CounterKey = counters.CounterKey  # (usage key, customer id)
 _GroupKey = tuple[str, str, int]  # (subscription id, price id, period index): a _DebitGroup
