@@ -79,6 +79,15 @@ class ComposedInvoice:
 
 # -- subscription timing ---------------------------------------------------------------------------
 
+# What reading a subscription to bill it needs with it (``select_related``).
+SUBSCRIPTION_RELATED = ("customer", "plan", "merchant", "test_clock")
+
+
+def subscription_now(subscription: Subscription, now: datetime) -> datetime:
+    """The time a subscription lives in: its test clock's, else ``now``."""
+    clock = subscription.test_clock
+    return clock.current_time if clock is not None else now
+
 
 def subscription_end(subscription: Subscription) -> datetime | None:
     """When billing stops: the termination moment, else the scheduled end."""

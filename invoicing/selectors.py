@@ -1,5 +1,6 @@
 """Reads of invoicing: invoices for a period, upcoming invoice previews, late usage not billed, what is left
-to credit on an invoice, what terminating a subscription now would bill."""
+to credit on an invoice, what terminating a subscription now would bill, the running usage cost of
+real-time subscriptions."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from django.db.models import QuerySet
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import rate, round_money
+from wallets.selectors import period_debits_so_far
 
-from .calculation import Biller, ComposedInvoice, explanation_of, subscription_period_at
+from .calculation import Biller, ComposedInvoice, explanation_of, subscription_now, subscription_period_at
 from .models import CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 from .periods import Period
+from .realtime.lookup import realtime_subscriptions_named
 from .usage import usage_input
 
 BILLED = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
@@ -212,3 +215,58 @@ def subscription_termination_preview(*, subscription: Subscription, now: datetim
     subscription = current.subscription
     subscription.terminated_at = current.moment  # in memory only, as subscription_terminate sets it
     return Biller().compose_recurring(subscription, current.period, charge_from=current.charge_from)
+
+
+# -- real-time usage cost --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodUsageCost:
+    """A real-time subscription's current period: the usage cost debited so far (exact as of the last
+    accepted event), how much prepaid credit covered and what is left for the invoice (overage)."""
+
+    subscription_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    debited: Decimal
+    covered_by_credit: Decimal
+    overage: Decimal
+
+
+def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | None = None) -> list[PeriodUsageCost]:
+    """The current period's usage cost of each of the customer's active real-time subscriptions, from
+    the running debit totals (the debits are the running price): one query for the subscriptions and
+    one for their totals, whatever the number of events, debits or subscriptions."""
+    # The hot path's prepared statement (no ORM query building: this read must answer in < 10 ms).
+    subscriptions = sorted(
+        (
+            subscription
+            for subscription in realtime_subscriptions_named(
+                merchant_id=customer.merchant_id, subjects={customer.pk}, externals=set()
+            )
+            if not currency or subscription.plan.currency == currency
+        ),
+        key=lambda subscription: (subscription.started_at, subscription.pk),
+    )
+    periods = [subscription_period_at(sub, subscription_now(sub, now)) for sub in subscriptions]
+    # Every plan's part of each period (an upgrade splits it): what was debited, from the running
+    # totals (one query for all the subscriptions, whatever the number of debits).
+    so_far = period_debits_so_far(
+        periods=[(sub.pk, period.start, period.end) for sub, period in zip(subscriptions, periods, strict=True)]
+    )
+    costs = []
+    for subscription, period in zip(subscriptions, periods, strict=True):
+        debits = so_far[subscription.pk]
+        costs.append(
+            PeriodUsageCost(
+                subscription_id=subscription.pk,
+                currency=subscription.plan.currency,
+                period_start=period.start,
+                period_end=period.end,
+                debited=debits.debited,
+                covered_by_credit=debits.debited - debits.overage,
+                overage=debits.overage,
+            )
+        )
+    return costs

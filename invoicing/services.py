@@ -32,6 +32,7 @@ from wallets.services import invoice_settlement_record, wallet_lock
 from . import metrics
 from . import usage as usage_source
 from .calculation import (
+    SUBSCRIPTION_RELATED,
     Biller,
     ComposedInvoice,
     LineDraft,
@@ -42,6 +43,7 @@ from .calculation import (
     service_window,
     subscription_end,
     subscription_next_period,
+    subscription_now,
     subscription_period_at,
 )
 from .models import (
@@ -69,13 +71,6 @@ from .selectors import invoice_creditable_lines
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 500
-SUBSCRIPTION_RELATED = ("customer", "plan", "merchant", "test_clock")
-
-
-def subscription_now(subscription: Subscription, now: datetime) -> datetime:
-    """The time a subscription lives in: its test clock's, else ``now``."""
-    clock = subscription.test_clock
-    return clock.current_time if clock is not None else now
 
 
 # -- numbering -------------------------------------------------------------------------------------
@@ -157,7 +152,16 @@ def _insert_invoice(invoice: Invoice, lines: Iterable[LineDraft]) -> bool:
     return True
 
 
-def _issue(invoice: Invoice, *, now: datetime) -> None:
+def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, plan: Plan, **extra) -> Invoice:
+    """Write a composed invoice and its lines as a draft (caller holds the transaction); ``extra``:
+    further ``Invoice`` fields (``adjusts``, ``grace_ends_at``, ...)."""
+    invoice = _invoice_from_composition(composed, subscription=subscription, plan=plan, **extra)
+    invoice.save(force_insert=True)
+    InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
+    return invoice
+
+
+def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
     """Give a draft its number and issue it (caller holds the transaction)."""
     year = now.year
     sequence = _next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
@@ -757,7 +761,7 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
                 invoice.save_without_historical_record(force_insert=True)
                 InvoiceLine.objects.bulk_create(_line_rows(invoice, composed.lines))
                 invoice.merchant = sub.merchant
-                _issue(invoice, now=item.now)
+                invoice_issue(invoice, now=item.now)
                 return True
             period = item.period
             _, end = service_window(sub, period)
@@ -1060,7 +1064,7 @@ def invoice_finalize(*, invoice: Invoice, now: datetime) -> Invoice:
             raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only drafts can be issued.")
         _prepaid_lock(invoice)
         prepaid = _refresh_lines(invoice)
-        _issue(invoice, now=now)
+        invoice_issue(invoice, now=now)
         if prepaid is not None:
             _prepaid_settle(invoice, prepaid, now=now)
     return invoice

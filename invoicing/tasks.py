@@ -110,7 +110,7 @@ def finalize_due_invoices_task(now: str | None = None) -> dict[str, int]:
 @shared_task(name="invoicing.bill_commitment_true_ups")
 def bill_commitment_true_ups_task(now: str | None = None) -> int:
     """True up ended commitments and bill their shortfalls (invoicing/REALTIME.md); returns the count."""
-    from .realtime import commitment_true_ups_bill
+    from .one_off_invoices import commitment_true_ups_bill
 
     return len(commitment_true_ups_bill(now=_moment(now)))
 

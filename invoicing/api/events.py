@@ -25,14 +25,15 @@ from wallets.api.views import customer_with_wallets_or_404
 from wallets.services import amount_str
 
 from .. import realtime
+from ..selectors import customer_usage_cost
 
 PAYMENT_REQUIRED = status.HTTP_402_PAYMENT_REQUIRED
 
 
 def _refusal_details(refusal: realtime.Refusal) -> dict:
     return {
-        "available": realtime._text(refusal.available),
-        "required": realtime._text(refusal.required),
+        "available": amount_str(refusal.available),
+        "required": amount_str(refusal.required),
         "currency": refusal.currency,
     }
 
@@ -90,19 +91,19 @@ class CustomerUsageCostApi(APIView):
             return validation_error_response([{"field": "currency", "message": f"Unknown currency “{currency}”."}])
         customer, wallets = customer_with_wallets_or_404(request, customer_id)
         now = timezone.now()
-        costs = realtime.customer_usage_cost(customer=customer, now=now, currency=currency)
+        costs = customer_usage_cost(customer=customer, now=now, currency=currency)
         wallets = [w for w in wallets if currency is None or w.currency == currency]
         return Response(
             {
                 "object": "customer_usage_cost",
                 "customerId": customer.pk,
-                "asOf": metering_views._iso(now),
+                "asOf": metering_views.iso_utc(now),
                 "subscriptions": [
                     {
                         "subscriptionId": cost.subscription_id,
                         "currency": cost.currency,
-                        "periodStart": metering_views._iso(cost.period_start),
-                        "periodEnd": metering_views._iso(cost.period_end),
+                        "periodStart": metering_views.iso_utc(cost.period_start),
+                        "periodEnd": metering_views.iso_utc(cost.period_end),
                         "usageCost": amount_str(cost.debited),
                         "paidFromBalance": amount_str(cost.covered_by_credit),
                         "overage": amount_str(cost.overage),

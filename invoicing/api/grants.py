@@ -18,7 +18,7 @@ from catalog.api.errors import ApiError
 from catalog.api.fields import DecimalNumber, DecimalString, decimal_string, wire_field_names
 from catalog.api.serializers import Constant, StrictSerializer
 from catalog.pricing import minor_units
-from invoicing.realtime import GrantPurchaseConflict, grant_purchase_create
+from invoicing.one_off_invoices import GrantPurchaseConflict, grant_purchase_create
 from wallets.api.entitlements import CONFLICT, ERRORS, Credits, EntitlementScopedApi
 from wallets.entitlements import EntitlementConflict
 

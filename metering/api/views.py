@@ -35,7 +35,8 @@ def _json(body, status_code: int, headers: dict | None = None) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status_code, content_type="application/json", headers=headers)
 
 
-def _iso(value: datetime) -> str:
+def iso_utc(value: datetime) -> str:
+    """A moment as the API writes it: UTC, ISO 8601, with a Z."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -71,7 +72,7 @@ def event_body(event: UsageEvent | services.AcceptedEvent, *, namespace: str) ->
         "object": "event",
         "type": event.event_type,
         "source": event.source,
-        "timestamp": _iso(event.timestamp),
+        "timestamp": iso_utc(event.timestamp),
         "idempotencyKey": event.idempotency_key,
         "namespace": namespace,
     }
@@ -313,7 +314,11 @@ class MeterApi(APIView):
             ]
         if window_size:
             body["windowedValues"] = [
-                {"windowStart": _iso(row.window_start), "windowEnd": _iso(row.window_end), "value": _number(row.value)}
+                {
+                    "windowStart": iso_utc(row.window_start),
+                    "windowEnd": iso_utc(row.window_end),
+                    "value": _number(row.value),
+                }
                 for row in rows
             ]
         return Response(body)
@@ -330,7 +335,7 @@ def meter_event_body(event: UsageEvent) -> dict:
         "type": event.event_type,
         "source": event.source,
         "subject": event.customer_id or "",
-        "time": _iso(event.timestamp),
+        "time": iso_utc(event.timestamp),
         "idempotencyKey": event.idempotency_key,
         "data": event.data,
     }

@@ -79,12 +79,12 @@ def test_spread_batch_costs_a_fixed_number_of_statements(merchant, real_time_pla
 
 def test_a_customer_found_real_time_skips_the_check(customer, subscription, django_assert_num_queries):
     from catalog.models import BillingMode
-    from invoicing import realtime
+    from invoicing.realtime import lookup
     from metering.models import UsageEvent
 
     fund(customer, "100")
     send(customer, 10)  # creates the usage counter
-    realtime._SEEN_REAL_TIME.discard(customer.pk)  # as in a process that has not seen the customer
+    lookup.SEEN_REAL_TIME.discard(customer.pk)  # as in a process that has not seen the customer
     # the first request asks the one-column check, then the subscriptions
     with django_assert_num_queries(STATEMENTS + 1):
         send(customer, 10)
@@ -98,6 +98,6 @@ def test_a_customer_found_real_time_skips_the_check(customer, subscription, djan
     subscription.save(update_fields=["billing_mode"])
     outcome = send(customer, 10)
     assert outcome.debits == [] and outcome.counts["accepted"] == 1
-    assert customer.pk not in realtime._SEEN_REAL_TIME
+    assert customer.pk not in lookup.SEEN_REAL_TIME
     assert balance(customer) == Decimal("99.7")
     assert UsageEvent.objects.filter(customer=customer).count() == 4

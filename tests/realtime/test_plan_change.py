@@ -17,7 +17,7 @@ import pytest
 
 from catalog.models import BillingMode
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, LineKind, SubscriptionPlanChange
-from invoicing.realtime import customer_usage_cost
+from invoicing.selectors import customer_usage_cost
 from invoicing.services import billing_run_execute, invoice_finalize, subscription_upgrade
 from tests.factories import MeteredPriceFactory, PlanFactory, PriceTierFactory
 from wallets.models import EntryKind, LedgerEntry, Wallet

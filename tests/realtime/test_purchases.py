@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, LineKind
-from invoicing.realtime import commitment_true_ups_bill, credit_purchase
+from invoicing.one_off_invoices import commitment_true_ups_bill, credit_purchase
 from wallets.models import CreditLot, EntryKind, LedgerEntry
 from wallets.services import commitment_create
 

@@ -171,7 +171,7 @@ def test_usage_cost_read_is_a_fixed_number_of_queries(customer, subscription, dj
         send(customer, *[10] * 20)
 
     # when its current period's cost is read: the subscriptions, then their running debit totals
-    from invoicing.realtime import customer_usage_cost
+    from invoicing.selectors import customer_usage_cost
 
     with django_assert_num_queries(2):
         [cost] = customer_usage_cost(customer=customer, now=NOW)
@@ -184,7 +184,7 @@ def test_usage_cost_of_several_subscriptions_is_still_two_queries(
     customer, subscription, real_time_plan, django_assert_num_queries
 ):
     # given a second real-time subscription of the same customer, both debited
-    from invoicing.realtime import customer_usage_cost
+    from invoicing.selectors import customer_usage_cost
     from tests.factories import SubscriptionFactory
 
     from .conftest import MARCH

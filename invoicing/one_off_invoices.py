@@ -1,0 +1,251 @@
+"""One-off invoices: paid top-ups of prepaid credit, purchased entitlement credits and commitment
+shortfalls. Each is one line on an invoice issued at once, filed under a subscription of the customer and
+written by the invoice writer of ``invoicing.services`` (``invoice_insert``, ``invoice_issue``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+
+from catalog.models import Customer, Subscription, SubscriptionStatus
+from catalog.pricing import round_money
+from wallets.entitlements import grant_purchase_find, grant_purchase_record
+from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry
+from wallets.selectors import commitment_true_ups_unbilled
+from wallets.services import (
+    amount_str,
+    commitment_true_up_due,
+    commitment_true_up_mark_billed,
+    credit_top_up,
+    wallet_lock,
+)
+
+from .calculation import SUBSCRIPTION_RELATED, LineDraft, finish_lines, tax_rate_for
+from .models import Invoice, InvoiceError, InvoiceKind, LineKind
+from .services import invoice_insert, invoice_issue
+
+logger = logging.getLogger(__name__)
+
+
+def _billing_subscription(*, customer: Customer, currency: str, subscription: Subscription | None) -> Subscription:
+    """The subscription a one-off invoice is filed under (an invoice always belongs to one): the given
+    one, else the customer's latest active subscription in ``currency`` (real-time ones first)."""
+    if subscription is not None:
+        return subscription
+    candidates = (
+        Subscription.objects.filter(customer=customer, plan__currency=currency)
+        .select_related(*SUBSCRIPTION_RELATED)
+        .order_by("-started_at", "-id")
+    )
+    found = sorted(
+        candidates, key=lambda s: (s.status != SubscriptionStatus.ACTIVE, not s.is_real_time)
+    )  # stable: latest first within each class
+    if not found:
+        raise InvoiceError(f"{customer.pk} has no subscription in {currency} to invoice this under.")
+    return found[0]
+
+
+def _one_off_invoice(*, subscription: Subscription, kind: str, line: LineDraft, now: datetime, taxed: bool) -> Invoice:
+    """``line`` alone on an invoice of ``kind`` dated ``now``, issued (numbered) at once; untaxed unless
+    ``taxed`` (then at the subscription's rate, the plan's tax behaviour)."""
+    plan = subscription.plan
+    composed = finish_lines(
+        kind=kind,
+        lines=[line],
+        currency=plan.currency,
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=tax_rate_for(subscription) if taxed else Decimal(0),
+        tax_behavior=plan.tax_behavior,
+        discount_percent=None,
+        minimum=None,
+        period_start=now,
+        period_end=now,
+    )
+    invoice = invoice_insert(composed, subscription=subscription, plan=plan)
+    invoice.merchant = subscription.merchant
+    invoice_issue(invoice, now=now)
+    return invoice
+
+
+@dataclass(frozen=True)
+class CreditPurchase:
+    invoice: Invoice
+    entry_id: str
+    replayed: bool
+
+
+def credit_purchase(
+    *,
+    customer: Customer,
+    currency: str,
+    amount: Decimal,
+    price_paid: Decimal,
+    idempotency_key: str,
+    now: datetime,
+    subscription: Subscription | None = None,
+    expires_at: datetime | None = None,
+) -> CreditPurchase:
+    """Sell ``amount`` of prepaid credit for ``price_paid``: an issued one-off invoice (kind
+    ``credit_purchase``, one line, untaxed — a prepayment; the usage it pays for is taxed on the period
+    invoice) and the top-up that references it, in one transaction. A replay of ``idempotency_key``
+    returns the first purchase without a second invoice."""
+    with transaction.atomic():
+        wallet_lock(customer=customer, currency=currency)  # serialises replays of the same purchase
+        key = f"purchase:{idempotency_key}"
+        existing = LedgerEntry.objects.filter(
+            wallet__customer=customer, wallet__currency=currency, kind=EntryKind.TOP_UP, idempotency_key=key
+        ).first()
+        if existing is not None:
+            return CreditPurchase(Invoice.objects.get(pk=existing.reference), existing.pk, True)
+        subscription = _billing_subscription(customer=customer, currency=currency, subscription=subscription)
+        rounding = subscription.merchant.rounding_mode
+        line = LineDraft(
+            kind=LineKind.FEE,
+            description=f"Prepaid credit: {amount_str(Decimal(amount))} {currency}",
+            amount=round_money(Decimal(price_paid), currency, rounding),
+            quantity=Decimal(1),
+            unit_price=Decimal(price_paid),
+            service_start=now,
+            service_end=now,
+            explanation={"text": f"{amount_str(Decimal(amount))} {currency} of prepaid credit for {price_paid}"},
+        )
+        invoice = _one_off_invoice(
+            subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=False
+        )
+        result = credit_top_up(
+            customer=customer,
+            currency=currency,
+            amount=amount,
+            idempotency_key=key,
+            now=now,
+            purchase_invoice_ref=invoice.pk,
+            expires_at=expires_at,
+            description=f"Prepaid credit bought on {invoice}",
+        )
+    return CreditPurchase(invoice, result.entry.pk, False)
+
+
+@dataclass(frozen=True)
+class GrantPurchaseResult:
+    purchase: GrantPurchase
+    invoice: Invoice
+    replayed: bool
+
+
+class GrantPurchaseConflict(InvoiceError):
+    """A grant purchase refused by the current state (no subscription to bill under, a reused key)."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def grant_purchase_create(
+    *,
+    entitlement: Entitlement,
+    amount: Decimal,
+    price: Decimal,
+    idempotency_key: str,
+    now: datetime,
+    effective_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    payment_expires_at: datetime | None = None,
+    reset_max_rollover: Decimal | None = None,
+    reset_min_rollover: Decimal | None = None,
+) -> GrantPurchaseResult:
+    """Sell ``amount`` credits of a metered entitlement for ``price``: an issued one-off invoice (kind
+    ``credit_purchase``: prepaid, deferred revenue; taxed like the plan it is filed under) and a pending
+    ``GrantPurchase``. The grant is created when the invoice is paid (``invoice_mark_paid`` /
+    ``invoice_record_payment`` call ``wallets.entitlements.grant_purchase_fulfil``). A replay of
+    ``idempotency_key`` on the entitlement returns the first purchase and its invoice."""
+    with transaction.atomic():
+        Entitlement.objects.select_for_update().filter(pk=entitlement.pk).first()  # serialises replays
+        existing = grant_purchase_find(entitlement=entitlement, idempotency_key=idempotency_key)
+        if existing is not None:
+            if existing.amount != amount or existing.price != price:
+                raise GrantPurchaseConflict(
+                    "This idempotency key was used for a purchase of another amount or price.",
+                    code="IDEMPOTENCY_KEY_REUSED",
+                )
+            return GrantPurchaseResult(existing, Invoice.objects.get(pk=existing.invoice_ref), True)
+        customer = entitlement.customer
+        try:
+            subscription = _billing_subscription(
+                customer=customer, currency=customer.currency, subscription=entitlement.subscription
+            )
+        except InvoiceError as exc:
+            raise GrantPurchaseConflict(str(exc), code="NO_BILLING_SUBSCRIPTION") from None
+        currency = subscription.plan.currency
+        feature = entitlement.feature
+        line = LineDraft(
+            kind=LineKind.FEE,
+            description=f"Credits for {feature.name}: {amount_str(amount)} ({entitlement.pk})",
+            amount=round_money(price, currency, subscription.merchant.rounding_mode),
+            quantity=Decimal(1),
+            unit_price=price,
+            service_start=now,
+            service_end=now,
+            explanation={"text": f"{amount_str(amount)} {feature.key} credits for {amount_str(price)} {currency}"},
+        )
+        invoice = _one_off_invoice(
+            subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=True
+        )
+        purchase = grant_purchase_record(
+            entitlement=entitlement,
+            idempotency_key=idempotency_key,
+            invoice_ref=invoice.pk,
+            amount=amount,
+            price=price,
+            currency=currency,
+            effective_at=effective_at,
+            expires_at=expires_at,
+            payment_expires_at=payment_expires_at,
+            reset_max_rollover=reset_max_rollover,
+            reset_min_rollover=reset_min_rollover,
+        )
+    return GrantPurchaseResult(purchase, invoice, False)
+
+
+def commitment_true_ups_bill(*, now: datetime) -> list[Invoice]:
+    """Beat: true up the commitments whose term ended (``wallets.services.commitment_true_up_due``) and
+    bill every unbilled shortfall on an issued adjustment invoice, once per commitment (marked billed
+    in the invoice's transaction; a concurrent biller loses the mark and rolls its invoice back)."""
+    commitment_true_up_due(now=now)
+    invoices = []
+    for commitment in commitment_true_ups_unbilled().select_related("customer"):
+        try:
+            with transaction.atomic():
+                subscription = _billing_subscription(
+                    customer=commitment.customer, currency=commitment.currency, subscription=None
+                )
+                line = LineDraft(
+                    kind=LineKind.COMMITMENT,
+                    description=(
+                        f"Commitment shortfall {commitment.term_start:%Y-%m-%d} – {commitment.term_end:%Y-%m-%d}: "
+                        f"committed {amount_str(commitment.amount)}, used {amount_str(commitment.drawn_amount)}"
+                    ),
+                    amount=round_money(commitment.shortfall, commitment.currency, subscription.merchant.rounding_mode),
+                    service_start=commitment.term_start,
+                    service_end=commitment.term_end,
+                    explanation={"text": f"{commitment.amount} − {commitment.drawn_amount} = {commitment.shortfall}"},
+                )
+                invoice = _one_off_invoice(
+                    subscription=subscription, kind=InvoiceKind.ADJUSTMENT, line=line, now=now, taxed=True
+                )
+                if not commitment_true_up_mark_billed(commitment=commitment, invoice_ref=invoice.pk):
+                    raise _AlreadyBilled
+        except _AlreadyBilled:
+            continue
+        except InvoiceError:
+            logger.warning("Commitment %s has no subscription to bill its shortfall under", commitment.pk)
+            continue
+        invoices.append(invoice)
+    return invoices
+
+
+class _AlreadyBilled(Exception):
+    pass

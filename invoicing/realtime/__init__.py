@@ -1,0 +1,36 @@
+"""Real-time billing: usage debited from the prepaid balance as each event is accepted (REALTIME.md).
+
+One concern per module:
+
+* ``lookup`` — which subscriptions are real-time: the ORM filter and the hot path's hand-written look-up
+  of the subscriptions a request names, with its per-process hint cache;
+* ``windows`` — what of a period is debited: the current plan's part, its usage window, late periods,
+  the prices debited;
+* ``locks`` — the wallet lock of a request (all its customers' wallets, one statement);
+* ``debit`` — the use case ``events_ingest_and_debit``: planning, ingestion and the debits;
+* ``link`` — events linked to their customer later and their catch-up debits;
+* ``outcome`` — what a request answers (``RealtimeOutcome``, ``Debit``, ``Refusal``).
+
+The usage cost read lives in ``invoicing.selectors`` (``customer_usage_cost``); paid top-ups and
+commitment shortfalls, which are not real-time, in ``invoicing.one_off_invoices``.
+"""
+
+from .debit import events_ingest_and_debit
+from .link import LinkOutcome, events_link_and_debit
+from .lookup import real_time_subscriptions, realtime_subscriptions_named
+from .outcome import INSUFFICIENT_BALANCE, Debit, RealtimeOutcome, Refusal
+from .windows import plan_segment, usage_window
+
+__all__ = [
+    "INSUFFICIENT_BALANCE",
+    "Debit",
+    "LinkOutcome",
+    "RealtimeOutcome",
+    "Refusal",
+    "events_ingest_and_debit",
+    "events_link_and_debit",
+    "plan_segment",
+    "real_time_subscriptions",
+    "realtime_subscriptions_named",
+    "usage_window",
+]

@@ -1,0 +1,68 @@
+"""What a real-time request answers: the events stored, the debits written, the refusals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from metering import services as metering
+from wallets.services import amount_str
+
+INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an event was refused under the block policy (the 402 body's ``details``)."""
+
+    currency: str
+    available: Decimal
+    required: Decimal
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Insufficient prepaid balance: this event costs {amount_str(self.required)} {self.currency}, "
+            f"{amount_str(self.available)} {self.currency} is available. Top up the balance and resend it."
+        )
+
+
+@dataclass(frozen=True)
+class Debit:
+    """One ``usage_debit`` written for a (subscription, price, period) and the events it paid for."""
+
+    customer_id: str
+    subscription_id: str
+    price_id: str
+    metric_id: str
+    period_start: datetime
+    period_end: datetime
+    usage_before: Decimal
+    usage_after: Decimal
+    amount: Decimal
+    covered_by_credit: Decimal
+    overage: Decimal
+    balance_after: Decimal
+    auto_top_up: bool
+    event_ids: tuple[int, ...]
+
+
+@dataclass
+class RealtimeOutcome:
+    """Metering's per-item results (refused items turned into ``rejected`` with a balance error),
+    the events stored, the debits written, and events not debited because their period's invoice
+    was already issued (``late_event_ids``: billed as late usage by an adjustment invoice)."""
+
+    results: list[metering.EventResult]
+    accepted: list[metering.AcceptedEvent]
+    debits: list[Debit] = field(default_factory=list)
+    refusals: dict[int, Refusal] = field(default_factory=dict)
+    late_event_ids: list[int] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {metering.ACCEPTED: 0, metering.DUPLICATE: 0, metering.REJECTED: 0}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts

@@ -1,0 +1,60 @@
+"""What of a period a real-time subscription debits: the current plan's part of it, the usage window
+inside that part, whether the period is already invoiced (late), and which prices are debited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+from catalog.models import Price, Subscription
+
+from .. import usage as usage_source
+from ..calculation import service_window
+from ..models import Invoice, InvoiceKind, InvoiceStatus
+from ..periods import Period
+
+UsageWindow = tuple[datetime, datetime]  # [start, end) whose usage is debited
+
+
+class PlanPart(NamedTuple):
+    """One billing period a request's events fall in, as a real-time subscription debits it."""
+
+    segment: Period  # the current plan's part of the period (``plan_segment``): the debits' period
+    window: UsageWindow  # the part's usage window (``usage_window``)
+    late: bool  # the period's recurring invoice is issued: its usage is stored, not debited
+
+
+def usage_window(subscription: Subscription, period: Period) -> UsageWindow:
+    """The part of ``period`` whose usage the recurring invoice bills (service window, after any trial)."""
+    start, end = service_window(subscription, period)
+    if subscription.trial_ends_at is not None and subscription.trial_ends_at > start:
+        start = min(subscription.trial_ends_at, end)
+    return start, end
+
+
+def plan_segment(subscription: Subscription, period: Period) -> Period:
+    """The current plan's part of ``period``: from the plan change when it took effect inside the period
+    (an upgrade), else the whole period. Its debits carry this start as ``period_start`` — what the
+    invoice of this plan settles — and its usage (tiers, allowances) is counted from there, like the
+    invoice counts it."""
+    changed = subscription.plan_changed_at
+    if changed is not None and period.start < changed < period.end:
+        return Period(index=period.index, start=changed, end=period.end)
+    return period
+
+
+def period_invoiced(subscription: Subscription, period_start: datetime) -> bool:
+    """The period's recurring invoice (``period_start``: the service window's start) was issued: its
+    usage lines can no longer change."""
+    return Invoice.objects.filter(
+        subscription=subscription,
+        kind=InvoiceKind.RECURRING,
+        period_start=period_start,
+        status__in=(InvoiceStatus.ISSUED, InvoiceStatus.PAID),
+    ).exists()
+
+
+def debited_prices(prices: list[Price]) -> list[Price]:
+    """The prices debited in real time: metered ones priced from the quantity alone (percentage and
+    dynamic prices need per-event values: the period invoice bills them in full)."""
+    return [price for price in prices if price.billable_metric_id and not usage_source.needs_event_values(price)]
