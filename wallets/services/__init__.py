@@ -1,0 +1,73 @@
+"""Writes of the prepaid ledger. Every service is one transaction that locks the wallet row
+(``select_for_update``), appends ledger entries, moves credit between lots and refreshes the wallet's
+cached totals before it commits. None is ``durable``: invoicing calls them inside its own
+transaction (ingest + debit, invoice + top-up) so both commit or neither does.
+
+Amounts are Decimals kept to 12 decimal places (the ledger's scale); floats are refused.
+
+One module per domain verb (wallets/README.md, "Package layout"): ``ledger`` (the primitives the others
+share), ``credit``, ``debits``, ``settlement``, ``policy`` (with the one debit decision) and
+``commitments``. The names below are the package's API: callers import them from ``wallets.services``.
+"""
+
+from .commitments import CommitmentTrueUp, commitment_create, commitment_true_up_due, commitment_true_up_mark_billed
+from .credit import (
+    CreditResult,
+    IdempotencyConflict,
+    credit_expire_due,
+    credit_grant,
+    credit_refund,
+    credit_top_up,
+    reserved_capacity_purchase,
+)
+from .debits import AUTO_TOP_UP_EVENT, DebitOutcome, UsageDebitRequest, usage_debit, usage_debits, wallet_lock
+from .ledger import (
+    LEDGER_QUANTUM,
+    LOW_BALANCE_EVENT,
+    ZERO,
+    amount_str,
+    consumption_order,
+    ledger_amount,
+    period_debit_totals_add,
+)
+from .policy import DEFAULT_POLICY, DebitDecision, debit_decision, wallet_policy_update
+from .settlement import SettlementOutcome, invoice_settlement_record
+
+__all__ = [
+    # ledger
+    "ZERO",
+    "LEDGER_QUANTUM",
+    "LOW_BALANCE_EVENT",
+    "ledger_amount",
+    "amount_str",
+    "consumption_order",
+    "period_debit_totals_add",
+    # credit
+    "IdempotencyConflict",
+    "CreditResult",
+    "credit_grant",
+    "credit_top_up",
+    "reserved_capacity_purchase",
+    "credit_expire_due",
+    "credit_refund",
+    # debits
+    "AUTO_TOP_UP_EVENT",
+    "DebitOutcome",
+    "UsageDebitRequest",
+    "wallet_lock",
+    "usage_debit",
+    "usage_debits",
+    # settlement
+    "SettlementOutcome",
+    "invoice_settlement_record",
+    # policy
+    "DEFAULT_POLICY",
+    "DebitDecision",
+    "debit_decision",
+    "wallet_policy_update",
+    # commitments
+    "CommitmentTrueUp",
+    "commitment_create",
+    "commitment_true_up_due",
+    "commitment_true_up_mark_billed",
+]
