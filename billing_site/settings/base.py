@@ -192,6 +192,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "catalog.api.schema.document_common_errors",
+        "metering.api.schema.require_batch_body",
     ],
 }
 

@@ -62,6 +62,17 @@ BatchInput = {
         ]
     }
 }
+
+
+def require_batch_body(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the batch body (a raw schema, which spectacular leaves optional)
+    is required: without one the answer is a 400."""
+    operation = result.get("paths", {}).get("/v0/events/batch", {}).get("post")
+    if operation and "requestBody" in operation:
+        operation["requestBody"]["required"] = True
+    return result
+
+
 ItemError = inline_serializer(
     "EventItemError", fields={"field": serializers.CharField(), "message": serializers.CharField()}
 )

@@ -19,6 +19,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -83,9 +84,11 @@ def test_operation_never_fails_and_answers_as_documented(case, seeds):
 
     # Every check schemathesis has (status codes, content types, headers and bodies as documented, valid
     # data accepted, invalid data refused, auth enforced, unsupported methods, ...), plus the error shape.
+    # The key, unless the case is about a missing or wrong Authorization header (it must then be refused).
+    auth_negated = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
     try:
         case.call_and_validate(
-            headers={"Authorization": f"Bearer {seeds.raw_key}"},
+            headers=None if auth_negated else {"Authorization": f"Bearer {seeds.raw_key}"},
             additional_checks=[error_body_shape, positive_data_acceptance_outside_bodies],
             excluded_checks=[positive_data_acceptance],
         )
