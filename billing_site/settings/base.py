@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "catalog.api.middleware.EmptyQueryValueMiddleware",
 ]
 
 # The Paygentic client calls paths without a trailing slash and follows redirects, and a redirected
@@ -186,6 +187,13 @@ SPECTACULAR_SETTINGS = {
         "EntitlementStatusEnum": ["active", "canceled", "expired"],
         "ListObjectEnum": ["list"],
     },
+    # The answers every operation can give (400/401/503, 404 with a path id) and non-empty string query
+    # parameters, stated once for all views (catalog/api/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api.schema.document_common_errors",
+        "metering.api.schema.require_batch_body",
+    ],
 }
 
 # Celery. With no CELERY_BROKER_URL the broker is a folder under var/: worker, beat and web share

@@ -166,6 +166,17 @@ def refuse_null_characters(request, path_values: dict) -> None:
         raise exceptions.ValidationError({name.replace(NUL, "\\x00"): [message] for name in bad})
 
 
+# The error code of a refusal for a rule between query parameters ("give exactly one of customerId and
+# externalCustomerId"): OpenAPI 3.0 cannot state such rules (only each parameter's own schema), so each
+# is in the parameters' descriptions and its refusal names itself by this code.
+PARAMETER_COMBINATION = "parameter_combination"
+
+
+def parameter_combination_error(field: str, message: str) -> exceptions.ValidationError:
+    """A 400 for query parameters that are each valid but not together (code ``parameter_combination``)."""
+    return exceptions.ValidationError({field: [ErrorDetail(message, code=PARAMETER_COMBINATION)]})
+
+
 def require_query(request, name: str) -> str:
     value = request.query_params.get(name)
     if not value:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, inline_serializer
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from catalog import models
 from catalog.services import RateRow, TierRow
@@ -30,7 +31,28 @@ def _help(model, field: str) -> str:
     return str(model._meta.get_field(field).help_text)
 
 
-class StrictSerializer(serializers.Serializer):
+class TypedSerializer(serializers.Serializer):
+    """Text fields take JSON strings only, as the schema says (``type: string``): DRF would turn
+    ``{"description": 0}`` into ``"0"``; here it is a 400 naming the field."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            wrong = sorted(
+                name
+                for name, field in self.fields.items()
+                if isinstance(field, serializers.CharField)
+                and not field.read_only
+                and data.get(name) is not None
+                and not isinstance(data[name], str)
+            )
+            if wrong:
+                raise serializers.ValidationError(
+                    {name: [ErrorDetail("Not a string.", code="invalid")] for name in wrong}
+                )
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(TypedSerializer):
     """Refuses keys it does not know, so a typo is a 400 rather than a silently ignored field."""
 
     def to_internal_value(self, data):

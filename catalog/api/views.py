@@ -74,7 +74,8 @@ class CatalogApi(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication first: 401 before anything else
-        refuse_null_characters(request, kwargs)
+        if hasattr(self, request.method.lower()) and request.method.lower() in self.http_method_names:
+            refuse_null_characters(request, kwargs)  # (a method no view answers gets its 405 first)
 
     def body(self, serializer_class, **context) -> dict:
         serializer = serializer_class(data=self.request.data, context={"request": self.request, **context})
@@ -424,8 +425,8 @@ class CustomerCollectionApi(CatalogApi):
         tags=["customers"],
         parameters=[
             OpenApiParameter("organizationId", str, required=True, description="The merchant's id."),
-            OpenApiParameter("name", str, description="Substring, at least 3 characters."),
-            OpenApiParameter("email", str, description="Substring, at least 3 characters."),
+            OpenApiParameter("name", {"type": "string", "minLength": 3}, description="Substring."),
+            OpenApiParameter("email", {"type": "string", "minLength": 3}, description="Substring."),
             OpenApiParameter("externalId", str, description="Exact match."),
             *PAGING,
         ],

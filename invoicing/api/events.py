@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.errors import ApiError, validation_error_response
+from catalog.api.schema import currency_parameter
 from catalog.pricing import is_known_currency
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
@@ -81,7 +82,7 @@ class CustomerUsageCostApi(APIView):
 
     @extend_schema(
         operation_id="customers_usage_cost",
-        parameters=[OpenApiParameter("currency", str)],
+        parameters=[currency_parameter()],
         responses={200: OpenApiTypes.OBJECT},
         tags=["prepaid credit"],
     )

@@ -24,8 +24,15 @@ from rest_framework.response import Response
 
 from catalog import services as catalog_services
 from catalog.api.errors import ApiError
-from catalog.api.fields import check_merchant, decimal_string, money_string, wire_field_names
+from catalog.api.fields import (
+    check_merchant,
+    decimal_string,
+    money_string,
+    parameter_combination_error,
+    wire_field_names,
+)
 from catalog.api.pagination import page_params, paginate
+from catalog.api.schema import paging_parameters
 from catalog.api.serializers import ErrorOutput
 from catalog.api.views import CatalogApi
 from catalog.durations import add_duration, parse_duration
@@ -40,10 +47,7 @@ from . import serializers as s
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
 CONFLICT = {409: ErrorOutput}
-PAGING = [
-    OpenApiParameter("limit", int, description="Page size, 1–100 (default 10)."),
-    OpenApiParameter("offset", int, description="Rows to skip (default 0)."),
-]
+PAGING = paging_parameters()
 SUBSCRIPTION_FIELDS = {
     "customer": "customerId",
     "plan": "planId",
@@ -125,7 +129,7 @@ class SubscriptionCollectionApi(BillingApi):
         operation_id="listSubscriptions",
         tags=["subscriptions"],
         parameters=[
-            OpenApiParameter("customerId", str),
+            OpenApiParameter("customerId", str, description="Not with consumerId or merchantId."),
             OpenApiParameter("consumerId", str, description="A consumer is its customer here: same as customerId."),
             OpenApiParameter("merchantId", str),
             OpenApiParameter("status", str, many=True, enum=[choice for choice, _ in SubscriptionStatus.choices]),
@@ -139,8 +143,8 @@ class SubscriptionCollectionApi(BillingApi):
         params = request.query_params
         customer_id, consumer_id = params.get("customerId"), params.get("consumerId")
         if customer_id and (consumer_id or params.get("merchantId")):
-            raise exceptions.ValidationError(
-                {"customerId": ["customerId cannot be combined with consumerId or merchantId."]}
+            raise parameter_combination_error(
+                "customerId", "customerId cannot be combined with consumerId or merchantId."
             )
         check_merchant(request, params.get("merchantId"))
         queryset = _subscriptions(self.merchant)
@@ -634,7 +638,11 @@ class InvoiceDetailApi(BillingApi):
         tags=["invoices"],
         parameters=[
             OpenApiParameter("expand", str, description="lineItems (items and lineProvenance imply lineItems)."),
-            OpenApiParameter("lineItemsLimit", int, description="1–1000, default 100."),
+            OpenApiParameter(
+                "lineItemsLimit",
+                {"type": "integer", "minimum": 1, "maximum": LINE_ITEMS_MAX},
+                description="Default 100.",
+            ),
             OpenApiParameter("lineItemsPageToken", str),
         ],
         responses={200: s.InvoiceOutput, **ERRORS},
@@ -654,7 +662,7 @@ class InvoiceLineItemsApi(BillingApi):
         operation_id="getInvoiceLineItems",
         tags=["invoices"],
         parameters=[
-            OpenApiParameter("limit", int, description="1–1000, default 100."),
+            *paging_parameters(default_limit=100, max_limit=LINE_ITEMS_MAX, offset=False),
             OpenApiParameter("pageToken", str, description="nextPageToken of the previous page."),
             OpenApiParameter("expand", str),
         ],
@@ -801,12 +809,11 @@ class LedgerLineItemsApi(BillingApi):
         operation_id="listLineItems",
         tags=["invoices"],
         parameters=[
-            OpenApiParameter("subscriptionId", str),
+            OpenApiParameter("subscriptionId", str, description="Give subscriptionId, invoiceId or both."),
             OpenApiParameter("invoiceId", str),
             OpenApiParameter("status", str, enum=["pending", "invoiced"]),
             OpenApiParameter("expand", str),
-            OpenApiParameter("limit", int, description="1–1000, default 100."),
-            OpenApiParameter("offset", int),
+            *paging_parameters(default_limit=100, max_limit=LINE_ITEMS_MAX),
         ],
         responses={
             200: s.inline_serializer(
@@ -827,7 +834,7 @@ class LedgerLineItemsApi(BillingApi):
         params = request.query_params
         subscription_id, invoice_id = params.get("subscriptionId"), params.get("invoiceId")
         if not subscription_id and not invoice_id:
-            raise exceptions.ValidationError({"subscriptionId": ["Give subscriptionId or invoiceId."]})
+            raise parameter_combination_error("subscriptionId", "Give subscriptionId or invoiceId.")
         wanted = params.get("status")
         if wanted not in (None, "", "pending", "invoiced"):
             raise exceptions.ValidationError({"status": ["Use pending or invoiced."]})

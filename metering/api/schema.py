@@ -6,6 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 
+from catalog.api.schema import paging_parameters
 from catalog.api.serializers import ErrorOutput
 
 ERROR_RESPONSES = {code: ErrorOutput for code in (400, 401, 403, 404, 413)}
@@ -44,10 +45,34 @@ EventResponse = inline_serializer(
         ),
     },
 )
-BatchInput = inline_serializer(
-    "EventBatchInput",
-    fields={"events": serializers.ListField(child=EventInput, max_length=5000, help_text="At most 5,000 events.")},
-)
+# Items are checked one by one, each against EventInput: an invalid item (even one that is not an object)
+# is ``rejected`` in its result while the good ones are kept, so the batch is still a 200. The events come
+# as ``{"events": [...]}`` or as a bare JSON list.
+_BATCH_EVENTS = {
+    "type": "array",
+    "maxItems": 5000,
+    "items": {},
+    "description": "At most 5,000 events, each like EventInput; an invalid one is rejected in its result.",
+}
+BatchInput = {
+    "application/json": {
+        "oneOf": [
+            {"type": "object", "properties": {"events": _BATCH_EVENTS}, "required": ["events"]},
+            _BATCH_EVENTS,
+        ]
+    }
+}
+
+
+def require_batch_body(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the batch body (a raw schema, which spectacular leaves optional)
+    is required: without one the answer is a 400."""
+    operation = result.get("paths", {}).get("/v0/events/batch", {}).get("post")
+    if operation and "requestBody" in operation:
+        operation["requestBody"]["required"] = True
+    return result
+
+
 ItemError = inline_serializer(
     "EventItemError", fields={"field": serializers.CharField(), "message": serializers.CharField()}
 )
@@ -117,8 +142,8 @@ meter_schema = extend_schema(
         OpenApiParameter("windowSize", OpenApiTypes.STR, enum=["MINUTE", "HOUR", "DAY", "MONTH"]),
         OpenApiParameter("groupBy", OpenApiTypes.STR, description="Comma-separated dimensions."),
         OpenApiParameter("filterGroupBy", OpenApiTypes.STR, description='JSON object, e.g. {"model":"nle-1"}.'),
-        OpenApiParameter("groupLimit", OpenApiTypes.INT),
-        OpenApiParameter("groupOffset", OpenApiTypes.INT),
+        OpenApiParameter("groupLimit", {"type": "integer", "minimum": 1}),
+        OpenApiParameter("groupOffset", {"type": "integer", "minimum": 0}, description="Needs groupLimit."),
     ],
     responses={200: UsageResponse, **ERROR_RESPONSES},
 )
@@ -126,8 +151,7 @@ metric_events_schema = extend_schema(
     operation_id="billable_metrics_list_events",
     parameters=[
         *_WINDOW,
-        OpenApiParameter("limit", OpenApiTypes.INT),
-        OpenApiParameter("offset", OpenApiTypes.INT),
+        *paging_parameters(default_limit=20),
         OpenApiParameter("externalId", OpenApiTypes.STR),
         OpenApiParameter("externalSubject", OpenApiTypes.STR),
     ],

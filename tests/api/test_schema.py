@@ -29,7 +29,7 @@ def test_schema_names_every_operation_without_warnings(db):
     }
     assert CATALOG_OPERATIONS <= operation_ids
     create_price = schema["paths"]["/v0/prices"]["post"]
-    assert set(create_price["responses"]) == {"201", "400", "401", "403", "404"}
+    assert set(create_price["responses"]) == {"201", "400", "401", "403", "404", "503"}
     assert schema["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",

@@ -20,6 +20,7 @@ from catalog.api.fields import (
     MerchantScopedId,
     TextKeyDictField,
     check_merchant,
+    parameter_combination_error,
     wire_field_names,
 )
 from catalog.api.pagination import paginate
@@ -300,9 +301,9 @@ class EntitlementCollectionApi(EntitlementScopedApi):
         check_merchant(request, query.get("merchantId"))
         customer_id, external_id = query.get("customerId"), query.get("externalCustomerId")
         if bool(customer_id) == bool(external_id):
-            raise exceptions.ValidationError({"customerId": ["Give exactly one of customerId and externalCustomerId."]})
+            raise parameter_combination_error("customerId", "Give exactly one of customerId and externalCustomerId.")
         if query.get("featureKey") and not query.get("productId"):
-            raise exceptions.ValidationError({"featureKey": ["featureKey needs productId."]})
+            raise parameter_combination_error("featureKey", "featureKey needs productId.")
         at = _query_datetime(request, "at") or timezone.now()
         lookup = {"pk": customer_id} if customer_id else {"external_id": external_id}
         customer = Customer.objects.filter(merchant=self.merchant, **lookup).first()

@@ -6,13 +6,14 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from catalog.api.serializers import TypedSerializer
 from catalog.pricing import is_known_currency
 from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
 
 from ..services import amount_str
 
 
-class CreditInputSerializer(serializers.Serializer):
+class CreditInputSerializer(TypedSerializer):
     """Body of POST /customers/{id}/grants and /topUps."""
 
     # The shared money bound (catalog.pricing.limits): 15 digits before the point, 12 after it.

@@ -6,7 +6,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from catalog.api.auth import request_merchant
 from catalog.api.errors import ApiError
 from catalog.api.pagination import paginate
+from catalog.api.schema import currency_parameter, error_responses, paging_parameters
 from catalog.models import Customer
 
 from .. import selectors, services
@@ -61,9 +62,8 @@ class CustomerLedgerApi(APIView):
     @extend_schema(
         operation_id="customers_ledger",
         parameters=[
-            OpenApiParameter("currency", str),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            currency_parameter(),
+            *paging_parameters(),
         ],
         responses={200: OpenApiTypes.OBJECT},
         tags=["prepaid credit"],
@@ -96,7 +96,8 @@ class _CreditApi(APIView):
 
 @extend_schema(
     request=CreditInputSerializer,
-    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    # 200: the idempotencyKey was already used with this body (the first answer, replayed); 409: with another.
+    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **error_responses(409)},
     tags=["prepaid credit"],
 )
 class CustomerGrantApi(_CreditApi):
@@ -116,7 +117,7 @@ class CustomerGrantApi(_CreditApi):
 
 @extend_schema(
     request=TopUpInputSerializer,
-    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **error_responses(409)},
     tags=["prepaid credit"],
 )
 class CustomerTopUpApi(_CreditApi):
