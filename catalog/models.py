@@ -17,7 +17,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from .ids import PublicIdField
+from core.ids import PublicIdField
+
 from .validators import validate_currency_code, validate_json_path, validate_time_zone
 
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded

@@ -19,9 +19,9 @@ from django.db import models
 from django.db.models import F, Q
 
 from catalog.descriptions import format_number
-from catalog.ids import PublicIdField
 from catalog.models import RATE_DIGITS, BillableMetric, Customer, Merchant, Subscription
 from catalog.validators import validate_currency_code
+from core.ids import PublicIdField
 
 from .errors import LedgerImmutable
 

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "health_check",
     "django_prometheus",
+    "core",
     "catalog",
     "metering",
     "wallets",
@@ -117,7 +118,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # (metering/README.md, "JIT"); DATABASE_JIT=1 leaves the server's setting alone.
         _session.append("-c jit=off")
     if env_bool("DATABASE_GENERIC_PLANS", True):
-        # Only our prepared hot-path statements (catalog.db.planned_once_cursor) are affected: Django's
+        # Only our prepared hot-path statements (core.db.planned_once_cursor) are affected: Django's
         # own statements are never prepared. Left to choose, PostgreSQL kept re-planning the price,
         # wallet-lock and counter reads on every real-time request, because their one-row custom plans
         # looked cheaper than the generic plan they all end up using (metering/README.md, "Plans").

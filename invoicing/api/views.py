@@ -35,9 +35,9 @@ from catalog.api.pagination import page_params, paginate
 from catalog.api.schema import paging_parameters
 from catalog.api.serializers import ErrorOutput
 from catalog.api.views import CatalogApi
-from catalog.durations import add_duration, parse_duration
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import PricingError
+from core.durations import add_duration, parse_duration
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at
 from invoicing.documents import invoice_filename, invoice_pdf

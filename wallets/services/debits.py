@@ -13,9 +13,9 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.bulk import rows_insert, rows_update
-from catalog.db import instance_new
 from catalog.models import Customer
+from core.bulk import rows_insert, rows_update
+from core.db import instance_new
 
 from ..errors import InsufficientBalance, WalletError
 from ..models import BalancePolicy, CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, Wallet

@@ -13,11 +13,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from django.db import connection
 from django.db.models import Q
 
-from catalog.bulk import rows_insert, rows_update
-from catalog.db import any_of, instance_from_row, rows_select
 from catalog.models import Customer
 from catalog.pricing.currency import CTX
 from catalog.pricing.limits import BOUND_TEXT, LIMIT
+from core.bulk import rows_insert, rows_update
+from core.db import any_of, instance_from_row, rows_select
 
 from ..errors import InvalidAmount
 from ..models import CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, PeriodDebitTotal, Wallet

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from catalog.bulk import rows_update
 from catalog.models import Customer
+from core.bulk import rows_update
 
 from ..errors import InvalidAmount
 from ..models import CreditLot, EntryKind, LedgerEntry
