@@ -11,6 +11,7 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from .api import schema  # noqa: F401  (registers the OpenAPI extensions)
         from .db import timestamptz_loader_install
 
         connection_created.connect(timestamptz_loader_install, dispatch_uid="core_timestamptz_loader")

@@ -68,7 +68,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    "catalog.api.middleware.EmptyQueryValueMiddleware",
+    "core.api.middleware.EmptyQueryValueMiddleware",
 ]
 
 # The Paygentic client calls paths without a trailing slash and follows redirects, and a redirected
@@ -167,7 +167,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "catalog.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }
@@ -189,10 +189,10 @@ SPECTACULAR_SETTINGS = {
         "ListObjectEnum": ["list"],
     },
     # The answers every operation can give (400/401/503, 404 with a path id) and non-empty string query
-    # parameters, stated once for all views (catalog/api/schema.py).
+    # parameters, stated once for all views (core/api/schema.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "catalog.api.schema.document_common_errors",
+        "core.api.schema.document_common_errors",
         "metering.api.schema.require_batch_body",
     ],
 }

@@ -17,9 +17,9 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.errors import ApiError, validation_error_response
 from catalog.api.schema import currency_parameter
 from catalog.pricing import is_known_currency
+from core.api.errors import ApiError, validation_error_response
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
 from wallets.api.views import customer_with_wallets_or_404

@@ -13,14 +13,10 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from catalog import models as catalog
-from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, decimal_string, money_string
-from catalog.api.serializers import (
-    AddressInput,
-    Constant,
-    PaginationOutput,
-    StrictSerializer,
-    _tax_rates,
-)
+from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, money_string
+from catalog.api.serializers import AddressInput, _tax_rates
+from core.api.fields import decimal_string
+from core.api.serializers import Constant, PaginationOutput, StrictSerializer
 from invoicing.models import InvoiceKind, InvoiceStatus, LineKind
 
 ZERO = Decimal(0)

@@ -23,20 +23,15 @@ from rest_framework import exceptions, renderers, status
 from rest_framework.response import Response
 
 from catalog import services as catalog_services
-from catalog.api.errors import ApiError
-from catalog.api.fields import (
-    check_merchant,
-    decimal_string,
-    money_string,
-    parameter_combination_error,
-    wire_field_names,
-)
-from catalog.api.pagination import page_params, paginate
-from catalog.api.schema import paging_parameters
-from catalog.api.serializers import ErrorOutput
+from catalog.api.fields import check_merchant, money_string
 from catalog.api.views import CatalogApi
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import PricingError
+from core.api.errors import ApiError
+from core.api.fields import decimal_string, parameter_combination_error, wire_field_names
+from core.api.pagination import page_params, paginate
+from core.api.schema import paging_parameters
+from core.api.serializers import ErrorOutput
 from core.durations import add_duration, parse_duration
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at

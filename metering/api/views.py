@@ -18,9 +18,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.auth import request_merchant
-from catalog.api.errors import ApiError, validation_error_response
-from catalog.api.pagination import paginate
 from catalog.models import Customer
+from core.api.errors import ApiError, validation_error_response
+from core.api.pagination import paginate
 
 from .. import selectors, services
 from ..models import EVENT_ID_PREFIX, UsageEvent

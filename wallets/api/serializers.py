@@ -6,9 +6,9 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from catalog.api.serializers import TypedSerializer
 from catalog.pricing import is_known_currency
 from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
+from core.api.serializers import TypedSerializer
 
 from ..services import amount_str
 
