@@ -11,7 +11,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.errors import ApiError
-from core.api.fields import NUL, NUL_MESSAGE, decimal_string
+from core.api.fields import NUL, NUL_MESSAGE
+from core.formatting import decimal_string
 
 from ..pricing import round_money
 from ..pricing.limits import BOUND_TEXT, within_bound

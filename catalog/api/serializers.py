@@ -14,8 +14,9 @@ from rest_framework import serializers
 from catalog import models
 from catalog.services import RateRow, TierRow
 from core.api.errors import snake_to_camel
-from core.api.fields import NUL, NUL_MESSAGE, TextKeyDictField, decimal_string
+from core.api.fields import NUL, NUL_MESSAGE, TextKeyDictField
 from core.api.serializers import BlankAsNull, Constant, StrictSerializer
+from core.formatting import decimal_string
 
 from .fields import DecimalNumber, DecimalString, MerchantScopedId
 

@@ -1,5 +1,4 @@
-"""Serializer fields and request helpers of the API toolkit: the Decimal JSON parser, decimal text,
-null characters, query parameters, and renaming model-field errors to the wire names the client sent."""
+"""Serializer fields and request helpers of the API toolkit: the Decimal JSON parser, null characters, query parameters, and renaming model-field errors to the wire names the client sent."""
 
 from __future__ import annotations
 
@@ -49,14 +48,6 @@ class TextKeyDictField(serializers.DictField):
                 "Null characters are not allowed in keys.", code="null_characters_not_allowed"
             )
         return super().to_internal_value(data)
-
-
-def decimal_string(value: Decimal | None) -> str | None:
-    """A Decimal as a plain string without trailing zeros or exponent: 0.000002000000 → "0.000002"."""
-    if value is None:
-        return None
-    text = format(value.normalize(), "f")
-    return "0" if text in {"-0", "0"} else text
 
 
 def refuse_null_characters(request, path_values: dict) -> None:
