@@ -54,7 +54,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]
 
-# JSON error bodies for API (/v0/, /v1/, /v2/) requests that never reach a DRF view (catalog/api/errors.py).
-handler400 = "catalog.api.errors.bad_request"
-handler404 = "catalog.api.errors.not_found"
-handler500 = "catalog.api.errors.server_error"
+# JSON error bodies for API (/v0/, /v1/, /v2/) requests that never reach a DRF view (core/api/errors.py).
+handler400 = "core.api.errors.bad_request"
+handler404 = "core.api.errors.not_found"
+handler500 = "core.api.errors.server_error"

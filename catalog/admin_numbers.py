@@ -26,7 +26,8 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from .api.fields import decimal_string
+from core.formatting import decimal_string
+
 from .descriptions import format_number
 from .pricing.currency import format_money
 from .pricing.errors import UnknownCurrencyError

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -11,11 +10,8 @@ class CatalogConfig(AppConfig):
     def ready(self) -> None:
         from simple_history.signals import pre_create_historical_record
 
-        from .db import timestamptz_loader_install
         from .history import history_api_key_attach
         from .roles import billing_roles_sync_after_migrate
-
-        connection_created.connect(timestamptz_loader_install, dispatch_uid="catalog_timestamptz_loader")
 
         # Infrastructure, not business logic: permissions only exist after migrate, and models that
         # later migrations add must reach the staff roles without anyone remembering a command.

@@ -17,6 +17,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from core.formatting import decimal_string
+
 from .descriptions import price_rate_summary
 from .models import (
     Aggregation,
@@ -62,7 +64,9 @@ class DemoSummary:
                     how = f"{metric.aggregation} {metric.value_property}".strip()
                     yield f"    metric {metric.name}: {how} of {metric.event_type} ({metric.id})"
                 for plan in product.plans.order_by("name"):
-                    commitment = f", minimum {plan.minimum_commitment.normalize():f}" if plan.minimum_commitment else ""
+                    commitment = (
+                        f", minimum {decimal_string(plan.minimum_commitment)}" if plan.minimum_commitment else ""
+                    )
                     yield f"    plan {plan.name}: {plan.currency} {plan.get_billing_cadence_display()}{commitment}"
                     for price in plan.prices.select_related("customer").prefetch_related("tiers"):
                         who = f" (negotiated for {price.customer.name})" if price.customer_id else ""

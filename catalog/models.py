@@ -17,7 +17,9 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from .ids import PublicIdField
+from core.formatting import decimal_string
+from core.ids import PublicIdField
+
 from .validators import validate_currency_code, validate_json_path, validate_time_zone
 
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
@@ -572,7 +574,7 @@ class PriceTier(models.Model):
 
     def __str__(self) -> str:
         bound = f"up to {self.up_to.normalize():,f}" if self.up_to is not None else "and above"
-        return f"{bound} @ {self.unit_price.normalize():f}"
+        return f"{bound} @ {decimal_string(self.unit_price)}"
 
 
 class DynamicRate(models.Model):
@@ -587,7 +589,7 @@ class DynamicRate(models.Model):
         constraints = [models.UniqueConstraint(fields=["price", "effective_from"], name="dynamic_rate_unique_start")]
 
     def __str__(self) -> str:
-        return f"{self.unit_price.normalize():f} from {self.effective_from:%Y-%m-%d %H:%M}"
+        return f"{decimal_string(self.unit_price)} from {self.effective_from:%Y-%m-%d %H:%M}"
 
 
 class Customer(TimeStamped):

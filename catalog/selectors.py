@@ -12,7 +12,8 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
-from .db import any_of, instance_from_row, instances_select, prefetched
+from core.db import any_of, instance_from_row, instances_select, prefetched
+
 from .models import (
     ApiKey,
     BillableMetric,

@@ -15,6 +15,8 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils.text import slugify
 
+from core.errors import Conflict
+
 from .api.auth import api_key_cache_forget
 from .models import (
     ApiKey,
@@ -61,14 +63,8 @@ def api_key_revoke(*, api_key: ApiKey, now: datetime) -> ApiKey:
 # CatalogConflict; the API answers them with 409.
 
 
-class CatalogConflict(Exception):
-    """A write refused because other objects depend on the current state."""
-
-    def __init__(self, message: str, *, code: str = "CONFLICT", details: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.details = details
+class CatalogConflict(Conflict):
+    """A write refused because other objects depend on the current state (the API answers 409)."""
 
 
 UNCHANGED: Any = object()  # marks "leave this field as it is" in update services

@@ -25,6 +25,7 @@ from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer, Subscription
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
+from core.formatting import decimal_string
 
 from . import documents, selectors, services
 from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
@@ -522,8 +523,8 @@ def _late_usage_table(items) -> str:
         (
             item.invoice.number or item.invoice.id,
             item.line.description,
-            f"{item.billed_quantity.normalize():f}",
-            f"{item.current_quantity.normalize():f}",
+            f"{decimal_string(item.billed_quantity)}",
+            f"{decimal_string(item.current_quantity)}",
             format_money(item.extra_amount, item.invoice.currency),
         )
         for item in items

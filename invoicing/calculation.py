@@ -24,6 +24,7 @@ from catalog.pricing import (
     round_money,
 )
 from catalog.pricing.currency import CTX, format_money, format_quantity
+from core.formatting import decimal_string
 
 from . import usage as usage_source
 from .models import InvoiceKind, LineKind
@@ -145,22 +146,18 @@ def is_in_arrears_fee(price: Price) -> bool:
 # -- explanation -----------------------------------------------------------------------------------
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
-
-
 def explanation_of(result: RatingResult) -> dict:
     return {
         "text": result.describe(),
-        "quantity": _text(result.quantity),
-        "billable_quantity": _text(result.billable_quantity),
-        "amount": _text(result.amount),
+        "quantity": decimal_string(result.quantity),
+        "billable_quantity": decimal_string(result.billable_quantity),
+        "amount": decimal_string(result.amount),
         "lines": [
             {
                 "kind": line.kind.value,
-                "quantity": _text(line.quantity),
-                "unit_price": _text(line.unit_price),
-                "amount": _text(line.amount),
+                "quantity": decimal_string(line.quantity),
+                "unit_price": decimal_string(line.unit_price),
+                "amount": decimal_string(line.amount),
                 "description": line.description,
             }
             for line in result.lines
@@ -273,7 +270,7 @@ class Biller:
             explanation["proration"] = {
                 "covered_days": fraction_days[0],
                 "period_days": fraction_days[1],
-                "amount": _text(amount),
+                "amount": decimal_string(amount),
                 "description": proration_text(
                     covered_days=fraction_days[0],
                     period_days=fraction_days[1],
@@ -566,10 +563,10 @@ def finish_lines(
             lines.append(
                 LineDraft(
                     kind=LineKind.DISCOUNT,
-                    description=f"Plan discount {discount_percent.normalize():f}%",
+                    description=f"Plan discount {decimal_string(discount_percent)}%",
                     amount=discount,
                     explanation={
-                        "text": f"{discount_percent.normalize():f}% of {format_money(result.subtotal, currency)}"
+                        "text": f"{decimal_string(discount_percent)}% of {format_money(result.subtotal, currency)}"
                     },
                 )
             )
@@ -593,14 +590,14 @@ def finish_lines(
         if tax_behavior == TaxBehavior.INCLUSIVE:
             tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), CTX.add(HUNDRED, tax_rate)), currency, rounding)
             gross = format_money(base, currency)
-            text = f"{tax_rate.normalize():f}% included in {gross}: {gross} × {tax_rate.normalize():f} / (100 + {tax_rate.normalize():f})"
+            text = f"{decimal_string(tax_rate)}% included in {gross}: {gross} × {decimal_string(tax_rate)} / (100 + {decimal_string(tax_rate)})"
         else:
             tax = round_money(CTX.divide(CTX.multiply(base, tax_rate), HUNDRED), currency, rounding)
-            text = f"{tax_rate.normalize():f}% of {format_money(base, currency)}"
+            text = f"{decimal_string(tax_rate)}% of {format_money(base, currency)}"
         lines.append(
             LineDraft(
                 kind=LineKind.TAX,
-                description=f"Tax {tax_rate.normalize():f}% ({'included' if tax_behavior == TaxBehavior.INCLUSIVE else 'added'})",
+                description=f"Tax {decimal_string(tax_rate)}% ({'included' if tax_behavior == TaxBehavior.INCLUSIVE else 'added'})",
                 amount=tax,
                 explanation={"text": text},
             )

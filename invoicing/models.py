@@ -14,7 +14,6 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
-from catalog.ids import PublicIdField
 from catalog.models import (
     QUANTITY_DIGITS,
     RATE_DIGITS,
@@ -26,6 +25,7 @@ from catalog.models import (
     Price,
     Subscription,
 )
+from core.ids import PublicIdField
 
 # Amounts on documents are rounded to the currency's minor unit (at most 3 places: KWD, BHD…).
 MONEY_DIGITS = {"max_digits": 20, "decimal_places": 4}

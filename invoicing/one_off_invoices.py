@@ -13,11 +13,11 @@ from django.db import transaction
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
+from core.formatting import decimal_string
 from wallets.entitlements import grant_purchase_find, grant_purchase_record
 from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry
 from wallets.selectors import commitment_true_ups_unbilled
 from wallets.services import (
-    amount_str,
     commitment_true_up_due,
     commitment_true_up_mark_billed,
     credit_top_up,
@@ -105,13 +105,13 @@ def credit_purchase(
         rounding = subscription.merchant.rounding_mode
         line = LineDraft(
             kind=LineKind.FEE,
-            description=f"Prepaid credit: {amount_str(Decimal(amount))} {currency}",
+            description=f"Prepaid credit: {decimal_string(Decimal(amount))} {currency}",
             amount=round_money(Decimal(price_paid), currency, rounding),
             quantity=Decimal(1),
             unit_price=Decimal(price_paid),
             service_start=now,
             service_end=now,
-            explanation={"text": f"{amount_str(Decimal(amount))} {currency} of prepaid credit for {price_paid}"},
+            explanation={"text": f"{decimal_string(Decimal(amount))} {currency} of prepaid credit for {price_paid}"},
         )
         invoice = _one_off_invoice(
             subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=False
@@ -183,13 +183,15 @@ def grant_purchase_create(
         feature = entitlement.feature
         line = LineDraft(
             kind=LineKind.FEE,
-            description=f"Credits for {feature.name}: {amount_str(amount)} ({entitlement.pk})",
+            description=f"Credits for {feature.name}: {decimal_string(amount)} ({entitlement.pk})",
             amount=round_money(price, currency, subscription.merchant.rounding_mode),
             quantity=Decimal(1),
             unit_price=price,
             service_start=now,
             service_end=now,
-            explanation={"text": f"{amount_str(amount)} {feature.key} credits for {amount_str(price)} {currency}"},
+            explanation={
+                "text": f"{decimal_string(amount)} {feature.key} credits for {decimal_string(price)} {currency}"
+            },
         )
         invoice = _one_off_invoice(
             subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=True
@@ -226,7 +228,7 @@ def commitment_true_ups_bill(*, now: datetime) -> list[Invoice]:
                     kind=LineKind.COMMITMENT,
                     description=(
                         f"Commitment shortfall {commitment.term_start:%Y-%m-%d} – {commitment.term_end:%Y-%m-%d}: "
-                        f"committed {amount_str(commitment.amount)}, used {amount_str(commitment.drawn_amount)}"
+                        f"committed {decimal_string(commitment.amount)}, used {decimal_string(commitment.drawn_amount)}"
                     ),
                     amount=round_money(commitment.shortfall, commitment.currency, subscription.merchant.rounding_mode),
                     service_start=commitment.term_start,

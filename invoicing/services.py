@@ -25,6 +25,7 @@ from django.utils import timezone
 from catalog.models import Customer, Plan, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
+from core.formatting import decimal_string
 from wallets.entitlements import grant_purchase_fulfil
 from wallets.selectors import PeriodDebits, period_debits_by_segment, subscriptions_with_debits
 from wallets.services import invoice_settlement_record, wallet_lock
@@ -1233,7 +1234,7 @@ def invoice_bill_late_usage(*, invoice: Invoice, now: datetime) -> Invoice | Non
     lines = [
         LineDraft(
             kind=LineKind.ADJUSTMENT,
-            description=f"Late usage: {item.line.description} (+{item.extra_quantity.normalize():f})",
+            description=f"Late usage: {item.line.description} (+{decimal_string(item.extra_quantity)})",
             amount=item.extra_amount,
             price=item.line.price,
             quantity=item.current_quantity,

@@ -23,9 +23,9 @@ from decimal import Decimal
 import orjson
 from django.db import connection
 
-from catalog.bulk import rows_insert
-from catalog.db import any_of, rows_select
 from catalog.models import Aggregation, BillableMetric, MetricFilterOperator
+from core.bulk import rows_insert
+from core.db import any_of, rows_select
 from metering import sql
 from metering.services import AcceptedEvent
 

@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 
 from catalog.admin_scoping import MerchantScopedAdminMixin, request_merchant_ids, scope_queryset
 from catalog.models import BillableMetric, Customer
+from core.formatting import decimal_string
 
 from .models import UsageEvent
 from .selectors import usage_aggregate
@@ -133,7 +134,7 @@ class CustomerWithUsageAdmin(_CustomerAdminBase):
         rows = [
             (
                 metric.name,
-                f"{usage_aggregate(metric=metric, customer=obj, start=start, end=end).normalize():f}",
+                f"{decimal_string(usage_aggregate(metric=metric, customer=obj, start=start, end=end))}",
                 metric.unit,
                 f"{events_url}?customer={obj.pk}&metric={metric.pk}",
             )

@@ -15,7 +15,6 @@ to keep each aggregation at exactly one query.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from django.db.models import BooleanField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 
 from catalog.models import Aggregation, BillableMetric, Customer, Merchant, MetricFilterOperator
+from core.cache import TTLCache
 
 from . import sql
 from .models import UsageEvent
@@ -79,19 +79,16 @@ class UsageGroup:
 # on an already-known event type.
 ROUTES_CACHE_SECONDS = 30.0
 ROUTES_CACHE_SIZE = 1024
-_routes_cache: dict[str, tuple[float, dict[str, list[MetricRoute]]]] = {}
+_routes_cache: TTLCache[dict[str, list[MetricRoute]]] = TTLCache(seconds=ROUTES_CACHE_SECONDS, size=ROUTES_CACHE_SIZE)
 
 
 def metric_routes_cached(*, merchant_id: str, fresh: bool = False) -> dict[str, list[MetricRoute]]:
     """``metric_routes`` from this process's cache (no query on a hit); ``fresh`` re-reads it."""
-    now = time.monotonic()
     cached = None if fresh else _routes_cache.get(merchant_id)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    if cached is not None:
+        return cached
     routes = metric_routes(merchant=merchant_id)
-    if len(_routes_cache) >= ROUTES_CACHE_SIZE:
-        _routes_cache.clear()
-    _routes_cache[merchant_id] = (now + ROUTES_CACHE_SECONDS, routes)
+    _routes_cache.set(merchant_id, routes)
     return routes
 
 
@@ -100,7 +97,7 @@ def metric_routes_forget(*, merchant_id: str | None = None) -> None:
     if merchant_id is None:
         _routes_cache.clear()
     else:
-        _routes_cache.pop(merchant_id, None)
+        _routes_cache.pop(merchant_id)
 
 
 def metric_routes(*, merchant: Merchant | str) -> dict[str, list[MetricRoute]]:

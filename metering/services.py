@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
-from catalog.db import planned_once_cursor
 from catalog.models import Customer, Merchant
 from catalog.pricing.limits import BOUND_TEXT, LIMIT, within_bound
+from core.db import planned_once_cursor
 
 from . import sql
 from .models import UsageEvent

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from catalog.admin_scoping import request_merchant_ids
 from catalog.pricing.currency import format_money
+from core.formatting import decimal_string
 
 from . import selectors
 
@@ -75,7 +76,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _number(value: Decimal) -> str:
-    return f"{value.normalize():f}" if value else "0"
+    return decimal_string(value) if value else "0"
 
 
 def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:

@@ -20,6 +20,7 @@ from catalog.admin_numbers import DECIMAL_FORMFIELD_OVERRIDES, money_display
 from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer
+from core.formatting import decimal_string
 
 from . import (
     admin_entitlements,  # noqa: F401  (registers the entitlement and grant pages)
@@ -29,7 +30,6 @@ from . import (
 from .errors import WalletError
 from .forms import CreditForm, TopUpForm
 from .models import Commitment, CreditLot, LedgerEntry, LowBalanceWallet, Wallet, WebhookDelivery, WebhookEndpoint
-from .services import amount_str
 from .webhooks import webhook_delivery_retry_now
 
 LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
@@ -107,12 +107,12 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
             (
                 (
                     w.currency,
-                    amount_str(w.balance),
-                    amount_str(w.available),
-                    amount_str(w.reserved_credit),
-                    amount_str(w.overage_outstanding),
+                    decimal_string(w.balance),
+                    decimal_string(w.available),
+                    decimal_string(w.reserved_credit),
+                    decimal_string(w.overage_outstanding),
                     w.get_policy_display(),
-                    amount_str(w.low_balance_threshold) or "—",
+                    decimal_string(w.low_balance_threshold) or "—",
                 )
                 for w in wallets
             ),
@@ -138,8 +138,8 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
                     e.occurred_at.strftime("%Y-%m-%d %H:%M"),
                     e.get_kind_display(),
                     e.wallet.currency,
-                    amount_str(e.amount),
-                    amount_str(e.balance_after),
+                    decimal_string(e.amount),
+                    decimal_string(e.balance_after),
                     e.description or e.reference,
                 )
                 for e in entries
@@ -161,7 +161,7 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
             "<div>{} {} ({}) expires {}</div>",
             (
                 (
-                    amount_str(lot.remaining),
+                    decimal_string(lot.remaining),
                     lot.wallet.currency,
                     lot.get_kind_display(),
                     f"{lot.expires_at:%Y-%m-%d %H:%M}",
@@ -220,8 +220,8 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
             else:
                 messages.success(
                     request,
-                    f"{result.entry.get_kind_display()} of {amount_str(result.entry.amount)} "
-                    f"{result.entry.wallet.currency} recorded; balance {amount_str(result.entry.balance_after)}.",
+                    f"{result.entry.get_kind_display()} of {decimal_string(result.entry.amount)} "
+                    f"{result.entry.wallet.currency} recorded; balance {decimal_string(result.entry.balance_after)}.",
                 )
                 return redirect(reverse("admin:catalog_customer_change", args=[customer.pk]))
         context = {

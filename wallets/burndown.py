@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from catalog.durations import Duration, add_duration
+from core.durations import Duration, add_duration
 
 ZERO = Decimal(0)
 ALLOWANCE = "allowance"  # the key of the issueAfterReset source

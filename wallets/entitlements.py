@@ -16,8 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
-from catalog.durations import Duration, add_duration, parse_duration
 from catalog.models import Customer, Feature, FeatureType, Merchant, Subscription
+from core.durations import Duration, add_duration, parse_duration
 from metering.selectors import usage_aggregate_windows
 
 from .burndown import (

@@ -19,9 +19,10 @@ from django.db import models
 from django.db.models import F, Q
 
 from catalog.descriptions import format_number
-from catalog.ids import PublicIdField
 from catalog.models import RATE_DIGITS, BillableMetric, Customer, Merchant, Subscription
 from catalog.validators import validate_currency_code
+from core.formatting import decimal_string
+from core.ids import PublicIdField
 
 from .errors import LedgerImmutable
 
@@ -159,7 +160,7 @@ class CreditLot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.original_amount.normalize():f} {self.wallet.currency}"
+        return f"{self.get_kind_display()} {decimal_string(self.original_amount)} {self.wallet.currency}"
 
 
 class EntryKind(models.TextChoices):
@@ -261,7 +262,7 @@ class LedgerEntry(AppendOnly):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.sequence} {self.get_kind_display()} {self.amount.normalize():f}"
+        return f"#{self.sequence} {self.get_kind_display()} {decimal_string(self.amount)}"
 
 
 class LedgerAllocation(AppendOnly):
@@ -279,7 +280,7 @@ class LedgerAllocation(AppendOnly):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount.normalize():f} on {self.lot_id}"
+        return f"{decimal_string(self.amount)} on {self.lot_id}"
 
 
 class Commitment(models.Model):
@@ -311,7 +312,7 @@ class Commitment(models.Model):
         indexes = [models.Index(fields=["trued_up_at", "term_end"])]
 
     def __str__(self) -> str:
-        return f"{self.customer} commits {self.amount.normalize():f} {self.currency}"
+        return f"{self.customer} commits {decimal_string(self.amount)} {self.currency}"
 
 
 class WebhookEndpoint(models.Model):

@@ -10,8 +10,8 @@ from decimal import Decimal
 from django.db import connection, connections
 from django.db.models import Q, QuerySet, Sum
 
-from catalog.db import instances_select, rows_select
 from catalog.models import Customer
+from core.db import instances_select, rows_select
 
 from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, PeriodDebitTotal, Wallet
 

@@ -17,7 +17,7 @@ from functools import partial
 
 from django.db import transaction
 
-from catalog.ids import new_public_id
+from core.ids import new_public_id
 
 from .metrics import WEBHOOK_DELIVERY_ATTEMPTS
 from .models import DeliveryStatus, WebhookDelivery, WebhookEndpoint

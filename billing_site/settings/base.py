@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "health_check",
     "django_prometheus",
+    "core",
     "catalog",
     "metering",
     "wallets",
@@ -67,7 +68,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    "catalog.api.middleware.EmptyQueryValueMiddleware",
+    "core.api.middleware.EmptyQueryValueMiddleware",
 ]
 
 # The Paygentic client calls paths without a trailing slash and follows redirects, and a redirected
@@ -117,7 +118,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # (metering/README.md, "JIT"); DATABASE_JIT=1 leaves the server's setting alone.
         _session.append("-c jit=off")
     if env_bool("DATABASE_GENERIC_PLANS", True):
-        # Only our prepared hot-path statements (catalog.db.planned_once_cursor) are affected: Django's
+        # Only our prepared hot-path statements (core.db.planned_once_cursor) are affected: Django's
         # own statements are never prepared. Left to choose, PostgreSQL kept re-planning the price,
         # wallet-lock and counter reads on every real-time request, because their one-row custom plans
         # looked cheaper than the generic plan they all end up using (metering/README.md, "Plans").
@@ -166,7 +167,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "catalog.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.api.errors.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": None,
 }
@@ -188,10 +189,10 @@ SPECTACULAR_SETTINGS = {
         "ListObjectEnum": ["list"],
     },
     # The answers every operation can give (400/401/503, 404 with a path id) and non-empty string query
-    # parameters, stated once for all views (catalog/api/schema.py).
+    # parameters, stated once for all views (core/api/schema.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "catalog.api.schema.document_common_errors",
+        "core.api.schema.document_common_errors",
         "metering.api.schema.require_batch_body",
     ],
 }

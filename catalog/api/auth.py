@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
 from django.contrib.auth.models import AnonymousUser
@@ -13,6 +12,7 @@ from django.db import transaction
 from rest_framework import authentication, exceptions, permissions
 
 from catalog.selectors import api_key_digest, api_key_get_active
+from core.cache import TTLCache
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="meterline"'
 
 
-# digest → (monotonic expiry, ApiKey with its merchant). Per process; only valid keys are kept, and
-# only while the shared revocation marker still has the value read before they were looked up.
-_key_cache: dict[str, tuple[float, object]] = {}
+# digest → ApiKey with its merchant. Per process; only valid keys are kept, and only while the shared
+# revocation marker still has the value read before they were looked up.
+_key_cache: TTLCache = TTLCache(seconds=API_KEY_CACHE_SECONDS, size=API_KEY_CACHE_SIZE)
 _key_cache_marker: list = [None]
 _key_cache_lock = threading.Lock()
 _MARKER_UNAVAILABLE = object()
@@ -97,22 +97,19 @@ def _active_key_cached(raw_key: str):
     if marker is _MARKER_UNAVAILABLE:  # no way to hear of revocations: read the key every time
         return api_key_get_active(raw_key=raw_key)
     digest = api_key_digest(raw_key)
-    now = time.monotonic()
     if marker != _key_cache_marker[0]:  # a key was revoked (in some process) since these were cached
         with _key_cache_lock:
             _key_cache.clear()
             _key_cache_marker[0] = marker
     cached = _key_cache.get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    if cached is not None:
+        return cached
     api_key = api_key_get_active(raw_key=raw_key)
     with _key_cache_lock:
         if api_key is None:
-            _key_cache.pop(digest, None)
+            _key_cache.pop(digest)
         elif _key_cache_marker[0] == marker:  # not when a revocation arrived during the read
-            if len(_key_cache) >= API_KEY_CACHE_SIZE:
-                _key_cache.clear()
-            _key_cache[digest] = (now + API_KEY_CACHE_SECONDS, api_key)
+            _key_cache.set(digest, api_key)
     return api_key
 
 
@@ -129,7 +126,7 @@ def api_key_cache_forget(key_digest: str) -> None:
 
 def _forget(key_digest: str) -> None:
     with _key_cache_lock:
-        _key_cache.pop(key_digest, None)
+        _key_cache.pop(key_digest)
     try:
         cache.set(API_KEY_REVOCATIONS_CACHE_KEY, uuid.uuid4().hex, timeout=None)
     except Exception:

@@ -11,9 +11,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from catalog import models, selectors, services
+from core.api.fields import TextKeyDictField, require_query, wire_field_names
+from core.api.serializers import Constant, StrictSerializer, list_output
 
-from .fields import MerchantScopedId, TextKeyDictField, check_merchant, require_query, wire_field_names
-from .serializers import Constant, StrictSerializer, list_output
+from .fields import MerchantScopedId, check_merchant
 from .views import ERRORS, NO_CONTENT, PAGING, CatalogApi
 
 FEATURE_FIELDS = {"product": "productId", "billable_metric": "billableMetricId"}

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import ErrorDetail
 
 from catalog import models
 from catalog.services import RateRow, TierRow
+from core.api.errors import snake_to_camel
+from core.api.fields import NUL, NUL_MESSAGE, TextKeyDictField
+from core.api.serializers import BlankAsNull, Constant, StrictSerializer
+from core.formatting import decimal_string
 
-from .errors import snake_to_camel
-from .fields import NUL, NUL_MESSAGE, DecimalNumber, DecimalString, MerchantScopedId, TextKeyDictField, decimal_string
+from .fields import DecimalNumber, DecimalString, MerchantScopedId
 
 ZERO = Decimal(0)
 PROPERTIES_HELP = (
@@ -29,84 +31,6 @@ MODEL_HELP = "How usage becomes an amount; picks the shape of properties. Defaul
 def _help(model, field: str) -> str:
     """The model field's help text: the admin and the API describe a field the same way."""
     return str(model._meta.get_field(field).help_text)
-
-
-class TypedSerializer(serializers.Serializer):
-    """Text fields take JSON strings only, as the schema says (``type: string``): DRF would turn
-    ``{"description": 0}`` into ``"0"``; here it is a 400 naming the field."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            wrong = sorted(
-                name
-                for name, field in self.fields.items()
-                if isinstance(field, serializers.CharField)
-                and not field.read_only
-                and data.get(name) is not None
-                and not isinstance(data[name], str)
-            )
-            if wrong:
-                raise serializers.ValidationError(
-                    {name: [ErrorDetail("Not a string.", code="invalid")] for name in wrong}
-                )
-        return super().to_internal_value(data)
-
-
-class StrictSerializer(TypedSerializer):
-    """Refuses keys it does not know, so a typo is a 400 rather than a silently ignored field."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
-        return super().to_internal_value(data)
-
-
-class Constant(serializers.Field):
-    """A literal on every response (``object: "plan"``)."""
-
-    def __init__(self, value: str, **kwargs):
-        self.value = value
-        super().__init__(source="*", read_only=True, **kwargs)
-
-    def to_representation(self, _instance):
-        return self.value
-
-
-@extend_schema_field({"type": "string", "nullable": True})
-class BlankAsNull(serializers.CharField):
-    """Model text fields store "" for "none"; the wire says null."""
-
-    def to_representation(self, value):
-        return value or None
-
-
-class ErrorItemOutput(serializers.Serializer):
-    field = serializers.CharField()
-    message = serializers.CharField()
-    code = serializers.CharField(required=False)
-
-
-class ErrorOutput(serializers.Serializer):
-    message = serializers.CharField()
-    error = serializers.CharField()
-    code = serializers.CharField(required=False)
-    errors = ErrorItemOutput(many=True, required=False)
-    details = serializers.DictField(required=False)
-
-
-class PaginationOutput(serializers.Serializer):
-    limit = serializers.IntegerField()
-    offset = serializers.IntegerField()
-    total = serializers.IntegerField()
-
-
-def list_output(name: str, item, *, with_object: bool):
-    fields = {"data": item(many=True), "pagination": PaginationOutput()}
-    if with_object:
-        fields = {"object": Constant("list"), **fields}
-    return inline_serializer(name=name, fields=fields)
 
 
 # Products

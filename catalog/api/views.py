@@ -14,15 +14,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import selectors, services
+from core.api.fields import DecimalJSONParser, refuse_null_characters, require_query, wire_field_names
+from core.api.pagination import MAX_OFFSET, MAX_PAGE_SIZE, paginate
+from core.api.serializers import ErrorOutput, list_output
 
 from . import schema as _schema_extensions  # noqa: F401  (registers the OpenAPI extensions)
 from . import serializers as s
 from .auth import request_merchant
-from .fields import DecimalJSONParser, check_merchant, refuse_null_characters, require_query, wire_field_names
-from .pagination import MAX_OFFSET, MAX_PAGE_SIZE, paginate
+from .fields import check_merchant
 
-ERRORS = {code: s.ErrorOutput for code in (400, 401, 403, 404)}
-CONFLICT = {409: s.ErrorOutput}
+ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
+CONFLICT = {409: ErrorOutput}
 PAGING = [
     OpenApiParameter(
         "limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, description="Page size (default 10)."
@@ -100,7 +102,7 @@ class ProductCollectionApi(CatalogApi):
         operation_id="listProducts",
         tags=["products"],
         parameters=[OpenApiParameter("merchantId", str), *PAGING],
-        responses={200: s.list_output("ProductList", s.ProductOutput, with_object=False), **ERRORS},
+        responses={200: list_output("ProductList", s.ProductOutput, with_object=False), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, request.query_params.get("merchantId"))
@@ -157,7 +159,7 @@ class BillableMetricCollectionApi(CatalogApi):
             OpenApiParameter("itemId", str),
             *PAGING,
         ],
-        responses={200: s.list_output("BillableMetricList", s.BillableMetricOutput, with_object=True), **ERRORS},
+        responses={200: list_output("BillableMetricList", s.BillableMetricOutput, with_object=True), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, require_query(request, "merchantId"))
@@ -228,7 +230,7 @@ class FeeCollectionApi(CatalogApi):
             OpenApiParameter("itemId", str),
             *PAGING,
         ],
-        responses={200: s.list_output("FeeList", s.FeeOutput, with_object=True), **ERRORS},
+        responses={200: list_output("FeeList", s.FeeOutput, with_object=True), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, require_query(request, "merchantId"))
@@ -285,7 +287,7 @@ class PriceCollectionApi(CatalogApi):
         operation_id="listPrices",
         tags=["prices"],
         parameters=[OpenApiParameter("merchantId", str), OpenApiParameter("billableMetricId", str), *PAGING],
-        responses={200: s.list_output("PriceList", s.PriceOutput, with_object=False), **ERRORS},
+        responses={200: list_output("PriceList", s.PriceOutput, with_object=False), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, request.query_params.get("merchantId"))
@@ -345,7 +347,7 @@ class PlanCollectionApi(CatalogApi):
         operation_id="listPlans",
         tags=["plans"],
         parameters=[OpenApiParameter("merchantId", str), OpenApiParameter("productId", str), *PAGING],
-        responses={200: s.list_output("PlanList", s.PlanOutput, with_object=False), **ERRORS},
+        responses={200: list_output("PlanList", s.PlanOutput, with_object=False), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, request.query_params.get("merchantId"))
@@ -379,7 +381,7 @@ class PlanAvailableApi(CatalogApi):
             OpenApiParameter("search", str),
             *PAGING,
         ],
-        responses={200: s.list_output("AvailablePlanList", s.PlanOutput, with_object=False), **ERRORS},
+        responses={200: list_output("AvailablePlanList", s.PlanOutput, with_object=False), **ERRORS},
     )
     def get(self, request):
         customer = selectors.customer_get(merchant=self.merchant, customer_id=require_query(request, "customerId"))
@@ -430,7 +432,7 @@ class CustomerCollectionApi(CatalogApi):
             OpenApiParameter("externalId", str, description="Exact match."),
             *PAGING,
         ],
-        responses={200: s.list_output("CustomerList", s.CustomerOutput, with_object=True), **ERRORS},
+        responses={200: list_output("CustomerList", s.CustomerOutput, with_object=True), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, require_query(request, "organizationId"), "organizationId")

@@ -17,13 +17,13 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.errors import ApiError, validation_error_response
 from catalog.api.schema import currency_parameter
 from catalog.pricing import is_known_currency
+from core.api.errors import ApiError, validation_error_response
+from core.formatting import decimal_string, iso_utc
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
 from wallets.api.views import customer_with_wallets_or_404
-from wallets.services import amount_str
 
 from .. import realtime
 from ..selectors import customer_usage_cost
@@ -33,8 +33,8 @@ PAYMENT_REQUIRED = status.HTTP_402_PAYMENT_REQUIRED
 
 def _refusal_details(refusal: realtime.Refusal) -> dict:
     return {
-        "available": amount_str(refusal.available),
-        "required": amount_str(refusal.required),
+        "available": decimal_string(refusal.available),
+        "required": decimal_string(refusal.required),
         "currency": refusal.currency,
     }
 
@@ -98,16 +98,16 @@ class CustomerUsageCostApi(APIView):
             {
                 "object": "customer_usage_cost",
                 "customerId": customer.pk,
-                "asOf": metering_views.iso_utc(now),
+                "asOf": iso_utc(now),
                 "subscriptions": [
                     {
                         "subscriptionId": cost.subscription_id,
                         "currency": cost.currency,
-                        "periodStart": metering_views.iso_utc(cost.period_start),
-                        "periodEnd": metering_views.iso_utc(cost.period_end),
-                        "usageCost": amount_str(cost.debited),
-                        "paidFromBalance": amount_str(cost.covered_by_credit),
-                        "overage": amount_str(cost.overage),
+                        "periodStart": iso_utc(cost.period_start),
+                        "periodEnd": iso_utc(cost.period_end),
+                        "usageCost": decimal_string(cost.debited),
+                        "paidFromBalance": decimal_string(cost.covered_by_credit),
+                        "overage": decimal_string(cost.overage),
                     }
                     for cost in costs
                 ],

@@ -14,10 +14,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from catalog.api.errors import ApiError
-from catalog.api.fields import DecimalNumber, DecimalString, decimal_string, wire_field_names
-from catalog.api.serializers import Constant, StrictSerializer
+from catalog.api.fields import DecimalNumber, DecimalString
 from catalog.pricing import minor_units
+from core.api.errors import ApiError
+from core.api.fields import wire_field_names
+from core.api.serializers import Constant, StrictSerializer
+from core.formatting import decimal_string
 from invoicing.one_off_invoices import GrantPurchaseConflict, grant_purchase_create
 from wallets.api.entitlements import CONFLICT, ERRORS, Credits, EntitlementScopedApi
 from wallets.entitlements import EntitlementConflict

@@ -13,14 +13,10 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from catalog import models as catalog
-from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, decimal_string, money_string
-from catalog.api.serializers import (
-    AddressInput,
-    Constant,
-    PaginationOutput,
-    StrictSerializer,
-    _tax_rates,
-)
+from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, money_string
+from catalog.api.serializers import AddressInput, _tax_rates
+from core.api.serializers import Constant, PaginationOutput, StrictSerializer
+from core.formatting import decimal_string, iso_utc
 from invoicing.models import InvoiceKind, InvoiceStatus, LineKind
 
 ZERO = Decimal(0)
@@ -420,8 +416,8 @@ def invoice_line_item(line, invoice, tax: Decimal) -> dict:
         "totalAmount": money_string(total_amount, invoice.currency),
         "itemId": None,
         "priceId": price.id if price is not None else None,
-        "periodStart": (line.service_start or invoice.period_start).isoformat().replace("+00:00", "Z"),
-        "periodEnd": (line.service_end or invoice.period_end).isoformat().replace("+00:00", "Z"),
+        "periodStart": iso_utc(line.service_start or invoice.period_start),
+        "periodEnd": iso_utc(line.service_end or invoice.period_end),
         "paymentTerm": term,
         # Meterline extensions (ignored by the client): what the line is and how it was computed.
         "kind": line.kind,

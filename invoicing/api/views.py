@@ -23,21 +23,17 @@ from rest_framework import exceptions, renderers, status
 from rest_framework.response import Response
 
 from catalog import services as catalog_services
-from catalog.api.errors import ApiError
-from catalog.api.fields import (
-    check_merchant,
-    decimal_string,
-    money_string,
-    parameter_combination_error,
-    wire_field_names,
-)
-from catalog.api.pagination import page_params, paginate
-from catalog.api.schema import paging_parameters
-from catalog.api.serializers import ErrorOutput
+from catalog.api.fields import check_merchant, money_string
 from catalog.api.views import CatalogApi
-from catalog.durations import add_duration, parse_duration
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import PricingError
+from core.api.errors import ApiError
+from core.api.fields import parameter_combination_error, wire_field_names
+from core.api.pagination import page_params, paginate
+from core.api.schema import paging_parameters
+from core.api.serializers import ErrorOutput
+from core.durations import add_duration, parse_duration
+from core.formatting import decimal_string, iso_utc
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at
 from invoicing.documents import invoice_filename, invoice_pdf
@@ -463,10 +459,6 @@ def _invoice_get(merchant, invoice_id: str) -> Invoice:
         raise exceptions.NotFound("No such invoice.") from None
 
 
-def _z(moment):
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 def _sequence_number(invoice: Invoice) -> int:
     """0 for Invoice 0 (the opening invoice), else the 1-based billing period the invoice belongs to."""
     if invoice.kind == InvoiceKind.OPENING:
@@ -496,12 +488,12 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
         "customerId": invoice.customer_id,
         "subscriptionId": invoice.subscription_id,
         "currency": invoice.currency,
-        "periodStart": _z(invoice.period_start),
-        "periodEnd": _z(invoice.period_end),
-        "billingAnchor": _z(subscription.effective_billing_anchor),
+        "periodStart": iso_utc(invoice.period_start),
+        "periodEnd": iso_utc(invoice.period_end),
+        "billingAnchor": iso_utc(subscription.effective_billing_anchor),
         "billingCadence": invoice.plan.billing_cadence,
         "sequenceNumber": _sequence_number(invoice),
-        "gracePeriodEnd": _z(grace),
+        "gracePeriodEnd": iso_utc(grace),
         "subtotal": money_string(invoice.subtotal, invoice.currency),
         "totalTax": money_string(invoice.tax, invoice.currency),
         "grandTotal": money_string(invoice.total, invoice.currency),
@@ -511,13 +503,13 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
         if getattr(invoice, "item_count", None) is not None
         else invoice.lines.exclude(kind=LineKind.TAX).count(),
         "autoApprove": invoice.kind != InvoiceKind.ADJUSTMENT and invoice.replaces_id is None,
-        "createdAt": _z(invoice.created_at),
-        "updatedAt": _z(invoice.updated_at),
+        "createdAt": iso_utc(invoice.created_at),
+        "updatedAt": iso_utc(invoice.updated_at),
         "invoiceNumber": invoice.number,
-        "issuedAt": _z(invoice.issued_at),
+        "issuedAt": iso_utc(invoice.issued_at),
         "dueAt": due_at,
-        "paidAt": _z(invoice.paid_at),
-        "nextActionAt": _z(invoice.grace_ends_at) if invoice.status == InvoiceStatus.DRAFT else None,
+        "paidAt": iso_utc(invoice.paid_at),
+        "nextActionAt": iso_utc(invoice.grace_ends_at) if invoice.status == InvoiceStatus.DRAFT else None,
         "paymentUrl": None,
         "pdfUrl": request.build_absolute_uri(f"/v2/invoices/{invoice.id}/pdf"),
         "pdfSource": "paygentic",
@@ -526,7 +518,7 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
             "kind": invoice.kind,
             "replaces": invoice.replaces_id,
             "adjusts": invoice.adjusts_id,
-            "voidedAt": _z(invoice.voided_at),
+            "voidedAt": iso_utc(invoice.voided_at),
             "voidReason": invoice.void_reason or None,
         },
         "kind": invoice.kind,
@@ -781,12 +773,12 @@ def _ledger_line(*, line_id, subscription, line, status_, invoice=None, invoice_
         "status": status_,
         "displayName": price.invoice_display_name if price is not None else line.description,
         "currency": invoice.currency if invoice is not None else subscription.plan.currency,
-        "periodStart": _z(line.service_start or (invoice.period_start if invoice else None)),
-        "periodEnd": _z(line.service_end or (invoice.period_end if invoice else None)),
-        "invoiceAt": _z(invoice_at),
+        "periodStart": iso_utc(line.service_start or (invoice.period_start if invoice else None)),
+        "periodEnd": iso_utc(line.service_end or (invoice.period_end if invoice else None)),
+        "invoiceAt": iso_utc(invoice_at),
         "unitPrice": decimal_string(line.unit_price if line.unit_price is not None else Decimal(0)),
-        "createdAt": _z(created_at),
-        "updatedAt": _z(updated_at),
+        "createdAt": iso_utc(created_at),
+        "updatedAt": iso_utc(updated_at),
         "priceId": price.id if price is not None else None,
         "itemId": None,
         "invoiceId": invoice.id if invoice is not None else None,

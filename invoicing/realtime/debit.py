@@ -40,9 +40,9 @@ from typing import NamedTuple
 
 from django.db import transaction
 
-from catalog.bulk import writes_combined
 from catalog.models import BillableMetric, Customer, Merchant, Price, Subscription
 from catalog.selectors import metric_filters_prefetch
+from core.bulk import writes_combined
 from metering import services as metering
 from metering.metrics import events_count
 from metering.models import UsageEvent
@@ -434,7 +434,7 @@ def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: d
         final = {(key, customer_id): usage for key, by_id in after.items() for customer_id, usage in by_id.items()}
         final = {key: final.get(key, context.before[key[0]][key[1]]) for key in context.counted}
 
-        # The debits' and counters' writes go to PostgreSQL as one statement (catalog.bulk.writes_combined).
+        # The debits' and counters' writes go to PostgreSQL as one statement (core.bulk.writes_combined).
         with writes_combined():
             _debit_and_count(
                 merchant=merchant,

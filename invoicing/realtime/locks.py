@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db import connection
 
-from catalog.db import any_of, instances_select
 from catalog.models import Customer
+from core.db import any_of, instances_select
 from wallets.models import Wallet
 from wallets.services import wallet_lock
 

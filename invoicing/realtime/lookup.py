@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from django.db import connection
 from django.db.models import Q
 
-from catalog.db import any_of, instance_from_row, joined_columns, planned_once_cursor, rows_select
 from catalog.models import BillingMode, Customer, Merchant, Plan, Subscription, SubscriptionStatus, TestClock
+from core.db import any_of, instance_from_row, joined_columns, planned_once_cursor, rows_select
 
 
 def real_time_subscriptions() -> Q:

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from core.formatting import decimal_string
 from metering import services as metering
-from wallets.services import amount_str
 
 INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
 
@@ -23,8 +23,8 @@ class Refusal:
     @property
     def message(self) -> str:
         return (
-            f"Insufficient prepaid balance: this event costs {amount_str(self.required)} {self.currency}, "
-            f"{amount_str(self.available)} {self.currency} is available. Top up the balance and resend it."
+            f"Insufficient prepaid balance: this event costs {decimal_string(self.required)} {self.currency}, "
+            f"{decimal_string(self.available)} {self.currency} is available. Top up the balance and resend it."
         )
 
 

@@ -6,8 +6,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 
-from catalog.api.schema import paging_parameters
-from catalog.api.serializers import ErrorOutput
+from core.api.schema import paging_parameters
+from core.api.serializers import ErrorOutput
 
 ERROR_RESPONSES = {code: ErrorOutput for code in (400, 401, 403, 404, 413)}
 

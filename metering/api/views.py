@@ -18,9 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.auth import request_merchant
-from catalog.api.errors import ApiError, validation_error_response
-from catalog.api.pagination import paginate
 from catalog.models import Customer
+from core.api.errors import ApiError, validation_error_response
+from core.api.pagination import paginate
+from core.formatting import iso_utc
 
 from .. import selectors, services
 from ..models import EVENT_ID_PREFIX, UsageEvent
@@ -33,11 +34,6 @@ DUPLICATE_HEADER = "Idempotent-Replayed"
 
 def _json(body, status_code: int, headers: dict | None = None) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status_code, content_type="application/json", headers=headers)
-
-
-def iso_utc(value: datetime) -> str:
-    """A moment as the API writes it: UTC, ISO 8601, with a Z."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _read_json(request, limit: int):

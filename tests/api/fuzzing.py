@@ -17,8 +17,8 @@ from schemathesis.core import NOT_SET
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from catalog import models
-from catalog.api.fields import PARAMETER_COMBINATION
 from catalog.services import api_key_create
+from core.api.fields import PARAMETER_COMBINATION
 from tests.factories import (
     BillableMetricFactory,
     CustomerFactory,

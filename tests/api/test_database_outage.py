@@ -1,7 +1,7 @@
 """A database that cannot be reached answers 503 with Retry-After (clients retry), never 500.
 
 The faults are injected where the first statement of a request would fail: a selector, the API key
-read, the ingestion call, a middleware running before DRF (catalog/api/errors.py).
+read, the ingestion call, a middleware running before DRF (core/api/errors.py).
 """
 
 from __future__ import annotations

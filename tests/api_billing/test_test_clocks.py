@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 from paygentic_sdk.models import TestClock as ClientTestClock
 
-from catalog.durations import add_duration, parse_duration
 from catalog.models import SubscriptionStatus, TestClock
+from core.durations import add_duration, parse_duration
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import billing_run_execute
 

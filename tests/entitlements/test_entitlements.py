@@ -10,7 +10,7 @@ from django.utils import timezone
 from paygentic_sdk import models as pg
 from pydantic import TypeAdapter
 
-from catalog.durations import Duration
+from core.durations import Duration
 from wallets.entitlements import usage_period_at
 
 pytestmark = pytest.mark.django_db

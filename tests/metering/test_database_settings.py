@@ -24,7 +24,7 @@ def test_prepared_statements_use_their_generic_plan():
 
 def test_a_prepared_statement_is_planned_once():
     # A keyed one-row read is the case "auto" re-plans every time (its custom plan looks cheaper).
-    from catalog.db import planned_once_cursor
+    from core.db import planned_once_cursor
 
     statement = "SELECT count(*) FROM pg_class WHERE oid = %s AND relname <> %s"
     for oid in range(1, 13):

@@ -143,7 +143,7 @@ def test_without_a_working_shared_cache_the_key_is_read_every_time(
 def test_cached_key_expires_after_its_ttl(api_client, merchant, input_tokens, customer, monkeypatch):
     # given: a cached key revoked behind the cache's back (another process, a raw UPDATE)
     clock = [1000.0]
-    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(auth._key_cache, "clock", lambda: clock[0])
     assert api_client.post("/v0/events", _event(customer, "k-1"), format="json").status_code == 202
     ApiKey.objects.filter(merchant=merchant).update(revoked_at=datetime(2026, 1, 2, tzinfo=UTC))
 
@@ -165,7 +165,7 @@ def test_other_endpoints_never_use_the_key_cache(api_client, merchant, input_tok
 def test_metric_created_after_routing_was_cached_is_accepted_at_once(api_client, product, input_tokens, customer):
     # given: routing cached without the new event type
     assert api_client.post("/v0/events", _event(customer, "k-1"), format="json").status_code == 202
-    assert "gpu.seconds" not in selectors._routes_cache[customer.merchant_id][1]
+    assert "gpu.seconds" not in selectors._routes_cache.get(customer.merchant_id)
 
     # when: a metric for a new event type appears (ORM write, as the admin or a factory does)
     BillableMetric.objects.create(
@@ -176,7 +176,7 @@ def test_metric_created_after_routing_was_cached_is_accepted_at_once(api_client,
         event_type="gpu.seconds",
         value_property="$.seconds",
     )
-    selectors._routes_cache[customer.merchant_id] = (float("inf"), {"llm.completion": []})  # even if not forgotten
+    selectors._routes_cache.set(customer.merchant_id, {"llm.completion": []})  # even if not forgotten
 
     # then
     response = api_client.post(

@@ -14,19 +14,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
-from catalog.api.errors import ApiError
-from catalog.api.fields import (
-    DecimalNumber,
-    MerchantScopedId,
-    TextKeyDictField,
-    check_merchant,
-    parameter_combination_error,
-    wire_field_names,
-)
-from catalog.api.pagination import paginate
-from catalog.api.serializers import Constant, ErrorOutput, PaginationOutput, StrictSerializer
+from catalog.api.fields import DecimalNumber, MerchantScopedId, check_merchant
 from catalog.api.views import CatalogApi
 from catalog.models import Customer, Feature, FeatureType, Subscription
+from core.api.errors import ApiError
+from core.api.fields import TextKeyDictField, parameter_combination_error, wire_field_names
+from core.api.pagination import paginate
+from core.api.serializers import Constant, ErrorOutput, PaginationOutput, StrictSerializer
 
 from .. import entitlements as ent
 from ..models import Entitlement, EntitlementGrant

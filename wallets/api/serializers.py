@@ -6,11 +6,10 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from catalog.api.serializers import TypedSerializer
 from catalog.pricing import is_known_currency
 from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
-
-from ..services import amount_str
+from core.api.serializers import TypedSerializer
+from core.formatting import decimal_string, iso_utc
 
 
 class CreditInputSerializer(TypedSerializer):
@@ -39,30 +38,26 @@ class LedgerQuerySerializer(serializers.Serializer):
     currency = serializers.CharField(max_length=3, required=False)
 
 
-def _time(value):
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def wallet_out(wallet) -> dict:
     low = wallet.low_balance_threshold
     return {
         "object": "balance",
         "id": wallet.pk,
         "currency": wallet.currency,
-        "balance": amount_str(wallet.balance),
-        "available": amount_str(wallet.available),
-        "reserved": amount_str(wallet.reserved_credit),
-        "overage": amount_str(wallet.overage_outstanding),
-        "pendingExpiry": amount_str(wallet.expiring_credit),
-        "nextExpiryAt": _time(wallet.next_expiry_at),
-        "lowBalanceThreshold": amount_str(low),
+        "balance": decimal_string(wallet.balance),
+        "available": decimal_string(wallet.available),
+        "reserved": decimal_string(wallet.reserved_credit),
+        "overage": decimal_string(wallet.overage_outstanding),
+        "pendingExpiry": decimal_string(wallet.expiring_credit),
+        "nextExpiryAt": iso_utc(wallet.next_expiry_at),
+        "lowBalanceThreshold": decimal_string(low),
         "isLowBalance": low is not None and wallet.balance < low,
         "policy": {
             "type": wallet.policy,
-            "autoTopUpThreshold": amount_str(wallet.auto_top_up_threshold),
-            "autoTopUpAmount": amount_str(wallet.auto_top_up_amount),
+            "autoTopUpThreshold": decimal_string(wallet.auto_top_up_threshold),
+            "autoTopUpAmount": decimal_string(wallet.auto_top_up_amount),
         },
-        "updatedAt": _time(wallet.updated_at),
+        "updatedAt": iso_utc(wallet.updated_at),
     }
 
 
@@ -73,23 +68,23 @@ def entry_out(entry) -> dict:
         "sequence": entry.sequence,
         "currency": entry.wallet.currency,
         "kind": entry.kind,
-        "amount": amount_str(entry.amount),
-        "balanceAfter": amount_str(entry.balance_after),
-        "overage": amount_str(entry.overage_amount),
+        "amount": decimal_string(entry.amount),
+        "balanceAfter": decimal_string(entry.balance_after),
+        "overage": decimal_string(entry.overage_amount),
         "description": entry.description,
         "reference": entry.reference or None,
         "idempotencyKey": entry.idempotency_key or None,
         "lotId": entry.lot_id,
         "subscriptionId": entry.subscription_id,
         "metricId": entry.metric_id,
-        "periodStart": _time(entry.period_start),
-        "periodEnd": _time(entry.period_end),
-        "occurredAt": _time(entry.occurred_at),
+        "periodStart": iso_utc(entry.period_start),
+        "periodEnd": iso_utc(entry.period_end),
+        "occurredAt": iso_utc(entry.occurred_at),
     }
 
 
 def credit_out(result) -> dict:
     body = entry_out(result.entry)
-    body["expiresAt"] = _time(result.lot.expires_at)
-    body["balance"] = amount_str(result.entry.balance_after)
+    body["expiresAt"] = iso_utc(result.lot.expires_at)
+    body["balance"] = decimal_string(result.entry.balance_after)
     return body

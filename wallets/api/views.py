@@ -12,10 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.auth import request_merchant
-from catalog.api.errors import ApiError
-from catalog.api.pagination import paginate
-from catalog.api.schema import currency_parameter, error_responses, paging_parameters
+from catalog.api.schema import currency_parameter
 from catalog.models import Customer
+from core.api.errors import ApiError
+from core.api.pagination import paginate
+from core.api.schema import error_responses, paging_parameters
 
 from .. import selectors, services
 from ..errors import WalletError

@@ -25,7 +25,6 @@ from .ledger import (
     LEDGER_QUANTUM,
     LOW_BALANCE_EVENT,
     ZERO,
-    amount_str,
     consumption_order,
     ledger_amount,
     period_debit_totals_add,
@@ -39,7 +38,6 @@ __all__ = [
     "LEDGER_QUANTUM",
     "LOW_BALANCE_EVENT",
     "ledger_amount",
-    "amount_str",
     "consumption_order",
     "period_debit_totals_add",
     # credit

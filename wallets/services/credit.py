@@ -12,12 +12,12 @@ from decimal import Decimal
 from django.db import transaction
 
 from catalog.models import Customer
+from core.formatting import decimal_string
 
 from ..errors import InvalidAmount, WalletError
 from ..models import CreditLot, EntryKind, LedgerEntry, LotKind, Wallet
 from .ledger import (
     ZERO,
-    amount_str,
     append_entry,
     ledger_amount,
     lot_create,
@@ -73,8 +73,8 @@ def _credit_add(
         if existing is not None:
             if existing.amount != amount:
                 raise IdempotencyConflict(
-                    f"Idempotency key {idempotency_key!r} was used for {existing.amount.normalize():f}, "
-                    f"not {amount.normalize():f}."
+                    f"Idempotency key {idempotency_key!r} was used for {decimal_string(existing.amount)}, "
+                    f"not {decimal_string(amount)}."
                 )
             return CreditResult(entry=existing, lot=existing.lot, replayed=True)
         lots = open_lots(wallet)
@@ -193,7 +193,7 @@ def reserved_capacity_purchase(
         idempotency_key=idempotency_key,
         now=now,
         expires_at=expires_at,
-        description=description or f"Reserved capacity (paid {price_paid.normalize():f} {currency})",
+        description=description or f"Reserved capacity (paid {decimal_string(price_paid)} {currency})",
         purchase_invoice_ref=purchase_invoice_ref,
         metric_ids=metric_ids,
         price_paid=price_paid,
@@ -269,7 +269,7 @@ def credit_refund(
         lot = lots.get(lot.pk)
         if lot is None or amount > lot.remaining:
             raise InvalidAmount(
-                f"Only {amount_str(lot.remaining if lot else ZERO)} {wallet.currency} of this credit is unused."
+                f"Only {decimal_string(lot.remaining if lot else ZERO)} {wallet.currency} of this credit is unused."
             )
         lot.remaining -= amount
         lot.save(update_fields=["remaining"])

@@ -13,16 +13,16 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.bulk import rows_insert, rows_update
-from catalog.db import instance_new
 from catalog.models import Customer
+from core.bulk import rows_insert, rows_update
+from core.db import instance_new
+from core.formatting import decimal_string
 
 from ..errors import InsufficientBalance, WalletError
 from ..models import BalancePolicy, CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, Wallet
 from .ledger import (
     WALLET_TOTALS,
     ZERO,
-    amount_str,
     append_entry,
     consume,
     consumption_order,
@@ -172,7 +172,7 @@ def usage_debit(
             wallet.auto_top_up_armed = False
             lots.append(lot)
             spendable.append(lot)  # paid and newest: consumed last
-            notify(wallet, AUTO_TOP_UP_EVENT, now=now, topUpAmount=amount_str(top_up), entryId=auto_entry.pk)
+            notify(wallet, AUTO_TOP_UP_EVENT, now=now, topUpAmount=decimal_string(top_up), entryId=auto_entry.pk)
 
         allocations, covered = consume(spendable, decision.from_credit)
         overage = decision.overage

@@ -13,11 +13,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from django.db import connection
 from django.db.models import Q
 
-from catalog.bulk import rows_insert, rows_update
-from catalog.db import any_of, instance_from_row, rows_select
 from catalog.models import Customer
 from catalog.pricing.currency import CTX
 from catalog.pricing.limits import BOUND_TEXT, LIMIT
+from core.bulk import rows_insert, rows_update
+from core.db import any_of, instance_from_row, rows_select
+from core.formatting import decimal_string
 
 from ..errors import InvalidAmount
 from ..models import CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, PeriodDebitTotal, Wallet
@@ -37,14 +38,6 @@ def ledger_amount(value: Decimal | int) -> Decimal:
     if value.copy_abs() >= LIMIT:  # the shared bound (catalog.pricing.limits); quantizing in CTX never overflows
         raise InvalidAmount(f"Amounts must have {BOUND_TEXT}.")
     return value.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN, context=CTX)
-
-
-def amount_str(value: Decimal | None) -> str | None:
-    """A ledger amount as a plain decimal string without trailing zeros (9.5, 0.000002, -12)."""
-    if value is None:
-        return None
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "0") else text
 
 
 def wallet_for_update(*, customer: Customer, currency: str, create: bool) -> Wallet | None:
@@ -262,9 +255,9 @@ def notify(wallet: Wallet, event_type: str, *, now: datetime, **extra) -> None:
         "customerId": wallet.customer_id,
         "walletId": wallet.pk,
         "currency": wallet.currency,
-        "balance": amount_str(wallet.balance),
-        "available": amount_str(wallet.available),
-        "threshold": amount_str(wallet.low_balance_threshold),
+        "balance": decimal_string(wallet.balance),
+        "available": decimal_string(wallet.available),
+        "threshold": decimal_string(wallet.low_balance_threshold),
         **extra,
     }
     webhook_event_emit(merchant_id=wallet.merchant_id, event_type=event_type, data=data, now=now)

@@ -10,8 +10,9 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from catalog.bulk import rows_update
 from catalog.models import Customer
+from core.bulk import rows_update
+from core.formatting import decimal_string
 
 from ..errors import InvalidAmount
 from ..models import CreditLot, EntryKind, LedgerEntry
@@ -70,8 +71,8 @@ def invoice_settlement_record(
             return SettlementOutcome(existing, -existing.overage_amount, -drawn, True)
         if overage_billed > wallet.overage_outstanding:
             raise InvalidAmount(
-                f"The invoice bills {overage_billed.normalize():f} of overage but only "
-                f"{wallet.overage_outstanding.normalize():f} is outstanding."
+                f"The invoice bills {decimal_string(overage_billed)} of overage but only "
+                f"{decimal_string(wallet.overage_outstanding)} is outstanding."
             )
         lots = open_lots(wallet)
         general = sorted(

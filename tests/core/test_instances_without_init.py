@@ -1,4 +1,4 @@
-"""``catalog.db.instance_from_row`` and ``instance_new`` build the same instances ``Model.from_db`` and
+"""``core.db.instance_from_row`` and ``instance_new`` build the same instances ``Model.from_db`` and
 ``Model(**kwargs)`` build, without ``Model.__init__`` where that is safe, and defer to them elsewhere."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from django.db.models import signals
 
-from catalog.db import _plain_attnames, instance_from_row, instance_new
 from catalog.models import Customer, Subscription
+from core.db import _plain_attnames, instance_from_row, instance_new
 from invoicing.models import Invoice
 from tests.factories import CustomerFactory, SubscriptionFactory
 from wallets.models import CreditLot, LedgerEntry, Wallet

@@ -21,6 +21,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
+from core.errors import Conflict
+
 logger = logging.getLogger(__name__)
 
 _ERROR_CATEGORY = {
@@ -101,8 +103,6 @@ def _retry_after() -> str:
 
 
 def api_exception_handler(exc, context):
-    from catalog.services import CatalogConflict
-
     if isinstance(exc, DATABASE_UNAVAILABLE):
         logger.error("Database unavailable, answered 503: %s", exc, exc_info=exc)
         set_rollback()
@@ -111,7 +111,7 @@ def api_exception_handler(exc, context):
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": _retry_after()},
         )
-    if isinstance(exc, CatalogConflict):
+    if isinstance(exc, Conflict):
         exc = ApiError(exc.message, status_code=status.HTTP_409_CONFLICT, code=exc.code, details=exc.details)
     elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

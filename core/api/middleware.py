@@ -1,6 +1,6 @@
 """Refuse empty query parameter values on the API (``?startedBefore=``): a 400 naming each, never a value
 silently ignored or read as "no filter". The schema says so (``minLength: 1`` on every string query
-parameter, catalog/api/schema.py). Methods no view answers pass through, so they still get their 405."""
+parameter, core/api/schema.py). Methods no view answers pass through, so they still get their 405."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``catalog.bulk.rows_insert`` and ``catalog.db.instances_select``: the real-time hot path's hand-written
+"""``core.bulk.rows_insert`` and ``core.db.instances_select``: the real-time hot path's hand-written
 writes and reads store and read back exactly what the ORM would (Decimals at 12 places, JSON, dates,
 nulls), an upsert overwrites only the fields named, and joined rows become shared instances."""
 
@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.bulk import rows_insert
-from catalog.db import instances_select
 from catalog.models import Customer, Subscription, TestClock
+from core.bulk import rows_insert
+from core.db import instances_select
 from invoicing.models import RealtimeUsageCounter
 from tests.factories import BillableMetricFactory, CustomerFactory, SubscriptionFactory
 from wallets.models import LedgerEntry, PeriodDebitTotal, Wallet

@@ -1,4 +1,4 @@
-"""``catalog.bulk.writes_combined``: the array writes made inside go to PostgreSQL as one statement,
+"""``core.bulk.writes_combined``: the array writes made inside go to PostgreSQL as one statement,
 and everything else on the connection sees them exactly as if each had run at once."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from catalog.bulk import rows_insert, rows_update, writes_combined
 from catalog.models import Customer
+from core.bulk import rows_insert, rows_update, writes_combined
 from tests.factories import CustomerFactory
 from wallets.models import Wallet
 

@@ -1,4 +1,4 @@
-"""``catalog.bulk.rows_update``: the hot paths' replacement for ``bulk_update`` writes exactly the
+"""``core.bulk.rows_update``: the hot paths' replacement for ``bulk_update`` writes exactly the
 fields named, per row, at full Decimal precision, and leaves other rows and fields alone."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.bulk import rows_update
+from core.bulk import rows_update
 from tests.factories import CustomerFactory
 from wallets.models import CreditLot, Wallet
 

@@ -5,8 +5,8 @@ import string
 
 from django.contrib.admin.utils import quote, unquote
 
-from catalog import ids
-from catalog.ids import new_public_id
+from core import ids
+from core.ids import new_public_id
 
 
 def test_public_ids_never_look_like_admin_escapes():

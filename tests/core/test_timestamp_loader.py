@@ -1,4 +1,4 @@
-"""PostgreSQL timestamps are loaded by psycopg's C loader (catalog.db.timestamptz_loader_install) and
+"""PostgreSQL timestamps are loaded by psycopg's C loader (core.db.timestamptz_loader_install) and
 come back exactly as Django's own loader would give them: aware, in UTC, to the microsecond."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from catalog.db import rows_select
 from catalog.models import Customer
+from core.db import rows_select
 from tests.factories import CustomerFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres_only]
