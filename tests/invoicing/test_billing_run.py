@@ -239,10 +239,13 @@ def test_queries_per_invoice_stay_constant(plan, seller):
 
 def test_a_writer_that_loses_the_race_skips_instead_of_failing(plan, customer):
     from invoicing.calculation import Biller, subscription_period_at
-    from invoicing.services import _close_one, _load, _Work
+    from invoicing.services.lifecycle import subscription_load
+    from invoicing.services.runs import _close_one, _Work
 
     # given a writer whose view of the watermark is stale (a concurrent run already wrote the invoice)
-    subscription = _load(SubscriptionFactory(plan=plan, customer=customer, merchant=plan.merchant, started_at=JAN_1))
+    subscription = subscription_load(
+        SubscriptionFactory(plan=plan, customer=customer, merchant=plan.merchant, started_at=JAN_1)
+    )
     period = subscription_period_at(subscription, JAN_1)
     item = _Work(subscription, InvoiceKind.RECURRING, FEB_1, period)
     assert _close_one(Biller(), item, run=None, pending={}) is True

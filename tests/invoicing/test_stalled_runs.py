@@ -11,7 +11,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import PaymentTerm
-from invoicing import services
 from invoicing.models import BillingRun, BillingRunChunk, BillingRunError, BillingRunStatus, Invoice, InvoiceKind
 from invoicing.services import (
     MAX_CHUNK_ATTEMPTS,
@@ -19,6 +18,7 @@ from invoicing.services import (
     billing_run_execute,
     billing_run_process_chunk,
     billing_runs_close_stalled,
+    runs,
 )
 from invoicing.tasks import billing_run_chunk_task, close_billing_periods_task
 from tests.invoicing.factories import CustomerFactory, PlanFactory, SubscriptionFactory, fee_price
@@ -60,7 +60,7 @@ def process_and_die(monkeypatch, run, chunks, number, moment):
         raise WorkerKilled
 
     with monkeypatch.context() as patch:
-        patch.setattr(services, "_chunk_finish", killed)
+        patch.setattr(runs, "_chunk_finish", killed)
         with pytest.raises(WorkerKilled):
             process(run, chunks, number, moment)
 
@@ -258,8 +258,8 @@ def test_a_chunk_that_kills_its_worker_every_time_stops_being_started(subscripti
     def killed(**kwargs):
         raise WorkerKilled
 
-    monkeypatch.setattr(services, "_close_subscriptions", killed)
-    monkeypatch.setattr(services, "_chunk_finish", killed)
+    monkeypatch.setattr(runs, "_close_subscriptions", killed)
+    monkeypatch.setattr(runs, "_chunk_finish", killed)
     for attempt in range(MAX_CHUNK_ATTEMPTS):
         with pytest.raises(WorkerKilled):
             process(run, chunks, 0, T0 + timedelta(minutes=attempt))

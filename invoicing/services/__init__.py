@@ -1,0 +1,107 @@
+"""Writes of invoicing: subscription lifecycle, billing runs, invoice states, numbering, credit notes.
+
+Every public service is keyword-only, takes the time it acts at (``now`` / ``as_of``) and runs its
+writes in one explicit transaction. Exactly once rests on the database: a partial unique constraint on
+(subscription, period_start) for recurring invoices, a row lock on the subscription while its invoice
+is written, and a savepoint that turns a lost race into a skip.
+
+One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/services/``"):
+``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
+subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
+``invoice_states``, ``credit_notes``, ``upfront_payment`` and ``test_clocks``. The names below are the
+package's API: callers import them from ``invoicing.services``.
+"""
+
+from ..calculation import subscription_now
+from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
+from .credit_notes import credit_note_issue
+from .invoice_states import (
+    InvoicePaymentError,
+    invoice_bill_late_usage,
+    invoice_finalize,
+    invoice_mark_paid,
+    invoice_record_payment,
+    invoice_refresh,
+    invoice_void,
+    invoices_finalize_due,
+    tax_rate_now,
+)
+from .lifecycle import (
+    SUBSCRIPTION_UPDATABLE,
+    SubscriptionChangeError,
+    subscription_downgrade,
+    subscription_start,
+    subscription_terminate,
+    subscription_update,
+    subscription_upgrade,
+)
+from .numbering import credit_note_number_format, invoice_number_format
+from .runs import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_ATTEMPTS,
+    ChunkOutcome,
+    DueInvoice,
+    billing_run_create,
+    billing_run_due,
+    billing_run_execute,
+    billing_run_process_chunk,
+    billing_runs_close_stalled,
+)
+from .test_clocks import TestClockError, test_clock_advance, test_clock_catch_up, test_clock_create, test_clock_delete
+from .upfront_payment import subscription_create_with_upfront_payment, subscription_opening_invoice
+from .writer import invoice_insert, invoice_issue
+
+__all__ = [
+    # re-exported: a subscription's current time (its test clock's, else the real one), as callers read it
+    "subscription_now",
+    # numbering
+    "invoice_number_format",
+    "credit_note_number_format",
+    # writer
+    "invoice_insert",
+    "invoice_issue",
+    # runs
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_CHUNK_ATTEMPTS",
+    "ChunkOutcome",
+    "DueInvoice",
+    "billing_run_create",
+    "billing_run_execute",
+    "billing_run_process_chunk",
+    "billing_runs_close_stalled",
+    "billing_run_due",
+    # catch_up
+    "TimeBoundError",
+    "CatchUp",
+    "subscription_start_check_bounds",
+    "test_clock_check_bounds",
+    # lifecycle
+    "SUBSCRIPTION_UPDATABLE",
+    "SubscriptionChangeError",
+    "subscription_start",
+    "subscription_terminate",
+    "subscription_upgrade",
+    "subscription_downgrade",
+    "subscription_update",
+    # invoice_states
+    "InvoicePaymentError",
+    "invoice_refresh",
+    "invoice_finalize",
+    "invoices_finalize_due",
+    "invoice_mark_paid",
+    "invoice_record_payment",
+    "invoice_void",
+    "invoice_bill_late_usage",
+    "tax_rate_now",
+    # credit_notes
+    "credit_note_issue",
+    # upfront_payment
+    "subscription_opening_invoice",
+    "subscription_create_with_upfront_payment",
+    # test_clocks
+    "TestClockError",
+    "test_clock_create",
+    "test_clock_advance",
+    "test_clock_catch_up",
+    "test_clock_delete",
+]

@@ -1,0 +1,100 @@
+"""The one invoice writer: a composed invoice and its lines become rows (a draft), and a draft is numbered
+and issued. Every path that writes an invoice (runs, lifecycle, adjustments, ``one_off_invoices``) goes
+through it; the caller holds the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from catalog.models import Plan, Subscription
+
+from .. import metrics
+from ..calculation import (
+    ComposedInvoice,
+    LineDraft,
+)
+from ..models import (
+    BillingRun,
+    DocumentType,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
+from .numbering import invoice_number_format, next_number
+
+
+def invoice_from_composition(
+    composed: ComposedInvoice, *, subscription: Subscription, plan: Plan, run: BillingRun | None = None, **extra
+) -> Invoice:
+    return Invoice(
+        merchant_id=subscription.merchant_id,
+        customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
+        plan=plan,
+        kind=composed.kind,
+        currency=composed.currency,
+        period_start=composed.period_start,
+        period_end=composed.period_end,
+        tax_behavior=composed.tax_behavior,
+        tax_rate=composed.tax_rate,
+        subtotal=composed.subtotal,
+        tax=composed.tax,
+        total=composed.total,
+        amount_due=composed.amount_due,
+        billing_run=run,
+        **extra,
+    )
+
+
+def line_rows(invoice: Invoice, lines: Iterable[LineDraft]) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=line.kind,
+            price=line.price,
+            description=line.description[:500],
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            service_start=line.service_start,
+            service_end=line.service_end,
+            explanation=line.explanation,
+        )
+        for position, line in enumerate(lines, start=1)
+    ]
+
+
+def invoice_insert_or_skip(invoice: Invoice, lines: Iterable[LineDraft]) -> bool:
+    """Insert ``invoice`` and its lines; False when the unique constraint says it already exists."""
+    try:
+        with transaction.atomic():
+            invoice.save(force_insert=True)
+    except IntegrityError:
+        return False
+    InvoiceLine.objects.bulk_create(line_rows(invoice, lines))
+    return True
+
+
+def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, plan: Plan, **extra) -> Invoice:
+    """Write a composed invoice and its lines as a draft (caller holds the transaction); ``extra``:
+    further ``Invoice`` fields (``adjusts``, ``grace_ends_at``, ...)."""
+    invoice = invoice_from_composition(composed, subscription=subscription, plan=plan, **extra)
+    invoice.save(force_insert=True)
+    InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+    return invoice
+
+
+def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
+    """Give a draft its number and issue it (caller holds the transaction)."""
+    year = now.year
+    sequence = next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
+    invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
+    invoice.status = InvoiceStatus.ISSUED
+    invoice.issued_at = now
+    invoice.grace_ends_at = None
+    invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
+    transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
