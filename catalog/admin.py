@@ -742,8 +742,10 @@ class NegotiatedRateInline(PriceSummaryInline):
     add_link_label = "Add negotiated rate"
 
 
-@admin.register(models.Customer)
 class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
+    """The customer page's catalog part. Not registered here: ``billing_site.admin`` composes it with the
+    higher apps' mixins (usage, prepaid credit, invoicing) and registers the result."""
+
     merchant_path = "merchant"
     fixed_fields = ("merchant",)  # customer_update never moves a customer to another merchant
     list_display = ("name", "external_id", "email", "currency", "country", "merchant", "id")
@@ -760,7 +762,8 @@ class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     inlines = (SubscriptionInline, NegotiatedRateInline)
     # Read-only sections that higher apps add to an existing customer's page without catalog importing
     # them: metering (usage), wallets (prepaid credit), invoicing (upcoming invoice). Each entry is
-    # (title, (method names…)); a subclass extends the tuple and defines the display methods.
+    # (title, (method names…)); each app's mixin declares its own entries and display methods, and the
+    # class composed in ``billing_site.admin`` concatenates them in page order.
     panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def get_readonly_fields(self, request, obj=None):

@@ -134,9 +134,11 @@ class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
         return False
 
 
-@admin.register(Invoice)
 class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, AttributedHistoryAdmin):
-    """Invoices are written by services only; "History" lists every recorded change and who made it."""
+    """Invoices are written by services only; "History" lists every recorded change and who made it.
+
+    Not registered here: ``billing_site.admin`` registers it with the higher apps' mixins (reporting's
+    payment filter)."""
 
     merchant_path = "merchant"
     money_fields = dict.fromkeys(("subtotal", "tax", "total", "amount_due"), "currency")
@@ -562,16 +564,14 @@ def _preview_table(previews) -> str:
     return format_html_join("", "{}", ((block,) for block in blocks))
 
 
-# Extend whatever admin is registered for Customer (catalog's, possibly already extended by metering).
-_CustomerAdminBase = type(admin.site._registry[Customer]) if admin.site.is_registered(Customer) else admin.ModelAdmin
-
 INVOICING_CUSTOMER_FIELDS = ("upcoming_invoice", "late_usage_not_billed")
 
 
-class CustomerWithInvoicingAdmin(_CustomerAdminBase):
-    """The customer page plus the upcoming invoice preview and late usage not billed (catalog's panels)."""
+class CustomerInvoicingAdminMixin:
+    """The customer page's upcoming invoice preview and late usage not billed: mixed into catalog's
+    ``CustomerAdmin`` by ``billing_site.admin``, which adds ``panels`` to the composed class's."""
 
-    panels = (*getattr(_CustomerAdminBase, "panels", ()), ("Invoicing", INVOICING_CUSTOMER_FIELDS))
+    panels = (("Invoicing", INVOICING_CUSTOMER_FIELDS),)
 
     @admin.display(description="Upcoming invoice (current period so far)")
     def upcoming_invoice(self, customer: Customer):
@@ -580,11 +580,6 @@ class CustomerWithInvoicingAdmin(_CustomerAdminBase):
     @admin.display(description="Late usage not billed")
     def late_usage_not_billed(self, customer: Customer):
         return _late_usage_table(selectors.late_usage_for_customer(customer=customer))
-
-
-if admin.site.is_registered(Customer):
-    admin.site.unregister(Customer)
-admin.site.register(Customer, CustomerWithInvoicingAdmin)
 
 
 # Subscriptions: catalog's page keeps lifecycle fields read-only; this one adds and changes them through services.

@@ -1,8 +1,8 @@
 """Admin: a read-only events list that stays fast on 100M rows, and usage on the customer page.
 
-The customer page belongs to catalog, which cannot import metering; so this module subclasses
-whatever admin class catalog registered for Customer, adds a read-only "usage this month" table,
-and registers the subclass in its place (catalog's admin is loaded first: INSTALLED_APPS order).
+The customer page belongs to catalog, which cannot import metering; so this module offers
+``CustomerUsageAdminMixin``, a read-only "usage this month" panel, and registers nothing for Customer:
+``billing_site.admin`` composes the customer admin from catalog's class and each app's mixin.
 """
 
 from __future__ import annotations
@@ -118,13 +118,11 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-_CustomerAdminBase = type(admin.site._registry[Customer])
+class CustomerUsageAdminMixin:
+    """This month's usage per metric (calendar month, UTC) on the customer page: mixed into catalog's
+    ``CustomerAdmin`` by ``billing_site.admin``, which adds ``panels`` to the composed class's."""
 
-
-class CustomerWithUsageAdmin(_CustomerAdminBase):
-    """Catalog's customer admin plus this month's usage per metric (calendar month, UTC)."""
-
-    panels = (*_CustomerAdminBase.panels, ("Usage this month", ("usage_this_month",)))
+    panels = (("Usage this month", ("usage_this_month",)),)
 
     @admin.display(description="Usage this month")
     def usage_this_month(self, obj: Customer):
@@ -153,8 +151,3 @@ class CustomerWithUsageAdmin(_CustomerAdminBase):
             f"{end:%Y-%m-%d}",
             body,
         )
-
-
-if admin.site.is_registered(Customer):
-    admin.site.unregister(Customer)
-admin.site.register(Customer, CustomerWithUsageAdmin)

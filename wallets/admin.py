@@ -1,9 +1,9 @@
 """Prepaid credit in the admin: balances and ledger on the customer page (grant / top-up buttons),
 a "low balances" list, read-only ledger, lots and deliveries, and webhook endpoints with "retry now".
 
-The catalog's Customer admin is extended here (catalog never imports wallets): whatever class is
-registered for Customer when this app loads (catalog's, or metering's extension of it) is
-subclassed, unregistered and registered again.
+The customer page belongs to catalog, which never imports wallets: ``CustomerCreditAdminMixin`` holds
+the prepaid panel, the grant / top-up views and the page's template, and ``billing_site.admin`` mixes it
+into the customer admin it composes and registers (this module registers nothing for Customer).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from django.utils.html import format_html, format_html_join
 from catalog.admin_numbers import DECIMAL_FORMFIELD_OVERRIDES, money_display
 from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.admin_scoping import MerchantScopedAdminMixin
-from catalog.models import Customer
 from core.formatting import decimal_string
 
 from . import (
@@ -62,19 +61,16 @@ class ReadOnlyAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         return False
 
 
-_BaseCustomerAdmin = type(admin.site._registry[Customer])
-
-
 def can_record_credit(request) -> bool:
     """Granting credit or recording a top-up writes the prepaid ledger: it takes that permission."""
     return request.user.has_perm("wallets.add_ledgerentry")
 
 
-class CustomerWithCreditAdmin(_BaseCustomerAdmin):
-    panels = (
-        *_BaseCustomerAdmin.panels,
-        ("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries")),
-    )
+class CustomerCreditAdminMixin:
+    """Prepaid credit on the customer page: balances, ledger and expiries (``panels``, added to the composed
+    class's by ``billing_site.admin``), and the "Grant credit" / "Record top-up" pages and buttons."""
+
+    panels = (("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries")),)
 
     # "Grant credit" and "Record top-up" sit with the page's other buttons, shown only to who may use them.
     change_form_template = "admin/wallets/customer_change_form.html"
@@ -233,10 +229,6 @@ class CustomerWithCreditAdmin(_BaseCustomerAdmin):
             "explanation": explanation,
         }
         return TemplateResponse(request, "admin/wallets/credit_form.html", context)
-
-
-admin.site.unregister(Customer)
-admin.site.register(Customer, CustomerWithCreditAdmin)
 
 
 class BelowThresholdFilter(admin.SimpleListFilter):

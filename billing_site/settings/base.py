@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "wallets",
     "invoicing",
     "reporting",
+    "billing_site",  # last: its admin composes the pages that span apps (billing_site/admin.py)
 ]
 
 MIDDLEWARE = [

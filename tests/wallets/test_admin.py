@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import Customer
-from wallets.admin import CustomerWithCreditAdmin
+from wallets.admin import CustomerCreditAdminMixin
 from wallets.models import BalancePolicy, DeliveryStatus, EntryKind, LedgerEntry, Wallet, WebhookDelivery
 from wallets.services import credit_grant, credit_top_up, usage_debit, wallet_policy_update
 from wallets.webhooks import webhook_event_emit
@@ -28,9 +28,10 @@ def staff_client(client):
     return client
 
 
-def test_the_customer_admin_is_extended_not_replaced():
-    registered = admin.site._registry[Customer]
-    assert isinstance(registered, CustomerWithCreditAdmin)
+def test_the_customer_admin_has_the_prepaid_credit_mixin():
+    registered = admin.site.get_model_admin(Customer)
+    assert isinstance(registered, CustomerCreditAdminMixin)
+    assert registered.change_form_template == "admin/wallets/customer_change_form.html"
 
 
 def test_the_customer_page_shows_balances_ledger_and_expiries(staff_client, customer):
