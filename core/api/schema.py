@@ -80,6 +80,8 @@ def error_responses(*codes: int) -> dict:
 
 
 NO_NULL_CHARACTERS = "^[^\\x00]*$"
+# A path parameter is one URL segment: no "/" (and no null character).
+PATH_SEGMENT = "^[^/\\x00]+$"
 
 # Answers any API operation can give whatever its view: a refused query or body (400), a missing or
 # unknown key (401), and a database that cannot be reached (503, with Retry-After).
@@ -90,6 +92,7 @@ def document_common_errors(result, generator, request, public):
     """drf-spectacular postprocessing hook: every operation documents the answers every view can give.
 
     - 400, 401 and 503 on every operation, 404 on every operation with a path parameter (unknown id);
+    - every string path parameter is one path segment (no "/", no null character);
     - every free-text query parameter excludes the null character (a 400, core/api/fields.py);
     - every string query parameter has ``minLength: 1``: an empty value (``?startedBefore=``) is refused
       with a 400 (``core.api.middleware.EmptyQueryValueMiddleware``), never silently ignored.
@@ -108,6 +111,9 @@ def document_common_errors(result, generator, request, public):
                 )
             for parameter in operation.get("parameters", []):
                 schema = parameter.get("schema", {})
+                if parameter.get("in") == "path" and schema.get("type", "string") == "string":
+                    # One path segment: the router answers a "/" in an id with 404 before any view runs.
+                    schema.setdefault("pattern", PATH_SEGMENT)
                 if parameter.get("in") == "query" and schema.get("type") == "string":
                     schema.setdefault("minLength", 1)
                     if "enum" not in schema and "format" not in schema:
