@@ -674,6 +674,23 @@ class SubscriptionStatus(models.TextChoices):
     TERMINATED = "terminated", "Terminated"
 
 
+# "Billed in real time" (usage debited from the prepaid balance as it arrives): the subscription's own billing
+# mode, else its plan's. Written three ways, all here and tested against each other
+# (tests/catalog/test_subscription_real_time.py): ``Subscription.is_real_time`` for a loaded row,
+# ``Subscription.objects.real_time()`` for the ORM, and this fragment with its parameters for hand-written SQL
+# that aliases the subscription table ``s`` and joins its plan as ``p`` (the real-time look-up of the hot path).
+SUBSCRIPTION_REAL_TIME_SQL = "(s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
+SUBSCRIPTION_REAL_TIME_PARAMS = (BillingMode.REAL_TIME, BillingMode.REAL_TIME)
+
+
+class SubscriptionQuerySet(models.QuerySet):
+    def real_time(self) -> SubscriptionQuerySet:
+        """The subscriptions billed in real time: ``SUBSCRIPTION_REAL_TIME_SQL`` in the ORM."""
+        return self.filter(
+            Q(billing_mode=BillingMode.REAL_TIME) | Q(billing_mode="", plan__billing_mode=BillingMode.REAL_TIME)
+        )
+
+
 class Subscription(TimeStamped):
     """A customer on a plan. Billing periods follow the plan cadence from ``billing_anchor``."""
 
@@ -715,6 +732,8 @@ class Subscription(TimeStamped):
     metadata = models.JSONField(default=dict, blank=True)
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
+    objects = SubscriptionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["merchant", "status"])]
@@ -741,7 +760,8 @@ class Subscription(TimeStamped):
 
     @property
     def is_real_time(self) -> bool:
-        """Usage is debited from the prepaid balance as it arrives (its own mode, else its plan's)."""
+        """Usage is debited from the prepaid balance as it arrives (its own mode, else its plan's): the Python
+        form of ``SUBSCRIPTION_REAL_TIME_SQL``."""
         return self.effective_billing_mode == BillingMode.REAL_TIME
 
     @property
