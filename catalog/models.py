@@ -20,6 +20,7 @@ from simple_history.models import HistoricalRecords
 from core.formatting import decimal_string
 from core.ids import PublicIdField
 
+from .pricing.limits import QUANTUM
 from .validators import validate_currency_code, validate_json_path, validate_time_zone
 
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
@@ -438,7 +439,7 @@ class Price(TimeStamped):
         **QUANTITY_DIGITS,
         null=True,
         blank=True,
-        validators=[MinValueValidator(Decimal("0.000000000001"))],
+        validators=[MinValueValidator(QUANTUM)],
         help_text='Units per package, e.g. 1000 for "per 1K tokens".',
     )
     package_rounding = models.CharField(max_length=5, choices=PackageRounding.choices, default=PackageRounding.EXACT)
