@@ -2,6 +2,11 @@
 
 Declarative on purpose: the rules live in ``catalog.validation`` (called from the models' ``clean()``
 and the tier/rate formsets), writes with side effects go through ``catalog.services``.
+
+Kept whole for now because every page here builds on the catalog's admin bases at the top
+(``CatalogAdminMixin``, ``CatalogHistoryAdmin``, ``refusal_message``); forms, rates, numbers, scoping and the
+schedule are already ``admin_*`` modules. The seam when it grows: those bases into a module of their own,
+then the price page (``PriceAdmin`` and its inlines, a quarter of the file) into ``admin_prices.py``.
 """
 
 from __future__ import annotations

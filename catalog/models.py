@@ -3,6 +3,11 @@
 Product → BillableMetric / Fee → Plan → Price (+ PriceTier, DynamicRate), Customer → Subscription.
 A negotiated rate is a Price row that names a customer and the plan price it replaces, so the admin,
 the validation and the rating engine treat it exactly like any other price.
+
+Kept whole because the models above are one chain of foreign keys read in that order, and ``Price`` (a fifth
+of the file) carries its every pricing model's fields, validated together by ``catalog.validation``. The seam
+when it grows: a ``models/`` package with merchants and keys, the product catalog (products to prices), and
+customers and subscriptions.
 """
 
 from __future__ import annotations

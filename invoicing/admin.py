@@ -112,7 +112,7 @@ class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 
     @admin.display(description="Breakdown")
     def breakdown(self, line: InvoiceLine):
-        parts = documents._breakdown(line.explanation)
+        parts = documents.breakdown_of(line.explanation)
         if not parts:
             return "—"
         return format_html_join("", "<div>{}</div>", ((part,) for part in parts))

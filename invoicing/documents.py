@@ -20,7 +20,9 @@ def _period(start, end, time_zone: str) -> str:
     return f"{first:%b} {first.day}, {first.year} – {last:%b} {last.day}, {last.year}"
 
 
-def _breakdown(explanation: dict) -> list[str]:
+def breakdown_of(explanation: dict) -> list[str]:
+    """The sentences under an invoice line (document and admin): its explanation's lines, else its text,
+    and the proration."""
     parts = [line["description"] for line in explanation.get("lines", []) if line.get("description")]
     if not parts and explanation.get("text"):
         parts = [explanation["text"]]
@@ -43,7 +45,7 @@ def invoice_context(invoice: Invoice) -> dict:
             "description": line.description,
             "quantity": line.quantity if line.kind in EXPLAINED else None,
             "amount": line.amount,
-            "breakdown": _breakdown(line.explanation) if line.kind in EXPLAINED else [],
+            "breakdown": breakdown_of(line.explanation) if line.kind in EXPLAINED else [],
         }
         for line in invoice.lines.order_by("position")
         if line.kind != LineKind.TAX
