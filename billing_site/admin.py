@@ -1,9 +1,11 @@
 """The admin pages that span apps, composed here, the one place that may import every app.
 
 The customer page belongs to catalog and the invoice page to invoicing, but higher apps add to them:
-metering, wallets and invoicing panels on the customer page, reporting a filter on the invoice list. Each
-app offers a mixin and registers nothing for a lower app's model; this module composes the final classes
-in an explicit order and registers them. Django's admin autodiscovery imports it (``billing_site`` is the
+metering, wallets and invoicing panels on the customer page, invoicing the add page and lifecycle buttons
+of the subscription page, reporting a filter on the invoice list. Each app offers a mixin and registers
+nothing for a lower app's model; this module composes the final classes in an explicit order and registers
+them. It is also the one place that replaces a third-party app's admin (Django's users, django-celery-beat's
+schedule) with the project's, so no app module unregisters anything. Django's admin autodiscovery imports it (``billing_site`` is the
 last of ``INSTALLED_APPS``, ``billing_site.apps``), so the registry is complete wherever Django is set up:
 requests, ``manage.py check``, tests.
 """
@@ -11,11 +13,14 @@ requests, ``manage.py check``, tests.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
 from catalog import admin as catalog_admin
-from catalog.models import Customer
+from catalog.admin_schedule import SCHEDULE_ADMINS
+from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
+from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
 from reporting.admin import InvoicePaymentFilterAdminMixin
@@ -43,3 +48,16 @@ class CustomerAdmin(
 @admin.register(Invoice)
 class InvoiceAdmin(InvoicePaymentFilterAdminMixin, invoicing_admin.InvoiceAdmin):
     """Invoicing's invoice page with reporting's "Payment: past due" filter (the billing home links to it)."""
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(SubscriptionServicesAdminMixin, catalog_admin.SubscriptionAdmin):
+    """Catalog's subscription page (lifecycle fields read-only) with invoicing's add page and lifecycle buttons,
+    which start, re-plan and end subscriptions through ``invoicing.services`` as the API does."""
+
+
+# Third-party admins replaced by the project's: ``billing_site`` is the last installed app, so theirs are
+# registered by now (``unregister`` raises otherwise: a reordered INSTALLED_APPS fails loudly at start-up).
+for _model, _model_admin in ((get_user_model(), catalog_admin.StaffUserAdmin), *SCHEDULE_ADMINS.items()):
+    admin.site.unregister(_model)
+    admin.site.register(_model, _model_admin)

@@ -2,13 +2,17 @@
 
 Declarative on purpose: the rules live in ``catalog.validation`` (called from the models' ``clean()``
 and the tier/rate formsets), writes with side effects go through ``catalog.services``.
+
+Kept whole for now because every page here builds on the catalog's admin bases at the top
+(``CatalogAdminMixin``, ``CatalogHistoryAdmin``, ``refusal_message``); forms, rates, numbers, scoping and the
+schedule are already ``admin_*`` modules. The seam when it grows: those bases into a module of their own,
+then the price page (``PriceAdmin`` and its inlines, a quarter of the file) into ``admin_prices.py``.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,11 +22,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from . import (
-    admin_schedule,  # noqa: F401  (registers the billing schedule admin)
-    models,
-    services,
-)
+from . import models, services
 from .admin_forms import (
     ApiKeyAddForm,
     ApiKeyChangeForm,
@@ -802,13 +802,13 @@ SUBSCRIPTION_LIFECYCLE_FIELDS = (
 SUBSCRIPTION_TERMS_FIELDS = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")
 
 
-@admin.register(models.Subscription)
 class SubscriptionAdmin(CatalogHistoryAdmin):
     """Subscriptions, read-mostly: on an existing subscription only its terms are editable.
 
     Starting a subscription bills its opening invoice and changing its plan or ending it bills too, so the
-    add page and the lifecycle buttons belong to invoicing, which replaces this admin with a subclass
-    (``invoicing.admin_subscriptions``); without it a subscription cannot be added here.
+    add page and the lifecycle buttons belong to invoicing (``invoicing.admin_subscriptions``'s mixin);
+    ``billing_site.admin`` composes the two and registers the result. Alone, this class cannot add a
+    subscription.
     """
 
     merchant_path = "merchant"
@@ -949,15 +949,8 @@ class StaffMerchantAccessInline(admin.TabularInline):
         return request.user.is_superuser
 
 
-_User = get_user_model()
-
-
 class StaffUserAdmin(UserAdmin):
-    """Django's user admin plus the merchants a staff user is limited to."""
+    """Django's user admin plus the merchants a staff user is limited to (registered by ``billing_site.admin``
+    in place of ``django.contrib.auth``'s)."""
 
     inlines = (*UserAdmin.inlines, StaffMerchantAccessInline)
-
-
-if admin.site.is_registered(_User):
-    admin.site.unregister(_User)
-admin.site.register(_User, StaffUserAdmin)

@@ -7,12 +7,21 @@ needs change permission on periodic tasks.
 
 The schedule also serves every merchant at once, so staff limited to some merchants (``admin_scoping``)
 may read it but not change it, whatever their role.
+
+This module registers nothing: ``billing_site.admin`` registers ``SCHEDULE_ADMINS`` in place of
+django-celery-beat's admins.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.admin import (
+    ClockedScheduleAdmin,
+    CrontabScheduleAdmin,
+    IntervalScheduleAdmin,
+    PeriodicTaskAdmin,
+    SolarScheduleAdmin,
+)
 from django_celery_beat.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -59,12 +68,27 @@ class BillingSchedulePeriodicTaskAdmin(PlatformWideAdminMixin, PeriodicTaskAdmin
         return super().run_tasks(request, queryset)
 
 
-def _register_platform_wide(model, admin_class) -> None:
-    admin.site.unregister(model)
-    admin.site.register(model, admin_class)
+class PlatformWideClockedScheduleAdmin(PlatformWideAdminMixin, ClockedScheduleAdmin):
+    pass
 
 
-_register_platform_wide(PeriodicTask, BillingSchedulePeriodicTaskAdmin)
-for _schedule in (IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
-    _base = type(admin.site.get_model_admin(_schedule))
-    _register_platform_wide(_schedule, type(f"PlatformWide{_base.__name__}", (PlatformWideAdminMixin, _base), {}))
+class PlatformWideCrontabScheduleAdmin(PlatformWideAdminMixin, CrontabScheduleAdmin):
+    pass
+
+
+class PlatformWideIntervalScheduleAdmin(PlatformWideAdminMixin, IntervalScheduleAdmin):
+    pass
+
+
+class PlatformWideSolarScheduleAdmin(PlatformWideAdminMixin, SolarScheduleAdmin):
+    pass
+
+
+# What ``billing_site.admin`` registers in place of django-celery-beat's own admins.
+SCHEDULE_ADMINS = {
+    PeriodicTask: BillingSchedulePeriodicTaskAdmin,
+    ClockedSchedule: PlatformWideClockedScheduleAdmin,
+    CrontabSchedule: PlatformWideCrontabScheduleAdmin,
+    IntervalSchedule: PlatformWideIntervalScheduleAdmin,
+    SolarSchedule: PlatformWideSolarScheduleAdmin,
+}

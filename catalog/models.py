@@ -3,6 +3,11 @@
 Product → BillableMetric / Fee → Plan → Price (+ PriceTier, DynamicRate), Customer → Subscription.
 A negotiated rate is a Price row that names a customer and the plan price it replaces, so the admin,
 the validation and the rating engine treat it exactly like any other price.
+
+Kept whole because the models above are one chain of foreign keys read in that order, and ``Price`` (a fifth
+of the file) carries its every pricing model's fields, validated together by ``catalog.validation``. The seam
+when it grows: a ``models/`` package with merchants and keys, the product catalog (products to prices), and
+customers and subscriptions.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from simple_history.models import HistoricalRecords
 from core.formatting import decimal_string
 from core.ids import PublicIdField
 
+from .pricing.limits import QUANTUM
 from .validators import validate_currency_code, validate_json_path, validate_time_zone
 
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
@@ -438,7 +444,7 @@ class Price(TimeStamped):
         **QUANTITY_DIGITS,
         null=True,
         blank=True,
-        validators=[MinValueValidator(Decimal("0.000000000001"))],
+        validators=[MinValueValidator(QUANTUM)],
         help_text='Units per package, e.g. 1000 for "per 1K tokens".',
     )
     package_rounding = models.CharField(max_length=5, choices=PackageRounding.choices, default=PackageRounding.EXACT)
@@ -674,6 +680,23 @@ class SubscriptionStatus(models.TextChoices):
     TERMINATED = "terminated", "Terminated"
 
 
+# "Billed in real time" (usage debited from the prepaid balance as it arrives): the subscription's own billing
+# mode, else its plan's. Written three ways, all here and tested against each other
+# (tests/catalog/test_subscription_real_time.py): ``Subscription.is_real_time`` for a loaded row,
+# ``Subscription.objects.real_time()`` for the ORM, and this fragment with its parameters for hand-written SQL
+# that aliases the subscription table ``s`` and joins its plan as ``p`` (the real-time look-up of the hot path).
+SUBSCRIPTION_REAL_TIME_SQL = "(s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
+SUBSCRIPTION_REAL_TIME_PARAMS = (BillingMode.REAL_TIME, BillingMode.REAL_TIME)
+
+
+class SubscriptionQuerySet(models.QuerySet):
+    def real_time(self) -> SubscriptionQuerySet:
+        """The subscriptions billed in real time: ``SUBSCRIPTION_REAL_TIME_SQL`` in the ORM."""
+        return self.filter(
+            Q(billing_mode=BillingMode.REAL_TIME) | Q(billing_mode="", plan__billing_mode=BillingMode.REAL_TIME)
+        )
+
+
 class Subscription(TimeStamped):
     """A customer on a plan. Billing periods follow the plan cadence from ``billing_anchor``."""
 
@@ -715,6 +738,8 @@ class Subscription(TimeStamped):
     metadata = models.JSONField(default=dict, blank=True)
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
+    objects = SubscriptionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["merchant", "status"])]
@@ -741,7 +766,8 @@ class Subscription(TimeStamped):
 
     @property
     def is_real_time(self) -> bool:
-        """Usage is debited from the prepaid balance as it arrives (its own mode, else its plan's)."""
+        """Usage is debited from the prepaid balance as it arrives (its own mode, else its plan's): the Python
+        form of ``SUBSCRIPTION_REAL_TIME_SQL``."""
         return self.effective_billing_mode == BillingMode.REAL_TIME
 
     @property

@@ -22,14 +22,13 @@ from django.views.decorators.http import require_safe
 from catalog.admin_history import AttributedHistoryAdmin
 from catalog.admin_numbers import money_display, number_display
 from catalog.admin_scoping import MerchantScopedAdminMixin
-from catalog.models import Customer, Subscription
+from catalog.models import Customer
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 from core.formatting import decimal_string
 
 from . import documents, selectors, services
 from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
-from .admin_subscriptions import ServiceSubscriptionAdmin
 from .models import (
     BillingRun,
     BillingRunChunk,
@@ -113,7 +112,7 @@ class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 
     @admin.display(description="Breakdown")
     def breakdown(self, line: InvoiceLine):
-        parts = documents._breakdown(line.explanation)
+        parts = documents.breakdown_of(line.explanation)
         if not parts:
             return "—"
         return format_html_join("", "<div>{}</div>", ((part,) for part in parts))
@@ -580,9 +579,3 @@ class CustomerInvoicingAdminMixin:
     @admin.display(description="Late usage not billed")
     def late_usage_not_billed(self, customer: Customer):
         return _late_usage_table(selectors.late_usage_for_customer(customer=customer))
-
-
-# Subscriptions: catalog's page keeps lifecycle fields read-only; this one adds and changes them through services.
-if admin.site.is_registered(Subscription):
-    admin.site.unregister(Subscription)
-admin.site.register(Subscription, ServiceSubscriptionAdmin)

@@ -2,7 +2,8 @@
 API does, through ``invoicing.services`` (Invoice 0, proration, plan-change records, final invoices).
 
 Catalog's ``SubscriptionAdmin`` keeps the lifecycle fields read-only on an existing subscription and cannot
-add one (catalog must not import invoicing); ``invoicing.admin`` re-registers this subclass in its place.
+add one (catalog must not import invoicing); ``SubscriptionServicesAdminMixin`` adds both, and
+``billing_site.admin`` composes it with catalog's class and registers the result.
 Each lifecycle change is a button on the change page that opens a small confirmation form; only staff with
 the change permission ("Billing admin") see the buttons, and the views refuse everyone else.
 """
@@ -22,7 +23,6 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from catalog.admin import SUBSCRIPTION_TERMS_FIELDS
-from catalog.admin import SubscriptionAdmin as CatalogSubscriptionAdmin
 from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
 from catalog.models import Plan, Subscription, SubscriptionStatus
 from catalog.pricing.currency import format_money
@@ -185,8 +185,9 @@ def available_actions(subscription: Subscription) -> list[LifecycleAction]:
     return actions
 
 
-class ServiceSubscriptionAdmin(ServiceRefusalAdminMixin, CatalogSubscriptionAdmin):
-    """Catalog's subscription page plus the add page and the lifecycle buttons, all through the services."""
+class SubscriptionServicesAdminMixin(ServiceRefusalAdminMixin):
+    """The add page and the lifecycle buttons of the subscription page, all through the services: mixed into
+    catalog's ``SubscriptionAdmin`` by ``billing_site.admin``."""
 
     change_form_template = "invoicing/admin/subscription_change_form.html"
     action_template = "invoicing/admin/subscription_action.html"

@@ -4,6 +4,11 @@ Nothing here writes to the database. A :class:`Biller` holds what a billing run 
 price specs, prefetched usage) so that composing one invoice issues no query for quantity-priced
 usage. Every line is rounded once, with the merchant's rounding mode, to the currency's minor unit;
 the invoice total is the sum of the rounded lines (plus the rounded tax when tax is exclusive).
+
+Kept whole because the line drafts, the ``Biller`` that composes them and the totals that finish them
+(``finish_lines``, ``apply_prepaid``) are one computation read together when an amount is questioned; the
+subscription timing helpers at the top (``subscription_now``, ``subscription_period_at``…) are the seam if
+it grows.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ def _period(start, end, time_zone: str) -> str:
     return f"{first:%b} {first.day}, {first.year} – {last:%b} {last.day}, {last.year}"
 
 
-def _breakdown(explanation: dict) -> list[str]:
+def breakdown_of(explanation: dict) -> list[str]:
+    """The sentences under an invoice line (document and admin): its explanation's lines, else its text,
+    and the proration."""
     parts = [line["description"] for line in explanation.get("lines", []) if line.get("description")]
     if not parts and explanation.get("text"):
         parts = [explanation["text"]]
@@ -43,7 +45,7 @@ def invoice_context(invoice: Invoice) -> dict:
             "description": line.description,
             "quantity": line.quantity if line.kind in EXPLAINED else None,
             "amount": line.amount,
-            "breakdown": _breakdown(line.explanation) if line.kind in EXPLAINED else [],
+            "breakdown": breakdown_of(line.explanation) if line.kind in EXPLAINED else [],
         }
         for line in invoice.lines.order_by("position")
         if line.kind != LineKind.TAX
@@ -53,9 +55,7 @@ def invoice_context(invoice: Invoice) -> dict:
         ("Issue date", f"{invoice.issued_at:{DATE}}" if invoice.issued_at else "—"),
         (
             "Due date",
-            f"{invoice.issued_at + timedelta(days=invoice.subscription.payment_term_days):{DATE}}"
-            if invoice.issued_at
-            else "—",
+            f"{invoice.due_at:{DATE}}" if invoice.issued_at else "—",
         ),
         ("Billing period", _period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)),
         ("Subscription", f"{invoice.subscription.name} ({invoice.subscription_id})"),

@@ -8,10 +8,11 @@ on a row that was loaded in a non-draft state.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from catalog.models import (
@@ -25,6 +26,7 @@ from catalog.models import (
     Price,
     Subscription,
 )
+from core.expressions import PlusDays
 from core.ids import PublicIdField
 
 # Amounts on documents are rounded to the currency's minor unit (at most 3 places: KWD, BHD…).
@@ -49,6 +51,13 @@ class InvoiceStatus(models.TextChoices):
 
 class InvoiceError(Exception):
     """A refused change to an invoice or credit note (wrong state, amounts out of range)."""
+
+
+class InvoiceQuerySet(models.QuerySet):
+    def with_due_at(self) -> InvoiceQuerySet:
+        """``due_at`` as a query alias, to filter and order by (``.filter(due_at__lt=now)``): the SQL form of
+        ``Invoice.due_at``, the one definition of the due date beside it."""
+        return self.alias(due_at=PlusDays(F("issued_at"), F("subscription__payment_term_days")))
 
 
 class Invoice(models.Model):
@@ -106,6 +115,8 @@ class Invoice(models.Model):
     # ``bulk_create`` or queryset ``update()`` calls.
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
+    objects = InvoiceQuerySet.as_manager()
+
     AMOUNT_FIELDS = ("subtotal", "tax", "total", "amount_due", "tax_rate", "currency", "period_start", "period_end")
 
     class Meta:
@@ -152,6 +163,15 @@ class Invoice(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.status == InvoiceStatus.DRAFT
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When an issued invoice falls due: its issue moment plus the subscription's payment term in days (the
+        document prints its date, the API its UTC day, the billing home its local day). Drafts have none.
+        ``Invoice.objects.with_due_at()`` is the same in SQL."""
+        if self.issued_at is None:
+            return None
+        return self.issued_at + timedelta(days=self.subscription.payment_term_days)
 
 
 class LineKind(models.TextChoices):

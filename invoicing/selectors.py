@@ -15,7 +15,14 @@ from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import rate, round_money
 from wallets.selectors import period_debits_so_far
 
-from .calculation import Biller, ComposedInvoice, explanation_of, subscription_now, subscription_period_at
+from .calculation import (
+    SUBSCRIPTION_RELATED,
+    Biller,
+    ComposedInvoice,
+    explanation_of,
+    subscription_now,
+    subscription_period_at,
+)
 from .models import CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
@@ -43,12 +50,10 @@ class _CurrentPeriod:
 
 def _current_period(subscription: Subscription, now: datetime) -> _CurrentPeriod | None:
     """The active, started subscription's current period as the previews compose it (None otherwise)."""
-    subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
-        pk=subscription.pk
-    )
+    subscription = Subscription.objects.select_related(*SUBSCRIPTION_RELATED).get(pk=subscription.pk)
     if subscription.status != SubscriptionStatus.ACTIVE:
         return None
-    moment = subscription.test_clock.current_time if subscription.test_clock_id else now
+    moment = subscription_now(subscription, now)
     if moment < subscription.started_at:
         return None
     period = subscription_period_at(subscription, moment)
@@ -165,18 +170,10 @@ def invoice_estimate(*, subscription: Subscription, now: datetime) -> ComposedIn
     """What the closing invoice of the subscription's current period would bill with the usage known now:
     like ``invoice_preview`` but over the whole period (events already recorded for later in the period —
     on a test clock, ahead of the clock — are counted). The API's pending ledger lines read this."""
-    subscription = Subscription.objects.select_related("customer", "plan", "merchant", "test_clock").get(
-        pk=subscription.pk
-    )
-    if subscription.status != SubscriptionStatus.ACTIVE:
+    current = _current_period(subscription, now)
+    if current is None:
         return None
-    moment = subscription.test_clock.current_time if subscription.test_clock_id else now
-    if moment < subscription.started_at:
-        return None
-    period = subscription_period_at(subscription, moment)
-    last_change = subscription.plan_changes.filter(applied_at__isnull=False).order_by("-effective_at").first()
-    charge_from = last_change.effective_at if last_change and period.start < last_change.effective_at else None
-    return Biller().compose_recurring(subscription, period, charge_from=charge_from)
+    return Biller().compose_recurring(current.subscription, current.period, charge_from=current.charge_from)
 
 
 @dataclass(frozen=True)

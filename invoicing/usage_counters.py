@@ -24,6 +24,7 @@ import orjson
 from django.db import connection
 
 from catalog.models import Aggregation, BillableMetric, MetricFilterOperator
+from catalog.pricing.limits import QUANTUM  # the counter column's 12 places
 from core.bulk import rows_insert
 from core.db import any_of, rows_select
 from metering import sql
@@ -32,7 +33,6 @@ from metering.services import AcceptedEvent
 from .models import RealtimeUsageCounter
 
 ZERO = Decimal("0")
-QUANTUM = Decimal("0.000000000001")  # the counter column's 12 places
 _UNKNOWN = object()
 
 UsageKey = tuple[str, datetime, datetime]  # (metric id, window start, window end)

@@ -15,11 +15,12 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from catalog.pricing.limits import QUANTUM
+
 # The numeric strings ingestion accepts, and the only strings SQL casts to numeric. The exponent is
 # bounded so a cast can never overflow PostgreSQL's numeric.
 NUMERIC_STRING = re.compile(r"-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]{1,3})?")
 _PG_NUMERIC_REGEX = "^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]{1,3})?$"
-QUANTUM = Decimal("1e-12")
 ZERO = Decimal("0")
 
 

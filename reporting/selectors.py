@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import Count, DateTimeField, F, Func, QuerySet, Sum
+from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
@@ -210,41 +210,13 @@ def _first(queryset: QuerySet, limit: int) -> Rows:
     return Rows(rows=rows[:limit], has_more=len(rows) > limit)
 
 
-class PlusDays(Func):
-    """``datetime + n days`` with ``n`` a column, on PostgreSQL and SQLite (Django's duration arithmetic cannot
-    multiply an interval by a column on SQLite)."""
-
-    arity = 2
-    output_field = DateTimeField()
-
-    def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(
-            compiler, connection, template="(%(expressions)s * INTERVAL '1 day'))", arg_joiner=" + (", **extra
-        )
-
-    def as_sqlite(self, compiler, connection, **extra):
-        # SQLite stores "YYYY-MM-DD HH:MM:SS[.ffffff]" text; strftime keeps the fraction. "%%%%" survives two formattings.
-        return self.as_sql(
-            compiler,
-            connection,
-            template="strftime('%%%%Y-%%%%m-%%%%d %%%%H:%%%%M:%%%%f', %(expressions)s || ' days')",
-            arg_joiner=", '+' || ",
-            **extra,
-        )
-
-
-def invoices_with_due_date(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
-    """Invoices annotated with ``due_at``: issue date + the subscription's payment term, as the invoice document
-    prints it (``invoicing.documents``). Drafts have no due date (NULL)."""
-    return _invoices(merchant_ids).annotate(due_at=PlusDays(F("issued_at"), F("subscription__payment_term_days")))
-
-
 def invoices_past_due(*, now: datetime, merchant_ids: Collection[str] | None = None) -> QuerySet:
-    """Issued (not paid, not void) invoices whose due date has passed, oldest due first."""
+    """Issued (not paid, not void) invoices whose due date (``Invoice.due_at``) has passed, oldest due first."""
     return (
-        invoices_with_due_date(merchant_ids=merchant_ids)
+        _invoices(merchant_ids)
+        .with_due_at()
         .filter(status=InvoiceStatus.ISSUED, due_at__lt=now)
-        .select_related("customer")
+        .select_related("customer", "subscription")
         .order_by("due_at", "id")
     )
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from catalog.pricing import PriceSpec, rate
-
-LEDGER_QUANTUM = Decimal("0.000000000001")
+from catalog.pricing.limits import QUANTUM
 
 
 def incremental_cost(*, spec: PriceSpec, usage_before: Decimal, usage_after: Decimal) -> Decimal:
@@ -23,6 +22,6 @@ def incremental_cost(*, spec: PriceSpec, usage_before: Decimal, usage_after: Dec
     line minimum) that invoicing bills at period end, not a usage debit. May be negative (volume
     tiers lower the price of every unit once a bound is passed).
     """
-    before = rate(spec, Decimal(usage_before)).amount.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
-    after = rate(spec, Decimal(usage_after)).amount.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
+    before = rate(spec, Decimal(usage_before)).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    after = rate(spec, Decimal(usage_after)).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
     return after - before

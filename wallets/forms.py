@@ -9,13 +9,11 @@ from django import forms
 from django.utils import timezone
 
 from catalog.pricing import is_known_currency
-from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
+from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS, QUANTUM
 
 
 class CreditForm(forms.Form):
-    amount = forms.DecimalField(
-        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=Decimal("0.000000000001")
-    )
+    amount = forms.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=QUANTUM)
     currency = forms.CharField(max_length=3, help_text="ISO 4217, e.g. USD.")
     expires_at = forms.DateTimeField(required=False, help_text="Optional: unused credit expires at this time (UTC).")
     description = forms.CharField(max_length=255, required=False)

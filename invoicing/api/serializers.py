@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from catalog import models as catalog
 from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, money_string
-from catalog.api.serializers import AddressInput, _tax_rates
+from catalog.api.serializers import AddressInput, tax_rates_value
 from core.api.serializers import Constant, PaginationOutput, StrictSerializer
 from core.formatting import decimal_string, iso_utc
 from invoicing.models import InvoiceKind, InvoiceStatus, LineKind
@@ -57,7 +57,7 @@ class InlineCustomerInput(StrictSerializer):
     taxRates = serializers.DictField(source="tax_rates", required=False)
 
     def validate_taxRates(self, value):
-        return _tax_rates(value)
+        return tax_rates_value(value)
 
     def validate_address(self, value):
         missing = [wire for wire, field in (("country", "country"), ("zipCode", "postal_code")) if not value.get(field)]

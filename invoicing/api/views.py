@@ -478,7 +478,7 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
     open_ = invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED)
     due_at = None
     if invoice.issued_at is not None:
-        due_day = (invoice.issued_at + timedelta(days=subscription.payment_term_days)).date()
+        due_day = invoice.due_at.date()
         due_at = f"{due_day.isoformat()}T00:00:00Z"
     body = {
         "id": invoice.id,

@@ -2,8 +2,8 @@
 
 One concern per module:
 
-* ``lookup`` — which subscriptions are real-time: the ORM filter and the hot path's hand-written look-up
-  of the subscriptions a request names, with its per-process hint cache;
+* ``lookup`` — the hot path's hand-written look-up of the real-time subscriptions a request names, with
+  its per-process hint cache (what "real-time" means: ``catalog.models.SUBSCRIPTION_REAL_TIME_SQL``);
 * ``windows`` — what of a period is debited: the current plan's part, its usage window, late periods,
   the prices debited;
 * ``locks`` — the wallet lock of a request (all its customers' wallets, one statement);
@@ -17,7 +17,7 @@ commitment shortfalls, which are not real-time, in ``invoicing.one_off_invoices`
 
 from .debit import events_ingest_and_debit
 from .link import LinkOutcome, events_link_and_debit
-from .lookup import real_time_subscriptions, realtime_subscriptions_named
+from .lookup import realtime_subscriptions_named
 from .outcome import INSUFFICIENT_BALANCE, Debit, RealtimeOutcome, Refusal
 from .windows import plan_segment, usage_window
 
@@ -30,7 +30,6 @@ __all__ = [
     "events_ingest_and_debit",
     "events_link_and_debit",
     "plan_segment",
-    "real_time_subscriptions",
     "realtime_subscriptions_named",
     "usage_window",
 ]

@@ -27,6 +27,10 @@ customer's savepoint is rolled back, their events of this request are removed ag
 committed) and re-ingested one at a time, each with its own debit in its own savepoint, so the events
 that fit are kept and the first that does not — and every later one that still does not — is
 refused and not stored.
+
+Kept whole because the six steps above are one transaction of the hot path, with statement counts pinned
+by tests/realtime/test_hot_path.py; the look-up, windows, locks, link and outcome are already modules of
+their own.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from ..calculation import SUBSCRIPTION_RELATED, service_window, subscription_now
 from ..periods import Period
 from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
 from .locks import wallets_lock_all
-from .lookup import real_time_subscriptions
 from .outcome import Debit
 from .windows import debited_prices, period_invoiced, plan_segment, usage_window
 
@@ -72,7 +71,7 @@ def events_link_and_debit(
             by_customer[event.customer_id].append(event)
         subscriptions = list(
             Subscription.objects.filter(customer_id__in=list(by_customer), status=SubscriptionStatus.ACTIVE)
-            .filter(real_time_subscriptions())
+            .real_time()
             .select_related(*SUBSCRIPTION_RELATED)
             .order_by("customer_id", "id")
         )

@@ -1,21 +1,24 @@
-"""Which subscriptions are billed in real time: the ORM filter, and the hot path's hand-written look-up of
-the real-time subscriptions a request names (with its per-process hint cache)."""
+"""The hot path's hand-written look-up of the real-time subscriptions a request names (with its per-process
+hint cache). What "real-time" means is ``catalog.models.SUBSCRIPTION_REAL_TIME_SQL``, beside the ORM's
+``Subscription.objects.real_time()``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from django.db import connection
-from django.db.models import Q
 
-from catalog.models import BillingMode, Customer, Merchant, Plan, Subscription, SubscriptionStatus, TestClock
+from catalog.models import (
+    SUBSCRIPTION_REAL_TIME_PARAMS,
+    SUBSCRIPTION_REAL_TIME_SQL,
+    Customer,
+    Merchant,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+    TestClock,
+)
 from core.db import any_of, instance_from_row, joined_columns, planned_once_cursor, rows_select
-
-
-def real_time_subscriptions() -> Q:
-    """Subscriptions billed in real time: their own mode, else their plan's."""
-    return Q(billing_mode=BillingMode.REAL_TIME) | Q(billing_mode="", plan__billing_mode=BillingMode.REAL_TIME)
-
 
 # Customer ids whose last request found a real-time subscription (per process, bounded). Only a hint:
 # it chooses between two exact statements, so a stale entry costs time, never a wrong answer.
@@ -73,13 +76,13 @@ def realtime_subscriptions_named(
     prepared statement."""
     columns = joined_columns(_JOINED)
     named, named_params = _named_customers(merchant_id=merchant_id, subjects=subjects, externals=externals)
-    params = [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME, *named_params]
+    params = [merchant_id, SubscriptionStatus.ACTIVE, *SUBSCRIPTION_REAL_TIME_PARAMS, *named_params]
     subscription, plan, customer, clock = (model._meta.db_table for model, _ in _JOINED)
     sql = (
         f"SELECT {columns.select} FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
         f" JOIN {customer} c ON c.id = s.customer_id LEFT JOIN {clock} t ON t.id = s.test_clock_id"
         " WHERE s.merchant_id = %s AND s.status = %s"
-        " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
+        f" AND {SUBSCRIPTION_REAL_TIME_SQL}"
         f" AND ({named}) ORDER BY s.customer_id, s.id"
     )
     rows = rows_select(sql, params, columns.converters, prepared=True)
@@ -139,11 +142,11 @@ def _any_realtime_subscription(*, merchant_id: str, subjects: set[str], external
     """
     subscription, plan = Subscription._meta.db_table, Plan._meta.db_table
     named, named_params = _named_customers(merchant_id=merchant_id, subjects=subjects, externals=externals)
-    params = [merchant_id, SubscriptionStatus.ACTIVE, BillingMode.REAL_TIME, BillingMode.REAL_TIME, *named_params]
+    params = [merchant_id, SubscriptionStatus.ACTIVE, *SUBSCRIPTION_REAL_TIME_PARAMS, *named_params]
     sql = (
         f"SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
         " WHERE s.merchant_id = %s AND s.status = %s"
-        " AND (s.billing_mode = %s OR (s.billing_mode = '' AND p.billing_mode = %s))"
+        f" AND {SUBSCRIPTION_REAL_TIME_SQL}"
         f" AND ({named}) LIMIT 1"
     )
     with planned_once_cursor() as cursor:

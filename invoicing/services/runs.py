@@ -3,9 +3,9 @@ transaction per invoice), count each chunk once and close runs a lost worker lef
 ``billing_run_due``, what a run would write. The run's writer (``close_one_subscription``,
 ``subscription_lock``, ``plan_change_apply``) is shared with the lifecycle services.
 
-Longer than the package's other modules: the run's writer, its chunk bookkeeping and its due rule are
-one statement-count-pinned unit (tests/invoicing/test_billing_run.py), kept together so a change to
-one is read next to the others."""
+Kept whole because the run's writer, its chunk bookkeeping and its due rule are one statement-count-pinned
+unit (tests/invoicing/test_billing_run.py), longer than the package's other modules: a change to one is read
+next to the others."""
 
 from __future__ import annotations
 

@@ -65,6 +65,6 @@ def test_a_prorated_fee_shows_the_fraction_of_days_and_its_amount(seller, plan):
 
 
 def test_an_older_fee_line_without_the_text_still_shows_its_days():
-    assert documents._breakdown({"lines": [], "proration": {"covered_days": 31, "period_days": 31}}) == [
+    assert documents.breakdown_of({"lines": [], "proration": {"covered_days": 31, "period_days": 31}}) == [
         "Prorated 31 of 31 days"
     ]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from rest_framework import serializers
 
 from catalog.pricing import is_known_currency
-from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS
+from catalog.pricing.limits import DECIMAL_PLACES, MAX_DIGITS, QUANTUM
 from core.api.serializers import TypedSerializer
 from core.formatting import decimal_string, iso_utc
 
@@ -16,9 +14,7 @@ class CreditInputSerializer(TypedSerializer):
     """Body of POST /customers/{id}/grants and /topUps."""
 
     # The shared money bound (catalog.pricing.limits): 15 digits before the point, 12 after it.
-    amount = serializers.DecimalField(
-        max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=Decimal("0.000000000001")
-    )
+    amount = serializers.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=QUANTUM)
     currency = serializers.CharField(max_length=3, required=False)
     expiresAt = serializers.DateTimeField(required=False, allow_null=True)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)

@@ -22,7 +22,6 @@ from .credit import (
 )
 from .debits import AUTO_TOP_UP_EVENT, DebitOutcome, UsageDebitRequest, usage_debit, usage_debits, wallet_lock
 from .ledger import (
-    LEDGER_QUANTUM,
     LOW_BALANCE_EVENT,
     ZERO,
     consumption_order,
@@ -35,7 +34,6 @@ from .settlement import SettlementOutcome, invoice_settlement_record
 __all__ = [
     # ledger
     "ZERO",
-    "LEDGER_QUANTUM",
     "LOW_BALANCE_EVENT",
     "ledger_amount",
     "consumption_order",

@@ -15,7 +15,7 @@ from django.db.models import Q
 
 from catalog.models import Customer
 from catalog.pricing.currency import CTX
-from catalog.pricing.limits import BOUND_TEXT, LIMIT
+from catalog.pricing.limits import BOUND_TEXT, LIMIT, QUANTUM
 from core.bulk import rows_insert, rows_update
 from core.db import any_of, instance_from_row, rows_select
 from core.formatting import decimal_string
@@ -24,12 +24,11 @@ from ..errors import InvalidAmount
 from ..models import CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, PeriodDebitTotal, Wallet
 
 ZERO = Decimal("0")
-LEDGER_QUANTUM = Decimal("0.000000000001")  # 12 places (catalog.pricing.limits.DECIMAL_PLACES), every ledger amount
 LOW_BALANCE_EVENT = "balance.low"
 
 
 def ledger_amount(value: Decimal | int) -> Decimal:
-    """``value`` at the ledger's 12-place scale. Floats are refused: money is never binary."""
+    """``value`` at the ledger's 12-place scale (``catalog.pricing.limits.QUANTUM``). Floats are refused: money is never binary."""
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
         raise InvalidAmount(f"Amounts must be Decimal, not {type(value).__name__}.")
     value = Decimal(value)
@@ -37,7 +36,7 @@ def ledger_amount(value: Decimal | int) -> Decimal:
         raise InvalidAmount("Amounts must be finite.")
     if value.copy_abs() >= LIMIT:  # the shared bound (catalog.pricing.limits); quantizing in CTX never overflows
         raise InvalidAmount(f"Amounts must have {BOUND_TEXT}.")
-    return value.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN, context=CTX)
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=CTX)
 
 
 def wallet_for_update(*, customer: Customer, currency: str, create: bool) -> Wallet | None:
