@@ -309,8 +309,8 @@ def instances_select(
     table alias, in select order. Every concrete column of each is selected and converted like the ORM
     converts it, and ``from_db`` builds complete instances. Returns one tuple of instances per row
     (``None`` for a left-joined row that is absent); one instance per model and primary key is shared by
-    all the rows naming it. Relations between them are the caller's to attach (``fields_cache``).
-    Columns selected after ``{columns}`` follow the instances in each tuple, as the driver gives them."""
+    all the rows naming it. Relations between them are the caller's to attach (assigning the relation,
+    ``price.fee = fee``, sets the id and caches the row). Columns selected after ``{columns}`` follow the instances in each tuple, as the driver gives them."""
     parts = tuple(parts)
     columns = joined_columns(parts)
     rows = rows_select(sql.format(columns=columns.select), params, columns.converters, prepared=prepared)
