@@ -199,10 +199,10 @@ class ApiKeyAdmin(CatalogAdminMixin, admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         api_key, raw_key = api_key_create(merchant=obj.merchant, name=obj.name)
-        # The admin goes on to log and link ``obj``: make it the row the service created.
+        # The admin goes on to log and link ``obj`` by its primary key (``log_addition``, ``response_add``;
+        # nothing saves it again): make it the row the service created.
         obj.pk = api_key.pk
         obj.refresh_from_db()
-        obj._state.adding = False
         self.message_user(
             request,
             f"Copy this API key now, it will not be shown again: {raw_key}",

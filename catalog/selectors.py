@@ -125,8 +125,8 @@ def _priced_rows(plan_ids: set[str], customer_ids: set[str]) -> list[Price]:
     )
     prices = []
     for price_row, metric_row, fee_row, *rest in rows:
-        price_row._state.fields_cache["billable_metric"] = metric_row
-        price_row._state.fields_cache["fee"] = fee_row
+        # The relations' public setters: the id is the one just read, and the row is cached.
+        price_row.billable_metric, price_row.fee = metric_row, fee_row
         prices.append(price_row)
         if nested:
             _nested_rows(price_row, metric_row, *rest)
@@ -193,6 +193,8 @@ def _nested_rows(price: Price, metric: BillableMetric | None, tiers: str | None,
         prefetched([metric], "filters", filter_rows, "metric_id")
 
 
+# Every concrete column of each model, in ``_meta`` order, as ``_NESTED`` selects them: a column missing here
+# would come back deferred (tests/catalog/test_subscription_prices.py checks each row is complete).
 _TIER_FIELDS = ("id", "price_id", "up_to", "unit_price", "flat_fee")
 _RATE_FIELDS = ("id", "price_id", "effective_from", "unit_price")
 _FILTER_FIELDS = ("id", "metric_id", "property_path", "operator", "values")

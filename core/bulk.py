@@ -10,103 +10,100 @@ re-parses a long multi-row statement. Elsewhere (SQLite, or a value of an unusua
 runs one ``UPDATE … WHERE pk = %s`` per object with ``executemany`` and ``rows_insert`` multi-row
 ``INSERT … VALUES``, values through each field's ``get_db_prep_save`` as ``save()`` does.
 
-``writes_combined``: inside it, PostgreSQL gets the array statements of both as ONE statement of
-data-modifying ``WITH`` clauses (the real-time debit's six writes in one round trip).
+``WriteBatch``: given as ``batch=``, both add their statement to it instead of running it; the caller
+runs ``batch.execute()``, which sends PostgreSQL the array statements as ONE statement of data-modifying
+``WITH`` clauses (the real-time debit's six writes in one round trip).
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db import DatabaseError, connection, models
+from django.db import connection, models
 
 from .db import planned_once_cursor
 
 # -- writes sent together -------------------------------------------------------------------------------
 
-_collecting: contextvars.ContextVar[list | None] = contextvars.ContextVar("rows_writes_collected", default=None)
+
+@dataclass(frozen=True)
+class _Write:
+    sql: str
+    params: list
+    many: bool = False  # ``executemany`` (params: one list per row)
+    arrays: bool = False  # a PostgreSQL array statement: prepared, and may share a combined statement
 
 
-@contextmanager
-def writes_combined() -> Iterator[None]:
-    """Send the array statements of ``rows_insert`` / ``rows_update`` made inside as ONE statement.
+class WriteBatch:
+    """Writes collected to be sent together: ``rows_insert(..., batch=batch)`` and ``rows_update(...,
+    batch=batch)`` add their statement here, and nothing runs until the caller calls ``execute()``.
 
     A real-time debit writes ledger entries, their allocations, lots, wallets and running totals, and
     nothing reads them back before the commit; one round trip per table cost more than the writing
-    (each its own parse, execution start and wake-up of a busy server). On PostgreSQL the statements
-    made inside are held and sent as a single statement of data-modifying ``WITH`` clauses
-    (``WITH w0 AS (INSERT …), w1 AS (UPDATE …) UPDATE …``): one snapshot, no clause reading another's
-    rows (none of these does), foreign keys checked at the end of the statement.
+    (each its own parse, execution start and wake-up of a busy server). ``execute()`` sends them in the
+    order added: on PostgreSQL consecutive array statements as ONE statement of data-modifying ``WITH``
+    clauses (``WITH w0 AS (INSERT …), w1 AS (UPDATE …) UPDATE …``: one snapshot, foreign keys checked at
+    the end of the statement), so none of them may read another's rows nor write a row another writes
+    (PostgreSQL would apply only one); any other statement, and every one on SQLite, alone.
 
-    Held writes are sent before any other statement runs on the connection (a read, a savepoint, its
-    release or rollback) and at the end of the block, so what follows sees them exactly as if each had
-    run at once; only a database error of theirs surfaces at that later point, inside the same
-    transaction. Elsewhere (SQLite), nested, or for a statement with values that fall back to the
-    portable form: each runs at once, as usual.
+    Until ``execute()`` the rows are not written: the caller must not read them, or write them again
+    another way, before; a database error of theirs is raised by ``execute()``. Writes never executed
+    are never sent.
     """
-    if connection.vendor != "postgresql" or _collecting.get() is not None:
-        yield
+
+    def __init__(self) -> None:
+        self._writes: list[_Write] = []
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def execute(self) -> None:
+        """Send the writes added so far, in order (see the class), and empty the batch."""
+        writes, self._writes = self._writes, []
+        combined: list[_Write] = []
+        for write in writes:
+            if write.arrays and connection.vendor == "postgresql":
+                combined.append(write)
+                continue
+            _send_combined(combined)
+            combined = []
+            _send(write)
+        _send_combined(combined)
+
+
+def _send_combined(writes: list[_Write]) -> None:
+    if len(writes) < 2:
+        for write in writes:
+            _send(write)
         return
-    pending: list[tuple[str, list]] = []
-    token = _collecting.set(pending)
-
-    def send_held_first(execute, sql, params, many, context):
-        _send(pending)
-        return execute(sql, params, many, context)
-
-    try:
-        with connection.execute_wrapper(send_held_first):
-            try:
-                yield
-            except BaseException as error:
-                _collecting.reset(token)
-                token = None
-                # As if they had run at once: sent, unless the transaction cannot take them any more;
-                # the error raised is the one to report either way.
-                if not isinstance(error, DatabaseError) and not connection.needs_rollback:
-                    try:
-                        _send(pending)
-                    except DatabaseError:
-                        pass
-                raise
-            _collecting.reset(token)
-            token = None
-            _send(pending)
-    finally:
-        if token is not None:
-            _collecting.reset(token)
-        pending.clear()
+    clauses = ", ".join(f"w{i} AS ({write.sql})" for i, write in enumerate(writes[:-1]))
+    params = [value for write in writes for value in write.params]
+    _send(_Write(f"WITH {clauses} {writes[-1].sql}", params, arrays=True))
 
 
-def _send(pending: list[tuple[str, list]]) -> None:
-    if not pending:
-        return
-    held = list(pending)
-    pending.clear()
-    if len(held) == 1:
-        sql, params = held[0]
+def _send(write: _Write) -> None:
+    if write.arrays:
+        with planned_once_cursor() as cursor:
+            cursor.execute(write.sql, write.params)
     else:
-        clauses = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(held[:-1]))
-        sql = f"WITH {clauses} {held[-1][0]}"
-        params = [value for _, statement_params in held for value in statement_params]
-    with planned_once_cursor() as cursor:
-        cursor.execute(sql, params)
+        with connection.cursor() as cursor:
+            if write.many:
+                cursor.executemany(write.sql, write.params)
+            else:
+                cursor.execute(write.sql, write.params)
 
 
-def _execute_prepared(sql: str, params: list) -> None:
-    """Run an array statement now, or hold it for ``writes_combined``."""
-    pending = _collecting.get()
-    if pending is not None:
-        pending.append((sql, params))
-        return
-    with planned_once_cursor() as cursor:
-        cursor.execute(sql, params)
+def _write(write: _Write, batch: WriteBatch | None) -> None:
+    """Run ``write`` now, or add it to ``batch``."""
+    if batch is None:
+        _send(write)
+    else:
+        batch._writes.append(write)
 
 
 # PostgreSQL: the hot-path helpers send each column as one array and ``unnest`` it, so the statement's
@@ -164,8 +161,15 @@ def _unnest(columns: Sequence[models.Field], names: Sequence[str]) -> tuple[str,
     return source, select
 
 
-def rows_update(model: type[models.Model], objects: Iterable[models.Model], fields: Sequence[str]) -> int:
-    """Write ``fields`` of each of ``objects`` (saved rows of ``model``); returns the number of objects."""
+def rows_update(
+    model: type[models.Model],
+    objects: Iterable[models.Model],
+    fields: Sequence[str],
+    *,
+    batch: WriteBatch | None = None,
+) -> int:
+    """Write ``fields`` of each of ``objects`` (saved rows of ``model``), now or with ``batch`` (its
+    ``execute()``; the values are read now); returns the number of objects."""
     objects = list(objects)
     if not objects or not fields:
         return 0
@@ -189,19 +193,18 @@ def rows_update(model: type[models.Model], objects: Iterable[models.Model], fiel
                 f"{quote(column.column)} = u.{name}" + ("::jsonb" if isinstance(column, models.JSONField) else "")
                 for column, name in zip(columns, names[1:], strict=True)
             )
-            _execute_prepared(
+            sql = (
                 f"UPDATE {quote(model._meta.db_table)} SET {sets} FROM {source}"
-                f" WHERE {quote(model._meta.db_table)}.{quote(pk.column)} = u.c0",
-                arrays,
+                f" WHERE {quote(model._meta.db_table)}.{quote(pk.column)} = u.c0"
             )
+            _write(_Write(sql, arrays, arrays=True), batch)
             return len(objects)
     params = [
         [column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns]
         + [pk.get_db_prep_save(obj.pk, connection)]
         for obj in objects
     ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    _write(_Write(sql, params, many=True), batch)
     return len(objects)
 
 
@@ -213,9 +216,11 @@ def rows_insert(
     unique_fields: Sequence[str] = (),
     update_fields: Sequence[str] = (),
     add_fields: Sequence[str] = (),
+    batch: WriteBatch | None = None,
 ) -> int:
     """Insert ``rows`` (tuples of values in ``fields`` order, primary keys included when they are not
-    generated by the database) in one statement (see the module's docstring); nothing is read back.
+    generated by the database) in one statement (see the module's docstring), now or with ``batch`` (its
+    ``execute()``); nothing is read back.
 
     ``bulk_create`` builds model instances and compiles the insert through the ORM: for the ledger
     entries and allocations of a spread real-time batch that was most of the debit's cost. No
@@ -247,16 +252,16 @@ def rows_insert(
         unnest = _unnest(columns, [f"c{i}" for i in range(len(columns))]) if arrays is not None else None
         if unnest is not None:
             source, select = unnest
-            _execute_prepared(head.removesuffix(" VALUES ") + f" SELECT {select} FROM {source}" + tail, arrays)
+            sql = head.removesuffix(" VALUES ") + f" SELECT {select} FROM {source}" + tail
+            _write(_Write(sql, arrays, arrays=True), batch)
             return len(rows)
-    batch = max(1, connection.ops.bulk_batch_size(columns, rows))
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            params = [
-                column.get_db_prep_save(value, connection)
-                for row in chunk
-                for column, value in zip(columns, row, strict=True)
-            ]
-            cursor.execute(head + ", ".join([one] * len(chunk)) + tail, params)
+    size = max(1, connection.ops.bulk_batch_size(columns, rows))
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        params = [
+            column.get_db_prep_save(value, connection)
+            for row in chunk
+            for column, value in zip(columns, row, strict=True)
+        ]
+        _write(_Write(head + ", ".join([one] * len(chunk)) + tail, params), batch)
     return len(rows)

@@ -180,8 +180,6 @@ def rows_select(sql: str, params, columns, *, prepared: bool = False) -> list[tu
 
 _PLAIN_ATTRIBUTES = (DeferredAttribute, ForeignKeyDeferredAttribute)
 _LOADS_PLAINLY: dict[type[models.Model], tuple[str, ...] | None] = {}
-# per model: (its attnames, ((attname, the field's get_default), …))
-_DEFAULTS: dict[type[models.Model], tuple[frozenset, tuple]] = {}
 
 
 def _plain_attnames(model: type[models.Model]) -> tuple[str, ...] | None:
@@ -236,37 +234,6 @@ def instance_from_row(model: type[models.Model], db: str, names: Sequence[str], 
     return instance
 
 
-def instance_new(model: type[models.Model], values: dict, *, related: dict[str, models.Model] | None = None):
-    """``model(**values, **related)`` for a new, unsaved row, built without ``Model.__init__`` when the
-    model loads plainly (``_plain_attnames``) and no init-signal receiver listens.
-
-    ``values`` are by attname (``wallet_id``, not ``wallet``); every concrete field not in them takes
-    its default as ``__init__`` gives it (``field.get_default()``: a fresh public id, ``[]``, ``""``).
-    ``related``: objects by relation name, cached on the instance as ``__init__`` caches them and
-    their primary keys set on the attnames. ``__init__`` with keyword arguments cost ~14 µs for a
-    ledger entry (one per customer in a spread real-time request); this ~6.5 µs, ~2 of them the new id."""
-    attnames = _plain_attnames(model)
-    if attnames is None or _init_receivers(model):
-        return model(**{**values, **(related or {})})
-    known = _DEFAULTS.get(model)
-    if known is None:
-        defaults = tuple((field.attname, field.get_default) for field in model._meta.concrete_fields)
-        known = _DEFAULTS[model] = (frozenset(attnames), defaults)
-    if not known[0].issuperset(values):
-        unknown = ", ".join(sorted(values.keys() - known[0]))
-        raise TypeError(f"{model.__name__}() got unexpected fields: {unknown}")
-    instance = model.__new__(model)
-    state = instance._state = ModelState()
-    fields = instance.__dict__
-    for name, default in known[1]:
-        fields[name] = values[name] if name in values else default()
-    for name, obj in (related or {}).items():
-        field = model._meta.get_field(name)
-        fields[field.attname] = None if obj is None else getattr(obj, field.target_field.attname)
-        state.fields_cache[name] = obj
-    return instance
-
-
 @dataclass(frozen=True)
 class JoinedColumns:
     """The select list of several joined models' concrete columns, and where each model's part lies."""
@@ -309,8 +276,8 @@ def instances_select(
     table alias, in select order. Every concrete column of each is selected and converted like the ORM
     converts it, and ``from_db`` builds complete instances. Returns one tuple of instances per row
     (``None`` for a left-joined row that is absent); one instance per model and primary key is shared by
-    all the rows naming it. Relations between them are the caller's to attach (``fields_cache``).
-    Columns selected after ``{columns}`` follow the instances in each tuple, as the driver gives them."""
+    all the rows naming it. Relations between them are the caller's to attach (assigning the relation,
+    ``price.fee = fee``, sets the id and caches the row). Columns selected after ``{columns}`` follow the instances in each tuple, as the driver gives them."""
     parts = tuple(parts)
     columns = joined_columns(parts)
     rows = rows_select(sql.format(columns=columns.select), params, columns.converters, prepared=prepared)

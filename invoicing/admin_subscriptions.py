@@ -269,10 +269,10 @@ class SubscriptionServicesAdminMixin(ServiceRefusalAdminMixin):
             )
         except InvoiceError as error:
             raise ServiceRefused(f"The subscription was not started: {error}") from None
-        # The admin goes on to log and link ``obj``: make it the row the service created.
+        # The admin goes on to log and link ``obj`` by its primary key (``log_addition``, ``response_add``;
+        # nothing saves it again): make it the row the service created.
         obj.pk = subscription.pk
         obj.refresh_from_db()
-        obj._state.adding = False
         if subscription.catch_up is not None:
             run = subscription.catch_up.billing_run
             self.message_user(

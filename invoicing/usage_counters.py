@@ -25,7 +25,7 @@ from django.db import connection
 
 from catalog.models import Aggregation, BillableMetric, MetricFilterOperator
 from catalog.pricing.limits import QUANTUM  # the counter column's 12 places
-from core.bulk import rows_insert
+from core.bulk import WriteBatch, rows_insert
 from core.db import any_of, rows_select
 from metering import sql
 from metering.services import AcceptedEvent
@@ -161,9 +161,12 @@ def counters_read(*, wanted: Iterable[CounterKey], definitions: dict[str, str]) 
     return found
 
 
-def counters_write(*, values: dict[CounterKey, Decimal], definitions: dict[str, str], now: datetime) -> None:
-    """Create or overwrite counters (one upsert). A total with more than 12 decimal places cannot be
-    stored exactly: its counter is removed and the next request aggregates again."""
+def counters_write(
+    *, values: dict[CounterKey, Decimal], definitions: dict[str, str], now: datetime, batch: WriteBatch | None = None
+) -> None:
+    """Create or overwrite counters (one upsert, added to ``batch`` when given). A total with more than
+    12 decimal places cannot be stored exactly: its counter is removed (at once) and the next request
+    aggregates again."""
     rows, unstorable = [], []
     for ((metric_id, start, end), customer_id), usage in values.items():
         if usage.quantize(QUANTUM) != usage:
@@ -177,6 +180,7 @@ def counters_write(*, values: dict[CounterKey, Decimal], definitions: dict[str, 
             rows,
             unique_fields=["customer_id", "metric_id", "window_start", "window_end"],
             update_fields=["usage", "definition", "updated_at"],
+            batch=batch,
         )
     for (metric_id, start, end), customer_id in unstorable:
         RealtimeUsageCounter.objects.filter(

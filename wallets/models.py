@@ -189,6 +189,9 @@ class AppendOnly(models.Model):
         abstract = True
 
     def save(self, *args, **kwargs):
+        # ``_state.adding`` is documented by Django ("Model._state" in the model instance reference: False
+        # once loaded or saved). The primary key cannot tell (a public id is set when the instance is
+        # built), and asking the database would add a statement to every append.
         if not self._state.adding:
             raise LedgerImmutable(f"{type(self).__name__} {self.pk} is append-only and cannot be changed.")
         kwargs["force_insert"] = True

@@ -49,7 +49,7 @@ def customer_with_wallets(*, merchant_id: str, customer_id: str) -> tuple[Custom
     customer = rows[0][0]
     wallets = [wallet for _, wallet in rows if wallet is not None]
     for wallet in wallets:
-        wallet._state.fields_cache["customer"] = customer
+        wallet.customer = customer  # the relation's setter caches it (the id is the same)
     return customer, wallets
 
 

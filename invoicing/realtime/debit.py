@@ -46,7 +46,7 @@ from django.db import transaction
 
 from catalog.models import BillableMetric, Customer, Merchant, Price, Subscription
 from catalog.selectors import metric_filters_prefetch
-from core.bulk import writes_combined
+from core.bulk import WriteBatch
 from metering import services as metering
 from metering.metrics import events_count
 from metering.models import UsageEvent
@@ -284,10 +284,12 @@ def _usage_after(
     return after
 
 
-def _counters_save(context: _DebitContext, final: dict[CounterKey, Decimal], now: datetime) -> None:
+def _counters_save(
+    context: _DebitContext, final: dict[CounterKey, Decimal], now: datetime, *, batch: WriteBatch | None = None
+) -> None:
     changed = {key: usage for key, usage in final.items() if context.stored.get(key) != usage}
     if changed:
-        counters.counters_write(values=changed, definitions=context.definitions, now=now)
+        counters.counters_write(values=changed, definitions=context.definitions, now=now, batch=batch)
 
 
 def _groups_for(
@@ -438,19 +440,17 @@ def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: d
         final = {(key, customer_id): usage for key, by_id in after.items() for customer_id, usage in by_id.items()}
         final = {key: final.get(key, context.before[key[0]][key[1]]) for key in context.counted}
 
-        # The debits' and counters' writes go to PostgreSQL as one statement (core.bulk.writes_combined).
-        with writes_combined():
-            _debit_and_count(
-                merchant=merchant,
-                raw_events=raw_events,
-                context=context,
-                groups=groups,
-                after=after,
-                final=final,
-                events_by_customer=events_by_customer,
-                outcome=outcome,
-                now=now,
-            )
+        _debit_and_count(
+            merchant=merchant,
+            raw_events=raw_events,
+            context=context,
+            groups=groups,
+            after=after,
+            final=final,
+            events_by_customer=events_by_customer,
+            outcome=outcome,
+            now=now,
+        )
     return outcome
 
 
@@ -467,7 +467,11 @@ def _debit_and_count(
     now: datetime,
 ) -> None:
     """Write the request's debits and its counters (inside ``events_ingest_and_debit``'s transaction,
-    under the wallet locks)."""
+    under the wallet locks).
+
+    The common debits' writes and the counters' upsert go in one ``WriteBatch``, sent once the counters
+    are known (on PostgreSQL one statement). Until then nothing reads them: the other debits below are
+    of other customers' wallets and subscriptions, and nothing reads the counters."""
     by_customer: dict[str, list[_DebitGroup]] = defaultdict(list)
     for group in groups.values():
         by_customer[group.subscription.customer_id].append(group)
@@ -489,7 +493,8 @@ def _debit_and_count(
     ]
     # The keys name events inserted by this very request (``rt:<event id>:<subscription id>:<price id>``): no entry can
     # carry them yet, so wallets skips the replay look-up.
-    debited = usage_debits(requests=requests, now=now, new_keys=True) if requests else []
+    batch = WriteBatch()
+    debited = usage_debits(requests=requests, now=now, new_keys=True, batch=batch) if requests else []
     bulk_results = dict(zip(bulk_ids, debited, strict=True))
     for customer_id in sorted(by_customer):
         customer_groups = by_customer[customer_id]
@@ -528,7 +533,8 @@ def _debit_and_count(
             for key in context.counted:
                 if key[1] == customer_id:
                     final[key] = kept.get(key[0], context.before[key[0]][customer_id])
-    _counters_save(context, final, now)
+    _counters_save(context, final, now, batch=batch)
+    batch.execute()  # before the late events' counters are dropped below (they may be among these)
     if outcome.late_event_ids:
         late = set(outcome.late_event_ids)
         counters.counters_forget(events=[event for event in outcome.accepted if event.id in late])

@@ -102,10 +102,10 @@ def realtime_subscriptions_named(
         if customer_row is None:
             customer_row = customers[values[2][0]] = instance_from_row(Customer, alias, columns.names[2], values[2])
         test_clock = None if values[3][0] is None else instance_from_row(TestClock, alias, columns.names[3], values[3])
-        cache = sub._state.fields_cache
-        cache["plan"], cache["customer"], cache["test_clock"] = plan_row, customer_row, test_clock
+        # The relations' public setters: each sets the id just read and caches the row.
+        sub.plan, sub.customer, sub.test_clock = plan_row, customer_row, test_clock
         if merchant is not None:
-            cache["merchant"] = merchant
+            sub.merchant = merchant
         found.append(sub)
     return found
 

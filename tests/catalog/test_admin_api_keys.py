@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.admin.utils import quote
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -35,6 +36,18 @@ def test_adding_a_key_shows_the_secret_once(superuser_client):
     # the message is consumed by the next page and never appears again
     assert raw_key in superuser_client.get(response.url).content.decode()
     assert raw_key not in superuser_client.get(response.url).content.decode()
+
+
+def test_an_added_key_is_logged_and_linked_as_the_row_the_service_created(superuser_client):
+    merchant = MerchantFactory(name="Neural Labs")
+
+    response = superuser_client.post(
+        reverse("admin:catalog_apikey_add"), {"merchant": merchant.pk, "name": "ingest", "_continue": "1"}
+    )
+
+    api_key = ApiKey.objects.get()
+    assert response.url == reverse("admin:catalog_apikey_change", args=[quote(api_key.pk)])
+    assert list(LogEntry.objects.values_list("action_flag", "object_id")) == [(ADDITION, api_key.pk)]
 
 
 def test_key_digest_is_never_shown(superuser_client, merchant):

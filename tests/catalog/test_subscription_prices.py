@@ -76,9 +76,9 @@ def _view(price):
     )
 
 
-def test_schedules_and_filters_read_by_hand_equal_the_orm_reads():
-    # given a graduated price (12-place tiers, a flat fee, an open last tier), a dynamic price with two
-    # rates, and metric filters holding a float, a nested object and a boolean
+def _priced_subscription():
+    """A graduated price (12-place tiers, a flat fee, an open last tier), a dynamic price with two
+    rates, and metric filters holding a float, a nested object and a boolean; a subscription to them."""
     plan = PlanFactory()
     graduated = MeteredPriceFactory(plan=plan, model="graduated", unit_price=None, invoice_display_name="A")
     PriceTierFactory(price=graduated, up_to=None, unit_price=Decimal("0.000000000001"))
@@ -88,7 +88,12 @@ def test_schedules_and_filters_read_by_hand_equal_the_orm_reads():
     DynamicRateFactory(price=dynamic, effective_from=datetime(2026, 1, 1, tzinfo=UTC), unit_price=Decimal("1E-7"))
     MetricFilterFactory(metric=graduated.billable_metric, values=[1.5, 1e-07, "x"])
     MetricFilterFactory(metric=graduated.billable_metric, operator="not_in", values=[{"a": [True]}, False])
-    subscription = SubscriptionFactory(plan=plan)
+    return SubscriptionFactory(plan=plan), graduated, dynamic
+
+
+def test_schedules_and_filters_read_by_hand_equal_the_orm_reads():
+    # given a graduated price, a dynamic price and metric filters (``_priced_subscription``)
+    subscription, graduated, dynamic = _priced_subscription()
 
     # when the subscription's prices are read (and the filters of their metrics)
     prices = prices_for_subscriptions([subscription])[subscription.pk]
@@ -100,3 +105,39 @@ def test_schedules_and_filters_read_by_hand_equal_the_orm_reads():
         assert _view(price) == _orm_view(price)
     assert [t.up_to for t in prices[0].tiers.all()] == [Decimal(1000), None]
     assert [f.values for f in prices[0].billable_metric.filters.all()] == [[1.5, 1e-07, "x"], [{"a": [True]}, False]]
+
+
+def _columns(row) -> dict:
+    return {field.attname: getattr(row, field.attname) for field in type(row)._meta.concrete_fields}
+
+
+def test_the_hand_written_reads_load_every_column_of_their_models():
+    # A column the hand-written statements do not select (on PostgreSQL tiers, rates and filters come
+    # as JSON arrays of named columns) would come back deferred and be read again, one query per row:
+    # a column added to one of these models must be added to the statement too.
+    # given a graduated price, a dynamic price and metric filters
+    subscription, _, _ = _priced_subscription()
+
+    # when the subscription's prices are read (and the filters of their metrics)
+    prices = prices_for_subscriptions([subscription])[subscription.pk]
+    metric_filters_prefetch([price.billable_metric for price in prices])
+
+    # then every row is complete, and equal column for column to the ORM's
+    for price in prices:
+        metric = price.billable_metric
+        rows = [price, metric, *price.tiers.all(), *price.dynamic_rates.all(), *metric.filters.all()]
+        assert {type(row).__name__: row.get_deferred_fields() for row in rows if row.get_deferred_fields()} == {}
+        fresh = Price.objects.select_related("billable_metric").prefetch_related(
+            "tiers", "dynamic_rates", "billable_metric__filters"
+        )
+        orm = fresh.get(pk=price.pk)
+        orm_rows = [
+            orm,
+            orm.billable_metric,
+            *orm.tiers.all(),
+            *orm.dynamic_rates.all(),
+            *orm.billable_metric.filters.all(),
+        ]
+        assert [_columns(row) for row in rows] == [_columns(row) for row in orm_rows]
+    assert {len(price.tiers.all()) + len(price.dynamic_rates.all()) for price in prices} == {2}
+    assert len(prices[0].billable_metric.filters.all()) == 2

@@ -1,20 +1,16 @@
-"""``core.db.instance_from_row`` and ``instance_new`` build the same instances ``Model.from_db`` and
-``Model(**kwargs)`` build, without ``Model.__init__`` where that is safe, and defer to them elsewhere."""
+"""``core.db.instance_from_row`` builds the same instances ``Model.from_db`` builds, without
+``Model.__init__`` where that is safe, and defers to it elsewhere."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 from django.db.models import signals
 
 from catalog.models import Customer, Subscription
-from core.db import _plain_attnames, instance_from_row, instance_new
+from core.db import _plain_attnames, instance_from_row
 from invoicing.models import Invoice
 from tests.factories import CustomerFactory, SubscriptionFactory
-from wallets.models import CreditLot, LedgerEntry, Wallet
-from wallets.services import wallet_lock
+from wallets.models import CreditLot, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -81,55 +77,3 @@ def test_init_signal_receivers_are_honoured():
         signals.post_init.disconnect(receiver, sender=Customer)
     assert seen == [customer.pk]
     _same(built, Customer.from_db("default", names, values))
-
-
-def _entry_values(wallet, sequence):
-    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
-    return {
-        "sequence": sequence,
-        "kind": "usage_debit",
-        "amount": Decimal("-0.000002000000"),
-        "balance_after": wallet.balance,
-        "occurred_at": now,
-        "created_at": now,
-        "period_start": now,
-        "period_end": now,
-        "idempotency_key": f"k{sequence}",
-    }
-
-
-def test_a_new_instance_is_what_init_builds():
-    wallet = wallet_lock(customer=CustomerFactory(), currency="USD")
-    values = _entry_values(wallet, 1)
-    built = instance_new(LedgerEntry, values, related={"wallet": wallet})
-    reference = LedgerEntry(wallet=wallet, **values)
-    assert {k: v for k, v in built.__dict__.items() if k not in ("_state", "id")} == {
-        k: v for k, v in reference.__dict__.items() if k not in ("_state", "id")
-    }
-    assert built.id.startswith("le_") and built.id != reference.id  # a fresh default id each
-    assert (built._state.adding, built._state.db) == (True, None)
-    assert built.wallet is wallet and built.wallet_id == wallet.pk
-    assert built.event_ids == [] and built.event_ids is not instance_new(LedgerEntry, values).event_ids
-    built.save()
-    stored = LedgerEntry.objects.get(pk=built.pk)
-    assert (stored.wallet_id, stored.amount, stored.idempotency_key) == (wallet.pk, values["amount"], "k1")
-
-
-def test_an_unknown_field_is_refused_as_init_refuses_it():
-    with pytest.raises(TypeError, match="wallet"):
-        instance_new(LedgerEntry, {"wallet": object()})  # by relation name belongs in related=
-
-
-def test_new_instances_honour_init_receivers():
-    wallet = wallet_lock(customer=CustomerFactory(), currency="USD")
-    seen = []
-
-    def receiver(sender, instance, **kwargs):
-        seen.append(instance.idempotency_key)
-
-    signals.post_init.connect(receiver, sender=LedgerEntry)
-    try:
-        built = instance_new(LedgerEntry, _entry_values(wallet, 2), related={"wallet": wallet})
-    finally:
-        signals.post_init.disconnect(receiver, sender=LedgerEntry)
-    assert seen == ["k2"] and built.wallet is wallet

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.admin.utils import quote
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -244,6 +244,21 @@ def test_adding_issues_invoice_0_exactly_as_the_api(billing_admin_client, seller
         for text in texts(response)
     )
     assert response.url == reverse("admin:catalog_subscription_changelist")
+
+
+def test_an_added_subscription_is_logged_and_linked_as_the_row_the_service_created(
+    billing_admin_client, seller, basic, at
+):
+    at(JAN_1)
+    acme = CustomerFactory(merchant=seller, name="Acme")
+
+    response = billing_admin_client.post(
+        reverse("admin:catalog_subscription_add"), add_form(acme, basic, _continue="1")
+    )
+
+    added = Subscription.objects.get()
+    assert response.url == reverse("admin:catalog_subscription_change", args=[quote(added.pk)])
+    assert list(LogEntry.objects.values_list("action_flag", "object_id")) == [(ADDITION, added.pk)]
 
 
 def test_a_backdated_start_closes_the_periods_that_already_ended(billing_admin_client, seller, basic, at):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 # ``test_a_customer_found_real_time_skips_the_check``.) Savepoint, subscriptions, prices (on PostgreSQL with their tiers, dynamic rates and
 # metric filters; elsewhere three more statements), wallet lock, counters, insert of the events, lots,
 # then the writes: ledger entries, allocations, lots update, wallets update, the period's running debit
-# total, counter upsert — on PostgreSQL one statement (core.bulk.writes_combined), on SQLite six
+# total, counter upsert — on PostgreSQL one statement (a core.bulk.WriteBatch), on SQLite six
 # and a read of the period total before its write (its NUMERIC sums are floating point) — release.
 STATEMENTS = 9 if connection.vendor == "postgresql" else 18
 # A batch goes through metering's batch insert, inside the same transaction without a savepoint of its

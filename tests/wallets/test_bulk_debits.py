@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from core.bulk import WriteBatch
 from tests.factories import CustomerFactory
-from wallets.errors import InsufficientBalance, WalletError
-from wallets.models import Wallet
+from wallets.errors import InsufficientBalance, LedgerImmutable, WalletError
+from wallets.models import LedgerEntry, Wallet
 from wallets.services import (
     UsageDebitRequest,
     credit_grant,
@@ -77,10 +78,12 @@ def _state(customer):
     return (wallet.balance, wallet.overage_outstanding, wallet.low_balance_since, wallet.auto_top_up_armed, entries)
 
 
-def test_bulk_debits_match_one_by_one_debits(merchant):
+@pytest.mark.parametrize("batched", [False, True], ids=["at once", "in a batch"])
+def test_bulk_debits_match_one_by_one_debits(merchant, batched):
     # given two identical customers per case
     singles = [_prepare(merchant, case, "one by one") for case in CASES]
     bulk = [_prepare(merchant, case, "bulk") for case in CASES]
+    batch = WriteBatch() if batched else None
 
     # when the first set is debited one by one and the second in one usage_debits call
     expected = []
@@ -104,7 +107,10 @@ def test_bulk_debits_match_one_by_one_debits(merchant):
                 for wallet, customer, case in zip(wallets, bulk, CASES, strict=True)
             ],
             now=NOW,
+            batch=batch,
         )
+        if batch is not None:
+            batch.execute()
 
     # then every outcome and every ledger is the same
     assert [_outcome(r) for r in results] == expected
@@ -113,6 +119,36 @@ def test_bulk_debits_match_one_by_one_debits(merchant):
     assert expected[7][4] is True
     for one, other in zip(singles, bulk, strict=True):
         assert _state(one) == _state(other)
+
+
+def _columns(row) -> dict:
+    return {field.attname: getattr(row, field.attname) for field in type(row)._meta.concrete_fields}
+
+
+def test_a_batched_debit_is_written_when_the_batch_is_executed_and_its_entry_is_the_stored_row(merchant):
+    # given a customer with an expiring grant and a top-up (the debit takes from both lots)
+    customer = _prepare(merchant, CASES[2], "batched")
+    batch = WriteBatch()
+
+    with transaction.atomic():
+        wallet = wallet_lock(customer=customer, currency="USD")
+        [result] = usage_debits(
+            requests=[UsageDebitRequest(wallet=wallet, customer=customer, amount=Decimal(5), idempotency_key="b1")],
+            now=NOW,
+            batch=batch,
+        )
+        # then nothing is written before the batch is executed
+        assert not LedgerEntry.objects.filter(pk=result.entry.pk).exists()
+        assert Wallet.objects.get(pk=wallet.pk).balance == Decimal(13)
+        batch.execute()
+
+    # and then the entry returned is the stored row, column for column, and append-only like one read
+    stored = LedgerEntry.objects.get(pk=result.entry.pk)
+    assert _columns(result.entry) == _columns(stored)
+    assert result.entry.wallet is wallet and result.entry.get_deferred_fields() == set()
+    assert Wallet.objects.get(pk=wallet.pk).balance == Decimal(8)
+    with pytest.raises(LedgerImmutable):
+        result.entry.save()
 
 
 def test_one_request_per_wallet(merchant):

@@ -16,7 +16,7 @@ from django.db.models import Q
 from catalog.models import Customer
 from catalog.pricing.currency import CTX
 from catalog.pricing.limits import BOUND_TEXT, LIMIT, QUANTUM
-from core.bulk import rows_insert, rows_update
+from core.bulk import WriteBatch, rows_insert, rows_update
 from core.db import any_of, instance_from_row, rows_select
 from core.formatting import decimal_string
 
@@ -150,11 +150,12 @@ def append_entry(
     return entry
 
 
-def period_debit_totals_add(entries: Iterable[LedgerEntry]) -> None:
+def period_debit_totals_add(entries: Iterable[LedgerEntry], *, batch: WriteBatch | None = None) -> None:
     """Add the usage debits among ``entries`` (just appended, in this transaction) to their period
     segments' running totals (``PeriodDebitTotal``): one adding upsert on PostgreSQL (``rows_insert``
-    with ``add_fields``: numeric addition in the database, exact); on SQLite, whose NUMERIC arithmetic is
-    binary floating point, read, add in Decimal and write (writers are serialised there)."""
+    with ``add_fields``: numeric addition in the database, exact; added to ``batch`` when given); on
+    SQLite, whose NUMERIC arithmetic is binary floating point, read, add in Decimal and write at once
+    (writers are serialised there; the read must see every earlier write)."""
     sums: dict[tuple, list] = {}
     for entry in entries:
         if entry.kind != EntryKind.USAGE_DEBIT or not entry.subscription_id or entry.period_start is None:
@@ -173,6 +174,7 @@ def period_debit_totals_add(entries: Iterable[LedgerEntry]) -> None:
             [(*key, *total) for key, total in sums.items()],
             unique_fields=["subscription_id", "period_start", "period_end"],
             add_fields=["debited", "overage", "entries"],
+            batch=batch,
         )
         return
     match = Q()
