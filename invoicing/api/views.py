@@ -260,52 +260,46 @@ class SubscriptionDetailApi(BillingApi):
             if unsupported in data:
                 raise exceptions.ValidationError({unsupported: ["Not supported by Meterline."]})
         wanted = data.pop("status", None)
-        if wanted == "active" and subscription.status != SubscriptionStatus.ACTIVE:
-            raise _conflict(
-                f"The subscription is {subscription.status}; it becomes active when Invoice 0 is paid"
-                if subscription.status == SubscriptionStatus.PENDING_PAYMENT
-                else "A terminated subscription cannot be reactivated; start a new one.",
-                "SUBSCRIPTION_STATUS",
-            )
         termination = {
             key: data.pop(key) for key in ("terminated_at", "terminated_by", "termination_reason") if key in data
         }
         try:
+            if wanted == "active":
+                subscription = services.subscription_reactivate(subscription=subscription)
             if data:
                 subscription = services.subscription_update(subscription=subscription, changes=data, now=now)
             if wanted == "terminated":
-                subscription = self._terminate(subscription, termination, now)
+                _terminate(
+                    subscription,
+                    now=now,
+                    reason=termination.get("termination_reason", ""),
+                    by=termination.get("terminated_by") or "api",
+                    requested_at=termination.get("terminated_at"),
+                )
         except services.SubscriptionChangeError as error:
             if error.field:
                 raise exceptions.ValidationError({error.field: [str(error)]}) from None
             raise _conflict(str(error), "SUBSCRIPTION_STATUS") from None
         return Response(subscription_body(request, _subscription_get(self.merchant, id)))
 
-    def _terminate(self, subscription, termination: dict, now):
-        sub_now = services.subscription_now(subscription, now)
-        at = termination.get("terminated_at")
-        if at is not None:
-            if at <= subscription.started_at:
-                raise exceptions.ValidationError({"terminatedAt": ["Must be after startedAt."]})
-            if at < sub_now - timedelta(seconds=60):
-                raise exceptions.ValidationError(
-                    {"terminatedAt": ["A backdated termination is not supported; terminate now or set endingAt."]}
-                )
-        return _terminate(
-            subscription,
-            now=now,
-            reason=termination.get("termination_reason", ""),
-            by=termination.get("terminated_by") or "api",
-        )
 
-
-def _terminate(subscription, *, now, reason: str, by: str, change_reason: str | None = None):
-    if subscription.status == SubscriptionStatus.TERMINATED:
-        raise _conflict("The subscription is already terminated.", "SUBSCRIPTION_ALREADY_TERMINATED")
+def _terminate(subscription, *, now, reason: str, by: str, change_reason=None, requested_at=None) -> Subscription:
+    """``subscription_terminate`` with its refusals as API errors: 400 on ``terminatedAt``, else 409."""
     try:
         return services.subscription_terminate(
-            subscription=subscription, now=now, reason=reason, by=by, change_reason=change_reason
+            subscription=subscription,
+            now=now,
+            reason=reason,
+            by=by,
+            change_reason=change_reason,
+            requested_at=requested_at,
         )
+    except services.SubscriptionTerminatedError as error:
+        raise _conflict(str(error), "SUBSCRIPTION_ALREADY_TERMINATED") from None
+    except services.SubscriptionChangeError as error:
+        if error.field:
+            raise exceptions.ValidationError({error.field: [str(error)]}) from None
+        raise _conflict(str(error), "SUBSCRIPTION_STATUS") from None
     except InvoiceError as error:
         raise _conflict(str(error), "SUBSCRIPTION_STATUS") from None
 
