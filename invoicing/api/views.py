@@ -8,22 +8,18 @@ merchant is refused (403). Service refusals become 400 (bad input), 409 (state c
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
-from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, renderers, status
+from rest_framework.fields import DateTimeField
 from rest_framework.response import Response
 
 from catalog import services as catalog_services
-from catalog.api.fields import check_merchant, money_string
+from catalog.api.fields import check_merchant
 from catalog.api.views import CatalogApi
 from catalog.models import Customer, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import PricingError
@@ -31,13 +27,11 @@ from core.api.errors import ApiError
 from core.api.fields import parameter_combination_error, wire_field_names
 from core.api.pagination import page_params, paginate
 from core.api.schema import paging_parameters
-from core.api.serializers import ErrorOutput
+from core.api.serializers import ErrorOutput, list_output
 from core.durations import add_duration, parse_duration
-from core.formatting import decimal_string, iso_utc
 from invoicing import selectors, services
-from invoicing.calculation import subscription_period_at
 from invoicing.documents import invoice_filename, invoice_pdf
-from invoicing.models import Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from invoicing.models import Invoice, InvoiceError, InvoiceStatus
 
 from . import serializers as s
 
@@ -63,7 +57,6 @@ INLINE_CUSTOMER_FIELDS = {
     "postal_code": "customer.address.zipCode",
     "tax_rate": "customer.taxRates.default",
 }
-SUBSCRIPTION_RELATED = ("plan", "customer", "merchant", "test_clock")
 LINE_ITEMS_MAX = 1000
 LIMITATIONS = (
     "Accepted without effect (no hosted checkout, no reminders): renewalReminder*, sessionExpiryMinutes, "
@@ -82,42 +75,24 @@ def _conflict(message: str, code: str, details=None) -> ApiError:
 # -- subscriptions ---------------------------------------------------------------------------------
 
 
-def _subscriptions(merchant):
-    return Subscription.objects.filter(merchant=merchant).select_related(*SUBSCRIPTION_RELATED)
-
-
 def _subscription_get(merchant, subscription_id: str) -> Subscription:
     try:
-        return _subscriptions(merchant).get(pk=subscription_id)
+        return selectors.subscription_get(merchant=merchant, subscription_id=subscription_id)
     except Subscription.DoesNotExist:
         raise exceptions.NotFound("No such subscription.") from None
 
 
-def _openings(subscriptions) -> dict[str, Invoice]:
-    return {
-        invoice.subscription_id: invoice
-        for invoice in Invoice.objects.filter(
-            subscription__in=[sub.pk for sub in subscriptions], kind=InvoiceKind.OPENING
-        ).exclude(status=InvoiceStatus.VOID)
-    }
-
-
-def subscription_body(request, subscriptions, *, many: bool = False, include_customer: bool = False):
+def subscription_body(request, subscriptions, *, many: bool = False, include_customer: bool = False, catch_up=None):
+    """``SubscriptionOutput`` of one subscription or a page of them, Invoice 0 read in one statement."""
     rows = list(subscriptions) if many else [subscriptions]
-    context = {"request": request, "openings": _openings(rows), "include_customer": include_customer}
+    context = {
+        "request": request,
+        "openings": selectors.subscription_openings(subscriptions=rows),
+        "include_customer": include_customer,
+        "catch_up": catch_up,
+    }
     data = s.SubscriptionOutput(rows, many=True, context=context).data
     return data if many else data[0]
-
-
-def catch_up_body(catch_up: services.CatchUp) -> dict:
-    """Meterline's extension: ended periods this request left to a background billing run."""
-    run = catch_up.billing_run
-    return {
-        "status": "pending",
-        "pendingPeriods": catch_up.pending_periods,
-        "inlinePeriodLimit": settings.METERLINE_INLINE_CATCHUP_PERIODS,
-        "billingRunId": run.pk,
-    }
 
 
 class SubscriptionCollectionApi(BillingApi):
@@ -133,7 +108,7 @@ class SubscriptionCollectionApi(BillingApi):
             OpenApiParameter("include", str, enum=["customer"]),
             *PAGING,
         ],
-        responses={200: s.list_output("SubscriptionList", s.SubscriptionOutput, with_object=False), **ERRORS},
+        responses={200: list_output("SubscriptionList", s.SubscriptionOutput, with_object=False), **ERRORS},
     )
     def get(self, request):
         params = request.query_params
@@ -143,9 +118,6 @@ class SubscriptionCollectionApi(BillingApi):
                 "customerId", "customerId cannot be combined with consumerId or merchantId."
             )
         check_merchant(request, params.get("merchantId"))
-        queryset = _subscriptions(self.merchant)
-        if customer_id or consumer_id:
-            queryset = queryset.filter(customer_id=customer_id or consumer_id)
         statuses = params.getlist("status")
         allowed = {choice for choice, _ in SubscriptionStatus.choices}
         bad = [value for value in statuses if value not in allowed]
@@ -153,20 +125,22 @@ class SubscriptionCollectionApi(BillingApi):
             raise exceptions.ValidationError(
                 {"status": [f"Unknown status {bad[0]!r}; use {', '.join(sorted(allowed))}."]}
             )
-        if statuses:
-            queryset = queryset.filter(status__in=statuses)
+        before = None
         if params.get("startedBefore"):
-            from rest_framework.fields import DateTimeField
-
             try:
                 before = DateTimeField().to_internal_value(params["startedBefore"])
             except exceptions.ValidationError:
                 raise exceptions.ValidationError({"startedBefore": ["Give an ISO 8601 date-time."]}) from None
-            queryset = queryset.filter(started_at__lt=before)
         include = params.get("include")
         if include not in (None, "", "customer"):
             raise exceptions.ValidationError({"include": ['Only "customer" can be included.']})
-        rows, pagination = paginate(queryset.order_by("-started_at", "pk"), request)
+        queryset = selectors.subscription_list(
+            merchant=self.merchant,
+            customer_id=customer_id or consumer_id,
+            statuses=statuses,
+            started_before=before,
+        )
+        rows, pagination = paginate(queryset, request)
         data = subscription_body(request, rows, many=True, include_customer=include == "customer")
         return Response({"data": data, "pagination": pagination})
 
@@ -213,11 +187,9 @@ class SubscriptionCollectionApi(BillingApi):
             raise exceptions.ValidationError({error.field: [str(error)]}) from None
         except InvoiceError as error:
             raise exceptions.ValidationError({"planId": [str(error)]}) from None
-        catch_up = subscription.catch_up
-        subscription = _subscription_get(self.merchant, subscription.pk)
-        body = subscription_body(request, subscription)
-        if catch_up is not None:
-            body["catchUp"] = catch_up_body(catch_up)
+        body = subscription_body(
+            request, _subscription_get(self.merchant, subscription.pk), catch_up=subscription.catch_up
+        )
         return Response(body, status=status.HTTP_201_CREATED)
 
     def _inline_customer(self, fields: dict) -> Customer:
@@ -331,7 +303,7 @@ class SubscriptionTerminationApi(BillingApi):
 
 def _clock_get(merchant, clock_id: str) -> TestClock:
     try:
-        return TestClock.objects.get(merchant=merchant, pk=clock_id, deleted_at__isnull=True)
+        return selectors.test_clock_get(merchant=merchant, test_clock_id=clock_id)
     except TestClock.DoesNotExist:
         raise exceptions.NotFound("No such test clock.") from None
 
@@ -343,12 +315,11 @@ class TestClockCollectionApi(BillingApi):
         operation_id="listTestClocks",
         tags=["testClocks"],
         parameters=[OpenApiParameter("merchantId", str), *PAGING],
-        responses={200: s.list_output("TestClockList", s.TestClockOutput, with_object=False), **ERRORS},
+        responses={200: list_output("TestClockList", s.TestClockOutput, with_object=False), **ERRORS},
     )
     def get(self, request):
         check_merchant(request, request.query_params.get("merchantId"))
-        clocks = TestClock.objects.filter(merchant=self.merchant, deleted_at__isnull=True).order_by("-created_at", "pk")
-        rows, pagination = paginate(clocks, request)
+        rows, pagination = paginate(selectors.test_clock_list(merchant=self.merchant), request)
         return Response({"data": s.TestClockOutput(rows, many=True).data, "pagination": pagination})
 
     @extend_schema(
@@ -414,10 +385,8 @@ class TestClockDetailApi(BillingApi):
             if error.conflict:
                 raise _conflict(str(error), "TEST_CLOCK_DELETED") from None
             raise exceptions.ValidationError({field: [str(error)]}) from None
-        body = s.TestClockOutput(_clock_get(self.merchant, id)).data
-        if run.catch_up is not None:
-            body["catchUp"] = catch_up_body(run.catch_up)
-        return Response(body)
+        clock = _clock_get(self.merchant, id)
+        return Response(s.TestClockOutput(clock, context={"catch_up": run.catch_up}).data)
 
     @extend_schema(
         operation_id="deleteTestClock",
@@ -438,106 +407,16 @@ class TestClockDetailApi(BillingApi):
 # -- invoices --------------------------------------------------------------------------------------
 
 
-def _invoices(merchant):
-    return (
-        Invoice.objects.filter(merchant=merchant)
-        .select_related("subscription__plan", "subscription__customer", "plan", "merchant")
-        .annotate(item_count=Count("lines", filter=~Q(lines__kind=LineKind.TAX)))
-    )
-
-
 def _invoice_get(merchant, invoice_id: str) -> Invoice:
     try:
-        return _invoices(merchant).get(pk=invoice_id)
+        return selectors.invoice_get(merchant=merchant, invoice_id=invoice_id)
     except Invoice.DoesNotExist:
         raise exceptions.NotFound("No such invoice.") from None
 
 
-def _sequence_number(invoice: Invoice) -> int:
-    """0 for Invoice 0 (the opening invoice), else the 1-based billing period the invoice belongs to."""
-    if invoice.kind == InvoiceKind.OPENING:
-        return 0
-    subscription = invoice.subscription
-    first = subscription_period_at(subscription, subscription.started_at).index
-    return subscription_period_at(subscription, invoice.period_start).index - first + 1
-
-
-def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -> dict:
-    subscription = invoice.subscription
-    grace = invoice.grace_ends_at
-    if grace is None:
-        grace = invoice.issued_at if invoice.kind == InvoiceKind.OPENING else None
-        grace = grace or invoice.period_end + invoice.merchant.invoice_grace_period
-    paid = invoice.status == InvoiceStatus.PAID
-    open_ = invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED)
-    due_at = None
-    if invoice.issued_at is not None:
-        due_day = (invoice.issued_at + timedelta(days=subscription.payment_term_days)).date()
-        due_at = f"{due_day.isoformat()}T00:00:00Z"
-    body = {
-        "id": invoice.id,
-        "object": "invoice",
-        "status": s.STATUS_TO_WIRE[invoice.status],
-        "merchantId": invoice.merchant_id,
-        "customerId": invoice.customer_id,
-        "subscriptionId": invoice.subscription_id,
-        "currency": invoice.currency,
-        "periodStart": iso_utc(invoice.period_start),
-        "periodEnd": iso_utc(invoice.period_end),
-        "billingAnchor": iso_utc(subscription.effective_billing_anchor),
-        "billingCadence": invoice.plan.billing_cadence,
-        "sequenceNumber": _sequence_number(invoice),
-        "gracePeriodEnd": iso_utc(grace),
-        "subtotal": money_string(invoice.subtotal, invoice.currency),
-        "totalTax": money_string(invoice.tax, invoice.currency),
-        "grandTotal": money_string(invoice.total, invoice.currency),
-        "paidAmount": money_string(invoice.amount_due if paid else Decimal(0), invoice.currency),
-        "unpaidAmount": money_string(invoice.amount_due if open_ else Decimal(0), invoice.currency),
-        "itemCount": getattr(invoice, "item_count", None)
-        if getattr(invoice, "item_count", None) is not None
-        else invoice.lines.exclude(kind=LineKind.TAX).count(),
-        "autoApprove": invoice.kind != InvoiceKind.ADJUSTMENT and invoice.replaces_id is None,
-        "createdAt": iso_utc(invoice.created_at),
-        "updatedAt": iso_utc(invoice.updated_at),
-        "invoiceNumber": invoice.number,
-        "issuedAt": iso_utc(invoice.issued_at),
-        "dueAt": due_at,
-        "paidAt": iso_utc(invoice.paid_at),
-        "nextActionAt": iso_utc(invoice.grace_ends_at) if invoice.status == InvoiceStatus.DRAFT else None,
-        "paymentUrl": None,
-        "pdfUrl": request.build_absolute_uri(f"/v2/invoices/{invoice.id}/pdf"),
-        "pdfSource": "paygentic",
-        "permalink": None,
-        "metadata": {
-            "kind": invoice.kind,
-            "replaces": invoice.replaces_id,
-            "adjusts": invoice.adjusts_id,
-            "voidedAt": iso_utc(invoice.voided_at),
-            "voidReason": invoice.void_reason or None,
-        },
-        "kind": invoice.kind,
-        "amountDue": money_string(invoice.amount_due, invoice.currency),
-        "taxRatePercent": invoice.tax_rate.normalize(),
-        "taxBehavior": invoice.tax_behavior,
-    }
-    if line_items is not None:
-        body["lineItems"] = line_items
-    return body
-
-
-def _encode_token(position: int) -> str:
-    return base64.urlsafe_b64encode(f"after:{position}".encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, field: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, _, position = text.partition(":")
-        if prefix != "after":
-            raise ValueError
-        return int(position)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise exceptions.ValidationError({field: ["Not a page token from this API."]}) from None
+def invoice_body(request, invoice: Invoice, *, line_items=None) -> dict:
+    """``InvoiceOutput`` of ``invoice``, with ``line_items`` (a ``selectors.InvoiceLinePage``) when expanded."""
+    return s.InvoiceOutput(invoice, context={"request": request, "line_items": line_items}).data
 
 
 def _int_param(request, name: str, default: int, low: int, high: int) -> int:
@@ -553,24 +432,17 @@ def _int_param(request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def invoice_line_items(invoice: Invoice, *, limit: int, after: int | None) -> dict:
-    """One page of the invoice's lines (tax is spread over the lines, not a line of its own)."""
-    lines = list(
-        InvoiceLine.objects.filter(invoice=invoice)
-        .exclude(kind=LineKind.TAX)
-        .select_related("price__billable_metric", "price__fee")
-        .order_by("position", "pk")
-    )
-    taxes = s.allocate_tax(invoice, lines)
-    page = [line for line in lines if after is None or line.position > after]
-    more = len(page) > limit
-    page = page[:limit]
-    return {
-        "invoiceId": invoice.id,
-        "lineItems": [s.invoice_line_item(line, invoice, taxes[line.pk]) for line in page],
-        "totalCount": len(lines),
-        "nextPageToken": _encode_token(page[-1].position) if more else None,
-    }
+def _line_items_page(request, invoice, *, limit_param: str, token_param: str) -> selectors.InvoiceLinePage:
+    """One page of an invoice's line items, its size and position read from the two query parameters."""
+    limit = _int_param(request, limit_param, 100, 1, LINE_ITEMS_MAX)
+    token = request.query_params.get(token_param)
+    after = None
+    if token:
+        try:
+            after = s.page_token_position(token)
+        except ValueError:
+            raise exceptions.ValidationError({token_param: ["Not a page token from this API."]}) from None
+    return selectors.invoice_line_page(invoice=invoice, limit=limit, after=after)
 
 
 def _expand(request) -> bool:
@@ -592,14 +464,14 @@ class InvoiceCollectionApi(BillingApi):
             OpenApiParameter("merchantId", str),
             *PAGING,
         ],
-        responses={200: s.list_output("InvoiceList", s.InvoiceOutput, with_object=True), **ERRORS},
+        responses={200: list_output("InvoiceList", s.InvoiceOutput, with_object=True), **ERRORS},
         description="Newest period first. Status mapping: draft → DRAFT, issued → ISSUED, paid → PAID, "
         "void → CANCELLED; the other Paygentic statuses are valid filters that match nothing.",
     )
     def get(self, request):
         params = request.query_params
         check_merchant(request, params.get("merchantId"))
-        invoices = _invoices(self.merchant)
+        statuses = None
         wire_status = params.get("status")
         if wire_status:
             if wire_status not in s.WIRE_STATUSES:
@@ -607,15 +479,16 @@ class InvoiceCollectionApi(BillingApi):
                     {"status": [f"Unknown status {wire_status!r}; use one of {', '.join(s.WIRE_STATUSES)}."]}
                 )
             stored = s.WIRE_TO_STATUS.get(wire_status)
-            invoices = invoices.filter(status=stored) if stored else invoices.none()
-        if params.get("subscriptionId"):
-            invoices = invoices.filter(subscription_id=params["subscriptionId"])
-        if params.get("customerId"):
-            invoices = invoices.filter(customer_id=params["customerId"])
-        rows, pagination = paginate(invoices.order_by("-period_start", "-created_at", "pk"), request)
-        return Response(
-            {"object": "list", "data": [invoice_body(request, invoice) for invoice in rows], "pagination": pagination}
+            statuses = [stored] if stored else []
+        invoices = selectors.invoice_list(
+            merchant=self.merchant,
+            statuses=statuses,
+            subscription_id=params.get("subscriptionId"),
+            customer_id=params.get("customerId"),
         )
+        rows, pagination = paginate(invoices, request)
+        data = s.InvoiceOutput(rows, many=True, context={"request": request}).data
+        return Response({"object": "list", "data": data, "pagination": pagination})
 
 
 class InvoiceDetailApi(BillingApi):
@@ -657,15 +530,8 @@ class InvoiceLineItemsApi(BillingApi):
     def get(self, request, id: str):
         invoice = _invoice_get(self.merchant, id)
         _expand(request)
-        return Response(_line_items_page(request, invoice, limit_param="limit", token_param="pageToken"))
-
-
-def _line_items_page(request, invoice, *, limit_param: str, token_param: str) -> dict:
-    """One page of an invoice's line items, its size and position read from the two query parameters."""
-    limit = _int_param(request, limit_param, 100, 1, LINE_ITEMS_MAX)
-    token = request.query_params.get(token_param)
-    after = _decode_token(token, token_param) if token else None
-    return invoice_line_items(invoice, limit=limit, after=after)
+        page = _line_items_page(request, invoice, limit_param="limit", token_param="pageToken")
+        return Response(s.InvoiceLineItemsOutput(page).data)
 
 
 class PdfRenderer(renderers.BaseRenderer):
@@ -734,7 +600,7 @@ class InvoicePaymentApi(BillingApi):
                 raise _conflict(str(error), error.code) from None
             raise self._unprocessable(str(error), error.code) from None
         invoice = _invoice_get(self.merchant, id)
-        return Response({"method": "out_of_band", "invoice": invoice_body(request, invoice)})
+        return Response(s.PaymentResultOutput({"invoice": invoice}, context={"request": request}).data)
 
     @staticmethod
     def _unprocessable(message: str, code: str) -> ApiError:
@@ -742,52 +608,6 @@ class InvoicePaymentApi(BillingApi):
 
 
 # -- billing ledger lines (pending and invoiced) ---------------------------------------------------
-
-LEDGER_TYPE = {
-    LineKind.FEE: "fee",
-    LineKind.CREDIT: "fee",
-    LineKind.USAGE: "metered",
-    LineKind.DISCOUNT: "discount",
-    LineKind.MINIMUM: "adjustment",
-    LineKind.ADJUSTMENT: "adjustment",
-}
-
-
-def _ledger_line(*, line_id, subscription, line, status_, invoice=None, invoice_at, created_at, updated_at) -> dict:
-    price = line.price
-    metered = line.kind in (LineKind.USAGE, LineKind.ADJUSTMENT)
-    pending_metered = metered and status_ == "pending"
-    amount = decimal_string(line.amount)
-    quantity = decimal_string(line.quantity) if line.quantity is not None else None
-    return {
-        "id": line_id,
-        "subscriptionId": subscription.id,
-        "customerId": subscription.customer_id,
-        "type": LEDGER_TYPE.get(line.kind, line.kind),
-        "status": status_,
-        "displayName": price.invoice_display_name if price is not None else line.description,
-        "currency": invoice.currency if invoice is not None else subscription.plan.currency,
-        "periodStart": iso_utc(line.service_start or (invoice.period_start if invoice else None)),
-        "periodEnd": iso_utc(line.service_end or (invoice.period_end if invoice else None)),
-        "invoiceAt": iso_utc(invoice_at),
-        "unitPrice": decimal_string(line.unit_price if line.unit_price is not None else Decimal(0)),
-        "createdAt": iso_utc(created_at),
-        "updatedAt": iso_utc(updated_at),
-        "priceId": price.id if price is not None else None,
-        "itemId": None,
-        "invoiceId": invoice.id if invoice is not None else None,
-        "description": line.description,
-        "quantity": None if pending_metered else quantity,
-        "meteredQuantity": quantity if metered else None,
-        "paymentTerm": "in_arrears"
-        if metered
-        else (price.payment_term if price is not None and price.fee_id else None),
-        "subtotal": "0" if pending_metered else amount,
-        "total": "0" if pending_metered else amount,
-        "estimatedMeteredQuantity": quantity if pending_metered else None,
-        "estimatedSubtotal": amount if pending_metered else None,
-        "explanation": line.explanation.get("text") or None,
-    }
 
 
 class LedgerLineItemsApi(BillingApi):
@@ -801,18 +621,7 @@ class LedgerLineItemsApi(BillingApi):
             OpenApiParameter("expand", str),
             *paging_parameters(default_limit=100, max_limit=LINE_ITEMS_MAX),
         ],
-        responses={
-            200: s.inline_serializer(
-                name="LineItemsResponse",
-                fields={
-                    "object": s.Constant("list"),
-                    "data": s.LedgerLineOutput(many=True),
-                    "totalCount": s.serializers.IntegerField(),
-                    "summary": s.LineItemsSummaryOutput,
-                },
-            ),
-            **ERRORS,
-        },
+        responses={200: s.LedgerLinesOutput, **ERRORS},
         description="Invoiced lines (on non-void invoices) and pending lines: what the current period would "
         "bill with the usage known now (invoicing.selectors.invoice_estimate; metered amounts are estimates).",
     )
@@ -821,82 +630,32 @@ class LedgerLineItemsApi(BillingApi):
         subscription_id, invoice_id = params.get("subscriptionId"), params.get("invoiceId")
         if not subscription_id and not invoice_id:
             raise parameter_combination_error("subscriptionId", "Give subscriptionId or invoiceId.")
-        wanted = params.get("status")
-        if wanted not in (None, "", "pending", "invoiced"):
+        wanted = params.get("status") or None
+        if wanted not in (None, "pending", "invoiced"):
             raise exceptions.ValidationError({"status": ["Use pending or invoiced."]})
         limit, offset = page_params(request, default_limit=100, max_limit=LINE_ITEMS_MAX)
-        invoices = Invoice.objects.filter(merchant=self.merchant).exclude(status=InvoiceStatus.VOID)
-        subscription = None
+        subscription = invoice = None
         if subscription_id:
             subscription = _subscription_get(self.merchant, subscription_id)
-            invoices = invoices.filter(subscription=subscription)
         if invoice_id:
             invoice = _invoice_get(self.merchant, invoice_id)
             if subscription is not None and invoice.subscription_id != subscription.id:
                 raise exceptions.NotFound("No such invoice on this subscription.")
             subscription = subscription or invoice.subscription
-            invoices = invoices.filter(pk=invoice.pk)
-        rows: list[dict] = []
-        fee_subtotal = metered_subtotal = Decimal(0)
-        if wanted in (None, "", "invoiced"):
-            for line in (
-                InvoiceLine.objects.filter(invoice__in=invoices)
-                .exclude(kind=LineKind.TAX)
-                .select_related("invoice", "price")
-                .order_by("invoice__period_start", "invoice__created_at", "position")
-            ):
-                invoice = line.invoice
-                rows.append(
-                    _ledger_line(
-                        line_id=f"inl_{line.pk}",
-                        subscription=subscription,
-                        line=line,
-                        status_="invoiced",
-                        invoice=invoice,
-                        invoice_at=invoice.issued_at or invoice.grace_ends_at or invoice.period_end,
-                        created_at=invoice.created_at,
-                        updated_at=invoice.updated_at,
-                    )
-                )
-        if wanted in (None, "", "pending") and not invoice_id:
-            now = timezone.now()
-            try:
-                preview = selectors.invoice_estimate(subscription=subscription, now=now)
-            except PricingError as error:  # e.g. usage beyond the bound of catalog.pricing.limits
-                raise ApiError(
-                    f"The pending usage of this subscription cannot be rated: {error}",
-                    status_code=409,
-                    code="UNRATEABLE_USAGE",
-                ) from None
-            if preview is not None:
-                moment = services.subscription_now(subscription, now)
-                for position, line in enumerate(preview.lines, start=1):
-                    if line.kind == LineKind.TAX:
-                        continue
-                    if line.kind == LineKind.USAGE:
-                        metered_subtotal += line.amount
-                    elif line.kind in (LineKind.FEE, LineKind.CREDIT):
-                        fee_subtotal += line.amount
-                    rows.append(
-                        _ledger_line(
-                            line_id=f"pending_{subscription.id}_{int(preview.period_start.timestamp())}_{position}",
-                            subscription=subscription,
-                            line=line,
-                            status_="pending",
-                            invoice_at=preview.period_end,
-                            created_at=moment,
-                            updated_at=moment,
-                        )
-                    )
-        return Response(
-            {
-                "object": "list",
-                "data": rows[offset : offset + limit],
-                "totalCount": len(rows),
-                "summary": {
-                    "feeSubtotal": decimal_string(fee_subtotal),
-                    "meteredEstimatedSubtotal": decimal_string(metered_subtotal),
-                    "currency": subscription.plan.currency,
-                },
-            }
-        )
+        try:
+            page = selectors.subscription_ledger_page(
+                merchant=self.merchant,
+                subscription=subscription,
+                invoice=invoice,
+                status=wanted,
+                limit=limit,
+                offset=offset,
+                now=timezone.now(),
+            )
+        except PricingError as error:  # e.g. usage beyond the bound of catalog.pricing.limits
+            raise ApiError(
+                f"The pending usage of this subscription cannot be rated: {error}",
+                status_code=409,
+                code="UNRATEABLE_USAGE",
+            ) from None
+        return Response(s.LedgerLinesOutput(page).data)
