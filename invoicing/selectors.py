@@ -1,17 +1,19 @@
 """Reads of invoicing: invoices for a period, upcoming invoice previews, late usage not billed, what is left
 to credit on an invoice, what terminating a subscription now would bill, the running usage cost of
-real-time subscriptions."""
+real-time subscriptions, and the billing API's reads (subscriptions, test clocks, invoices, one page of
+an invoice's lines, the ledger of a subscription's lines), paged by the database."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Window
 
-from catalog.models import Customer, Subscription, SubscriptionStatus
+from catalog.models import Customer, Merchant, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import rate, round_money
 from wallets.selectors import period_debits_so_far
 
@@ -19,11 +21,12 @@ from .calculation import (
     SUBSCRIPTION_RELATED,
     Biller,
     ComposedInvoice,
+    LineDraft,
     explanation_of,
     subscription_now,
     subscription_period_at,
 )
-from .models import CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .models import ZERO, CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
 from .usage import usage_input
@@ -267,3 +270,264 @@ def customer_usage_cost(*, customer: Customer, now: datetime, currency: str | No
             )
         )
     return costs
+
+
+# -- the billing API's reads -----------------------------------------------------------------------
+
+
+def subscription_list(
+    *,
+    merchant: Merchant,
+    customer_id: str | None = None,
+    statuses: Collection[str] = (),
+    started_before: datetime | None = None,
+) -> QuerySet[Subscription]:
+    """The merchant's subscriptions, latest start first, with what their output reads joined in."""
+    subscriptions = Subscription.objects.filter(merchant=merchant).select_related(*SUBSCRIPTION_RELATED)
+    if customer_id:
+        subscriptions = subscriptions.filter(customer_id=customer_id)
+    if statuses:
+        subscriptions = subscriptions.filter(status__in=statuses)
+    if started_before is not None:
+        subscriptions = subscriptions.filter(started_at__lt=started_before)
+    return subscriptions.order_by("-started_at", "pk")
+
+
+def subscription_get(*, merchant: Merchant, subscription_id: str) -> Subscription:
+    """One of the merchant's subscriptions (``Subscription.DoesNotExist`` for anything else)."""
+    return Subscription.objects.select_related(*SUBSCRIPTION_RELATED).get(merchant=merchant, pk=subscription_id)
+
+
+def subscription_openings(*, subscriptions: Collection[Subscription]) -> dict[str, Invoice]:
+    """Each subscription's Invoice 0 unless void, by subscription id: one statement for all of them."""
+    return {
+        invoice.subscription_id: invoice
+        for invoice in Invoice.objects.filter(
+            subscription__in=[subscription.pk for subscription in subscriptions], kind=InvoiceKind.OPENING
+        ).exclude(status=InvoiceStatus.VOID)
+    }
+
+
+def test_clock_list(*, merchant: Merchant) -> QuerySet[TestClock]:
+    """The merchant's live (not deleted) test clocks, newest first."""
+    return TestClock.objects.filter(merchant=merchant, deleted_at__isnull=True).order_by("-created_at", "pk")
+
+
+test_clock_list.__test__ = False  # a selector, not a pytest test
+
+
+def test_clock_get(*, merchant: Merchant, test_clock_id: str) -> TestClock:
+    """One of the merchant's live test clocks (``TestClock.DoesNotExist`` for anything else)."""
+    return TestClock.objects.get(merchant=merchant, pk=test_clock_id, deleted_at__isnull=True)
+
+
+test_clock_get.__test__ = False
+
+
+def _invoices(merchant: Merchant) -> QuerySet[Invoice]:
+    return (
+        Invoice.objects.filter(merchant=merchant)
+        .select_related("subscription__plan", "subscription__customer", "plan", "merchant")
+        .annotate(item_count=Count("lines", filter=~Q(lines__kind=LineKind.TAX)))
+    )
+
+
+def invoice_list(
+    *,
+    merchant: Merchant,
+    statuses: Collection[str] | None = None,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+) -> QuerySet[Invoice]:
+    """The merchant's invoices, newest period first, each with ``item_count`` (its lines but tax).
+    ``statuses``: None for any; an empty collection matches nothing."""
+    invoices = _invoices(merchant)
+    if statuses is not None:
+        invoices = invoices.filter(status__in=statuses) if statuses else invoices.none()
+    if subscription_id:
+        invoices = invoices.filter(subscription_id=subscription_id)
+    if customer_id:
+        invoices = invoices.filter(customer_id=customer_id)
+    return invoices.order_by("-period_start", "-created_at", "pk")
+
+
+def invoice_get(*, merchant: Merchant, invoice_id: str) -> Invoice:
+    """One of the merchant's invoices with ``item_count`` (``Invoice.DoesNotExist`` for anything else)."""
+    return _invoices(merchant).get(pk=invoice_id)
+
+
+def invoice_line_taxes(*, invoice: Invoice, amounts: list[tuple[int, Decimal]]) -> dict[int, Decimal]:
+    """The invoice's tax spread over its lines (``amounts``: every line but tax as (pk, amount), in invoice
+    order), each share rounded to the currency; the difference from the invoice's tax, a few minor units
+    at most, goes to the largest line, so the lines add up exactly."""
+    if not amounts or invoice.tax == 0:
+        return {pk: ZERO for pk, _ in amounts}
+    hundred = Decimal(100)
+    rate_ = invoice.tax_rate
+    shares = {}
+    for pk, amount in amounts:
+        if invoice.tax_behavior == "inclusive":
+            share = amount * rate_ / (hundred + rate_)
+        else:
+            share = amount * rate_ / hundred
+        shares[pk] = round_money(share, invoice.currency)
+    difference = invoice.tax - sum(shares.values(), ZERO)
+    if difference:
+        largest, _ = max(amounts, key=lambda pair: abs(pair[1]))
+        shares[largest] += difference
+    return shares
+
+
+@dataclass(frozen=True)
+class TaxedLine:
+    """An invoice line with its share of the invoice's tax."""
+
+    line: InvoiceLine
+    invoice: Invoice
+    tax: Decimal
+
+
+@dataclass(frozen=True)
+class InvoiceLinePage:
+    """One page of an invoice's lines (tax spread over them, not a line of its own): ``total`` lines in all,
+    ``next_after`` the position the next page starts after (None: this is the last page)."""
+
+    invoice: Invoice
+    lines: list[TaxedLine]
+    total: int
+    next_after: int | None
+
+
+def invoice_line_page(*, invoice: Invoice, limit: int, after: int | None = None) -> InvoiceLinePage:
+    """The invoice's lines but tax after position ``after``, at most ``limit``: one statement for the page
+    (keyset on the position), one more for every line's amount when the invoice has tax to spread and the
+    page does not hold every line; the total is the ``item_count`` of ``invoice_get`` (else counted)."""
+    lines = invoice.lines.exclude(kind=LineKind.TAX).order_by("position", "pk")
+    page = lines.select_related("price__billable_metric", "price__fee")
+    if after is not None:
+        page = page.filter(position__gt=after)
+    rows = list(page[: limit + 1])
+    more, rows = len(rows) > limit, rows[:limit]
+    if after is None and not more:  # the page holds every line: spread the tax over it
+        amounts = [(line.pk, line.amount) for line in rows]
+    elif invoice.tax == 0:
+        amounts = [(line.pk, ZERO) for line in rows]
+    else:  # the tax is spread over every line, not over this page's
+        amounts = list(lines.values_list("pk", "amount"))
+    taxes = invoice_line_taxes(invoice=invoice, amounts=amounts)
+    total = getattr(invoice, "item_count", None)
+    if total is None:
+        total = lines.count()
+    return InvoiceLinePage(
+        invoice=invoice,
+        lines=[TaxedLine(line, invoice, taxes[line.pk]) for line in rows],
+        total=total,
+        next_after=rows[-1].position if more else None,
+    )
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    """A line of a subscription's billing ledger: ``invoiced`` (a stored line of a non-void invoice) or
+    ``pending`` (a line of the current period's estimate, ``position`` in it, starting at 1)."""
+
+    status: str
+    line: InvoiceLine | LineDraft
+    subscription: Subscription
+    invoice_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    invoice: Invoice | None = None
+    period_start: datetime | None = None  # pending: the estimated period's start
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class LedgerPage:
+    """A page of ledger lines, ``total`` in all; the subtotals are the pending lines' (fees and usage)."""
+
+    lines: list[LedgerLine]
+    total: int
+    fee_subtotal: Decimal
+    metered_subtotal: Decimal
+    currency: str
+
+
+def subscription_ledger_page(
+    *,
+    merchant: Merchant,
+    subscription: Subscription,
+    invoice: Invoice | None = None,
+    status: str | None = None,
+    limit: int,
+    offset: int,
+    now: datetime,
+) -> LedgerPage:
+    """``limit`` ledger lines from ``offset``: the invoiced lines of the subscription's non-void invoices (or
+    of ``invoice`` alone), oldest first, then — unless ``status`` is ``invoiced`` or an invoice is named —
+    the pending lines of ``invoice_estimate`` (``catalog.pricing.PricingError`` when they cannot be rated).
+    The invoiced lines are paged by the database: one statement, plus a count when the page lies past them."""
+    invoiced: list[LedgerLine] = []
+    invoiced_total = 0
+    if status in (None, "invoiced"):
+        invoices = Invoice.objects.filter(merchant=merchant, subscription=subscription).exclude(
+            status=InvoiceStatus.VOID
+        )
+        if invoice is not None:
+            invoices = invoices.filter(pk=invoice.pk)
+        lines = (
+            InvoiceLine.objects.filter(invoice__in=invoices)
+            .exclude(kind=LineKind.TAX)
+            .order_by("invoice__period_start", "invoice__created_at", "position", "pk")
+        )
+        # Each row carries the count of all of them (a window before LIMIT/OFFSET): one statement, unless
+        # the page lies past the invoiced lines (then they are counted).
+        page = lines.select_related("invoice", "price").annotate(lines_in_all=Window(Count("pk")))
+        rows = list(page[offset : offset + limit])
+        invoiced_total = rows[0].lines_in_all if rows else (lines.count() if offset else 0)
+        invoiced = [
+            LedgerLine(
+                status="invoiced",
+                line=line,
+                subscription=subscription,
+                invoice=line.invoice,
+                invoice_at=line.invoice.issued_at or line.invoice.grace_ends_at or line.invoice.period_end,
+                created_at=line.invoice.created_at,
+                updated_at=line.invoice.updated_at,
+            )
+            for line in rows
+        ]
+    pending: list[LedgerLine] = []
+    fee_subtotal = metered_subtotal = ZERO
+    if status in (None, "pending") and invoice is None:
+        preview = invoice_estimate(subscription=subscription, now=now)
+        if preview is not None:
+            moment = subscription_now(subscription, now)
+            for position, line in enumerate(preview.lines, start=1):
+                if line.kind == LineKind.TAX:
+                    continue
+                if line.kind == LineKind.USAGE:
+                    metered_subtotal += line.amount
+                elif line.kind in (LineKind.FEE, LineKind.CREDIT):
+                    fee_subtotal += line.amount
+                pending.append(
+                    LedgerLine(
+                        status="pending",
+                        line=line,
+                        subscription=subscription,
+                        invoice_at=preview.period_end,
+                        created_at=moment,
+                        updated_at=moment,
+                        period_start=preview.period_start,
+                        position=position,
+                    )
+                )
+    # The pending lines follow the invoiced ones: the page takes them from where the invoiced lines end.
+    start = max(0, offset - invoiced_total)
+    return LedgerPage(
+        lines=invoiced + pending[start : start + limit - len(invoiced)],
+        total=invoiced_total + len(pending),
+        fee_subtotal=fee_subtotal,
+        metered_subtotal=metered_subtotal,
+        currency=subscription.plan.currency,
+    )

@@ -63,6 +63,17 @@ class DecimalString(serializers.Field):
         return decimal_string(value)
 
 
+class MoneyString(DecimalString):
+    """An amount printed to its currency's minor unit (``money_string``: 2.4 USD → "2.40"); the currency is
+    the ``currency`` of the same object. Output only."""
+
+    def get_attribute(self, instance):
+        return money_string(super().get_attribute(instance), instance.currency)
+
+    def to_representation(self, value):
+        return value
+
+
 @extend_schema_field(OpenApiTypes.NUMBER)
 class DecimalNumber(DecimalString):
     """A percent or rate the client types as a JSON number (taxes); read without float maths."""

@@ -11,6 +11,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.parsers import JSONParser
 
+from core.formatting import iso_utc
+
 from .errors import snake_to_camel
 
 
@@ -93,3 +95,11 @@ def wire_field_names(mapping: dict[str, str] | None = None):
             name = mapping.get(field) or (field if field == "__all__" else snake_to_camel(field))
             detail.setdefault(name, []).extend(messages)
         raise exceptions.ValidationError(detail) from None
+
+
+class UtcDateTimeField(serializers.DateTimeField):
+    """A moment on the wire as ``core.formatting.iso_utc`` writes it (UTC with a Z, whatever TIME_ZONE
+    says); documented as a date-time."""
+
+    def to_representation(self, value):
+        return iso_utc(value)

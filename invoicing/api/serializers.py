@@ -2,20 +2,28 @@
 
 Inputs are camelCase and strict (unknown keys are a 400). Outputs carry every key the client's models
 require; money goes out as decimal strings, quantities and tax-rate fractions as JSON numbers.
+
+Kept whole for now because the output shapes nest into each other (invoice, lines, subscription, customer)
+and the views were just split by resource; the next split is one module per resource beside its views.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from decimal import Decimal
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog import models as catalog
-from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, money_string
+from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, MoneyString, money_string
 from catalog.api.serializers import AddressInput, tax_rates_value
-from core.api.serializers import Constant, PaginationOutput, StrictSerializer
+from catalog.pricing.limits import QUANTUM
+from core.api.fields import UtcDateTimeField
+from core.api.serializers import Constant, StrictSerializer
 from core.formatting import decimal_string, iso_utc
 from invoicing.models import InvoiceKind, InvoiceStatus, LineKind
 
@@ -199,7 +207,31 @@ class OptionalMethodField(serializers.SerializerMethodField):
         self.required = False
 
 
+class CatchUpOutput(serializers.Serializer):
+    """Meterline extension: the ended periods this request left to a background billing run (a backdated
+    start or a test clock advance invoices at most ``inlinePeriodLimit`` periods itself)."""
+
+    # Renders a services.CatchUp.
+
+    status = Constant("pending")
+    pendingPeriods = serializers.IntegerField(source="pending_periods")
+    inlinePeriodLimit = serializers.SerializerMethodField()
+    billingRunId = serializers.IntegerField(source="billing_run.pk")
+
+    def get_inlinePeriodLimit(self, _catch_up) -> int:
+        return settings.METERLINE_INLINE_CATCHUP_PERIODS
+
+
+def catch_up_of(serializer) -> dict | None:
+    """The ``catchUp`` a create or advance passes in the context (``catch_up``), rendered; else None."""
+    catch_up = serializer.context.get("catch_up")
+    return CatchUpOutput(catch_up).data if catch_up is not None else None
+
+
 class SubscriptionOutput(serializers.Serializer):
+    # Context: request, openings (Invoice 0 by subscription id: selectors.subscription_openings),
+    # include_customer, catch_up (a services.CatchUp of this request, else None).
+
     id = serializers.CharField()
     object = Constant("subscription")
     merchantId = serializers.CharField(source="merchant_id")
@@ -228,6 +260,7 @@ class SubscriptionOutput(serializers.Serializer):
     testClockId = serializers.CharField(source="test_clock_id", allow_null=True, required=False)
     metadata = serializers.SerializerMethodField()
     customer = OptionalMethodField()
+    catchUp = OptionalMethodField()
 
     @extend_schema_field(OpenApiTypes.NUMBER)
     def get_estimatedTaxRate(self, subscription):
@@ -268,10 +301,14 @@ class SubscriptionOutput(serializers.Serializer):
             "consumer": {"id": customer.id, "name": customer.name, "email": customer.email},
         }
 
+    @extend_schema_field(CatchUpOutput)
+    def get_catchUp(self, _subscription):
+        return catch_up_of(self)
+
     def to_representation(self, instance):
         data = super().to_representation(instance)
         # Optional keys the client types as non-nullable are left out rather than sent as null.
-        for key in ("payment", "customer", "endingAt", "terminatedAt", "terminatedBy", "terminationReason"):
+        for key in ("payment", "customer", "endingAt", "terminatedAt", "terminatedBy", "terminationReason", "catchUp"):
             if data.get(key) is None:
                 data.pop(key, None)
         if data.get("testClockId") is None:
@@ -319,9 +356,21 @@ class TestClockOutput(serializers.Serializer):
     def get_name(self, clock):
         return clock.name or None
 
+    catchUp = OptionalMethodField()
+
     @extend_schema_field({"type": "string", "nullable": True})
     def get_description(self, clock):
         return clock.description or None
+
+    @extend_schema_field(CatchUpOutput)
+    def get_catchUp(self, _clock):
+        return catch_up_of(self)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data["catchUp"] is None:
+            del data["catchUp"]
+        return data
 
 
 # -- invoices --------------------------------------------------------------------------------------
@@ -332,28 +381,6 @@ class RecordPaymentInput(StrictSerializer):
     reason = serializers.CharField(allow_blank=True, required=False)
 
 
-def allocate_tax(invoice, lines) -> dict[int, Decimal]:
-    """The invoice's tax spread over its lines (each rounded to the currency; the difference from the
-    invoice's tax, a few minor units at most, goes to the largest line), so the lines add up exactly."""
-    from catalog.pricing import round_money
-
-    if not lines or invoice.tax == 0:
-        return {line.pk: ZERO for line in lines}
-    rate = invoice.tax_rate
-    shares = {}
-    for line in lines:
-        if invoice.tax_behavior == "inclusive":
-            share = line.amount * rate / (HUNDRED + rate)
-        else:
-            share = line.amount * rate / HUNDRED
-        shares[line.pk] = round_money(share, invoice.currency)
-    difference = invoice.tax - sum(shares.values(), ZERO)
-    if difference:
-        largest = max(lines, key=lambda line: abs(line.amount))
-        shares[largest.pk] += difference
-    return shares
-
-
 EVENT_TYPE = {
     LineKind.USAGE: "usage",
     LineKind.ADJUSTMENT: "usage",
@@ -362,6 +389,7 @@ EVENT_TYPE = {
     LineKind.MINIMUM: "fee",
     LineKind.DISCOUNT: "discount",
 }
+METERED = (LineKind.USAGE, LineKind.ADJUSTMENT)
 
 
 def line_breakdown(explanation: dict) -> list[str]:
@@ -374,136 +402,344 @@ def line_breakdown(explanation: dict) -> list[str]:
     return parts
 
 
-def invoice_line_item(line, invoice, tax: Decimal) -> dict:
-    """An invoice line as the client's InvoiceLineItem, plus our ``kind``, ``description``, ``explanation``."""
+def line_payment_term(line) -> str | None:
+    """``in_arrears`` for usage, the fee's payment term for a fee line, else None."""
+    if line.kind in METERED:
+        return "in_arrears"
     price = line.price
-    metric = price.billable_metric if price is not None and price.billable_metric_id else None
-    fee = price.fee if price is not None and price.fee_id else None
-    source = metric or fee
-    inclusive = invoice.tax_behavior == "inclusive"
-    total_price = line.amount - tax if inclusive else line.amount
-    total_amount = line.amount if inclusive else line.amount + tax
-    quantity = line.quantity if line.quantity is not None else Decimal(1)
-    if line.unit_price is not None:
-        unit_price = line.unit_price
-    elif quantity:
-        unit_price = (line.amount / quantity).quantize(Decimal("1e-12")).normalize()
-    else:
-        unit_price = line.amount
-    if line.kind in (LineKind.USAGE, LineKind.ADJUSTMENT):
-        term = "in_arrears"
-    elif fee is not None:
-        term = price.payment_term
-    else:
-        term = None
-    line_id = f"inl_{line.pk}"
-    return {
-        "eventType": EVENT_TYPE.get(line.kind, line.kind),
-        "eventId": line_id,
-        "meterEventId": line_id,
-        "eventSourceId": source.id if source else "",
-        "billableMetricId": source.id if source else "",
-        "invoiceDisplayName": price.invoice_display_name if price is not None else line.description,
-        "lineItemType": "refund" if line.kind == LineKind.CREDIT else "charge",
-        "metricName": source.name if source else line.description,
-        "metricDescription": source.description if source else line.get_kind_display(),
-        "metricUnit": metric.unit if metric else "charge",
-        "quantity": quantity.normalize(),
-        "taxRate": (invoice.tax_rate / HUNDRED).normalize(),
-        "unitPrice": decimal_string(unit_price),
-        "totalPrice": money_string(total_price, invoice.currency),
-        "totalTax": money_string(tax, invoice.currency),
-        "totalAmount": money_string(total_amount, invoice.currency),
-        "itemId": None,
-        "priceId": price.id if price is not None else None,
-        "periodStart": iso_utc(line.service_start or invoice.period_start),
-        "periodEnd": iso_utc(line.service_end or invoice.period_end),
-        "paymentTerm": term,
-        # Meterline extensions (ignored by the client): what the line is and how it was computed.
-        "kind": line.kind,
-        "description": line.description,
-        "explanation": line.explanation.get("text") or None,
-        "breakdown": line_breakdown(line.explanation),
-    }
+    return price.payment_term if price is not None and price.fee_id else None
+
+
+def line_display_name(line) -> str:
+    return line.price.invoice_display_name if line.price is not None else line.description
 
 
 class InvoiceLineItemOutput(serializers.Serializer):
-    """Schema only: ``invoice_line_item`` builds the dict."""
+    """An invoice line with its share of the invoice's tax; ``kind``, ``description``, ``explanation`` and
+    ``breakdown`` are Meterline extensions."""
 
-    eventType = serializers.CharField()
-    eventId = serializers.CharField()
-    meterEventId = serializers.CharField()
-    eventSourceId = serializers.CharField()
-    billableMetricId = serializers.CharField()
-    invoiceDisplayName = serializers.CharField()
-    lineItemType = serializers.ChoiceField(choices=["charge", "refund"])
-    metricName = serializers.CharField()
-    metricDescription = serializers.CharField()
-    metricUnit = serializers.CharField()
-    quantity = DecimalNumber()
-    taxRate = DecimalNumber(help_text="A fraction: 0.1 = 10%.")
-    unitPrice = DecimalString()
-    totalPrice = DecimalString()
-    totalTax = DecimalString()
-    totalAmount = DecimalString()
-    itemId = serializers.CharField(allow_null=True)
-    priceId = serializers.CharField(allow_null=True)
-    periodStart = serializers.DateTimeField()
-    periodEnd = serializers.DateTimeField()
-    paymentTerm = serializers.CharField(allow_null=True)
-    kind = serializers.CharField(help_text="Meterline: fee, usage, credit, discount, minimum, adjustment.")
-    description = serializers.CharField()
-    explanation = serializers.CharField(allow_null=True, help_text="Meterline: how the amount was computed.")
-    breakdown = serializers.ListField(child=serializers.CharField())
+    # Renders a selectors.TaxedLine.
+
+    eventType = serializers.SerializerMethodField()
+    eventId = serializers.SerializerMethodField()
+    meterEventId = serializers.SerializerMethodField()
+    eventSourceId = serializers.SerializerMethodField()
+    billableMetricId = serializers.SerializerMethodField()
+    invoiceDisplayName = serializers.SerializerMethodField()
+    lineItemType = serializers.SerializerMethodField()
+    metricName = serializers.SerializerMethodField()
+    metricDescription = serializers.SerializerMethodField()
+    metricUnit = serializers.SerializerMethodField()
+    quantity = serializers.SerializerMethodField()
+    taxRate = serializers.SerializerMethodField(help_text="A fraction: 0.1 = 10%.")
+    unitPrice = serializers.SerializerMethodField()
+    totalPrice = serializers.SerializerMethodField()
+    totalTax = serializers.SerializerMethodField()
+    totalAmount = serializers.SerializerMethodField()
+    itemId = serializers.SerializerMethodField()
+    priceId = serializers.CharField(source="line.price_id", allow_null=True)
+    periodStart = serializers.SerializerMethodField()
+    periodEnd = serializers.SerializerMethodField()
+    paymentTerm = serializers.SerializerMethodField()
+    kind = serializers.CharField(
+        source="line.kind", help_text="Meterline: fee, usage, credit, discount, minimum, adjustment."
+    )
+    description = serializers.CharField(source="line.description")
+    explanation = serializers.SerializerMethodField(help_text="Meterline: how the amount was computed.")
+    breakdown = serializers.SerializerMethodField()
+
+    @staticmethod
+    def _source(item):
+        """The line's billable metric, else its fee, else None."""
+        price = item.line.price
+        if price is None:
+            return None
+        return price.billable_metric if price.billable_metric_id else (price.fee if price.fee_id else None)
+
+    @staticmethod
+    def _line_id(item) -> str:
+        return f"inl_{item.line.pk}"
+
+    @staticmethod
+    def _inclusive(item) -> bool:
+        return item.invoice.tax_behavior == "inclusive"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_eventType(self, item):
+        return EVENT_TYPE.get(item.line.kind, item.line.kind)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_eventId(self, item):
+        return self._line_id(item)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_meterEventId(self, item):
+        return self._line_id(item)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_eventSourceId(self, item):
+        source = self._source(item)
+        return source.id if source else ""
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_billableMetricId(self, item):
+        return self.get_eventSourceId(item)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_invoiceDisplayName(self, item):
+        return line_display_name(item.line)
+
+    @extend_schema_field(serializers.ChoiceField(choices=["charge", "refund"]))
+    def get_lineItemType(self, item):
+        return "refund" if item.line.kind == LineKind.CREDIT else "charge"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_metricName(self, item):
+        source = self._source(item)
+        return source.name if source else item.line.description
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_metricDescription(self, item):
+        source = self._source(item)
+        return source.description if source else item.line.get_kind_display()
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_metricUnit(self, item):
+        price = item.line.price
+        return price.billable_metric.unit if price is not None and price.billable_metric_id else "charge"
+
+    @extend_schema_field(DecimalNumber)
+    def get_quantity(self, item):
+        return (item.line.quantity if item.line.quantity is not None else Decimal(1)).normalize()
+
+    @extend_schema_field(DecimalNumber(help_text="A fraction: 0.1 = 10%."))
+    def get_taxRate(self, item):
+        return (item.invoice.tax_rate / HUNDRED).normalize()
+
+    @extend_schema_field(DecimalString)
+    def get_unitPrice(self, item):
+        line = item.line
+        quantity = line.quantity if line.quantity is not None else Decimal(1)
+        if line.unit_price is not None:
+            return decimal_string(line.unit_price)
+        if quantity:
+            return decimal_string((line.amount / quantity).quantize(QUANTUM).normalize())
+        return decimal_string(line.amount)
+
+    @extend_schema_field(DecimalString)
+    def get_totalPrice(self, item):
+        amount = item.line.amount - item.tax if self._inclusive(item) else item.line.amount
+        return money_string(amount, item.invoice.currency)
+
+    @extend_schema_field(DecimalString)
+    def get_totalTax(self, item):
+        return money_string(item.tax, item.invoice.currency)
+
+    @extend_schema_field(DecimalString)
+    def get_totalAmount(self, item):
+        amount = item.line.amount if self._inclusive(item) else item.line.amount + item.tax
+        return money_string(amount, item.invoice.currency)
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_itemId(self, _item):
+        return None
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_periodStart(self, item):
+        return iso_utc(item.line.service_start or item.invoice.period_start)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_periodEnd(self, item):
+        return iso_utc(item.line.service_end or item.invoice.period_end)
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_paymentTerm(self, item):
+        return line_payment_term(item.line)
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_explanation(self, item):
+        return item.line.explanation.get("text") or None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_breakdown(self, item):
+        return line_breakdown(item.line.explanation)
+
+
+def page_token(position: int) -> str:
+    """The opaque cursor of the page after ``position`` (``page_token_position`` reads it back)."""
+    return base64.urlsafe_b64encode(f"after:{position}".encode()).decode().rstrip("=")
+
+
+def page_token_position(token: str) -> int:
+    """The position a ``page_token`` names; ValueError for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(token) from None
+    prefix, _, position = text.partition(":")
+    if prefix != "after":
+        raise ValueError(token)
+    return int(position)
 
 
 class InvoiceLineItemsOutput(serializers.Serializer):
-    invoiceId = serializers.CharField()
-    lineItems = InvoiceLineItemOutput(many=True)
-    totalCount = serializers.IntegerField()
-    nextPageToken = serializers.CharField(allow_null=True)
+    # Renders a selectors.InvoiceLinePage.
+
+    invoiceId = serializers.CharField(source="invoice.id")
+    lineItems = InvoiceLineItemOutput(source="lines", many=True)
+    totalCount = serializers.IntegerField(source="total")
+    nextPageToken = serializers.SerializerMethodField()
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_nextPageToken(self, page):
+        return page_token(page.next_after) if page.next_after is not None else None
+
+
+class InvoiceStatusField(serializers.ChoiceField):
+    """The stored status as the client's Invoice.status literal (void → CANCELLED)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=WIRE_STATUSES, **kwargs)
+
+    def to_representation(self, value):
+        return STATUS_TO_WIRE[value]
+
+
+def invoice_sequence_number(invoice) -> int:
+    """0 for Invoice 0 (the opening invoice), else the 1-based billing period the invoice belongs to."""
+    from invoicing.calculation import subscription_period_at
+
+    if invoice.kind == InvoiceKind.OPENING:
+        return 0
+    subscription = invoice.subscription
+    first = subscription_period_at(subscription, subscription.started_at).index
+    return subscription_period_at(subscription, invoice.period_start).index - first + 1
 
 
 class InvoiceOutput(serializers.Serializer):
-    """Schema of the Invoice; ``invoice_body`` in views builds the dict."""
+    # Context: request; line_items, a selectors.InvoiceLinePage of this invoice when the request expands
+    # them (lineItems is left out otherwise).
 
     id = serializers.CharField()
     object = Constant("invoice")
-    status = serializers.ChoiceField(choices=WIRE_STATUSES)
-    merchantId = serializers.CharField()
-    customerId = serializers.CharField()
-    subscriptionId = serializers.CharField()
+    status = InvoiceStatusField()
+    merchantId = serializers.CharField(source="merchant_id")
+    customerId = serializers.CharField(source="customer_id")
+    subscriptionId = serializers.CharField(source="subscription_id")
     currency = serializers.CharField()
-    periodStart = serializers.DateTimeField()
-    periodEnd = serializers.DateTimeField()
-    billingAnchor = serializers.DateTimeField()
-    billingCadence = serializers.CharField()
-    sequenceNumber = serializers.IntegerField()
-    gracePeriodEnd = serializers.DateTimeField()
-    subtotal = DecimalString()
-    totalTax = DecimalString()
-    grandTotal = DecimalString()
-    paidAmount = DecimalString()
-    unpaidAmount = DecimalString()
-    itemCount = serializers.IntegerField()
-    autoApprove = serializers.BooleanField()
-    createdAt = serializers.DateTimeField()
-    updatedAt = serializers.DateTimeField()
-    invoiceNumber = serializers.CharField(allow_null=True)
-    issuedAt = serializers.DateTimeField(allow_null=True)
-    dueAt = serializers.DateTimeField(allow_null=True)
-    paidAt = serializers.DateTimeField(allow_null=True)
-    nextActionAt = serializers.DateTimeField(allow_null=True)
-    paymentUrl = serializers.CharField(allow_null=True)
-    pdfUrl = serializers.CharField(allow_null=True)
-    pdfSource = serializers.CharField(allow_null=True)
-    permalink = serializers.CharField(allow_null=True)
-    metadata = serializers.DictField()
-    lineItems = InvoiceLineItemsOutput(required=False, allow_null=True)
+    periodStart = UtcDateTimeField(source="period_start")
+    periodEnd = UtcDateTimeField(source="period_end")
+    billingAnchor = UtcDateTimeField(source="subscription.effective_billing_anchor")
+    billingCadence = serializers.CharField(source="plan.billing_cadence")
+    sequenceNumber = serializers.SerializerMethodField()
+    gracePeriodEnd = serializers.SerializerMethodField()
+    subtotal = MoneyString()
+    totalTax = MoneyString(source="tax")
+    grandTotal = MoneyString(source="total")
+    paidAmount = serializers.SerializerMethodField()
+    unpaidAmount = serializers.SerializerMethodField()
+    itemCount = serializers.SerializerMethodField()
+    autoApprove = serializers.SerializerMethodField()
+    createdAt = UtcDateTimeField(source="created_at")
+    updatedAt = UtcDateTimeField(source="updated_at")
+    invoiceNumber = serializers.CharField(source="number", allow_null=True)
+    issuedAt = UtcDateTimeField(source="issued_at", allow_null=True)
+    dueAt = serializers.SerializerMethodField()
+    paidAt = UtcDateTimeField(source="paid_at", allow_null=True)
+    nextActionAt = serializers.SerializerMethodField()
+    paymentUrl = serializers.SerializerMethodField()
+    pdfUrl = serializers.SerializerMethodField()
+    pdfSource = serializers.SerializerMethodField()
+    permalink = serializers.SerializerMethodField()
+    metadata = serializers.SerializerMethodField()
     kind = serializers.ChoiceField(choices=InvoiceKind.choices, help_text="Meterline extension.")
-    amountDue = DecimalString(help_text="Meterline extension: what the customer owes (0 for a credit).")
-    taxRatePercent = DecimalNumber(help_text="Meterline extension.")
-    taxBehavior = serializers.CharField(help_text="Meterline extension.")
+    amountDue = MoneyString(
+        source="amount_due", help_text="Meterline extension: what the customer owes (0 for a credit)."
+    )
+    taxRatePercent = DecimalNumber(source="tax_rate", help_text="Meterline extension.")
+    taxBehavior = serializers.CharField(source="tax_behavior", help_text="Meterline extension.")
+    lineItems = OptionalMethodField()
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_sequenceNumber(self, invoice):
+        return invoice_sequence_number(invoice)
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_gracePeriodEnd(self, invoice):
+        grace = invoice.grace_ends_at
+        if grace is None:
+            grace = invoice.issued_at if invoice.kind == InvoiceKind.OPENING else None
+            grace = grace or invoice.period_end + invoice.merchant.invoice_grace_period
+        return iso_utc(grace)
+
+    @extend_schema_field(DecimalString)
+    def get_paidAmount(self, invoice):
+        paid = invoice.status == InvoiceStatus.PAID
+        return money_string(invoice.amount_due if paid else ZERO, invoice.currency)
+
+    @extend_schema_field(DecimalString)
+    def get_unpaidAmount(self, invoice):
+        open_ = invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED)
+        return money_string(invoice.amount_due if open_ else ZERO, invoice.currency)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_itemCount(self, invoice):
+        count = getattr(invoice, "item_count", None)  # annotated by the invoicing selectors
+        return count if count is not None else invoice.lines.exclude(kind=LineKind.TAX).count()
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_autoApprove(self, invoice):
+        return invoice.kind != InvoiceKind.ADJUSTMENT and invoice.replaces_id is None
+
+    @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
+    def get_dueAt(self, invoice):
+        if invoice.issued_at is None:
+            return None
+        due_day = invoice.due_at.date()
+        return f"{due_day.isoformat()}T00:00:00Z"
+
+    @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
+    def get_nextActionAt(self, invoice):
+        return iso_utc(invoice.grace_ends_at) if invoice.status == InvoiceStatus.DRAFT else None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_paymentUrl(self, _invoice):
+        return None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_pdfUrl(self, invoice):
+        return self.context["request"].build_absolute_uri(f"/v2/invoices/{invoice.id}/pdf")
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_pdfSource(self, _invoice):
+        return "paygentic"
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_permalink(self, _invoice):
+        return None
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_metadata(self, invoice):
+        return {
+            "kind": invoice.kind,
+            "replaces": invoice.replaces_id,
+            "adjusts": invoice.adjusts_id,
+            "voidedAt": iso_utc(invoice.voided_at),
+            "voidReason": invoice.void_reason or None,
+        }
+
+    @extend_schema_field(InvoiceLineItemsOutput(allow_null=True))
+    def get_lineItems(self, invoice):
+        page = self.context.get("line_items")
+        if page is None or page.invoice.pk != invoice.pk:
+            return None
+        return InvoiceLineItemsOutput(page, context=self.context).data
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data["lineItems"] is None:
+            del data["lineItems"]
+        return data
 
 
 class PaymentResultOutput(serializers.Serializer):
@@ -511,46 +747,156 @@ class PaymentResultOutput(serializers.Serializer):
     invoice = InvoiceOutput()
 
 
+LEDGER_TYPE = {
+    LineKind.FEE: "fee",
+    LineKind.CREDIT: "fee",
+    LineKind.USAGE: "metered",
+    LineKind.DISCOUNT: "discount",
+    LineKind.MINIMUM: "adjustment",
+    LineKind.ADJUSTMENT: "adjustment",
+}
+
+
+class LedgerTypeField(serializers.ChoiceField):
+    """A line's kind as the ledger's ``type``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=["fee", "metered", "manual", "discount", "adjustment"], **kwargs)
+
+    def to_representation(self, value):
+        return LEDGER_TYPE.get(value, value)
+
+
 class LedgerLineOutput(serializers.Serializer):
-    """LineItem of ``GET /v2/invoices/lineItems`` (schema; the view builds the dicts)."""
+    """A billing ledger line: invoiced, or pending (the current period's estimate: a pending metered line's
+    amounts are in ``estimated*``, its ``quantity`` is null and its ``subtotal`` and ``total`` are 0)."""
 
-    id = serializers.CharField()
-    subscriptionId = serializers.CharField()
-    customerId = serializers.CharField()
-    type = serializers.ChoiceField(choices=["fee", "metered", "manual", "discount", "adjustment"])
+    # Renders a selectors.LedgerLine.
+
+    id = serializers.SerializerMethodField()
+    subscriptionId = serializers.CharField(source="subscription.id")
+    customerId = serializers.CharField(source="subscription.customer_id")
+    type = LedgerTypeField(source="line.kind")
     status = serializers.ChoiceField(choices=["pending", "invoiced"])
-    displayName = serializers.CharField()
+    displayName = serializers.SerializerMethodField()
+    currency = serializers.SerializerMethodField()
+    periodStart = serializers.SerializerMethodField()
+    periodEnd = serializers.SerializerMethodField()
+    invoiceAt = UtcDateTimeField(source="invoice_at")
+    unitPrice = serializers.SerializerMethodField()
+    createdAt = UtcDateTimeField(source="created_at")
+    updatedAt = UtcDateTimeField(source="updated_at")
+    priceId = serializers.SerializerMethodField()
+    itemId = serializers.SerializerMethodField()
+    invoiceId = serializers.SerializerMethodField()
+    description = serializers.CharField(source="line.description", allow_null=True)
+    quantity = serializers.SerializerMethodField()
+    meteredQuantity = serializers.SerializerMethodField()
+    paymentTerm = serializers.SerializerMethodField()
+    subtotal = serializers.SerializerMethodField()
+    total = serializers.SerializerMethodField()
+    estimatedMeteredQuantity = serializers.SerializerMethodField()
+    estimatedSubtotal = serializers.SerializerMethodField()
+    explanation = serializers.SerializerMethodField(help_text="Meterline: how the amount was computed.")
+
+    @staticmethod
+    def _pending_metered(entry) -> bool:
+        return entry.status == "pending" and entry.line.kind in METERED
+
+    @staticmethod
+    def _quantity(entry) -> str | None:
+        return decimal_string(entry.line.quantity) if entry.line.quantity is not None else None
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_id(self, entry):
+        if entry.status == "invoiced":
+            return f"inl_{entry.line.pk}"
+        return f"pending_{entry.subscription.id}_{int(entry.period_start.timestamp())}_{entry.position}"
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_displayName(self, entry):
+        return line_display_name(entry.line)
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_currency(self, entry):
+        return entry.invoice.currency if entry.invoice is not None else entry.subscription.plan.currency
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_periodStart(self, entry):
+        return iso_utc(entry.line.service_start or (entry.invoice.period_start if entry.invoice else None))
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_periodEnd(self, entry):
+        return iso_utc(entry.line.service_end or (entry.invoice.period_end if entry.invoice else None))
+
+    @extend_schema_field(DecimalString)
+    def get_unitPrice(self, entry):
+        unit_price = entry.line.unit_price
+        return decimal_string(unit_price if unit_price is not None else ZERO)
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_priceId(self, entry):
+        return entry.line.price.id if entry.line.price is not None else None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_itemId(self, _entry):
+        return None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_invoiceId(self, entry):
+        return entry.invoice.id if entry.invoice is not None else None
+
+    @extend_schema_field(DecimalString(allow_null=True))
+    def get_quantity(self, entry):
+        return None if self._pending_metered(entry) else self._quantity(entry)
+
+    @extend_schema_field(DecimalString(allow_null=True))
+    def get_meteredQuantity(self, entry):
+        return self._quantity(entry) if entry.line.kind in METERED else None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_paymentTerm(self, entry):
+        return line_payment_term(entry.line)
+
+    @extend_schema_field(DecimalString)
+    def get_subtotal(self, entry):
+        return "0" if self._pending_metered(entry) else decimal_string(entry.line.amount)
+
+    @extend_schema_field(DecimalString)
+    def get_total(self, entry):
+        return self.get_subtotal(entry)
+
+    @extend_schema_field(DecimalString(allow_null=True))
+    def get_estimatedMeteredQuantity(self, entry):
+        return self._quantity(entry) if self._pending_metered(entry) else None
+
+    @extend_schema_field(DecimalString(allow_null=True))
+    def get_estimatedSubtotal(self, entry):
+        return decimal_string(entry.line.amount) if self._pending_metered(entry) else None
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_explanation(self, entry):
+        return entry.line.explanation.get("text") or None
+
+
+class LineItemsSummaryOutput(serializers.Serializer):
+    # The pending lines' subtotals, read from a selectors.LedgerPage.
+
+    feeSubtotal = DecimalString(source="fee_subtotal")
+    meteredEstimatedSubtotal = DecimalString(source="metered_subtotal")
     currency = serializers.CharField()
-    periodStart = serializers.DateTimeField()
-    periodEnd = serializers.DateTimeField()
-    invoiceAt = serializers.DateTimeField()
-    unitPrice = DecimalString()
-    createdAt = serializers.DateTimeField()
-    updatedAt = serializers.DateTimeField()
-    priceId = serializers.CharField(allow_null=True)
-    invoiceId = serializers.CharField(allow_null=True)
-    description = serializers.CharField(allow_null=True)
-    quantity = DecimalString(allow_null=True)
-    meteredQuantity = DecimalString(allow_null=True)
-    paymentTerm = serializers.CharField(allow_null=True)
-    subtotal = DecimalString()
-    total = DecimalString()
-    estimatedMeteredQuantity = DecimalString(allow_null=True)
-    estimatedSubtotal = DecimalString(allow_null=True)
+
+    class Meta:
+        ref_name = "LineItemsSummary"
 
 
-LineItemsSummaryOutput = inline_serializer(
-    name="LineItemsSummary",
-    fields={
-        "feeSubtotal": DecimalString(),
-        "meteredEstimatedSubtotal": DecimalString(),
-        "currency": serializers.CharField(),
-    },
-)
+class LedgerLinesOutput(serializers.Serializer):
+    # Renders a selectors.LedgerPage.
 
+    object = Constant("list")
+    data = LedgerLineOutput(source="lines", many=True)
+    totalCount = serializers.IntegerField(source="total")
+    summary = LineItemsSummaryOutput(source="*")
 
-def list_output(name: str, item, *, with_object: bool):
-    fields = {"data": item(many=True), "pagination": PaginationOutput()}
-    if with_object:
-        fields = {"object": Constant("list"), **fields}
-    return inline_serializer(name=name, fields=fields)
+    class Meta:
+        ref_name = "LineItemsResponse"

@@ -2,22 +2,22 @@
 
 from django.urls import path
 
-from . import views
+from . import invoices, ledger, subscriptions, test_clocks
 
 urlpatterns = [
-    path("v0/subscriptions", views.SubscriptionCollectionApi.as_view(), name="subscriptions"),
-    path("v0/subscriptions/<str:id>", views.SubscriptionDetailApi.as_view(), name="subscription"),
+    path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
+    path("v0/subscriptions/<str:id>", subscriptions.SubscriptionDetailApi.as_view(), name="subscription"),
     path(
         "v0/subscriptions/<str:id>/termination",
-        views.SubscriptionTerminationApi.as_view(),
+        subscriptions.SubscriptionTerminationApi.as_view(),
         name="subscription-termination",
     ),
-    path("v0/testClocks", views.TestClockCollectionApi.as_view(), name="test-clocks"),
-    path("v0/testClocks/<str:id>", views.TestClockDetailApi.as_view(), name="test-clock"),
-    path("v2/invoices", views.InvoiceCollectionApi.as_view(), name="invoices"),
-    path("v2/invoices/lineItems", views.LedgerLineItemsApi.as_view(), name="invoice-ledger-lines"),
-    path("v2/invoices/<str:id>", views.InvoiceDetailApi.as_view(), name="invoice"),
-    path("v2/invoices/<str:id>/lineItems", views.InvoiceLineItemsApi.as_view(), name="invoice-line-items"),
-    path("v2/invoices/<str:id>/pdf", views.InvoicePdfApi.as_view(), name="invoice-pdf"),
-    path("v2/invoices/<str:id>/payment", views.InvoicePaymentApi.as_view(), name="invoice-payment"),
+    path("v0/testClocks", test_clocks.TestClockCollectionApi.as_view(), name="test-clocks"),
+    path("v0/testClocks/<str:id>", test_clocks.TestClockDetailApi.as_view(), name="test-clock"),
+    path("v2/invoices", invoices.InvoiceCollectionApi.as_view(), name="invoices"),
+    path("v2/invoices/lineItems", ledger.LedgerLineItemsApi.as_view(), name="invoice-ledger-lines"),
+    path("v2/invoices/<str:id>", invoices.InvoiceDetailApi.as_view(), name="invoice"),
+    path("v2/invoices/<str:id>/lineItems", invoices.InvoiceLineItemsApi.as_view(), name="invoice-line-items"),
+    path("v2/invoices/<str:id>/pdf", invoices.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path("v2/invoices/<str:id>/payment", invoices.InvoicePaymentApi.as_view(), name="invoice-payment"),
 ]

@@ -29,7 +29,9 @@ from .invoice_states import (
 from .lifecycle import (
     SUBSCRIPTION_UPDATABLE,
     SubscriptionChangeError,
+    SubscriptionTerminatedError,
     subscription_downgrade,
+    subscription_reactivate,
     subscription_start,
     subscription_terminate,
     subscription_update,
@@ -78,8 +80,10 @@ __all__ = [
     # lifecycle
     "SUBSCRIPTION_UPDATABLE",
     "SubscriptionChangeError",
+    "SubscriptionTerminatedError",
     "subscription_start",
     "subscription_terminate",
+    "subscription_reactivate",
     "subscription_upgrade",
     "subscription_downgrade",
     "subscription_update",

@@ -3,7 +3,7 @@ end, and change terms (``subscription_update``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -27,6 +27,18 @@ from .catch_up import catch_up_enqueue, subscription_start_check_bounds
 from .runs import close_one_subscription, plan_change_apply, subscription_lock
 from .settlement import plan_charged_from, with_prepaid
 from .writer import invoice_from_composition, invoice_insert_or_skip
+
+
+class SubscriptionChangeError(InvoiceError):
+    """A refused subscription change; ``field`` is the wire field to blame (None: a state conflict)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class SubscriptionTerminatedError(SubscriptionChangeError):
+    """The subscription is already terminated: nothing about it can change any more."""
 
 
 def subscription_load(subscription: Subscription) -> Subscription:
@@ -90,6 +102,23 @@ def subscription_start(
     return subscription
 
 
+# A requested termination time this much before the subscription's current time still means "now": the
+# caller's clock and ours differ by a few seconds, and the request took some time to arrive.
+TERMINATION_CLOCK_SKEW = timedelta(seconds=60)
+
+
+def _check_termination(subscription: Subscription, *, now: datetime, requested_at: datetime | None) -> None:
+    if requested_at is not None:
+        if requested_at <= subscription.started_at:
+            raise SubscriptionChangeError("Must be after startedAt.", field="terminatedAt")
+        if requested_at < subscription_now(subscription, now) - TERMINATION_CLOCK_SKEW:
+            raise SubscriptionChangeError(
+                "A backdated termination is not supported; terminate now or set endingAt.", field="terminatedAt"
+            )
+    if subscription.status == SubscriptionStatus.TERMINATED:
+        raise SubscriptionTerminatedError("The subscription is already terminated.")
+
+
 def subscription_terminate(
     *,
     subscription: Subscription,
@@ -98,6 +127,7 @@ def subscription_terminate(
     reason: str = "",
     by: str = "",
     change_reason: str | None = None,
+    requested_at: datetime | None = None,
 ) -> Subscription:
     """End a subscription now or at the end of its current period.
 
@@ -107,11 +137,17 @@ def subscription_terminate(
     A ``pending_payment`` subscription was never billed beyond its opening invoice: it ends now with
     nothing to close. ``change_reason`` (the API's ``changeReason``) is kept in the subscription's
     metadata as ``terminationChangeReason``, in the same transaction as the termination fields.
+
+    ``requested_at`` is the moment the caller asked for (the API's ``terminatedAt``): it must lie after
+    the start and not before the subscription's current time (no backdated termination; up to
+    ``TERMINATION_CLOCK_SKEW`` earlier counts as now); a later one is clamped to now. Refusals are
+    ``SubscriptionChangeError`` naming ``terminatedAt``; an already terminated subscription is
+    ``SubscriptionTerminatedError``.
     """
+    _check_termination(subscription, now=now, requested_at=requested_at)  # no statement for a refusal
     subscription = subscription_load(subscription)
+    _check_termination(subscription, now=now, requested_at=requested_at)  # the fresh row
     sub_now = subscription_now(subscription, now)
-    if subscription.status == SubscriptionStatus.TERMINATED:
-        raise InvoiceError("The subscription is already terminated.")
     period = subscription_period_at(subscription, sub_now)
     fields = ["termination_reason", "terminated_by", "updated_at"]
     with transaction.atomic():
@@ -211,12 +247,19 @@ def subscription_downgrade(*, subscription: Subscription, new_plan: Plan, now: d
         )
 
 
-class SubscriptionChangeError(InvoiceError):
-    """A refused subscription change; ``field`` is the wire field to blame (None: a state conflict)."""
-
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+def subscription_reactivate(*, subscription: Subscription) -> Subscription:
+    """Ask for an active subscription (the API's ``status: active``). Meterline never reactivates: an active
+    subscription stays as it is (nothing is written), a ``pending_payment`` one becomes active only when its
+    Invoice 0 is paid, and a terminated one cannot come back (start a new one). The last two are a
+    ``SubscriptionChangeError`` without a field (a state conflict). Reads the given instance's status, so no
+    time is needed and no statement is run."""
+    if subscription.status == SubscriptionStatus.ACTIVE:
+        return subscription
+    if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
+        raise SubscriptionChangeError(
+            f"The subscription is {subscription.status}; it becomes active when Invoice 0 is paid"
+        )
+    raise SubscriptionChangeError("A terminated subscription cannot be reactivated; start a new one.")
 
 
 SUBSCRIPTION_UPDATABLE = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")

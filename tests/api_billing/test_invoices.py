@@ -10,6 +10,7 @@ from django.utils import timezone
 from paygentic_sdk.models import Invoice as ClientInvoice
 from paygentic_sdk.models import InvoiceLineItemsResponse, LineItemsResponse
 
+from invoicing import selectors
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
 from invoicing.services import invoice_void
 
@@ -258,3 +259,49 @@ def test_ledger_lines_need_a_subscription_or_invoice(api_client):
 
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "subscriptionId"
+
+
+def test_line_pages_spread_the_tax_as_one_page_does(api_client, subscribe, plan, customer, clock):
+    # given: a taxed invoice of two lines (January's tokens, February's fee)
+    customer.tax_rate = Decimal("8.25")
+    customer.save()
+    sub = subscribe(plan).json()
+    api_client.post(f"/v2/invoices/{sub['payment']['invoiceId']}/payment", {"method": "out_of_band"}, format="json")
+    record_usage(customer, plan, datetime(2025, 1, 9, tzinfo=UTC), 1_234_567)
+    api_client.patch(f"/v0/testClocks/{clock.id}", {"advanceBy": "P1M"}, format="json")
+    invoice = selectors.invoice_get(
+        merchant=customer.merchant,
+        invoice_id=Invoice.objects.get(subscription_id=sub["id"], kind=InvoiceKind.RECURRING).pk,
+    )
+
+    # when it is read whole, then a line per page
+    whole = selectors.invoice_line_page(invoice=invoice, limit=100)
+    first = selectors.invoice_line_page(invoice=invoice, limit=1)
+    second = selectors.invoice_line_page(invoice=invoice, limit=1, after=first.next_after)
+
+    # then the pages hold the same lines with the same shares, adding up to the invoice's tax
+    paged = [(item.line.pk, item.tax) for item in first.lines + second.lines]
+    assert paged == [(item.line.pk, item.tax) for item in whole.lines]
+    assert sum(tax for _, tax in paged) == invoice.tax != 0
+    assert (first.total, second.total, second.next_after, whole.next_after) == (2, 2, None, None)
+
+
+def test_ledger_pages_follow_the_invoiced_lines_with_the_pending_ones(api_client, billed, plan, customer):
+    sub, _ = billed
+    record_usage(customer, plan, datetime(2025, 2, 10, tzinfo=UTC), 500_000)
+    subscription = selectors.subscription_get(merchant=customer.merchant, subscription_id=sub["id"])
+
+    def page(limit, offset):
+        return selectors.subscription_ledger_page(
+            merchant=customer.merchant, subscription=subscription, limit=limit, offset=offset, now=timezone.now()
+        )
+
+    whole = page(100, 0)
+    one_by_one = [page(1, offset) for offset in range(whole.total + 1)]
+
+    # Invoice 0's fee, January's 2 lines, then February's estimate (tokens, next fee); past the end: nothing
+    assert [entry.status for entry in whole.lines] == ["invoiced"] * 3 + ["pending"] * 2
+    assert [(p.lines[0].status, p.lines[0].line.description) for p in one_by_one[:-1]] == [
+        (entry.status, entry.line.description) for entry in whole.lines
+    ]
+    assert (one_by_one[-1].lines, {p.total for p in one_by_one}) == ([], {5})

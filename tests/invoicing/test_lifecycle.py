@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from catalog.models import PaymentTerm, Subscription, SubscriptionStatus
-from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, LineKind, PlanChangeKind, SubscriptionPlanChange
+from invoicing.models import (
+    Invoice,
+    InvoiceError,
+    InvoiceKind,
+    InvoiceStatus,
+    LineKind,
+    PlanChangeKind,
+    SubscriptionPlanChange,
+)
 from invoicing.services import (
+    SubscriptionChangeError,
+    SubscriptionTerminatedError,
     billing_run_execute,
     subscription_downgrade,
+    subscription_reactivate,
     subscription_start,
     subscription_terminate,
     subscription_upgrade,
@@ -146,6 +157,97 @@ def test_terminating_a_subscription_waiting_for_payment_closes_nothing(seller, c
         InvoiceKind.OPENING
     ]
     assert subscription.metadata == {}
+
+
+@pytest.mark.parametrize(
+    ("requested_at", "message"),
+    [
+        (JAN_1, "Must be after startedAt."),
+        (
+            datetime(2026, 1, 21, tzinfo=UTC) - timedelta(seconds=61),
+            "A backdated termination is not supported; terminate now or set endingAt.",
+        ),
+    ],
+)
+def test_a_termination_at_or_before_the_start_or_backdated_is_refused(seller, customer, requested_at, message):
+    # given an active subscription, on January 21st
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    now = datetime(2026, 1, 21, tzinfo=UTC)
+    # when it is asked to end at its start, or more than a minute in the past
+    with pytest.raises(SubscriptionChangeError) as refused:
+        subscription_terminate(subscription=subscription, now=now, requested_at=requested_at)
+    # then the refusal names terminatedAt and nothing was written or billed
+    assert (refused.value.field, str(refused.value)) == ("terminatedAt", message)
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.terminated_at) == (SubscriptionStatus.ACTIVE, None)
+    assert Invoice.objects.filter(subscription=subscription).exclude(kind=InvoiceKind.OPENING).count() == 0
+
+
+@pytest.mark.parametrize(
+    "requested_at",
+    [datetime(2026, 1, 21, tzinfo=UTC) - timedelta(seconds=60), datetime(2026, 3, 1, tzinfo=UTC)],
+    ids=["within-a-minute-before", "later"],
+)
+def test_a_requested_termination_time_within_a_minute_or_later_terminates_now(seller, customer, requested_at):
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    now = datetime(2026, 1, 21, tzinfo=UTC)
+
+    subscription = subscription_terminate(subscription=subscription, now=now, requested_at=requested_at)
+
+    assert (subscription.status, subscription.terminated_at) == (SubscriptionStatus.TERMINATED, now)
+
+
+def test_terminating_twice_is_refused_as_already_terminated(seller, customer):
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    subscription_terminate(subscription=subscription, now=datetime(2026, 1, 21, tzinfo=UTC))
+
+    # the stale instance (still active in memory) and a fresh one are refused alike
+    for instance in (subscription, Subscription.objects.get(pk=subscription.pk)):
+        with pytest.raises(SubscriptionTerminatedError, match="^The subscription is already terminated.$"):
+            subscription_terminate(subscription=instance, now=datetime(2026, 1, 22, tzinfo=UTC))
+    # a state conflict, not a field to blame; still an InvoiceError for the admin's callers
+    assert issubclass(SubscriptionTerminatedError, InvoiceError)
+    assert SubscriptionTerminatedError("x").field is None
+
+
+def test_reactivating_an_active_subscription_changes_nothing(seller, customer, django_assert_num_queries):
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    updated_at = subscription.updated_at
+
+    with django_assert_num_queries(0):
+        same = subscription_reactivate(subscription=subscription)
+
+    assert same is subscription
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.updated_at) == (SubscriptionStatus.ACTIVE, updated_at)
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (
+            SubscriptionStatus.PENDING_PAYMENT,
+            "The subscription is pending_payment; it becomes active when Invoice 0 is paid",
+        ),
+        (SubscriptionStatus.TERMINATED, "A terminated subscription cannot be reactivated; start a new one."),
+    ],
+)
+def test_a_pending_or_terminated_subscription_cannot_be_reactivated(seller, customer, status, message):
+    plan = make_plan(seller, "Pro", "31.00", "0.01")
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    Subscription.objects.filter(pk=subscription.pk).update(status=status)
+    subscription.refresh_from_db()
+
+    with pytest.raises(SubscriptionChangeError) as refused:
+        subscription_reactivate(subscription=subscription)
+
+    assert (refused.value.field, str(refused.value)) == (None, message)
+    subscription.refresh_from_db()
+    assert subscription.status == status
 
 
 def test_upgrade_credits_the_old_plan_and_charges_the_new_one_pro_rata(seller, customer):
