@@ -33,6 +33,18 @@ def _breakdown(explanation: dict) -> list[str]:
     return parts
 
 
+def period_text(invoice: Invoice) -> str:
+    """The invoice's billing period as its customer reads it, e.g. "Jan 1, 2026 – Jan 31, 2026"."""
+    return _period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)
+
+
+def invoice_due_at(invoice: Invoice):
+    """When an issued invoice is due: its issue time plus the subscription's payment terms (None: a draft)."""
+    if invoice.issued_at is None:
+        return None
+    return invoice.issued_at + timedelta(days=invoice.subscription.payment_term_days)
+
+
 # Lines whose amount is computed from a price (quantity × rate, prorated for fees) explain themselves.
 EXPLAINED = (LineKind.USAGE, LineKind.FEE, LineKind.CREDIT)
 
@@ -51,12 +63,7 @@ def invoice_context(invoice: Invoice) -> dict:
     meta = [
         ("Invoice number", invoice.number or "— (assigned when issued)"),
         ("Issue date", f"{invoice.issued_at:{DATE}}" if invoice.issued_at else "—"),
-        (
-            "Due date",
-            f"{invoice.issued_at + timedelta(days=invoice.subscription.payment_term_days):{DATE}}"
-            if invoice.issued_at
-            else "—",
-        ),
+        ("Due date", f"{invoice_due_at(invoice):{DATE}}" if invoice.issued_at else "—"),
         ("Billing period", _period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)),
         ("Subscription", f"{invoice.subscription.name} ({invoice.subscription_id})"),
         ("Currency", invoice.currency),
