@@ -1,5 +1,6 @@
 """Root URLs: the admin, the REST API (no trailing slashes), its schema and docs; and the admin's branding."""
 
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path, reverse_lazy
 from django.views.generic import RedirectView
@@ -29,6 +30,8 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("admin/", admin.site.urls),
+    # An invoice or credit note opened from its e-mail's link by the customer (no login; signed link).
+    path("documents/", include("invoicing.public_urls")),
     path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("catalog.api.urls")),
@@ -53,6 +56,10 @@ urlpatterns = [
     # The root has no page of its own: it opens the billing home (temporary: the target may change).
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]
+
+if apps.is_installed("anymail"):
+    # django-anymail's tracking webhooks, when it is the e-mail backend: bounces reach the delivery log.
+    urlpatterns.insert(0, path("anymail/", include("anymail.urls")))
 
 # JSON error bodies for API (/v0/, /v1/, /v2/) requests that never reach a DRF view (core/api/errors.py).
 handler400 = "core.api.errors.bad_request"

@@ -754,7 +754,7 @@ class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     search_fields = ("name", "external_id", "email", "id", "tax_id")
     readonly_fields = RECORD_FIELDS
     fieldsets = (
-        (None, {"fields": ("merchant", "name", "external_id", "email", "phone")}),
+        (None, {"fields": ("merchant", "name", "external_id", "email", "billing_emails", "phone")}),
         ("Address", {"fields": ("address_line1", "address_line2", "city", "state", "postal_code", "country")}),
         ("Billing", {"fields": ("currency", "time_zone", "tax_id", "tax_rate", "metadata")}),
         RECORD_FIELDSET,

@@ -26,7 +26,13 @@ from core.formatting import decimal_string
 from core.ids import PublicIdField
 
 from .pricing.limits import QUANTUM
-from .validators import validate_currency_code, validate_json_path, validate_time_zone
+from .validators import (
+    email_list_split,
+    validate_currency_code,
+    validate_email_list,
+    validate_json_path,
+    validate_time_zone,
+)
 
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
 # to the currency's minor unit only when an invoice line is written.
@@ -605,6 +611,14 @@ class Customer(TimeStamped):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="customers")
     name = models.CharField(max_length=200)
     email = models.EmailField()
+    billing_emails = models.CharField(
+        "billing e-mails",
+        max_length=1000,
+        blank=True,
+        validators=[validate_email_list],
+        help_text="Where invoices and credit notes are e-mailed, comma-separated (accounts payable, a shared "
+        "inbox…). Empty: the customer's e-mail.",
+    )
     phone = models.CharField(max_length=50, blank=True)
     address_line1 = models.CharField("address line 1", max_length=200, blank=True)
     address_line2 = models.CharField("address line 2", max_length=200, blank=True)
@@ -653,6 +667,11 @@ class Customer(TimeStamped):
             self.currency = self.currency.upper()
         if self.external_id == "":
             self.external_id = None
+
+    @property
+    def billing_recipients(self) -> list[str]:
+        """Where documents are e-mailed: the billing e-mails, else the customer's e-mail."""
+        return email_list_split(self.billing_emails) or [self.email]
 
 
 class TestClock(TimeStamped):

@@ -614,6 +614,7 @@ def plan_update_conflict(*, plan: Plan, changed: Iterable[str]) -> CatalogConfli
 CUSTOMER_FIELDS = {
     "name",
     "email",
+    "billing_emails",
     "phone",
     "address_line1",
     "address_line2",

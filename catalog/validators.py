@@ -30,3 +30,27 @@ def validate_time_zone(value: str) -> None:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValidationError(f"“{value}” is not a time zone name; use one like UTC or Europe/Paris.") from None
+
+
+def email_list_split(value: str) -> list[str]:
+    """The addresses of a comma-, semicolon- or whitespace-separated list, in order, without repeats."""
+    seen: dict[str, None] = {}
+    for item in re.split(r"[\s,;]+", value or ""):
+        if item:
+            seen.setdefault(item, None)
+    return list(seen)
+
+
+def validate_email_list(value: str) -> None:
+    from django.core.validators import validate_email
+
+    wrong = []
+    for address in email_list_split(value):
+        try:
+            validate_email(address)
+        except ValidationError:
+            wrong.append(address)
+    if wrong:
+        raise ValidationError(
+            f"Not an e-mail address: {', '.join(f'“{item}”' for item in wrong)}. Separate addresses with commas."
+        )

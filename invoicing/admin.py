@@ -1,5 +1,6 @@
 """Finance's invoicing pages: invoices (lines, breakdowns, actions, PDF, CSV), credit notes, billing runs
-("Run billing now"), plan changes, and the upcoming invoice / late usage on the customer page.
+("Run billing now"), plan changes, and the upcoming invoice / late usage on the customer page; the delivery
+log, the resend action and the e-mail settings and templates are ``admin_delivery``'s.
 Destructive actions confirm first and ask why (``admin_confirmations``).
 
 Actions and views call services and selectors only; the admin holds no billing logic.
@@ -29,6 +30,7 @@ from core.formatting import decimal_string
 
 from . import documents, selectors, services
 from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
+from .admin_delivery import CreditNoteDeliveryInline, DocumentResendAdminMixin, InvoiceDeliveryInline
 from .models import (
     BillingRun,
     BillingRunChunk,
@@ -133,7 +135,7 @@ class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
         return False
 
 
-class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, AttributedHistoryAdmin):
+class InvoiceAdmin(DocumentResendAdminMixin, ConfirmedInvoiceActions, MerchantScopedAdminMixin, AttributedHistoryAdmin):
     """Invoices are written by services only; "History" lists every recorded change and who made it.
 
     Not registered here: ``billing_site.admin`` registers it with the higher apps' mixins (reporting's
@@ -145,7 +147,7 @@ class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, Attributed
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
     date_hierarchy = "period_start"
-    inlines = (InvoiceLineInline, CreditNoteInline)
+    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceDeliveryInline)
     list_select_related = ("customer",)
     actions = (
         "action_finalize",
@@ -155,6 +157,7 @@ class InvoiceAdmin(ConfirmedInvoiceActions, MerchantScopedAdminMixin, Attributed
         "action_void_and_reissue",
         "action_credit_note",
         "action_bill_late_usage",
+        "action_resend",
         "action_export_csv",
     )
     change_list_template = "invoicing/admin/invoice_change_list.html"
@@ -349,12 +352,13 @@ class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+class CreditNoteAdmin(DocumentResendAdminMixin, MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
     money_fields = dict.fromkeys(("subtotal", "tax", "total"), "currency")
     list_display = ("number", "invoice", "customer", "issued_at", "total_display")
     search_fields = ("number", "invoice__number", "customer__name")
-    inlines = (CreditNoteLineInline,)
+    inlines = (CreditNoteLineInline, CreditNoteDeliveryInline)
+    actions = ("action_resend",)
     readonly_fields = (
         "number",
         "merchant",

@@ -35,6 +35,11 @@ def breakdown_of(explanation: dict) -> list[str]:
     return parts
 
 
+def period_text(invoice: Invoice) -> str:
+    """The invoice's billing period as its customer reads it, e.g. "Jan 1, 2026 – Jan 31, 2026"."""
+    return _period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)
+
+
 # Lines whose amount is computed from a price (quantity × rate, prorated for fees) explain themselves.
 EXPLAINED = (LineKind.USAGE, LineKind.FEE, LineKind.CREDIT)
 

@@ -32,3 +32,8 @@ INVOICES_ISSUED = Counter(
     "meterline_invoices_issued",
     "Invoices numbered and issued (finalized).",
 )
+DOCUMENT_DELIVERY_ATTEMPTS = Counter(
+    "meterline_document_delivery_attempts",
+    "Attempts to e-mail an invoice or credit note, by result: sent, retry, failed, skipped.",
+    ["result"],
+)

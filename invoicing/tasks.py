@@ -20,6 +20,8 @@ from .services import (
     billing_run_create,
     billing_run_process_chunk,
     billing_runs_close_stalled,
+    document_deliveries_send_due,
+    document_delivery_send,
     invoices_finalize_due,
     test_clock_catch_up,
 )
@@ -122,3 +124,17 @@ def link_external_subjects_task(now: str | None = None) -> int:
     from .realtime import events_link_and_debit
 
     return events_link_and_debit(now=_moment(now)).linked
+
+
+# acks_late: a worker lost mid-send leaves the message for another; the delivery's lease (services/delivery.py)
+# keeps a second worker from sending while the first still may be, and the beat sweep below finds what is left.
+@shared_task(name="invoicing.document_delivery_send", acks_late=True)
+def document_delivery_send_task(delivery_id: int) -> str:
+    """E-mail one issued invoice or credit note (invoicing/README.md, "Delivery"); returns the status."""
+    return document_delivery_send(delivery_id=delivery_id, now=timezone.now()).status
+
+
+@shared_task(name="invoicing.document_deliveries_send_due")
+def document_deliveries_send_due_task() -> int:
+    """Retry the deliveries whose next attempt is due, and send those whose task was lost; returns the count."""
+    return len(document_deliveries_send_due(now=timezone.now()))

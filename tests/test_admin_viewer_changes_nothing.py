@@ -29,7 +29,8 @@ from catalog.demo import demo_catalog_build
 from catalog.models import Customer, Plan, Subscription
 from catalog.roles import BILLING_VIEWER, billing_roles_sync
 from catalog.services import feature_create
-from invoicing.models import Invoice, InvoiceKind
+from invoicing.mail_templates import mail_template_defaults
+from invoicing.models import DeliverySettings, Invoice, InvoiceKind, MailTemplate
 from invoicing.services import (
     billing_run_execute,
     credit_note_issue,
@@ -81,7 +82,9 @@ def every_admin_object(db):
     billing_run_execute(as_of=FEB_1)
     invoice = Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING)
     invoice_finalize(invoice=invoice, now=FEB_1)
-    credit_note_issue(invoice=invoice, now=FEB_1, reason="outage")
+    credit_note_issue(invoice=invoice, now=FEB_1, reason="outage")  # both documents queue a delivery
+    DeliverySettings.objects.create(merchant=neural, from_email="billing@neural.example")
+    MailTemplate.objects.create(merchant=neural, kind="invoice", **mail_template_defaults("invoice"))
     subscription_downgrade(subscription=subscription, new_plan=free, now=FEB_1)
 
     credit_grant(customer=customer, currency="USD", amount=Decimal("25"), idempotency_key="g1", now=JAN_1)

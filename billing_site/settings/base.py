@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
@@ -257,6 +258,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "wallets.tasks.commitment_true_up_due_task",
         "schedule": crontab(minute="7"),
     },
+    # E-mails of invoices and credit notes whose send failed or was never picked up (invoicing/README.md,
+    # "Delivery"). Every minute: https://crontab.guru/#*_*_*_*_*
+    "invoicing-document-deliveries-send-due": {
+        "task": "invoicing.document_deliveries_send_due",
+        "schedule": crontab(minute="*"),
+    },
     # Every minute: https://crontab.guru/#*_*_*_*_*
     "wallets-webhook-deliveries-retry-due": {
         "task": "wallets.tasks.webhook_deliveries_retry_due_task",
@@ -284,6 +291,45 @@ METERLINE_TEST_CLOCK_MAX_AHEAD_DAYS = int(os.environ.get("METERLINE_TEST_CLOCK_M
 # Elapsed periods a request (a backdated start, a test clock advance) invoices itself, per subscription;
 # the rest go to a background billing run (trigger "catch_up").
 METERLINE_INLINE_CATCHUP_PERIODS = int(os.environ.get("METERLINE_INLINE_CATCHUP_PERIODS", "3"))
+
+# E-mail (README, "E-mail"): invoices and credit notes are mailed to customers (invoicing/README.md,
+# "Delivery"). With nothing set, every message is written as one .eml file under var/mail/ (open it in any
+# mail client), so no server is needed; EMAIL_HOST (or EMAIL_URL) sends through SMTP; EMAIL_BACKEND names
+# any other Django e-mail backend, e.g. django-anymail's (ANYMAIL_* variables configure it).
+EMAIL_FILE_PATH = Path(os.environ.get("EMAIL_FILE_PATH", VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@localhost")
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))  # seconds; a hung SMTP server must not hold a worker
+_email_url = urlsplit(os.environ.get("EMAIL_URL", ""))
+if _email_url.scheme:
+    # smtp://user:password@host:587 (STARTTLS), smtps://user:password@host:465 (implicit TLS),
+    # smtp://host:25?tls=0 (plain, e.g. a local relay).
+    EMAIL_HOST = _email_url.hostname or "localhost"
+    EMAIL_PORT = _email_url.port or (465 if _email_url.scheme == "smtps" else 587)
+    EMAIL_HOST_USER = unquote(_email_url.username or "")
+    EMAIL_HOST_PASSWORD = unquote(_email_url.password or "")
+    EMAIL_USE_SSL = _email_url.scheme == "smtps"
+    EMAIL_USE_TLS = not EMAIL_USE_SSL and "tls=0" not in _email_url.query
+else:
+    EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "core.mail.EmlFileBackend"
+)
+if EMAIL_BACKEND.startswith("anymail."):
+    # django-anymail is installed by whoever chooses it (it is no dependency of ours); ANYMAIL_<SETTING>
+    # variables become its settings, e.g. ANYMAIL_MAILGUN_API_KEY=… → ANYMAIL["MAILGUN_API_KEY"]. Its
+    # tracking webhooks (/anymail/…) report bounces into the delivery log.
+    INSTALLED_APPS.append("anymail")
+    ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")}
+# Links in e-mails point here: the public address of this installation (scheme, host, no trailing slash).
+METERLINE_PUBLIC_URL = os.environ.get("METERLINE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# How long the "view your invoice" link of an e-mail stays valid (days).
+METERLINE_DOCUMENT_LINK_MAX_AGE_DAYS = int(os.environ.get("METERLINE_DOCUMENT_LINK_MAX_AGE_DAYS", "180"))
 
 # Operations (README, "Health, metrics and logs").
 # /health/ready fails when beat has not sent the close-billing-periods task (every 15 minutes) for this

@@ -8,13 +8,22 @@ is written, and a savepoint that turns a lost race into a skip.
 One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/services/``"):
 ``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
-``invoice_states``, ``credit_notes``, ``upfront_payment`` and ``test_clocks``. The names below are the
-package's API: callers import them from ``invoicing.services``.
+``invoice_states``, ``credit_notes``, ``delivery`` (e-mailing issued documents), ``upfront_payment`` and
+``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
 from ..calculation import subscription_now
 from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
 from .credit_notes import credit_note_issue
+from .delivery import (
+    DELIVERY_MAX_ATTEMPTS,
+    delivery_retry_delay,
+    document_deliveries_send_due,
+    document_delivery_provider_event,
+    document_delivery_queue,
+    document_delivery_resend,
+    document_delivery_send,
+)
 from .invoice_states import (
     InvoicePaymentError,
     invoice_bill_late_usage,
@@ -99,6 +108,14 @@ __all__ = [
     "tax_rate_now",
     # credit_notes
     "credit_note_issue",
+    # delivery
+    "DELIVERY_MAX_ATTEMPTS",
+    "delivery_retry_delay",
+    "document_delivery_queue",
+    "document_delivery_resend",
+    "document_delivery_send",
+    "document_deliveries_send_due",
+    "document_delivery_provider_event",
     # upfront_payment
     "subscription_opening_invoice",
     "subscription_create_with_upfront_payment",

@@ -19,6 +19,7 @@ from ..models import (
     InvoiceStatus,
 )
 from ..selectors import invoice_creditable_lines
+from .delivery import document_delivery_queue
 from .invoice_states import locked_invoice
 from .numbering import credit_note_number_format, next_number
 
@@ -28,7 +29,8 @@ def credit_note_issue(
 ) -> CreditNote:
     """Credit an issued or paid invoice, fully (``amounts=None``: every line's remaining amount) or partly
     (``{invoice line id: amount}``). Lines cannot be credited beyond what was billed; tax is credited at
-    the invoice's rate and behaviour. The credit note gets its own gap-free number (CN-year-seq)."""
+    the invoice's rate and behaviour. The credit note gets its own gap-free number (CN-year-seq) and is
+    e-mailed to the customer after commit."""
     with transaction.atomic():
         invoice = locked_invoice(invoice)
         if invoice.status not in (InvoiceStatus.ISSUED, InvoiceStatus.PAID):
@@ -78,4 +80,5 @@ def credit_note_issue(
         for row in rows:
             row.credit_note = note
         CreditNoteLine.objects.bulk_create(rows)
+        document_delivery_queue(document=note, now=now)  # e-mailed to the customer after commit
     return note

@@ -23,6 +23,7 @@ from ..models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from .delivery import document_delivery_queue
 from .numbering import invoice_number_format, next_number
 
 
@@ -89,7 +90,8 @@ def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, pla
 
 
 def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
-    """Give a draft its number and issue it (caller holds the transaction)."""
+    """Give a draft its number and issue it (caller holds the transaction); it is e-mailed to the customer
+    after commit (``document_delivery_queue``)."""
     year = now.year
     sequence = next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
     invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
@@ -98,3 +100,4 @@ def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
     invoice.grace_ends_at = None
     invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
     transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
+    document_delivery_queue(document=invoice, now=now)

@@ -42,6 +42,7 @@ def test_the_modules_are_the_domain_verbs():
         "__init__",
         "catch_up",
         "credit_notes",
+        "delivery",
         "invoice_states",
         "lifecycle",
         "numbering",
