@@ -19,6 +19,7 @@ from ..models import (
     InvoiceStatus,
 )
 from ..selectors import invoice_creditable_lines
+from ..webhook_events import credit_note_issued_emit
 from .invoice_states import locked_invoice
 from .numbering import credit_note_number_format, next_number
 
@@ -78,4 +79,5 @@ def credit_note_issue(
         for row in rows:
             row.credit_note = note
         CreditNoteLine.objects.bulk_create(rows)
+        credit_note_issued_emit(credit_note=note, now=now)
     return note

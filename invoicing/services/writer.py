@@ -23,6 +23,7 @@ from ..models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from ..webhook_events import Endpoints, invoice_created_emit, invoice_issued_emit
 from .numbering import invoice_number_format, next_number
 
 
@@ -76,6 +77,7 @@ def invoice_insert_or_skip(invoice: Invoice, lines: Iterable[LineDraft]) -> bool
     except IntegrityError:
         return False
     InvoiceLine.objects.bulk_create(line_rows(invoice, lines))
+    invoice_created_emit(invoice=invoice, now=invoice.created_at)
     return True
 
 
@@ -85,11 +87,13 @@ def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, pla
     invoice = invoice_from_composition(composed, subscription=subscription, plan=plan, **extra)
     invoice.save(force_insert=True)
     InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+    invoice_created_emit(invoice=invoice, now=invoice.created_at)
     return invoice
 
 
-def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
-    """Give a draft its number and issue it (caller holds the transaction)."""
+def invoice_issue(invoice: Invoice, *, now: datetime, endpoints: Endpoints = None) -> None:
+    """Give a draft its number and issue it (caller holds the transaction); records ``invoice.issued``
+    (``endpoints``: the merchant's webhook endpoints when the caller loaded them)."""
     year = now.year
     sequence = next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
     invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
@@ -98,3 +102,4 @@ def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
     invoice.grace_ends_at = None
     invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
     transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
+    invoice_issued_emit(invoice=invoice, now=now, endpoints=endpoints)

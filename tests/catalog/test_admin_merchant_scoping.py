@@ -29,6 +29,7 @@ from tests.wallets.factories import WebhookEndpointFactory
 from wallets.entitlements import entitlement_grant_create, entitlement_issue
 from wallets.models import WebhookDelivery
 from wallets.services import commitment_create, credit_grant, wallet_policy_update
+from wallets.webhooks import webhooks_enable
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +60,7 @@ MERCHANT_PATHS = {
     "wallets.commitment": "merchant",
     "wallets.webhookendpoint": "merchant",
     "wallets.webhookdelivery": "endpoint__merchant",
+    "wallets.webhooksettings": "merchant",
     "wallets.entitlement": "merchant",
     "wallets.entitlementgrant": "entitlement__merchant",
     "invoicing.invoice": "merchant",
@@ -129,6 +131,7 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
     )
     endpoint = WebhookEndpointFactory(merchant=merchant, url=f"https://{name.lower()}.example/hook")
     WebhookDelivery.objects.create(endpoint=endpoint, event_id=f"evt_{name}", event_type="balance.low", payload={})
+    webhooks_enable(merchant=merchant, now=FEB_1)
     feature = feature_create(
         merchant=merchant,
         product=plan.product,
