@@ -30,7 +30,6 @@ from functools import partial
 from django.db import transaction
 
 from catalog.models import Merchant
-from core.errors import Conflict
 from core.formatting import iso_utc
 from core.ids import new_public_id
 
@@ -61,9 +60,11 @@ SEND_LEASE = timedelta(seconds=WEBHOOK_TIMEOUT_SECONDS * 3)
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class WebhooksAlreadyEnabled(Conflict):
+class WebhooksAlreadyEnabled(Exception):
+    """Webhooks were enabled before (the API answers 400 DUPLICATE_RESOURCE)."""
+
     def __init__(self):
-        super().__init__("Webhooks are already set up for this merchant; update them instead.", "DUPLICATE_RESOURCE")
+        super().__init__("Webhooks are already set up for this merchant; turn them on or off with PATCH /v0/webhooks.")
 
 
 class WebhooksNeverEnabled(Exception):
@@ -78,7 +79,8 @@ def webhook_body(payload: dict) -> bytes:
 
 
 def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX))
+    # As the Standard Webhooks libraries read it: padding added in case the base64 has none.
+    return base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX) + "==")
 
 
 def webhook_signature(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -165,6 +167,11 @@ def webhook_endpoint_save(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     endpoint.full_clean()
     endpoint.save()
     return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Remove an endpoint with its deliveries and their attempts."""
+    endpoint.delete()
 
 
 @transaction.atomic

@@ -4,6 +4,10 @@ Only a loopback server on 127.0.0.1 is contacted."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import importlib
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -11,10 +15,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import standardwebhooks
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.formatting import iso_utc
-from wallets.models import BalancePolicy, DeliveryStatus, WebhookDelivery, WebhookEventType, webhook_secret_new
+from wallets.models import (
+    BalancePolicy,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEventType,
+    webhook_secret_new,
+)
 from wallets.services import credit_top_up, usage_debit, wallet_policy_update
 from wallets.webhooks import (
     WEBHOOK_MAX_ATTEMPTS,
@@ -24,8 +37,11 @@ from wallets.webhooks import (
     webhook_delivery_replay,
     webhook_endpoint_secret_rotate,
     webhook_event_emit,
+    webhook_headers,
     webhook_signature_header,
     webhook_signature_verify,
+    webhooks_enable,
+    webhooks_update,
 )
 
 from .factories import WebhookEndpointFactory
@@ -197,3 +213,72 @@ def test_a_low_balance_notice_is_sent_after_the_debit_commits(
 def test_disabled_endpoints_get_nothing(merchant, now):
     WebhookEndpointFactory(merchant=merchant, enabled=False)
     assert webhook_event_emit(merchant_id=merchant.pk, event_type=WebhookEventType.BALANCE_LOW, data={}, now=now) == []
+
+
+def test_an_event_about_one_object_is_delivered_once_per_endpoint(merchant, now):
+    endpoint = WebhookEndpointFactory(merchant=merchant)
+
+    first = webhook_event_emit(
+        merchant_id=merchant.pk, event_type=WebhookEventType.INVOICE_PAID, data={}, now=now, key="inv_1"
+    )
+    again = webhook_event_emit(
+        merchant_id=merchant.pk, event_type=WebhookEventType.INVOICE_PAID, data={}, now=now, key="inv_1"
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():  # the constraint, should two emitters race
+        WebhookDelivery.objects.create(
+            endpoint=endpoint, event_id=first[0].event_id, event_type="invoice.paid.v0", payload={}
+        )
+
+    assert (len(first), again) == (1, [])
+    assert WebhookDelivery.objects.count() == 1
+
+
+def test_an_endpoint_subscribes_to_a_type_or_to_its_family(merchant, now):
+    exact = WebhookEndpointFactory(merchant=merchant, event_types=["invoice.paid.v0"])
+    family = WebhookEndpointFactory(merchant=merchant, event_types=["invoice.paid"])
+    other = WebhookEndpointFactory(merchant=merchant, event_types=["invoice.voided.v0"])
+
+    deliveries = webhook_event_emit(merchant_id=merchant.pk, event_type=WebhookEventType.INVOICE_PAID, data={}, now=now)
+
+    assert {d.endpoint_id for d in deliveries} == {exact.pk, family.pk}
+    assert other.wants("invoice.paid.v0") is False
+    with pytest.raises(ValidationError):
+        WebhookEndpointFactory.build(merchant=merchant, event_types=["invoice.payed"]).full_clean()
+
+
+def test_paused_webhooks_record_nothing_and_hold_pending_deliveries_until_resumed(receiver, merchant, now):
+    # given a pending delivery, then the merchant pauses
+    WebhookEndpointFactory(merchant=merchant, url=receiver.url)
+    webhooks_enable(merchant=merchant, now=now)
+    [pending] = webhook_event_emit(merchant_id=merchant.pk, event_type=WebhookEventType.BALANCE_LOW, data={}, now=now)
+    webhooks_update(merchant=merchant, enabled=False, now=now)
+
+    # when events happen and the sweep runs while paused
+    assert webhook_event_emit(merchant_id=merchant.pk, event_type=WebhookEventType.BALANCE_LOW, data={}, now=now) == []
+    assert webhook_deliveries_retry_due(now=now) == []
+    assert receiver.requests == []
+
+    # then resuming sends the held delivery at the next sweep
+    webhooks_update(merchant=merchant, enabled=True, now=now)
+    [sent] = webhook_deliveries_retry_due(now=now)
+    assert (sent.pk, sent.status) == (pending.pk, DeliveryStatus.SUCCEEDED)
+
+
+def test_the_migration_keeps_the_key_of_an_existing_secret(merchant, now):
+    # given an endpoint whose secret predates the whsec_ form (it was the HMAC key, byte for byte)
+    from django.apps import apps
+
+    migration = importlib.import_module("wallets.migrations.0007_webhooks_standard")
+    endpoint = WebhookEndpointFactory(merchant=merchant)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret="legacy-secret")
+
+    # when
+    migration.secrets_to_standard_form(apps, None)
+
+    # then the secret is standard and signs with the same key
+    endpoint.refresh_from_db()
+    assert endpoint.secret == "whsec_" + base64.b64encode(b"legacy-secret").decode()
+    body = b'{"id":"evt_1"}'
+    headers = webhook_headers(secrets=[endpoint.secret], msg_id="evt_1", timestamp=int(now.timestamp()), body=body)
+    expected = hmac.new(b"legacy-secret", f"evt_1.{int(now.timestamp())}.".encode() + body, hashlib.sha256).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(expected).decode()
