@@ -48,6 +48,8 @@ urlpatterns = [
         name="entitlement-grant-purchase",
     ),
     path("", include("wallets.api.urls")),
+    # The merchant's webhook portal: pages reached by the signed link of GET /v0/webhooks/portal.
+    path("webhooks/portal/", include("wallets.portal_urls")),
     path("", include("invoicing.api.urls")),
     # Last, so API requests never try them. The API has no trailing slashes; a browser's "/v0/docs/" is sent
     # to the real address (permanent: it never changes) instead of the API's JSON 404.

@@ -44,6 +44,7 @@ from tests.wallets.factories import WebhookEndpointFactory
 from wallets import entitlements
 from wallets.models import WebhookDelivery
 from wallets.services import commitment_create, credit_grant, wallet_policy_update
+from wallets.webhooks import webhooks_enable
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +99,7 @@ def every_admin_object(db):
     WebhookDelivery.objects.create(
         endpoint=endpoint, event_id="evt_viewer", event_type="balance.low", payload={}, next_attempt_at=FEB_1
     )
+    webhooks_enable(merchant=neural, now=FEB_1)
     feature = feature_create(
         merchant=neural,
         product=metric.product,

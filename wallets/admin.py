@@ -8,6 +8,7 @@ into the customer admin it composes and registers (this module registers nothing
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
@@ -28,8 +29,24 @@ from . import (
 )
 from .errors import WalletError
 from .forms import CreditForm, TopUpForm
-from .models import Commitment, CreditLot, LedgerEntry, LowBalanceWallet, Wallet, WebhookDelivery, WebhookEndpoint
-from .webhooks import webhook_delivery_retry_now
+from .models import (
+    Commitment,
+    CreditLot,
+    LedgerEntry,
+    LowBalanceWallet,
+    Wallet,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEventType,
+    WebhookSettings,
+)
+from .webhooks import (
+    webhook_delivery_replay,
+    webhook_endpoint_save,
+    webhook_endpoint_secret_rotate,
+    webhooks_update,
+)
 
 LEDGER_ROWS_ON_CUSTOMER_PAGE = 25
 
@@ -429,11 +446,98 @@ class CommitmentAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         obj.merchant_id = created.merchant_id
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    event_types = forms.MultipleChoiceField(
+        choices=WebhookEventType.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event, including types added later.",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("merchant", "url", "description", "event_types", "enabled")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A family name saved elsewhere (``invoice.paid``: every version) stays choosable here.
+        extra = [name for name in (self.initial.get("event_types") or []) if name not in WebhookEventType.values]
+        self.fields["event_types"].choices = [*WebhookEventType.choices, *((name, name) for name in extra)]
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    """Endpoints as the merchant's portal edits them; the signing secret is generated, shown masked and
+    rotated by the action (the old one keeps signing for 24 h)."""
+
     merchant_path = "merchant"
-    list_display = ("url", "merchant", "enabled", "event_types", "created_at")
+    form = WebhookEndpointForm
+    list_display = ("url", "merchant", "enabled", "event_types_display", "created_at")
     list_filter = ("enabled", "merchant")
+    readonly_fields = ("secret_masked", "previous_secret_expires_at")
+    actions = ("rotate_secret",)
+
+    @admin.display(description="events")
+    def event_types_display(self, obj):
+        return ", ".join(obj.event_types) or "all"
+
+    @admin.display(description="signing secret")
+    def secret_masked(self, obj):
+        return f"{obj.secret[:10]}…" if obj.secret else "generated when saved"
+
+    def save_model(self, request, obj, form, change):
+        webhook_endpoint_save(endpoint=obj)
+
+    @admin.action(description="Rotate the signing secret", permissions=["change"])
+    def rotate_secret(self, request, queryset):
+        now = timezone.now()
+        for endpoint in queryset:
+            webhook_endpoint_secret_rotate(endpoint=endpoint, now=now)
+        messages.info(request, f"Rotated {queryset.count()} secret(s); the old ones sign too for 24 hours.")
+
+
+@admin.register(WebhookSettings)
+class WebhookSettingsAdmin(ReadOnlyAdmin):
+    """The merchant's switch: created by the API's "enable"; paused and resumed here or by the API."""
+
+    merchant_path = "merchant"
+    list_display = ("merchant", "id", "enabled", "created_at", "updated_at")
+    list_filter = ("enabled",)
+    actions = ("pause", "resume")
+
+    @admin.action(description="Pause webhooks", permissions=["change"])
+    def pause(self, request, queryset):
+        self._switch(request, queryset, enabled=False)
+
+    @admin.action(description="Resume webhooks", permissions=["change"])
+    def resume(self, request, queryset):
+        self._switch(request, queryset, enabled=True)
+
+    def _switch(self, request, queryset, *, enabled: bool):
+        now = timezone.now()
+        for settings in queryset.select_related("merchant"):
+            webhooks_update(merchant=settings.merchant, enabled=enabled, now=now)
+        messages.info(request, f"{'Resumed' if enabled else 'Paused'} {queryset.count()}.")
+
+    def has_change_permission(self, request, obj=None):
+        # The actions need change permission on the changelist; the form itself stays read-only.
+        return obj is None and request.user.has_perm("wallets.change_webhooksettings")
+
+
+class WebhookAttemptInline(MerchantScopedAdminMixin, admin.TabularInline):
+    model = WebhookAttempt
+    merchant_path = "delivery__endpoint__merchant"
+    fields = ("attempted_at", "response_code", "error", "manual")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(WebhookDelivery)
@@ -451,11 +555,12 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_filter = ("status", "event_type")
     search_fields = ("event_id", "endpoint__url")
     actions = ("retry_now",)
+    inlines = [WebhookAttemptInline]
 
-    @admin.action(description="Retry now", permissions=["change"])
+    @admin.action(description="Retry now (replay)", permissions=["change"])
     def retry_now(self, request, queryset):
         now = timezone.now()
-        results = [webhook_delivery_retry_now(delivery=d, now=now).status for d in queryset]
+        results = [webhook_delivery_replay(delivery=d, now=now).status for d in queryset]
         messages.info(request, f"Retried {len(results)}: {results.count('succeeded')} delivered.")
 
     def has_change_permission(self, request, obj=None):

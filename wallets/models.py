@@ -8,13 +8,20 @@
   is left of it; debits consume lots in the documented order (README "Order of consumption") and
   ``LedgerAllocation`` rows record which lot paid for which entry.
 * ``Commitment`` is a minimum spend over a term, trued up once at its end.
-* ``WebhookEndpoint`` / ``WebhookDelivery`` carry balance notices to the merchant.
+* ``WebhookSettings`` / ``WebhookEndpoint`` / ``WebhookDelivery`` carry signed events to the merchant.
+
+Kept whole for now because the tables reference each other in one migration history; the next split is a
+``models/`` package (ledger, entitlements, webhooks) when the webhooks move to their own app.
 """
 
 from __future__ import annotations
 
+import base64
+import re
+import secrets
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -318,15 +325,90 @@ class Commitment(models.Model):
         return f"{self.customer} commits {decimal_string(self.amount)} {self.currency}"
 
 
+class WebhookEventType(models.TextChoices):
+    """The events Meterline sends to merchants, named as Paygentic names them (``invoice.paid.v0``): a
+    family (``invoice.paid``) and the version of its payload. An endpoint may subscribe to a family,
+    which matches every version of it."""
+
+    INVOICE_CREATED = "invoice.created.v0", "Invoice created (draft)"
+    INVOICE_ISSUED = "invoice.issued.v0", "Invoice issued"
+    INVOICE_PAID = "invoice.paid.v0", "Invoice paid"
+    INVOICE_OVERDUE = "invoice.overdue.v0", "Invoice overdue"
+    INVOICE_VOIDED = "invoice.voided.v0", "Invoice voided"
+    CREDIT_NOTE_ISSUED = "credit_note.issued.v0", "Credit note issued"
+    REFUND_CREATED = "refund.created.v0", "Refund created"
+    PAYMENT_RECORDED = "payment.recorded.v0", "Payment recorded"
+    SUBSCRIPTION_CREATED = "subscription.created.v0", "Subscription created"
+    SUBSCRIPTION_TERMINATED = "subscription.terminated.v0", "Subscription terminated"
+    BALANCE_LOW = "balance.low.v0", "Prepaid balance low"
+    BALANCE_AUTO_TOP_UP = "balance.auto_top_up.v0", "Prepaid balance topped up automatically"
+
+
+_VERSION_SUFFIX = re.compile(r"\.v\d+$")
+
+
+def webhook_event_family(event_type: str) -> str:
+    """``invoice.paid.v0`` → ``invoice.paid``."""
+    return _VERSION_SUFFIX.sub("", event_type)
+
+
+WEBHOOK_EVENT_FAMILIES = frozenset(webhook_event_family(value) for value in WebhookEventType.values)
+
+
+def validate_webhook_event_types(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("A list of event type names.")
+    unknown = [name for name in value if name not in WebhookEventType.values and name not in WEBHOOK_EVENT_FAMILIES]
+    if unknown:
+        raise ValidationError(f"Unknown event types: {', '.join(unknown)}.")
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = 32
+
+
+def webhook_secret_new() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` + base64 of 32 random bytes (the HMAC key)."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode()
+
+
+class WebhookSettings(models.Model):
+    """A merchant's webhook switch (the API's ``/v0/webhooks``): created once by "enable", then turned
+    off and on. While ``enabled`` is false no event is recorded for the merchant and pending deliveries
+    wait; a merchant without this row (endpoints added in the admin) receives events."""
+
+    id = PublicIdField(prefix="app")  # the API's applicationId
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="webhook_settings")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "webhook settings"
+
+    def __str__(self) -> str:
+        return f"{self.merchant} webhooks ({'on' if self.enabled else 'paused'})"
+
+
 class WebhookEndpoint(models.Model):
-    """Where a merchant receives notices. Bodies are signed with ``secret`` (README "Webhook signing")."""
+    """Where a merchant receives events, signed per Standard Webhooks with ``secret`` (``whsec_`` +
+    base64 of the key; README "Webhook signing"). After a rotation the previous secret also signs until
+    ``previous_secret_expires_at``, so receivers can switch without losing a delivery."""
 
     id = PublicIdField(prefix="whe")
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=100)
+    description = models.CharField(max_length=200, blank=True)
+    secret = models.CharField(max_length=200, default=webhook_secret_new, editable=False)
+    previous_secret = models.CharField(max_length=200, blank=True, editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     enabled = models.BooleanField(default=True)
-    event_types = models.JSONField(default=list, blank=True, help_text='e.g. ["balance.low"]; empty = every event.')
+    event_types = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_webhook_event_types],
+        help_text='e.g. ["invoice.paid.v0", "balance.low"] (a name without version: every version); empty = every event.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -336,7 +418,11 @@ class WebhookEndpoint(models.Model):
         return self.url
 
     def wants(self, event_type: str) -> bool:
-        return self.enabled and (not self.event_types or event_type in self.event_types)
+        return self.enabled and (
+            not self.event_types
+            or event_type in self.event_types
+            or webhook_event_family(event_type) in self.event_types
+        )
 
 
 class DeliveryStatus(models.TextChoices):
@@ -347,7 +433,8 @@ class DeliveryStatus(models.TextChoices):
 
 class WebhookDelivery(models.Model):
     """One event for one endpoint, with its attempts. Retried with exponential back-off until delivered
-    or ``WEBHOOK_MAX_ATTEMPTS`` is reached."""
+    or ``WEBHOOK_MAX_ATTEMPTS`` is reached. ``event_id`` is the Standard Webhooks ``webhook-id``: the same
+    for every attempt and replay, so receivers can drop what they already processed."""
 
     id = PublicIdField(prefix="whd")
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
@@ -367,9 +454,30 @@ class WebhookDelivery(models.Model):
         ordering = ["-created_at"]
         verbose_name_plural = "webhook deliveries"
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        constraints = [
+            # An event reaches an endpoint once, however often its emitter runs (ids of events about one
+            # object are derived from it: see ``webhook_event_id``).
+            models.UniqueConstraint(fields=["event_id", "endpoint"], name="webhook_delivery_once_per_endpoint")
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} → {self.endpoint}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP request of a delivery and what came back (the portal's and the admin's attempt log)."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempted_at = models.DateTimeField()
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    manual = models.BooleanField(default=False, help_text="A replay asked for by the merchant or an operator.")
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
 
 
 # --- Entitlements (wallets/ENTITLEMENTS.md) -------------------------------------------------------

@@ -19,8 +19,9 @@ def commitment_true_up_due_task() -> int:
 
 
 @shared_task
-def webhook_delivery_send_task(delivery_id: str) -> str:
-    return webhooks.webhook_delivery_attempt(delivery_id=delivery_id, now=timezone.now()).status
+def webhook_delivery_send_task(delivery_id: str) -> str | None:
+    delivery = webhooks.webhook_delivery_attempt(delivery_id=delivery_id, now=timezone.now())
+    return delivery.status if delivery is not None else None
 
 
 @shared_task

@@ -19,6 +19,7 @@ from ..models import (
     InvoiceStatus,
 )
 from ..selectors import invoice_creditable_lines
+from ..webhook_events import credit_note_issued_emit
 from .delivery import document_delivery_queue
 from .invoice_states import locked_invoice
 from .numbering import credit_note_number_format, next_number
@@ -81,4 +82,5 @@ def credit_note_issue(
             row.credit_note = note
         CreditNoteLine.objects.bulk_create(rows)
         document_delivery_queue(document=note, now=now)  # e-mailed to the customer after commit
+        credit_note_issued_emit(credit_note=note, now=now)
     return note

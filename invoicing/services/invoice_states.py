@@ -29,6 +29,7 @@ from ..models import (
     InvoiceStatus,
     LineKind,
 )
+from ..webhook_events import invoice_created_emit, invoice_paid_emit, invoice_voided_emit
 from .lifecycle import subscription_load
 from .settlement import Prepaid, invoice_prepaid, prepaid_lock, prepaid_settle
 from .writer import invoice_from_composition, invoice_insert_or_skip, invoice_issue, line_rows
@@ -137,8 +138,10 @@ def invoice_mark_paid(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
         invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        grant = None
         if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
-            grant_purchase_fulfil(invoice_ref=invoice.pk, now=now)  # a bought entitlement grant, if any
+            grant = grant_purchase_fulfil(invoice_ref=invoice.pk, now=now)  # a bought entitlement grant, if any
+        invoice_paid_emit(invoice=invoice, now=now, grant_id=grant.pk if grant is not None else None)
         if invoice.kind == InvoiceKind.OPENING:
             # Paying Invoice 0 activates a subscription that waited for it (the API's pending_payment).
             Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
@@ -163,6 +166,7 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
         invoice.void_reason = reason
         invoice.save(update_fields=["status", "voided_at", "void_reason", "updated_at"])
         if not reissue:
+            invoice_voided_emit(invoice=invoice, now=now)
             return None
         subscription = subscription_load(invoice.subscription)
         lines = [LineDraft.from_line(line) for line in invoice.lines.select_related("price")]
@@ -183,6 +187,8 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
         replacement.save(force_insert=True)
         InvoiceLine.objects.bulk_create(line_rows(replacement, lines))
         _refresh_lines(replacement)
+        invoice_voided_emit(invoice=invoice, now=now, replacement=replacement)
+        invoice_created_emit(invoice=replacement, now=replacement.created_at)
     return replacement
 
 
@@ -267,8 +273,10 @@ def invoice_record_payment(*, invoice: Invoice, now: datetime) -> Invoice:
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = at
         invoice.save(update_fields=["status", "paid_at", "updated_at"])
+        grant = None
         if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
-            grant_purchase_fulfil(invoice_ref=invoice.pk, now=at)  # a bought entitlement grant, if any
+            grant = grant_purchase_fulfil(invoice_ref=invoice.pk, now=at)  # a bought entitlement grant, if any
+        invoice_paid_emit(invoice=invoice, now=at, grant_id=grant.pk if grant is not None else None)
         if invoice.kind == InvoiceKind.OPENING and subscription.status == SubscriptionStatus.PENDING_PAYMENT:
             subscription.status = SubscriptionStatus.ACTIVE
             subscription.save(update_fields=["status", "updated_at"])

@@ -23,6 +23,7 @@ from ..models import (
     PlanChangeKind,
     SubscriptionPlanChange,
 )
+from ..webhook_events import subscription_created_emit, subscription_terminated_emit
 from .catch_up import catch_up_enqueue, subscription_start_check_bounds
 from .runs import close_one_subscription, plan_change_apply, subscription_lock
 from .settlement import plan_charged_from, with_prepaid
@@ -88,6 +89,7 @@ def subscription_start(
         )
         subscription.full_clean()
         subscription.save()
+        subscription_created_emit(subscription=subscription, now=now)
     subscription = subscription_load(subscription)
     sub_now = subscription_now(subscription, now)
     catch_up = None
@@ -161,6 +163,7 @@ def subscription_terminate(
             subscription.status = SubscriptionStatus.TERMINATED
             subscription.terminated_at = sub_now
             subscription.save(update_fields=["status", "terminated_at", *fields])
+            subscription_terminated_emit(subscription=subscription, now=now)
             return subscription_load(subscription)
         if at_period_end:
             subscription.ending_at = period.end
@@ -171,8 +174,10 @@ def subscription_terminate(
     close_one_subscription(subscription, now=now, trigger="termination")  # every period: the final close
     subscription = subscription_load(subscription)
     if subscription.status != SubscriptionStatus.TERMINATED:
-        Subscription.objects.filter(pk=subscription.pk).update(status=SubscriptionStatus.TERMINATED)
-        subscription.refresh_from_db()
+        with transaction.atomic():
+            Subscription.objects.filter(pk=subscription.pk).update(status=SubscriptionStatus.TERMINATED)
+            subscription.refresh_from_db()
+            subscription_terminated_emit(subscription=subscription, now=now)
     return subscription
 
 

@@ -23,7 +23,9 @@ from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
+from wallets.models import WebhookEndpoint
 from wallets.selectors import subscriptions_with_debits
+from wallets.webhooks import webhook_endpoints_by_merchant
 
 from .. import metrics
 from .. import usage as usage_source
@@ -52,6 +54,7 @@ from ..models import (
 )
 from ..periods import Period
 from ..pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
+from ..webhook_events import invoice_created_emit, subscription_terminated_emit
 from .settlement import with_prepaid
 from .writer import invoice_from_composition, invoice_issue, line_rows
 
@@ -468,6 +471,7 @@ def _close_subscriptions(
         ).select_related("to_plan")
     }
     biller = Biller()
+    hooks = webhook_endpoints_by_merchant(merchant_ids={sub.merchant_id for sub in subscriptions})
     _preload_prices(biller, subscriptions, pending.values())
     work = _due_work(biller, subscriptions, as_of=as_of, max_periods=max_periods, outcome=outcome)
     # Post-paid subscriptions that were real-time earlier in a period still settle its debits: one
@@ -504,7 +508,7 @@ def _close_subscriptions(
             )
     for item in work:
         try:
-            created = _close_one(biller, item, run=run, pending=pending)
+            created = _close_one(biller, item, run=run, pending=pending, hooks=hooks)
         except Exception as error:  # one bad subscription must not stop the run; it is recorded
             logger.exception("Billing %s failed", item.subscription.id)
             outcome.failed += 1
@@ -547,14 +551,23 @@ def subscription_lock(subscription: Subscription) -> None:
         raise InvoiceError(f"{subscription.id} changed plan while being billed; the next run bills it.")
 
 
-def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: dict) -> bool:
-    """Write one invoice in its own transaction; False when it already exists.
+def _close_one(
+    biller: Biller,
+    item: _Work,
+    *,
+    run: BillingRun | None,
+    pending: dict,
+    hooks: dict[str, list[WebhookEndpoint]] | None = None,
+) -> bool:
+    """Write one invoice in its own transaction; False when it already exists. ``hooks``: the chunk's
+    webhook endpoints by merchant (loaded once: a merchant without endpoints costs no query here).
 
     The subscription row is locked first, so a concurrent worker waits here; when it goes on, the
     unique constraint refuses its duplicate, the whole invoice transaction rolls back and the
     ``IntegrityError`` becomes a skip. (The watermark keeps reruns from even trying.)
     """
     sub = item.subscription
+    endpoints = hooks.get(sub.merchant_id, []) if hooks is not None else None
     try:
         with transaction.atomic():
             subscription_lock(sub)
@@ -568,7 +581,8 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
                 invoice.save_without_historical_record(force_insert=True)
                 InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
                 invoice.merchant = sub.merchant
-                invoice_issue(invoice, now=item.now)
+                invoice_created_emit(invoice=invoice, now=invoice.created_at, endpoints=endpoints)
+                invoice_issue(invoice, now=item.now, endpoints=endpoints)
                 return True
             period = item.period
             _, end = service_window(sub, period)
@@ -588,6 +602,7 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
             )
             invoice.save_without_historical_record(force_insert=True)  # no history row: see above
             InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+            invoice_created_emit(invoice=invoice, now=invoice.created_at, endpoints=endpoints)
             if applies:
                 plan_change_apply(sub, change, invoice=invoice)
                 pending.pop(sub.id, None)
@@ -596,6 +611,7 @@ def _close_one(biller: Biller, item: _Work, *, run: BillingRun | None, pending: 
                 sub.status = SubscriptionStatus.TERMINATED
                 sub.terminated_at = sub.terminated_at or stop
                 sub.save(update_fields=["status", "terminated_at", "updated_at"])
+                subscription_terminated_emit(subscription=sub, now=item.now, endpoints=endpoints)
             return True
     except IntegrityError:
         if _already_invoiced(item):

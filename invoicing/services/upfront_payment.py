@@ -17,6 +17,7 @@ from ..models import (
     InvoiceKind,
     InvoiceStatus,
 )
+from ..webhook_events import invoice_paid_emit
 from .invoice_states import locked_invoice
 from .lifecycle import subscription_load, subscription_start
 from .runs import subscription_lock
@@ -78,6 +79,7 @@ def subscription_create_with_upfront_payment(
             opening.status = InvoiceStatus.PAID
             opening.paid_at = subscription_now(subscription, now)
             opening.save(update_fields=["status", "paid_at", "updated_at"])
+            invoice_paid_emit(invoice=opening, now=opening.paid_at)
     subscription = subscription_load(subscription)
     subscription.catch_up = catch_up
     return subscription

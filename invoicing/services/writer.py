@@ -23,6 +23,7 @@ from ..models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from ..webhook_events import Endpoints, invoice_created_emit, invoice_issued_emit
 from .delivery import document_delivery_queue
 from .numbering import invoice_number_format, next_number
 
@@ -77,6 +78,7 @@ def invoice_insert_or_skip(invoice: Invoice, lines: Iterable[LineDraft]) -> bool
     except IntegrityError:
         return False
     InvoiceLine.objects.bulk_create(line_rows(invoice, lines))
+    invoice_created_emit(invoice=invoice, now=invoice.created_at)
     return True
 
 
@@ -86,12 +88,14 @@ def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, pla
     invoice = invoice_from_composition(composed, subscription=subscription, plan=plan, **extra)
     invoice.save(force_insert=True)
     InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+    invoice_created_emit(invoice=invoice, now=invoice.created_at)
     return invoice
 
 
-def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
-    """Give a draft its number and issue it (caller holds the transaction); it is e-mailed to the customer
-    after commit (``document_delivery_queue``)."""
+def invoice_issue(invoice: Invoice, *, now: datetime, endpoints: Endpoints = None) -> None:
+    """Give a draft its number and issue it (caller holds the transaction); records ``invoice.issued``
+    (``endpoints``: the merchant's webhook endpoints when the caller loaded them) and e-mails it to the
+    customer after commit (``document_delivery_queue``)."""
     year = now.year
     sequence = next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
     invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
@@ -101,3 +105,4 @@ def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
     invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
     transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
     document_delivery_queue(document=invoice, now=now)
+    invoice_issued_emit(invoice=invoice, now=now, endpoints=endpoints)

@@ -21,7 +21,16 @@ from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Merchant, StaffMerchantAccess
 from catalog.roles import BILLING_ADMIN, billing_roles_sync
 from catalog.services import api_key_create, feature_create
-from invoicing.models import BillingRun, Invoice, InvoiceKind, PlanChangeKind, SubscriptionPlanChange
+from invoicing.mail_templates import mail_template_defaults
+from invoicing.models import (
+    BillingRun,
+    DeliverySettings,
+    Invoice,
+    InvoiceKind,
+    MailTemplate,
+    PlanChangeKind,
+    SubscriptionPlanChange,
+)
 from invoicing.services import billing_run_execute, credit_note_issue, invoice_finalize, subscription_start
 from tests.factories import MerchantFactory, TestClockFactory
 from tests.invoicing.factories import CustomerFactory, PlanFactory, fee_price, metered_price, record_usage
@@ -29,6 +38,7 @@ from tests.wallets.factories import WebhookEndpointFactory
 from wallets.entitlements import entitlement_grant_create, entitlement_issue
 from wallets.models import WebhookDelivery
 from wallets.services import commitment_create, credit_grant, wallet_policy_update
+from wallets.webhooks import webhooks_enable
 
 pytestmark = pytest.mark.django_db
 
@@ -59,10 +69,14 @@ MERCHANT_PATHS = {
     "wallets.commitment": "merchant",
     "wallets.webhookendpoint": "merchant",
     "wallets.webhookdelivery": "endpoint__merchant",
+    "wallets.webhooksettings": "merchant",
     "wallets.entitlement": "merchant",
     "wallets.entitlementgrant": "entitlement__merchant",
     "invoicing.invoice": "merchant",
     "invoicing.creditnote": "merchant",
+    "invoicing.documentdelivery": "merchant",
+    "invoicing.deliverysettings": "merchant",
+    "invoicing.mailtemplate": "merchant",
     "invoicing.subscriptionplanchange": "subscription__merchant",
     "invoicing.billingrun": None,
 }
@@ -129,6 +143,9 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
     )
     endpoint = WebhookEndpointFactory(merchant=merchant, url=f"https://{name.lower()}.example/hook")
     WebhookDelivery.objects.create(endpoint=endpoint, event_id=f"evt_{name}", event_type="balance.low", payload={})
+    webhooks_enable(merchant=merchant, now=FEB_1)
+    DeliverySettings.objects.create(merchant=merchant, from_email=f"billing@{name.lower()}.example")
+    MailTemplate.objects.create(merchant=merchant, kind="invoice", **mail_template_defaults("invoice"))
     feature = feature_create(
         merchant=merchant,
         product=plan.product,

@@ -106,7 +106,7 @@ def test_low_balance_notice_is_queued_once(customer, subscription, now):
     send(customer, 300)  # 2 left: under the threshold
     send(customer, 100)  # 1 left: still under, no second notice
 
-    [notice] = WebhookDelivery.objects.filter(event_type="balance.low")
+    [notice] = WebhookDelivery.objects.filter(event_type="balance.low.v0")
     assert notice.payload["data"]["balance"] == "2"
     wallet = Wallet.objects.get(customer=customer)
     assert wallet.low_balance_since == now

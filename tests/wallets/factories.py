@@ -14,6 +14,6 @@ class WebhookEndpointFactory(factory.django.DjangoModelFactory):
 
     merchant = factory.SubFactory("tests.factories.MerchantFactory")
     url = "http://127.0.0.1:9/hook"
-    secret = factory.Sequence(lambda n: f"whsec_test_{n:04d}")
+    secret = factory.LazyFunction(models.webhook_secret_new)
     enabled = True
     event_types = factory.LazyFunction(list)

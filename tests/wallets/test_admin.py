@@ -12,7 +12,15 @@ from django.utils import timezone
 
 from catalog.models import Customer
 from wallets.admin import CustomerCreditAdminMixin
-from wallets.models import BalancePolicy, DeliveryStatus, EntryKind, LedgerEntry, Wallet, WebhookDelivery
+from wallets.models import (
+    BalancePolicy,
+    DeliveryStatus,
+    EntryKind,
+    LedgerEntry,
+    Wallet,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from wallets.services import credit_grant, credit_top_up, usage_debit, wallet_policy_update
 from wallets.webhooks import webhook_event_emit
 
@@ -160,7 +168,16 @@ def test_retry_now_resends_a_failed_delivery(staff_client, merchant):
 
 @pytest.mark.parametrize(
     "model",
-    ["wallet", "lowbalancewallet", "ledgerentry", "creditlot", "commitment", "webhookendpoint", "webhookdelivery"],
+    [
+        "wallet",
+        "lowbalancewallet",
+        "ledgerentry",
+        "creditlot",
+        "commitment",
+        "webhookendpoint",
+        "webhookdelivery",
+        "webhooksettings",
+    ],
 )
 def test_every_wallets_changelist_opens(staff_client, customer, model):
     credit_top_up(customer=customer, currency="USD", amount=Decimal("5"), idempotency_key="t", now=timezone.now())
@@ -193,3 +210,33 @@ def test_a_commitment_is_created_from_the_admin_through_the_service(staff_client
         Decimal("120000"),
         "Annual contract",
     )
+
+
+def test_an_endpoint_is_added_with_ticked_event_types_and_a_generated_secret(staff_client, merchant):
+    response = staff_client.post(
+        reverse("admin:wallets_webhookendpoint_add"),
+        {
+            "merchant": merchant.pk,
+            "url": "https://erp.example/hooks",
+            "description": "ERP",
+            "event_types": ["invoice.issued.v0", "invoice.paid.v0"],
+            "enabled": "on",
+        },
+    )
+
+    assert response.status_code == 302
+    endpoint = WebhookEndpoint.objects.get()
+    assert (endpoint.event_types, endpoint.secret[:6]) == (["invoice.issued.v0", "invoice.paid.v0"], "whsec_")
+
+
+def test_rotating_a_secret_keeps_the_old_one_signing(staff_client, merchant):
+    endpoint = WebhookEndpointFactory(merchant=merchant)
+
+    staff_client.post(
+        reverse("admin:wallets_webhookendpoint_changelist"),
+        {"action": "rotate_secret", "_selected_action": [endpoint.pk]},
+    )
+
+    old = endpoint.secret
+    endpoint.refresh_from_db()
+    assert (endpoint.previous_secret, endpoint.secret != old) == (old, True)

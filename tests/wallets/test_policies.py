@@ -151,7 +151,7 @@ def test_low_balance_notice_fires_once_until_the_balance_recovers(customer, now)
 
     # then two notices, to the subscribed endpoint only
     deliveries = list(WebhookDelivery.objects.order_by("created_at", "id"))
-    assert [(d.endpoint_id, d.event_type) for d in deliveries] == [(endpoint.pk, "balance.low")] * 2
+    assert [(d.endpoint_id, d.event_type) for d in deliveries] == [(endpoint.pk, "balance.low.v0")] * 2
     assert deliveries[0].payload["data"] == {
         "customerId": customer.pk,
         "walletId": Wallet.objects.get().pk,

@@ -2,9 +2,11 @@
 
 from django.urls import path
 
-from . import entitlements, views
+from . import entitlements, views, webhooks
 
 urlpatterns = [
+    path("v0/webhooks", webhooks.WebhooksApi.as_view(), name="webhooks"),
+    path("v0/webhooks/portal", webhooks.WebhookPortalApi.as_view(), name="webhook-portal"),
     path("v0/customers/<str:customer_id>/balance", views.CustomerBalanceApi.as_view(), name="customer-balance"),
     path("v0/customers/<str:customer_id>/ledger", views.CustomerLedgerApi.as_view(), name="customer-ledger"),
     path("v0/customers/<str:customer_id>/grants", views.CustomerGrantApi.as_view(), name="customer-grants"),

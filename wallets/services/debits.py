@@ -19,7 +19,16 @@ from core.db import instance_from_row
 from core.formatting import decimal_string
 
 from ..errors import InsufficientBalance, WalletError
-from ..models import BalancePolicy, CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, Wallet
+from ..models import (
+    BalancePolicy,
+    CreditLot,
+    EntryKind,
+    LedgerAllocation,
+    LedgerEntry,
+    LotKind,
+    Wallet,
+    WebhookEventType,
+)
 from .ledger import (
     WALLET_TOTALS,
     ZERO,
@@ -40,7 +49,7 @@ from .ledger import (
 )
 from .policy import DEFAULT_POLICY, debit_decision
 
-AUTO_TOP_UP_EVENT = "balance.auto_top_up"
+AUTO_TOP_UP_EVENT = WebhookEventType.BALANCE_AUTO_TOP_UP.value
 
 
 @dataclass(frozen=True)
@@ -172,7 +181,14 @@ def usage_debit(
             wallet.auto_top_up_armed = False
             lots.append(lot)
             spendable.append(lot)  # paid and newest: consumed last
-            notify(wallet, AUTO_TOP_UP_EVENT, now=now, topUpAmount=decimal_string(top_up), entryId=auto_entry.pk)
+            notify(
+                wallet,
+                AUTO_TOP_UP_EVENT,
+                now=now,
+                key=auto_entry.pk,
+                topUpAmount=decimal_string(top_up),
+                entryId=auto_entry.pk,
+            )
 
         allocations, covered = consume(spendable, decision.from_credit)
         overage = decision.overage

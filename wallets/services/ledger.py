@@ -21,10 +21,19 @@ from core.db import any_of, instance_from_row, rows_select
 from core.formatting import decimal_string
 
 from ..errors import InvalidAmount
-from ..models import CreditLot, EntryKind, LedgerAllocation, LedgerEntry, LotKind, PeriodDebitTotal, Wallet
+from ..models import (
+    CreditLot,
+    EntryKind,
+    LedgerAllocation,
+    LedgerEntry,
+    LotKind,
+    PeriodDebitTotal,
+    Wallet,
+    WebhookEventType,
+)
 
 ZERO = Decimal("0")
-LOW_BALANCE_EVENT = "balance.low"
+LOW_BALANCE_EVENT = WebhookEventType.BALANCE_LOW.value
 
 
 def ledger_amount(value: Decimal | int) -> Decimal:
@@ -244,12 +253,12 @@ def wallet_totals(wallet: Wallet, lots: Iterable[CreditLot], *, now: datetime) -
     if threshold is not None and wallet.balance < threshold:
         if wallet.low_balance_since is None:
             wallet.low_balance_since = now
-            notify(wallet, LOW_BALANCE_EVENT, now=now)
+            notify(wallet, LOW_BALANCE_EVENT, now=now)  # once per crossing: low_balance_since, under the lock
     else:
         wallet.low_balance_since = None
 
 
-def notify(wallet: Wallet, event_type: str, *, now: datetime, **extra) -> None:
+def notify(wallet: Wallet, event_type: str, *, now: datetime, key: str | None = None, **extra) -> None:
     from ..webhooks import webhook_event_emit
 
     data = {
@@ -261,4 +270,4 @@ def notify(wallet: Wallet, event_type: str, *, now: datetime, **extra) -> None:
         "threshold": decimal_string(wallet.low_balance_threshold),
         **extra,
     }
-    webhook_event_emit(merchant_id=wallet.merchant_id, event_type=event_type, data=data, now=now)
+    webhook_event_emit(merchant_id=wallet.merchant_id, event_type=event_type, data=data, now=now, key=key)
