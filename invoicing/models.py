@@ -43,8 +43,15 @@ class InvoiceKind(models.TextChoices):
 class InvoiceStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ISSUED = "issued", "Issued"
+    PARTIALLY_PAID = "partially_paid", "Partially paid"
+    OVERDUE = "overdue", "Overdue"
     PAID = "paid", "Paid"
     VOID = "void", "Void"
+
+
+# Issued and not settled: money is still due (or was, until a payment or credit note settles it). The
+# receivables services move an invoice between these and PAID; nothing else does (invoicing/RECEIVABLES.md).
+OPEN_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
 
 
 class InvoiceError(Exception):
@@ -60,7 +67,7 @@ class Invoice(models.Model):
         Plan, on_delete=models.PROTECT, related_name="+", help_text="The plan whose charges this invoice bills."
     )
     kind = models.CharField(max_length=16, choices=InvoiceKind.choices, default=InvoiceKind.RECURRING)
-    status = models.CharField(max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     # Drafts have no number: numbers are assigned at issue so that a deleted or voided draft never
     # leaves a hole in the merchant's yearly sequence (tax authorities audit gaps).
     number = models.CharField(max_length=40, null=True, blank=True)
@@ -71,6 +78,9 @@ class Invoice(models.Model):
         null=True, blank=True, help_text="The draft is refreshed with late usage and issued at this moment."
     )
     issued_at = models.DateTimeField(null=True, blank=True)
+    # Fixed at issue (issue moment + the subscription's payment term): a later change of the term does not
+    # move the due date of an invoice already sent. ``invoices_mark_overdue`` compares it with the time.
+    due_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
@@ -79,6 +89,9 @@ class Invoice(models.Model):
     subtotal = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Net of tax.")
     tax = models.DecimalField(**MONEY_DIGITS, default=ZERO)
     total = models.DecimalField(**MONEY_DIGITS, default=ZERO)
+    # What the customer still owes: total − paid from prepaid balance − applied customer credit − payments
+    # allocated − credit notes applied. Written at issue and then only by the receivables services, each under
+    # the invoice's row lock (``invoicing.receivables``); never negative.
     amount_due = models.DecimalField(**MONEY_DIGITS, default=ZERO)
     replaces = models.ForeignKey(
         "self",
@@ -106,7 +119,8 @@ class Invoice(models.Model):
     # ``bulk_create`` or queryset ``update()`` calls.
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
-    AMOUNT_FIELDS = ("subtotal", "tax", "total", "amount_due", "tax_rate", "currency", "period_start", "period_end")
+    # Fixed once issued. ``amount_due`` is not among them: payments and credit notes settle it.
+    AMOUNT_FIELDS = ("subtotal", "tax", "total", "tax_rate", "currency", "period_start", "period_end")
 
     class Meta:
         ordering = ["-period_start", "-created_at"]
@@ -125,9 +139,11 @@ class Invoice(models.Model):
             models.UniqueConstraint(
                 fields=["merchant", "number"], condition=Q(number__isnull=False), name="invoice_number_unique"
             ),
+            models.CheckConstraint(condition=Q(amount_due__gte=0), name="invoice_amount_due_not_negative"),
         ]
         indexes = [
             models.Index(fields=["status", "grace_ends_at"]),
+            models.Index(fields=["status", "due_at"]),
             models.Index(fields=["merchant", "period_start"]),
         ]
 
@@ -152,6 +168,10 @@ class Invoice(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.status == InvoiceStatus.DRAFT
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
 
 
 class LineKind(models.TextChoices):
@@ -396,3 +416,128 @@ class RealtimeUsageCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.metric_id} [{self.window_start:%Y-%m-%d}, {self.window_end:%Y-%m-%d}): {self.usage}"
+
+
+# -- receivables: payments, their allocations, customer credit (invoicing/RECEIVABLES.md) ---------------------
+
+
+class PaymentMethod(models.TextChoices):
+    CARD = "card", "Card"
+    BANK_TRANSFER = "bank_transfer", "Bank transfer"
+    CASH = "cash", "Cash"
+    CHECK = "check", "Check"
+    OUT_OF_BAND = "out_of_band", "Out of band (recorded through the API)"
+    OTHER = "other", "Other"
+
+
+class Payment(models.Model):
+    """Money received from a customer, recorded once (``payment_record``) and never edited.
+
+    Its amount is allocated to invoices (``PaymentAllocation``); what no invoice takes (an overpayment) is
+    the customer's credit (a ``CustomerCreditEntry`` of kind ``overpayment``), so
+    ``amount = Σ allocations + that entry`` always."""
+
+    id = PublicIdField(prefix="pay")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(**MONEY_DIGITS)
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    reference = models.CharField(max_length=200, blank=True, help_text="Bank reference, check number, receipt…")
+    received_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    recorded_by = models.CharField(
+        max_length=150, blank=True, help_text="user:<username>, api_key:<id>, or empty for the system."
+    )
+    # Exactly once for API-created payments: a replay with the same key returns the first payment.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-recorded_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="payment_idempotency_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} {self.amount} {self.currency} ({self.received_at:%Y-%m-%d})"
+
+
+class PaymentAllocation(models.Model):
+    """The part of a payment that settles one invoice (at most one row per payment and invoice)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_allocations")
+    amount = models.DecimalField(**MONEY_DIGITS)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_allocation_amount_positive"),
+            models.UniqueConstraint(fields=["payment", "invoice"], name="payment_allocation_once_per_invoice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of {self.payment_id} to {self.invoice_id}"
+
+
+class CustomerCreditKind(models.TextChoices):
+    OVERPAYMENT = "overpayment", "Payment beyond the invoices it paid"
+    CREDIT_NOTE = "credit_note", "Credit note beyond the amount due"
+    NEGATIVE_INVOICE = "negative_invoice", "Negative invoice carried forward"
+    APPLIED = "applied", "Applied to an invoice"
+    APPLIED_RETURNED = "applied_returned", "Applied credit returned (invoice voided)"
+    CREDIT_NOTE_VOIDED = "credit_note_voided", "Credit note voided"
+
+
+class CustomerCreditEntry(models.Model):
+    """One movement of a customer's credit balance in one currency (cash-like credit, like Stripe's customer
+    balance; not the prepaid usage wallet of ``wallets``). Append-only: the balance is the sum of the
+    entries, and each source moves it at most once (the partial unique constraints below)."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_entries")
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(**MONEY_DIGITS, help_text="Positive: credit granted; negative: credit used.")
+    kind = models.CharField(max_length=20, choices=CustomerCreditKind.choices)
+    description = models.CharField(max_length=300)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries")
+    credit_note = models.ForeignKey(
+        CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "customer credit entries"
+        indexes = [models.Index(fields=["customer", "currency"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="customer_credit_entry_not_zero"),
+            models.UniqueConstraint(
+                fields=["invoice", "kind"], condition=Q(invoice__isnull=False), name="customer_credit_once_per_invoice"
+            ),
+            models.UniqueConstraint(
+                fields=["payment", "kind"], condition=Q(payment__isnull=False), name="customer_credit_once_per_payment"
+            ),
+            models.UniqueConstraint(
+                fields=["credit_note", "kind"],
+                condition=Q(credit_note__isnull=False),
+                name="customer_credit_once_per_credit_note",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+} {self.currency}: {self.description}"
+
+    def save(self, *args, **kwargs):
+        kwargs["force_insert"] = True  # append-only: an entry is never updated
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise InvoiceError("Customer credit entries are never deleted; add a reversing entry.")

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .models import BillingRun
+from .receivables import invoices_mark_overdue
 from .services import (
     DEFAULT_CHUNK_SIZE,
     billing_run_create,
@@ -122,3 +123,9 @@ def link_external_subjects_task(now: str | None = None) -> int:
     from .realtime import events_link_and_debit
 
     return events_link_and_debit(now=_moment(now)).linked
+
+
+@shared_task(name="invoicing.invoices_mark_overdue")
+def invoices_mark_overdue_task(now: str | None = None) -> int:
+    """Mark open invoices past their due date OVERDUE (invoicing/RECEIVABLES.md); returns the count."""
+    return invoices_mark_overdue(now=_moment(now))

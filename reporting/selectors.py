@@ -20,17 +20,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import Count, DateTimeField, F, Func, QuerySet, Sum
+from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from catalog.models import BillableMetric, Product
-from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
+from invoicing.models import OPEN_STATUSES, BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from metering.selectors import usage_grouped
 from wallets.models import LowBalanceWallet
 
 ZERO = Decimal("0")
-REVENUE_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
+REVENUE_STATUSES = (*OPEN_STATUSES, InvoiceStatus.PAID)
 MAX_USAGE_METRICS = 6
 MAX_PRODUCTS = 200
 MAX_CURRENCIES = 20
@@ -210,40 +210,17 @@ def _first(queryset: QuerySet, limit: int) -> Rows:
     return Rows(rows=rows[:limit], has_more=len(rows) > limit)
 
 
-class PlusDays(Func):
-    """``datetime + n days`` with ``n`` a column, on PostgreSQL and SQLite (Django's duration arithmetic cannot
-    multiply an interval by a column on SQLite)."""
-
-    arity = 2
-    output_field = DateTimeField()
-
-    def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(
-            compiler, connection, template="(%(expressions)s * INTERVAL '1 day'))", arg_joiner=" + (", **extra
-        )
-
-    def as_sqlite(self, compiler, connection, **extra):
-        # SQLite stores "YYYY-MM-DD HH:MM:SS[.ffffff]" text; strftime keeps the fraction. "%%%%" survives two formattings.
-        return self.as_sql(
-            compiler,
-            connection,
-            template="strftime('%%%%Y-%%%%m-%%%%d %%%%H:%%%%M:%%%%f', %(expressions)s || ' days')",
-            arg_joiner=", '+' || ",
-            **extra,
-        )
-
-
 def invoices_with_due_date(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
-    """Invoices annotated with ``due_at``: issue date + the subscription's payment term, as the invoice document
-    prints it (``invoicing.documents``). Drafts have no due date (NULL)."""
-    return _invoices(merchant_ids).annotate(due_at=PlusDays(F("issued_at"), F("subscription__payment_term_days")))
+    """Invoices with their ``due_at`` (fixed at issue by ``invoicing.receivables.invoice_due_at``: issue date +
+    the subscription's payment term). Drafts have no due date (NULL)."""
+    return _invoices(merchant_ids)
 
 
 def invoices_past_due(*, now: datetime, merchant_ids: Collection[str] | None = None) -> QuerySet:
     """Issued (not paid, not void) invoices whose due date has passed, oldest due first."""
     return (
         invoices_with_due_date(merchant_ids=merchant_ids)
-        .filter(status=InvoiceStatus.ISSUED, due_at__lt=now)
+        .filter(status__in=OPEN_STATUSES, due_at__lt=now)
         .select_related("customer")
         .order_by("due_at", "id")
     )

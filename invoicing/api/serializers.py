@@ -17,15 +17,20 @@ from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, m
 from catalog.api.serializers import AddressInput, _tax_rates
 from core.api.serializers import Constant, PaginationOutput, StrictSerializer
 from core.formatting import decimal_string, iso_utc
-from invoicing.models import InvoiceKind, InvoiceStatus, LineKind
+from invoicing.models import OPEN_STATUSES, InvoiceKind, InvoiceStatus, LineKind
+from invoicing.receivables import invoice_amount_paid
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
 # Our stored invoice states → the client's Invoice.status literals (and back, for the list filter).
+# The client's enum has no partially paid or overdue invoice: both are ISSUED on the wire (money is still due),
+# and the extension field ``receivableStatus`` names our status (invoicing/RECEIVABLES.md).
 STATUS_TO_WIRE = {
     InvoiceStatus.DRAFT: "DRAFT",
     InvoiceStatus.ISSUED: "ISSUED",
+    InvoiceStatus.PARTIALLY_PAID: "ISSUED",
+    InvoiceStatus.OVERDUE: "ISSUED",
     InvoiceStatus.PAID: "PAID",
     InvoiceStatus.VOID: "CANCELLED",
 }
@@ -42,7 +47,8 @@ WIRE_STATUSES = (
     "WRITTEN_OFF",
     "FAILED",
 )
-WIRE_TO_STATUS = {wire: stored for stored, wire in STATUS_TO_WIRE.items()}
+# A wire status filter matches every stored status shown as it (ISSUED: issued, partially paid, overdue).
+WIRE_TO_STATUS = {wire: [stored for stored, shown in STATUS_TO_WIRE.items() if shown == wire] for wire in WIRE_STATUSES}
 CHANGE_REASONS = ("commercial", "correction", "migration", "unspecified")
 
 
@@ -162,8 +168,9 @@ def payment_of(subscription, opening, request) -> dict | None:
     """The ``payment`` object: ``pending`` while Invoice 0 waits to be paid, ``paid`` once it is."""
     if opening is None:
         return None
-    amount = money_string(opening.amount_due, opening.currency)
-    if subscription.status == catalog.SubscriptionStatus.PENDING_PAYMENT and opening.status == InvoiceStatus.ISSUED:
+    # Invoice 0's amount to pay: what is still due plus what payments already took of it.
+    amount = money_string(opening.amount_due + invoice_amount_paid(invoice=opening), opening.currency)
+    if subscription.status == catalog.SubscriptionStatus.PENDING_PAYMENT and opening.status in OPEN_STATUSES:
         return {
             "status": "pending",
             "amount": amount,
@@ -502,6 +509,11 @@ class InvoiceOutput(serializers.Serializer):
     lineItems = InvoiceLineItemsOutput(required=False, allow_null=True)
     kind = serializers.ChoiceField(choices=InvoiceKind.choices, help_text="Meterline extension.")
     amountDue = DecimalString(help_text="Meterline extension: what the customer owes (0 for a credit).")
+    receivableStatus = serializers.ChoiceField(
+        choices=InvoiceStatus.choices,
+        help_text="Meterline extension: the stored status; ISSUED on the wire is issued, partially_paid or overdue.",
+    )
+    amountPaid = DecimalString(help_text="Meterline extension: payments allocated to the invoice.")
     taxRatePercent = DecimalNumber(help_text="Meterline extension.")
     taxBehavior = serializers.CharField(help_text="Meterline extension.")
 

@@ -37,7 +37,8 @@ from core.formatting import decimal_string, iso_utc
 from invoicing import selectors, services
 from invoicing.calculation import subscription_period_at
 from invoicing.documents import invoice_filename, invoice_pdf
-from invoicing.models import Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceError, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from invoicing.receivables import amount_paid_expression, invoice_amount_paid
 
 from . import serializers as s
 
@@ -448,7 +449,7 @@ def _invoices(merchant):
     return (
         Invoice.objects.filter(merchant=merchant)
         .select_related("subscription__plan", "subscription__customer", "plan", "merchant")
-        .annotate(item_count=Count("lines", filter=~Q(lines__kind=LineKind.TAX)))
+        .annotate(item_count=Count("lines", filter=~Q(lines__kind=LineKind.TAX)), amount_paid=amount_paid_expression())
     )
 
 
@@ -474,11 +475,12 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
     if grace is None:
         grace = invoice.issued_at if invoice.kind == InvoiceKind.OPENING else None
         grace = grace or invoice.period_end + invoice.merchant.invoice_grace_period
-    paid = invoice.status == InvoiceStatus.PAID
-    open_ = invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED)
+    open_ = invoice.status in (InvoiceStatus.DRAFT, *OPEN_STATUSES)
+    amount_paid = getattr(invoice, "amount_paid", None)
+    amount_paid = invoice_amount_paid(invoice=invoice) if amount_paid is None else amount_paid
     due_at = None
-    if invoice.issued_at is not None:
-        due_day = (invoice.issued_at + timedelta(days=subscription.payment_term_days)).date()
+    if invoice.due_at is not None:
+        due_day = invoice.due_at.date()
         due_at = f"{due_day.isoformat()}T00:00:00Z"
     body = {
         "id": invoice.id,
@@ -497,7 +499,7 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
         "subtotal": money_string(invoice.subtotal, invoice.currency),
         "totalTax": money_string(invoice.tax, invoice.currency),
         "grandTotal": money_string(invoice.total, invoice.currency),
-        "paidAmount": money_string(invoice.amount_due if paid else Decimal(0), invoice.currency),
+        "paidAmount": money_string(amount_paid, invoice.currency),
         "unpaidAmount": money_string(invoice.amount_due if open_ else Decimal(0), invoice.currency),
         "itemCount": getattr(invoice, "item_count", None)
         if getattr(invoice, "item_count", None) is not None
@@ -523,6 +525,9 @@ def invoice_body(request, invoice: Invoice, *, line_items: dict | None = None) -
         },
         "kind": invoice.kind,
         "amountDue": money_string(invoice.amount_due, invoice.currency),
+        # Extensions (invoicing/RECEIVABLES.md): our status (ISSUED on the wire may be partially paid or overdue).
+        "receivableStatus": invoice.status,
+        "amountPaid": money_string(amount_paid, invoice.currency),
         "taxRatePercent": invoice.tax_rate.normalize(),
         "taxBehavior": invoice.tax_behavior,
     }
@@ -613,7 +618,7 @@ class InvoiceCollectionApi(BillingApi):
                     {"status": [f"Unknown status {wire_status!r}; use one of {', '.join(s.WIRE_STATUSES)}."]}
                 )
             stored = s.WIRE_TO_STATUS.get(wire_status)
-            invoices = invoices.filter(status=stored) if stored else invoices.none()
+            invoices = invoices.filter(status__in=stored)
         if params.get("subscriptionId"):
             invoices = invoices.filter(subscription_id=params["subscriptionId"])
         if params.get("customerId"):
@@ -722,7 +727,7 @@ class InvoicePaymentApi(BillingApi):
         data = self.body(s.RecordPaymentInput)
         if invoice.status == InvoiceStatus.PAID:
             raise _conflict(f"Invoice {invoice} is already paid.", "INVOICE_ALREADY_PAID")
-        if invoice.status != InvoiceStatus.ISSUED:
+        if invoice.status not in OPEN_STATUSES:
             raise self._unprocessable(
                 f"Invoice {invoice} is {s.STATUS_TO_WIRE[invoice.status]}; payments are recorded on ISSUED invoices.",
                 "INVOICE_NOT_LINKABLE_STATUS",
@@ -734,7 +739,7 @@ class InvoicePaymentApi(BillingApi):
                 "MERCHANT_NO_PAYMENT_ACCOUNT",
             )
         try:
-            services.invoice_record_payment(invoice=invoice, now=timezone.now())
+            services.invoice_record_payment(invoice=invoice, now=timezone.now(), recorded_by=str(request.user))
         except services.InvoicePaymentError as error:
             if error.code == "INVOICE_ALREADY_PAID":
                 raise _conflict(str(error), error.code) from None

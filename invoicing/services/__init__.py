@@ -13,10 +13,10 @@ package's API: callers import them from ``invoicing.services``.
 """
 
 from ..calculation import subscription_now
+from ..receivables import InvoicePaymentError
 from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
 from .credit_notes import credit_note_issue
 from .invoice_states import (
-    InvoicePaymentError,
     invoice_bill_late_usage,
     invoice_finalize,
     invoice_mark_paid,

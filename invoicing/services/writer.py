@@ -23,6 +23,7 @@ from ..models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from ..receivables import invoice_due_at
 from .numbering import invoice_number_format, next_number
 
 
@@ -96,5 +97,6 @@ def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
     invoice.status = InvoiceStatus.ISSUED
     invoice.issued_at = now
     invoice.grace_ends_at = None
-    invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
+    invoice.due_at = invoice_due_at(issued_at=now, payment_term_days=invoice.subscription.payment_term_days)
+    invoice.save(update_fields=["number", "status", "issued_at", "due_at", "grace_ends_at", "updated_at"])
     transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
