@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 from catalog.models import (
@@ -185,12 +185,19 @@ class LineKind(models.TextChoices):
     # Real-time billing: the part of the usage lines already paid from prepaid credit (applied after tax).
     PREPAID = "prepaid", "Paid from prepaid balance"
     COMMITMENT = "commitment", "Commitment shortfall"
+    # Receivables: customer credit applied at issue, after tax (like PREPAID: a settlement, not a charge).
+    APPLIED_CREDIT = "applied_credit", "Applied credit balance"
+
+
+# Lines after the total: what already settled part of it. Σ charge lines (+ tax when exclusive) = total;
+# total + Σ settlement lines = the amount due at issue (when not negative; else carried forward as credit).
+SETTLEMENT_LINE_KINDS = (LineKind.PREPAID, LineKind.APPLIED_CREDIT)
 
 
 class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=0)
-    kind = models.CharField(max_length=10, choices=LineKind.choices)
+    kind = models.CharField(max_length=16, choices=LineKind.choices)
     price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     description = models.CharField(max_length=500)
     quantity = models.DecimalField(**QUANTITY_DIGITS, null=True, blank=True)
@@ -218,10 +225,24 @@ class InvoiceLine(models.Model):
         return super().delete(*args, **kwargs)
 
 
-class CreditNote(models.Model):
-    """A numbered correction of an issued invoice (full or partial); the invoice itself never changes."""
+class CreditNoteStatus(models.TextChoices):
+    ISSUED = "issued", "Issued"
+    VOID = "void", "Void"
 
-    id = PublicIdField(prefix="cn")
+
+class CreditNoteSettlement(models.TextChoices):
+    CUSTOMER_CREDIT = "customer_credit", "Customer credit"
+    REFUND = "refund", "Refund"
+
+
+class CreditNote(models.Model):
+    """A numbered correction of an issued invoice (full or partial); the invoice's lines and totals never change.
+
+    Its money goes first to what the invoice still owes (``applied_to_due``); the rest, on a paid or partly paid
+    invoice, becomes customer credit or is refunded, as finance chose (``settlement``). The three parts add up
+    to the total (a check constraint). A refund (the API's ``/refunds``) is a credit note settled by refund."""
+
+    id = PublicIdField(prefix="crn")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="credit_notes")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_notes")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
@@ -232,10 +253,36 @@ class CreditNote(models.Model):
     subtotal = models.DecimalField(**MONEY_DIGITS)
     tax = models.DecimalField(**MONEY_DIGITS)
     total = models.DecimalField(**MONEY_DIGITS)
+    status = models.CharField(max_length=8, choices=CreditNoteStatus.choices, default=CreditNoteStatus.ISSUED)
+    settlement = models.CharField(
+        max_length=16, choices=CreditNoteSettlement.choices, default=CreditNoteSettlement.CUSTOMER_CREDIT
+    )
+    applied_to_due = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Taken off the invoice's amount due.")
+    credited_to_balance = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Added to customer credit.")
+    refunded = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Paid back to the customer.")
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.TextField(blank=True)
+    # Exactly once for API-created credit notes and refunds.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         ordering = ["-issued_at"]
-        constraints = [models.UniqueConstraint(fields=["merchant", "number"], name="credit_note_number_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "number"], name="credit_note_number_unique"),
+            models.CheckConstraint(
+                condition=Q(total=F("applied_to_due") + F("credited_to_balance") + F("refunded")),
+                name="credit_note_settlement_adds_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(applied_to_due__gte=0, credited_to_balance__gte=0, refunded__gte=0),
+                name="credit_note_settlement_not_negative",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="credit_note_idempotency_key_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.number

@@ -16,12 +16,22 @@ from catalog.pricing import rate, round_money
 from wallets.selectors import period_debits_so_far
 
 from .calculation import Biller, ComposedInvoice, explanation_of, subscription_now, subscription_period_at
-from .models import CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .models import (
+    OPEN_STATUSES,
+    SETTLEMENT_LINE_KINDS,
+    CreditNoteLine,
+    CreditNoteStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+)
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
 from .usage import usage_input
 
-BILLED = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
+BILLED = (*OPEN_STATUSES, InvoiceStatus.PAID)
 
 
 def invoice_list_for_period(*, merchant, start: datetime, end: datetime) -> QuerySet[Invoice]:
@@ -192,16 +202,17 @@ class CreditableLine:
 
 
 def invoice_creditable_lines(*, invoice: Invoice) -> list[CreditableLine]:
-    """Every line of ``invoice`` but tax (tax is credited with its base), in invoice order, with the
-    amount already credited on it; ``credit_note_issue`` credits at most ``remaining`` per line."""
+    """Every charge line of ``invoice`` (not tax: tax is credited with its base; not the settlement lines:
+    prepaid and applied credit), in invoice order, with the amount already credited on it by credit notes
+    not voided; ``credit_note_issue`` credits at most ``remaining`` per line."""
     credited: dict[int, Decimal] = defaultdict(Decimal)
-    for line_id, amount in CreditNoteLine.objects.filter(credit_note__invoice=invoice).values_list(
-        "invoice_line_id", "amount"
-    ):
+    for line_id, amount in CreditNoteLine.objects.filter(
+        credit_note__invoice=invoice, credit_note__status=CreditNoteStatus.ISSUED
+    ).values_list("invoice_line_id", "amount"):
         credited[line_id] += amount
     return [
         CreditableLine(line, credited[line.id])
-        for line in invoice.lines.exclude(kind=LineKind.TAX).order_by("position", "pk")
+        for line in invoice.lines.exclude(kind__in=(LineKind.TAX, *SETTLEMENT_LINE_KINDS)).order_by("position", "pk")
     ]
 
 

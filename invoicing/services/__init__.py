@@ -15,7 +15,7 @@ package's API: callers import them from ``invoicing.services``.
 from ..calculation import subscription_now
 from ..receivables import InvoicePaymentError
 from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
-from .credit_notes import credit_note_issue
+from .credit_notes import credit_note_issue, credit_note_void, invoice_refund_create
 from .invoice_states import (
     invoice_bill_late_usage,
     invoice_finalize,
@@ -95,6 +95,8 @@ __all__ = [
     "tax_rate_now",
     # credit_notes
     "credit_note_issue",
+    "credit_note_void",
+    "invoice_refund_create",
     # upfront_payment
     "subscription_opening_invoice",
     "subscription_create_with_upfront_payment",

@@ -29,6 +29,7 @@ from ..models import (
     LineKind,
 )
 from ..receivables import invoice_pay_in_full
+from ..receivables.credits import invoice_void_return_credit
 from .lifecycle import subscription_load
 from .settlement import Prepaid, invoice_prepaid, prepaid_lock, prepaid_settle
 from .writer import invoice_from_composition, invoice_insert_or_skip, invoice_issue, line_rows
@@ -152,10 +153,15 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
         invoice.voided_at = now
         invoice.void_reason = reason
         invoice.save(update_fields=["status", "voided_at", "void_reason", "updated_at"])
+        if invoice.issued_at is not None:
+            invoice_void_return_credit(invoice, now=now)
         if not reissue:
             return None
         subscription = subscription_load(invoice.subscription)
-        lines = [LineDraft.from_line(line) for line in invoice.lines.select_related("price")]
+        lines = [
+            LineDraft.from_line(line)
+            for line in invoice.lines.exclude(kind=LineKind.APPLIED_CREDIT).select_related("price")
+        ]
         replacement = Invoice(
             merchant_id=invoice.merchant_id,
             customer_id=invoice.customer_id,

@@ -24,6 +24,7 @@ from ..models import (
     InvoiceStatus,
 )
 from ..receivables import invoice_due_at
+from ..receivables.credits import invoice_issued_effects, invoice_settle_at_issue
 from .numbering import invoice_number_format, next_number
 
 
@@ -90,7 +91,8 @@ def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, pla
 
 
 def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
-    """Give a draft its number and issue it (caller holds the transaction)."""
+    """Give a draft its number, due date and amount due (customer credit applied: ``invoicing.receivables``) and
+    issue it (caller holds the transaction and the invoice's lock)."""
     year = now.year
     sequence = next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
     invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
@@ -98,5 +100,18 @@ def invoice_issue(invoice: Invoice, *, now: datetime) -> None:
     invoice.issued_at = now
     invoice.grace_ends_at = None
     invoice.due_at = invoice_due_at(issued_at=now, payment_term_days=invoice.subscription.payment_term_days)
-    invoice.save(update_fields=["number", "status", "issued_at", "due_at", "grace_ends_at", "updated_at"])
+    invoice_settle_at_issue(invoice, now=now)  # customer credit applied, or a negative total carried forward
+    invoice.save(
+        update_fields=[
+            "number",
+            "status",
+            "issued_at",
+            "due_at",
+            "grace_ends_at",
+            "amount_due",
+            "paid_at",
+            "updated_at",
+        ]
+    )
+    invoice_issued_effects(invoice, now=now)
     transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
