@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import refunds, views
 
 urlpatterns = [
     path("v0/subscriptions", views.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -20,4 +20,10 @@ urlpatterns = [
     path("v2/invoices/<str:id>/lineItems", views.InvoiceLineItemsApi.as_view(), name="invoice-line-items"),
     path("v2/invoices/<str:id>/pdf", views.InvoicePdfApi.as_view(), name="invoice-pdf"),
     path("v2/invoices/<str:id>/payment", views.InvoicePaymentApi.as_view(), name="invoice-payment"),
+    path("v2/invoices/<str:id>/refunds", refunds.InvoiceRefundCollectionApi.as_view(), name="invoice-refunds"),
+    path(
+        "v2/invoices/<str:id>/refunds/<str:refund_id>/void",
+        refunds.InvoiceRefundVoidApi.as_view(),
+        name="invoice-refund-void",
+    ),
 ]
