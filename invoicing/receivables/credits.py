@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.db.models import Max, Sum
 
+from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
 from ..models import (
@@ -35,7 +36,9 @@ def invoice_settle_at_issue(invoice: Invoice, *, now: datetime) -> None:
     in its currency, applied as a last line "Applied credit balance". A negative result is carried forward as
     customer credit (the amount due is then 0). Fully covered by credit, the invoice is issued PAID.
     The caller saves ``amount_due``, ``status`` and ``paid_at``."""
-    prepaid = invoice.lines.filter(kind=LineKind.PREPAID).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    prepaid = round_money(
+        invoice.lines.filter(kind=LineKind.PREPAID).aggregate(s=Sum("amount"))["s"] or Decimal(0), invoice.currency
+    )
     due = invoice.total + prepaid
     customer_credit_lock(invoice.customer_id)
     if due < 0:

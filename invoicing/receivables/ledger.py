@@ -11,13 +11,16 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from catalog.pricing import round_money
+
 from ..models import CreditNote, CustomerCreditEntry, Invoice, Payment
 
 
 def customer_credit_balance(*, customer_id: str, currency: str) -> Decimal:
     """The customer's credit in ``currency`` (never negative)."""
     total = CustomerCreditEntry.objects.filter(customer_id=customer_id, currency=currency).aggregate(s=Sum("amount"))
-    return total["s"] or Decimal(0)
+    # every entry is in minor units: rounding the sum only undoes SQLite's floating-point SUM
+    return round_money(total["s"] or Decimal(0), currency)
 
 
 def customer_credit_balances(*, customer_id: str) -> dict[str, Decimal]:
@@ -28,7 +31,7 @@ def customer_credit_balances(*, customer_id: str) -> dict[str, Decimal]:
         .annotate(s=Sum("amount"))
         .order_by("currency")
     )
-    return {row["currency"]: row["s"] for row in rows}
+    return {row["currency"]: round_money(row["s"], row["currency"]) for row in rows}
 
 
 def credit_entry_add(

@@ -7,6 +7,8 @@ from decimal import Decimal
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from catalog.pricing import round_money
+
 from ..models import MONEY_DIGITS, Invoice, PaymentAllocation
 
 
@@ -30,4 +32,4 @@ def invoices_with_amount_paid(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
 
 def invoice_amount_paid(*, invoice: Invoice) -> Decimal:
     total = PaymentAllocation.objects.filter(invoice=invoice).aggregate(s=Sum("amount"))["s"]
-    return total or Decimal(0)
+    return round_money(total or Decimal(0), invoice.currency)  # SQLite sums decimals as floats

@@ -35,7 +35,11 @@ def _credited(invoice: Invoice) -> tuple[Decimal, Decimal]:
     sums = CreditNote.objects.filter(invoice=invoice, status=CreditNoteStatus.ISSUED).aggregate(
         total=Sum("total"), tax=Sum("tax")
     )
-    return sums["total"] or Decimal(0), sums["tax"] or Decimal(0)
+    # rounded: SQLite sums decimals as floats; every credit note is in minor units
+    return (
+        round_money(sums["total"] or Decimal(0), invoice.currency),
+        round_money(sums["tax"] or Decimal(0), invoice.currency),
+    )
 
 
 def credit_note_issue(
