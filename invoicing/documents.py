@@ -60,7 +60,7 @@ def invoice_context(invoice: Invoice) -> dict:
         ("Issue date", f"{invoice.issued_at:{DATE}}" if invoice.issued_at else "—"),
         (
             "Due date",
-            f"{invoice.due_at:{DATE}}" if invoice.issued_at else "—",
+            f"{invoice.due_at:{DATE}}" if invoice.due_at else "—",
         ),
         ("Billing period", _period(invoice.period_start, invoice.period_end, invoice.customer.time_zone)),
         ("Subscription", f"{invoice.subscription.name} ({invoice.subscription_id})"),

@@ -4,11 +4,13 @@ An invoice is written in one transaction with its lines; a recurring invoice exi
 (subscription, period start) — a partial unique constraint, not application logic, guarantees it.
 Issued invoices never change: the service layer refuses, and ``Invoice.save`` refuses changed amounts
 on a row that was loaded in a non-draft state.
+
+Kept whole for now because invoices, credit notes, receivables and deliveries reference each other in one
+migration history; the next split is a ``models/`` package (documents, runs, receivables, delivery).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import models
@@ -27,7 +29,6 @@ from catalog.models import (
     Subscription,
 )
 from catalog.validators import validate_email_list
-from core.expressions import PlusDays
 from core.ids import PublicIdField
 
 # Amounts on documents are rounded to the currency's minor unit (at most 3 places: KWD, BHD…).
@@ -46,19 +47,19 @@ class InvoiceKind(models.TextChoices):
 class InvoiceStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ISSUED = "issued", "Issued"
+    PARTIALLY_PAID = "partially_paid", "Partially paid"
+    OVERDUE = "overdue", "Overdue"
     PAID = "paid", "Paid"
     VOID = "void", "Void"
 
 
+# Issued and not settled: money is still due (or was, until a payment or credit note settles it). The
+# receivables services move an invoice between these and PAID; nothing else does (invoicing/RECEIVABLES.md).
+OPEN_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
+
+
 class InvoiceError(Exception):
     """A refused change to an invoice or credit note (wrong state, amounts out of range)."""
-
-
-class InvoiceQuerySet(models.QuerySet):
-    def with_due_at(self) -> InvoiceQuerySet:
-        """``due_at`` as a query alias, to filter and order by (``.filter(due_at__lt=now)``): the SQL form of
-        ``Invoice.due_at``, the one definition of the due date beside it."""
-        return self.alias(due_at=PlusDays(F("issued_at"), F("subscription__payment_term_days")))
 
 
 class Invoice(models.Model):
@@ -70,7 +71,7 @@ class Invoice(models.Model):
         Plan, on_delete=models.PROTECT, related_name="+", help_text="The plan whose charges this invoice bills."
     )
     kind = models.CharField(max_length=16, choices=InvoiceKind.choices, default=InvoiceKind.RECURRING)
-    status = models.CharField(max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     # Drafts have no number: numbers are assigned at issue so that a deleted or voided draft never
     # leaves a hole in the merchant's yearly sequence (tax authorities audit gaps).
     number = models.CharField(max_length=40, null=True, blank=True)
@@ -81,6 +82,9 @@ class Invoice(models.Model):
         null=True, blank=True, help_text="The draft is refreshed with late usage and issued at this moment."
     )
     issued_at = models.DateTimeField(null=True, blank=True)
+    # Fixed at issue (issue moment + the subscription's payment term): a later change of the term does not
+    # move the due date of an invoice already sent. ``invoices_mark_overdue`` compares it with the time.
+    due_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
@@ -89,6 +93,9 @@ class Invoice(models.Model):
     subtotal = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Net of tax.")
     tax = models.DecimalField(**MONEY_DIGITS, default=ZERO)
     total = models.DecimalField(**MONEY_DIGITS, default=ZERO)
+    # What the customer still owes: total − paid from prepaid balance − applied customer credit − payments
+    # allocated − credit notes applied. Written at issue and then only by the receivables services, each under
+    # the invoice's row lock (``invoicing.receivables``); never negative.
     amount_due = models.DecimalField(**MONEY_DIGITS, default=ZERO)
     replaces = models.ForeignKey(
         "self",
@@ -116,9 +123,8 @@ class Invoice(models.Model):
     # ``bulk_create`` or queryset ``update()`` calls.
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
-    objects = InvoiceQuerySet.as_manager()
-
-    AMOUNT_FIELDS = ("subtotal", "tax", "total", "amount_due", "tax_rate", "currency", "period_start", "period_end")
+    # Fixed once issued. ``amount_due`` is not among them: payments and credit notes settle it.
+    AMOUNT_FIELDS = ("subtotal", "tax", "total", "tax_rate", "currency", "period_start", "period_end")
 
     class Meta:
         ordering = ["-period_start", "-created_at"]
@@ -137,9 +143,11 @@ class Invoice(models.Model):
             models.UniqueConstraint(
                 fields=["merchant", "number"], condition=Q(number__isnull=False), name="invoice_number_unique"
             ),
+            models.CheckConstraint(condition=Q(amount_due__gte=0), name="invoice_amount_due_not_negative"),
         ]
         indexes = [
             models.Index(fields=["status", "grace_ends_at"]),
+            models.Index(fields=["status", "due_at"]),
             models.Index(fields=["merchant", "period_start"]),
         ]
 
@@ -166,13 +174,8 @@ class Invoice(models.Model):
         return self.status == InvoiceStatus.DRAFT
 
     @property
-    def due_at(self) -> datetime | None:
-        """When an issued invoice falls due: its issue moment plus the subscription's payment term in days (the
-        document prints its date, the API its UTC day, the billing home its local day). Drafts have none.
-        ``Invoice.objects.with_due_at()`` is the same in SQL."""
-        if self.issued_at is None:
-            return None
-        return self.issued_at + timedelta(days=self.subscription.payment_term_days)
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
 
 
 class LineKind(models.TextChoices):
@@ -186,12 +189,19 @@ class LineKind(models.TextChoices):
     # Real-time billing: the part of the usage lines already paid from prepaid credit (applied after tax).
     PREPAID = "prepaid", "Paid from prepaid balance"
     COMMITMENT = "commitment", "Commitment shortfall"
+    # Receivables: customer credit applied at issue, after tax (like PREPAID: a settlement, not a charge).
+    APPLIED_CREDIT = "applied_credit", "Applied credit balance"
+
+
+# Lines after the total: what already settled part of it. Σ charge lines (+ tax when exclusive) = total;
+# total + Σ settlement lines = the amount due at issue (when not negative; else carried forward as credit).
+SETTLEMENT_LINE_KINDS = (LineKind.PREPAID, LineKind.APPLIED_CREDIT)
 
 
 class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField(default=0)
-    kind = models.CharField(max_length=10, choices=LineKind.choices)
+    kind = models.CharField(max_length=16, choices=LineKind.choices)
     price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     description = models.CharField(max_length=500)
     quantity = models.DecimalField(**QUANTITY_DIGITS, null=True, blank=True)
@@ -219,10 +229,24 @@ class InvoiceLine(models.Model):
         return super().delete(*args, **kwargs)
 
 
-class CreditNote(models.Model):
-    """A numbered correction of an issued invoice (full or partial); the invoice itself never changes."""
+class CreditNoteStatus(models.TextChoices):
+    ISSUED = "issued", "Issued"
+    VOID = "void", "Void"
 
-    id = PublicIdField(prefix="cn")
+
+class CreditNoteSettlement(models.TextChoices):
+    CUSTOMER_CREDIT = "customer_credit", "Customer credit"
+    REFUND = "refund", "Refund"
+
+
+class CreditNote(models.Model):
+    """A numbered correction of an issued invoice (full or partial); the invoice's lines and totals never change.
+
+    Its money goes first to what the invoice still owes (``applied_to_due``); the rest, on a paid or partly paid
+    invoice, becomes customer credit or is refunded, as finance chose (``settlement``). The three parts add up
+    to the total (a check constraint). A refund (the API's ``/refunds``) is a credit note settled by refund."""
+
+    id = PublicIdField(prefix="crn")
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="credit_notes")
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_notes")
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
@@ -233,10 +257,36 @@ class CreditNote(models.Model):
     subtotal = models.DecimalField(**MONEY_DIGITS)
     tax = models.DecimalField(**MONEY_DIGITS)
     total = models.DecimalField(**MONEY_DIGITS)
+    status = models.CharField(max_length=8, choices=CreditNoteStatus.choices, default=CreditNoteStatus.ISSUED)
+    settlement = models.CharField(
+        max_length=16, choices=CreditNoteSettlement.choices, default=CreditNoteSettlement.CUSTOMER_CREDIT
+    )
+    applied_to_due = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Taken off the invoice's amount due.")
+    credited_to_balance = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Added to customer credit.")
+    refunded = models.DecimalField(**MONEY_DIGITS, default=ZERO, help_text="Paid back to the customer.")
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.TextField(blank=True)
+    # Exactly once for API-created credit notes and refunds.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         ordering = ["-issued_at"]
-        constraints = [models.UniqueConstraint(fields=["merchant", "number"], name="credit_note_number_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "number"], name="credit_note_number_unique"),
+            models.CheckConstraint(
+                condition=Q(total=F("applied_to_due") + F("credited_to_balance") + F("refunded")),
+                name="credit_note_settlement_adds_up",
+            ),
+            models.CheckConstraint(
+                condition=Q(applied_to_due__gte=0, credited_to_balance__gte=0, refunded__gte=0),
+                name="credit_note_settlement_not_negative",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="credit_note_idempotency_key_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.number
@@ -573,3 +623,128 @@ class DocumentDelivery(models.Model):
     @property
     def document(self) -> Invoice | CreditNote:
         return self.invoice if self.invoice_id else self.credit_note
+
+
+# -- receivables: payments, their allocations, customer credit (invoicing/RECEIVABLES.md) ---------------------
+
+
+class PaymentMethod(models.TextChoices):
+    CARD = "card", "Card"
+    BANK_TRANSFER = "bank_transfer", "Bank transfer"
+    CASH = "cash", "Cash"
+    CHECK = "check", "Check"
+    OUT_OF_BAND = "out_of_band", "Out of band (recorded through the API)"
+    OTHER = "other", "Other"
+
+
+class Payment(models.Model):
+    """Money received from a customer, recorded once (``payment_record``) and never edited.
+
+    Its amount is allocated to invoices (``PaymentAllocation``); what no invoice takes (an overpayment) is
+    the customer's credit (a ``CustomerCreditEntry`` of kind ``overpayment``), so
+    ``amount = Σ allocations + that entry`` always."""
+
+    id = PublicIdField(prefix="pay")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="payments")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="payments")
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(**MONEY_DIGITS)
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    reference = models.CharField(max_length=200, blank=True, help_text="Bank reference, check number, receipt…")
+    received_at = models.DateTimeField()
+    recorded_at = models.DateTimeField()
+    recorded_by = models.CharField(
+        max_length=150, blank=True, help_text="user:<username>, api_key:<id>, or empty for the system."
+    )
+    # Exactly once for API-created payments: a replay with the same key returns the first payment.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-recorded_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="payment_idempotency_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} {self.amount} {self.currency} ({self.received_at:%Y-%m-%d})"
+
+
+class PaymentAllocation(models.Model):
+    """The part of a payment that settles one invoice (at most one row per payment and invoice)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_allocations")
+    amount = models.DecimalField(**MONEY_DIGITS)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_allocation_amount_positive"),
+            models.UniqueConstraint(fields=["payment", "invoice"], name="payment_allocation_once_per_invoice"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of {self.payment_id} to {self.invoice_id}"
+
+
+class CustomerCreditKind(models.TextChoices):
+    OVERPAYMENT = "overpayment", "Payment beyond the invoices it paid"
+    CREDIT_NOTE = "credit_note", "Credit note beyond the amount due"
+    NEGATIVE_INVOICE = "negative_invoice", "Negative invoice carried forward"
+    APPLIED = "applied", "Applied to an invoice"
+    APPLIED_RETURNED = "applied_returned", "Applied credit returned (invoice voided)"
+    CREDIT_NOTE_VOIDED = "credit_note_voided", "Credit note voided"
+
+
+class CustomerCreditEntry(models.Model):
+    """One movement of a customer's credit balance in one currency (cash-like credit, like Stripe's customer
+    balance; not the prepaid usage wallet of ``wallets``). Append-only: the balance is the sum of the
+    entries, and each source moves it at most once (the partial unique constraints below)."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_entries")
+    currency = models.CharField(max_length=3)
+    amount = models.DecimalField(**MONEY_DIGITS, help_text="Positive: credit granted; negative: credit used.")
+    kind = models.CharField(max_length=20, choices=CustomerCreditKind.choices)
+    description = models.CharField(max_length=300)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries")
+    credit_note = models.ForeignKey(
+        CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "customer credit entries"
+        indexes = [models.Index(fields=["customer", "currency"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="customer_credit_entry_not_zero"),
+            models.UniqueConstraint(
+                fields=["invoice", "kind"], condition=Q(invoice__isnull=False), name="customer_credit_once_per_invoice"
+            ),
+            models.UniqueConstraint(
+                fields=["payment", "kind"], condition=Q(payment__isnull=False), name="customer_credit_once_per_payment"
+            ),
+            models.UniqueConstraint(
+                fields=["credit_note", "kind"],
+                condition=Q(credit_note__isnull=False),
+                name="customer_credit_once_per_credit_note",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount:+} {self.currency}: {self.description}"
+
+    def save(self, *args, **kwargs):
+        kwargs["force_insert"] = True  # append-only: an entry is never updated
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise InvoiceError("Customer credit entries are never deleted; add a reversing entry.")

@@ -26,12 +26,24 @@ from .calculation import (
     subscription_now,
     subscription_period_at,
 )
-from .models import ZERO, CreditNoteLine, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
+from .models import (
+    OPEN_STATUSES,
+    SETTLEMENT_LINE_KINDS,
+    ZERO,
+    CreditNoteLine,
+    CreditNoteStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+)
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
+from .receivables.selectors import amount_paid_expression
 from .usage import usage_input
 
-BILLED = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
+BILLED = (*OPEN_STATUSES, InvoiceStatus.PAID)
 
 
 def invoice_list_for_period(*, merchant, start: datetime, end: datetime) -> QuerySet[Invoice]:
@@ -192,16 +204,17 @@ class CreditableLine:
 
 
 def invoice_creditable_lines(*, invoice: Invoice) -> list[CreditableLine]:
-    """Every line of ``invoice`` but tax (tax is credited with its base), in invoice order, with the
-    amount already credited on it; ``credit_note_issue`` credits at most ``remaining`` per line."""
+    """Every charge line of ``invoice`` (not tax: tax is credited with its base; not the settlement lines:
+    prepaid and applied credit), in invoice order, with the amount already credited on it by credit notes
+    not voided; ``credit_note_issue`` credits at most ``remaining`` per line."""
     credited: dict[int, Decimal] = defaultdict(Decimal)
-    for line_id, amount in CreditNoteLine.objects.filter(credit_note__invoice=invoice).values_list(
-        "invoice_line_id", "amount"
-    ):
+    for line_id, amount in CreditNoteLine.objects.filter(
+        credit_note__invoice=invoice, credit_note__status=CreditNoteStatus.ISSUED
+    ).values_list("invoice_line_id", "amount"):
         credited[line_id] += amount
     return [
         CreditableLine(line, credited[line.id])
-        for line in invoice.lines.exclude(kind=LineKind.TAX).order_by("position", "pk")
+        for line in invoice.lines.exclude(kind__in=(LineKind.TAX, *SETTLEMENT_LINE_KINDS)).order_by("position", "pk")
     ]
 
 
@@ -328,7 +341,7 @@ def _invoices(merchant: Merchant) -> QuerySet[Invoice]:
     return (
         Invoice.objects.filter(merchant=merchant)
         .select_related("subscription__plan", "subscription__customer", "plan", "merchant")
-        .annotate(item_count=Count("lines", filter=~Q(lines__kind=LineKind.TAX)))
+        .annotate(item_count=Count("lines", filter=~Q(lines__kind=LineKind.TAX)), amount_paid=amount_paid_expression())
     )
 
 

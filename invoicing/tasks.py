@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .models import BillingRun
+from .receivables import invoices_mark_overdue
 from .services import (
     DEFAULT_CHUNK_SIZE,
     billing_run_create,
@@ -138,3 +139,9 @@ def document_delivery_send_task(delivery_id: int) -> str:
 def document_deliveries_send_due_task() -> int:
     """Retry the deliveries whose next attempt is due, and send those whose task was lost; returns the count."""
     return len(document_deliveries_send_due(now=timezone.now()))
+
+
+@shared_task(name="invoicing.invoices_mark_overdue")
+def invoices_mark_overdue_task(now: str | None = None) -> int:
+    """Mark open invoices past their due date OVERDUE (invoicing/RECEIVABLES.md); returns the count."""
+    return invoices_mark_overdue(now=_moment(now))

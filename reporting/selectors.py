@@ -25,12 +25,12 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from catalog.models import BillableMetric, Product
-from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
+from invoicing.models import OPEN_STATUSES, BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from metering.selectors import usage_grouped
 from wallets.models import LowBalanceWallet
 
 ZERO = Decimal("0")
-REVENUE_STATUSES = (InvoiceStatus.ISSUED, InvoiceStatus.PAID)
+REVENUE_STATUSES = (*OPEN_STATUSES, InvoiceStatus.PAID)
 MAX_USAGE_METRICS = 6
 MAX_PRODUCTS = 200
 MAX_CURRENCIES = 20
@@ -210,13 +210,18 @@ def _first(queryset: QuerySet, limit: int) -> Rows:
     return Rows(rows=rows[:limit], has_more=len(rows) > limit)
 
 
+def invoices_with_due_date(*, merchant_ids: Collection[str] | None = None) -> QuerySet:
+    """Invoices with their ``due_at`` (fixed at issue by ``invoicing.receivables.invoice_due_at``: issue date +
+    the subscription's payment term). Drafts have no due date (NULL)."""
+    return _invoices(merchant_ids)
+
+
 def invoices_past_due(*, now: datetime, merchant_ids: Collection[str] | None = None) -> QuerySet:
     """Issued (not paid, not void) invoices whose due date (``Invoice.due_at``) has passed, oldest due first."""
     return (
-        _invoices(merchant_ids)
-        .with_due_at()
-        .filter(status=InvoiceStatus.ISSUED, due_at__lt=now)
-        .select_related("customer", "subscription")
+        invoices_with_due_date(merchant_ids=merchant_ids)
+        .filter(status__in=OPEN_STATUSES, due_at__lt=now)
+        .select_related("customer")
         .order_by("due_at", "id")
     )
 

@@ -242,6 +242,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.finalize_due_invoices",
         "schedule": crontab(minute="5-59/15"),
     },
+    # Open invoices past their due date become overdue. Every 15 minutes at :10: https://crontab.guru/#10-59/15_*_*_*_*
+    "invoicing-invoices-mark-overdue": {
+        "task": "invoicing.invoices_mark_overdue",
+        "schedule": crontab(minute="10-59/15"),
+    },
     # Usage events sent with an externalSubject before the customer existed (metering/README.md), linked
     # and, for real-time subscriptions, debited (invoicing/REALTIME.md). Every minute: https://crontab.guru/#*_*_*_*_*
     "invoicing-link-external-subjects": {

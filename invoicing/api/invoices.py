@@ -16,7 +16,7 @@ from core.api.schema import paging_parameters
 from core.api.serializers import ErrorOutput, list_output
 from invoicing import selectors, services
 from invoicing.documents import invoice_filename, invoice_pdf
-from invoicing.models import Invoice, InvoiceStatus
+from invoicing.models import OPEN_STATUSES, Invoice, InvoiceStatus
 
 from . import serializers as s
 from .common import CONFLICT, ERRORS, LINE_ITEMS_MAX, PAGING, BillingApi, conflict, invoice_or_404
@@ -86,8 +86,7 @@ class InvoiceCollectionApi(BillingApi):
                 raise exceptions.ValidationError(
                     {"status": [f"Unknown status {wire_status!r}; use one of {', '.join(s.WIRE_STATUSES)}."]}
                 )
-            stored = s.WIRE_TO_STATUS.get(wire_status)
-            statuses = [stored] if stored else []
+            statuses = s.WIRE_TO_STATUS.get(wire_status, [])
         invoices = selectors.invoice_list(
             merchant=self.merchant,
             statuses=statuses,
@@ -190,7 +189,7 @@ class InvoicePaymentApi(BillingApi):
         data = self.body(s.RecordPaymentInput)
         if invoice.status == InvoiceStatus.PAID:
             raise conflict(f"Invoice {invoice} is already paid.", "INVOICE_ALREADY_PAID")
-        if invoice.status != InvoiceStatus.ISSUED:
+        if invoice.status not in OPEN_STATUSES:
             raise self._unprocessable(
                 f"Invoice {invoice} is {s.STATUS_TO_WIRE[invoice.status]}; payments are recorded on ISSUED invoices.",
                 "INVOICE_NOT_LINKABLE_STATUS",
@@ -202,7 +201,7 @@ class InvoicePaymentApi(BillingApi):
                 "MERCHANT_NO_PAYMENT_ACCOUNT",
             )
         try:
-            services.invoice_record_payment(invoice=invoice, now=timezone.now())
+            services.invoice_record_payment(invoice=invoice, now=timezone.now(), recorded_by=str(request.user))
         except services.InvoicePaymentError as error:
             if error.code == "INVOICE_ALREADY_PAID":
                 raise conflict(str(error), error.code) from None

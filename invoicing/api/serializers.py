@@ -25,15 +25,20 @@ from catalog.pricing.limits import QUANTUM
 from core.api.fields import UtcDateTimeField
 from core.api.serializers import Constant, StrictSerializer
 from core.formatting import decimal_string, iso_utc
-from invoicing.models import InvoiceKind, InvoiceStatus, LineKind
+from invoicing.models import OPEN_STATUSES, InvoiceKind, InvoiceStatus, LineKind
+from invoicing.receivables import invoice_amount_paid
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 
 # Our stored invoice states → the client's Invoice.status literals (and back, for the list filter).
+# The client's enum has no partially paid or overdue invoice: both are ISSUED on the wire (money is still due),
+# and the extension field ``receivableStatus`` names our status (invoicing/RECEIVABLES.md).
 STATUS_TO_WIRE = {
     InvoiceStatus.DRAFT: "DRAFT",
     InvoiceStatus.ISSUED: "ISSUED",
+    InvoiceStatus.PARTIALLY_PAID: "ISSUED",
+    InvoiceStatus.OVERDUE: "ISSUED",
     InvoiceStatus.PAID: "PAID",
     InvoiceStatus.VOID: "CANCELLED",
 }
@@ -50,7 +55,8 @@ WIRE_STATUSES = (
     "WRITTEN_OFF",
     "FAILED",
 )
-WIRE_TO_STATUS = {wire: stored for stored, wire in STATUS_TO_WIRE.items()}
+# A wire status filter matches every stored status shown as it (ISSUED: issued, partially paid, overdue).
+WIRE_TO_STATUS = {wire: [stored for stored, shown in STATUS_TO_WIRE.items() if shown == wire] for wire in WIRE_STATUSES}
 CHANGE_REASONS = ("commercial", "correction", "migration", "unspecified")
 
 
@@ -170,8 +176,9 @@ def payment_of(subscription, opening, request) -> dict | None:
     """The ``payment`` object: ``pending`` while Invoice 0 waits to be paid, ``paid`` once it is."""
     if opening is None:
         return None
-    amount = money_string(opening.amount_due, opening.currency)
-    if subscription.status == catalog.SubscriptionStatus.PENDING_PAYMENT and opening.status == InvoiceStatus.ISSUED:
+    # Invoice 0's amount to pay: what is still due plus what payments already took of it.
+    amount = money_string(opening.amount_due + invoice_amount_paid(invoice=opening), opening.currency)
+    if subscription.status == catalog.SubscriptionStatus.PENDING_PAYMENT and opening.status in OPEN_STATUSES:
         return {
             "status": "pending",
             "amount": amount,
@@ -656,6 +663,12 @@ class InvoiceOutput(serializers.Serializer):
     amountDue = MoneyString(
         source="amount_due", help_text="Meterline extension: what the customer owes (0 for a credit)."
     )
+    receivableStatus = serializers.ChoiceField(
+        source="status",
+        choices=InvoiceStatus.choices,
+        help_text="Meterline extension: the stored status; ISSUED on the wire is issued, partially_paid or overdue.",
+    )
+    amountPaid = serializers.SerializerMethodField(help_text="Meterline extension: payments allocated to the invoice.")
     taxRatePercent = DecimalNumber(source="tax_rate", help_text="Meterline extension.")
     taxBehavior = serializers.CharField(source="tax_behavior", help_text="Meterline extension.")
     lineItems = OptionalMethodField()
@@ -672,14 +685,21 @@ class InvoiceOutput(serializers.Serializer):
             grace = grace or invoice.period_end + invoice.merchant.invoice_grace_period
         return iso_utc(grace)
 
+    def _amount_paid(self, invoice):
+        amount_paid = getattr(invoice, "amount_paid", None)  # annotated by the invoicing selectors
+        return invoice_amount_paid(invoice=invoice) if amount_paid is None else amount_paid
+
     @extend_schema_field(DecimalString)
     def get_paidAmount(self, invoice):
-        paid = invoice.status == InvoiceStatus.PAID
-        return money_string(invoice.amount_due if paid else ZERO, invoice.currency)
+        return money_string(self._amount_paid(invoice), invoice.currency)
+
+    @extend_schema_field(DecimalString)
+    def get_amountPaid(self, invoice):
+        return money_string(self._amount_paid(invoice), invoice.currency)
 
     @extend_schema_field(DecimalString)
     def get_unpaidAmount(self, invoice):
-        open_ = invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED)
+        open_ = invoice.status in (InvoiceStatus.DRAFT, *OPEN_STATUSES)
         return money_string(invoice.amount_due if open_ else ZERO, invoice.currency)
 
     @extend_schema_field(OpenApiTypes.INT)
@@ -693,7 +713,7 @@ class InvoiceOutput(serializers.Serializer):
 
     @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
     def get_dueAt(self, invoice):
-        if invoice.issued_at is None:
+        if invoice.due_at is None:
             return None
         due_day = invoice.due_at.date()
         return f"{due_day.isoformat()}T00:00:00Z"

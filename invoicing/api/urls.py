@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import invoices, ledger, subscriptions, test_clocks
+from . import invoices, ledger, refunds, subscriptions, test_clocks
 
 urlpatterns = [
     path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -20,4 +20,10 @@ urlpatterns = [
     path("v2/invoices/<str:id>/lineItems", invoices.InvoiceLineItemsApi.as_view(), name="invoice-line-items"),
     path("v2/invoices/<str:id>/pdf", invoices.InvoicePdfApi.as_view(), name="invoice-pdf"),
     path("v2/invoices/<str:id>/payment", invoices.InvoicePaymentApi.as_view(), name="invoice-payment"),
+    path("v2/invoices/<str:id>/refunds", refunds.InvoiceRefundCollectionApi.as_view(), name="invoice-refunds"),
+    path(
+        "v2/invoices/<str:id>/refunds/<str:refund_id>/void",
+        refunds.InvoiceRefundVoidApi.as_view(),
+        name="invoice-refund-void",
+    ),
 ]

@@ -10,7 +10,7 @@ from catalog.models import Price, Subscription
 
 from .. import usage as usage_source
 from ..calculation import service_window
-from ..models import Invoice, InvoiceKind, InvoiceStatus
+from ..models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
 from ..periods import Period
 
 UsageWindow = tuple[datetime, datetime]  # [start, end) whose usage is debited
@@ -50,7 +50,7 @@ def period_invoiced(subscription: Subscription, period_start: datetime) -> bool:
         subscription=subscription,
         kind=InvoiceKind.RECURRING,
         period_start=period_start,
-        status__in=(InvoiceStatus.ISSUED, InvoiceStatus.PAID),
+        status__in=(*OPEN_STATUSES, InvoiceStatus.PAID),
     ).exists()
 
 

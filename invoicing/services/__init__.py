@@ -13,8 +13,9 @@ subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lif
 """
 
 from ..calculation import subscription_now
+from ..receivables import InvoicePaymentError
 from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
-from .credit_notes import credit_note_issue
+from .credit_notes import credit_note_issue, credit_note_void, invoice_refund_create
 from .delivery import (
     DELIVERY_MAX_ATTEMPTS,
     delivery_retry_delay,
@@ -25,7 +26,6 @@ from .delivery import (
     document_delivery_send,
 )
 from .invoice_states import (
-    InvoicePaymentError,
     invoice_bill_late_usage,
     invoice_finalize,
     invoice_mark_paid,
@@ -116,6 +116,8 @@ __all__ = [
     "document_delivery_send",
     "document_deliveries_send_due",
     "document_delivery_provider_event",
+    "credit_note_void",
+    "invoice_refund_create",
     # upfront_payment
     "subscription_opening_invoice",
     "subscription_create_with_upfront_payment",

@@ -10,9 +10,8 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import F, Q
 
-from catalog.models import Subscription, SubscriptionStatus
+from catalog.models import Subscription
 from core.formatting import decimal_string
-from wallets.entitlements import grant_purchase_fulfil
 
 from ..calculation import (
     Biller,
@@ -29,7 +28,9 @@ from ..models import (
     InvoiceStatus,
     LineKind,
 )
-from ..webhook_events import invoice_created_emit, invoice_paid_emit, invoice_voided_emit
+from ..receivables import invoice_pay_in_full
+from ..receivables.credits import invoice_void_return_credit
+from ..webhook_events import invoice_created_emit, invoice_voided_emit
 from .lifecycle import subscription_load
 from .settlement import Prepaid, invoice_prepaid, prepaid_lock, prepaid_settle
 from .writer import invoice_from_composition, invoice_insert_or_skip, invoice_issue, line_rows
@@ -130,46 +131,39 @@ def invoices_finalize_due(*, now: datetime) -> dict[str, int]:
     return counts
 
 
-def invoice_mark_paid(*, invoice: Invoice, now: datetime) -> Invoice:
-    with transaction.atomic():
-        invoice = locked_invoice(invoice)
-        if invoice.status != InvoiceStatus.ISSUED:
-            raise InvoiceError(f"Invoice {invoice} is {invoice.status}; only issued invoices are paid.")
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = now
-        invoice.save(update_fields=["status", "paid_at", "updated_at"])
-        grant = None
-        if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
-            grant = grant_purchase_fulfil(invoice_ref=invoice.pk, now=now)  # a bought entitlement grant, if any
-        invoice_paid_emit(invoice=invoice, now=now, grant_id=grant.pk if grant is not None else None)
-        if invoice.kind == InvoiceKind.OPENING:
-            # Paying Invoice 0 activates a subscription that waited for it (the API's pending_payment).
-            Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
-                status=SubscriptionStatus.ACTIVE, updated_at=now
-            )
-    return invoice
+def invoice_mark_paid(*, invoice: Invoice, now: datetime, recorded_by: str = "") -> Invoice:
+    """Finance's "Mark paid": record a payment of everything still due (``invoicing.receivables``), received
+    now; the invoice becomes PAID. Refuses an invoice that is not open (``InvoicePaymentError``)."""
+    return invoice_pay_in_full(invoice=invoice, at=now, recorded_by=recorded_by)
 
 
 def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: bool = False) -> Invoice | None:
-    """Void a draft or an issued (unpaid) invoice. ``reissue`` writes a fresh draft for the same period,
+    """Void a draft or an issued (or overdue) invoice nothing was paid on. ``reissue`` writes a fresh draft for the same period,
     recomposed from the catalog and the usage as they are now; returns it (else None).
 
     Its number stays used (a voided invoice keeps its number: the sequence has no gaps)."""
     with transaction.atomic():
         invoice = locked_invoice(invoice)
-        if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED):
+        if invoice.status not in (InvoiceStatus.DRAFT, InvoiceStatus.ISSUED, InvoiceStatus.OVERDUE):
             raise InvoiceError(f"Invoice {invoice} is {invoice.status}; it cannot be voided.")
+        if invoice.payment_allocations.exists():
+            raise InvoiceError("Payments were recorded on this invoice; credit it instead of voiding it.")
         if invoice.credit_notes.exists():
             raise InvoiceError("This invoice has credit notes; credit the rest instead of voiding it.")
         invoice.status = InvoiceStatus.VOID
         invoice.voided_at = now
         invoice.void_reason = reason
         invoice.save(update_fields=["status", "voided_at", "void_reason", "updated_at"])
+        if invoice.issued_at is not None:
+            invoice_void_return_credit(invoice, now=now)
         if not reissue:
             invoice_voided_emit(invoice=invoice, now=now)
             return None
         subscription = subscription_load(invoice.subscription)
-        lines = [LineDraft.from_line(line) for line in invoice.lines.select_related("price")]
+        lines = [
+            LineDraft.from_line(line)
+            for line in invoice.lines.exclude(kind=LineKind.APPLIED_CREDIT).select_related("price")
+        ]
         replacement = Invoice(
             merchant_id=invoice.merchant_id,
             customer_id=invoice.customer_id,
@@ -243,41 +237,12 @@ def invoice_bill_late_usage(*, invoice: Invoice, now: datetime) -> Invoice | Non
     return adjustment
 
 
-class InvoicePaymentError(InvoiceError):
-    """A payment that cannot be recorded; ``code`` names why (the API's business code)."""
-
-    def __init__(self, message: str, *, code: str):
-        super().__init__(message)
-        self.code = code
-
-
-def invoice_record_payment(*, invoice: Invoice, now: datetime) -> Invoice:
-    """Record a payment received outside Meterline (bank transfer, cash): ISSUED → PAID. Paying the opening
-    invoice of a ``pending_payment`` subscription activates it. Refuses a paid invoice
+def invoice_record_payment(*, invoice: Invoice, now: datetime, recorded_by: str = "", reference: str = "") -> Invoice:
+    """Record a payment received outside Meterline (the API's ``out_of_band``): a payment of everything still
+    due, received at the subscription's time (its test clock's), allocated to this invoice, which becomes PAID;
+    paying the opening invoice of a ``pending_payment`` subscription activates it. Refuses a paid invoice
     (``INVOICE_ALREADY_PAID``) and drafts or void invoices (``INVOICE_NOT_LINKABLE_STATUS``)."""
-    with transaction.atomic():
-        invoice = locked_invoice(invoice)
-        if invoice.status == InvoiceStatus.PAID:
-            raise InvoicePaymentError(f"Invoice {invoice} is already paid.", code="INVOICE_ALREADY_PAID")
-        if invoice.status != InvoiceStatus.ISSUED:
-            raise InvoicePaymentError(
-                f"Invoice {invoice} is {invoice.status}; a payment can be recorded only on an issued invoice.",
-                code="INVOICE_NOT_LINKABLE_STATUS",
-            )
-        subscription = (
-            Subscription.objects.select_for_update(of=("self",))
-            .select_related("test_clock")
-            .get(pk=invoice.subscription_id)
-        )
-        at = subscription_now(subscription, now)
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = at
-        invoice.save(update_fields=["status", "paid_at", "updated_at"])
-        grant = None
-        if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
-            grant = grant_purchase_fulfil(invoice_ref=invoice.pk, now=at)  # a bought entitlement grant, if any
-        invoice_paid_emit(invoice=invoice, now=at, grant_id=grant.pk if grant is not None else None)
-        if invoice.kind == InvoiceKind.OPENING and subscription.status == SubscriptionStatus.PENDING_PAYMENT:
-            subscription.status = SubscriptionStatus.ACTIVE
-            subscription.save(update_fields=["status", "updated_at"])
-    return invoice
+    subscription = Subscription.objects.select_related("test_clock").get(pk=invoice.subscription_id)
+    return invoice_pay_in_full(
+        invoice=invoice, at=subscription_now(subscription, now), recorded_by=recorded_by, reference=reference
+    )

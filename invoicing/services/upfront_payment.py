@@ -13,6 +13,7 @@ from ..calculation import (
     subscription_now,
 )
 from ..models import (
+    OPEN_STATUSES,
     Invoice,
     InvoiceKind,
     InvoiceStatus,
@@ -66,7 +67,7 @@ def subscription_create_with_upfront_payment(
     )
     catch_up = subscription.catch_up
     opening = subscription_opening_invoice(subscription)
-    if opening is None or opening.status != InvoiceStatus.ISSUED:
+    if opening is None or opening.status not in OPEN_STATUSES:
         return subscription
     with transaction.atomic():
         subscription_lock(subscription)

@@ -23,6 +23,8 @@ from ..models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from ..receivables import invoice_due_at
+from ..receivables.credits import invoice_issued_effects, invoice_settle_at_issue
 from ..webhook_events import Endpoints, invoice_created_emit, invoice_issued_emit
 from .delivery import document_delivery_queue
 from .numbering import invoice_number_format, next_number
@@ -93,16 +95,30 @@ def invoice_insert(composed: ComposedInvoice, *, subscription: Subscription, pla
 
 
 def invoice_issue(invoice: Invoice, *, now: datetime, endpoints: Endpoints = None) -> None:
-    """Give a draft its number and issue it (caller holds the transaction); records ``invoice.issued``
-    (``endpoints``: the merchant's webhook endpoints when the caller loaded them) and e-mails it to the
-    customer after commit (``document_delivery_queue``)."""
+    """Give a draft its number, due date and amount due (customer credit applied: ``invoicing.receivables``) and
+    issue it (caller holds the transaction and the invoice's lock); records ``invoice.issued`` (``endpoints``:
+    the merchant's webhook endpoints when the caller loaded them) and e-mails it after commit."""
     year = now.year
     sequence = next_number(merchant=invoice.merchant, year=year, document_type=DocumentType.INVOICE)
     invoice.number = invoice_number_format(merchant=invoice.merchant, year=year, sequence=sequence)
     invoice.status = InvoiceStatus.ISSUED
     invoice.issued_at = now
     invoice.grace_ends_at = None
-    invoice.save(update_fields=["number", "status", "issued_at", "grace_ends_at", "updated_at"])
+    invoice.due_at = invoice_due_at(issued_at=now, payment_term_days=invoice.subscription.payment_term_days)
+    invoice_settle_at_issue(invoice, now=now)  # customer credit applied, or a negative total carried forward
+    invoice.save(
+        update_fields=[
+            "number",
+            "status",
+            "issued_at",
+            "due_at",
+            "grace_ends_at",
+            "amount_due",
+            "paid_at",
+            "updated_at",
+        ]
+    )
+    invoice_issued_effects(invoice, now=now)
     transaction.on_commit(metrics.INVOICES_ISSUED.inc)  # counted once the number is committed
     document_delivery_queue(document=invoice, now=now)
     invoice_issued_emit(invoice=invoice, now=now, endpoints=endpoints)

@@ -13,7 +13,7 @@ import standardwebhooks
 from django.db import transaction
 from django.utils import timezone
 
-from invoicing.models import Invoice, InvoiceKind
+from invoicing.models import Invoice, InvoiceKind, Payment
 from invoicing.services import (
     billing_run_execute,
     credit_note_issue,
@@ -51,7 +51,7 @@ def customer(seller):
 
 def events(endpoint) -> list[tuple[str, str]]:
     """(type, subject id) of the endpoint's deliveries, in the order they were recorded."""
-    subject = ("creditNoteId", "invoiceId", "subscriptionId")
+    subject = ("creditNoteId", "invoiceId", "paymentId", "subscriptionId")
     rows = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("created_at", "pk")
     return [(d.event_type, next(d.payload["data"][k] for k in subject if k in d.payload["data"])) for d in rows]
 
@@ -87,6 +87,7 @@ def test_the_order_to_cash_events_reach_a_subscribed_endpoint_once_each(seller, 
         ("invoice.created.v0", january.pk),
         ("invoice.issued.v0", january.pk),
         ("invoice.paid.v0", january.pk),
+        ("payment.recorded.v0", Payment.objects.get(allocations__invoice=january).pk),
         ("credit_note.issued.v0", note.pk),
         ("invoice.created.v0", february.pk),
         ("invoice.voided.v0", february.pk),

@@ -9,6 +9,7 @@ from decimal import Decimal
 import factory
 
 from invoicing.models import BillingRun, Invoice, InvoiceKind, InvoiceStatus
+from invoicing.receivables import invoice_due_at
 from tests.factories import SubscriptionFactory
 from wallets.models import Wallet
 
@@ -34,6 +35,14 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
     tax = Decimal("0")
     total = factory.LazyAttribute(lambda o: o.subtotal + o.tax)
     amount_due = factory.LazyAttribute(lambda o: o.total)
+    # As issuing fixes it (invoicing.receivables.invoice_due_at): the issue moment + the payment term.
+    due_at = factory.LazyAttribute(
+        lambda o: (
+            None
+            if getattr(o, "issued_at", None) is None
+            else invoice_due_at(issued_at=o.issued_at, payment_term_days=o.subscription.payment_term_days)
+        )
+    )
 
 
 class BillingRunFactory(factory.django.DjangoModelFactory):

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('catalog', '0008_price_rate_per'),
-        ('invoicing', '0007_billing_run_chunks_and_partial_status'),
+        ('invoicing', '0009_credit_notes_settle_money_applied_credit_line'),
     ]
 
     operations = [

@@ -1,0 +1,57 @@
+"""Builders for receivables tests: issued invoices of chosen amounts for one customer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+
+from invoicing.calculation import LineDraft, finish_lines
+from invoicing.models import Invoice, InvoiceKind, LineKind
+from invoicing.services import invoice_insert, invoice_issue
+from tests.invoicing.factories import CustomerFactory, PlanFactory, SubscriptionFactory
+
+JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def account(merchant, *, payment_term_days=14, tax_rate="0"):
+    """A customer with one subscription (its payment term) on a plan taxed at ``tax_rate`` percent."""
+    plan = PlanFactory(merchant=merchant, product__merchant=merchant, default_tax_rate=Decimal(tax_rate))
+    customer = CustomerFactory(merchant=merchant)
+    subscription = SubscriptionFactory(
+        merchant=merchant, customer=customer, plan=plan, started_at=JAN_1, payment_term_days=payment_term_days
+    )
+    return subscription
+
+
+def draft(subscription, *amounts: str, tax_rate: str = "0", day: int = 0) -> Invoice:
+    """A draft adjustment invoice with one line per amount (a negative amount is a credit line)."""
+    start = JAN_1 + timedelta(days=day)
+    lines = [
+        LineDraft(kind=LineKind.FEE if Decimal(a) >= 0 else LineKind.CREDIT, description=f"Line {n}", amount=Decimal(a))
+        for n, a in enumerate(amounts, start=1)
+    ]
+    composed = finish_lines(
+        kind=InvoiceKind.ADJUSTMENT,
+        lines=lines,
+        currency="USD",
+        rounding=subscription.merchant.rounding_mode,
+        tax_rate=Decimal(tax_rate),
+        tax_behavior="exclusive",
+        discount_percent=None,
+        minimum=None,
+        period_start=start,
+        period_end=start + timedelta(days=1),
+    )
+    with transaction.atomic():
+        return invoice_insert(composed, subscription=subscription, plan=subscription.plan)
+
+
+def issued(subscription, *amounts: str, now: datetime = JAN_1, tax_rate: str = "0", day: int = 0) -> Invoice:
+    """An issued invoice of ``amounts`` (see ``draft``), issued at ``now``."""
+    invoice = draft(subscription, *amounts, tax_rate=tax_rate, day=day)
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("merchant", "subscription").get(pk=invoice.pk)
+        invoice_issue(invoice, now=now)
+    return Invoice.objects.get(pk=invoice.pk)

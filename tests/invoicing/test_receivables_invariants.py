@@ -1,0 +1,177 @@
+"""Receivables reconcile to the cent whatever finance does (hypothesis).
+
+For any sequence of issue, pay (partial, over, unallocated), credit (customer credit / refund), refund (full,
+partial), void (and reissue) and credit-note void operations, per customer and currency:
+
+    Σ invoice totals − Σ payments − Σ credit notes + Σ refunded = Σ amounts due − Σ customer credit
+
+(the issue's "Σ totals − payments − credits − refunds = Σ amounts due + customer credit balances" with its
+signs made explicit: a refund is a credit note whose money goes back to the customer, so it counts once as a
+credit note and once as money paid out; customer credit is what the merchant owes, so it is subtracted from
+what is receivable). No amount due and no credit balance is ever negative; each invoice's amount due is
+exactly its total less applied credit, payments allocated and credit notes applied; a paid invoice's amounts
+never change.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from invoicing.models import (
+    CreditNote,
+    CreditNoteStatus,
+    Invoice,
+    InvoiceError,
+    InvoiceStatus,
+    LineKind,
+    Payment,
+    PaymentMethod,
+)
+from invoicing.receivables import customer_credit_balance, payment_record
+from invoicing.services import (
+    credit_note_issue,
+    credit_note_void,
+    invoice_issue,
+    invoice_refund_create,
+    invoice_void,
+)
+from tests.factories import MerchantFactory
+from tests.invoicing.receivables import JAN_1, account, issued
+
+CENT = Decimal("0.01")
+cents = st.integers(min_value=1, max_value=50_000)
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("issue"), st.lists(st.integers(-20_000, 40_000).filter(bool), min_size=1, max_size=3)),
+        st.tuples(st.just("pay"), st.integers(0, 20), cents),
+        st.tuples(st.just("pay_unallocated"), cents),
+        st.tuples(st.just("credit"), st.integers(0, 20), st.one_of(st.none(), cents), st.booleans()),
+        st.tuples(st.just("refund"), st.integers(0, 20), st.one_of(st.none(), cents)),
+        st.tuples(st.just("void"), st.integers(0, 20), st.booleans()),
+        st.tuples(st.just("void_note"), st.integers(0, 20)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+class Rollback(Exception):
+    pass
+
+
+def money(value: int) -> Decimal:
+    return Decimal(value) * CENT
+
+
+def pick(rows, index):
+    return rows[index % len(rows)] if rows else None
+
+
+def apply(op, subscription, now, day):
+    invoices = list(Invoice.objects.filter(customer=subscription.customer).order_by("created_at", "pk"))
+    kind = op[0]
+    if kind == "issue":
+        issued(subscription, *(str(money(a)) for a in op[1]), tax_rate="7.5", day=day, now=now)
+    elif kind == "pay":
+        invoice = pick([i for i in invoices if i.is_open], op[1])
+        if invoice is not None:
+            payment_record(
+                customer=subscription.customer,
+                currency="USD",
+                amount=money(op[2]),
+                method=PaymentMethod.BANK_TRANSFER,
+                received_at=now,
+                now=now,
+                invoice_ids=[invoice.pk],
+            )
+    elif kind == "pay_unallocated":
+        payment_record(
+            customer=subscription.customer,
+            currency="USD",
+            amount=money(op[1]),
+            method=PaymentMethod.CASH,
+            received_at=now,
+            now=now,
+        )
+    elif kind == "credit":
+        invoice = pick([i for i in invoices if i.is_open or i.status == InvoiceStatus.PAID], op[1])
+        if invoice is not None:
+            amounts = None
+            if op[2] is not None:
+                line = invoice.lines.filter(kind=LineKind.FEE).first()
+                amounts = {line.id: money(op[2])} if line else {}
+            settlement = "refund" if op[3] else "customer_credit"
+            credit_note_issue(invoice=invoice, now=now, amounts=amounts, settlement=settlement)
+    elif kind == "refund":
+        invoice = pick([i for i in invoices if i.status == InvoiceStatus.PAID], op[1])
+        if invoice is not None:
+            amount = None if op[2] is None else money(op[2])
+            invoice_refund_create(invoice=invoice, now=now, amount=amount)
+    elif kind == "void":
+        invoice = pick([i for i in invoices if i.status != InvoiceStatus.VOID], op[1])
+        if invoice is not None:
+            replacement = invoice_void(invoice=invoice, now=now, reissue=op[2] and not invoice.is_draft)
+            if replacement is not None:
+                replacement = Invoice.objects.select_related("merchant", "subscription").get(pk=replacement.pk)
+                invoice_issue(replacement, now=now)
+    elif kind == "void_note":
+        note = pick(list(CreditNote.objects.filter(customer=subscription.customer, status="issued")), op[1])
+        if note is not None:
+            credit_note_void(credit_note=note, now=now)
+
+
+def check(subscription, frozen: dict):
+    customer = subscription.customer
+    live = Invoice.objects.filter(customer=customer, currency="USD").exclude(
+        status__in=(InvoiceStatus.DRAFT, InvoiceStatus.VOID)
+    )
+    notes = CreditNote.objects.filter(customer=customer, currency="USD", status=CreditNoteStatus.ISSUED)
+
+    def total(queryset, field):  # in Python: SQLite's SUM of decimals is a float
+        return sum(queryset.values_list(field, flat=True), Decimal(0))
+
+    balance = customer_credit_balance(customer_id=customer.pk, currency="USD")
+    receivable = (
+        total(live, "total")
+        - total(Payment.objects.filter(customer=customer, currency="USD"), "amount")
+        - total(notes, "total")
+        + total(notes, "refunded")
+    )
+    assert receivable == total(live, "amount_due") - balance
+    assert balance >= 0
+    for invoice in live:
+        assert invoice.amount_due >= 0
+        applied = total(invoice.lines.filter(kind=LineKind.APPLIED_CREDIT), "amount")
+        paid = total(invoice.payment_allocations.all(), "amount")
+        credited = total(invoice.credit_notes.filter(status=CreditNoteStatus.ISSUED), "applied_to_due")
+        assert invoice.amount_due == max(invoice.total + applied, Decimal(0)) - paid - credited
+        # paid exactly when nothing is due of a positive total (a negative one is carried forward instead)
+        assert (invoice.status == InvoiceStatus.PAID) == (invoice.amount_due == 0 and invoice.total > 0)
+        amounts = (invoice.subtotal, invoice.tax, invoice.total, invoice.lines.count())
+        if invoice.status == InvoiceStatus.PAID:
+            assert frozen.setdefault(invoice.pk, amounts) == amounts
+
+
+@pytest.mark.django_db
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_receivables_reconcile_to_the_cent(ops):
+    try:
+        with transaction.atomic():
+            subscription = account(MerchantFactory(), payment_term_days=10)
+            frozen: dict = {}
+            for day, op in enumerate(ops):
+                try:
+                    apply(op, subscription, JAN_1.replace(day=1 + day, hour=1), day)
+                except InvoiceError:
+                    pass  # a refused operation changes nothing
+                check(subscription, frozen)
+            raise Rollback
+    except Rollback:
+        pass
