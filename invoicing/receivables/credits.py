@@ -127,7 +127,7 @@ def credit_note_settle(note: CreditNote, invoice: Invoice, *, now: datetime) -> 
     if applied > 0:
         invoice.amount_due -= applied
         # a credit note closing an invoice does not count as its payment (no activation, no grant fulfilment)
-        invoice_settlement_save(invoice, at=now, paid_effects=False)
+        invoice_settlement_save(invoice, at=now, paid_effects=False, by_payment=False)
 
 
 def credit_note_settled(note: CreditNote, *, now: datetime) -> None:

@@ -53,9 +53,13 @@ def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
     events.invoice_paid_emit(invoice, now=at, grant_id=grant.pk if grant is not None else None)
 
 
-def invoice_settlement_save(invoice: Invoice, *, at: datetime, paid_effects: bool = True) -> None:
+def invoice_settlement_save(
+    invoice: Invoice, *, at: datetime, paid_effects: bool = True, by_payment: bool = True
+) -> None:
     """Save a locked open invoice whose ``amount_due`` a payment or credit note lowered, with the status that
-    follows: PAID at zero (``paid_effects``: and what paying sets off), else PARTIALLY_PAID (OVERDUE stays)."""
+    follows: PAID at zero (``paid_effects``: and what paying sets off), else PARTIALLY_PAID after a payment
+    (``by_payment``); a credit note alone leaves an issued invoice ISSUED, as Stripe leaves it open. OVERDUE
+    stays."""
     if invoice.amount_due < 0:
         raise InvoiceError(f"Invoice {invoice}: the amount due cannot fall below zero.")
     if invoice.amount_due == 0:
@@ -65,7 +69,7 @@ def invoice_settlement_save(invoice: Invoice, *, at: datetime, paid_effects: boo
         if paid_effects:
             invoice_paid_effects(invoice, at=at)
         return
-    if invoice.status == InvoiceStatus.ISSUED:
+    if by_payment and invoice.status == InvoiceStatus.ISSUED:
         invoice.status = InvoiceStatus.PARTIALLY_PAID
     invoice.save(update_fields=["amount_due", "status", "updated_at"])
 
