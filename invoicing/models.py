@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from simple_history.models import HistoricalRecords
 
 from catalog.models import (
@@ -274,7 +275,12 @@ class CreditNote(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["merchant", "number"], name="credit_note_number_unique"),
             models.CheckConstraint(
-                condition=Q(total=F("applied_to_due") + F("credited_to_balance") + F("refunded")),
+                # Round to the column's places: exact on PostgreSQL, and SQLite adds decimals as floats.
+                condition=Q(
+                    total=Round(
+                        F("applied_to_due") + F("credited_to_balance") + F("refunded"), MONEY_DIGITS["decimal_places"]
+                    )
+                ),
                 name="credit_note_settlement_adds_up",
             ),
             models.CheckConstraint(

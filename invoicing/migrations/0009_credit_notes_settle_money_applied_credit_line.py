@@ -2,6 +2,7 @@
 
 import core.ids
 import django.db.models.expressions
+import django.db.models.functions.math
 from decimal import Decimal
 
 from django.db import migrations, models
@@ -99,7 +100,7 @@ class Migration(migrations.Migration):
         migrations.RunPython(settle_existing_credit_notes, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name='creditnote',
-            constraint=models.CheckConstraint(condition=models.Q(('total', django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(models.F('applied_to_due'), '+', models.F('credited_to_balance')), '+', models.F('refunded')))), name='credit_note_settlement_adds_up'),
+            constraint=models.CheckConstraint(condition=models.Q(('total', django.db.models.functions.math.Round(django.db.models.expressions.CombinedExpression(django.db.models.expressions.CombinedExpression(models.F('applied_to_due'), '+', models.F('credited_to_balance')), '+', models.F('refunded')), 4))), name='credit_note_settlement_adds_up'),
         ),
         migrations.AddConstraint(
             model_name='creditnote',
