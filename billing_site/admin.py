@@ -23,7 +23,7 @@ from invoicing.admin import CustomerInvoicingAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
-from reporting.admin import InvoicePaymentFilterAdminMixin
+from reporting.admin import InvoicePaymentFilterAdminMixin, InvoiceReceivablesAdminMixin
 from wallets.admin import CustomerCreditAdminMixin
 
 
@@ -46,8 +46,9 @@ class CustomerAdmin(
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(InvoicePaymentFilterAdminMixin, invoicing_admin.InvoiceAdmin):
-    """Invoicing's invoice page with reporting's "Payment: past due" filter (the billing home links to it)."""
+class InvoiceAdmin(InvoiceReceivablesAdminMixin, InvoicePaymentFilterAdminMixin, invoicing_admin.InvoiceAdmin):
+    """Invoicing's invoice page with reporting's "Payment: past due" filter (the billing home links to it) and
+    its receivables aging report (``aging/``, CSV ``aging/export/``)."""
 
 
 @admin.register(Subscription)
