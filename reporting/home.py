@@ -97,7 +97,7 @@ def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:
         )
     return Chart(
         id="revenue-chart",
-        title=f"Invoiced revenue per month ({currency}, net of tax)",
+        title=f"Invoiced revenue per month ({currency}, net of tax and credit notes)",
         kind="bar",
         labels=[f"{m.month:%b %Y}" for m in months],
         series=[
@@ -110,7 +110,8 @@ def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:
         ],
         unit=currency,
         empty_text=f"No invoice in {currency} issued in the last 12 months.",
-        note="Issued and paid invoices by issue month; voided invoices excluded, credit notes not deducted.",
+        note="Issued and paid invoices by issue month, less issued credit notes by their issue month; voided "
+        "invoices and voided credit notes excluded.",
     )
 
 
