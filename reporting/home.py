@@ -303,6 +303,7 @@ def billing_home(*, request, now: datetime) -> dict:
             currency = currencies[0] if currencies else "USD"
         context["currencies"] = currencies
         context["currency"] = currency
+        context["aging_url"] = reverse("admin:invoicing_invoice_aging")
         context["charts"].append(_revenue_chart(currency=currency, now=now, merchant_ids=merchant_ids))
     if user.has_perm("metering.view_usageevent"):
         # The product comes from this list only, so the usage chart never charts another merchant's product.

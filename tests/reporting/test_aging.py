@@ -216,3 +216,13 @@ def test_staff_who_may_not_view_invoices_is_refused(staff_without_roles):
 
     assert client.get(reverse("admin:invoicing_invoice_aging")).status_code == 403
     assert client.get(reverse("admin:invoicing_invoice_aging_export")).status_code == 403
+
+
+def test_the_billing_home_links_the_aging_report_for_who_may_view_invoices(billing_viewer, staff_without_roles):
+    viewer, plain = Client(), Client()
+    viewer.force_login(billing_viewer)
+    plain.force_login(staff_without_roles)
+    url = reverse("admin:invoicing_invoice_aging")
+
+    assert f'href="{url}"' in viewer.get(reverse("admin:index")).content.decode()
+    assert f'href="{url}"' not in plain.get(reverse("admin:index")).content.decode()
