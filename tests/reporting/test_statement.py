@@ -145,3 +145,11 @@ def test_staff_bound_to_another_merchant_gets_404_and_staff_without_invoice_view
     assert bound.get(url).status_code == 404
     assert bound.get(url + "pdf/").status_code == 404
     assert plain.get(url).status_code == 403
+
+
+def test_a_statement_is_a_fixed_number_of_queries(history, django_assert_num_queries):
+    # 5 opening sums (invoices, prepaid lines, payments, credit notes, credit) + 4 lists in the range
+    with django_assert_num_queries(9):
+        customer_statement(customer=history, start=at(2, 1), end=at(12, 31))
+    with django_assert_num_queries(9):
+        customer_statement(customer=history, start=at(1, 1), end=at(2, 1))
