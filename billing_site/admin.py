@@ -23,31 +23,35 @@ from invoicing.admin import CustomerInvoicingAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
-from reporting.admin import InvoicePaymentFilterAdminMixin
+from reporting.admin import CustomerStatementAdminMixin, InvoicePaymentFilterAdminMixin, InvoiceReceivablesAdminMixin
 from wallets.admin import CustomerCreditAdminMixin
 
 
 @admin.register(Customer)
 class CustomerAdmin(
+    CustomerStatementAdminMixin,
     CustomerInvoicingAdminMixin,
     CustomerCreditAdminMixin,
     CustomerUsageAdminMixin,
     catalog_admin.CustomerAdmin,
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
-    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing)."""
+    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), and the account
+    statement page and PDF (reporting)."""
 
     panels = (
         *catalog_admin.CustomerAdmin.panels,
         *CustomerUsageAdminMixin.panels,
         *CustomerCreditAdminMixin.panels,
         *CustomerInvoicingAdminMixin.panels,
+        *CustomerStatementAdminMixin.panels,
     )
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(InvoicePaymentFilterAdminMixin, invoicing_admin.InvoiceAdmin):
-    """Invoicing's invoice page with reporting's "Payment: past due" filter (the billing home links to it)."""
+class InvoiceAdmin(InvoiceReceivablesAdminMixin, InvoicePaymentFilterAdminMixin, invoicing_admin.InvoiceAdmin):
+    """Invoicing's invoice page with reporting's "Payment: past due" filter (the billing home links to it) and
+    its receivables aging report (``aging/``, CSV ``aging/export/``)."""
 
 
 @admin.register(Subscription)

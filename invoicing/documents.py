@@ -131,15 +131,21 @@ def render_html(context: dict) -> str:
     return render_to_string("invoicing/document.html", context)
 
 
-def render_pdf(context: dict) -> bytes:
-    """The same HTML as the page, laid out as an A4 PDF."""
+def html_to_pdf(html: str) -> bytes:
+    """A document's HTML (its ``@page`` rule sets the paper) laid out as a PDF by xhtml2pdf; also used by
+    reporting's customer statement."""
     from xhtml2pdf import pisa
 
     buffer = BytesIO()
-    result = pisa.CreatePDF(render_html(context), dest=buffer, encoding="utf-8")
+    result = pisa.CreatePDF(html, dest=buffer, encoding="utf-8")
     if result.err:
         raise RuntimeError(f"The PDF could not be rendered ({result.err} errors)")
     return buffer.getvalue()
+
+
+def render_pdf(context: dict) -> bytes:
+    """The same HTML as the page, laid out as an A4 PDF."""
+    return html_to_pdf(render_html(context))
 
 
 def invoice_html(invoice: Invoice) -> str:

@@ -97,7 +97,7 @@ def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:
         )
     return Chart(
         id="revenue-chart",
-        title=f"Invoiced revenue per month ({currency}, net of tax)",
+        title=f"Invoiced revenue per month ({currency}, net of tax and credit notes)",
         kind="bar",
         labels=[f"{m.month:%b %Y}" for m in months],
         series=[
@@ -110,7 +110,8 @@ def _revenue_chart(*, currency: str, now: datetime, merchant_ids=None) -> Chart:
         ],
         unit=currency,
         empty_text=f"No invoice in {currency} issued in the last 12 months.",
-        note="Issued and paid invoices by issue month; voided invoices excluded, credit notes not deducted.",
+        note="Issued and paid invoices by issue month, less issued credit notes by their issue month; voided "
+        "invoices and voided credit notes excluded.",
     )
 
 
@@ -302,6 +303,7 @@ def billing_home(*, request, now: datetime) -> dict:
             currency = currencies[0] if currencies else "USD"
         context["currencies"] = currencies
         context["currency"] = currency
+        context["aging_url"] = reverse("admin:invoicing_invoice_aging")
         context["charts"].append(_revenue_chart(currency=currency, now=now, merchant_ids=merchant_ids))
     if user.has_perm("metering.view_usageevent"):
         # The product comes from this list only, so the usage chart never charts another merchant's product.

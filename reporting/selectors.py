@@ -1,6 +1,7 @@
 """Reads behind the billing home page. Every selector is a fixed number of SQL queries, whatever the data size.
 
-- Revenue per month: one grouped query over issued and paid invoices (by issue month, net of tax).
+- Revenue per month: one query over issued and paid invoices (by issue month, net of tax) less issued credit
+  notes (by their issue month).
 - Usage per day: one grouped query per charted metric (``metering.selectors.usage_grouped`` with DAY windows,
   so the home page counts exactly what billing counts); at most ``MAX_USAGE_METRICS`` metrics are charted.
 - Top customers: one grouped query over the open draft invoices' totals (the amounts waiting to be issued;
@@ -20,12 +21,22 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, DecimalField, F, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from catalog.models import BillableMetric, Product
-from invoicing.models import OPEN_STATUSES, BillingRun, BillingRunStatus, Invoice, InvoiceStatus
+from catalog.pricing import round_money
+from invoicing.models import (
+    MONEY_DIGITS,
+    OPEN_STATUSES,
+    BillingRun,
+    BillingRunStatus,
+    CreditNote,
+    CreditNoteStatus,
+    Invoice,
+    InvoiceStatus,
+)
 from metering.selectors import usage_grouped
 from wallets.models import LowBalanceWallet
 
@@ -103,12 +114,15 @@ def invoice_currencies(*, merchant_ids: Collection[str] | None = None) -> list[s
 def revenue_by_month(
     *, currency: str, now: datetime, months: int = 12, merchant_ids: Collection[str] | None = None
 ) -> list[MonthAmount]:
-    """Invoiced revenue (subtotal, net of tax) of issued and paid invoices per issue month; zeros included.
+    """Invoiced revenue net of credit notes per month; zeros included. One query: the subtotals (net of tax)
+    of issued and paid invoices by issue month, less the subtotals of issued (not voided) credit notes by
+    the credit note's issue month, each grouped in SQL (UNION ALL of two grouped selects).
 
-    Voided invoices are not revenue; credit notes are not deducted (they are their own documents).
+    Voided invoices are not revenue; a voided credit note takes nothing off. A month can be negative when
+    it credits more than it invoices.
     """
     starts = month_starts(now=now, months=months)
-    rows = (
+    invoiced = (
         _invoices(merchant_ids)
         .filter(currency=currency, status__in=REVENUE_STATUSES, issued_at__gte=starts[0])
         .annotate(month=TruncMonth("issued_at"))
@@ -116,9 +130,25 @@ def revenue_by_month(
         .values("month")
         .annotate(amount=Sum("subtotal"))
     )
-    by_month = {timezone.localtime(row["month"]).date(): row["amount"] for row in rows}
+    notes = CreditNote.objects.filter(currency=currency, status=CreditNoteStatus.ISSUED, issued_at__gte=starts[0])
+    if merchant_ids is not None:
+        notes = notes.filter(merchant_id__in=merchant_ids)
+    credited = (
+        notes.annotate(month=TruncMonth("issued_at"))
+        .order_by()
+        .values("month")
+        .annotate(amount=Sum(-F("subtotal"), output_field=DecimalField(**MONEY_DIGITS)))
+    )
+    by_month: dict[date, Decimal] = {}
+    for row in invoiced.union(credited, all=True):
+        month = timezone.localtime(row["month"]).date()
+        by_month[month] = by_month.get(month, ZERO) + (row["amount"] or ZERO)
     return [
-        MonthAmount(month=start.date(), amount=by_month.get(timezone.localtime(start).date(), ZERO) or ZERO)
+        MonthAmount(
+            month=start.date(),
+            # SQLite sums decimals as floats: amounts are in minor units, so rounding restores the exact sum.
+            amount=round_money(by_month.get(timezone.localtime(start).date(), ZERO), currency),
+        )
         for start in starts
     ]
 

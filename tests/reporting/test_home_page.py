@@ -135,9 +135,9 @@ def test_product_and_currency_are_picked_with_get_parameters(client, superuser):
     default = client.get("/admin/").content.decode()
     picked = client.get(f"/admin/?currency=USD&product={second.pk}").content.decode()
 
-    assert "Invoiced revenue per month (EUR, net of tax)" in default
+    assert "Invoiced revenue per month (EUR, net of tax and credit notes)" in default
     assert "This product has no metrics." in default and first.pk in default
-    assert "Invoiced revenue per month (USD, net of tax)" in picked
+    assert "Invoiced revenue per month (USD, net of tax and credit notes)" in picked
     assert "Seconds metric (Count of events" in picked
 
 

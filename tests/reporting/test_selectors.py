@@ -8,9 +8,11 @@ from decimal import Decimal
 import pytest
 
 from invoicing.models import BillingRunStatus, InvoiceStatus
+from invoicing.services import credit_note_issue, credit_note_void
 from reporting import selectors
 from tests.factories import BillableMetricFactory, MetricFilterFactory, ProductFactory, SubscriptionFactory
 from tests.invoicing.factories import record_usage
+from tests.invoicing.receivables import account, issued
 
 from .factories import BillingRunFactory, InvoiceFactory, WalletFactory
 
@@ -193,3 +195,24 @@ def test_usage_by_day_reads_today_live_and_closed_days_from_the_cache(django_ass
         zip(usage.days, selectors.usage_by_day(product_id=product.pk, now=NOW).metrics[0].values, strict=True)
     )
     assert values[date(2026, 3, 10)] == Decimal("2")
+
+
+def test_revenue_is_net_of_issued_credit_notes_by_their_issue_month():
+    # given: invoices in January and March, credit notes in March (one voided) and one in EUR
+    subscription = account(SubscriptionFactory().merchant)
+    january = issued(subscription, "100.00", now=datetime(2026, 1, 10, tzinfo=UTC))
+    issued(subscription, "50.00", now=datetime(2026, 3, 2, tzinfo=UTC))
+    line = january.lines.get(description="Line 1")
+    credit_note_issue(invoice=january, now=datetime(2026, 3, 5, tzinfo=UTC), amounts={line.pk: Decimal("30.00")})
+    voided = credit_note_issue(
+        invoice=january, now=datetime(2026, 3, 6, tzinfo=UTC), amounts={line.pk: Decimal("20.00")}
+    )
+    credit_note_void(credit_note=voided, now=datetime(2026, 3, 7, tzinfo=UTC))
+
+    # when
+    amounts = {m.month: m.amount for m in selectors.revenue_by_month(currency="USD", now=NOW)}
+
+    # then
+    assert amounts[date(2026, 1, 1)] == Decimal("100.00")
+    assert amounts[date(2026, 3, 1)] == Decimal("20.00")  # 50 invoiced − 30 credited
+    assert sum(amounts.values()) == Decimal("120.00")
