@@ -20,6 +20,7 @@ from catalog.admin_schedule import SCHEDULE_ADMINS
 from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
+from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
@@ -29,19 +30,22 @@ from wallets.admin import CustomerCreditAdminMixin
 
 @admin.register(Customer)
 class CustomerAdmin(
+    CustomerReceivablesAdminMixin,
     CustomerInvoicingAdminMixin,
     CustomerCreditAdminMixin,
     CustomerUsageAdminMixin,
     catalog_admin.CustomerAdmin,
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
-    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing)."""
+    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), customer credit
+    balances and "Record payment" (invoicing's receivables)."""
 
     panels = (
         *catalog_admin.CustomerAdmin.panels,
         *CustomerUsageAdminMixin.panels,
         *CustomerCreditAdminMixin.panels,
         *CustomerInvoicingAdminMixin.panels,
+        *CustomerReceivablesAdminMixin.panels,
     )
 
 

@@ -31,6 +31,7 @@ from invoicing.models import (
     PlanChangeKind,
     SubscriptionPlanChange,
 )
+from invoicing.receivables import payment_record
 from invoicing.services import billing_run_execute, credit_note_issue, invoice_finalize, subscription_start
 from tests.factories import MerchantFactory, TestClockFactory
 from tests.invoicing.factories import CustomerFactory, PlanFactory, fee_price, metered_price, record_usage
@@ -79,6 +80,8 @@ MERCHANT_PATHS = {
     "invoicing.mailtemplate": "merchant",
     "invoicing.subscriptionplanchange": "subscription__merchant",
     "invoicing.billingrun": None,
+    "invoicing.payment": "merchant",
+    "invoicing.customercreditentry": "merchant",
 }
 
 
@@ -119,6 +122,10 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
         invoice=Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING), now=FEB_1
     )
     credit_note_issue(invoice=invoice, now=FEB_1, reason=f"{name} outage")
+    # in a currency nothing is billed in: all of it is customer credit (the invoice stays as the actions expect)
+    payment_record(
+        customer=customer, currency="EUR", amount=Decimal("70"), method="bank_transfer", received_at=FEB_1, now=FEB_1
+    )
     SubscriptionPlanChange.objects.create(
         subscription=subscription,
         from_plan=plan,
