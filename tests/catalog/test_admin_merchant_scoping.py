@@ -121,7 +121,9 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
     invoice = invoice_finalize(
         invoice=Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING), now=FEB_1
     )
-    credit_note_issue(invoice=invoice, now=FEB_1, reason=f"{name} outage")
+    # a partial credit note: the invoice keeps money due (a full one would settle it), so "Mark paid" can pay it
+    fee_line = invoice.lines.get(description__startswith=f"{name} platform fee")
+    credit_note_issue(invoice=invoice, now=FEB_1, reason=f"{name} outage", amounts={fee_line.pk: Decimal("1.00")})
     # in a currency nothing is billed in: all of it is customer credit (the invoice stays as the actions expect)
     payment_record(
         customer=customer, currency="EUR", amount=Decimal("70"), method="bank_transfer", received_at=FEB_1, now=FEB_1
@@ -415,6 +417,11 @@ def test_csv_action_exports_only_their_merchants_invoices(world, scoped_client):
 
 
 def test_actions_leave_another_merchants_rows_alone(world, scoped_client):
+    # both invoices were partly credited: money is still due on each
+    world.a.invoice.refresh_from_db()
+    world.b.invoice.refresh_from_db()
+    assert [world.a.invoice.amount_due, world.b.invoice.amount_due] == [Decimal("10.00"), Decimal("10.00")]
+
     response = scoped_client.post(
         reverse("admin:invoicing_invoice_changelist"),
         {"action": "action_mark_paid", "_selected_action": [world.a.invoice.pk, world.b.invoice.pk]},
@@ -423,7 +430,8 @@ def test_actions_leave_another_merchants_rows_alone(world, scoped_client):
     world.a.invoice.refresh_from_db()
     world.b.invoice.refresh_from_db()
     assert response.status_code == 302
-    assert (world.a.invoice.status, world.b.invoice.status) == ("paid", "issued")
+    assert (world.a.invoice.status, world.a.invoice.amount_due) == ("paid", Decimal("0.00"))
+    assert (world.b.invoice.status, world.b.invoice.amount_due) == ("partially_paid", Decimal("10.00"))
 
 
 def test_run_billing_now_is_refused_to_a_bound_user(world, scoped_client):
