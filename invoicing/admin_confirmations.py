@@ -74,6 +74,7 @@ class CreditNoteForm(ReasonForm):
             (CreditNoteSettlement.REFUND, "Refund: the money is paid back to the customer"),
         ],
         initial=CreditNoteSettlement.CUSTOMER_CREDIT,
+        required=False,  # a post without it (an older page, a script) gets the service's default, customer credit
         label="Beyond what is due",
         help_text="The credit note first lowers what the invoice still owes; the rest becomes this.",
     )

@@ -47,7 +47,12 @@ def test_the_registered_customer_admin_is_the_composed_one():
 def test_the_customer_panels_follow_the_apps_in_page_order():
     model_admin = admin.site.get_model_admin(Customer)
 
-    assert [title for title, _ in model_admin.panels] == ["Usage this month", "Prepaid credit", "Invoicing"]
+    assert [title for title, _ in model_admin.panels] == [
+        "Usage this month",
+        "Prepaid credit",
+        "Invoicing",
+        "Receivables",
+    ]
     assert model_admin.panels[1] == ("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries"))
 
 

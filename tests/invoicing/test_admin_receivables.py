@@ -21,6 +21,7 @@ from tests.invoicing.receivables import account, issued
 
 pytestmark = pytest.mark.django_db
 
+JAN_2 = datetime(2026, 1, 2, tzinfo=UTC)
 FEB_3 = datetime(2026, 2, 3, 10, 0, tzinfo=UTC)
 
 
@@ -129,7 +130,7 @@ def test_a_payment_over_nothing_due_is_refused_with_the_services_message_and_rec
 def test_a_payment_on_the_customer_page_pays_their_open_invoices_oldest_first(subscription, finance):
     # given
     older = issued(subscription, "50.00", day=0)
-    newer = issued(subscription, "30.00", day=1)
+    newer = issued(subscription, "30.00", day=1, now=JAN_2)  # due a day later
     customer = older.customer
     assert customer_record_url(customer) in finance.get(customer_page(customer)).content.decode()
 
