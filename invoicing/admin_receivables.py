@@ -5,7 +5,7 @@
   ``receivables.payment_record`` and need ``invoicing.add_payment`` (the button is hidden without it and a
   forged post answers 403);
 - the payments allocated to an invoice, read-only on its page;
-- the customer's credit balance per currency and its latest entries on the customer page;
+- the customer's credit balance per currency on the customer page, with a link to its movements;
 - read-only, merchant-scoped lists of payments and customer credit entries.
 
 The admin holds no receivables rule: amounts are validated and allocated by the service.
@@ -40,7 +40,6 @@ from .models import (
 from .receivables import customer_credit_balances, payment_record
 
 PAYMENT_FORM_TEMPLATE = "invoicing/admin/record_payment.html"
-CREDIT_ENTRIES_ON_CUSTOMER_PAGE = 20
 # What finance records by hand: "out of band" is the API's name for a payment recorded through it.
 ADMIN_PAYMENT_METHODS = [(value, label) for value, label in PaymentMethod.choices if value != PaymentMethod.OUT_OF_BAND]
 
@@ -244,30 +243,11 @@ class CustomerReceivablesAdminMixin:
             ((currency, format_money(amount, currency)) for currency, amount in balances.items()),
         )
 
-    @admin.display(description="Latest credit movements")
+    @admin.display(description="Credit movements")
     def customer_credit_entries(self, customer: Customer):
-        entries = CustomerCreditEntry.objects.filter(customer=customer).order_by("-created_at", "-pk")[
-            :CREDIT_ENTRIES_ON_CUSTOMER_PAGE
-        ]
-        rows = [
-            (
-                f"{entry.created_at:%Y-%m-%d %H:%M}",
-                entry.get_kind_display(),
-                entry.description,
-                format_money(entry.amount, entry.currency),
-            )
-            for entry in entries
-        ]
-        if not rows:
-            return "None."
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td style='text-align:right'>{}</td></tr>", rows
-        )
-        return format_html(
-            "<table><thead><tr><th>When</th><th>Kind</th><th>Description</th><th>Amount</th></tr></thead>"
-            "<tbody>{}</tbody></table>",
-            body,
-        )
+        # a link, not a table: the page's query budget pays for the balances only
+        url = reverse("admin:invoicing_customercreditentry_changelist") + f"?customer__id__exact={customer.pk}"
+        return format_html('<a href="{}" id="customer-credit-entries">Every credit movement of this customer</a>', url)
 
     def customer_payment_view(self, request, object_id):
         if not can_record_payment(request):
