@@ -26,6 +26,7 @@ from django.utils.html import format_html, format_html_join
 from catalog.admin_numbers import money_display
 from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Customer
+from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
 from .models import (
@@ -182,7 +183,10 @@ class InvoicePaymentAdminMixin:
         form = PaymentForm(
             request.POST if request.method == "POST" else None,
             currency=invoice.currency,
-            initial={"amount": invoice.amount_due, "received_at": timezone.now().replace(microsecond=0)},
+            initial={
+                "amount": round_money(invoice.amount_due, invoice.currency),
+                "received_at": timezone.now().replace(microsecond=0),
+            },
         )
         if form.is_bound and form.is_valid():
             payment = _record(

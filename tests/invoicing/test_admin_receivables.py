@@ -79,6 +79,7 @@ def test_a_partial_payment_makes_the_invoice_partially_paid_and_lowers_the_amoun
     # given
     invoice = issued(subscription, "100.00")
     assert record_url(invoice) in finance.get(invoice_page(invoice)).content.decode()
+    assert 'name="amount" value="100.00"' in finance.get(record_url(invoice)).content.decode()  # what is due
 
     # when
     response = finance.post(record_url(invoice), payment_form("40.00"))
