@@ -20,6 +20,7 @@ from catalog.admin_schedule import SCHEDULE_ADMINS
 from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
+from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
@@ -30,21 +31,24 @@ from wallets.admin import CustomerCreditAdminMixin
 @admin.register(Customer)
 class CustomerAdmin(
     CustomerStatementAdminMixin,
+    CustomerReceivablesAdminMixin,
     CustomerInvoicingAdminMixin,
     CustomerCreditAdminMixin,
     CustomerUsageAdminMixin,
     catalog_admin.CustomerAdmin,
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
-    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), and the account
-    statement page and PDF (reporting)."""
+    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), customer credit
+    balances and "Record payment" (invoicing's receivables), and the account statement page and PDF
+    (reporting)."""
 
     panels = (
         *catalog_admin.CustomerAdmin.panels,
         *CustomerUsageAdminMixin.panels,
         *CustomerCreditAdminMixin.panels,
         *CustomerInvoicingAdminMixin.panels,
-        *CustomerStatementAdminMixin.panels,
+        # one "Receivables" section: credit balances (invoicing) and the account statement (reporting)
+        ("Receivables", (*CustomerReceivablesAdminMixin.panels[0][1], *CustomerStatementAdminMixin.panels[0][1])),
     )
 
 

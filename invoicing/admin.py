@@ -1,6 +1,7 @@
 """Finance's invoicing pages: invoices (lines, breakdowns, actions, PDF, CSV), credit notes, billing runs
 ("Run billing now"), plan changes, and the upcoming invoice / late usage on the customer page; the delivery
-log, the resend action and the e-mail settings and templates are ``admin_delivery``'s.
+log, the resend action and the e-mail settings and templates are ``admin_delivery``'s; payments and customer
+credit are ``admin_receivables``'s.
 Destructive actions confirm first and ask why (``admin_confirmations``).
 
 Actions and views call services and selectors only; the admin holds no billing logic.
@@ -31,6 +32,7 @@ from core.formatting import decimal_string
 from . import documents, selectors, services
 from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_delivery import CreditNoteDeliveryInline, DocumentResendAdminMixin, InvoiceDeliveryInline
+from .admin_receivables import InvoicePaymentAdminMixin, PaymentAllocationInline, recorded_by
 from .models import (
     BillingRun,
     BillingRunChunk,
@@ -135,7 +137,13 @@ class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
         return False
 
 
-class InvoiceAdmin(DocumentResendAdminMixin, ConfirmedInvoiceActions, MerchantScopedAdminMixin, AttributedHistoryAdmin):
+class InvoiceAdmin(
+    InvoicePaymentAdminMixin,
+    DocumentResendAdminMixin,
+    ConfirmedInvoiceActions,
+    MerchantScopedAdminMixin,
+    AttributedHistoryAdmin,
+):
     """Invoices are written by services only; "History" lists every recorded change and who made it.
 
     Not registered here: ``billing_site.admin`` registers it with the higher apps' mixins (reporting's
@@ -147,7 +155,7 @@ class InvoiceAdmin(DocumentResendAdminMixin, ConfirmedInvoiceActions, MerchantSc
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
     date_hierarchy = "period_start"
-    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceDeliveryInline)
+    inlines = (InvoiceLineInline, PaymentAllocationInline, CreditNoteInline, InvoiceDeliveryInline)
     list_select_related = ("customer",)
     actions = (
         "action_finalize",
@@ -320,7 +328,10 @@ class InvoiceAdmin(DocumentResendAdminMixin, ConfirmedInvoiceActions, MerchantSc
     @admin.action(description="Mark selected invoices paid", permissions=["change"])
     def action_mark_paid(self, request, queryset):
         self._each(
-            request, queryset, "Marked paid", lambda inv: services.invoice_mark_paid(invoice=inv, now=timezone.now())
+            request,
+            queryset,
+            "Marked paid",
+            lambda inv: services.invoice_mark_paid(invoice=inv, now=timezone.now(), recorded_by=recorded_by(request)),
         )
 
     @admin.action(description="Bill late usage of selected invoices (adjustment draft)", permissions=["change"])

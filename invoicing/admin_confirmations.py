@@ -30,7 +30,8 @@ from catalog.pricing import round_money
 from catalog.pricing.currency import format_money, minor_units
 
 from . import selectors, services
-from .models import Invoice, InvoiceError, InvoiceKind
+from .models import CreditNoteSettlement, Invoice, InvoiceError, InvoiceKind, InvoiceStatus
+from .receivables import invoice_amount_paid
 from .tasks import billing_run_enqueue
 
 CONFIRM_TEMPLATE = "invoicing/admin/invoice_action_confirm.html"
@@ -54,16 +55,36 @@ class ReasonForm(forms.Form):
     )
 
 
+def offers_settlement(invoice: Invoice) -> bool:
+    """Whether a credit note of ``invoice`` can go beyond what it owes: it is paid, or partly paid."""
+    return invoice.status == InvoiceStatus.PAID or invoice_amount_paid(invoice=invoice) > 0
+
+
 class CreditNoteForm(ReasonForm):
     """The credit note of one invoice: chosen amounts on chosen lines, or everything left to credit."""
 
     LINES, ALL = "lines", "all"
     scope = forms.ChoiceField(widget=forms.RadioSelect, initial=LINES, label="Credit")
+    # Offered only when money was received (see ``offers_settlement``): the part of the credit note beyond
+    # what the invoice still owes goes back to the customer one way or the other.
+    settlement = forms.ChoiceField(
+        widget=forms.RadioSelect,
+        choices=[
+            (CreditNoteSettlement.CUSTOMER_CREDIT, "Customer credit: applied to the customer's next invoices"),
+            (CreditNoteSettlement.REFUND, "Refund: the money is paid back to the customer"),
+        ],
+        initial=CreditNoteSettlement.CUSTOMER_CREDIT,
+        required=False,  # a post without it (an older page, a script) gets the service's default, customer credit
+        label="Beyond what is due",
+        help_text="The credit note first lowers what the invoice still owes; the rest becomes this.",
+    )
 
     def __init__(self, *args, invoice: Invoice, creditable: list[selectors.CreditableLine], **kwargs):
         super().__init__(*args, **kwargs)
         self.invoice = invoice
         self.creditable = creditable
+        if not offers_settlement(invoice):
+            del self.fields["settlement"]
         currency = invoice.currency
         left = sum((item.remaining for item in creditable), Decimal(0))
         self.fields["scope"].choices = [
@@ -78,7 +99,7 @@ class CreditNoteForm(ReasonForm):
                 widget=forms.TextInput(attrs={"size": 10, "inputmode": "decimal"}),
                 help_text=f"At most {format_money(item.remaining, currency)}.",
             )
-        self.order_fields(["scope", *(self.amount_field(item) for item in creditable), "reason"])
+        self.order_fields(["scope", *(self.amount_field(item) for item in creditable), "settlement", "reason"])
 
     @staticmethod
     def amount_field(item: selectors.CreditableLine) -> str:
@@ -130,6 +151,10 @@ class CreditNoteForm(ReasonForm):
             )
         self.amounts = entered
         return cleaned
+
+    def chosen_settlement(self) -> str:
+        """What ``credit_note_issue`` takes as ``settlement`` (the service's default when not offered)."""
+        return self.cleaned_data.get("settlement") or CreditNoteSettlement.CUSTOMER_CREDIT
 
     def credited_amounts(self) -> dict[int, Decimal] | None:
         """What ``credit_note_issue`` takes: None credits everything left."""
@@ -288,7 +313,11 @@ class ConfirmedInvoiceActions:
             reason = form.cleaned_data["reason"]
             try:
                 note = services.credit_note_issue(
-                    invoice=invoice, now=timezone.now(), reason=reason, amounts=form.credited_amounts()
+                    invoice=invoice,
+                    now=timezone.now(),
+                    reason=reason,
+                    amounts=form.credited_amounts(),
+                    settlement=form.chosen_settlement(),
                 )
             except InvoiceError as error:
                 form.add_error(None, str(error))

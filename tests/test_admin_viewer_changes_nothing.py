@@ -31,6 +31,7 @@ from catalog.roles import BILLING_VIEWER, billing_roles_sync
 from catalog.services import feature_create
 from invoicing.mail_templates import mail_template_defaults
 from invoicing.models import DeliverySettings, Invoice, InvoiceKind, MailTemplate
+from invoicing.receivables import payment_record
 from invoicing.services import (
     billing_run_execute,
     credit_note_issue,
@@ -84,6 +85,10 @@ def every_admin_object(db):
     invoice = Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING)
     invoice_finalize(invoice=invoice, now=FEB_1)
     credit_note_issue(invoice=invoice, now=FEB_1, reason="outage")  # both documents queue a delivery
+    # more than anything due: the rest is customer credit (a payment, its allocations, a credit entry)
+    payment_record(
+        customer=customer, currency="USD", amount=Decimal("5000"), method="bank_transfer", received_at=FEB_1, now=FEB_1
+    )
     DeliverySettings.objects.create(merchant=neural, from_email="billing@neural.example")
     MailTemplate.objects.create(merchant=neural, kind="invoice", **mail_template_defaults("invoice"))
     subscription_downgrade(subscription=subscription, new_plan=free, now=FEB_1)

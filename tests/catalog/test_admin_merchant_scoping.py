@@ -27,11 +27,11 @@ from invoicing.models import (
     DeliverySettings,
     Invoice,
     InvoiceKind,
-    LineKind,
     MailTemplate,
     PlanChangeKind,
     SubscriptionPlanChange,
 )
+from invoicing.receivables import payment_record
 from invoicing.services import billing_run_execute, credit_note_issue, invoice_finalize, subscription_start
 from tests.factories import MerchantFactory, TestClockFactory
 from tests.invoicing.factories import CustomerFactory, PlanFactory, fee_price, metered_price, record_usage
@@ -80,6 +80,8 @@ MERCHANT_PATHS = {
     "invoicing.mailtemplate": "merchant",
     "invoicing.subscriptionplanchange": "subscription__merchant",
     "invoicing.billingrun": None,
+    "invoicing.payment": "merchant",
+    "invoicing.customercreditentry": "merchant",
 }
 
 
@@ -119,9 +121,13 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
     invoice = invoice_finalize(
         invoice=Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING), now=FEB_1
     )
-    # a partial credit: the invoice stays open, so the scoped actions below have something to refuse
-    fee_line = invoice.lines.get(kind=LineKind.FEE)
+    # a partial credit note: the invoice keeps money due (a full one would settle it), so "Mark paid" can pay it
+    fee_line = invoice.lines.get(description__startswith=f"{name} platform fee")
     credit_note_issue(invoice=invoice, now=FEB_1, reason=f"{name} outage", amounts={fee_line.pk: Decimal("1.00")})
+    # in a currency nothing is billed in: all of it is customer credit (the invoice stays as the actions expect)
+    payment_record(
+        customer=customer, currency="EUR", amount=Decimal("70"), method="bank_transfer", received_at=FEB_1, now=FEB_1
+    )
     SubscriptionPlanChange.objects.create(
         subscription=subscription,
         from_plan=plan,
@@ -411,9 +417,11 @@ def test_csv_action_exports_only_their_merchants_invoices(world, scoped_client):
 
 
 def test_actions_leave_another_merchants_rows_alone(world, scoped_client):
+    # both invoices were partly credited: money is still due on each
+    world.a.invoice.refresh_from_db()
     world.b.invoice.refresh_from_db()
-    b_status = world.b.invoice.status
-    assert b_status != "paid"
+    assert [world.a.invoice.amount_due, world.b.invoice.amount_due] == [Decimal("10.00"), Decimal("10.00")]
+
     response = scoped_client.post(
         reverse("admin:invoicing_invoice_changelist"),
         {"action": "action_mark_paid", "_selected_action": [world.a.invoice.pk, world.b.invoice.pk]},
@@ -422,7 +430,8 @@ def test_actions_leave_another_merchants_rows_alone(world, scoped_client):
     world.a.invoice.refresh_from_db()
     world.b.invoice.refresh_from_db()
     assert response.status_code == 302
-    assert (world.a.invoice.status, world.b.invoice.status) == ("paid", b_status)
+    assert (world.a.invoice.status, world.a.invoice.amount_due) == ("paid", Decimal("0.00"))
+    assert (world.b.invoice.status, world.b.invoice.amount_due) == ("issued", Decimal("10.00"))
 
 
 def test_run_billing_now_is_refused_to_a_bound_user(world, scoped_client):
