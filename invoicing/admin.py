@@ -31,6 +31,7 @@ from core.formatting import decimal_string
 from . import documents, selectors, services
 from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_delivery import CreditNoteDeliveryInline, DocumentResendAdminMixin, InvoiceDeliveryInline
+from .admin_dunning import DunningReminderInline, dunning_table
 from .models import (
     BillingRun,
     BillingRunChunk,
@@ -147,7 +148,7 @@ class InvoiceAdmin(DocumentResendAdminMixin, ConfirmedInvoiceActions, MerchantSc
     list_filter = ("status", "kind", "merchant", ("period_start", admin.DateFieldListFilter))
     search_fields = ("number", "id", "customer__name", "customer__external_id", "subscription__id")
     date_hierarchy = "period_start"
-    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceDeliveryInline)
+    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceDeliveryInline, DunningReminderInline)
     list_select_related = ("customer",)
     actions = (
         "action_finalize",
@@ -567,7 +568,7 @@ def _preview_table(previews) -> str:
     return format_html_join("", "{}", ((block,) for block in blocks))
 
 
-INVOICING_CUSTOMER_FIELDS = ("upcoming_invoice", "late_usage_not_billed")
+INVOICING_CUSTOMER_FIELDS = ("upcoming_invoice", "late_usage_not_billed", "dunning")
 
 
 class CustomerInvoicingAdminMixin:
@@ -583,3 +584,7 @@ class CustomerInvoicingAdminMixin:
     @admin.display(description="Late usage not billed")
     def late_usage_not_billed(self, customer: Customer):
         return _late_usage_table(selectors.late_usage_for_customer(customer=customer))
+
+    @admin.display(description="Dunning (payment reminders)")
+    def dunning(self, customer: Customer):
+        return dunning_table(selectors.dunning_reminders_for_customer(customer=customer))
