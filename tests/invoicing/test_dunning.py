@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 
 from catalog.models import Subscription
 from invoicing.models import (
@@ -283,3 +284,49 @@ def test_the_final_notice_comes_after_the_last_reminder(seller):
         settings.full_clean()
     assert "final_notice_days" in error.value.message_dict
     DunningSettings(merchant=seller, steps=[3, 7, 14], final_notice_days=15).full_clean()
+
+
+# -- admin -----------------------------------------------------------------------------------------------
+
+
+def test_finance_sets_the_schedule_as_comma_separated_days(superuser_client, seller):
+    response = superuser_client.post(
+        reverse("admin:invoicing_dunningsettings_add"),
+        {
+            "merchant": seller.pk,
+            "enabled": "on",
+            "steps": "5, 10, 20",
+            "final_notice_days": "45",
+            "after_final": "mark_past_due",
+        },
+    )
+    assert response.status_code == 302
+    saved = DunningSettings.objects.get(merchant=seller)
+    assert (saved.steps, saved.final_notice_days, saved.after_final) == ([5, 10, 20], 45, "mark_past_due")
+    page = superuser_client.get(reverse("admin:invoicing_dunningsettings_change", args=[seller.pk])).content.decode()
+    assert 'value="5, 10, 20"' in page
+
+
+def test_a_schedule_out_of_order_or_with_an_early_final_notice_is_refused(superuser_client, seller):
+    add = reverse("admin:invoicing_dunningsettings_add")
+    base = {"merchant": seller.pk, "enabled": "on", "after_final": "nothing"}
+    out_of_order = superuser_client.post(add, {**base, "steps": "7, 3", "final_notice_days": "30"})
+    early_final = superuser_client.post(add, {**base, "steps": "3, 7", "final_notice_days": "7"})
+    assert out_of_order.status_code == early_final.status_code == 200
+    assert "ascending order" in out_of_order.content.decode()
+    assert "The final notice comes after the last reminder day." in early_final.content.decode()
+    assert not DunningSettings.objects.exists()
+
+
+def test_the_invoice_and_customer_pages_show_the_dunning_history(superuser_client, invoice):
+    dunning_reminders_send_due(now=day(20))
+    invoice_page = superuser_client.get(reverse("admin:invoicing_invoice_change", args=[invoice.pk])).content.decode()
+    assert "Dunning (payment reminders)" in invoice_page
+    assert invoice_page.count("Skipped (a later step was due)") == 2
+    assert "Reminder 3" in invoice_page
+    customer_page = superuser_client.get(
+        reverse("admin:catalog_customer_change", args=[invoice.customer_id])
+    ).content.decode()
+    assert "Dunning (payment reminders)" in customer_page
+    assert f"<td>{invoice.number}</td>" in customer_page
+    assert "Reminder 3" in customer_page
