@@ -5,12 +5,13 @@ server (aiosmtpd on 127.0.0.1) with the invoice's PDF."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
 from catalog.models import Subscription
@@ -330,3 +331,35 @@ def test_the_invoice_and_customer_pages_show_the_dunning_history(superuser_clien
     assert "Dunning (payment reminders)" in customer_page
     assert f"<td>{invoice.number}</td>" in customer_page
     assert "Reminder 3" in customer_page
+
+
+# -- concurrent workers (PostgreSQL: row locks and concurrent transactions) ------------------------------
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_at_once_send_each_step_once(seller):
+    DunningSettings.objects.create(merchant=seller, steps=[3, 7, 14], final_notice_days=30)
+    invoice = issued(account(seller, payment_term_days=14), "100.00")
+    barrier = threading.Barrier(2)
+    queued, failures = [], []
+
+    def worker():
+        try:
+            barrier.wait(timeout=10)
+            queued.extend(dunning_reminders_send_due(now=day(3)))
+        except Exception as error:  # surfaced below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert [r.step for r in queued] == [1]
+    assert steps(invoice) == [(1, "queued", "reminder")]
+    assert reminder_deliveries(invoice) == ["reminder"]
