@@ -755,6 +755,12 @@ class Subscription(TimeStamped):
         help_text="Overrides the plan's billing mode for this subscription; empty = the plan's.",
     )
     metadata = models.JSONField(default=dict, blank=True)
+    # Set by invoicing's dunning when a final notice goes out and the merchant chose "mark the subscription
+    # past due"; cleared when the invoice is paid. A flag beside ``status``, not a status: a past-due
+    # subscription is still billed and still collects usage.
+    past_due_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A final payment notice went out unanswered (dunning)."
+    )
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     objects = SubscriptionQuerySet.as_manager()

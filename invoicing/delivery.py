@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import smtplib
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import formataddr, make_msgid
 
 from django.conf import settings
@@ -19,7 +20,15 @@ from catalog.validators import email_list_split
 
 from . import documents
 from .mail_templates import mail_render, mail_template_defaults
-from .models import CreditNote, DeliverySettings, DocumentDelivery, Invoice, MailKind, MailTemplate
+from .models import (
+    INVOICE_MAIL_KINDS,
+    CreditNote,
+    DeliverySettings,
+    DocumentDelivery,
+    Invoice,
+    MailKind,
+    MailTemplate,
+)
 
 LINK_SALT = "invoicing.document-link"
 _KINDS = {"inv": Invoice, "cn": CreditNote}
@@ -60,8 +69,9 @@ def document_links(document: Invoice | CreditNote) -> tuple[str, str]:
 # --- The message ----------------------------------------------------------------------------------------
 
 
-def mail_context(document: Invoice | CreditNote) -> dict[str, str]:
-    """The plain values a mail template of ``document``'s kind may use (``MAIL_VARIABLES``)."""
+def mail_context(document: Invoice | CreditNote, *, now: datetime | None = None) -> dict[str, str]:
+    """The plain values a mail template of ``document``'s kind may use (``MAIL_VARIABLES``); with ``now``,
+    an invoice's also say how many days it is overdue (the reminders')."""
     view_url, pdf_url = document_links(document)
     common = {
         "number": document.number or "",
@@ -74,12 +84,15 @@ def mail_context(document: Invoice | CreditNote) -> dict[str, str]:
     }
     if isinstance(document, Invoice):
         due = document.due_at
-        return common | {
+        values = common | {
             "total": format_money(document.total, document.currency),
             "amount_due": format_money(document.amount_due, document.currency),
             "due_date": f"{due:{documents.DATE}}" if due else "",
             "period": documents.period_text(document),
         }
+        if now is not None and due is not None:
+            values["days_overdue"] = str(max((now - due).days, 0))
+        return values
     return common | {
         "amount": format_money(document.total, document.currency),
         "invoice_number": document.invoice.number or "",
@@ -111,14 +124,15 @@ def delivery_message(delivery: DocumentDelivery, *, recipients: list[str], sende
     its document, text and HTML alternatives, the document's PDF attached, a Message-ID of our own. The
     BCC addresses get their own copy (``archive_copy``)."""
     document = delivery.document
-    kind = MailKind.INVOICE if delivery.invoice_id else MailKind.CREDIT_NOTE
+    kind = INVOICE_MAIL_KINDS[delivery.reason] if delivery.invoice_id else MailKind.CREDIT_NOTE
     template = MailTemplate.objects.filter(merchant_id=delivery.merchant_id, kind=kind).first()
     parts = (
         {"subject": template.subject, "body_text": template.body_text, "body_html": template.body_html}
         if template
         else mail_template_defaults(kind)
     )
-    rendered = mail_render(**parts, context=mail_context(document))
+    # A reminder says how overdue the invoice was when dunning queued it (a retry later says the same).
+    rendered = mail_render(**parts, context=mail_context(document, now=delivery.queued_at))
     if isinstance(document, Invoice):
         pdf, filename = documents.invoice_pdf(document), documents.invoice_filename(document)
     else:

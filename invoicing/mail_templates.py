@@ -33,6 +33,8 @@ MAIL_VARIABLES = {
         "view_url": "the customer's link to the invoice (no login; it expires)",
         "pdf_url": "the link to its PDF",
     },
+    "reminder": {},  # the invoice's, and days_overdue (filled in below)
+    "final_notice": {},
     "credit_note": {
         "number": "the credit note number",
         "merchant_name": "your name",
@@ -46,6 +48,9 @@ MAIL_VARIABLES = {
         "pdf_url": "the link to its PDF",
     },
 }
+
+_DUNNING_VARIABLES = {**MAIL_VARIABLES["invoice"], "days_overdue": "how many days the invoice is overdue, e.g. 7"}
+MAIL_VARIABLES["reminder"] = MAIL_VARIABLES["final_notice"] = _DUNNING_VARIABLES
 
 # Tags a mail template may use: control flow and text shaping only.
 SAFE_TAGS = ("if", "for", "with", "firstof", "cycle", "spaceless", "comment", "verbatim", "autoescape", "filter")

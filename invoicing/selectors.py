@@ -32,6 +32,7 @@ from .models import (
     ZERO,
     CreditNoteLine,
     CreditNoteStatus,
+    DunningReminder,
     Invoice,
     InvoiceKind,
     InvoiceLine,
@@ -543,4 +544,13 @@ def subscription_ledger_page(
         fee_subtotal=fee_subtotal,
         metered_subtotal=metered_subtotal,
         currency=subscription.plan.currency,
+    )
+
+
+def dunning_reminders_for_customer(*, customer: Customer, limit: int = 20) -> list[DunningReminder]:
+    """The customer's most recent dunning steps (sent and skipped), newest first, with their invoice and e-mail."""
+    return list(
+        DunningReminder.objects.filter(customer=customer)
+        .select_related("invoice", "delivery")
+        .order_by("-created_at", "-step")[:limit]
     )

@@ -23,6 +23,7 @@ from .services import (
     billing_runs_close_stalled,
     document_deliveries_send_due,
     document_delivery_send,
+    dunning_reminders_send_due,
     invoices_finalize_due,
     test_clock_catch_up,
 )
@@ -145,3 +146,10 @@ def document_deliveries_send_due_task() -> int:
 def invoices_mark_overdue_task(now: str | None = None) -> int:
     """Mark open invoices past their due date OVERDUE (invoicing/RECEIVABLES.md); returns the count."""
     return invoices_mark_overdue(now=_moment(now))
+
+
+@shared_task(name="invoicing.dunning_reminders_send_due")
+def dunning_reminders_send_due_task(now: str | None = None) -> int:
+    """E-mail the payment reminders and final notices that are due (invoicing/RECEIVABLES.md, "Dunning");
+    returns how many were queued. Safe to retry: each step exists once per invoice (a constraint)."""
+    return len(dunning_reminders_send_due(now=_moment(now)))

@@ -30,7 +30,7 @@ from catalog.models import Customer, Plan, Subscription
 from catalog.roles import BILLING_VIEWER, billing_roles_sync
 from catalog.services import feature_create
 from invoicing.mail_templates import mail_template_defaults
-from invoicing.models import DeliverySettings, Invoice, InvoiceKind, MailTemplate
+from invoicing.models import DeliverySettings, DunningSettings, Invoice, InvoiceKind, MailTemplate
 from invoicing.receivables import payment_record
 from invoicing.services import (
     billing_run_execute,
@@ -91,6 +91,7 @@ def every_admin_object(db):
     )
     DeliverySettings.objects.create(merchant=neural, from_email="billing@neural.example")
     MailTemplate.objects.create(merchant=neural, kind="invoice", **mail_template_defaults("invoice"))
+    DunningSettings.objects.create(merchant=neural)
     subscription_downgrade(subscription=subscription, new_plan=free, now=FEB_1)
 
     credit_grant(customer=customer, currency="USD", amount=Decimal("25"), idempotency_key="g1", now=JAN_1)

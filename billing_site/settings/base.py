@@ -247,6 +247,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.invoices_mark_overdue",
         "schedule": crontab(minute="10-59/15"),
     },
+    # Payment reminders and final notices of overdue invoices, on each merchant's schedule (invoicing/RECEIVABLES.md,
+    # "Dunning"). Hourly at :20, after the overdue sweep: https://crontab.guru/#20_*_*_*_*
+    "invoicing-dunning-reminders-send-due": {
+        "task": "invoicing.dunning_reminders_send_due",
+        "schedule": crontab(minute="20"),
+    },
     # Usage events sent with an externalSubject before the customer existed (metering/README.md), linked
     # and, for real-time subscriptions, debited (invoicing/REALTIME.md). Every minute: https://crontab.guru/#*_*_*_*_*
     "invoicing-link-external-subjects": {

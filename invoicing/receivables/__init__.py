@@ -13,6 +13,7 @@ from .payments import (
     invoice_pay_in_full,
     invoice_settlement_save,
     payment_record,
+    subscription_past_due_clear,
 )
 from .selectors import amount_paid_expression, invoice_amount_paid, invoices_with_amount_paid
 
@@ -29,4 +30,5 @@ __all__ = [
     "invoice_settlement_save",
     "invoices_mark_overdue",
     "payment_record",
+    "subscription_past_due_clear",
 ]

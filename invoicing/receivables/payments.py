@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
@@ -53,6 +54,18 @@ def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
     events.invoice_paid_emit(invoice, now=at, grant_id=grant.pk if grant is not None else None)
 
 
+def subscription_past_due_clear(invoice: Invoice, *, at: datetime) -> None:
+    """A subscription marked past due by dunning is no longer once no open invoice of it has had its final
+    notice (one UPDATE; a no-op for the subscriptions never marked)."""
+    Subscription.objects.filter(pk=invoice.subscription_id, past_due_since__isnull=False).exclude(
+        Exists(
+            Invoice.objects.filter(
+                subscription_id=OuterRef("pk"), status__in=OPEN_STATUSES, dunning_reminders__final=True
+            ).exclude(pk=invoice.pk)
+        )
+    ).update(past_due_since=None, updated_at=at)
+
+
 def invoice_settlement_save(
     invoice: Invoice, *, at: datetime, paid_effects: bool = True, by_payment: bool = True
 ) -> None:
@@ -66,6 +79,7 @@ def invoice_settlement_save(
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = at
         invoice.save(update_fields=["amount_due", "status", "paid_at", "updated_at"])
+        subscription_past_due_clear(invoice, at=at)
         if paid_effects:
             invoice_paid_effects(invoice, at=at)
         return

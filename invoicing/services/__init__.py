@@ -8,7 +8,8 @@ is written, and a savepoint that turns a lost race into a skip.
 One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/services/``"):
 ``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
-``invoice_states``, ``credit_notes``, ``delivery`` (e-mailing issued documents), ``upfront_payment`` and
+``invoice_states``, ``credit_notes``, ``delivery`` (e-mailing issued documents), ``dunning`` (reminders of
+overdue invoices), ``upfront_payment`` and
 ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
@@ -25,6 +26,7 @@ from .delivery import (
     document_delivery_resend,
     document_delivery_send,
 )
+from .dunning import dunning_reminder_send, dunning_reminders_send_due, dunning_step_due
 from .invoice_states import (
     invoice_bill_late_usage,
     invoice_finalize,
@@ -63,6 +65,10 @@ from .upfront_payment import subscription_create_with_upfront_payment, subscript
 from .writer import invoice_insert, invoice_issue
 
 __all__ = [
+    # dunning
+    "dunning_reminder_send",
+    "dunning_reminders_send_due",
+    "dunning_step_due",
     # re-exported: a subscription's current time (its test clock's, else the real one), as callers read it
     "subscription_now",
     # numbering

@@ -23,6 +23,8 @@ from catalog.models import Subscription
 from .. import metrics
 from ..delivery import archive_copy, delivery_message, merchant_sender, send_error_is_permanent, send_error_text
 from ..models import (
+    DUNNING_REASONS,
+    OPEN_STATUSES,
     CreditNote,
     DeliveryReason,
     DeliverySettings,
@@ -40,7 +42,8 @@ DELIVERY_RETRY_BASE = timedelta(minutes=1)  # 1, 2, 4, 8, 16 minutes: the last a
 # While one worker sends, the delivery is leased: nobody else picks it up until the lease runs out. Longer
 # than a send can take (SMTP timeout EMAIL_TIMEOUT, 30 s by default, per connect/command).
 SEND_LEASE = timedelta(minutes=5)
-TEST_CLOCK_SKIP = "Issued on a test clock: simulated documents are not e-mailed (a resend sends one)."
+TEST_CLOCK_SKIP = "On a test clock: simulated documents and reminders are not e-mailed (a resend sends one)."
+SETTLED_SKIP = "The invoice was paid, credited or voided before the reminder was sent."
 
 
 def delivery_retry_delay(attempts: int) -> timedelta:
@@ -62,7 +65,7 @@ def document_delivery_queue(
     note = document if isinstance(document, CreditNote) else None
     subscription_id = invoice.subscription_id if invoice else note.invoice.subscription_id
     simulated = (
-        reason == DeliveryReason.ISSUED
+        reason in (DeliveryReason.ISSUED, *DUNNING_REASONS)
         and Subscription.objects.filter(pk=subscription_id, test_clock__isnull=False).exists()
     )
     delivery = DocumentDelivery.objects.create(
@@ -95,7 +98,11 @@ def document_delivery_resend(*, document: Invoice | CreditNote, now: datetime, r
 
 
 def _skip_reason(delivery: DocumentDelivery, delivery_settings: DeliverySettings | None) -> str:
-    """Why an ``issued`` delivery is not to be sent ("" to send it); a resend is always sent."""
+    """Why an ``issued`` delivery or a reminder is not to be sent ("" to send it); a resend is always sent."""
+    if delivery.reason in DUNNING_REASONS:
+        # Dunning stops the moment the invoice is settled, also between queueing a reminder and sending it.
+        invoice = delivery.invoice
+        return "" if invoice.status in OPEN_STATUSES and invoice.amount_due > 0 else SETTLED_SKIP
     if delivery.reason != DeliveryReason.ISSUED:
         return ""
     if delivery_settings is not None and not delivery_settings.enabled:

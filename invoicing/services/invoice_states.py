@@ -28,7 +28,7 @@ from ..models import (
     InvoiceStatus,
     LineKind,
 )
-from ..receivables import invoice_pay_in_full
+from ..receivables import invoice_pay_in_full, subscription_past_due_clear
 from ..receivables.credits import invoice_void_return_credit
 from ..webhook_events import invoice_created_emit, invoice_voided_emit
 from .lifecycle import subscription_load
@@ -156,6 +156,7 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
         invoice.save(update_fields=["status", "voided_at", "void_reason", "updated_at"])
         if invoice.issued_at is not None:
             invoice_void_return_credit(invoice, now=now)
+            subscription_past_due_clear(invoice, at=now)
         if not reissue:
             invoice_voided_emit(invoice=invoice, now=now)
             return None

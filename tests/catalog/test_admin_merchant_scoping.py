@@ -25,6 +25,7 @@ from invoicing.mail_templates import mail_template_defaults
 from invoicing.models import (
     BillingRun,
     DeliverySettings,
+    DunningSettings,
     Invoice,
     InvoiceKind,
     MailTemplate,
@@ -78,6 +79,7 @@ MERCHANT_PATHS = {
     "invoicing.documentdelivery": "merchant",
     "invoicing.deliverysettings": "merchant",
     "invoicing.mailtemplate": "merchant",
+    "invoicing.dunningsettings": "merchant",
     "invoicing.subscriptionplanchange": "subscription__merchant",
     "invoicing.billingrun": None,
     "invoicing.payment": "merchant",
@@ -155,6 +157,7 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
     webhooks_enable(merchant=merchant, now=FEB_1)
     DeliverySettings.objects.create(merchant=merchant, from_email=f"billing@{name.lower()}.example")
     MailTemplate.objects.create(merchant=merchant, kind="invoice", **mail_template_defaults("invoice"))
+    DunningSettings.objects.create(merchant=merchant, steps=[3, 7], final_notice_days=21)
     feature = feature_create(
         merchant=merchant,
         product=plan.product,

@@ -37,27 +37,12 @@ from invoicing.services import (
     test_clock_create,
 )
 from tests.invoicing.factories import CustomerFactory, PlanFactory, fee_price, metered_price, record_usage
-from tests.invoicing.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.django_db
 
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
 NOW = datetime(2026, 2, 1, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def smtp(settings):
-    """A real SMTP server on 127.0.0.1 and Django's SMTP backend pointed at it (plain, no TLS: loopback)."""
-    server = SmtpServer().start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_TIMEOUT = 5
-    settings.METERLINE_PUBLIC_URL = "https://billing.neural.example"
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ def test_the_modules_are_the_domain_verbs():
         "catch_up",
         "credit_notes",
         "delivery",
+        "dunning",
         "invoice_states",
         "lifecycle",
         "numbering",
