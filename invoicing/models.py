@@ -30,6 +30,7 @@ from catalog.models import (
     Price,
     Subscription,
 )
+from catalog.pricing.currency import format_money
 from catalog.validators import validate_email_list
 from core.ids import PublicIdField
 
@@ -693,7 +694,7 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_method_display()} {self.amount} {self.currency} ({self.received_at:%Y-%m-%d})"
+        return f"{self.get_method_display()} {format_money(self.amount, self.currency)} ({self.received_at:%Y-%m-%d})"
 
 
 class PaymentAllocation(models.Model):
@@ -712,7 +713,7 @@ class PaymentAllocation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} of {self.payment_id} to {self.invoice_id}"
+        return f"{format_money(self.amount, self.payment.currency)} of {self.payment_id} to {self.invoice_id}"
 
 
 class CustomerCreditKind(models.TextChoices):
@@ -762,7 +763,8 @@ class CustomerCreditEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount:+} {self.currency}: {self.description}"
+        sign = "+" if self.amount > 0 else ""
+        return f"{sign}{format_money(self.amount, self.currency)}: {self.description}"
 
     def save(self, *args, **kwargs):
         kwargs["force_insert"] = True  # append-only: an entry is never updated
