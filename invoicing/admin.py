@@ -126,16 +126,33 @@ class InvoiceLineInline(MerchantScopedAdminMixin, admin.TabularInline):
         return format_html_join("", "<div>{}</div>", ((part,) for part in parts))
 
 
+def credit_note_settled_as(note: CreditNote) -> str:
+    """Where a credit note's money went, as the service split it: "$220.00 to customer credit"."""
+    parts = (
+        (note.applied_to_due, "off the amount due"),
+        (note.credited_to_balance, "to customer credit"),
+        (note.refunded, "refunded"),
+    )
+    shown = [
+        f"{format_money(round_money(amount, note.currency), note.currency)} {what}" for amount, what in parts if amount
+    ]
+    return "; ".join(shown) or "—"
+
+
 class CreditNoteInline(MerchantScopedAdminMixin, admin.TabularInline):
     model = CreditNote
     merchant_path = "merchant"
     money_fields = dict.fromkeys(("subtotal", "tax", "total"), "currency")
     extra = 0
     can_delete = False
-    fields = ("number", "issued_at", "reason", "total_display")
+    fields = ("number", "issued_at", "reason", "total_display", "settled_as")
     readonly_fields = fields
     show_change_link = True
     total_display = money_display("total", "total")
+
+    @admin.display(description="Settled as")
+    def settled_as(self, note: CreditNote):
+        return credit_note_settled_as(note)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -375,13 +392,19 @@ class CreditNoteLineInline(MerchantScopedAdminMixin, admin.TabularInline):
 @admin.register(CreditNote)
 class CreditNoteAdmin(DocumentResendAdminMixin, MerchantScopedAdminMixin, admin.ModelAdmin):
     merchant_path = "merchant"
-    money_fields = dict.fromkeys(("subtotal", "tax", "total"), "currency")
-    list_display = ("number", "invoice", "customer", "issued_at", "total_display")
+    money_fields = dict.fromkeys(
+        ("subtotal", "tax", "total", "applied_to_due", "credited_to_balance", "refunded"), "currency"
+    )
+    list_display = ("number", "invoice", "customer", "issued_at", "total_display", "settled_as", "status")
+    list_filter = ("settlement", "status")
     search_fields = ("number", "invoice__number", "customer__name")
     inlines = (CreditNoteLineInline, CreditNoteDeliveryInline)
     actions = ("action_resend",)
+    # Where its money went (the service's split; the three parts add up to the total): finance reads here
+    # whether a credit note on a paid invoice became customer credit or a refund.
     readonly_fields = (
         "number",
+        "status",
         "merchant",
         "customer",
         "invoice",
@@ -391,12 +414,20 @@ class CreditNoteAdmin(DocumentResendAdminMixin, MerchantScopedAdminMixin, admin.
         "subtotal_display",
         "tax_display",
         "total_display",
+        "settlement",
+        "applied_to_due",
+        "credited_to_balance",
+        "refunded",
         "documents_links",
     )
     fields = readonly_fields
     subtotal_display = money_display("subtotal", "subtotal")
     tax_display = money_display("tax", "tax")
     total_display = money_display("total", "total")
+
+    @admin.display(description="Settled as")
+    def settled_as(self, note: CreditNote):
+        return credit_note_settled_as(note)
 
     def has_add_permission(self, request):
         return False

@@ -332,7 +332,8 @@ class ConfirmedInvoiceActions:
             "opts": self.opts,
             "title": f"Issue a credit note for {invoice}",
             "effect": "The credit note credits the amounts chosen below, plus tax at the invoice's rate, and "
-            "gets its own number. The invoice itself does not change.",
+            "gets its own number. The invoice's lines and total do not change: the credit lowers what it still "
+            "owes, and what goes beyond that is settled as chosen below.",
             "submit_label": "Issue the credit note",
             "rows": _invoice_rows([invoice], credit=True),
             "form": form,

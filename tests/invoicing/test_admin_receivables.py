@@ -5,6 +5,7 @@ forged posts are refused."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -51,6 +52,11 @@ def subscription(seller):
 
 def invoice_page(invoice: Invoice) -> str:
     return reverse("admin:invoicing_invoice_change", args=[quote(invoice.pk)])
+
+
+def readonly(page: str, field: str) -> str:
+    """The text of read-only field ``field`` on an admin change page."""
+    return re.search(r'<div class="readonly">(.*?)</div>', page.split(f"field-{field}", 1)[1]).group(1)
 
 
 def record_url(invoice: Invoice) -> str:
@@ -151,11 +157,14 @@ def test_a_payment_on_the_customer_page_pays_their_open_invoices_oldest_first(su
 
 
 @pytest.mark.parametrize(
-    ("settlement", "credit", "refunded"),
-    [("customer_credit", Decimal("25.00"), Decimal("0.00")), ("refund", Decimal("0.00"), Decimal("25.00"))],
+    ("settlement", "credit", "refunded", "shown"),
+    [
+        ("customer_credit", Decimal("25.00"), Decimal("0.00"), "$25.00 to customer credit"),
+        ("refund", Decimal("0.00"), Decimal("25.00"), "$25.00 refunded"),
+    ],
 )
 def test_a_credit_note_on_a_paid_invoice_settles_as_finance_chooses(
-    subscription, finance, settlement, credit, refunded
+    subscription, finance, settlement, credit, refunded, shown
 ):
     # given
     invoice = issued(subscription, "100.00")
@@ -188,6 +197,27 @@ def test_a_credit_note_on_a_paid_invoice_settles_as_finance_chooses(
     assert customer_credit_balance(customer_id=invoice.customer_id, currency="USD") == credit
     invoice.refresh_from_db()
     assert (invoice.status, invoice.amount_due) == (InvoiceStatus.PAID, Decimal("0.00"))
+    # finance reads where the money went on the invoice page and on the credit note's own page
+    assert shown in finance.get(invoice_page(invoice)).content.decode()
+    note_page = finance.get(reverse("admin:invoicing_creditnote_change", args=[quote(note.pk)])).content.decode()
+    assert (readonly(note_page, "credited_to_balance"), readonly(note_page, "refunded")) == (
+        f"${credit}",
+        f"${refunded}",
+    )
+
+
+def test_a_credit_note_on_an_unpaid_invoice_shows_it_lowered_the_amount_due(subscription, finance):
+    invoice = issued(subscription, "100.00")
+    line = invoice.lines.get()
+
+    finance.post(
+        reverse("admin:invoicing_invoice_credit_note", args=[quote(invoice.pk)]),
+        {"scope": "lines", f"amount_{line.pk}": "30.00", "reason": "outage"},
+    )
+
+    invoice.refresh_from_db()
+    assert invoice.amount_due == Decimal("70.00")
+    assert "$30.00 off the amount due" in finance.get(invoice_page(invoice)).content.decode()
 
 
 def test_the_settlement_is_not_asked_when_nothing_was_paid(subscription, finance):
