@@ -41,7 +41,10 @@ lint: install
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
 
-# README screenshots of the demo catalog (temp SQLite, runserver, Debian's Chromium): docs/screenshots/*.png
+# README screenshots of the demo catalog (temp SQLite, runserver, Debian's Chromium): docs/screenshots/*.png;
+# the receivables ones (docs/screenshots/receivables-*.png) come from the receivables browser journey.
 demo-screenshots: install
 	@test -x "$(CHROMIUM_PATH)" || { echo "Chromium not found at $(CHROMIUM_PATH) (apt-get install chromium)"; exit 1; }
 	CHROMIUM_PATH="$(CHROMIUM_PATH)" $(BIN)/python scripts/demo_screenshots.py
+	env -u DATABASE_URL CHROMIUM_PATH="$(CHROMIUM_PATH)" METERLINE_README_SCREENSHOTS=1 \
+		$(BIN)/pytest tests/browser/test_receivables_journey.py -p no:cacheprovider -q
