@@ -50,9 +50,10 @@ class InvoicePaymentFilterAdminMixin:
 
 
 class InvoiceReceivablesAdminMixin:
-    """The AR aging report beside the invoice list: ``aging/`` (page) and ``aging/export/`` (CSV), both
-    read-only (``require_safe``: a POST answers 405) and for whoever may view invoices, scoped to the user's
-    merchants (``catalog.admin_scoping``). Mixed into invoicing's ``InvoiceAdmin`` by ``billing_site.admin``."""
+    """The AR aging report beside the invoice list (linked from its toolbar): ``aging/`` (page) and
+    ``aging/export/`` (CSV), both read-only (``require_safe``: a POST answers 405) and for whoever may view
+    invoices, scoped to the user's merchants (``catalog.admin_scoping``). Mixed into invoicing's
+    ``InvoiceAdmin`` by ``billing_site.admin``."""
 
     def get_urls(self):
         own = [
@@ -68,6 +69,12 @@ class InvoiceReceivablesAdminMixin:
             ),
         ]
         return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        # the invoice list's toolbar links the report (its template shows the link when given the URL)
+        if self.has_view_permission(request):
+            extra_context = {"aging_url": reverse("admin:invoicing_invoice_aging"), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     def _aging_report(self, request):
         if not self.has_view_permission(request):

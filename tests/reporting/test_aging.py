@@ -218,7 +218,9 @@ def test_staff_who_may_not_view_invoices_is_refused(staff_without_roles):
     assert client.get(reverse("admin:invoicing_invoice_aging_export")).status_code == 403
 
 
-def test_the_billing_home_links_the_aging_report_for_who_may_view_invoices(billing_viewer, staff_without_roles):
+def test_the_billing_home_and_the_invoice_list_link_the_aging_report_for_who_may_view_invoices(
+    billing_viewer, staff_without_roles
+):
     viewer, plain = Client(), Client()
     viewer.force_login(billing_viewer)
     plain.force_login(staff_without_roles)
@@ -226,3 +228,5 @@ def test_the_billing_home_links_the_aging_report_for_who_may_view_invoices(billi
 
     assert f'href="{url}"' in viewer.get(reverse("admin:index")).content.decode()
     assert f'href="{url}"' not in plain.get(reverse("admin:index")).content.decode()
+    # and the invoice list's toolbar (a page only who may view invoices reaches)
+    assert f'href="{url}"' in viewer.get(reverse("admin:invoicing_invoice_changelist")).content.decode()
