@@ -11,7 +11,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
@@ -31,6 +30,7 @@ from ..models import (
 from . import events
 from .ledger import credit_entry_add
 from .locks import customer_credit_lock, invoices_lock
+from .past_due import subscription_past_due_clear
 
 
 class InvoicePaymentError(InvoiceError):
@@ -52,18 +52,6 @@ def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
             status=SubscriptionStatus.ACTIVE, updated_at=at
         )
     events.invoice_paid_emit(invoice, now=at, grant_id=grant.pk if grant is not None else None)
-
-
-def subscription_past_due_clear(invoice: Invoice, *, at: datetime) -> None:
-    """A subscription marked past due by dunning is no longer once no open invoice of it has had its final
-    notice (one UPDATE; a no-op for the subscriptions never marked)."""
-    Subscription.objects.filter(pk=invoice.subscription_id, past_due_since__isnull=False).exclude(
-        Exists(
-            Invoice.objects.filter(
-                subscription_id=OuterRef("pk"), status__in=OPEN_STATUSES, dunning_reminders__final=True
-            ).exclude(pk=invoice.pk)
-        )
-    ).update(past_due_since=None, updated_at=at)
 
 
 def invoice_settlement_save(
