@@ -120,7 +120,8 @@ def payment_record(
             replay = Payment.objects.filter(merchant_id=customer.merchant_id, idempotency_key=idempotency_key).first()
             if replay is not None:
                 return replay
-        if invoice_ids is None:
+        oldest_first = invoice_ids is None
+        if oldest_first:
             invoice_ids = list(
                 Invoice.objects.filter(customer=customer, currency=currency, status__in=OPEN_STATUSES)
                 .order_by("due_at", "issued_at", "pk")
@@ -130,6 +131,10 @@ def payment_record(
         invoices = []
         for invoice_id in invoice_ids:
             invoice = locked.get(invoice_id)
+            if oldest_first and (invoice is None or _refusal(invoice) is not None):
+                # Listed before the lock, settled (paid, credited, voided) by a concurrent writer since: this
+                # payment named no invoice, so it skips it (its money goes to the next one, else to credit).
+                continue
             if invoice is None or invoice.customer_id != customer.pk or invoice.currency != currency:
                 raise InvoicePaymentError(
                     f"Invoice {invoice_id} is not an invoice of this customer in {currency}.",
