@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
-from catalog.models import Subscription
+from catalog.models import BillingMode, Subscription
 from invoicing.models import (
     DeliveryReason,
     DeliveryStatus,
@@ -387,8 +387,15 @@ def test_the_customer_and_subscription_pages_show_the_block(superuser_client, in
     dunning_reminders_send_due(now=day(30))
     customer_page = superuser_client.get(customer_url).content.decode()
     stamp = f"{day(30):%Y-%m-%d %H:%M}"
+    # a post-paid subscription (this one) is flagged, but its usage is not refused: the page says so
     assert (
-        f"{invoice.subscription.name}: past due since {stamp}; real-time usage blocked since {stamp}" in customer_page
+        f"{invoice.subscription.name}: past due since {stamp}; usage blocked since {stamp} (post-paid: its usage "
+        "is still accepted and billed)"
+    ) in customer_page
+    Subscription.objects.filter(pk=invoice.subscription_id).update(billing_mode=BillingMode.REAL_TIME)
+    real_time_page = superuser_client.get(customer_url).content.decode()
+    assert (
+        f"{invoice.subscription.name}: past due since {stamp}; real-time usage blocked since {stamp}" in real_time_page
     )
     subscription_page = superuser_client.get(
         reverse("admin:catalog_subscription_change", args=[invoice.subscription_id])
