@@ -819,7 +819,7 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
     search_fields = ("name", "id", "customer__name", "customer__external_id", "plan__name")
     autocomplete_fields = ("customer",)
     date_hierarchy = "started_at"
-    readonly_fields = (*RECORD_FIELDS, "past_due_since")  # set by invoicing's dunning only
+    readonly_fields = (*RECORD_FIELDS, "past_due_since", "usage_blocked_since")  # set by invoicing's dunning only
     add_fieldsets = (
         (None, {"fields": ("merchant", "customer", "plan", "name")}),
         ("Dates", {"fields": ("started_at", "ending_at", "billing_anchor", "trial_ends_at", "test_clock")}),
@@ -839,7 +839,10 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
         ("Other", {"fields": ("metadata",), "classes": ("collapse",)}),
     )
     fieldsets = (
-        (None, {"fields": ("merchant", "customer", "plan", "name", "status", "past_due_since")}),
+        (
+            None,
+            {"fields": ("merchant", "customer", "plan", "name", "status", "past_due_since", "usage_blocked_since")},
+        ),
         (
             "Dates",
             {

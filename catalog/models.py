@@ -756,10 +756,20 @@ class Subscription(TimeStamped):
     )
     metadata = models.JSONField(default=dict, blank=True)
     # Set by invoicing's dunning when a final notice goes out and the merchant chose "mark the subscription
-    # past due"; cleared when the invoice is paid. A flag beside ``status``, not a status: a past-due
-    # subscription is still billed and still collects usage.
+    # past due" (or "block real-time usage", which marks it too); cleared when the invoice is paid. A flag
+    # beside ``status``, not a status: a past-due subscription is still billed and still collects usage.
     past_due_since = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="A final payment notice went out unanswered (dunning)."
+    )
+    # Set with ``past_due_since`` when the merchant chose "block real-time usage", cleared with it (both by
+    # ``invoicing.receivables.past_due``, the one place of the rule). While set, the real-time ingest path
+    # refuses this customer's events (402 USAGE_BLOCKED); read from the hot path's own look-up row, so the
+    # block costs no query. Post-paid usage is not looked up on the hot path and is never refused.
+    usage_blocked_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Real-time usage refused since the final payment notice (dunning), until the invoice is settled.",
     )
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
@@ -794,6 +804,11 @@ class Subscription(TimeStamped):
         """Usage is debited from the prepaid balance as it arrives (its own mode, else its plan's): the Python
         form of ``SUBSCRIPTION_REAL_TIME_SQL``."""
         return self.effective_billing_mode == BillingMode.REAL_TIME
+
+    @property
+    def is_usage_blocked(self) -> bool:
+        """Dunning blocked this subscription's real-time usage (an invoice unpaid after its final notice)."""
+        return self.usage_blocked_since is not None
 
     @property
     def effective_billing_anchor(self):

@@ -35,7 +35,7 @@ from core.formatting import decimal_string
 from . import documents, selectors, services
 from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_delivery import CreditNoteDeliveryInline, DocumentResendAdminMixin, InvoiceDeliveryInline
-from .admin_dunning import DunningReminderInline, dunning_table
+from .admin_dunning import DunningReminderInline, dunning_table, past_due_list
 from .admin_receivables import InvoicePaymentAdminMixin, PaymentAllocationInline, recorded_by
 from .models import (
     BillingRun,
@@ -638,4 +638,8 @@ class CustomerInvoicingAdminMixin:
 
     @admin.display(description="Dunning (payment reminders)")
     def dunning(self, customer: Customer):
-        return dunning_table(selectors.dunning_reminders_for_customer(customer=customer))
+        return format_html(
+            "{}{}",
+            past_due_list(selectors.subscriptions_past_due_for_customer(customer=customer)),
+            dunning_table(selectors.dunning_reminders_for_customer(customer=customer)),
+        )

@@ -108,6 +108,35 @@ class DunningReminderInline(MerchantScopedAdminMixin, admin.TabularInline):
         return _email_status(reminder)
 
 
+def _usage_state(subscription) -> str:
+    if not subscription.is_usage_blocked:
+        return "usage accepted"
+    since = f"{subscription.usage_blocked_since:%Y-%m-%d %H:%M}"
+    if not subscription.is_real_time:
+        # Post-paid usage is not looked up on the ingest path: the block takes effect if it turns real-time.
+        return f"usage blocked since {since} (post-paid: its usage is still accepted and billed)"
+    return f"real-time usage blocked since {since}"
+
+
+def past_due_list(subscriptions) -> str:
+    """The customer's subscriptions past due after a final notice, and whether their real-time usage is
+    blocked (empty when none is)."""
+    if not subscriptions:
+        return ""
+    rows = [
+        (
+            subscription.name,
+            f"{subscription.past_due_since:%Y-%m-%d %H:%M}",
+            _usage_state(subscription),
+        )
+        for subscription in subscriptions
+    ]
+    return format_html(
+        "<p><strong>Past due</strong> (until the overdue invoices are paid, credited or voided):</p><ul>{}</ul>",
+        format_html_join("", "<li>{}: past due since {}; {}</li>", rows),
+    )
+
+
 def dunning_table(reminders) -> str:
     """A customer's recent reminders as an HTML table (the customer page's "Dunning")."""
     if not reminders:

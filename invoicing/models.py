@@ -796,6 +796,7 @@ def default_dunning_steps() -> list[int]:
 class DunningAfterFinal(models.TextChoices):
     NOTHING = "nothing", "Nothing (keep billing and collecting as usual)"
     MARK_PAST_DUE = "mark_past_due", "Mark the subscription past due"
+    BLOCK_USAGE = "block_usage", "Mark the subscription past due and block its real-time usage"
 
 
 class DunningSettings(models.Model):
@@ -822,6 +823,10 @@ class DunningSettings(models.Model):
         max_length=16,
         choices=DunningAfterFinal.choices,
         default=DunningAfterFinal.NOTHING,
+        help_text=(
+            "Past due: the subscription is flagged and still billed. Block: besides, the events of a real-time "
+            "subscription are refused (402 USAGE_BLOCKED) until the overdue invoice is paid, credited or voided."
+        ),
     )
     updated_at = models.DateTimeField(auto_now=True)
 

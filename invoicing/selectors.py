@@ -547,6 +547,15 @@ def subscription_ledger_page(
     )
 
 
+def subscriptions_past_due_for_customer(*, customer: Customer) -> list[Subscription]:
+    """The customer's subscriptions dunning marked past due (and perhaps blocked), oldest mark first."""
+    return list(
+        Subscription.objects.filter(customer=customer, past_due_since__isnull=False)
+        .select_related("plan")
+        .order_by("past_due_since", "pk")
+    )
+
+
 def dunning_reminders_for_customer(*, customer: Customer, limit: int = 20) -> list[DunningReminder]:
     """The customer's most recent dunning steps (sent and skipped), newest first, with their invoice and e-mail."""
     return list(

@@ -4,8 +4,11 @@ core/api/fields.py."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -16,7 +19,10 @@ from core.formatting import decimal_string
 
 from ..pricing import round_money
 from ..pricing.limits import BOUND_TEXT, within_bound
+from ..validators import email_list_split
 from .auth import request_merchant
+
+_SEPARATOR = re.compile(r"[\s,;]")
 
 
 def money_string(value: Decimal | None, currency: str) -> str | None:
@@ -119,3 +125,72 @@ def check_merchant(request, merchant_id: str | None, field: str = "merchantId") 
             code="FORBIDDEN_MERCHANT",
             details={"field": field},
         )
+
+
+MAX_BILLING_EMAILS = 10
+BILLING_EMAILS_MAX_CHARS = 1000  # Customer.billing_emails, stored comma-separated
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "format": "email", "maxLength": 254},
+        "maxItems": MAX_BILLING_EMAILS,
+        "nullable": True,
+        "description": "Meterline extension: where invoices, credit notes and reminders are e-mailed (accounts "
+        "payable, a shared inbox…), at most 10, repeats dropped; [] or null clears (documents then go to the "
+        "consumer's e-mail). Read back as `billingEmails` and, with the fallback, as `organization.billingEmails`.",
+    }
+)
+class BillingEmailsField(serializers.Field):
+    """A customer's billing e-mails on the wire: a JSON list of addresses, each validated (a 400 names the
+    item, ``billingEmails[1]``), at most ``MAX_BILLING_EMAILS``, repeats dropped. Its internal value is the
+    model's comma-separated text (``Customer.billing_emails``); null or [] clears it. Input only: responses
+    render the stored list with ``billing_emails_out``."""
+
+    default_error_messages = {
+        "not_a_list": "Send a list of e-mail addresses.",
+        "too_many": f"At most {MAX_BILLING_EMAILS} billing e-mail addresses.",
+        "too_long": f"The addresses take more than {BILLING_EMAILS_MAX_CHARS} characters together.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None:
+            return True, ""  # null clears, as [] does
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list):
+            self.fail("not_a_list")
+        if len(data) > MAX_BILLING_EMAILS:
+            self.fail("too_many")
+        errors: list[list[str]] = []
+        for item in data:
+            if not isinstance(item, str):
+                errors.append(["Not a string."])
+                continue
+            try:
+                validate_email(item)
+            except DjangoValidationError:
+                errors.append([f"Not an e-mail address: “{item[:254]}”."])
+                continue
+            # Stored comma-separated: a (quoted) address holding a separator would split in two.
+            errors.append(["An address cannot hold a comma, semicolon or space."] if _SEPARATOR.search(item) else [])
+        if any(errors):
+            raise serializers.ValidationError(errors)
+        text = ", ".join(dict.fromkeys(data))
+        if len(text) > BILLING_EMAILS_MAX_CHARS:
+            self.fail("too_long")
+        return text
+
+    def to_representation(self, value):
+        return email_list_split(value)
+
+
+def billing_emails_out(customer) -> list[str]:
+    """The billing e-mails set on ``customer``, in order ([] when none: documents go to its e-mail)."""
+    return email_list_split(customer.billing_emails)

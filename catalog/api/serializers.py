@@ -21,7 +21,7 @@ from core.api.fields import NUL, NUL_MESSAGE, TextKeyDictField
 from core.api.serializers import BlankAsNull, Constant, StrictSerializer
 from core.formatting import decimal_string
 
-from .fields import DecimalNumber, DecimalString, MerchantScopedId
+from .fields import BillingEmailsField, DecimalNumber, DecimalString, MerchantScopedId, billing_emails_out
 
 ZERO = Decimal(0)
 PROPERTIES_HELP = (
@@ -808,6 +808,7 @@ class CustomerCreateInput(StrictSerializer):
     # Meterline extensions.
     currency = serializers.CharField(max_length=3, required=False)
     timeZone = serializers.CharField(source="time_zone", max_length=64, required=False)
+    billingEmails = BillingEmailsField(source="billing_emails", required=False)
 
     def validate_taxRates(self, value):
         return tax_rates_value(value)
@@ -829,6 +830,7 @@ class CustomerUpdateInput(StrictSerializer):
     consumer = ConsumerUpdateInput(required=False)
     currency = serializers.CharField(max_length=3, required=False)
     timeZone = serializers.CharField(source="time_zone", max_length=64, required=False)
+    billingEmails = BillingEmailsField(source="billing_emails", required=False)
 
     def validate_taxRates(self, value):
         if isinstance(value, dict):
@@ -902,7 +904,8 @@ class CustomerOrganizationOutput(serializers.Serializer):
     phone = serializers.CharField()
 
     def get_billingEmails(self, customer) -> list[str]:
-        return [customer.email]
+        """Where documents are e-mailed: the billing e-mails, else the consumer's e-mail."""
+        return customer.billing_recipients
 
 
 class CustomerOutput(serializers.Serializer):
@@ -922,10 +925,22 @@ class CustomerOutput(serializers.Serializer):
     email = serializers.CharField()
     currency = serializers.CharField()
     timeZone = serializers.CharField(source="time_zone")
+    billingEmails = serializers.SerializerMethodField()
 
     @extend_schema_field(ValidTaxAddressOutput)
     def get_validTaxAddress(self, customer) -> dict:
         return tax_address_check(customer)
+
+    @extend_schema_field(
+        {
+            "type": "array",
+            "items": {"type": "string", "format": "email"},
+            "description": "Meterline extension: the billing e-mails set (where invoices, credit notes and reminders "
+            "are e-mailed); [] when none, documents then go to the consumer's e-mail.",
+        }
+    )
+    def get_billingEmails(self, customer) -> list[str]:
+        return billing_emails_out(customer)
 
     @extend_schema_field({"type": "object", "additionalProperties": {"type": "number"}})
     def get_taxRates(self, customer) -> dict:

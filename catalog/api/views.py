@@ -68,6 +68,7 @@ CUSTOMER_FIELDS = {
     "email": "consumer.email",
     "phone": "consumer.phone",
     "tax_rate": "taxRates.default",
+    "billing_emails": "billingEmails",
 }
 
 

@@ -3,8 +3,9 @@
 ``POST /v0/events`` and ``POST /v0/events/batch`` keep metering's request parsing and answers; only the
 call that stores the events changes (``invoicing.realtime.events_ingest_and_debit``), so the events of
 real-time subscriptions are debited in the same transaction. A single event refused under the block
-policy is a **402** ``INSUFFICIENT_BALANCE``; in a batch that item is ``rejected`` with the same code and
-details while the others are kept. Metering never imports invoicing: these views live here and are
+policy is a **402** ``INSUFFICIENT_BALANCE``, one of a subscription whose real-time usage dunning blocked
+(an invoice unpaid after its final notice) a **402** ``USAGE_BLOCKED``; in a batch that item is ``rejected``
+with the same code and details while the others are kept. Metering never imports invoicing: these views live here and are
 routed before metering's URLs (billing_site/urls.py).
 """
 
@@ -20,7 +21,9 @@ from rest_framework.views import APIView
 from catalog.api.schema import currency_parameter
 from catalog.pricing import is_known_currency
 from core.api.errors import ApiError, validation_error_response
+from core.api.serializers import ErrorOutput
 from core.formatting import decimal_string, iso_utc
+from metering.api import schema as metering_schema
 from metering.api import views as metering_views
 from wallets.api.serializers import wallet_out
 from wallets.api.views import customer_with_wallets_or_404
@@ -31,14 +34,6 @@ from ..selectors import customer_usage_cost
 PAYMENT_REQUIRED = status.HTTP_402_PAYMENT_REQUIRED
 
 
-def _refusal_details(refusal: realtime.Refusal) -> dict:
-    return {
-        "available": decimal_string(refusal.available),
-        "required": decimal_string(refusal.required),
-        "currency": refusal.currency,
-    }
-
-
 class _RealtimeIngest:
     def ingest(self, *, merchant, raw_events: list, now):
         return realtime.events_ingest_and_debit(merchant=merchant, raw_events=raw_events, now=now)
@@ -46,27 +41,53 @@ class _RealtimeIngest:
 
 class RealtimeEventIngestApi(_RealtimeIngest, metering_views.EventIngestApi):
     """``POST /v0/events``: 202 with the event (metering's answer); 402 when the prepaid balance of a
-    block-policy customer cannot pay for it (the event is not stored)."""
+    block-policy customer cannot pay for it (``INSUFFICIENT_BALANCE``) or dunning blocked the customer's
+    real-time subscription (``USAGE_BLOCKED``); the event is not stored."""
+
+    @extend_schema(
+        operation_id="events_ingest",
+        request=metering_schema.EventInput,
+        responses={202: metering_schema.EventResponse, 402: ErrorOutput, **metering_schema.ERROR_RESPONSES},
+        description=(
+            "Ingest one usage event (202; a resent idempotencyKey answers 202 with `duplicate: true`). 402 for a "
+            "real-time subscription: `INSUFFICIENT_BALANCE` (block policy, the prepaid balance cannot pay for it) "
+            "or `USAGE_BLOCKED` (Meterline extension: dunning blocked its usage after an unanswered final "
+            "notice, `details: {subscriptionId, blockedSince}`); the event is not stored."
+        ),
+    )
+    def post(self, request):
+        return super().post(request)
 
     def raise_for_refusal(self, outcome) -> None:
         if 0 in outcome.refusals:
             refusal = outcome.refusals[0]
-            raise ApiError(
-                refusal.message,
-                status_code=PAYMENT_REQUIRED,
-                code=realtime.INSUFFICIENT_BALANCE,
-                details=_refusal_details(refusal),
-            )
+            raise ApiError(refusal.message, status_code=PAYMENT_REQUIRED, code=refusal.code, details=refusal.details)
 
 
 class RealtimeEventBatchIngestApi(_RealtimeIngest, metering_views.EventBatchIngestApi):
     """``POST /v0/events/batch``: metering's per-item answer; an item refused for lack of prepaid credit
-    is ``rejected`` with ``code: INSUFFICIENT_BALANCE`` and ``details: {available, required, currency}``."""
+    is ``rejected`` with ``code: INSUFFICIENT_BALANCE`` and ``details: {available, required, currency}``, one
+    of a customer blocked by dunning with ``code: USAGE_BLOCKED`` and ``details: {subscriptionId,
+    blockedSince}``; the other items are kept."""
+
+    @extend_schema(
+        operation_id="events_ingest_batch",
+        request=metering_schema.BatchInput,
+        responses={200: metering_schema.BatchResponse, **metering_schema.ERROR_RESPONSES},
+        description=(
+            "Meterline extension: up to 5,000 events; a result per item, good items kept when others fail. An item "
+            "refused for a real-time subscription is `rejected` with `code` (`INSUFFICIENT_BALANCE` or "
+            "`USAGE_BLOCKED`) and `details`."
+        ),
+    )
+    def post(self, request):
+        return super().post(request)
 
     def item_extras(self, outcome, result) -> dict:
         if result.index not in outcome.refusals:
             return {}
-        return {"code": realtime.INSUFFICIENT_BALANCE, "details": _refusal_details(outcome.refusals[result.index])}
+        refusal = outcome.refusals[result.index]
+        return {"code": refusal.code, "details": refusal.details}
 
 
 # -- reads -----------------------------------------------------------------------------------------

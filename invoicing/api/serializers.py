@@ -268,6 +268,19 @@ class SubscriptionOutput(serializers.Serializer):
     metadata = serializers.SerializerMethodField()
     customer = OptionalMethodField()
     catchUp = OptionalMethodField()
+    # Meterline extensions (receivables, RECEIVABLES.md "Dunning"): null unless dunning acted.
+    pastDueSince = serializers.DateTimeField(
+        source="past_due_since",
+        allow_null=True,
+        help_text="Meterline extension: a final payment notice went out unanswered at this moment (dunning); null "
+        "once the overdue invoices are paid, credited or voided. The subscription is still billed.",
+    )
+    usageBlockedSince = serializers.DateTimeField(
+        source="usage_blocked_since",
+        allow_null=True,
+        help_text="Meterline extension: since when dunning refuses this subscription's real-time usage "
+        "(402 USAGE_BLOCKED on /v0/events); null when not blocked. Cleared with pastDueSince.",
+    )
 
     @extend_schema_field(OpenApiTypes.NUMBER)
     def get_estimatedTaxRate(self, subscription):

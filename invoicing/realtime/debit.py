@@ -22,6 +22,10 @@ Order inside the one transaction (``events_ingest_and_debit``):
 6. per customer (a savepoint each), one ``usage_debit`` per (subscription, price, period) for the
    whole request's increment.
 
+Events of a customer whose real-time subscription dunning blocked (an invoice unpaid after its final notice,
+``Subscription.usage_blocked_since``, read with the look-up of step 1) are refused before step 2 and never
+stored; the request's other events go on as above.
+
 Under the **block** policy a debit the credit cannot cover raises ``InsufficientBalance``: that
 customer's savepoint is rolled back, their events of this request are removed again (they were never
 committed) and re-ingested one at a time, each with its own debit in its own savepoint, so the events
@@ -64,7 +68,7 @@ from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
 from .link import events_link_before_request
 from .locks import wallets_lock_all
 from .lookup import realtime_subscriptions_of_request
-from .outcome import Debit, RealtimeOutcome, Refusal
+from .outcome import Debit, RealtimeOutcome, Refusal, UsageBlocked
 from .windows import PlanPart, UsageWindow, debited_prices, period_invoiced, plan_segment, usage_window
 
 UsageKey = counters.UsageKey  # (metric id, window start, window end)
@@ -416,6 +420,64 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
 
 def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
     subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events)
+    if any(subscription.is_usage_blocked for subscription in subscriptions):
+        return _blocked_refused(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
+    return _ingest_and_debit(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
+
+
+def _blocked_refused(
+    *, merchant: Merchant, raw_events: Sequence, subscriptions: list[Subscription], now: datetime
+) -> RealtimeOutcome:
+    """Dunning blocked some named customers' real-time usage (``Subscription.usage_blocked_since``, read with
+    the look-up's row: no query of its own): their events are refused, not stored; the others go through
+    ``_ingest_and_debit`` as a request of their own, whose answer is put back at the request's positions."""
+    blocked: dict[str, UsageBlocked] = {}
+    for subscription in subscriptions:
+        if subscription.is_usage_blocked and subscription.customer_id not in blocked:
+            blocked[subscription.customer_id] = UsageBlocked(subscription.pk, subscription.usage_blocked_since)
+    by_external = {sub.customer.external_id: sub.customer_id for sub in subscriptions if sub.customer.external_id}
+    refused: dict[int, UsageBlocked] = {}
+    kept: list[int] = []  # the request's positions of the events let through, in order
+    for index, raw in enumerate(raw_events):
+        customer_id = None
+        if isinstance(raw, dict):
+            # As the look-up reads it: the subject names the customer, else the external subject.
+            subject, external = raw.get("subject"), raw.get("externalSubject")
+            customer_id = subject if isinstance(subject, str) and subject else by_external.get(external)
+        if customer_id in blocked:
+            refused[index] = blocked[customer_id]
+        else:
+            kept.append(index)
+    open_ = [subscription for subscription in subscriptions if subscription.customer_id not in blocked]
+    inner = (
+        _ingest_and_debit(merchant=merchant, raw_events=[raw_events[i] for i in kept], subscriptions=open_, now=now)
+        if kept
+        else RealtimeOutcome(results=[], accepted=[])
+    )
+    results: list[metering.EventResult] = [None] * len(raw_events)  # type: ignore[list-item]  # all filled below
+    for result in inner.results:
+        result.index = kept[result.index]
+        results[result.index] = result
+    for index, refusal in refused.items():
+        key = raw_events[index].get("idempotencyKey")
+        results[index] = metering.EventResult(
+            index=index,
+            status=metering.REJECTED,
+            idempotency_key=key if isinstance(key, str) and key else None,
+            errors=[{"field": "subject", "message": refusal.message}],
+        )
+    return RealtimeOutcome(
+        results=results,
+        accepted=[_reindexed(event, kept[event.index]) for event in inner.accepted],
+        debits=inner.debits,
+        refusals={**{kept[index]: refusal for index, refusal in inner.refusals.items()}, **refused},
+        late_event_ids=inner.late_event_ids,
+    )
+
+
+def _ingest_and_debit(
+    *, merchant: Merchant, raw_events: Sequence, subscriptions: list[Subscription], now: datetime
+) -> RealtimeOutcome:
     if not subscriptions:
         # No real-time subscription is named: metering's own lean path (one statement for one event).
         ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from core.formatting import decimal_string
+from core.formatting import decimal_string, iso_utc
 from metering import services as metering
 
 INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+USAGE_BLOCKED = "USAGE_BLOCKED"
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,44 @@ class Refusal:
     available: Decimal
     required: Decimal
 
+    code = INSUFFICIENT_BALANCE
+
     @property
     def message(self) -> str:
         return (
             f"Insufficient prepaid balance: this event costs {decimal_string(self.required)} {self.currency}, "
             f"{decimal_string(self.available)} {self.currency} is available. Top up the balance and resend it."
         )
+
+    @property
+    def details(self) -> dict:
+        return {
+            "available": decimal_string(self.available),
+            "required": decimal_string(self.required),
+            "currency": self.currency,
+        }
+
+
+@dataclass(frozen=True)
+class UsageBlocked:
+    """Why an event was refused because dunning blocked its customer's real-time subscription (an invoice
+    unpaid after its final notice, ``Subscription.usage_blocked_since``): the 402 body's ``details``."""
+
+    subscription_id: str
+    since: datetime
+
+    code = USAGE_BLOCKED
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Usage of subscription {self.subscription_id} is blocked since {iso_utc(self.since)}: an invoice is "
+            "unpaid after its final notice. Pay the overdue invoice and resend the event."
+        )
+
+    @property
+    def details(self) -> dict:
+        return {"subscriptionId": self.subscription_id, "blockedSince": iso_utc(self.since)}
 
 
 @dataclass(frozen=True)
@@ -50,14 +83,14 @@ class Debit:
 
 @dataclass
 class RealtimeOutcome:
-    """Metering's per-item results (refused items turned into ``rejected`` with a balance error),
+    """Metering's per-item results (refused items turned into ``rejected`` with a balance or block error),
     the events stored, the debits written, and events not debited because their period's invoice
     was already issued (``late_event_ids``: billed as late usage by an adjustment invoice)."""
 
     results: list[metering.EventResult]
     accepted: list[metering.AcceptedEvent]
     debits: list[Debit] = field(default_factory=list)
-    refusals: dict[int, Refusal] = field(default_factory=dict)
+    refusals: dict[int, Refusal | UsageBlocked] = field(default_factory=dict)
     late_event_ids: list[int] = field(default_factory=list)
 
     @property

@@ -7,13 +7,13 @@ under the invoice's row lock (``locks``: invoices, then the customer). The names
 
 from .ledger import customer_credit_balance, customer_credit_balances
 from .overdue import invoice_due_at, invoices_mark_overdue
+from .past_due import subscription_past_due_clear, subscription_past_due_mark
 from .payments import (
     InvoicePaymentError,
     invoice_paid_effects,
     invoice_pay_in_full,
     invoice_settlement_save,
     payment_record,
-    subscription_past_due_clear,
 )
 from .selectors import amount_paid_expression, invoice_amount_paid, invoices_with_amount_paid
 
@@ -31,4 +31,5 @@ __all__ = [
     "invoices_mark_overdue",
     "payment_record",
     "subscription_past_due_clear",
+    "subscription_past_due_mark",
 ]

@@ -11,7 +11,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
@@ -31,6 +30,7 @@ from ..models import (
 from . import events
 from .ledger import credit_entry_add
 from .locks import customer_credit_lock, invoices_lock
+from .past_due import subscription_past_due_clear
 
 
 class InvoicePaymentError(InvoiceError):
@@ -52,18 +52,6 @@ def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
             status=SubscriptionStatus.ACTIVE, updated_at=at
         )
     events.invoice_paid_emit(invoice, now=at, grant_id=grant.pk if grant is not None else None)
-
-
-def subscription_past_due_clear(invoice: Invoice, *, at: datetime) -> None:
-    """A subscription marked past due by dunning is no longer once no open invoice of it has had its final
-    notice (one UPDATE; a no-op for the subscriptions never marked)."""
-    Subscription.objects.filter(pk=invoice.subscription_id, past_due_since__isnull=False).exclude(
-        Exists(
-            Invoice.objects.filter(
-                subscription_id=OuterRef("pk"), status__in=OPEN_STATUSES, dunning_reminders__final=True
-            ).exclude(pk=invoice.pk)
-        )
-    ).update(past_due_since=None, updated_at=at)
 
 
 def invoice_settlement_save(
@@ -132,7 +120,8 @@ def payment_record(
             replay = Payment.objects.filter(merchant_id=customer.merchant_id, idempotency_key=idempotency_key).first()
             if replay is not None:
                 return replay
-        if invoice_ids is None:
+        oldest_first = invoice_ids is None
+        if oldest_first:
             invoice_ids = list(
                 Invoice.objects.filter(customer=customer, currency=currency, status__in=OPEN_STATUSES)
                 .order_by("due_at", "issued_at", "pk")
@@ -142,6 +131,10 @@ def payment_record(
         invoices = []
         for invoice_id in invoice_ids:
             invoice = locked.get(invoice_id)
+            if oldest_first and (invoice is None or _refusal(invoice) is not None):
+                # Listed before the lock, settled (paid, credited, voided) by a concurrent writer since: this
+                # payment named no invoice, so it skips it (its money goes to the next one, else to credit).
+                continue
             if invoice is None or invoice.customer_id != customer.pk or invoice.currency != currency:
                 raise InvoicePaymentError(
                     f"Invoice {invoice_id} is not an invoice of this customer in {currency}.",

@@ -21,8 +21,6 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 
-from catalog.models import Subscription
-
 from ..calculation import subscription_now
 from ..models import (
     OPEN_STATUSES,
@@ -34,9 +32,11 @@ from ..models import (
     Invoice,
 )
 from ..receivables.locks import invoices_lock
+from ..receivables.past_due import subscription_past_due_mark
 from .delivery import document_delivery_queue
 
 PAST_DUE_ACTION = "Subscription marked past due."
+USAGE_BLOCKED_ACTION = "Subscription marked past due; its real-time usage is blocked."
 
 
 def dunning_step_due(*, dunning: DunningSettings, due_at: datetime, as_of: datetime) -> tuple[int, int] | None:
@@ -135,11 +135,10 @@ def dunning_reminder_send(*, invoice_id: str, dunning: DunningSettings, now: dat
         reason=DeliveryReason.FINAL_NOTICE if final else DeliveryReason.REMINDER,
     )
     changed = ["delivery"]
-    if final and dunning.after_final == DunningAfterFinal.MARK_PAST_DUE:
-        Subscription.objects.filter(pk=invoice.subscription_id, past_due_since__isnull=True).update(
-            past_due_since=now, updated_at=now
-        )
-        reminder.action = PAST_DUE_ACTION
+    if final and dunning.after_final in (DunningAfterFinal.MARK_PAST_DUE, DunningAfterFinal.BLOCK_USAGE):
+        block = dunning.after_final == DunningAfterFinal.BLOCK_USAGE
+        subscription_past_due_mark(subscription_id=invoice.subscription_id, block_usage=block, at=now)
+        reminder.action = USAGE_BLOCKED_ACTION if block else PAST_DUE_ACTION
         changed.append("action")
     reminder.save(update_fields=changed)
     return reminder

@@ -120,6 +120,7 @@ def test_get_answers_the_customer(api, merchant):
         "email": "a@acme.io",
         "currency": "USD",
         "timeZone": "UTC",
+        "billingEmails": [],  # none set: documents go to the e-mail (organization.billingEmails)
     }
 
 

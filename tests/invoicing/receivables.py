@@ -8,7 +8,8 @@ from decimal import Decimal
 from django.db import transaction
 
 from invoicing.calculation import LineDraft, finish_lines
-from invoicing.models import Invoice, InvoiceKind, LineKind
+from invoicing.models import CreditNote, CreditNoteStatus, Invoice, InvoiceKind, InvoiceStatus, LineKind, Payment
+from invoicing.receivables import customer_credit_balance
 from invoicing.services import invoice_insert, invoice_issue
 from tests.invoicing.factories import CustomerFactory, PlanFactory, SubscriptionFactory
 
@@ -55,3 +56,39 @@ def issued(subscription, *amounts: str, now: datetime = JAN_1, tax_rate: str = "
         invoice = Invoice.objects.select_for_update().select_related("merchant", "subscription").get(pk=invoice.pk)
         invoice_issue(invoice, now=now)
     return Invoice.objects.get(pk=invoice.pk)
+
+
+def receivables_check(subscription, frozen: dict) -> None:
+    """The receivables invariant of invoicing/RECEIVABLES.md for the subscription's customer in USD, to the cent:
+    Σ totals − Σ payments − Σ credit notes + Σ refunded = Σ amounts due − Σ customer credit; no amount due or
+    credit balance negative; each invoice's amount due is its total less applied credit, payments and credit
+    notes applied; a paid invoice's amounts (recorded in ``frozen``) never change."""
+    customer = subscription.customer
+    live = Invoice.objects.filter(customer=customer, currency="USD").exclude(
+        status__in=(InvoiceStatus.DRAFT, InvoiceStatus.VOID)
+    )
+    notes = CreditNote.objects.filter(customer=customer, currency="USD", status=CreditNoteStatus.ISSUED)
+
+    def total(queryset, field):  # in Python: SQLite's SUM of decimals is a float
+        return sum(queryset.values_list(field, flat=True), Decimal(0))
+
+    balance = customer_credit_balance(customer_id=customer.pk, currency="USD")
+    receivable = (
+        total(live, "total")
+        - total(Payment.objects.filter(customer=customer, currency="USD"), "amount")
+        - total(notes, "total")
+        + total(notes, "refunded")
+    )
+    assert receivable == total(live, "amount_due") - balance
+    assert balance >= 0
+    for invoice in live:
+        assert invoice.amount_due >= 0
+        applied = total(invoice.lines.filter(kind=LineKind.APPLIED_CREDIT), "amount")
+        paid = total(invoice.payment_allocations.all(), "amount")
+        credited = total(invoice.credit_notes.filter(status=CreditNoteStatus.ISSUED), "applied_to_due")
+        assert invoice.amount_due == max(invoice.total + applied, Decimal(0)) - paid - credited
+        # paid exactly when nothing is due of a positive total (a negative one is carried forward instead)
+        assert (invoice.status == InvoiceStatus.PAID) == (invoice.amount_due == 0 and invoice.total > 0)
+        amounts = (invoice.subtotal, invoice.tax, invoice.total, invoice.lines.count())
+        if invoice.status == InvoiceStatus.PAID:
+            assert frozen.setdefault(invoice.pk, amounts) == amounts

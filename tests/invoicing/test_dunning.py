@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
-from catalog.models import Subscription
+from catalog.models import BillingMode, Subscription
 from invoicing.models import (
     DeliveryReason,
     DeliveryStatus,
@@ -37,7 +37,7 @@ from invoicing.services import (
     invoice_void,
 )
 from invoicing.services.delivery import SETTLED_SKIP
-from invoicing.services.dunning import PAST_DUE_ACTION
+from invoicing.services.dunning import PAST_DUE_ACTION, USAGE_BLOCKED_ACTION
 from invoicing.tasks import dunning_reminders_send_due_task
 from tests.invoicing.receivables import JAN_1, account, issued
 
@@ -221,6 +221,66 @@ def test_the_final_notice_marks_the_subscription_past_due_when_the_merchant_chos
     assert Subscription.objects.get(pk=invoice.subscription_id).past_due_since is None
 
 
+def blocks(subscription_id) -> tuple:
+    subscription = Subscription.objects.get(pk=subscription_id)
+    return (subscription.past_due_since, subscription.usage_blocked_since)
+
+
+def test_mark_past_due_does_not_block_usage(invoice, dunning):
+    dunning.after_final = DunningAfterFinal.MARK_PAST_DUE
+    dunning.save()
+    dunning_reminders_send_due(now=day(30))
+    assert blocks(invoice.subscription_id) == (day(30), None)
+
+
+def test_the_final_notice_blocks_real_time_usage_when_the_merchant_chose_so(invoice, dunning):
+    dunning.after_final = DunningAfterFinal.BLOCK_USAGE
+    dunning.save()
+    dunning_reminders_send_due(now=day(14))
+    assert blocks(invoice.subscription_id) == (None, None)  # reminders do not
+    (final,) = dunning_reminders_send_due(now=day(30))
+    assert (final.final, final.action) == (True, USAGE_BLOCKED_ACTION)
+    assert blocks(invoice.subscription_id) == (day(30), day(30))
+    assert Subscription.objects.get(pk=invoice.subscription_id).is_usage_blocked
+    pay(invoice, "60.00", at=day(31))
+    assert blocks(invoice.subscription_id) == (day(30), day(30))  # a part payment does not unblock
+    pay(invoice, "40.00", at=day(32))
+    assert blocks(invoice.subscription_id) == (None, None)
+
+
+@pytest.mark.parametrize("settle", ["credit", "void"])
+def test_crediting_or_voiding_the_invoice_unblocks_usage(invoice, dunning, settle):
+    dunning.after_final = DunningAfterFinal.BLOCK_USAGE
+    dunning.save()
+    dunning_reminders_send_due(now=day(30))
+    if settle == "credit":
+        credit_note_issue(invoice=invoice, now=day(31), reason="Goodwill")
+    else:
+        invoice_void(invoice=invoice, now=day(31), reason="Billed in error")
+    assert blocks(invoice.subscription_id) == (None, None)
+
+
+def test_usage_stays_blocked_while_another_invoice_past_its_final_notice_is_open(seller, invoice, dunning):
+    dunning.after_final = DunningAfterFinal.BLOCK_USAGE
+    dunning.save()
+    second = issued(invoice.subscription, "50.00")
+    dunning_reminders_send_due(now=day(30))
+    pay(invoice, "100.00", at=day(31))
+    assert blocks(invoice.subscription_id) == (day(30), day(30))
+    pay(second, "50.00", at=day(32))
+    assert blocks(invoice.subscription_id) == (None, None)
+
+
+def test_a_block_already_set_keeps_its_moment(invoice, dunning):
+    dunning.after_final = DunningAfterFinal.BLOCK_USAGE
+    dunning.save()
+    second = issued(invoice.subscription, "50.00", day=3, now=JAN_1 + timedelta(days=3))
+    dunning_reminders_send_due(now=day(30))
+    dunning_reminders_send_due(now=day(33))  # the second invoice's final notice
+    assert DunningReminder.objects.filter(invoice=second, final=True).exists()
+    assert blocks(invoice.subscription_id) == (day(30), day(30))
+
+
 def test_the_final_notice_changes_nothing_else_by_default(invoice, dunning):
     assert dunning.after_final == DunningAfterFinal.NOTHING
     (final,) = dunning_reminders_send_due(now=day(30))
@@ -306,6 +366,41 @@ def test_finance_sets_the_schedule_as_comma_separated_days(superuser_client, sel
     assert (saved.steps, saved.final_notice_days, saved.after_final) == ([5, 10, 20], 45, "mark_past_due")
     page = superuser_client.get(reverse("admin:invoicing_dunningsettings_change", args=[seller.pk])).content.decode()
     assert 'value="5, 10, 20"' in page
+
+
+def test_finance_may_choose_to_block_real_time_usage(superuser_client, seller):
+    page = superuser_client.get(reverse("admin:invoicing_dunningsettings_add")).content.decode()
+    assert "Mark the subscription past due and block its real-time usage" in page
+    response = superuser_client.post(
+        reverse("admin:invoicing_dunningsettings_add"),
+        {"merchant": seller.pk, "enabled": "on", "steps": "3", "final_notice_days": "10", "after_final": "block_usage"},
+    )
+    assert response.status_code == 302
+    assert DunningSettings.objects.get(merchant=seller).after_final == DunningAfterFinal.BLOCK_USAGE
+
+
+def test_the_customer_and_subscription_pages_show_the_block(superuser_client, invoice, dunning):
+    dunning.after_final = DunningAfterFinal.BLOCK_USAGE
+    dunning.save()
+    customer_url = reverse("admin:catalog_customer_change", args=[invoice.customer_id])
+    assert "real-time usage blocked" not in superuser_client.get(customer_url).content.decode()
+    dunning_reminders_send_due(now=day(30))
+    customer_page = superuser_client.get(customer_url).content.decode()
+    stamp = f"{day(30):%Y-%m-%d %H:%M}"
+    # a post-paid subscription (this one) is flagged, but its usage is not refused: the page says so
+    assert (
+        f"{invoice.subscription.name}: past due since {stamp}; usage blocked since {stamp} (post-paid: its usage "
+        "is still accepted and billed)"
+    ) in customer_page
+    Subscription.objects.filter(pk=invoice.subscription_id).update(billing_mode=BillingMode.REAL_TIME)
+    real_time_page = superuser_client.get(customer_url).content.decode()
+    assert (
+        f"{invoice.subscription.name}: past due since {stamp}; real-time usage blocked since {stamp}" in real_time_page
+    )
+    subscription_page = superuser_client.get(
+        reverse("admin:catalog_subscription_change", args=[invoice.subscription_id])
+    ).content.decode()
+    assert "Usage blocked since" in subscription_page
 
 
 def test_a_schedule_out_of_order_or_with_an_early_final_notice_is_refused(superuser_client, seller):
