@@ -39,7 +39,10 @@ logger = logging.getLogger(__name__)
 
 
 def locked_invoice(invoice: Invoice) -> Invoice:
-    return Invoice.objects.select_for_update().select_related("merchant", "plan").get(pk=invoice.pk)
+    # ``of=("self",)``: lock the invoice row only. A bare FOR UPDATE over the join would also lock the
+    # merchant and plan rows, serialising every credit note of a merchant and inverting the lock order of
+    # paths that take the merchant first.
+    return Invoice.objects.select_for_update(of=("self",)).select_related("merchant", "plan").get(pk=invoice.pk)
 
 
 def _refresh_lines(invoice: Invoice) -> Prepaid | None:
