@@ -17,6 +17,7 @@ from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from wallets.entitlements import grant_purchase_fulfil
 
+from .. import webhook_events
 from ..models import (
     OPEN_STATUSES,
     CustomerCreditKind,
@@ -28,7 +29,6 @@ from ..models import (
     PaymentAllocation,
     PaymentMethod,
 )
-from . import events
 from .ledger import credit_entry_add
 from .locks import customer_credit_lock, invoices_lock
 
@@ -51,7 +51,7 @@ def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
         Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
             status=SubscriptionStatus.ACTIVE, updated_at=at
         )
-    events.invoice_paid_emit(invoice, now=at, grant_id=grant.pk if grant is not None else None)
+    webhook_events.invoice_paid_emit(invoice=invoice, now=at, grant_id=grant.pk if grant is not None else None)
 
 
 def subscription_past_due_clear(invoice: Invoice, *, at: datetime) -> None:
@@ -192,7 +192,18 @@ def payment_record(
                 now=now,
                 payment=payment,
             )
-        events.payment_recorded_emit(payment, now=now)
+        webhook_events.payment_recorded_emit(
+            merchant_id=payment.merchant_id,
+            payment_id=payment.pk,
+            customer_id=payment.customer_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            method=payment.method,
+            reference=payment.reference,
+            received_at=payment.received_at,
+            allocations=[(allocation.invoice_id, allocation.amount) for allocation in payment.allocations.all()],
+            now=now,
+        )
     return payment
 
 
