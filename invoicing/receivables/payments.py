@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import NoReturn
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
@@ -238,3 +239,14 @@ def invoice_pay_in_full(
             )
             invoice.refresh_from_db()
     return invoice
+
+
+def invoice_payment_link_create(*, invoice: Invoice) -> NoReturn:
+    """A hosted payment link for ``invoice`` (the API's ``hosted_link``). Meterline is self-hosted and has no
+    payment provider, so it never makes one: it refuses as ``invoice_pay_in_full`` does (a paid, draft or void
+    invoice), else with ``MERCHANT_NO_PAYMENT_ACCOUNT``. Nothing is written, so nothing is locked."""
+    raise _refusal(invoice) or InvoicePaymentError(
+        "Meterline is self-hosted and has no payment provider for payment links; record the payment with method "
+        "out_of_band once received.",
+        code="MERCHANT_NO_PAYMENT_ACCOUNT",
+    )

@@ -251,6 +251,25 @@ def test_hosted_link_needs_a_payment_provider(api_client, billed):
     assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "method")
 
 
+def test_a_payment_link_for_a_paid_or_draft_invoice_is_refused_as_a_payment_is(
+    api_client, billed, subscribe, arrears_plan
+):
+    # given: the opening invoice paid (by the fixture), and a draft of another subscription
+    sub, _ = billed
+    opening = sub["payment"]["invoiceId"]
+    draft = Invoice.objects.get(subscription_id=subscribe(arrears_plan).json()["id"])
+    assert draft.status == InvoiceStatus.DRAFT
+
+    # when
+    on_paid = api_client.post(f"/v2/invoices/{opening}/payment", {"method": "hosted_link"}, format="json")
+    on_draft = api_client.post(f"/v2/invoices/{draft.id}/payment", {"method": "hosted_link"}, format="json")
+
+    # then: the invoice's own refusal comes before the missing payment provider
+    assert (on_paid.status_code, on_paid.json()["code"]) == (409, "INVOICE_ALREADY_PAID")
+    assert on_paid.json()["message"].endswith("is already paid.")
+    assert (on_draft.status_code, on_draft.json()["code"]) == (422, "INVOICE_NOT_LINKABLE_STATUS")
+
+
 def test_ledger_lines_pending_and_invoiced(api_client, billed, plan, customer):
     sub, january = billed
     record_usage(customer, plan, datetime(2025, 2, 10, tzinfo=UTC), 500_000)
