@@ -597,6 +597,10 @@ class CustomerInvoicingAdminMixin:
 
     panels = (("Invoicing", INVOICING_CUSTOMER_FIELDS),)
 
+    def get_queryset(self, request):
+        # whether the customer was ever reminded comes with the customer's own row (the dunning panel)
+        return selectors.customers_with_dunning_flag(super().get_queryset(request))
+
     @admin.display(description="Upcoming invoice (current period so far)")
     def upcoming_invoice(self, customer: Customer):
         return _preview_table(selectors.customer_invoice_previews(customer=customer, now=timezone.now()))
@@ -607,4 +611,6 @@ class CustomerInvoicingAdminMixin:
 
     @admin.display(description="Dunning (payment reminders)")
     def dunning(self, customer: Customer):
+        if not customer.has_dunning_reminders:
+            return dunning_table([])
         return dunning_table(selectors.dunning_reminders_for_customer(customer=customer))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Window
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Window
 
 from catalog.models import Customer, Merchant, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import rate, round_money
@@ -545,6 +545,12 @@ def subscription_ledger_page(
         metered_subtotal=metered_subtotal,
         currency=subscription.plan.currency,
     )
+
+
+def customers_with_dunning_flag(customers: QuerySet[Customer]) -> QuerySet[Customer]:
+    """``customers`` annotated with ``has_dunning_reminders`` (an EXISTS in their own query): a page reads
+    ``dunning_reminders_for_customer`` only for a customer who was ever reminded."""
+    return customers.annotate(has_dunning_reminders=Exists(DunningReminder.objects.filter(customer=OuterRef("pk"))))
 
 
 def dunning_reminders_for_customer(*, customer: Customer, limit: int = 20) -> list[DunningReminder]:
