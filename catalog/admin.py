@@ -766,6 +766,10 @@ class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     # class composed in ``billing_site.admin`` concatenates them in page order.
     panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
+    def get_queryset(self, request):
+        # the change page shows the customer's merchant (read-only): read with the customer's row
+        return super().get_queryset(request).select_related("merchant")
+
     def get_readonly_fields(self, request, obj=None):
         fields = tuple(super().get_readonly_fields(request, obj))
         if obj is None:

@@ -628,6 +628,10 @@ class CustomerInvoicingAdminMixin:
 
     panels = (("Invoicing", INVOICING_CUSTOMER_FIELDS),)
 
+    def get_queryset(self, request):
+        # whether the customer was ever reminded comes with the customer's own row (the dunning panel)
+        return selectors.customers_with_dunning_flag(super().get_queryset(request))
+
     @admin.display(description="Upcoming invoice (current period so far)")
     def upcoming_invoice(self, customer: Customer):
         return _preview_table(selectors.customer_invoice_previews(customer=customer, now=timezone.now()))
@@ -638,6 +642,9 @@ class CustomerInvoicingAdminMixin:
 
     @admin.display(description="Dunning (payment reminders)")
     def dunning(self, customer: Customer):
+        if not customer.has_dunning_reminders:
+            # past due only ever follows a final notice: a customer never reminded has no past-due subscription
+            return format_html("{}{}", past_due_list([]), dunning_table([]))
         return format_html(
             "{}{}",
             past_due_list(selectors.subscriptions_past_due_for_customer(customer=customer)),

@@ -38,7 +38,7 @@ from .models import (
     PaymentAllocation,
     PaymentMethod,
 )
-from .receivables import customer_credit_balances, payment_record
+from .receivables import customer_credit_balances, customers_with_credit_flag, payment_record
 
 PAYMENT_FORM_TEMPLATE = "invoicing/admin/record_payment.html"
 # What finance records by hand: "out of band" is the API's name for a payment recorded through it.
@@ -232,13 +232,17 @@ class CustomerReceivablesAdminMixin:
             *super().get_urls(),
         ]
 
+    def get_queryset(self, request):
+        # whether the customer ever had credit comes with the customer's own row (the balances panel)
+        return customers_with_credit_flag(super().get_queryset(request))
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {"can_record_payment": can_record_payment(request), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Customer credit balance")
     def customer_credit(self, customer: Customer):
-        balances = customer_credit_balances(customer_id=customer.pk)
+        balances = customer_credit_balances(customer_id=customer.pk) if customer.has_customer_credit else {}
         if not balances:
             return "None."
         return format_html_join(

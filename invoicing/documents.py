@@ -20,11 +20,14 @@ def _period(start, end, time_zone: str) -> str:
     return f"{first:%b} {first.day}, {first.year} – {last:%b} {last.day}, {last.year}"
 
 
-def breakdown_of(explanation: dict) -> list[str]:
-    """The sentences under an invoice line (document and admin): its explanation's lines, else its text,
-    and the proration."""
+def breakdown_of(explanation: dict, *, text_fallback: bool = True) -> list[str]:
+    """The sentences under an invoice line: its explanation's lines, else its text, and the proration.
+
+    The document and the admin show only these sentences, so a line explained by a text alone shows its text.
+    The API sends the text in its own field (``explanation``) and asks without the fallback
+    (``text_fallback=False``), so that a client showing both fields does not show the text twice."""
     parts = [line["description"] for line in explanation.get("lines", []) if line.get("description")]
-    if not parts and explanation.get("text"):
+    if text_fallback and not parts and explanation.get("text"):
         parts = [explanation["text"]]
     proration = explanation.get("proration")
     if proration:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Q, QuerySet, Window
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Window
 
 from catalog.models import Customer, Merchant, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import rate, round_money
@@ -554,6 +554,12 @@ def subscriptions_past_due_for_customer(*, customer: Customer) -> list[Subscript
         .select_related("plan")
         .order_by("past_due_since", "pk")
     )
+
+
+def customers_with_dunning_flag(customers: QuerySet[Customer]) -> QuerySet[Customer]:
+    """``customers`` annotated with ``has_dunning_reminders`` (an EXISTS in their own query): a page reads
+    ``dunning_reminders_for_customer`` only for a customer who was ever reminded."""
+    return customers.annotate(has_dunning_reminders=Exists(DunningReminder.objects.filter(customer=OuterRef("pk"))))
 
 
 def dunning_reminders_for_customer(*, customer: Customer, limit: int = 20) -> list[DunningReminder]:

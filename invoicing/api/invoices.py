@@ -16,10 +16,10 @@ from core.api.schema import paging_parameters
 from core.api.serializers import ErrorOutput, list_output
 from invoicing import selectors, services
 from invoicing.documents import invoice_filename, invoice_pdf
-from invoicing.models import OPEN_STATUSES, Invoice, InvoiceStatus
+from invoicing.models import Invoice
 
 from . import serializers as s
-from .common import CONFLICT, ERRORS, LINE_ITEMS_MAX, PAGING, BillingApi, conflict, invoice_or_404
+from .common import CONFLICT, ERRORS, LINE_ITEMS_MAX, PAGING, BillingApi, invoice_or_404
 
 
 def invoice_body(request, invoice: Invoice, *, line_items=None) -> dict:
@@ -174,6 +174,10 @@ class InvoicePdfApi(BillingApi):
         return response
 
 
+# A payment refusal's status (the service's code names why); any other refusal is a 422.
+PAYMENT_REFUSAL_STATUS = {"INVOICE_ALREADY_PAID": status.HTTP_409_CONFLICT}
+
+
 class InvoicePaymentApi(BillingApi):
     @extend_schema(
         operation_id="recordInvoicePayment",
@@ -187,28 +191,16 @@ class InvoicePaymentApi(BillingApi):
     def post(self, request, id: str):
         invoice = invoice_or_404(self.merchant, id)
         data = self.body(s.RecordPaymentInput)
-        if invoice.status == InvoiceStatus.PAID:
-            raise conflict(f"Invoice {invoice} is already paid.", "INVOICE_ALREADY_PAID")
-        if invoice.status not in OPEN_STATUSES:
-            raise self._unprocessable(
-                f"Invoice {invoice} is {s.STATUS_TO_WIRE[invoice.status]}; payments are recorded on ISSUED invoices.",
-                "INVOICE_NOT_LINKABLE_STATUS",
-            )
-        if data["method"] == "hosted_link":
-            raise self._unprocessable(
-                "Meterline is self-hosted and has no payment provider for payment links; record the payment "
-                "with method out_of_band once received.",
-                "MERCHANT_NO_PAYMENT_ACCOUNT",
-            )
         try:
+            if data["method"] == "hosted_link":
+                services.invoice_payment_link_create(invoice=invoice)
             services.invoice_record_payment(invoice=invoice, now=timezone.now(), recorded_by=str(request.user))
         except services.InvoicePaymentError as error:
-            if error.code == "INVOICE_ALREADY_PAID":
-                raise conflict(str(error), error.code) from None
-            raise self._unprocessable(str(error), error.code) from None
+            # The service's refusals (its rules); the view only names their status.
+            raise ApiError(
+                str(error),
+                status_code=PAYMENT_REFUSAL_STATUS.get(error.code, status.HTTP_422_UNPROCESSABLE_ENTITY),
+                code=error.code,
+            ) from None
         invoice = invoice_or_404(self.merchant, id)
         return Response(s.PaymentResultOutput({"invoice": invoice}, context={"request": request}).data)
-
-    @staticmethod
-    def _unprocessable(message: str, code: str) -> ApiError:
-        return ApiError(message, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY, code=code)

@@ -25,6 +25,7 @@ from catalog.pricing.limits import QUANTUM
 from core.api.fields import UtcDateTimeField
 from core.api.serializers import Constant, StrictSerializer
 from core.formatting import decimal_string, iso_utc
+from invoicing.documents import breakdown_of
 from invoicing.models import OPEN_STATUSES, InvoiceKind, InvoiceStatus, LineKind
 from invoicing.receivables import invoice_amount_paid
 
@@ -412,16 +413,6 @@ EVENT_TYPE = {
 METERED = (LineKind.USAGE, LineKind.ADJUSTMENT)
 
 
-def line_breakdown(explanation: dict) -> list[str]:
-    parts = [entry["description"] for entry in explanation.get("lines", []) if entry.get("description")]
-    proration = explanation.get("proration")
-    if proration:
-        parts.append(
-            proration.get("description") or f"Prorated {proration['covered_days']} of {proration['period_days']} days"
-        )
-    return parts
-
-
 def line_payment_term(line) -> str | None:
     """``in_arrears`` for usage, the fee's payment term for a fee line, else None."""
     if line.kind in METERED:
@@ -466,7 +457,10 @@ class InvoiceLineItemOutput(serializers.Serializer):
     )
     description = serializers.CharField(source="line.description")
     explanation = serializers.SerializerMethodField(help_text="Meterline: how the amount was computed.")
-    breakdown = serializers.SerializerMethodField()
+    breakdown = serializers.SerializerMethodField(
+        help_text="Meterline: the computation's steps, then the days billed (proration); empty when the line is "
+        "explained by its text alone (that text is `explanation`)."
+    )
 
     @staticmethod
     def _source(item):
@@ -582,7 +576,8 @@ class InvoiceLineItemOutput(serializers.Serializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_breakdown(self, item):
-        return line_breakdown(item.line.explanation)
+        # The document's sentences without its text fallback: the text already goes out as ``explanation``.
+        return breakdown_of(item.line.explanation, text_fallback=False)
 
 
 def page_token(position: int) -> str:

@@ -11,6 +11,7 @@ from django.db.models import Max, Sum
 from catalog.pricing import round_money
 from catalog.pricing.currency import format_money
 
+from .. import webhook_events
 from ..models import (
     OPEN_STATUSES,
     CreditNote,
@@ -24,7 +25,6 @@ from ..models import (
     LineKind,
     PaymentAllocation,
 )
-from . import events
 from .ledger import credit_entry_add, customer_credit_balance
 from .locks import customer_credit_lock
 from .payments import invoice_paid_effects, invoice_settlement_save
@@ -143,9 +143,19 @@ def credit_note_settled(note: CreditNote, *, now: datetime) -> None:
             now=now,
             credit_note=note,
         )
-    events.credit_note_issued_emit(note, now=now)
+    webhook_events.credit_note_issued_emit(credit_note=note, now=now)
     if note.refunded > 0:
-        events.refund_created_emit(note, now=now)
+        webhook_events.refund_created_emit(
+            merchant_id=note.merchant_id,
+            refund_id=note.pk,
+            invoice_id=note.invoice_id,
+            customer_id=note.customer_id,
+            amount=note.refunded,
+            currency=note.currency,
+            created_at=note.issued_at,
+            now=now,
+            reason=note.reason,
+        )
 
 
 def credit_note_unsettle(note: CreditNote, invoice: Invoice, *, now: datetime) -> None:

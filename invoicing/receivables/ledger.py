@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 
+from catalog.models import Customer
 from catalog.pricing import round_money
 
 from ..models import CreditNote, CustomerCreditEntry, Invoice, Payment
@@ -32,6 +33,12 @@ def customer_credit_balances(*, customer_id: str) -> dict[str, Decimal]:
         .order_by("currency")
     )
     return {row["currency"]: round_money(row["s"], row["currency"]) for row in rows}
+
+
+def customers_with_credit_flag(customers: QuerySet[Customer]) -> QuerySet[Customer]:
+    """``customers`` annotated with ``has_customer_credit`` (an EXISTS in their own query): a page reads
+    ``customer_credit_balances`` only for a customer who ever had credit."""
+    return customers.annotate(has_customer_credit=Exists(CustomerCreditEntry.objects.filter(customer=OuterRef("pk"))))
 
 
 def credit_entry_add(

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F, Q
 
+from .. import webhook_events
 from ..models import Invoice, InvoiceStatus
-from . import events
 from .locks import invoices_lock
 
 OVERDUE_BATCH = 500
@@ -45,6 +45,6 @@ def invoices_mark_overdue(*, now: datetime) -> int:
             for invoice in _overdue(now).filter(pk__in=batch).order_by("pk"):
                 invoice.status = InvoiceStatus.OVERDUE
                 invoice.save(update_fields=["status", "updated_at"])
-                events.invoice_overdue_emit(invoice, now=now)
+                webhook_events.invoice_overdue_emit(invoice=invoice, now=now, due_at=invoice.due_at)
                 marked += 1
     return marked

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import NoReturn
 
 from django.db import IntegrityError, transaction
 
@@ -16,6 +17,7 @@ from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from wallets.entitlements import grant_purchase_fulfil
 
+from .. import webhook_events
 from ..models import (
     OPEN_STATUSES,
     CustomerCreditKind,
@@ -27,7 +29,6 @@ from ..models import (
     PaymentAllocation,
     PaymentMethod,
 )
-from . import events
 from .ledger import credit_entry_add
 from .locks import customer_credit_lock, invoices_lock
 from .past_due import subscription_past_due_clear
@@ -51,7 +52,7 @@ def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
         Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
             status=SubscriptionStatus.ACTIVE, updated_at=at
         )
-    events.invoice_paid_emit(invoice, now=at, grant_id=grant.pk if grant is not None else None)
+    webhook_events.invoice_paid_emit(invoice=invoice, now=at, grant_id=grant.pk if grant is not None else None)
 
 
 def invoice_settlement_save(
@@ -185,7 +186,18 @@ def payment_record(
                 now=now,
                 payment=payment,
             )
-        events.payment_recorded_emit(payment, now=now)
+        webhook_events.payment_recorded_emit(
+            merchant_id=payment.merchant_id,
+            payment_id=payment.pk,
+            customer_id=payment.customer_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            method=payment.method,
+            reference=payment.reference,
+            received_at=payment.received_at,
+            allocations=[(allocation.invoice_id, allocation.amount) for allocation in payment.allocations.all()],
+            now=now,
+        )
     return payment
 
 
@@ -220,3 +232,14 @@ def invoice_pay_in_full(
             )
             invoice.refresh_from_db()
     return invoice
+
+
+def invoice_payment_link_create(*, invoice: Invoice) -> NoReturn:
+    """A hosted payment link for ``invoice`` (the API's ``hosted_link``). Meterline is self-hosted and has no
+    payment provider, so it never makes one: it refuses as ``invoice_pay_in_full`` does (a paid, draft or void
+    invoice), else with ``MERCHANT_NO_PAYMENT_ACCOUNT``. Nothing is written, so nothing is locked."""
+    raise _refusal(invoice) or InvoicePaymentError(
+        "Meterline is self-hosted and has no payment provider for payment links; record the payment with method "
+        "out_of_band once received.",
+        code="MERCHANT_NO_PAYMENT_ACCOUNT",
+    )

@@ -14,7 +14,7 @@ overdue invoices), ``upfront_payment`` and
 """
 
 from ..calculation import subscription_now
-from ..receivables import InvoicePaymentError
+from ..receivables import InvoicePaymentError, invoice_payment_link_create
 from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
 from .credit_notes import credit_note_issue, credit_note_void, invoice_refund_create
 from .delivery import (
@@ -109,6 +109,7 @@ __all__ = [
     "invoices_finalize_due",
     "invoice_mark_paid",
     "invoice_record_payment",
+    "invoice_payment_link_create",
     "invoice_void",
     "invoice_bill_late_usage",
     "tax_rate_now",

@@ -10,8 +10,8 @@ from django.utils import timezone
 from paygentic_sdk.models import Invoice as ClientInvoice
 from paygentic_sdk.models import InvoiceLineItemsResponse, LineItemsResponse
 
-from invoicing import selectors
-from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
+from invoicing import documents, selectors
+from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, LineKind
 from invoicing.services import invoice_void
 
 from .factories import record_usage
@@ -114,6 +114,26 @@ def test_get_invoice_with_line_items(api_client, billed, merchant):
         "in_advance",
     )
     assert fee["periodStart"] == "2025-02-01T00:00:00Z"
+
+
+def test_a_line_explained_by_its_text_alone_sends_the_text_once(api_client, subscribe, plan, customer, clock):
+    # given: a 10% plan discount, whose line is explained by a text without steps
+    plan.discount_percent = Decimal("10")
+    plan.save(update_fields=["discount_percent"])
+    sub = subscribe(plan).json()
+    api_client.post(f"/v2/invoices/{sub['payment']['invoiceId']}/payment", {"method": "out_of_band"}, format="json")
+    record_usage(customer, plan, datetime(2025, 1, 9, tzinfo=UTC), 3_000_000)
+    api_client.patch(f"/v0/testClocks/{clock.id}", {"advanceBy": "P1M1D"}, format="json")
+    january = Invoice.objects.get(subscription_id=sub["id"], kind=InvoiceKind.RECURRING)
+
+    # when
+    body = api_client.get(f"/v2/invoices/{january.id}/lineItems").json()
+
+    # then: the API sends the text once, as `explanation`; the admin and document sentences show it as the breakdown
+    discount = next(item for item in body["lineItems"] if item["kind"] == "discount")
+    assert (discount["explanation"], discount["breakdown"]) == ("10% of $55.00", [])
+    stored = january.lines.get(kind=LineKind.DISCOUNT)
+    assert documents.breakdown_of(stored.explanation) == ["10% of $55.00"]
 
 
 def test_line_items_add_up_with_tax(api_client, subscribe, arrears_plan, customer, clock):
@@ -229,6 +249,25 @@ def test_hosted_link_needs_a_payment_provider(api_client, billed):
     january.refresh_from_db()
     assert january.status == InvoiceStatus.ISSUED
     assert (bad.status_code, bad.json()["errors"][0]["field"]) == (400, "method")
+
+
+def test_a_payment_link_for_a_paid_or_draft_invoice_is_refused_as_a_payment_is(
+    api_client, billed, subscribe, arrears_plan
+):
+    # given: the opening invoice paid (by the fixture), and a draft of another subscription
+    sub, _ = billed
+    opening = sub["payment"]["invoiceId"]
+    draft = Invoice.objects.get(subscription_id=subscribe(arrears_plan).json()["id"])
+    assert draft.status == InvoiceStatus.DRAFT
+
+    # when
+    on_paid = api_client.post(f"/v2/invoices/{opening}/payment", {"method": "hosted_link"}, format="json")
+    on_draft = api_client.post(f"/v2/invoices/{draft.id}/payment", {"method": "hosted_link"}, format="json")
+
+    # then: the invoice's own refusal comes before the missing payment provider
+    assert (on_paid.status_code, on_paid.json()["code"]) == (409, "INVOICE_ALREADY_PAID")
+    assert on_paid.json()["message"].endswith("is already paid.")
+    assert (on_draft.status_code, on_draft.json()["code"]) == (422, "INVOICE_NOT_LINKABLE_STATUS")
 
 
 def test_ledger_lines_pending_and_invoiced(api_client, billed, plan, customer):

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from catalog.models import BillingMode, Subscription
@@ -426,6 +427,44 @@ def test_the_invoice_and_customer_pages_show_the_dunning_history(superuser_clien
     assert "Dunning (payment reminders)" in customer_page
     assert f"<td>{invoice.number}</td>" in customer_page
     assert "Reminder 3" in customer_page
+
+
+def test_the_customer_page_reads_reminders_and_credit_once_each_and_only_when_there_are_some(superuser_client, invoice):
+    url = reverse("admin:catalog_customer_change", args=[invoice.customer_id])
+
+    def reads() -> tuple[int, int, str]:
+        """Queries of the reminders and of the credit entries besides the customer's own row (its flags)."""
+        with CaptureQueriesContext(connection) as captured:
+            response = superuser_client.get(url)
+        assert response.status_code == 200
+        others = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith('SELECT "catalog_customer"')]
+        return (
+            sum('FROM "invoicing_dunningreminder"' in sql for sql in others),
+            sum('FROM "invoicing_customercreditentry"' in sql for sql in others),
+            response.content.decode(),
+        )
+
+    # given: no reminder and no credit yet
+    before = reads()
+    # when: the reminders go out, then a payment of $150 pays the $100 invoice and leaves $50 of credit
+    dunning_reminders_send_due(now=day(20))
+    payment_record(
+        customer=invoice.customer,
+        currency="USD",
+        amount=Decimal("150.00"),
+        method=PaymentMethod.BANK_TRANSFER,
+        received_at=day(21),
+        now=day(21),
+        invoice_ids=[invoice.pk],
+    )
+    after = reads()
+
+    # then: nothing to show costs no query; each panel with rows reads them in one
+    assert before[:2] == (0, 0)
+    assert "No reminders sent." in before[2]
+    assert after[:2] == (1, 1)
+    assert "Reminder 3" in after[2]
+    assert '<div class="customer-credit-balance" data-currency="USD">$50.00</div>' in after[2]
 
 
 # -- concurrent workers (PostgreSQL: row locks and concurrent transactions) ------------------------------

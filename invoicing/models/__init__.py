@@ -1,0 +1,113 @@
+"""Invoicing's models, one module per concern; every public name is importable from ``invoicing.models``.
+
+- ``invoices``: invoices, their lines, document numbering;
+- ``credit_notes``: credit notes and their lines;
+- ``billing``: scheduled plan changes, billing runs, real-time usage counters;
+- ``delivery``: e-mail settings, templates and the delivery log;
+- ``receivables``: payments, allocations, customer credit (invoicing/RECEIVABLES.md);
+- ``dunning``: dunning settings and reminders.
+
+Migrations name ``invoicing.models.validate_dunning_steps`` and ``default_dunning_steps``: keep them exported.
+"""
+
+from __future__ import annotations
+
+from .billing import (
+    BillingRun,
+    BillingRunChunk,
+    BillingRunError,
+    BillingRunStatus,
+    PlanChangeKind,
+    RealtimeUsageCounter,
+    SubscriptionPlanChange,
+)
+from .credit_notes import (
+    CreditNote,
+    CreditNoteLine,
+    CreditNoteSettlement,
+    CreditNoteStatus,
+)
+from .delivery import (
+    DUNNING_REASONS,
+    INVOICE_MAIL_KINDS,
+    DeliveryReason,
+    DeliverySettings,
+    DeliveryStatus,
+    DocumentDelivery,
+    MailKind,
+    MailTemplate,
+)
+from .dunning import (
+    DunningAfterFinal,
+    DunningReminder,
+    DunningReminderStatus,
+    DunningSettings,
+    default_dunning_steps,
+    validate_dunning_steps,
+)
+from .invoices import (
+    MONEY_DIGITS,
+    OPEN_STATUSES,
+    SETTLEMENT_LINE_KINDS,
+    ZERO,
+    DocumentSequence,
+    DocumentType,
+    Invoice,
+    InvoiceError,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+)
+from .receivables import (
+    CustomerCreditEntry,
+    CustomerCreditKind,
+    Payment,
+    PaymentAllocation,
+    PaymentMethod,
+)
+
+__all__ = [
+    "DocumentSequence",
+    "DocumentType",
+    "Invoice",
+    "InvoiceError",
+    "InvoiceKind",
+    "InvoiceLine",
+    "InvoiceStatus",
+    "LineKind",
+    "MONEY_DIGITS",
+    "OPEN_STATUSES",
+    "SETTLEMENT_LINE_KINDS",
+    "ZERO",
+    "CreditNote",
+    "CreditNoteLine",
+    "CreditNoteSettlement",
+    "CreditNoteStatus",
+    "BillingRun",
+    "BillingRunChunk",
+    "BillingRunError",
+    "BillingRunStatus",
+    "PlanChangeKind",
+    "RealtimeUsageCounter",
+    "SubscriptionPlanChange",
+    "DUNNING_REASONS",
+    "DeliveryReason",
+    "DeliverySettings",
+    "DeliveryStatus",
+    "DocumentDelivery",
+    "INVOICE_MAIL_KINDS",
+    "MailKind",
+    "MailTemplate",
+    "CustomerCreditEntry",
+    "CustomerCreditKind",
+    "Payment",
+    "PaymentAllocation",
+    "PaymentMethod",
+    "DunningAfterFinal",
+    "DunningReminder",
+    "DunningReminderStatus",
+    "DunningSettings",
+    "default_dunning_steps",
+    "validate_dunning_steps",
+]
