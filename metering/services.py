@@ -107,6 +107,16 @@ class IngestOutcome:
         return counts
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerGuard:
+    """A SQL condition on the customer row (aliased ``c``) that the one-statement insert of a single event
+    must also meet, with its parameters: a caller's rule folded into the insert (invoicing: "no active
+    real-time subscription"), so that the common case costs one statement."""
+
+    sql: str
+    params: tuple
+
+
 @dataclass(slots=True)
 class _Candidate:
     index: int
@@ -373,6 +383,25 @@ def events_ingest(
     """
     if len(raw_events) > MAX_BATCH_EVENTS:
         raise ValueError(f"At most {MAX_BATCH_EVENTS} events per request.")
+    results, candidates = _validate_all(merchant, raw_events, now)
+    if len(candidates) == 1 and candidates[0].subject:
+        candidate = candidates[0]
+        event_id = _insert_one_for_subject(merchant_id=merchant.pk, candidate=candidate, received_at=now)
+        if event_id is not None:
+            candidate.customer_id = candidate.subject
+            results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, candidate.idempotency_key)
+            return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
+        # Nothing inserted: an unknown customer or a duplicate; the general path says which.
+    # No savepoint inside a caller's transaction: nothing here is retried after an error.
+    with transaction.atomic(savepoint=False):
+        accepted = _store(merchant, candidates, results, now, known_customers or {})
+    return IngestOutcome(results=results, accepted=accepted)
+
+
+def _validate_all(
+    merchant: Merchant, raw_events: Sequence, now: datetime
+) -> tuple[list[EventResult | None], list[_Candidate]]:
+    """Validate every event: the rejected ones' results filled in, the valid ones as candidates."""
     routes = metric_routes_cached(merchant_id=merchant.pk)
     # Only string types can route; anything else is refused per item below (a dict is not even hashable).
     event_types = {t for raw in raw_events if isinstance(raw, dict) and isinstance(t := raw.get("type"), str)}
@@ -392,18 +421,33 @@ def events_ingest(
         else:
             candidates.append(checked)
 
-    if len(candidates) == 1 and candidates[0].subject:
-        candidate = candidates[0]
-        event_id = _insert_one_for_subject(merchant_id=merchant.pk, candidate=candidate, received_at=now)
-        if event_id is not None:
-            candidate.customer_id = candidate.subject
-            results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, candidate.idempotency_key)
-            return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
-        # Nothing inserted: an unknown customer or a duplicate; the general path says which.
-    # No savepoint inside a caller's transaction: nothing here is retried after an error.
-    with transaction.atomic(savepoint=False):
-        accepted = _store(merchant, candidates, results, now, known_customers or {})
-    return IngestOutcome(results=results, accepted=accepted)
+    return results, candidates
+
+
+def event_ingest_one_guarded(
+    *, merchant: Merchant, raw_event, now: datetime, guard: CustomerGuard
+) -> IngestOutcome | None:
+    """The hot path of ``POST /v0/events``: one event naming its customer by ``subject``, stored by ONE
+    statement that checks the customer (the merchant's, and meeting ``guard``) and inserts.
+
+    Returns the outcome when the event was stored or refused by validation; ``None`` when nothing was
+    stored for another reason — an unknown customer, a resend of a stored key, a customer failing the
+    guard, or an event naming its customer by ``externalSubject`` — so the caller takes its general
+    path (which tells these apart). No transaction of its own (one statement; inside an outer
+    transaction it joins it).
+    """
+    results, candidates = _validate_all(merchant, [raw_event], now)
+    if not candidates:
+        return IngestOutcome(results=results, accepted=[])
+    candidate = candidates[0]
+    if not candidate.subject:
+        return None
+    event_id = _insert_one_for_subject(merchant_id=merchant.pk, candidate=candidate, received_at=now, guard=guard)
+    if event_id is None:
+        return None
+    candidate.customer_id = candidate.subject
+    results[0] = EventResult(0, ACCEPTED, event_id, candidate.idempotency_key)
+    return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
 
 
 def _accepted(candidate: _Candidate, event_id: int, received_at: datetime) -> AcceptedEvent:
@@ -494,15 +538,19 @@ def _store(
     return accepted
 
 
-def _insert_one_for_subject(*, merchant_id: str, candidate: _Candidate, received_at: datetime) -> int | None:
-    """One statement: insert the event if its customer is the merchant's and its key is new; its id, or None."""
+def _insert_one_for_subject(
+    *, merchant_id: str, candidate: _Candidate, received_at: datetime, guard: CustomerGuard | None = None
+) -> int | None:
+    """One statement: insert the event if its customer is the merchant's (and meets ``guard``) and its key
+    is new; its id, or None."""
     adapt = (lambda v: v) if sql.is_postgres() else sql.db_datetime
     data_mark = "%s::jsonb" if sql.is_postgres() else "%s"
+    guard_sql, guard_params = (f" AND {guard.sql}", guard.params) if guard is not None else ("", ())
     with planned_once_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
             f"SELECT %s, c.id, %s, %s, %s, %s, %s, %s, %s, {data_mark} FROM {Customer._meta.db_table} AS c "
-            "WHERE c.merchant_id = %s AND c.id = %s "
+            f"WHERE c.merchant_id = %s AND c.id = %s{guard_sql} "
             "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING id",
             [
                 merchant_id,
@@ -516,6 +564,7 @@ def _insert_one_for_subject(*, merchant_id: str, candidate: _Candidate, received
                 candidate.data_json,
                 merchant_id,
                 candidate.subject,
+                *guard_params,
             ],
         )
         row = cursor.fetchone()

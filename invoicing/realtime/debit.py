@@ -63,7 +63,7 @@ from ..periods import Period
 from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
 from .link import events_link_before_request
 from .locks import wallets_lock_all
-from .lookup import realtime_subscriptions_of_request
+from .lookup import NO_REALTIME_SUBSCRIPTION, realtime_hinted, realtime_subscriptions_of_request
 from .outcome import Debit, RealtimeOutcome, Refusal
 from .windows import PlanPart, UsageWindow, debited_prices, period_invoiced, plan_segment, usage_window
 
@@ -391,7 +391,8 @@ def _debit(
 def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
     """Store usage events and debit real-time subscriptions' prepaid balances, in one transaction.
 
-    Events of post-paid customers are simply ingested (one extra query to find out). For real-time
+    Events of post-paid customers are simply ingested: a single event by one statement that also checks
+    that its customer has no real-time subscription; a batch after one query that finds out. For real-time
     subscriptions each (subscription, price, period) touched by the request is debited once with
     ``incremental_cost(before, after)``; the debit's idempotency key is
     ``rt:<first event id>:<subscription id>:<price id>`` (two subscriptions of one plan each pay for the event).
@@ -415,7 +416,18 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
 
 
 def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
-    subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events)
+    declined = False
+    if len(raw_events) == 1 and not _named_realtime_customer_hinted(raw_events[0]):
+        # The single-event hot path: ONE statement that inserts unless the customer has an active real-time
+        # subscription (the check folded into the insert). Anything it does not store — a real-time
+        # customer, a resend, an unknown customer, an external subject — takes the general path below.
+        stored = metering.event_ingest_one_guarded(
+            merchant=merchant, raw_event=raw_events[0], now=now, guard=NO_REALTIME_SUBSCRIPTION
+        )
+        if stored is not None:
+            return RealtimeOutcome(results=list(stored.results), accepted=list(stored.accepted))
+        declined = True  # most often a real-time customer: ask for its subscriptions straight away
+    subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events, likely=declined)
     if not subscriptions:
         # No real-time subscription is named: metering's own lean path (one statement for one event).
         ingested = metering.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
@@ -452,6 +464,13 @@ def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: d
             now=now,
         )
     return outcome
+
+
+def _named_realtime_customer_hinted(raw_event) -> bool:
+    """The event names a customer this process found real-time a moment ago: skip the guarded insert,
+    which would only decline it (the hint chooses between two exact paths, so it may be stale)."""
+    subject = raw_event.get("subject") if isinstance(raw_event, dict) else None
+    return isinstance(subject, str) and realtime_hinted(subject)
 
 
 def _debit_and_count(
