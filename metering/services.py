@@ -22,7 +22,7 @@ from django.db.models import Q
 
 from catalog.models import Customer, Merchant
 from catalog.pricing.limits import BOUND_TEXT, LIMIT, within_bound
-from core.db import planned_once_cursor
+from core.db import any_of, planned_once_cursor
 
 from . import sql
 from .models import UsageEvent
@@ -424,30 +424,136 @@ def _validate_all(
     return results, candidates
 
 
-def event_ingest_one_guarded(
-    *, merchant: Merchant, raw_event, now: datetime, guard: CustomerGuard
+def events_ingest_guarded(
+    *, merchant: Merchant, raw_events: Sequence, now: datetime, guard: CustomerGuard
 ) -> IngestOutcome | None:
-    """The hot path of ``POST /v0/events``: one event naming its customer by ``subject``, stored by ONE
-    statement that checks the customer (the merchant's, and meeting ``guard``) and inserts.
+    """The hot path of the event endpoints: events naming their customer by ``subject``, stored by ONE
+    set-based statement that resolves each customer (the merchant's, and meeting ``guard``) and inserts
+    (a single event: one ``INSERT … SELECT … FROM catalog_customer``; a batch: one ``INSERT … SELECT …
+    FROM jsonb_array_elements(…) JOIN catalog_customer`` on PostgreSQL, ``json_each`` on SQLite).
 
-    Returns the outcome when the event was stored or refused by validation; ``None`` when nothing was
-    stored for another reason — an unknown customer, a resend of a stored key, a customer failing the
-    guard, or an event naming its customer by ``externalSubject`` — so the caller takes its general
-    path (which tells these apart). No transaction of its own (one statement; inside an outer
-    transaction it joins it).
+    Returns the outcome — per item exact: accepted, duplicate (with the stored event's id), rejected (field
+    errors, unknown customer) — or ``None`` when the caller must take its general path, nothing stored:
+    some customer fails ``guard``; an event names its customer only by ``externalSubject``; a key repeats
+    within the batch; or (a single event) nothing was inserted. A batch runs in one transaction (a
+    savepoint inside a caller's), rolled back before returning ``None``; a single event is one statement.
     """
-    results, candidates = _validate_all(merchant, [raw_event], now)
+    if len(raw_events) > MAX_BATCH_EVENTS:
+        raise ValueError(f"At most {MAX_BATCH_EVENTS} events per request.")
+    results, candidates = _validate_all(merchant, raw_events, now)
     if not candidates:
         return IngestOutcome(results=results, accepted=[])
-    candidate = candidates[0]
-    if not candidate.subject:
+    if not all(c.subject for c in candidates) or len({c.idempotency_key for c in candidates}) < len(candidates):
         return None
-    event_id = _insert_one_for_subject(merchant_id=merchant.pk, candidate=candidate, received_at=now, guard=guard)
-    if event_id is None:
-        return None
-    candidate.customer_id = candidate.subject
-    results[0] = EventResult(0, ACCEPTED, event_id, candidate.idempotency_key)
-    return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
+    merchant_id = merchant.pk
+    if len(candidates) == 1:
+        candidate = candidates[0]
+        event_id = _insert_one_for_subject(merchant_id=merchant_id, candidate=candidate, received_at=now, guard=guard)
+        if event_id is None:
+            return None  # an unknown customer, a resend or the guard: the general path says which
+        candidate.customer_id = candidate.subject
+        results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, candidate.idempotency_key)
+        return IngestOutcome(results=results, accepted=[_accepted(candidate, event_id, now)])
+
+    with transaction.atomic():
+        inserted = _insert_joined(merchant_id=merchant_id, candidates=candidates, received_at=now, guard=guard)
+        unknown: set[str] = set()
+        existing: dict[str, int] = {}
+        if len(inserted) < len(candidates):  # the rare path: resends, unknown customers, the guard
+            missing = [c for c in candidates if c.idempotency_key not in inserted]
+            passes = _customers_meeting(merchant_id=merchant_id, subjects={c.subject for c in missing}, guard=guard)
+            if not all(passes.get(c.subject, True) for c in missing):
+                transaction.set_rollback(True)
+                return None
+            unknown = {c.subject for c in missing if c.subject not in passes}
+            keys = [c.idempotency_key for c in missing if c.subject in passes]
+            existing = dict(
+                UsageEvent.objects.filter(merchant_id=merchant_id, idempotency_key__in=keys).values_list(
+                    "idempotency_key", "id"
+                )
+            )
+    accepted: list[AcceptedEvent] = []
+    for candidate in candidates:
+        key = candidate.idempotency_key
+        event_id = inserted.get(key)
+        if event_id is not None:
+            candidate.customer_id = candidate.subject
+            results[candidate.index] = EventResult(candidate.index, ACCEPTED, event_id, key)
+            accepted.append(_accepted(candidate, event_id, now))
+        elif candidate.subject in unknown:
+            results[candidate.index] = EventResult(
+                candidate.index,
+                REJECTED,
+                errors=[{"field": "subject", "message": f"No customer {candidate.subject} in your organization."}],
+            )
+        else:
+            results[candidate.index] = EventResult(candidate.index, DUPLICATE, existing.get(key), key)
+    return IngestOutcome(results=results, accepted=accepted)
+
+
+# One set-based statement for a batch naming its customers by subject: the events travel as ONE JSON
+# parameter (orjson, each event's data embedded as the JSON text validation produced), unpacked by
+# jsonb_array_elements (PostgreSQL) or json_each (SQLite) and joined to the merchant's customers, so the
+# customer check, the caller's guard and the insert are one statement. ``{guard}`` is the caller's SQL.
+_JOINED_INSERT_POSTGRES = (
+    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+    "SELECT %s, c.id, e->>1, e->>2, (e->>3)::timestamptz, %s, e->>4, e->>5, e->>6, e->7 "
+    f"FROM jsonb_array_elements(%s::jsonb) AS e JOIN {Customer._meta.db_table} AS c "
+    "ON c.merchant_id = %s AND c.id = e->>0 WHERE {guard} "
+    "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING idempotency_key, id"
+)
+# SQLite: json_each over the same array; the WHERE clause also keeps ``ON CONFLICT`` from being parsed
+# as part of the join (SQLite's documented ambiguity of INSERT … SELECT … ON CONFLICT).
+_JOINED_INSERT_SQLITE = (
+    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
+    "SELECT %s, c.id, json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]'), "
+    "json_extract(e.value, '$[3]'), %s, json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'), "
+    "json_extract(e.value, '$[6]'), json_extract(e.value, '$[7]') "
+    f"FROM json_each(%s) AS e JOIN {Customer._meta.db_table} AS c "
+    "ON c.merchant_id = %s AND c.id = json_extract(e.value, '$[0]') WHERE {guard} "
+    "ON CONFLICT (merchant_id, idempotency_key) DO NOTHING RETURNING idempotency_key, id"
+)
+
+
+def _insert_joined(
+    *, merchant_id: str, candidates: list[_Candidate], received_at: datetime, guard: CustomerGuard
+) -> dict[str, int]:
+    """Insert the events whose customer is the merchant's and meets ``guard``, skipping stored keys;
+    idempotency key → id of the rows inserted now."""
+    postgres = sql.is_postgres()
+    adapt = (lambda v: v) if postgres else sql.db_datetime
+    fragment = orjson.Fragment
+    payload = orjson.dumps(
+        [
+            (
+                c.subject,
+                c.external_subject,
+                c.event_type,
+                adapt(c.timestamp),
+                c.idempotency_key,
+                c.external_id,
+                c.source,
+                fragment(c.data_json),
+            )
+            for c in candidates
+        ]
+    ).decode()
+    statement = (_JOINED_INSERT_POSTGRES if postgres else _JOINED_INSERT_SQLITE).replace("{guard}", guard.sql)
+    with planned_once_cursor() as cursor:
+        cursor.execute(statement, [merchant_id, adapt(received_at), payload, merchant_id, *guard.params])
+        return dict(cursor.fetchall())
+
+
+def _customers_meeting(*, merchant_id: str, subjects: set[str], guard: CustomerGuard) -> dict[str, bool]:
+    """The merchant's customers among ``subjects``: id → whether it meets ``guard`` (one query)."""
+    named, params = any_of("c.id", sorted(subjects))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.id, CASE WHEN {guard.sql} THEN 1 ELSE 0 END FROM {Customer._meta.db_table} AS c "
+            f"WHERE c.merchant_id = %s AND {named}",
+            [*guard.params, merchant_id, *params],
+        )
+        return {customer_id: bool(meets) for customer_id, meets in cursor.fetchall()}
 
 
 def _accepted(candidate: _Candidate, event_id: int, received_at: datetime) -> AcceptedEvent:

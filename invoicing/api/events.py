@@ -63,10 +63,11 @@ class RealtimeEventBatchIngestApi(_RealtimeIngest, metering_views.EventBatchInge
     """``POST /v0/events/batch``: metering's per-item answer; an item refused for lack of prepaid credit
     is ``rejected`` with ``code: INSUFFICIENT_BALANCE`` and ``details: {available, required, currency}``."""
 
-    def item_extras(self, outcome, result) -> dict:
-        if result.index not in outcome.refusals:
-            return {}
-        return {"code": realtime.INSUFFICIENT_BALANCE, "details": _refusal_details(outcome.refusals[result.index])}
+    def items_extras(self, outcome) -> dict[int, dict]:
+        return {
+            index: {"code": realtime.INSUFFICIENT_BALANCE, "details": _refusal_details(refusal)}
+            for index, refusal in outcome.refusals.items()
+        }
 
 
 # -- reads -----------------------------------------------------------------------------------------

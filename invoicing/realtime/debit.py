@@ -417,16 +417,18 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
 
 def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
     declined = False
-    if len(raw_events) == 1 and not _named_realtime_customer_hinted(raw_events[0]):
-        # The single-event hot path: ONE statement that inserts unless the customer has an active real-time
-        # subscription (the check folded into the insert). Anything it does not store — a real-time
-        # customer, a resend, an unknown customer, an external subject — takes the general path below.
-        stored = metering.event_ingest_one_guarded(
-            merchant=merchant, raw_event=raw_events[0], now=now, guard=NO_REALTIME_SUBSCRIPTION
+    if not _named_realtime_customer_hinted(raw_events):
+        # The hot path: ONE statement that resolves the customers and inserts, unless one of them has an
+        # active real-time subscription (the check folded into the insert). What it does not take — a
+        # real-time customer, external subjects, keys repeated in the batch, an unstored single event —
+        # takes the general path below, with nothing stored.
+        stored = metering.events_ingest_guarded(
+            merchant=merchant, raw_events=raw_events, now=now, guard=NO_REALTIME_SUBSCRIPTION
         )
         if stored is not None:
             return RealtimeOutcome(results=list(stored.results), accepted=list(stored.accepted))
-        declined = True  # most often a real-time customer: ask for its subscriptions straight away
+        # A single event declined is most often a real-time customer: ask for its subscriptions straight away.
+        declined = len(raw_events) == 1
     subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events, likely=declined)
     if not subscriptions:
         # No real-time subscription is named: metering's own lean path (one statement for one event).
@@ -466,11 +468,14 @@ def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: d
     return outcome
 
 
-def _named_realtime_customer_hinted(raw_event) -> bool:
-    """The event names a customer this process found real-time a moment ago: skip the guarded insert,
+def _named_realtime_customer_hinted(raw_events: Sequence) -> bool:
+    """An event names a customer this process found real-time a moment ago: skip the guarded insert,
     which would only decline it (the hint chooses between two exact paths, so it may be stale)."""
-    subject = raw_event.get("subject") if isinstance(raw_event, dict) else None
-    return isinstance(subject, str) and realtime_hinted(subject)
+    for raw in raw_events:
+        subject = raw.get("subject") if raw.__class__ is dict else None
+        if subject.__class__ is str and realtime_hinted(subject):
+            return True
+    return False
 
 
 def _debit_and_count(
