@@ -412,16 +412,109 @@ def _validate_all(
     candidates: list[_Candidate] = []
     future_limit = now + settings.METERLINE_EVENT_FUTURE_TOLERANCE
     memo = _Memo()
+    merchant_id = merchant.pk
     for index, raw in enumerate(raw_events):
-        checked = _validate(
-            index, raw, merchant_id=merchant.pk, routes=routes, now=now, future_limit=future_limit, memo=memo
-        )
+        checked = _validate_common(index, raw, merchant_id, routes, now, future_limit, memo)
+        if checked is None:
+            checked = _validate(
+                index, raw, merchant_id=merchant_id, routes=routes, now=now, future_limit=future_limit, memo=memo
+            )
         if checked.__class__ is list:
             results[index] = EventResult(index, REJECTED, errors=checked)
         else:
             candidates.append(checked)
 
     return results, candidates
+
+
+_ONE = Decimal(1)
+
+
+def _validate_common(
+    index: int,
+    raw,
+    merchant_id: str,
+    routes: dict[str, list[MetricRoute]],
+    now: datetime,
+    future_limit: datetime,
+    memo: _Memo,
+) -> _Candidate | None:
+    """The common valid event in one straight pass (most of a batch): flat ``data``, an event type already
+    checked in this call, a ``subject``, an ``idempotencyKey``, no ``externalSubject``/``externalId``.
+
+    ``None`` whenever anything differs from that shape — then ``_validate`` decides, with its messages.
+    It accepts only events ``_validate`` accepts and builds the same candidate
+    (tests/metering/test_validation_fast_path.py).
+    """
+    if raw.__class__ is not dict:
+        return None
+    event_type = raw.get("type")
+    if event_type.__class__ is not str or event_type not in memo.valid_types:
+        return None
+    source = raw.get("source")
+    if source.__class__ is not str or not source or len(source) > 500 or NUL in source:
+        return None
+    subject = raw.get("subject")
+    if subject.__class__ is not str or not subject or NUL in subject:
+        return None
+    idempotency_key = raw.get("idempotencyKey")
+    if idempotency_key.__class__ is not str or not idempotency_key or len(idempotency_key) > 255:
+        return None
+    raw_timestamp = raw.get("timestamp")
+    namespace = raw.get("namespace")
+    # type, source, subject, data, idempotencyKey, and timestamp/namespace when given: any other key (an
+    # unknown field, externalSubject, externalId, a null) and the full check decides.
+    if len(raw) != 5 + (raw_timestamp is not None) + (namespace is not None):
+        return None
+    if NUL in idempotency_key or namespace not in (None, "", merchant_id):
+        return None
+    data = raw.get("data")
+    if data.__class__ is not dict:
+        return None
+    for value in data.values():
+        if value.__class__ is dict or value.__class__ is list:
+            return None  # nested: the full check walks its depth
+    data_json = orjson.dumps(data).decode()
+    if len(data_json) > MAX_EVENT_DATA_BYTES or "\\u0000" in data_json:
+        return None
+    metric_values: dict[str, Decimal | None] = {}
+    for route in routes[event_type]:
+        if route.value_path is None:
+            metric_values[route.metric_id] = _ONE
+            continue
+        value = _value_at(data, route.value_path)
+        if not route.numeric:
+            metric_values[route.metric_id] = None if value is None else _ONE
+            continue
+        number = _numeric_value(value)
+        if number is False or number is _OUT_OF_BOUNDS:
+            return None
+        metric_values[route.metric_id] = number
+    if raw_timestamp is None:
+        timestamp = now
+    elif raw_timestamp.__class__ is str:
+        timestamp = memo.timestamps.get(raw_timestamp)
+        if timestamp is None:
+            if not raw_timestamp.isprintable():  # control characters: the full check refuses them
+                return None
+            try:
+                parsed = datetime.fromisoformat(raw_timestamp)
+            except ValueError:
+                return None
+            if parsed.tzinfo is None:
+                timestamp = parsed.replace(tzinfo=UTC)
+            else:
+                timestamp = parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+            if timestamp > future_limit:
+                return None
+            memo.timestamps[raw_timestamp] = timestamp
+    else:
+        return None
+    # (positional, in field order: index, type, source, subject, external subject, timestamp, key,
+    # external id, data, its JSON, metric values)
+    return _Candidate(
+        index, event_type, source, subject, "", timestamp, idempotency_key, "", data, data_json, metric_values
+    )
 
 
 def events_ingest_guarded(
