@@ -75,6 +75,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
 ]
+# The short chain ApiRouteMiddleware runs for bearer-key API routes (plain __call__ middleware only):
+# simple-history's request context, so changes made through the API name their key (catalog/history.py).
+API_MIDDLEWARE = ["simple_history.middleware.HistoryRequestMiddleware"]
 
 # The Paygentic client calls paths without a trailing slash and follows redirects, and a redirected
 # POST turns into a GET: never redirect to add a slash.
