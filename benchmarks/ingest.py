@@ -7,6 +7,12 @@ machine (processes with a minimal keep-alive HTTP client, loopback only). Every 
 
     .venv/bin/python benchmarks/ingest.py                       # full run (targets of the issue)
     .venv/bin/python benchmarks/ingest.py --single-requests 2000 --events 100000 --agg-events 1000000
+    .venv/bin/python benchmarks/ingest.py --compare-lean [PATH] --pairs 3   # side by side with the lean server
+
+With ``--compare-lean`` the same HTTP load runs against the lean ingest server (``PATH``: the folder of
+``lean_ingest.py``, default ``../shared/perf`` beside the repository) and Meterline, interleaved
+(lean, Meterline, lean, Meterline, ...), each run on an emptied events table of one seeded database, and
+the figures are printed side by side with their ratio (issue #24).
 
 Phases: (1) single-event POST /v0/events: requests/s, p50, p99; (2) batched POST /v0/events/batch
 (1,000 per request): events/s over --events; (3) COPY --agg-events rows spread over 4 months and
@@ -66,6 +72,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--agg-repeats", type=int, default=50)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-aggregation", action="store_true")
+    parser.add_argument(
+        "--compare-lean",
+        nargs="?",
+        const=str(ROOT.parent / "shared" / "perf"),
+        default=None,
+        metavar="PATH",
+        help="run the HTTP phases against the lean server in PATH (default ../shared/perf) and Meterline, interleaved",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="with --compare-lean: lean/Meterline pairs")
     return parser.parse_args()
 
 
@@ -132,11 +147,16 @@ def seed(args):
 _WORKER_TMP_DIR = ["--worker-tmp-dir", "/dev/shm"] if Path("/dev/shm").is_dir() else []
 
 
-def start_gunicorn(args) -> subprocess.Popen:
+def start_gunicorn(args, *, lean_path: str | None = None) -> subprocess.Popen:
+    """Meterline under gunicorn, or (``lean_path``) the lean server with the same gunicorn layout."""
+    app, cwd, env = "billing_site.wsgi:application", ROOT, None
+    if lean_path is not None:
+        app, cwd = "lean_ingest:application", Path(lean_path)
+        env = {**os.environ, "BASELINE_DSN": os.environ["DATABASE_URL"]}
     process = subprocess.Popen(
         [
             str(VENV_BIN / "gunicorn"),
-            "billing_site.wsgi:application",
+            app,
             "--bind",
             f"127.0.0.1:{args.port}",
             "--workers",
@@ -149,7 +169,8 @@ def start_gunicorn(args) -> subprocess.Popen:
             "warning",
             *_WORKER_TMP_DIR,
         ],
-        cwd=ROOT,
+        cwd=cwd,
+        env=env,
     )
     for _ in range(100):  # up to 10 s
         try:
@@ -265,11 +286,26 @@ def run_processes(target, jobs) -> tuple[list, float]:
     return results, elapsed
 
 
-def bench_http(args, key, customer_ids) -> dict:
+def _server_cpu_seconds(server: subprocess.Popen) -> float:
+    """User + system CPU of the gunicorn master's worker processes so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError):
+        return 0.0
+    return total
+
+
+def bench_http(args, key, customer_ids, *, lean_path: str | None = None) -> dict:
     figures = {}
-    server = start_gunicorn(args)
+    server = start_gunicorn(args, lean_path=lean_path)
     try:
         per_worker = args.single_requests // args.single_concurrency
+        cpu_before = _server_cpu_seconds(server)
         results, elapsed = run_processes(
             _single_worker,
             [(args.port, key, customer_ids, per_worker, w) for w in range(args.single_concurrency)],
@@ -280,15 +316,18 @@ def bench_http(args, key, customer_ids) -> dict:
         figures["single_rps"] = len(latencies) / elapsed
         figures["single_p50_ms"] = statistics.median(latencies) * 1000
         figures["single_p99_ms"] = latencies[int(len(latencies) * 0.99) - 1] * 1000
+        figures["single_cpu_ms"] = (_server_cpu_seconds(server) - cpu_before) * 1000 / len(latencies)
         print(
             f"single  {figures['single_requests']} requests, {args.single_concurrency} clients: "
             f"{figures['single_rps']:,.0f} req/s, p50 {figures['single_p50_ms']:.1f} ms, "
-            f"p99 {figures['single_p99_ms']:.1f} ms, errors {figures['single_errors']}",
+            f"p99 {figures['single_p99_ms']:.1f} ms, server CPU {figures['single_cpu_ms']:.2f} ms/request, "
+            f"errors {figures['single_errors']}",
             flush=True,
         )
 
         batches = args.events // args.batch_size
         per_worker = batches // args.batch_concurrency
+        cpu_before = _server_cpu_seconds(server)
         results, elapsed = run_processes(
             _batch_worker,
             [(args.port, key, customer_ids, per_worker, args.batch_size, w) for w in range(args.batch_concurrency)],
@@ -298,9 +337,11 @@ def bench_http(args, key, customer_ids) -> dict:
         figures["batch_errors"] = sum(e for _, e in results)
         figures["batch_eps"] = accepted / elapsed
         figures["batch_seconds"] = elapsed
+        figures["batch_cpu_ms"] = (_server_cpu_seconds(server) - cpu_before) * 1000 / max(batches, 1)
         print(
             f"batch   {accepted:,} events in {args.batch_size}-event requests, {args.batch_concurrency} clients: "
-            f"{figures['batch_eps']:,.0f} events/s over {elapsed:.1f} s, errors {figures['batch_errors']}",
+            f"{figures['batch_eps']:,.0f} events/s over {elapsed:.1f} s, "
+            f"server CPU {figures['batch_cpu_ms']:.1f} ms/request, errors {figures['batch_errors']}",
             flush=True,
         )
     finally:
@@ -428,12 +469,59 @@ def bench_aggregation(args, customer_ids, metric_id) -> dict:
     return figures
 
 
+def _truncate_events() -> None:
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("TRUNCATE metering_usageevent")
+
+
+def compare_lean(args, key, customer_ids) -> None:
+    """Lean server and Meterline, interleaved, ``--pairs`` times; each run on an empty events table."""
+    lean_path = Path(args.compare_lean)
+    if not (lean_path / "lean_ingest.py").is_file():
+        raise SystemExit(f"no lean_ingest.py in {lean_path} (pass its folder: --compare-lean PATH)")
+    runs: dict[str, list[dict]] = {"lean": [], "meterline": []}
+    for pair in range(args.pairs):
+        for side in ("lean", "meterline"):
+            _truncate_events()
+            load = os.getloadavg()[0]
+            print(f"-- pair {pair + 1}, {side} (load average {load:.2f})", flush=True)
+            figures = bench_http(args, key, customer_ids, lean_path=str(lean_path) if side == "lean" else None)
+            figures["load"] = load
+            runs[side].append(figures)
+
+    def row(name: str, field: str, fmt: str) -> None:
+        lean = [r[field] for r in runs["lean"]]
+        ours = [r[field] for r in runs["meterline"]]
+        ratios = [o / v if v else float("nan") for o, v in zip(ours, lean, strict=True)]
+        print(
+            f"{name:<28} lean {' / '.join(format(v, fmt) for v in lean):<30} "
+            f"Meterline {' / '.join(format(v, fmt) for v in ours):<30} "
+            f"ratio {' / '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})",
+            flush=True,
+        )
+
+    print(f"\n== {args.pairs} interleaved pairs (Meterline / lean per pair)")
+    row("single req/s", "single_rps", ",.0f")
+    row("single p99 ms", "single_p99_ms", ".1f")
+    row("single server CPU ms/req", "single_cpu_ms", ".2f")
+    row("batch events/s", "batch_eps", ",.0f")
+    row("batch server CPU ms/batch", "batch_cpu_ms", ".1f")
+
+
 def main() -> None:
     args = parse_args()
     setup_environment(args)
     print(f"metering benchmark on {os.cpu_count()} CPUs; database {args.database}", flush=True)
     recreate_database(args)
     key, customer_ids, metric_id = seed(args)
+    if args.compare_lean is not None:
+        from django.db import connections
+
+        connections.close_all()
+        compare_lean(args, key, customer_ids)
+        return
     if not args.skip_http:
         from django.db import connections
 

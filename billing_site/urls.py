@@ -1,4 +1,5 @@
-"""Root URLs: the admin, the REST API (no trailing slashes), its schema and docs; and the admin's branding."""
+"""Root URLs: the REST API (billing_site/api_urls.py; no trailing slashes), the admin, the API's schema and docs;
+and the admin's branding."""
 
 from django.apps import apps
 from django.contrib import admin
@@ -8,8 +9,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing_site.ops import health
 from billing_site.ops.metrics import metrics_view
-from invoicing.api import events as realtime_events
-from invoicing.api import grants as grant_purchases
 
 # The admin is the product's only UI: "Meterline" in its header and title, and its "View site" link goes to
 # the billing home (reporting's page, which is the admin index), as does the root URL below.
@@ -19,12 +18,9 @@ admin.site.index_title = "Billing back office"
 admin.site.site_url = reverse_lazy("admin:index")
 
 urlpatterns = [
-    # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
-    # transaction), routed before metering's include, which keeps its own views for the same paths.
-    # First of all patterns: they take nearly every request, and resolving them after the catalog's
-    # patterns (and their failed includes) cost ~9 % of a single-event request's CPU.
-    path("v0/events", realtime_events.RealtimeEventIngestApi.as_view(), name="realtime-event-ingest"),
-    path("v0/events/batch", realtime_events.RealtimeEventBatchIngestApi.as_view(), name="realtime-event-batch-ingest"),
+    # The bearer-key API first (billing_site/api_urls.py: also what ApiRouteMiddleware serves from,
+    # without the admin's middleware); the event endpoints lead it, as they take nearly every request.
+    path("", include("billing_site.api_urls")),
     # Probes and metrics: no API key, no login (billing_site/ops/; README, "Health, metrics and logs").
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
@@ -34,23 +30,8 @@ urlpatterns = [
     path("documents/", include("invoicing.public_urls")),
     path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("", include("catalog.api.urls")),
-    path(
-        "v0/customers/<str:customer_id>/usageCost",
-        realtime_events.CustomerUsageCostApi.as_view(),
-        name="customer-usage-cost",
-    ),
-    path("", include("metering.api.urls")),
-    # Buying a grant records an invoice (invoicing); routed before wallets' grants/<grantId>.
-    path(
-        "v1/entitlements/<str:entitlement_id>/grants/purchase",
-        grant_purchases.GrantPurchaseApi.as_view(),
-        name="entitlement-grant-purchase",
-    ),
-    path("", include("wallets.api.urls")),
     # The merchant's webhook portal: pages reached by the signed link of GET /v0/webhooks/portal.
     path("webhooks/portal/", include("wallets.portal_urls")),
-    path("", include("invoicing.api.urls")),
     # Last, so API requests never try them. The API has no trailing slashes; a browser's "/v0/docs/" is sent
     # to the real address (permanent: it never changes) instead of the API's JSON 404.
     path("v0/schema/", RedirectView.as_view(pattern_name="api-schema", permanent=True, query_string=True)),

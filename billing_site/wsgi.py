@@ -20,9 +20,11 @@ application = get_wsgi_application()
 
 def freeze_startup_objects() -> None:
     """Import every view (resolve the URL table), collect once, then freeze what is alive."""
+    from django.conf import settings
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 — imports the URLconf and with it every view module
+    get_resolver(settings.API_URLCONF).url_patterns  # noqa: B018 — the API's table (core/api/middleware.py)
     gc.collect()
     gc.freeze()
 

@@ -676,7 +676,13 @@ def customer_update(*, customer: Customer, changes: dict[str, Any]) -> Customer:
 
 @transaction.atomic
 def customer_delete(*, customer: Customer) -> None:
-    """Delete a customer without subscriptions; otherwise raise CatalogConflict listing them."""
+    """Delete a customer without subscriptions; otherwise raise CatalogConflict listing them.
+
+    The customer row is locked first (FOR UPDATE): usage events have no database foreign key
+    (metering migration 0004), and event ingestion locks the customers it stores events for (FOR KEY
+    SHARE), so an event stored concurrently either commits before the PROTECT check sees it, or waits
+    and then finds no customer."""
+    list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True))
     subscriptions = list(customer.subscriptions.order_by("-started_at").values("id", "status"))
     _delete_or_conflict(customer, "customer", [_blocker("subscriptions", subscriptions[:10], len(subscriptions))])
 

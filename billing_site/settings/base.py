@@ -63,6 +63,10 @@ MIDDLEWARE = [
     # First: every response, redirects included, carries X-Request-ID, and every log line its request id.
     "billing_site.ops.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.api.middleware.EmptyQueryValueMiddleware",
+    # Decides once per request: bearer-key API routes (API_URLCONF) are served here, and the admin's
+    # middleware below never runs for them (core/api/middleware.py). Everything else goes on down.
+    "core.api.middleware.ApiRouteMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -70,14 +74,18 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
-    "core.api.middleware.EmptyQueryValueMiddleware",
 ]
+# The short chain ApiRouteMiddleware runs for bearer-key API routes (plain __call__ middleware only):
+# simple-history's request context, so changes made through the API name their key (catalog/history.py).
+API_MIDDLEWARE = ["simple_history.middleware.HistoryRequestMiddleware"]
 
 # The Paygentic client calls paths without a trailing slash and follows redirects, and a redirected
 # POST turns into a GET: never redirect to add a slash.
 APPEND_SLASH = False
 
 ROOT_URLCONF = "billing_site.urls"
+# The bearer-key API's routes, served by core.api.middleware.ApiRouteMiddleware (and included by ROOT_URLCONF).
+API_URLCONF = "billing_site.api_urls"
 WSGI_APPLICATION = "billing_site.wsgi.application"
 
 TEMPLATES = [
@@ -351,6 +359,9 @@ METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # django-prometheus' per-request metrics (latency by view, status codes...): about a dozen labelled metric
 # updates on every request, events included; off unless asked for.
+# django-prometheus's per-request metrics. Bearer-key API requests are served by ApiRouteMiddleware and
+# never reach PrometheusAfterMiddleware (last): they are counted and timed by PrometheusBeforeMiddleware
+# (totals, latency), without the per-view labels.
 if env_bool("METRICS_HTTP_MIDDLEWARE", False):
     MIDDLEWARE = [
         "django_prometheus.middleware.PrometheusBeforeMiddleware",

@@ -83,11 +83,10 @@ class RealtimeEventBatchIngestApi(_RealtimeIngest, metering_views.EventBatchInge
     def post(self, request):
         return super().post(request)
 
-    def item_extras(self, outcome, result) -> dict:
-        if result.index not in outcome.refusals:
-            return {}
-        refusal = outcome.refusals[result.index]
-        return {"code": refusal.code, "details": refusal.details}
+    def items_extras(self, outcome) -> dict[int, dict]:
+        return {
+            index: {"code": refusal.code, "details": refusal.details} for index, refusal in outcome.refusals.items()
+        }
 
 
 # -- reads -----------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ from ..periods import Period
 from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
 from .link import events_link_before_request
 from .locks import wallets_lock_all
-from .lookup import realtime_subscriptions_of_request
+from .lookup import NO_REALTIME_SUBSCRIPTION, realtime_hinted, realtime_subscriptions_of_request
 from .outcome import Debit, RealtimeOutcome, Refusal, UsageBlocked
 from .windows import PlanPart, UsageWindow, debited_prices, period_invoiced, plan_segment, usage_window
 
@@ -395,7 +395,8 @@ def _debit(
 def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
     """Store usage events and debit real-time subscriptions' prepaid balances, in one transaction.
 
-    Events of post-paid customers are simply ingested (one extra query to find out). For real-time
+    Events of post-paid customers are simply ingested: a single event by one statement that also checks
+    that its customer has no real-time subscription; a batch after one query that finds out. For real-time
     subscriptions each (subscription, price, period) touched by the request is debited once with
     ``incremental_cost(before, after)``; the debit's idempotency key is
     ``rt:<first event id>:<subscription id>:<price id>`` (two subscriptions of one plan each pay for the event).
@@ -419,7 +420,20 @@ def events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: da
 
 
 def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: datetime) -> RealtimeOutcome:
-    subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events)
+    declined = False
+    if not _named_realtime_customer_hinted(raw_events):
+        # The hot path: ONE statement that resolves the customers and inserts, unless one of them has an
+        # active real-time subscription (the check folded into the insert). What it does not take — a
+        # real-time customer, external subjects, keys repeated in the batch, an unstored single event —
+        # takes the general path below, with nothing stored.
+        stored = metering.events_ingest_guarded(
+            merchant=merchant, raw_events=raw_events, now=now, guard=NO_REALTIME_SUBSCRIPTION
+        )
+        if stored is not None:
+            return RealtimeOutcome(results=list(stored.results), accepted=list(stored.accepted))
+        # A single event declined is most often a real-time customer: ask for its subscriptions straight away.
+        declined = len(raw_events) == 1
+    subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events, likely=declined)
     if any(subscription.is_usage_blocked for subscription in subscriptions):
         return _blocked_refused(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
     return _ingest_and_debit(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
@@ -514,6 +528,16 @@ def _ingest_and_debit(
             now=now,
         )
     return outcome
+
+
+def _named_realtime_customer_hinted(raw_events: Sequence) -> bool:
+    """An event names a customer this process found real-time a moment ago: skip the guarded insert,
+    which would only decline it (the hint chooses between two exact paths, so it may be stale)."""
+    for raw in raw_events:
+        subject = raw.get("subject") if raw.__class__ is dict else None
+        if subject.__class__ is str and realtime_hinted(subject):
+            return True
+    return False
 
 
 def _debit_and_count(

@@ -19,6 +19,7 @@ from catalog.models import (
     TestClock,
 )
 from core.db import any_of, instance_from_row, joined_columns, planned_once_cursor, rows_select
+from metering.services import CustomerGuard
 
 # Customer ids whose last request found a real-time subscription (per process, bounded). Only a hint:
 # it chooses between two exact statements, so a stale entry costs time, never a wrong answer.
@@ -26,7 +27,32 @@ SEEN_REAL_TIME: set[str] = set()
 SEEN_REAL_TIME_MAX = 100_000
 
 
-def realtime_subscriptions_of_request(*, merchant: Merchant, raw_events: Sequence) -> list[Subscription]:
+def _no_realtime_subscription_guard() -> CustomerGuard:
+    subscription, plan = Subscription._meta.db_table, Plan._meta.db_table
+    return CustomerGuard(
+        sql=(
+            f"NOT EXISTS (SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
+            " WHERE s.customer_id = c.id AND s.merchant_id = c.merchant_id AND s.status = %s"
+            f" AND {SUBSCRIPTION_REAL_TIME_SQL})"
+        ),
+        params=(SubscriptionStatus.ACTIVE, *SUBSCRIPTION_REAL_TIME_PARAMS),
+    )
+
+
+# The customer (``c``) has no active real-time subscription: the question of ``_any_realtime_subscription``
+# folded into metering's one-statement insert of a single event, so a post-paid event costs one statement.
+NO_REALTIME_SUBSCRIPTION = _no_realtime_subscription_guard()
+
+
+def realtime_hinted(subject: str) -> bool:
+    """Was this customer found real-time by a recent request of this process? (A hint only: see
+    ``SEEN_REAL_TIME``.)"""
+    return subject in SEEN_REAL_TIME
+
+
+def realtime_subscriptions_of_request(
+    *, merchant: Merchant, raw_events: Sequence, likely: bool = False
+) -> list[Subscription]:
     """The active real-time subscriptions of the customers the request names, with their plan,
     customer, test clock and merchant: a one-column existence check, then (only when it says yes) one
     hand-written statement, or none.
@@ -35,7 +61,8 @@ def realtime_subscriptions_of_request(*, merchant: Merchant, raw_events: Sequenc
     Both statements are prepared (``planned_once_cursor``); the second builds the model instances
     straight from its rows: the ORM's query (four joins) cost more Python than the whole insert. Never cached: a
     subscription switched to real time a moment ago must be debited from its next event on, in every
-    process.
+    process. ``likely``: the caller has reason to expect a real-time customer (the guarded one-statement
+    insert of a single event declined it): the existence check is skipped.
     """
     subjects: set[str] = set()
     externals: set[str] = set()
@@ -54,7 +81,7 @@ def realtime_subscriptions_of_request(*, merchant: Merchant, raw_events: Sequenc
         return []
     # A customer found real-time a moment ago is asked the wide statement straight away (it answers
     # "none" just as well, only slower): the hint chooses between two exact answers, so it may be stale.
-    hinted = not subjects.isdisjoint(SEEN_REAL_TIME)
+    hinted = likely or not subjects.isdisjoint(SEEN_REAL_TIME)
     if not hinted and not _any_realtime_subscription(merchant_id=merchant.pk, subjects=subjects, externals=externals):
         return []
     found = realtime_subscriptions_named(

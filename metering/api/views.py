@@ -96,7 +96,7 @@ class _EventIngestBase(APIView):
 
     Invoicing's real-time endpoints subclass these views and override only the hooks (metering never
     imports invoicing): ``ingest`` debits prepaid balances in the same transaction, ``raise_for_refusal``
-    and ``item_extras`` report events refused for lack of credit.
+    and ``items_extras`` report events refused for lack of credit.
     """
 
     # The key → merchant look-up is cached per process for a few seconds (see catalog/api/auth.py).
@@ -109,8 +109,8 @@ class _EventIngestBase(APIView):
     def raise_for_refusal(self, outcome) -> None:
         """Refuse a single event for a reason found while ingesting it (none in metering)."""
 
-    def item_extras(self, outcome, result) -> dict:
-        """Extra keys of one batch item's answer (none in metering)."""
+    def items_extras(self, outcome) -> dict[int, dict]:
+        """Extra keys of some batch items' answers, by index (none in metering): asked once per batch."""
         return {}
 
 
@@ -162,16 +162,18 @@ class EventBatchIngestApi(_EventIngestBase):
                 ]
             )
         outcome = self.ingest(merchant=merchant, raw_events=events, now=timezone.now())
+        extras = self.items_extras(outcome)
         results = []
         for result in outcome.results:
             item: dict = {"index": result.index, "status": result.status}
             if result.id is not None:
-                item["id"] = result.public_id
+                item["id"] = f"{EVENT_ID_PREFIX}{result.id}"
             if result.idempotency_key is not None:
                 item["idempotencyKey"] = result.idempotency_key
             if result.errors:
                 item["errors"] = result.errors
-            item.update(self.item_extras(outcome, result))
+            if extras and result.index in extras:
+                item.update(extras[result.index])
             results.append(item)
         return _json({"object": "list", "results": results, "counts": outcome.counts}, status.HTTP_200_OK)
 

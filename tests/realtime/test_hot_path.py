@@ -85,7 +85,8 @@ def test_a_customer_found_real_time_skips_the_check(customer, subscription, djan
     fund(customer, "100")
     send(customer, 10)  # creates the usage counter
     lookup.SEEN_REAL_TIME.discard(customer.pk)  # as in a process that has not seen the customer
-    # the first request asks the one-column check, then the subscriptions
+    # the first request tries the one-statement insert (declined: the customer is real-time), then asks for
+    # the subscriptions
     with django_assert_num_queries(STATEMENTS + 1):
         send(customer, 10)
     # the next ones go straight to the subscriptions

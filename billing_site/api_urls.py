@@ -1,0 +1,34 @@
+"""The bearer-key REST API's routes: the URLconf the API path serves from (``settings.API_URLCONF``).
+
+``core.api.middleware.ApiRouteMiddleware`` resolves API paths against this table only and runs the view
+without the admin's middleware (sessions, CSRF, auth, messages, clickjacking, admin history); the root
+URLconf includes it first, so ``reverse()`` and every other caller see the same routes. The event
+endpoints come first: they take nearly every request.
+"""
+
+from django.urls import include, path
+
+from invoicing.api import events as realtime_events
+from invoicing.api import grants as grant_purchases
+
+urlpatterns = [
+    # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
+    # transaction), routed before metering's include, which keeps its own views for the same paths.
+    path("v0/events", realtime_events.RealtimeEventIngestApi.as_view(), name="realtime-event-ingest"),
+    path("v0/events/batch", realtime_events.RealtimeEventBatchIngestApi.as_view(), name="realtime-event-batch-ingest"),
+    path("", include("catalog.api.urls")),
+    path(
+        "v0/customers/<str:customer_id>/usageCost",
+        realtime_events.CustomerUsageCostApi.as_view(),
+        name="customer-usage-cost",
+    ),
+    path("", include("metering.api.urls")),
+    # Buying a grant records an invoice (invoicing); routed before wallets' grants/<grantId>.
+    path(
+        "v1/entitlements/<str:entitlement_id>/grants/purchase",
+        grant_purchases.GrantPurchaseApi.as_view(),
+        name="entitlement-grant-purchase",
+    ),
+    path("", include("wallets.api.urls")),
+    path("", include("invoicing.api.urls")),
+]
