@@ -104,7 +104,7 @@ def test_third_party_admins_are_replaced_by_the_projects():
 
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("core", "catalog", "metering", "wallets", "invoicing", "reporting", "billing_site")
+APPS = ("core", "catalog", "metering", "wallets", "invoicing", "payments", "reporting", "billing_site")
 
 
 def replacements(source: str) -> list[int]:
