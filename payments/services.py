@@ -48,22 +48,38 @@ def _key_mode(secret_key: str) -> ProviderMode:
             return mode
     raise ValidationError(
         {
-            "secret_key": "A Stripe secret key starts with sk_test_, sk_live_, rk_test_ or rk_live_ (Dashboard → Developers → API keys)."
+            "secret_key": "A Stripe secret key starts with sk_test_, sk_live_, rk_test_ or rk_live_ "
+            "(Dashboard → Developers → API keys)."
         }
     )
 
 
-def _check_credentials(*, mode: ProviderMode, webhook_secret: str | None, publishable_key: str | None) -> None:
+def integration_credentials_check(
+    *,
+    secret_key: str | None,
+    webhook_secret: str | None,
+    publishable_key: str | None,
+    stored_mode: str = ProviderMode.TEST,
+) -> ProviderMode:
+    """Refuse (``ValidationError`` per field) what is not a Stripe credential; returns the key's mode.
+    ``integration_upsert`` runs it; the admin's form runs it too, to show the errors beside the fields."""
     errors: dict[str, str] = {}
-    if webhook_secret is not None and webhook_secret and not webhook_secret.startswith("whsec_"):
+    mode = ProviderMode(stored_mode)
+    if secret_key is not None:
+        try:
+            mode = _key_mode(secret_key)
+        except ValidationError as error:
+            errors.update({field: messages[0] for field, messages in error.message_dict.items()})
+    if webhook_secret and not webhook_secret.startswith("whsec_"):
         errors["webhook_secret"] = "A Stripe webhook signing secret starts with whsec_."
     if publishable_key:
         if not publishable_key.startswith(("pk_test_", "pk_live_")):
             errors["publishable_key"] = "A Stripe publishable key starts with pk_test_ or pk_live_."
-        elif publishable_key.startswith(f"pk_{'live' if mode == ProviderMode.TEST else 'test'}_"):
+        elif not errors and not publishable_key.startswith(f"pk_{mode}_"):
             errors["publishable_key"] = f"The publishable key is not of the secret key's mode ({mode})."
     if errors:
         raise ValidationError(errors)
+    return mode
 
 
 @transaction.atomic
@@ -99,8 +115,12 @@ def integration_upsert(
             connected_at=now,
             created_at=now,
         )
-    mode = _key_mode(secret_key) if secret_key is not None else ProviderMode(integration.mode)
-    _check_credentials(mode=mode, webhook_secret=webhook_secret, publishable_key=publishable_key)
+    mode = integration_credentials_check(
+        secret_key=secret_key,
+        webhook_secret=webhook_secret,
+        publishable_key=publishable_key,
+        stored_mode=integration.mode,
+    )
     if secret_key is not None:
         integration.secret_key_encrypted = credential_encrypt(secret_key)
         integration.secret_key_hint = credential_hint(secret_key)
