@@ -7,10 +7,13 @@ from the request, and behaves as Stripe does where the adapter depends on it:
 
 - ``Idempotency-Key``: the same key (per API key) answers the first response again; the same key with other
   parameters is a 400 ``idempotency_error``.
-- Stripe's test payment methods: ``pm_card_visa`` and ``pm_card_mastercard`` succeed;
-  ``pm_card_chargeDeclined`` saves but declines every charge (402 ``card_error``/``card_declined``, with the
-  PaymentIntent in the error); ``pm_card_authenticationRequired`` saves but needs 3-D Secure: an off-session
-  charge is declined with ``authentication_required``, an on-session one answers ``requires_action``.
+- Stripe's test payment methods, as Stripe's testing docs describe them: ``pm_card_visa`` and
+  ``pm_card_mastercard`` succeed; ``pm_card_chargeDeclined`` is declined whatever it is used for (402
+  ``card_error``/``card_declined`` with the SetupIntent or PaymentIntent in the error);
+  ``pm_card_chargeCustomerFail`` is saved but every charge on it is declined;
+  ``pm_card_authenticationRequired`` needs 3-D Secure on every use: a SetupIntent answers ``requires_action``,
+  an off-session charge is declined with ``authentication_required``, an on-session one answers
+  ``requires_action``. (A card saved on the hosted page, ``customer_completes_setup``, was authenticated there.)
 - A missing object is a 404 ``resource_missing``; a request without a ``sk_``/``rk_`` key is a 401.
 
 Every request is recorded (``requests``: method, path, flat form parameters, idempotency key, API key), so
@@ -37,6 +40,7 @@ TEST_CARDS = {
     "pm_card_visa": {"brand": "visa", "last4": "4242", "behaviour": "succeed"},
     "pm_card_mastercard": {"brand": "mastercard", "last4": "4444", "behaviour": "succeed"},
     "pm_card_chargeDeclined": {"brand": "visa", "last4": "0002", "behaviour": "decline"},
+    "pm_card_chargeCustomerFail": {"brand": "visa", "last4": "0341", "behaviour": "decline_charges"},
     "pm_card_authenticationRequired": {"brand": "visa", "last4": "3184", "behaviour": "authenticate"},
 }
 
@@ -77,7 +81,8 @@ class StripeState:
     fixtures: dict
     customers: dict[str, dict] = field(default_factory=dict)
     payment_methods: dict[str, dict] = field(default_factory=dict)
-    behaviours: dict[str, str] = field(default_factory=dict)  # pm id → succeed / decline / authenticate
+    # pm id → succeed / decline / decline_charges / authenticate
+    behaviours: dict[str, str] = field(default_factory=dict)
     setup_intents: dict[str, dict] = field(default_factory=dict)
     payment_intents: dict[str, dict] = field(default_factory=dict)
     sessions: dict[str, dict] = field(default_factory=dict)
@@ -280,12 +285,31 @@ class StripeTestServer:
             intent["payment_method"] = method["id"]
             intent["status"] = "requires_confirmation"
             if _truthy(params.get("confirm")):
-                intent["status"] = "succeeded"
+                self._confirm_setup(intent, method)
         self.state.setup_intents[intent["id"]] = intent
         answer = copy.deepcopy(intent)
         if method is not None and "payment_method" in _nested(params, "expand").values():
             answer["payment_method"] = copy.deepcopy(method)
         return answer
+
+    def _confirm_setup(self, intent: dict, method: dict) -> None:
+        behaviour = self.state.behaviours[method["id"]]
+        if behaviour == "authenticate":
+            intent.update(status="requires_action", next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}})
+            return
+        if behaviour == "decline":
+            method["customer"] = None  # a declined setup attaches nothing
+            error = {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+                "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+            }
+            intent.update(status="requires_payment_method", payment_method=None, last_setup_error=dict(error))
+            self.state.setup_intents[intent["id"]] = intent
+            raise StripeError(402, {**error, "setup_intent": copy.deepcopy(intent)})
+        intent["status"] = "succeeded"
 
     def _payment_method_list(self, params) -> dict:
         customer = self._customer(params.get("customer"))["id"]

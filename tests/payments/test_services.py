@@ -3,7 +3,7 @@ encrypted at rest, the Stripe customer created once, cards saved by SetupIntent,
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import InvalidToken
@@ -28,6 +28,7 @@ from tests.factories import CustomerFactory, MerchantFactory
 from .conftest import SECRET_KEY
 
 pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_the_secret_key_is_stored_encrypted_and_shown_only_as_a_hint(merchant, now):
@@ -237,3 +238,40 @@ def test_another_merchants_integration_is_not_found(stripe_connected):
 
     with pytest.raises(Http404):
         selectors.integration_get(merchant=MerchantFactory(), integration_id=stripe_connected.pk)
+
+
+# -- concurrent requests (PostgreSQL: concurrent transactions) -------------------------------------------
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_saving_the_first_cards_at_once_make_one_stripe_customer_and_one_default(stripe_server, settings):
+    import threading
+
+    from django.db import connection as db_connection
+
+    merchant = MerchantFactory()
+    customer = CustomerFactory(merchant=merchant)
+    integration_upsert(merchant=merchant, provider="stripe", now=NOW, secret_key=SECRET_KEY)
+    barrier = threading.Barrier(2)
+    saved, failures = [], []
+
+    def worker(card: str):
+        try:
+            barrier.wait(timeout=10)
+            saved.append(payment_method_save(customer=customer, payment_method=card, now=NOW))
+        except Exception as error:  # surfaced below
+            failures.append(error)
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=worker, args=(card,)) for card in ("pm_card_visa", "pm_card_mastercard")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert len(stripe_server.state.customers) == 1 and ProviderCustomer.objects.count() == 1
+    assert PaymentMethod.objects.count() == 2
+    assert PaymentMethod.objects.filter(is_default=True).count() == 1

@@ -118,9 +118,20 @@ def test_the_same_invoice_key_charges_once_and_other_parameters_under_it_are_ref
     assert changed.value.http_status == 400 and not changed.value.retryable
 
 
-def test_a_declined_card_is_a_failed_charge_with_stripes_reason(provider, customer):
+def test_a_card_declined_on_setup_is_refused_and_not_saved(provider, customer, stripe_server):
+    with pytest.raises(PaymentProviderError) as declined:
+        provider.payment_method_setup(
+            provider_customer=customer, payment_method="pm_card_chargeDeclined", idempotency_key="s"
+        )
+
+    assert (declined.value.code, declined.value.http_status, declined.value.retryable) == ("card_declined", 402, False)
+    assert declined.value.message == "Your card was declined."
+    assert provider.payment_methods_list(provider_customer=customer) == []
+
+
+def test_a_saved_card_whose_charges_fail_is_a_failed_charge_with_stripes_reason(provider, customer, stripe_server):
     card = provider.payment_method_setup(
-        provider_customer=customer, payment_method="pm_card_chargeDeclined", idempotency_key="s"
+        provider_customer=customer, payment_method="pm_card_chargeCustomerFail", idempotency_key="s"
     )
 
     result = provider.invoice_charge(
@@ -130,19 +141,36 @@ def test_a_declined_card_is_a_failed_charge_with_stripes_reason(provider, custom
         currency="USD",
         idempotency_key="inv_d",
     )
+    again = provider.invoice_charge(
+        provider_customer=customer,
+        payment_method=card.reference,
+        amount=Decimal("20.00"),
+        currency="USD",
+        idempotency_key="inv_d",
+    )
 
     assert (result.status, result.failure_code) == (ChargeStatus.FAILED, "generic_decline")
     assert result.reference.startswith("pi_") and result.failure_message == "Your card was declined."
+    assert again == result  # Stripe replays the 402 under the same key: no second attempt
+    assert stripe_server.state.payment_intents[result.reference]["status"] == "requires_payment_method"
+
+
+def test_a_card_needing_3d_secure_cannot_be_saved_without_the_customer(provider, customer):
+    with pytest.raises(PaymentProviderError) as needs_customer:
+        provider.payment_method_setup(
+            provider_customer=customer, payment_method="pm_card_authenticationRequired", idempotency_key="s"
+        )
+
+    assert needs_customer.value.code == "authentication_required"
 
 
 def test_a_card_needing_3d_secure_off_session_asks_for_the_customer(provider, customer, stripe_server):
-    card = provider.payment_method_setup(
-        provider_customer=customer, payment_method="pm_card_authenticationRequired", idempotency_key="s"
-    )
+    # saved on the hosted page, where the customer authenticated; every later charge needs it again
+    card = stripe_server.customer_completes_setup(customer=customer, card="pm_card_authenticationRequired")
 
     result = provider.invoice_charge(
         provider_customer=customer,
-        payment_method=card.reference,
+        payment_method=card["id"],
         amount=Decimal("20.00"),
         currency="USD",
         idempotency_key="inv_3ds",
