@@ -94,7 +94,7 @@ class PaymentSessionCreateInput(StrictSerializer):
     expiresAt = serializers.DateTimeField(required=False)
 
 
-class PaymentSessionOutput(serializers.Serializer):
+class CustomerPaymentSessionOutput(serializers.Serializer):
     object = Constant("paymentSession")
     id = serializers.CharField()
     mode = serializers.CharField()
@@ -113,4 +113,4 @@ def payment_method_list_out(methods: list[PaymentMethod]) -> dict:
 
 
 def payment_session_out(session: PaymentSession) -> dict:
-    return PaymentSessionOutput(session).data
+    return CustomerPaymentSessionOutput(session).data

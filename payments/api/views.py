@@ -153,7 +153,7 @@ class CustomerPaymentMethodsApi(CatalogApi):
         operation_id="createCustomerPaymentMethod",
         tags=["customers"],
         request=s.PaymentSessionCreateInput,
-        responses={201: s.PaymentSessionOutput, **ERRORS, **PROVIDER_ERRORS},
+        responses={201: s.CustomerPaymentSessionOutput, **ERRORS, **PROVIDER_ERRORS},
         description=(
             "A hosted page (Stripe Checkout in setup mode) where the customer saves a card or bank mandate."
             " Stripe's pages stay open 30 minutes to 24 hours: `expiresAt` defaults to 24 hours, a later one is"

@@ -262,3 +262,27 @@ def test_the_operations_work_through_the_paygentic_client(live_server, stripe_se
     assert (disconnected.status, disconnected.config["secretKeyHint"]) == ("disconnected", None)
     assert disconnected.disconnected_at is not None
     assert (refused.value.status_code, "PAYMENT_PROVIDER_NOT_CONNECTED" in refused.value.body) == (409, True)
+
+
+def test_the_schema_documents_the_operations_under_the_clients_ids_with_their_errors(client):
+    schema = client.get("/v0/schema?format=json").json()
+
+    operations = {
+        operation["operationId"]: (path, method, set(operation["responses"]))
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+        if "Integration" in operation.get("operationId", "") or "PaymentMethod" in operation.get("operationId", "")
+    }
+
+    assert {name: (path, method) for name, (path, method, _) in operations.items()} == {
+        "listMerchantIntegrations": ("/v0/merchantIntegrations", "get"),
+        "upsertMerchantIntegration": ("/v0/merchantIntegrations", "put"),
+        "getMerchantIntegration": ("/v0/merchantIntegrations/{id}", "get"),
+        "disconnectMerchantIntegration": ("/v0/merchantIntegrations/{id}/disconnect", "patch"),
+        "listCustomerPaymentMethods": ("/v0/customers/{id}/paymentMethods", "get"),
+        "createCustomerPaymentMethod": ("/v0/customers/{id}/paymentMethods", "post"),
+    }
+    assert {"201", "400", "401", "403", "404", "409", "502"} <= operations["createCustomerPaymentMethod"][2]
+    assert {"200", "400", "401", "403", "404"} <= operations["upsertMerchantIntegration"][2]
+    config = schema["components"]["schemas"]["MerchantIntegrationConfigOutput"]["properties"]
+    assert set(config) == {"secretKeyHint", "webhookSecretHint", "publishableKey", "livemode"}
