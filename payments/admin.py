@@ -9,6 +9,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from catalog.admin_scoping import MerchantScopedAdminMixin
 
@@ -79,6 +81,11 @@ class MerchantIntegrationAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         "updated_at",
     )
     actions = ("disconnect",)
+
+    @method_decorator(sensitive_post_parameters("secret_key", "webhook_secret"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Django's error reports show a failed request's POST: never these two fields.
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         return (*self.readonly_fields, "merchant", "provider") if obj is not None else self.readonly_fields

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from catalog.models import Customer, Merchant
 from core.ids import new_public_id
@@ -82,6 +83,7 @@ def integration_credentials_check(
     return mode
 
 
+@sensitive_variables("secret_key", "webhook_secret")
 @transaction.atomic
 def integration_upsert(
     *,

@@ -204,7 +204,6 @@ class StripeTestServer:
             ("POST", r"/v1/setup_intents", self._setup_intent_create),
             ("GET", r"/v1/payment_methods", self._payment_method_list),
             ("POST", r"/v1/payment_intents", self._payment_intent_create),
-            ("POST", r"/v1/payment_intents/(?P<ident>[^/]+)/confirm", self._payment_intent_confirm),
             ("POST", r"/v1/checkout/sessions", self._session_create),
             ("POST", r"/v1/refunds", self._refund_create),
         ]
@@ -351,15 +350,6 @@ class StripeTestServer:
             intent["status"] = "requires_confirmation"
             if _truthy(params.get("confirm")):
                 self._confirm(intent, off_session=_truthy(params.get("off_session")))
-        return copy.deepcopy(intent)
-
-    def _payment_intent_confirm(self, params, ident: str) -> dict:
-        intent = self.state.payment_intents.get(ident)
-        if intent is None:
-            raise _missing("payment_intent", ident)
-        if params.get("payment_method"):
-            intent["payment_method"] = self._usable_method(params["payment_method"], intent["customer"])["id"]
-        self._confirm(intent, off_session=_truthy(params.get("off_session")))
         return copy.deepcopy(intent)
 
     def _confirm(self, intent: dict, *, off_session: bool) -> None:

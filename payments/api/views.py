@@ -8,6 +8,8 @@ import logging
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -81,6 +83,7 @@ class MerchantIntegrationCollectionApi(CatalogApi):
             " `config.secretKeyHint`/`webhookSecretHint`. What a call does not name is kept."
         ),
     )
+    @method_decorator(sensitive_variables("data", "config"))
     def put(self, request):
         data = self.body(s.MerchantIntegrationUpsertInput)
         check_merchant(request, data["merchantId"])
