@@ -92,8 +92,9 @@ class ProviderCustomer(models.Model):
 class PaymentMethod(models.Model):
     """A customer's saved payment method at the provider (Stripe: ``pm_…``), mirrored here so invoices can
     be charged off-session and the API lists it without a provider call per field. At most one current
-    default per customer (a partial unique constraint); a method detached at the provider keeps its row
-    with ``detached_at``."""
+    default per provider customer, that is per customer and mode (a partial unique constraint: test-mode
+    cards never stand in for live ones); a method detached at the provider keeps its row with
+    ``detached_at``."""
 
     id = PublicIdField(prefix="cpm")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payment_methods")
@@ -115,7 +116,7 @@ class PaymentMethod(models.Model):
                 fields=["provider_customer", "reference"], name="payments_payment_method_once_per_provider_customer"
             ),
             models.UniqueConstraint(
-                fields=["customer"],
+                fields=["provider_customer"],
                 condition=Q(is_default=True, detached_at__isnull=True),
                 name="payments_one_default_payment_method",
             ),

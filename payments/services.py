@@ -239,9 +239,9 @@ def _mirror(provider_customer: ProviderCustomer, saved: SavedPaymentMethod) -> P
     return method
 
 
-def _default_when_none(customer: Customer) -> None:
-    """The rule of the default: the customer's oldest current method, until one is chosen."""
-    current = PaymentMethod.objects.filter(customer=customer, detached_at__isnull=True)
+def _default_when_none(provider_customer: ProviderCustomer) -> None:
+    """The rule of the default: the oldest current method (of the customer, in this mode), until one is chosen."""
+    current = PaymentMethod.objects.filter(provider_customer=provider_customer, detached_at__isnull=True)
     if not current.filter(is_default=True).exists():
         first = current.order_by("created_at", "id").first()
         if first is not None:
@@ -261,7 +261,7 @@ def payment_method_save(*, customer: Customer, payment_method: str, now: datetim
     with transaction.atomic():
         Customer.objects.select_for_update().filter(pk=customer.pk).first()  # one writer of the default
         method = _mirror(provider_customer, saved)
-        _default_when_none(customer)
+        _default_when_none(provider_customer)
     method.refresh_from_db()
     return method
 
@@ -283,7 +283,7 @@ def payment_methods_sync(*, customer: Customer, now: datetime) -> None:
         PaymentMethod.objects.filter(provider_customer=provider_customer, detached_at__isnull=True).exclude(
             reference__in=[saved.reference for saved in methods]
         ).update(detached_at=now, is_default=False)
-        _default_when_none(customer)
+        _default_when_none(provider_customer)
 
 
 @transaction.atomic
@@ -293,9 +293,9 @@ def payment_method_set_default(*, payment_method: PaymentMethod) -> PaymentMetho
     method = PaymentMethod.objects.get(pk=payment_method.pk)
     if method.detached_at is not None:
         raise ValidationError({"payment_method": "This payment method was removed at the provider."})
-    PaymentMethod.objects.filter(customer_id=method.customer_id, is_default=True).exclude(pk=method.pk).update(
-        is_default=False
-    )
+    PaymentMethod.objects.filter(provider_customer_id=method.provider_customer_id, is_default=True).exclude(
+        pk=method.pk
+    ).update(is_default=False)
     if not method.is_default:
         method.is_default = True
         method.save(update_fields=["is_default"])

@@ -275,3 +275,18 @@ def test_two_requests_saving_the_first_cards_at_once_make_one_stripe_customer_an
     assert len(stripe_server.state.customers) == 1 and ProviderCustomer.objects.count() == 1
     assert PaymentMethod.objects.count() == 2
     assert PaymentMethod.objects.filter(is_default=True).count() == 1
+
+
+def test_switching_to_live_keys_starts_a_live_customer_whose_first_card_is_its_default(stripe_connected, now):
+    customer = CustomerFactory(merchant=stripe_connected.merchant)
+    test_card = payment_method_save(customer=customer, payment_method="pm_card_visa", now=now)
+
+    integration_upsert(
+        merchant=stripe_connected.merchant, provider="stripe", now=now, secret_key="sk_live_0123456789abcdef"
+    )
+    live_card = payment_method_save(customer=customer, payment_method="pm_card_mastercard", now=now)
+
+    assert live_card.provider_customer.mode == "live" and live_card.provider_customer != test_card.provider_customer
+    assert (test_card.is_default, live_card.is_default) == (True, True)  # each in its own mode
+    assert list(selectors.payment_method_list(customer=customer)) == [live_card]
+    assert selectors.payment_method_default(customer=customer) == live_card
