@@ -6,7 +6,9 @@ example objects (``tests/fixtures/stripe/fixtures3.subset.json``) with ids, amou
 from the request, and behaves as Stripe does where the adapter depends on it:
 
 - ``Idempotency-Key``: the same key (per API key) answers the first response again; the same key with other
-  parameters is a 400 ``idempotency_error``.
+  parameters is a 400 ``idempotency_error``; the same key while its first request is still being answered is
+  a 409 ``idempotency_key_in_use`` (the library retries a 409). ``latency`` (seconds, default 0) holds each
+  POST that long before it is answered, so tests can make two requests overlap.
 - Stripe's test payment methods, as Stripe's testing docs describe them: ``pm_card_visa`` and
   ``pm_card_mastercard`` succeed; ``pm_card_chargeDeclined`` is declined whatever it is used for (402
   ``card_error``/``card_declined`` with the SetupIntent or PaymentIntent in the error);
@@ -112,7 +114,10 @@ class StripeTestServer:
         self.state = StripeState(fixtures=fixtures)
         self.requests: list[RecordedRequest] = []
         self._idempotent: dict[tuple[str, str], tuple[str, dict, int, dict]] = {}
+        self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self.latency = 0.0
+        self.max_page_size = 100  # Stripe's largest page; tests lower it to exercise pagination
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -164,7 +169,7 @@ class StripeTestServer:
         idempotency_key = handler.headers.get("Idempotency-Key")
         with self._lock:
             self.requests.append(RecordedRequest(method, parts.path, params, idempotency_key, api_key))
-            status, answer = self._answer(method, parts.path, params, api_key, idempotency_key)
+        status, answer = self._answer(method, parts.path, params, api_key, idempotency_key)
         payload = json.dumps(answer).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -178,25 +183,47 @@ class StripeTestServer:
     def _answer(self, method, path, params, api_key, idempotency_key) -> tuple[int, dict]:
         if not api_key or not api_key.startswith(("sk_", "rk_")):
             return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}
-        remembered = self._idempotent.get((api_key, idempotency_key)) if idempotency_key else None
-        if remembered is not None and method == "POST":
-            first_path, first_params, status, answer = remembered
-            if (first_path, first_params) != (path, params):
-                return 400, {
+        key = (api_key, idempotency_key) if idempotency_key and method == "POST" else None
+        with self._lock:
+            remembered = self._idempotent.get(key) if key else None
+            if remembered is not None:
+                first_path, first_params, status, answer = remembered
+                if (first_path, first_params) != (path, params):
+                    return 400, {
+                        "error": {
+                            "type": "idempotency_error",
+                            "message": "Keys for idempotent requests can only be used with the same parameters "
+                            "they were first used with.",
+                        }
+                    }
+                return status, answer
+            if key in self._in_flight:
+                return 409, {
                     "error": {
-                        "type": "idempotency_error",
-                        "message": "Keys for idempotent requests can only be used with the same parameters they "
-                        "were first used with.",
+                        "type": "invalid_request_error",
+                        "code": "idempotency_key_in_use",
+                        "message": "There is currently another in-progress request using this Idempotent Key "
+                        "(that probably means you submitted twice, and the other request is still going "
+                        "through). Please retry your request.",
                     }
                 }
-            return status, answer
+            if key:
+                self._in_flight.add(key)
         try:
-            status, answer = 200, self._route(method, path, params)
-        except StripeError as error:
-            status, answer = error.status, {"error": error.body}
-        if idempotency_key and method == "POST":
-            self._idempotent[(api_key, idempotency_key)] = (path, params, status, answer)
-        return status, answer
+            if self.latency and method == "POST":
+                time.sleep(self.latency)
+            with self._lock:
+                try:
+                    status, answer = 200, self._route(method, path, params)
+                except StripeError as error:
+                    status, answer = error.status, {"error": error.body}
+                if key:
+                    self._idempotent[key] = (path, params, status, answer)
+            return status, answer
+        finally:
+            if key:
+                with self._lock:
+                    self._in_flight.discard(key)
 
     def _route(self, method: str, path: str, params: dict[str, str]) -> dict:
         routes = [
@@ -313,8 +340,11 @@ class StripeTestServer:
     def _payment_method_list(self, params) -> dict:
         customer = self._customer(params.get("customer"))["id"]
         found = [m for m in self.state.payment_methods.values() if m["customer"] == customer]
-        found.sort(key=lambda m: m["created"], reverse=True)  # Stripe lists newest first
-        limit = int(params.get("limit", "10"))
+        found.sort(key=lambda m: (m["created"], m["id"]), reverse=True)  # Stripe lists newest first
+        if params.get("starting_after"):
+            ids = [m["id"] for m in found]
+            found = found[ids.index(params["starting_after"]) + 1 :] if params["starting_after"] in ids else []
+        limit = min(int(params.get("limit", "10")), self.max_page_size)
         return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": "/v1/payment_methods"}
 
     def _payment_intent_create(self, params) -> dict:

@@ -116,9 +116,10 @@ class StripeProvider:
     def payment_methods_list(self, *, provider_customer: str) -> list[SavedPaymentMethod]:
         try:
             page = self._client.v1.payment_methods.list({"customer": provider_customer, "limit": 100})
+            # every page: the library follows has_more with starting_after
+            methods = [_method(item.to_dict()) for item in page.auto_paging_iter()]
         except stripe.StripeError as error:
             raise _provider_error(error) from error
-        methods = [_method(item.to_dict()) for item in page.data]
         return sorted(methods, key=lambda method: (method.created_at, method.reference))
 
     def invoice_charge(

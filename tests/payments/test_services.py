@@ -253,6 +253,10 @@ def test_two_requests_saving_the_first_cards_at_once_make_one_stripe_customer_an
     merchant = MerchantFactory()
     customer = CustomerFactory(merchant=merchant)
     integration_upsert(merchant=merchant, provider="stripe", now=NOW, secret_key=SECRET_KEY)
+    # Both requests reach Stripe while the other's customer creation is still being answered: Stripe answers
+    # the second 409 idempotency_key_in_use, and the library retries it (as in production) into the first's.
+    stripe_server.latency = 0.3
+    settings.STRIPE_MAX_NETWORK_RETRIES = 2
     barrier = threading.Barrier(2)
     saved, failures = [], []
 
@@ -272,6 +276,8 @@ def test_two_requests_saving_the_first_cards_at_once_make_one_stripe_customer_an
         thread.join(timeout=30)
 
     assert failures == []
+    customer_calls = stripe_server.calls("POST", "/v1/customers")
+    assert len(customer_calls) >= 3  # two, and at least one retry of the refused one
     assert len(stripe_server.state.customers) == 1 and ProviderCustomer.objects.count() == 1
     assert PaymentMethod.objects.count() == 2
     assert PaymentMethod.objects.filter(is_default=True).count() == 1

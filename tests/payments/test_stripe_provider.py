@@ -52,6 +52,41 @@ def test_a_card_is_saved_through_a_confirmed_setup_intent_for_off_session_use(pr
     assert [m.reference for m in provider.payment_methods_list(provider_customer=customer)] == [saved.reference]
 
 
+def test_every_page_of_saved_methods_is_read(provider, customer, stripe_server):
+    stripe_server.max_page_size = 2
+    saved = [stripe_server.customer_completes_setup(customer=customer)["id"] for _ in range(5)]
+
+    listed = provider.payment_methods_list(provider_customer=customer)
+
+    assert sorted(m.reference for m in listed) == sorted(saved)
+    assert len(stripe_server.calls("GET", "/v1/payment_methods")) == 3
+
+
+def test_a_key_still_in_use_is_a_409_the_library_retries_into_the_first_answer(stripe_server, settings):
+    import threading
+
+    settings.STRIPE_MAX_NETWORK_RETRIES = 2
+    stripe_server.latency = 0.3
+    provider = StripeProvider(secret_key=SECRET_KEY)
+    barrier = threading.Barrier(2)
+    created = []
+
+    def create():
+        barrier.wait(timeout=10)
+        created.append(provider.customer_create(customer_id="c", name="n", email="e@example.com", idempotency_key="k"))
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(created) == 2 and created[0] == created[1]
+    assert len(stripe_server.state.customers) == 1
+    # the refused one was retried (once, or twice when its first retry's jittered wait was shorter than 0.3 s)
+    assert len(stripe_server.calls("POST", "/v1/customers")) in (3, 4)
+
+
 def test_charging_sends_minor_units_lower_case_currency_off_session_and_the_key(provider, customer, stripe_server):
     card = provider.payment_method_setup(provider_customer=customer, payment_method="pm_card_visa", idempotency_key="s")
 
