@@ -10,10 +10,12 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from catalog.admin_scoping import MerchantScopedAdminMixin
 
+from . import selectors
 from .models import IntegrationStatus, MerchantIntegration, PaymentMethod, PaymentSession, Provider, ProviderCustomer
 from .services import (
     integration_credentials_check,
@@ -173,3 +175,35 @@ class PaymentSessionAdmin(ServiceWrittenAdmin):
     list_display = ("id", "customer", "mode", "status", "expires_at", "created_at", "completed_at")
     list_filter = ("mode", "status")
     search_fields = ("id", "reference", "customer__name", "customer__id")
+
+
+class CustomerPaymentsAdminMixin:
+    """Saved payment methods on the customer page (``panels``, composed by ``billing_site.admin``): what an
+    off-session charge would use, in the merchant's current Stripe mode."""
+
+    panels = (("Payment methods", ("payment_methods_panel",)),)
+
+    @admin.display(description="Saved payment methods")
+    def payment_methods_panel(self, obj):
+        methods = list(selectors.payment_method_list(customer=obj).select_related("provider_customer"))
+        if not methods:
+            return "None saved (a setup link: POST /v0/customers/{id}/paymentMethods)."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{m.brand} •••• {m.last4}" if m.last4 else m.type,
+                    f"{m.exp_month:02d}/{m.exp_year}" if m.exp_month and m.exp_year else "—",
+                    "default" if m.is_default else "",
+                    m.reference,
+                    f"{m.provider_customer.reference} ({m.provider_customer.mode})",
+                )
+                for m in methods
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Method</th><th>Expires</th><th></th><th>Stripe method</th>"
+            "<th>Stripe customer</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )

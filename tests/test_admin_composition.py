@@ -52,6 +52,7 @@ def test_the_customer_panels_follow_the_apps_in_page_order():
         "Prepaid credit",
         "Invoicing",
         "Receivables",
+        "Payment methods",
     ]
     assert model_admin.panels[1] == ("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries"))
 

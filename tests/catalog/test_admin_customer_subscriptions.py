@@ -173,7 +173,8 @@ def test_ten_terminated_subscriptions_render_within_a_fixed_query_budget(
     for index in range(10):
         subscribe(customer, f"Plan {index}", SubscriptionStatus.TERMINATED)
 
-    # 14: invoicing's dunning panel (the customer's latest reminders) and the receivables panel (credit
-    # balances per currency) are one query each; none grows with the number of subscriptions
-    with django_assert_max_num_queries(14):
+    # 15: invoicing's dunning panel (the customer's latest reminders), the receivables panel (credit
+    # balances per currency) and the payment methods panel are one query each; none grows with the number of
+    # subscriptions
+    with django_assert_max_num_queries(15):
         assert superuser_client.get(customer_url(customer)).status_code == 200

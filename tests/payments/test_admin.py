@@ -92,3 +92,15 @@ def test_the_payment_method_pages_open(superuser_client, merchant, now):
 
     assert listing.status_code == page.status_code == 200
     assert "visa •••• 4242" in listing.content.decode()
+
+
+def test_the_customer_page_shows_the_saved_methods_and_the_default(superuser_client, merchant, now):
+    customer = CustomerFactory(merchant=merchant)
+    empty = superuser_client.get(reverse("admin:catalog_customer_change", args=[customer.pk])).content.decode()
+    payments_rows(customer=customer, name="Ada", now=now)
+
+    page = superuser_client.get(reverse("admin:catalog_customer_change", args=[customer.pk])).content.decode()
+
+    assert "Payment methods" in page and "None saved" in empty
+    assert "visa •••• 4242" in page and "08/2030" in page and "default" in page
+    assert "pm_test_Ada" in page and "cus_test_Ada (test)" in page
