@@ -23,6 +23,7 @@ usage_aggregate_by_customer (all customers, one month), and measure bytes per ro
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import multiprocessing
 import os
@@ -88,6 +89,7 @@ def setup_environment(args) -> None:
     os.environ["DATABASE_URL"] = f"{args.pg}/{args.database}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "billing_site.settings.production"
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("METERLINE_CREDENTIAL_KEYS", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
     os.environ["DEBUG"] = "0"
     os.environ["SECURE_SSL_REDIRECT"] = "0"  # the load generator talks plain HTTP to gunicorn on localhost
     os.environ["CONN_MAX_AGE"] = "600"

@@ -1,7 +1,7 @@
 """The admin pages that span apps, composed here, the one place that may import every app.
 
 The customer page belongs to catalog and the invoice page to invoicing, but higher apps add to them:
-metering, wallets and invoicing panels on the customer page, invoicing the add page and lifecycle buttons
+metering, wallets, invoicing and payments panels on the customer page, invoicing the add page and lifecycle buttons
 of the subscription page, reporting a filter on the invoice list. Each app offers a mixin and registers
 nothing for a lower app's model; this module composes the final classes in an explicit order and registers
 them. It is also the one place that replaces a third-party app's admin (Django's users, django-celery-beat's
@@ -24,12 +24,14 @@ from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
+from payments.admin import CustomerPaymentsAdminMixin
 from reporting.admin import CustomerStatementAdminMixin, InvoicePaymentFilterAdminMixin, InvoiceReceivablesAdminMixin
 from wallets.admin import CustomerCreditAdminMixin
 
 
 @admin.register(Customer)
 class CustomerAdmin(
+    CustomerPaymentsAdminMixin,
     CustomerStatementAdminMixin,
     CustomerReceivablesAdminMixin,
     CustomerInvoicingAdminMixin,
@@ -39,8 +41,8 @@ class CustomerAdmin(
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
     with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), customer credit
-    balances and "Record payment" (invoicing's receivables), and the account statement page and PDF
-    (reporting)."""
+    balances and "Record payment" (invoicing's receivables), the account statement page and PDF
+    (reporting), and the saved payment methods (payments)."""
 
     panels = (
         *catalog_admin.CustomerAdmin.panels,
@@ -49,6 +51,7 @@ class CustomerAdmin(
         *CustomerInvoicingAdminMixin.panels,
         # one "Receivables" section: credit balances (invoicing) and the account statement (reporting)
         ("Receivables", (*CustomerReceivablesAdminMixin.panels[0][1], *CustomerStatementAdminMixin.panels[0][1])),
+        *CustomerPaymentsAdminMixin.panels,
     )
 
 

@@ -31,4 +31,5 @@ urlpatterns = [
     ),
     path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),
+    path("", include("payments.api.urls")),
 ]

@@ -52,6 +52,7 @@ def test_the_customer_panels_follow_the_apps_in_page_order():
         "Prepaid credit",
         "Invoicing",
         "Receivables",
+        "Payment methods",
     ]
     assert model_admin.panels[1] == ("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries"))
 
@@ -104,7 +105,7 @@ def test_third_party_admins_are_replaced_by_the_projects():
 
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("core", "catalog", "metering", "wallets", "invoicing", "reporting", "billing_site")
+APPS = ("core", "catalog", "metering", "wallets", "invoicing", "payments", "reporting", "billing_site")
 
 
 def replacements(source: str) -> list[int]:

@@ -41,6 +41,7 @@ from invoicing.services import (
     test_clock_create,
 )
 from tests.invoicing.factories import record_usage
+from tests.payments.factories import payments_rows
 from tests.wallets.factories import WebhookEndpointFactory
 from wallets import entitlements
 from wallets.models import WebhookDelivery
@@ -68,7 +69,7 @@ PLAUSIBLE_FORM = {
 # Pages of Django's own that only read, whatever the method: the change list (its POST runs actions,
 # walked one by one below), an object's history, and the shortcut that redirects to the change page.
 READ_PAGES = ("_changelist", "_history")
-BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "reporting", "django_celery_beat")
+BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "payments", "reporting", "django_celery_beat")
 
 
 @pytest.fixture
@@ -124,6 +125,8 @@ def every_admin_object(db):
     entitlements.entitlement_grant_create(
         entitlement=entitlement, amount=Decimal("1000"), idempotency_key="eg1", now=JAN_1
     )
+
+    payments_rows(customer=customer, name="Viewer", now=FEB_1)
 
     every_15_minutes = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(

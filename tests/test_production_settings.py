@@ -18,6 +18,7 @@ from billing_site.secret_key import secret_key_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_KEY = "Qm3x_Vt9-LrZp0aWc7YbNs2KdFh8JgE4uT1oXiRlMnBqCvSy6eDw5AzUkHjPfGr"
+CREDENTIAL_KEY = "yF0o8Y4v4k2Qh6m1Jb7s9dXwC3pZ5nR2tA8uE0gL6iM="
 
 PROBE = """
 import json
@@ -36,7 +37,9 @@ def _run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
         key: value
         for key, value in os.environ.items()
         # The browser tests' DJANGO_ALLOW_ASYNC_UNSAFE (tests/browser/conftest.py) is no production setting.
-        if not key.startswith(("SECURE_", "DATABASE_URL", "SECRET_KEY", "CACHE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"))
+        if not key.startswith(
+            ("SECURE_", "DATABASE_URL", "SECRET_KEY", "CACHE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE", "METERLINE_CREDENTIAL")
+        )
     }
     environment.update(
         {
@@ -44,6 +47,7 @@ def _run(args: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess:
             "METERLINE_VAR_DIR": str(tmp_path),
             "ALLOWED_HOSTS": "billing.example.com",
             "DEBUG": "0",
+            "METERLINE_CREDENTIAL_KEYS": CREDENTIAL_KEY,
             **env,
         }
     )
@@ -72,6 +76,13 @@ def test_production_refuses_a_guessable_secret_key_and_says_how_to_generate_one(
     assert "ImproperlyConfigured: SECRET_KEY must be a random value in production, and this one is not: " in done.stderr
     assert problem in done.stderr
     assert "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'" in done.stderr
+
+
+def test_production_refuses_to_start_without_a_key_for_provider_credentials(tmp_path):
+    done = _run(["-c", "import django; django.setup()"], tmp_path, SECRET_KEY=GOOD_KEY, METERLINE_CREDENTIAL_KEYS="")
+
+    assert done.returncode == 1
+    assert "ImproperlyConfigured: METERLINE_CREDENTIAL_KEYS is not set" in done.stderr
 
 
 def test_generated_keys_pass_and_typed_patterns_do_not():

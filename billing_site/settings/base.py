@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "metering",
     "wallets",
     "invoicing",
+    "payments",
     "reporting",
     "billing_site",  # last: its admin composes the pages that span apps (billing_site/admin.py)
 ]
@@ -349,6 +350,16 @@ if EMAIL_BACKEND.startswith("anymail."):
 METERLINE_PUBLIC_URL = os.environ.get("METERLINE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 # How long the "view your invoice" link of an e-mail stays valid (days).
 METERLINE_DOCUMENT_LINK_MAX_AGE_DAYS = int(os.environ.get("METERLINE_DOCUMENT_LINK_MAX_AGE_DAYS", "180"))
+
+# Payment providers (payments/README.md). Fernet keys (comma-separated, the first encrypts, all decrypt: add
+# a new key in front to rotate) that encrypt merchants' provider secrets at rest. Production refuses to start
+# without them; with DEBUG on and none set, a key is derived from SECRET_KEY so `make run` works.
+METERLINE_CREDENTIAL_KEYS = env_list("METERLINE_CREDENTIAL_KEYS", "")
+# Where the Stripe library sends its requests: Stripe itself unless pointed elsewhere (the tests' local server).
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+# The library retries a failed connection this many times, with the same idempotency key (never a second charge).
+STRIPE_MAX_NETWORK_RETRIES = int(os.environ.get("STRIPE_MAX_NETWORK_RETRIES", "2"))
+STRIPE_TIMEOUT_SECONDS = int(os.environ.get("STRIPE_TIMEOUT_SECONDS", "30"))
 
 # Operations (README, "Health, metrics and logs").
 # /health/ready fails when beat has not sent the close-billing-periods task (every 15 minutes) for this

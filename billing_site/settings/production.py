@@ -7,10 +7,18 @@ from django.core.exceptions import ImproperlyConfigured
 from billing_site.secret_key import secret_key_error, secret_key_problems
 
 from .base import *  # noqa: F401,F403
-from .base import SECRET_KEY, env_bool, env_list
+from .base import METERLINE_CREDENTIAL_KEYS, SECRET_KEY, env_bool, env_list
 
 if _problems := secret_key_problems(SECRET_KEY):
     raise ImproperlyConfigured(secret_key_error(_problems))
+if not METERLINE_CREDENTIAL_KEYS:
+    # Payment-provider secrets are encrypted with these keys (payments/credentials.py): never with a key
+    # derived from something else, never without one.
+    raise ImproperlyConfigured(
+        "METERLINE_CREDENTIAL_KEYS is not set: generate one with "
+        '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"` '
+        "and keep it with your other secrets (payments/README.md)."
+    )
 
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
 CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

@@ -8,6 +8,8 @@ from .base import *  # noqa: E402,F401,F403
 from .base import DATABASES  # noqa: E402
 
 SECRET_KEY = "test-only-meterline-key-0123456789abcdef"
+# A fixed Fernet key: the tests encrypt provider credentials exactly as production does.
+METERLINE_CREDENTIAL_KEYS = ["m2Lb0cMt3mqgXKrB0s6e2V2Vb3pT0ZgkQ4n8GxV1vYk="]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -173,9 +173,9 @@ def test_ten_terminated_subscriptions_render_within_a_fixed_query_budget(
     for index in range(10):
         subscribe(customer, f"Plan {index}", SubscriptionStatus.TERMINATED)
 
-    # 12 (the session, the user and a cold content-type cache included), none growing with the number of
+    # 13 (the session, the user and a cold content-type cache included), none growing with the number of
     # subscriptions. The merchant comes with the customer's row, and so do whether the customer was ever
     # reminded or had credit: the dunning panel and the credit balances read one query each only then
-    # (tests/invoicing/test_dunning.py)
-    with django_assert_max_num_queries(12):
+    # (tests/invoicing/test_dunning.py); the payment methods panel is one query
+    with django_assert_max_num_queries(13):
         assert superuser_client.get(customer_url(customer)).status_code == 200

@@ -36,6 +36,7 @@ from invoicing.receivables import payment_record
 from invoicing.services import billing_run_execute, credit_note_issue, invoice_finalize, subscription_start
 from tests.factories import MerchantFactory, TestClockFactory
 from tests.invoicing.factories import CustomerFactory, PlanFactory, fee_price, metered_price, record_usage
+from tests.payments.factories import payments_rows
 from tests.wallets.factories import WebhookEndpointFactory
 from wallets.entitlements import entitlement_grant_create, entitlement_issue
 from wallets.models import WebhookDelivery
@@ -46,7 +47,7 @@ pytestmark = pytest.mark.django_db
 
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
-BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "reporting")
+BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "payments", "reporting")
 
 # Each registered model of the billing apps and how its rows reach their merchant, written down here on
 # purpose (not read from the admins): a newly registered admin fails ``test_the_table_names_every_admin``
@@ -84,6 +85,10 @@ MERCHANT_PATHS = {
     "invoicing.billingrun": None,
     "invoicing.payment": "merchant",
     "invoicing.customercreditentry": "merchant",
+    "payments.merchantintegration": "merchant",
+    "payments.providercustomer": "integration__merchant",
+    "payments.paymentmethod": "customer__merchant",
+    "payments.paymentsession": "merchant",
 }
 
 
@@ -174,6 +179,7 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
         now=FEB_1,
     )
     entitlement_grant_create(entitlement=entitlement, amount=Decimal("50"), idempotency_key=f"{name}-eg", now=FEB_1)
+    payments_rows(customer=customer, name=name, now=FEB_1)
     return SimpleNamespace(
         merchant=merchant,
         plan=plan,

@@ -1,0 +1,209 @@
+"""Payments in the admin: a merchant's Stripe connection (saved through ``integration_upsert``, as the API's
+PUT; secrets typed in, never shown again), and the provider's customers, saved payment methods and hosted
+sessions, written only by the services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
+
+from catalog.admin_scoping import MerchantScopedAdminMixin
+
+from . import selectors
+from .models import IntegrationStatus, MerchantIntegration, PaymentMethod, PaymentSession, Provider, ProviderCustomer
+from .services import (
+    integration_credentials_check,
+    integration_disconnect,
+    integration_upsert,
+    payment_method_set_default,
+)
+
+SECRET_HELP = "Write-only: stored encrypted, shown again only as a hint. Leave empty to keep the saved one."
+
+
+class MerchantIntegrationForm(forms.ModelForm):
+    secret_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="sk_test_…, sk_live_… or a restricted rk_… key. " + SECRET_HELP,
+    )
+    webhook_secret = forms.CharField(
+        label="Webhook signing secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="whsec_… of the endpoint Stripe sends events to. " + SECRET_HELP,
+    )
+
+    class Meta:
+        model = MerchantIntegration
+        fields = ("merchant", "provider", "external_id", "publishable_key", "metadata")
+
+    def clean(self):
+        data = super().clean()
+        stored = self.instance.pk is not None and bool(self.instance.secret_key_encrypted)
+        if not data.get("secret_key") and not stored:
+            self.add_error("secret_key", "Connecting Stripe needs its secret key.")
+            return data
+        try:
+            integration_credentials_check(
+                secret_key=data.get("secret_key") or None,
+                webhook_secret=data.get("webhook_secret") or None,
+                publishable_key=data.get("publishable_key") or None,
+                stored_mode=self.instance.mode,
+            )
+        except ValidationError as error:
+            for field, errors in error.message_dict.items():
+                self.add_error(field, errors)
+        return data
+
+
+@admin.register(MerchantIntegration)
+class MerchantIntegrationAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    """Saving connects (or connects again) with what the form holds; "Disconnect" erases the secrets."""
+
+    merchant_path = "merchant"
+    form = MerchantIntegrationForm
+    list_display = ("merchant", "provider", "status", "mode", "secret_key_hint", "connected_at", "disconnected_at")
+    list_filter = ("provider", "status", "mode")
+    readonly_fields = (
+        "status",
+        "mode",
+        "secret_key_hint",
+        "webhook_secret_hint",
+        "connected_at",
+        "disconnected_at",
+        "updated_at",
+    )
+    actions = ("disconnect",)
+
+    @method_decorator(sensitive_post_parameters("secret_key", "webhook_secret"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Django's error reports show a failed request's POST: never these two fields.
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "merchant", "provider") if obj is not None else self.readonly_fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "provider" in form.base_fields:
+            form.base_fields["provider"].initial = Provider.STRIPE
+        return form
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        saved = integration_upsert(
+            merchant=obj.merchant,
+            provider=obj.provider,
+            now=timezone.now(),
+            secret_key=data.get("secret_key") or None,
+            webhook_secret=data.get("webhook_secret") or None,
+            publishable_key=data.get("publishable_key", ""),
+            external_id=data.get("external_id", ""),
+            status=IntegrationStatus.ACTIVE,
+            metadata=data.get("metadata") or {},
+        )
+        obj.pk = saved.pk  # the admin's redirect and log entry name the row the service saved
+
+    @admin.action(description="Disconnect (erase the stored secrets)", permissions=["change"])
+    def disconnect(self, request, queryset):
+        now = timezone.now()
+        for integration in queryset:
+            integration_disconnect(integration=integration, now=now)
+        messages.info(request, f"Disconnected {queryset.count()}; saving one with its secret key connects it again.")
+
+
+class ServiceWrittenAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    """Rows the payments services write: viewable, never added, changed or deleted here."""
+
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ProviderCustomer)
+class ProviderCustomerAdmin(ServiceWrittenAdmin):
+    merchant_path = "integration__merchant"
+    list_display = ("reference", "customer", "mode", "created_at")
+    list_filter = ("mode",)
+    search_fields = ("reference", "customer__name", "customer__id")
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ServiceWrittenAdmin):
+    merchant_path = "customer__merchant"
+    list_display = ("__str__", "customer", "type", "exp_month", "exp_year", "is_default", "created_at", "detached_at")
+    list_filter = ("type", "is_default")
+    search_fields = ("reference", "customer__name", "customer__id", "last4")
+    actions = ("make_default",)
+
+    @admin.action(description="Charge this method by default", permissions=["change"])
+    def make_default(self, request, queryset):
+        chosen = {}
+        for method in queryset.order_by("created_at"):
+            chosen[method.customer_id] = method  # one per customer: the newest selected
+        for method in chosen.values():
+            try:
+                payment_method_set_default(payment_method=method)
+            except ValidationError as error:
+                messages.error(request, f"{method}: {' '.join(error.messages)}")
+        messages.info(request, f"Default payment method set for {len(chosen)} customer(s).")
+
+    def has_change_permission(self, request, obj=None):
+        # The action needs change permission on the changelist; the form itself stays read-only.
+        return obj is None and request.user.has_perm("payments.change_paymentmethod")
+
+
+@admin.register(PaymentSession)
+class PaymentSessionAdmin(ServiceWrittenAdmin):
+    merchant_path = "merchant"
+    list_display = ("id", "customer", "mode", "status", "expires_at", "created_at", "completed_at")
+    list_filter = ("mode", "status")
+    search_fields = ("id", "reference", "customer__name", "customer__id")
+
+
+class CustomerPaymentsAdminMixin:
+    """Saved payment methods on the customer page (``panels``, composed by ``billing_site.admin``): what an
+    off-session charge would use, in the merchant's current Stripe mode."""
+
+    panels = (("Payment methods", ("payment_methods_panel",)),)
+
+    @admin.display(description="Saved payment methods")
+    def payment_methods_panel(self, obj):
+        methods = list(selectors.payment_method_list(customer=obj).select_related("provider_customer"))
+        if not methods:
+            return "None saved (a setup link: POST /v0/customers/{id}/paymentMethods)."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{m.brand} •••• {m.last4}" if m.last4 else m.type,
+                    f"{m.exp_month:02d}/{m.exp_year}" if m.exp_month and m.exp_year else "—",
+                    "default" if m.is_default else "",
+                    m.reference,
+                    f"{m.provider_customer.reference} ({m.provider_customer.mode})",
+                )
+                for m in methods
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Method</th><th>Expires</th><th></th><th>Stripe method</th>"
+            "<th>Stripe customer</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )

@@ -1,0 +1,28 @@
+"""Payments under /v0/… (no trailing slashes)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path(
+        "v0/merchantIntegrations",
+        views.MerchantIntegrationCollectionApi.as_view(),
+        name="merchant-integrations",
+    ),
+    path(
+        "v0/merchantIntegrations/<str:id>",
+        views.MerchantIntegrationDetailApi.as_view(),
+        name="merchant-integration",
+    ),
+    path(
+        "v0/merchantIntegrations/<str:id>/disconnect",
+        views.MerchantIntegrationDisconnectApi.as_view(),
+        name="merchant-integration-disconnect",
+    ),
+    path(
+        "v0/customers/<str:id>/paymentMethods",
+        views.CustomerPaymentMethodsApi.as_view(),
+        name="customer-payment-methods",
+    ),
+]

@@ -1,0 +1,167 @@
+"""Payments: a merchant's connection to a payment provider, the provider's customer for each of our
+customers, saved payment methods and hosted payment sessions."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from catalog.models import Customer, Merchant
+from core.ids import PublicIdField
+
+
+class Provider(models.TextChoices):
+    STRIPE = "stripe", "Stripe"
+
+
+class IntegrationStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DISCONNECTED = "disconnected", "Disconnected"
+    ERROR = "error", "Error"
+
+
+class ProviderMode(models.TextChoices):
+    """Stripe's test and live modes: a secret key belongs to one, and so does every object it creates."""
+
+    TEST = "test", "Test"
+    LIVE = "live", "Live"
+
+
+class MerchantIntegration(models.Model):
+    """A merchant's credentials for a payment provider (the client's ``merchantIntegrations``), one per
+    merchant and provider: upserted, disconnected and connected again in place.
+
+    The secrets are stored encrypted (``payments/secrets.py``, Fernet with keys from the environment) and
+    never leave the server again: the API and the admin show only ``secret_key_hint``. Disconnecting erases
+    them; connecting again needs the key again."""
+
+    id = PublicIdField(prefix="mi")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="payment_integrations")
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    status = models.CharField(max_length=20, choices=IntegrationStatus.choices, default=IntegrationStatus.ACTIVE)
+    mode = models.CharField(max_length=4, choices=ProviderMode.choices, default=ProviderMode.TEST, editable=False)
+    external_id = models.CharField(
+        "account id", max_length=100, blank=True, help_text="The provider's account id (Stripe: acct_…), if known."
+    )
+    secret_key_encrypted = models.TextField(blank=True, editable=False)
+    secret_key_hint = models.CharField(max_length=40, blank=True, editable=False)
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    webhook_secret_hint = models.CharField(max_length=40, blank=True, editable=False)
+    publishable_key = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    connected_at = models.DateTimeField(editable=False)
+    disconnected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "provider"], name="payments_one_integration_per_provider"),
+            # An active integration always has the key it charges with.
+            models.CheckConstraint(
+                condition=~Q(status="active") | ~Q(secret_key_encrypted=""), name="payments_active_has_secret_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} for {self.merchant} ({self.status}, {self.mode} mode)"
+
+
+class ProviderCustomer(models.Model):
+    """The provider's customer object standing for one of our customers (Stripe: ``cus_…``), created on
+    demand and remembered: one per integration, customer and mode (a test-mode customer does not exist in
+    live mode)."""
+
+    integration = models.ForeignKey(MerchantIntegration, on_delete=models.CASCADE, related_name="customers")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="provider_customers")
+    mode = models.CharField(max_length=4, choices=ProviderMode.choices)
+    reference = models.CharField(max_length=100)
+    created_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["integration", "customer", "mode"], name="payments_one_provider_customer_per_mode"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.customer})"
+
+
+class PaymentMethod(models.Model):
+    """A customer's saved payment method at the provider (Stripe: ``pm_…``), mirrored here so invoices can
+    be charged off-session and the API lists it without a provider call per field. At most one current
+    default per provider customer, that is per customer and mode (a partial unique constraint: test-mode
+    cards never stand in for live ones); a method detached at the provider keeps its row with
+    ``detached_at``."""
+
+    id = PublicIdField(prefix="cpm")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payment_methods")
+    provider_customer = models.ForeignKey(ProviderCustomer, on_delete=models.CASCADE, related_name="payment_methods")
+    reference = models.CharField(max_length=100)
+    type = models.CharField(max_length=40)
+    brand = models.CharField(max_length=40, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(editable=False)
+    detached_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_customer", "reference"], name="payments_payment_method_once_per_provider_customer"
+            ),
+            models.UniqueConstraint(
+                fields=["provider_customer"],
+                condition=Q(is_default=True, detached_at__isnull=True),
+                name="payments_one_default_payment_method",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = f"{self.brand} •••• {self.last4}" if self.last4 else self.type
+        return f"{label} ({self.customer})"
+
+
+class PaymentSessionMode(models.TextChoices):
+    PAYMENT = "payment", "Payment"
+    SETUP = "setup", "Set up a payment method"
+
+
+class PaymentSessionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class PaymentSession(models.Model):
+    """A hosted page where the customer pays or saves a payment method (the client's ``paymentSession``),
+    backed by the provider's hosted page (Stripe Checkout: ``reference`` is the ``cs_…`` id)."""
+
+    id = PublicIdField(prefix="ps")
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="payment_sessions")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payment_sessions")
+    provider_customer = models.ForeignKey(ProviderCustomer, on_delete=models.PROTECT, related_name="sessions")
+    mode = models.CharField(max_length=10, choices=PaymentSessionMode.choices)
+    status = models.CharField(max_length=12, choices=PaymentSessionStatus.choices, default=PaymentSessionStatus.PENDING)
+    reference = models.CharField(max_length=200, unique=True)
+    url = models.URLField(max_length=2000)
+    success_redirect_url = models.URLField(max_length=2000, blank=True)
+    failure_redirect_url = models.URLField(max_length=2000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.get_mode_display()}, {self.status})"

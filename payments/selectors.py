@@ -1,0 +1,47 @@
+"""Reads of the payments app."""
+
+from __future__ import annotations
+
+from django.db.models import F, QuerySet
+from django.shortcuts import get_object_or_404
+
+from catalog.models import Customer, Merchant
+
+from .models import IntegrationStatus, MerchantIntegration, PaymentMethod, Provider, ProviderCustomer
+
+
+def integration_list(*, merchant: Merchant, provider: str | None = None) -> QuerySet[MerchantIntegration]:
+    rows = MerchantIntegration.objects.filter(merchant=merchant)
+    if provider:
+        rows = rows.filter(provider=provider)
+    return rows.order_by("created_at", "id")
+
+
+def integration_get(*, merchant: Merchant, integration_id: str) -> MerchantIntegration:
+    """The merchant's integration; another merchant's is a 404, like a missing one."""
+    return get_object_or_404(MerchantIntegration, pk=integration_id, merchant=merchant)
+
+
+def integration_active(*, merchant_id: str, provider: str = Provider.STRIPE) -> MerchantIntegration | None:
+    return MerchantIntegration.objects.filter(
+        merchant_id=merchant_id, provider=provider, status=IntegrationStatus.ACTIVE
+    ).first()
+
+
+def provider_customer_get(*, integration: MerchantIntegration, customer: Customer) -> ProviderCustomer | None:
+    return ProviderCustomer.objects.filter(integration=integration, customer=customer, mode=integration.mode).first()
+
+
+def payment_method_list(*, customer: Customer) -> QuerySet[PaymentMethod]:
+    """The customer's current methods (not detached), oldest first, of the mode its merchant's integration is
+    in now (after a switch to live keys the test-mode cards are not listed). One query."""
+    return PaymentMethod.objects.filter(
+        customer=customer,
+        detached_at__isnull=True,
+        provider_customer__mode=F("provider_customer__integration__mode"),
+    ).order_by("created_at", "id")
+
+
+def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
+    """The method an off-session charge of the customer uses."""
+    return payment_method_list(customer=customer).filter(is_default=True).first()

@@ -1,0 +1,42 @@
+"""Rows of the payments app for tests that need one of each (the admin's cross-cutting tests): the
+integration through its service; the provider's customer, a saved card and a session as the services record
+them after Stripe answered (these tests do not start the local Stripe server)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from catalog.models import Customer
+from payments.models import PaymentMethod, PaymentSession, ProviderCustomer
+from payments.services import integration_upsert
+
+
+def payments_rows(*, customer: Customer, name: str, now: datetime) -> PaymentMethod:
+    integration = integration_upsert(
+        merchant=customer.merchant, provider="stripe", now=now, secret_key=f"sk_test_{name.lower()}0123456789"
+    )
+    provider_customer = ProviderCustomer.objects.create(
+        integration=integration, customer=customer, mode="test", reference=f"cus_test_{name}", created_at=now
+    )
+    PaymentSession.objects.create(
+        merchant=customer.merchant,
+        customer=customer,
+        provider_customer=provider_customer,
+        mode="setup",
+        reference=f"cs_test_{name}",
+        url=f"https://checkout.stripe.com/c/pay/cs_test_{name}",
+        expires_at=now + timedelta(hours=24),
+        created_at=now,
+    )
+    return PaymentMethod.objects.create(
+        customer=customer,
+        provider_customer=provider_customer,
+        reference=f"pm_test_{name}",
+        type="card",
+        brand="visa",
+        last4="4242",
+        exp_month=8,
+        exp_year=2030,
+        is_default=True,
+        created_at=now,
+    )
