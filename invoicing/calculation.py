@@ -83,6 +83,32 @@ class ComposedInvoice:
     amount_due: Decimal
 
 
+def manual_line_text(item) -> str:
+    """How a manual line's amount came about: "2 × 150 = 300.00" (the amount to the currency's minor unit)."""
+    amount = round_money(item.amount, item.currency)
+    return f"{decimal_string(item.quantity)} × {decimal_string(item.unit_price)} = {amount}"
+
+
+def manual_line_draft(item) -> LineDraft:
+    """A manual line item (a ``ManualLineItem`` or anything with its fields) as an invoice line: its
+    amount is the item's (quantity × unit price, rounded once when the item was recorded)."""
+    text = manual_line_text(item)
+    explanation = {"text": text}
+    if getattr(item, "pk", None):
+        explanation["manualLineItemId"] = item.pk
+    description = item.display_name if not item.description else f"{item.display_name} — {item.description}"
+    return LineDraft(
+        kind=LineKind.MANUAL,
+        description=description,
+        amount=item.amount,
+        quantity=item.quantity,
+        unit_price=item.unit_price,
+        service_start=item.period_start,
+        service_end=item.period_end,
+        explanation=explanation,
+    )
+
+
 # -- subscription timing ---------------------------------------------------------------------------
 
 # What reading a subscription to bill it needs with it (``select_related``).
@@ -377,12 +403,16 @@ class Biller:
         charge_from: datetime | None = None,
         next_plan=None,
         until: datetime | None = None,
+        manual: Iterable = (),
+        with_usage: bool = True,
     ) -> ComposedInvoice:
         """The invoice closing ``period``: its in-arrears fees and usage, credits for an early termination,
-        and the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect).
+        the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect) and the
+        pending ``manual`` line items (``ManualLineItem`` rows) the close picks up.
 
         ``charge_from`` is when the current plan started charging inside the period (an upgrade);
-        ``until`` cuts usage short for a preview of a period still running.
+        ``until`` cuts usage short for a preview of a period still running; ``with_usage=False`` leaves the
+        usage lines out (a projection of fixed charges: nothing is read from the usage store).
         """
         plan = subscription.plan
         currency = plan.currency
@@ -393,7 +423,7 @@ class Biller:
         lines: list[LineDraft] = []
         prices = self.prices(subscription)
         if usage_start < usage_end:
-            for price in prices:
+            for price in prices if with_usage else ():
                 if price.billable_metric_id:
                     lines.append(
                         self.usage_line(price, subscription, start=usage_start, end=usage_end, currency=currency)
@@ -442,6 +472,7 @@ class Biller:
                     )
                     if line is not None:
                         lines.append(line)
+        lines.extend(manual_line_draft(item) for item in manual)
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
     def compose_plan_change(
