@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.db.models import prefetch_related_objects
+
 from catalog.models import Price, Subscription, TaxBehavior
 from catalog.pricing import (
     PriceSpec,
@@ -233,7 +235,11 @@ class Biller:
         plan = plan or subscription.plan
         key = (subscription.id, plan.id)
         if key not in self._prices:
-            self._prices[key] = plan_prices_for_customer(plan=plan, customer=subscription.customer)
+            prices = plan_prices_for_customer(plan=plan, customer=subscription.customer)
+            # The metrics' filters in one query, so that rating usage on demand (previews, estimates, a
+            # refresh) costs one usage query per metric and nothing else per metric.
+            prefetch_related_objects([p.billable_metric for p in prices if p.billable_metric_id], "filters")
+            self._prices[key] = prices
         return self._prices[key]
 
     def spec(self, price: Price, currency: str) -> PriceSpec:

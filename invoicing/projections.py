@@ -30,8 +30,8 @@ from .calculation import (
     subscription_now,
     subscription_period_at,
 )
-from .models import Invoice, InvoiceError, LineKind, ManualLineItem
-from .selectors import InvoiceLinePage, TaxedLine, invoice_line_taxes
+from .models import Invoice, InvoiceError, LineKind
+from .selectors import InvoiceLinePage, TaxedLine, invoice_line_taxes, invoice_preview
 from .services.writer import invoice_from_composition, line_rows
 
 PROJECTION_HORIZON = relativedelta(years=1)
@@ -140,25 +140,14 @@ class UpcomingInvoice:
 
 
 def invoice_upcoming(*, subscription: Subscription, now: datetime) -> UpcomingInvoice | None:
-    """The invoice that will close the subscription's current period, rated now by the billing run's
-    composition with the usage to date (one usage query per metric) and the pending manual line items it
-    will pick up; None for a terminated subscription. Nothing is written."""
-    subscription = Subscription.objects.select_related(*SUBSCRIPTION_RELATED).get(pk=subscription.pk)
-    if subscription.status == SubscriptionStatus.TERMINATED:
+    """The invoice that will close the subscription's current period, as ``selectors.invoice_preview``
+    composes it (the billing run's composition with the usage to date, one usage query per metric, and the
+    pending manual line items the close will pick up); None unless the subscription is active and started."""
+    composed = invoice_preview(subscription=subscription, now=now)
+    if composed is None:
         return None
-    at = subscription_now(subscription, now)
-    period = subscription_period_at(subscription, at)
-    stop = subscription_end(subscription)
-    manual = ManualLineItem.objects.filter(subscription=subscription, invoice__isnull=True, target_invoice=False)
-    if stop is None or stop > period.end:
-        manual = manual.filter(invoice_at__lt=period.end)
-    composed = Biller().compose_recurring(
-        subscription,
-        period,
-        charge_from=_charge_from(subscription, period.start, period.end),
-        until=at,
-        manual=list(manual),
-    )
+    subscription = Subscription.objects.select_related(*SUBSCRIPTION_RELATED).get(pk=subscription.pk)
+    period = subscription_period_at(subscription, subscription_now(subscription, now))
     _, moment = service_window(subscription, period)
     invoice = _unsaved(
         composed, subscription, invoice_id=f"upcoming_{subscription.pk}_{int(moment.timestamp())}", at=now

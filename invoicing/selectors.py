@@ -23,6 +23,7 @@ from .calculation import (
     ComposedInvoice,
     LineDraft,
     explanation_of,
+    subscription_end,
     subscription_now,
     subscription_period_at,
 )
@@ -38,6 +39,7 @@ from .models import (
     InvoiceLine,
     InvoiceStatus,
     LineKind,
+    ManualLineItem,
 )
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
@@ -78,13 +80,28 @@ def _current_period(subscription: Subscription, now: datetime) -> _CurrentPeriod
     return _CurrentPeriod(subscription, moment, period, charge_from)
 
 
+def manual_line_items_pending(*, subscription: Subscription, period: Period) -> list[ManualLineItem]:
+    """The pending manual line items the close of ``period`` will bill (the run's rule, ``runs._manual_due``):
+    those to collect before it ends, all of them when the subscription ends inside it."""
+    items = ManualLineItem.objects.filter(subscription=subscription, invoice__isnull=True, target_invoice=False)
+    stop = subscription_end(subscription)
+    if stop is None or stop > period.end:
+        items = items.filter(invoice_at__lt=period.end)
+    return list(items)
+
+
 def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
-    """What the subscription's current period would bill if it closed now (nothing is written)."""
+    """What the subscription's current period would bill if it closed now (nothing is written): the billing
+    run's composition with the usage to date (one usage query per metric) and the pending manual lines."""
     current = _current_period(subscription, now)
     if current is None:
         return None
     return Biller().compose_recurring(
-        current.subscription, current.period, charge_from=current.charge_from, until=current.moment
+        current.subscription,
+        current.period,
+        charge_from=current.charge_from,
+        until=current.moment,
+        manual=manual_line_items_pending(subscription=current.subscription, period=current.period),
     )
 
 

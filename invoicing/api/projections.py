@@ -93,7 +93,7 @@ class UpcomingInvoiceApi(BillingApi):
         responses={200: s.InvoiceOutput, **ERRORS, **CONFLICT},
         description="Meterline extension: the invoice that will close the subscription's current period, rated "
         "now by the billing run's own composition with the usage to date and the pending manual line items; "
-        "status PROJECTED, nothing is stored. 409 SUBSCRIPTION_TERMINATED; 409 UNRATEABLE_USAGE when the usage "
+        "status PROJECTED, nothing is stored. 409 NO_CURRENT_PERIOD (terminated, pending payment or not started); 409 UNRATEABLE_USAGE when the usage "
         "exceeds the pricing bounds.",
     )
     def get(self, request, id: str):
@@ -105,5 +105,8 @@ class UpcomingInvoiceApi(BillingApi):
                 f"The usage of this period cannot be rated: {error}", status_code=409, code="UNRATEABLE_USAGE"
             ) from None
         if upcoming is None:
-            raise conflict("The subscription is terminated; it has no upcoming invoice.", "SUBSCRIPTION_TERMINATED")
+            raise conflict(
+                "The subscription has no current period (terminated, pending payment or not started).",
+                "NO_CURRENT_PERIOD",
+            )
         return Response(projected_body(request, upcoming))

@@ -88,7 +88,8 @@ def test_missing_subscription_is_a_400_and_another_merchants_a_404(api_client, o
 
 
 def test_upcoming_invoice_rates_usage_to_date_and_pending_manual_lines(api_client, sub, customer, plan, clock):
-    # given: 3,000,000 tokens on January 9th, the clock on January 15th, a pending workshop line
+    # given: Invoice 0 paid, 3,000,000 tokens on January 9th, the clock on January 15th, a pending workshop line
+    api_client.post(f"/v2/invoices/{sub['payment']['invoiceId']}/payment", {"method": "out_of_band"}, format="json")
     record_usage(customer, plan, datetime(2025, 1, 9, tzinfo=UTC), 3_000_000)
     api_client.patch(f"/v0/testClocks/{clock.id}", {"advanceBy": "P14D"}, format="json")
     manual = {
@@ -111,3 +112,9 @@ def test_upcoming_invoice_rates_usage_to_date_and_pending_manual_lines(api_clien
     assert body["subtotal"] == "355.00"
     assert body["periodEnd"] == "2025-02-01T00:00:00Z"
     assert Invoice.objects.count() == stored
+
+
+def test_no_upcoming_invoice_before_invoice_0_is_paid(api_client, sub):
+    response = api_client.get(f"/v0/subscriptions/{sub['id']}/upcomingInvoice")
+
+    assert (response.status_code, response.json()["code"]) == (409, "NO_CURRENT_PERIOD")
