@@ -20,6 +20,7 @@ from catalog.admin_schedule import SCHEDULE_ADMINS
 from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
+from invoicing.admin_one_off import CustomerOneOffInvoiceAdminMixin
 from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
@@ -31,6 +32,7 @@ from wallets.admin import CustomerCreditAdminMixin
 @admin.register(Customer)
 class CustomerAdmin(
     CustomerStatementAdminMixin,
+    CustomerOneOffInvoiceAdminMixin,
     CustomerReceivablesAdminMixin,
     CustomerInvoicingAdminMixin,
     CustomerCreditAdminMixin,
@@ -39,7 +41,7 @@ class CustomerAdmin(
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
     with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), customer credit
-    balances and "Record payment" (invoicing's receivables), and the account statement page and PDF
+    balances and "Record payment" (invoicing's receivables), "Issue a one-off invoice" (invoicing), and the account statement page and PDF
     (reporting)."""
 
     panels = (
