@@ -91,6 +91,16 @@ def manual_line_text(item) -> str:
     return f"{decimal_string(item.quantity)} × {decimal_string(item.unit_price)} = {amount}"
 
 
+def manual_lines_due(subscription: Subscription, period: Period, items: Iterable) -> list:
+    """The pending manual line items (``ManualLineItem`` rows) the close of ``period`` bills: those to collect
+    before it ends, every one of them on the subscription's last period. The billing run, the upcoming invoice
+    and the projections all read this rule."""
+    stop = subscription_end(subscription)
+    if stop is not None and stop <= period.end:
+        return list(items)
+    return [item for item in items if item.invoice_at < period.end]
+
+
 def manual_line_draft(item) -> LineDraft:
     """A manual line item (a ``ManualLineItem`` or anything with its fields) as an invoice line: its
     amount is the item's (quantity × unit price, rounded once when the item was recorded)."""

@@ -2,7 +2,8 @@
 
 - ``invoice_projections``: the client's projected invoices (``GET /v2/invoices/projected``): the recurring
   invoices a subscription will issue in a range of invoice moments, fixed charges only (fees, the plan
-  minimum and discount on them), usage left out; never stored.
+  minimum and discount on them, the pending manual lines each close will pick up), usage left out; never
+  stored.
 - ``invoice_upcoming``: our extension, the invoice closing the current period with the usage to date and
   the pending manual line items (``GET /v0/subscriptions/{id}/upcomingInvoice`` and the customer page).
 
@@ -24,13 +25,14 @@ from .calculation import (
     SUBSCRIPTION_RELATED,
     Biller,
     ComposedInvoice,
+    manual_lines_due,
     service_window,
     subscription_end,
     subscription_next_period,
     subscription_now,
     subscription_period_at,
 )
-from .models import Invoice, InvoiceError, LineKind
+from .models import Invoice, InvoiceError, LineKind, ManualLineItem
 from .selectors import InvoiceLinePage, TaxedLine, invoice_line_taxes, invoice_preview
 from .services.writer import invoice_from_composition, line_rows
 
@@ -90,7 +92,7 @@ def invoice_projections(
     *, subscription: Subscription, now: datetime, start: datetime | None = None, end: datetime | None = None
 ) -> list[ProjectedInvoice]:
     """The recurring invoices ``subscription`` will issue with invoice moments in [``start``, ``end``), earliest
-    first: fixed charges only (usage excluded), an invoice with no fixed charge left out. ``start`` defaults
+    first: fixed charges only (fees, plan terms, pending manual lines; usage excluded), an invoice with no fixed charge left out. ``start`` defaults
     to the subscription's now (its test clock's) and is raised to it; ``end`` defaults to a month after
     ``start`` and must lie after it and at most a year after now (``ProjectionRangeError``). A terminated
     subscription has none."""
@@ -105,6 +107,7 @@ def invoice_projections(
     if subscription.status == SubscriptionStatus.TERMINATED:
         return []
     biller = Biller()
+    pending = list(ManualLineItem.objects.filter(subscription=subscription, invoice__isnull=True, target_invoice=False))
     stop = subscription_end(subscription)
     period = subscription_period_at(subscription, at)
     projected: list[ProjectedInvoice] = []
@@ -113,12 +116,15 @@ def invoice_projections(
         moment = window_end
         if moment >= end or window_start >= window_end:
             break
+        due = manual_lines_due(subscription, period, pending)
+        pending = [item for item in pending if item not in due]
         if moment >= start:
             composed = biller.compose_recurring(
                 subscription,
                 period,
                 charge_from=_charge_from(subscription, period.start, period.end),
                 with_usage=False,
+                manual=due,
             )
             if any(line.amount for line in composed.lines if line.kind != LineKind.TAX):
                 invoice = _unsaved(

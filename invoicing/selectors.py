@@ -23,7 +23,7 @@ from .calculation import (
     ComposedInvoice,
     LineDraft,
     explanation_of,
-    subscription_end,
+    manual_lines_due,
     subscription_now,
     subscription_period_at,
 )
@@ -81,13 +81,9 @@ def _current_period(subscription: Subscription, now: datetime) -> _CurrentPeriod
 
 
 def manual_line_items_pending(*, subscription: Subscription, period: Period) -> list[ManualLineItem]:
-    """The pending manual line items the close of ``period`` will bill (the run's rule, ``runs._manual_due``):
-    those to collect before it ends, all of them when the subscription ends inside it."""
+    """The pending manual line items the close of ``period`` will bill (``calculation.manual_lines_due``)."""
     items = ManualLineItem.objects.filter(subscription=subscription, invoice__isnull=True, target_invoice=False)
-    stop = subscription_end(subscription)
-    if stop is None or stop > period.end:
-        items = items.filter(invoice_at__lt=period.end)
-    return list(items)
+    return manual_lines_due(subscription, period, items)
 
 
 def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:

@@ -62,7 +62,7 @@ class ProjectedInvoicesApi(BillingApi):
         "each closes) in [from, to), earliest first, derived on each read and never stored: status PROJECTED, a "
         "stable id that GET /v2/invoices/{id} does not know, lines in lineItems. Fixed charges only: fees (the "
         "period's in-arrears fees and the next period's in-advance fees), the plan discount and the plan minimum "
-        "on them; usage is excluded and an invoice with only usage is omitted. Tax and sequenceNumber are "
+        "on them, and the pending manual line items each close will bill; usage is excluded and an invoice with only usage is omitted. Tax and sequenceNumber are "
         "estimates; now is the subscription's test-clock time. A terminated subscription has none.",
     )
     def get(self, request):

@@ -34,6 +34,7 @@ from ..calculation import (
     Biller,
     is_in_advance_fee,
     is_one_off,
+    manual_lines_due,
     service_window,
     subscription_end,
     subscription_next_period,
@@ -536,15 +537,6 @@ def _pending_manual_items(work: list[_Work]) -> dict[str, list[ManualLineItem]]:
     return found
 
 
-def _manual_due(sub: Subscription, period: Period, items: list[ManualLineItem]) -> list[ManualLineItem]:
-    """The pending items the close of ``period`` bills: those to collect before it ends, all of them on
-    the subscription's last period."""
-    stop = subscription_end(sub)
-    if stop is not None and stop <= period.end:
-        return list(items)
-    return [item for item in items if item.invoice_at < period.end]
-
-
 def close_one_subscription(
     subscription: Subscription, *, now: datetime, trigger: str, max_periods: int | None = None
 ) -> tuple[BillingRun, int]:
@@ -617,7 +609,7 @@ def _close_one(
             change = pending.get(sub.id)
             applies = change is not None and change.effective_at <= period.end
             waiting = manual.get(sub.id, []) if manual is not None else []
-            due_manual = _manual_due(sub, period, waiting)
+            due_manual = manual_lines_due(sub, period, waiting)
             composed = biller.compose_recurring(
                 sub,
                 period,

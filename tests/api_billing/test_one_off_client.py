@@ -75,5 +75,5 @@ def test_client_adds_a_manual_line_and_reads_projections(live_server):
         datetime(2025, 2, 1, tzinfo=UTC),
         datetime(2025, 3, 1, tzinfo=UTC),
     ]
-    # projections are fixed charges: the next month's platform fee (the pending workshop waits for the run)
-    assert [invoice.subtotal for invoice in [*projected.data, *rest.data]] == ["49.00", "49.00", "49.00"]
+    # projections are fixed charges: the next month's platform fee, and on January's close the pending workshop
+    assert [invoice.subtotal for invoice in [*projected.data, *rest.data]] == ["349.00", "49.00", "49.00"]

@@ -168,3 +168,41 @@ def test_upcoming_invoice_is_rated_with_one_usage_query_per_metric():
     ]
     assert preview.total == Decimal("2618.00")
     assert len(three_metrics) - len(two_metrics) == 1  # one usage query per metric, nothing else per metric
+
+
+def test_a_line_claimed_meanwhile_rolls_the_close_back_and_is_never_billed_twice(monkeypatch):
+    # given a pending line that another close claims after this run loaded it (simulated: the chunk's load
+    # returns it, then the row is attached to another invoice before the close writes)
+    from invoicing.services import runs
+
+    merchant, plan, _, customer = _llm_pro()
+    subscription = subscription_start(customer=customer, plan=plan, started_at=JAN_1, now=JAN_1)
+    data = ManualLineInput(display_name="Workshop", currency="USD", quantity=Decimal(1), unit_price=Decimal("300"))
+    item, _ = manual_line_item_create(
+        merchant=merchant, subscription=subscription, data=data, idempotency_key="k", now=JAN_15
+    )
+    other = one_off_invoice_create(
+        customer=customer,
+        currency="USD",
+        lines=[ManualLineInput(display_name="Elsewhere", currency="USD", quantity=Decimal(1), unit_price=Decimal("1"))],
+        idempotency_key="other",
+        now=JAN_15,
+    ).invoice
+    load = runs._pending_manual_items
+
+    def load_then_lose_the_race(work):
+        found = load(work)
+        ManualLineItem.objects.filter(pk=item.pk).update(invoice=other)
+        return found
+
+    monkeypatch.setattr(runs, "_pending_manual_items", load_then_lose_the_race)
+    # when
+    run = billing_run_execute(as_of=FEB_1)
+    # then: January's invoice was rolled back (an error of the run, billed by the next run), the line stays put
+    assert not Invoice.objects.filter(subscription=subscription, kind=InvoiceKind.RECURRING).exists()
+    assert "claimed by another close" in run.errors.get().message
+    assert ManualLineItem.objects.get(pk=item.pk).invoice_id == other.pk
+    monkeypatch.undo()
+    billing_run_execute(as_of=FEB_1)
+    january = Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING)
+    assert not january.lines.filter(kind=LineKind.MANUAL).exists()
