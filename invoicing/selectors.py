@@ -198,11 +198,17 @@ def late_usage_for_customer(*, customer: Customer, limit: int = 24) -> list[Late
 def invoice_estimate(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
     """What the closing invoice of the subscription's current period would bill with the usage known now:
     like ``invoice_preview`` but over the whole period (events already recorded for later in the period —
-    on a test clock, ahead of the clock — are counted). The API's pending ledger lines read this."""
+    on a test clock, ahead of the clock — are counted), with the pending manual lines. The API's pending ledger
+    lines read this."""
     current = _current_period(subscription, now)
     if current is None:
         return None
-    return Biller().compose_recurring(current.subscription, current.period, charge_from=current.charge_from)
+    return Biller().compose_recurring(
+        current.subscription,
+        current.period,
+        charge_from=current.charge_from,
+        manual=manual_line_items_pending(subscription=current.subscription, period=current.period),
+    )
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,14 @@ def test_another_merchants_subscription_is_not_found(other_client, sub):
     response = other_client.post("/v2/invoices/lineItems", _workshop(sub["id"]), format="json")
 
     assert response.status_code == 404
+
+
+def test_pending_line_is_listed_with_the_pending_ledger_lines(api_client, sub):
+    api_client.post("/v2/invoices/lineItems", _workshop(sub["id"]), format="json")
+
+    body = api_client.get("/v2/invoices/lineItems", {"subscriptionId": sub["id"], "status": "pending"}).json()
+
+    manual = [row for row in body["data"] if row["type"] == "manual"]
+    assert [(row["status"], row["subtotal"], row["quantity"], row["unitPrice"]) for row in manual] == [
+        ("pending", "300", "2", "150")
+    ]
