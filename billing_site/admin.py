@@ -20,6 +20,7 @@ from catalog.admin_schedule import SCHEDULE_ADMINS
 from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
+from invoicing.admin_one_off import CustomerOneOffInvoiceAdminMixin
 from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
@@ -33,6 +34,7 @@ from wallets.admin import CustomerCreditAdminMixin
 class CustomerAdmin(
     CustomerPaymentsAdminMixin,
     CustomerStatementAdminMixin,
+    CustomerOneOffInvoiceAdminMixin,
     CustomerReceivablesAdminMixin,
     CustomerInvoicingAdminMixin,
     CustomerCreditAdminMixin,
@@ -41,8 +43,8 @@ class CustomerAdmin(
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
     with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), customer credit
-    balances and "Record payment" (invoicing's receivables), the account statement page and PDF
-    (reporting), and the saved payment methods (payments)."""
+    balances and "Record payment" (invoicing's receivables), "Issue a one-off invoice" (invoicing), the account
+    statement page and PDF (reporting), and the saved payment methods (payments)."""
 
     panels = (
         *catalog_admin.CustomerAdmin.panels,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.db.models import prefetch_related_objects
+
 from catalog.models import Price, Subscription, TaxBehavior
 from catalog.pricing import (
     PriceSpec,
@@ -81,6 +83,42 @@ class ComposedInvoice:
     tax: Decimal
     total: Decimal
     amount_due: Decimal
+
+
+def manual_line_text(item) -> str:
+    """How a manual line's amount came about: "2 × 150 = 300.00" (the amount to the currency's minor unit)."""
+    amount = round_money(item.amount, item.currency)
+    return f"{decimal_string(item.quantity)} × {decimal_string(item.unit_price)} = {amount}"
+
+
+def manual_lines_due(subscription: Subscription, period: Period, items: Iterable) -> list:
+    """The pending manual line items (``ManualLineItem`` rows) the close of ``period`` bills: those to collect
+    before it ends, every one of them on the subscription's last period. The billing run, the upcoming invoice
+    and the projections all read this rule."""
+    stop = subscription_end(subscription)
+    if stop is not None and stop <= period.end:
+        return list(items)
+    return [item for item in items if item.invoice_at < period.end]
+
+
+def manual_line_draft(item) -> LineDraft:
+    """A manual line item (a ``ManualLineItem`` or anything with its fields) as an invoice line: its
+    amount is the item's (quantity × unit price, rounded once when the item was recorded)."""
+    text = manual_line_text(item)
+    explanation = {"text": text}
+    if getattr(item, "pk", None):
+        explanation["manualLineItemId"] = item.pk
+    description = item.display_name if not item.description else f"{item.display_name} — {item.description}"
+    return LineDraft(
+        kind=LineKind.MANUAL,
+        description=description,
+        amount=item.amount,
+        quantity=item.quantity,
+        unit_price=item.unit_price,
+        service_start=item.period_start,
+        service_end=item.period_end,
+        explanation=explanation,
+    )
 
 
 # -- subscription timing ---------------------------------------------------------------------------
@@ -207,7 +245,11 @@ class Biller:
         plan = plan or subscription.plan
         key = (subscription.id, plan.id)
         if key not in self._prices:
-            self._prices[key] = plan_prices_for_customer(plan=plan, customer=subscription.customer)
+            prices = plan_prices_for_customer(plan=plan, customer=subscription.customer)
+            # The metrics' filters in one query, so that rating usage on demand (previews, estimates, a
+            # refresh) costs one usage query per metric and nothing else per metric.
+            prefetch_related_objects([p.billable_metric for p in prices if p.billable_metric_id], "filters")
+            self._prices[key] = prices
         return self._prices[key]
 
     def spec(self, price: Price, currency: str) -> PriceSpec:
@@ -377,12 +419,16 @@ class Biller:
         charge_from: datetime | None = None,
         next_plan=None,
         until: datetime | None = None,
+        manual: Iterable = (),
+        with_usage: bool = True,
     ) -> ComposedInvoice:
         """The invoice closing ``period``: its in-arrears fees and usage, credits for an early termination,
-        and the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect).
+        the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect) and the
+        pending ``manual`` line items (``ManualLineItem`` rows) the close picks up.
 
         ``charge_from`` is when the current plan started charging inside the period (an upgrade);
-        ``until`` cuts usage short for a preview of a period still running.
+        ``until`` cuts usage short for a preview of a period still running; ``with_usage=False`` leaves the
+        usage lines out (a projection of fixed charges: nothing is read from the usage store).
         """
         plan = subscription.plan
         currency = plan.currency
@@ -393,7 +439,7 @@ class Biller:
         lines: list[LineDraft] = []
         prices = self.prices(subscription)
         if usage_start < usage_end:
-            for price in prices:
+            for price in prices if with_usage else ():
                 if price.billable_metric_id:
                     lines.append(
                         self.usage_line(price, subscription, start=usage_start, end=usage_end, currency=currency)
@@ -442,6 +488,7 @@ class Biller:
                     )
                     if line is not None:
                         lines.append(line)
+        lines.extend(manual_line_draft(item) for item in manual)
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
     def compose_plan_change(

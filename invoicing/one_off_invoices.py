@@ -1,15 +1,18 @@
-"""One-off invoices: paid top-ups of prepaid credit, purchased entitlement credits and commitment
-shortfalls. Each is one line on an invoice issued at once, filed under a subscription of the customer and
+"""One-off invoices: paid top-ups of prepaid credit, purchased entitlement credits, commitment
+shortfalls and the manual one-off invoices of ``one_off_invoice_create`` (set-up work, add-ons, SLA credits).
+Each is issued at once, filed under a subscription of the customer and
 written by the invoice writer of ``invoicing.services`` (``invoice_insert``, ``invoice_issue``)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
@@ -24,9 +27,10 @@ from wallets.services import (
     wallet_lock,
 )
 
-from .calculation import SUBSCRIPTION_RELATED, LineDraft, finish_lines, tax_rate_for
-from .models import Invoice, InvoiceError, InvoiceKind, LineKind
+from .calculation import SUBSCRIPTION_RELATED, LineDraft, finish_lines, manual_line_draft, tax_rate_for
+from .models import Invoice, InvoiceError, InvoiceKind, LineKind, ManualLineItem
 from .services import invoice_insert, invoice_issue
+from .services.manual_lines import ManualLineConflict, ManualLineError, ManualLineInput, manual_line_amount
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +53,15 @@ def _billing_subscription(*, customer: Customer, currency: str, subscription: Su
     return found[0]
 
 
-def _one_off_invoice(*, subscription: Subscription, kind: str, line: LineDraft, now: datetime, taxed: bool) -> Invoice:
-    """``line`` alone on an invoice of ``kind`` dated ``now``, issued (numbered) at once; untaxed unless
-    ``taxed`` (then at the subscription's rate, the plan's tax behaviour)."""
+def _one_off_invoice(
+    *, subscription: Subscription, kind: str, line: LineDraft | None = None, now: datetime, taxed: bool, lines=None
+) -> Invoice:
+    """``line`` alone (or ``lines``) on an invoice of ``kind`` dated ``now``, issued (numbered) at once; untaxed
+    unless ``taxed`` (then at the subscription's rate, the plan's tax behaviour)."""
     plan = subscription.plan
     composed = finish_lines(
         kind=kind,
-        lines=[line],
+        lines=list(lines) if lines is not None else [line],
         currency=plan.currency,
         rounding=subscription.merchant.rounding_mode,
         tax_rate=tax_rate_for(subscription) if taxed else Decimal(0),
@@ -247,6 +253,123 @@ def commitment_true_ups_bill(*, now: datetime) -> list[Invoice]:
             continue
         invoices.append(invoice)
     return invoices
+
+
+@dataclass(frozen=True)
+class OneOffInvoice:
+    invoice: Invoice
+    replayed: bool
+
+
+ONE_OFF_LINES_MAX = 100
+
+
+def one_off_invoice_create(
+    *,
+    customer: Customer,
+    currency: str,
+    lines: list[ManualLineInput],
+    idempotency_key: str,
+    now: datetime,
+    subscription: Subscription | None = None,
+) -> OneOffInvoice:
+    """Invoice ``customer`` at once for ``lines`` (quantity × unit price each; a negative unit price is a credit,
+    e.g. an SLA credit): a ``one_off`` invoice filed under ``subscription`` (else the customer's latest in
+    ``currency``), taxed at that subscription's rate with its plan's tax behaviour, numbered and issued by the
+    invoice writer (a negative total is carried forward as customer credit). Each line is also recorded as a
+    ``ManualLineItem`` on the invoice, keyed ``oneoff:<key>#<n>``: a replay of ``idempotency_key`` with the
+    same body returns the first invoice, another body is a ``ManualLineConflict``."""
+    if not 1 <= len(lines) <= ONE_OFF_LINES_MAX:
+        raise ManualLineError(f"Give 1 to {ONE_OFF_LINES_MAX} lines.", field="lines")
+    if subscription is not None and subscription.customer_id != customer.pk:
+        raise ManualLineError("Not a subscription of this customer.", field="subscriptionId")
+    fingerprint = one_off_fingerprint(customer=customer, currency=currency, lines=lines, subscription=subscription)
+    keys = [f"oneoff:{idempotency_key}#{n}" for n in range(1, len(lines) + 1)]
+    first = ManualLineItem.objects.filter(merchant_id=customer.merchant_id, idempotency_key=keys[0]).first()
+    if first is not None:
+        if first.fingerprint != fingerprint:
+            raise ManualLineConflict(
+                "This idempotency key was used for another invoice.", code="IDEMPOTENCY_KEY_REUSED"
+            )
+        return OneOffInvoice(Invoice.objects.get(pk=first.invoice_id), True)
+    try:
+        with transaction.atomic():
+            try:
+                subscription = _billing_subscription(customer=customer, currency=currency, subscription=subscription)
+            except InvoiceError as exc:
+                raise ManualLineConflict(str(exc), code="NO_BILLING_SUBSCRIPTION") from None
+            if subscription.plan.currency != currency:
+                raise ManualLineError(f"Must be {subscription.plan.currency}, the subscription's.", field="currency")
+            rounding = subscription.merchant.rounding_mode
+            items = []
+            for position, (key, data) in enumerate(zip(keys, lines, strict=True)):
+                try:
+                    amount = manual_line_amount(
+                        quantity=data.quantity, unit_price=data.unit_price, currency=currency, rounding=rounding
+                    )
+                except ManualLineError as error:
+                    raise ManualLineError(str(error), field=f"lines[{position}].{error.field}") from None
+                items.append(
+                    ManualLineItem(
+                        merchant_id=customer.merchant_id,
+                        customer=customer,
+                        subscription=subscription,
+                        target_invoice=True,
+                        display_name=data.display_name,
+                        description=data.description,
+                        item_id=data.item_id,
+                        currency=currency,
+                        quantity=data.quantity,
+                        unit_price=data.unit_price,
+                        amount=amount,
+                        invoice_at=now,
+                        period_start=data.period_start or now,
+                        period_end=data.period_end or now,
+                        idempotency_key=key,
+                        fingerprint=fingerprint,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            invoice = _one_off_invoice(
+                subscription=subscription,
+                kind=InvoiceKind.ONE_OFF,
+                lines=[manual_line_draft(item) for item in items],
+                now=now,
+                taxed=True,
+            )
+            for item in items:
+                item.invoice = invoice
+            ManualLineItem.objects.bulk_create(items)
+    except IntegrityError:
+        first = ManualLineItem.objects.filter(merchant_id=customer.merchant_id, idempotency_key=keys[0]).first()
+        if first is None or first.fingerprint != fingerprint:
+            raise
+        return OneOffInvoice(Invoice.objects.get(pk=first.invoice_id), True)
+    return OneOffInvoice(invoice, False)
+
+
+def one_off_fingerprint(
+    *, customer: Customer, currency: str, lines: list[ManualLineInput], subscription: Subscription | None
+) -> str:
+    canonical = {
+        "customer": customer.pk,
+        "subscription": subscription.pk if subscription is not None else None,
+        "currency": currency,
+        "lines": [
+            [
+                line.display_name,
+                line.description,
+                line.item_id,
+                decimal_string(line.quantity),
+                decimal_string(line.unit_price),
+                line.period_start.isoformat() if line.period_start else None,
+                line.period_end.isoformat() if line.period_end else None,
+            ]
+            for line in lines
+        ],
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 class _AlreadyBilled(Exception):

@@ -23,6 +23,7 @@ from .calculation import (
     ComposedInvoice,
     LineDraft,
     explanation_of,
+    manual_lines_due,
     subscription_now,
     subscription_period_at,
 )
@@ -38,6 +39,7 @@ from .models import (
     InvoiceLine,
     InvoiceStatus,
     LineKind,
+    ManualLineItem,
 )
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
@@ -78,13 +80,24 @@ def _current_period(subscription: Subscription, now: datetime) -> _CurrentPeriod
     return _CurrentPeriod(subscription, moment, period, charge_from)
 
 
+def manual_line_items_pending(*, subscription: Subscription, period: Period) -> list[ManualLineItem]:
+    """The pending manual line items the close of ``period`` will bill (``calculation.manual_lines_due``)."""
+    items = ManualLineItem.objects.filter(subscription=subscription, invoice__isnull=True, target_invoice=False)
+    return manual_lines_due(subscription, period, items)
+
+
 def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
-    """What the subscription's current period would bill if it closed now (nothing is written)."""
+    """What the subscription's current period would bill if it closed now (nothing is written): the billing
+    run's composition with the usage to date (one usage query per metric) and the pending manual lines."""
     current = _current_period(subscription, now)
     if current is None:
         return None
     return Biller().compose_recurring(
-        current.subscription, current.period, charge_from=current.charge_from, until=current.moment
+        current.subscription,
+        current.period,
+        charge_from=current.charge_from,
+        until=current.moment,
+        manual=manual_line_items_pending(subscription=current.subscription, period=current.period),
     )
 
 
@@ -185,11 +198,17 @@ def late_usage_for_customer(*, customer: Customer, limit: int = 24) -> list[Late
 def invoice_estimate(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
     """What the closing invoice of the subscription's current period would bill with the usage known now:
     like ``invoice_preview`` but over the whole period (events already recorded for later in the period —
-    on a test clock, ahead of the clock — are counted). The API's pending ledger lines read this."""
+    on a test clock, ahead of the clock — are counted), with the pending manual lines. The API's pending ledger
+    lines read this."""
     current = _current_period(subscription, now)
     if current is None:
         return None
-    return Biller().compose_recurring(current.subscription, current.period, charge_from=current.charge_from)
+    return Biller().compose_recurring(
+        current.subscription,
+        current.period,
+        charge_from=current.charge_from,
+        manual=manual_line_items_pending(subscription=current.subscription, period=current.period),
+    )
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,17 @@ from core.api.fields import parameter_combination_error
 from core.api.pagination import page_params
 from core.api.schema import paging_parameters
 from invoicing import selectors
+from invoicing.services.manual_lines import (
+    ManualLineConflict,
+    ManualLineError,
+    ManualLineInput,
+    idempotency_key_choose,
+    manual_line_item_create,
+)
 
 from . import serializers as s
-from .common import ERRORS, LINE_ITEMS_MAX, BillingApi, invoice_or_404, subscription_or_404
+from .common import CONFLICT, ERRORS, LINE_ITEMS_MAX, BillingApi, conflict, invoice_or_404, subscription_or_404
+from .manual_lines import BOUNDS, ManualLineItemInput, ManualLineItemOutput
 
 
 class LedgerLineItemsApi(BillingApi):
@@ -68,3 +76,51 @@ class LedgerLineItemsApi(BillingApi):
                 code="UNRATEABLE_USAGE",
             ) from None
         return Response(s.LedgerLinesOutput(page).data)
+
+    @extend_schema(
+        operation_id="createLineItem",
+        tags=["invoices"],
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER)],
+        request=ManualLineItemInput,
+        responses={201: ManualLineItemOutput, 200: ManualLineItemOutput, **ERRORS, **CONFLICT},
+        description="A manual line (type manual): with subscriptionId it waits (pending) for the subscription's "
+        "next invoice, the recurring invoice closing the first period that ends after invoiceAt (default now), "
+        "and is billed there exactly once; with invoiceId it is written on that DRAFT invoice at once and the "
+        "draft's discount, minimum, tax and totals are recomputed. Manual lines are taxed like the invoice; the "
+        "plan discount and minimum ignore them. Idempotent per merchant by the Idempotency-Key header, else the "
+        "body's idempotencyKey (both given must agree): a replay with the same body answers 200 with the first "
+        "item, another body 409 IDEMPOTENCY_KEY_REUSED. 409 SUBSCRIPTION_TERMINATED, INVOICE_NOT_DRAFT. "
+        f"Bounds: {BOUNDS}",
+    )
+    def post(self, request):
+        data = self.body(ManualLineItemInput)
+        subscription = invoice = None
+        if data.get("subscriptionId"):
+            subscription = subscription_or_404(self.merchant, data["subscriptionId"])
+        else:
+            invoice = invoice_or_404(self.merchant, data["invoiceId"])
+        try:
+            key = idempotency_key_choose(header=request.headers.get("Idempotency-Key"), body=data.get("idempotencyKey"))
+            item, replayed = manual_line_item_create(
+                merchant=self.merchant,
+                subscription=subscription,
+                invoice=invoice,
+                idempotency_key=key,
+                now=timezone.now(),
+                data=ManualLineInput(
+                    display_name=data["displayName"],
+                    description=data.get("description") or "",
+                    item_id=data.get("itemId") or "",
+                    currency=data["currency"],
+                    quantity=data["quantity"],
+                    unit_price=data["unitPrice"],
+                    invoice_at=data.get("invoiceAt"),
+                    period_start=data.get("periodStart"),
+                    period_end=data.get("periodEnd"),
+                ),
+            )
+        except ManualLineError as error:
+            raise exceptions.ValidationError({error.field: [str(error)]}) from None
+        except ManualLineConflict as error:
+            raise conflict(str(error), error.code) from None
+        return Response(ManualLineItemOutput(item).data, status=200 if replayed else 201)

@@ -614,7 +614,7 @@ class InvoiceStatusField(serializers.ChoiceField):
     """The stored status as the client's Invoice.status literal (void → CANCELLED)."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=WIRE_STATUSES, **kwargs)
+        super().__init__(choices=(*WIRE_STATUSES, "PROJECTED"), **kwargs)  # PROJECTED: projected invoices only
 
     def to_representation(self, value):
         return STATUS_TO_WIRE[value]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import invoices, ledger, refunds, subscriptions, test_clocks
+from . import invoices, ledger, one_off, projections, refunds, subscriptions, test_clocks
 
 urlpatterns = [
     path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -12,9 +12,16 @@ urlpatterns = [
         subscriptions.SubscriptionTerminationApi.as_view(),
         name="subscription-termination",
     ),
+    path(
+        "v0/subscriptions/<str:id>/upcomingInvoice",
+        projections.UpcomingInvoiceApi.as_view(),
+        name="subscription-upcoming-invoice",
+    ),
     path("v0/testClocks", test_clocks.TestClockCollectionApi.as_view(), name="test-clocks"),
     path("v0/testClocks/<str:id>", test_clocks.TestClockDetailApi.as_view(), name="test-clock"),
     path("v2/invoices", invoices.InvoiceCollectionApi.as_view(), name="invoices"),
+    path("v2/invoices/oneOff", one_off.OneOffInvoiceApi.as_view(), name="invoices-one-off"),
+    path("v2/invoices/projected", projections.ProjectedInvoicesApi.as_view(), name="invoices-projected"),
     path("v2/invoices/lineItems", ledger.LedgerLineItemsApi.as_view(), name="invoice-ledger-lines"),
     path("v2/invoices/<str:id>", invoices.InvoiceDetailApi.as_view(), name="invoice"),
     path("v2/invoices/<str:id>/lineItems", invoices.InvoiceLineItemsApi.as_view(), name="invoice-line-items"),

@@ -46,6 +46,9 @@ from .dunning import (
     validate_dunning_steps,
 )
 from .invoices import (
+    MANUAL_AMOUNT_MAX,
+    MANUAL_QUANTITY_MAX,
+    MANUAL_UNIT_PRICE_MAX,
     MONEY_DIGITS,
     OPEN_STATUSES,
     SETTLEMENT_LINE_KINDS,
@@ -58,6 +61,7 @@ from .invoices import (
     InvoiceLine,
     InvoiceStatus,
     LineKind,
+    ManualLineItem,
 )
 from .receivables import (
     CustomerCreditEntry,
@@ -76,6 +80,10 @@ __all__ = [
     "InvoiceLine",
     "InvoiceStatus",
     "LineKind",
+    "ManualLineItem",
+    "MANUAL_AMOUNT_MAX",
+    "MANUAL_QUANTITY_MAX",
+    "MANUAL_UNIT_PRICE_MAX",
     "MONEY_DIGITS",
     "OPEN_STATUSES",
     "SETTLEMENT_LINE_KINDS",

@@ -37,6 +37,7 @@ class InvoiceKind(models.TextChoices):
     PLAN_CHANGE = "plan_change", "Plan change (proration)"
     ADJUSTMENT = "adjustment", "Adjustment (late usage)"
     CREDIT_PURCHASE = "credit_purchase", "Prepaid credit purchase"
+    ONE_OFF = "one_off", "One-off (set-up work, add-ons, credits)"
 
 
 class InvoiceStatus(models.TextChoices):
@@ -186,6 +187,9 @@ class LineKind(models.TextChoices):
     COMMITMENT = "commitment", "Commitment shortfall"
     # Receivables: customer credit applied at issue, after tax (like PREPAID: a settlement, not a charge).
     APPLIED_CREDIT = "applied_credit", "Applied credit balance"
+    # A line added by hand (``POST /v2/invoices/lineItems``, one-off invoices): a charge or a credit that is
+    # taxed like the invoice but takes neither the plan discount nor counts towards the plan minimum.
+    MANUAL = "manual", "Manual line"
 
 
 # Lines after the total: what already settled part of it. Σ charge lines (+ tax when exclusive) = total;
@@ -244,3 +248,55 @@ class DocumentSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_type} {self.year}: {self.last_number}"
+
+
+# Bounds of a manual line (``POST /v2/invoices/lineItems``, one-off invoices); beyond them the API answers 400.
+MANUAL_QUANTITY_MAX = Decimal("1000000000")  # 10^9 units
+MANUAL_UNIT_PRICE_MAX = Decimal("1000000000")  # |unit price| ≤ 10^9 in the currency
+MANUAL_AMOUNT_MAX = Decimal("1000000000000")  # |quantity × unit price| ≤ 10^12 (fits MONEY_DIGITS)
+
+
+class ManualLineItem(models.Model):
+    """A manual line waiting for (or already on) an invoice. Added to a subscription, it is pending
+    (``invoice`` null) until the billing run closes the first period ending after ``invoice_at``: that close
+    puts it on the recurring invoice and sets ``invoice`` in the same transaction, by an update conditioned
+    on ``invoice`` still being null (exactly once). Added to a draft, it is written on the draft at once.
+
+    ``idempotency_key`` is unique per merchant (the caller's key, else a generated one); ``fingerprint``
+    is a hash of the request body, so that a replay with another body is refused."""
+
+    id = PublicIdField(prefix="mli")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="manual_line_items")
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="manual_line_items")
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="manual_line_items"
+    )
+    target_invoice = models.BooleanField(
+        default=False, help_text="Added to a given draft rather than the next invoice."
+    )
+    display_name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True)
+    item_id = models.CharField(max_length=100, blank=True, help_text="Accounting tag (the client's itemId).")
+    currency = models.CharField(max_length=3)
+    quantity = models.DecimalField(**QUANTITY_DIGITS)
+    unit_price = models.DecimalField(**RATE_DIGITS)
+    amount = models.DecimalField(**MONEY_DIGITS, help_text="quantity × unit price, rounded once.")
+    invoice_at = models.DateTimeField()
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["invoice_at", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="manual_line_item_key_unique"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="manual_line_item_quantity_positive"),
+        ]
+        indexes = [models.Index(fields=["subscription", "invoice"])]
+
+    def __str__(self) -> str:
+        return self.display_name

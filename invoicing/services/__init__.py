@@ -8,7 +8,7 @@ is written, and a savepoint that turns a lost race into a skip.
 One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/services/``"):
 ``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
-``invoice_states``, ``credit_notes``, ``delivery`` (e-mailing issued documents), ``dunning`` (reminders of
+``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``credit_notes``, ``delivery`` (e-mailing issued documents), ``dunning`` (reminders of
 overdue invoices), ``upfront_payment`` and
 ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
@@ -48,6 +48,7 @@ from .lifecycle import (
     subscription_update,
     subscription_upgrade,
 )
+from .manual_lines import ManualLineConflict, ManualLineError, ManualLineInput, manual_line_item_create
 from .numbering import credit_note_number_format, invoice_number_format
 from .runs import (
     DEFAULT_CHUNK_SIZE,
@@ -65,6 +66,11 @@ from .upfront_payment import subscription_create_with_upfront_payment, subscript
 from .writer import invoice_insert, invoice_issue
 
 __all__ = [
+    # manual line items
+    "ManualLineConflict",
+    "ManualLineError",
+    "ManualLineInput",
+    "manual_line_item_create",
     # dunning
     "dunning_reminder_send",
     "dunning_reminders_send_due",

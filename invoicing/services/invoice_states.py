@@ -87,6 +87,22 @@ def _refresh_lines(invoice: Invoice) -> Prepaid | None:
     return prepaid
 
 
+def invoice_draft_add_line(*, invoice: Invoice, line: LineDraft) -> Invoice:
+    """Write ``line`` on a draft (the caller holds the transaction and the lock of ``locked_invoice``) and
+    recompute the draft as a refresh does: usage lines re-rated, discount, minimum, tax and totals anew."""
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise InvoiceError(f"Invoice {invoice} is {invoice.status}; lines are added to drafts only.")
+    last = invoice.lines.order_by("-position").values_list("position", flat=True).first() or 0
+    InvoiceLine.objects.bulk_create([replace_position(row, last + 1) for row in line_rows(invoice, [line])])
+    _refresh_lines(invoice)
+    return invoice
+
+
+def replace_position(row: InvoiceLine, position: int) -> InvoiceLine:
+    row.position = position
+    return row
+
+
 def invoice_refresh(*, invoice: Invoice, now: datetime) -> Invoice:
     """Recompute a draft's usage lines (late events of its period are included) and its totals."""
     with transaction.atomic():

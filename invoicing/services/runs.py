@@ -34,6 +34,7 @@ from ..calculation import (
     Biller,
     is_in_advance_fee,
     is_one_off,
+    manual_lines_due,
     service_window,
     subscription_end,
     subscription_next_period,
@@ -50,6 +51,7 @@ from ..models import (
     InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
+    ManualLineItem,
     SubscriptionPlanChange,
 )
 from ..periods import Period
@@ -506,9 +508,10 @@ def _close_subscriptions(
                     metric=metrics[metric_id], start=start, end=end, customers=customers.values()
                 ),
             )
+    manual = _pending_manual_items(work)
     for item in work:
         try:
-            created = _close_one(biller, item, run=run, pending=pending, hooks=hooks)
+            created = _close_one(biller, item, run=run, pending=pending, hooks=hooks, manual=manual)
         except Exception as error:  # one bad subscription must not stop the run; it is recorded
             logger.exception("Billing %s failed", item.subscription.id)
             outcome.failed += 1
@@ -520,6 +523,18 @@ def _close_subscriptions(
             outcome.created += 1
         else:
             outcome.skipped += 1
+
+
+def _pending_manual_items(work: list[_Work]) -> dict[str, list[ManualLineItem]]:
+    """The pending manual line items of the subscriptions whose periods this chunk closes (one query),
+    oldest ``invoice_at`` first."""
+    ids = {item.subscription.id for item in work if item.kind == InvoiceKind.RECURRING}
+    if not ids:
+        return {}
+    found: dict[str, list[ManualLineItem]] = defaultdict(list)
+    for row in ManualLineItem.objects.filter(subscription_id__in=ids, invoice__isnull=True, target_invoice=False):
+        found[row.subscription_id].append(row)
+    return found
 
 
 def close_one_subscription(
@@ -558,6 +573,7 @@ def _close_one(
     run: BillingRun | None,
     pending: dict,
     hooks: dict[str, list[WebhookEndpoint]] | None = None,
+    manual: dict[str, list[ManualLineItem]] | None = None,
 ) -> bool:
     """Write one invoice in its own transaction; False when it already exists. ``hooks``: the chunk's
     webhook endpoints by merchant (loaded once: a merchant without endpoints costs no query here).
@@ -565,6 +581,10 @@ def _close_one(
     The subscription row is locked first, so a concurrent worker waits here; when it goes on, the
     unique constraint refuses its duplicate, the whole invoice transaction rolls back and the
     ``IntegrityError`` becomes a skip. (The watermark keeps reruns from even trying.)
+
+    A recurring close bills the due pending manual line items (``manual``: the chunk's, by subscription)
+    and claims them in the invoice's transaction by an update conditioned on their being unclaimed: a
+    concurrent claim rolls the whole invoice back (recorded as a failure; the next run bills the period).
     """
     sub = item.subscription
     endpoints = hooks.get(sub.merchant_id, []) if hooks is not None else None
@@ -588,8 +608,14 @@ def _close_one(
             _, end = service_window(sub, period)
             change = pending.get(sub.id)
             applies = change is not None and change.effective_at <= period.end
+            waiting = manual.get(sub.id, []) if manual is not None else []
+            due_manual = manual_lines_due(sub, period, waiting)
             composed = biller.compose_recurring(
-                sub, period, charge_from=item.charge_from, next_plan=change.to_plan if applies else None
+                sub,
+                period,
+                charge_from=item.charge_from,
+                next_plan=change.to_plan if applies else None,
+                manual=due_manual,
             )
             if item.debited or sub.is_real_time:
                 composed = with_prepaid(composed, subscription=sub, period=period, plan_from=item.charge_from)
@@ -603,6 +629,14 @@ def _close_one(
             invoice.save_without_historical_record(force_insert=True)  # no history row: see above
             InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
             invoice_created_emit(invoice=invoice, now=invoice.created_at, endpoints=endpoints)
+            if due_manual:
+                claimed = ManualLineItem.objects.filter(
+                    pk__in=[row.pk for row in due_manual], invoice__isnull=True
+                ).update(invoice=invoice, updated_at=item.now)
+                if claimed != len(due_manual):
+                    raise InvoiceError(f"Manual line items of {sub.id} were claimed by another close.")
+                for row in due_manual:
+                    waiting.remove(row)
             if applies:
                 plan_change_apply(sub, change, invoice=invoice)
                 pending.pop(sub.id, None)

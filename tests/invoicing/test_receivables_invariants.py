@@ -1,6 +1,6 @@
 """Receivables reconcile to the cent whatever finance does (hypothesis).
 
-For any sequence of issue, pay (partial, over, unallocated), credit (customer credit / refund), refund (full,
+For any sequence of issue, one-off invoices of manual lines (negative ones included), pay (partial, over, unallocated), credit (customer credit / refund), refund (full,
 partial), void (and reissue) and credit-note void operations, per customer and currency:
 
     Σ invoice totals − Σ payments − Σ credit notes + Σ refunded = Σ amounts due − Σ customer credit
@@ -30,6 +30,7 @@ from invoicing.models import (
     LineKind,
     PaymentMethod,
 )
+from invoicing.one_off_invoices import one_off_invoice_create
 from invoicing.receivables import payment_record
 from invoicing.services import (
     credit_note_issue,
@@ -38,6 +39,7 @@ from invoicing.services import (
     invoice_refund_create,
     invoice_void,
 )
+from invoicing.services.manual_lines import ManualLineInput
 from tests.factories import MerchantFactory
 from tests.invoicing.receivables import JAN_1, account, issued, receivables_check
 
@@ -53,6 +55,8 @@ operations = st.lists(
         st.tuples(st.just("refund"), st.integers(0, 20), st.one_of(st.none(), cents)),
         st.tuples(st.just("void"), st.integers(0, 20), st.booleans()),
         st.tuples(st.just("void_note"), st.integers(0, 20)),
+        # a one-off invoice of manual lines (set-up work, add-ons, SLA credits: negative lines)
+        st.tuples(st.just("one_off"), st.lists(st.integers(-20_000, 40_000).filter(bool), min_size=1, max_size=3)),
     ),
     min_size=1,
     max_size=10,
@@ -102,7 +106,7 @@ def apply(op, subscription, now, day):
         if invoice is not None:
             amounts = None
             if op[2] is not None:
-                line = invoice.lines.filter(kind=LineKind.FEE).first()
+                line = invoice.lines.filter(kind__in=[LineKind.FEE, LineKind.MANUAL], amount__gt=0).first()
                 amounts = {line.id: money(op[2])} if line else {}
             settlement = "refund" if op[3] else "customer_credit"
             credit_note_issue(invoice=invoice, now=now, amounts=amounts, settlement=settlement)
@@ -118,6 +122,14 @@ def apply(op, subscription, now, day):
             if replacement is not None:
                 replacement = Invoice.objects.select_related("merchant", "subscription").get(pk=replacement.pk)
                 invoice_issue(replacement, now=now)
+    elif kind == "one_off":
+        lines = [
+            ManualLineInput(display_name=f"Line {n}", currency="USD", quantity=Decimal(1), unit_price=money(a))
+            for n, a in enumerate(op[1])
+        ]
+        one_off_invoice_create(
+            customer=subscription.customer, currency="USD", lines=lines, idempotency_key=f"op{day}", now=now
+        )
     elif kind == "void_note":
         note = pick(list(CreditNote.objects.filter(customer=subscription.customer, status="issued")), op[1])
         if note is not None:

@@ -46,6 +46,7 @@ def test_the_modules_are_the_domain_verbs():
         "dunning",
         "invoice_states",
         "lifecycle",
+        "manual_lines",
         "numbering",
         "runs",
         "settlement",
