@@ -41,7 +41,7 @@ class CreditResult:
     replayed: bool
 
 
-def _credit_add(
+def credit_lot_add(
     *,
     customer: Customer,
     currency: str,
@@ -56,6 +56,9 @@ def _credit_add(
     metric_ids: Sequence[str] = (),
     price_paid: Decimal | None = None,
 ) -> CreditResult:
+    """One lot of credit and the ledger entry that adds it, under the wallet's lock; a replayed
+    ``idempotency_key`` (per wallet and entry kind) returns the first. The grant, top-up and purchase
+    services below and ``purchases.credit_purchase_fulfil`` are its callers."""
     amount = ledger_amount(amount)
     if amount <= 0:
         raise InvalidAmount("The amount must be greater than zero.")
@@ -115,7 +118,7 @@ def credit_grant(
 ) -> CreditResult:
     """Give free (promotional) credit, optionally expiring. Replaying ``idempotency_key`` returns the
     first grant; reusing it with another amount raises ``IdempotencyConflict``."""
-    return _credit_add(
+    return credit_lot_add(
         customer=customer,
         currency=currency,
         entry_kind=EntryKind.GRANT,
@@ -141,7 +144,7 @@ def credit_top_up(
 ) -> CreditResult:
     """Record paid credit. Invoicing creates the purchase invoice first and passes its id as
     ``purchase_invoice_ref`` (optional until invoicing integrates)."""
-    return _credit_add(
+    return credit_lot_add(
         customer=customer,
         currency=currency,
         entry_kind=EntryKind.TOP_UP,
@@ -184,7 +187,7 @@ def reserved_capacity_purchase(
     price_paid = ledger_amount(price_paid)
     if price_paid < 0:
         raise InvalidAmount("The price paid cannot be negative.")
-    return _credit_add(
+    return credit_lot_add(
         customer=customer,
         currency=currency,
         entry_kind=EntryKind.RESERVED_PURCHASE,
