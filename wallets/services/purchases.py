@@ -117,6 +117,15 @@ def credit_purchase_fulfil(*, invoice_ref: str, now: datetime) -> CreditPurchase
     credited is returned as it is. None when no credit purchase is billed on that invoice. A purchase
     whose expiry passed before it was paid stays uncredited (there is nothing left to spend)."""
     with transaction.atomic():
+        customer_id = (
+            CreditPurchase.objects.filter(invoice_ref=invoice_ref).values_list("customer_id", flat=True).first()
+        )
+        if customer_id is None:
+            return None
+        # The customer row first: a payment reaches here holding it (receivables lock the invoice, then the
+        # customer), and creating the wallet takes a key-share lock on it; locking it after the purchase
+        # deadlocked a payment against a concurrent fulfilment (tests/invoicing/test_credit_purchases_concurrency.py).
+        Customer.objects.select_for_update().filter(pk=customer_id).values_list("pk", flat=True).get()
         purchase = CreditPurchase.objects.select_for_update().filter(invoice_ref=invoice_ref).first()
         if purchase is None or purchase.lot_id is not None:
             return purchase
