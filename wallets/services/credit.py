@@ -142,8 +142,9 @@ def credit_top_up(
     expires_at: datetime | None = None,
     description: str = "",
 ) -> CreditResult:
-    """Record paid credit. Invoicing creates the purchase invoice first and passes its id as
-    ``purchase_invoice_ref`` (optional until invoicing integrates)."""
+    """Record paid credit straight into the ledger (the automatic top-up's and imports' primitive). Credit
+    *sold* goes through ``invoicing.one_off_invoices.credit_purchase_create``: an invoice first, the lot when
+    it is paid (``purchases.credit_purchase_fulfil``)."""
     return credit_lot_add(
         customer=customer,
         currency=currency,
@@ -173,7 +174,8 @@ def reserved_capacity_purchase(
 ) -> CreditResult:
     """Record discounted credit usable only for ``metric_ids`` (pay ``price_paid`` = $600 for
     ``credit_amount`` = $1,000 of compute). Debits of those metrics draw it before any other credit.
-    The balance grows by the face value; invoicing bills ``price_paid``."""
+    The balance grows by the face value. The ledger primitive: reserved capacity is *sold* through
+    ``invoicing.one_off_invoices.credit_purchase_create``, which invoices ``price_paid`` and credits when paid."""
     from catalog.models import BillableMetric
 
     metric_ids = sorted(set(metric_ids))
