@@ -21,6 +21,7 @@ from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
 from invoicing.admin_one_off import CustomerOneOffInvoiceAdminMixin
+from invoicing.admin_purchases import CustomerPurchasesAdminMixin
 from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
@@ -36,15 +37,17 @@ class CustomerAdmin(
     CustomerStatementAdminMixin,
     CustomerOneOffInvoiceAdminMixin,
     CustomerReceivablesAdminMixin,
+    CustomerPurchasesAdminMixin,
     CustomerInvoicingAdminMixin,
     CustomerCreditAdminMixin,
     CustomerUsageAdminMixin,
     catalog_admin.CustomerAdmin,
 ):
     """Catalog's customer page with, below its own sections: usage this month (metering), prepaid credit
-    with the grant / top-up pages (wallets), upcoming invoice and late usage (invoicing), customer credit
-    balances and "Record payment" (invoicing's receivables), "Issue a one-off invoice" (invoicing), the account
-    statement page and PDF (reporting), and the saved payment methods (payments)."""
+    with the grant page (wallets), upcoming invoice and late usage (invoicing), the top-up and reserved capacity
+    sales (invoicing, on an invoice), customer credit balances and "Record payment" (invoicing's receivables),
+    "Issue a one-off invoice" (invoicing), the account statement page and PDF (reporting), and the saved payment
+    methods (payments)."""
 
     panels = (
         *catalog_admin.CustomerAdmin.panels,

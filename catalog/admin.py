@@ -756,7 +756,10 @@ class CustomerAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     fieldsets = (
         (None, {"fields": ("merchant", "name", "external_id", "email", "billing_emails", "phone")}),
         ("Address", {"fields": ("address_line1", "address_line2", "city", "state", "postal_code", "country")}),
-        ("Billing", {"fields": ("currency", "time_zone", "tax_id", "tax_rate", "metadata")}),
+        (
+            "Billing",
+            {"fields": ("currency", "time_zone", "tax_id", "tax_rate", "credit_before_payment", "metadata")},
+        ),
         RECORD_FIELDSET,
     )
     inlines = (SubscriptionInline, NegotiatedRateInline)

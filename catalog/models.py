@@ -646,6 +646,12 @@ class Customer(TimeStamped):
     time_zone = models.CharField(
         max_length=64, default="UTC", validators=[validate_time_zone], help_text="IANA name, e.g. Europe/Paris."
     )
+    credit_before_payment = models.BooleanField(
+        "credit before payment",
+        default=False,
+        help_text="Trusted: prepaid credit and reserved capacity bought on an invoice are credited at once. "
+        "Otherwise they are credited when the invoice is paid.",
+    )
     metadata = models.JSONField(default=dict, blank=True)
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 

@@ -627,6 +627,7 @@ CUSTOMER_FIELDS = {
     "external_id",
     "currency",
     "time_zone",
+    "credit_before_payment",
 }
 
 

@@ -20,17 +20,27 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
-from catalog.demo import DEMO_MERCHANT_NAMES, first_of_month, first_of_previous_month
+from catalog.demo import CLOUD_ANALYTICS, DEMO_MERCHANT_NAMES, first_of_month, first_of_previous_month
 from catalog.models import BillableMetric, Merchant, MetricFilterOperator, Subscription, SubscriptionStatus
+from catalog.pricing.currency import format_money
 from metering.services import ACCEPTED, MAX_BATCH_EVENTS, events_ingest
+from wallets.models import CreditPurchaseKind
 
-from .models import BillingRun, InvoiceStatus
+from .models import BillingRun, Invoice, InvoiceStatus
+from .one_off_invoices import credit_purchase_create
+from .receivables import invoice_pay_in_full
 from .services import billing_run_execute, invoice_finalize
 
 DEMO_TRIGGER = "demo"
 EVENT_SOURCE = "https://demo.meterline.example"
 DAY = timedelta(days=1)
+# The data platform's Reserved plan sells pre-purchased query compute at 40 % off: $12,000 of compute credit
+# invoiced at 12,000 × (100 − 40) / 100 = $7,200.00, paid at once (out of band), credited when paid.
+RESERVED_COMPUTE = Decimal("12000")
+RESERVED_DISCOUNT = Decimal("40")
+RESERVED_KEY = "demo-reserved-compute"
 
 
 class DemoCatalogMissing(Exception):
@@ -43,6 +53,7 @@ class DemoActivitySummary:
     events_added: int = 0
     billing_run: BillingRun | None = None
     invoices_issued: int = 0
+    reserved_invoice: Invoice | None = None  # sold by this run
 
     def lines(self) -> Iterable[str]:
         yield (
@@ -55,6 +66,12 @@ class DemoActivitySummary:
             yield (
                 f"Demo billing run {run.pk} as of {run.as_of:%Y-%m-%d %H:%M} UTC: {run.invoices_created} invoices "
                 f"created, {self.invoices_issued} drafts issued (the others wait out their grace period)."
+            )
+        if self.reserved_invoice is not None:
+            invoice = self.reserved_invoice
+            yield (
+                f"Demo reserved capacity: {invoice.customer.name} bought query compute on {invoice.number} "
+                f"({format_money(invoice.total, invoice.currency)}, {invoice.status})."
             )
 
 
@@ -137,7 +154,7 @@ def demo_activity_build(*, now: datetime) -> DemoActivitySummary:
     summary = DemoActivitySummary()
     subscriptions = list(
         Subscription.objects.filter(merchant__in=merchants, status=SubscriptionStatus.ACTIVE, test_clock__isnull=True)
-        .select_related("customer", "plan")
+        .select_related("customer", "plan", "merchant")
         .order_by("merchant__name", "customer__external_id", "pk")
     )
     for merchant in merchants:
@@ -153,6 +170,7 @@ def demo_activity_build(*, now: datetime) -> DemoActivitySummary:
             summary.events_added += outcome.counts[ACCEPTED]
 
     if BillingRun.objects.filter(trigger=DEMO_TRIGGER, as_of__gte=first_of_month(now)).exists():
+        summary.reserved_invoice = _reserved_compute_sold(subscriptions, now=now)
         return summary
     summary.billing_run = billing_run_execute(
         as_of=now, trigger=DEMO_TRIGGER, subscription_ids=[s.pk for s in subscriptions], clock=lambda: now
@@ -166,4 +184,30 @@ def demo_activity_build(*, now: datetime) -> DemoActivitySummary:
         if index % 2 == 0:
             invoice_finalize(invoice=invoice, now=now)
             summary.invoices_issued += 1
+    summary.reserved_invoice = _reserved_compute_sold(subscriptions, now=now)
     return summary
+
+
+def _reserved_compute_sold(subscriptions: list[Subscription], *, now: datetime) -> Invoice | None:
+    """The Reserved plan's customer buys query compute at 40 % off on a one-off invoice, paid out of band (so
+    the credit lot exists): once (an idempotency key); None when it was sold by an earlier run."""
+    reserved = [s for s in subscriptions if s.merchant.name == CLOUD_ANALYTICS and s.plan.name == "Reserved"]
+    if not reserved:
+        return None
+    subscription = reserved[0]
+    compute = BillableMetric.objects.get(merchant_id=subscription.merchant_id, name="Query compute")
+    sale = credit_purchase_create(
+        customer=subscription.customer,
+        kind=CreditPurchaseKind.RESERVED,
+        currency=subscription.plan.currency,
+        amount=RESERVED_COMPUTE,
+        discount_percent=RESERVED_DISCOUNT,
+        metric_ids=[compute.pk],
+        idempotency_key=RESERVED_KEY,
+        description="Reserved query compute (40 % off)",
+        subscription=subscription,
+        now=now,
+    )
+    if sale.replayed:
+        return None
+    return invoice_pay_in_full(invoice=sale.invoice, at=now)

@@ -1,6 +1,6 @@
-"""One-off invoices: paid top-ups of prepaid credit, purchased entitlement credits, commitment
-shortfalls and the manual one-off invoices of ``one_off_invoice_create`` (set-up work, add-ons, SLA credits).
-Each is issued at once, filed under a subscription of the customer and
+"""One-off invoices: prepaid credit and reserved capacity sold (``credit_purchase_create``), purchased
+entitlement credits, commitment shortfalls and the manual one-off invoices of ``one_off_invoice_create``
+(set-up work, add-ons, SLA credits). Each is issued at once, filed under a subscription of the customer and
 written by the invoice writer of ``invoicing.services`` (``invoice_insert``, ``invoice_issue``)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,17 +19,20 @@ from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from core.formatting import decimal_string
 from wallets.entitlements import grant_purchase_find, grant_purchase_record
-from wallets.models import Entitlement, EntryKind, GrantPurchase, LedgerEntry
+from wallets.models import CreditPurchase, CreditPurchaseKind, Entitlement, GrantPurchase
 from wallets.selectors import commitment_true_ups_unbilled
 from wallets.services import (
     commitment_true_up_due,
     commitment_true_up_mark_billed,
-    credit_top_up,
-    wallet_lock,
+    credit_purchase_check,
+    credit_purchase_find,
+    credit_purchase_fulfil,
+    credit_purchase_record,
+    credit_purchase_replay,
 )
 
 from .calculation import SUBSCRIPTION_RELATED, LineDraft, finish_lines, manual_line_draft, tax_rate_for
-from .models import Invoice, InvoiceError, InvoiceKind, LineKind, ManualLineItem
+from .models import Invoice, InvoiceError, InvoiceKind, InvoiceStatus, LineKind, ManualLineItem
 from .services import invoice_insert, invoice_issue
 from .services.manual_lines import ManualLineConflict, ManualLineError, ManualLineInput, manual_line_amount
 
@@ -78,61 +82,129 @@ def _one_off_invoice(
 
 
 @dataclass(frozen=True)
-class CreditPurchase:
+class CreditPurchaseResult:
+    purchase: CreditPurchase
     invoice: Invoice
-    entry_id: str
     replayed: bool
 
 
-def credit_purchase(
+class CreditPurchaseRefused(InvoiceError):
+    """A top-up or reserved-capacity purchase refused; ``code`` is the API's business code, ``field`` the
+    body field at fault (None: the state, not the body)."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+def reserved_capacity_price(*, amount: Decimal, discount_percent: Decimal, currency: str, rounding: str) -> Decimal:
+    """What ``amount`` of reserved capacity costs at ``discount_percent`` off its face value, rounded once to
+    the currency's minor unit: $1,000 at 40 % off = $600.00."""
+    if not Decimal(0) <= discount_percent < Decimal(100):
+        raise CreditPurchaseRefused(
+            "The discount is a percentage from 0 up to (not including) 100.", code="INVALID_CREDIT"
+        )
+    return round_money(Decimal(amount) * (Decimal(100) - discount_percent) / Decimal(100), currency, rounding)
+
+
+def credit_purchase_create(
     *,
     customer: Customer,
+    kind: str,
     currency: str,
     amount: Decimal,
-    price_paid: Decimal,
     idempotency_key: str,
     now: datetime,
-    subscription: Subscription | None = None,
+    price: Decimal | None = None,
+    discount_percent: Decimal | None = None,
+    metric_ids: Sequence[str] = (),
     expires_at: datetime | None = None,
-) -> CreditPurchase:
-    """Sell ``amount`` of prepaid credit for ``price_paid``: an issued one-off invoice (kind
-    ``credit_purchase``, one line, untaxed — a prepayment; the usage it pays for is taxed on the period
-    invoice) and the top-up that references it, in one transaction. A replay of ``idempotency_key``
-    returns the first purchase without a second invoice."""
+    description: str = "",
+    subscription: Subscription | None = None,
+) -> CreditPurchaseResult:
+    """Sell ``amount`` of prepaid credit (``kind`` top_up: for every metric) or of reserved capacity (``kind``
+    reserved: for ``metric_ids`` only) for ``price`` — or ``discount_percent`` off the face value, or the face
+    value itself — on an issued one-off invoice (kind ``credit_purchase``, one fee line, untaxed: a
+    prepayment; the usage it pays for is taxed on the period invoice). The credit lot is added when the
+    invoice is paid (``receivables.invoice_paid_effects``), or in this transaction when the customer is
+    trusted with credit before payment. A replay of ``idempotency_key`` returns the first purchase and its
+    invoice (``IdempotencyConflict`` when it bought something else).
+
+    Lock order: the customer row (serialises replays; the receivables lock order puts it after invoices,
+    and the only invoice here is the new one), then the purchase, then the wallet."""
+    currency = (currency or customer.currency).upper()
     with transaction.atomic():
-        wallet_lock(customer=customer, currency=currency)  # serialises replays of the same purchase
-        key = f"purchase:{idempotency_key}"
-        existing = LedgerEntry.objects.filter(
-            wallet__customer=customer, wallet__currency=currency, kind=EntryKind.TOP_UP, idempotency_key=key
-        ).first()
+        customer = Customer.objects.select_for_update().select_related("merchant").get(pk=customer.pk)
+        rounding = customer.merchant.rounding_mode
+        if price is None:
+            price = reserved_capacity_price(
+                amount=amount, discount_percent=discount_percent or Decimal(0), currency=currency, rounding=rounding
+            )
+        elif round_money(Decimal(price), currency, rounding) != Decimal(price):
+            raise CreditPurchaseRefused(
+                f"A price is in whole {currency} minor units.", code="INVALID_CREDIT", field="price"
+            )
+        amount, price, metric_ids = credit_purchase_check(
+            customer=customer,
+            kind=kind,
+            amount=amount,
+            price=price,
+            metric_ids=metric_ids,
+            idempotency_key=idempotency_key,
+            expires_at=expires_at,
+            now=now,
+        )
+        existing = credit_purchase_find(customer=customer, kind=kind, idempotency_key=idempotency_key)
         if existing is not None:
-            return CreditPurchase(Invoice.objects.get(pk=existing.reference), existing.pk, True)
-        subscription = _billing_subscription(customer=customer, currency=currency, subscription=subscription)
-        rounding = subscription.merchant.rounding_mode
+            purchase = credit_purchase_replay(
+                existing, currency=currency, amount=amount, price=price, metric_ids=metric_ids
+            )
+            return CreditPurchaseResult(purchase, Invoice.objects.get(pk=purchase.invoice_ref), True)
+        try:
+            subscription = _billing_subscription(customer=customer, currency=currency, subscription=subscription)
+        except InvoiceError as exc:
+            raise CreditPurchaseRefused(str(exc), code="NO_BILLING_SUBSCRIPTION") from None
+        face = f"{decimal_string(amount)} {currency}"
+        if kind == CreditPurchaseKind.RESERVED:
+            text = f"Reserved capacity: {face}"
+            explanation = f"{face} of reserved capacity for {', '.join(metric_ids)} at {decimal_string(price)}"
+            if price < amount:
+                off = (amount - price) / amount * 100
+                explanation += f" ({decimal_string(off.quantize(Decimal('0.01')).normalize())} % off)"
+        else:
+            text = f"Prepaid credit: {face}"
+            explanation = f"{face} of prepaid credit for {decimal_string(price)}"
         line = LineDraft(
             kind=LineKind.FEE,
-            description=f"Prepaid credit: {decimal_string(Decimal(amount))} {currency}",
-            amount=round_money(Decimal(price_paid), currency, rounding),
+            description=text,
+            amount=round_money(price, currency, rounding),
             quantity=Decimal(1),
-            unit_price=Decimal(price_paid),
+            unit_price=price,
             service_start=now,
             service_end=now,
-            explanation={"text": f"{decimal_string(Decimal(amount))} {currency} of prepaid credit for {price_paid}"},
+            explanation={"text": explanation},
         )
         invoice = _one_off_invoice(
             subscription=subscription, kind=InvoiceKind.CREDIT_PURCHASE, line=line, now=now, taxed=False
         )
-        result = credit_top_up(
+        purchase = credit_purchase_record(
             customer=customer,
+            kind=kind,
             currency=currency,
             amount=amount,
-            idempotency_key=key,
+            price=price,
+            metric_ids=metric_ids,
+            idempotency_key=idempotency_key,
+            invoice_ref=invoice.pk,
             now=now,
-            purchase_invoice_ref=invoice.pk,
             expires_at=expires_at,
-            description=f"Prepaid credit bought on {invoice}",
+            description=description,
         )
-    return CreditPurchase(invoice, result.entry.pk, False)
+        if customer.credit_before_payment or invoice.status == InvoiceStatus.PAID:
+            # Trusted, or already paid at issue (a zero price, or customer credit covered it).
+            purchase = credit_purchase_fulfil(invoice_ref=invoice.pk, now=now)
+    return CreditPurchaseResult(purchase, invoice, False)
 
 
 @dataclass(frozen=True)

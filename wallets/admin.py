@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -28,7 +29,7 @@ from . import (
     services,
 )
 from .errors import WalletError
-from .forms import CreditForm, TopUpForm
+from .forms import CreditForm
 from .models import (
     Commitment,
     CreditLot,
@@ -85,11 +86,12 @@ def can_record_credit(request) -> bool:
 
 class CustomerCreditAdminMixin:
     """Prepaid credit on the customer page: balances, ledger and expiries (``panels``, added to the composed
-    class's by ``billing_site.admin``), and the "Grant credit" / "Record top-up" pages and buttons."""
+    class's by ``billing_site.admin``), and the "Grant credit" page and button. Paid credit is sold on an
+    invoice: invoicing's "Sell top-up" / "Sell reserved capacity" (``invoicing/admin_purchases.py``)."""
 
     panels = (("Prepaid credit", ("prepaid_balances", "prepaid_ledger", "upcoming_expiries")),)
 
-    # "Grant credit" and "Record top-up" sit with the page's other buttons, shown only to who may use them.
+    # "Grant credit" sits with the page's other buttons, shown only to who may use them.
     change_form_template = "admin/wallets/customer_change_form.html"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -102,11 +104,6 @@ class CustomerCreditAdminMixin:
                 "<path:object_id>/credit/grant/",
                 self.admin_site.admin_view(self.grant_view),
                 name="catalog_customer_credit_grant",
-            ),
-            path(
-                "<path:object_id>/credit/top-up/",
-                self.admin_site.admin_view(self.top_up_view),
-                name="catalog_customer_credit_top_up",
             ),
         ]
         return extra + super().get_urls()
@@ -195,25 +192,6 @@ class CustomerCreditAdminMixin:
                 currency=data["currency"],
                 amount=data["amount"],
                 idempotency_key=data["idempotency_key"],
-                expires_at=data["expires_at"],
-                description=data["description"],
-                now=now,
-            ),
-        )
-
-    def top_up_view(self, request, object_id):
-        return self._credit_view(
-            request,
-            object_id,
-            form_class=TopUpForm,
-            title="Record top-up",
-            explanation="Paid prepaid credit. Name the invoice that bills it when there is one.",
-            record=lambda customer, data, now: services.credit_top_up(
-                customer=customer,
-                currency=data["currency"],
-                amount=data["amount"],
-                idempotency_key=data["idempotency_key"],
-                purchase_invoice_ref=data["purchase_invoice_ref"] or None,
                 expires_at=data["expires_at"],
                 description=data["description"],
                 now=now,
@@ -392,12 +370,23 @@ class CreditLotAdmin(ReadOnlyAdmin):
         "expires_at",
         "expired_at",
         "price_paid_display",
+        "purchase_invoice",
     )
     original_amount_display = money_display("original_amount", "original amount", currency="wallet.currency")
     remaining_display = money_display("remaining", "remaining", currency="wallet.currency")
     price_paid_display = money_display("price_paid", "price paid", currency="wallet.currency")
     list_filter = ("kind",)
     search_fields = ("wallet__customer__name", "purchase_invoice_ref")
+    readonly_fields = ("purchase_invoice",)
+
+    @admin.display(description="purchase invoice", ordering="purchase_invoice_ref")
+    def purchase_invoice(self, lot):
+        """The invoice a bought lot was sold on (``purchase_invoice_ref``); wallets names it, never imports it."""
+        if not lot.purchase_invoice_ref:
+            return "—"
+        url = reverse("admin:invoicing_invoice_change", args=[quote(lot.purchase_invoice_ref)])
+        return format_html('<a href="{}">{}</a>', url, lot.purchase_invoice_ref)
+
     list_select_related = ("wallet__customer",)
 
 

@@ -27,12 +27,6 @@ class CreditForm(forms.Form):
         return currency
 
 
-class TopUpForm(CreditForm):
-    purchase_invoice_ref = forms.CharField(
-        label="Purchase invoice", max_length=100, required=False, help_text="The invoice that bills this credit."
-    )
-
-
 MAX_CREDITS = Decimal("1e18")  # the credit columns hold 18 integer digits
 
 

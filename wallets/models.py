@@ -594,6 +594,54 @@ class GrantPurchase(models.Model):
         return f"{format_number(self.amount)} on {self.entitlement_id} ({self.invoice_ref})"
 
 
+class CreditPurchaseKind(models.TextChoices):
+    TOP_UP = "top_up", "Prepaid top-up"
+    RESERVED = "reserved", "Reserved capacity"
+
+
+class CreditPurchase(models.Model):
+    """Prepaid credit sold on a one-off invoice (``invoice_ref``: the invoice id; wallets never imports
+    invoicing): a top-up, or reserved capacity (credit for ``metric_ids`` only, usually at a discount).
+    The lot is credited when the invoice is paid, or at once for a customer trusted with credit before
+    payment (``Customer.credit_before_payment``); ``credit_purchase_fulfil`` sets ``lot`` exactly once
+    (one-to-one, and the ledger's idempotency key ``purchase:<id>``)."""
+
+    id = PublicIdField(prefix="cp")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="credit_purchases")
+    kind = models.CharField(max_length=20, choices=CreditPurchaseKind.choices)
+    currency = models.CharField(max_length=3, validators=[validate_currency_code])
+    amount = models.DecimalField(**MONEY, help_text="The credit bought (its face value).")
+    price = models.DecimalField(**MONEY, help_text="What the invoice bills for it.")
+    metric_ids = models.JSONField(
+        default=list, blank=True, help_text="Reserved capacity: the billable metrics (bm_…) this credit pays for."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    invoice_ref = models.CharField("invoice", max_length=40, unique=True)
+    lot = models.OneToOneField(
+        CreditLot, on_delete=models.PROTECT, null=True, blank=True, related_name="purchase", help_text="Once credited."
+    )
+    credited_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "kind", "idempotency_key"], name="credit_purchase_key_unique"),
+            models.CheckConstraint(name="credit_purchase_amount_positive", condition=Q(amount__gt=0)),
+            models.CheckConstraint(name="credit_purchase_price_not_negative", condition=Q(price__gte=0)),
+            models.CheckConstraint(
+                name="credit_purchase_credited_with_its_lot",
+                condition=Q(lot__isnull=True, credited_at__isnull=True)
+                | Q(lot__isnull=False, credited_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {decimal_string(self.amount)} {self.currency} ({self.invoice_ref})"
+
+
 class PeriodDebitTotal(models.Model):
     """The usage debited in real time for one subscription period segment, kept as a running total:
     Σ of the ``usage_debit`` ledger entries with this (subscription, period_start, period_end), added

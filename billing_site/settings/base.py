@@ -278,6 +278,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "wallets.tasks.commitment_true_up_due_task",
         "schedule": crontab(minute="7"),
     },
+    # Bill the commitment shortfalls trued up above (invoicing/REALTIME.md), once per commitment. Hourly at :12,
+    # after the true-up at :07: https://crontab.guru/#12_*_*_*_*
+    "invoicing-bill-commitment-true-ups": {
+        "task": "invoicing.bill_commitment_true_ups",
+        "schedule": crontab(minute="12"),
+    },
     # E-mails of invoices and credit notes whose send failed or was never picked up (invoicing/README.md,
     # "Delivery"). Every minute: https://crontab.guru/#*_*_*_*_*
     "invoicing-document-deliveries-send-due": {

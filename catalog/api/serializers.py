@@ -809,6 +809,7 @@ class CustomerCreateInput(StrictSerializer):
     currency = serializers.CharField(max_length=3, required=False)
     timeZone = serializers.CharField(source="time_zone", max_length=64, required=False)
     billingEmails = BillingEmailsField(source="billing_emails", required=False)
+    creditBeforePayment = serializers.BooleanField(source="credit_before_payment", required=False)
 
     def validate_taxRates(self, value):
         return tax_rates_value(value)
@@ -831,6 +832,7 @@ class CustomerUpdateInput(StrictSerializer):
     currency = serializers.CharField(max_length=3, required=False)
     timeZone = serializers.CharField(source="time_zone", max_length=64, required=False)
     billingEmails = BillingEmailsField(source="billing_emails", required=False)
+    creditBeforePayment = serializers.BooleanField(source="credit_before_payment", required=False)
 
     def validate_taxRates(self, value):
         if isinstance(value, dict):
@@ -926,6 +928,11 @@ class CustomerOutput(serializers.Serializer):
     currency = serializers.CharField()
     timeZone = serializers.CharField(source="time_zone")
     billingEmails = serializers.SerializerMethodField()
+    creditBeforePayment = serializers.BooleanField(
+        source="credit_before_payment",
+        help_text="Meterline extension: prepaid credit and reserved capacity bought on an invoice are credited at "
+        "once (trusted); false: when the invoice is paid.",
+    )
 
     @extend_schema_field(ValidTaxAddressOutput)
     def get_validTaxAddress(self, customer) -> dict:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import invoices, ledger, one_off, projections, refunds, subscriptions, test_clocks
+from . import invoices, ledger, one_off, projections, purchases, refunds, subscriptions, test_clocks
 
 urlpatterns = [
     path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -16,6 +16,12 @@ urlpatterns = [
         "v0/subscriptions/<str:id>/upcomingInvoice",
         projections.UpcomingInvoiceApi.as_view(),
         name="subscription-upcoming-invoice",
+    ),
+    path("v0/customers/<str:customer_id>/topUps", purchases.CustomerTopUpApi.as_view(), name="customer-top-ups"),
+    path(
+        "v0/customers/<str:customer_id>/reservedCapacity",
+        purchases.CustomerReservedCapacityApi.as_view(),
+        name="customer-reserved-capacity",
     ),
     path("v0/testClocks", test_clocks.TestClockCollectionApi.as_view(), name="test-clocks"),
     path("v0/testClocks/<str:id>", test_clocks.TestClockDetailApi.as_view(), name="test-clock"),

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from wallets.entitlements import grant_purchase_fulfil
+from wallets.services import credit_purchase_fulfil
 
 from .. import webhook_events
 from ..models import (
@@ -44,10 +45,12 @@ class InvoicePaymentError(InvoiceError):
 
 def invoice_paid_effects(invoice: Invoice, *, at: datetime) -> None:
     """What paying an invoice in full sets off (caller holds the invoice's lock): a bought entitlement grant
-    is fulfilled, and paying Invoice 0 activates a subscription that waited for it (``pending_payment``)."""
+    is fulfilled, bought prepaid credit or reserved capacity is credited (once: ``credit_purchase_fulfil``),
+    and paying Invoice 0 activates a subscription that waited for it (``pending_payment``)."""
     grant = None
     if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
         grant = grant_purchase_fulfil(invoice_ref=invoice.pk, now=at)  # a bought entitlement grant, if any
+        credit_purchase_fulfil(invoice_ref=invoice.pk, now=at)  # bought credit, if any (trusted: credited already)
     if invoice.kind == InvoiceKind.OPENING:
         Subscription.objects.filter(pk=invoice.subscription_id, status=SubscriptionStatus.PENDING_PAYMENT).update(
             status=SubscriptionStatus.ACTIVE, updated_at=at

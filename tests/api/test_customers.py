@@ -121,6 +121,7 @@ def test_get_answers_the_customer(api, merchant):
         "currency": "USD",
         "timeZone": "UTC",
         "billingEmails": [],  # none set: documents go to the e-mail (organization.billingEmails)
+        "creditBeforePayment": False,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -12,9 +13,10 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from catalog.demo import demo_catalog_build, first_of_previous_month
-from catalog.models import Subscription
+from catalog.models import BillableMetric, Subscription
 from invoicing.models import BillingRun, Invoice
 from metering.models import UsageEvent
+from wallets.models import CreditPurchase
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +60,7 @@ def test_running_twice_adds_nothing_the_second_time(demo_catalog):
     second_output = run()
 
     assert (UsageEvent.objects.count(), invoices(), BillingRun.objects.count()) == (events, invoice_rows, runs)
-    assert (events, len(invoice_rows), runs) == (EVENTS, 6, 1)
+    assert (events, len(invoice_rows), runs) == (EVENTS, 7, 1)
     assert first_output.startswith(f"Demo usage: {EVENTS} events added, 0 already there.\n")
     assert second_output == (
         f"Demo usage: 0 events added, {EVENTS} already there.\nDemo billing: already run this month, nothing to do.\n"
@@ -72,6 +74,7 @@ def test_last_month_is_invoiced_and_every_other_draft_issued(demo_catalog):
         ("acme-ai", "opening"): ("issued", "NLE-2026-000001", FEBRUARY),
         ("acme-ai", "recurring"): ("issued", "NLE-2026-000002", FEBRUARY),
         ("fintech-ledger", "recurring"): ("issued", "CA-2026-000001", FEBRUARY),
+        ("fintech-ledger", "credit_purchase"): ("paid", "CA-2026-000002", NOW),
         ("hobby-hacker", "recurring"): ("draft", "", FEBRUARY),
         ("retail-insights", "recurring"): ("draft", "", FEBRUARY),
         ("startup-studio", "recurring"): ("issued", "NLE-2026-000003", FEBRUARY),
@@ -110,7 +113,7 @@ def test_a_later_run_the_same_month_adds_only_the_newer_events(demo_catalog):
     assert before < after
     assert all(NOW < timestamp <= NOW + timedelta(days=1) for _, timestamp in added)
     assert output.endswith("Demo billing: already run this month, nothing to do.\n")
-    assert Invoice.objects.count() == 6
+    assert Invoice.objects.count() == 7  # 6 of the billing run, 1 reserved compute sale
 
 
 def test_the_next_month_bills_the_month_that_ended(demo_catalog):
@@ -137,3 +140,26 @@ def test_without_the_demo_catalog_the_command_says_what_to_run(db):
 def test_now_must_be_aware(demo_catalog):
     with pytest.raises(CommandError, match="not an aware ISO 8601 datetime"):
         call_command("demo_activity", now="2026-03-17T09:30:00")
+
+
+def test_the_reserved_plan_sells_compute_at_40_percent_off_invoiced_and_paid(demo_catalog):
+    output = run()
+
+    # 12,000 of query compute credit × (100 − 40) / 100 = $7,200.00 on one paid one-off invoice
+    invoice = Invoice.objects.get(kind="credit_purchase")
+    [line] = invoice.lines.all()
+    assert (invoice.customer.external_id, invoice.subscription.plan.name) == ("fintech-ledger", "Reserved")
+    assert (invoice.total, invoice.amount_due, invoice.status) == (Decimal("7200.00"), Decimal("0.00"), "paid")
+    assert line.description == "Reserved capacity: 12000 USD"
+    purchase = CreditPurchase.objects.get()
+    lot = purchase.lot
+    assert (lot.kind, lot.original_amount, lot.price_paid, lot.purchase_invoice_ref) == (
+        "reserved",
+        Decimal(12000),
+        Decimal(7200),
+        invoice.pk,
+    )
+    assert lot.metric_ids == [BillableMetric.objects.get(name="Query compute", merchant=invoice.merchant).pk]
+    assert f"bought query compute on {invoice.number} ($7,200.00, paid)" in output
+    run()
+    assert CreditPurchase.objects.count() == 1

@@ -1,7 +1,8 @@
 """Receivables reconcile to the cent whatever finance does (hypothesis).
 
-For any sequence of issue, one-off invoices of manual lines (negative ones included), pay (partial, over, unallocated), credit (customer credit / refund), refund (full,
-partial), void (and reissue) and credit-note void operations, per customer and currency:
+For any sequence of issue, one-off invoices of manual lines (negative ones included), pay (partial, over,
+unallocated), credit (customer credit / refund), refund (full, partial), void (and reissue), credit-note void and
+top-up purchase (trusted or not) operations, per customer and currency:
 
     Σ invoice totals − Σ payments − Σ credit notes + Σ refunded = Σ amounts due − Σ customer credit
 
@@ -10,7 +11,7 @@ signs made explicit: a refund is a credit note whose money goes back to the cust
 credit note and once as money paid out; customer credit is what the merchant owes, so it is subtracted from
 what is receivable). No amount due and no credit balance is ever negative; each invoice's amount due is
 exactly its total less applied credit, payments allocated and credit notes applied; a paid invoice's amounts
-never change.
+never change; bought credit is credited once, when paid or at once for a trusted customer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from invoicing.models import (
     LineKind,
     PaymentMethod,
 )
-from invoicing.one_off_invoices import one_off_invoice_create
+from invoicing.one_off_invoices import credit_purchase_create, one_off_invoice_create
 from invoicing.receivables import payment_record
 from invoicing.services import (
     credit_note_issue,
@@ -42,6 +43,7 @@ from invoicing.services import (
 from invoicing.services.manual_lines import ManualLineInput
 from tests.factories import MerchantFactory
 from tests.invoicing.receivables import JAN_1, account, issued, receivables_check
+from wallets.models import CreditPurchase, CreditPurchaseKind, EntryKind, LedgerEntry
 
 CENT = Decimal("0.01")
 cents = st.integers(min_value=1, max_value=50_000)
@@ -57,6 +59,8 @@ operations = st.lists(
         st.tuples(st.just("void_note"), st.integers(0, 20)),
         # a one-off invoice of manual lines (set-up work, add-ons, SLA credits: negative lines)
         st.tuples(st.just("one_off"), st.lists(st.integers(-20_000, 40_000).filter(bool), min_size=1, max_size=3)),
+        # a top-up sold on a one-off invoice (price, credit bought = price + bonus), the customer trusted or not
+        st.tuples(st.just("purchase"), cents, st.integers(0, 5_000), st.booleans()),
     ),
     min_size=1,
     max_size=10,
@@ -130,10 +134,39 @@ def apply(op, subscription, now, day):
         one_off_invoice_create(
             customer=subscription.customer, currency="USD", lines=lines, idempotency_key=f"op{day}", now=now
         )
+    elif kind == "purchase":
+        customer = subscription.customer
+        customer.credit_before_payment = op[3]
+        customer.save(update_fields=["credit_before_payment"])
+        credit_purchase_create(
+            customer=customer,
+            kind=CreditPurchaseKind.TOP_UP,
+            currency="USD",
+            amount=money(op[1] + op[2]),
+            price=money(op[1]),
+            idempotency_key=f"purchase-{day}",
+            now=now,
+        )
     elif kind == "void_note":
         note = pick(list(CreditNote.objects.filter(customer=subscription.customer, status="issued")), op[1])
         if note is not None:
             credit_note_void(credit_note=note, now=now)
+
+
+def purchases_check(subscription) -> None:
+    """Bought credit is credited once: one top-up entry per credited purchase and none for the others; a
+    purchase is credited when its customer was trusted at the sale or its invoice was paid by payments and
+    customer credit alone (a credit note settling it is not a payment)."""
+    purchases = list(CreditPurchase.objects.filter(customer=subscription.customer))
+    credited = [p for p in purchases if p.lot_id]
+    entries = LedgerEntry.objects.filter(wallet__customer=subscription.customer, kind=EntryKind.TOP_UP)
+    assert sorted(entries.values_list("lot_id", flat=True)) == sorted(p.lot_id for p in credited)
+    for purchase in purchases:
+        invoice = Invoice.objects.get(pk=purchase.invoice_ref)
+        if invoice.status == InvoiceStatus.PAID and not invoice.credit_notes.exists():
+            assert purchase.lot_id is not None, (purchase, invoice)
+        if purchase.lot_id:
+            assert (purchase.lot.original_amount, purchase.lot.purchase_invoice_ref) == (purchase.amount, invoice.pk)
 
 
 @pytest.mark.django_db
@@ -150,6 +183,23 @@ def test_receivables_reconcile_to_the_cent(ops):
                 except InvoiceError:
                     pass  # a refused operation changes nothing
                 receivables_check(subscription, frozen)
+                purchases_check(subscription)
             raise Rollback
     except Rollback:
         pass
+
+
+@pytest.mark.django_db
+def test_a_purchase_in_a_sequence_is_invoiced_then_credited_when_paid():
+    # the operations the generated sequences draw from, once by hand: a $40.00 top-up (+ $5.00 bonus credit)
+    subscription = account(MerchantFactory(), payment_term_days=10)
+    apply(("purchase", 4_000, 500, False), subscription, JAN_1.replace(hour=1), 0)
+    purchase = CreditPurchase.objects.get()
+    assert (purchase.amount, purchase.price, purchase.lot_id) == (Decimal("45"), Decimal("40"), None)
+
+    apply(("pay", 0, 4_000), subscription, JAN_1.replace(day=2, hour=1), 1)
+
+    purchase.refresh_from_db()
+    assert purchase.lot.original_amount == Decimal("45")
+    receivables_check(subscription, {})
+    purchases_check(subscription)

@@ -21,10 +21,14 @@ def test_grant_then_balance_and_ledger(api_client, customer):
         {"amount": "25.50", "expiresAt": expires_at.isoformat(), "idempotencyKey": "promo-1", "description": "Launch"},
         format="json",
     )
-    top_up = api_client.post(
-        f"/v0/customers/{customer.pk}/topUps",
-        {"amount": "100", "currency": "USD", "idempotencyKey": "buy-1", "purchaseInvoiceId": "inv_42"},
-        format="json",
+    # (top-ups are sold on an invoice through the API: tests/invoicing/test_credit_purchases_api.py)
+    top_up = credit_top_up(
+        customer=customer,
+        currency="USD",
+        amount=Decimal(100),
+        idempotency_key="buy-1",
+        purchase_invoice_ref="inv_42",
+        now=timezone.now(),
     )
 
     # then
@@ -37,8 +41,7 @@ def test_grant_then_balance_and_ledger(api_client, customer):
         "description": "Launch",
         "sequence": 1,
     }
-    assert top_up.status_code == 201
-    assert (top_up.json()["reference"], top_up.json()["balance"]) == ("inv_42", "125.5")
+    assert (top_up.entry.reference, top_up.entry.balance_after) == ("inv_42", Decimal("125.5"))
 
     balance = api_client.get(f"/v0/customers/{customer.pk}/balance").json()
     assert balance["customerId"] == customer.pk

@@ -11,7 +11,7 @@ from core.formatting import decimal_string, iso_utc
 
 
 class CreditInputSerializer(TypedSerializer):
-    """Body of POST /customers/{id}/grants and /topUps."""
+    """Body of POST /customers/{id}/grants (and, extended, of the purchases in invoicing/api/purchases.py)."""
 
     # The shared money bound (catalog.pricing.limits): 15 digits before the point, 12 after it.
     amount = serializers.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, min_value=QUANTUM)
@@ -24,10 +24,6 @@ class CreditInputSerializer(TypedSerializer):
         if not is_known_currency(value):
             raise serializers.ValidationError(f"“{value}” is not an ISO 4217 currency code in upper case, e.g. USD.")
         return value
-
-
-class TopUpInputSerializer(CreditInputSerializer):
-    purchaseInvoiceId = serializers.CharField(max_length=100, required=False, allow_null=True, allow_blank=True)
 
 
 class LedgerQuerySerializer(serializers.Serializer):

@@ -10,7 +10,6 @@ urlpatterns = [
     path("v0/customers/<str:customer_id>/balance", views.CustomerBalanceApi.as_view(), name="customer-balance"),
     path("v0/customers/<str:customer_id>/ledger", views.CustomerLedgerApi.as_view(), name="customer-ledger"),
     path("v0/customers/<str:customer_id>/grants", views.CustomerGrantApi.as_view(), name="customer-grants"),
-    path("v0/customers/<str:customer_id>/topUps", views.CustomerTopUpApi.as_view(), name="customer-top-ups"),
     path("v1/entitlements", entitlements.EntitlementCollectionApi.as_view(), name="entitlements"),
     path("v1/entitlements/<str:entitlement_id>", entitlements.EntitlementDetailApi.as_view(), name="entitlement"),
     path(

@@ -1,4 +1,5 @@
-"""Prepaid credit endpoints: balance, ledger, grants and top-ups of one of the merchant's customers."""
+"""Prepaid credit endpoints: balance, ledger and grants of one of the merchant's customers. Top-ups and
+reserved capacity are sold on an invoice, so they live in invoicing (``invoicing/api/purchases.py``)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,13 @@ from ..models import Wallet
 from .serializers import (
     CreditInputSerializer,
     LedgerQuerySerializer,
-    TopUpInputSerializer,
     credit_out,
     entry_out,
     wallet_out,
 )
 
 
-def _customer(request, customer_id: str) -> Customer:
+def customer_or_404(request, customer_id: str) -> Customer:
     # Another merchant's customer is indistinguishable from a missing one: 404.
     return get_object_or_404(
         Customer.objects.only("id", "merchant_id", "currency"), pk=customer_id, merchant=request_merchant(request)
@@ -72,7 +72,7 @@ class CustomerLedgerApi(APIView):
     def get(self, request, customer_id: str):
         query = LedgerQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        customer = _customer(request, customer_id)
+        customer = customer_or_404(request, customer_id)
         entries = selectors.ledger_for_customer(customer=customer, currency=query.validated_data.get("currency"))
         rows, pagination = paginate(entries, request)
         return Response({"object": "list", "data": [entry_out(e) for e in rows], "pagination": pagination})
@@ -82,7 +82,7 @@ class _CreditApi(APIView):
     input_serializer = CreditInputSerializer
 
     def post(self, request, customer_id: str):
-        customer = _customer(request, customer_id)
+        customer = customer_or_404(request, customer_id)
         body = self.input_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -110,29 +110,6 @@ class CustomerGrantApi(_CreditApi):
             currency=data.get("currency") or customer.currency,
             amount=data["amount"],
             idempotency_key=data["idempotencyKey"],
-            expires_at=data.get("expiresAt"),
-            description=data.get("description", ""),
-            now=timezone.now(),
-        )
-
-
-@extend_schema(
-    request=TopUpInputSerializer,
-    responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, **error_responses(409)},
-    tags=["prepaid credit"],
-)
-class CustomerTopUpApi(_CreditApi):
-    """A paid top-up; ``purchaseInvoiceId`` names the invoice that bills it (optional for now)."""
-
-    input_serializer = TopUpInputSerializer
-
-    def record(self, customer, data):
-        return services.credit_top_up(
-            customer=customer,
-            currency=data.get("currency") or customer.currency,
-            amount=data["amount"],
-            idempotency_key=data["idempotencyKey"],
-            purchase_invoice_ref=data.get("purchaseInvoiceId") or None,
             expires_at=data.get("expiresAt"),
             description=data.get("description", ""),
             now=timezone.now(),

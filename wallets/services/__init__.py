@@ -6,7 +6,7 @@ transaction (ingest + debit, invoice + top-up) so both commit or neither does.
 Amounts are Decimals kept to 12 decimal places (the ledger's scale); floats are refused.
 
 One module per domain verb (wallets/README.md, "Package layout"): ``ledger`` (the primitives the others
-share), ``credit``, ``debits``, ``settlement``, ``policy`` (with the one debit decision) and
+share), ``credit``, ``purchases`` (credit sold on an invoice), ``debits``, ``settlement``, ``policy`` (with the one debit decision) and
 ``commitments``. The names below are the package's API: callers import them from ``wallets.services``.
 """
 
@@ -29,6 +29,13 @@ from .ledger import (
     period_debit_totals_add,
 )
 from .policy import DEFAULT_POLICY, DebitDecision, debit_decision, wallet_policy_update
+from .purchases import (
+    credit_purchase_check,
+    credit_purchase_find,
+    credit_purchase_fulfil,
+    credit_purchase_record,
+    credit_purchase_replay,
+)
 from .settlement import SettlementOutcome, invoice_settlement_record
 
 __all__ = [
@@ -46,6 +53,12 @@ __all__ = [
     "reserved_capacity_purchase",
     "credit_expire_due",
     "credit_refund",
+    # purchases (invoiced credit)
+    "credit_purchase_check",
+    "credit_purchase_find",
+    "credit_purchase_record",
+    "credit_purchase_replay",
+    "credit_purchase_fulfil",
     # debits
     "AUTO_TOP_UP_EVENT",
     "DebitOutcome",

@@ -41,7 +41,7 @@ class CreditResult:
     replayed: bool
 
 
-def _credit_add(
+def credit_lot_add(
     *,
     customer: Customer,
     currency: str,
@@ -56,6 +56,9 @@ def _credit_add(
     metric_ids: Sequence[str] = (),
     price_paid: Decimal | None = None,
 ) -> CreditResult:
+    """One lot of credit and the ledger entry that adds it, under the wallet's lock; a replayed
+    ``idempotency_key`` (per wallet and entry kind) returns the first. The grant, top-up and purchase
+    services below and ``purchases.credit_purchase_fulfil`` are its callers."""
     amount = ledger_amount(amount)
     if amount <= 0:
         raise InvalidAmount("The amount must be greater than zero.")
@@ -115,7 +118,7 @@ def credit_grant(
 ) -> CreditResult:
     """Give free (promotional) credit, optionally expiring. Replaying ``idempotency_key`` returns the
     first grant; reusing it with another amount raises ``IdempotencyConflict``."""
-    return _credit_add(
+    return credit_lot_add(
         customer=customer,
         currency=currency,
         entry_kind=EntryKind.GRANT,
@@ -139,9 +142,10 @@ def credit_top_up(
     expires_at: datetime | None = None,
     description: str = "",
 ) -> CreditResult:
-    """Record paid credit. Invoicing creates the purchase invoice first and passes its id as
-    ``purchase_invoice_ref`` (optional until invoicing integrates)."""
-    return _credit_add(
+    """Record paid credit straight into the ledger (the automatic top-up's and imports' primitive). Credit
+    *sold* goes through ``invoicing.one_off_invoices.credit_purchase_create``: an invoice first, the lot when
+    it is paid (``purchases.credit_purchase_fulfil``)."""
+    return credit_lot_add(
         customer=customer,
         currency=currency,
         entry_kind=EntryKind.TOP_UP,
@@ -170,7 +174,8 @@ def reserved_capacity_purchase(
 ) -> CreditResult:
     """Record discounted credit usable only for ``metric_ids`` (pay ``price_paid`` = $600 for
     ``credit_amount`` = $1,000 of compute). Debits of those metrics draw it before any other credit.
-    The balance grows by the face value; invoicing bills ``price_paid``."""
+    The balance grows by the face value. The ledger primitive: reserved capacity is *sold* through
+    ``invoicing.one_off_invoices.credit_purchase_create``, which invoices ``price_paid`` and credits when paid."""
     from catalog.models import BillableMetric
 
     metric_ids = sorted(set(metric_ids))
@@ -184,7 +189,7 @@ def reserved_capacity_purchase(
     price_paid = ledger_amount(price_paid)
     if price_paid < 0:
         raise InvalidAmount("The price paid cannot be negative.")
-    return _credit_add(
+    return credit_lot_add(
         customer=customer,
         currency=currency,
         entry_kind=EntryKind.RESERVED_PURCHASE,
