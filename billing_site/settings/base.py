@@ -198,6 +198,9 @@ SPECTACULAR_SETTINGS = {
         "FeatureTypeEnum": "catalog.models.FeatureType",
         "EntitlementStatusEnum": ["active", "canceled", "expired"],
         "ListObjectEnum": ["list"],
+        # Same values on several components: one name each, so the schema names no hash-suffixed enum.
+        "PaymentTermEnum": "catalog.models.PaymentTerm",
+        "LineItemStatusEnum": ["pending", "invoiced"],
     },
     # The answers every operation can give (400/401/503, 404 with a path id) and non-empty string query
     # parameters, stated once for all views (core/api/schema.py).

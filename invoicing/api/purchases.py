@@ -161,31 +161,37 @@ class _PurchaseApi(APIView):
         return Response(purchase_out(result), status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
 
 
-@extend_schema(
-    operation_id="customers_top_up",
-    request=TopUpInputSerializer,
-    responses=_ANSWERS,
-    tags=["prepaid credit"],
-    description="Sell prepaid credit: issues a one-off invoice for `price` (default: the amount); the credit is "
-    "added when the invoice is paid, or at once when the customer has `creditBeforePayment`. 200: the "
-    "idempotencyKey was already used with this body (the first purchase and invoice); 409 "
-    "IDEMPOTENCY_KEY_REUSED with another body, NO_BILLING_SUBSCRIPTION when the customer has no subscription "
-    "in that currency to file the invoice under.",
-)
 class CustomerTopUpApi(_PurchaseApi):
     input_serializer = TopUpInputSerializer
     kind = CreditPurchaseKind.TOP_UP
 
+    @extend_schema(
+        operation_id="customers_top_up",
+        request=TopUpInputSerializer,
+        responses=_ANSWERS,
+        tags=["prepaid credit"],
+        description="Sell prepaid credit: issues a one-off invoice for `price` (default: the amount); the credit is "
+        "added when the invoice is paid, or at once when the customer has `creditBeforePayment`. 200: the "
+        "idempotencyKey was already used with this body (the first purchase and invoice); 409 "
+        "IDEMPOTENCY_KEY_REUSED with another body, NO_BILLING_SUBSCRIPTION when the customer has no subscription "
+        "in that currency to file the invoice under.",
+    )
+    def post(self, request, customer_id: str):
+        return super().post(request, customer_id)
 
-@extend_schema(
-    operation_id="customers_reserved_capacity_purchase",
-    request=ReservedCapacityInputSerializer,
-    responses=_ANSWERS,
-    tags=["prepaid credit"],
-    description="Meterline extension. Sell reserved capacity: credit usable only for `metricIds` (drawn before "
-    "any other credit) at `price` or `discountPercent` off its face value, on a one-off invoice; credited as a "
-    "top-up is. Replays and 409s as for topUps.",
-)
+
 class CustomerReservedCapacityApi(_PurchaseApi):
     input_serializer = ReservedCapacityInputSerializer
     kind = CreditPurchaseKind.RESERVED
+
+    @extend_schema(
+        operation_id="customers_reserved_capacity_purchase",
+        request=ReservedCapacityInputSerializer,
+        responses=_ANSWERS,
+        tags=["prepaid credit"],
+        description="Meterline extension. Sell reserved capacity: credit usable only for `metricIds` (drawn before "
+        "any other credit) at `price` or `discountPercent` off its face value, on a one-off invoice; credited as a "
+        "top-up is. Replays and 409s as for topUps.",
+    )
+    def post(self, request, customer_id: str):
+        return super().post(request, customer_id)
