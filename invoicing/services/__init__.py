@@ -9,7 +9,7 @@ One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/se
 ``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
 ``invoice_states``, ``credit_notes``, ``delivery`` (e-mailing issued documents), ``dunning`` (reminders of
-overdue invoices), ``upfront_payment`` and
+overdue invoices), ``plan_versions`` (moves between plan versions), ``upfront_payment`` and
 ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
@@ -49,6 +49,12 @@ from .lifecycle import (
     subscription_upgrade,
 )
 from .numbering import credit_note_number_format, invoice_number_format
+from .plan_versions import (
+    VersionMigration,
+    VersionMigrationConflict,
+    VersionNotFound,
+    subscription_version_migrate,
+)
 from .runs import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_ATTEMPTS,
@@ -65,6 +71,10 @@ from .upfront_payment import subscription_create_with_upfront_payment, subscript
 from .writer import invoice_insert, invoice_issue
 
 __all__ = [
+    "VersionMigration",
+    "VersionMigrationConflict",
+    "VersionNotFound",
+    "subscription_version_migrate",
     # dunning
     "dunning_reminder_send",
     "dunning_reminders_send_due",

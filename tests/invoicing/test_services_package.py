@@ -47,6 +47,7 @@ def test_the_modules_are_the_domain_verbs():
         "invoice_states",
         "lifecycle",
         "numbering",
+        "plan_versions",
         "runs",
         "settlement",
         "test_clocks",
