@@ -12,6 +12,11 @@ urlpatterns = [
         subscriptions.SubscriptionTerminationApi.as_view(),
         name="subscription-termination",
     ),
+    path(
+        "v0/subscriptions/<str:id>/versionMigration",
+        subscriptions.SubscriptionVersionMigrationApi.as_view(),
+        name="subscription-version-migration",
+    ),
     path("v0/testClocks", test_clocks.TestClockCollectionApi.as_view(), name="test-clocks"),
     path("v0/testClocks/<str:id>", test_clocks.TestClockDetailApi.as_view(), name="test-clock"),
     path("v2/invoices", invoices.InvoiceCollectionApi.as_view(), name="invoices"),
