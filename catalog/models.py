@@ -351,6 +351,12 @@ class Plan(TimeStamped):
         "PlanVersion", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
     )
     default_version_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # The default before the latest change, and since when: a period that started between the two (the
+    # current one, right after a change) is rated from these without reading the log.
+    previous_default_version = models.ForeignKey(
+        "PlanVersion", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    previous_default_since = models.DateTimeField(null=True, blank=True, editable=False)
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
@@ -826,6 +832,12 @@ class Subscription(TimeStamped):
         PlanVersion, on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="subscriptions"
     )
     plan_version_from = models.DateTimeField(null=True, blank=True, editable=False)
+    # Once moved (``plan_version_from`` set): the version before the move (None: floating) and since when (None:
+    # from the start), so the period running up to a move is rated without reading the change rows.
+    previous_plan_version = models.ForeignKey(
+        PlanVersion, on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="+"
+    )
+    previous_plan_version_from = models.DateTimeField(null=True, blank=True, editable=False)
     elapsed_period_billing = models.CharField(max_length=12, default="none")
     billing_mode = models.CharField(
         max_length=10,

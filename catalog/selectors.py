@@ -140,6 +140,9 @@ def plan_default_version_at(plan: Plan, moment: datetime, logs: VersionLogs | No
     since = plan.default_version_since
     if since is None or moment >= since:
         return plan.default_version_id
+    previous_since = plan.previous_default_since
+    if previous_since is not None and moment >= previous_since:
+        return plan.previous_default_version_id
     rows = (logs or VersionLogs()).plan_rows(plan.pk)
     chosen = rows[0][1] if rows else plan.default_version_id
     for effective_at, version_id in rows:
@@ -158,6 +161,8 @@ def subscription_version_at(
     since = subscription.plan_version_from
     if since is None or moment >= since:
         pinned = subscription.plan_version_id
+    elif subscription.previous_plan_version_from is None or moment >= subscription.previous_plan_version_from:
+        pinned = subscription.previous_plan_version_id
     else:
         pinned = None
         for effective_at, version_id in logs.subscription_rows(subscription.pk):

@@ -650,8 +650,17 @@ def _version_add(plan: Plan, *, based_on: PlanVersion | None, created_by: str, n
 
 def _default_set(plan: Plan, version: PlanVersion, now: datetime) -> None:
     PlanDefaultChange.objects.create(plan=plan, version=version, effective_at=now)
+    plan.previous_default_version_id, plan.previous_default_since = plan.default_version_id, plan.default_version_since
     plan.default_version, plan.default_version_since = version, now
-    plan.save(update_fields=["default_version", "default_version_since", "updated_at"])
+    plan.save(
+        update_fields=[
+            "default_version",
+            "default_version_since",
+            "previous_default_version",
+            "previous_default_since",
+            "updated_at",
+        ]
+    )
 
 
 @transaction.atomic

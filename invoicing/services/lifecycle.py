@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..webhook_events import subscription_created_emit, subscription_terminated_emit
 from .catch_up import catch_up_enqueue, subscription_start_check_bounds
-from .plan_versions import subscription_version_policy_apply
+from .plan_versions import VERSION_FIELDS, subscription_version_policy_apply
 from .runs import close_one_subscription, plan_change_apply, subscription_lock
 from .settlement import plan_charged_from, with_prepaid
 from .writer import invoice_from_composition, invoice_insert_or_skip
@@ -286,7 +286,7 @@ def subscription_update(*, subscription: Subscription, changes: dict, now: datet
         fields = []
         if "version_policy" in changes and changes["version_policy"] != subscription.version_policy:
             subscription_version_policy_apply(subscription=subscription, policy=changes["version_policy"], now=now)
-            fields += ["plan_version", "plan_version_from"]
+            fields += list(VERSION_FIELDS)
         for name in SUBSCRIPTION_UPDATABLE:
             if name in changes:
                 setattr(subscription, name, changes[name])

@@ -24,6 +24,8 @@ from ..models import InvoiceError
 from ..pricing_adapter import subscription_version_at
 
 TIMINGS = ("next_period", "immediate")
+# The subscription fields a move writes.
+VERSION_FIELDS = ("plan_version", "plan_version_from", "previous_plan_version", "previous_plan_version_from")
 
 
 class VersionMigrationConflict(InvoiceError):
@@ -57,9 +59,14 @@ def _version_move(subscription: Subscription, version_id: str | None, effective_
             subscription=subscription, version_id=subscription.plan_version_id, effective_at=None, created_at=now
         )
     rows.filter(effective_at__gte=effective_at).delete()
+    # The state before this move (the latest row it keeps; none: floating from the start).
+    before = sorted(rows, key=lambda r: (r.effective_at is not None, r.effective_at or effective_at, r.pk))
+    previous = before[-1] if before else None
     SubscriptionVersionChange.objects.create(
         subscription=subscription, version_id=version_id, effective_at=effective_at, created_at=now
     )
+    subscription.previous_plan_version_id = previous.version_id if previous else None
+    subscription.previous_plan_version_from = previous.effective_at if previous else None
     subscription.plan_version_id, subscription.plan_version_from = version_id, effective_at
 
 
@@ -111,7 +118,7 @@ def subscription_version_migrate(
         return VersionMigration(subscription, numbers.get(current_id), target.number, None, None, False)
     _version_move(subscription, target.pk, boundary, now)
     subscription.version_policy = "pinned"
-    subscription.save(update_fields=["plan_version", "plan_version_from", "version_policy", "updated_at"])
+    subscription.save(update_fields=[*VERSION_FIELDS, "version_policy", "updated_at"])
     return VersionMigration(
         subscription=subscription,
         from_version_number=numbers.get(current_id),

@@ -255,3 +255,18 @@ def test_floating_again_follows_the_default_from_the_next_period(plan):
     pinned = Subscription.objects.select_related("plan").get(pk=pinned.pk)
     assert subscription_version_at(pinned, JAN_1) == plan.versions.get(number=1).pk
     assert subscription_version_at(pinned, FEB_1) == v2.pk
+
+
+def test_the_running_period_is_answered_from_the_rows_without_reading_the_logs(plan, django_assert_num_queries):
+    floating, pinned = start(plan, "Floating"), start(plan, "Pinned", policy="pinned")
+    v1 = plan.default_version
+    v2 = mint_v2(plan, now=JAN_15)
+    subscription_version_migrate(subscription=pinned, target_version_number=2, now=JAN_15)
+    floating = Subscription.objects.select_related("plan").get(pk=floating.pk)
+    pinned = Subscription.objects.select_related("plan").get(pk=pinned.pk)
+
+    with django_assert_num_queries(0):  # the real-time path asks this for the current period on every request
+        assert subscription_version_at(floating, JAN_1) == v1.pk
+        assert subscription_version_at(pinned, JAN_1) == v1.pk
+        assert subscription_version_at(floating, FEB_1) == v2.pk
+        assert subscription_version_at(pinned, FEB_1) == v2.pk
