@@ -69,7 +69,8 @@ def price_in_use_message(price: Price, conflict: services.CatalogConflict, chang
     what = _labels(Price, [f for f in changed if f not in services.PRICE_DISPLAY_FIELDS])
     return (
         f"This price is billed by {_subscriptions(conflict.details['subscriptionCount'])} "
-        f"(plan “{price.plan.name}”). Changing its {what} would re-price periods already running; "
+        f"({f'plan “{price.plan.name}”' if price.plan_id else 'an earlier version of its plan'}). Changing its "
+        f"{what} would re-price periods already running; "
         "tick “Save as a new plan version” to put the changed price in a new version of the plan instead "
         "(floating subscriptions move to it at their next period, pinned ones stay). Only the invoice display "
         "name, display group and rate type can change in place."

@@ -390,9 +390,16 @@ def price_update_conflict(*, price: Price, changed: Iterable[str]) -> CatalogCon
     subscriptions bill a plan price. The admin asks this before it saves, to put the refusal on the form.
     """
     pricing_changes = [field for field in changed if field not in PRICE_DISPLAY_FIELDS]
-    if not (pricing_changes and price.plan_id and price.customer_id is None):
+    if not pricing_changes or price.customer_id is not None:
         return None
-    count = plan_live_subscription_count(plan=price.plan)
+    plan = price.plan if price.plan_id else None
+    if plan is None and price.pk:
+        # Off the default's lines, but an older version may still bill it (a pinned subscription).
+        held = PlanVersionPrice.objects.filter(price_id=price.pk).select_related("version__plan").first()
+        plan = held.version.plan if held is not None else None
+    if plan is None:
+        return None
+    count = plan_live_subscription_count(plan=plan)
     if not count:
         return None
     fields = sorted({_price_api_field(field) for field in pricing_changes})

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from catalog.models import PaymentTerm, Price, Subscription
 from catalog.selectors import subscription_version_at
-from catalog.services import CatalogConflict, VersionLine, plan_version_make_default, plan_version_mint
+from catalog.services import CatalogConflict, VersionLine, plan_version_make_default, plan_version_mint, price_update
 from invoicing.models import Invoice, InvoiceKind, LineKind
 from invoicing.services import billing_run_execute, subscription_start
 from invoicing.services.lifecycle import subscription_update
@@ -270,3 +270,16 @@ def test_the_running_period_is_answered_from_the_rows_without_reading_the_logs(p
         assert subscription_version_at(pinned, JAN_1) == v1.pk
         assert subscription_version_at(floating, FEB_1) == v2.pk
         assert subscription_version_at(pinned, FEB_1) == v2.pk
+
+
+def test_a_price_only_an_older_version_holds_cannot_be_repriced_while_a_subscription_may_bill_it(plan):
+    start(plan, "Pinned", policy="pinned")
+    old_output = plan.prices.get(plan_line_key="output")
+    mint_v2(plan, now=JAN_15)
+    old_output.refresh_from_db()
+    assert old_output.plan_id is None  # off the default's lines, still v1's
+
+    with pytest.raises(CatalogConflict) as refused:
+        price_update(price=old_output, changes={"unit_price": Decimal("0.000009")})
+
+    assert refused.value.code == "PRICE_IN_USE"
