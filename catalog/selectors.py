@@ -76,7 +76,8 @@ def prices_for_subscriptions(
 
     ``at`` (subscription id → the start of the period to rate) picks each subscription's plan version for
     that period; without it, or when that version is its plan's default, the plan's default lines. Only a
-    subscription on another version costs queries (two, plus a log read for a period started before a move).
+    subscription on another version costs its own price read (as many statements as the plan's lines; the logs only for a
+    period older than the change before the latest).
     """
     subscriptions = list(subscriptions)
     other: dict[str, str] = {}
@@ -175,10 +176,10 @@ def subscription_version_at(
 
 
 def version_prices_for_customer(*, version_id: str, plan_id: str, customer_id: str | None) -> list[Price]:
-    """A version's prices as ``customer_id`` is billed (negotiated rates in place), in two queries."""
-    price_ids = set(PlanVersionPrice.objects.filter(version_id=version_id).values_list("price_id", flat=True))
-    rows = _priced_rows({plan_id}, {customer_id} if customer_id else set(), price_ids=price_ids)
-    plan_prices = [p for p in rows if p.customer_id is None and p.pk in price_ids]
+    """A version's prices as ``customer_id`` is billed (negotiated rates in place): the same statements as
+    the plan's default lines (one on PostgreSQL), the version's lines read by a subquery."""
+    rows = _priced_rows({plan_id}, {customer_id} if customer_id else set(), version_id=version_id)
+    plan_prices = [p for p in rows if p.customer_id is None]
     negotiated = {p.overrides_id: p for p in rows if p.customer_id is not None}
     return [negotiated.get(price.pk, price) for price in plan_prices]
 
@@ -229,7 +230,7 @@ def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str |
     }
 
 
-def _priced_rows(plan_ids: set[str], customer_ids: set[str], price_ids: set[str] | None = None) -> list[Price]:
+def _priced_rows(plan_ids: set[str], customer_ids: set[str], version_id: str | None = None) -> list[Price]:
     """The prices of ``plan_ids`` (the plans' own and the negotiated rates of ``customer_ids``) with their
     metric or fee, tiers and dynamic rates (and, on PostgreSQL, the metrics' filters): hand-written
     queries, one on PostgreSQL, three elsewhere. Every real-time event request reads them, and the ORM's
@@ -244,14 +245,14 @@ def _priced_rows(plan_ids: set[str], customer_ids: set[str], price_ids: set[str]
         of_customers, customer_params = any_of("pr.customer_id", customer_ids)
         negotiated, params = f" OR {of_customers}", [*params, *customer_params]
     where = f"{of_plans} AND (pr.customer_id IS NULL{negotiated})"
-    if price_ids is not None:
+    if version_id is not None:
         # A version's own prices (some no longer on the plan's default lines), and the negotiated rates.
-        of_prices, price_params = any_of("pr.id", sorted(price_ids) or [""])
-        where = f"({of_prices} AND pr.customer_id IS NULL)"
-        params = price_params
+        lines = PlanVersionPrice._meta.db_table
+        where = f"(pr.id IN (SELECT v.price_id FROM {lines} v WHERE v.version_id = %s) AND pr.customer_id IS NULL)"
+        params = [version_id]
         if customer_ids:
             where += f" OR ({of_plans} AND {of_customers})"
-            params = [*price_params, *any_of("pr.plan_id", plan_ids)[1], *customer_params]
+            params = [version_id, *any_of("pr.plan_id", plan_ids)[1], *customer_params]
     nested = connection.vendor == "postgresql"
     rows = instances_select(
         f"SELECT {{columns}}{_NESTED if nested else ''} FROM {price} pr"

@@ -283,3 +283,22 @@ def test_a_price_only_an_older_version_holds_cannot_be_repriced_while_a_subscrip
         price_update(price=old_output, changes={"unit_price": Decimal("0.000009")})
 
     assert refused.value.code == "PRICE_IN_USE"
+
+
+def test_an_older_versions_prices_cost_what_the_default_lines_cost(plan, django_assert_num_queries):
+    from django.db import connection
+
+    from catalog.selectors import prices_for_subscriptions
+
+    floating = start(plan, "Floating")
+    mint_v2(plan, now=JAN_15)
+    floating = Subscription.objects.select_related("plan", "customer").get(pk=floating.pk)
+    on_default = prices_for_subscriptions([floating], at={floating.pk: FEB_1})
+
+    statements = 1 if connection.vendor == "postgresql" else 3  # prices (with tiers, rates, filters) nested, or not
+    with django_assert_num_queries(statements):
+        january = prices_for_subscriptions([floating], at={floating.pk: JAN_1})  # v1, no longer the default
+    assert {p.invoice_display_name: p.unit_price for p in january[floating.pk]}["Output tokens"] == Decimal("0.000002")
+    assert {p.invoice_display_name: p.unit_price for p in on_default[floating.pk]}["Output tokens"] == Decimal(
+        "0.000003"
+    )
