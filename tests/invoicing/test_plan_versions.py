@@ -302,3 +302,26 @@ def test_an_older_versions_prices_cost_what_the_default_lines_cost(plan, django_
     assert {p.invoice_display_name: p.unit_price for p in on_default[floating.pk]}["Output tokens"] == Decimal(
         "0.000003"
     )
+
+
+def test_a_plan_change_pins_a_pinned_subscription_to_the_new_plans_default(plan, seller):
+    from invoicing.services import subscription_upgrade
+
+    pinned = start(plan, "Pinned", policy="pinned")
+    mint_v2(plan, now=JAN_15)
+    subscription_version_migrate(subscription=pinned, target_version_number=2, now=JAN_15)
+    enterprise = PlanFactory(merchant=seller, product=plan.product, name="LLM Enterprise")
+    fee = fee_price(enterprise, "99.00", term=PaymentTerm.IN_ADVANCE, name="Enterprise fee")
+    plan_version_mint(plan=enterprise, lines=[VersionLine(fee.pk, "platform")], now=JAN_1)
+    enterprise.refresh_from_db()
+
+    subscription_upgrade(subscription=pinned, new_plan=enterprise, now=FEB_10)
+
+    pinned = Subscription.objects.select_related("plan").get(pk=pinned.pk)
+    assert (pinned.plan_id, pinned.plan_version_id, pinned.plan_version_from) == (
+        enterprise.pk,
+        enterprise.default_version_id,
+        None,
+    )
+    assert subscription_version_at(pinned, MAR_1) == enterprise.default_version_id
+    assert not pinned.version_changes.exists()
