@@ -360,6 +360,48 @@ class PlanPriceInline(PriceSummaryInline):
     add_link_param = "plan"
 
 
+class PlanVersionInline(MerchantScopedAdminMixin, admin.TabularInline):
+    """The plan's versions, newest first: read-only (a new version is minted by the API or by a price's
+    "Save as a new plan version"); the default is the one floating subscriptions bill from."""
+
+    model = models.PlanVersion
+    merchant_path = "plan__merchant"
+    fields = ("number", "status", "is_default", "lines", "based_on", "created_at", "created_by")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "versions (the default bills floating subscriptions from their next period)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("plan", "based_on")
+            .prefetch_related("lines__price")
+            .order_by("-number")
+        )
+
+    @admin.display(description="default", boolean=True)
+    def is_default(self, version: models.PlanVersion) -> bool:
+        return version.plan.default_version_id == version.pk
+
+    @admin.display(description="lines")
+    def lines(self, version: models.PlanVersion) -> str:
+        summaries = []
+        for line in version.lines.all():
+            if line.price.plan_id is None:  # off the default's lines: shown in its plan's currency (not saved)
+                line.price.plan = version.plan
+            summaries.append(f"{line.key}: {price_rate_summary(line.price)}")
+        return "; ".join(summaries)
+
+
 @admin.register(models.Plan)
 class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     merchant_path = "merchant"
@@ -410,7 +452,7 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
         ("Renewal", {"fields": ("renewal_reminder_enabled", "renewal_reminder_days", "archived_at")}),
         RECORD_FIELDSET,
     )
-    inlines = (PlanPriceInline,)
+    inlines = (PlanPriceInline, PlanVersionInline)
     minimum_commitment_display = money_display("minimum_commitment", "minimum commitment")
     discount_display = number_display("discount_percent", "discount", suffix=" %")
 
@@ -628,6 +670,16 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
     def save_model(self, request, obj, form, change):
         """Nothing yet: the price is written with its tiers and rates in ``save_related``, in one service call."""
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.plan_id and obj.customer_id is None:
+            return (
+                *fieldsets[:-1],
+                ("Live subscriptions", {"fields": ("save_as_new_version",)}),
+                fieldsets[-1],
+            )
+        return fieldsets
+
     def save_related(self, request, form, formsets, change):
         schedule = {formset.prefix: formset for formset in formsets}
         tiers_formset, rates_formset = schedule.get("tiers"), schedule.get("dynamic_rates")
@@ -636,11 +688,35 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
         data = form.cleaned_data
         price = form.instance
         try:
+            if change and data.get("save_as_new_version"):
+                changes = {
+                    name: data[name] for name in form.changed_data if name in data and name != "save_as_new_version"
+                }
+                copy, version = services.price_save_as_new_version(
+                    price=form.original,
+                    changes=changes,
+                    tiers=tiers if tiers_formset is not None and tiers_formset.has_changed() else None,
+                    rates=rates if rates_formset is not None and rates_formset.has_changed() else None,
+                    created_by=f"admin {request.user.get_username()}",
+                    now=timezone.now(),
+                )
+                price.pk = copy.pk  # the admin goes on to log and show the new price
+                self.message_user(
+                    request,
+                    f"Saved as a new price in version {version.number} of the plan “{version.plan.name}”, now its "
+                    "default. The previous price keeps billing the periods already running.",
+                    messages.SUCCESS,
+                )
+                price.refresh_from_db()
+                return
             if change:
                 changes = {name: data[name] for name in form.changed_data if name in data}
+                changes.pop("save_as_new_version", None)
                 services.price_update(price=price, changes=changes, tiers=tiers, rates=rates)
             else:
-                fields = {name: value for name, value in data.items() if name != "merchant"}
+                fields = {
+                    name: value for name, value in data.items() if name not in {"merchant", "save_as_new_version"}
+                }
                 created = services.price_create(merchant=data["merchant"], fields=fields, tiers=tiers, rates=rates)
                 # The admin goes on to log and link ``price``: make it the row the service created.
                 price.pk = created.pk

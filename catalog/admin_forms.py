@@ -69,9 +69,11 @@ def price_in_use_message(price: Price, conflict: services.CatalogConflict, chang
     what = _labels(Price, [f for f in changed if f not in services.PRICE_DISPLAY_FIELDS])
     return (
         f"This price is billed by {_subscriptions(conflict.details['subscriptionCount'])} "
-        f"(plan “{price.plan.name}”). Changing its {what} would re-price periods already running; "
-        "create a new price instead and attach it to the plan. Only the invoice display name, display group "
-        "and rate type can change."
+        f"({f'plan “{price.plan.name}”' if price.plan_id else 'an earlier version of its plan'}). Changing its "
+        f"{what} would re-price periods already running; "
+        "tick “Save as a new plan version” to put the changed price in a new version of the plan instead "
+        "(floating subscriptions move to it at their next period, pinned ones stay). Only the invoice display "
+        "name, display group and rate type can change in place."
     )
 
 
@@ -87,6 +89,13 @@ class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
     """The price page. Saves go through ``price_create`` / ``price_update`` (``PriceAdmin``); the refusals
     of those services (a price live subscriptions bill, a plan they bill) are asked here first so they
     show on the form."""
+
+    save_as_new_version = forms.BooleanField(
+        required=False,
+        label="Save as a new plan version",
+        help_text="For a price live subscriptions bill: the changed price goes into a new version of the plan, "
+        "which becomes its default. This price stays as it is for the periods already running.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -110,7 +119,7 @@ class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
         ]
         candidate = Price(pk=self.original.pk, plan=plan, customer=customer)
         conflict = services.price_update_conflict(price=candidate, changed=changed)
-        if conflict is not None:
+        if conflict is not None and not cleaned.get("save_as_new_version"):
             raise ValidationError(price_in_use_message(candidate, conflict, changed))
         old_plan = self.original.plan
         if "plan" in changed and old_plan is not None and self.original.customer_id is None:
@@ -251,6 +260,8 @@ def _schedule_in_use(formset: BaseInlineFormSet, what: str) -> None:
     price = formset.instance
     if not formset.has_changed() or not Price.objects.filter(pk=price.pk).exists():
         return
+    if formset.data.get("save_as_new_version") in ("on", "true", "1", "True"):
+        return  # the changed schedule goes into a new plan version (``price_save_as_new_version``)
     conflict = services.price_update_conflict(price=price, changed=[what])
     if conflict is not None:
         raise ValidationError(price_in_use_message(price, conflict, [what]))

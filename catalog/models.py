@@ -345,6 +345,18 @@ class Plan(TimeStamped):
     renewal_reminder_enabled = models.BooleanField(default=True)
     renewal_reminder_days = models.PositiveIntegerField(default=3)
     archived_at = models.DateTimeField(null=True, blank=True)
+    # The version floating subscriptions bill from (written only by the plan-version services, with a
+    # ``PlanDefaultChange`` row each time): a period bills from the version that was default when it started.
+    default_version = models.ForeignKey(
+        "PlanVersion", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    default_version_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # The default before the latest change, and since when: a period that started between the two (the
+    # current one, right after a change) is rated from these without reading the log.
+    previous_default_version = models.ForeignKey(
+        "PlanVersion", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    previous_default_since = models.DateTimeField(null=True, blank=True, editable=False)
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
@@ -604,6 +616,72 @@ class DynamicRate(models.Model):
         return f"{decimal_string(self.unit_price)} from {self.effective_from:%Y-%m-%d %H:%M}"
 
 
+class PlanVersionStatus(models.TextChoices):
+    PUBLISHED = "published", "Published"
+    ARCHIVED = "archived", "Archived"
+
+
+class PlanVersion(models.Model):
+    """One price set of a plan, numbered from 1. Versions are never edited: a new price set is a new
+    version (``plan_version_mint``), and the plan's ``default_version`` says which one floating
+    subscriptions bill from. ``PlanVersionPrice`` rows hold the set, each line under its key."""
+
+    id = PublicIdField(prefix="pv")
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=PlanVersionStatus.choices, default=PlanVersionStatus.PUBLISHED)
+    based_on = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", help_text="The version it changed."
+    )
+    prices = models.ManyToManyField("Price", through="PlanVersionPrice", related_name="plan_versions")
+    created_by = models.CharField(max_length=200, blank=True, help_text="Who minted it: an admin user or an API key.")
+    created_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["plan", "-number"]
+        constraints = [models.UniqueConstraint(fields=["plan", "number"], name="plan_version_number_unique")]
+
+    def __str__(self) -> str:
+        return f"version {self.number}"
+
+
+class PlanVersionPrice(models.Model):
+    """A line of a plan version: the price it bills, under a key that names the line across versions."""
+
+    version = models.ForeignKey(PlanVersion, on_delete=models.CASCADE, related_name="lines")
+    # PROTECT: a price some version still bills cannot be deleted (old periods are rated from it).
+    price = models.ForeignKey("Price", on_delete=models.PROTECT, related_name="version_lines")
+    key = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="plan_version_key_unique"),
+            models.UniqueConstraint(fields=["version", "price"], name="plan_version_price_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PlanDefaultChange(models.Model):
+    """When a version became the plan's default: the log ``Plan.default_version`` is the latest row of.
+    Rating reads it for a period that started before the latest change (never for the common case)."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="default_changes")
+    version = models.ForeignKey(PlanVersion, on_delete=models.CASCADE, related_name="+")
+    effective_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["plan", "effective_at", "id"]
+        indexes = [models.Index(fields=["plan", "effective_at"])]
+
+    def __str__(self) -> str:
+        return f"version {self.version.number} default from {self.effective_at:%Y-%m-%d %H:%M}"
+
+
 class Customer(TimeStamped):
     """Who buys. ``external_id`` is the merchant's own key, used by events' ``externalSubject``."""
 
@@ -752,6 +830,20 @@ class Subscription(TimeStamped):
     tax_exempt = models.BooleanField(default=False)
     payment_term_days = models.PositiveIntegerField(default=0)
     version_policy = models.CharField(max_length=10, default="floating")
+    # The subscription's latest version move (written only by ``invoicing.services.plan_versions``, with a
+    # ``SubscriptionVersionChange`` row): from ``plan_version_from`` (None: from the start) it bills from
+    # ``plan_version``, or from its plan's default version when that is None (floating). Periods that started
+    # earlier are rated from the change rows, so a move never re-rates a period already started.
+    plan_version = models.ForeignKey(
+        PlanVersion, on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="subscriptions"
+    )
+    plan_version_from = models.DateTimeField(null=True, blank=True, editable=False)
+    # Once moved (``plan_version_from`` set): the version before the move (None: floating) and since when (None:
+    # from the start), so the period running up to a move is rated without reading the change rows.
+    previous_plan_version = models.ForeignKey(
+        PlanVersion, on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="+"
+    )
+    previous_plan_version_from = models.DateTimeField(null=True, blank=True, editable=False)
     elapsed_period_billing = models.CharField(max_length=12, default="none")
     billing_mode = models.CharField(
         max_length=10,
@@ -819,6 +911,26 @@ class Subscription(TimeStamped):
     @property
     def effective_billing_anchor(self):
         return self.billing_anchor or (self.plan.billing_anchor if self.plan_id else None) or self.started_at
+
+
+class SubscriptionVersionChange(models.Model):
+    """One move of a subscription between plan versions: from ``effective_at`` (None: from its start) it
+    bills from ``version`` (None: its plan's default version at each period's start). The latest row is
+    cached on the subscription; a move deletes the rows it supersedes (those not yet in force)."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="version_changes")
+    version = models.ForeignKey(PlanVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    effective_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["subscription", "effective_at", "id"]
+        indexes = [models.Index(fields=["subscription", "effective_at"])]
+
+    def __str__(self) -> str:
+        what = f"version {self.version.number}" if self.version_id else "the plan's default"
+        when = f"{self.effective_at:%Y-%m-%d %H:%M}" if self.effective_at else "the start"
+        return f"{what} from {when}"
 
 
 # --- Features (what entitlements grant access to) -------------------------------------------------

@@ -24,12 +24,16 @@ from .models import (
     Merchant,
     MetricFilter,
     Plan,
+    PlanDefaultChange,
+    PlanVersion,
+    PlanVersionPrice,
     Price,
     PriceTier,
     Product,
     StaffMerchantAccess,
     Subscription,
     SubscriptionStatus,
+    SubscriptionVersionChange,
 )
 
 
@@ -65,17 +69,144 @@ def subscription_prices(subscription: Subscription) -> list[Price]:
     return prices_for_subscriptions([subscription])[subscription.pk]
 
 
-def prices_for_subscriptions(subscriptions: Iterable[Subscription]) -> dict[str, list[Price]]:
-    """Subscription id → its billing prices, for many subscriptions in a fixed number of queries."""
+def prices_for_subscriptions(
+    subscriptions: Iterable[Subscription], *, at: dict[str, datetime] | None = None
+) -> dict[str, list[Price]]:
+    """Subscription id → its billing prices, for many subscriptions in a fixed number of queries.
+
+    ``at`` (subscription id → the start of the period to rate) picks each subscription's plan version for
+    that period; without it, or when that version is its plan's default, the plan's default lines. Only a
+    subscription on another version costs its own price read (as many statements as the plan's lines; the logs only for a
+    period older than the change before the latest).
+    """
     subscriptions = list(subscriptions)
-    table = _billing_prices({(s.plan_id, s.customer_id) for s in subscriptions})
-    return {s.pk: table[(s.plan_id, s.customer_id)] for s in subscriptions}
+    other: dict[str, str] = {}
+    if at:
+        logs = VersionLogs()
+        for s in subscriptions:
+            if s.pk in at and (s.plan_version_id is not None or s.plan.default_version_since is not None):
+                version_id = subscription_version_at(s, at[s.pk], logs)
+                if version_id is not None and version_id != s.plan.default_version_id:
+                    other[s.pk] = version_id
+    table = _billing_prices({(s.plan_id, s.customer_id) for s in subscriptions if s.pk not in other})
+    result = {s.pk: table[(s.plan_id, s.customer_id)] for s in subscriptions if s.pk not in other}
+    for s in subscriptions:
+        if s.pk in other:
+            result[s.pk] = version_prices_for_customer(
+                version_id=other[s.pk], plan_id=s.plan_id, customer_id=s.customer_id
+            )
+    return result
 
 
 def plan_prices_for_customer(*, plan: Plan, customer: Customer | None = None) -> list[Price]:
     """A plan's prices as ``customer`` would be billed (the plan's own prices when no customer is given)."""
     key = (plan.pk, customer.pk if customer else None)
     return _billing_prices({key})[key]
+
+
+# --- Plan versions: which price set bills a period ---------------------------------------------------
+#
+# A period is rated from one version: the subscription's, as it stood when the period started. The
+# subscription row (``plan_version``, ``plan_version_from``) and its plan row (``default_version``,
+# ``default_version_since``) answer for every period that started after the latest move, with no query;
+# only a period that started before a move reads the logs (``SubscriptionVersionChange``, ``PlanDefaultChange``).
+
+
+class VersionLogs:
+    """The version logs of some subscriptions and plans, read once (a billing run reuses one)."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[str, list[tuple[object, str | None]]] = {}
+        self._plans: dict[str, list[tuple[object, str]]] = {}
+
+    def subscription_rows(self, subscription_id: str) -> list[tuple[object, str | None]]:
+        if subscription_id not in self._subscriptions:
+            rows = SubscriptionVersionChange.objects.filter(subscription_id=subscription_id).order_by(
+                "effective_at", "id"
+            )
+            # "From the start" (no time) first, whichever way the database orders NULLs.
+            ordered = sorted(rows, key=lambda r: (r.effective_at is not None, r.effective_at or 0, r.pk))
+            self._subscriptions[subscription_id] = [(r.effective_at, r.version_id) for r in ordered]
+        return self._subscriptions[subscription_id]
+
+    def plan_rows(self, plan_id: str) -> list[tuple[object, str]]:
+        if plan_id not in self._plans:
+            rows = PlanDefaultChange.objects.filter(plan_id=plan_id).order_by("effective_at", "id")
+            self._plans[plan_id] = [(r.effective_at, r.version_id) for r in rows]
+        return self._plans[plan_id]
+
+
+def plan_default_version_at(plan: Plan, moment: datetime, logs: VersionLogs | None = None) -> str | None:
+    """The id of the version that was ``plan``'s default at ``moment`` (its first one before any)."""
+    since = plan.default_version_since
+    if since is None or moment >= since:
+        return plan.default_version_id
+    previous_since = plan.previous_default_since
+    if previous_since is not None and moment >= previous_since:
+        return plan.previous_default_version_id
+    rows = (logs or VersionLogs()).plan_rows(plan.pk)
+    chosen = rows[0][1] if rows else plan.default_version_id
+    for effective_at, version_id in rows:
+        if effective_at <= moment:
+            chosen = version_id
+    return chosen
+
+
+def subscription_version_at(
+    subscription: Subscription, moment: datetime, logs: VersionLogs | None = None
+) -> str | None:
+    """The id of the plan version that bills ``subscription``'s period starting at ``moment`` (None only for a
+    plan without versions). A floating subscription bills from the version that was the plan's default when
+    the period started, so a new default reaches it at its next period; a pinned one from its own."""
+    logs = logs or VersionLogs()
+    since = subscription.plan_version_from
+    if since is None or moment >= since:
+        pinned = subscription.plan_version_id
+    elif subscription.previous_plan_version_from is None or moment >= subscription.previous_plan_version_from:
+        pinned = subscription.previous_plan_version_id
+    else:
+        pinned = None
+        for effective_at, version_id in logs.subscription_rows(subscription.pk):
+            if effective_at is None or effective_at <= moment:
+                pinned = version_id
+    if pinned is not None:
+        return pinned
+    # Floating: a subscription started inside a period follows the default of its start, not the period's.
+    return plan_default_version_at(subscription.plan, max(moment, subscription.started_at), logs)
+
+
+def version_prices_for_customer(*, version_id: str, plan_id: str, customer_id: str | None) -> list[Price]:
+    """A version's prices as ``customer_id`` is billed (negotiated rates in place): the same statements as
+    the plan's default lines (one on PostgreSQL), the version's lines read by a subquery."""
+    rows = _priced_rows({plan_id}, {customer_id} if customer_id else set(), version_id=version_id)
+    plan_prices = [p for p in rows if p.customer_id is None]
+    negotiated = {p.overrides_id: p for p in rows if p.customer_id is not None}
+    return [negotiated.get(price.pk, price) for price in plan_prices]
+
+
+def plan_version_list(*, plan: Plan) -> QuerySet[PlanVersion]:
+    """A plan's versions, newest first, with their committed-subscription counts."""
+    from django.db.models import Count, Q
+
+    live = ~Q(subscriptions__status=SubscriptionStatus.TERMINATED)
+    return (
+        PlanVersion.objects.filter(plan=plan)
+        .annotate(subscription_count=Count("subscriptions", filter=live & Q(subscriptions__isnull=False)))
+        .order_by("-number")
+    )
+
+
+def plan_version_get(*, plan: Plan, number: int) -> PlanVersion:
+    return _get_or_404(plan_version_list(plan=plan), number=number)
+
+
+def plan_version_lines(version: PlanVersion) -> list[PlanVersionPrice]:
+    """The version's lines with their prices (tiers and rates prefetched), by key."""
+    return list(
+        version.lines.select_related("price", "price__plan")
+        .prefetch_related("price__tiers", "price__dynamic_rates")
+        .order_by("key")
+    )
 
 
 def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str | None], list[Price]]:
@@ -99,7 +230,7 @@ def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str |
     }
 
 
-def _priced_rows(plan_ids: set[str], customer_ids: set[str]) -> list[Price]:
+def _priced_rows(plan_ids: set[str], customer_ids: set[str], version_id: str | None = None) -> list[Price]:
     """The prices of ``plan_ids`` (the plans' own and the negotiated rates of ``customer_ids``) with their
     metric or fee, tiers and dynamic rates (and, on PostgreSQL, the metrics' filters): hand-written
     queries, one on PostgreSQL, three elsewhere. Every real-time event request reads them, and the ORM's
@@ -113,11 +244,20 @@ def _priced_rows(plan_ids: set[str], customer_ids: set[str]) -> list[Price]:
     if customer_ids:
         of_customers, customer_params = any_of("pr.customer_id", customer_ids)
         negotiated, params = f" OR {of_customers}", [*params, *customer_params]
+    where = f"{of_plans} AND (pr.customer_id IS NULL{negotiated})"
+    if version_id is not None:
+        # A version's own prices (some no longer on the plan's default lines), and the negotiated rates.
+        lines = PlanVersionPrice._meta.db_table
+        where = f"(pr.id IN (SELECT v.price_id FROM {lines} v WHERE v.version_id = %s) AND pr.customer_id IS NULL)"
+        params = [version_id]
+        if customer_ids:
+            where += f" OR ({of_plans} AND {of_customers})"
+            params = [version_id, *any_of("pr.plan_id", plan_ids)[1], *customer_params]
     nested = connection.vendor == "postgresql"
     rows = instances_select(
         f"SELECT {{columns}}{_NESTED if nested else ''} FROM {price} pr"
         f" LEFT JOIN {metric} m ON m.id = pr.billable_metric_id LEFT JOIN {fee} f ON f.id = pr.fee_id"
-        f" WHERE {of_plans} AND (pr.customer_id IS NULL{negotiated})"
+        f" WHERE {where}"
         " ORDER BY pr.plan_id, pr.invoice_display_name, pr.id",
         params,
         ((Price, "pr"), (BillableMetric, "m"), (Fee, "f")),

@@ -31,6 +31,10 @@ from .models import (
     Fee,
     Merchant,
     Plan,
+    PlanDefaultChange,
+    PlanVersion,
+    PlanVersionPrice,
+    PlanVersionStatus,
     Price,
     PriceModel,
     PriceTier,
@@ -386,9 +390,16 @@ def price_update_conflict(*, price: Price, changed: Iterable[str]) -> CatalogCon
     subscriptions bill a plan price. The admin asks this before it saves, to put the refusal on the form.
     """
     pricing_changes = [field for field in changed if field not in PRICE_DISPLAY_FIELDS]
-    if not (pricing_changes and price.plan_id and price.customer_id is None):
+    if not pricing_changes or price.customer_id is not None:
         return None
-    count = plan_live_subscription_count(plan=price.plan)
+    plan = price.plan if price.plan_id else None
+    if plan is None and price.pk:
+        # Off the default's lines, but an older version may still bill it (a pinned subscription).
+        held = PlanVersionPrice.objects.filter(price_id=price.pk).select_related("version__plan").first()
+        plan = held.version.plan if held is not None else None
+    if plan is None:
+        return None
+    count = plan_live_subscription_count(plan=plan)
     if not count:
         return None
     fields = sorted({_price_api_field(field) for field in pricing_changes})
@@ -553,6 +564,7 @@ def plan_create(
     plan.save()
     if lines:
         _plan_attach(plan, lines)
+    _version_add(plan, based_on=None, created_by="", now=now)
     return plan
 
 
@@ -585,6 +597,8 @@ def plan_update(
     plan.save()
     if lines is not None:
         _plan_attach(plan, lines)
+        if "prices" in touches_billing:  # no subscription bills it (else PLAN_IN_USE): a new version
+            _version_add(plan, based_on=plan.default_version, created_by="", now=now)
     return plan
 
 
@@ -607,6 +621,183 @@ def plan_update_conflict(*, plan: Plan, changed: Iterable[str]) -> CatalogConfli
         code="PLAN_IN_USE",
         details={"planId": plan.id, "fields": fields, "subscriptionCount": count},
     )
+
+
+# Plan versions
+
+
+@dataclass(frozen=True)
+class VersionLine:
+    """One line of a version to mint: a price id, with the key naming its line (None: a generated key)."""
+
+    price_id: str
+    key: str | None = None
+
+
+def _version_add(plan: Plan, *, based_on: PlanVersion | None, created_by: str, now: datetime) -> PlanVersion:
+    """Record the plan's attached lines as its next version and make it the default (the plan row is locked
+    or new). ``Price.plan`` then keeps meaning "a line of the default version" for every reader of it."""
+    last = PlanVersion.objects.filter(plan=plan).order_by("-number").values_list("number", flat=True).first()
+    version = PlanVersion.objects.create(
+        plan=plan,
+        number=(last or 0) + 1,
+        based_on=based_on,
+        created_by=created_by,
+        created_at=now,
+        published_at=now,
+        updated_at=now,
+    )
+    PlanVersionPrice.objects.bulk_create(
+        PlanVersionPrice(version=version, price_id=pk, key=key)
+        for pk, key in plan.prices.filter(customer__isnull=True).values_list("pk", "plan_line_key")
+    )
+    _default_set(plan, version, now)
+    return version
+
+
+def _default_set(plan: Plan, version: PlanVersion, now: datetime) -> None:
+    PlanDefaultChange.objects.create(plan=plan, version=version, effective_at=now)
+    plan.previous_default_version_id, plan.previous_default_since = plan.default_version_id, plan.default_version_since
+    plan.default_version, plan.default_version_since = version, now
+    plan.save(
+        update_fields=[
+            "default_version",
+            "default_version_since",
+            "previous_default_version",
+            "previous_default_since",
+            "updated_at",
+        ]
+    )
+
+
+@transaction.atomic
+def plan_version_mint(
+    *,
+    plan: Plan,
+    lines: list[VersionLine],
+    based_on_version_id: str | None = None,
+    created_by: str = "",
+    now: datetime,
+) -> PlanVersion:
+    """Mint the plan's next version from the complete price set it holds, and make it the default.
+
+    The change against the current default follows from the keys: a key on both sides with another price
+    replaces that line, a key only in ``lines`` adds one, a key the default holds and ``lines`` omits is
+    removed; a line without a key gets a generated one (never matched by price). A ``based_on_version_id``
+    that is no longer the default raises CatalogConflict VERSION_STALE. Floating subscriptions bill from the
+    new version from their next period (``catalog.selectors.subscription_version_at``); pinned ones stay.
+    """
+    plan = Plan.objects.select_for_update().get(pk=plan.pk)
+    current = plan.default_version
+    if based_on_version_id is not None and (current is None or current.pk != based_on_version_id):
+        raise CatalogConflict(
+            "The plan has moved on since that version was read: read its current version and build the set again.",
+            code="VERSION_STALE",
+            details={"basedOnVersionId": based_on_version_id, "currentVersionId": current.pk if current else None},
+        )
+    if not lines:
+        raise ValidationError({"prices": "A version must carry at least one price."})
+    current_keys = set(current.lines.values_list("key", flat=True)) if current else set()
+    prices = {p.pk: p for p in Price.objects.filter(merchant_id=plan.merchant_id, pk__in=[x.price_id for x in lines])}
+    errors: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        if line.price_id not in prices:
+            errors[f"prices[{index}].priceId"] = f"No price with id {line.price_id!r}."
+        if line.key is not None and line.key not in current_keys and not _PLAN_LINE_KEY.match(line.key):
+            errors[f"prices[{index}].key"] = (
+                "A new key starts with a lowercase letter or digit and has at most 64 of a-z, 0-9, _ and -."
+            )
+    if errors:
+        raise ValidationError(errors)
+    other_plans = (
+        PlanVersionPrice.objects.filter(price_id__in=list(prices))
+        .exclude(version__plan=plan)
+        .values_list("price_id", flat=True)
+    )
+    for price_id in other_plans[:1]:
+        raise CatalogConflict(
+            f"The price {price_id} is billed by another plan's version; create a new price for this plan.",
+            code="PRICE_ATTACHED_TO_OTHER_PLAN",
+            details={"priceId": price_id},
+        )
+    used = {line.key for line in lines if line.key}
+    keyed: list[tuple[Price, str | None]] = []
+    for line in lines:
+        key = line.key
+        if not key:
+            key = _free_line_key(prices[line.price_id], used | current_keys)
+            used.add(key)
+        keyed.append((prices[line.price_id], key))
+    _plan_attach(plan, keyed)
+    return _version_add(plan, based_on=current, created_by=created_by, now=now)
+
+
+@transaction.atomic
+def plan_version_make_default(*, version: PlanVersion, now: datetime) -> PlanVersion:
+    """Point the plan's default at ``version`` (either direction: a roll-back or forward). Idempotent.
+
+    Floating subscriptions bill from it from their next period; periods already started keep theirs."""
+    plan = Plan.objects.select_for_update().get(pk=version.plan_id)
+    version = PlanVersion.objects.select_for_update().get(pk=version.pk)
+    if plan.default_version_id == version.pk:
+        return version
+    if version.status != PlanVersionStatus.PUBLISHED:
+        raise CatalogConflict("An archived version cannot become the default.", code="VERSION_ARCHIVED")
+    _plan_attach(plan, [(line.price, line.key) for line in version.lines.select_related("price").order_by("key")])
+    _default_set(plan, version, now)
+    version.updated_at = now
+    version.save(update_fields=["updated_at"])
+    return version
+
+
+# Fields a price copied into a new version does not take over from the price it replaces.
+_PRICE_COPY_EXCLUDED = {"id", "merchant", "plan", "plan_line_key", "customer", "overrides", "created_at", "updated_at"}
+
+
+@transaction.atomic
+def price_save_as_new_version(
+    *,
+    price: Price,
+    changes: dict[str, Any],
+    tiers: list[TierRow] | None = None,
+    rates: list[RateRow] | None = None,
+    created_by: str = "",
+    now: datetime,
+) -> tuple[Price, PlanVersion]:
+    """Change a plan price that live subscriptions bill without re-pricing a running period: a copy of
+    ``price`` with ``changes`` (and ``tiers``/``rates`` when given) replaces it on its line in a new plan
+    version (``plan_version_mint``). ``price`` itself stays as it is, billed by the versions that hold it."""
+    price = Price.objects.select_related("plan").get(pk=price.pk)
+    plan = price.plan
+    if plan is None or price.customer_id is not None:
+        raise ValidationError("Only a price on a plan's lines can be saved as a new plan version.")
+    old_tiers, old_rates = _price_schedule(price)
+    fields = {
+        field.name: getattr(price, field.name)
+        for field in Price._meta.concrete_fields
+        if field.name not in _PRICE_COPY_EXCLUDED
+    }
+    fields.update({k: v for k, v in changes.items() if k not in _PRICE_COPY_EXCLUDED and v is not UNCHANGED})
+    copy = price_create(
+        merchant=price.merchant,
+        fields=fields,
+        tiers=old_tiers if tiers is None else tiers,
+        rates=old_rates if rates is None else rates,
+    )
+    current = plan.default_version
+    if current is not None:
+        held = list(current.lines.order_by("key").values_list("price_id", "key"))
+    else:  # a plan from before versions were recorded
+        held = list(plan.prices.filter(customer__isnull=True).values_list("pk", "plan_line_key"))
+    lines = [VersionLine(copy.pk if pk == price.pk else pk, key or None) for pk, key in held]
+    version = plan_version_mint(
+        plan=plan,
+        lines=lines,
+        based_on_version_id=current.pk if current is not None else None,
+        created_by=created_by,
+        now=now,
+    )
+    return copy, version
 
 
 # Customers

@@ -36,7 +36,13 @@ from core.formatting import decimal_string
 from . import usage as usage_source
 from .models import InvoiceKind, LineKind
 from .periods import Period, local_date, next_period, period_at
-from .pricing_adapter import plan_prices_for_customer, price_spec_from_price
+from .pricing_adapter import (
+    VersionLogs,
+    plan_prices_for_customer,
+    price_spec_from_price,
+    subscription_version_at,
+    version_prices_for_customer,
+)
 
 HUNDRED = Decimal(100)
 ONE_OFF = "P0D"
@@ -234,6 +240,7 @@ class Biller:
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str], PriceSpec] = {}
         self._prices: dict[tuple[str, str], list[Price]] = {}
+        self._version_logs = VersionLogs()
         # (metric id, start, end) -> {customer id: quantity}
         self._usage: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = {}
 
@@ -241,8 +248,19 @@ class Biller:
     def remember_prices(self, subscription_id: str, plan_id: str, prices: list[Price]) -> None:
         self._prices[(subscription_id, plan_id)] = prices
 
-    def prices(self, subscription: Subscription, plan=None) -> list[Price]:
+    def prices(self, subscription: Subscription, plan=None, *, at: datetime | None = None) -> list[Price]:
+        """The prices that bill ``subscription`` on ``plan`` (its own by default); with ``at``, the start of
+        the period to rate, from the plan version the subscription was on for that period."""
         plan = plan or subscription.plan
+        if at is not None and plan.pk == subscription.plan_id:
+            version_id = subscription_version_at(subscription, at, self._version_logs)
+            if version_id is not None and version_id != plan.default_version_id:
+                key = (subscription.id, f"version:{version_id}")
+                if key not in self._prices:
+                    self._prices[key] = version_prices_for_customer(
+                        version_id=version_id, plan_id=plan.pk, customer_id=subscription.customer_id
+                    )
+                return self._prices[key]
         key = (subscription.id, plan.id)
         if key not in self._prices:
             prices = plan_prices_for_customer(plan=plan, customer=subscription.customer)
@@ -371,7 +389,7 @@ class Biller:
             return []
         return [
             (price.billable_metric_id, start, end)
-            for price in self.prices(subscription)
+            for price in self.prices(subscription, at=period.start)
             if price.billable_metric_id and not usage_source.needs_event_values(price)
         ]
 
@@ -390,7 +408,7 @@ class Biller:
         plan = subscription.plan
         period = subscription_period_at(subscription, subscription.started_at)
         start, end = service_window(subscription, period)
-        prices = [p for p in self.prices(subscription) if is_in_advance_fee(p) or is_one_off(p)]
+        prices = [p for p in self.prices(subscription, at=period.start) if is_in_advance_fee(p) or is_one_off(p)]
         if not prices:
             return None
         lines = []
@@ -437,7 +455,7 @@ class Biller:
         if until is not None:
             usage_end = max(usage_start, min(usage_end, until))
         lines: list[LineDraft] = []
-        prices = self.prices(subscription)
+        prices = self.prices(subscription, at=period.start)
         if usage_start < usage_end:
             for price in prices if with_usage else ():
                 if price.billable_metric_id:
@@ -471,7 +489,7 @@ class Biller:
         elif stop is None or stop > period.end:
             following = subscription_next_period(subscription, period)
             advance_plan = next_plan or plan
-            for price in self.prices(subscription, advance_plan):
+            for price in self.prices(subscription, advance_plan, at=following.start):
                 if is_in_advance_fee(price):
                     active_from = (
                         subscription.trial_ends_at
@@ -503,7 +521,7 @@ class Biller:
         period = subscription_period_at(subscription, at)
         start, _ = service_window(subscription, period)
         lines: list[LineDraft] = []
-        old_prices = self.prices(subscription)
+        old_prices = self.prices(subscription, at=period.start)
         usage_start = max(start, subscription.trial_ends_at or start, charge_from or start)
         if usage_start < at:
             for price in old_prices:

@@ -1,6 +1,21 @@
 """Where invoicing gets prices and engine specs: the catalog's adapter and billing-price selectors."""
 
 from catalog.pricing_adapter import price_spec_from_price
-from catalog.selectors import plan_prices_for_customer, prices_for_subscriptions, subscription_prices
+from catalog.selectors import (
+    VersionLogs,
+    plan_prices_for_customer,
+    prices_for_subscriptions,
+    subscription_prices,
+    subscription_version_at,
+    version_prices_for_customer,
+)
 
-__all__ = ["plan_prices_for_customer", "price_spec_from_price", "prices_for_subscriptions", "subscription_prices"]
+__all__ = [
+    "VersionLogs",
+    "plan_prices_for_customer",
+    "price_spec_from_price",
+    "prices_for_subscriptions",
+    "subscription_prices",
+    "subscription_version_at",
+    "version_prices_for_customer",
+]

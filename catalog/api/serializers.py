@@ -952,3 +952,95 @@ class CustomerOutput(serializers.Serializer):
     @extend_schema_field({"type": "object", "additionalProperties": {"type": "number"}})
     def get_taxRates(self, customer) -> dict:
         return {} if customer.tax_rate is None else {"default": customer.tax_rate.normalize()}
+
+
+# Plan versions
+
+
+class PlanVersionSummaryOutput(serializers.Serializer):
+    id = serializers.CharField()
+    object = Constant("plan_version")
+    versionNumber = serializers.IntegerField(source="number")
+    status = serializers.CharField()
+    isDefault = serializers.SerializerMethodField()
+    subscriptionCount = serializers.IntegerField(source="subscription_count")
+    publishedAt = serializers.DateTimeField(source="published_at", required=False)
+
+    def get_isDefault(self, version) -> bool:
+        return version.plan.default_version_id == version.pk
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get("publishedAt") is None:
+            data.pop("publishedAt", None)  # optional on the client: absent, not null
+        return data
+
+
+class PlanVersionPriceSlotOutput(PlanPriceOutput):
+    """One line of a version: every price field, with the line's ``key`` and ``priceDeleted``."""
+
+    priceDeleted = serializers.SerializerMethodField()
+
+    def get_priceDeleted(self, price) -> bool:
+        return False  # a price some version holds cannot be deleted (PROTECT)
+
+
+class PlanVersionOutput(PlanVersionSummaryOutput):
+    updatedAt = serializers.DateTimeField(source="updated_at")
+    basedOnVersionId = serializers.CharField(source="based_on_id", required=False)
+    prices = serializers.SerializerMethodField()
+    # Meterline extension.
+    createdBy = serializers.CharField(source="created_by")
+
+    @extend_schema_field(PlanVersionPriceSlotOutput(many=True))
+    def get_prices(self, version) -> list:
+        from catalog.selectors import plan_version_lines
+
+        slots = []
+        for line in plan_version_lines(version):
+            data = PlanVersionPriceSlotOutput(line.price, context={"plan": version.plan}).data
+            data["key"] = line.key
+            slots.append(data)
+        return slots
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get("basedOnVersionId") is None:
+            data.pop("basedOnVersionId", None)
+        return data
+
+
+class PlanVersionMintInput(StrictSerializer):
+    prices = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=True,
+        help_text="The complete price set: price ids, or {priceId, key} objects; keys decide replace/add/remove.",
+    )
+    basedOnVersionId = serializers.CharField(source="based_on_version_id", required=False)
+
+    def validate_prices(self, value):
+        from catalog.services import VersionLine
+
+        lines, errors = [], {}
+        for index, entry in enumerate(value):
+            if isinstance(entry, str) and entry:
+                lines.append(VersionLine(entry))
+                continue
+            if isinstance(entry, dict) and set(entry) <= {"priceId", "key"} and isinstance(entry.get("priceId"), str):
+                key = entry.get("key")
+                if key is None or isinstance(key, str):
+                    lines.append(VersionLine(entry["priceId"], key or None))
+                    continue
+            errors[index] = ["Give a price id, or a {priceId, key} object with string values."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return lines
+
+
+class PlanVersionTransitionInput(StrictSerializer):
+    default = serializers.BooleanField(required=False)
+
+    def validate(self, attrs):
+        if attrs.get("default") is not True:
+            raise serializers.ValidationError({"default": "Send true to make this version the plan's default."})
+        return attrs

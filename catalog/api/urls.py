@@ -16,6 +16,12 @@ urlpatterns = [
     path("v0/plans", views.PlanCollectionApi.as_view(), name="plans"),
     path("v0/plans/available", views.PlanAvailableApi.as_view(), name="plans-available"),
     path("v0/plans/<str:id>", views.PlanDetailApi.as_view(), name="plan"),
+    path("v0/plans/<str:id>/versions", views.PlanVersionCollectionApi.as_view(), name="plan-versions"),
+    path(
+        "v0/plans/<str:id>/versions/<int:version_number>",
+        views.PlanVersionDetailApi.as_view(),
+        name="plan-version",
+    ),
     path("v0/customers", views.CustomerCollectionApi.as_view(), name="customers"),
     path("v0/customers/<str:id>", views.CustomerDetailApi.as_view(), name="customer"),
     path("v0/features", features.FeatureCollectionApi.as_view(), name="features"),

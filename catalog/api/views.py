@@ -419,6 +419,79 @@ class PlanDetailApi(CatalogApi):
         return Response(s.PlanOutput(self.get_object(id)).data)
 
 
+# Plan versions
+
+
+def _created_by(request) -> str:
+    key = getattr(request, "auth", None)
+    return f"API key {key.pk}" if getattr(key, "pk", None) else ""
+
+
+class PlanVersionCollectionApi(CatalogApi):
+    @extend_schema(
+        operation_id="listPlanVersions",
+        tags=["plans"],
+        parameters=PAGING,
+        responses={
+            200: list_output("ListPlanVersionsResponse", s.PlanVersionSummaryOutput, with_object=True),
+            **ERRORS,
+        },
+        description="The plan's versions, newest first.",
+    )
+    def get(self, request, id: str):
+        plan = selectors.plan_get(merchant=self.merchant, plan_id=id)
+        versions = selectors.plan_version_list(plan=plan).select_related("plan")
+        return self.page(versions, s.PlanVersionSummaryOutput, with_object=True)
+
+    @extend_schema(
+        operation_id="mintPlanVersion",
+        tags=["plans"],
+        request=s.PlanVersionMintInput,
+        responses={201: s.PlanVersionOutput, **ERRORS, **CONFLICT},
+        description="Mint the next version from the complete price set it holds and make it the default. Keys "
+        "decide: a key on both sides with another price replaces that line, a new key adds one, an omitted key "
+        "removes it. A basedOnVersionId that is no longer the default is a 409 VERSION_STALE. Floating "
+        "subscriptions bill from it from their next period.",
+    )
+    def post(self, request, id: str):
+        plan = selectors.plan_get(merchant=self.merchant, plan_id=id)
+        data = self.body(s.PlanVersionMintInput)
+        with wire_field_names():
+            version = services.plan_version_mint(
+                plan=plan,
+                lines=data["prices"],
+                based_on_version_id=data.get("based_on_version_id"),
+                created_by=_created_by(request),
+                now=timezone.now(),
+            )
+        version = selectors.plan_version_get(plan=plan, number=version.number)
+        return Response(s.PlanVersionOutput(version).data, status=status.HTTP_201_CREATED)
+
+
+class PlanVersionDetailApi(CatalogApi):
+    def get_object(self, id: str, version_number: int):
+        plan = selectors.plan_get(merchant=self.merchant, plan_id=id)
+        return selectors.plan_version_get(plan=plan, number=version_number)
+
+    @extend_schema(operation_id="getPlanVersion", tags=["plans"], responses={200: s.PlanVersionOutput, **ERRORS})
+    def get(self, request, id: str, version_number: int):
+        return Response(s.PlanVersionOutput(self.get_object(id, version_number)).data)
+
+    @extend_schema(
+        operation_id="transitionPlanVersion",
+        tags=["plans"],
+        request=s.PlanVersionTransitionInput,
+        responses={200: s.PlanVersionOutput, **ERRORS, **CONFLICT},
+        description="`default: true` points the plan's default at this version (a roll-back or forward); "
+        "idempotent. Floating subscriptions bill from it from their next period.",
+    )
+    def patch(self, request, id: str, version_number: int):
+        version = self.get_object(id, version_number)
+        self.body(s.PlanVersionTransitionInput)
+        services.plan_version_make_default(version=version, now=timezone.now())
+        return Response(s.PlanVersionOutput(self.get_object(id, version_number)).data)
+
+
 # Customers
 
 

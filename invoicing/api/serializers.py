@@ -157,6 +157,23 @@ class TerminationInput(StrictSerializer):
     changeReason = serializers.ChoiceField(source="change_reason", choices=CHANGE_REASONS, required=False)
 
 
+class VersionMigrationInput(StrictSerializer):
+    targetVersionNumber = serializers.IntegerField(source="target_version_number", min_value=1)
+    timing = serializers.ChoiceField(choices=["next_period", "immediate"], required=False)
+
+
+class VersionMigrationOutput(serializers.Serializer):
+    fromVersionNumber = serializers.IntegerField(source="from_version_number", allow_null=True)
+    toVersionNumber = serializers.IntegerField(source="to_version_number")
+    effectiveAt = UtcDateTimeField(source="effective_at", allow_null=True)
+    entitlementsEffectiveAt = UtcDateTimeField(source="entitlements_effective_at", allow_null=True)
+    changed = serializers.BooleanField()
+
+
+class LineItemsSyncOutput(serializers.Serializer):
+    syncFailed = serializers.BooleanField()
+
+
 class BreakdownOutput(serializers.Serializer):
     upfrontCharges = DecimalString()
     walletCharge = DecimalString()

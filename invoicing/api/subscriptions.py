@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, status
 from rest_framework.fields import DateTimeField
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from core.api.pagination import paginate
 from core.api.serializers import list_output
 from invoicing import selectors, services
 from invoicing.models import InvoiceError
+from invoicing.services import plan_versions
 
 from . import serializers as s
 from .common import CONFLICT, ERRORS, PAGING, BillingApi, conflict, subscription_or_404
@@ -262,3 +263,48 @@ class SubscriptionTerminationApi(BillingApi):
             change_reason=data.get("change_reason"),
         )
         return Response(subscription_body(request, subscription_or_404(self.merchant, id)))
+
+
+class SubscriptionVersionMigrationApi(BillingApi):
+    @extend_schema(
+        operation_id="migrateSubscriptionVersion",
+        tags=["subscriptions"],
+        request=s.VersionMigrationInput,
+        responses={
+            200: inline_serializer(
+                "MigrateSubscriptionVersionResponse",
+                {
+                    "subscription": s.SubscriptionOutput(),
+                    "migration": s.VersionMigrationOutput(),
+                    "lineItems": s.LineItemsSyncOutput(),
+                },
+            ),
+            **ERRORS,
+            **CONFLICT,
+        },
+        description="Pins the subscription to a published version of its plan (versionPolicy becomes pinned). "
+        "`next_period` (the default: the plan's versionTransition) moves it at the end of the current period; "
+        "`immediate` rates the whole current period's in-arrears prices at the target and in-advance prices from "
+        "the next period. A closed period is never re-rated. A version the plan does not have → 404; a "
+        "subscription that is not live (NOT_LIVE) or ends by the boundary (ENDS_BEFORE_BOUNDARY) → 409.",
+    )
+    def post(self, request, id: str):
+        subscription = subscription_or_404(self.merchant, id)
+        data = self.body(s.VersionMigrationInput)
+        try:
+            migration = plan_versions.subscription_version_migrate(
+                subscription=subscription,
+                target_version_number=data["target_version_number"],
+                timing=data.get("timing"),
+                now=timezone.now(),
+            )
+        except plan_versions.VersionNotFound as error:
+            raise exceptions.NotFound(str(error)) from None
+        except plan_versions.VersionMigrationConflict as error:
+            raise conflict(str(error), error.code) from None
+        body = {
+            "subscription": subscription_body(request, subscription_or_404(self.merchant, id)),
+            "migration": s.VersionMigrationOutput(migration).data,
+            "lineItems": {"syncFailed": False},
+        }
+        return Response(body)

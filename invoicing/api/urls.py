@@ -17,6 +17,11 @@ urlpatterns = [
         projections.UpcomingInvoiceApi.as_view(),
         name="subscription-upcoming-invoice",
     ),
+    path(
+        "v0/subscriptions/<str:id>/versionMigration",
+        subscriptions.SubscriptionVersionMigrationApi.as_view(),
+        name="subscription-version-migration",
+    ),
     path("v0/customers/<str:customer_id>/topUps", purchases.CustomerTopUpApi.as_view(), name="customer-top-ups"),
     path(
         "v0/customers/<str:customer_id>/reservedCapacity",

@@ -138,7 +138,10 @@ def _raw_moment(raw: dict, now: datetime) -> datetime | None:
 def _debit_context(*, subscriptions: list[Subscription], raw_events: Sequence, now: datetime) -> _DebitContext | None:
     """Lock the wallets of the request's real-time customers and read what their debits are priced
     from; None when no subscription has a price debited in real time."""
-    all_prices = prices_for_subscriptions(subscriptions)
+    # Priced from the plan version of each subscription's current period (no query unless it moved).
+    all_prices = prices_for_subscriptions(
+        subscriptions, at={s.pk: subscription_period_at(s, subscription_now(s, now)).start for s in subscriptions}
+    )
     by_customer: dict[str, list[Subscription]] = defaultdict(list)
     prices: dict[str, list[Price]] = {}
     for subscription in subscriptions:

@@ -86,7 +86,10 @@ def events_link_and_debit(
 
 
 def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, list], wallets, *, now) -> list[Debit]:
-    all_prices = prices_for_subscriptions(subscriptions)
+    # Priced from the plan version of each subscription's current period (no query unless it moved).
+    all_prices = prices_for_subscriptions(
+        subscriptions, at={s.pk: subscription_period_at(s, subscription_now(s, now)).start for s in subscriptions}
+    )
     debits: list[Debit] = []
     counted: dict[counters.CounterKey, Decimal] = {}
     definitions: dict[str, str] = {}

@@ -8,8 +8,9 @@ is written, and a savepoint that turns a lost race into a skip.
 One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/services/``"):
 ``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
-``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``credit_notes``, ``delivery`` (e-mailing issued documents), ``dunning`` (reminders of
-overdue invoices), ``upfront_payment`` and
+``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``credit_notes``,
+``delivery`` (e-mailing issued documents), ``dunning`` (reminders of overdue invoices), ``plan_versions`` (moves
+between plan versions), ``upfront_payment`` and
 ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
@@ -50,6 +51,12 @@ from .lifecycle import (
 )
 from .manual_lines import ManualLineConflict, ManualLineError, ManualLineInput, manual_line_item_create
 from .numbering import credit_note_number_format, invoice_number_format
+from .plan_versions import (
+    VersionMigration,
+    VersionMigrationConflict,
+    VersionNotFound,
+    subscription_version_migrate,
+)
 from .runs import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_ATTEMPTS,
@@ -71,6 +78,10 @@ __all__ = [
     "ManualLineError",
     "ManualLineInput",
     "manual_line_item_create",
+    "VersionMigration",
+    "VersionMigrationConflict",
+    "VersionNotFound",
+    "subscription_version_migrate",
     # dunning
     "dunning_reminder_send",
     "dunning_reminders_send_due",

@@ -25,6 +25,7 @@ from ..models import (
 )
 from ..webhook_events import subscription_created_emit, subscription_terminated_emit
 from .catch_up import catch_up_enqueue, subscription_start_check_bounds
+from .plan_versions import VERSION_FIELDS, subscription_version_policy_apply
 from .runs import close_one_subscription, plan_change_apply, subscription_lock
 from .settlement import plan_charged_from, with_prepaid
 from .writer import invoice_from_composition, invoice_insert_or_skip
@@ -87,6 +88,8 @@ def subscription_start(
             test_clock=test_clock,
             **(extra_fields or {}),
         )
+        if subscription.version_policy == "pinned":  # pinned to the version it starts on
+            subscription.plan_version_id = plan.default_version_id
         subscription.full_clean()
         subscription.save()
         subscription_created_emit(subscription=subscription, now=now)
@@ -281,6 +284,9 @@ def subscription_update(*, subscription: Subscription, changes: dict, now: datet
     with transaction.atomic():
         subscription_lock(subscription)
         fields = []
+        if "version_policy" in changes and changes["version_policy"] != subscription.version_policy:
+            subscription_version_policy_apply(subscription=subscription, policy=changes["version_policy"], now=now)
+            fields += list(VERSION_FIELDS)
         for name in SUBSCRIPTION_UPDATABLE:
             if name in changes:
                 setattr(subscription, name, changes[name])

@@ -22,7 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from catalog.models import Customer, Subscription, SubscriptionStatus
+from catalog.models import Customer, Subscription, SubscriptionStatus, SubscriptionVersionChange
 from wallets.models import WebhookEndpoint
 from wallets.selectors import subscriptions_with_debits
 from wallets.webhooks import webhook_endpoints_by_merchant
@@ -57,6 +57,7 @@ from ..models import (
 from ..periods import Period
 from ..pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
 from ..webhook_events import invoice_created_emit, subscription_terminated_emit
+from .plan_versions import VERSION_FIELDS
 from .settlement import with_prepaid
 from .writer import invoice_from_composition, invoice_issue, line_rows
 
@@ -663,7 +664,13 @@ def _already_invoiced(item: _Work) -> bool:
 def plan_change_apply(sub: Subscription, change: SubscriptionPlanChange, *, invoice: Invoice | None) -> None:
     sub.plan = change.to_plan
     sub.plan_changed_at = change.effective_at  # real-time debiting starts the new plan's usage here
-    sub.save(update_fields=["plan", "plan_changed_at", "updated_at"])
+    # Versions are the old plan's: a pinned subscription is pinned to the new plan's default, a floating one
+    # follows it (its moves are dropped; a subscription never moved has none, and costs no statement).
+    if sub.plan_version_from is not None:
+        SubscriptionVersionChange.objects.filter(subscription=sub).delete()
+    sub.plan_version_id = change.to_plan.default_version_id if sub.version_policy == "pinned" else None
+    sub.plan_version_from = sub.previous_plan_version_id = sub.previous_plan_version_from = None
+    sub.save(update_fields=["plan", "plan_changed_at", *VERSION_FIELDS, "updated_at"])
     change.applied_at = change.effective_at
     change.invoice = invoice
     change.save(update_fields=["applied_at", "invoice"])

@@ -106,8 +106,9 @@ def test_repricing_a_price_live_subscriptions_bill_is_refused_on_the_form(billin
     assert response.status_code == 200
     assert form_errors(response) == [
         "This price is billed by 1 live subscription (plan “Pro”). Changing its unit price would re-price periods "
-        "already running; create a new price instead and attach it to the plan. Only the invoice display name, "
-        "display group and rate type can change."
+        "already running; tick “Save as a new plan version” to put the changed price in a new version of the "
+        "plan instead (floating subscriptions move to it at their next period, pinned ones stay). Only the "
+        "invoice display name, display group and rate type can change in place."
     ]
     assert "This price is billed by 1 live subscription" in response.content.decode()
     live_price.refresh_from_db()
@@ -197,8 +198,9 @@ def test_editing_a_tier_of_a_price_in_use_is_refused(billing_admin_client):
     assert response.status_code == 200
     assert formset(response, "tiers").non_form_errors() == [
         "This price is billed by 1 live subscription (plan “Pro”). Changing its tiers would re-price periods "
-        "already running; create a new price instead and attach it to the plan. Only the invoice display name, "
-        "display group and rate type can change."
+        "already running; tick “Save as a new plan version” to put the changed price in a new version of the "
+        "plan instead (floating subscriptions move to it at their next period, pinned ones stay). Only the "
+        "invoice display name, display group and rate type can change in place."
     ]
     assert list(PriceTier.objects.filter(price=price).values_list("up_to", "unit_price")) == [
         (None, Decimal("0.000001"))

@@ -118,6 +118,10 @@ def test_billing_admin_can_add_and_save(billing_admin_client, catalog_data):
         "prices-INITIAL_FORMS": str(plan.prices.count()),
         "prices-MIN_NUM_FORMS": "0",
         "prices-MAX_NUM_FORMS": "0",
+        "versions-TOTAL_FORMS": str(plan.versions.count()),
+        "versions-INITIAL_FORMS": str(plan.versions.count()),
+        "versions-MIN_NUM_FORMS": "0",
+        "versions-MAX_NUM_FORMS": "0",
     }
     assert billing_admin_client.get(url(Plan, "add")).status_code == 200
     response = billing_admin_client.post(url(Plan, "change", quote(plan.pk)), form_data)

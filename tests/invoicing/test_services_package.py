@@ -48,6 +48,7 @@ def test_the_modules_are_the_domain_verbs():
         "lifecycle",
         "manual_lines",
         "numbering",
+        "plan_versions",
         "runs",
         "settlement",
         "test_clocks",
