@@ -611,13 +611,16 @@ class InvoiceLineItemsOutput(serializers.Serializer):
 
 
 class InvoiceStatusField(serializers.ChoiceField):
-    """The stored status as the client's Invoice.status literal (void → CANCELLED)."""
+    """The stored status as the client's Invoice.status literal (void → CANCELLED); an open invoice whose
+    automatic charge failed (``payment_failed_at``) is PAYMENT_FAILED. Reads the whole invoice (``source="*"``)."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=WIRE_STATUSES, **kwargs)
+        super().__init__(choices=WIRE_STATUSES, source="*", **kwargs)
 
-    def to_representation(self, value):
-        return STATUS_TO_WIRE[value]
+    def to_representation(self, invoice):
+        if invoice.payment_failed_at is not None and invoice.status in OPEN_STATUSES:
+            return "PAYMENT_FAILED"
+        return STATUS_TO_WIRE[invoice.status]
 
 
 def invoice_sequence_number(invoice) -> int:
