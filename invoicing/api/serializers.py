@@ -58,6 +58,9 @@ WIRE_STATUSES = (
 )
 # A wire status filter matches every stored status shown as it (ISSUED: issued, partially paid, overdue).
 WIRE_TO_STATUS = {wire: [stored for stored, shown in STATUS_TO_WIRE.items() if shown == wire] for wire in WIRE_STATUSES}
+# An open invoice whose automatic charge failed (``payment_failed_at``) is PAYMENT_FAILED on the wire, not ISSUED.
+WIRE_TO_STATUS["PAYMENT_FAILED"] = list(OPEN_STATUSES)
+WIRE_PAYMENT_FAILED_FILTER = {"PAYMENT_FAILED": True, "ISSUED": False}
 CHANGE_REASONS = ("commercial", "correction", "migration", "unspecified")
 
 

@@ -223,3 +223,37 @@ def test_the_beat_schedules_the_auto_charge(settings):
     app.loader.import_default_modules()
     [entry] = [v for k, v in settings.CELERY_BEAT_SCHEDULE.items() if k.startswith("payments-")]
     assert entry["task"] == "payments.invoices_auto_charge_due" and entry["task"] in app.tasks
+
+
+def test_the_invoice_page_shows_each_attempt_with_its_stripe_reference_and_failure_reason(
+    stripe_connected, stripe_server, merchant, now, superuser_client
+):
+    from django.urls import reverse
+
+    failed = auto_charged(merchant, now, card="pm_card_chargeCustomerFail")
+    attempt = invoice_auto_charge(invoice_id=failed.pk, now=now)
+    untouched = auto_charged(merchant, now, auto_charge=False)
+
+    page = superuser_client.get(reverse("admin:invoicing_invoice_change", args=[failed.pk])).content.decode()
+    empty = superuser_client.get(reverse("admin:invoicing_invoice_change", args=[untouched.pk])).content.decode()
+
+    assert "Payment attempts" in page and attempt.reference in page
+    assert "generic_decline Your card was declined." in page and "Failed" in page
+    assert "$123.45" in page and "visa •••• 0341" in page
+    assert "Payment attempts" in empty and "None (an invoice of an autoCharge subscription" in empty
+
+
+def test_the_api_shows_a_declined_invoice_as_payment_failed_and_filters_by_it(
+    stripe_connected, stripe_server, merchant, now, api_client
+):
+    declined = auto_charged(merchant, now, card="pm_card_chargeCustomerFail")
+    invoice_auto_charge(invoice_id=declined.pk, now=now)
+    still_issued = auto_charged(merchant, now, auto_charge=False)
+
+    one = api_client.get(f"/v2/invoices/{declined.pk}").json()
+    failed = api_client.get("/v2/invoices", {"status": "PAYMENT_FAILED"}).json()
+    issued_ = api_client.get("/v2/invoices", {"status": "ISSUED"}).json()
+
+    assert one["status"] == "PAYMENT_FAILED"
+    assert [row["id"] for row in failed["data"]] == [declined.pk]
+    assert [row["id"] for row in issued_["data"]] == [still_issued.pk]
