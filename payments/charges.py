@@ -10,7 +10,7 @@ The protocol, three steps, no row lock held across the network:
 2. **Charge** (no transaction): an off-session PaymentIntent with the idempotency key
    ``meterline-charge-{invoice}-{attempt}``: the same attempt is the same key, so a resumed attempt, a re-sent
    task or a second worker gets Stripe's first answer back, never a second charge.
-3. **Record** (one short transaction): lock the attempt, and unless another worker recorded it already, write
+3. **Record** (one short transaction): lock the invoice, then the attempt, and unless another worker recorded it already, write
    the outcome. Success records a ``Payment`` (method card, reference ``pi_…``, idempotency key
    ``charge-{pi_…}``) through ``invoicing.receivables.payment_record``, linked one-to-one to the attempt;
    a decline flags the invoice ``PAYMENT_FAILED`` (``invoice_payment_failed_mark``) with Stripe's reason;
@@ -141,7 +141,13 @@ def _chargeable(invoice: Invoice) -> bool:
 
 @transaction.atomic
 def _record(*, attempt_id: str, result: ChargeResult, now: datetime) -> PaymentAttempt:
-    attempt = PaymentAttempt.objects.select_for_update().select_related("invoice__customer").get(pk=attempt_id)
+    # The lock order of the claim: the invoice (receivables' order), then the attempt. A late record of a worker
+    # whose lease ended meets the resuming worker's claim in the same order, never in a deadlock.
+    invoice_id = PaymentAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
+    invoices_lock([invoice_id])
+    attempt = (
+        PaymentAttempt.objects.select_for_update(of=("self",)).select_related("invoice__customer").get(pk=attempt_id)
+    )
     if attempt.status != PaymentAttemptStatus.PENDING:
         return attempt  # recorded by the worker that resumed or raced us: same PaymentIntent, nothing to add
     attempt.reference = result.reference or None
