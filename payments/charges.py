@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from invoicing.models import OPEN_STATUSES, Invoice
 from invoicing.receivables import InvoicePaymentError, invoice_payment_failed_mark, payment_record
@@ -91,7 +91,7 @@ def invoice_auto_charge(*, invoice_id: str, now: datetime) -> PaymentAttempt | N
 @transaction.atomic
 def _claim(*, invoice_id: str, now: datetime) -> _Claim | None:
     invoice = invoices_lock([invoice_id]).get(invoice_id)
-    if invoice is None or not _chargeable(invoice):
+    if invoice is None:
         return None
     integration = selectors.integration_active(merchant_id=invoice.merchant_id)
     if integration is None:
@@ -100,10 +100,14 @@ def _claim(*, invoice_id: str, now: datetime) -> _Claim | None:
     if attempt is not None:
         if attempt.status != PaymentAttemptStatus.PENDING or attempt.updated_at > now - CLAIM_LEASE:
             return None  # charged already (retries are the next increment), or being charged right now
-        # A worker died between its claim and its record: resume the same attempt (same key, same charge).
+        # A worker died between its claim and its record: resume the same attempt (same key, same charge),
+        # even if the invoice was settled since: Stripe may have taken the money, and replaying the key is
+        # how we learn it (recorded as customer credit then).
         attempt.updated_at = now
         attempt.save(update_fields=["updated_at"])
         method = attempt.payment_method
+    elif not _chargeable(invoice):
+        return None
     else:
         method = selectors.payment_method_default(customer=invoice.customer)
         attempt = PaymentAttempt(
@@ -202,22 +206,25 @@ def invoices_auto_charge_due(*, now: datetime, limit: int = DEFAULT_BATCH) -> li
 
 
 def auto_charge_due_invoices(*, now: datetime) -> QuerySet[Invoice]:
-    """Open invoices with money due of ``autoCharge`` subscriptions whose merchant's Stripe is connected,
-    issued since it was connected (old invoices are not charged the day a merchant connects), and with no
-    attempt yet or only a pending one whose lease ended (its worker died). Oldest issued first."""
+    """Of merchants whose Stripe is connected: open invoices with money due of ``autoCharge`` subscriptions,
+    issued since it was connected (old invoices are not charged the day a merchant connects), with no attempt
+    yet; and invoices in any state with a pending attempt whose lease ended (its worker died, perhaps after
+    Stripe charged). Oldest issued first."""
     attempts = PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
+    never_tried = Q(
+        ~Exists(attempts),
+        status__in=OPEN_STATUSES,
+        amount_due__gt=0,
+        subscription__auto_charge=True,
+        issued_at__gte=F("merchant__payment_integrations__connected_at"),
+    )
+    # whatever the invoice's state now: the charge may have happened at Stripe
+    abandoned = Exists(attempts.filter(status=PaymentAttemptStatus.PENDING, updated_at__lte=now - CLAIM_LEASE))
     return (
         Invoice.objects.filter(
-            status__in=OPEN_STATUSES,
-            amount_due__gt=0,
-            subscription__auto_charge=True,
             merchant__payment_integrations__provider=Provider.STRIPE,
             merchant__payment_integrations__status=IntegrationStatus.ACTIVE,
-            issued_at__gte=F("merchant__payment_integrations__connected_at"),
         )
-        .filter(
-            ~Exists(attempts)
-            | Exists(attempts.filter(status=PaymentAttemptStatus.PENDING, updated_at__lte=now - CLAIM_LEASE))
-        )
+        .filter(never_tried | abandoned)
         .order_by("issued_at", "pk")
     )

@@ -257,3 +257,27 @@ def test_the_api_shows_a_declined_invoice_as_payment_failed_and_filters_by_it(
     assert one["status"] == "PAYMENT_FAILED"
     assert [row["id"] for row in failed["data"]] == [declined.pk]
     assert [row["id"] for row in issued_["data"]] == [still_issued.pk]
+
+
+def test_a_charge_abandoned_after_stripe_took_the_money_is_recorded_even_if_the_invoice_was_paid_since(
+    stripe_connected, stripe_server, merchant, now, monkeypatch
+):
+    invoice = auto_charged(merchant, now)
+    real_record = charges._record
+
+    def crash(**kwargs):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(charges, "_record", crash)
+    with pytest.raises(RuntimeError):
+        invoice_auto_charge(invoice_id=invoice.pk, now=now)
+    monkeypatch.setattr(charges, "_record", real_record)
+    invoice_pay_in_full(invoice=invoice, at=now)  # finance recorded a transfer meanwhile
+
+    [attempt] = invoices_auto_charge_due(now=now + CLAIM_LEASE)
+
+    assert len(stripe_server.state.payment_intents) == 1 and attempt.status == "succeeded"
+    card = Payment.objects.get(customer=invoice.customer, method="card")
+    assert card.pk == attempt.payment_id and card.allocations.count() == 0
+    [credit] = CustomerCreditEntry.objects.filter(customer=invoice.customer)
+    assert credit.amount == Decimal("123.45")
