@@ -65,8 +65,9 @@ def invoice_auto_charge(*, invoice_id: str, now: datetime) -> PaymentAttempt | N
 
     Returns the attempt (its ``status`` says how it ended), or None when there is nothing to charge (not an
     open invoice of an autoCharge subscription with money due, no connected provider) or another worker holds
-    the charge. ``PaymentProviderError`` (Stripe unreachable, refused the request itself) propagates with the
-    attempt left pending: the next run resumes it once the lease ends, with the same key."""
+    the charge. A retryable ``PaymentProviderError`` (Stripe unreachable, rate limited) propagates with the attempt left
+    pending: the next run resumes it once the lease ends, with the same key. A refusal of the request itself
+    fails the attempt with Stripe's code."""
     claim = _claim(invoice_id=invoice_id, now=now)
     if claim is None:
         return None
@@ -76,15 +77,31 @@ def invoice_auto_charge(*, invoice_id: str, now: datetime) -> PaymentAttempt | N
     integration = selectors.integration_active(merchant_id=attempt.invoice.merchant_id)
     if integration is None:
         return None  # disconnected since the claim: the lease ends and a later run decides
-    result = integration_provider(integration).invoice_charge(
-        provider_customer=claim.provider_customer,
-        payment_method=claim.payment_method,
-        amount=attempt.amount,
-        currency=attempt.currency,
-        idempotency_key=charge_idempotency_key(attempt),
-        description=f"Invoice {attempt.invoice.number}",
-        metadata={"meterline_invoice": attempt.invoice_id, "meterline_attempt": str(attempt.number)},
-    )
+    try:
+        result = integration_provider(integration).invoice_charge(
+            provider_customer=claim.provider_customer,
+            payment_method=claim.payment_method,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            idempotency_key=charge_idempotency_key(attempt),
+            description=f"Invoice {attempt.invoice.number}",
+            metadata={"meterline_invoice": attempt.invoice_id, "meterline_attempt": str(attempt.number)},
+        )
+    except PaymentProviderError as error:
+        if error.retryable or error.code == "idempotency_key_in_use":
+            # left pending: resumed after the lease with the same key (a 409 means the same charge is still
+            # under way at Stripe from the attempt's first call, whose outcome the replay will return)
+            raise
+        # Stripe refused the request itself (a method removed there, a customer of another account): nothing
+        # was charged and the same call would be refused again, so the attempt fails with Stripe's reason.
+        result = ChargeResult(
+            status=ChargeStatus.FAILED,
+            reference="",
+            amount=attempt.amount,
+            currency=attempt.currency,
+            failure_code=error.code or "provider_refused",
+            failure_message=error.message,
+        )
     return _record(attempt_id=attempt.pk, result=result, now=now)
 
 

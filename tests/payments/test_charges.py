@@ -281,3 +281,35 @@ def test_a_charge_abandoned_after_stripe_took_the_money_is_recorded_even_if_the_
     assert card.pk == attempt.payment_id and card.allocations.count() == 0
     [credit] = CustomerCreditEntry.objects.filter(customer=invoice.customer)
     assert credit.amount == Decimal("123.45")
+
+
+def test_a_method_stripe_no_longer_knows_fails_the_attempt_with_stripes_code(
+    stripe_connected, stripe_server, merchant, now
+):
+    invoice = auto_charged(merchant, now)
+    invoice.customer.payment_methods.update(reference="pm_removed_at_stripe")
+
+    attempt = invoice_auto_charge(invoice_id=invoice.pk, now=now)
+
+    assert (attempt.status, attempt.failure_code, attempt.reference) == ("failed", "resource_missing", None)
+    assert "pm_removed_at_stripe" in attempt.failure_message
+    invoice.refresh_from_db()
+    assert invoice.payment_failed_at == now and invoice.status == InvoiceStatus.ISSUED
+    assert invoices_auto_charge_due(now=now + CLAIM_LEASE) == []
+
+
+def test_stripe_unreachable_leaves_the_attempt_pending_for_a_later_run(
+    stripe_connected, stripe_server, merchant, now, settings
+):
+    invoice = auto_charged(merchant, now)
+    base = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens
+
+    assert invoices_auto_charge_due(now=now) == []
+    [attempt] = PaymentAttempt.objects.filter(invoice=invoice)
+    assert attempt.status == "pending"
+
+    settings.STRIPE_API_BASE = base
+    [resumed] = invoices_auto_charge_due(now=now + CLAIM_LEASE)
+    assert resumed.pk == attempt.pk and resumed.status == "succeeded"
+    assert len(stripe_server.calls("POST", INTENTS)) == 1
