@@ -26,7 +26,7 @@ from invoicing.admin_receivables import CustomerReceivablesAdminMixin
 from invoicing.admin_subscriptions import SubscriptionServicesAdminMixin
 from invoicing.models import Invoice
 from metering.admin import CustomerUsageAdminMixin
-from payments.admin import CustomerPaymentsAdminMixin
+from payments.admin import CustomerPaymentsAdminMixin, InvoicePaymentsAdminMixin
 from reporting.admin import CustomerStatementAdminMixin, InvoicePaymentFilterAdminMixin, InvoiceReceivablesAdminMixin
 from wallets.admin import CustomerCreditAdminMixin
 
@@ -61,9 +61,17 @@ class CustomerAdmin(
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(InvoiceReceivablesAdminMixin, InvoicePaymentFilterAdminMixin, invoicing_admin.InvoiceAdmin):
+class InvoiceAdmin(
+    InvoicePaymentsAdminMixin,
+    InvoiceReceivablesAdminMixin,
+    InvoicePaymentFilterAdminMixin,
+    invoicing_admin.InvoiceAdmin,
+):
     """Invoicing's invoice page with reporting's "Payment: past due" filter (the billing home links to it) and
-    its receivables aging report (``aging/``, CSV ``aging/export/``)."""
+    its receivables aging report (``aging/``, CSV ``aging/export/``), and payments' panel of the automatic
+    charge attempts (provider reference, failure reason)."""
+
+    panels = (*invoicing_admin.InvoiceAdmin.panels, *InvoicePaymentsAdminMixin.panels)
 
 
 @admin.register(Subscription)

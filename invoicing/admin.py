@@ -209,6 +209,7 @@ class InvoiceAdmin(
                     "grace_ends_at",
                     "issued_at",
                     "paid_at",
+                    "payment_failed_at",
                     "voided_at",
                     "void_reason",
                 )
@@ -230,9 +231,19 @@ class InvoiceAdmin(
         ),
         ("Related", {"fields": ("replaces", "adjusts", "billing_run", "late_usage")}),
     )
+    # Read-only sections that higher apps add to the invoice page without invoicing importing them (payments:
+    # the payment attempts), as on the customer page (``catalog.admin.CustomerAdmin.panels``): (title, (method
+    # names…)) from each app's mixin, concatenated by the class composed in ``billing_site.admin``.
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def _all_fieldsets(self):
+        return [*self.fieldsets, *((title, {"fields": names}) for title, names in self.panels)]
+
+    def get_fieldsets(self, request, obj=None):
+        return self._all_fieldsets()
 
     def get_readonly_fields(self, request, obj=None):
-        return [field for _, options in self.fieldsets for field in options["fields"]]
+        return [field for _, options in self._all_fieldsets() for field in options["fields"]]
 
     def has_add_permission(self, request):
         return False

@@ -371,12 +371,17 @@ def invoice_list(
     statuses: Collection[str] | None = None,
     subscription_id: str | None = None,
     customer_id: str | None = None,
+    payment_failed: bool | None = None,
 ) -> QuerySet[Invoice]:
     """The merchant's invoices, newest period first, each with ``item_count`` (its lines but tax).
-    ``statuses``: None for any; an empty collection matches nothing."""
+    ``statuses``: None for any; an empty collection matches nothing. ``payment_failed``: only the open
+    invoices whose automatic charge failed (True), or all but them (False)."""
     invoices = _invoices(merchant)
     if statuses is not None:
         invoices = invoices.filter(status__in=statuses) if statuses else invoices.none()
+    if payment_failed is not None:
+        failed = Q(payment_failed_at__isnull=False, status__in=OPEN_STATUSES)
+        invoices = invoices.filter(failed) if payment_failed else invoices.exclude(failed)
     if subscription_id:
         invoices = invoices.filter(subscription_id=subscription_id)
     if customer_id:

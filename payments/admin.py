@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from catalog.admin_scoping import MerchantScopedAdminMixin
+from catalog.pricing.currency import format_money
 
 from . import selectors
 from .models import IntegrationStatus, MerchantIntegration, PaymentMethod, PaymentSession, Provider, ProviderCustomer
@@ -205,5 +206,39 @@ class CustomerPaymentsAdminMixin:
         return format_html(
             "<table><thead><tr><th>Method</th><th>Expires</th><th></th><th>Stripe method</th>"
             "<th>Stripe customer</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+
+class InvoicePaymentsAdminMixin:
+    """Each automatic charge attempt of the invoice on its page (``panels``, composed by ``billing_site.admin``):
+    when, how much, on which method, how it ended, Stripe's PaymentIntent and its failure reason."""
+
+    panels = (("Payment attempts", ("payment_attempts_panel",)),)
+
+    @admin.display(description="Automatic charge attempts")
+    def payment_attempts_panel(self, obj):
+        attempts = list(selectors.payment_attempts_for_invoice(invoice_id=obj.pk))
+        if not attempts:
+            return "None (an invoice of an autoCharge subscription is charged within a minute of its issue)."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    attempt.number,
+                    f"{attempt.created_at:%Y-%m-%d %H:%M} UTC",
+                    format_money(attempt.amount, attempt.currency),
+                    str(attempt.payment_method) if attempt.payment_method else "—",
+                    attempt.get_status_display(),
+                    attempt.reference or "—",
+                    " ".join(part for part in (attempt.failure_code, attempt.failure_message) if part) or "—",
+                )
+                for attempt in attempts
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Attempt</th><th>At</th><th>Amount</th><th>Method</th><th>Status</th>"
+            "<th>Stripe payment</th><th>Failure reason</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )

@@ -7,7 +7,9 @@ from django.db import models
 from django.db.models import Q
 
 from catalog.models import Customer, Merchant
+from catalog.pricing.currency import format_money
 from core.ids import PublicIdField
+from invoicing.models import Invoice, Payment
 
 
 class Provider(models.TextChoices):
@@ -165,3 +167,60 @@ class PaymentSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.get_mode_display()}, {self.status})"
+
+
+class PaymentAttemptStatus(models.TextChoices):
+    # Claimed, the provider not answered yet (or the worker died in between: resumed with the same key).
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PROCESSING = "processing", "Processing"
+    REQUIRES_ACTION = "requires_action", "Requires action"
+    FAILED = "failed", "Failed"
+
+
+class PaymentAttempt(models.Model):
+    """One try at charging an invoice through the provider (``payments.charges``), numbered per invoice.
+
+    Exactly once by constraints: one row per (invoice, attempt number), claimed before the provider is called
+    and charged with the idempotency key ``meterline-charge-{invoice}-{number}`` (a second worker, a re-sent
+    task or a crash between the call and the record replays the same PaymentIntent); one row per provider
+    reference (``pi_…``); one attempt per ``Payment`` (``payment`` is one-to-one), and that payment carries
+    the idempotency key ``charge-{pi_…}``, so one PaymentIntent is recorded as money received once."""
+
+    id = PublicIdField(prefix="pat")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_attempts")
+    number = models.PositiveSmallIntegerField("attempt")
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    payment_method = models.ForeignKey(
+        PaymentMethod, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
+    )
+    reference = models.CharField(
+        "provider reference", max_length=100, null=True, blank=True, help_text="Stripe: the PaymentIntent (pi_…)."
+    )
+    status = models.CharField(max_length=16, choices=PaymentAttemptStatus.choices, default=PaymentAttemptStatus.PENDING)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.TextField(blank=True)
+    payment = models.OneToOneField(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_attempt"
+    )
+    created_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        ordering = ["invoice", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "number"], name="payments_attempt_number_once_per_invoice"),
+            models.UniqueConstraint(
+                fields=["reference"], condition=Q(reference__isnull=False), name="payments_attempt_reference_unique"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payments_attempt_amount_positive"),
+            # Money recorded only for a charge that succeeded.
+            models.CheckConstraint(
+                condition=Q(payment__isnull=True) | Q(status="succeeded"), name="payments_attempt_payment_if_succeeded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of {self.invoice} ({format_money(self.amount, self.currency)}, {self.status})"

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404
 
 from catalog.models import Customer, Merchant
 
-from .models import IntegrationStatus, MerchantIntegration, PaymentMethod, Provider, ProviderCustomer
+from .models import IntegrationStatus, MerchantIntegration, PaymentAttempt, PaymentMethod, Provider, ProviderCustomer
 
 
 def integration_list(*, merchant: Merchant, provider: str | None = None) -> QuerySet[MerchantIntegration]:
@@ -45,3 +45,8 @@ def payment_method_list(*, customer: Customer) -> QuerySet[PaymentMethod]:
 def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
     """The method an off-session charge of the customer uses."""
     return payment_method_list(customer=customer).filter(is_default=True).first()
+
+
+def payment_attempts_for_invoice(*, invoice_id: str) -> QuerySet[PaymentAttempt]:
+    """The invoice's charge attempts, first first, with the method each charged (one query)."""
+    return PaymentAttempt.objects.filter(invoice_id=invoice_id).select_related("payment_method").order_by("number")

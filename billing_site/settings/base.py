@@ -293,6 +293,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.document_deliveries_send_due",
         "schedule": crontab(minute="*"),
     },
+    # Issued invoices of autoCharge subscriptions charged through the merchant's Stripe (payments/README.md,
+    # "Automatic charge"), at most 100 a run. Every minute: https://crontab.guru/#*_*_*_*_*
+    "payments-invoices-auto-charge-due": {
+        "task": "payments.invoices_auto_charge_due",
+        "schedule": crontab(minute="*"),
+    },
     # Every minute: https://crontab.guru/#*_*_*_*_*
     "wallets-webhook-deliveries-retry-due": {
         "task": "wallets.tasks.webhook_deliveries_retry_due_task",

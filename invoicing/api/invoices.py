@@ -74,7 +74,8 @@ class InvoiceCollectionApi(BillingApi):
         ],
         responses={200: list_output("InvoiceList", s.InvoiceOutput, with_object=True), **ERRORS},
         description="Newest period first. Status mapping: draft → DRAFT, issued → ISSUED, paid → PAID, "
-        "void → CANCELLED; the other Paygentic statuses are valid filters that match nothing.",
+        "void → CANCELLED, an open invoice whose automatic charge failed → PAYMENT_FAILED; the other Paygentic "
+        "statuses are valid filters that match nothing.",
     )
     def get(self, request):
         params = request.query_params
@@ -90,6 +91,7 @@ class InvoiceCollectionApi(BillingApi):
         invoices = selectors.invoice_list(
             merchant=self.merchant,
             statuses=statuses,
+            payment_failed=s.WIRE_PAYMENT_FAILED_FILTER.get(wire_status),
             subscription_id=params.get("subscriptionId"),
             customer_id=params.get("customerId"),
         )

@@ -58,6 +58,9 @@ WIRE_STATUSES = (
 )
 # A wire status filter matches every stored status shown as it (ISSUED: issued, partially paid, overdue).
 WIRE_TO_STATUS = {wire: [stored for stored, shown in STATUS_TO_WIRE.items() if shown == wire] for wire in WIRE_STATUSES}
+# An open invoice whose automatic charge failed (``payment_failed_at``) is PAYMENT_FAILED on the wire, not ISSUED.
+WIRE_TO_STATUS["PAYMENT_FAILED"] = list(OPEN_STATUSES)
+WIRE_PAYMENT_FAILED_FILTER = {"PAYMENT_FAILED": True, "ISSUED": False}
 CHANGE_REASONS = ("commercial", "correction", "migration", "unspecified")
 
 
@@ -628,13 +631,17 @@ class InvoiceLineItemsOutput(serializers.Serializer):
 
 
 class InvoiceStatusField(serializers.ChoiceField):
-    """The stored status as the client's Invoice.status literal (void → CANCELLED)."""
+    """The stored status as the client's Invoice.status literal (void → CANCELLED); an open invoice whose
+    automatic charge failed (``payment_failed_at``) is PAYMENT_FAILED. Reads the whole invoice (``source="*"``)."""
 
     def __init__(self, **kwargs):
-        super().__init__(choices=(*WIRE_STATUSES, "PROJECTED"), **kwargs)  # PROJECTED: projected invoices only
+        # PROJECTED: projected invoices only
+        super().__init__(choices=(*WIRE_STATUSES, "PROJECTED"), source="*", **kwargs)
 
-    def to_representation(self, value):
-        return STATUS_TO_WIRE[value]
+    def to_representation(self, invoice):
+        if invoice.payment_failed_at is not None and invoice.status in OPEN_STATUSES:
+            return "PAYMENT_FAILED"
+        return STATUS_TO_WIRE[invoice.status]
 
 
 def invoice_sequence_number(invoice) -> int:

@@ -82,6 +82,11 @@ class Invoice(models.Model):
     # move the due date of an invoice already sent. ``invoices_mark_overdue`` compares it with the time.
     due_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    # The last automatic charge of the invoice failed (set by ``invoice_payment_failed_mark``, from the payments
+    # app). A flag beside ``status``, as ``Subscription.past_due_since`` is: the invoice stays open (dunning,
+    # overdue and payments work as for any open invoice); the wire shows an open invoice with it as
+    # ``PAYMENT_FAILED``. Paying the invoice makes it PAID whatever the flag says.
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.TextField(blank=True)
     tax_behavior = models.CharField(max_length=10, default="exclusive")

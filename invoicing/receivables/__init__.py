@@ -8,6 +8,7 @@ under the invoice's row lock (``locks``: invoices, then the customer). The names
 from .ledger import customer_credit_balance, customer_credit_balances, customers_with_credit_flag
 from .overdue import invoice_due_at, invoices_mark_overdue
 from .past_due import subscription_past_due_clear, subscription_past_due_mark
+from .payment_failures import invoice_payment_failed_mark
 from .payments import (
     InvoicePaymentError,
     invoice_paid_effects,
@@ -29,6 +30,7 @@ __all__ = [
     "invoice_due_at",
     "invoice_paid_effects",
     "invoice_pay_in_full",
+    "invoice_payment_failed_mark",
     "invoice_payment_link_create",
     "invoice_settlement_save",
     "invoices_mark_overdue",

@@ -1,0 +1,247 @@
+"""Automatic charge of issued invoices, exactly once (payments/README.md, "Automatic charge").
+
+The protocol, three steps, no row lock held across the network:
+
+1. **Claim** (one short transaction): lock the invoice (receivables' lock order), re-check it is open with
+   money due and of an ``autoCharge`` subscription, and insert attempt 1 as ``pending`` with the amount due,
+   the currency and the customer's default method. The unique (invoice, attempt number) decides between two
+   workers; the one that finds a pending attempt claimed less than ``CLAIM_LEASE`` ago leaves it to its owner,
+   one claimed earlier (its worker died between the call and the record) is resumed.
+2. **Charge** (no transaction): an off-session PaymentIntent with the idempotency key
+   ``meterline-charge-{invoice}-{attempt}``: the same attempt is the same key, so a resumed attempt, a re-sent
+   task or a second worker gets Stripe's first answer back, never a second charge.
+3. **Record** (one short transaction): lock the invoice, then the attempt, and unless another worker recorded it already, write
+   the outcome. Success records a ``Payment`` (method card, reference ``pi_…``, idempotency key
+   ``charge-{pi_…}``) through ``invoicing.receivables.payment_record``, linked one-to-one to the attempt;
+   a decline flags the invoice ``PAYMENT_FAILED`` (``invoice_payment_failed_mark``) with Stripe's reason;
+   ``requires_action`` (3-D Secure) is recorded (the hosted link's e-mail and retries: the next increment).
+
+Invoicing never imports this module (layer contract); the beat task ``payments.invoices_auto_charge_due``
+finds what to charge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+
+from invoicing.models import OPEN_STATUSES, Invoice
+from invoicing.receivables import InvoicePaymentError, invoice_payment_failed_mark, payment_record
+from invoicing.receivables.locks import invoices_lock
+
+from . import selectors
+from .gateway import integration_provider
+from .models import IntegrationStatus, PaymentAttempt, PaymentAttemptStatus, Provider
+from .providers import ChargeResult, ChargeStatus, PaymentProviderError
+
+logger = logging.getLogger(__name__)
+
+# A pending attempt younger than this belongs to the worker that claimed it (its provider call is under way);
+# an older one was left by a worker that died, and is resumed with the same idempotency key. Longer than the
+# library's request timeout with its retries.
+CLAIM_LEASE = timedelta(minutes=10)
+FIRST_ATTEMPT = 1
+NO_PAYMENT_METHOD = "no_payment_method"
+DEFAULT_BATCH = 100
+
+
+@dataclass(frozen=True)
+class _Claim:
+    attempt: PaymentAttempt
+    provider_customer: str
+    payment_method: str
+
+
+def charge_idempotency_key(attempt: PaymentAttempt) -> str:
+    return f"meterline-charge-{attempt.invoice_id}-{attempt.number}"
+
+
+def invoice_auto_charge(*, invoice_id: str, now: datetime) -> PaymentAttempt | None:
+    """Charge the invoice's amount due to its customer's default method, off-session, exactly once.
+
+    Returns the attempt (its ``status`` says how it ended), or None when there is nothing to charge (not an
+    open invoice of an autoCharge subscription with money due, no connected provider) or another worker holds
+    the charge. A retryable ``PaymentProviderError`` (Stripe unreachable, rate limited) propagates with the attempt left
+    pending: the next run resumes it once the lease ends, with the same key. A refusal of the request itself
+    fails the attempt with Stripe's code."""
+    claim = _claim(invoice_id=invoice_id, now=now)
+    if claim is None:
+        return None
+    attempt = claim.attempt
+    if attempt.status != PaymentAttemptStatus.PENDING:
+        return attempt  # recorded at the claim (no payment method)
+    integration = selectors.integration_active(merchant_id=attempt.invoice.merchant_id)
+    if integration is None:
+        return None  # disconnected since the claim: the lease ends and a later run decides
+    try:
+        result = integration_provider(integration).invoice_charge(
+            provider_customer=claim.provider_customer,
+            payment_method=claim.payment_method,
+            amount=attempt.amount,
+            currency=attempt.currency,
+            idempotency_key=charge_idempotency_key(attempt),
+            description=f"Invoice {attempt.invoice.number}",
+            metadata={"meterline_invoice": attempt.invoice_id, "meterline_attempt": str(attempt.number)},
+        )
+    except PaymentProviderError as error:
+        if error.retryable or error.code == "idempotency_key_in_use":
+            # left pending: resumed after the lease with the same key (a 409 means the same charge is still
+            # under way at Stripe from the attempt's first call, whose outcome the replay will return)
+            raise
+        # Stripe refused the request itself (a method removed there, a customer of another account): nothing
+        # was charged and the same call would be refused again, so the attempt fails with Stripe's reason.
+        result = ChargeResult(
+            status=ChargeStatus.FAILED,
+            reference="",
+            amount=attempt.amount,
+            currency=attempt.currency,
+            failure_code=error.code or "provider_refused",
+            failure_message=error.message,
+        )
+    return _record(attempt_id=attempt.pk, result=result, now=now)
+
+
+@transaction.atomic
+def _claim(*, invoice_id: str, now: datetime) -> _Claim | None:
+    invoice = invoices_lock([invoice_id]).get(invoice_id)
+    if invoice is None:
+        return None
+    integration = selectors.integration_active(merchant_id=invoice.merchant_id)
+    if integration is None:
+        return None
+    attempt = PaymentAttempt.objects.filter(invoice=invoice).order_by("-number").first()
+    if attempt is not None:
+        if attempt.status != PaymentAttemptStatus.PENDING or attempt.updated_at > now - CLAIM_LEASE:
+            return None  # charged already (retries are the next increment), or being charged right now
+        # A worker died between its claim and its record: resume the same attempt (same key, same charge),
+        # even if the invoice was settled since: Stripe may have taken the money, and replaying the key is
+        # how we learn it (recorded as customer credit then).
+        attempt.updated_at = now
+        attempt.save(update_fields=["updated_at"])
+        method = attempt.payment_method
+    elif not _chargeable(invoice):
+        return None
+    else:
+        method = selectors.payment_method_default(customer=invoice.customer)
+        attempt = PaymentAttempt(
+            invoice=invoice,
+            number=FIRST_ATTEMPT,
+            amount=invoice.amount_due,
+            currency=invoice.currency,
+            provider=Provider.STRIPE,
+            payment_method=method,
+            created_at=now,
+            updated_at=now,
+        )
+        if method is None:
+            attempt.status = PaymentAttemptStatus.FAILED
+            attempt.failure_code = NO_PAYMENT_METHOD
+            attempt.failure_message = "The customer has no payment method saved for automatic charges."
+        try:
+            with transaction.atomic():
+                attempt.save(force_insert=True)
+        except IntegrityError:
+            return None  # claimed by another worker (the invoice lock makes this rare: a second path)
+        if method is None:
+            invoice_payment_failed_mark(invoice_id=invoice.pk, at=now)
+            return _Claim(attempt=attempt, provider_customer="", payment_method="")
+    return _Claim(
+        attempt=attempt,
+        provider_customer=method.provider_customer.reference,
+        payment_method=method.reference,
+    )
+
+
+def _chargeable(invoice: Invoice) -> bool:
+    return invoice.status in OPEN_STATUSES and invoice.amount_due > 0 and invoice.subscription.auto_charge
+
+
+@transaction.atomic
+def _record(*, attempt_id: str, result: ChargeResult, now: datetime) -> PaymentAttempt:
+    # The lock order of the claim: the invoice (receivables' order), then the attempt. A late record of a worker
+    # whose lease ended meets the resuming worker's claim in the same order, never in a deadlock.
+    invoice_id = PaymentAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
+    invoices_lock([invoice_id])
+    attempt = (
+        PaymentAttempt.objects.select_for_update(of=("self",)).select_related("invoice__customer").get(pk=attempt_id)
+    )
+    if attempt.status != PaymentAttemptStatus.PENDING:
+        return attempt  # recorded by the worker that resumed or raced us: same PaymentIntent, nothing to add
+    attempt.reference = result.reference or None
+    attempt.status = PaymentAttemptStatus(result.status.value)
+    attempt.failure_code = result.failure_code
+    attempt.failure_message = result.failure_message
+    attempt.updated_at = now
+    if result.status is ChargeStatus.SUCCEEDED:
+        attempt.payment = _payment_record(attempt, result=result, now=now)
+    elif result.status is ChargeStatus.FAILED:
+        invoice_payment_failed_mark(invoice_id=attempt.invoice_id, at=now)
+    attempt.save()
+    return attempt
+
+
+def _payment_record(attempt: PaymentAttempt, *, result: ChargeResult, now: datetime):
+    invoice = attempt.invoice
+    kwargs = {
+        "customer": invoice.customer,
+        "currency": result.currency,
+        "amount": result.amount,
+        "method": "card",
+        "received_at": now,
+        "now": now,
+        "reference": result.reference,
+        "recorded_by": "",
+        "idempotency_key": f"charge-{result.reference}",
+    }
+    try:
+        with transaction.atomic():
+            return payment_record(invoice_ids=[invoice.pk], **kwargs)
+    except InvoicePaymentError as error:
+        # Settled meanwhile (paid out of band, credited, voided): the money was taken all the same, so it is
+        # recorded against no invoice and becomes the customer's credit, never lost.
+        logger.warning("charge %s of invoice %s: %s; recorded as customer credit", result.reference, invoice.pk, error)
+        return payment_record(invoice_ids=[], **kwargs)
+
+
+def invoices_auto_charge_due(*, now: datetime, limit: int = DEFAULT_BATCH) -> list[PaymentAttempt]:
+    """Charge up to ``limit`` due invoices (``auto_charge_due_invoices``), each in its own claim, charge and
+    record; a provider error on one is logged and the others go on (the pending attempt is resumed later)."""
+    attempts = []
+    for invoice_id in auto_charge_due_invoices(now=now)[:limit].values_list("pk", flat=True):
+        try:
+            attempt = invoice_auto_charge(invoice_id=invoice_id, now=now)
+        except PaymentProviderError as error:
+            logger.warning("auto-charge of invoice %s: %s (%s)", invoice_id, error.message, error.code)
+            continue
+        if attempt is not None:
+            attempts.append(attempt)
+    return attempts
+
+
+def auto_charge_due_invoices(*, now: datetime) -> QuerySet[Invoice]:
+    """Of merchants whose Stripe is connected: open invoices with money due of ``autoCharge`` subscriptions,
+    issued since it was connected (old invoices are not charged the day a merchant connects), with no attempt
+    yet; and invoices in any state with a pending attempt whose lease ended (its worker died, perhaps after
+    Stripe charged). Oldest issued first."""
+    attempts = PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
+    never_tried = Q(
+        ~Exists(attempts),
+        status__in=OPEN_STATUSES,
+        amount_due__gt=0,
+        subscription__auto_charge=True,
+        issued_at__gte=F("merchant__payment_integrations__connected_at"),
+    )
+    # whatever the invoice's state now: the charge may have happened at Stripe
+    abandoned = Exists(attempts.filter(status=PaymentAttemptStatus.PENDING, updated_at__lte=now - CLAIM_LEASE))
+    return (
+        Invoice.objects.filter(
+            merchant__payment_integrations__provider=Provider.STRIPE,
+            merchant__payment_integrations__status=IntegrationStatus.ACTIVE,
+        )
+        .filter(never_tried | abandoned)
+        .order_by("issued_at", "pk")
+    )

@@ -1,0 +1,14 @@
+"""Celery tasks of the payments app: thin, pass the time in, safe to re-send (payments/charges.py)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from .charges import invoices_auto_charge_due
+
+
+@shared_task(name="payments.invoices_auto_charge_due")
+def invoices_auto_charge_due_task() -> int:
+    """Charge the issued invoices of autoCharge subscriptions not charged yet (bounded per run)."""
+    return len(invoices_auto_charge_due(now=timezone.now()))
