@@ -239,10 +239,11 @@ def adjustment_applies_to_period(adjustment, start: datetime, end: datetime) -> 
 
 def adjusted_quantity(
     adjustments: Iterable, price: Price, quantity: Decimal, *, end: datetime
-) -> tuple[Decimal, list[str]]:
+) -> tuple[Decimal, list[str], list[str]]:
     """The billable quantity of ``price`` for a line ending at ``end`` after the usage discounts (summed,
     floored at 0) and then the quantity bounds (the greatest minimum, the least maximum), with one
-    explanation per step: "1,000,000 − 200,000 discounted = 800,000"."""
+    explanation per step ("1,000,000 − 200,000 discounted = 800,000") and the ids of the adjustments that
+    reached the line (a delete reads them to tell a billed adjustment from one never billed)."""
     mine = [
         a
         for a in adjustments
@@ -262,7 +263,7 @@ def adjusted_quantity(
     if maximums and quantity > min(maximums):
         texts.append(f"{format_quantity(quantity)} capped at the contracted maximum {format_quantity(min(maximums))}")
         quantity = min(maximums)
-    return quantity, texts
+    return quantity, texts, [a.pk for a in mine]
 
 
 def percentage_discount_lines(
@@ -456,12 +457,17 @@ class Biller:
         spec = self.spec(price, currency)
         usage = self._usage_input(price, subscription, start, end)
         adjusted: list[str] = []
+        applied: list[str] = []
         if isinstance(usage, Decimal):
-            usage, adjusted = adjusted_quantity(self.adjustments(subscription), price, usage, end=period_end or end)
+            usage, adjusted, applied = adjusted_quantity(
+                self.adjustments(subscription), price, usage, end=period_end or end
+            )
         result = rate(spec, usage)
         amount = round_money(result.amount, currency, subscription.merchant.rounding_mode)
         unit = spec.unit_name
         explanation = explanation_of(result)
+        if applied:
+            explanation["subscriptionAdjustmentIds"] = applied
         if adjusted:
             explanation["adjustments"] = [f"{text} {unit}" for text in adjusted]
             explanation["text"] = "; ".join(explanation["adjustments"]) + "; " + explanation["text"]

@@ -26,14 +26,13 @@ from catalog.models import Price, PriceModel, Subscription
 from catalog.selectors import subscription_prices
 from core.formatting import decimal_string
 
-from ..calculation import adjustment_applies_to_period
 from ..models import (
     ADJUSTMENT_QUANTITY_MAX,
     AdjustmentType,
-    Invoice,
     InvoiceError,
-    InvoiceKind,
+    InvoiceLine,
     InvoiceStatus,
+    LineKind,
     SubscriptionAdjustment,
 )
 
@@ -213,22 +212,30 @@ def subscription_adjustment_create(
     return adjustment, False
 
 
+def _billed_period_ends(adjustment: SubscriptionAdjustment) -> list:
+    """The period ends of the issued (not void) invoices with a line this adjustment reached: the lines
+    carry its id in their explanation (``subscriptionAdjustmentId`` on a discount line,
+    ``subscriptionAdjustmentIds`` on a corrected usage line)."""
+    lines = InvoiceLine.objects.filter(
+        invoice__subscription_id=adjustment.subscription_id,
+        invoice__period_end__gt=adjustment.effective_from,
+        kind__in=(LineKind.DISCOUNT, LineKind.USAGE),
+    ).exclude(invoice__status__in=(InvoiceStatus.DRAFT, InvoiceStatus.VOID))
+    return [
+        period_end
+        for period_end, explanation in lines.values_list("invoice__period_end", "explanation")
+        if explanation.get("subscriptionAdjustmentId") == adjustment.pk
+        or adjustment.pk in explanation.get("subscriptionAdjustmentIds", ())
+    ]
+
+
 def subscription_adjustment_delete(*, adjustment: SubscriptionAdjustment) -> SubscriptionAdjustment | None:
     """Stop ``adjustment`` applying to any period not yet billed. Returns None when it was removed (no issued
     invoice applied it), else the retracted adjustment: ``effective_to`` is the end of the last issued
-    recurring period it applied to. Issued invoices keep their numbers; drafts lose it when recalculated."""
+    period it reached. Issued invoices keep their numbers; a draft loses it when recalculated."""
     with transaction.atomic(durable=True):
         adjustment = SubscriptionAdjustment.objects.select_for_update().get(pk=adjustment.pk)
-        issued = Invoice.objects.filter(
-            subscription_id=adjustment.subscription_id,
-            kind=InvoiceKind.RECURRING,
-            issued_at__gte=adjustment.created_at,
-        ).exclude(status__in=(InvoiceStatus.DRAFT, InvoiceStatus.VOID))
-        ends = [
-            invoice.period_end
-            for invoice in issued.only("period_start", "period_end")
-            if adjustment_applies_to_period(adjustment, invoice.period_start, invoice.period_end)
-        ]
+        ends = _billed_period_ends(adjustment)
         if not ends:
             adjustment.delete()
             return None
