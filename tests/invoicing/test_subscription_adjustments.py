@@ -177,3 +177,28 @@ def test_delete_removes_an_unbilled_adjustment_and_retracts_a_billed_one():
     assert retracted.effective_to == FEB_1
     assert subscription_adjustment_delete(adjustment=retracted).effective_to == FEB_1
     assert list(SubscriptionAdjustment.objects.values_list("pk", flat=True)) == [billed.pk]
+
+
+def test_finance_adds_and_deletes_an_adjustment_on_the_subscription_page(billing_admin_client, viewer_client):
+    subscription, inputs, *_ = _llm_pro()
+    page = f"/admin/catalog/subscription/{subscription.pk}/change/"
+    add = f"/admin/catalog/subscription/{subscription.pk}/adjustments/add/"
+    form = {
+        "type": "usageDiscount",
+        "number": "200000",
+        "target_price": inputs.pk,
+        "effective_from": "2026-01-01 00:00:00",
+        "effective_to": "2026-02-01 00:00:00",
+    }
+    assert viewer_client.post(add, form).status_code == 403
+    assert not SubscriptionAdjustment.objects.exists()
+    refused = billing_admin_client.post(add, {**form, "number": "1e3"})
+    assert refused.status_code == 200 and "plain decimal string" in refused.content.decode()
+    assert billing_admin_client.post(add, form).status_code == 302
+    adjustment = SubscriptionAdjustment.objects.get()
+    assert (adjustment.usage_discount, adjustment.target_price_id) == (Decimal("200000"), inputs.pk)
+    assert "Usage discount 200000 on Input tokens" in billing_admin_client.get(page).content.decode()
+    delete = f"/admin/catalog/subscription/{subscription.pk}/adjustments/{adjustment.pk}/delete/"
+    assert viewer_client.post(delete).status_code == 403
+    assert billing_admin_client.post(delete).status_code == 302
+    assert not SubscriptionAdjustment.objects.exists()
