@@ -11,7 +11,7 @@ import pytest
 from catalog.models import PriceModel
 from invoicing.models import Invoice, InvoiceKind, LineKind, SubscriptionAdjustment
 from invoicing.selectors import invoice_preview
-from invoicing.services import billing_run_execute, invoice_finalize, subscription_start
+from invoicing.services import billing_run_execute, invoice_finalize, invoice_refresh, subscription_start
 from invoicing.services.adjustments import (
     AdjustmentConflict,
     AdjustmentError,
@@ -202,3 +202,17 @@ def test_finance_adds_and_deletes_an_adjustment_on_the_subscription_page(billing
     assert viewer_client.post(delete).status_code == 403
     assert billing_admin_client.post(delete).status_code == 302
     assert not SubscriptionAdjustment.objects.exists()
+
+
+def test_a_refreshed_draft_recomputes_its_discount_lines_on_the_late_usage():
+    subscription, inputs, outputs, calls = _llm_pro()
+    _add(subscription, "percentageDiscount", "0.1")
+    draft = _january(subscription)
+    # a late 1,000,000 output tokens of January: output 3,000,000 × 0.000006 = 18.00, its discount −1.80
+    record_usage(subscription.customer, outputs.billable_metric, datetime(2026, 1, 30, tzinfo=UTC), 1_000_000)
+    invoice_refresh(invoice=draft, now=datetime(2026, 2, 2, tzinfo=UTC))
+    discounts = {line.price_id: line.amount for line in draft.lines.filter(kind=LineKind.DISCOUNT)}
+    # input 2.00 → −0.20; output 18.00 → −1.80; calls 30.00 → −3.00; total 50.00 − 5.00 = 45.00
+    assert discounts == {inputs.pk: Decimal("-0.20"), outputs.pk: Decimal("-1.80"), calls.pk: Decimal("-3.00")}
+    draft.refresh_from_db()
+    assert draft.total == Decimal("45.00")
