@@ -20,6 +20,7 @@ from catalog.admin_schedule import SCHEDULE_ADMINS
 from catalog.models import Customer, Subscription
 from invoicing import admin as invoicing_admin
 from invoicing.admin import CustomerInvoicingAdminMixin
+from invoicing.admin_adjustments import SubscriptionAdjustmentsAdminMixin
 from invoicing.admin_one_off import CustomerOneOffInvoiceAdminMixin
 from invoicing.admin_purchases import CustomerPurchasesAdminMixin
 from invoicing.admin_receivables import CustomerReceivablesAdminMixin
@@ -75,9 +76,12 @@ class InvoiceAdmin(
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(SubscriptionServicesAdminMixin, catalog_admin.SubscriptionAdmin):
+class SubscriptionAdmin(
+    SubscriptionAdjustmentsAdminMixin, SubscriptionServicesAdminMixin, catalog_admin.SubscriptionAdmin
+):
     """Catalog's subscription page (lifecycle fields read-only) with invoicing's add page and lifecycle buttons,
-    which start, re-plan and end subscriptions through ``invoicing.services`` as the API does."""
+    which start, re-plan and end subscriptions through ``invoicing.services`` as the API does, and its
+    adjustments (listed; added and deleted through ``invoicing.services.adjustments``)."""
 
 
 # Third-party admins replaced by the project's: ``billing_site`` is the last installed app, so theirs are

@@ -231,6 +231,93 @@ def _day_span(start: datetime, end: datetime, time_zone: str) -> str:
     return f"{first:%b} {first.day}, {first.year} – {last:%b} {last.day}, {last.year}"
 
 
+# -- subscription adjustments (invoicing/models/adjustments.py) --------------------------------------
+
+
+def adjustment_applies_to_period(adjustment, start: datetime, end: datetime) -> bool:
+    """Whether ``adjustment`` reaches a line serving [start, end), reading its window as the client does:
+    a percentageDiscount's [from, to) overlaps it; any other type's (from, to] holds the line's END."""
+    stop = adjustment.effective_to
+    if adjustment.type == "percentageDiscount":
+        return adjustment.effective_from < end and (stop is None or stop > start)
+    return adjustment.effective_from < end and (stop is None or end <= stop)
+
+
+def adjusted_quantity(
+    adjustments: Iterable, price: Price, quantity: Decimal, *, end: datetime
+) -> tuple[Decimal, list[str], list[str]]:
+    """The billable quantity of ``price`` for a line ending at ``end`` after the usage discounts (summed,
+    floored at 0) and then the quantity bounds (the greatest minimum, the least maximum), with one
+    explanation per step ("1,000,000 − 200,000 discounted = 800,000") and the ids of the adjustments that
+    reached the line (a delete reads them to tell a billed adjustment from one never billed)."""
+    mine = [
+        a
+        for a in adjustments
+        if a.target_price_id in (price.pk, price.overrides_id) and adjustment_applies_to_period(a, end, end)
+    ]
+    texts: list[str] = []
+    waived = _sum(a.usage_discount for a in mine if a.type == "usageDiscount")
+    if waived:
+        reduced = max(CTX.subtract(quantity, waived), Decimal(0))
+        texts.append(f"{format_quantity(quantity)} − {format_quantity(waived)} discounted = {format_quantity(reduced)}")
+        quantity = reduced
+    minimums = [a.minimum_quantity for a in mine if a.type == "minimumQuantity"]
+    if minimums and quantity < max(minimums):
+        texts.append(f"{format_quantity(quantity)} raised to the contracted minimum {format_quantity(max(minimums))}")
+        quantity = max(minimums)
+    maximums = [a.maximum_quantity for a in mine if a.type == "maximumQuantity"]
+    if maximums and quantity > min(maximums):
+        texts.append(f"{format_quantity(quantity)} capped at the contracted maximum {format_quantity(min(maximums))}")
+        quantity = min(maximums)
+    return quantity, texts, [a.pk for a in mine]
+
+
+def percentage_discount_lines(
+    adjustments: Iterable, lines: Iterable[LineDraft], *, currency: str, rounding: str, time_zone: str
+) -> list[LineDraft]:
+    """One discount line per charge (fee or usage line) and percentageDiscount whose [from, to) overlaps the
+    line's service window: ``−amount × rate``, prorated by the local days of the overlap, rounded once."""
+    discounts = [a for a in adjustments if a.type == "percentageDiscount"]
+    out: list[LineDraft] = []
+    for line in lines:
+        if line.kind not in (LineKind.FEE, LineKind.USAGE) or not line.amount or line.service_start is None:
+            continue
+        start, end = line.service_start, line.service_end
+        for adjustment in discounts:
+            if not adjustment_applies_to_period(adjustment, start, end):
+                continue
+            first = local_date(max(start, adjustment.effective_from), time_zone)
+            last = local_date(min(end, adjustment.effective_to or end), time_zone)
+            days = (local_date(end, time_zone) - local_date(start, time_zone)).days
+            covered = (last - first).days
+            fraction = Decimal(1) if days <= 0 or covered >= days else Decimal(covered) / Decimal(days)
+            amount = -round_money(
+                CTX.multiply(CTX.multiply(line.amount, adjustment.percentage_discount), fraction), currency, rounding
+            )
+            if not amount:
+                continue
+            percent = decimal_string(CTX.multiply(adjustment.percentage_discount, HUNDRED))
+            text = f"{percent}% of {format_money(line.amount, currency)}"
+            if fraction != 1:
+                text += f" × {covered}/{days} days"
+            name = f" — {adjustment.description}" if adjustment.description else ""
+            out.append(
+                LineDraft(
+                    kind=LineKind.DISCOUNT,
+                    description=f"Discount {percent}%{name}: {line.description}",
+                    amount=amount,
+                    price=line.price,
+                    service_start=start,
+                    service_end=end,
+                    explanation={
+                        "text": f"{text} = {format_money(amount, currency)}",
+                        "subscriptionAdjustmentId": adjustment.pk,
+                    },
+                )
+            )
+    return out
+
+
 # -- the biller ------------------------------------------------------------------------------------
 
 
@@ -243,6 +330,8 @@ class Biller:
         self._version_logs = VersionLogs()
         # (metric id, start, end) -> {customer id: quantity}
         self._usage: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = {}
+        # subscription id -> its SubscriptionAdjustment rows (a billing run loads a chunk's at once)
+        self._adjustments: dict[str, list] = {}
 
     # caches
     def remember_prices(self, subscription_id: str, plan_id: str, prices: list[Price]) -> None:
@@ -269,6 +358,17 @@ class Biller:
             prefetch_related_objects([p.billable_metric for p in prices if p.billable_metric_id], "filters")
             self._prices[key] = prices
         return self._prices[key]
+
+    def remember_adjustments(self, subscription_ids: Iterable[str], adjustments: Iterable) -> None:
+        for subscription_id in subscription_ids:
+            self._adjustments[subscription_id] = []
+        for adjustment in adjustments:
+            self._adjustments[adjustment.subscription_id].append(adjustment)
+
+    def adjustments(self, subscription: Subscription) -> list:
+        if subscription.id not in self._adjustments:
+            self._adjustments[subscription.id] = list(subscription.adjustments.all())
+        return self._adjustments[subscription.id]
 
     def spec(self, price: Price, currency: str) -> PriceSpec:
         key = (price.id, currency)
@@ -360,13 +460,35 @@ class Biller:
         )
 
     def usage_line(
-        self, price: Price, subscription: Subscription, *, start: datetime, end: datetime, currency: str
+        self,
+        price: Price,
+        subscription: Subscription,
+        *,
+        start: datetime,
+        end: datetime,
+        currency: str,
+        period_end: datetime | None = None,
     ) -> LineDraft:
-        """One line per metered price: the engine's result over [start, end), rounded once."""
+        """One line per metered price: the engine's result over [start, end), rounded once, its quantity
+        corrected first by the subscription's usage discounts and quantity bounds for a period ending at
+        ``period_end`` (default ``end``)."""
         spec = self.spec(price, currency)
-        result = rate(spec, self._usage_input(price, subscription, start, end))
+        usage = self._usage_input(price, subscription, start, end)
+        adjusted: list[str] = []
+        applied: list[str] = []
+        if isinstance(usage, Decimal):
+            usage, adjusted, applied = adjusted_quantity(
+                self.adjustments(subscription), price, usage, end=period_end or end
+            )
+        result = rate(spec, usage)
         amount = round_money(result.amount, currency, subscription.merchant.rounding_mode)
         unit = spec.unit_name
+        explanation = explanation_of(result)
+        if applied:
+            explanation["subscriptionAdjustmentIds"] = applied
+        if adjusted:
+            explanation["adjustments"] = [f"{text} {unit}" for text in adjusted]
+            explanation["text"] = "; ".join(explanation["adjustments"]) + "; " + explanation["text"]
         return LineDraft(
             kind=LineKind.USAGE,
             description=f"{price.invoice_display_name}: {format_quantity(result.quantity)} {unit} "
@@ -377,7 +499,7 @@ class Biller:
             unit_price=spec.unit_price if spec.package_size is None else None,
             service_start=start,
             service_end=end,
-            explanation=explanation_of(result),
+            explanation=explanation,
         )
 
     def usage_needs(
@@ -460,7 +582,9 @@ class Biller:
             for price in prices if with_usage else ():
                 if price.billable_metric_id:
                     lines.append(
-                        self.usage_line(price, subscription, start=usage_start, end=usage_end, currency=currency)
+                        self.usage_line(
+                            price, subscription, start=usage_start, end=usage_end, currency=currency, period_end=end
+                        )
                     )
             for price in prices:
                 if is_in_arrears_fee(price):
@@ -506,6 +630,15 @@ class Biller:
                     )
                     if line is not None:
                         lines.append(line)
+        lines.extend(
+            percentage_discount_lines(
+                self.adjustments(subscription),
+                lines,
+                currency=currency,
+                rounding=subscription.merchant.rounding_mode,
+                time_zone=subscription.customer.time_zone,
+            )
+        )
         lines.extend(manual_line_draft(item) for item in manual)
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
@@ -620,8 +753,12 @@ def finish_lines(
       ``subtotal = base − tax`` and ``total = base``.
     The tax line is informational on inclusive invoices; either way ``total = subtotal + tax``.
     """
+    # A subscription adjustment's discount lines (marked in their explanation) are composed, not plan terms.
     lines = [
-        line for line in lines if line.kind not in (LineKind.DISCOUNT, LineKind.MINIMUM, LineKind.TAX, LineKind.PREPAID)
+        line
+        for line in lines
+        if line.kind not in (LineKind.DISCOUNT, LineKind.MINIMUM, LineKind.TAX, LineKind.PREPAID)
+        or "subscriptionAdjustmentId" in line.explanation
     ]
     zero = round_money(Decimal(0), currency)
     charges = _sum(line.amount for line in lines if line.kind in (LineKind.FEE, LineKind.USAGE))

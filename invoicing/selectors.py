@@ -40,6 +40,7 @@ from .models import (
     InvoiceStatus,
     LineKind,
     ManualLineItem,
+    SubscriptionAdjustment,
 )
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
@@ -329,6 +330,13 @@ def subscription_list(
 def subscription_get(*, merchant: Merchant, subscription_id: str) -> Subscription:
     """One of the merchant's subscriptions (``Subscription.DoesNotExist`` for anything else)."""
     return Subscription.objects.select_related(*SUBSCRIPTION_RELATED).get(merchant=merchant, pk=subscription_id)
+
+
+def subscription_adjustment_list(*, subscription: Subscription):
+    """The subscription's adjustments, oldest window first (``SubscriptionAdjustment.Meta.ordering``)."""
+    return SubscriptionAdjustment.objects.filter(subscription=subscription).order_by(
+        "effective_from", "created_at", "id"
+    )
 
 
 def subscription_openings(*, subscriptions: Collection[Subscription]) -> dict[str, Invoice]:

@@ -40,6 +40,7 @@ from invoicing.services import (
     subscription_start,
     test_clock_create,
 )
+from invoicing.services.adjustments import AdjustmentInput, subscription_adjustment_create
 from tests.invoicing.factories import record_usage
 from tests.payments.factories import payments_rows
 from tests.wallets.factories import WebhookEndpointFactory
@@ -127,6 +128,12 @@ def every_admin_object(db):
     )
 
     payments_rows(customer=customer, name="Viewer", now=FEB_1)
+    first_subscription = Subscription.objects.order_by("pk").first()
+    subscription_adjustment_create(
+        subscription=first_subscription,
+        data=AdjustmentInput(type="percentageDiscount", number="0.1", effective_from=JAN_1),
+        now=JAN_1,
+    )
 
     every_15_minutes = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(
@@ -233,6 +240,8 @@ def _fill(pattern: URLPattern, model) -> str:
         if name in ("object_id", "id"):
             obj = model._default_manager.order_by("pk").first()
             kwargs[name] = quote(obj.pk) if name == "object_id" else obj.pk
+        elif name == "adjustment_id":
+            kwargs[name] = apps.get_model("invoicing", "SubscriptionAdjustment").objects.order_by("pk").first().pk
         elif name == "grant_id":
             kwargs[name] = apps.get_model("wallets", "EntitlementGrant").objects.order_by("pk").first().pk
         else:

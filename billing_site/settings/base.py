@@ -201,6 +201,7 @@ SPECTACULAR_SETTINGS = {
         # Same values on several components: one name each, so the schema names no hash-suffixed enum.
         "PaymentTermEnum": "catalog.models.PaymentTerm",
         "LineItemStatusEnum": ["pending", "invoiced"],
+        "AdjustmentTypeEnum": ["percentageDiscount", "usageDiscount", "minimumQuantity", "maximumQuantity"],
     },
     # The answers every operation can give (400/401/503, 404 with a path id) and non-empty string query
     # parameters, stated once for all views (core/api/schema.py).

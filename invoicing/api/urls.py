@@ -2,11 +2,21 @@
 
 from django.urls import path
 
-from . import invoices, ledger, one_off, projections, purchases, refunds, subscriptions, test_clocks
+from . import adjustments, invoices, ledger, one_off, projections, purchases, refunds, subscriptions, test_clocks
 
 urlpatterns = [
     path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
     path("v0/subscriptions/<str:id>", subscriptions.SubscriptionDetailApi.as_view(), name="subscription"),
+    path(
+        "v0/subscriptions/<str:id>/adjustments",
+        adjustments.SubscriptionAdjustmentsApi.as_view(),
+        name="subscription-adjustments",
+    ),
+    path(
+        "v0/subscriptions/<str:id>/adjustments/<str:adjustmentId>",
+        adjustments.SubscriptionAdjustmentApi.as_view(),
+        name="subscription-adjustment",
+    ),
     path(
         "v0/subscriptions/<str:id>/termination",
         subscriptions.SubscriptionTerminationApi.as_view(),

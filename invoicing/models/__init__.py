@@ -12,6 +12,7 @@ Migrations name ``invoicing.models.validate_dunning_steps`` and ``default_dunnin
 
 from __future__ import annotations
 
+from .adjustments import ADJUSTMENT_QUANTITY_MAX, AdjustmentType, SubscriptionAdjustment
 from .billing import (
     BillingRun,
     BillingRunChunk,
@@ -72,6 +73,9 @@ from .receivables import (
 )
 
 __all__ = [
+    "ADJUSTMENT_QUANTITY_MAX",
+    "AdjustmentType",
+    "SubscriptionAdjustment",
     "DocumentSequence",
     "DocumentType",
     "Invoice",

@@ -8,14 +8,15 @@ is written, and a savepoint that turns a lost race into a skip.
 One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/services/``"):
 ``numbering``, ``writer`` (the one invoice writer), ``settlement`` (prepaid settlement of real-time
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
-``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``credit_notes``,
-``delivery`` (e-mailing issued documents), ``dunning`` (reminders of overdue invoices), ``plan_versions`` (moves
-between plan versions), ``upfront_payment`` and
+``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``adjustments``
+(subscription adjustments the rating applies), ``credit_notes``, ``delivery`` (e-mailing issued documents),
+``dunning`` (reminders of overdue invoices), ``plan_versions`` (moves between plan versions), ``upfront_payment`` and
 ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
 from ..calculation import subscription_now
 from ..receivables import InvoicePaymentError, invoice_payment_link_create
+from .adjustments import subscription_adjustment_create, subscription_adjustment_delete
 from .catch_up import CatchUp, TimeBoundError, subscription_start_check_bounds, test_clock_check_bounds
 from .credit_notes import credit_note_issue, credit_note_void, invoice_refund_create
 from .delivery import (
@@ -73,6 +74,8 @@ from .upfront_payment import subscription_create_with_upfront_payment, subscript
 from .writer import invoice_insert, invoice_issue
 
 __all__ = [
+    "subscription_adjustment_create",
+    "subscription_adjustment_delete",
     # manual line items
     "ManualLineConflict",
     "ManualLineError",

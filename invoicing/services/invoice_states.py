@@ -18,6 +18,7 @@ from ..calculation import (
     LineDraft,
     apply_prepaid,
     finish_lines,
+    percentage_discount_lines,
     subscription_now,
 )
 from ..models import (
@@ -55,9 +56,21 @@ def _refresh_lines(invoice: Invoice) -> Prepaid | None:
     ):
         if line.kind == LineKind.USAGE and line.price is not None:
             lines.append(biller.refresh_usage_line(line, subscription, invoice.currency))
+        elif line.kind == LineKind.DISCOUNT and "subscriptionAdjustmentId" in line.explanation:
+            continue  # recomputed below on the refreshed charges, with the adjustments of now
         else:
             lines.append(LineDraft.from_line(line))
     plan_terms = invoice.kind == InvoiceKind.RECURRING
+    if plan_terms:
+        lines.extend(
+            percentage_discount_lines(
+                biller.adjustments(subscription),
+                lines,
+                currency=invoice.currency,
+                rounding=subscription.merchant.rounding_mode,
+                time_zone=subscription.customer.time_zone,
+            )
+        )
     composed = finish_lines(
         kind=invoice.kind,
         lines=lines,

@@ -52,6 +52,7 @@ from ..models import (
     InvoiceLine,
     InvoiceStatus,
     ManualLineItem,
+    SubscriptionAdjustment,
     SubscriptionPlanChange,
 )
 from ..periods import Period
@@ -466,7 +467,13 @@ def _close_subscriptions(
     outcome: ChunkOutcome,
     max_periods: int | None = None,
 ) -> None:
-    subscriptions = list(Subscription.objects.filter(pk__in=subscription_ids).select_related(*SUBSCRIPTION_RELATED))
+    # Whether a subscription has adjustments rides on the chunk's one subscription query; the adjustments
+    # themselves cost one more query per chunk, only when one of its subscriptions has any.
+    subscriptions = list(
+        Subscription.objects.filter(pk__in=subscription_ids)
+        .select_related(*SUBSCRIPTION_RELATED)
+        .annotate(has_adjustments=Exists(SubscriptionAdjustment.objects.filter(subscription=OuterRef("pk"))))
+    )
     pending = {
         change.subscription_id: change
         for change in SubscriptionPlanChange.objects.filter(
@@ -476,6 +483,11 @@ def _close_subscriptions(
     biller = Biller()
     hooks = webhook_endpoints_by_merchant(merchant_ids={sub.merchant_id for sub in subscriptions})
     _preload_prices(biller, subscriptions, pending.values())
+    adjusted = [sub.id for sub in subscriptions if sub.has_adjustments]
+    biller.remember_adjustments(
+        [sub.id for sub in subscriptions],
+        SubscriptionAdjustment.objects.filter(subscription_id__in=adjusted) if adjusted else (),
+    )
     work = _due_work(biller, subscriptions, as_of=as_of, max_periods=max_periods, outcome=outcome)
     # Post-paid subscriptions that were real-time earlier in a period still settle its debits: one
     # query for the chunk finds them (real-time ones read their debits per invoice anyway).

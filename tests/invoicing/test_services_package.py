@@ -40,6 +40,7 @@ def test_every_listed_name_is_importable_from_the_package():
 def test_the_modules_are_the_domain_verbs():
     assert sorted(path.stem for path in PACKAGE.glob("*.py")) == [
         "__init__",
+        "adjustments",
         "catch_up",
         "credit_notes",
         "delivery",
