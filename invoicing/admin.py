@@ -47,6 +47,7 @@ from .models import (
     InvoiceLine,
     SubscriptionPlanChange,
 )
+from .receivables import selectors as receivables_selectors
 
 CSV_COLUMNS = (
     "number",
@@ -641,7 +642,7 @@ class CustomerInvoicingAdminMixin:
 
     def get_queryset(self, request):
         # whether the customer was ever reminded comes with the customer's own row (the dunning panel)
-        return selectors.customers_with_dunning_flag(super().get_queryset(request))
+        return receivables_selectors.customers_with_dunning_flag(super().get_queryset(request))
 
     @admin.display(description="Upcoming invoice (current period so far)")
     def upcoming_invoice(self, customer: Customer):
@@ -658,6 +659,6 @@ class CustomerInvoicingAdminMixin:
             return format_html("{}{}", past_due_list([]), dunning_table([]))
         return format_html(
             "{}{}",
-            past_due_list(selectors.subscriptions_past_due_for_customer(customer=customer)),
-            dunning_table(selectors.dunning_reminders_for_customer(customer=customer)),
+            past_due_list(receivables_selectors.subscriptions_past_due_for_customer(customer=customer)),
+            dunning_table(receivables_selectors.dunning_reminders_for_customer(customer=customer)),
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Window
+from django.db.models import Count, Q, QuerySet, Window
 
 from catalog.models import Customer, Merchant, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import rate, round_money
@@ -33,7 +33,6 @@ from .models import (
     ZERO,
     CreditNoteLine,
     CreditNoteStatus,
-    DunningReminder,
     Invoice,
     InvoiceKind,
     InvoiceLine,
@@ -576,28 +575,4 @@ def subscription_ledger_page(
         fee_subtotal=fee_subtotal,
         metered_subtotal=metered_subtotal,
         currency=subscription.plan.currency,
-    )
-
-
-def subscriptions_past_due_for_customer(*, customer: Customer) -> list[Subscription]:
-    """The customer's subscriptions dunning marked past due (and perhaps blocked), oldest mark first."""
-    return list(
-        Subscription.objects.filter(customer=customer, past_due_since__isnull=False)
-        .select_related("plan")
-        .order_by("past_due_since", "pk")
-    )
-
-
-def customers_with_dunning_flag(customers: QuerySet[Customer]) -> QuerySet[Customer]:
-    """``customers`` annotated with ``has_dunning_reminders`` (an EXISTS in their own query): a page reads
-    ``dunning_reminders_for_customer`` only for a customer who was ever reminded."""
-    return customers.annotate(has_dunning_reminders=Exists(DunningReminder.objects.filter(customer=OuterRef("pk"))))
-
-
-def dunning_reminders_for_customer(*, customer: Customer, limit: int = 20) -> list[DunningReminder]:
-    """The customer's most recent dunning steps (sent and skipped), newest first, with their invoice and e-mail."""
-    return list(
-        DunningReminder.objects.filter(customer=customer)
-        .select_related("invoice", "delivery")
-        .order_by("-created_at", "-step")[:limit]
     )
