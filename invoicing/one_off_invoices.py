@@ -5,8 +5,6 @@ written by the invoice writer of ``invoicing.services`` (``invoice_insert``, ``i
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from django.db import IntegrityError, transaction
 from catalog.models import Customer, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from core.formatting import decimal_string
+from core.idempotency import request_fingerprint
 from wallets.entitlements import grant_purchase_find, grant_purchase_record
 from wallets.models import CreditPurchase, CreditPurchaseKind, Entitlement, GrantPurchase
 from wallets.selectors import commitment_true_ups_unbilled
@@ -441,7 +440,7 @@ def one_off_fingerprint(
             for line in lines
         ],
     }
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return request_fingerprint(canonical)
 
 
 class _AlreadyBilled(Exception):

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from django.db import IntegrityError, transaction
 from catalog.models import Price, PriceModel, Subscription
 from catalog.selectors import subscription_prices
 from core.formatting import decimal_string
+from core.idempotency import request_fingerprint
 
 from ..models import (
     ADJUSTMENT_QUANTITY_MAX,
@@ -145,7 +144,7 @@ def _fingerprint(subscription: Subscription, data: AdjustmentInput, number: Deci
         "to": data.effective_to.isoformat() if data.effective_to else None,
         "description": data.description,
     }
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return request_fingerprint(canonical)
 
 
 def _replay(subscription: Subscription, key: str | None, fingerprint: str) -> SubscriptionAdjustment | None:

@@ -10,8 +10,6 @@ between concurrent first requests.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +21,7 @@ from catalog.models import Merchant, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
 from core.formatting import decimal_string
+from core.idempotency import request_fingerprint
 
 from ..calculation import SUBSCRIPTION_RELATED, manual_line_draft, subscription_now
 from ..models import (
@@ -99,7 +98,7 @@ def _fingerprint(target: str, data: ManualLineInput) -> str:
         "periodStart": moment(data.period_start),
         "periodEnd": moment(data.period_end),
     }
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return request_fingerprint(canonical)
 
 
 def idempotency_key_choose(*, header: str | None, body: str | None) -> str:
