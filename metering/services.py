@@ -33,6 +33,9 @@ MAX_EVENT_DATA_BYTES = 16 * 1024
 # Levels of objects/arrays inside ``data`` ({"a": {"b": 1}} is 2). orjson parses up to 1,024 levels but
 # serializes only ~254, so the limit is checked while validating, before ``data`` is serialized.
 MAX_DATA_DEPTH = 32
+# Bounds of two event fields, one value for the full check and the fast pass (and the column sizes).
+MAX_SOURCE_LENGTH = 500
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # The top-level keys of an event (the Paygentic EventInput); any other key is refused, naming it.
 EVENT_FIELDS = frozenset(
     ("type", "source", "subject", "externalSubject", "data", "timestamp", "idempotencyKey", "externalId", "namespace")
@@ -245,8 +248,10 @@ def _validate(
     if source is None or source == "":
         errors.append({"field": "source", "message": "source is required (the URI of the emitting application)."})
         source = ""
-    elif not isinstance(source, str) or len(source) > 500:
-        errors.append({"field": "source", "message": "source must be a string of at most 500 characters."})
+    elif not isinstance(source, str) or len(source) > MAX_SOURCE_LENGTH:
+        errors.append(
+            {"field": "source", "message": f"source must be a string of at most {MAX_SOURCE_LENGTH} characters."}
+        )
         source = ""
     elif NUL in source:
         errors.append({"field": "source", "message": NUL_MESSAGE})
@@ -329,11 +334,16 @@ def _validate(
     idempotency_key = raw.get("idempotencyKey")
     if idempotency_key is None or idempotency_key == "":
         idempotency_key = uuid.uuid4().hex
-    elif not isinstance(idempotency_key, str) or len(idempotency_key) > 255 or NUL in idempotency_key:
+    elif (
+        not isinstance(idempotency_key, str)
+        or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH
+        or NUL in idempotency_key
+    ):
         errors.append(
             {
                 "field": "idempotencyKey",
-                "message": "idempotencyKey must be a string of at most 255 characters, without null characters.",
+                "message": f"idempotencyKey must be a string of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters, "
+                "without null characters.",
             }
         )
 
@@ -452,13 +462,13 @@ def _validate_common(
     if event_type.__class__ is not str or event_type not in memo.valid_types:
         return None
     source = raw.get("source")
-    if source.__class__ is not str or not source or len(source) > 500 or NUL in source:
+    if source.__class__ is not str or not source or len(source) > MAX_SOURCE_LENGTH or NUL in source:
         return None
     subject = raw.get("subject")
     if subject.__class__ is not str or not subject or NUL in subject:
         return None
     idempotency_key = raw.get("idempotencyKey")
-    if idempotency_key.__class__ is not str or not idempotency_key or len(idempotency_key) > 255:
+    if idempotency_key.__class__ is not str or not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         return None
     raw_timestamp = raw.get("timestamp")
     namespace = raw.get("namespace")
