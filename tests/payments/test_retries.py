@@ -251,3 +251,48 @@ def test_what_refuses_a_requested_retry(stripe_connected, stripe_server, merchan
     assert refused(now + DAY, off) == "AUTO_CHARGE_OFF"
     assert len(methods) == 1 and len(stripe_server.calls("POST", INTENTS)) == 1
     assert PaymentAttempt.objects.filter(invoice=invoice).count() == 1
+
+
+# -- admin and beat ----------------------------------------------------------------------------------------
+
+
+def test_finance_sets_the_retry_days_in_the_admin_within_bounds(superuser_client, merchant):
+    from django.urls import reverse
+
+    add = reverse("admin:payments_paymentretrysettings_add")
+    assert 'value="3, 5, 7"' in superuser_client.get(add).content.decode()  # the default, offered
+    too_late = superuser_client.post(add, {"merchant": merchant.pk, "retry_days": "3, 90"})
+    assert too_late.status_code == 200 and "from 1 to 60 days" in too_late.content.decode()
+
+    saved = superuser_client.post(add, {"merchant": merchant.pk, "retry_days": "2, 4, 8, 16"})
+
+    assert saved.status_code == 302
+    assert PaymentRetrySettings.objects.get(merchant=merchant).retry_days == [2, 4, 8, 16]
+    page = superuser_client.get(reverse("admin:payments_paymentretrysettings_change", args=[merchant.pk]))
+    assert 'value="2, 4, 8, 16"' in page.content.decode()
+    superuser_client.post(reverse("admin:payments_paymentretrysettings_change", args=[merchant.pk]), {"retry_days": ""})
+    assert PaymentRetrySettings.objects.get(merchant=merchant).retry_days == []
+
+
+def test_the_invoice_page_shows_each_attempt_its_trigger_and_the_next_retry(
+    stripe_connected, stripe_server, merchant, now, superuser_client
+):
+    from django.urls import reverse
+
+    invoice = declined(merchant, now)
+    retry = invoice_payment_retry(invoice_id=invoice.pk, now=now + 3 * DAY)
+
+    page = superuser_client.get(reverse("admin:invoicing_invoice_change", args=[invoice.pk])).content.decode()
+
+    assert "Next retry" in page and f"{now + 5 * DAY:%Y-%m-%d %H:%M} UTC" in page
+    assert "Automatic charge" in page and "Scheduled retry" in page and retry.reference in page
+    assert "Customer e-mail" in page and "Queued" in page
+
+
+def test_the_beat_retries_due_payments_every_five_minutes(settings):
+    from billing_site.celery import app
+
+    app.loader.import_default_modules()
+    entry = settings.CELERY_BEAT_SCHEDULE["payments-invoices-payment-retry-due"]
+    assert entry["task"] == "payments.invoices_payment_retry_due" and entry["task"] in app.tasks
+    assert entry["schedule"].minute == set(range(0, 60, 5))
