@@ -138,7 +138,7 @@ def _claim(*, invoice_id: str, now: datetime) -> ChargeClaim | None:
     attempt = PaymentAttempt.objects.filter(invoice=invoice).order_by("-number").first()
     if attempt is not None:
         if attempt.status != PaymentAttemptStatus.PENDING or attempt.updated_at > now - CLAIM_LEASE:
-            return None  # charged already (retries are the next increment), or being charged right now
+            return None  # charged already (its retries are payments.retries'), or being charged right now
         # A worker died between its claim and its record: resume the same attempt (same key, same charge),
         # even if the invoice was settled since: Stripe may have taken the money, and replaying the key is
         # how we learn it (recorded as customer credit then).
