@@ -300,6 +300,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "payments.invoices_auto_charge_due",
         "schedule": crontab(minute="*"),
     },
+    # Failed automatic charges tried again on each merchant's retry schedule (payments/README.md, "Retries and
+    # the customer's e-mails"), at most 100 a run. Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
+    "payments-invoices-payment-retry-due": {
+        "task": "payments.invoices_payment_retry_due",
+        "schedule": crontab(minute="*/5"),
+    },
     # Every minute: https://crontab.guru/#*_*_*_*_*
     "wallets-webhook-deliveries-retry-due": {
         "task": "wallets.tasks.webhook_deliveries_retry_due_task",

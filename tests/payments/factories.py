@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from catalog.models import Customer
-from payments.models import PaymentMethod, PaymentSession, ProviderCustomer
+from payments.models import PaymentMethod, PaymentRetrySettings, PaymentSession, ProviderCustomer
 from payments.services import integration_upsert
 
 
@@ -18,6 +18,7 @@ def payments_rows(*, customer: Customer, name: str, now: datetime) -> PaymentMet
     provider_customer = ProviderCustomer.objects.create(
         integration=integration, customer=customer, mode="test", reference=f"cus_test_{name}", created_at=now
     )
+    PaymentRetrySettings.objects.create(merchant=customer.merchant, retry_days=[2, 4])
     PaymentSession.objects.create(
         merchant=customer.merchant,
         customer=customer,
