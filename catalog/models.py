@@ -37,6 +37,9 @@ from .validators import (
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
 # to the currency's minor unit only when an invoice line is written.
 RATE_DIGITS = {"max_digits": 30, "decimal_places": 12}
+# Bounds of a usage threshold (progressive billing): beyond them the API answers 400.
+THRESHOLD_AMOUNT_MIN = Decimal("0.01")
+THRESHOLD_AMOUNT_MAX = Decimal("1000000000")  # 10^9 in the plan's currency
 QUANTITY_DIGITS = {"max_digits": 30, "decimal_places": 12}
 ZERO = Decimal("0")
 
@@ -334,6 +337,19 @@ class Plan(TimeStamped):
         blank=True,
         validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
         help_text="Percent taken off the whole subscription's charges (e.g. 10 for 10 % off).",
+    )
+    # Threshold (progressive) billing (invoicing/THRESHOLDS.md): invoice the period's usage as soon as it
+    # reaches this amount, then (recurring) every further multiple of it; None: at the period end only.
+    threshold_amount = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(THRESHOLD_AMOUNT_MIN), MaxValueValidator(THRESHOLD_AMOUNT_MAX)],
+        help_text="Invoice the period's usage as soon as it reaches this amount (progressive billing); "
+        "empty: at the period end only.",
+    )
+    threshold_recurring = models.BooleanField(
+        default=False, help_text="After the threshold, invoice again every time usage grows by the same amount."
     )
     billing_mode = models.CharField(
         max_length=10,
@@ -852,6 +868,17 @@ class Subscription(TimeStamped):
         default="",
         help_text="Overrides the plan's billing mode for this subscription; empty = the plan's.",
     )
+    # Overrides of the plan's threshold billing (None: the plan's), read by ``effective_threshold``.
+    threshold_amount = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(THRESHOLD_AMOUNT_MIN), MaxValueValidator(THRESHOLD_AMOUNT_MAX)],
+        help_text="Overrides the plan's usage threshold; empty = the plan's.",
+    )
+    threshold_recurring = models.BooleanField(
+        null=True, blank=True, help_text="Overrides whether the plan's threshold recurs; empty = the plan's."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     # Set by invoicing's dunning when a final notice goes out and the merchant chose "mark the subscription
     # past due" (or "block real-time usage", which marks it too); cleared when the invoice is paid. A flag
@@ -907,6 +934,16 @@ class Subscription(TimeStamped):
     def is_usage_blocked(self) -> bool:
         """Dunning blocked this subscription's real-time usage (an invoice unpaid after its final notice)."""
         return self.usage_blocked_since is not None
+
+    @property
+    def effective_threshold(self) -> tuple[Decimal, bool] | None:
+        """The usage threshold that bills this subscription progressively, and whether it recurs: its own,
+        else its plan's; None when neither has one."""
+        amount = self.threshold_amount if self.threshold_amount is not None else self.plan.threshold_amount
+        if amount is None:
+            return None
+        recurring = self.threshold_recurring if self.threshold_recurring is not None else self.plan.threshold_recurring
+        return amount, recurring
 
     @property
     def effective_billing_anchor(self):

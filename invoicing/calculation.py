@@ -561,6 +561,7 @@ class Biller:
         until: datetime | None = None,
         manual: Iterable = (),
         with_usage: bool = True,
+        threshold_billed: Iterable[LineDraft] = (),
     ) -> ComposedInvoice:
         """The invoice closing ``period``: its in-arrears fees and usage, credits for an early termination,
         the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect) and the
@@ -568,7 +569,8 @@ class Biller:
 
         ``charge_from`` is when the current plan started charging inside the period (an upgrade);
         ``until`` cuts usage short for a preview of a period still running; ``with_usage=False`` leaves the
-        usage lines out (a projection of fixed charges: nothing is read from the usage store).
+        usage lines out (a projection of fixed charges: nothing is read from the usage store);
+        ``threshold_billed``: lines taking off what the period's threshold invoices already billed.
         """
         plan = subscription.plan
         currency = plan.currency
@@ -640,6 +642,7 @@ class Biller:
             )
         )
         lines.extend(manual_line_draft(item) for item in manual)
+        lines.extend(threshold_billed)  # what the period's threshold invoices billed (invoicing/THRESHOLDS.md)
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
     def compose_plan_change(
@@ -762,9 +765,13 @@ def finish_lines(
     ]
     zero = round_money(Decimal(0), currency)
     charges = _sum(line.amount for line in lines if line.kind in (LineKind.FEE, LineKind.USAGE))
+    # Threshold billing: what earlier threshold invoices of the period billed, which took their own discount.
+    billed = _sum(line.amount for line in lines if line.kind == LineKind.THRESHOLD_BILLED)
     discount = zero
     if discount_percent:
-        result = apply_subtotal_discount(charges, percent=discount_percent, currency=currency, rounding=rounding)
+        result = apply_subtotal_discount(
+            CTX.add(charges, billed), percent=discount_percent, currency=currency, rounding=rounding
+        )
         discount = result.discount
         if discount:
             lines.append(
@@ -778,7 +785,16 @@ def finish_lines(
                 )
             )
     if minimum is not None:
-        result = apply_plan_minimum([CTX.add(charges, discount)], minimum=minimum, currency=currency, rounding=rounding)
+        # The minimum is the period's: with threshold invoices, compared with the whole period's discounted
+        # charges (as one invoice would have billed them), not with what is left on this one.
+        period_discount = discount
+        if billed and discount_percent:
+            period_discount = apply_subtotal_discount(
+                charges, percent=discount_percent, currency=currency, rounding=rounding
+            ).discount
+        result = apply_plan_minimum(
+            [CTX.add(charges, period_discount)], minimum=minimum, currency=currency, rounding=rounding
+        )
         if result.minimum_true_up:
             lines.append(
                 LineDraft(
@@ -787,7 +803,7 @@ def finish_lines(
                     amount=result.minimum_true_up,
                     explanation={
                         "text": f"minimum {format_money(result.total, currency)} − charges "
-                        f"{format_money(CTX.add(charges, discount), currency)}"
+                        f"{format_money(CTX.add(charges, period_discount), currency)}"
                     },
                 )
             )
