@@ -46,8 +46,9 @@ class DecimalString(serializers.Field):
         "out_of_bounds": f"Enter a number with {BOUND_TEXT}.",
     }
 
-    def __init__(self, *, min_value: Decimal | None = None, **kwargs):
+    def __init__(self, *, min_value: Decimal | None = None, max_value: Decimal | None = None, **kwargs):
         self.min_value = min_value
+        self.max_value = max_value
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
@@ -63,6 +64,8 @@ class DecimalString(serializers.Field):
             self.fail("out_of_bounds")
         if self.min_value is not None and value < self.min_value:
             raise serializers.ValidationError(f"Must be at least {decimal_string(self.min_value)}.")
+        if self.max_value is not None and value > self.max_value:
+            raise serializers.ValidationError(f"Must be at most {decimal_string(self.max_value)}.")
         return value
 
     def to_representation(self, value):

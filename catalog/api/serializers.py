@@ -643,6 +643,17 @@ class PlanWriteFields(StrictSerializer):
         min_value=ZERO,
         help_text=_help(models.Plan, "discount_percent"),
     )
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        required=False,
+        min_value=models.THRESHOLD_AMOUNT_MIN,
+        max_value=models.THRESHOLD_AMOUNT_MAX,
+        help_text=_help(models.Plan, "threshold_amount") + " From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring", required=False, help_text=_help(models.Plan, "threshold_recurring")
+    )
 
     def validate_creditAllocations(self, value):
         if value:
@@ -719,6 +730,12 @@ class PlanOutput(serializers.Serializer):
     )
     discountPercent = DecimalString(
         source="discount_percent", allow_null=True, help_text=_help(models.Plan, "discount_percent")
+    )
+    thresholdAmount = DecimalString(
+        source="threshold_amount", allow_null=True, help_text=_help(models.Plan, "threshold_amount")
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring", help_text=_help(models.Plan, "threshold_recurring")
     )
     archivedAt = serializers.DateTimeField(source="archived_at", allow_null=True)
 

@@ -107,6 +107,23 @@ class SubscriptionCreateInput(StrictSerializer):
     paymentTermDays = serializers.IntegerField(source="payment_term_days", min_value=0, max_value=365, required=False)
     versionPolicy = serializers.ChoiceField(source="version_policy", choices=["floating", "pinned"], required=False)
     metadata = serializers.DictField(required=False)
+    # Meterline extension: threshold (progressive) billing, overriding the plan's (invoicing/THRESHOLDS.md).
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        required=False,
+        min_value=catalog.THRESHOLD_AMOUNT_MIN,
+        max_value=catalog.THRESHOLD_AMOUNT_MAX,
+        help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
+        "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: after the threshold, invoice again each time usage grows by the same amount; "
+        "null = the plan's.",
+    )
     # Accepted for compatibility, without effect (documented): no checkout, no reminders, no version history.
     renewalReminderEnabled = serializers.BooleanField(allow_null=True, required=False)
     renewalReminderDays = serializers.IntegerField(allow_null=True, min_value=0, required=False)
@@ -145,6 +162,23 @@ class SubscriptionUpdateInput(StrictSerializer):
     renewalReminderEnabled = serializers.BooleanField(allow_null=True, required=False)
     renewalReminderDays = serializers.IntegerField(allow_null=True, min_value=0, required=False)
     minimumAccountBalance = serializers.CharField(allow_blank=True, required=False)
+    # Meterline extension: threshold (progressive) billing, overriding the plan's (invoicing/THRESHOLDS.md).
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        required=False,
+        min_value=catalog.THRESHOLD_AMOUNT_MIN,
+        max_value=catalog.THRESHOLD_AMOUNT_MAX,
+        help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
+        "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: after the threshold, invoice again each time usage grows by the same amount; "
+        "null = the plan's.",
+    )
 
     def validate(self, attrs):
         termination = {"terminated_at", "terminated_by", "termination_reason"} & set(attrs)
@@ -279,6 +313,16 @@ class SubscriptionOutput(serializers.Serializer):
     paymentTermDays = serializers.IntegerField(source="payment_term_days")
     autoCharge = serializers.BooleanField(source="auto_charge")
     taxExempt = serializers.BooleanField(source="tax_exempt")
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        help_text="Meterline extension: the subscription's own usage threshold; null = the plan's.",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring",
+        allow_null=True,
+        help_text="Meterline extension: whether its own threshold recurs; null = the plan's.",
+    )
     estimatedTaxRate = serializers.SerializerMethodField()
     payment = OptionalMethodField()
     terminatedAt = serializers.DateTimeField(source="terminated_at", allow_null=True, required=False)
@@ -425,6 +469,7 @@ class RecordPaymentInput(StrictSerializer):
 EVENT_TYPE = {
     LineKind.USAGE: "usage",
     LineKind.ADJUSTMENT: "usage",
+    LineKind.THRESHOLD_BILLED: "usage",
     LineKind.FEE: "fee",
     LineKind.CREDIT: "fee",
     LineKind.MINIMUM: "fee",
@@ -473,7 +518,9 @@ class InvoiceLineItemOutput(serializers.Serializer):
     periodEnd = serializers.SerializerMethodField()
     paymentTerm = serializers.SerializerMethodField()
     kind = serializers.CharField(
-        source="line.kind", help_text="Meterline: fee, usage, credit, discount, minimum, adjustment."
+        source="line.kind",
+        help_text="Meterline: fee, usage, credit, discount, minimum, adjustment, threshold_billed (what a threshold "
+        "invoice of the period already billed of a charge, negative).",
     )
     description = serializers.CharField(source="line.description")
     explanation = serializers.SerializerMethodField(help_text="Meterline: how the amount was computed.")
@@ -806,6 +853,7 @@ LEDGER_TYPE = {
     LineKind.DISCOUNT: "discount",
     LineKind.MINIMUM: "adjustment",
     LineKind.ADJUSTMENT: "adjustment",
+    LineKind.THRESHOLD_BILLED: "adjustment",
 }
 
 

@@ -270,7 +270,16 @@ def subscription_reactivate(*, subscription: Subscription) -> Subscription:
     raise SubscriptionChangeError("A terminated subscription cannot be reactivated; start a new one.")
 
 
-SUBSCRIPTION_UPDATABLE = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")
+SUBSCRIPTION_UPDATABLE = (
+    "name",
+    "auto_charge",
+    "tax_exempt",
+    "payment_term_days",
+    "version_policy",
+    "metadata",
+    "threshold_amount",
+    "threshold_recurring",
+)
 
 
 def subscription_update(*, subscription: Subscription, changes: dict, now: datetime) -> Subscription:
