@@ -173,6 +173,16 @@ def service_window(subscription: Subscription, period: Period) -> tuple[datetime
     return start, end
 
 
+def usage_window(subscription: Subscription, period: Period, charge_from: datetime | None) -> tuple[datetime, datetime]:
+    """The part of ``period`` whose usage the current plan bills: from the service start, the trial end or
+    the plan change (``charge_from``), whichever is last. Threshold invoices are filed under its start."""
+    start, end = service_window(subscription, period)
+    for moment in (subscription.trial_ends_at, charge_from):
+        if moment is not None and moment > start:
+            start = min(moment, end)
+    return start, end
+
+
 def tax_rate_for(subscription: Subscription) -> Decimal:
     if subscription.tax_exempt:
         return Decimal(0)
@@ -518,11 +528,7 @@ class Biller:
     def _arrears_window(
         self, subscription: Subscription, period: Period, charge_from: datetime | None
     ) -> tuple[datetime, datetime]:
-        start, end = service_window(subscription, period)
-        for moment in (subscription.trial_ends_at, charge_from):
-            if moment is not None and moment > start:
-                start = min(moment, end)
-        return start, end
+        return usage_window(subscription, period, charge_from)
 
     # invoices
     def compose_opening(self, subscription: Subscription) -> ComposedInvoice | None:
@@ -646,13 +652,20 @@ class Biller:
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
     def compose_plan_change(
-        self, subscription: Subscription, *, new_plan, at: datetime, charge_from: datetime | None = None
+        self,
+        subscription: Subscription,
+        *,
+        new_plan,
+        at: datetime,
+        charge_from: datetime | None = None,
+        threshold_billed: Iterable[LineDraft] = (),
     ) -> ComposedInvoice:
         """Upgrade now: settle the old plan up to ``at``, credit its unused in-advance fees, charge the new
         plan's in-advance fees for the rest of the period (both prorated by day).
 
         ``charge_from`` is when the old plan itself started charging inside the period (an earlier
-        upgrade): its usage and in-arrears fees are billed from there, never again before."""
+        upgrade): its usage and in-arrears fees are billed from there, never again before;
+        ``threshold_billed``: what the old plan's threshold invoices of the period already billed."""
         plan = subscription.plan
         period = subscription_period_at(subscription, at)
         start, _ = service_window(subscription, period)
@@ -691,6 +704,7 @@ class Biller:
                 )
                 if line is not None:
                     lines.append(line)
+        lines.extend(threshold_billed)
         return self.finish(subscription, InvoiceKind.PLAN_CHANGE, start, at, lines, plan_terms=False)
 
     def refresh_usage_line(self, line, subscription: Subscription, currency: str) -> LineDraft:

@@ -70,13 +70,7 @@ from .runs import (
     billing_runs_close_stalled,
 )
 from .test_clocks import TestClockError, test_clock_advance, test_clock_catch_up, test_clock_create, test_clock_delete
-from .thresholds import (
-    ThresholdSweep,
-    next_threshold,
-    subscription_threshold_evaluate,
-    threshold_billed_lines,
-    usage_thresholds_evaluate,
-)
+from .thresholds import ThresholdSweep, subscription_threshold_evaluate, usage_thresholds_evaluate
 from .upfront_payment import subscription_create_with_upfront_payment, subscription_opening_invoice
 from .writer import invoice_insert, invoice_issue
 
@@ -157,9 +151,7 @@ __all__ = [
     "subscription_create_with_upfront_payment",
     # thresholds (progressive billing)
     "ThresholdSweep",
-    "next_threshold",
     "subscription_threshold_evaluate",
-    "threshold_billed_lines",
     "usage_thresholds_evaluate",
     # test_clocks
     "TestClockError",

@@ -14,15 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, LineKind
+from invoicing.projections import invoice_upcoming
 from invoicing.services import (
     billing_run_execute,
     invoice_finalize,
     invoice_void,
-    next_threshold,
     subscription_start,
     subscription_threshold_evaluate,
+    subscription_upgrade,
     usage_thresholds_evaluate,
 )
+from invoicing.thresholds import next_threshold
 from tests.factories import MerchantFactory
 from tests.invoicing.factories import CustomerFactory, PlanFactory, metered_price, record_usage
 
@@ -115,6 +117,21 @@ def test_usage_reaching_the_threshold_is_invoiced_at_once_and_the_period_end_bil
     )
 
 
+def test_the_upcoming_invoice_takes_off_what_the_threshold_invoice_billed(seller):
+    subscription, calls = make_subscription(seller)
+    record_usage(subscription.customer, calls, datetime(2026, 1, 5, tzinfo=UTC), 60_000)  # $120
+    subscription_threshold_evaluate(subscription_id=subscription.pk, now=datetime(2026, 1, 6, tzinfo=UTC))
+    record_usage(subscription.customer, calls, datetime(2026, 1, 8, tzinfo=UTC), 5_000)  # $130 in all
+
+    upcoming = invoice_upcoming(subscription=subscription, now=datetime(2026, 1, 9, tzinfo=UTC))
+
+    assert [(line.kind, line.amount) for line in upcoming.composed.lines] == [
+        (LineKind.USAGE, D("130")),
+        (LineKind.THRESHOLD_BILLED, D("-120")),
+    ]
+    assert upcoming.invoice.total == D("10")
+
+
 def test_a_recurring_threshold_invoices_again_every_further_hundred_dollars(seller):
     subscription, calls = make_subscription(seller, recurring=True)
     customer = subscription.customer
@@ -151,6 +168,38 @@ def test_a_recurring_threshold_invoices_again_every_further_hundred_dollars(sell
     record_usage(customer, calls, datetime(2026, 2, 3, tzinfo=UTC), 50_000)
     february = subscription_threshold_evaluate(subscription_id=subscription.pk, now=datetime(2026, 2, 4, tzinfo=UTC))
     assert (february.period_start, february.threshold_sequence, february.total) == (FEB_1, 1, D("100"))
+
+
+def test_an_upgrade_deducts_the_old_plans_threshold_invoices_and_the_new_plan_starts_afresh(seller):
+    subscription, calls = make_subscription(seller)
+    customer = subscription.customer
+    record_usage(customer, calls, datetime(2026, 1, 5, tzinfo=UTC), 60_000)  # $120 on the old plan
+    subscription_threshold_evaluate(subscription_id=subscription.pk, now=datetime(2026, 1, 6, tzinfo=UTC))
+    record_usage(customer, calls, datetime(2026, 1, 10, tzinfo=UTC), 10_000)  # $140 in all
+    new_plan = PlanFactory(merchant=seller, product=subscription.plan.product, name="Bulk", threshold_amount=D("100"))
+    bulk_calls = metered_price(new_plan, "0.001", name="Bulk calls", unit="calls").billable_metric
+
+    # when the subscription moves to the new plan on January 15th
+    change = subscription_upgrade(subscription=subscription, new_plan=new_plan, now=datetime(2026, 1, 15, tzinfo=UTC))
+
+    # then the plan-change invoice bills the old plan's usage less its threshold invoice
+    assert lines_of(change) == [
+        (LineKind.USAGE, "API calls: 70,000 calls (Jan 1, 2026 – Jan 14, 2026)", D("140")),
+        (LineKind.THRESHOLD_BILLED, "API calls: already billed on threshold invoice NLE-2026-000001", D("-120")),
+    ]
+    assert change.total == D("20")
+    # and the new plan's usage has thresholds of its own, from the change
+    record_usage(customer, bulk_calls, datetime(2026, 1, 16, tzinfo=UTC), 150_000)  # $150
+    bulk = subscription_threshold_evaluate(subscription_id=subscription.pk, now=datetime(2026, 1, 17, tzinfo=UTC))
+    assert (bulk.period_start, bulk.threshold_sequence, bulk.total) == (datetime(2026, 1, 15, tzinfo=UTC), 1, D("150"))
+    record_usage(customer, bulk_calls, datetime(2026, 1, 20, tzinfo=UTC), 20_000)  # $170 in all
+    billing_run_execute(as_of=FEB_1, clock=lambda: FEB_1)
+    final = Invoice.objects.get(subscription=subscription, kind=InvoiceKind.RECURRING)
+    assert [(line.kind, line.amount) for line in final.lines.order_by("position")] == [
+        (LineKind.USAGE, D("170")),
+        (LineKind.THRESHOLD_BILLED, D("-150")),
+    ]
+    assert final.total == D("20")
 
 
 def test_the_subscription_overrides_the_plans_threshold(seller):
