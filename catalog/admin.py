@@ -451,7 +451,7 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
         (
             "Threshold billing",
             {
-                "fields": ("threshold_amount", "threshold_recurring"),
+                "fields": ("threshold_amount", "threshold_ladder", "threshold_recurring"),
                 "description": "Invoice a period's usage as soon as it reaches the amount, and the rest at the "
                 "period end (invoicing/THRESHOLDS.md).",
             },
@@ -898,6 +898,7 @@ SUBSCRIPTION_TERMS_FIELDS = (
     "version_policy",
     "metadata",
     "threshold_amount",
+    "threshold_ladder",
     "threshold_recurring",
 )
 
@@ -939,7 +940,7 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
         (
             "Threshold billing",
             {
-                "fields": ("threshold_amount", "threshold_recurring"),
+                "fields": ("threshold_amount", "threshold_ladder", "threshold_recurring"),
                 "description": "Overrides the plan's: invoice the period's usage as soon as it reaches the amount "
                 "(empty: the plan's).",
             },
@@ -980,7 +981,7 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
         (
             "Threshold billing",
             {
-                "fields": ("threshold_amount", "threshold_recurring"),
+                "fields": ("threshold_amount", "threshold_ladder", "threshold_recurring"),
                 "description": "Overrides the plan's: invoice the period's usage as soon as it reaches the amount "
                 "(empty: the plan's).",
             },

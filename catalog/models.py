@@ -27,19 +27,19 @@ from core.ids import PublicIdField
 
 from .pricing.limits import QUANTUM
 from .validators import (
+    THRESHOLD_AMOUNT_MAX,
+    THRESHOLD_AMOUNT_MIN,
     email_list_split,
     validate_currency_code,
     validate_email_list,
     validate_json_path,
+    validate_threshold_ladder,
     validate_time_zone,
 )
 
 # Rates keep 12 decimal places ($0.000002 per token is normal); amounts on invoices are rounded
 # to the currency's minor unit only when an invoice line is written.
 RATE_DIGITS = {"max_digits": 30, "decimal_places": 12}
-# Bounds of a usage threshold (progressive billing): beyond them the API answers 400.
-THRESHOLD_AMOUNT_MIN = Decimal("0.01")
-THRESHOLD_AMOUNT_MAX = Decimal("1000000000")  # 10^9 in the plan's currency
 QUANTITY_DIGITS = {"max_digits": 30, "decimal_places": 12}
 ZERO = Decimal("0")
 
@@ -348,8 +348,16 @@ class Plan(TimeStamped):
         help_text="Invoice the period's usage as soon as it reaches this amount (progressive billing); "
         "empty: at the period end only.",
     )
+    threshold_ladder = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_threshold_ladder],
+        help_text='Further thresholds after the first, increasing, as decimal strings: ["500", "1000"].',
+    )
     threshold_recurring = models.BooleanField(
-        default=False, help_text="After the threshold, invoice again every time usage grows by the same amount."
+        default=False,
+        help_text="After the last threshold, invoice again every time usage grows by the last step "
+        "(by the threshold itself when it is the only one).",
     )
     billing_mode = models.CharField(
         max_length=10,
@@ -874,7 +882,13 @@ class Subscription(TimeStamped):
         null=True,
         blank=True,
         validators=[MinValueValidator(THRESHOLD_AMOUNT_MIN), MaxValueValidator(THRESHOLD_AMOUNT_MAX)],
-        help_text="Overrides the plan's usage threshold; empty = the plan's.",
+        help_text="Overrides the plan's usage threshold (with this subscription's ladder); empty = the plan's.",
+    )
+    threshold_ladder = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_threshold_ladder],
+        help_text="Further thresholds after the subscription's own first one; empty = none.",
     )
     threshold_recurring = models.BooleanField(
         null=True, blank=True, help_text="Overrides whether the plan's threshold recurs; empty = the plan's."
@@ -936,14 +950,18 @@ class Subscription(TimeStamped):
         return self.usage_blocked_since is not None
 
     @property
-    def effective_threshold(self) -> tuple[Decimal, bool] | None:
-        """The usage threshold that bills this subscription progressively, and whether it recurs: its own,
-        else its plan's; None when neither has one."""
-        amount = self.threshold_amount if self.threshold_amount is not None else self.plan.threshold_amount
+    def effective_threshold(self) -> tuple[tuple[Decimal, ...], bool] | None:
+        """The usage thresholds that bill this subscription progressively (increasing) and whether the last one
+        recurs: its own first threshold and ladder when it has a threshold, else its plan's; its own
+        ``threshold_recurring`` when set, else the plan's. None when neither has a threshold."""
+        own = self.threshold_amount is not None
+        amount = self.threshold_amount if own else self.plan.threshold_amount
         if amount is None:
             return None
+        ladder = (self.threshold_ladder or []) if own else self.plan.threshold_ladder
+        amounts = tuple(sorted({amount, *(Decimal(str(step)) for step in ladder or [])}))
         recurring = self.threshold_recurring if self.threshold_recurring is not None else self.plan.threshold_recurring
-        return amount, recurring
+        return amounts, recurring
 
     @property
     def effective_billing_anchor(self):

@@ -449,6 +449,7 @@ PLAN_FIELDS = {
     "minimum_commitment",
     "discount_percent",
     "threshold_amount",
+    "threshold_ladder",
     "threshold_recurring",
     "renewal_reminder_enabled",
     "renewal_reminder_days",

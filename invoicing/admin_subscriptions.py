@@ -41,6 +41,7 @@ START_EXTRA_FIELDS = (
     "elapsed_period_billing",
     "metadata",
     "threshold_amount",
+    "threshold_ladder",
     "threshold_recurring",
 )
 

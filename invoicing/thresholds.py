@@ -19,15 +19,21 @@ from .models import InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
 ZERO = Decimal(0)
 
 
-def next_threshold(*, amount: Decimal, recurring: bool, billed: Decimal) -> Decimal | None:
-    """The accrued usage at which the next threshold invoice is due, given what the period's threshold
-    invoices already billed: ``amount`` the first time; then, when recurring, the next multiple of ``amount``
-    above what was billed (billed $120 of a $100 threshold: next at $200); otherwise none."""
-    if billed < amount:
-        return amount
+def next_threshold(*, amounts: tuple[Decimal, ...], recurring: bool, billed: Decimal) -> Decimal | None:
+    """The accrued usage at which the next threshold invoice is due, given the thresholds (increasing) and what
+    the period's threshold invoices already billed: the first threshold above ``billed``; past the last, when
+    recurring, every further last step (the last threshold minus the one before it, or the threshold itself
+    when it is the only one): $100 recurring, billed $120 → $200; ladder $100, $500 recurring, billed $520 →
+    $900; otherwise none."""
+    for amount in amounts:
+        if amount > billed:
+            return amount
     if not recurring:
         return None
-    return CTX.multiply(CTX.add(CTX.divide_int(billed, amount), 1), amount)
+    last = amounts[-1]
+    step = CTX.subtract(last, amounts[-2]) if len(amounts) > 1 else last
+    steps = CTX.add(CTX.divide_int(CTX.subtract(billed, last), step), 1)
+    return CTX.add(last, CTX.multiply(steps, step))
 
 
 @dataclass

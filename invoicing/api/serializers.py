@@ -19,7 +19,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog import models as catalog
-from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, MoneyString, money_string
+from catalog.api.fields import (
+    DecimalNumber,
+    DecimalString,
+    MerchantScopedId,
+    MoneyString,
+    ThresholdLadderField,
+    money_string,
+)
 from catalog.api.serializers import AddressInput, tax_rates_value
 from catalog.pricing.limits import QUANTUM
 from core.api.fields import UtcDateTimeField
@@ -117,6 +124,13 @@ class SubscriptionCreateInput(StrictSerializer):
         help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
         "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
     )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: further thresholds after the subscription's own first one, increasing "
+        "(at most 20, each 0.01 to 1000000000).",
+    )
     thresholdRecurring = serializers.BooleanField(
         source="threshold_recurring",
         allow_null=True,
@@ -171,6 +185,13 @@ class SubscriptionUpdateInput(StrictSerializer):
         max_value=catalog.THRESHOLD_AMOUNT_MAX,
         help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
         "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: further thresholds after the subscription's own first one, increasing "
+        "(at most 20, each 0.01 to 1000000000).",
     )
     thresholdRecurring = serializers.BooleanField(
         source="threshold_recurring",
@@ -317,6 +338,11 @@ class SubscriptionOutput(serializers.Serializer):
         source="threshold_amount",
         allow_null=True,
         help_text="Meterline extension: the subscription's own usage threshold; null = the plan's.",
+    )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder",
+        allow_null=True,
+        help_text="Meterline extension: further thresholds of its own after thresholdAmount.",
     )
     thresholdRecurring = serializers.BooleanField(
         source="threshold_recurring",

@@ -137,6 +137,7 @@ class SubscriptionCollectionApi(BillingApi):
                 "version_policy",
                 "elapsed_period_billing",
                 "threshold_amount",
+                "threshold_ladder",
                 "threshold_recurring",
             )
             if key in data

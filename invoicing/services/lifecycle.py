@@ -288,6 +288,7 @@ SUBSCRIPTION_UPDATABLE = (
     "version_policy",
     "metadata",
     "threshold_amount",
+    "threshold_ladder",
     "threshold_recurring",
 )
 

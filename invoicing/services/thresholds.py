@@ -70,8 +70,8 @@ def subscription_threshold_evaluate(*, subscription_id: str, now: datetime) -> I
         for line in usage:
             accrued = CTX.add(accrued, line.amount)
         billed = threshold_billed(subscription_id=subscription.pk, period_start=period_start)
-        amount, recurring = threshold
-        due_at = next_threshold(amount=amount, recurring=recurring, billed=billed.total)
+        amounts, recurring = threshold
+        due_at = next_threshold(amounts=amounts, recurring=recurring, billed=billed.total)
         if due_at is None or accrued < due_at:
             return None
         plan = subscription.plan

@@ -98,6 +98,7 @@ def test_create_attaches_prices_and_answers_the_plan(api, merchant, product):
         "minimumCommitment": None,
         "discountPercent": None,
         "thresholdAmount": None,
+        "thresholdLadder": [],
         "thresholdRecurring": False,
         "archivedAt": None,
     }
@@ -271,6 +272,13 @@ def test_a_plan_takes_a_usage_threshold_within_its_bounds(api, merchant, product
         status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdAmount": refused})
         assert status == 400
         assert (body["errors"][0]["field"], body["errors"][0]["message"]) == ("thresholdAmount", message)
+
+    status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdLadder": ["500", "1000.50"]})
+    assert status == 200 and body["thresholdLadder"] == ["500", "1000.5"]
+    for ladder, message in ((["500", "400"], "The thresholds must increase."), (["0"], "Must be at least 0.01.")):
+        status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdLadder": ladder})
+        assert status == 400 and body["errors"][0]["field"].startswith("thresholdLadder"), body
+        assert body["errors"][0]["message"] == message
 
     status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdAmount": None})
     assert status == 200 and body["thresholdAmount"] is None

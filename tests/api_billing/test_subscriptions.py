@@ -348,8 +348,8 @@ def test_marking_invoice_zero_paid_in_the_admin_activates_too(api_client, subscr
 
 def test_a_subscription_overrides_the_plans_threshold_and_clears_it(api_client, subscribe, arrears_plan):
     # Meterline extension: threshold (progressive) billing, invoicing/THRESHOLDS.md
-    sub = subscribe(arrears_plan, thresholdAmount="250.50", thresholdRecurring=True).json()
-    assert (sub["thresholdAmount"], sub["thresholdRecurring"]) == ("250.5", True)
+    sub = subscribe(arrears_plan, thresholdAmount="250.50", thresholdLadder=["1000"], thresholdRecurring=True).json()
+    assert (sub["thresholdAmount"], sub["thresholdLadder"], sub["thresholdRecurring"]) == ("250.5", ["1000"], True)
 
     cleared = api_client.patch(
         f"/v0/subscriptions/{sub['id']}", {"thresholdAmount": None, "thresholdRecurring": None}, format="json"

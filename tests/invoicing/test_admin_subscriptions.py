@@ -47,6 +47,7 @@ TERMS = {
     "version_policy",
     "metadata",
     "threshold_amount",
+    "threshold_ladder",
     "threshold_recurring",
 }
 
@@ -626,21 +627,24 @@ def test_finance_overrides_the_plans_threshold_and_a_viewer_only_sees_it(
             "version_policy": "floating",
             "metadata": "{}",
             "threshold_amount": "150",
+            "threshold_ladder": '["400"]',
             "threshold_recurring": "true",
         },
     )
     assert response.status_code == 302
     subscription.refresh_from_db()
     assert (subscription.threshold_amount, subscription.threshold_recurring) == (Decimal("150"), True)
-    assert subscription.effective_threshold == (Decimal("150"), True)
+    assert subscription.effective_threshold == ((Decimal("150"), Decimal("400")), True)
 
     page = viewer_client.get(change_url(subscription))
     assert page.status_code == 200
-    assert not {"threshold_amount", "threshold_recurring"} & set(page.context["adminform"].form.fields)
+    assert not {"threshold_amount", "threshold_ladder", "threshold_recurring"} & set(
+        page.context["adminform"].form.fields
+    )
     assert "Threshold billing" in page.content.decode()
 
 
 def test_the_plan_page_offers_threshold_billing(billing_admin_client, basic):
     page = billing_admin_client.get(reverse("admin:catalog_plan_change", args=(quote(basic.pk),)))
     assert page.status_code == 200
-    assert {"threshold_amount", "threshold_recurring"} <= set(page.context["adminform"].form.fields)
+    assert {"threshold_amount", "threshold_ladder", "threshold_recurring"} <= set(page.context["adminform"].form.fields)

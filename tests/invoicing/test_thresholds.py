@@ -58,12 +58,34 @@ def threshold_invoices(subscription):
     )
 
 
-def test_the_thresholds_of_a_ladder_in_dollars():
-    assert next_threshold(amount=D("100"), recurring=False, billed=D("0")) == D("100")
-    assert next_threshold(amount=D("100"), recurring=False, billed=D("120")) is None
-    assert next_threshold(amount=D("100"), recurring=True, billed=D("120")) == D("200")
-    assert next_threshold(amount=D("100"), recurring=True, billed=D("200")) == D("300")
-    assert next_threshold(amount=D("100"), recurring=True, billed=D("99.99")) == D("100")
+def test_the_next_threshold_in_dollars():
+    single, ladder = (D("100"),), (D("100"), D("500"))
+    assert next_threshold(amounts=single, recurring=False, billed=D("0")) == D("100")
+    assert next_threshold(amounts=single, recurring=False, billed=D("120")) is None
+    assert next_threshold(amounts=single, recurring=True, billed=D("120")) == D("200")
+    assert next_threshold(amounts=single, recurring=True, billed=D("200")) == D("300")
+    assert next_threshold(amounts=single, recurring=True, billed=D("99.99")) == D("100")
+    assert next_threshold(amounts=ladder, recurring=False, billed=D("120")) == D("500")
+    assert next_threshold(amounts=ladder, recurring=False, billed=D("520")) is None
+    # recurring past the ladder: every further last step ($500 − $100 = $400)
+    assert next_threshold(amounts=ladder, recurring=True, billed=D("520")) == D("900")
+    assert next_threshold(amounts=ladder, recurring=True, billed=D("900")) == D("1300")
+
+
+def test_a_ladder_invoices_at_each_of_its_thresholds(seller):
+    subscription, calls = make_subscription(seller)
+    subscription.plan.threshold_ladder = ["300", "1000"]
+    subscription.plan.save(update_fields=["threshold_ladder"])
+    customer = subscription.customer
+    totals = []
+    for day, quantity in ((2, 60_000), (3, 60_000), (4, 40_000), (5, 300_000), (6, 200_000)):
+        record_usage(customer, calls, datetime(2026, 1, day, tzinfo=UTC), quantity)
+        invoice = subscription_threshold_evaluate(
+            subscription_id=subscription.pk, now=datetime(2026, 1, day, 12, tzinfo=UTC)
+        )
+        totals.append(None if invoice is None else invoice.total)
+    # accrued $120 (≥ $100), $240 (< $300), $320 (≥ $300), $920 (< $1,000), $1,320 (≥ $1,000); then no more
+    assert totals == [D("120"), None, D("200"), None, D("1000")]
 
 
 def test_usage_reaching_the_threshold_is_invoiced_at_once_and_the_period_end_bills_the_rest(seller):
@@ -210,6 +232,7 @@ def test_the_subscription_overrides_the_plans_threshold(seller):
     )
     subscription.threshold_amount = D("50")
     subscription.save(update_fields=["threshold_amount"])
+    assert subscription.effective_threshold == ((D("50"),), False)
     assert subscription_threshold_evaluate(
         subscription_id=subscription.pk, now=datetime(2026, 1, 6, tzinfo=UTC)
     ).total == D("120")
