@@ -383,3 +383,16 @@ def test_two_evaluators_at_once_issue_one_threshold_invoice():
     assert errors == []
     assert sorted(result is None for result in results) == [False, True]
     assert [(i.threshold_sequence, i.total) for i in threshold_invoices(subscription)] == [(1, D("120"))]
+
+
+def test_closing_a_period_costs_one_more_query_per_subscription_with_a_threshold(seller):
+    def close(threshold):
+        merchant = MerchantFactory(invoice_number_prefix="NLE")
+        for n in range(3):
+            subscription, calls = make_subscription(merchant, threshold=threshold, name=f"C{n}")
+            record_usage(subscription.customer, calls, datetime(2026, 1, 5, tzinfo=UTC), 10_000)
+        with CaptureQueriesContext(connection) as queries:
+            billing_run_execute(as_of=FEB_1, clock=lambda: FEB_1, merchant=merchant)
+        return len(queries)
+
+    assert close("100") == close(None) + 3
