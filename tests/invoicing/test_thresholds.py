@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -396,3 +398,16 @@ def test_closing_a_period_costs_one_more_query_per_subscription_with_a_threshold
         return len(queries)
 
     assert close("100") == close(None) + 3
+
+
+def test_the_invoice_page_shows_a_threshold_invoice_and_its_sequence(seller, viewer_client):
+    subscription, calls = make_subscription(seller)
+    record_usage(subscription.customer, calls, datetime(2026, 1, 5, tzinfo=UTC), 60_000)
+    invoice = subscription_threshold_evaluate(subscription_id=subscription.pk, now=datetime(2026, 1, 6, tzinfo=UTC))
+
+    page = viewer_client.get(reverse("admin:invoicing_invoice_change", args=(quote(invoice.pk),)))
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Threshold (usage reached the threshold inside the period)" in text
+    assert "Threshold sequence" in text
