@@ -272,6 +272,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.link_external_subjects",
         "schedule": crontab(minute="*"),
     },
+    # Threshold (progressive) billing: subscriptions whose usage reached their threshold are invoiced at once
+    # (invoicing/THRESHOLDS.md), in batches, off the ingest path. Every minute: https://crontab.guru/#*_*_*_*_*
+    "invoicing-evaluate-usage-thresholds": {
+        "task": "invoicing.evaluate_usage_thresholds",
+        "schedule": crontab(minute="*"),
+    },
     # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
     "wallets-credit-expire-due": {
         "task": "wallets.tasks.credit_expire_due_task",
