@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('catalog', '0016_threshold_billing'),
-        ('invoicing', '0015_subscription_adjustments'),
+        ('invoicing', '0016_payment_notices'),
     ]
 
     operations = [
