@@ -153,3 +153,21 @@ def dunning_reminders_send_due_task(now: str | None = None) -> int:
     """E-mail the payment reminders and final notices that are due (invoicing/RECEIVABLES.md, "Dunning");
     returns how many were queued. Safe to retry: each step exists once per invoice (a constraint)."""
     return len(dunning_reminders_send_due(now=_moment(now)))
+
+
+@shared_task(name="invoicing.spend_evaluate_due")
+def spend_evaluate_due_task(now: str | None = None) -> int:
+    """Fire the spend alerts and enforce the spend caps of the watched customers whose usage changed
+    (invoicing/SPEND.md); returns how many customers were evaluated. Safe to retry: a threshold fires once
+    per period (a constraint)."""
+    from .spend.services import spend_evaluate_due
+
+    return len(spend_evaluate_due(now=_moment(now)))
+
+
+@shared_task(name="invoicing.spend_alert_email_send", acks_late=True)
+def spend_alert_email_send_task(firing_id: int) -> str:
+    """E-mail one fired spend alert (invoicing/SPEND.md); returns the e-mail's status."""
+    from .spend.mail import spend_alert_email_send
+
+    return spend_alert_email_send(firing_id=firing_id, now=timezone.now()).email_status
