@@ -62,6 +62,11 @@ def spend_accrued(
     return AccruedSpend(currency, period[0], period[1], amount, tuple(counted))
 
 
+def spend_customer_get(*, merchant, customer_id: str) -> Customer | None:
+    """The merchant's customer (another merchant's is none)."""
+    return Customer.objects.filter(merchant=merchant, pk=customer_id).first()
+
+
 def spend_alert_list(*, customer: Customer) -> QuerySet[SpendAlert]:
     return SpendAlert.objects.filter(customer=customer).order_by("created_at", "id")
 

@@ -75,7 +75,8 @@ class SpendAlertInput:
     active: bool = True
 
 
-def _alert_fields(*, customer: Customer, data: SpendAlertInput) -> dict:
+def spend_alert_validate(*, customer: Customer, data: SpendAlertInput) -> dict:
+    """The alert's model fields from ``data``, bounds checked; ``SpendError`` naming the field otherwise."""
     currency = (data.currency or "").upper()
     if not is_known_currency(currency):
         raise SpendError(f"Unknown currency “{data.currency}”.", field="currency")
@@ -125,7 +126,9 @@ def _saved(row):
 def spend_alert_create(*, customer: Customer, data: SpendAlertInput) -> SpendAlert:
     """A spend alert on the customer (or one of its subscriptions); the customer is watched from now on."""
     alert = _saved(
-        SpendAlert(merchant_id=customer.merchant_id, customer=customer, **_alert_fields(customer=customer, data=data))
+        SpendAlert(
+            merchant_id=customer.merchant_id, customer=customer, **spend_alert_validate(customer=customer, data=data)
+        )
     )
     SpendWatch.objects.get_or_create(customer=customer)
     return alert
@@ -134,7 +137,7 @@ def spend_alert_create(*, customer: Customer, data: SpendAlertInput) -> SpendAle
 @transaction.atomic
 def spend_alert_update(*, alert: SpendAlert, data: SpendAlertInput) -> SpendAlert:
     """The alert's settings replaced; thresholds already fired this period stay fired."""
-    for name, value in _alert_fields(customer=alert.customer, data=data).items():
+    for name, value in spend_alert_validate(customer=alert.customer, data=data).items():
         setattr(alert, name, value)
     return _saved(alert)
 
@@ -144,16 +147,21 @@ def spend_alert_delete(*, alert: SpendAlert) -> None:
     alert.delete()
 
 
-@transaction.atomic
-def spend_cap_set(*, customer: Customer, currency: str, amount, on_reach: str, now: datetime) -> SpendCap:
-    """Set (create or replace) the customer's spend cap; the next evaluation applies it to the current period
-    (a cap raised above the accrued cost lets the customer's usage through again then)."""
+def spend_cap_validate(*, currency: str, amount, on_reach: str) -> tuple[str, Decimal]:
+    """The cap's currency and amount, bounds checked; ``SpendError`` naming the field otherwise."""
     currency = (currency or "").upper()
     if not is_known_currency(currency):
         raise SpendError(f"Unknown currency “{currency}”.", field="currency")
     if on_reach not in SpendCapMode.values:
         raise SpendError(f"One of {', '.join(SpendCapMode.values)}.", field="onReach")
-    amount = _decimal(amount, field="amount", maximum=SPEND_AMOUNT_MAX)
+    return currency, _decimal(amount, field="amount", maximum=SPEND_AMOUNT_MAX)
+
+
+@transaction.atomic
+def spend_cap_set(*, customer: Customer, currency: str, amount, on_reach: str, now: datetime) -> SpendCap:
+    """Set (create or replace) the customer's spend cap; the next evaluation applies it to the current period
+    (a cap raised above the accrued cost lets the customer's usage through again then)."""
+    currency, amount = spend_cap_validate(currency=currency, amount=amount, on_reach=on_reach)
     cap = SpendCap.objects.select_for_update().filter(customer=customer).first()
     if cap is None:
         cap = SpendCap(customer=customer, merchant_id=customer.merchant_id)
