@@ -233,14 +233,17 @@ def spend_evaluate_customer(*, customer_id: str, now: datetime) -> SpendEvaluati
         return accrued[key]
 
     fired: list[SpendAlertFiring] = []
-    for alert in SpendAlert.objects.filter(customer=customer, active=True).select_related("subscription__plan"):
-        spend = accrued_of(alert.currency, alert.subscription)
+    alerts = list(SpendAlert.objects.filter(customer=customer).select_related("subscription__plan"))
+    for alert in alerts:
+        spend = accrued_of(alert.currency, alert.subscription) if alert.active else None
         if spend is not None:
             fired.extend(_alert_fire(alert, spend, now=now))
     cap = SpendCap.objects.select_for_update().filter(customer=customer).first()
     if cap is not None:
         _cap_apply(cap, accrued_of(cap.currency, None), customer=customer, now=now)
-    if watch is not None:
+    if watch is not None and not alerts and cap is None:
+        watch.delete()  # nothing left to watch: the sweep forgets the customer
+    elif watch is not None:
         watch.evaluated_at = now
         watch.save(update_fields=["evaluated_at"])
     for firing in fired:

@@ -11,7 +11,7 @@ import pytest
 import standardwebhooks
 from django.db import IntegrityError, transaction
 
-from invoicing.models import SpendAlertFiring, SpendEmailStatus, SpendThresholdKind
+from invoicing.models import SpendAlertFiring, SpendEmailStatus, SpendThresholdKind, SpendWatch
 from invoicing.services import subscription_start
 from invoicing.spend.selectors import spend_accrued, spend_watches_due
 from invoicing.spend.services import (
@@ -211,3 +211,14 @@ def test_bounds_are_refused(customer, changes, field):
         spend_alert_create(customer=customer, data=SpendAlertInput(**data))
 
     assert error.value.field == field
+
+
+def test_a_customer_with_nothing_left_to_watch_leaves_the_sweep(customer, calls):
+    alert = budget_alert(customer)
+    alert.delete()
+    record_usage(customer, calls, jan(5), 1)
+
+    spend_evaluate_due(now=jan(6))
+
+    assert spend_watches_due(now=jan(7), limit=10) == []
+    assert not SpendWatch.objects.filter(customer=customer).exists()
