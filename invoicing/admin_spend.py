@@ -27,7 +27,12 @@ from .spend.services import (
     spend_cap_validate,
 )
 
-_FORM_FIELD = {"thresholdKind": "threshold_kind", "subscriptionId": "subscription", "onReach": "on_reach"}
+_FORM_FIELD = {
+    "thresholdKind": "threshold_kind",
+    "subscriptionId": "subscription",
+    "metricId": "metric",
+    "onReach": "on_reach",
+}
 FIRING_FIELDS = (
     "period_start",
     "threshold",
@@ -52,6 +57,7 @@ class SpendAlertForm(forms.ModelForm):
             "subscription",
             "name",
             "currency",
+            "metric",
             "threshold_kind",
             "budget",
             "thresholds",
@@ -76,6 +82,7 @@ class SpendAlertForm(forms.ModelForm):
             recipients=data.get("recipients") or "",
             subscription_id=subscription.pk if subscription else None,
             active=data.get("active", True),
+            metric_id=data["metric"].pk if data.get("metric") else None,
         )
 
     def clean(self):
@@ -120,9 +127,10 @@ class SpendAlertAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Thresholds")
     def thresholds_display(self, alert: SpendAlert) -> str:
+        unit = alert.metric.unit if alert.metric_id else alert.currency
         if alert.threshold_kind == SpendThresholdKind.PERCENT:
-            return f"{', '.join(f'{t} %' for t in alert.thresholds)} of {decimal_string(alert.budget)} {alert.currency}"
-        return ", ".join(f"{t} {alert.currency}" for t in alert.thresholds)
+            return f"{', '.join(f'{t} %' for t in alert.thresholds)} of {decimal_string(alert.budget)} {unit}"
+        return ", ".join(f"{t} {unit}" for t in alert.thresholds)
 
     @admin.display(description="Fired")
     def firings_count(self, alert: SpendAlert) -> int:

@@ -54,6 +54,12 @@ class SpendAlertInputSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, allow_blank=True, required=False)
     subscriptionId = serializers.CharField(max_length=40, allow_null=True, required=False)
     currency = serializers.CharField(min_length=3, max_length=3)
+    metricId = serializers.CharField(
+        max_length=40,
+        allow_null=True,
+        required=False,
+        help_text="A usage alert: thresholds (and budget) in this metric's unit. Empty: on the usage cost.",
+    )
     thresholdKind = serializers.ChoiceField(choices=SpendThresholdKind.values)
     budget = DecimalString(allow_null=True, required=False)
     thresholds = serializers.ListField(child=DecimalString(), max_length=SPEND_THRESHOLDS_MAX, allow_empty=False)
@@ -76,6 +82,7 @@ class SpendAlertOutput(serializers.Serializer):
     customerId = serializers.CharField(source="customer_id")
     subscriptionId = serializers.CharField(source="subscription_id", allow_null=True)
     currency = serializers.CharField()
+    metricId = serializers.CharField(source="metric_id", allow_null=True)
     thresholdKind = serializers.CharField(source="threshold_kind")
     budget = DecimalString(allow_null=True)
     thresholds = serializers.ListField(child=serializers.CharField())
@@ -185,6 +192,7 @@ class _SpendApi(BillingApi):
             recipients=", ".join(data.get("recipients") or []),
             subscription_id=data.get("subscriptionId"),
             active=data["active"],
+            metric_id=data.get("metricId"),
         )
 
 
@@ -206,8 +214,9 @@ class SpendAlertCollectionApi(_SpendApi):
         request=SpendAlertInputSerializer,
         responses={201: SpendAlertOutput, **ERRORS},
         description="Meterline extension: thresholds on the accrued usage cost of the customer's current period "
-        "(all its active subscriptions in `currency`, or `subscriptionId`'s): amounts, or percentages of "
-        "`budget`. Each threshold fires once per period as a `spend.alert.fired.v0` webhook and an e-mail. " + BOUNDS,
+        "(all its active subscriptions in `currency`, or `subscriptionId`'s), or with `metricId` on that "
+        "metric's usage: amounts, or percentages of `budget`. Each threshold fires once per period as a `spend.alert.fired.v0` webhook and an e-mail. "
+        + BOUNDS,
     )
     def post(self, request, id: str):
         customer = self.customer(id)

@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
-from catalog.models import Customer, Merchant, Subscription
+from catalog.models import BillableMetric, Customer, Merchant, Subscription
 from catalog.validators import validate_currency_code, validate_email_list
 from core.ids import new_public_id
 
@@ -37,9 +37,10 @@ class SpendThresholdKind(models.TextChoices):
 
 
 class SpendAlert(models.Model):
-    """Thresholds on the accrued usage cost of a customer's current period (all its active subscriptions in
-    ``currency``), or of one subscription's: each threshold crossed fires once per period, as a signed
-    webhook (``spend.alert.fired.v0``) and an e-mail to ``recipients`` (else the customer's billing e-mails)."""
+    """Thresholds on the accrued usage cost (or one metric's usage) of a customer's current period (all its
+    active subscriptions in ``currency``), or of one subscription's: each threshold crossed fires once per
+    period, as a signed webhook (``spend.alert.fired.v0``) and an e-mail to ``recipients`` (else the
+    customer's billing e-mails)."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_spend_alert_id, editable=False)
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="spend_alerts")
@@ -54,6 +55,16 @@ class SpendAlert(models.Model):
     )
     name = models.CharField(max_length=200, blank=True)
     currency = models.CharField(max_length=3, validators=[validate_currency_code])
+    # Empty: the thresholds are on the accrued usage cost (in ``currency``). Set: on the metric's usage of the
+    # period (in its unit), over the subscriptions in ``currency`` that bill it.
+    metric = models.ForeignKey(
+        BillableMetric,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="spend_alerts",
+        help_text="Empty: thresholds on the accrued usage cost. Set: on this metric's usage of the period.",
+    )
     threshold_kind = models.CharField(max_length=8, choices=SpendThresholdKind.choices)
     budget = models.DecimalField(
         **MONEY_DIGITS,

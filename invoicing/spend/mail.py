@@ -22,18 +22,20 @@ def spend_alert_email(firing: SpendAlertFiring) -> EmailMessage:
     """The message of ``firing`` (subject and text body in the alert's terms)."""
     alert = firing.alert
     customer, merchant = alert.customer, alert.merchant
-    currency = alert.currency
+    # A cost alert counts in its currency, a usage alert in its metric's unit.
+    unit = alert.metric.unit if alert.metric_id else alert.currency
+    measured = f"usage of {alert.metric.name}" if alert.metric_id else "usage cost"
     if alert.threshold_kind == SpendThresholdKind.PERCENT:
         crossed = (
-            f"{decimal_string(firing.threshold)} % of the {decimal_string(alert.budget)} {currency} budget "
-            f"({decimal_string(firing.threshold_amount)} {currency})"
+            f"{decimal_string(firing.threshold)} % of the {decimal_string(alert.budget)} {unit} budget "
+            f"({decimal_string(firing.threshold_amount)} {unit})"
         )
     else:
-        crossed = f"{decimal_string(firing.threshold_amount)} {currency}"
+        crossed = f"{decimal_string(firing.threshold_amount)} {unit}"
     scope = f"subscription {alert.subscription_id}" if alert.subscription_id else customer.name
     body = (
-        f"Hello,\n\nThe usage cost of {scope} for the period {firing.period_start:%Y-%m-%d} to "
-        f"{firing.period_end:%Y-%m-%d} has reached {decimal_string(firing.accrued)} {currency}, crossing "
+        f"Hello,\n\nThe {measured} of {scope} for the period {firing.period_start:%Y-%m-%d} to "
+        f"{firing.period_end:%Y-%m-%d} has reached {decimal_string(firing.accrued)} {unit}, crossing "
         f"{crossed}.\n\nThis is an automatic notice of the spend alert “{alert.name or alert.pk}”.\n\n{merchant.name}\n"
     )
     settings = DeliverySettings.objects.filter(merchant=merchant).first()
@@ -55,7 +57,7 @@ def spend_alert_email_send(*, firing_id: int, now: datetime) -> SpendAlertFiring
     with transaction.atomic():
         firing = (
             SpendAlertFiring.objects.select_for_update()
-            .select_related("alert__customer", "alert__merchant")
+            .select_related("alert__customer", "alert__merchant", "alert__metric")
             .get(pk=firing_id)
         )
         if firing.email_status != SpendEmailStatus.QUEUED:

@@ -29,6 +29,11 @@ class AccruedSpend:
     period_end: datetime
     amount: Decimal
     subscription_ids: tuple[str, ...]
+    usage: dict[str, Decimal]  # metric id → the usage billed in the period (its unit)
+
+    def measure(self, metric_id: str | None) -> Decimal:
+        """What an alert watches: the usage cost, or with ``metric_id`` that metric's usage."""
+        return self.amount if metric_id is None else self.usage.get(metric_id, ZERO)
 
 
 def spend_accrued(
@@ -47,6 +52,7 @@ def spend_accrued(
         )
     period: tuple[datetime, datetime] | None = None
     amount, counted = ZERO, []
+    usage: dict[str, Decimal] = {}
     for sub in subscriptions:
         if sub.plan.currency != currency:
             continue
@@ -55,11 +61,24 @@ def spend_accrued(
             continue
         if period is None:
             period = (composed.period_start, composed.period_end)
-        amount += sum((line.amount for line in composed.lines if line.kind == LineKind.USAGE), ZERO)
+        usage_lines = [line for line in composed.lines if line.kind == LineKind.USAGE]
+        amount += sum((line.amount for line in usage_lines), ZERO)
+        # A metric's usage: the quantity its price billed (the plan parts of a period add up); when two prices
+        # of a plan bill one metric, each saw the same usage, so the larger is taken, not their sum.
+        by_price: dict[tuple[str, str], Decimal] = {}
+        for line in usage_lines:
+            if line.price is not None and line.quantity is not None:
+                key = (line.price.billable_metric_id, line.price.pk)
+                by_price[key] = by_price.get(key, ZERO) + line.quantity
+        per_metric: dict[str, Decimal] = {}
+        for (metric_id, _), quantity in by_price.items():
+            per_metric[metric_id] = max(per_metric.get(metric_id, ZERO), quantity)
+        for metric_id, quantity in per_metric.items():
+            usage[metric_id] = usage.get(metric_id, ZERO) + quantity
         counted.append(sub.pk)
     if period is None:
         return None
-    return AccruedSpend(currency, period[0], period[1], amount, tuple(counted))
+    return AccruedSpend(currency, period[0], period[1], amount, tuple(counted), usage)
 
 
 def spend_customer_get(*, merchant, customer_id: str) -> Customer | None:

@@ -18,7 +18,7 @@ from functools import partial
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from catalog.models import Customer, Subscription
+from catalog.models import BillableMetric, Customer, Subscription
 from catalog.pricing import is_known_currency
 from core.formatting import decimal_string, iso_utc
 from wallets.models import WebhookEventType
@@ -73,6 +73,7 @@ class SpendAlertInput:
     recipients: str = ""
     subscription_id: str | None = None
     active: bool = True
+    metric_id: str | None = None  # a usage alert: thresholds on this metric's usage (amounts in its unit)
 
 
 def spend_alert_validate(*, customer: Customer, data: SpendAlertInput) -> dict:
@@ -97,8 +98,14 @@ def spend_alert_validate(*, customer: Customer, data: SpendAlertInput) -> dict:
         subscription = Subscription.objects.filter(pk=data.subscription_id, customer=customer).first()
         if subscription is None:
             raise SpendError("No such subscription of this customer.", field="subscriptionId")
+    metric = None
+    if data.metric_id:
+        metric = BillableMetric.objects.filter(pk=data.metric_id, merchant_id=customer.merchant_id).first()
+        if metric is None:
+            raise SpendError("No such billable metric.", field="metricId")
     return {
         "currency": currency,
+        "metric": metric,
         "threshold_kind": data.threshold_kind,
         "thresholds": [decimal_string(t) for t in thresholds],
         "budget": budget,
@@ -261,7 +268,8 @@ def _alert_fire(alert: SpendAlert, spend: AccruedSpend, *, now: datetime) -> lis
     for text in alert.thresholds:
         threshold = Decimal(text)
         level = alert.threshold_amount(threshold)
-        if threshold in done or spend.amount < level:
+        measured = spend.measure(alert.metric_id)
+        if threshold in done or measured < level:
             continue
         firing, created = SpendAlertFiring.objects.get_or_create(
             alert=alert,
@@ -270,7 +278,7 @@ def _alert_fire(alert: SpendAlert, spend: AccruedSpend, *, now: datetime) -> lis
             defaults={
                 "period_end": spend.period_end,
                 "threshold_amount": level,
-                "accrued": spend.amount,
+                "accrued": measured,
                 "fired_at": now,
             },
         )
@@ -298,6 +306,7 @@ def spend_alert_fired_data(firing: SpendAlertFiring) -> dict:
         "name": alert.name or None,
         "customerId": alert.customer_id,
         "subscriptionId": alert.subscription_id,
+        "metricId": alert.metric_id,
         "currency": alert.currency,
         "thresholdKind": alert.threshold_kind,
         "threshold": decimal_string(firing.threshold),

@@ -222,3 +222,32 @@ def test_a_customer_with_nothing_left_to_watch_leaves_the_sweep(customer, calls)
 
     assert spend_watches_due(now=jan(7), limit=10) == []
     assert not SpendWatch.objects.filter(customer=customer).exists()
+
+
+def test_a_usage_alert_watches_the_metrics_usage_in_its_unit(customer, calls):
+    alert = spend_alert_create(
+        customer=customer,
+        data=SpendAlertInput(
+            currency="USD",
+            threshold_kind=SpendThresholdKind.PERCENT,
+            budget="100000",
+            thresholds=("50", "80"),
+            metric_id=calls.pk,
+        ),
+    )
+    record_usage(customer, calls, jan(5), 40_000)
+    record_usage(customer, calls, jan(6), 15_000)
+
+    spend_evaluate_due(now=jan(7))
+
+    # 55,000 calls of a 100,000-call budget: 50 % (50,000 calls) crossed, 80 % (80,000) not
+    assert fired(alert) == [("2026-01-01", "50", "55000")]
+
+
+def test_a_usage_alert_names_a_metric_of_the_merchant(customer, calls):
+    with pytest.raises(SpendError) as error:
+        spend_alert_create(
+            customer=customer,
+            data=SpendAlertInput(currency="USD", threshold_kind="amount", thresholds=("1",), metric_id="bm_nope"),
+        )
+    assert error.value.field == "metricId"

@@ -78,6 +78,7 @@ def test_an_alert_is_created_listed_replaced_and_deleted(api_client, customer):
         ({"currency": "ZZZ"}, "currency"),
         ({"recipients": ["nobody"]}, "recipients"),
         ({"subscriptionId": "sub_unknown"}, "subscriptionId"),
+        ({"metricId": "bm_unknown"}, "metricId"),
     ],
 )
 def test_alert_bounds_answer_400_naming_the_field(api_client, customer, changes, field):
