@@ -56,7 +56,7 @@ def spend_alert_email_send(*, firing_id: int, now: datetime) -> SpendAlertFiring
     longer queued is left as it is. The row is locked while sending, so two workers never both send."""
     with transaction.atomic():
         firing = (
-            SpendAlertFiring.objects.select_for_update()
+            SpendAlertFiring.objects.select_for_update(of=("self",))
             .select_related("alert__customer", "alert__merchant", "alert__metric")
             .get(pk=firing_id)
         )
