@@ -17,7 +17,15 @@ from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.pricing.currency import format_money
 
 from . import selectors
-from .models import IntegrationStatus, MerchantIntegration, PaymentMethod, PaymentSession, Provider, ProviderCustomer
+from .models import (
+    IntegrationStatus,
+    MerchantIntegration,
+    PaymentMethod,
+    PaymentSession,
+    Provider,
+    ProviderCustomer,
+    ProviderEvent,
+)
 from .services import (
     integration_credentials_check,
     integration_disconnect,
@@ -178,6 +186,18 @@ class PaymentSessionAdmin(ServiceWrittenAdmin):
     search_fields = ("id", "reference", "customer__name", "customer__id")
 
 
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(ServiceWrittenAdmin):
+    """Every event a provider delivered to a merchant's webhook and how it was handled (read-only)."""
+
+    merchant_path = "integration__merchant"
+    list_display = ("event_id", "type", "received_at", "processed_at", "deliveries", "outcome", "error", "invoice")
+    list_filter = ("type", ("processed_at", admin.EmptyFieldListFilter))
+    search_fields = ("event_id", "invoice__id", "attempt__reference", "outcome")
+    date_hierarchy = "received_at"
+    list_select_related = ("invoice",)
+
+
 class CustomerPaymentsAdminMixin:
     """Saved payment methods on the customer page (``panels``, composed by ``billing_site.admin``): what an
     off-session charge would use, in the merchant's current Stripe mode."""
@@ -223,7 +243,7 @@ class InvoicePaymentsAdminMixin:
             return "None (an invoice of an autoCharge subscription is charged within a minute of its issue)."
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     attempt.number,
@@ -233,12 +253,24 @@ class InvoicePaymentsAdminMixin:
                     attempt.get_status_display(),
                     attempt.reference or "—",
                     " ".join(part for part in (attempt.failure_code, attempt.failure_message) if part) or "—",
+                    _after_payment(attempt),
                 )
                 for attempt in attempts
             ),
         )
         return format_html(
             "<table><thead><tr><th>Attempt</th><th>At</th><th>Amount</th><th>Method</th><th>Status</th>"
-            "<th>Stripe payment</th><th>Failure reason</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>Stripe payment</th><th>Failure reason</th><th>Since</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+def _after_payment(attempt) -> str:
+    """What Stripe reported after the charge (webhooks): a dispute, a refund."""
+    said = []
+    if attempt.disputed_at:
+        reason = f", {attempt.dispute_reason}" if attempt.dispute_reason else ""
+        said.append(f"Disputed {attempt.disputed_at:%Y-%m-%d} ({attempt.dispute_reference}{reason})")
+    if attempt.provider_refunded:
+        said.append(f"Refunded at Stripe: {format_money(attempt.provider_refunded, attempt.currency)}")
+    return "; ".join(said) or "—"
