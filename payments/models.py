@@ -256,11 +256,25 @@ class ProviderEvent(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # Links for the admin, without a database constraint: the row is written after the handler (whose
+    # transaction locks the invoice, then the attempt, FOR UPDATE), and a foreign key check would take a share
+    # lock on both in its own order: a duplicate delivery's handler and this write deadlocked on PostgreSQL.
+    # Invoices and attempts are never deleted (PROTECT elsewhere).
     invoice = models.ForeignKey(
-        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="provider_events"
+        Invoice,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="provider_events",
     )
     attempt = models.ForeignKey(
-        PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True, related_name="provider_events"
+        PaymentAttempt,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="provider_events",
     )
     payload = models.JSONField("event object", default=dict, blank=True)
 

@@ -14,7 +14,6 @@ out of order."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,8 +23,6 @@ from django.db.models import F
 from ..models import MerchantIntegration, Provider, ProviderEvent
 from .base import EventHandler, Handled, ParsedEvent, ignored
 from .stripe_handlers import STRIPE_HANDLERS
-
-logger = logging.getLogger(__name__)
 
 HANDLERS: dict[str, dict[str, EventHandler]] = {Provider.STRIPE: STRIPE_HANDLERS}
 MAX_ERROR_LENGTH = 2000
@@ -52,7 +49,6 @@ def provider_event_receive(*, integration: MerchantIntegration, event: ParsedEve
     try:
         handled = handler(integration=integration, event=event, now=now)
     except Exception as error:
-        logger.exception("provider event %s (%s) of %s failed", event.id, event.type, integration.pk)
         row.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
         row.save(update_fields=["error"])
         raise

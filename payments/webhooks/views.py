@@ -10,6 +10,8 @@ a tampered or unreadable body (never handled); 404 no connected Stripe integrati
 
 from __future__ import annotations
 
+import logging
+
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +22,8 @@ from ..gateway import integration_provider
 from ..models import Provider
 from ..providers import InvalidProviderEvent
 from .receive import provider_event_receive
+
+logger = logging.getLogger(__name__)
 
 # Stripe's events are a few kilobytes (the object as it is, one level); 1 MiB leaves room for the largest
 # objects and stays under Django's own bound on a request body (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB).
@@ -51,7 +55,8 @@ def stripe_webhook(request, integration_id: str):
         return _error(400, "signature_invalid", f"The event was not verified: {error}")
     try:
         receipt = provider_event_receive(integration=integration, event=event, now=timezone.now())
-    except Exception:  # recorded on the event and logged by the service; Stripe retries a failed delivery
+    except Exception:  # a handler's error is recorded on the event; Stripe retries a failed delivery
+        logger.exception("Stripe event %s (%s) for %s not handled", event.id, event.type, integration.pk)
         return _error(503, "handling_failed", f"Event {event.id} could not be handled now; deliver it again.")
     return JsonResponse(
         {"received": True, "id": event.id, "replay": receipt.replay, "outcome": receipt.event.outcome}, status=200
