@@ -284,3 +284,15 @@ def test_a_payment_intent_not_ours_is_ignored_even_with_another_merchants_metada
     assert stray.json()["outcome"] == "ignored: no automatic charge of ours is PaymentIntent pi_test_stray"
     attempt.refresh_from_db()
     assert attempt.status == "pending" and not Payment.objects.exists()
+
+
+def test_an_integration_without_a_signing_secret_verifies_nothing(merchant, stripe_server, now):
+    from payments.services import integration_upsert
+
+    unsigned = integration_upsert(merchant=merchant, provider="stripe", now=now, secret_key="sk_test_nosecret0123456")
+
+    response = deliver(unsigned, event("customer.created", {"id": "cus_test_1"}))
+
+    assert (response.status_code, response.json()["error"]) == (400, "signature_invalid")
+    assert "no webhook signing secret" in response.json()["message"]
+    assert not ProviderEvent.objects.exists()
