@@ -90,6 +90,7 @@ MERCHANT_PATHS = {
     "payments.paymentmethod": "customer__merchant",
     "payments.paymentsession": "merchant",
     "payments.paymentretrysettings": "merchant",
+    "payments.providerevent": "integration__merchant",
 }
 
 

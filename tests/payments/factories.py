@@ -1,13 +1,13 @@
 """Rows of the payments app for tests that need one of each (the admin's cross-cutting tests): the
-integration through its service; the provider's customer, a saved card and a session as the services record
-them after Stripe answered (these tests do not start the local Stripe server)."""
+integration through its service; the provider's customer, a saved card, a session and a received event as the
+services record them after Stripe answered (these tests do not start the local Stripe server)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from catalog.models import Customer
-from payments.models import PaymentMethod, PaymentRetrySettings, PaymentSession, ProviderCustomer
+from payments.models import PaymentMethod, PaymentRetrySettings, PaymentSession, ProviderCustomer, ProviderEvent
 from payments.services import integration_upsert
 
 
@@ -28,6 +28,17 @@ def payments_rows(*, customer: Customer, name: str, now: datetime) -> PaymentMet
         url=f"https://checkout.stripe.com/c/pay/cs_test_{name}",
         expires_at=now + timedelta(hours=24),
         created_at=now,
+    )
+    ProviderEvent.objects.create(
+        integration=integration,
+        provider="stripe",
+        event_id=f"evt_test_{name}",
+        type="customer.created",
+        created_at=now,
+        received_at=now,
+        processed_at=now,
+        outcome="ignored: no handler for customer.created",
+        payload={"id": f"cus_test_{name}", "object": "customer"},
     )
     return PaymentMethod.objects.create(
         customer=customer,
