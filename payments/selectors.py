@@ -6,8 +6,17 @@ from django.db.models import F, QuerySet
 from django.shortcuts import get_object_or_404
 
 from catalog.models import Customer, Merchant
+from invoicing.models import InvoiceKind
 
-from .models import IntegrationStatus, MerchantIntegration, PaymentAttempt, PaymentMethod, Provider, ProviderCustomer
+from .models import (
+    IntegrationStatus,
+    MerchantIntegration,
+    PaymentAttempt,
+    PaymentMethod,
+    PaymentSession,
+    Provider,
+    ProviderCustomer,
+)
 
 
 def integration_list(*, merchant: Merchant, provider: str | None = None) -> QuerySet[MerchantIntegration]:
@@ -50,3 +59,44 @@ def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
 def payment_attempts_for_invoice(*, invoice_id: str) -> QuerySet[PaymentAttempt]:
     """The invoice's charge attempts, first first, with the method each charged (one query)."""
     return PaymentAttempt.objects.filter(invoice_id=invoice_id).select_related("payment_method").order_by("number")
+
+
+def payment_session_list(
+    *,
+    merchant: Merchant,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    entity_type: str | None = None,
+) -> QuerySet[PaymentSession]:
+    """The merchant's hosted sessions (setup and payment mode), newest first, with what their answer reads
+    (customer, invoice, integration) in the same query. ``entity_type``: ``subscription`` (Invoice 0 of a
+    subscription), ``invoice`` (any other invoice), ``customer`` (setup sessions); the client's ``payment``
+    and ``topup`` match nothing yet."""
+    rows = PaymentSession.objects.filter(merchant=merchant).select_related(
+        "customer", "invoice", "provider_customer__integration"
+    )
+    if subscription_id:
+        rows = rows.filter(invoice__subscription_id=subscription_id)
+    if customer_id:
+        rows = rows.filter(customer_id=customer_id)
+    if status:
+        rows = rows.filter(status=status)
+    if entity_type == "subscription":
+        rows = rows.filter(invoice__kind=InvoiceKind.OPENING)
+    elif entity_type == "invoice":
+        rows = rows.filter(invoice__isnull=False).exclude(invoice__kind=InvoiceKind.OPENING)
+    elif entity_type == "customer":
+        rows = rows.filter(invoice__isnull=True)
+    elif entity_type:
+        rows = rows.none()
+    return rows.order_by("-created_at", "-id")
+
+
+def payment_session_get(*, merchant: Merchant, session_id: str) -> PaymentSession:
+    """The merchant's session; another merchant's is a 404, like a missing one."""
+    return get_object_or_404(
+        PaymentSession.objects.select_related("customer", "invoice", "provider_customer__integration"),
+        pk=session_id,
+        merchant=merchant,
+    )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import checkout, views
 
 urlpatterns = [
     path(
@@ -25,4 +25,6 @@ urlpatterns = [
         views.CustomerPaymentMethodsApi.as_view(),
         name="customer-payment-methods",
     ),
+    path("v0/paymentSessions", checkout.PaymentSessionCollectionApi.as_view(), name="payment-sessions"),
+    path("v0/paymentSessions/<str:id>", checkout.PaymentSessionDetailApi.as_view(), name="payment-session"),
 ]
