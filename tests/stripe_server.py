@@ -18,6 +18,10 @@ from the request, and behaves as Stripe does where the adapter depends on it:
   ``requires_action``. (A card saved on the hosted page, ``customer_completes_setup``, was authenticated there.)
 - A missing object is a 404 ``resource_missing``; a request without a ``sk_``/``rk_`` key is a 401.
 
+``customer_pays_session`` plays the customer paying a payment-mode Checkout Session (a succeeded PaymentIntent
+with the session's ``payment_intent_data[metadata]``, the session ``complete``/``paid``); ``GET
+/v1/checkout/sessions/{id}`` answers the session as it stands.
+
 Every request is recorded (``requests``: method, path, flat form parameters, idempotency key, API key), so
 tests assert on what was sent.
 """
