@@ -14,14 +14,14 @@ from rest_framework.test import APIClient
 from catalog.models import Subscription, SubscriptionStatus
 from catalog.services import api_key_create
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus, Payment
-from payments.checkout import checkout_session_completed, invoice_pay_url
+from payments.checkout import checkout_session_completed
 from payments.models import PaymentSession
 from payments.services import integration_upsert, payment_session_setup_create
 from tests.api_billing.factories import CustomerFactory, TestClockFactory, llm_plan
 from tests.factories import MerchantFactory
 from tests.invoicing.receivables import account, issued
 
-from .conftest import SECRET_KEY
+from .conftest import SECRET_KEY, invoice_of_pay_link
 
 pytestmark = pytest.mark.django_db
 
@@ -185,7 +185,7 @@ def test_invoice_0_checkout_url_is_our_pay_link_and_paying_activates_the_subscri
         integration=stripe_connected, session=stripe_server.customer_pays_session(session.reference), now=now
     )
 
-    assert payment["checkoutUrl"] == invoice_pay_url(opening)
+    assert invoice_of_pay_link(payment["checkoutUrl"]) == opening
     assert payment["paymentSessionId"] == opening.pk
     assert (visit.status_code, visit["Location"]) == (303, session.url)
     assert Subscription.objects.get(pk=subscription["id"]).status == SubscriptionStatus.ACTIVE
