@@ -10,6 +10,7 @@ from django.urls import include, path
 
 from invoicing.api import events as realtime_events
 from invoicing.api import grants as grant_purchases
+from payments.api import checkout as payments_checkout
 
 urlpatterns = [
     # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
@@ -30,6 +31,13 @@ urlpatterns = [
         name="entitlement-grant-purchase",
     ),
     path("", include("wallets.api.urls")),
+    # hosted_link payments open a Stripe Checkout Session (payments); routed before invoicing's view of the
+    # same path, which this one extends (out_of_band stays invoicing's).
+    path(
+        "v2/invoices/<str:id>/payment",
+        payments_checkout.InvoicePaymentApi.as_view(),
+        name="invoice-record-payment-hosted",
+    ),
     path("", include("invoicing.api.urls")),
     path("", include("payments.api.urls")),
 ]

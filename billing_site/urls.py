@@ -28,6 +28,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # An invoice or credit note opened from its e-mail's link by the customer (no login; signed link).
     path("documents/", include("invoicing.public_urls")),
+    # An invoice paid online by the customer (payments: Stripe Checkout; no login; signed links).
+    path("pay/", include("payments.public_urls")),
     path("v0/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # The merchant's webhook portal: pages reached by the signed link of GET /v0/webhooks/portal.

@@ -151,8 +151,10 @@ def render_pdf(context: dict) -> bytes:
     return html_to_pdf(render_html(context))
 
 
-def invoice_html(invoice: Invoice) -> str:
-    return render_html(invoice_context(invoice))
+def invoice_html(invoice: Invoice, *, pay_url: str | None = None) -> str:
+    """The invoice as a page; ``pay_url`` (the customer's page: ``pay_links.invoice_pay_link``) adds a
+    "Pay now" button. The PDF and the admin have none."""
+    return render_html({**invoice_context(invoice), "pay_url": pay_url})
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_safe
 from . import documents
 from .delivery import document_from_token
 from .models import Invoice
+from .pay_links import invoice_pay_link
 
 
 def _private(response: HttpResponse) -> HttpResponse:
@@ -34,7 +35,7 @@ def _document(token: str):
 def document_public(request, token: str) -> HttpResponse:
     document = _document(token)
     if isinstance(document, Invoice):
-        return _private(HttpResponse(documents.invoice_html(document)))
+        return _private(HttpResponse(documents.invoice_html(document, pay_url=invoice_pay_link(document))))
     return _private(HttpResponse(documents.credit_note_html(document)))
 
 

@@ -234,9 +234,24 @@ class PaymentMethodAdmin(ServiceWrittenAdmin):
 @admin.register(PaymentSession)
 class PaymentSessionAdmin(ServiceWrittenAdmin):
     merchant_path = "merchant"
-    list_display = ("id", "customer", "mode", "status", "expires_at", "created_at", "completed_at")
+    list_display = (
+        "id",
+        "customer",
+        "mode",
+        "invoice",
+        "amount_shown",
+        "status",
+        "expires_at",
+        "created_at",
+        "completed_at",
+    )
     list_filter = ("mode", "status")
-    search_fields = ("id", "reference", "customer__name", "customer__id")
+    search_fields = ("id", "reference", "payment_reference", "invoice__id", "invoice__number", "customer__name")
+    list_select_related = ("customer", "invoice")
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, obj):
+        return format_money(obj.amount, obj.currency) if obj.amount is not None else "—"
 
 
 @admin.register(ProviderEvent)

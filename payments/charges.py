@@ -246,6 +246,8 @@ def attempt_outcome_record(*, attempt_id: str, result: ChargeResult, now: dateti
         invoice_payment_failed_mark(invoice_id=attempt.invoice_id, at=now)
         if attempt.invoice.status in OPEN_STATUSES:
             attempt.next_retry_at = attempt_retry_next_at(attempt=attempt, failed_at=now)
+    if status is not PaymentAttemptStatus.FAILED:
+        attempt.next_retry_at = None  # a failed attempt the customer then paid (on Stripe's page) is not retried
     if attempt.invoice.status in OPEN_STATUSES:  # settled meanwhile: nothing to tell the customer
         # A success queues nothing; an earlier notice of this attempt (3-D Secure, then declined) stays linked
         # unless a new one replaces it.

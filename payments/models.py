@@ -4,6 +4,7 @@ customers, saved payment methods and hosted payment sessions."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
@@ -164,12 +165,37 @@ class PaymentSession(models.Model):
     success_redirect_url = models.URLField(max_length=2000, blank=True)
     failure_redirect_url = models.URLField(max_length=2000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Payment mode: what the session pays (an invoice's amount due when it was opened) and, once the
+    # customer paid, the provider's payment (Stripe: pi_…) and the Payment recorded for it, exactly once.
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_sessions"
+    )
+    amount = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    payment_reference = models.CharField(
+        "provider payment", max_length=100, blank=True, help_text="Stripe: the PaymentIntent (pi_…)."
+    )
+    payment = models.OneToOneField(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_session"
+    )
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     completed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "id"]
+        constraints = [
+            # A payment-mode session pays a positive amount of an invoice; a setup session pays nothing.
+            models.CheckConstraint(
+                condition=Q(mode="setup", invoice__isnull=True, amount__isnull=True)
+                | Q(mode="payment", invoice__isnull=False, amount__gt=0),
+                name="payments_session_pays_an_invoice_in_payment_mode",
+            ),
+            models.CheckConstraint(
+                condition=Q(payment__isnull=True) | Q(status="completed"), name="payments_session_payment_if_completed"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.get_mode_display()}, {self.status})"
@@ -357,7 +383,8 @@ class ProviderEvent(models.Model):
         blank=True,
         related_name="provider_events",
     )
-    payload = models.JSONField("event object", default=dict, blank=True)
+    # The library parses Stripe's ``*_decimal`` fields (``unit_amount_decimal``) into Decimal: stored as strings.
+    payload = models.JSONField("event object", default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["-received_at", "id"]

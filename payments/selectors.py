@@ -9,9 +9,17 @@ from django.db.models import F, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from catalog.models import Customer, Merchant
-from invoicing.models import CreditNote, CreditNoteSettlement, CreditNoteStatus
+from invoicing.models import CreditNote, CreditNoteSettlement, CreditNoteStatus, InvoiceKind
 
-from .models import IntegrationStatus, MerchantIntegration, PaymentAttempt, PaymentMethod, Provider, ProviderCustomer
+from .models import (
+    IntegrationStatus,
+    MerchantIntegration,
+    PaymentAttempt,
+    PaymentMethod,
+    PaymentSession,
+    Provider,
+    ProviderCustomer,
+)
 
 
 def integration_list(*, merchant: Merchant, provider: str | None = None) -> QuerySet[MerchantIntegration]:
@@ -91,3 +99,44 @@ def invoice_refunds_recorded(*, invoice_id: str) -> Decimal:
         invoice_id=invoice_id, status=CreditNoteStatus.ISSUED, settlement=CreditNoteSettlement.REFUND
     ).aggregate(total=Sum("refunded"))["total"]
     return total or Decimal(0)
+
+
+def payment_session_list(
+    *,
+    merchant: Merchant,
+    subscription_id: str | None = None,
+    customer_id: str | None = None,
+    status: str | None = None,
+    entity_type: str | None = None,
+) -> QuerySet[PaymentSession]:
+    """The merchant's hosted sessions (setup and payment mode), newest first, with what their answer reads
+    (customer, invoice, integration) in the same query. ``entity_type``: ``subscription`` (Invoice 0 of a
+    subscription), ``invoice`` (any other invoice), ``customer`` (setup sessions); the client's ``payment``
+    and ``topup`` match nothing yet."""
+    rows = PaymentSession.objects.filter(merchant=merchant).select_related(
+        "customer", "invoice", "provider_customer__integration"
+    )
+    if subscription_id:
+        rows = rows.filter(invoice__subscription_id=subscription_id)
+    if customer_id:
+        rows = rows.filter(customer_id=customer_id)
+    if status:
+        rows = rows.filter(status=status)
+    if entity_type == "subscription":
+        rows = rows.filter(invoice__kind=InvoiceKind.OPENING)
+    elif entity_type == "invoice":
+        rows = rows.filter(invoice__isnull=False).exclude(invoice__kind=InvoiceKind.OPENING)
+    elif entity_type == "customer":
+        rows = rows.filter(invoice__isnull=True)
+    elif entity_type:
+        rows = rows.none()
+    return rows.order_by("-created_at", "-id")
+
+
+def payment_session_get(*, merchant: Merchant, session_id: str) -> PaymentSession:
+    """The merchant's session; another merchant's is a 404, like a missing one."""
+    return get_object_or_404(
+        PaymentSession.objects.select_related("customer", "invoice", "provider_customer__integration"),
+        pk=session_id,
+        merchant=merchant,
+    )

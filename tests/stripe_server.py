@@ -19,8 +19,13 @@ from the request, and behaves as Stripe does where the adapter depends on it:
   ``processing``, the outcome left to an event. (A card saved on the hosted page, ``customer_completes_setup``, was authenticated there.)
 - A missing object is a 404 ``resource_missing``; a request without a ``sk_``/``rk_`` key is a 401.
 
+``customer_pays_session`` plays the customer paying a payment-mode Checkout Session (a succeeded PaymentIntent
+with the session's ``payment_intent_data[metadata]``, the session ``complete``/``paid``); ``GET
+/v1/checkout/sessions/{id}`` answers the session as it stands.
+
 ``before_reply`` (a test's hook) runs once a request is answered and before the answer is sent: a webhook
-delivered while the caller still waits. Every request is recorded (``requests``: method, path, flat form parameters, idempotency key, API key), so
+delivered while the caller still waits. Every request is recorded (``requests``: method, path, flat form
+parameters, idempotency key, API key), so
 tests assert on what was sent.
 """
 
@@ -90,6 +95,8 @@ class StripeState:
     setup_intents: dict[str, dict] = field(default_factory=dict)
     payment_intents: dict[str, dict] = field(default_factory=dict)
     sessions: dict[str, dict] = field(default_factory=dict)
+    # session id → what its payment_intent_data asked for (metadata, setup_future_usage)
+    session_intent_data: dict[str, dict] = field(default_factory=dict)
     refunds: dict[str, dict] = field(default_factory=dict)
 
     def fixture(self, name: str) -> dict:
@@ -161,6 +168,40 @@ class StripeTestServer:
         attached to the customer."""
         with self._lock:
             return self._new_payment_method(card, customer=customer)
+
+    def customer_pays_session(self, session: str, *, card: str = "pm_card_visa") -> dict:
+        """What Stripe Checkout does when the customer pays a payment-mode session with ``card``: a
+        PaymentIntent for the session's amount (with the session's ``payment_intent_data[metadata]``),
+        succeeded; the card saved to the customer when ``setup_future_usage`` asked for it; the session
+        ``complete`` and ``paid``. Returns the session, as the ``checkout.session.completed`` event carries it."""
+        with self._lock:
+            found = self.state.sessions.get(session)
+            if found is None or found["mode"] != "payment" or found["status"] != "open":
+                raise ValueError(f"no open payment session {session}")
+            method = self._new_payment_method(card, customer=found["customer"])
+            intent_data = self.state.session_intent_data[session]
+            if not intent_data["setup_future_usage"]:
+                method["customer"] = None
+            intent = self.state.fixture("payment_intent")
+            intent.update(
+                id=_id("pi"),
+                created=int(time.time()),
+                amount=found["amount_total"],
+                amount_received=found["amount_total"],
+                currency=found["currency"],
+                customer=found["customer"],
+                payment_method=method["id"],
+                metadata=dict(intent_data["metadata"]),
+                status="succeeded",
+                latest_charge=_id("ch"),
+                last_payment_error=None,
+                next_action=None,
+                canceled_at=None,
+                livemode=False,
+            )
+            self.state.payment_intents[intent["id"]] = intent
+            found.update(status="complete", payment_status="paid", payment_intent=intent["id"])
+            return copy.deepcopy(found)
 
     # The wire
 
@@ -239,6 +280,7 @@ class StripeTestServer:
             ("GET", r"/v1/payment_methods", self._payment_method_list),
             ("POST", r"/v1/payment_intents", self._payment_intent_create),
             ("POST", r"/v1/checkout/sessions", self._session_create),
+            ("GET", r"/v1/checkout/sessions/(?P<ident>[^/]+)", self._session_retrieve),
             ("POST", r"/v1/refunds", self._refund_create),
         ]
         for verb, pattern, view in routes:
@@ -438,8 +480,13 @@ class StripeTestServer:
             expires_at=int(params["expires_at"]) if params.get("expires_at") else int(time.time()) + 86400,
             metadata=_nested(params, "metadata"),
             url=f"https://checkout.stripe.com/c/pay/{ident}",
+            payment_intent=None,  # Stripe creates it when the customer pays
             livemode=False,
         )
+        self.state.session_intent_data[ident] = {
+            "metadata": _nested(params, "payment_intent_data[metadata]"),
+            "setup_future_usage": params.get("payment_intent_data[setup_future_usage]"),
+        }
         if mode == "payment":
             session.update(
                 currency=params.get("line_items[0][price_data][currency]"),
@@ -450,6 +497,11 @@ class StripeTestServer:
             session.update(currency=params.get("currency"), amount_total=None, amount_subtotal=None)
         self.state.sessions[ident] = session
         return session
+
+    def _session_retrieve(self, params, ident: str) -> dict:
+        if ident not in self.state.sessions:
+            raise _missing("checkout.session", ident)
+        return self.state.sessions[ident]
 
     def _refund_create(self, params) -> dict:
         intent = self.state.payment_intents.get(params.get("payment_intent"))

@@ -1,8 +1,9 @@
 """``POST /v1/entitlements/{id}/grants/purchase``: buy credits for a metered entitlement (digest §3.11).
 
 It records an invoice, so it lives in invoicing; the entitlement shapes are ``wallets.api.entitlements``.
-Self-hosted: there is no payment provider, so the one payment session is the invoice's admin page,
-where finance records the payment (or ``POST /v2/invoices/{id}/payment``); paying creates the grant.
+The one payment session is the invoice's pay link when the merchant's Stripe is connected (``pay_links``:
+payments' page, which opens a Stripe Checkout Session at each visit); without a provider, the invoice's admin
+page, where finance records the payment (or ``POST /v2/invoices/{id}/payment``). Paying creates the grant.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.api.fields import wire_field_names
 from core.api.serializers import Constant, StrictSerializer
 from core.formatting import decimal_string
 from invoicing.one_off_invoices import GrantPurchaseConflict, grant_purchase_create
+from invoicing.pay_links import invoice_pay_link
 from wallets.api.entitlements import CONFLICT, ERRORS, Credits, EntitlementScopedApi
 from wallets.entitlements import EntitlementConflict
 
@@ -98,7 +100,8 @@ class GrantPurchaseApi(EntitlementScopedApi):
             raise ApiError(str(exc), status_code=status.HTTP_409_CONFLICT, code=exc.code) from None
         invoice, purchase = result.invoice, result.purchase
         session = {
-            "url": request.build_absolute_uri(f"/admin/invoicing/invoice/{invoice.pk}/change/"),
+            "url": invoice_pay_link(invoice)
+            or request.build_absolute_uri(f"/admin/invoicing/invoice/{invoice.pk}/change/"),
             "expiresAt": PaymentSessionOutput().fields["expiresAt"].to_representation(purchase.payment_expires_at)
             if purchase.payment_expires_at
             else None,

@@ -26,6 +26,7 @@ from wallets.models import CreditPurchaseKind, LedgerEntry, Wallet
 from wallets.services import IdempotencyConflict
 
 from ..one_off_invoices import CreditPurchaseRefused, CreditPurchaseResult, credit_purchase_create
+from ..pay_links import invoice_pay_link
 
 
 class PurchaseInputSerializer(CreditInputSerializer):
@@ -119,6 +120,8 @@ def purchase_out(result: CreditPurchaseResult) -> dict:
         "price": decimal_string(purchase.price),
         "metricIds": list(purchase.metric_ids),
         "creditedAt": iso_utc(purchase.credited_at),
+        # Where the customer pays it online while it waits (the pay link, with Stripe connected), else null.
+        "paymentUrl": invoice_pay_link(invoice) if not purchase.lot_id else None,
     }
 
 

@@ -34,6 +34,7 @@ from core.api.serializers import Constant, StrictSerializer
 from core.formatting import decimal_string, iso_utc
 from invoicing.documents import breakdown_of
 from invoicing.models import OPEN_STATUSES, InvoiceKind, InvoiceStatus, LineKind
+from invoicing.pay_links import invoice_pay_link
 from invoicing.receivables import invoice_amount_paid
 
 ZERO = Decimal(0)
@@ -259,9 +260,12 @@ def payment_of(subscription, opening, request) -> dict | None:
             "status": "pending",
             "amount": amount,
             "breakdown": {"upfrontCharges": amount, "walletCharge": money_string(Decimal(0), opening.currency)},
-            # Self-hosted: no hosted checkout. The link opens the invoice in the admin, where finance marks
-            # it paid; the "payment session" is the invoice itself.
-            "checkoutUrl": request.build_absolute_uri(f"/admin/invoicing/invoice/{opening.id}/change/"),
+            # The customer's pay link (payments: a page that opens a fresh Stripe Checkout Session at each
+            # visit, valid 30 days) when the merchant's Stripe is connected; without a provider, the invoice in
+            # the admin, where finance marks it paid. The "payment session" is the invoice itself either way:
+            # the link opens a new Stripe session per visit (listed by GET /v0/paymentSessions).
+            "checkoutUrl": invoice_pay_link(opening)
+            or request.build_absolute_uri(f"/admin/invoicing/invoice/{opening.id}/change/"),
             "paymentSessionId": opening.id,
             "invoiceId": opening.id,
         }

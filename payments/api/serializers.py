@@ -3,12 +3,25 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
+from catalog.api.fields import money_string
 from core.api.fields import TextKeyDictField, UtcDateTimeField
 from core.api.serializers import BlankAsNull, Constant, StrictSerializer
+from core.formatting import iso_utc
+from invoicing.api.serializers import InvoiceOutput
+from invoicing.models import InvoiceKind
 
-from ..models import IntegrationStatus, MerchantIntegration, PaymentMethod, PaymentSession, Provider
+from ..models import (
+    IntegrationStatus,
+    MerchantIntegration,
+    PaymentMethod,
+    PaymentSession,
+    PaymentSessionStatus,
+    Provider,
+)
 
 
 class MerchantIntegrationConfigInput(StrictSerializer):
@@ -146,3 +159,60 @@ def retry_result_out(*, invoice_id: str, reference: str | None = None, error: di
     if error is not None:
         body["error"] = {key: value for key, value in error.items() if value}
     return body
+
+
+class PaymentSessionDetailOutput(serializers.Serializer):
+    """The client's ``PaymentSession`` (``GET /v0/paymentSessions``): a payment-mode session pays an invoice
+    (``entityType`` ``invoice``, or ``subscription`` with the subscription's id for Invoice 0, its activation);
+    a setup session (a card saved for later) is listed with ``entityType`` ``customer``, its customer's id and
+    amount ``0``."""
+
+    object = Constant("payment_session")
+    id = serializers.CharField()
+    entityType = serializers.SerializerMethodField()
+    entityId = serializers.SerializerMethodField()
+    entityLabel = serializers.SerializerMethodField()
+    amount = serializers.SerializerMethodField()
+    currency = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=PaymentSessionStatus.choices)
+    providerPaymentRef = BlankAsNull(source="payment_reference")
+    merchantPaymentAccountId = serializers.SerializerMethodField()
+    createdAt = UtcDateTimeField(source="created_at")
+    updatedAt = serializers.SerializerMethodField()
+    completedAt = UtcDateTimeField(source="completed_at", allow_null=True)
+
+    def get_entityType(self, session: PaymentSession) -> str:
+        if session.invoice_id is None:
+            return "customer"
+        return "subscription" if session.invoice.kind == InvoiceKind.OPENING else "invoice"
+
+    def get_entityId(self, session: PaymentSession) -> str:
+        if session.invoice_id is None:
+            return session.customer_id
+        return session.invoice.subscription_id if session.invoice.kind == InvoiceKind.OPENING else session.invoice_id
+
+    def get_entityLabel(self, session: PaymentSession) -> str | None:
+        return (session.invoice.number or session.invoice_id) if session.invoice_id else None
+
+    def get_amount(self, session: PaymentSession) -> str:
+        currency = session.currency or session.customer.currency
+        return money_string(session.amount if session.amount is not None else Decimal(0), currency)
+
+    def get_currency(self, session: PaymentSession) -> str:
+        return session.currency or session.customer.currency
+
+    def get_merchantPaymentAccountId(self, session: PaymentSession) -> str | None:
+        return session.provider_customer.integration.external_id or None
+
+    def get_updatedAt(self, session: PaymentSession) -> str:
+        return iso_utc(session.updated_at or session.completed_at or session.created_at)
+
+
+class HostedLinkPaymentResultOutput(serializers.Serializer):
+    """``POST /v2/invoices/{id}/payment`` with ``hosted_link``: the new session and its Stripe page."""
+
+    method = Constant("hosted_link")
+    provider = serializers.CharField()
+    paymentSessionId = serializers.CharField()
+    paymentUrl = serializers.CharField()
+    invoice = InvoiceOutput()

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import checkout, views
 
 urlpatterns = [
     path(
@@ -26,4 +26,6 @@ urlpatterns = [
         name="customer-payment-methods",
     ),
     path("v2/invoices/<str:id>/retryPayment", views.InvoiceRetryPaymentApi.as_view(), name="invoice-retry-payment"),
+    path("v0/paymentSessions", checkout.PaymentSessionCollectionApi.as_view(), name="payment-sessions"),
+    path("v0/paymentSessions/<str:id>", checkout.PaymentSessionDetailApi.as_view(), name="payment-session"),
 ]

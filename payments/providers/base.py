@@ -133,6 +133,12 @@ class PaymentProvider(Protocol):
         """A hosted page where the customer pays ``amount`` (mode ``payment``) or saves a method (``setup``)."""
         ...
 
+    def session_retrieve(self, *, reference: str) -> dict[str, Any]:
+        """The hosted session as the provider has it now (Stripe: the Checkout Session object, the same shape
+        as the ``object`` of its ``checkout.session.completed`` event): what the success page reads when the
+        customer comes back before the webhook."""
+        ...
+
     def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
         """Give back (part of) a succeeded charge."""
         ...

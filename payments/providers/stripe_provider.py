@@ -228,6 +228,12 @@ class StripeProvider:
             raise _provider_error(error) from error
         return HostedSession(reference=session.id, url=session.url, expires_at=_when(session.expires_at))
 
+    def session_retrieve(self, *, reference: str) -> dict[str, Any]:
+        try:
+            return self._client.v1.checkout.sessions.retrieve(reference).to_dict()
+        except stripe.StripeError as error:
+            raise _provider_error(error) from error
+
     def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
         try:
             refund = self._client.v1.refunds.create(

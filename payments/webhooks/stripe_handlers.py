@@ -7,7 +7,8 @@ safe to run again and to meet the events out of order (Stripe delivers at least 
 - ``charge.refunded``: the refunded total Stripe reports, beside what Meterline's refund credit notes record;
 - ``charge.dispute.created``: the charge is flagged disputed (no money moves here);
 - ``checkout.session.completed``: a setup session is completed and the customer's methods synced; a
-  payment-mode session is left to ``payments.checkout`` (not in this module).
+  payment-mode session (and ``checkout.session.async_payment_succeeded``, its bank debit cleared) is recorded
+  by ``payments.checkout`` (one payment, whether the webhook or Stripe's return page comes first).
 
 Every other type is kept and acknowledged, ``ignored``."""
 
@@ -22,6 +23,7 @@ from catalog.pricing.currency import format_money
 
 from .. import selectors
 from ..charges import attempt_outcome_record
+from ..checkout import checkout_session_completed as checkout_session_completed_record
 from ..models import MerchantIntegration, PaymentAttempt, PaymentSession, PaymentSessionMode
 from ..providers import ChargeResult, ChargeStatus, amount_from_minor_units
 from ..services import payment_methods_sync, payment_session_complete
@@ -155,9 +157,24 @@ def checkout_session_completed(*, integration: MerchantIntegration, event: Parse
 
 
 def checkout_session_payment_mode(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
-    """Payment-mode Checkout Sessions (hosted payment of an invoice, Invoice 0, purchases) are recorded by
-    ``payments.checkout``, which this increment does not have: kept and acknowledged, nothing recorded."""
-    return ignored("payment-mode sessions handled in payments.checkout")
+    """A payment-mode Checkout Session (hosted payment of an invoice, Invoice 0, a purchase) completed, or its
+    bank debit cleared (``checkout.session.async_payment_succeeded``): recorded by ``payments.checkout``, the
+    path Stripe's return page takes too, so the two converge on one payment."""
+    session = event.object
+    if session.get("mode") != PaymentSessionMode.PAYMENT:
+        return ignored(f"a {session.get('mode')} session")
+    checkout_session_completed_record(integration=integration, session=session, now=now)
+    row = (
+        PaymentSession.objects.filter(merchant_id=integration.merchant_id, reference=session.get("id"))
+        .only("id", "status", "invoice_id", "payment_id")
+        .first()
+    )
+    if row is None:
+        return ignored(f"no payment session of ours is {session.get('id')}")
+    said = f"payment session {row.pk} {row.status}"
+    if row.payment_id:
+        said += f", payment {row.payment_id}"
+    return Handled(outcome=said, invoice_id=row.invoice_id)
 
 
 STRIPE_HANDLERS: dict[str, EventHandler] = {
@@ -167,4 +184,5 @@ STRIPE_HANDLERS: dict[str, EventHandler] = {
     "charge.refunded": charge_refunded,
     "charge.dispute.created": charge_dispute_created,
     "checkout.session.completed": checkout_session_completed,
+    "checkout.session.async_payment_succeeded": checkout_session_payment_mode,
 }

@@ -34,6 +34,7 @@ from invoicing.models import (
 )
 from invoicing.receivables import payment_record
 from invoicing.services import billing_run_execute, credit_note_issue, invoice_finalize, subscription_start
+from invoicing.spend.services import SpendAlertInput, spend_alert_create, spend_cap_set
 from tests.factories import MerchantFactory, TestClockFactory
 from tests.invoicing.factories import CustomerFactory, PlanFactory, fee_price, metered_price, record_usage
 from tests.payments.factories import payments_rows
@@ -81,6 +82,8 @@ MERCHANT_PATHS = {
     "invoicing.deliverysettings": "merchant",
     "invoicing.mailtemplate": "merchant",
     "invoicing.dunningsettings": "merchant",
+    "invoicing.spendalert": "merchant",
+    "invoicing.spendcap": "merchant",
     "invoicing.subscriptionplanchange": "subscription__merchant",
     "invoicing.billingrun": None,
     "invoicing.payment": "merchant",
@@ -182,6 +185,11 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
     )
     entitlement_grant_create(entitlement=entitlement, amount=Decimal("50"), idempotency_key=f"{name}-eg", now=FEB_1)
     payments_rows(customer=customer, name=name, now=FEB_1)
+    spend_alert_create(
+        customer=customer,
+        data=SpendAlertInput(currency="USD", threshold_kind="amount", thresholds=("100",), name=f"{name} budget"),
+    )
+    spend_cap_set(customer=customer, currency="USD", amount="1000", on_reach="block", now=FEB_1)
     return SimpleNamespace(
         merchant=merchant,
         plan=plan,

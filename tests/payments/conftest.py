@@ -35,3 +35,18 @@ def stripe_connected(merchant, stripe_server, now):
     return integration_upsert(
         merchant=merchant, provider="stripe", now=now, secret_key=SECRET_KEY, webhook_secret="whsec_test_0123456789"
     )
+
+
+def invoice_of_pay_link(url: str):
+    """The invoice a pay link (``/pay/invoice/{token}`` under ``METERLINE_PUBLIC_URL``) opens. Links are
+    compared through their invoice: the token is timestamped, so two links of one invoice may differ."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+    from django.urls import resolve
+
+    from payments.checkout import invoice_from_pay_token
+
+    match = resolve(urlsplit(url).path)
+    assert url.startswith(settings.METERLINE_PUBLIC_URL + "/pay/invoice/") and match.url_name == "invoice-pay"
+    return invoice_from_pay_token(match.kwargs["token"])

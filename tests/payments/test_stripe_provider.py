@@ -337,3 +337,44 @@ def test_stripe_unreachable_is_a_retryable_error(settings):
         provider.customer_create(customer_id="c", name="n", email="e@example.com", idempotency_key="k")
 
     assert (unreachable.value.code, unreachable.value.retryable) == ("api_connection_error", True)
+
+
+def test_a_payment_session_is_retrieved_as_stripe_has_it_before_and_after_the_customer_paid(
+    provider, customer, stripe_server
+):
+    hosted = provider.session_create(
+        mode="payment",
+        provider_customer=customer,
+        currency="EUR",
+        amount=Decimal("42.10"),
+        description="Invoice INV-7",
+        success_url="https://example.com/ok",
+        cancel_url="https://example.com/ko",
+        expires_at=datetime.now(UTC) + timedelta(hours=24),
+        idempotency_key="session-1",
+        metadata={"meterline_invoice": "inv_1", "meterline_payment_session": "ps_1"},
+    )
+
+    before = provider.session_retrieve(reference=hosted.reference)
+    stripe_server.customer_pays_session(hosted.reference)
+    after = provider.session_retrieve(reference=hosted.reference)
+
+    assert (before["status"], before["payment_status"], before["payment_intent"]) == ("open", "unpaid", None)
+    assert (after["status"], after["payment_status"], after["amount_total"], after["currency"]) == (
+        "complete",
+        "paid",
+        4210,
+        "eur",
+    )
+    intent = stripe_server.state.payment_intents[after["payment_intent"]]
+    assert intent["metadata"] == {"meterline_invoice": "inv_1", "meterline_payment_session": "ps_1"}
+    assert (intent["amount_received"], intent["status"]) == (4210, "succeeded")
+    [sent] = stripe_server.calls("GET", f"/v1/checkout/sessions/{hosted.reference}")[:1]
+    assert sent.api_key == SECRET_KEY
+
+
+def test_retrieving_a_session_stripe_does_not_know_is_a_provider_error(provider, stripe_server):
+    with pytest.raises(PaymentProviderError) as refused:
+        provider.session_retrieve(reference="cs_test_unknown")
+
+    assert (refused.value.code, refused.value.http_status, refused.value.retryable) == ("resource_missing", 404, False)

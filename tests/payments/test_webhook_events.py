@@ -11,9 +11,11 @@ from django.urls import reverse
 from invoicing.models import InvoiceStatus, Payment
 from invoicing.services import invoice_refund_create
 from payments.charges import invoice_auto_charge
+from payments.checkout import checkout_session_refresh, invoice_checkout_create
 from payments.models import PaymentSession, ProviderEvent
 from payments.services import payment_session_setup_create
 from tests.factories import CustomerFactory
+from tests.invoicing.receivables import account, issued
 
 from .stripe_events import deliver, event
 from .test_charges import auto_charged
@@ -116,12 +118,31 @@ def test_a_completed_setup_page_completes_the_session_and_mirrors_the_card_saved
     assert (method.brand, method.last4, method.is_default) == ("mastercard", "4444", True)
 
 
-def test_a_payment_mode_session_is_acknowledged_and_left_to_payments_checkout(stripe_connected, customer, now):
+def test_a_paid_checkout_session_delivered_signed_records_one_payment_with_its_replay_and_the_return_page(
+    stripe_connected, stripe_server, merchant, now
+):
+    invoice = issued(account(merchant), "123.45", now=now)
+    session = invoice_checkout_create(invoice=invoice, now=now)
+    completed = stripe_server.customer_pays_session(session.reference)
+
+    response = deliver(stripe_connected, event("checkout.session.completed", completed))
+    replay = deliver(stripe_connected, event("checkout.session.async_payment_succeeded", completed))
+    checkout_session_refresh(session=session, now=now)  # the customer's return page, after the webhook
+
+    [payment] = Payment.objects.all()
+    session.refresh_from_db()
+    invoice.refresh_from_db()
+    assert (invoice.status, payment.amount, session.status) == (InvoiceStatus.PAID, Decimal("123.45"), "completed")
+    assert response.json()["outcome"] == f"payment session {session.pk} completed, payment {payment.pk}"
+    assert replay.json()["outcome"] == response.json()["outcome"]  # recorded already: nothing added
+
+
+def test_a_payment_mode_session_not_ours_is_acknowledged_and_changes_nothing(stripe_connected, customer, now):
     completed = {"id": "cs_test_pay", "object": "checkout.session", "mode": "payment", "payment_status": "paid"}
 
     response = deliver(stripe_connected, event("checkout.session.completed", completed))
 
-    assert response.json()["outcome"] == "ignored: payment-mode sessions handled in payments.checkout"
+    assert response.json()["outcome"] == "ignored: no payment session of ours is cs_test_pay"
     assert not Payment.objects.exists() and not PaymentSession.objects.exists()
 
 
