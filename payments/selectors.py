@@ -7,7 +7,15 @@ from django.shortcuts import get_object_or_404
 
 from catalog.models import Customer, Merchant
 
-from .models import IntegrationStatus, MerchantIntegration, PaymentAttempt, PaymentMethod, Provider, ProviderCustomer
+from .models import (
+    IntegrationStatus,
+    MerchantIntegration,
+    PaymentAttempt,
+    PaymentMethod,
+    Provider,
+    ProviderCustomer,
+    ProviderRefund,
+)
 
 
 def integration_list(*, merchant: Merchant, provider: str | None = None) -> QuerySet[MerchantIntegration]:
@@ -50,3 +58,12 @@ def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
 def payment_attempts_for_invoice(*, invoice_id: str) -> QuerySet[PaymentAttempt]:
     """The invoice's charge attempts, first first, with the method each charged (one query)."""
     return PaymentAttempt.objects.filter(invoice_id=invoice_id).select_related("payment_method").order_by("number")
+
+
+def provider_refunds_for_invoice(*, invoice_id: str) -> QuerySet[ProviderRefund]:
+    """The refunds of the invoice's card payments sent through the provider, each try (one query)."""
+    return (
+        ProviderRefund.objects.filter(credit_note__invoice_id=invoice_id)
+        .select_related("credit_note")
+        .order_by("created_at", "credit_note__number", "payment_id", "number")
+    )

@@ -221,7 +221,7 @@ def test_the_beat_schedules_the_auto_charge(settings):
     from billing_site.celery import app
 
     app.loader.import_default_modules()
-    [entry] = [v for k, v in settings.CELERY_BEAT_SCHEDULE.items() if k.startswith("payments-")]
+    entry = settings.CELERY_BEAT_SCHEDULE["payments-invoices-auto-charge-due"]
     assert entry["task"] == "payments.invoices_auto_charge_due" and entry["task"] in app.tasks
 
 
