@@ -96,7 +96,10 @@ def credit_note_issue(**kwargs) -> CreditNote:
 def _issue_then_send(issue: Callable[[], CreditNote], *, now: datetime) -> CreditNote:
     with transaction.atomic():
         note = issue()
-        provider_refunds_claim(credit_note=note, now=now)
+        # A replay (same idempotency key) answers a note issued earlier: it was claimed when it was issued, or,
+        # issued before refunds went through the provider, was refunded by finance; either way, nothing new.
+        if note.issued_at == now:
+            provider_refunds_claim(credit_note=note, now=now)
     for refund in note.provider_refunds.filter(status=ProviderRefundStatus.PENDING):
         provider_refund_send(refund_id=refund.pk, now=now)
     return note

@@ -362,3 +362,17 @@ def test_the_beat_resumes_pending_refunds_every_five_minutes(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["payments-provider-refunds-resume-due"]
     assert entry["task"] == "payments.provider_refunds_resume_due" and entry["task"] in app.tasks
     assert entry["schedule"].minute == set(range(0, 60, 5))
+
+
+def test_a_replay_of_a_refund_issued_before_refunds_went_through_stripe_sends_nothing(
+    api_client, stripe_connected, stripe_server, merchant, now
+):
+    from invoicing.services import invoice_refund_create as refunded_in_our_books_only
+
+    invoice, _ = card_paid(merchant, now)
+    note = refunded_in_our_books_only(invoice=invoice, now=now, amount=Decimal("5.00"), idempotency_key="old")
+
+    replay = refund(api_client, invoice, {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="old")
+
+    assert (replay.status_code, replay.json()["id"]) == (201, note.pk)
+    assert stripe_server.calls("POST", REFUNDS) == [] and not ProviderRefund.objects.exists()
