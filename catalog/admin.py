@@ -405,7 +405,7 @@ class PlanVersionInline(MerchantScopedAdminMixin, admin.TabularInline):
 @admin.register(models.Plan)
 class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
     merchant_path = "merchant"
-    money_fields = {"minimum_commitment": "currency"}
+    money_fields = {"minimum_commitment": "currency", "threshold_amount": "currency"}
     """Plans. ``PlanAdminForm`` refuses what ``plan_update`` refuses (cadence or anchor of a plan live
     subscriptions bill); merchant, product, currency and billing mode are fixed once created (the API
     cannot change them either)."""
@@ -446,6 +446,14 @@ class PlanAdmin(FixedAfterCreateMixin, CatalogHistoryAdmin):
                     "minimum_commitment",
                     "discount_percent",
                 )
+            },
+        ),
+        (
+            "Threshold billing",
+            {
+                "fields": ("threshold_amount", "threshold_ladder", "threshold_recurring"),
+                "description": "Invoice a period's usage as soon as it reaches the amount, and the rest at the "
+                "period end (invoicing/THRESHOLDS.md).",
             },
         ),
         ("Tax", {"fields": ("tax_behavior", "default_tax_code", "default_tax_rate")}),
@@ -882,7 +890,17 @@ SUBSCRIPTION_LIFECYCLE_FIELDS = (
     "termination_reason",
 )
 # Terms that change no amount already billed (invoicing's ``subscription_update`` applies them).
-SUBSCRIPTION_TERMS_FIELDS = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")
+SUBSCRIPTION_TERMS_FIELDS = (
+    "name",
+    "auto_charge",
+    "tax_exempt",
+    "payment_term_days",
+    "version_policy",
+    "metadata",
+    "threshold_amount",
+    "threshold_ladder",
+    "threshold_recurring",
+)
 
 
 class SubscriptionAdmin(CatalogHistoryAdmin):
@@ -919,6 +937,14 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
                 )
             },
         ),
+        (
+            "Threshold billing",
+            {
+                "fields": ("threshold_amount", "threshold_ladder", "threshold_recurring"),
+                "description": "Overrides the plan's: invoice the period's usage as soon as it reaches the amount "
+                "(empty: the plan's).",
+            },
+        ),
         ("Other", {"fields": ("metadata",), "classes": ("collapse",)}),
     )
     fieldsets = (
@@ -950,6 +976,14 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
                     "version_policy",
                     "elapsed_period_billing",
                 )
+            },
+        ),
+        (
+            "Threshold billing",
+            {
+                "fields": ("threshold_amount", "threshold_ladder", "threshold_recurring"),
+                "description": "Overrides the plan's: invoice the period's usage as soon as it reaches the amount "
+                "(empty: the plan's).",
             },
         ),
         ("Termination", {"fields": ("terminated_at", "terminated_by", "termination_reason"), "classes": ("collapse",)}),

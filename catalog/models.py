@@ -27,10 +27,13 @@ from core.ids import PublicIdField
 
 from .pricing.limits import QUANTUM
 from .validators import (
+    THRESHOLD_AMOUNT_MAX,
+    THRESHOLD_AMOUNT_MIN,
     email_list_split,
     validate_currency_code,
     validate_email_list,
     validate_json_path,
+    validate_threshold_ladder,
     validate_time_zone,
 )
 
@@ -334,6 +337,27 @@ class Plan(TimeStamped):
         blank=True,
         validators=[MinValueValidator(ZERO), MaxValueValidator(Decimal("100"))],
         help_text="Percent taken off the whole subscription's charges (e.g. 10 for 10 % off).",
+    )
+    # Threshold (progressive) billing (invoicing/THRESHOLDS.md): invoice the period's usage as soon as it
+    # reaches this amount, then (recurring) every further multiple of it; None: at the period end only.
+    threshold_amount = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(THRESHOLD_AMOUNT_MIN), MaxValueValidator(THRESHOLD_AMOUNT_MAX)],
+        help_text="Invoice the period's usage as soon as it reaches this amount (progressive billing); "
+        "empty: at the period end only.",
+    )
+    threshold_ladder = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_threshold_ladder],
+        help_text='Further thresholds after the first, increasing, as decimal strings: ["500", "1000"].',
+    )
+    threshold_recurring = models.BooleanField(
+        default=False,
+        help_text="After the last threshold, invoice again every time usage grows by the last step "
+        "(by the threshold itself when it is the only one).",
     )
     billing_mode = models.CharField(
         max_length=10,
@@ -852,6 +876,23 @@ class Subscription(TimeStamped):
         default="",
         help_text="Overrides the plan's billing mode for this subscription; empty = the plan's.",
     )
+    # Overrides of the plan's threshold billing (None: the plan's), read by ``effective_threshold``.
+    threshold_amount = models.DecimalField(
+        **RATE_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(THRESHOLD_AMOUNT_MIN), MaxValueValidator(THRESHOLD_AMOUNT_MAX)],
+        help_text="Overrides the plan's usage threshold (with this subscription's ladder); empty = the plan's.",
+    )
+    threshold_ladder = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_threshold_ladder],
+        help_text="Further thresholds after the subscription's own first one; empty = none.",
+    )
+    threshold_recurring = models.BooleanField(
+        null=True, blank=True, help_text="Overrides whether the plan's threshold recurs; empty = the plan's."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     # Set by invoicing's dunning when a final notice goes out and the merchant chose "mark the subscription
     # past due" (or "block real-time usage", which marks it too); cleared when the invoice is paid. A flag
@@ -907,6 +948,20 @@ class Subscription(TimeStamped):
     def is_usage_blocked(self) -> bool:
         """Dunning blocked this subscription's real-time usage (an invoice unpaid after its final notice)."""
         return self.usage_blocked_since is not None
+
+    @property
+    def effective_threshold(self) -> tuple[tuple[Decimal, ...], bool] | None:
+        """The usage thresholds that bill this subscription progressively (increasing) and whether the last one
+        recurs: its own first threshold and ladder when it has a threshold, else its plan's; its own
+        ``threshold_recurring`` when set, else the plan's. None when neither has a threshold."""
+        own = self.threshold_amount is not None
+        amount = self.threshold_amount if own else self.plan.threshold_amount
+        if amount is None:
+            return None
+        ladder = (self.threshold_ladder or []) if own else self.plan.threshold_ladder
+        amounts = tuple(sorted({amount, *(Decimal(str(step)) for step in ladder or [])}))
+        recurring = self.threshold_recurring if self.threshold_recurring is not None else self.plan.threshold_recurring
+        return amounts, recurring
 
     @property
     def effective_billing_anchor(self):

@@ -448,6 +448,9 @@ PLAN_FIELDS = {
     "default_tax_rate",
     "minimum_commitment",
     "discount_percent",
+    "threshold_amount",
+    "threshold_ladder",
+    "threshold_recurring",
     "renewal_reminder_enabled",
     "renewal_reminder_days",
 }

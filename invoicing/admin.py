@@ -199,7 +199,7 @@ class InvoiceAdmin(
     change_list_template = "invoicing/admin/invoice_change_list.html"
     change_form_template = "invoicing/admin/invoice_change_form.html"
     fieldsets = (
-        (None, {"fields": ("number", "status", "kind", "documents_links")}),
+        (None, {"fields": ("number", "status", "kind", "threshold_sequence", "documents_links")}),
         ("Parties", {"fields": ("merchant", "customer", "subscription", "plan")}),
         (
             "Period and dates",

@@ -40,6 +40,9 @@ START_EXTRA_FIELDS = (
     "version_policy",
     "elapsed_period_billing",
     "metadata",
+    "threshold_amount",
+    "threshold_ladder",
+    "threshold_recurring",
 )
 
 # The values the API accepts for these free-text columns: the admin offers the same as a choice.

@@ -173,6 +173,16 @@ def service_window(subscription: Subscription, period: Period) -> tuple[datetime
     return start, end
 
 
+def usage_window(subscription: Subscription, period: Period, charge_from: datetime | None) -> tuple[datetime, datetime]:
+    """The part of ``period`` whose usage the current plan bills: from the service start, the trial end or
+    the plan change (``charge_from``), whichever is last. Threshold invoices are filed under its start."""
+    start, end = service_window(subscription, period)
+    for moment in (subscription.trial_ends_at, charge_from):
+        if moment is not None and moment > start:
+            start = min(moment, end)
+    return start, end
+
+
 def tax_rate_for(subscription: Subscription) -> Decimal:
     if subscription.tax_exempt:
         return Decimal(0)
@@ -518,11 +528,7 @@ class Biller:
     def _arrears_window(
         self, subscription: Subscription, period: Period, charge_from: datetime | None
     ) -> tuple[datetime, datetime]:
-        start, end = service_window(subscription, period)
-        for moment in (subscription.trial_ends_at, charge_from):
-            if moment is not None and moment > start:
-                start = min(moment, end)
-        return start, end
+        return usage_window(subscription, period, charge_from)
 
     # invoices
     def compose_opening(self, subscription: Subscription) -> ComposedInvoice | None:
@@ -561,6 +567,7 @@ class Biller:
         until: datetime | None = None,
         manual: Iterable = (),
         with_usage: bool = True,
+        threshold_billed: Iterable[LineDraft] = (),
     ) -> ComposedInvoice:
         """The invoice closing ``period``: its in-arrears fees and usage, credits for an early termination,
         the next period's in-advance fees (from ``next_plan`` when a downgrade takes effect) and the
@@ -568,7 +575,8 @@ class Biller:
 
         ``charge_from`` is when the current plan started charging inside the period (an upgrade);
         ``until`` cuts usage short for a preview of a period still running; ``with_usage=False`` leaves the
-        usage lines out (a projection of fixed charges: nothing is read from the usage store).
+        usage lines out (a projection of fixed charges: nothing is read from the usage store);
+        ``threshold_billed``: lines taking off what the period's threshold invoices already billed.
         """
         plan = subscription.plan
         currency = plan.currency
@@ -640,16 +648,24 @@ class Biller:
             )
         )
         lines.extend(manual_line_draft(item) for item in manual)
+        lines.extend(threshold_billed)  # what the period's threshold invoices billed (invoicing/THRESHOLDS.md)
         return self.finish(subscription, InvoiceKind.RECURRING, start, end, lines, plan_terms=True)
 
     def compose_plan_change(
-        self, subscription: Subscription, *, new_plan, at: datetime, charge_from: datetime | None = None
+        self,
+        subscription: Subscription,
+        *,
+        new_plan,
+        at: datetime,
+        charge_from: datetime | None = None,
+        threshold_billed: Iterable[LineDraft] = (),
     ) -> ComposedInvoice:
         """Upgrade now: settle the old plan up to ``at``, credit its unused in-advance fees, charge the new
         plan's in-advance fees for the rest of the period (both prorated by day).
 
         ``charge_from`` is when the old plan itself started charging inside the period (an earlier
-        upgrade): its usage and in-arrears fees are billed from there, never again before."""
+        upgrade): its usage and in-arrears fees are billed from there, never again before;
+        ``threshold_billed``: what the old plan's threshold invoices of the period already billed."""
         plan = subscription.plan
         period = subscription_period_at(subscription, at)
         start, _ = service_window(subscription, period)
@@ -688,6 +704,7 @@ class Biller:
                 )
                 if line is not None:
                     lines.append(line)
+        lines.extend(threshold_billed)
         return self.finish(subscription, InvoiceKind.PLAN_CHANGE, start, at, lines, plan_terms=False)
 
     def refresh_usage_line(self, line, subscription: Subscription, currency: str) -> LineDraft:
@@ -762,9 +779,13 @@ def finish_lines(
     ]
     zero = round_money(Decimal(0), currency)
     charges = _sum(line.amount for line in lines if line.kind in (LineKind.FEE, LineKind.USAGE))
+    # Threshold billing: what earlier threshold invoices of the period billed, which took their own discount.
+    billed = _sum(line.amount for line in lines if line.kind == LineKind.THRESHOLD_BILLED)
     discount = zero
     if discount_percent:
-        result = apply_subtotal_discount(charges, percent=discount_percent, currency=currency, rounding=rounding)
+        result = apply_subtotal_discount(
+            CTX.add(charges, billed), percent=discount_percent, currency=currency, rounding=rounding
+        )
         discount = result.discount
         if discount:
             lines.append(
@@ -778,7 +799,16 @@ def finish_lines(
                 )
             )
     if minimum is not None:
-        result = apply_plan_minimum([CTX.add(charges, discount)], minimum=minimum, currency=currency, rounding=rounding)
+        # The minimum is the period's: with threshold invoices, compared with the whole period's discounted
+        # charges (as one invoice would have billed them), not with what is left on this one.
+        period_discount = discount
+        if billed and discount_percent:
+            period_discount = apply_subtotal_discount(
+                charges, percent=discount_percent, currency=currency, rounding=rounding
+            ).discount
+        result = apply_plan_minimum(
+            [CTX.add(charges, period_discount)], minimum=minimum, currency=currency, rounding=rounding
+        )
         if result.minimum_true_up:
             lines.append(
                 LineDraft(
@@ -787,7 +817,7 @@ def finish_lines(
                     amount=result.minimum_true_up,
                     explanation={
                         "text": f"minimum {format_money(result.total, currency)} − charges "
-                        f"{format_money(CTX.add(charges, discount), currency)}"
+                        f"{format_money(CTX.add(charges, period_discount), currency)}"
                     },
                 )
             )

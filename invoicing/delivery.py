@@ -132,7 +132,9 @@ def delivery_message(delivery: DocumentDelivery, *, recipients: list[str], sende
         else mail_template_defaults(kind)
     )
     # A reminder says how overdue the invoice was when dunning queued it (a retry later says the same).
-    rendered = mail_render(**parts, context=mail_context(document, now=delivery.queued_at))
+    # Values the queueing service gave (a payment's failure reason) complete the document's own.
+    context = mail_context(document, now=delivery.queued_at) | {k: str(v) for k, v in delivery.values.items()}
+    rendered = mail_render(**parts, context=context)
     if isinstance(document, Invoice):
         pdf, filename = documents.invoice_pdf(document), documents.invoice_filename(document)
     else:

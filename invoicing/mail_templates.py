@@ -51,6 +51,17 @@ MAIL_VARIABLES = {
 
 _DUNNING_VARIABLES = {**MAIL_VARIABLES["invoice"], "days_overdue": "how many days the invoice is overdue, e.g. 7"}
 MAIL_VARIABLES["reminder"] = MAIL_VARIABLES["final_notice"] = _DUNNING_VARIABLES
+# A charge of the invoice through the payment provider (the payments app fills these in when it queues one).
+MAIL_VARIABLES["payment_failed"] = {
+    **MAIL_VARIABLES["invoice"],
+    "failure_reason": "why the charge failed, in plain words, e.g. Your card has insufficient funds.",
+    "payment_method": "the card or account charged, e.g. Visa •••• 4242 (may be empty)",
+    "next_retry_date": "when the card is charged again, e.g. Mar 06, 2026 (empty after the last try)",
+}
+MAIL_VARIABLES["payment_action"] = {
+    **MAIL_VARIABLES["invoice"],
+    "payment_method": "the card or account charged, e.g. Visa •••• 4242",
+}
 
 # Tags a mail template may use: control flow and text shaping only.
 SAFE_TAGS = ("if", "for", "with", "firstof", "cycle", "spaceless", "comment", "verbatim", "autoescape", "filter")

@@ -26,6 +26,7 @@ from .calculation import (
     manual_lines_due,
     subscription_now,
     subscription_period_at,
+    usage_window,
 )
 from .models import (
     OPEN_STATUSES,
@@ -44,6 +45,7 @@ from .models import (
 from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
 from .receivables.selectors import amount_paid_expression
+from .thresholds import threshold_billed_lines
 from .usage import usage_input
 
 BILLED = (*OPEN_STATUSES, InvoiceStatus.PAID)
@@ -88,16 +90,22 @@ def manual_line_items_pending(*, subscription: Subscription, period: Period) -> 
 
 def invoice_preview(*, subscription: Subscription, now: datetime) -> ComposedInvoice | None:
     """What the subscription's current period would bill if it closed now (nothing is written): the billing
-    run's composition with the usage to date (one usage query per metric) and the pending manual lines."""
+    run's composition with the usage to date (one usage query per metric), the pending manual lines and, with
+    a threshold, what the period's threshold invoices already billed (one query)."""
     current = _current_period(subscription, now)
     if current is None:
         return None
+    subscription = current.subscription
     return Biller().compose_recurring(
-        current.subscription,
+        subscription,
         current.period,
         charge_from=current.charge_from,
         until=current.moment,
-        manual=manual_line_items_pending(subscription=current.subscription, period=current.period),
+        manual=manual_line_items_pending(subscription=subscription, period=current.period),
+        threshold_billed=threshold_billed_lines(
+            subscription=subscription,
+            period_start=usage_window(subscription, current.period, current.charge_from)[0],
+        ),
     )
 
 

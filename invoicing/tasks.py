@@ -26,6 +26,7 @@ from .services import (
     dunning_reminders_send_due,
     invoices_finalize_due,
     test_clock_catch_up,
+    usage_thresholds_evaluate,
 )
 
 
@@ -153,3 +154,15 @@ def dunning_reminders_send_due_task(now: str | None = None) -> int:
     """E-mail the payment reminders and final notices that are due (invoicing/RECEIVABLES.md, "Dunning");
     returns how many were queued. Safe to retry: each step exists once per invoice (a constraint)."""
     return len(dunning_reminders_send_due(now=_moment(now)))
+
+
+@shared_task(name="invoicing.evaluate_usage_thresholds")
+def evaluate_usage_thresholds_task(now: str | None = None, after: str | None = None) -> int:
+    """Issue the threshold invoices now due (invoicing/THRESHOLDS.md): one bounded batch of subscriptions with
+    a threshold, then the next batch queued as a task of its own with the same time; returns the invoices
+    issued by this batch. Safe to retry or overlap: each threshold invoice exists once (a constraint)."""
+    moment = _moment(now)
+    sweep = usage_thresholds_evaluate(now=moment, after=after)
+    if sweep.next_after is not None:
+        evaluate_usage_thresholds_task.delay(moment.isoformat(), sweep.next_after)
+    return len(sweep.invoices)

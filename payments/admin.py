@@ -21,11 +21,14 @@ from .models import (
     IntegrationStatus,
     MerchantIntegration,
     PaymentMethod,
+    PaymentRetrySettings,
     PaymentSession,
     Provider,
     ProviderCustomer,
     ProviderRefund,
     ProviderRefundStatus,
+    default_retry_days,
+    validate_retry_days,
 )
 from .services import (
     integration_credentials_check,
@@ -129,6 +132,56 @@ class MerchantIntegrationAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
         for integration in queryset:
             integration_disconnect(integration=integration, now=now)
         messages.info(request, f"Disconnected {queryset.count()}; saving one with its secret key connects it again.")
+
+
+class RetryDaysField(forms.CharField):
+    """The retry days as finance types them, "3, 5, 7" (empty: no automatic retry); stored as a list."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(day) for day in value)
+        return value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        try:
+            days = [int(part) for part in text.replace("[", "").replace("]", "").split(",") if part.strip()]
+        except ValueError:
+            raise forms.ValidationError("Give whole days separated by commas, e.g. 3, 5, 7.")
+        validate_retry_days(days)
+        return days
+
+
+class PaymentRetrySettingsForm(forms.ModelForm):
+    retry_days = RetryDaysField(
+        label="Retry days",
+        required=False,
+        initial=default_retry_days,
+        help_text="Days after the first failed automatic charge on which it is tried again, ascending, e.g. "
+        "3, 5, 7 (at most 8, each up to 60). Empty: never retried automatically.",
+    )
+
+    class Meta:
+        model = PaymentRetrySettings
+        fields = ("merchant", "retry_days")
+
+
+@admin.register(PaymentRetrySettings)
+class PaymentRetrySettingsAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
+    """A merchant's retry schedule of failed automatic charges (without a row: 3, 5 and 7 days). Each failed
+    attempt, and each one the bank wants the customer to confirm, e-mails the customer a link to pay, worded by
+    the "Automatic payment failed" and "Payment needs the customer's confirmation" e-mail templates."""
+
+    merchant_path = "merchant"
+    form = PaymentRetrySettingsForm
+    list_display = ("merchant", "retry_days_display", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("merchant",) if obj is not None else ()
+
+    @admin.display(description="Retry days")
+    def retry_days_display(self, settings: PaymentRetrySettings) -> str:
+        return ", ".join(str(day) for day in settings.retry_days) or "no automatic retry"
 
 
 class ServiceWrittenAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
@@ -267,8 +320,10 @@ class CustomerPaymentsAdminMixin:
 
 
 class InvoicePaymentsAdminMixin:
-    """Each automatic charge attempt of the invoice on its page (``panels``, composed by ``billing_site.admin``):
-    when, how much, on which method, how it ended, Stripe's PaymentIntent and its failure reason."""
+    """Each charge attempt of the invoice on its page (``panels``, composed by ``billing_site.admin``): its
+    number and what set it off (the automatic charge, a scheduled retry, a requested one), when, how much, on
+    which method, how it ended, Stripe's PaymentIntent, the failure reason, the next retry and the customer's
+    e-mail about it."""
 
     panels = (("Payment attempts", ("payment_attempts_panel", "provider_refunds_panel")),)
 
@@ -312,22 +367,27 @@ class InvoicePaymentsAdminMixin:
             return "None (an invoice of an autoCharge subscription is charged within a minute of its issue)."
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>",
             (
                 (
                     attempt.number,
+                    attempt.get_trigger_display(),
                     f"{attempt.created_at:%Y-%m-%d %H:%M} UTC",
                     format_money(attempt.amount, attempt.currency),
                     str(attempt.payment_method) if attempt.payment_method else "—",
                     attempt.get_status_display(),
                     attempt.reference or "—",
                     " ".join(part for part in (attempt.failure_code, attempt.failure_message) if part) or "—",
+                    f"{attempt.next_retry_at:%Y-%m-%d %H:%M} UTC" if attempt.next_retry_at else "—",
+                    attempt.notice.get_status_display() if attempt.notice else "—",
                 )
                 for attempt in attempts
             ),
         )
         return format_html(
-            "<table><thead><tr><th>Attempt</th><th>At</th><th>Amount</th><th>Method</th><th>Status</th>"
-            "<th>Stripe payment</th><th>Failure reason</th></tr></thead><tbody>{}</tbody></table>",
+            "<table><thead><tr><th>Attempt</th><th>Trigger</th><th>At</th><th>Amount</th><th>Method</th>"
+            "<th>Status</th><th>Stripe payment</th><th>Failure reason</th><th>Next retry</th>"
+            "<th>Customer e-mail</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )

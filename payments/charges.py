@@ -14,10 +14,13 @@ The protocol, three steps, no row lock held across the network:
    the outcome. Success records a ``Payment`` (method card, reference ``pi_…``, idempotency key
    ``charge-{pi_…}``) through ``invoicing.receivables.payment_record``, linked one-to-one to the attempt;
    a decline flags the invoice ``PAYMENT_FAILED`` (``invoice_payment_failed_mark``) with Stripe's reason;
-   ``requires_action`` (3-D Secure) is recorded (the hosted link's e-mail and retries: the next increment).
+   ``requires_action`` (3-D Secure) is recorded. A failed attempt gets its next retry time from the merchant's
+   schedule (``retry_schedule``), and a failed or ``requires_action`` attempt its customer e-mail
+   (``notices``), in the same transaction.
 
 Invoicing never imports this module (layer contract); the beat task ``payments.invoices_auto_charge_due``
-finds what to charge.
+finds what to charge. Retries (``payments.retries``) claim attempt n + 1 and then charge and record through
+``attempt_charge`` here: the same protocol, the same key scheme.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from invoicing.receivables.locks import invoices_lock
 
 from . import selectors
 from .gateway import integration_provider
-from .models import IntegrationStatus, PaymentAttempt, PaymentAttemptStatus, Provider
+from .models import AttemptTrigger, IntegrationStatus, PaymentAttempt, PaymentAttemptStatus, PaymentMethod, Provider
+from .notices import attempt_notice_queue
 from .providers import ChargeResult, ChargeStatus, PaymentProviderError
+from .retry_schedule import attempt_retry_next_at
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +55,21 @@ DEFAULT_BATCH = 100
 
 
 @dataclass(frozen=True)
-class _Claim:
+class ChargeClaim:
+    """A claimed attempt and what to charge: the provider's customer and method references ("" when the
+    attempt was recorded failed at the claim, without a method)."""
+
     attempt: PaymentAttempt
     provider_customer: str
     payment_method: str
+
+    @classmethod
+    def of(cls, attempt: PaymentAttempt, method: PaymentMethod | None) -> ChargeClaim:
+        if method is None:
+            return cls(attempt=attempt, provider_customer="", payment_method="")
+        return cls(
+            attempt=attempt, provider_customer=method.provider_customer.reference, payment_method=method.reference
+        )
 
 
 def charge_idempotency_key(attempt: PaymentAttempt) -> str:
@@ -71,6 +87,12 @@ def invoice_auto_charge(*, invoice_id: str, now: datetime) -> PaymentAttempt | N
     claim = _claim(invoice_id=invoice_id, now=now)
     if claim is None:
         return None
+    return attempt_charge(claim=claim, now=now)
+
+
+def attempt_charge(*, claim: ChargeClaim, now: datetime) -> PaymentAttempt | None:
+    """Steps 2 and 3 of a claimed attempt (see the module): charge with the attempt's key, record the outcome.
+    A retryable provider error propagates with the attempt left pending (resumed after the lease)."""
     attempt = claim.attempt
     if attempt.status != PaymentAttemptStatus.PENDING:
         return attempt  # recorded at the claim (no payment method)
@@ -106,7 +128,7 @@ def invoice_auto_charge(*, invoice_id: str, now: datetime) -> PaymentAttempt | N
 
 
 @transaction.atomic
-def _claim(*, invoice_id: str, now: datetime) -> _Claim | None:
+def _claim(*, invoice_id: str, now: datetime) -> ChargeClaim | None:
     invoice = invoices_lock([invoice_id]).get(invoice_id)
     if invoice is None:
         return None
@@ -116,48 +138,60 @@ def _claim(*, invoice_id: str, now: datetime) -> _Claim | None:
     attempt = PaymentAttempt.objects.filter(invoice=invoice).order_by("-number").first()
     if attempt is not None:
         if attempt.status != PaymentAttemptStatus.PENDING or attempt.updated_at > now - CLAIM_LEASE:
-            return None  # charged already (retries are the next increment), or being charged right now
+            return None  # charged already (its retries are payments.retries'), or being charged right now
         # A worker died between its claim and its record: resume the same attempt (same key, same charge),
         # even if the invoice was settled since: Stripe may have taken the money, and replaying the key is
         # how we learn it (recorded as customer credit then).
         attempt.updated_at = now
         attempt.save(update_fields=["updated_at"])
         method = attempt.payment_method
-    elif not _chargeable(invoice):
+    elif not chargeable(invoice):
         return None
     else:
-        method = selectors.payment_method_default(customer=invoice.customer)
-        attempt = PaymentAttempt(
-            invoice=invoice,
-            number=FIRST_ATTEMPT,
-            amount=invoice.amount_due,
-            currency=invoice.currency,
-            provider=Provider.STRIPE,
-            payment_method=method,
-            created_at=now,
-            updated_at=now,
-        )
-        if method is None:
-            attempt.status = PaymentAttemptStatus.FAILED
-            attempt.failure_code = NO_PAYMENT_METHOD
-            attempt.failure_message = "The customer has no payment method saved for automatic charges."
-        try:
-            with transaction.atomic():
-                attempt.save(force_insert=True)
-        except IntegrityError:
-            return None  # claimed by another worker (the invoice lock makes this rare: a second path)
-        if method is None:
-            invoice_payment_failed_mark(invoice_id=invoice.pk, at=now)
-            return _Claim(attempt=attempt, provider_customer="", payment_method="")
-    return _Claim(
-        attempt=attempt,
-        provider_customer=method.provider_customer.reference,
-        payment_method=method.reference,
-    )
+        return attempt_insert(invoice=invoice, number=FIRST_ATTEMPT, trigger=AttemptTrigger.AUTOMATIC, now=now)
+    return ChargeClaim.of(attempt, method)
 
 
-def _chargeable(invoice: Invoice) -> bool:
+def chargeable(invoice: Invoice) -> bool:
+    """An open invoice with money due, of an autoCharge subscription: what is charged, first or again."""
     return invoice.status in OPEN_STATUSES and invoice.amount_due > 0 and invoice.subscription.auto_charge
+
+
+def attempt_insert(
+    *, invoice: Invoice, number: int, trigger: str, now: datetime, requested_reason: str = ""
+) -> ChargeClaim | None:
+    """Step 1's insert, under the caller's transaction and invoice lock: attempt ``number`` of the invoice's
+    amount due on the customer's default method as it is now, pending; or, without a method, recorded failed
+    at once (``no_payment_method``: the invoice flagged, the next retry scheduled, the customer e-mailed).
+    None when another worker inserted that number first."""
+    method = selectors.payment_method_default(customer=invoice.customer)
+    attempt = PaymentAttempt(
+        invoice=invoice,
+        number=number,
+        amount=invoice.amount_due,
+        currency=invoice.currency,
+        provider=Provider.STRIPE,
+        payment_method=method,
+        trigger=trigger,
+        requested_reason=requested_reason[:500],
+        created_at=now,
+        updated_at=now,
+    )
+    if method is None:
+        attempt.status = PaymentAttemptStatus.FAILED
+        attempt.failure_code = NO_PAYMENT_METHOD
+        attempt.failure_message = "The customer has no payment method saved for automatic charges."
+        attempt.next_retry_at = attempt_retry_next_at(attempt=attempt, failed_at=now)
+    try:
+        with transaction.atomic():
+            attempt.save(force_insert=True)
+    except IntegrityError:
+        return None  # claimed by another worker (the invoice lock makes this rare: a second path)
+    if method is None:
+        invoice_payment_failed_mark(invoice_id=invoice.pk, at=now)
+        attempt.notice = attempt_notice_queue(attempt=attempt, invoice=invoice, now=now)
+        attempt.save(update_fields=["notice"])
+    return ChargeClaim.of(attempt, method)
 
 
 @transaction.atomic
@@ -167,7 +201,9 @@ def _record(*, attempt_id: str, result: ChargeResult, now: datetime) -> PaymentA
     invoice_id = PaymentAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
     invoices_lock([invoice_id])
     attempt = (
-        PaymentAttempt.objects.select_for_update(of=("self",)).select_related("invoice__customer").get(pk=attempt_id)
+        PaymentAttempt.objects.select_for_update(of=("self",))
+        .select_related("invoice__customer", "payment_method")
+        .get(pk=attempt_id)
     )
     if attempt.status != PaymentAttemptStatus.PENDING:
         return attempt  # recorded by the worker that resumed or raced us: same PaymentIntent, nothing to add
@@ -180,6 +216,10 @@ def _record(*, attempt_id: str, result: ChargeResult, now: datetime) -> PaymentA
         attempt.payment = _payment_record(attempt, result=result, now=now)
     elif result.status is ChargeStatus.FAILED:
         invoice_payment_failed_mark(invoice_id=attempt.invoice_id, at=now)
+        if attempt.invoice.status in OPEN_STATUSES:
+            attempt.next_retry_at = attempt_retry_next_at(attempt=attempt, failed_at=now)
+    if attempt.invoice.status in OPEN_STATUSES:  # settled meanwhile: nothing to tell the customer
+        attempt.notice = attempt_notice_queue(attempt=attempt, invoice=attempt.invoice, now=now)
     attempt.save()
     return attempt
 

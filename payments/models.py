@@ -3,13 +3,14 @@ customers, saved payment methods and hosted payment sessions."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from catalog.models import Customer, Merchant
 from catalog.pricing.currency import format_money
 from core.ids import PublicIdField
-from invoicing.models import CreditNote, Invoice, Payment
+from invoicing.models import CreditNote, DocumentDelivery, Invoice, Payment
 
 
 class Provider(models.TextChoices):
@@ -128,6 +129,11 @@ class PaymentMethod(models.Model):
         label = f"{self.brand} •••• {self.last4}" if self.last4 else self.type
         return f"{label} ({self.customer})"
 
+    @property
+    def label(self) -> str:
+        """How the customer knows the method: "Visa •••• 4242", else its type."""
+        return f"{self.brand.title()} •••• {self.last4}" if self.last4 else self.type.replace("_", " ")
+
 
 class PaymentSessionMode(models.TextChoices):
     PAYMENT = "payment", "Payment"
@@ -169,6 +175,54 @@ class PaymentSession(models.Model):
         return f"{self.id} ({self.get_mode_display()}, {self.status})"
 
 
+MAX_RETRIES = 8
+MAX_RETRY_DAY = 60
+
+
+def validate_retry_days(value) -> None:
+    """0 to ``MAX_RETRIES`` distinct whole days after the first failed charge, ascending, each from 1 to
+    ``MAX_RETRY_DAY`` (Stripe's Smart Retries stop within 2 months too); empty: no automatic retry."""
+    if not isinstance(value, list) or not all(isinstance(day, int) and not isinstance(day, bool) for day in value):
+        raise ValidationError("Give whole days after the first failed charge, e.g. [3, 5, 7].")
+    if len(value) > MAX_RETRIES:
+        raise ValidationError(f"Give at most {MAX_RETRIES} retry days.")
+    if any(not 1 <= day <= MAX_RETRY_DAY for day in value):
+        raise ValidationError(f"Each retry day is from 1 to {MAX_RETRY_DAY} days after the first failed charge.")
+    if value != sorted(set(value)):
+        raise ValidationError("Retry days are distinct and in ascending order, e.g. [3, 5, 7].")
+
+
+def default_retry_days() -> list[int]:
+    return [3, 5, 7]
+
+
+class PaymentRetrySettings(models.Model):
+    """A merchant's schedule of automatic charge retries (``payments.retries``): after the first failed
+    charge of an invoice, it is charged again on each of ``retry_days`` days after that failure, on the
+    customer's default method as it is then, until one succeeds; after the last, the invoice stays
+    ``PAYMENT_FAILED`` and dunning goes on. A merchant without a row retries on the default days."""
+
+    merchant = models.OneToOneField(
+        Merchant, on_delete=models.CASCADE, primary_key=True, related_name="payment_retry_settings"
+    )
+    retry_days = models.JSONField(
+        "retry days",
+        default=default_retry_days,
+        blank=True,
+        validators=[validate_retry_days],
+        help_text="Days after the first failed charge on which it is retried, ascending, e.g. [3, 5, 7]; "
+        "empty: never retried automatically.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "payment retry settings"
+        verbose_name_plural = "payment retry settings"
+
+    def __str__(self) -> str:
+        return f"Payment retry settings of {self.merchant}"
+
+
 class PaymentAttemptStatus(models.TextChoices):
     # Claimed, the provider not answered yet (or the worker died in between: resumed with the same key).
     PENDING = "pending", "Pending"
@@ -176,6 +230,12 @@ class PaymentAttemptStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
     REQUIRES_ACTION = "requires_action", "Requires action"
     FAILED = "failed", "Failed"
+
+
+class AttemptTrigger(models.TextChoices):
+    AUTOMATIC = "automatic", "Automatic charge"
+    RETRY = "retry", "Scheduled retry"
+    REQUESTED = "requested", "Retry requested (API)"
 
 
 class PaymentAttempt(models.Model):
@@ -205,6 +265,18 @@ class PaymentAttempt(models.Model):
     payment = models.OneToOneField(
         Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_attempt"
     )
+    trigger = models.CharField(max_length=10, choices=AttemptTrigger.choices, default=AttemptTrigger.AUTOMATIC)
+    requested_reason = models.CharField(
+        max_length=500, blank=True, help_text="The reason given with a retry requested through the API (audit)."
+    )
+    # Set when the attempt failed and the merchant's schedule has a retry left; cleared when the next attempt
+    # is claimed (the scheduled retry, or one requested earlier), so only the latest attempt can be due.
+    next_retry_at = models.DateTimeField("next retry", null=True, blank=True)
+    # The customer's e-mail about this attempt (failed, or needs their action): at most one, written in the
+    # transaction that records the outcome (which runs once per attempt).
+    notice = models.OneToOneField(
+        DocumentDelivery, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_attempt"
+    )
     created_at = models.DateTimeField(editable=False)
     updated_at = models.DateTimeField(editable=False)
 
@@ -220,6 +292,15 @@ class PaymentAttempt(models.Model):
             models.CheckConstraint(
                 condition=Q(payment__isnull=True) | Q(status="succeeded"), name="payments_attempt_payment_if_succeeded"
             ),
+            # Only a failed attempt is retried.
+            models.CheckConstraint(
+                condition=Q(next_retry_at__isnull=True) | Q(status="failed"), name="payments_attempt_retry_if_failed"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_retry_at"], condition=Q(next_retry_at__isnull=False), name="payments_attempt_retry_due"
+            )
         ]
 
     def __str__(self) -> str:

@@ -57,8 +57,13 @@ def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
 
 
 def payment_attempts_for_invoice(*, invoice_id: str) -> QuerySet[PaymentAttempt]:
-    """The invoice's charge attempts, first first, with the method each charged (one query)."""
-    return PaymentAttempt.objects.filter(invoice_id=invoice_id).select_related("payment_method").order_by("number")
+    """The invoice's charge attempts, first first, with the method each charged and its customer e-mail (one
+    query)."""
+    return (
+        PaymentAttempt.objects.filter(invoice_id=invoice_id)
+        .select_related("payment_method__customer", "notice")
+        .order_by("number")
+    )
 
 
 def provider_refunds_for_invoice(*, invoice_id: str) -> QuerySet[ProviderRefund]:

@@ -60,3 +60,10 @@ def test_the_scheduled_tasks_pass_the_time_in_by_default():
     # Beat sends no arguments: each scheduled task takes the real time itself (its ``now`` is optional).
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert not entry.get("args") and not entry.get("kwargs")
+
+
+def test_failed_automatic_charges_are_retried_by_beat():
+    # payments/README.md, "Retries and the customer's e-mails": the schedule is in days, a run every 5 minutes.
+    entry = settings.CELERY_BEAT_SCHEDULE["payments-invoices-payment-retry-due"]
+    assert entry["task"] == "payments.invoices_payment_retry_due" and entry["task"] in _our_tasks()
+    assert entry["schedule"].minute == set(range(0, 60, 5))

@@ -272,6 +272,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.link_external_subjects",
         "schedule": crontab(minute="*"),
     },
+    # Threshold (progressive) billing: subscriptions whose usage reached their threshold are invoiced at once
+    # (invoicing/THRESHOLDS.md), in batches, off the ingest path. Every minute: https://crontab.guru/#*_*_*_*_*
+    "invoicing-evaluate-usage-thresholds": {
+        "task": "invoicing.evaluate_usage_thresholds",
+        "schedule": crontab(minute="*"),
+    },
     # Prepaid credit (wallets/README.md). Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
     "wallets-credit-expire-due": {
         "task": "wallets.tasks.credit_expire_due_task",
@@ -299,6 +305,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     "payments-invoices-auto-charge-due": {
         "task": "payments.invoices_auto_charge_due",
         "schedule": crontab(minute="*"),
+    },
+    # Failed automatic charges tried again on each merchant's retry schedule (payments/README.md, "Retries and
+    # the customer's e-mails"), at most 100 a run. Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
+    "payments-invoices-payment-retry-due": {
+        "task": "payments.invoices_payment_retry_due",
+        "schedule": crontab(minute="*/5"),
     },
     # Refunds to cards left pending (Stripe unreachable, a worker died between the call and the record) sent
     # again with the same key (payments/README.md, "Refunds through the provider"), at most 100 a run, once their

@@ -49,23 +49,33 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1").strip()
-        if not header:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != self.keyword or not token.strip():
-            raise exceptions.AuthenticationFailed("Send the API key as: Authorization: Bearer <key>.")
+        header = authentication.get_authorization_header(request).decode("latin-1")
         view = (getattr(request, "parser_context", None) or {}).get("view")
-        if getattr(view, "api_key_cache", False):
-            api_key = _active_key_cached(token.strip())
-        else:
-            api_key = api_key_get_active(raw_key=token.strip())
+        api_key = api_key_from_authorization(header, cached=getattr(view, "api_key_cache", False))
         if api_key is None:
-            raise exceptions.AuthenticationFailed("This API key is not valid or has been revoked.")
+            return None
         return MerchantPrincipal(api_key), api_key
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="meterline"'
+
+
+def api_key_from_authorization(header: str, *, cached: bool = False):
+    """The active key an ``Authorization`` header value names; ``None`` when the header is empty.
+
+    Raises ``AuthenticationFailed`` for another scheme or a key that is unknown or revoked. ``cached``:
+    trust a key found valid in this process during the last ``API_KEY_CACHE_SECONDS`` (see below).
+    """
+    header = header.strip()
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != ApiKeyAuthentication.keyword or not token.strip():
+        raise exceptions.AuthenticationFailed("Send the API key as: Authorization: Bearer <key>.")
+    api_key = _active_key_cached(token.strip()) if cached else api_key_get_active(raw_key=token.strip())
+    if api_key is None:
+        raise exceptions.AuthenticationFailed("This API key is not valid or has been revoked.")
+    return api_key
 
 
 # digest → ApiKey with its merchant. Per process; only valid keys are kept, and only while the shared

@@ -19,7 +19,7 @@ from core.formatting import decimal_string
 
 from ..pricing import round_money
 from ..pricing.limits import BOUND_TEXT, within_bound
-from ..validators import email_list_split
+from ..validators import THRESHOLD_AMOUNT_MAX, THRESHOLD_AMOUNT_MIN, THRESHOLD_LADDER_MAX, email_list_split
 from .auth import request_merchant
 
 _SEPARATOR = re.compile(r"[\s,;]")
@@ -46,8 +46,9 @@ class DecimalString(serializers.Field):
         "out_of_bounds": f"Enter a number with {BOUND_TEXT}.",
     }
 
-    def __init__(self, *, min_value: Decimal | None = None, **kwargs):
+    def __init__(self, *, min_value: Decimal | None = None, max_value: Decimal | None = None, **kwargs):
         self.min_value = min_value
+        self.max_value = max_value
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
@@ -63,6 +64,8 @@ class DecimalString(serializers.Field):
             self.fail("out_of_bounds")
         if self.min_value is not None and value < self.min_value:
             raise serializers.ValidationError(f"Must be at least {decimal_string(self.min_value)}.")
+        if self.max_value is not None and value > self.max_value:
+            raise serializers.ValidationError(f"Must be at most {decimal_string(self.max_value)}.")
         return value
 
     def to_representation(self, value):
@@ -194,3 +197,24 @@ class BillingEmailsField(serializers.Field):
 def billing_emails_out(customer) -> list[str]:
     """The billing e-mails set on ``customer``, in order ([] when none: documents go to its e-mail)."""
     return email_list_split(customer.billing_emails)
+
+
+class ThresholdLadderField(serializers.ListField):
+    """Further usage thresholds after the first (invoicing/THRESHOLDS.md): at most 20 decimal strings, each from
+    0.01 to 1000000000, increasing; stored and answered as decimal strings."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=DecimalString(min_value=THRESHOLD_AMOUNT_MIN, max_value=THRESHOLD_AMOUNT_MAX),
+            max_length=THRESHOLD_LADDER_MAX,
+            **kwargs,
+        )
+
+    def to_internal_value(self, data):
+        amounts = [Decimal(value) for value in super().to_internal_value(data)]
+        if any(later <= earlier for earlier, later in zip(amounts, amounts[1:], strict=False)):
+            raise serializers.ValidationError("The thresholds must increase.")
+        return [decimal_string(amount) for amount in amounts]
+
+    def to_representation(self, data):
+        return None if data is None else [str(value) for value in data]

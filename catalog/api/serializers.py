@@ -21,7 +21,14 @@ from core.api.fields import NUL, NUL_MESSAGE, TextKeyDictField
 from core.api.serializers import BlankAsNull, Constant, StrictSerializer
 from core.formatting import decimal_string
 
-from .fields import BillingEmailsField, DecimalNumber, DecimalString, MerchantScopedId, billing_emails_out
+from .fields import (
+    BillingEmailsField,
+    DecimalNumber,
+    DecimalString,
+    MerchantScopedId,
+    ThresholdLadderField,
+    billing_emails_out,
+)
 
 ZERO = Decimal(0)
 PROPERTIES_HELP = (
@@ -643,6 +650,20 @@ class PlanWriteFields(StrictSerializer):
         min_value=ZERO,
         help_text=_help(models.Plan, "discount_percent"),
     )
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        required=False,
+        min_value=models.THRESHOLD_AMOUNT_MIN,
+        max_value=models.THRESHOLD_AMOUNT_MAX,
+        help_text=_help(models.Plan, "threshold_amount") + " From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder", required=False, help_text=_help(models.Plan, "threshold_ladder")
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring", required=False, help_text=_help(models.Plan, "threshold_recurring")
+    )
 
     def validate_creditAllocations(self, value):
         if value:
@@ -719,6 +740,13 @@ class PlanOutput(serializers.Serializer):
     )
     discountPercent = DecimalString(
         source="discount_percent", allow_null=True, help_text=_help(models.Plan, "discount_percent")
+    )
+    thresholdAmount = DecimalString(
+        source="threshold_amount", allow_null=True, help_text=_help(models.Plan, "threshold_amount")
+    )
+    thresholdLadder = ThresholdLadderField(source="threshold_ladder", help_text=_help(models.Plan, "threshold_ladder"))
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring", help_text=_help(models.Plan, "threshold_recurring")
     )
     archivedAt = serializers.DateTimeField(source="archived_at", allow_null=True)
 

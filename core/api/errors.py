@@ -59,6 +59,23 @@ class ApiError(exceptions.APIException):
         self.details = details
 
 
+def api_error_body(error: ApiError) -> dict:
+    """The body an ``ApiError`` answers with: what ``api_exception_handler`` writes for it."""
+    body = {"message": str(error.detail), "error": _ERROR_CATEGORY.get(error.status_code, "error")}
+    if error.business_code:
+        body["code"] = error.business_code
+    if error.details is not None:
+        body["details"] = error.details
+    return body
+
+
+def validation_error_body(errors: list[dict[str, str]], message: str | None = None) -> dict:
+    """The body of a 400 naming each field (``validation_error_response`` answers with it)."""
+    first = errors[0] if errors else {"field": "body", "message": "Invalid request."}
+    summary = message or (f"{first['field']}: {first['message']}" if first["field"] != "body" else first["message"])
+    return {"message": summary, "error": "validation_error", "errors": errors}
+
+
 def snake_to_camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
@@ -91,11 +108,7 @@ def _code(entry) -> dict[str, str]:
 
 
 def validation_error_response(errors: list[dict[str, str]], message: str | None = None) -> Response:
-    first = errors[0] if errors else {"field": "body", "message": "Invalid request."}
-    summary = message or (f"{first['field']}: {first['message']}" if first["field"] != "body" else first["message"])
-    return Response(
-        {"message": summary, "error": "validation_error", "errors": errors}, status=status.HTTP_400_BAD_REQUEST
-    )
+    return Response(validation_error_body(errors, message), status=status.HTTP_400_BAD_REQUEST)
 
 
 def _retry_after() -> str:
@@ -127,14 +140,12 @@ def api_exception_handler(exc, context):
     response = exception_handler(exc, context)
     if response is None:
         return None
+    if isinstance(exc, ApiError):
+        response.data = api_error_body(exc)
+        return response
     message = exc.detail if isinstance(exc.detail, str) else response.data.get("detail", str(exc.detail))
     body = {"message": str(message), "error": _ERROR_CATEGORY.get(response.status_code, "error")}
-    if isinstance(exc, ApiError):
-        if exc.business_code:
-            body["code"] = exc.business_code
-        if exc.details is not None:
-            body["details"] = exc.details
-    elif isinstance(exc, exceptions.ParseError):
+    if isinstance(exc, exceptions.ParseError):
         body["code"] = "MALFORMED_JSON"
     response.data = body
     return response
@@ -169,7 +180,12 @@ def server_error(request):
         return defaults.server_error(request)
     # Django calls this handler while handling the exception (outside DRF: middleware, a plain view).
     if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
-        response = _json_error(503, DATABASE_UNAVAILABLE_MESSAGE)
-        response["Retry-After"] = _retry_after()
-        return response
+        return database_unavailable_response()
     return _json_error(500, "Internal error; it has been logged.")
+
+
+def database_unavailable_response() -> JsonResponse:
+    """503 with ``Retry-After``: the request changed nothing and may be sent again."""
+    response = _json_error(503, DATABASE_UNAVAILABLE_MESSAGE)
+    response["Retry-After"] = _retry_after()
+    return response

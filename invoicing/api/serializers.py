@@ -19,7 +19,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog import models as catalog
-from catalog.api.fields import DecimalNumber, DecimalString, MerchantScopedId, MoneyString, money_string
+from catalog.api.fields import (
+    DecimalNumber,
+    DecimalString,
+    MerchantScopedId,
+    MoneyString,
+    ThresholdLadderField,
+    money_string,
+)
 from catalog.api.serializers import AddressInput, tax_rates_value
 from catalog.pricing.limits import QUANTUM
 from core.api.fields import UtcDateTimeField
@@ -107,6 +114,30 @@ class SubscriptionCreateInput(StrictSerializer):
     paymentTermDays = serializers.IntegerField(source="payment_term_days", min_value=0, max_value=365, required=False)
     versionPolicy = serializers.ChoiceField(source="version_policy", choices=["floating", "pinned"], required=False)
     metadata = serializers.DictField(required=False)
+    # Meterline extension: threshold (progressive) billing, overriding the plan's (invoicing/THRESHOLDS.md).
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        required=False,
+        min_value=catalog.THRESHOLD_AMOUNT_MIN,
+        max_value=catalog.THRESHOLD_AMOUNT_MAX,
+        help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
+        "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: further thresholds after the subscription's own first one, increasing "
+        "(at most 20, each 0.01 to 1000000000).",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: after the threshold, invoice again each time usage grows by the same amount; "
+        "null = the plan's.",
+    )
     # Accepted for compatibility, without effect (documented): no checkout, no reminders, no version history.
     renewalReminderEnabled = serializers.BooleanField(allow_null=True, required=False)
     renewalReminderDays = serializers.IntegerField(allow_null=True, min_value=0, required=False)
@@ -145,6 +176,30 @@ class SubscriptionUpdateInput(StrictSerializer):
     renewalReminderEnabled = serializers.BooleanField(allow_null=True, required=False)
     renewalReminderDays = serializers.IntegerField(allow_null=True, min_value=0, required=False)
     minimumAccountBalance = serializers.CharField(allow_blank=True, required=False)
+    # Meterline extension: threshold (progressive) billing, overriding the plan's (invoicing/THRESHOLDS.md).
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        required=False,
+        min_value=catalog.THRESHOLD_AMOUNT_MIN,
+        max_value=catalog.THRESHOLD_AMOUNT_MAX,
+        help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
+        "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
+    )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: further thresholds after the subscription's own first one, increasing "
+        "(at most 20, each 0.01 to 1000000000).",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring",
+        allow_null=True,
+        required=False,
+        help_text="Meterline extension: after the threshold, invoice again each time usage grows by the same amount; "
+        "null = the plan's.",
+    )
 
     def validate(self, attrs):
         termination = {"terminated_at", "terminated_by", "termination_reason"} & set(attrs)
@@ -279,6 +334,21 @@ class SubscriptionOutput(serializers.Serializer):
     paymentTermDays = serializers.IntegerField(source="payment_term_days")
     autoCharge = serializers.BooleanField(source="auto_charge")
     taxExempt = serializers.BooleanField(source="tax_exempt")
+    thresholdAmount = DecimalString(
+        source="threshold_amount",
+        allow_null=True,
+        help_text="Meterline extension: the subscription's own usage threshold; null = the plan's.",
+    )
+    thresholdLadder = ThresholdLadderField(
+        source="threshold_ladder",
+        allow_null=True,
+        help_text="Meterline extension: further thresholds of its own after thresholdAmount.",
+    )
+    thresholdRecurring = serializers.BooleanField(
+        source="threshold_recurring",
+        allow_null=True,
+        help_text="Meterline extension: whether its own threshold recurs; null = the plan's.",
+    )
     estimatedTaxRate = serializers.SerializerMethodField()
     payment = OptionalMethodField()
     terminatedAt = serializers.DateTimeField(source="terminated_at", allow_null=True, required=False)
@@ -425,6 +495,7 @@ class RecordPaymentInput(StrictSerializer):
 EVENT_TYPE = {
     LineKind.USAGE: "usage",
     LineKind.ADJUSTMENT: "usage",
+    LineKind.THRESHOLD_BILLED: "usage",
     LineKind.FEE: "fee",
     LineKind.CREDIT: "fee",
     LineKind.MINIMUM: "fee",
@@ -473,7 +544,9 @@ class InvoiceLineItemOutput(serializers.Serializer):
     periodEnd = serializers.SerializerMethodField()
     paymentTerm = serializers.SerializerMethodField()
     kind = serializers.CharField(
-        source="line.kind", help_text="Meterline: fee, usage, credit, discount, minimum, adjustment."
+        source="line.kind",
+        help_text="Meterline: fee, usage, credit, discount, minimum, adjustment, threshold_billed (what a threshold "
+        "invoice of the period already billed of a charge, negative).",
     )
     description = serializers.CharField(source="line.description")
     explanation = serializers.SerializerMethodField(help_text="Meterline: how the amount was computed.")
@@ -806,6 +879,7 @@ LEDGER_TYPE = {
     LineKind.DISCOUNT: "discount",
     LineKind.MINIMUM: "adjustment",
     LineKind.ADJUSTMENT: "adjustment",
+    LineKind.THRESHOLD_BILLED: "adjustment",
 }
 
 

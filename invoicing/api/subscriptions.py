@@ -130,7 +130,16 @@ class SubscriptionCollectionApi(BillingApi):
         customer = data.get("customer_obj") or self._inline_customer(data["customer_new"])
         extra = {
             key: data[key]
-            for key in ("auto_charge", "tax_exempt", "payment_term_days", "version_policy", "elapsed_period_billing")
+            for key in (
+                "auto_charge",
+                "tax_exempt",
+                "payment_term_days",
+                "version_policy",
+                "elapsed_period_billing",
+                "threshold_amount",
+                "threshold_ladder",
+                "threshold_recurring",
+            )
             if key in data
         }
         metadata = dict(data.get("metadata") or {})

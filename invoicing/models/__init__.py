@@ -29,8 +29,10 @@ from .credit_notes import (
     CreditNoteStatus,
 )
 from .delivery import (
+    COLLECTION_REASONS,
     DUNNING_REASONS,
     INVOICE_MAIL_KINDS,
+    PAYMENT_REASONS,
     DeliveryReason,
     DeliverySettings,
     DeliveryStatus,
@@ -103,7 +105,9 @@ __all__ = [
     "PlanChangeKind",
     "RealtimeUsageCounter",
     "SubscriptionPlanChange",
+    "COLLECTION_REASONS",
     "DUNNING_REASONS",
+    "PAYMENT_REASONS",
     "DeliveryReason",
     "DeliverySettings",
     "DeliveryStatus",

@@ -17,6 +17,8 @@ class MailKind(models.TextChoices):
     CREDIT_NOTE = "credit_note", "Credit note issued"
     REMINDER = "reminder", "Payment reminder (dunning)"
     FINAL_NOTICE = "final_notice", "Final notice (dunning)"
+    PAYMENT_FAILED = "payment_failed", "Automatic payment failed"
+    PAYMENT_ACTION = "payment_action", "Payment needs the customer's confirmation"
 
 
 class DeliverySettings(models.Model):
@@ -104,6 +106,10 @@ class DeliveryReason(models.TextChoices):
     # Dunning (``invoicing/dunning.py``): the invoice again, worded as a reminder or the final notice.
     REMINDER = "reminder", "Payment reminder"
     FINAL_NOTICE = "final", "Final notice"
+    # Written by the payments app (above invoicing) about a charge of the invoice: it failed, or the bank
+    # asks the customer to confirm it (3-D Secure). The failure reason comes in ``values``.
+    PAYMENT_FAILED = "pay_failed", "Payment failed"
+    PAYMENT_ACTION = "pay_action", "Payment to confirm"
 
 
 # The mail wording of each delivery reason of an invoice (a credit note is always MailKind.CREDIT_NOTE).
@@ -112,8 +118,13 @@ INVOICE_MAIL_KINDS = {
     DeliveryReason.RESEND: MailKind.INVOICE,
     DeliveryReason.REMINDER: MailKind.REMINDER,
     DeliveryReason.FINAL_NOTICE: MailKind.FINAL_NOTICE,
+    DeliveryReason.PAYMENT_FAILED: MailKind.PAYMENT_FAILED,
+    DeliveryReason.PAYMENT_ACTION: MailKind.PAYMENT_ACTION,
 }
 DUNNING_REASONS = (DeliveryReason.REMINDER, DeliveryReason.FINAL_NOTICE)
+PAYMENT_REASONS = (DeliveryReason.PAYMENT_FAILED, DeliveryReason.PAYMENT_ACTION)
+# About collecting the invoice's money: not sent once it is paid, credited or voided; simulated on a test clock.
+COLLECTION_REASONS = (*DUNNING_REASONS, *PAYMENT_REASONS)
 
 
 class DocumentDelivery(models.Model):
@@ -143,6 +154,11 @@ class DocumentDelivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True, help_text="The last error (the SMTP server's answer), or why not sent.")
     requested_by = models.CharField(max_length=150, blank=True, help_text="Who asked for a resend.")
+    values = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Plain template values of this message besides the document's (a payment's failure reason).",
+    )
     queued_at = models.DateTimeField()
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -38,6 +38,7 @@ class InvoiceKind(models.TextChoices):
     ADJUSTMENT = "adjustment", "Adjustment (late usage)"
     CREDIT_PURCHASE = "credit_purchase", "Prepaid credit purchase"
     ONE_OFF = "one_off", "One-off (set-up work, add-ons, credits)"
+    THRESHOLD = "threshold", "Threshold (usage reached the threshold inside the period)"
 
 
 class InvoiceStatus(models.TextChoices):
@@ -117,6 +118,10 @@ class Invoice(models.Model):
     billing_run = models.ForeignKey(
         "BillingRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="invoices"
     )
+    # Threshold invoices: 1, 2, … within the subscription's period (``period_start``). The number is taken
+    # under the subscription's row lock as one more than the period's last, and a unique constraint makes a
+    # second invoice with the same number impossible: each threshold crossing is billed exactly once.
+    threshold_sequence = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Every save of an invoice records who made it (person or API key). The billing run's inserts do
@@ -140,6 +145,15 @@ class Invoice(models.Model):
                 fields=["subscription"],
                 condition=Q(kind="opening") & ~Q(status="void"),
                 name="one_opening_invoice_per_subscription",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription", "period_start", "threshold_sequence"],
+                condition=Q(kind="threshold"),
+                name="one_threshold_invoice_per_period_sequence",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="threshold", threshold_sequence__gte=1) | ~Q(kind="threshold"),
+                name="threshold_invoice_has_sequence",
             ),
             models.UniqueConstraint(
                 fields=["merchant", "number"], condition=Q(number__isnull=False), name="invoice_number_unique"
@@ -195,6 +209,9 @@ class LineKind(models.TextChoices):
     # A line added by hand (``POST /v2/invoices/lineItems``, one-off invoices): a charge or a credit that is
     # taxed like the invoice but takes neither the plan discount nor counts towards the plan minimum.
     MANUAL = "manual", "Manual line"
+    # Threshold billing: the part of a charge an earlier threshold invoice of the period already billed
+    # (negative; a charge, before tax: the invoice's total is what is left to bill).
+    THRESHOLD_BILLED = "threshold_billed", "Already billed on a threshold invoice"
 
 
 # Lines after the total: what already settled part of it. Σ charge lines (+ tax when exclusive) = total;

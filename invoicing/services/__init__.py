@@ -10,8 +10,8 @@ One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/se
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
 ``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``adjustments``
 (subscription adjustments the rating applies), ``credit_notes``, ``delivery`` (e-mailing issued documents),
-``dunning`` (reminders of overdue invoices), ``plan_versions`` (moves between plan versions), ``upfront_payment`` and
-``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
+``dunning`` (reminders of overdue invoices), ``plan_versions`` (moves between plan versions), ``thresholds``
+(threshold invoices inside a period), ``upfront_payment`` and ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
 from ..calculation import subscription_now
@@ -70,6 +70,7 @@ from .runs import (
     billing_runs_close_stalled,
 )
 from .test_clocks import TestClockError, test_clock_advance, test_clock_catch_up, test_clock_create, test_clock_delete
+from .thresholds import ThresholdSweep, subscription_threshold_evaluate, usage_thresholds_evaluate
 from .upfront_payment import subscription_create_with_upfront_payment, subscription_opening_invoice
 from .writer import invoice_insert, invoice_issue
 
@@ -148,6 +149,10 @@ __all__ = [
     # upfront_payment
     "subscription_opening_invoice",
     "subscription_create_with_upfront_payment",
+    # thresholds (progressive billing)
+    "ThresholdSweep",
+    "subscription_threshold_evaluate",
+    "usage_thresholds_evaluate",
     # test_clocks
     "TestClockError",
     "test_clock_create",

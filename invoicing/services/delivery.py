@@ -23,7 +23,7 @@ from catalog.models import Subscription
 from .. import metrics
 from ..delivery import archive_copy, delivery_message, merchant_sender, send_error_is_permanent, send_error_text
 from ..models import (
-    DUNNING_REASONS,
+    COLLECTION_REASONS,
     OPEN_STATUSES,
     CreditNote,
     DeliveryReason,
@@ -43,7 +43,7 @@ DELIVERY_RETRY_BASE = timedelta(minutes=1)  # 1, 2, 4, 8, 16 minutes: the last a
 # than a send can take (SMTP timeout EMAIL_TIMEOUT, 30 s by default, per connect/command).
 SEND_LEASE = timedelta(minutes=5)
 TEST_CLOCK_SKIP = "On a test clock: simulated documents and reminders are not e-mailed (a resend sends one)."
-SETTLED_SKIP = "The invoice was paid, credited or voided before the reminder was sent."
+SETTLED_SKIP = "The invoice was paid, credited or voided before the message was sent."
 
 
 def delivery_retry_delay(attempts: int) -> timedelta:
@@ -57,15 +57,17 @@ def document_delivery_queue(
     now: datetime,
     reason: str = DeliveryReason.ISSUED,
     requested_by: str = "",
+    values: dict[str, str] | None = None,
 ) -> DocumentDelivery:
     """Log a delivery of ``document`` and send it once the caller's transaction commits (the caller holds
     the transaction). An ``issued`` delivery exists at most once per document (a constraint); a document
-    issued on a test clock is logged as not sent."""
+    issued on a test clock is logged as not sent. ``values``: plain template values of this message besides
+    the document's (a payment's failure reason)."""
     invoice = document if isinstance(document, Invoice) else None
     note = document if isinstance(document, CreditNote) else None
     subscription_id = invoice.subscription_id if invoice else note.invoice.subscription_id
     simulated = (
-        reason in (DeliveryReason.ISSUED, *DUNNING_REASONS)
+        reason in (DeliveryReason.ISSUED, *COLLECTION_REASONS)
         and Subscription.objects.filter(pk=subscription_id, test_clock__isnull=False).exists()
     )
     delivery = DocumentDelivery.objects.create(
@@ -76,6 +78,7 @@ def document_delivery_queue(
         status=DeliveryStatus.SKIPPED if simulated else DeliveryStatus.QUEUED,
         error=TEST_CLOCK_SKIP if simulated else "",
         requested_by=requested_by,
+        values=values or {},
         queued_at=now,
         next_attempt_at=None if simulated else now,
     )
@@ -99,8 +102,9 @@ def document_delivery_resend(*, document: Invoice | CreditNote, now: datetime, r
 
 def _skip_reason(delivery: DocumentDelivery, delivery_settings: DeliverySettings | None) -> str:
     """Why an ``issued`` delivery or a reminder is not to be sent ("" to send it); a resend is always sent."""
-    if delivery.reason in DUNNING_REASONS:
-        # Dunning stops the moment the invoice is settled, also between queueing a reminder and sending it.
+    if delivery.reason in COLLECTION_REASONS:
+        # Dunning and payment notices stop the moment the invoice is settled, also between queueing a message
+        # and sending it.
         invoice = delivery.invoice
         return "" if invoice.status in OPEN_STATUSES and invoice.amount_due > 0 else SETTLED_SKIP
     if delivery.reason != DeliveryReason.ISSUED:

@@ -16,6 +16,7 @@ from ..calculation import (
     Biller,
     subscription_now,
     subscription_period_at,
+    usage_window,
 )
 from ..models import (
     Invoice,
@@ -23,6 +24,7 @@ from ..models import (
     PlanChangeKind,
     SubscriptionPlanChange,
 )
+from ..thresholds import threshold_billed_lines
 from ..webhook_events import subscription_created_emit, subscription_terminated_emit
 from .catch_up import catch_up_enqueue, subscription_start_check_bounds
 from .plan_versions import VERSION_FIELDS, subscription_version_policy_apply
@@ -212,7 +214,15 @@ def subscription_upgrade(*, subscription: Subscription, new_plan: Plan, now: dat
             # Events of the old plan are debited under this lock: the invoice below sees all of them,
             # and the next request reads the new plan (REALTIME.md, "Plan changes").
             wallet_lock(customer=subscription.customer, currency=subscription.plan.currency)
-        composed = Biller().compose_plan_change(subscription, new_plan=new_plan, at=at, charge_from=plan_from)
+        composed = Biller().compose_plan_change(
+            subscription,
+            new_plan=new_plan,
+            at=at,
+            charge_from=plan_from,
+            threshold_billed=threshold_billed_lines(
+                subscription=subscription, period_start=usage_window(subscription, period, plan_from)[0]
+            ),
+        )
         composed = with_prepaid(composed, subscription=subscription, period=period, plan_from=plan_from)
         invoice = invoice_from_composition(
             composed,
@@ -270,7 +280,17 @@ def subscription_reactivate(*, subscription: Subscription) -> Subscription:
     raise SubscriptionChangeError("A terminated subscription cannot be reactivated; start a new one.")
 
 
-SUBSCRIPTION_UPDATABLE = ("name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata")
+SUBSCRIPTION_UPDATABLE = (
+    "name",
+    "auto_charge",
+    "tax_exempt",
+    "payment_term_days",
+    "version_policy",
+    "metadata",
+    "threshold_amount",
+    "threshold_ladder",
+    "threshold_recurring",
+)
 
 
 def subscription_update(*, subscription: Subscription, changes: dict, now: datetime) -> Subscription:

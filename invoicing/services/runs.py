@@ -40,6 +40,7 @@ from ..calculation import (
     subscription_next_period,
     subscription_now,
     subscription_period_at,
+    usage_window,
 )
 from ..models import (
     BillingRun,
@@ -57,6 +58,7 @@ from ..models import (
 )
 from ..periods import Period
 from ..pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
+from ..thresholds import threshold_billed_lines
 from ..webhook_events import invoice_created_emit, subscription_terminated_emit
 from .plan_versions import VERSION_FIELDS
 from .settlement import with_prepaid
@@ -629,6 +631,11 @@ def _close_one(
                 charge_from=item.charge_from,
                 next_plan=change.to_plan if applies else None,
                 manual=due_manual,
+                # read under the lock (one query, thresholded subscriptions only): a threshold invoice
+                # committed a moment ago is deducted, and none can be written for the period after this one
+                threshold_billed=threshold_billed_lines(
+                    subscription=sub, period_start=usage_window(sub, period, item.charge_from)[0]
+                ),
             )
             if item.debited or sub.is_real_time:
                 composed = with_prepaid(composed, subscription=sub, period=period, plan_from=item.charge_from)

@@ -6,26 +6,37 @@ Ingestion reads the raw body with orjson and validates in one plain-Python pass 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpResponse
 from django.utils import timezone
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api.auth import request_merchant
+from catalog.api.auth import api_key_from_authorization, request_merchant
 from catalog.models import Customer
-from core.api.errors import ApiError, validation_error_response
+from core.api.errors import (
+    DATABASE_UNAVAILABLE,
+    ApiError,
+    api_error_body,
+    database_unavailable_response,
+    validation_error_body,
+    validation_error_response,
+)
 from core.api.pagination import paginate
 from core.formatting import iso_utc
 
 from .. import selectors, services
 from ..models import EVENT_ID_PREFIX, UsageEvent
 from . import schema
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENT_BODY_BYTES = 1024 * 1024  # one event; its data is further limited to 16 KiB
 MAX_BATCH_BODY_BYTES = 10 * 1024 * 1024
@@ -38,8 +49,7 @@ def _json(body, status_code: int, headers: dict | None = None) -> HttpResponse:
 
 def _read_json(request, limit: int):
     """The request body parsed with orjson; 413 over ``limit`` bytes, 400 when it is not JSON."""
-    django_request = request._request
-    declared = django_request.META.get("CONTENT_LENGTH")
+    declared = request.META.get("CONTENT_LENGTH")
     too_large = ApiError(
         f"The request body is larger than {limit // 1024} KiB."
         if limit < 1024 * 1024
@@ -49,10 +59,7 @@ def _read_json(request, limit: int):
     )
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
-    if getattr(django_request, "_body", None) is not None:
-        raw = django_request._body
-    else:
-        raw = django_request.read(limit + 1)
+    raw = request.read(limit + 1)
     if len(raw) > limit:
         raise too_large
     try:
@@ -94,6 +101,14 @@ class _JsonOnly(BaseContentNegotiation):
 class _EventIngestBase(APIView):
     """Parsing and answers of the ingestion endpoints; ``ingest`` is where the events are stored.
 
+    A ``POST`` with a valid bearer key is answered without DRF's request cycle (``dispatch`` below): the
+    body is read and parsed here with orjson, the key looked up by the same function DRF's
+    authentication calls, and every answer is the Paygentic body an ``ApiError`` or a validation error
+    gets from ``core.api.errors`` (issue #24: DRF's Request wrapper, negotiation, permission and
+    response finalisation cost as much CPU as the insert). Every other request (another method, a
+    missing or refused key) goes through DRF's ``dispatch``, so its 401/405 answers are DRF's own. The
+    class stays an ``APIView`` for drf-spectacular, which documents the ``post`` methods.
+
     Invoicing's real-time endpoints subclass these views and override only the hooks (metering never
     imports invoicing): ``ingest`` debits prepaid balances in the same transaction, ``raise_for_refusal``
     and ``items_extras`` report events refused for lack of credit.
@@ -102,6 +117,30 @@ class _EventIngestBase(APIView):
     # The key → merchant look-up is cached per process for a few seconds (see catalog/api/auth.py).
     api_key_cache = True
     content_negotiation_class = _JsonOnly
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        try:
+            api_key = api_key_from_authorization(request.META.get("HTTP_AUTHORIZATION", ""), cached=True)
+        except (exceptions.AuthenticationFailed, *DATABASE_UNAVAILABLE):
+            api_key = None
+        if api_key is None:  # DRF answers the 401, exactly as for every other endpoint
+            return super().dispatch(request, *args, **kwargs)
+        # What DRF's authentication would have left on the request: the key (simple-history records it
+        # on changes, catalog/history.py) and no Django user.
+        request.auth = api_key
+        request.user = AnonymousUser()
+        try:
+            return self.answer(request, merchant=api_key.merchant)
+        except ApiError as error:
+            return _json(api_error_body(error), error.status_code)
+        except DATABASE_UNAVAILABLE as error:
+            logger.error("Database unavailable, answered 503: %s", error, exc_info=error)
+            return database_unavailable_response()
+
+    def answer(self, request, *, merchant) -> HttpResponse:
+        raise NotImplementedError
 
     def ingest(self, *, merchant, raw_events: list, now):
         return services.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
@@ -118,18 +157,20 @@ class EventIngestApi(_EventIngestBase):
     """``POST /v0/events``: one event; 202 with the event, also for a duplicate (then ``duplicate: true``)."""
 
     @schema.event_ingest_schema
-    def post(self, request):
-        merchant = request_merchant(request)
+    def post(self, request):  # documents the operation; a keyed POST is answered by ``answer``
+        return self.answer(request, merchant=request_merchant(request))
+
+    def answer(self, request, *, merchant) -> HttpResponse:
         body = _read_json(request, MAX_EVENT_BODY_BYTES)
         if not isinstance(body, dict):
-            return validation_error_response(
+            return _invalid(
                 [{"field": "body", "message": "Send one event as a JSON object; use /v0/events/batch for several."}]
             )
         outcome = self.ingest(merchant=merchant, raw_events=[body], now=timezone.now())
         self.raise_for_refusal(outcome)
         result = outcome.results[0]
         if result.status == services.REJECTED:
-            return validation_error_response(result.errors)
+            return _invalid(result.errors)
         if result.status == services.ACCEPTED:
             return _json(event_body(outcome.accepted[0], namespace=merchant.pk), status.HTTP_202_ACCEPTED)
         original = selectors.event_get_by_idempotency_key(merchant=merchant, idempotency_key=result.idempotency_key)
@@ -144,16 +185,16 @@ class EventBatchIngestApi(_EventIngestBase):
     """``POST /v0/events/batch``: up to 5,000 events; 200 with a result per item and counts."""
 
     @schema.event_batch_schema
-    def post(self, request):
-        merchant = request_merchant(request)
+    def post(self, request):  # documents the operation; a keyed POST is answered by ``answer``
+        return self.answer(request, merchant=request_merchant(request))
+
+    def answer(self, request, *, merchant) -> HttpResponse:
         body = _read_json(request, MAX_BATCH_BODY_BYTES)
         events = body.get("events") if isinstance(body, dict) else body
         if not isinstance(events, list):
-            return validation_error_response(
-                [{"field": "events", "message": 'Send {"events": [...]} (or a JSON list of events).'}]
-            )
+            return _invalid([{"field": "events", "message": 'Send {"events": [...]} (or a JSON list of events).'}])
         if len(events) > services.MAX_BATCH_EVENTS:
-            return validation_error_response(
+            return _invalid(
                 [
                     {
                         "field": "events",
@@ -176,6 +217,10 @@ class EventBatchIngestApi(_EventIngestBase):
                 item.update(extras[result.index])
             results.append(item)
         return _json({"object": "list", "results": results, "counts": outcome.counts}, status.HTTP_200_OK)
+
+
+def _invalid(errors: list[dict]) -> HttpResponse:
+    return _json(validation_error_body(errors), status.HTTP_400_BAD_REQUEST)
 
 
 # --- reads --------------------------------------------------------------------------------------

@@ -114,3 +114,35 @@ def payment_method_list_out(methods: list[PaymentMethod]) -> dict:
 
 def payment_session_out(session: PaymentSession) -> dict:
     return CustomerPaymentSessionOutput(session).data
+
+
+class RetryPaymentInput(StrictSerializer):
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Why the retry is requested (kept for audit)."
+    )
+
+
+class RetryPaymentErrorOutput(serializers.Serializer):
+    message = serializers.CharField()
+    type = serializers.CharField(required=False, help_text="card_error, processing or conflict.")
+    code = serializers.CharField(required=False, help_text="Machine-readable reason (see the operation).")
+    declineCode = serializers.CharField(required=False, help_text="The card issuer's decline code, if any.")
+
+
+class RetryPaymentResultOutput(serializers.Serializer):
+    """The client's ``retry_payment_result``: every answer of the retry that is not an error envelope."""
+
+    object = Constant("retry_payment_result")
+    success = serializers.BooleanField(help_text="True only when the charge succeeded (status 200).")
+    invoiceId = serializers.CharField()
+    paymentIntentId = serializers.CharField(required=False, help_text="Stripe's PaymentIntent (pi_…), if any.")
+    error = RetryPaymentErrorOutput(required=False)
+
+
+def retry_result_out(*, invoice_id: str, reference: str | None = None, error: dict | None = None) -> dict:
+    body = {"object": "retry_payment_result", "success": error is None, "invoiceId": invoice_id}
+    if reference:
+        body["paymentIntentId"] = reference
+    if error is not None:
+        body["error"] = {key: value for key, value in error.items() if value}
+    return body

@@ -1,4 +1,4 @@
-"""Payments under /v0/… (no trailing slashes)."""
+"""Payments under /v0/… and /v2/invoices/{id}/retryPayment (no trailing slashes)."""
 
 from django.urls import path
 
@@ -27,4 +27,5 @@ urlpatterns = [
         views.CustomerPaymentMethodsApi.as_view(),
         name="customer-payment-methods",
     ),
+    path("v2/invoices/<str:id>/retryPayment", views.InvoiceRetryPaymentApi.as_view(), name="invoice-retry-payment"),
 ]

@@ -1,5 +1,5 @@
-"""The client's ``merchantIntegrations`` operations (list, upsert, get, disconnect) and
-``/v0/customers/{id}/paymentMethods`` (list, set up). Views parse, call ``payments.services`` and answer with
+"""The client's ``merchantIntegrations`` operations (list, upsert, get, disconnect),
+``/v0/customers/{id}/paymentMethods`` (list, set up) and ``POST /v2/invoices/{id}/retryPayment``. Views parse, call ``payments.services`` and answer with
 the output serializers."""
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from core.api.errors import ApiError
 from core.api.fields import wire_field_names
 from core.api.schema import error_responses, paging_parameters
 from core.api.serializers import list_output
+from invoicing.models import Invoice
 
-from .. import selectors, services
+from .. import retries, selectors, services
 from ..errors import PaymentsNotConnected
+from ..models import PaymentAttempt, PaymentAttemptStatus
 from ..providers import PaymentProviderError
 from . import serializers as s
 
@@ -182,3 +184,83 @@ class CustomerPaymentMethodsApi(CatalogApi):
         except PaymentProviderError as error:
             raise provider_error(error) from None
         return Response(s.payment_session_out(session), status=status.HTTP_201_CREATED)
+
+
+# The answers of a refused retry (the client's ``retry_payment_result`` for 402/409/422/502; 400 and 429 are the
+# standard error body).
+RETRY_REFUSALS = {
+    retries.NOT_CONNECTED: 409,
+    retries.ALREADY_PAID: 409,
+    retries.CONCURRENT: 409,
+    retries.PROCESSING: 409,
+    retries.NO_METHOD: 422,
+}
+RETRY_ERRORS = {retries.NOT_PAYABLE: 400, retries.AUTO_CHARGE_OFF: 400, retries.TOO_SOON: 429}
+
+
+class InvoiceRetryPaymentApi(CatalogApi):
+    @extend_schema(
+        operation_id="retryInvoicePayment",
+        tags=["invoices"],
+        request=s.RetryPaymentInput,
+        responses={
+            200: s.RetryPaymentResultOutput,
+            202: s.RetryPaymentResultOutput,
+            402: s.RetryPaymentResultOutput,
+            409: s.RetryPaymentResultOutput,
+            422: s.RetryPaymentResultOutput,
+            502: s.RetryPaymentResultOutput,
+            **ERRORS,
+        },
+        description=(
+            "Charge the customer's current default payment method again now, for the amount due of an open"
+            " invoice of an autoCharge subscription: the invoice's next payment attempt (the scheduled retries keep"
+            " their days). 200 only when the charge succeeded; 202 `processing`; 402 the decline code (e.g."
+            " `generic_decline`, `authentication_required`: the customer is e-mailed a link to pay); 409"
+            " `concurrent_attempt`, `PAYMENT_PROCESSING`, `PAYMENT_ALREADY_COMPLETED` or"
+            " `PAYMENT_PROVIDER_NOT_CONNECTED`; 422 `no_payment_method`; 502 `provider_unavailable` (the attempt is"
+            " resumed with the same idempotency key); 400 `INVOICE_NOT_PAYABLE` or `AUTO_CHARGE_OFF`; 429 once a"
+            " minute per invoice."
+        ),
+    )
+    def post(self, request, id: str):
+        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=id, merchant=self.merchant)
+        data = self.body(s.RetryPaymentInput)
+        try:
+            attempt = retries.invoice_payment_retry_now(
+                invoice=invoice, now=timezone.now(), reason=data.get("reason", "")
+            )
+        except retries.RetryRefused as refused:
+            if refused.code in RETRY_ERRORS:
+                raise ApiError(refused.message, status_code=RETRY_ERRORS[refused.code], code=refused.code) from None
+            error = {"message": refused.message, "type": "conflict", "code": refused.code}
+            return Response(s.retry_result_out(invoice_id=invoice.pk, error=error), status=RETRY_REFUSALS[refused.code])
+        except PaymentProviderError as error:
+            logger.warning("retry of invoice %s: %s (%s)", invoice.pk, error.message, error.code)
+            body = {"message": f"The payment provider did not answer: {error.message}", "code": "provider_unavailable"}
+            return Response(s.retry_result_out(invoice_id=invoice.pk, error=body), status=status.HTTP_502_BAD_GATEWAY)
+        return _retry_answer(attempt)
+
+
+def _retry_answer(attempt: PaymentAttempt) -> Response:
+    out = {"invoice_id": attempt.invoice_id, "reference": attempt.reference}
+    if attempt.status == PaymentAttemptStatus.SUCCEEDED:
+        return Response(s.retry_result_out(**out))
+    if attempt.status == PaymentAttemptStatus.PROCESSING:
+        error = {"message": "The provider accepted the charge; it settles later.", "type": "processing"}
+        return Response(s.retry_result_out(**out, error={**error, "code": "processing"}), status=202)
+    if attempt.status == PaymentAttemptStatus.REQUIRES_ACTION:
+        error = {
+            "message": "The customer's bank asks them to confirm the payment; they were e-mailed a link to pay.",
+            "type": "card_error",
+            "code": "authentication_required",
+            "declineCode": attempt.failure_code,
+        }
+        return Response(s.retry_result_out(**out, error=error), status=402)
+    error = {
+        "message": attempt.failure_message or "The payment method was declined.",
+        "type": "card_error",
+        "code": attempt.failure_code or "card_declined",
+        "declineCode": attempt.failure_code,
+    }
+    return Response(s.retry_result_out(**out, error=error), status=402)

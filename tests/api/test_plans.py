@@ -97,6 +97,9 @@ def test_create_attaches_prices_and_answers_the_plan(api, merchant, product):
         "paymentTerm": {"in_arrears": True, "in_advance": False},
         "minimumCommitment": None,
         "discountPercent": None,
+        "thresholdAmount": None,
+        "thresholdLadder": [],
+        "thresholdRecurring": False,
         "archivedAt": None,
     }
     prices = {p["id"]: p for p in body["prices"]}
@@ -255,3 +258,27 @@ def test_listing_plans_takes_a_fixed_number_of_queries(api, merchant, django_ass
         status, body = api.get("/v0/plans")
 
     assert status == 200 and [len(p["prices"]) for p in body["data"]] == [2, 2, 2]
+
+
+def test_a_plan_takes_a_usage_threshold_within_its_bounds(api, merchant, product):
+    # Meterline extension: threshold (progressive) billing, invoicing/THRESHOLDS.md
+    status, body = api.post("/v0/plans", plan_body(merchant, product, thresholdAmount="100", thresholdRecurring=True))
+    assert status == 201, body
+    assert (body["thresholdAmount"], body["thresholdRecurring"]) == ("100", True)
+    plan = Plan.objects.get()
+    assert (plan.threshold_amount, plan.threshold_recurring) == (Decimal("100"), True)
+
+    for refused, message in (("0", "Must be at least 0.01."), ("1000000000.01", "Must be at most 1000000000.")):
+        status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdAmount": refused})
+        assert status == 400
+        assert (body["errors"][0]["field"], body["errors"][0]["message"]) == ("thresholdAmount", message)
+
+    status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdLadder": ["500", "1000.50"]})
+    assert status == 200 and body["thresholdLadder"] == ["500", "1000.5"]
+    for ladder, message in ((["500", "400"], "The thresholds must increase."), (["0"], "Must be at least 0.01.")):
+        status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdLadder": ladder})
+        assert status == 400 and body["errors"][0]["field"].startswith("thresholdLadder"), body
+        assert body["errors"][0]["message"] == message
+
+    status, body = api.patch(f"/v0/plans/{plan.id}", {"thresholdAmount": None})
+    assert status == 200 and body["thresholdAmount"] is None

@@ -344,3 +344,18 @@ def test_marking_invoice_zero_paid_in_the_admin_activates_too(api_client, subscr
     invoice_mark_paid(invoice=Invoice.objects.get(pk=sub["payment"]["invoiceId"]), now=timezone.now())
 
     assert api_client.get(f"/v0/subscriptions/{sub['id']}").json()["status"] == "active"
+
+
+def test_a_subscription_overrides_the_plans_threshold_and_clears_it(api_client, subscribe, arrears_plan):
+    # Meterline extension: threshold (progressive) billing, invoicing/THRESHOLDS.md
+    sub = subscribe(arrears_plan, thresholdAmount="250.50", thresholdLadder=["1000"], thresholdRecurring=True).json()
+    assert (sub["thresholdAmount"], sub["thresholdLadder"], sub["thresholdRecurring"]) == ("250.5", ["1000"], True)
+
+    cleared = api_client.patch(
+        f"/v0/subscriptions/{sub['id']}", {"thresholdAmount": None, "thresholdRecurring": None}, format="json"
+    ).json()
+    assert (cleared["thresholdAmount"], cleared["thresholdRecurring"]) == (None, None)
+
+    refused = api_client.patch(f"/v0/subscriptions/{sub['id']}", {"thresholdAmount": "0"}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "thresholdAmount"

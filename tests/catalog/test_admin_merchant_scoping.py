@@ -89,6 +89,7 @@ MERCHANT_PATHS = {
     "payments.providercustomer": "integration__merchant",
     "payments.paymentmethod": "customer__merchant",
     "payments.paymentsession": "merchant",
+    "payments.paymentretrysettings": "merchant",
     "payments.providerrefund": "payment__merchant",
 }
 

@@ -39,7 +39,17 @@ pytestmark = pytest.mark.django_db
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 JAN_22_NOON = datetime(2026, 1, 22, 12, 0, tzinfo=UTC)  # 10 of January's 31 days remain
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
-TERMS = {"name", "auto_charge", "tax_exempt", "payment_term_days", "version_policy", "metadata"}
+TERMS = {
+    "name",
+    "auto_charge",
+    "tax_exempt",
+    "payment_term_days",
+    "version_policy",
+    "metadata",
+    "threshold_amount",
+    "threshold_ladder",
+    "threshold_recurring",
+}
 
 
 def make_plan(seller, name, fee, unit_price, **extra):
@@ -604,3 +614,37 @@ def test_a_start_a_year_back_says_which_periods_the_background_run_invoices(
     )
     added = Subscription.objects.get(customer=acme)
     assert Invoice.objects.filter(subscription=added, kind=InvoiceKind.RECURRING).count() == 12
+
+
+def test_finance_overrides_the_plans_threshold_and_a_viewer_only_sees_it(
+    billing_admin_client, viewer_client, subscription
+):
+    response = billing_admin_client.post(
+        change_url(subscription),
+        {
+            "name": "Acme",
+            "payment_term_days": "0",
+            "version_policy": "floating",
+            "metadata": "{}",
+            "threshold_amount": "150",
+            "threshold_ladder": '["400"]',
+            "threshold_recurring": "true",
+        },
+    )
+    assert response.status_code == 302
+    subscription.refresh_from_db()
+    assert (subscription.threshold_amount, subscription.threshold_recurring) == (Decimal("150"), True)
+    assert subscription.effective_threshold == ((Decimal("150"), Decimal("400")), True)
+
+    page = viewer_client.get(change_url(subscription))
+    assert page.status_code == 200
+    assert not {"threshold_amount", "threshold_ladder", "threshold_recurring"} & set(
+        page.context["adminform"].form.fields
+    )
+    assert "Threshold billing" in page.content.decode()
+
+
+def test_the_plan_page_offers_threshold_billing(billing_admin_client, basic):
+    page = billing_admin_client.get(reverse("admin:catalog_plan_change", args=(quote(basic.pk),)))
+    assert page.status_code == 200
+    assert {"threshold_amount", "threshold_ladder", "threshold_recurring"} <= set(page.context["adminform"].form.fields)

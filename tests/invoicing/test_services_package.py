@@ -53,6 +53,7 @@ def test_the_modules_are_the_domain_verbs():
         "runs",
         "settlement",
         "test_clocks",
+        "thresholds",
         "upfront_payment",
         "writer",
     ]

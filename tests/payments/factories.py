@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from catalog.models import Customer
 from invoicing.models import CreditNote, Payment
-from payments.models import PaymentMethod, PaymentSession, ProviderCustomer, ProviderRefund
+from payments.models import PaymentMethod, PaymentRetrySettings, PaymentSession, ProviderCustomer, ProviderRefund
 from payments.services import integration_upsert
 
 
@@ -21,6 +21,7 @@ def payments_rows(*, customer: Customer, name: str, now: datetime) -> PaymentMet
     provider_customer = ProviderCustomer.objects.create(
         integration=integration, customer=customer, mode="test", reference=f"cus_test_{name}", created_at=now
     )
+    PaymentRetrySettings.objects.create(merchant=customer.merchant, retry_days=[2, 4])
     PaymentSession.objects.create(
         merchant=customer.merchant,
         customer=customer,
