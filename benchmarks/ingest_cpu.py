@@ -88,15 +88,13 @@ def main() -> None:
 
     started_at = datetime.now(UTC)
     singles = [
-        orjson.dumps(_event(customer_ids, i, "single", started_at))
-        for i in range(args.warm_up + args.single_requests)
+        orjson.dumps(_event(customer_ids, i, "single", started_at)) for i in range(args.warm_up + args.single_requests)
     ]
     batches = [
         orjson.dumps(
             {
                 "events": [
-                    _event(customer_ids, b * args.batch_size + i, "batch", started_at)
-                    for i in range(args.batch_size)
+                    _event(customer_ids, b * args.batch_size + i, "batch", started_at) for i in range(args.batch_size)
                 ]
             }
         )

@@ -18,6 +18,8 @@ ON_DEMAND_TASKS: dict[str, str] = {
     "invoicing.test_clock_catch_up": "queued by a test clock advance for the periods it leaves to the background",
     "invoicing.document_delivery_send": "queued on commit when an invoice or credit note is issued; "
     "the beat sweep invoicing.document_deliveries_send_due retries",
+    "invoicing.spend_alert_email_send": "queued on commit per fired spend alert; "
+    "the beat sweep invoicing.spend_evaluate_due retries",
     "wallets.tasks.webhook_delivery_send_task": "queued on commit per webhook event; "
     "the beat sweep wallets.tasks.webhook_deliveries_retry_due_task retries",
     "metering.tasks.events_link_external_subjects_task": "superseded by the beat task "

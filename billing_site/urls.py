@@ -32,6 +32,8 @@ urlpatterns = [
     path("v0/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # The merchant's webhook portal: pages reached by the signed link of GET /v0/webhooks/portal.
     path("webhooks/portal/", include("wallets.portal_urls")),
+    # Payment providers' webhooks (payments/webhooks/): no API key, no login, no CSRF; the provider's signature.
+    path("webhooks/", include("payments.webhooks.urls")),
     # Last, so API requests never try them. The API has no trailing slashes; a browser's "/v0/docs/" is sent
     # to the real address (permanent: it never changes) instead of the API's JSON 404.
     path("v0/schema/", RedirectView.as_view(pattern_name="api-schema", permanent=True, query_string=True)),

@@ -755,6 +755,17 @@ class Customer(TimeStamped):
         "Otherwise they are credited when the invoice is paid.",
     )
     metadata = models.JSONField(default=dict, blank=True)
+    # Set by invoicing's spend caps (``invoicing.spend``, the one place of the rule) when the customer's accrued
+    # usage cost of the period reaches a cap that refuses usage; cleared when finance lifts the cap, the cap is
+    # removed or its period ends. While set, ingestion refuses the customer's events (402 SPEND_CAP_REACHED):
+    # the one-statement insert's guard reads it from the customer row it resolves anyway, so a customer
+    # without a reached cap costs no statement.
+    spend_blocked_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Usage refused since the customer's spend cap for the period was reached (spend caps).",
+    )
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:
@@ -775,6 +786,11 @@ class Customer(TimeStamped):
             self.currency = self.currency.upper()
         if self.external_id == "":
             self.external_id = None
+
+    @property
+    def is_spend_blocked(self) -> bool:
+        """A spend cap refusing usage is reached for the current period (``spend_blocked_since``)."""
+        return self.spend_blocked_since is not None
 
     @property
     def billing_recipients(self) -> list[str]:

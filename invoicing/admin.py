@@ -37,6 +37,7 @@ from .admin_confirmations import ConfirmedInvoiceActions, can_run_billing
 from .admin_delivery import CreditNoteDeliveryInline, DocumentResendAdminMixin, InvoiceDeliveryInline
 from .admin_dunning import DunningReminderInline, dunning_table, past_due_list
 from .admin_receivables import InvoicePaymentAdminMixin, PaymentAllocationInline, recorded_by
+from .admin_spend import SpendAlertAdmin, SpendCapAdmin  # noqa: F401 (registers the spend alerts and caps)
 from .models import (
     BillingRun,
     BillingRunChunk,

@@ -166,3 +166,21 @@ def evaluate_usage_thresholds_task(now: str | None = None, after: str | None = N
     if sweep.next_after is not None:
         evaluate_usage_thresholds_task.delay(moment.isoformat(), sweep.next_after)
     return len(sweep.invoices)
+
+
+@shared_task(name="invoicing.spend_evaluate_due")
+def spend_evaluate_due_task(now: str | None = None) -> int:
+    """Fire the spend alerts and enforce the spend caps of the watched customers whose usage changed
+    (invoicing/SPEND.md); returns how many customers were evaluated. Safe to retry: a threshold fires once
+    per period (a constraint)."""
+    from .spend.services import spend_evaluate_due
+
+    return len(spend_evaluate_due(now=_moment(now)))
+
+
+@shared_task(name="invoicing.spend_alert_email_send", acks_late=True)
+def spend_alert_email_send_task(firing_id: int) -> str:
+    """E-mail one fired spend alert (invoicing/SPEND.md); returns the e-mail's status."""
+    from .spend.mail import spend_alert_email_send
+
+    return spend_alert_email_send(firing_id=firing_id, now=timezone.now()).email_status

@@ -25,6 +25,7 @@ from .models import (
     PaymentSession,
     Provider,
     ProviderCustomer,
+    ProviderEvent,
     ProviderRefund,
     ProviderRefundStatus,
     default_retry_days,
@@ -287,6 +288,18 @@ class ProviderRefundAdmin(ServiceWrittenAdmin):
         return obj is None and request.user.has_perm("payments.change_providerrefund")
 
 
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(ServiceWrittenAdmin):
+    """Every event a provider delivered to a merchant's webhook and how it was handled (read-only)."""
+
+    merchant_path = "integration__merchant"
+    list_display = ("event_id", "type", "received_at", "processed_at", "deliveries", "outcome", "error", "invoice")
+    list_filter = ("type", ("processed_at", admin.EmptyFieldListFilter))
+    search_fields = ("event_id", "invoice__id", "attempt__reference", "outcome")
+    date_hierarchy = "received_at"
+    list_select_related = ("invoice",)
+
+
 class CustomerPaymentsAdminMixin:
     """Saved payment methods on the customer page (``panels``, composed by ``billing_site.admin``): what an
     off-session charge would use, in the merchant's current Stripe mode."""
@@ -368,7 +381,7 @@ class InvoicePaymentsAdminMixin:
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            "<td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
                     attempt.number,
@@ -381,6 +394,7 @@ class InvoicePaymentsAdminMixin:
                     " ".join(part for part in (attempt.failure_code, attempt.failure_message) if part) or "—",
                     f"{attempt.next_retry_at:%Y-%m-%d %H:%M} UTC" if attempt.next_retry_at else "—",
                     attempt.notice.get_status_display() if attempt.notice else "—",
+                    _after_payment(attempt),
                 )
                 for attempt in attempts
             ),
@@ -388,6 +402,17 @@ class InvoicePaymentsAdminMixin:
         return format_html(
             "<table><thead><tr><th>Attempt</th><th>Trigger</th><th>At</th><th>Amount</th><th>Method</th>"
             "<th>Status</th><th>Stripe payment</th><th>Failure reason</th><th>Next retry</th>"
-            "<th>Customer e-mail</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>Customer e-mail</th><th>Since</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+def _after_payment(attempt) -> str:
+    """What Stripe reported after the charge (webhooks): a dispute, a refund."""
+    said = []
+    if attempt.disputed_at:
+        reason = f", {attempt.dispute_reason}" if attempt.dispute_reason else ""
+        said.append(f"Disputed {attempt.disputed_at:%Y-%m-%d} ({attempt.dispute_reference}{reason})")
+    if attempt.provider_refunded:
+        said.append(f"Refunded at Stripe: {format_money(attempt.provider_refunded, attempt.currency)}")
+    return "; ".join(said) or "—"

@@ -10,13 +10,13 @@ The protocol, three steps, no row lock held across the network:
 2. **Charge** (no transaction): an off-session PaymentIntent with the idempotency key
    ``meterline-charge-{invoice}-{attempt}``: the same attempt is the same key, so a resumed attempt, a re-sent
    task or a second worker gets Stripe's first answer back, never a second charge.
-3. **Record** (one short transaction): lock the invoice, then the attempt, and unless another worker recorded it already, write
-   the outcome. Success records a ``Payment`` (method card, reference ``pi_…``, idempotency key
-   ``charge-{pi_…}``) through ``invoicing.receivables.payment_record``, linked one-to-one to the attempt;
-   a decline flags the invoice ``PAYMENT_FAILED`` (``invoice_payment_failed_mark``) with Stripe's reason;
-   ``requires_action`` (3-D Secure) is recorded. A failed attempt gets its next retry time from the merchant's
-   schedule (``retry_schedule``), and a failed or ``requires_action`` attempt its customer e-mail
-   (``notices``), in the same transaction.
+3. **Record** (one short transaction, ``attempt_outcome_record``): lock the invoice, then the attempt, and unless
+   another worker or a provider event (``payments.webhooks``) recorded it already, write the outcome. Success
+   records a ``Payment`` (method card, reference ``pi_…``, idempotency key ``charge-{pi_…}``) through
+   ``invoicing.receivables.payment_record``, linked one-to-one to the attempt; a decline flags the invoice
+   ``PAYMENT_FAILED`` (``invoice_payment_failed_mark``) with Stripe's reason; ``requires_action`` (3-D Secure)
+   is recorded. A failed attempt gets its next retry time from the merchant's schedule (``retry_schedule``),
+   and a failed or ``requires_action`` attempt its customer e-mail (``notices``), in the same transaction.
 
 Invoicing never imports this module (layer contract); the beat task ``payments.invoices_auto_charge_due``
 finds what to charge. Retries (``payments.retries``) claim attempt n + 1 and then charge and record through
@@ -194,10 +194,34 @@ def attempt_insert(
     return ChargeClaim.of(attempt, method)
 
 
-@transaction.atomic
 def _record(*, attempt_id: str, result: ChargeResult, now: datetime) -> PaymentAttempt:
+    return attempt_outcome_record(attempt_id=attempt_id, result=result, now=now)[0]
+
+
+# Which recorded statuses an outcome may replace. The charge call's answer and the provider's events (webhooks,
+# in any order, any number of times) all record through here: a success is final (a late failure or 3-D Secure
+# event never un-pays) and wins over anything before it (the money was taken); a failure replaces only a status
+# that was still open; ``requires_action`` and ``processing`` only what came before them.
+_REPLACES = {
+    PaymentAttemptStatus.SUCCEEDED: frozenset(PaymentAttemptStatus) - {PaymentAttemptStatus.SUCCEEDED},
+    PaymentAttemptStatus.FAILED: frozenset(
+        {PaymentAttemptStatus.PENDING, PaymentAttemptStatus.PROCESSING, PaymentAttemptStatus.REQUIRES_ACTION}
+    ),
+    PaymentAttemptStatus.REQUIRES_ACTION: frozenset({PaymentAttemptStatus.PENDING, PaymentAttemptStatus.PROCESSING}),
+    PaymentAttemptStatus.PROCESSING: frozenset({PaymentAttemptStatus.PENDING}),
+}
+
+
+@transaction.atomic
+def attempt_outcome_record(*, attempt_id: str, result: ChargeResult, now: datetime) -> tuple[PaymentAttempt, bool]:
+    """Record how the attempt's charge ended: from the charge call's answer (step 3) or from a provider event
+    about its PaymentIntent (``payments.webhooks``), whichever comes first, as often as it comes. Returns the
+    attempt and whether this changed it (False: recorded already, or an outcome older than the recorded one).
+
+    Exactly one ``Payment`` per PaymentIntent: the attempt is locked (after its invoice, receivables' order) and
+    linked one-to-one to its payment, whose idempotency key ``charge-{pi_…}`` is unique per merchant."""
     # The lock order of the claim: the invoice (receivables' order), then the attempt. A late record of a worker
-    # whose lease ended meets the resuming worker's claim in the same order, never in a deadlock.
+    # whose lease ended meets the resuming worker's claim (or a webhook) in the same order, never in a deadlock.
     invoice_id = PaymentAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
     invoices_lock([invoice_id])
     attempt = (
@@ -205,23 +229,29 @@ def _record(*, attempt_id: str, result: ChargeResult, now: datetime) -> PaymentA
         .select_related("invoice__customer", "payment_method")
         .get(pk=attempt_id)
     )
-    if attempt.status != PaymentAttemptStatus.PENDING:
-        return attempt  # recorded by the worker that resumed or raced us: same PaymentIntent, nothing to add
-    attempt.reference = result.reference or None
-    attempt.status = PaymentAttemptStatus(result.status.value)
+    status = PaymentAttemptStatus(result.status.value)
+    if attempt.status not in _REPLACES[status]:
+        return attempt, False  # recorded by the worker, event or call that came first: same PaymentIntent
+    if attempt.reference and result.reference and attempt.reference != result.reference:
+        logger.warning("attempt %s is %s, not %s: outcome ignored", attempt.pk, attempt.reference, result.reference)
+        return attempt, False
+    attempt.reference = result.reference or attempt.reference or None
+    attempt.status = status
     attempt.failure_code = result.failure_code
     attempt.failure_message = result.failure_message
     attempt.updated_at = now
-    if result.status is ChargeStatus.SUCCEEDED:
+    if status is PaymentAttemptStatus.SUCCEEDED:
         attempt.payment = _payment_record(attempt, result=result, now=now)
-    elif result.status is ChargeStatus.FAILED:
+    elif status is PaymentAttemptStatus.FAILED:
         invoice_payment_failed_mark(invoice_id=attempt.invoice_id, at=now)
         if attempt.invoice.status in OPEN_STATUSES:
             attempt.next_retry_at = attempt_retry_next_at(attempt=attempt, failed_at=now)
     if attempt.invoice.status in OPEN_STATUSES:  # settled meanwhile: nothing to tell the customer
-        attempt.notice = attempt_notice_queue(attempt=attempt, invoice=attempt.invoice, now=now)
+        # A success queues nothing; an earlier notice of this attempt (3-D Secure, then declined) stays linked
+        # unless a new one replaces it.
+        attempt.notice = attempt_notice_queue(attempt=attempt, invoice=attempt.invoice, now=now) or attempt.notice
     attempt.save()
-    return attempt
+    return attempt, True
 
 
 def _payment_record(attempt: PaymentAttempt, *, result: ChargeResult, now: datetime):

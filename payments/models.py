@@ -277,6 +277,17 @@ class PaymentAttempt(models.Model):
     notice = models.OneToOneField(
         DocumentDelivery, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_attempt"
     )
+    # What the provider reports after the charge (webhooks, ``payments.webhooks``), shown to finance; no money
+    # is moved here. ``provider_refunded`` is the charge's refunded total as Stripe last reported it (it only
+    # grows: a late, older event never lowers it); refunds Meterline records are refund credit notes.
+    provider_refunded = models.DecimalField(
+        "refunded at the provider", max_digits=20, decimal_places=4, default=0, editable=False
+    )
+    provider_refunded_at = models.DateTimeField("refund reported at", null=True, blank=True, editable=False)
+    # The customer disputed the charge with their bank (Stripe: charge.dispute.created): the money is held.
+    disputed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    dispute_reference = models.CharField(max_length=100, blank=True, editable=False, help_text="Stripe: dp_…")
+    dispute_reason = models.CharField(max_length=100, blank=True, editable=False)
     created_at = models.DateTimeField(editable=False)
     updated_at = models.DateTimeField(editable=False)
 
@@ -372,3 +383,55 @@ class ProviderRefund(models.Model):
 
     def __str__(self) -> str:
         return f"Refund of {format_money(self.amount, self.currency)} on {self.charge_reference} ({self.status})"
+
+
+class ProviderEvent(models.Model):
+    """One event a provider sent to the integration's webhook (``POST /webhooks/stripe/{integration}``), its
+    signature verified, kept with how it was handled (``payments.webhooks``).
+
+    Exactly once by a constraint: one row per integration and provider event id, inserted before the event is
+    handled; a delivery finding its row already processed is acknowledged and ignored (providers deliver at
+    least once, and retry until answered 2xx). A row not processed (its handling raised: ``error``) is handled
+    again on the next delivery; every handler is safe to repeat and to meet events out of order."""
+
+    integration = models.ForeignKey(MerchantIntegration, on_delete=models.CASCADE, related_name="events")
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    event_id = models.CharField("event id", max_length=255, help_text="Stripe: evt_…")
+    type = models.CharField(max_length=100)
+    created_at = models.DateTimeField("created at the provider")
+    received_at = models.DateTimeField()
+    deliveries = models.PositiveIntegerField(default=1)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    # Links for the admin, without a database constraint: the row is written after the handler (whose
+    # transaction locks the invoice, then the attempt, FOR UPDATE), and a foreign key check would take a share
+    # lock on both in its own order: a duplicate delivery's handler and this write deadlocked on PostgreSQL.
+    # Invoices and attempts are never deleted (PROTECT elsewhere).
+    invoice = models.ForeignKey(
+        Invoice,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="provider_events",
+    )
+    attempt = models.ForeignKey(
+        PaymentAttempt,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="provider_events",
+    )
+    payload = models.JSONField("event object", default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "event_id"], name="payments_provider_event_once"),
+        ]
+        indexes = [models.Index(fields=["integration", "-received_at"], name="payments_event_received")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type})"

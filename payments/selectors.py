@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from django.db.models import F, QuerySet
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import F, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from catalog.models import Customer, Merchant
-from invoicing.models import Payment
+from invoicing.models import CreditNote, CreditNoteSettlement, CreditNoteStatus, Payment
 
 from .models import (
     IntegrationStatus,
@@ -89,3 +92,35 @@ def payment_list(*, merchant: Merchant, customer_id: str | None = None, received
 def payment_get(*, merchant: Merchant, payment_id: str) -> Payment:
     """One of the merchant's payments; another merchant's is a 404, like a missing one."""
     return get_object_or_404(payment_list(merchant=merchant), pk=payment_id)
+
+
+def integration_for_webhook(*, integration_id: str, provider: str) -> MerchantIntegration | None:
+    """The connected integration a provider's webhook names in its path; None for an unknown, another
+    provider's or a disconnected one (its secrets are erased: nothing could verify the delivery)."""
+    return MerchantIntegration.objects.filter(
+        pk=integration_id, provider=provider, status=IntegrationStatus.ACTIVE
+    ).first()
+
+
+def attempt_for_provider_payment(
+    *, merchant_id: str, reference: str, metadata: dict[str, Any] | None = None
+) -> PaymentAttempt | None:
+    """The merchant's charge attempt of a provider payment (Stripe: a PaymentIntent): by its reference once the
+    charge call's answer is recorded, else by the ``meterline_invoice``/``meterline_attempt`` metadata the charge
+    sent (the call has not returned yet, or its worker died before recording it)."""
+    attempts = PaymentAttempt.objects.filter(invoice__merchant_id=merchant_id)
+    found = attempts.filter(reference=reference).first() if reference else None
+    if found is not None or not metadata:
+        return found
+    invoice_id, number = metadata.get("meterline_invoice"), str(metadata.get("meterline_attempt") or "")
+    if not invoice_id or not number.isdigit():
+        return None
+    return attempts.filter(invoice_id=invoice_id, number=int(number)).first()
+
+
+def invoice_refunds_recorded(*, invoice_id: str) -> Decimal:
+    """What Meterline's own refunds of the invoice (issued refund credit notes) paid back."""
+    total = CreditNote.objects.filter(
+        invoice_id=invoice_id, status=CreditNoteStatus.ISSUED, settlement=CreditNoteSettlement.REFUND
+    ).aggregate(total=Sum("refunded"))["total"]
+    return total or Decimal(0)

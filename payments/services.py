@@ -29,6 +29,7 @@ from .models import (
     PaymentMethod,
     PaymentSession,
     PaymentSessionMode,
+    PaymentSessionStatus,
     Provider,
     ProviderCustomer,
     ProviderMode,
@@ -352,3 +353,14 @@ def payment_session_setup_create(
             expires_at=hosted.expires_at,
             created_at=now,
         )
+
+
+@transaction.atomic
+def payment_session_complete(*, session: PaymentSession, now: datetime) -> bool:
+    """The customer finished the hosted page (Stripe: ``checkout.session.completed``): the session is
+    completed, once. Returns whether this call completed it (False: completed, expired or cancelled already)."""
+    return bool(
+        PaymentSession.objects.filter(
+            pk=session.pk, status__in=[PaymentSessionStatus.PENDING, PaymentSessionStatus.PROCESSING]
+        ).update(status=PaymentSessionStatus.COMPLETED, completed_at=now)
+    )

@@ -15,10 +15,12 @@ from the request, and behaves as Stripe does where the adapter depends on it:
   ``pm_card_chargeCustomerFail`` is saved but every charge on it is declined;
   ``pm_card_authenticationRequired`` needs 3-D Secure on every use: a SetupIntent answers ``requires_action``,
   an off-session charge is declined with ``authentication_required``, an on-session one answers
-  ``requires_action``. (A card saved on the hosted page, ``customer_completes_setup``, was authenticated there.)
+  ``requires_action``. A method whose behaviour a test sets to ``process`` charges as a bank debit does:
+  ``processing``, the outcome left to an event. (A card saved on the hosted page, ``customer_completes_setup``, was authenticated there.)
 - A missing object is a 404 ``resource_missing``; a request without a ``sk_``/``rk_`` key is a 401.
 
-Every request is recorded (``requests``: method, path, flat form parameters, idempotency key, API key), so
+``before_reply`` (a test's hook) runs once a request is answered and before the answer is sent: a webhook
+delivered while the caller still waits. Every request is recorded (``requests``: method, path, flat form parameters, idempotency key, API key), so
 tests assert on what was sent.
 """
 
@@ -117,6 +119,9 @@ class StripeTestServer:
         self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self.latency = 0.0
+        # Called with (method, path, status, answer) once a request is answered here and before the answer is
+        # sent: what Stripe does meanwhile (an event delivered while the caller still waits for its answer).
+        self.before_reply = None
         self.max_page_size = 100  # Stripe's largest page; tests lower it to exercise pagination
         server = self
 
@@ -170,6 +175,8 @@ class StripeTestServer:
         with self._lock:
             self.requests.append(RecordedRequest(method, parts.path, params, idempotency_key, api_key))
         status, answer = self._answer(method, parts.path, params, api_key, idempotency_key)
+        if self.before_reply is not None:
+            self.before_reply(method, parts.path, status, answer)
         payload = json.dumps(answer).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -387,6 +394,9 @@ class StripeTestServer:
         charge = _id("ch")
         if behaviour == "succeed":
             intent.update(status="succeeded", amount_received=intent["amount"], latest_charge=charge)
+            return
+        if behaviour == "process":  # a bank debit: the outcome comes later, as an event
+            intent.update(status="processing", latest_charge=charge)
             return
         if behaviour == "authenticate" and not off_session:
             intent.update(status="requires_action", next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}})

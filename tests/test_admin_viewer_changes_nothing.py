@@ -41,6 +41,7 @@ from invoicing.services import (
     test_clock_create,
 )
 from invoicing.services.adjustments import AdjustmentInput, subscription_adjustment_create
+from invoicing.spend.services import SpendAlertInput, spend_alert_create, spend_cap_set
 from tests.invoicing.factories import record_usage
 from tests.payments.factories import payments_rows
 from tests.wallets.factories import WebhookEndpointFactory
@@ -134,6 +135,12 @@ def every_admin_object(db):
         data=AdjustmentInput(type="percentageDiscount", number="0.1", effective_from=JAN_1),
         now=JAN_1,
     )
+
+    spend_alert_create(
+        customer=customer,
+        data=SpendAlertInput(currency="USD", threshold_kind="amount", thresholds=("1",), name="Viewer alert"),
+    )
+    spend_cap_set(customer=customer, currency="USD", amount="1", on_reach="block", now=FEB_1)
 
     every_15_minutes = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(

@@ -342,6 +342,9 @@ class WebhookEventType(models.TextChoices):
     SUBSCRIPTION_TERMINATED = "subscription.terminated.v0", "Subscription terminated"
     BALANCE_LOW = "balance.low.v0", "Prepaid balance low"
     BALANCE_AUTO_TOP_UP = "balance.auto_top_up.v0", "Prepaid balance topped up automatically"
+    # Meterline extensions (invoicing/SPEND.md): a spend alert's threshold crossed, a spend cap reached.
+    SPEND_ALERT_FIRED = "spend.alert.fired.v0", "Spend alert fired"
+    SPEND_CAP_REACHED = "spend.cap.reached.v0", "Spend cap reached"
 
 
 _VERSION_SUFFIX = re.compile(r"\.v\d+$")

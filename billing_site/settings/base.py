@@ -294,6 +294,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "invoicing.bill_commitment_true_ups",
         "schedule": crontab(minute="12"),
     },
+    # Spend alerts fired and spend caps enforced for the watched customers whose events arrived since their last
+    # evaluation, at most 200 a run (invoicing/SPEND.md). Every minute: https://crontab.guru/#*_*_*_*_*
+    "invoicing-spend-evaluate-due": {
+        "task": "invoicing.spend_evaluate_due",
+        "schedule": crontab(minute="*"),
+    },
     # E-mails of invoices and credit notes whose send failed or was never picked up (invoicing/README.md,
     # "Delivery"). Every minute: https://crontab.guru/#*_*_*_*_*
     "invoicing-document-deliveries-send-due": {

@@ -4,7 +4,8 @@
 call that stores the events changes (``invoicing.realtime.events_ingest_and_debit``), so the events of
 real-time subscriptions are debited in the same transaction. A single event refused under the block
 policy is a **402** ``INSUFFICIENT_BALANCE``, one of a subscription whose real-time usage dunning blocked
-(an invoice unpaid after its final notice) a **402** ``USAGE_BLOCKED``; in a batch that item is ``rejected``
+(an invoice unpaid after its final notice) a **402** ``USAGE_BLOCKED``, one of a customer whose spend cap
+is reached (invoicing/SPEND.md) a **402** ``SPEND_CAP_REACHED``; in a batch that item is ``rejected``
 with the same code and details while the others are kept. Metering never imports invoicing: these views live here and are
 routed before metering's URLs (billing_site/urls.py).
 """
@@ -52,7 +53,9 @@ class RealtimeEventIngestApi(_RealtimeIngest, metering_views.EventIngestApi):
             "Ingest one usage event (202; a resent idempotencyKey answers 202 with `duplicate: true`). 402 for a "
             "real-time subscription: `INSUFFICIENT_BALANCE` (block policy, the prepaid balance cannot pay for it) "
             "or `USAGE_BLOCKED` (Meterline extension: dunning blocked its usage after an unanswered final "
-            "notice, `details: {subscriptionId, blockedSince}`); the event is not stored."
+            "notice, `details: {subscriptionId, blockedSince}`); for any customer `SPEND_CAP_REACHED` (Meterline "
+            "extension: its spend cap for the period is reached, `details: {customerId, blockedSince}`). The event "
+            "is not stored."
         ),
     )
     def post(self, request):
@@ -77,7 +80,7 @@ class RealtimeEventBatchIngestApi(_RealtimeIngest, metering_views.EventBatchInge
         description=(
             "Meterline extension: up to 5,000 events; a result per item, good items kept when others fail. An item "
             "refused for a real-time subscription is `rejected` with `code` (`INSUFFICIENT_BALANCE` or "
-            "`USAGE_BLOCKED`) and `details`."
+            "`USAGE_BLOCKED`) and `details`, one of a customer whose spend cap is reached with `SPEND_CAP_REACHED`."
         ),
     )
     def post(self, request):

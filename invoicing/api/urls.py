@@ -2,9 +2,30 @@
 
 from django.urls import path
 
-from . import adjustments, invoices, ledger, one_off, projections, purchases, refunds, subscriptions, test_clocks
+from . import (
+    adjustments,
+    invoices,
+    ledger,
+    one_off,
+    projections,
+    purchases,
+    refunds,
+    spend,
+    subscriptions,
+    test_clocks,
+)
 
 urlpatterns = [
+    # Spend alerts and caps (Meterline extension, invoicing/SPEND.md).
+    path("v0/customers/<str:id>/spendAlerts", spend.SpendAlertCollectionApi.as_view(), name="spend-alerts"),
+    path("v0/customers/<str:id>/spendAlerts/<str:alertId>", spend.SpendAlertDetailApi.as_view(), name="spend-alert"),
+    path(
+        "v0/customers/<str:id>/spendAlerts/<str:alertId>/firings",
+        spend.SpendAlertFiringsApi.as_view(),
+        name="spend-alert-firings",
+    ),
+    path("v0/customers/<str:id>/spendCap", spend.SpendCapApi.as_view(), name="spend-cap"),
+    path("v0/customers/<str:id>/spendCap/lift", spend.SpendCapLiftApi.as_view(), name="spend-cap-lift"),
     path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
     path("v0/subscriptions/<str:id>", subscriptions.SubscriptionDetailApi.as_view(), name="subscription"),
     path(

@@ -5,7 +5,8 @@
 - ``billing``: scheduled plan changes, billing runs, real-time usage counters;
 - ``delivery``: e-mail settings, templates and the delivery log;
 - ``receivables``: payments, allocations, customer credit (invoicing/RECEIVABLES.md);
-- ``dunning``: dunning settings and reminders.
+- ``dunning``: dunning settings and reminders;
+- ``spend``: spend alerts, their firings, spend caps and the watch of their customers (invoicing/SPEND.md).
 
 Migrations name ``invoicing.models.validate_dunning_steps`` and ``default_dunning_steps``: keep them exported.
 """
@@ -73,6 +74,18 @@ from .receivables import (
     PaymentAllocation,
     PaymentMethod,
 )
+from .spend import (
+    SPEND_AMOUNT_MAX,
+    SPEND_PERCENT_MAX,
+    SPEND_THRESHOLDS_MAX,
+    SpendAlert,
+    SpendAlertFiring,
+    SpendCap,
+    SpendCapMode,
+    SpendEmailStatus,
+    SpendThresholdKind,
+    SpendWatch,
+)
 
 __all__ = [
     "ADJUSTMENT_QUANTITY_MAX",
@@ -126,4 +139,14 @@ __all__ = [
     "DunningSettings",
     "default_dunning_steps",
     "validate_dunning_steps",
+    "SPEND_AMOUNT_MAX",
+    "SPEND_PERCENT_MAX",
+    "SPEND_THRESHOLDS_MAX",
+    "SpendAlert",
+    "SpendAlertFiring",
+    "SpendCap",
+    "SpendCapMode",
+    "SpendEmailStatus",
+    "SpendThresholdKind",
+    "SpendWatch",
 ]

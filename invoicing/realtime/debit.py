@@ -23,8 +23,10 @@ Order inside the one transaction (``events_ingest_and_debit``):
    whole request's increment.
 
 Events of a customer whose real-time subscription dunning blocked (an invoice unpaid after its final notice,
-``Subscription.usage_blocked_since``, read with the look-up of step 1) are refused before step 2 and never
-stored; the request's other events go on as above.
+``Subscription.usage_blocked_since``, read with the look-up of step 1) or whose reached spend cap refuses
+usage (``Customer.spend_blocked_since``: folded into the guarded insert of post-paid events, read from the
+look-up's row for real-time ones, else one read of the named customers on this general path) are refused
+before step 2 and never stored; the request's other events go on as above.
 
 Under the **block** policy a debit the credit cannot cover raises ``InsufficientBalance``: that
 customer's savepoint is rolled back, their events of this request are removed again (they were never
@@ -67,8 +69,13 @@ from ..periods import Period
 from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
 from .link import events_link_before_request
 from .locks import wallets_lock_all
-from .lookup import NO_REALTIME_SUBSCRIPTION, realtime_hinted, realtime_subscriptions_of_request
-from .outcome import Debit, RealtimeOutcome, Refusal, UsageBlocked
+from .lookup import (
+    NO_REALTIME_SUBSCRIPTION,
+    realtime_hinted,
+    realtime_subscriptions_of_request,
+    spend_blocked_customers,
+)
+from .outcome import Debit, RealtimeOutcome, Refusal, SpendCapReached, UsageBlocked
 from .windows import PlanPart, UsageWindow, debited_prices, period_invoiced, plan_segment, usage_window
 
 UsageKey = counters.UsageKey  # (metric id, window start, window end)
@@ -437,23 +444,66 @@ def _events_ingest_and_debit(*, merchant: Merchant, raw_events: Sequence, now: d
         # A single event declined is most often a real-time customer: ask for its subscriptions straight away.
         declined = len(raw_events) == 1
     subscriptions = realtime_subscriptions_of_request(merchant=merchant, raw_events=raw_events, likely=declined)
-    if any(subscription.is_usage_blocked for subscription in subscriptions):
-        return _blocked_refused(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
+    blocked, by_external = _blocked_customers(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions)
+    if blocked:
+        return _blocked_refused(
+            merchant=merchant,
+            raw_events=raw_events,
+            subscriptions=subscriptions,
+            blocked=blocked,
+            by_external=by_external,
+            now=now,
+        )
     return _ingest_and_debit(merchant=merchant, raw_events=raw_events, subscriptions=subscriptions, now=now)
 
 
-def _blocked_refused(
-    *, merchant: Merchant, raw_events: Sequence, subscriptions: list[Subscription], now: datetime
-) -> RealtimeOutcome:
-    """Dunning blocked some named customers' real-time usage (``Subscription.usage_blocked_since``, read with
-    the look-up's row: no query of its own): their events are refused, not stored; the others go through
-    ``_ingest_and_debit`` as a request of their own, whose answer is put back at the request's positions."""
-    blocked: dict[str, UsageBlocked] = {}
-    for subscription in subscriptions:
-        if subscription.is_usage_blocked and subscription.customer_id not in blocked:
-            blocked[subscription.customer_id] = UsageBlocked(subscription.pk, subscription.usage_blocked_since)
+def _blocked_customers(
+    *, merchant: Merchant, raw_events: Sequence, subscriptions: list[Subscription]
+) -> tuple[dict[str, UsageBlocked | SpendCapReached], dict[str, str]]:
+    """The named customers whose usage is refused, with why, and the external ids that name them: dunning's
+    block and a reached spend cap, read from the look-up's rows (no query); the customers it did not read
+    (post-paid ones) are asked once (``spend_blocked_customers``), and only here, on the general path."""
+    blocked: dict[str, UsageBlocked | SpendCapReached] = {}
     by_external = {sub.customer.external_id: sub.customer_id for sub in subscriptions if sub.customer.external_id}
-    refused: dict[int, UsageBlocked] = {}
+    read = {sub.customer_id for sub in subscriptions}
+    for subscription in subscriptions:
+        customer = subscription.customer
+        if subscription.customer_id in blocked:
+            continue
+        if customer.is_spend_blocked:
+            blocked[customer.pk] = SpendCapReached(customer.pk, customer.spend_blocked_since)
+        elif subscription.is_usage_blocked:
+            blocked[subscription.customer_id] = UsageBlocked(subscription.pk, subscription.usage_blocked_since)
+    subjects: set[str] = set()
+    externals: set[str] = set()
+    for raw in raw_events:
+        subject, external = (raw.get("subject"), raw.get("externalSubject")) if isinstance(raw, dict) else (None, None)
+        if isinstance(subject, str) and subject:
+            if subject not in read and "\x00" not in subject:
+                subjects.add(subject)
+        elif isinstance(external, str) and external and external not in by_external and "\x00" not in external:
+            externals.add(external)
+    capped = spend_blocked_customers(merchant_id=merchant.pk, subjects=subjects, externals=externals)
+    for customer_id, (external_id, since) in capped.items():
+        blocked[customer_id] = SpendCapReached(customer_id, since)
+        if external_id:
+            by_external[external_id] = customer_id
+    return blocked, by_external
+
+
+def _blocked_refused(
+    *,
+    merchant: Merchant,
+    raw_events: Sequence,
+    subscriptions: list[Subscription],
+    blocked: dict[str, UsageBlocked | SpendCapReached],
+    by_external: dict[str, str],
+    now: datetime,
+) -> RealtimeOutcome:
+    """Some named customers' usage is refused (``_blocked_customers``: dunning's block, a reached spend cap):
+    their events are refused, not stored; the others go through ``_ingest_and_debit`` as a request of their
+    own, whose answer is put back at the request's positions."""
+    refused: dict[int, UsageBlocked | SpendCapReached] = {}
     kept: list[int] = []  # the request's positions of the events let through, in order
     for index, raw in enumerate(raw_events):
         customer_id = None

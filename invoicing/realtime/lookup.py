@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import connection
+from django.db.models import Q
 
 from catalog.models import (
     SUBSCRIPTION_REAL_TIME_PARAMS,
@@ -31,6 +32,7 @@ def _no_realtime_subscription_guard() -> CustomerGuard:
     subscription, plan = Subscription._meta.db_table, Plan._meta.db_table
     return CustomerGuard(
         sql=(
+            "c.spend_blocked_since IS NULL AND "
             f"NOT EXISTS (SELECT 1 FROM {subscription} s JOIN {plan} p ON p.id = s.plan_id"
             " WHERE s.customer_id = c.id AND s.merchant_id = c.merchant_id AND s.status = %s"
             f" AND {SUBSCRIPTION_REAL_TIME_SQL})"
@@ -39,9 +41,25 @@ def _no_realtime_subscription_guard() -> CustomerGuard:
     )
 
 
-# The customer (``c``) has no active real-time subscription: the question of ``_any_realtime_subscription``
-# folded into metering's one-statement insert of a single event, so a post-paid event costs one statement.
+# The customer (``c``) has no active real-time subscription and no reached spend cap refusing its usage: the
+# question of ``_any_realtime_subscription`` and the cap's flag folded into metering's one-statement insert,
+# so a post-paid event costs one statement, a cap included.
 NO_REALTIME_SUBSCRIPTION = _no_realtime_subscription_guard()
+
+
+def spend_blocked_customers(
+    *, merchant_id: str, subjects: set[str], externals: set[str]
+) -> dict[str, tuple[str | None, object]]:
+    """The named customers whose reached spend cap refuses their usage: id → (external id, blocked since).
+    One indexed read of the customer rows (by primary key, or the merchant's external-id constraint), asked
+    only by the general path, for customers the real-time look-up did not already read."""
+    if not subjects and not externals:
+        return {}
+    named = Q(pk__in=subjects) | Q(external_id__in=externals) if externals else Q(pk__in=subjects)
+    rows = Customer.objects.filter(named, merchant_id=merchant_id, spend_blocked_since__isnull=False).values_list(
+        "pk", "external_id", "spend_blocked_since"
+    )
+    return {pk: (external_id, since) for pk, external_id, since in rows}
 
 
 def realtime_hinted(subject: str) -> bool:

@@ -11,6 +11,7 @@ from metering import services as metering
 
 INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
 USAGE_BLOCKED = "USAGE_BLOCKED"
+SPEND_CAP_REACHED = "SPEND_CAP_REACHED"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,28 @@ class UsageBlocked:
 
 
 @dataclass(frozen=True)
+class SpendCapReached:
+    """Why an event was refused because its customer's spend cap for the period is reached and refuses usage
+    (``Customer.spend_blocked_since``, set by ``invoicing.spend``): the 402 body's ``details``."""
+
+    customer_id: str
+    since: datetime
+
+    code = SPEND_CAP_REACHED
+
+    @property
+    def message(self) -> str:
+        return (
+            f"The spend cap of customer {self.customer_id} for the current period was reached at "
+            f"{iso_utc(self.since)}: its usage is refused until the period ends or the cap is lifted."
+        )
+
+    @property
+    def details(self) -> dict:
+        return {"customerId": self.customer_id, "blockedSince": iso_utc(self.since)}
+
+
+@dataclass(frozen=True)
 class Debit:
     """One ``usage_debit`` written for a (subscription, price, period) and the events it paid for."""
 
@@ -90,7 +113,7 @@ class RealtimeOutcome:
     results: list[metering.EventResult]
     accepted: list[metering.AcceptedEvent]
     debits: list[Debit] = field(default_factory=list)
-    refusals: dict[int, Refusal | UsageBlocked] = field(default_factory=dict)
+    refusals: dict[int, Refusal | UsageBlocked | SpendCapReached] = field(default_factory=dict)
     late_event_ids: list[int] = field(default_factory=list)
 
     @property

@@ -91,6 +91,7 @@ MERCHANT_PATHS = {
     "payments.paymentsession": "merchant",
     "payments.paymentretrysettings": "merchant",
     "payments.providerrefund": "payment__merchant",
+    "payments.providerevent": "integration__merchant",
 }
 
 

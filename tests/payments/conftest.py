@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.invoicing.conftest import smtp  # noqa: F401 (the real SMTP server fixture, for the charge e-mails)
 from tests.stripe_server import StripeTestServer
 
 

@@ -1,7 +1,7 @@
 """Rows of the payments app for tests that need one of each (the admin's cross-cutting tests): the
-integration through its service; the provider's customer, a saved card and a session as the services record
-them after Stripe answered, and a failed refund to a card when the customer has a credit note and a payment
-(these tests do not start the local Stripe server)."""
+integration through its service; the provider's customer, a saved card, a session and a received event as the
+services record them after Stripe answered, and a failed refund to a card when the customer has a credit note and
+a payment (these tests do not start the local Stripe server)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from decimal import Decimal
 
 from catalog.models import Customer
 from invoicing.models import CreditNote, Payment
-from payments.models import PaymentMethod, PaymentRetrySettings, PaymentSession, ProviderCustomer, ProviderRefund
+from payments.models import (
+    PaymentMethod,
+    PaymentRetrySettings,
+    PaymentSession,
+    ProviderCustomer,
+    ProviderEvent,
+    ProviderRefund,
+)
 from payments.services import integration_upsert
 
 
@@ -50,6 +57,17 @@ def payments_rows(*, customer: Customer, name: str, now: datetime) -> PaymentMet
             created_at=now,
             updated_at=now,
         )
+    ProviderEvent.objects.create(
+        integration=integration,
+        provider="stripe",
+        event_id=f"evt_test_{name}",
+        type="customer.created",
+        created_at=now,
+        received_at=now,
+        processed_at=now,
+        outcome="ignored: no handler for customer.created",
+        payload={"id": f"cus_test_{name}", "object": "customer"},
+    )
     return PaymentMethod.objects.create(
         customer=customer,
         provider_customer=provider_customer,

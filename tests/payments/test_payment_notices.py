@@ -18,7 +18,6 @@ from payments.charges import invoice_auto_charge
 from payments.models import PaymentAttempt
 from payments.notices import GENERIC_DECLINE, failure_reason_text
 from payments.retries import invoice_payment_retry, invoices_payment_retry_due
-from tests.invoicing.conftest import smtp  # noqa: F401 (the real SMTP server fixture)
 
 from .test_charges import auto_charged
 
@@ -48,7 +47,7 @@ def test_a_declined_charge_e_mails_the_reason_the_next_retry_and_the_link_to_pay
     merchant,
     now,
     smtp,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     invoice = billed(merchant, now)
 
@@ -77,7 +76,7 @@ def test_each_retry_e_mails_once_and_the_last_says_no_more_retries(
     merchant,
     now,
     smtp,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     invoice = billed(merchant, now)
     with django_capture_on_commit_callbacks(execute=True):
@@ -102,7 +101,7 @@ def test_a_card_needing_3d_secure_e_mails_the_link_at_once(
     merchant,
     now,
     smtp,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     invoice = billed(merchant, now, card="pm_card_visa")
     stripe_server.state.behaviours[invoice.customer.payment_methods.get().reference] = "authenticate"
@@ -141,7 +140,7 @@ def test_the_merchants_own_wording_is_used(
     merchant,
     now,
     smtp,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     MailTemplate.objects.create(
         merchant=merchant,

@@ -3,6 +3,7 @@ through the unmodified paygentic-sdk 0.6.3 against a live server."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,7 @@ from catalog.services import api_key_create
 from invoicing.models import InvoiceStatus, Payment
 from invoicing.receivables import customer_credit_balance
 from tests.factories import CustomerFactory, MerchantFactory
-from tests.invoicing.receivables import account, issued
+from tests.invoicing.receivables import JAN_1, account, issued
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def fields(response) -> list[str]:
 def test_creating_a_payment_records_it_out_of_band_on_the_oldest_open_invoices(api_client, merchant):
     subscription = account(merchant)
     older = issued(subscription, "60.00", day=0)
-    newer = issued(subscription, "50.00", day=1)
+    newer = issued(subscription, "50.00", day=1, now=JAN_1 + timedelta(days=1))  # due a day later
 
     response = api_client.post(
         "/v0/payments",
@@ -68,7 +69,7 @@ def test_creating_a_payment_records_it_out_of_band_on_the_oldest_open_invoices(a
 def test_what_no_invoice_takes_is_customer_credit_and_invoice_ids_choose_the_invoices(api_client, merchant):
     subscription = account(merchant)
     older = issued(subscription, "60.00", day=0)
-    newer = issued(subscription, "50.00", day=1)
+    newer = issued(subscription, "50.00", day=1, now=JAN_1 + timedelta(days=1))  # due a day later
 
     response = api_client.post(
         "/v0/payments",

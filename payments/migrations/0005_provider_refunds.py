@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('invoicing', '0015_subscription_adjustments'),
-        ('payments', '0003_payment_retries'),
+        ('payments', '0004_provider_events'),
     ]
 
     operations = [
