@@ -11,6 +11,7 @@ from django.urls import include, path
 from invoicing.api import events as realtime_events
 from invoicing.api import grants as grant_purchases
 from payments.api import checkout as payments_checkout
+from payments.api import refunds as card_refunds
 
 urlpatterns = [
     # Real-time billing: the event endpoints ingest through invoicing (ingest + prepaid debit in one
@@ -37,6 +38,16 @@ urlpatterns = [
         "v2/invoices/<str:id>/payment",
         payments_checkout.InvoicePaymentApi.as_view(),
         name="invoice-record-payment-hosted",
+    ),
+    # Refunds give card payments back through the provider (payments); routed before invoicing's views for
+    # the same paths, which they subclass (same wire, payments' services).
+    path(
+        "v2/invoices/<str:id>/refunds", card_refunds.InvoiceRefundCollectionApi.as_view(), name="invoice-card-refunds"
+    ),
+    path(
+        "v2/invoices/<str:id>/refunds/<str:refund_id>/void",
+        card_refunds.InvoiceRefundVoidApi.as_view(),
+        name="invoice-card-refund-void",
     ),
     path("", include("invoicing.api.urls")),
     path("", include("payments.api.urls")),

@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.pricing.currency import format_money
 
-from . import selectors
+from . import refunds, selectors
 from .models import (
     IntegrationStatus,
     MerchantIntegration,
@@ -26,6 +26,8 @@ from .models import (
     Provider,
     ProviderCustomer,
     ProviderEvent,
+    ProviderRefund,
+    ProviderRefundStatus,
     default_retry_days,
     validate_retry_days,
 )
@@ -254,6 +256,53 @@ class PaymentSessionAdmin(ServiceWrittenAdmin):
         return format_money(obj.amount, obj.currency) if obj.amount is not None else "—"
 
 
+@admin.register(ProviderRefund)
+class ProviderRefundAdmin(ServiceWrittenAdmin):
+    """Every refund sent back to a card through Stripe; a failed one stays here until finance retries it (once
+    the cause is fixed: Stripe reconnected, the charge disputed…) or refunds the customer by transfer."""
+
+    merchant_path = "payment__merchant"
+    list_display = (
+        "id",
+        "credit_note",
+        "amount_display",
+        "charge_reference",
+        "number",
+        "status",
+        "reference",
+        "failure",
+        "created_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("id", "reference", "charge_reference", "credit_note__number", "credit_note__invoice__number")
+    list_select_related = ("credit_note",)
+    actions = ("retry",)
+
+    @admin.display(description="Amount")
+    def amount_display(self, obj):
+        return format_money(obj.amount, obj.currency)
+
+    @admin.display(description="Failure reason")
+    def failure(self, obj):
+        return " ".join(part for part in (obj.failure_code, obj.failure_message) if part) or "—"
+
+    @admin.action(description="Retry the selected failed refunds through Stripe", permissions=["change"])
+    def retry(self, request, queryset):
+        now = timezone.now()
+        for refund in queryset.filter(status=ProviderRefundStatus.FAILED).select_related("credit_note"):
+            try:
+                again = refunds.provider_refund_retry(refund=refund, now=now)
+            except refunds.ProviderRefundError as error:
+                messages.error(request, f"{refund.pk}: {error}")
+                continue
+            level = messages.ERROR if again.status == ProviderRefundStatus.FAILED else messages.SUCCESS
+            messages.add_message(request, level, f"{refund.pk}: retried as {again.pk}, {again.get_status_display()}.")
+
+    def has_change_permission(self, request, obj=None):
+        # The action needs change permission on the changelist; the rows themselves stay read-only.
+        return obj is None and request.user.has_perm("payments.change_providerrefund")
+
+
 @admin.register(ProviderEvent)
 class ProviderEventAdmin(ServiceWrittenAdmin):
     """Every event a provider delivered to a merchant's webhook and how it was handled (read-only)."""
@@ -304,7 +353,40 @@ class InvoicePaymentsAdminMixin:
     which method, how it ended, Stripe's PaymentIntent, the failure reason, the next retry and the customer's
     e-mail about it."""
 
-    panels = (("Payment attempts", ("payment_attempts_panel",)),)
+    panels = (("Payment attempts", ("payment_attempts_panel", "provider_refunds_panel")),)
+
+    def credit_note_issue(self, **kwargs):
+        # invoicing's credit note page issues through this: a refund goes back to the card through Stripe
+        return refunds.credit_note_issue(**kwargs)
+
+    @admin.display(description="Refunds through Stripe")
+    def provider_refunds_panel(self, obj):
+        rows = list(selectors.provider_refunds_for_invoice(invoice_id=obj.pk))
+        if not rows:
+            return "None (a refund of a card payment collected through Stripe is sent back to the card)."
+        body = format_html_join(
+            "",
+            '<tr class="provider-refund" data-status="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    refund.status,
+                    refund.credit_note.number,
+                    refund.number,
+                    format_money(refund.amount, refund.currency),
+                    refund.charge_reference,
+                    refund.get_status_display(),
+                    refund.reference or "—",
+                    " ".join(part for part in (refund.failure_code, refund.failure_message) if part) or "—",
+                )
+                for refund in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Refund</th><th>Try</th><th>Amount</th><th>Stripe payment</th><th>Status</th>"
+            "<th>Stripe refund</th><th>Failure reason</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
 
     @admin.display(description="Automatic charge attempts")
     def payment_attempts_panel(self, obj):

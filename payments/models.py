@@ -11,7 +11,7 @@ from django.db.models import Q
 from catalog.models import Customer, Merchant
 from catalog.pricing.currency import format_money
 from core.ids import PublicIdField
-from invoicing.models import DocumentDelivery, Invoice, Payment
+from invoicing.models import CreditNote, DocumentDelivery, Invoice, Payment
 
 
 class Provider(models.TextChoices):
@@ -342,6 +342,73 @@ class PaymentAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of {self.invoice} ({format_money(self.amount, self.currency)}, {self.status})"
+
+
+class ProviderRefundStatus(models.TextChoices):
+    # Claimed with the credit note, the provider not answered yet (or the worker died in between: resumed
+    # with the same key after the lease).
+    PENDING = "pending", "Pending"
+    # The provider accepted it and will settle it later (Stripe's refund status "pending").
+    PROCESSING = "processing", "Processing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    # Refused or failed at the provider, or no provider to send it to: finance retries it (a new try) or
+    # refunds by transfer.
+    FAILED = "failed", "Failed"
+
+
+# What still counts against a card payment's refundable amount: every try but a failed one.
+LIVE_REFUND_STATUSES = (ProviderRefundStatus.PENDING, ProviderRefundStatus.PROCESSING, ProviderRefundStatus.SUCCEEDED)
+
+
+class ProviderRefund(models.Model):
+    """The part of a refund credit note given back through the provider against one card payment
+    (``payments.refunds``), one row per try.
+
+    Claimed ``pending`` in the transaction that issues the credit note, sent to the provider after commit with
+    the row's ``idempotency_key`` (``meterline-refund-{credit note}``; ``-{payment}`` appended when the refund
+    spans several card payments; ``-{try}`` appended from the second try on), then recorded. At most one try
+    per credit note and payment is not failed (a partial unique constraint), so a portion is never refunded
+    twice at the provider, whatever runs twice."""
+
+    id = PublicIdField(prefix="prf")
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="provider_refunds")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="provider_refunds")
+    number = models.PositiveSmallIntegerField("try")
+    amount = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    charge_reference = models.CharField(
+        "refunded payment", max_length=100, help_text="Stripe: the PaymentIntent (pi_…) the money goes back from."
+    )
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    reference = models.CharField(
+        "provider reference", max_length=100, null=True, blank=True, help_text="Stripe: the refund (re_…)."
+    )
+    status = models.CharField(max_length=12, choices=ProviderRefundStatus.choices, default=ProviderRefundStatus.PENDING)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        ordering = ["credit_note", "-created_at", "payment", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["credit_note", "payment", "number"], name="payments_refund_try_once_per_note_and_payment"
+            ),
+            models.UniqueConstraint(
+                fields=["credit_note", "payment"],
+                condition=~Q(status="failed"),
+                name="payments_refund_one_live_try",
+            ),
+            models.UniqueConstraint(
+                fields=["reference"], condition=Q(reference__isnull=False), name="payments_refund_reference_unique"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payments_refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund of {format_money(self.amount, self.currency)} on {self.charge_reference} ({self.status})"
 
 
 class ProviderEvent(models.Model):

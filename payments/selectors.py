@@ -9,7 +9,7 @@ from django.db.models import F, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from catalog.models import Customer, Merchant
-from invoicing.models import CreditNote, CreditNoteSettlement, CreditNoteStatus, InvoiceKind
+from invoicing.models import CreditNote, CreditNoteSettlement, CreditNoteStatus, InvoiceKind, Payment
 
 from .models import (
     IntegrationStatus,
@@ -19,6 +19,7 @@ from .models import (
     PaymentSession,
     Provider,
     ProviderCustomer,
+    ProviderRefund,
 )
 
 
@@ -67,6 +68,31 @@ def payment_attempts_for_invoice(*, invoice_id: str) -> QuerySet[PaymentAttempt]
         .select_related("payment_method__customer", "notice")
         .order_by("number")
     )
+
+
+def provider_refunds_for_invoice(*, invoice_id: str) -> QuerySet[ProviderRefund]:
+    """The refunds of the invoice's card payments sent through the provider, each try (one query)."""
+    return (
+        ProviderRefund.objects.filter(credit_note__invoice_id=invoice_id)
+        .select_related("credit_note")
+        .order_by("created_at", "credit_note__number", "payment_id", "number")
+    )
+
+
+def payment_list(*, merchant: Merchant, customer_id: str | None = None, received: bool = True) -> QuerySet[Payment]:
+    """The merchant's payments received (out of band or by card), newest received first, with their
+    allocations (two queries a page). ``received=False`` (a status other than completed): none."""
+    rows = Payment.objects.filter(merchant=merchant).prefetch_related("allocations")
+    if customer_id:
+        rows = rows.filter(customer_id=customer_id)
+    if not received:
+        rows = rows.none()
+    return rows.order_by("-received_at", "-recorded_at", "-id")
+
+
+def payment_get(*, merchant: Merchant, payment_id: str) -> Payment:
+    """One of the merchant's payments; another merchant's is a 404, like a missing one."""
+    return get_object_or_404(payment_list(merchant=merchant), pk=payment_id)
 
 
 def integration_for_webhook(*, integration_id: str, provider: str) -> MerchantIntegration | None:

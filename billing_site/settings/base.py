@@ -318,6 +318,13 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "payments.invoices_payment_retry_due",
         "schedule": crontab(minute="*/5"),
     },
+    # Refunds to cards left pending (Stripe unreachable, a worker died between the call and the record) sent
+    # again with the same key (payments/README.md, "Refunds through the provider"), at most 100 a run, once their
+    # 10-minute lease ended. Every 5 minutes: https://crontab.guru/#*/5_*_*_*_*
+    "payments-provider-refunds-resume-due": {
+        "task": "payments.provider_refunds_resume_due",
+        "schedule": crontab(minute="*/5"),
+    },
     # Every minute: https://crontab.guru/#*_*_*_*_*
     "wallets-webhook-deliveries-retry-due": {
         "task": "wallets.tasks.webhook_deliveries_retry_due_task",

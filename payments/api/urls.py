@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import checkout, views
+from . import checkout, payments, views
 
 urlpatterns = [
     path(
@@ -20,6 +20,8 @@ urlpatterns = [
         views.MerchantIntegrationDisconnectApi.as_view(),
         name="merchant-integration-disconnect",
     ),
+    path("v0/payments", payments.PaymentCollectionApi.as_view(), name="payments"),
+    path("v0/payments/<str:id>", payments.PaymentDetailApi.as_view(), name="payment"),
     path(
         "v0/customers/<str:id>/paymentMethods",
         views.CustomerPaymentMethodsApi.as_view(),

@@ -93,6 +93,7 @@ MERCHANT_PATHS = {
     "payments.paymentmethod": "customer__merchant",
     "payments.paymentsession": "merchant",
     "payments.paymentretrysettings": "merchant",
+    "payments.providerrefund": "payment__merchant",
     "payments.providerevent": "integration__merchant",
 }
 

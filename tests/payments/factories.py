@@ -1,13 +1,23 @@
 """Rows of the payments app for tests that need one of each (the admin's cross-cutting tests): the
 integration through its service; the provider's customer, a saved card, a session and a received event as the
-services record them after Stripe answered (these tests do not start the local Stripe server)."""
+services record them after Stripe answered, and a failed refund to a card when the customer has a credit note and
+a payment (these tests do not start the local Stripe server)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from catalog.models import Customer
-from payments.models import PaymentMethod, PaymentRetrySettings, PaymentSession, ProviderCustomer, ProviderEvent
+from invoicing.models import CreditNote, Payment
+from payments.models import (
+    PaymentMethod,
+    PaymentRetrySettings,
+    PaymentSession,
+    ProviderCustomer,
+    ProviderEvent,
+    ProviderRefund,
+)
 from payments.services import integration_upsert
 
 
@@ -29,6 +39,24 @@ def payments_rows(*, customer: Customer, name: str, now: datetime) -> PaymentMet
         expires_at=now + timedelta(hours=24),
         created_at=now,
     )
+    note = CreditNote.objects.filter(customer=customer).first()
+    payment = Payment.objects.filter(customer=customer).first()
+    if note is not None and payment is not None:  # a refund to the card that Stripe refused (finance retries it)
+        ProviderRefund.objects.create(
+            credit_note=note,
+            payment=payment,
+            number=1,
+            amount=Decimal("1.00"),
+            currency=payment.currency,
+            provider="stripe",
+            charge_reference=f"pi_test_{name}",
+            idempotency_key=f"meterline-refund-{note.pk}",
+            status="failed",
+            failure_code="charge_already_refunded",
+            failure_message="The amount to refund exceeds what is left of the charge.",
+            created_at=now,
+            updated_at=now,
+        )
     ProviderEvent.objects.create(
         integration=integration,
         provider="stripe",
