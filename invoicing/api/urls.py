@@ -2,7 +2,18 @@
 
 from django.urls import path
 
-from . import adjustments, invoices, ledger, one_off, projections, purchases, refunds, subscriptions, test_clocks
+from . import (
+    adjustments,
+    intervals,
+    invoices,
+    ledger,
+    one_off,
+    projections,
+    purchases,
+    refunds,
+    subscriptions,
+    test_clocks,
+)
 
 urlpatterns = [
     path("v0/subscriptions", subscriptions.SubscriptionCollectionApi.as_view(), name="subscriptions"),
@@ -17,6 +28,17 @@ urlpatterns = [
         adjustments.SubscriptionAdjustmentApi.as_view(),
         name="subscription-adjustment",
     ),
+    path(
+        "v0/subscriptions/<str:id>/intervals",
+        intervals.SubscriptionIntervalsApi.as_view(),
+        name="subscription-intervals",
+    ),
+    path(
+        "v0/subscriptions/<str:id>/intervalChanges",
+        intervals.SubscriptionIntervalChangesApi.as_view(),
+        name="subscription-interval-changes",
+    ),
+    path("v0/intervalChanges", intervals.IntervalChangesApi.as_view(), name="interval-changes"),
     path(
         "v0/subscriptions/<str:id>/termination",
         subscriptions.SubscriptionTerminationApi.as_view(),

@@ -5,7 +5,8 @@
 - ``billing``: scheduled plan changes, billing runs, real-time usage counters;
 - ``delivery``: e-mail settings, templates and the delivery log;
 - ``receivables``: payments, allocations, customer credit (invoicing/RECEIVABLES.md);
-- ``dunning``: dunning settings and reminders.
+- ``dunning``: dunning settings and reminders;
+- ``intervals``: the record of each change to a subscription's price intervals.
 
 Migrations name ``invoicing.models.validate_dunning_steps`` and ``default_dunning_steps``: keep them exported.
 """
@@ -48,6 +49,7 @@ from .dunning import (
     default_dunning_steps,
     validate_dunning_steps,
 )
+from .intervals import IntervalChangeReason, SubscriptionIntervalChange
 from .invoices import (
     MANUAL_AMOUNT_MAX,
     MANUAL_QUANTITY_MAX,
@@ -75,6 +77,8 @@ from .receivables import (
 )
 
 __all__ = [
+    "IntervalChangeReason",
+    "SubscriptionIntervalChange",
     "ADJUSTMENT_QUANTITY_MAX",
     "AdjustmentType",
     "SubscriptionAdjustment",
