@@ -28,7 +28,7 @@ from catalog.pricing.currency import format_money
 from metering.services import ACCEPTED, MAX_BATCH_EVENTS, events_ingest
 from wallets.models import CreditPurchaseKind
 
-from .intervals import subscription_timeline
+from .intervals import negotiated_rate_add, subscription_timeline
 from .models import BillingRun, Invoice, InvoiceStatus
 from .one_off_invoices import credit_purchase_create
 from .receivables import invoice_pay_in_full
@@ -213,14 +213,7 @@ def _enterprise_rates_negotiated(subscriptions: list[Subscription], *, now: date
     if set(NEGOTIATED_RATES) <= set(timeline.overrides):
         return None
     add = [
-        {
-            "priceKey": key,
-            "unitPrice": rate,
-            "baseQuantity": "1",
-            "billingCadence": subscription.plan.billing_cadence,
-            "billingMode": "arrears",
-            "startDate": timeline.open_start,
-        }
+        negotiated_rate_add(timeline, key, rate)
         for key, rate in NEGOTIATED_RATES.items()
         if key not in timeline.overrides
     ]

@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from django.db.models import Max, QuerySet
 
-from catalog.models import BillingCadence, PaymentTerm, PlanVersionPrice, Price, Subscription
+from catalog.models import BillingCadence, PaymentTerm, PlanVersionPrice, Price, PriceModel, Subscription
 from core.formatting import decimal_string, iso_utc
 
 from .calculation import subscription_end
@@ -179,6 +179,33 @@ def subscription_timeline(*, subscription: Subscription) -> Timeline:
             )
     timeline.intervals.sort(key=lambda i: (i.start_date, i.price_key, i.unit_price is not None))
     return timeline
+
+
+def negotiable_keys(timeline: Timeline) -> list[str]:
+    """The plan lines a negotiated rate may override now: per-unit or per-package, in arrears, not one-off, and
+    without an override yet (``subscription_intervals_edit`` refuses the others)."""
+    return [
+        key
+        for key, price in timeline.lines.items()
+        if key not in timeline.overrides
+        and price.model in (PriceModel.STANDARD, PriceModel.PACKAGE)
+        and price.payment_term != PaymentTerm.IN_ADVANCE
+        and price.billing_cadence != "P0D"
+    ]
+
+
+def negotiated_rate_add(timeline: Timeline, key: str, unit_price: Decimal | str) -> dict:
+    """The add op (wire keys) that gives plan line ``key`` a negotiated ``unit_price`` from the open start: what
+    the admin's "Negotiate a rate" and the demo send to ``subscription_intervals_edit``, as an API caller would."""
+    price = timeline.lines[key]
+    return {
+        "priceKey": key,
+        "unitPrice": unit_price if isinstance(unit_price, str) else format(unit_price, "f"),
+        "baseQuantity": decimal_string(base_quantity(price)),
+        "billingCadence": billing_cadence(price, timeline.subscription),
+        "billingMode": billing_mode(price),
+        "startDate": timeline.open_start,
+    }
 
 
 def interval_change_list(
