@@ -209,9 +209,11 @@ def available_actions(subscription: Subscription) -> list[LifecycleAction]:
         return []
     if subscription.status == SubscriptionStatus.PENDING_PAYMENT:
         return [TERMINATE]
-    actions = [UPGRADE, DOWNGRADE, TERMINATE, NEGOTIATE]
+    actions = [UPGRADE, DOWNGRADE, TERMINATE]
     if subscription.ending_at is not None:
         actions.append(CANCEL_END)
+    if not subscription.is_real_time:  # the intervals service refuses real-time subscriptions
+        actions.append(NEGOTIATE)
     return actions
 
 

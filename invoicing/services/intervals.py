@@ -16,7 +16,8 @@ What an edit may do (``invoicing/intervals.py`` says how intervals map onto plan
 
 Only a per-unit or per-package (``standard``/``package``) in-arrears price takes a negotiated ``unitPrice``
 (an in-advance fee's next period is billed ahead, on the closing invoice). While a draft invoice of the
-subscription is open (its grace period), every edit is refused: its refresh would re-rate it. Bad input is an
+subscription is open (its grace period), every edit is refused: its refresh would re-rate it; so is every
+edit of a real-time subscription (its open period is already debited at the rate in force). Bad input is an
 ``IntervalError`` naming the wire field (a 400); a state refusal an ``IntervalConflict`` (a 409).
 """
 
@@ -281,6 +282,13 @@ def subscription_intervals_edit(*, subscription: Subscription, edit: IntervalEdi
     )
     if subscription.status == SubscriptionStatus.TERMINATED:
         raise IntervalConflict("The subscription is terminated; its intervals are history.", code="NOT_LIVE")
+    if subscription.is_real_time:
+        # Its open period's usage is already debited from the prepaid balance at the rate in force; how a rate
+        # changed under those debits settles is not verified yet, so it is refused rather than guessed.
+        raise IntervalConflict(
+            "Negotiated rates of a real-time subscription are not set through intervals yet.",
+            code="REAL_TIME_SUBSCRIPTION",
+        )
     if subscription.invoices.filter(status=InvoiceStatus.DRAFT).exists():
         raise IntervalConflict(
             "A draft invoice of this subscription is still open for late usage; edit its intervals once it is "

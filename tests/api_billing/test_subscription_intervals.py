@@ -193,3 +193,13 @@ def test_another_merchants_subscription_is_not_found(api_client):
     subscription, _ = _enterprise(MerchantFactory())
     assert api_client.get(f"/v0/subscriptions/{subscription.pk}/intervals").status_code == 404
     assert api_client.get(f"/v0/subscriptions/{subscription.pk}/intervalChanges").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_real_time_subscription_is_refused_and_nothing_written(api_client, merchant):
+    subscription, _ = _enterprise(merchant)
+    subscription.billing_mode = "real_time"
+    subscription.save(update_fields=["billing_mode"])
+    code, error = _post(api_client, f"/v0/subscriptions/{subscription.pk}/intervals", _add("2026-01-01T00:00:00Z"))
+    assert (code, error["code"]) == (409, "REAL_TIME_SUBSCRIPTION")
+    assert not Price.objects.filter(customer=subscription.customer).exists()
