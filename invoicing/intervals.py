@@ -10,7 +10,9 @@ The mapping onto our catalog:
   the plan price it replaces, ``priceKey`` = that line's key, ``unitPrice`` = its rate). It starts where the
   change that wrote it says (``SubscriptionIntervalChange``), else with the subscription (a rate set in the
   admin or the demo), and the plan line interval then ends there;
-- every interval ends with the subscription (``terminated_at`` / ``ending_at``), else is open-ended.
+- every interval ends with the subscription (``terminated_at`` / ``ending_at``), else is open-ended; after a
+  mid-term plan change (``subscription_upgrade``, or a downgrade applied at a period end) the intervals are the
+  new plan's, from ``plan_changed_at``.
 
 A negotiated rate replaces a plan price for whole periods (rating reads the price set once per period), so an
 override starts on a period boundary: the **open start**, the first moment no invoice bills yet (the end of
@@ -96,9 +98,11 @@ class Timeline:
 
 def open_start(subscription: Subscription) -> datetime:
     """The first moment no invoice bills yet: the end of the latest recurring period (voided invoices
-    included, as the billing run's watermark), else the subscription's start."""
+    included, as the billing run's watermark), else the subscription's start; after a mid-term plan change,
+    not before it (its plan-change invoice billed the old plan up to then)."""
     watermark = subscription.invoices.filter(kind=InvoiceKind.RECURRING).aggregate(end=Max("period_end"))["end"]
-    return max(watermark, subscription.started_at) if watermark else subscription.started_at
+    moments = [subscription.started_at, watermark, subscription.plan_changed_at]
+    return max(moment for moment in moments if moment is not None)
 
 
 def billing_mode(price: Price) -> str:
@@ -143,6 +147,9 @@ def subscription_timeline(*, subscription: Subscription) -> Timeline:
     timeline = Timeline(subscription, start, version_id, lines, overrides)
     starts = override_starts(subscription) if overrides else {}
     end = subscription_end(subscription)
+    # The current plan's lines bill from its last change (``plan_changed_at``); the lines of the plans before it
+    # are on their plan-change invoices, not listed here.
+    since = max(subscription.plan_changed_at or subscription.started_at, subscription.started_at)
     for key, price in lines.items():
         common = {
             "price_id": price.pk,
@@ -155,15 +162,15 @@ def subscription_timeline(*, subscription: Subscription) -> Timeline:
             "bill_date": subscription.started_at if price.billing_cadence == "P0D" else None,
         }
         rate = overrides.get(key)
-        rate_start = max(starts.get(rate.pk, subscription.started_at), subscription.started_at) if rate else None
-        if rate_start is None or rate_start > subscription.started_at:
+        rate_start = max(starts.get(rate.pk, since), since) if rate else None
+        if rate_start is None or rate_start > since:
             catalog = {**common, "end_date": rate_start or end}
             timeline.intervals.append(
                 Interval(
                     id=price.pk,
                     unit_price=None,
                     resolved_unit_price=price.unit_price or Decimal(0),
-                    start_date=subscription.started_at,
+                    start_date=since,
                     **catalog,
                 )
             )

@@ -203,3 +203,26 @@ def test_a_real_time_subscription_is_refused_and_nothing_written(api_client, mer
     code, error = _post(api_client, f"/v0/subscriptions/{subscription.pk}/intervals", _add("2026-01-01T00:00:00Z"))
     assert (code, error["code"]) == (409, "REAL_TIME_SUBSCRIPTION")
     assert not Price.objects.filter(customer=subscription.customer).exists()
+
+
+@pytest.mark.django_db
+def test_after_a_mid_term_upgrade_the_intervals_are_the_new_plans_from_the_change(api_client, merchant):
+    from invoicing.services import subscription_upgrade
+
+    subscription, _ = _enterprise(merchant)
+    bigger = PlanFactory(merchant=merchant, product=subscription.plan.product, name="Enterprise Plus")
+    plus_inputs = metered_price(bigger, "0.0000018", name="Input tokens", plan_line_key="input_tokens")
+    change = datetime(2026, 1, 20, tzinfo=UTC)
+    subscription_upgrade(subscription=subscription, new_plan=bigger, now=change)
+    intervals = api_client.get(f"/v0/subscriptions/{subscription.pk}/intervals").json()["intervals"]
+    assert [(i["id"], i["startDate"]) for i in intervals] == [(plus_inputs.pk, "2026-01-20T00:00:00Z")]
+    # the plan-change invoice billed the old plan up to January 20; a negotiated rate starts there
+    for draft in Invoice.objects.filter(subscription=subscription, kind=InvoiceKind.PLAN_CHANGE, status="draft"):
+        invoice_finalize(invoice=draft, now=change)
+    path = f"/v0/subscriptions/{subscription.pk}/intervals"
+    assert _post(api_client, path, _add("2026-01-01T00:00:00Z"))[0] == 400
+    code, added = _post(api_client, path, _add("2026-01-20T00:00:00Z"))
+    assert code == 200, added
+    assert [(i["priceId"], i["unitPrice"], i["startDate"]) for i in added["intervals"]] == [
+        (plus_inputs.pk, "0.0000015", "2026-01-20T00:00:00Z")
+    ]
