@@ -262,8 +262,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         unit_price=D("3"),
     )
 
-    # Enterprise: $2,000 platform fee in advance, list usage rates, $5,000 monthly minimum, and
-    # negotiated token rates for Acme AI.
+    # Enterprise: $2,000 platform fee in advance, list usage rates, $5,000 monthly minimum.
     enterprise = build.plan(
         product,
         "Enterprise",
@@ -279,7 +278,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         billing_cadence="P1M",
         unit_price=D("2000"),
     )
-    enterprise_input = build.price(
+    build.price(
         enterprise,
         "input_tokens",
         billable_metric=input_tokens,
@@ -287,7 +286,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         unit_price=D("0.000002"),
         rate_per=RatePer.THOUSAND,
     )
-    enterprise_output = build.price(
+    build.price(
         enterprise,
         "output_tokens",
         billable_metric=output_tokens,
@@ -306,17 +305,8 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
     acme = build.customer(merchant, "acme-ai", "Acme AI", "ap@acme-ai.example")
     startup = build.customer(merchant, "startup-studio", "Startup Studio", "founders@startup-studio.example")
     hobbyist = build.customer(merchant, "hobby-hacker", "Hobby Hacker", "me@hobby-hacker.example")
-    for base, rate in ((enterprise_input, D("0.0000015")), (enterprise_output, D("0.0000045"))):
-        build.price(
-            enterprise,
-            base.plan_line_key,
-            customer=acme,
-            overrides=base,
-            billable_metric=base.billable_metric,
-            invoice_display_name=base.invoice_display_name,
-            unit_price=rate,
-            rate_per=RatePer.THOUSAND,
-        )
+    # Acme AI's negotiated token rates are set through the API's price intervals by invoicing's demo
+    # (``invoicing.demo``, ``NEGOTIATED_RATES``): the catalog cannot call invoicing's services.
     build.subscription(acme, enterprise, started_at)
     build.subscription(startup, pro, started_at)
     build.subscription(hobbyist, free, started_at)

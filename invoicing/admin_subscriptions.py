@@ -29,7 +29,8 @@ from catalog.pricing.currency import format_money
 
 from . import selectors, services
 from .calculation import subscription_period_at
-from .models import InvoiceError, SubscriptionPlanChange
+from .intervals import negotiable_keys, negotiated_rate_add, subscription_timeline
+from .models import IntervalChangeReason, InvoiceError, SubscriptionPlanChange
 
 # The subscription fields the add page passes to the service through ``extra_fields``.
 START_EXTRA_FIELDS = (
@@ -121,6 +122,25 @@ class TerminateForm(forms.Form):
             self.fields["when"].choices = self.fields["when"].choices[:1]
 
 
+class NegotiatedRateForm(forms.Form):
+    line = forms.ChoiceField(label="Plan line")
+    unit_price = forms.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        label="Negotiated rate per unit",
+        help_text="Per unit, as stored: 0.0000015 per token is $0.0015 per 1K.",
+    )
+    change_reason = forms.ChoiceField(choices=IntervalChangeReason.choices, initial=IntervalChangeReason.COMMERCIAL)
+    description = forms.CharField(required=False, max_length=1000, help_text="Kept on the change record.")
+
+    def __init__(self, *args, subscription: Subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        timeline = subscription_timeline(subscription=subscription)
+        self.fields["line"].choices = [
+            (key, f"{timeline.lines[key].invoice_display_name} ({key})") for key in negotiable_keys(timeline)
+        ]
+
+
 class ConfirmForm(forms.Form):
     """No fields: the page itself is the confirmation."""
 
@@ -174,7 +194,17 @@ CANCEL_END = LifecycleAction(
     "Keep the subscription running",
     "The subscription keeps renewing after its scheduled end. Nothing is billed by this change.",
 )
-ACTIONS = (UPGRADE, DOWNGRADE, TERMINATE, CANCEL_END)
+NEGOTIATE = LifecycleAction(
+    "negotiate-rate",
+    "Negotiate a rate",
+    "Negotiate a rate for this customer",
+    NegotiatedRateForm,
+    "Set the negotiated rate",
+    "The rate replaces the plan line's price for this customer from the first moment not yet invoiced (invoiced "
+    "periods are never re-rated); the next invoice bills it. It is the API's price interval edit "
+    "(POST /v0/subscriptions/{id}/intervals), recorded as an interval change.",
+)
+ACTIONS = (UPGRADE, DOWNGRADE, TERMINATE, CANCEL_END, NEGOTIATE)
 
 
 def available_actions(subscription: Subscription) -> list[LifecycleAction]:
@@ -185,6 +215,8 @@ def available_actions(subscription: Subscription) -> list[LifecycleAction]:
     actions = [UPGRADE, DOWNGRADE, TERMINATE]
     if subscription.ending_at is not None:
         actions.append(CANCEL_END)
+    if not subscription.is_real_time:  # the intervals service refuses real-time subscriptions
+        actions.append(NEGOTIATE)
     return actions
 
 
@@ -450,6 +482,18 @@ class SubscriptionServicesAdminMixin(ServiceRefusalAdminMixin):
                 "the final one.",
                 reverse("admin:invoicing_invoice_changelist"),
                 ended.pk,
+            )
+        if action is NEGOTIATE:
+            timeline = subscription_timeline(subscription=subscription)
+            edit = services.IntervalEdit(
+                add=[negotiated_rate_add(timeline, data["line"], data["unit_price"])],
+                change_reason=data["change_reason"],
+                description=data["description"] or None,
+            )
+            services.subscription_intervals_edit(subscription=subscription, edit=edit, now=now)
+            return (
+                f"{timeline.lines[data['line']].invoice_display_name} is billed at {data['unit_price']:f} per unit "
+                f"for {subscription.customer.name} from {timeline.open_start:%Y-%m-%d %H:%M} UTC."
             )
         services.subscription_update(subscription=subscription, changes={"ending_at": None}, now=now)
         return "The scheduled end was canceled; the subscription keeps renewing."

@@ -28,10 +28,11 @@ from catalog.pricing.currency import format_money
 from metering.services import ACCEPTED, MAX_BATCH_EVENTS, events_ingest
 from wallets.models import CreditPurchaseKind
 
+from .intervals import negotiated_rate_add, subscription_timeline
 from .models import BillingRun, Invoice, InvoiceStatus
 from .one_off_invoices import credit_purchase_create
 from .receivables import invoice_pay_in_full
-from .services import billing_run_execute, invoice_finalize
+from .services import IntervalConflict, IntervalEdit, billing_run_execute, invoice_finalize, subscription_intervals_edit
 
 DEMO_TRIGGER = "demo"
 EVENT_SOURCE = "https://demo.meterline.example"
@@ -41,6 +42,11 @@ DAY = timedelta(days=1)
 RESERVED_COMPUTE = Decimal("12000")
 RESERVED_DISCOUNT = Decimal("40")
 RESERVED_KEY = "demo-reserved-compute"
+# The LLM Enterprise plan's negotiated rates for Acme AI ($0.0015 and $0.0045 per 1K tokens instead of the list
+# $0.002 and $0.006), set through the API's price intervals (``subscription_intervals_edit``, the service of
+# POST /v0/subscriptions/{id}/intervals) before the first period is billed.
+NEGOTIATED_CUSTOMER, NEGOTIATED_PLAN = "acme-ai", "Enterprise"
+NEGOTIATED_RATES = {"input_tokens": "0.0000015", "output_tokens": "0.0000045"}
 
 
 class DemoCatalogMissing(Exception):
@@ -54,6 +60,7 @@ class DemoActivitySummary:
     billing_run: BillingRun | None = None
     invoices_issued: int = 0
     reserved_invoice: Invoice | None = None  # sold by this run
+    negotiated: Subscription | None = None  # its negotiated rates set by this run
 
     def lines(self) -> Iterable[str]:
         yield (
@@ -67,6 +74,9 @@ class DemoActivitySummary:
                 f"Demo billing run {run.pk} as of {run.as_of:%Y-%m-%d %H:%M} UTC: {run.invoices_created} invoices "
                 f"created, {self.invoices_issued} drafts issued (the others wait out their grace period)."
             )
+        if self.negotiated is not None:
+            rates = ", ".join(f"{key} {rate}" for key, rate in NEGOTIATED_RATES.items())
+            yield f"Demo negotiated rates (price intervals API): {self.negotiated.name}: {rates} per token."
         if self.reserved_invoice is not None:
             invoice = self.reserved_invoice
             yield (
@@ -157,6 +167,7 @@ def demo_activity_build(*, now: datetime) -> DemoActivitySummary:
         .select_related("customer", "plan", "merchant")
         .order_by("merchant__name", "customer__external_id", "pk")
     )
+    summary.negotiated = _enterprise_rates_negotiated(subscriptions, now=now)
     for merchant in merchants:
         events = [
             event
@@ -186,6 +197,32 @@ def demo_activity_build(*, now: datetime) -> DemoActivitySummary:
             summary.invoices_issued += 1
     summary.reserved_invoice = _reserved_compute_sold(subscriptions, now=now)
     return summary
+
+
+def _enterprise_rates_negotiated(subscriptions: list[Subscription], *, now: datetime) -> Subscription | None:
+    """Acme AI's Enterprise subscription gets its negotiated token rates as an interval edit (a commercial
+    change), from its first moment not yet invoiced; None when they are there already (or a draft of it is open,
+    which refuses every edit until issued)."""
+    enterprise = [
+        s for s in subscriptions if s.customer.external_id == NEGOTIATED_CUSTOMER and s.plan.name == NEGOTIATED_PLAN
+    ]
+    if not enterprise:
+        return None
+    subscription = enterprise[0]
+    timeline = subscription_timeline(subscription=subscription)
+    if set(NEGOTIATED_RATES) <= set(timeline.overrides):
+        return None
+    add = [
+        negotiated_rate_add(timeline, key, rate)
+        for key, rate in NEGOTIATED_RATES.items()
+        if key not in timeline.overrides
+    ]
+    edit = IntervalEdit(add=add, change_reason="commercial", description="Enterprise agreement: negotiated token rates")
+    try:
+        subscription_intervals_edit(subscription=subscription, edit=edit, now=now)
+    except IntervalConflict:
+        return None
+    return subscription
 
 
 def _reserved_compute_sold(subscriptions: list[Subscription], *, now: datetime) -> Invoice | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -149,6 +150,10 @@ class SubscriptionCreateInput(StrictSerializer):
     changeMetadata = serializers.DictField(required=False)
     prefundAmount = serializers.CharField(allow_blank=True, required=False)
     minimumAccountBalance = serializers.CharField(allow_blank=True, required=False)
+    # Our extension (the client has no trial): no recurring fee and no usage before the trial ends, as the
+    # admin's "trial ends at"; the end moment, or a number of days from the start.
+    trialEnd = serializers.DateTimeField(source="trial_end", required=False)
+    trialDays = serializers.IntegerField(source="trial_days", min_value=1, max_value=730, required=False)
 
     def validate_metadata(self, value):
         for key, item in value.items():
@@ -161,6 +166,14 @@ class SubscriptionCreateInput(StrictSerializer):
             raise serializers.ValidationError({"customerId": ["Give either customerId or customer."]})
         if attrs.get("ending_at") and attrs["ending_at"] <= attrs["started_at"]:
             raise serializers.ValidationError({"endingAt": ["The end must be after the start."]})
+        if "trial_end" in attrs and "trial_days" in attrs:
+            raise serializers.ValidationError({"trialDays": ["Give either trialEnd or trialDays."]})
+        if "trial_days" in attrs:
+            attrs["trial_end"] = attrs["started_at"] + timedelta(days=attrs.pop("trial_days"))
+        if "trial_end" in attrs and attrs["trial_end"] <= attrs["started_at"]:
+            raise serializers.ValidationError({"trialEnd": ["The trial must end after the start."]})
+        if "trial_end" in attrs and attrs.get("ending_at") and attrs["trial_end"] > attrs["ending_at"]:
+            raise serializers.ValidationError({"trialEnd": ["The trial must end by the subscription's end."]})
         return attrs
 
 

@@ -156,6 +156,7 @@ class SubscriptionCollectionApi(BillingApi):
                     now=now,
                     name=data["name"],
                     ending_at=data.get("ending_at"),
+                    trial_ends_at=data.get("trial_end"),
                     test_clock=data.get("test_clock"),
                     extra_fields=extra,
                 )

@@ -4,6 +4,7 @@ from django.urls import path
 
 from . import (
     adjustments,
+    intervals,
     invoices,
     ledger,
     one_off,
@@ -38,6 +39,17 @@ urlpatterns = [
         adjustments.SubscriptionAdjustmentApi.as_view(),
         name="subscription-adjustment",
     ),
+    path(
+        "v0/subscriptions/<str:id>/intervals",
+        intervals.SubscriptionIntervalsApi.as_view(),
+        name="subscription-intervals",
+    ),
+    path(
+        "v0/subscriptions/<str:id>/intervalChanges",
+        intervals.SubscriptionIntervalChangesApi.as_view(),
+        name="subscription-interval-changes",
+    ),
+    path("v0/intervalChanges", intervals.IntervalChangesApi.as_view(), name="interval-changes"),
     path(
         "v0/subscriptions/<str:id>/termination",
         subscriptions.SubscriptionTerminationApi.as_view(),

@@ -7,6 +7,7 @@
 - ``receivables``: payments, allocations, customer credit (invoicing/RECEIVABLES.md);
 - ``dunning``: dunning settings and reminders;
 - ``spend``: spend alerts, their firings, spend caps and the watch of their customers (invoicing/SPEND.md).
+- ``intervals``: the record of each change to a subscription's price intervals.
 
 Migrations name ``invoicing.models.validate_dunning_steps`` and ``default_dunning_steps``: keep them exported.
 """
@@ -49,6 +50,7 @@ from .dunning import (
     default_dunning_steps,
     validate_dunning_steps,
 )
+from .intervals import IntervalChangeReason, SubscriptionIntervalChange
 from .invoices import (
     MANUAL_AMOUNT_MAX,
     MANUAL_QUANTITY_MAX,
@@ -88,6 +90,8 @@ from .spend import (
 )
 
 __all__ = [
+    "IntervalChangeReason",
+    "SubscriptionIntervalChange",
     "ADJUSTMENT_QUANTITY_MAX",
     "AdjustmentType",
     "SubscriptionAdjustment",

@@ -10,7 +10,7 @@ One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/se
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
 ``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``adjustments``
 (subscription adjustments the rating applies), ``credit_notes``, ``delivery`` (e-mailing issued documents),
-``dunning`` (reminders of overdue invoices), ``plan_versions`` (moves between plan versions), ``thresholds``
+``dunning`` (reminders of overdue invoices), ``intervals`` (price intervals: negotiated rates), ``plan_versions`` (moves between plan versions), ``thresholds``
 (threshold invoices inside a period), ``upfront_payment`` and ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 
@@ -29,6 +29,7 @@ from .delivery import (
     document_delivery_send,
 )
 from .dunning import dunning_reminder_send, dunning_reminders_send_due, dunning_step_due
+from .intervals import IntervalConflict, IntervalEdit, IntervalError, subscription_intervals_edit
 from .invoice_states import (
     invoice_bill_late_usage,
     invoice_finalize,
@@ -77,6 +78,11 @@ from .writer import invoice_insert, invoice_issue
 __all__ = [
     "subscription_adjustment_create",
     "subscription_adjustment_delete",
+    # price intervals (negotiated rates)
+    "IntervalConflict",
+    "IntervalEdit",
+    "IntervalError",
+    "subscription_intervals_edit",
     # manual line items
     "ManualLineConflict",
     "ManualLineError",

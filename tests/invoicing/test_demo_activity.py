@@ -163,3 +163,23 @@ def test_the_reserved_plan_sells_compute_at_40_percent_off_invoiced_and_paid(dem
     assert f"bought query compute on {invoice.number} ($7,200.00, paid)" in output
     run()
     assert CreditPurchase.objects.count() == 1
+
+
+def test_the_enterprise_negotiated_rates_are_set_through_the_price_intervals_api_once(demo_catalog):
+    from catalog.models import Price
+    from invoicing.models import SubscriptionIntervalChange
+
+    output = run()
+    assert "Demo negotiated rates (price intervals API): Acme AI · Enterprise" in output
+    rates = {
+        p.plan_line_key: (p.unit_price, p.overrides.unit_price)
+        for p in Price.objects.filter(customer__external_id="acme-ai").select_related("overrides")
+    }
+    assert rates == {
+        "input_tokens": (Decimal("0.0000015"), Decimal("0.000002")),
+        "output_tokens": (Decimal("0.0000045"), Decimal("0.000006")),
+    }
+    change = SubscriptionIntervalChange.objects.get()
+    assert (change.change_reason, change.subscription.customer.external_id) == ("commercial", "acme-ai")
+    assert "Demo negotiated rates" not in run()
+    assert SubscriptionIntervalChange.objects.count() == 1

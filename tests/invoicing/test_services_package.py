@@ -45,6 +45,7 @@ def test_the_modules_are_the_domain_verbs():
         "credit_notes",
         "delivery",
         "dunning",
+        "intervals",
         "invoice_states",
         "lifecycle",
         "manual_lines",
