@@ -370,6 +370,31 @@ def usage_aggregate_by_customer(
     return result
 
 
+def usage_aggregate_by_customer_and_values(
+    *, metric: BillableMetric, start: datetime, end: datetime, customers: Iterable[Customer], paths: Sequence[str]
+) -> dict[str, dict[tuple[str | None, ...], Decimal]]:
+    """Customer id → {values at ``paths`` (text, None when missing) → usage} over [start, end), in one SQL
+    query grouped by customer and the values (a dimensional price's combinations). Every given customer
+    is present, with {} when it has no events."""
+    customer_list = list(customers)
+    result: dict[str, dict[tuple[str | None, ...], Decimal]] = {c.pk: {} for c in customer_list}
+    if not customer_list:
+        return result
+    for customer in customer_list:
+        _check_same_merchant(metric, customer)
+    scope_sql, scope_params = _customers_where(customer_list, "e")
+    keys = [(_subject_sql("e"), [])] + [sql.json_text("e.data", sql.path_parts(path)) for path in paths]
+    rows = _aggregate_rows(
+        metric=metric, start=start, end=end, scope_sql=scope_sql, scope_params=scope_params, keys=keys
+    )
+    width = len(paths)
+    for row in rows:
+        usage = result.get(row[0])
+        if usage is not None:
+            usage[tuple(None if v is None else str(v) for v in row[1 : 1 + width])] = _finish(metric, row[1 + width])
+    return result
+
+
 def usage_grouped(
     *,
     metric: BillableMetric,
