@@ -1,4 +1,5 @@
-"""Benchmark: evaluations per second of a 5-tier graduated price, explanation included.
+"""Benchmark: evaluations per second of a 5-tier graduated price, explanation included, and of a
+dimensional price with 20 combinations (model × region) of 3 graduated tiers each.
 
 Run from the repository root: ``python benchmarks/rating.py``. Prints figures only; the time is
 machine-dependent, so nothing is asserted.
@@ -13,7 +14,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalog.pricing import PriceSpec, PricingModel, Tier, Usage, rate
+from catalog.pricing import (
+    Combination,
+    DimensionalSpec,
+    PriceSpec,
+    PricingModel,
+    Tier,
+    Usage,
+    rate,
+    rate_dimensional,
+)
 
 SPEC = PriceSpec(
     price_id="price_bench",
@@ -32,6 +42,44 @@ SPEC = PriceSpec(
 
 # Quantities spread over every tier, most reaching the open-ended last one (the costliest case).
 QUANTITIES = [Decimal(q) for q in ("0", "99999", "100000", "2500000", "37000000", "123456789", "987654321.5")]
+
+
+def _combination(number: int) -> PriceSpec:
+    base = Decimal(number + 1).scaleb(-7)  # $0.0000001 … $0.000002 per token, one rate per combination
+    return PriceSpec(
+        price_id="price_bench_dim",
+        name=f"Tokens {number}",
+        model=PricingModel.GRADUATED,
+        currency="USD",
+        unit_name="tokens",
+        tiers=(
+            Tier(up_to=Decimal(1_000_000), unit_price=base * 2),
+            Tier(up_to=Decimal(100_000_000), unit_price=base * Decimal("1.5"), flat_fee=Decimal(1)),
+            Tier(up_to=None, unit_price=base),
+        ),
+    )
+
+
+MODELS = ("nle-small", "nle-medium", "nle-large", "nle-xl", "nle-code")
+REGIONS = ("eu", "us", "ap", "sa")
+DIMENSIONAL = DimensionalSpec(
+    price_id="price_bench_dim",
+    name="Tokens by model and region",
+    currency="USD",
+    unit_name="tokens",
+    dimensions=("model", "region"),
+    combinations=tuple(
+        Combination((model, region), _combination(n))
+        for n, (model, region) in enumerate((m, r) for m in MODELS for r in REGIONS)
+    ),
+    default=_combination(0),
+)
+# Every one of the 20 combinations used, across all three tiers (the costliest case), and a typical
+# customer's period using 3 of them.
+ALL_COMBINATIONS = {
+    combination.values: Decimal(n * 7_654_321 + 99_999) for n, combination in enumerate(DIMENSIONAL.combinations)
+}
+THREE_COMBINATIONS = dict(list(ALL_COMBINATIONS.items())[::7])
 
 
 def _measure(label: str, work, iterations: int) -> float:
@@ -63,6 +111,16 @@ def _rate_and_describe(iterations: int) -> None:
         rate(SPEC, usage).describe()
 
 
+def _rate_dimensional_all(iterations: int) -> None:
+    for _ in range(iterations):
+        rate_dimensional(DIMENSIONAL, ALL_COMBINATIONS).combinations  # noqa: B018
+
+
+def _rate_dimensional_three(iterations: int) -> None:
+    for _ in range(iterations):
+        rate_dimensional(DIMENSIONAL, THREE_COMBINATIONS).combinations  # noqa: B018
+
+
 def main() -> None:
     """Warm up, then print evaluations per second for three workloads."""
     sample = rate(SPEC, Usage(quantity=Decimal("987654321.5")))
@@ -72,7 +130,13 @@ def main() -> None:
     main_figure = _measure("rate(), mixed quantities, structured explanation", _rate_usage, 300_000)
     _measure("rate(), all 5 tiers used, structured explanation", _rate_last_tier, 300_000)
     _measure("rate() + describe() text, all 5 tiers", _rate_and_describe, 30_000)
+    dimensional = _measure("rate_dimensional(), 20 of 20 combinations used", _rate_dimensional_all, 20_000)
+    _measure("rate_dimensional(), 3 of 20 combinations used", _rate_dimensional_three, 100_000)
     print(f"\nheadline: {main_figure:,.0f} evaluations/s on one core (target 100,000)")
+    print(
+        f"dimensional: {dimensional:,.0f} prices/s = {dimensional * len(ALL_COMBINATIONS):,.0f} combination "
+        "evaluations/s, 20 combinations × 3 tiers (target 50,000)"
+    )
 
 
 if __name__ == "__main__":

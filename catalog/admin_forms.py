@@ -168,8 +168,12 @@ class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
             "rate_type",
             "tax_supply_scope",
             "pricing_unit_id",
+            "dimensional_rates",
         )
-        widgets = {"invoice_display_name": forms.TextInput(attrs={"size": 50})}
+        widgets = {
+            "invoice_display_name": forms.TextInput(attrs={"size": 50}),
+            "dimensional_rates": forms.Textarea(attrs={"rows": 12, "cols": 90, "class": "vLargeTextField"}),
+        }
 
 
 class PlanAdminForm(CatalogModelForm):

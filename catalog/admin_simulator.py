@@ -8,6 +8,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from .models import Customer, Plan, PriceModel
+from .pricing import PricingError
+from .pricing_adapter import price_dimensional_spec
 from .selectors import plan_prices_for_customer
 from .simulator import SimulatedUsage, SimulatorInputError, parse_amounts, parse_quantity, plan_simulate
 
@@ -25,6 +27,9 @@ def plan_simulator_view(request, *, admin_site, model_admin, plan_id: str):
     usage: dict[str, SimulatedUsage] = {}
     for price in prices:
         if price.fee_id:
+            continue
+        if price.dimensional_rates is not None:
+            _dimensional_inputs(request, price, plan.currency, inputs, errors, usage)
             continue
         name = f"q_{price.pk}"
         raw = request.GET.get(name, "").strip()
@@ -56,3 +61,35 @@ def plan_simulator_view(request, *, admin_site, model_admin, plan_id: str):
         "fee_prices": [p for p in prices if p.fee_id],
     }
     return TemplateResponse(request, "admin/catalog/plan/simulator.html", context)
+
+
+def _dimensional_inputs(request, price, currency: str, inputs: list, errors: dict, usage: dict) -> None:
+    """One quantity per combination of a price with rates per event property, and one for other values."""
+    try:
+        spec = price_dimensional_spec(price, currency=currency)
+    except PricingError:
+        usage[price.pk] = SimulatedUsage()  # the simulation shows the price's own error
+        return
+    other = "priced at this price's own rate" if spec.default is not None else "refused by this price"
+    fields = [
+        (f"q_{price.pk}__{n}", label, c.values)
+        for n, (c, label) in enumerate(zip(spec.combinations, spec.labels, strict=True))
+    ]
+    fields.append((f"q_{price.pk}__other", f"other values ({other})", (None,) * len(spec.dimensions)))
+    by_values = []
+    for name, label, values in fields:
+        raw = request.GET.get(name, "").strip()
+        inputs.append(
+            {
+                "price": price,
+                "name": name,
+                "value": raw,
+                "percentage": False,
+                "label": f"{price.invoice_display_name} — {label}",
+            }
+        )
+        try:
+            by_values.append((values, parse_quantity(raw)))
+        except SimulatorInputError as error:
+            errors[name] = str(error)
+    usage[price.pk] = SimulatedUsage(by_values=tuple(by_values))

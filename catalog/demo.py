@@ -165,6 +165,31 @@ def demo_catalog_build(*, now: datetime, with_api_keys: bool = True) -> DemoSumm
     return summary
 
 
+# The two models of the LLM demo (events carry ``model``; the token metrics group by it).
+DEMO_MODELS = ("nle-small", "nle-large")
+
+
+def _per_model(*, small: str, large: str | tuple[str, str], free: str | None = None) -> dict:
+    """Rates per model for a token price: nle-small per token; nle-large per token, or graduated with
+    the second rate beyond 10M tokens a month. Other models fall back to the price's own rate."""
+    large_rate: dict = (
+        {"model": "standard", "unitPrice": large}
+        if isinstance(large, str)
+        else {
+            "model": "graduated",
+            "tiers": [{"upTo": "10000000", "unitPrice": large[0]}, {"upTo": None, "unitPrice": large[1]}],
+        }
+    )
+    rates = [
+        {"values": {"model": "nle-small"}, "model": "standard", "unitPrice": small},
+        {"values": {"model": "nle-large"}, **large_rate},
+    ]
+    if free is not None:
+        for rate in rates:
+            rate["freeUnits"] = free
+    return {"dimensions": ["model"], "tierScope": "combination", "unmatched": "default", "rates": rates}
+
+
 def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
     merchant = build.get_or_create(
         Merchant,
@@ -213,7 +238,8 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
     )
 
     # Free: list rates per token ($0.002 / 1K input, $0.006 / 1K output) with the first 10,000
-    # tokens of each kind free every month.
+    # tokens of each kind free every month; per model, nle-small costs half and nle-large double,
+    # each with its own 10,000 free tokens (other models at the list rate).
     free = build.plan(product, "Free", description="10,000 free input and 10,000 free output tokens a month.")
     build.price(
         free,
@@ -223,6 +249,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         unit_price=D("0.000002"),
         rate_per=RatePer.THOUSAND,
         free_units=D("10000"),
+        dimensional_rates=_per_model(small="0.000001", large="0.000004", free="10000"),
     )
     build.price(
         free,
@@ -232,6 +259,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         unit_price=D("0.000006"),
         rate_per=RatePer.THOUSAND,
         free_units=D("10000"),
+        dimensional_rates=_per_model(small="0.000003", large="0.000012", free="10000"),
     )
 
     # Pro: tokens are graduated, half price beyond 10,000,000 a month; fine-tuning $3 an hour.
@@ -244,6 +272,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         model=PriceModel.GRADUATED,
         rate_per=RatePer.THOUSAND,
         tiers=[(D("10000000"), D("0.000002")), (None, D("0.000001"))],
+        dimensional_rates=_per_model(small="0.000001", large=("0.000004", "0.000002")),
     )
     build.price(
         pro,
@@ -253,6 +282,7 @@ def _build_neural_labs(build: _Builder, started_at: datetime) -> Merchant:
         model=PriceModel.GRADUATED,
         rate_per=RatePer.THOUSAND,
         tiers=[(D("10000000"), D("0.000006")), (None, D("0.000003"))],
+        dimensional_rates=_per_model(small="0.000003", large=("0.000012", "0.000006")),
     )
     build.price(
         pro,

@@ -562,6 +562,17 @@ class Price(TimeStamped):
         max_length=15, choices=[("IN_SCOPE", "In scope"), ("OUTSIDE_SCOPE", "Outside scope")], default="IN_SCOPE"
     )
     pricing_unit_id = models.CharField(max_length=100, blank=True)
+    # Rates per combination of event property values (catalog/pricing/README.md, "Dimensional prices"),
+    # in the engine's JSON form, validated by catalog.pricing.parse_dimensional; the price's own model
+    # is the default rate for unmatched values. None: one rate for every event.
+    dimensional_rates = models.JSONField(
+        "dimensional rates",
+        null=True,
+        blank=True,
+        help_text='Rates per event property value, e.g. {"dimensions": ["model"], "unmatched": "default", '
+        '"rates": [{"values": {"model": "nle-large"}, "model": "standard", "unitPrice": "0.000004"}]}. '
+        'The price\'s own rate prices unmatched values (or they are refused with "unmatched": "refuse").',
+    )
     history = HistoricalRecords(bases=[ApiKeyAttributedHistory])
 
     class Meta:

@@ -10,7 +10,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .models import Price, PriceModel
-from .pricing import DynamicMode, PackageRounding, PriceSpec, PricingError, PricingModel, RateChange, Tier
+from .pricing import (
+    DimensionalSpec,
+    DynamicMode,
+    PackageRounding,
+    PriceSpec,
+    PricingError,
+    PricingModel,
+    RateChange,
+    Tier,
+    parse_dimensional,
+)
 
 _SPEC_CACHE_ATTR = "_pricing_spec_cache"
 
@@ -30,6 +40,40 @@ def price_spec_from_price(price: Price, *, currency: str | None = None) -> Price
     if currency not in cache:
         cache[currency] = _build_spec(price, currency)
     return cache[currency]
+
+
+def price_dimensional_spec(price: Price, *, currency: str | None = None) -> DimensionalSpec | None:
+    """The engine's dimensional spec of ``price`` (None without rates per event property), cached on the
+    instance like ``price_spec_from_price``; the price's own model is the default rate for unmatched values."""
+    if price.dimensional_rates is None:
+        return None
+    currency = currency or price.plan.currency
+    cache = getattr(price, _SPEC_CACHE_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(price, _SPEC_CACHE_ATTR, cache)
+    key = ("dimensional", currency)
+    if key not in cache:
+        default = price_spec_from_price(price, currency=currency)
+        cache[key] = parse_dimensional(
+            price.dimensional_rates,
+            price_id=default.price_id,
+            name=default.name,
+            currency=currency,
+            unit_name=default.unit_name,
+            default=default,
+            rate_per=default.rate_per,
+        )
+    return cache[key]
+
+
+def dimension_paths(price: Price) -> tuple[str, ...]:
+    """Where each dimension of ``price`` sits in the event data: the metric's group-by path of that name
+    when it defines one, else ``$.<key>``."""
+    keys = (price.dimensional_rates or {}).get("dimensions") or ()
+    group_by = price.billable_metric.group_by if price.billable_metric_id else {}
+    group_by = group_by if isinstance(group_by, dict) else {}
+    return tuple(group_by.get(key) if isinstance(group_by.get(key), str) else f"$.{key}" for key in keys)
 
 
 def _build_spec(price: Price, currency: str) -> PriceSpec:

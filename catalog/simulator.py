@@ -13,9 +13,17 @@ from decimal import Decimal, InvalidOperation
 
 from .descriptions import format_number
 from .models import Customer, Plan, Price, PriceModel
-from .pricing import PricingError, RatingResult, Usage, apply_plan_minimum, apply_subtotal_discount, rate
+from .pricing import (
+    PricingError,
+    RatingResult,
+    Usage,
+    apply_plan_minimum,
+    apply_subtotal_discount,
+    rate,
+    rate_dimensional,
+)
 from .pricing.limits import DECIMAL_PLACES, LIMIT
-from .pricing_adapter import price_spec_from_price
+from .pricing_adapter import price_dimensional_spec, price_spec_from_price
 from .selectors import plan_prices_for_customer
 
 # What the simulator accepts, so a typo (1e30, -5, "lots") gets a message instead of a result nobody
@@ -65,10 +73,18 @@ class SimulatedLine:
     result: RatingResult | None = None
     amount: Decimal | None = None  # rounded to the currency's minor unit
     error: str = ""
+    label: str = ""  # a dimensional price's combination: "Input tokens — model=nle-large"
+    text: str = ""  # an explanation without lines (a dimensional price's refused values)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.price.invoice_display_name
 
     @property
     def breakdown(self) -> list[str]:
-        return [line.description for line in self.result.lines] if self.result else []
+        if self.result and self.result.lines:
+            return [line.description for line in self.result.lines]
+        return [self.text] if self.text else []
 
 
 @dataclass
@@ -92,6 +108,9 @@ class SimulatedUsage:
 
     quantity: Decimal = Decimal(0)
     event_amounts: tuple[Decimal, ...] = ()
+    # A dimensional price: quantity per value tuple (one value per dimension; None = values no
+    # combination names, priced by the price's own rate or refused).
+    by_values: tuple[tuple[tuple[str | None, ...], Decimal], ...] = ()
 
 
 def plan_simulate(
@@ -102,10 +121,14 @@ def plan_simulate(
     results: list[RatingResult] = []
     for price in plan_prices_for_customer(plan=plan, customer=customer):
         typed = usage.get(price.pk) or usage.get(price.overrides_id or "", SimulatedUsage())
-        line = _simulate_line(price, typed, at=at, currency=plan.currency, rounding=rounding)
-        simulation.lines.append(line)
-        if line.result is not None:
-            results.append(line.result)
+        if price.billable_metric_id and price.dimensional_rates is not None:
+            lines = _simulate_dimensional(price, typed, currency=plan.currency)
+        else:
+            lines = [_simulate_line(price, typed, at=at, currency=plan.currency, rounding=rounding)]
+        for line in lines:
+            simulation.lines.append(line)
+            if line.result is not None:
+                results.append(line.result)
     if simulation.has_errors:
         return simulation
     rounded = apply_plan_minimum(results, minimum=plan.minimum_commitment, currency=plan.currency, rounding=rounding)
@@ -121,6 +144,37 @@ def plan_simulate(
         simulation.discount = discounted.discount
         simulation.total = discounted.total
     return simulation
+
+
+def _simulate_dimensional(price: Price, typed: SimulatedUsage, *, currency: str) -> list[SimulatedLine]:
+    """One line per combination with usage, exactly as the invoice bills a price with rates per property."""
+    unit = price.billable_metric.unit
+    try:
+        spec = price_dimensional_spec(price, currency=currency)
+        usage: dict = {}
+        for values, quantity in typed.by_values:
+            values = values if len(values) == len(spec.dimensions) else (None,) * len(spec.dimensions)
+            usage[values] = usage.get(values, Decimal(0)) + quantity
+        result = rate_dimensional(spec, usage)
+    except PricingError as exc:
+        detail = exc.detail if exc.detail.endswith((".", "!", "?")) else f"{exc.detail}."
+        return [SimulatedLine(price=price, quantity_label="", error=f"{price.invoice_display_name}: {detail}")]
+    if not result.combinations:
+        return [SimulatedLine(price=price, quantity_label=f"0 {unit}", result=_zero_result(spec))]
+    return [
+        SimulatedLine(
+            price=price,
+            quantity_label=f"{format_number(combination.result.quantity)} {unit}",
+            result=combination.result,
+            label=f"{price.invoice_display_name} — {combination.label}",
+            text="" if combination.priced else combination.describe(),
+        )
+        for combination in result.combinations
+    ]
+
+
+def _zero_result(spec) -> RatingResult:
+    return RatingResult(spec.price_id, spec.name, spec.currency, spec.unit_name, Decimal(0), Decimal(0), Decimal(0), ())
 
 
 def _simulate_line(price: Price, typed: SimulatedUsage, *, at: datetime, currency: str, rounding: str) -> SimulatedLine:

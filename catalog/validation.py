@@ -93,6 +93,9 @@ def price_errors(price: Price) -> dict[str, str]:
             )
     if model in TIERED_MODELS and price.unit_price is not None:
         errors["unit_price"] = "Tiered prices take their rates from the tier rows; leave the unit price empty."
+    dimensional = dimensional_rates_error(price)
+    if dimensional:
+        errors["dimensional_rates"] = dimensional
 
     if price.customer_id or price.overrides_id:
         if not (price.customer_id and price.overrides_id):
@@ -110,6 +113,46 @@ def price_errors(price: Price) -> dict[str, str]:
             if price.customer.merchant_id != price.merchant_id:
                 errors["customer"] = "The customer belongs to another merchant."
     return errors
+
+
+DIMENSIONAL_DEFAULT_MODELS = {"standard", "graduated", "volume", "package"}
+
+
+def dimensional_rates_error(price: Price) -> str | None:
+    """What is wrong with the price's dimensional rates (None when it has none or they are valid)."""
+    from .pricing import PriceSpec, PricingError, parse_dimensional
+
+    data = price.dimensional_rates
+    if data is None:
+        return None
+    if price.billable_metric_id is None:
+        return "Only usage prices have rates per event property; a fee has one amount."
+    if price.model not in DIMENSIONAL_DEFAULT_MODELS:
+        return (
+            "The price's own rate prices unmatched values, so it is standard, graduated, volume or package "
+            f"when it has rates per event property, not {price.model}."
+        )
+    if price.usage_discount_units or price.discount_percent or price.minimum_commitment is not None:
+        return (
+            "A price with rates per event property takes no usage discount, percentage discount or minimum "
+            "commitment: each combination is its own rate (use the plan minimum or subscription adjustments)."
+        )
+    if price.allows_rebate:
+        return "A price with rates per event property cannot be a rebate."
+    currency = price.plan.currency if price.plan_id else "USD"
+    default = PriceSpec(price_id="check", name="check", model="standard", currency=currency, unit_price=Decimal(0))
+    try:
+        parse_dimensional(
+            data,
+            price_id=price.pk or "unsaved",
+            name=price.invoice_display_name or "Unnamed price",
+            currency=currency,
+            default=default,
+            rate_per=price.rate_per or 1,
+        )
+    except PricingError as error:
+        return error.detail
+    return None
 
 
 def tier_table_errors(tiers: Sequence[tuple[Decimal | None, Decimal | None]], *, model: str) -> list[str]:

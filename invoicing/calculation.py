@@ -34,11 +34,14 @@ from catalog.pricing.currency import CTX, format_money, format_quantity
 from core.formatting import decimal_string
 
 from . import usage as usage_source
+from .dimensional import combination_lines, line_description
 from .models import InvoiceKind, LineKind
 from .periods import Period, local_date, next_period, period_at
 from .pricing_adapter import (
     VersionLogs,
+    dimension_paths,
     plan_prices_for_customer,
+    price_dimensional_spec,
     price_spec_from_price,
     subscription_version_at,
     version_prices_for_customer,
@@ -340,6 +343,8 @@ class Biller:
         self._version_logs = VersionLogs()
         # (metric id, start, end) -> {customer id: quantity}
         self._usage: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = {}
+        # (metric id, dimension paths, start, end) -> {customer id: {values: quantity}}
+        self._dimensional_usage: dict[tuple, dict[str, dict]] = {}
         # subscription id -> its SubscriptionAdjustment rows (a billing run loads a chunk's at once)
         self._adjustments: dict[str, list] = {}
 
@@ -389,6 +394,19 @@ class Biller:
 
     def remember_usage(self, metric_id: str, start: datetime, end: datetime, by_customer: dict) -> None:
         self._usage[(metric_id, start, end)] = {str(key): value for key, value in by_customer.items()}
+
+    def remember_dimensional_usage(self, need: tuple, by_customer: dict) -> None:
+        """``need`` is one of ``dimensional_usage_needs``'s (metric id, paths, start, end)."""
+        self._dimensional_usage[need] = {str(key): value for key, value in by_customer.items()}
+
+    def _dimensional_input(self, price: Price, subscription: Subscription, start: datetime, end: datetime) -> dict:
+        need = (price.billable_metric_id, dimension_paths(price), start, end)
+        known = self._dimensional_usage.get(need)
+        if known is None:
+            known = usage_source.quantities_by_customer_and_values(
+                metric=price.billable_metric, start=start, end=end, customers=[subscription.customer], paths=need[1]
+            )
+        return known.get(subscription.customer_id, {})
 
     def _usage_input(self, price: Price, subscription: Subscription, start: datetime, end: datetime):
         aggregated = None
@@ -512,6 +530,41 @@ class Biller:
             explanation=explanation,
         )
 
+    def usage_lines(
+        self,
+        price: Price,
+        subscription: Subscription,
+        *,
+        start: datetime,
+        end: datetime,
+        currency: str,
+        period_end: datetime | None = None,
+    ) -> list[LineDraft]:
+        """The usage lines of a metered price: one (``usage_line``), or one per combination of a price with
+        rates per event property (``invoicing/dimensional.py``), each rounded once."""
+        if not usage_source.is_dimensional(price):
+            return [
+                self.usage_line(price, subscription, start=start, end=end, currency=currency, period_end=period_end)
+            ]
+        spec = price_dimensional_spec(price, currency=currency)
+        usage = self._dimensional_input(price, subscription, start, end)
+        _, lines = combination_lines(spec, usage, rounding=subscription.merchant.rounding_mode, explain=explanation_of)
+        span = _day_span(start, end, subscription.customer.time_zone)
+        return [
+            LineDraft(
+                kind=LineKind.USAGE,
+                description=line_description(price.invoice_display_name, line, spec.unit_name, span),
+                amount=line.amount,
+                price=price,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                service_start=start,
+                service_end=end,
+                explanation=line.explanation,
+            )
+            for line in lines
+        ]
+
     def usage_needs(
         self, subscription: Subscription, period: Period, *, charge_from: datetime | None = None
     ) -> list[tuple[str, datetime, datetime]]:
@@ -522,7 +575,23 @@ class Biller:
         return [
             (price.billable_metric_id, start, end)
             for price in self.prices(subscription, at=period.start)
-            if price.billable_metric_id and not usage_source.needs_event_values(price)
+            if price.billable_metric_id
+            and not usage_source.needs_event_values(price)
+            and not usage_source.is_dimensional(price)
+        ]
+
+    def dimensional_usage_needs(
+        self, subscription: Subscription, period: Period, *, charge_from: datetime | None = None
+    ) -> list[tuple[str, tuple[str, ...], datetime, datetime]]:
+        """The (metric, dimension paths, start, end) a recurring invoice of ``period`` aggregates grouped by
+        the values of a dimensional price, for bulk prefetch (one query per metric, paths and window)."""
+        start, end = self._arrears_window(subscription, period, charge_from)
+        if start >= end:
+            return []
+        return [
+            (price.billable_metric_id, dimension_paths(price), start, end)
+            for price in self.prices(subscription, at=period.start)
+            if usage_source.is_dimensional(price)
         ]
 
     def _arrears_window(
@@ -589,8 +658,8 @@ class Biller:
         if usage_start < usage_end:
             for price in prices if with_usage else ():
                 if price.billable_metric_id:
-                    lines.append(
-                        self.usage_line(
+                    lines.extend(
+                        self.usage_lines(
                             price, subscription, start=usage_start, end=usage_end, currency=currency, period_end=end
                         )
                     )
@@ -675,8 +744,8 @@ class Biller:
         if usage_start < at:
             for price in old_prices:
                 if price.billable_metric_id:
-                    lines.append(
-                        self.usage_line(price, subscription, start=usage_start, end=at, currency=plan.currency)
+                    lines.extend(
+                        self.usage_lines(price, subscription, start=usage_start, end=at, currency=plan.currency)
                     )
                 elif is_in_arrears_fee(price):
                     line = self.fee_line(
@@ -707,8 +776,9 @@ class Biller:
         lines.extend(threshold_billed)
         return self.finish(subscription, InvoiceKind.PLAN_CHANGE, start, at, lines, plan_terms=False)
 
-    def refresh_usage_line(self, line, subscription: Subscription, currency: str) -> LineDraft:
-        return self.usage_line(
+    def refresh_usage_lines(self, line, subscription: Subscription, currency: str) -> list[LineDraft]:
+        """The usage lines a stored usage line stands for now (a dimensional price's every combination)."""
+        return self.usage_lines(
             line.price, subscription, start=line.service_start, end=line.service_end, currency=currency
         )
 

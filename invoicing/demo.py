@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from catalog.demo import CLOUD_ANALYTICS, DEMO_MERCHANT_NAMES, first_of_month, first_of_previous_month
+from catalog.demo import CLOUD_ANALYTICS, DEMO_MERCHANT_NAMES, DEMO_MODELS, first_of_month, first_of_previous_month
 from catalog.models import BillableMetric, Merchant, MetricFilterOperator, Subscription, SubscriptionStatus
 from catalog.pricing.currency import format_money
 from metering.services import ACCEPTED, MAX_BATCH_EVENTS, events_ingest
@@ -92,13 +92,17 @@ class _EventShape:
     event_type: str
     value_paths: tuple[str, ...]
     fixed: tuple[tuple[str, str], ...]
+    models: tuple[str, ...] = ()  # a metric of the type groups by ``model``: events alternate between these
 
 
 def _shapes(metrics: Iterable[BillableMetric]) -> list[_EventShape]:
     """One shape per event type: an event feeds every metric of its type (e.g. input and output tokens)."""
     paths: dict[str, set[str]] = defaultdict(set)
     fixed: dict[str, dict[str, str]] = defaultdict(dict)
+    by_model: set[str] = set()
     for metric in metrics:
+        if isinstance(metric.group_by, dict) and metric.group_by.get("model") == "$.model":
+            by_model.add(metric.event_type)
         paths[metric.event_type].add((metric.value_property or "$.value").removeprefix("$.").split(".")[0])
         for metric_filter in metric.filters.all():
             if metric_filter.operator in (MetricFilterOperator.EQUALS, MetricFilterOperator.IN):
@@ -106,7 +110,12 @@ def _shapes(metrics: Iterable[BillableMetric]) -> list[_EventShape]:
                     (metric_filter.values or [""])[0]
                 )
     return [
-        _EventShape(event_type, tuple(sorted(paths[event_type])), tuple(sorted(fixed[event_type].items())))
+        _EventShape(
+            event_type,
+            tuple(sorted(paths[event_type])),
+            tuple(sorted(fixed[event_type].items())),
+            DEMO_MODELS if event_type in by_model else (),
+        )
         for event_type in sorted(paths)
     ]
 
@@ -119,6 +128,8 @@ def _day_events(*, customer_key: str, subject: str, shape: _EventShape, day: dat
     while moment < day + DAY:
         data = {path: rng.randint(1, 400) for path in shape.value_paths}
         data.update(shape.fixed)
+        if shape.models:  # every third event on the large model (no draw: the timestamps stay as they were)
+            data["model"] = shape.models[1] if len(events) % 3 == 0 else shape.models[0]
         events.append(
             {
                 "type": shape.event_type,

@@ -21,6 +21,22 @@ def needs_event_values(price: Price) -> bool:
     return price.model not in QUANTITY_MODELS
 
 
+def is_dimensional(price: Price) -> bool:
+    """Whether ``price`` has rates per event property (its usage is read grouped by their values)."""
+    return price.billable_metric_id is not None and price.dimensional_rates is not None
+
+
+def quantities_by_customer_and_values(
+    *, metric: BillableMetric, start: datetime, end: datetime, customers: Iterable[Customer], paths: tuple[str, ...]
+) -> dict[str, dict[tuple[str | None, ...], Decimal]]:
+    """Each customer's usage of ``metric`` in [start, end) per value tuple at ``paths``, in one query."""
+    from metering.selectors import usage_aggregate_by_customer_and_values
+
+    return usage_aggregate_by_customer_and_values(
+        metric=metric, start=start, end=end, customers=list(customers), paths=paths
+    )
+
+
 def quantity(*, metric: BillableMetric, customer: Customer, start: datetime, end: datetime) -> Decimal:
     from metering.selectors import usage_aggregate
 

@@ -21,7 +21,10 @@ class MeteringConfig(AppConfig):
     def ready(self):
         # Cache invalidation only (no business logic): ingestion caches each merchant's event-type →
         # metric routing per process; any save or delete of a metric in this process drops it.
-        from catalog.models import BillableMetric
+        from catalog.models import BillableMetric, Price
 
         post_save.connect(_forget_routes, sender=BillableMetric, dispatch_uid="metering-routes-save")
         post_delete.connect(_forget_routes, sender=BillableMetric, dispatch_uid="metering-routes-delete")
+        # A price refusing values it does not name is part of the routing (MetricRoute.refusals).
+        post_save.connect(_forget_routes, sender=Price, dispatch_uid="metering-routes-price-save")
+        post_delete.connect(_forget_routes, sender=Price, dispatch_uid="metering-routes-price-delete")

@@ -29,6 +29,7 @@ from core.cache import TTLCache
 
 from . import sql
 from .models import UsageEvent
+from .refusals import refusing_prices, refusing_relation
 
 VALUE_AGGREGATIONS = {Aggregation.SUM, Aggregation.AVG, Aggregation.MIN, Aggregation.MAX, Aggregation.LATEST}
 WINDOW_SIZES = {"MINUTE": "minute", "HOUR": "hour", "DAY": "day", "MONTH": "month"}
@@ -59,6 +60,9 @@ class MetricRoute:
     aggregation: str
     value_path: tuple[str, ...] | None  # None when the metric reads no value
     numeric: bool  # the value must be a number (every aggregation but UNIQUE_COUNT)
+    # Prices of the metric that refuse values they do not name ("unmatched": "refuse"): per price, its
+    # name, the dimension paths and the value tuples (text) it prices. An event must match every one.
+    refusals: tuple[tuple[str, tuple[tuple[str, ...], ...], frozenset], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,10 +108,26 @@ def metric_routes(*, merchant: Merchant | str) -> dict[str, list[MetricRoute]]:
     """Event type → the merchant's metrics it feeds (one query); ``merchant`` or its id."""
     routes: dict[str, list[MetricRoute]] = {}
     merchant_id = merchant if isinstance(merchant, str) else merchant.pk
-    rows = BillableMetric.objects.filter(merchant_id=merchant_id).values_list(
-        "id", "event_type", "aggregation", "value_property"
+    # One row per metric, or per (metric, price refusing unmatched values): still one query.
+    rows = list(
+        BillableMetric.objects.filter(merchant_id=merchant_id)
+        .annotate(refusing=refusing_relation())
+        .values_list(
+            "id",
+            "event_type",
+            "aggregation",
+            "value_property",
+            "group_by",
+            "refusing__invoice_display_name",
+            "refusing__dimensional_rates",
+        )
     )
-    for metric_id, event_type, aggregation, value_property in rows:
+    refusing = refusing_prices((row[0], row[4], row[5], row[6]) for row in rows)
+    seen: set[str] = set()
+    for metric_id, event_type, aggregation, value_property, *_ in rows:
+        if metric_id in seen:
+            continue
+        seen.add(metric_id)
         path = None
         if value_property and aggregation != Aggregation.COUNT:
             try:
@@ -120,6 +140,7 @@ def metric_routes(*, merchant: Merchant | str) -> dict[str, list[MetricRoute]]:
                 aggregation=aggregation,
                 value_path=path,
                 numeric=aggregation in VALUE_AGGREGATIONS,
+                refusals=tuple(refusing.get(metric_id, ())),
             )
         )
     return routes
@@ -367,6 +388,31 @@ def usage_aggregate_by_customer(
         if customer_id is None or (customer_list is not None and customer_id not in result):
             continue
         result[customer_id] = _finish(metric, value)
+    return result
+
+
+def usage_aggregate_by_customer_and_values(
+    *, metric: BillableMetric, start: datetime, end: datetime, customers: Iterable[Customer], paths: Sequence[str]
+) -> dict[str, dict[tuple[str | None, ...], Decimal]]:
+    """Customer id → {values at ``paths`` (text, None when missing) → usage} over [start, end), in one SQL
+    query grouped by customer and the values (a dimensional price's combinations). Every given customer
+    is present, with {} when it has no events."""
+    customer_list = list(customers)
+    result: dict[str, dict[tuple[str | None, ...], Decimal]] = {c.pk: {} for c in customer_list}
+    if not customer_list:
+        return result
+    for customer in customer_list:
+        _check_same_merchant(metric, customer)
+    scope_sql, scope_params = _customers_where(customer_list, "e")
+    keys = [(_subject_sql("e"), [])] + [sql.json_text("e.data", sql.path_parts(path)) for path in paths]
+    rows = _aggregate_rows(
+        metric=metric, start=start, end=end, scope_sql=scope_sql, scope_params=scope_params, keys=keys
+    )
+    width = len(paths)
+    for row in rows:
+        usage = result.get(row[0])
+        if usage is not None:
+            usage[tuple(None if v is None else str(v) for v in row[1 : 1 + width])] = _finish(metric, row[1 + width])
     return result
 
 

@@ -194,6 +194,38 @@ def _value_at(data: dict, path: tuple[str, ...]):
     return node
 
 
+def _dimension_text(value) -> str | None:
+    """A property as the dimensional aggregation reads it (``sql.json_text``): text, ``true``/``false``."""
+    if value is None or value.__class__ is dict or value.__class__ is list:
+        return None
+    if value is True or value is False:
+        return "true" if value else "false"
+    return str(value)
+
+
+def _refused_values(route: MetricRoute, data, errors: list) -> bool:
+    """Whether a price of ``route``'s metric refuses the event's values (it prices only the values it
+    names, "unmatched": "refuse"); appends one field-level error per refusing price."""
+    refused = False
+    for name, paths, values in route.refusals:
+        found = tuple(_dimension_text(_value_at(data, path) if isinstance(data, dict) else None) for path in paths)
+        if found in values:
+            continue
+        refused = True
+        field = "data." + ".".join(paths[0])
+        if any(e["field"] == field for e in errors):
+            continue
+        listed = ", ".join(sorted("/".join(v) for v in values)[:10]) or "none"
+        shown = "/".join("(missing)" if v is None else v for v in found)
+        errors.append(
+            {
+                "field": field,
+                "message": f"{field} “{shown}” has no rate on the price “{name}”; priced values: {listed}.",
+            }
+        )
+    return refused
+
+
 def _optional_string(raw: dict, key: str, errors: list, *, max_length: int) -> str:
     value = raw.get(key)
     if value is None:
@@ -283,6 +315,8 @@ def _validate(
                 {"field": "data", "message": f"data is {len(data_json)} bytes; the limit is {MAX_EVENT_DATA_BYTES}."}
             )
         for route in event_routes:
+            if route.refusals:
+                _refused_values(route, data, errors)
             if route.value_path is None:
                 metric_values[route.metric_id] = Decimal(1)
                 continue
@@ -489,6 +523,8 @@ def _validate_common(
         return None
     metric_values: dict[str, Decimal | None] = {}
     for route in routes[event_type]:
+        if route.refusals and _refused_values(route, data, []):
+            return None  # the full check names the property
         if route.value_path is None:
             metric_values[route.metric_id] = _ONE
             continue

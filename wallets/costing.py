@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from catalog.pricing import PriceSpec, rate
+from catalog.pricing import DimensionalSpec, PriceSpec, rate, rate_dimensional
 from catalog.pricing.limits import QUANTUM
 
 
@@ -24,4 +24,16 @@ def incremental_cost(*, spec: PriceSpec, usage_before: Decimal, usage_after: Dec
     """
     before = rate(spec, Decimal(usage_before)).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
     after = rate(spec, Decimal(usage_after)).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    return after - before
+
+
+def incremental_dimensional_cost(*, spec: DimensionalSpec, usage_before: dict, usage_after: dict) -> Decimal:
+    """The same for a price with rates per event property: ``usage_*`` map value tuples to quantities.
+
+    Each end is the sum of the combinations exactly as the invoice rates them (``rate_dimensional``),
+    taken at the ledger's scale, so a period's debits telescope to its per-combination lines (before
+    their rounding to the currency, which the invoice applies once per line).
+    """
+    before = rate_dimensional(spec, usage_before).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    after = rate_dimensional(spec, usage_after).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
     return after - before

@@ -317,6 +317,17 @@ class PropertiesField(serializers.JSONField):
     Decimals are strings; keys may also come snake_case."""
 
 
+DIMENSIONAL_HELP = (
+    "Meterline extension: rates per value of event properties, or null. "
+    '{"dimensions": ["model"], "tierScope": "combination" | "metric", "unmatched": "default" | "refuse", '
+    '"rates": [{"values": {"model": "nle-large"}, "model": "standard" | "graduated" | "volume" | "package", '
+    '"unitPrice": "0.000004", "packageSize": "1000", "packageRounding": "up", "freeUnits": "0", '
+    '"tiers": [{"upTo": "1000000", "unitPrice": "0.000004", "flatFee": "0"}, {"upTo": null, "unitPrice": "0.000003"}]}]}. '
+    "Each combination is its own rate; the price's own properties price unmatched values "
+    '(or "unmatched": "refuse" refuses those events at ingestion). See catalog/API.md.'
+)
+
+
 class PriceWriteFields(StrictSerializer):
     """Fields shared by price create and update."""
 
@@ -356,6 +367,9 @@ class PriceWriteFields(StrictSerializer):
     )
     allowsRebate = serializers.BooleanField(
         source="allows_rebate", required=False, help_text=_help(models.Price, "allows_rebate")
+    )
+    dimensionalRates = serializers.JSONField(
+        source="dimensional_rates", allow_null=True, required=False, help_text=DIMENSIONAL_HELP
     )
 
     def validate_feature(self, value):
@@ -507,6 +521,7 @@ class PriceOutput(serializers.Serializer):
         source="minimum_commitment", allow_null=True, help_text=_help(models.Price, "minimum_commitment")
     )
     allowsRebate = serializers.BooleanField(source="allows_rebate", help_text=_help(models.Price, "allows_rebate"))
+    dimensionalRates = serializers.JSONField(source="dimensional_rates", allow_null=True, help_text=DIMENSIONAL_HELP)
 
     @extend_schema_field(PropertiesField)
     def get_properties(self, price) -> dict:

@@ -14,6 +14,16 @@ from .currency import (
     round_lines,
     round_money,
 )
+from .dimensions import (
+    Combination,
+    CombinationResult,
+    DimensionalResult,
+    DimensionalSpec,
+    TierScope,
+    Unmatched,
+    parse_dimensional,
+    rate_dimensional,
+)
 from .engine import rate
 from .errors import (
     InvalidPriceError,
@@ -39,6 +49,10 @@ from .types import (
 
 __all__ = [
     "MINOR_UNITS",
+    "Combination",
+    "CombinationResult",
+    "DimensionalResult",
+    "DimensionalSpec",
     "DynamicMode",
     "ExplanationLine",
     "InvalidPriceError",
@@ -55,15 +69,19 @@ __all__ = [
     "RoundedLines",
     "SubtotalDiscount",
     "Tier",
+    "TierScope",
     "UnknownCurrencyError",
+    "Unmatched",
     "Usage",
     "apply_plan_minimum",
     "apply_subtotal_discount",
     "format_money",
     "is_known_currency",
     "minor_units",
+    "parse_dimensional",
     "prorate",
     "rate",
+    "rate_dimensional",
     "round_fraction",
     "round_lines",
     "round_money",

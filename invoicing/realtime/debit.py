@@ -56,8 +56,7 @@ from core.bulk import WriteBatch
 from metering import services as metering
 from metering.metrics import events_count
 from metering.models import UsageEvent
-from metering.selectors import usage_aggregate, usage_aggregate_by_customer
-from wallets.costing import incremental_cost
+from metering.selectors import usage_aggregate, usage_aggregate_by_customer, usage_aggregate_by_customer_and_values
 from wallets.errors import InsufficientBalance
 from wallets.models import Wallet
 from wallets.services import DebitOutcome, UsageDebitRequest, usage_debit, usage_debits
@@ -66,7 +65,7 @@ from .. import metrics
 from .. import usage_counters as counters
 from ..calculation import service_window, subscription_now, subscription_period_at
 from ..periods import Period
-from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
+from ..pricing_adapter import prices_for_subscriptions
 from .link import events_link_before_request
 from .locks import wallets_lock_all
 from .lookup import (
@@ -76,9 +75,20 @@ from .lookup import (
     spend_blocked_customers,
 )
 from .outcome import Debit, RealtimeOutcome, Refusal, SpendCapReached, UsageBlocked
-from .windows import PlanPart, UsageWindow, debited_prices, period_invoiced, plan_segment, usage_window
+from .windows import (
+    PlanPart,
+    UsageWindow,
+    debit_amount,
+    debited_prices,
+    is_dimensional_key,
+    period_invoiced,
+    plan_segment,
+    usage_key,
+    usage_total,
+    usage_window,
+)
 
-UsageKey = counters.UsageKey  # (metric id, window start, window end)
+UsageKey = tuple  # (metric id, window start, window end[, dimension paths]): windows.usage_key
 CounterKey = counters.CounterKey  # (usage key, customer id)
 _GroupKey = tuple[str, str, int]  # (subscription id, price id, period index): a _DebitGroup
 
@@ -97,7 +107,7 @@ class _DebitGroup:
 
     @property
     def usage_key(self) -> UsageKey:
-        return (self.price.billable_metric_id, *self.window)
+        return usage_key(self.price, self.window)
 
 
 @dataclass
@@ -218,7 +228,7 @@ def _debit_context(*, subscriptions: list[Subscription], raw_events: Sequence, n
     _usage_before(
         context,
         [
-            (price.billable_metric_id, part.window, subscription.customer_id)
+            (usage_key(price, part.window), subscription.customer_id)
             for subs in by_customer.values()
             for subscription in subs
             for part in plan_parts[subscription.pk]
@@ -234,12 +244,12 @@ def _usage_before(context: _DebitContext, needs) -> None:
     counters (one query for all), the rest — and missing or stale counters — by one grouped aggregate
     per metric and window."""
     wanted: dict[UsageKey, set[str]] = defaultdict(set)
-    for metric_id, window, customer_id in needs:
-        wanted[(metric_id, *window)].add(customer_id)
+    for key, customer_id in needs:
+        wanted[key].add(customer_id)
     context.counted = {
         (key, customer_id)
         for key, customer_ids in wanted.items()
-        if counters.is_counted(context.metrics[key[0]])
+        if not is_dimensional_key(key) and counters.is_counted(context.metrics[key[0]])
         for customer_id in customer_ids
     }
     context.stored = counters.counters_read(wanted=context.counted, definitions=context.definitions)
@@ -256,17 +266,21 @@ def _usage_before(context: _DebitContext, needs) -> None:
 
 
 def _aggregate(context: _DebitContext, wanted: dict[UsageKey, set[str]]):
-    """(metric id, window) → {customer id: usage} from the events, one grouped query per key."""
-    return {
-        key: usage_aggregate_by_customer(
-            metric=context.metrics[key[0]],
-            start=key[1],
-            end=key[2],
-            customers=[context.customers[customer_id] for customer_id in sorted(customer_ids)],
-        )
-        for key, customer_ids in wanted.items()
-        if customer_ids
-    }
+    """(metric id, window[, paths]) → {customer id: usage} from the events, one grouped query per key (a
+    dimensional key's usage is {values: quantity}, grouped by the dimension values in the same query)."""
+    result = {}
+    for key, customer_ids in wanted.items():
+        if not customer_ids:
+            continue
+        customers = [context.customers[customer_id] for customer_id in sorted(customer_ids)]
+        metric, start, end = context.metrics[key[0]], key[1], key[2]
+        if is_dimensional_key(key):
+            result[key] = usage_aggregate_by_customer_and_values(
+                metric=metric, start=start, end=end, customers=customers, paths=key[3]
+            )
+        else:
+            result[key] = usage_aggregate_by_customer(metric=metric, start=start, end=end, customers=customers)
+    return result
 
 
 def _usage_after(
@@ -338,12 +352,9 @@ def _groups_for(
     return touched
 
 
-def _debit_request(group: _DebitGroup, *, before: Decimal, after: Decimal, wallet: Wallet | None) -> UsageDebitRequest:
+def _debit_request(group: _DebitGroup, *, before, after, wallet: Wallet | None) -> UsageDebitRequest:
     subscription, price = group.subscription, group.price
-    currency = subscription.plan.currency
-    amount = incremental_cost(
-        spec=price_spec_from_price(price, currency=currency), usage_before=before, usage_after=after
-    )
+    amount = debit_amount(price, subscription.plan.currency, before=before, after=after)
     ids = [event.id for event in group.events]
     return UsageDebitRequest(
         wallet=wallet,
@@ -358,7 +369,7 @@ def _debit_request(group: _DebitGroup, *, before: Decimal, after: Decimal, walle
     )
 
 
-def _debit_record(group: _DebitGroup, *, before: Decimal, after: Decimal, result: DebitOutcome) -> Debit:
+def _debit_record(group: _DebitGroup, *, before, after, result: DebitOutcome) -> Debit:
     subscription, price = group.subscription, group.price
     return Debit(
         customer_id=subscription.customer_id,
@@ -367,8 +378,8 @@ def _debit_record(group: _DebitGroup, *, before: Decimal, after: Decimal, result
         metric_id=price.billable_metric_id,
         period_start=group.period.start,
         period_end=group.period.end,
-        usage_before=before,
-        usage_after=after,
+        usage_before=usage_total(before),
+        usage_after=usage_total(after),
         amount=result.amount,
         covered_by_credit=result.covered_by_credit,
         overage=result.overage,
@@ -378,9 +389,7 @@ def _debit_record(group: _DebitGroup, *, before: Decimal, after: Decimal, result
     )
 
 
-def _debit(
-    group: _DebitGroup, *, before: Decimal, after: Decimal, now: datetime, events, wallet: Wallet | None = None
-) -> Debit:
+def _debit(group: _DebitGroup, *, before, after, now: datetime, events, wallet: Wallet | None = None) -> Debit:
     group = replace(group, events=list(events))
     request = _debit_request(group, before=before, after=after, wallet=wallet)
     result = usage_debit(
@@ -716,12 +725,21 @@ def _one_at_a_time(
                 for group in _groups_for(context, stored, {}, outcome):
                     key = group.usage_key
                     before = running.get(key, context.before[key][stored.customer_id])
-                    usage = usage_aggregate(
-                        metric=group.price.billable_metric,
-                        customer=group.subscription.customer,
-                        start=group.window[0],
-                        end=group.window[1],
-                    )
+                    if is_dimensional_key(key):
+                        usage = usage_aggregate_by_customer_and_values(
+                            metric=group.price.billable_metric,
+                            start=group.window[0],
+                            end=group.window[1],
+                            customers=[group.subscription.customer],
+                            paths=key[3],
+                        )[group.subscription.customer_id]
+                    else:
+                        usage = usage_aggregate(
+                            metric=group.price.billable_metric,
+                            customer=group.subscription.customer,
+                            start=group.window[0],
+                            end=group.window[1],
+                        )
                     debits.append(_debit(group, before=before, after=usage, now=now, events=[stored]))
                     updates[key] = usage
         except InsufficientBalance as refused:

@@ -18,18 +18,25 @@ from django.db import transaction
 from catalog.models import Merchant, Price, Subscription, SubscriptionStatus
 from metering import services as metering
 from metering.selectors import events_awaiting_link as usage_events_awaiting_link
-from metering.selectors import usage_aggregate
-from wallets.costing import incremental_cost
+from metering.selectors import usage_aggregate, usage_aggregate_by_customer_and_values
 from wallets.selectors import debited_by_metric
 from wallets.services import usage_debit
 
 from .. import usage_counters as counters
 from ..calculation import SUBSCRIPTION_RELATED, service_window, subscription_now, subscription_period_at
 from ..periods import Period
-from ..pricing_adapter import price_spec_from_price, prices_for_subscriptions
+from ..pricing_adapter import prices_for_subscriptions
 from .locks import wallets_lock_all
 from .outcome import Debit
-from .windows import debited_prices, period_invoiced, plan_segment, usage_window
+from .windows import (
+    debit_amount,
+    debited_prices,
+    is_dimensional_key,
+    period_invoiced,
+    plan_segment,
+    usage_key,
+    usage_window,
+)
 
 ZERO = Decimal(0)
 
@@ -124,15 +131,20 @@ def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, l
                     definitions[metric_id] = counters.definition(metric)
                     counted[((metric_id, *window), subscription.customer_id)] = usage
                 currency = subscription.plan.currency
-                price_of_usage = sum(
-                    (
-                        incremental_cost(
-                            spec=price_spec_from_price(price, currency=currency), usage_before=ZERO, usage_after=usage
-                        )
-                        for price in metric_prices
-                    ),
-                    ZERO,
-                )
+                price_of_usage = ZERO
+                for price in metric_prices:
+                    key = usage_key(price, window)
+                    if is_dimensional_key(key):  # its usage per combination of the dimension values
+                        by_values = usage_aggregate_by_customer_and_values(
+                            metric=metric,
+                            start=window[0],
+                            end=window[1],
+                            customers=[subscription.customer],
+                            paths=key[3],
+                        )[subscription.customer_id]
+                        price_of_usage += debit_amount(price, currency, before={}, after=by_values)
+                    else:
+                        price_of_usage += debit_amount(price, currency, before=ZERO, after=usage)
                 amount = price_of_usage - done.get(metric_id, ZERO)
                 if not amount:
                     continue

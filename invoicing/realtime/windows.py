@@ -4,14 +4,17 @@ inside that part, whether the period is already invoiced (late), and which price
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import NamedTuple
 
 from catalog.models import Price, Subscription
+from wallets.costing import incremental_cost, incremental_dimensional_cost
 
 from .. import usage as usage_source
 from ..calculation import service_window
 from ..models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
 from ..periods import Period
+from ..pricing_adapter import dimension_paths, price_dimensional_spec, price_spec_from_price
 
 UsageWindow = tuple[datetime, datetime]  # [start, end) whose usage is debited
 
@@ -58,3 +61,34 @@ def debited_prices(prices: list[Price]) -> list[Price]:
     """The prices debited in real time: metered ones priced from the quantity alone (percentage and
     dynamic prices need per-event values: the period invoice bills them in full)."""
     return [price for price in prices if price.billable_metric_id and not usage_source.needs_event_values(price)]
+
+
+# A usage key: (metric id, window start, window end), plus the dimension paths for a dimensional price
+# (whose usage is {values: quantity} rather than one quantity).
+UsageKey = tuple
+
+
+def usage_key(price: Price, window: UsageWindow) -> UsageKey:
+    """What ``price``'s usage over ``window`` is read as (shared by the prices of one metric and window)."""
+    if usage_source.is_dimensional(price):
+        return (price.billable_metric_id, *window, dimension_paths(price))
+    return (price.billable_metric_id, *window)
+
+
+def is_dimensional_key(key: UsageKey) -> bool:
+    return len(key) == 4
+
+
+def usage_total(usage: Decimal | dict) -> Decimal:
+    """One quantity for a debit's record: a dimensional usage's values added up."""
+    return sum(usage.values(), Decimal(0)) if isinstance(usage, dict) else usage
+
+
+def debit_amount(price: Price, currency: str, *, before: Decimal | dict, after: Decimal | dict) -> Decimal:
+    """rate(after) − rate(before) of ``price``, per combination for a dimensional price (like the invoice)."""
+    if usage_source.is_dimensional(price):
+        spec = price_dimensional_spec(price, currency=currency)
+        return incremental_dimensional_cost(spec=spec, usage_before=before, usage_after=after)
+    return incremental_cost(
+        spec=price_spec_from_price(price, currency=currency), usage_before=before, usage_after=after
+    )

@@ -51,11 +51,15 @@ def _refresh_lines(invoice: Invoice) -> Prepaid | None:
     subscription = subscription_load(invoice.subscription)
     biller = Biller()
     lines: list[LineDraft] = []
+    refreshed: set[tuple] = set()  # a dimensional price's lines are recomputed together, once
     for line in invoice.lines.select_related("price__billable_metric", "price__fee").prefetch_related(
         "price__tiers", "price__dynamic_rates"
     ):
         if line.kind == LineKind.USAGE and line.price is not None:
-            lines.append(biller.refresh_usage_line(line, subscription, invoice.currency))
+            key = (line.price_id, line.service_start, line.service_end)
+            if key not in refreshed:
+                refreshed.add(key)
+                lines.extend(biller.refresh_usage_lines(line, subscription, invoice.currency))
         elif line.kind == LineKind.DISCOUNT and "subscriptionAdjustmentId" in line.explanation:
             continue  # recomputed below on the refreshed charges, with the adjustments of now
         else:

@@ -523,6 +523,22 @@ def _close_subscriptions(
                     metric=metrics[metric_id], start=start, end=end, customers=customers.values()
                 ),
             )
+    # Dimensional prices: one query per (metric, dimension paths, window), grouped by customer and values.
+    dimensional: dict[tuple, dict[str, Customer]] = defaultdict(dict)
+    for item in work:
+        if item.kind == InvoiceKind.RECURRING:
+            for need in biller.dimensional_usage_needs(item.subscription, item.period, charge_from=item.charge_from):
+                dimensional[need][item.subscription.customer_id] = item.subscription.customer
+    for need, customers in dimensional.items():
+        metric = next(
+            p.billable_metric for prices in biller._prices.values() for p in prices if p.billable_metric_id == need[0]
+        )
+        biller.remember_dimensional_usage(
+            need,
+            usage_source.quantities_by_customer_and_values(
+                metric=metric, start=need[2], end=need[3], customers=customers.values(), paths=need[1]
+            ),
+        )
     manual = _pending_manual_items(work)
     for item in work:
         try:

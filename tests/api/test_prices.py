@@ -67,6 +67,7 @@ def test_create_standard_answers_every_required_key(api, merchant, metric):
         "discountPercent": None,
         "minimumCommitment": None,
         "allowsRebate": False,
+        "dimensionalRates": None,
     }
     assert price.plan_id is None and price.unit_price == Decimal("0.000002")
 

@@ -111,3 +111,22 @@ def test_every_demo_row_passes_validation():
     for model in (models.BillableMetric, models.Plan, models.Price, models.Customer, models.Subscription):
         for instance in model.objects.all():
             instance.full_clean()
+
+
+def test_the_llm_plans_price_two_models_at_different_rates():
+    from catalog.pricing import rate_dimensional
+    from catalog.pricing_adapter import price_dimensional_spec
+
+    demo_catalog_build(now=datetime(2026, 3, 17, tzinfo=UTC), with_api_keys=False)
+    pro_input = models.Price.objects.get(plan__name="Pro", plan_line_key="input_tokens")
+    spec = price_dimensional_spec(pro_input)
+    usage = {("nle-small",): Decimal(1_000_000), ("nle-large",): Decimal(12_000_000), ("nle-xl",): Decimal(1_000_000)}
+    # $1.00 small; 10M × 0.000004 + 2M × 0.000002 = $44.00 large; another model at the Pro rate: $2.00
+    assert [c.amount for c in rate_dimensional(spec, usage).combinations] == [Decimal(1), Decimal(44), Decimal(2)]
+    free_output = models.Price.objects.get(plan__name="Free", plan_line_key="output_tokens")
+    (small, large) = price_dimensional_spec(free_output).combinations
+    assert (small.spec.unit_price, large.spec.unit_price, large.spec.free_units) == (
+        Decimal("0.000003"),
+        Decimal("0.000012"),
+        Decimal("10000"),
+    )

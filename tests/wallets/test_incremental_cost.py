@@ -129,3 +129,51 @@ def test_debits_of_a_period_add_up_to_its_period_end_price(customer, now):
     assert overage_for_period(subscription_id=subscription.pk, **period) == Decimal("338")
     assert period_debits(subscription_id=subscription.pk, **period).covered_by_credit == Decimal("100")
     assert assert_ledger_consistent(Wallet.objects.get()).balance == Decimal("-338")
+
+
+# -- dimensional prices: debits per request telescope to the per-combination invoice lines -------------
+
+
+def _dimensional_spec(tier_scope: str):
+    from catalog.pricing import Combination, DimensionalSpec
+
+    return DimensionalSpec(
+        price_id="price_dim",
+        name="Tokens by model",
+        currency="USD",
+        unit_name="calls",
+        dimensions=("model",),
+        combinations=(
+            Combination(("small",), TOKENS),
+            Combination(("large",), GRADUATED),
+            Combination(("vol",), VOLUME),
+        ),
+        default=GRADUATED,
+        tier_scope=tier_scope,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["combination", "metric"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["small", "large", "vol", "other", "another"]),
+            st.decimals(min_value=0, max_value=5000, places=3, allow_nan=False, allow_infinity=False),
+        ),
+        max_size=25,
+    ),
+)
+def test_dimensional_debits_telescope_to_the_sum_of_the_combination_lines(tier_scope, requests):
+    from catalog.pricing import rate_dimensional
+    from wallets.costing import incremental_dimensional_cost
+
+    spec = _dimensional_spec(tier_scope)
+    usage: dict = {}
+    debited = Decimal(0)
+    for model, quantity in requests:
+        before = dict(usage)
+        usage[(model,)] = usage.get((model,), Decimal(0)) + quantity
+        debited += incremental_dimensional_cost(spec=spec, usage_before=before, usage_after=dict(usage))
+    lines = rate_dimensional(spec, usage).combinations
+    assert debited == sum((line.amount for line in lines), Decimal(0)).quantize(Decimal("1e-12"))

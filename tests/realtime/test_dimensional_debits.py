@@ -1,0 +1,97 @@
+"""Real-time debits of a price with rates per model: each request debits the increment of every
+combination it touches, exactly as the invoice rates them, so the debits add up to the invoice lines."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from catalog.models import BillingMode
+from invoicing.models import Invoice, InvoiceKind, LineKind
+from invoicing.realtime import events_ingest_and_debit
+from invoicing.services import billing_run_execute
+from tests.factories import MeteredPriceFactory, PlanFactory, SubscriptionFactory
+from wallets.models import EntryKind, LedgerEntry
+
+from .conftest import APRIL, MARCH, event, fund
+
+pytestmark = pytest.mark.django_db
+
+CLOSE = APRIL + timedelta(hours=1)
+RATES = {
+    "dimensions": ["model"],
+    "unmatched": "default",
+    "rates": [
+        {"values": {"model": "nle-small"}, "model": "standard", "unitPrice": "0.0013", "freeUnits": "100"},
+        {
+            "values": {"model": "nle-large"},
+            "model": "graduated",
+            "tiers": [{"upTo": "1000", "unitPrice": "0.0107"}, {"upTo": None, "unitPrice": "0.0051", "flatFee": "0.5"}],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def dimensional_subscription(customer, product, tokens):
+    plan = PlanFactory(product=product, merchant=product.merchant, name="Per model", billing_mode=BillingMode.REAL_TIME)
+    MeteredPriceFactory(
+        plan=plan,
+        billable_metric=tokens,
+        unit_price=Decimal("0.003"),
+        invoice_display_name="Tokens",
+        dimensional_rates=RATES,
+    )
+    return SubscriptionFactory(
+        plan=plan, merchant=customer.merchant, customer=customer, started_at=MARCH, billing_anchor=MARCH
+    )
+
+
+def _send(customer, items, at):
+    raw = []
+    for model, tokens_used in items:
+        item = event(customer, tokens_used, at=at)
+        if model is not None:
+            item["data"]["model"] = model
+        raw.append(item)
+    return events_ingest_and_debit(merchant=customer.merchant, raw_events=raw, now=at + timedelta(minutes=1))
+
+
+def _debited(subscription) -> Decimal:
+    entries = LedgerEntry.objects.filter(kind=EntryKind.USAGE_DEBIT, subscription=subscription)
+    return -sum((entry.amount for entry in entries), Decimal(0))
+
+
+def test_a_request_debits_each_models_increment(customer, dimensional_subscription):
+    fund(customer, "100")
+    at = MARCH + timedelta(days=3)
+    # 300 small (100 free) = 0.26; 1,200 large = 1,000 × 0.0107 + 200 × 0.0051 + 0.5 = 12.22; 10 other × 0.003
+    outcome = _send(customer, [("nle-small", 300), ("nle-large", 1200), ("nle-xl", 10)], at)
+    assert [d.amount for d in outcome.debits] == [Decimal("12.51")]
+    assert outcome.debits[0].usage_after == Decimal(1510)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_requests_telescope_to_the_invoice_lines(customer, dimensional_subscription, seed):
+    # given a random sequence of requests over three models (one unmatched, one missing the property)
+    fund(customer, "1000")
+    rng = random.Random(seed)
+    at = MARCH + timedelta(days=2)
+    for number in range(rng.randint(3, 12)):
+        items = [
+            (rng.choice(["nle-small", "nle-large", "nle-xl", None]), rng.randint(0, 900))
+            for _ in range(rng.randint(1, 4))
+        ]
+        _send(customer, items, at + timedelta(hours=number))
+    # when March is closed
+    billing_run_execute(as_of=CLOSE, clock=lambda: CLOSE)
+    invoice = Invoice.objects.get(subscription=dimensional_subscription, kind=InvoiceKind.RECURRING, period_start=MARCH)
+    usage = list(invoice.lines.filter(kind=LineKind.USAGE))
+    # then the debits add up to the exact (unrounded) amounts of the per-model lines
+    exact = sum((Decimal(line.explanation["amount"]) for line in usage if "amount" in line.explanation), Decimal(0))
+    assert _debited(dimensional_subscription) == exact
+    assert all(line.explanation.get("dimensions") or "unmatchedValues" in line.explanation for line in usage)
+    assert invoice.lines.filter(kind=LineKind.PREPAID).exists()
