@@ -32,4 +32,5 @@ urlpatterns = [
     path("", include("wallets.api.urls")),
     path("", include("invoicing.api.urls")),
     path("", include("payments.api.urls")),
+    path("", include("costs.api.urls")),
 ]

@@ -1,0 +1,12 @@
+"""Costs and margin under /v0 (no trailing slash: the Paygentic client never sends one)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("v0/costs", views.CostCollectionApi.as_view(), name="costs"),
+    path("v0/costs/<str:id>", views.CostDetailApi.as_view(), name="cost"),
+    path("v0/costs/<str:id>/summary", views.CostSummaryApi.as_view(), name="cost-summary"),
+    path("v0/profitability", views.ProfitabilityApi.as_view(), name="profitability"),
+]

@@ -1,0 +1,249 @@
+"""Costs and margin under /v0: ``costs`` (CRUD, summary), ``profitability``; wire-compatible with the
+Paygentic client (paygentic-sdk 0.6.3). Each view parses with an input serializer, calls a service or
+selector and answers; another merchant's cost is not found (404), naming another merchant is 403."""
+
+from __future__ import annotations
+
+import orjson
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from catalog.api.fields import check_merchant, money_string
+from catalog.api.views import CatalogApi
+from catalog.models import Customer
+from core.api.fields import require_query, wire_field_names
+from core.api.serializers import ErrorOutput, list_output
+from core.formatting import iso_utc
+
+from .. import margin, selectors, services
+from . import serializers as s
+
+ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
+CONFLICT = {409: ErrorOutput}
+COST_FIELDS = {"product": "productId", "unit_cost": "unitCost", "event_type": "eventType"}
+COST_FIELDS |= {"value_property": "valueProperty", "group_by": "groupBy"}
+TAGS = ["costs"]
+
+
+def _query(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _period_error(error: selectors.PeriodError):
+    return exceptions.ValidationError({error.field: [str(error)]})
+
+
+class CostCollectionApi(CatalogApi):
+    @extend_schema(
+        operation_id="listCosts",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("merchantId", str),
+            OpenApiParameter("productId", str),
+            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+            OpenApiParameter("offset", {"type": "integer", "minimum": 0}),
+        ],
+        responses={200: list_output("CostList", s.CostOutput, with_object=True), **ERRORS},
+    )
+    def get(self, request):
+        check_merchant(request, request.query_params.get("merchantId"))
+        costs = selectors.cost_list(merchant=self.merchant, product_id=request.query_params.get("productId"))
+        return self.page(costs, s.CostOutput, with_object=True)
+
+    @extend_schema(
+        operation_id="createCost",
+        tags=TAGS,
+        request=s.CostCreateInput,
+        responses={201: s.CostOutput, **ERRORS, **CONFLICT},
+    )
+    def post(self, request):
+        data = self.body(s.CostCreateInput)
+        check_merchant(request, data.pop("merchant_id", None))
+        data.pop("type")
+        with wire_field_names(COST_FIELDS):
+            cost = services.cost_create(merchant=self.merchant, **data)
+        return Response(s.CostOutput(cost).data, status=status.HTTP_201_CREATED)
+
+
+class CostDetailApi(CatalogApi):
+    def get_object(self, id: str):
+        return selectors.cost_get(merchant=self.merchant, cost_id=id)
+
+    @extend_schema(operation_id="getCost", tags=TAGS, responses={200: s.CostOutput, **ERRORS})
+    def get(self, request, id: str):
+        return Response(s.CostOutput(self.get_object(id)).data)
+
+    @extend_schema(
+        operation_id="updateCost", tags=TAGS, request=s.CostUpdateInput, responses={200: s.CostOutput, **ERRORS}
+    )
+    def patch(self, request, id: str):
+        cost = self.get_object(id)
+        data = self.body(s.CostUpdateInput)
+        with wire_field_names(COST_FIELDS):
+            cost = services.cost_update(cost=cost, changes=data)
+        return Response(s.CostOutput(cost).data)
+
+    @extend_schema(
+        operation_id="deleteCost", tags=TAGS, responses={204: OpenApiResponse(description="Deleted."), **ERRORS}
+    )
+    def delete(self, request, id: str):
+        services.cost_delete(cost=self.get_object(id), now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _number(value):
+    """A quantity or amount as a JSON number (the wire type), exact: integers stay integers."""
+    return int(value) if value == value.to_integral_value() else value.normalize()
+
+
+class CostSummaryApi(CatalogApi):
+    @extend_schema(
+        operation_id="getCostSummary",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True),
+            OpenApiParameter("to", {"type": "string", "format": "date-time"}, required=True),
+            OpenApiParameter("subject", str, description="A customer id: only its events."),
+            OpenApiParameter("groupBy", str, description="A dimension of the cost, or subject."),
+            OpenApiParameter("window", str, enum=["MINUTE", "HOUR", "DAY"]),
+            OpenApiParameter("filterGroupBy", str, description='A JSON object, e.g. {"gpu": "a100"}.'),
+        ],
+        responses={200: s.CostUsageOutput, **ERRORS},
+    )
+    def get(self, request, id: str):
+        cost = selectors.cost_get(merchant=self.merchant, cost_id=id)
+        query = _query(s.CostSummaryQuery, request)
+        customer = None
+        if "subject" in query:
+            customer = Customer.objects.filter(merchant=self.merchant, pk=query["subject"]).first()
+            if customer is None:
+                raise exceptions.ValidationError({"subject": [f"No customer {query['subject']} in your organization."]})
+        filter_group_by = None
+        if "filterGroupBy" in query:
+            try:
+                filter_group_by = orjson.loads(query["filterGroupBy"])
+            except orjson.JSONDecodeError:
+                filter_group_by = None
+            if not isinstance(filter_group_by, dict):
+                raise exceptions.ValidationError({"filterGroupBy": ['A JSON object such as {"gpu": "a100"}.']})
+        try:
+            usage = selectors.cost_usage(
+                cost=cost,
+                start=query["from"],
+                end=query["to"],
+                customer=customer,
+                group_by=query.get("groupBy"),
+                window=query.get("window"),
+                filter_group_by=filter_group_by,
+            )
+        except selectors.PeriodError as error:
+            raise _period_error(error)
+        except selectors.UnknownDimension as unknown:
+            field = "groupBy" if unknown.dimension == query.get("groupBy") else "filterGroupBy"
+            known = ", ".join(["subject", *sorted(cost.group_by or {})])
+            raise exceptions.ValidationError(
+                {field: [f"Unknown dimension “{unknown.dimension}”; this cost has: {known}."]}
+            )
+        body = {
+            "id": cost.pk,
+            "object": "cost",
+            "name": cost.name,
+            "type": cost.type,
+            "currency": cost.currency,
+            "eventType": cost.event_type,
+            "unit": cost.unit,
+            "totalQuantity": _number(usage.total_quantity),
+            "totalCost": _number(usage.total_cost),
+        }
+        if usage.groups is not None:
+            body["groups"] = [
+                {"dimensions": row.dimensions, "quantity": _number(row.quantity), "cost": _number(row.cost)}
+                for row in usage.groups
+            ]
+        if usage.time_series is not None:
+            body["timeSeries"] = [
+                {
+                    "windowStart": iso_utc(row.window_start),
+                    "windowEnd": iso_utc(row.window_end),
+                    "quantity": _number(row.quantity),
+                    "cost": _number(row.cost),
+                }
+                for row in usage.time_series
+            ]
+        return Response(body)
+
+
+def _profitability_row(row: margin.MarginRow, currency: str) -> dict:
+    pct = row.margin_pct
+    return {
+        "customerId": row.key,
+        "customerName": row.name,
+        "netRevenue": money_string(row.revenue, currency),
+        "totalCost": money_string(row.cost, currency),
+        "profit": money_string(row.profit, currency),
+        "marginPct": None if pct is None else format(pct, "f"),
+        "costData": "recorded" if row.cost_recorded else "none",
+    }
+
+
+class ProfitabilityApi(CatalogApi):
+    @extend_schema(
+        operation_id="getProfitability",
+        tags=["profitability"],
+        parameters=[
+            OpenApiParameter("merchantId", str, required=True),
+            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True),
+            OpenApiParameter("to", {"type": "string", "format": "date-time"}, required=True),
+            OpenApiParameter("topN", {"type": "integer", "minimum": 1, "maximum": 100}),
+            OpenApiParameter("currency", str),
+            OpenApiParameter("excludeEmpty", bool),
+            OpenApiParameter("includeEmpty", bool),
+        ],
+        responses={200: s.ProfitabilityOutput, **ERRORS},
+    )
+    def get(self, request):
+        check_merchant(request, require_query(request, "merchantId"))
+        query = _query(s.ProfitabilityQuery, request)
+        merchant = self.merchant
+        currency = (query.get("currency") or merchant.default_currency).upper()
+        try:
+            result = margin.margins(currency=currency, start=query["from"], end=query["to"], merchant_ids=[merchant.pk])
+        except selectors.PeriodError as error:
+            raise _period_error(error)
+        rows = result.by_customer
+        shown = rows[: query["topN"]]
+        rest = rows[query["topN"] :]
+        body_rows = [_profitability_row(row, currency) for row in shown]
+        if rest:
+            other = margin.MarginRow(
+                key="other",
+                name="Other",
+                revenue=sum((row.revenue for row in rest), margin.ZERO),
+                cost=sum((row.cost for row in rest), margin.ZERO),
+                cost_recorded=any(row.cost_recorded for row in rest),
+            )
+            body_rows.append(_profitability_row(other, currency))
+        body = {
+            "object": "profitability_summary",
+            "currency": currency,
+            "rows": body_rows,
+            "customerCount": len(rows),
+            "unloadedCustomerCount": len(rest),
+            "revenueRange": {"from": iso_utc(result.start), "to": iso_utc(result.end)},
+            "costRange": {"from": iso_utc(result.start), "to": iso_utc(result.end)},
+            "warnings": [] if result.cost_count else [f"No cost is defined in {currency}: costs count as zero."],
+        }
+        if not query["excludeEmpty"]:
+            with_figures = {row.key for row in rows}
+            empty = Customer.objects.filter(merchant=merchant).exclude(pk__in=with_figures).order_by("name", "id")
+            body["emptyCustomerCount"] = empty.count()
+            if query["includeEmpty"]:
+                body["emptyCustomers"] = [
+                    _profitability_row(margin.MarginRow(c.pk, c.name, margin.ZERO, margin.ZERO, False), currency)
+                    for c in empty[: query["topN"]]
+                ]
+        return Response(body)
