@@ -63,6 +63,7 @@ class Margins:
     by_customer: list[MarginRow]  # every customer with revenue or cost, by profit descending
     by_product: list[MarginRow]
     cost_count: int  # live costs of the currency counted
+    more_costs: bool = False  # more costs exist than ``max_costs``: they were not counted
 
     @property
     def revenue(self) -> Decimal:
@@ -126,14 +127,19 @@ def margins(
     end: datetime,
     merchant_ids: Collection[str] | None = None,
     basis: str = ISSUED_BASIS,
+    max_costs: int | None = None,
 ) -> Margins:
     """Revenue, cost and margin per customer and per product over [start, end) in ``currency``
-    (``merchant_ids`` None: every merchant). Raises selectors.PeriodError for a period too long."""
+    (``merchant_ids`` None: every merchant). ``max_costs`` counts only the first costs (by creation), for a
+    page that must stay within a fixed number of queries. Raises selectors.PeriodError for a period too long."""
     selectors.check_period(start=start, end=end)
     revenue = revenue_by_customer_product(
         currency=currency, start=start, end=end, merchant_ids=merchant_ids, basis=basis
     )
-    costs: list[Cost] = list(selectors.costs_live(merchant_ids=merchant_ids, currency=currency))
+    live = selectors.costs_live(merchant_ids=merchant_ids, currency=currency)
+    costs: list[Cost] = list(live if max_costs is None else live[: max_costs + 1])
+    more_costs = max_costs is not None and len(costs) > max_costs
+    costs = costs[:max_costs] if more_costs else costs
     customer_cost: dict[str, Decimal] = {}
     product_cost: dict[str, Decimal] = {}
     for cost in costs:
@@ -156,6 +162,7 @@ def margins(
         by_customer=_rows(customer_revenue, customer_cost, customer_names, currency),
         by_product=_rows(product_revenue, product_cost, product_names, currency),
         cost_count=len(costs),
+        more_costs=more_costs,
     )
 
 

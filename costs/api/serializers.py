@@ -114,8 +114,8 @@ WINDOWS = [("MINUTE", "MINUTE"), ("HOUR", "HOUR"), ("DAY", "DAY")]
 
 class CostSummaryQuery(TypedSerializer):
     to_ = UtcDateTime()
-    subject = serializers.CharField(max_length=100, required=False)
-    groupBy = serializers.CharField(max_length=100, required=False)
+    subject = serializers.CharField(required=False)
+    groupBy = serializers.CharField(required=False)
     window = serializers.ChoiceField(choices=WINDOWS, required=False)
     filterGroupBy = serializers.CharField(max_length=2000, required=False)
 
@@ -127,7 +127,7 @@ class CostSummaryQuery(TypedSerializer):
 
 
 class ProfitabilityQuery(TypedSerializer):
-    merchantId = serializers.CharField(max_length=100)
+    merchantId = serializers.CharField()
     topN = serializers.IntegerField(min_value=1, max_value=100, required=False, default=10)
     currency = serializers.CharField(min_length=3, max_length=3, required=False)
     excludeEmpty = serializers.BooleanField(required=False, default=False)

@@ -11,9 +11,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from catalog.api.fields import check_merchant, money_string
-from catalog.api.views import CatalogApi
+from catalog.api.views import PAGING, CatalogApi
 from catalog.models import Customer
-from core.api.fields import require_query, wire_field_names
+from core.api.fields import parameter_combination_error, require_query, wire_field_names
 from core.api.serializers import ErrorOutput, list_output
 from core.formatting import iso_utc
 
@@ -25,6 +25,10 @@ CONFLICT = {409: ErrorOutput}
 COST_FIELDS = {"product": "productId", "unit_cost": "unitCost", "event_type": "eventType"}
 COST_FIELDS |= {"value_property": "valueProperty", "group_by": "groupBy"}
 TAGS = ["costs"]
+PERIOD_RULE = (
+    f"to must be after from, at most {selectors.MAX_RANGE_DAYS} days later"
+    " (otherwise 400 with code parameter_combination)."
+)
 
 
 def _query(serializer_class, request) -> dict:
@@ -34,7 +38,8 @@ def _query(serializer_class, request) -> dict:
 
 
 def _period_error(error: selectors.PeriodError):
-    return exceptions.ValidationError({error.field: [str(error)]})
+    # Each bound is valid alone; the period they make is not (to before from, too long, too many windows).
+    return parameter_combination_error(error.field, str(error))
 
 
 class CostCollectionApi(CatalogApi):
@@ -44,8 +49,7 @@ class CostCollectionApi(CatalogApi):
         parameters=[
             OpenApiParameter("merchantId", str),
             OpenApiParameter("productId", str),
-            OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
-            OpenApiParameter("offset", {"type": "integer", "minimum": 0}),
+            *PAGING,
         ],
         responses={200: list_output("CostList", s.CostOutput, with_object=True), **ERRORS},
     )
@@ -105,12 +109,27 @@ class CostSummaryApi(CatalogApi):
         operation_id="getCostSummary",
         tags=TAGS,
         parameters=[
-            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True),
-            OpenApiParameter("to", {"type": "string", "format": "date-time"}, required=True),
-            OpenApiParameter("subject", str, description="A customer id: only its events."),
-            OpenApiParameter("groupBy", str, description="A dimension of the cost, or subject."),
-            OpenApiParameter("window", str, enum=["MINUTE", "HOUR", "DAY"]),
-            OpenApiParameter("filterGroupBy", str, description='A JSON object, e.g. {"gpu": "a100"}.'),
+            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True, description="Included."),
+            OpenApiParameter(
+                "to", {"type": "string", "format": "date-time"}, required=True, description=f"Excluded. {PERIOD_RULE}"
+            ),
+            OpenApiParameter("subject", str, description="A customer id: only its events (unknown: 404)."),
+            OpenApiParameter(
+                "groupBy",
+                str,
+                description="A dimension of the cost, or subject (another name: 400 parameter_combination).",
+            ),
+            OpenApiParameter(
+                "window",
+                str,
+                enum=["MINUTE", "HOUR", "DAY"],
+                description=f"At most {selectors.MAX_WINDOWS} windows in the period (400 parameter_combination).",
+            ),
+            OpenApiParameter(
+                "filterGroupBy",
+                {"type": "string", "maxLength": 2000},
+                description='A JSON object of the cost\'s dimensions, e.g. {"gpu": "a100"}.',
+            ),
         ],
         responses={200: s.CostUsageOutput, **ERRORS},
     )
@@ -121,7 +140,7 @@ class CostSummaryApi(CatalogApi):
         if "subject" in query:
             customer = Customer.objects.filter(merchant=self.merchant, pk=query["subject"]).first()
             if customer is None:
-                raise exceptions.ValidationError({"subject": [f"No customer {query['subject']} in your organization."]})
+                raise exceptions.NotFound(f"No customer {query['subject']} in your organization.")
         filter_group_by = None
         if "filterGroupBy" in query:
             try:
@@ -145,8 +164,9 @@ class CostSummaryApi(CatalogApi):
         except selectors.UnknownDimension as unknown:
             field = "groupBy" if unknown.dimension == query.get("groupBy") else "filterGroupBy"
             known = ", ".join(["subject", *sorted(cost.group_by or {})])
-            raise exceptions.ValidationError(
-                {field: [f"Unknown dimension “{unknown.dimension}”; this cost has: {known}."]}
+            # The dimension is a valid name; this cost does not define it.
+            raise parameter_combination_error(
+                field, f"Unknown dimension “{unknown.dimension}”; this cost has: {known}."
             )
         body = {
             "id": cost.pk,
@@ -196,10 +216,12 @@ class ProfitabilityApi(CatalogApi):
         tags=["profitability"],
         parameters=[
             OpenApiParameter("merchantId", str, required=True),
-            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True),
-            OpenApiParameter("to", {"type": "string", "format": "date-time"}, required=True),
+            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True, description="Included."),
+            OpenApiParameter(
+                "to", {"type": "string", "format": "date-time"}, required=True, description=f"Excluded. {PERIOD_RULE}"
+            ),
             OpenApiParameter("topN", {"type": "integer", "minimum": 1, "maximum": 100}),
-            OpenApiParameter("currency", str),
+            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
             OpenApiParameter("excludeEmpty", bool),
             OpenApiParameter("includeEmpty", bool),
         ],

@@ -154,7 +154,6 @@ def test_summary_gives_the_total_groups_and_windows_of_a_cost(api, merchant, gpu
         ({**PERIOD, "window": "WEEK"}, "window"),
         ({**PERIOD, "groupBy": "region"}, "groupBy"),
         ({**PERIOD, "filterGroupBy": "[1]"}, "filterGroupBy"),
-        ({**PERIOD, "subject": "cus_nope"}, "subject"),
     ],
 )
 def test_summary_refuses_unbounded_or_unknown_queries(api, gpu_product, query, field):
@@ -164,6 +163,12 @@ def test_summary_refuses_unbounded_or_unknown_queries(api, gpu_product, query, f
 
     assert status == 400, body
     assert field in {e["field"] for e in body["errors"]}
+
+
+def test_summary_for_an_unknown_customer_is_not_found(api, gpu_product):
+    cost = gpu_cost(gpu_product)
+
+    assert api.get(f"/v0/costs/{cost.id}/summary", subject="cus_nope", **PERIOD)[0] == 404
 
 
 def test_profitability_per_customer_with_hand_worked_figures(api, merchant, gpu_product):
