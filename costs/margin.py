@@ -24,8 +24,9 @@ from decimal import Decimal
 
 from django.db.models import DecimalField, F, Sum
 
-from catalog.models import Customer, Product
+from catalog.models import Customer, Product, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
+from catalog.selectors import prices_for_subscriptions
 from invoicing.models import MONEY_DIGITS, OPEN_STATUSES, CreditNote, CreditNoteStatus, Invoice, InvoiceStatus
 
 from . import selectors
@@ -181,3 +182,51 @@ def _rows(
     ]
     rows.sort(key=lambda r: (-r.profit, -r.revenue, r.name, r.key))
     return rows
+
+
+# --- recurring revenue -------------------------------------------------------------------------------
+
+MONTHS_PER_CADENCE = {"P1M": Decimal(1), "P3M": Decimal(3), "P1Y": Decimal(12)}
+
+
+@dataclass(frozen=True)
+class RecurringRevenue:
+    currency: str
+    mrr: Decimal  # rounded to the currency's minor unit
+    subscriptions: int  # active subscriptions counted
+
+    @property
+    def arr(self) -> Decimal:
+        return self.mrr * 12
+
+
+def recurring_revenue(*, currency: str, now: datetime, merchant_ids: Collection[str] | None = None) -> RecurringRevenue:
+    """MRR: the recurring fees of the subscriptions active at ``now`` (started, not ended or terminated, out
+    of trial) on plans in ``currency``, each fee's unit price × quantity per its cadence (the price's, else
+    the plan's) brought to a month (P3M ÷ 3, P1Y ÷ 12), with the customer's negotiated rates in place
+    (``catalog.selectors.prices_for_subscriptions``: the plan's current default version). One-off fees
+    (P0D) and usage prices are not recurring. ARR = 12 × MRR. A fixed number of queries (the subscriptions,
+    then their prices), rounded once."""
+    subscriptions = (
+        Subscription.objects.filter(
+            status=SubscriptionStatus.ACTIVE, plan__currency=currency, started_at__lte=now, terminated_at__isnull=True
+        )
+        .exclude(ending_at__lte=now)
+        .exclude(trial_ends_at__gt=now)
+        .select_related("plan")
+        .only("id", "plan_id", "customer_id", "plan__billing_cadence")
+    )
+    if merchant_ids is not None:
+        subscriptions = subscriptions.filter(merchant_id__in=merchant_ids)
+    subscriptions = list(subscriptions)
+    prices = prices_for_subscriptions(subscriptions) if subscriptions else {}
+    monthly = ZERO
+    for subscription in subscriptions:
+        for price in prices[subscription.pk]:
+            if price.fee_id is None or price.unit_price is None:
+                continue
+            months = MONTHS_PER_CADENCE.get(price.billing_cadence or subscription.plan.billing_cadence)
+            if months is None:
+                continue
+            monthly += price.unit_price * price.quantity / months
+    return RecurringRevenue(currency=currency, mrr=round_money(monthly, currency), subscriptions=len(subscriptions))

@@ -222,6 +222,7 @@ def _margin_section(*, currency: str, now: datetime, merchant_ids=None) -> dict:
         basis=margin.BILLING_PERIOD_BASIS,
         max_costs=MAX_MARGIN_COSTS,
     )
+    recurring = margin.recurring_revenue(currency=currency, now=now, merchant_ids=merchant_ids)
     total = margin.MarginRow("", "Total", result.revenue, result.cost, bool(result.cost_count))
     tables = []
     for table_id, title, rows, url_name in (
@@ -253,6 +254,10 @@ def _margin_section(*, currency: str, now: datetime, merchant_ids=None) -> dict:
         "title": f"Revenue, cost and margin — {start:%B %Y} ({currency})",
         "tables": tables,
         "headers": ["", "Revenue", "Cost", "Profit", "Margin"],
+        "recurring": (
+            f"MRR {format_money(recurring.mrr, currency)} · ARR {format_money(recurring.arr, currency)} "
+            f"({recurring.subscriptions} active subscriptions' recurring fees, as of now)"
+        ),
         "note": note,
     }
 

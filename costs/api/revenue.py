@@ -133,7 +133,11 @@ class RevenueApi(CatalogApi):
             OpenApiParameter("customerId", str, description="One of the merchant's customers (else 404)."),
             OpenApiParameter(
                 "subscriptionIds",
-                {"type": "array", "items": {"type": "string"}, "maxItems": revenue.MAX_SUBSCRIPTION_IDS},
+                {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1},
+                    "maxItems": revenue.MAX_SUBSCRIPTION_IDS,
+                },
                 explode=True,
             ),
             OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
@@ -227,7 +231,7 @@ class RevenueAccountsApi(CatalogApi):
             OpenApiParameter("merchantId", str, required=True),
             OpenApiParameter(
                 "customerIds",
-                {"type": "array", "items": {"type": "string"}, "maxItems": revenue.MAX_CUSTOMER_IDS},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": revenue.MAX_CUSTOMER_IDS},
                 explode=True,
                 description="The merchant's customers (an unknown one: 404).",
             ),

@@ -9,7 +9,7 @@ import pytest
 
 from costs import margin, selectors
 from invoicing.services import credit_note_issue
-from tests.factories import SubscriptionFactory
+from tests.factories import FeePriceFactory, PlanFactory, SubscriptionFactory
 from tests.invoicing.factories import record_usage
 from tests.invoicing.receivables import issued
 
@@ -130,3 +130,34 @@ def test_margins_make_one_query_per_cost_whatever_the_data_size(gpu_product, cos
     # then: revenue, costs, one per cost, customer names, product names
     with django_assert_num_queries(4 + costs):
         margin.margins(currency="USD", start=JAN_1, end=FEB_1)
+
+
+def test_mrr_brings_each_recurring_fee_of_active_subscriptions_to_a_month(merchant):
+    # given: $49 a month, $30 a quarter ($10 a month), $120 a year ($10 a month), and a $500 one-off fee
+    plan = PlanFactory(merchant=merchant, product__merchant=merchant, currency="USD", billing_cadence="P1M")
+    for cadence, amount in (("P1M", "49.00"), ("P3M", "30.00"), ("P1Y", "120.00"), ("P0D", "500.00")):
+        FeePriceFactory(plan=plan, billing_cadence=cadence, unit_price=Decimal(amount))
+    now = FEB_1
+    for _ in range(2):
+        SubscriptionFactory(merchant=merchant, customer__merchant=merchant, plan=plan, started_at=JAN_1)
+    # not counted: terminated, in trial, not started yet, another currency
+    SubscriptionFactory(
+        merchant=merchant, customer__merchant=merchant, plan=plan, started_at=JAN_1, terminated_at=JAN_1
+    )
+    SubscriptionFactory(
+        merchant=merchant,
+        customer__merchant=merchant,
+        plan=plan,
+        started_at=JAN_1,
+        trial_ends_at=now + timedelta(days=1),
+    )
+    SubscriptionFactory(merchant=merchant, customer__merchant=merchant, plan=plan, started_at=now + timedelta(days=1))
+    euro = PlanFactory(merchant=merchant, product__merchant=merchant, currency="EUR")
+    FeePriceFactory(plan=euro, unit_price=Decimal("1000"))
+    SubscriptionFactory(merchant=merchant, customer__merchant=merchant, plan=euro, started_at=JAN_1)
+
+    # when
+    recurring = margin.recurring_revenue(currency="USD", now=now, merchant_ids=[merchant.pk])
+
+    # then: 2 × (49 + 10 + 10) = 138 a month, 1,656 a year
+    assert (recurring.mrr, recurring.arr, recurring.subscriptions) == (Decimal("138.00"), Decimal("1656.00"), 2)
