@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from catalog import models as catalog_models
@@ -196,3 +196,23 @@ class ProfitabilityOutput(serializers.Serializer):
     warnings = serializers.ListField(child=serializers.CharField())
     revenueRange = RangeOutput(allow_null=True)
     costRange = RangeOutput(allow_null=True)
+
+
+def inline_report_output():
+    """The cost report's shape (CostReportResponse) for the schema: the main keys, typed."""
+    return inline_serializer(
+        "CostReport",
+        {
+            "object": Constant("cost_report"),
+            "currency": serializers.CharField(),
+            "groupBy": serializers.CharField(),
+            "totalCost": serializers.FloatField(),
+            "totalQuantity": serializers.FloatField(),
+            "groups": serializers.ListField(child=serializers.DictField()),
+            "timeSeries": serializers.ListField(child=serializers.DictField()),
+            "availableDimensions": serializers.ListField(child=serializers.CharField()),
+            "pagination": serializers.DictField(),
+            "groupCount": serializers.IntegerField(),
+            "warnings": serializers.ListField(child=serializers.CharField()),
+        },
+    )

@@ -6,6 +6,7 @@ from . import revenue, views
 
 urlpatterns = [
     path("v0/costs", views.CostCollectionApi.as_view(), name="costs"),
+    path("v0/costs/report", views.CostReportApi.as_view(), name="cost-report"),
     path("v0/costs/<str:id>", views.CostDetailApi.as_view(), name="cost"),
     path("v0/costs/<str:id>/summary", views.CostSummaryApi.as_view(), name="cost-summary"),
     path("v0/profitability", views.ProfitabilityApi.as_view(), name="profitability"),

@@ -4,6 +4,8 @@ selector and answers; another merchant's cost is not found (404), naming another
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import orjson
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,10 +16,11 @@ from catalog.api.fields import check_merchant, money_string
 from catalog.api.views import PAGING, CatalogApi
 from catalog.models import Customer
 from core.api.fields import parameter_combination_error, require_query, wire_field_names
+from core.api.pagination import page_params
 from core.api.serializers import ErrorOutput, list_output
 from core.formatting import iso_utc
 
-from .. import margin, selectors, services
+from .. import margin, report, selectors, services
 from . import serializers as s
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
@@ -269,3 +272,133 @@ class ProfitabilityApi(CatalogApi):
                     for c in empty[: query["topN"]]
                 ]
         return Response(body)
+
+
+class CostReportQuery(s.TypedSerializer):
+    groupBy = s.serializers.ChoiceField(choices=[(g, g) for g in report.GROUP_BYS])
+    merchantId = s.serializers.CharField(required=False)
+    subject = s.serializers.CharField(required=False)
+    filterGroupBy = s.serializers.CharField(required=False)
+    topN = s.serializers.IntegerField(min_value=1, max_value=100, required=False, default=9)
+    comparePriorPeriod = s.serializers.BooleanField(required=False, default=False)
+    excludeEmpty = s.serializers.BooleanField(required=False, default=False)
+    windowSize = s.serializers.ChoiceField(
+        choices=[("HOUR", "HOUR"), ("DAY", "DAY"), ("MONTH", "MONTH")], required=False
+    )
+    sort = s.serializers.ChoiceField(
+        choices=[("totalCost", "totalCost"), ("totalQuantity", "totalQuantity")], required=False, default="totalCost"
+    )
+    sortDir = s.serializers.ChoiceField(choices=[("asc", "asc"), ("desc", "desc")], required=False, default="desc")
+    currency = s.serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = s.UtcDateTime()
+        fields["to"] = s.UtcDateTime()
+        return fields
+
+
+def _report_group(group: report.ReportGroup, total: Decimal) -> dict:
+    body = {
+        "key": group.key,
+        "label": group.label,
+        "totalCost": _number(group.cost),
+        "totalQuantity": _number(group.quantity),
+        "percentOfTotal": _number((group.cost * 100 / total).quantize(Decimal("0.01"))) if total else 0,
+        "isOther": group.is_other,
+        "unit": group.unit,
+    }
+    if group.prior_cost is not None:
+        change = None
+        if group.prior_cost:
+            change = _number(((group.cost - group.prior_cost) * 100 / group.prior_cost).quantize(Decimal("0.01")))
+        body["priorPeriod"] = {"cost": _number(group.prior_cost), "changePercent": change}
+    return body
+
+
+class CostReportApi(CatalogApi):
+    @extend_schema(
+        operation_id="getCostReport",
+        tags=TAGS,
+        parameters=[
+            OpenApiParameter("from", {"type": "string", "format": "date-time"}, required=True, description="Included."),
+            OpenApiParameter(
+                "to",
+                {"type": "string", "format": "date-time"},
+                required=True,
+                description=f"Excluded. {PERIOD_RULE} At most {selectors.MAX_WINDOWS} windows of windowSize.",
+            ),
+            OpenApiParameter("groupBy", str, required=True, enum=list(report.GROUP_BYS)),
+            OpenApiParameter("merchantId", str),
+            OpenApiParameter(
+                "costId", {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50}, explode=True
+            ),
+            OpenApiParameter("subject", str, description="A customer id: only its events (unknown: 404)."),
+            OpenApiParameter("filterGroupBy", str, description="Not supported yet: ignored, with a warning."),
+            OpenApiParameter("topN", {"type": "integer", "minimum": 1, "maximum": 100}),
+            OpenApiParameter("comparePriorPeriod", bool),
+            OpenApiParameter("excludeEmpty", bool),
+            OpenApiParameter("windowSize", str, enum=["HOUR", "DAY", "MONTH"]),
+            OpenApiParameter("sort", str, enum=["totalCost", "totalQuantity"]),
+            OpenApiParameter("sortDir", str, enum=["asc", "desc"]),
+            *PAGING,
+            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+        ],
+        responses={200: s.inline_report_output(), **ERRORS},
+    )
+    def get(self, request):
+        query = _query(CostReportQuery, request)
+        check_merchant(request, query.get("merchantId"))
+        limit, offset = page_params(request, default_limit=25)
+        merchant = self.merchant
+        cost_ids = request.query_params.getlist("costId") or None
+        if cost_ids is not None and len(cost_ids) > 50:
+            raise exceptions.ValidationError({"costId": ["At most 50 cost ids."]})
+        customer = None
+        if "subject" in query:
+            customer = Customer.objects.filter(merchant=merchant, pk=query["subject"]).first()
+            if customer is None:
+                raise exceptions.NotFound(f"No customer {query['subject']} in your organization.")
+        currency = (query.get("currency") or merchant.default_currency).upper()
+        try:
+            result = report.cost_report(
+                merchant=merchant,
+                currency=currency,
+                start=query["from"],
+                end=query["to"],
+                group_by=query["groupBy"],
+                cost_ids=cost_ids,
+                customer=customer,
+                window=query.get("windowSize"),
+                top_n=query["topN"],
+                sort=query["sort"],
+                descending=query["sortDir"] == "desc",
+                compare_prior_period=query["comparePriorPeriod"],
+                exclude_empty=query["excludeEmpty"],
+            )
+        except selectors.PeriodError as error:
+            raise _period_error(error)
+        warnings = ["filterGroupBy is not supported yet and was ignored."] if "filterGroupBy" in query else []
+        return Response(
+            {
+                "object": "cost_report",
+                "currency": currency,
+                "period": {"from": iso_utc(query["from"]), "to": iso_utc(query["to"])},
+                "groupBy": query["groupBy"],
+                "totalCost": _number(result.total_cost),
+                "totalQuantity": _number(result.total_quantity),
+                "groups": [_report_group(g, result.total_cost) for g in result.groups[offset : offset + limit]],
+                "timeSeries": [
+                    {
+                        "windowStart": iso_utc(ws),
+                        "windowEnd": iso_utc(we),
+                        "groups": {k: _number(v) for k, v in values.items()},
+                    }
+                    for ws, we, values in result.windows
+                ],
+                "availableDimensions": list(report.GROUP_BYS),
+                "pagination": {"total": len(result.groups), "limit": limit, "offset": offset},
+                "groupCount": result.group_count,
+                "warnings": warnings,
+            }
+        )
