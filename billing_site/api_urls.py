@@ -51,4 +51,5 @@ urlpatterns = [
     ),
     path("", include("invoicing.api.urls")),
     path("", include("payments.api.urls")),
+    path("", include("costs.api.urls")),
 ]

@@ -17,8 +17,8 @@ BILLING_ADMIN = "Billing admin"
 BILLING_VIEWER = "Billing viewer"
 # Every model of these apps, including django-celery-beat's periodic tasks and the schedules a
 # task points at (a task cannot be re-timed without editing its crontab or interval row), and the
-# prepaid credit, entitlements and grants of wallets, and payments (named by label: catalog imports neither).
-BILLING_APP_LABELS = ("catalog", "metering", "invoicing", "wallets", "payments", "django_celery_beat")
+# prepaid credit, entitlements and grants of wallets, payments and costs (named by label: catalog imports none).
+BILLING_APP_LABELS = ("catalog", "metering", "invoicing", "wallets", "payments", "costs", "django_celery_beat")
 VIEW_ACTIONS = ("view",)
 ALL_ACTIONS = ("view", "add", "change", "delete")
 

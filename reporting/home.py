@@ -17,10 +17,14 @@ from django.utils import timezone
 from catalog.admin_scoping import request_merchant_ids
 from catalog.pricing.currency import format_money
 from core.formatting import decimal_string
+from costs import margin
 
 from . import selectors
 
 LIST_LIMIT = 10
+# The margin section: rows shown per table, and costs counted (one query each, so the page stays bounded).
+MARGIN_ROWS = 10
+MAX_MARGIN_COSTS = 6
 
 
 @dataclass
@@ -185,6 +189,79 @@ def _top_customers_chart(*, currency: str, merchant_ids=None) -> Chart:
     )
 
 
+@dataclass
+class MarginTable:
+    id: str
+    title: str
+    rows: list[dict]  # {"url", "cells": [name, revenue, cost, profit, margin]}
+    total: list[str]
+    more: int = 0  # rows not shown
+
+
+def _margin_cells(row: margin.MarginRow, currency: str) -> list[str]:
+    pct = row.margin_pct
+    return [
+        format_money(row.revenue, currency),
+        format_money(row.cost, currency),
+        format_money(row.profit, currency),
+        "—" if pct is None else f"{pct} %",
+    ]
+
+
+def _margin_section(*, currency: str, now: datetime, merchant_ids=None) -> dict:
+    """Revenue, cost and margin per customer and per product for the last full UTC month (billing-period
+    basis: the invoices of that month's billing periods against the cost of that month's usage)."""
+    today = now.astimezone(UTC)
+    end = datetime(today.year, today.month, 1, tzinfo=UTC)
+    start = (end - timedelta(days=1)).replace(day=1)
+    result = margin.margins(
+        currency=currency,
+        start=start,
+        end=end,
+        merchant_ids=merchant_ids,
+        basis=margin.BILLING_PERIOD_BASIS,
+        max_costs=MAX_MARGIN_COSTS,
+    )
+    recurring = margin.recurring_revenue(currency=currency, now=now, merchant_ids=merchant_ids)
+    total = margin.MarginRow("", "Total", result.revenue, result.cost, bool(result.cost_count))
+    tables = []
+    for table_id, title, rows, url_name in (
+        ("margin-customers", "Per customer", result.by_customer, "admin:catalog_customer_change"),
+        ("margin-products", "Per product", result.by_product, "admin:catalog_product_change"),
+    ):
+        tables.append(
+            MarginTable(
+                id=table_id,
+                title=title,
+                rows=[
+                    {"url": reverse(url_name, args=[row.key]), "cells": [row.name, *_margin_cells(row, currency)]}
+                    for row in rows[:MARGIN_ROWS]
+                    if row.key
+                ],
+                total=["Total", *_margin_cells(total, currency)],
+                more=max(len(rows) - MARGIN_ROWS, 0),
+            )
+        )
+    note = (
+        "Revenue: issued and paid invoices of the month's billing periods, net of tax and of their credit notes. "
+        "Cost: each cost's usage in the month × its unit cost. Margin = (revenue − cost) / revenue."
+    )
+    if not result.cost_count:
+        note += f" No cost is defined in {currency}: costs count as zero."
+    if result.more_costs:
+        note += f" Only the first {MAX_MARGIN_COSTS} costs are counted."
+    return {
+        "title": f"Revenue, cost and margin — {start:%B %Y} ({currency})",
+        "tables": tables,
+        "headers": ["", "Revenue", "Cost", "Profit", "Margin"],
+        "recurring": (
+            f"MRR {format_money(recurring.mrr, currency)} · ARR {format_money(recurring.arr, currency)} "
+            f"({recurring.subscriptions} active subscriptions' recurring fees, as of now)"
+        ),
+        "note": note,
+    }
+
+
 def _invoice_row(invoice, *cells: str) -> dict:
     return {"url": reverse("admin:invoicing_invoice_change", args=[invoice.pk]), "cells": [str(invoice), *cells]}
 
@@ -318,6 +395,8 @@ def billing_home(*, request, now: datetime) -> dict:
             context["charts"].append(_usage_chart(product_id=product_id, now=now))
     if user.has_perm("invoicing.view_invoice"):
         context["charts"].append(_top_customers_chart(currency=context["currency"], merchant_ids=merchant_ids))
+        if user.has_perm("costs.view_cost"):
+            context["margin"] = _margin_section(currency=context["currency"], now=now, merchant_ids=merchant_ids)
     context["lists"] = _action_lists(now=now, user=user, merchant_ids=merchant_ids)
     context["chart_data"] = [chart.as_json() for chart in context["charts"]]
     return context

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("core", "catalog", "metering", "wallets", "invoicing", "payments", "reporting", "billing_site")
+APPS = ("core", "catalog", "metering", "wallets", "invoicing", "costs", "payments", "reporting", "billing_site")
 LONG_MODULE_LINES = 600
 WHY_MARKER = re.compile(r"\bKept whole (for now )?because \S")
 

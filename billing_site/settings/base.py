@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "wallets",
     "invoicing",
     "payments",
+    "costs",
     "reporting",
     "billing_site",  # last: its admin composes the pages that span apps (billing_site/admin.py)
 ]
@@ -202,6 +203,7 @@ SPECTACULAR_SETTINGS = {
         "PaymentTermEnum": "catalog.models.PaymentTerm",
         "LineItemStatusEnum": ["pending", "invoiced"],
         "AdjustmentTypeEnum": ["percentageDiscount", "usageDiscount", "minimumQuantity", "maximumQuantity"],
+        "CostTypeEnum": "costs.models.CostType",
     },
     # The answers every operation can give (400/401/503, 404 with a path id) and non-empty string query
     # parameters, stated once for all views (core/api/schema.py).

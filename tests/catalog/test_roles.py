@@ -47,7 +47,15 @@ def test_sync_is_idempotent_and_grants_by_role():
     assert {p.split(".")[1].split("_")[0] for p in viewer_perms} == {"view"}
     assert {"catalog.view_price", "catalog.view_subscription", "django_celery_beat.view_periodictask"} <= viewer_perms
     billing_apps = Permission.objects.filter(
-        content_type__app_label__in=["catalog", "metering", "invoicing", "wallets", "payments", "django_celery_beat"]
+        content_type__app_label__in=[
+            "catalog",
+            "metering",
+            "invoicing",
+            "wallets",
+            "payments",
+            "costs",
+            "django_celery_beat",
+        ]
     )
     assert len(admin_perms) == billing_apps.count()
     assert len(viewer_perms) == billing_apps.filter(codename__startswith="view_").count()

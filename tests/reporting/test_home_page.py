@@ -11,8 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from costs.models import Cost
 from invoicing.models import BillingRunStatus, InvoiceStatus
-from tests.factories import BillableMetricFactory, ProductFactory, SubscriptionFactory
+from tests.factories import BillableMetricFactory, FeePriceFactory, ProductFactory, SubscriptionFactory
 from tests.invoicing.factories import record_usage
 
 from .factories import BillingRunFactory, InvoiceFactory, WalletFactory
@@ -20,9 +21,10 @@ from .factories import BillingRunFactory, InvoiceFactory, WalletFactory
 pytestmark = pytest.mark.django_db
 
 # Session, user, the home page's queries (currencies, revenue, products, metrics + filters, one per charted
-# metric (2 here), top customers, 4 lists), the admin's recent actions (15 for a superuser, whose
-# permissions need no query): whatever the number of rows.
-HOME_QUERIES = 15
+# metric (2 here), top customers, the margin section (revenue, costs, one per cost (1 here), customer and
+# product names, active subscriptions, their prices), 4 lists), the admin's recent actions (24 for a
+# superuser on SQLite, whose permissions need no query): whatever the number of rows.
+HOME_QUERIES = 24 if connection.vendor == "sqlite" else 22  # prices: three queries on SQLite, one on PostgreSQL
 
 
 def _data(customers: int) -> None:
@@ -32,11 +34,24 @@ def _data(customers: int) -> None:
         BillableMetricFactory(product=product, merchant=product.merchant, name=name, aggregation="COUNT")
         for name in ("API calls", "Jobs")
     ]
+    cost = Cost.objects.create(
+        merchant=product.merchant,
+        product=product,
+        name="Compute",
+        currency="USD",
+        unit_cost=Decimal("0.01"),
+        aggregation="COUNT",
+        event_type=metrics[0].event_type,
+    )
+    last_month = (datetime(now.year, now.month, 1, tzinfo=UTC) - timedelta(days=1)).replace(day=1)
     for index in range(customers):
         subscription = SubscriptionFactory(
             plan__product=product, plan__merchant=product.merchant, customer__name=f"Customer {index:03d}"
         )
         InvoiceFactory(subscription=subscription, issued_at=now - timedelta(days=40 + index % 300))
+        FeePriceFactory(plan=subscription.plan)
+        InvoiceFactory(subscription=subscription, period_start=last_month, issued_at=last_month + timedelta(days=31))
+        record_usage(subscription.customer, cost, last_month + timedelta(days=index % 28), 1)
         InvoiceFactory(subscription=subscription, status=InvoiceStatus.DRAFT, grace_ends_at=now + timedelta(hours=1))
         InvoiceFactory(subscription=subscription, issued_at=now - timedelta(days=400), subtotal=Decimal("1"))
         WalletFactory(customer=subscription.customer)
@@ -185,3 +200,51 @@ def test_lists_show_failed_runs_past_due_invoices_and_low_balances(client, super
     assert "2026-01-15" in html and "$42.00" in html
     assert f'href="/admin/wallets/wallet/{wallet.pk}/change/"' in html
     assert "Low Co" in html and "$5.00" in html and "$20.00" in html
+
+
+def test_home_page_shows_last_months_revenue_cost_and_margin_per_customer_and_product(
+    client, superuser, billing_viewer
+):
+    # given: last month Acme ran 1,000 GPU-seconds at $0.0005 ($0.50) and was invoiced $2.00 for it
+    now = timezone.now()
+    last_month = (datetime(now.year, now.month, 1, tzinfo=UTC) - timedelta(days=1)).replace(day=1)
+    subscription = SubscriptionFactory(customer__name="Acme", plan__product__name="GPU cloud")
+    cost = Cost.objects.create(
+        merchant=subscription.merchant,
+        product=subscription.plan.product,
+        name="GPU time",
+        currency="USD",
+        unit_cost=Decimal("0.0005"),
+        aggregation="SUM",
+        event_type="gpu.job",
+        value_property="$.seconds",
+    )
+    record_usage(subscription.customer, cost, last_month + timedelta(days=3), 1000)
+    record_usage(subscription.customer, cost, datetime(now.year, now.month, 1, tzinfo=UTC), 5000)  # this month
+    InvoiceFactory(
+        subscription=subscription, period_start=last_month, issued_at=now - timedelta(hours=1), subtotal=Decimal("2.00")
+    )
+
+    for user in (superuser, billing_viewer):
+        client.force_login(user)
+
+        # when
+        html = client.get("/admin/").content.decode()
+
+        # then: $2.00 − $0.50 = $1.50, 75 %, in both tables, each row linking to its object
+        assert f"Revenue, cost and margin — {last_month:%B %Y} (USD)" in html
+        assert "MRR $0.00 · ARR $0.00 (1 active subscriptions" in html
+        for table, url in (
+            ("margin-customers", f"/admin/catalog/customer/{subscription.customer_id}/change/"),
+            ("margin-products", f"/admin/catalog/product/{subscription.plan.product_id}/change/"),
+        ):
+            section = html[html.index(f'id="{table}"') :]
+            section = section[: section.index("</table>")]
+            assert f'<a href="{url}">' in section
+            assert [cell in section for cell in ("$2.00", "$0.50", "$1.50", "75.00 %")] == [True] * 4
+
+
+def test_staff_without_the_cost_permission_sees_no_margin(client, staff_without_roles):
+    client.force_login(staff_without_roles)
+
+    assert 'id="margin"' not in client.get("/admin/").content.decode()

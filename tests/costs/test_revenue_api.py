@@ -1,0 +1,143 @@
+"""/v0/revenue and /v0/revenue/accounts through DRF's APIClient and the Paygentic client, hand-worked figures."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from paygentic_sdk import Paygentic
+
+from catalog.services import api_key_create
+from invoicing.receivables import payment_record
+from invoicing.services import credit_note_issue
+from tests.factories import MerchantFactory, SubscriptionFactory
+from tests.invoicing.receivables import issued
+
+from .conftest import FEB_1, JAN_1
+
+WINDOW = {"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-02-01T00:00:00Z"}
+
+
+def _books(merchant):
+    """January: Acme invoiced $2.00 on the 5th and pays it on the 6th; Brio invoiced $1.00 on the 10th,
+    credited $0.40 on the 12th, still owing $0.60. A December invoice stays outside the window."""
+    acme, brio = (
+        SubscriptionFactory(merchant=merchant, customer__merchant=merchant, customer__name=name, plan__name=plan)
+        for name, plan in (("Acme", "Pro"), ("Brio", "Starter"))
+    )
+    issued(acme, "9.00", now=JAN_1 - timedelta(days=3))
+    paid = issued(acme, "2.00", now=JAN_1 + timedelta(days=4))
+    payment_record(
+        customer=acme.customer,
+        currency="USD",
+        amount=Decimal("2.00"),
+        method="bank_transfer",
+        received_at=JAN_1 + timedelta(days=5),
+        now=JAN_1 + timedelta(days=5),
+        invoice_ids=[paid.pk],
+    )
+    owed = issued(brio, "1.00", now=JAN_1 + timedelta(days=9))
+    line = owed.lines.get(description="Line 1")
+    credit_note_issue(invoice=owed, now=JAN_1 + timedelta(days=11), amounts={line.pk: Decimal("0.40")})
+    return acme, brio
+
+
+@pytest.mark.django_db
+def test_revenue_is_billed_net_of_credit_notes_with_a_trend_and_groups(api, merchant):
+    _books(merchant)
+
+    status, body = api.get("/v0/revenue", bucketWidth="week", groupBy="customer", **WINDOW)
+
+    assert status == 200, body
+    assert (body["netRevenue"], body["totalRefunds"], body["refundCount"], body["currency"]) == (
+        "2.60",
+        "0.40",
+        1,
+        "USD",
+    )
+    assert body["invoices"] == {
+        "issued": {"amount": "3.00", "count": 2},
+        "outstanding": {"amount": "0.60", "count": 1},
+        "paid": {"amount": "2.00", "count": 1},
+        "writtenOff": {"amount": "0.00", "count": 0},
+    }
+    assert (body["payments"]["completedAmount"], body["payments"]["completedCount"]) == ("2.00", 1)
+    # ISO weeks from Monday 2025-12-29: $2.00 + $1.00 invoiced and $2.00 paid in the week of Monday
+    # 5 January, the $0.40 credited in the next
+    trend = [(b["timestamp"][:10], b["revenue"], b["issuedInvoices"], b["completedPayments"]) for b in body["trend"]]
+    assert trend[:3] == [
+        ("2025-12-29", "0.00", "0.00", "0.00"),
+        ("2026-01-05", "3.00", "3.00", "2.00"),
+        ("2026-01-12", "-0.40", "0.00", "0.00"),
+    ]
+    assert len(trend) == 5
+    assert [(g["groupLabel"], g["outstanding"]["amount"], g["paid"]["amount"]) for g in body["groupBreakdown"]] == [
+        ("Acme", "0.00", "2.00"),
+        ("Brio", "0.60", "0.00"),
+    ]
+
+
+@pytest.mark.django_db
+def test_revenue_bounds_and_scoping(api, merchant, other_merchant):
+    assert api.get("/v0/revenue", startTime="2026-01-01T00:00:00Z", endTime="2027-06-01T00:00:00Z")[0] == 400
+    status, body = api.get("/v0/revenue", bucketWidth="hour", **WINDOW)  # 744 hours: within 1,500
+    assert status == 200
+    status, body = api.get(
+        "/v0/revenue", bucketWidth="hour", startTime="2026-01-01T00:00:00Z", endTime="2026-04-01T00:00:00Z"
+    )
+    assert (status, body["errors"][0]["code"]) == (400, "parameter_combination")
+    assert api.get("/v0/revenue", merchantId=other_merchant.id, **WINDOW)[0] == 403
+    assert api.get("/v0/revenue", customerId="cus_nope", **WINDOW)[0] == 404
+    assert api.get("/v0/revenue", currency="dollars", **WINDOW)[0] == 400
+
+
+@pytest.mark.django_db
+def test_accounts_show_what_each_customer_owes_today(api, merchant, other_merchant):
+    acme, brio = _books(merchant)
+
+    status, body = api.get("/v0/revenue/accounts", merchantId=merchant.id)
+
+    assert status == 200, body
+    assert [
+        (r["customerName"], r["currency"], r["outstanding"]["amount"], r["outstanding"]["count"]) for r in body["data"]
+    ] == [
+        ("Acme", "USD", "9.00", 1),
+        ("Brio", "USD", "0.60", 1),
+    ]
+    assert body["data"][1]["outstanding"]["awaitingPayment"] == {"amount": "0.60", "count": 1}
+    assert body["totals"] == [
+        {
+            "currency": "USD",
+            "outstanding": {
+                "amount": "9.60",
+                "count": 2,
+                "awaitingPayment": {"amount": "9.60", "count": 2},
+                "paymentFailed": {"amount": "0.00", "count": 0},
+            },
+        }
+    ]
+    assert body["pagination"] == {"limit": 50, "offset": 0, "total": 2}
+    only = api.client.get(f"/v0/revenue/accounts?merchantId={merchant.id}&customerIds={brio.customer_id}").json()
+    assert [r["customerName"] for r in only["data"]] == ["Brio"]
+    assert api.get("/v0/revenue/accounts", merchantId=merchant.id, customerIds="cus_nope")[0] == 404
+    assert api.get("/v0/revenue/accounts", merchantId=merchant.id, limit="101")[0] == 400
+    assert api.get("/v0/revenue/accounts", merchantId=other_merchant.id)[0] == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_client_reads_revenue_and_accounts(live_server):
+    merchant = MerchantFactory(name="GPU Labs")
+    _books(merchant)
+    _, key = api_key_create(merchant=merchant, name="sdk")
+
+    with Paygentic(bearer_auth=key, server_url=live_server.url) as sdk:
+        summary = sdk.revenue.get(start_time=JAN_1, end_time=FEB_1, bucket_width="day", group_by="plan")
+        by_currency = sdk.revenue.get(start_time=JAN_1, end_time=FEB_1, group_by="currency")
+        accounts = sdk.revenue.get_revenue_accounts(merchant_id=merchant.id, limit=1)
+
+    assert (summary.net_revenue, summary.invoices.outstanding.amount, len(summary.trend)) == ("2.60", "0.60", 31)
+    assert sorted(g.group_label for g in summary.group_breakdown) == ["Pro", "Starter"]
+    assert [(c.currency, c.net_revenue) for c in by_currency.currency_breakdown] == [("USD", "2.60")]
+    assert [(r.customer_name, r.outstanding.amount) for r in accounts.data] == [("Acme", "9.00")]
+    assert accounts.pagination.total == 2
