@@ -100,23 +100,10 @@ class TestClockId(MerchantScopedId):
         return super().get_queryset().filter(deleted_at__isnull=True)
 
 
-class SubscriptionCreateInput(StrictSerializer):
-    name = serializers.CharField(max_length=200)
-    planId = MerchantScopedId(catalog.Plan, source="plan")
-    startedAt = serializers.DateTimeField(source="started_at")
-    customerId = MerchantScopedId(catalog.Customer, source="customer_obj", required=False)
-    customer = InlineCustomerInput(source="customer_new", required=False)
-    endingAt = serializers.DateTimeField(source="ending_at", required=False)
-    testClockId = TestClockId(catalog.TestClock, source="test_clock", required=False)
-    autoCharge = serializers.BooleanField(source="auto_charge", required=False)
-    taxExempt = serializers.BooleanField(source="tax_exempt", required=False)
-    elapsedPeriodBilling = serializers.ChoiceField(
-        source="elapsed_period_billing", choices=["none", "per_period"], required=False
-    )
-    paymentTermDays = serializers.IntegerField(source="payment_term_days", min_value=0, max_value=365, required=False)
-    versionPolicy = serializers.ChoiceField(source="version_policy", choices=["floating", "pinned"], required=False)
-    metadata = serializers.DictField(required=False)
-    # Meterline extension: threshold (progressive) billing, overriding the plan's (invoicing/THRESHOLDS.md).
+class SubscriptionThresholdInput(StrictSerializer):
+    """Meterline extension on subscription create and update: threshold (progressive) billing, overriding the
+    plan's (invoicing/THRESHOLDS.md)."""
+
     thresholdAmount = DecimalString(
         source="threshold_amount",
         allow_null=True,
@@ -140,6 +127,24 @@ class SubscriptionCreateInput(StrictSerializer):
         help_text="Meterline extension: after the threshold, invoice again each time usage grows by the same amount; "
         "null = the plan's.",
     )
+
+
+class SubscriptionCreateInput(SubscriptionThresholdInput):
+    name = serializers.CharField(max_length=200)
+    planId = MerchantScopedId(catalog.Plan, source="plan")
+    startedAt = serializers.DateTimeField(source="started_at")
+    customerId = MerchantScopedId(catalog.Customer, source="customer_obj", required=False)
+    customer = InlineCustomerInput(source="customer_new", required=False)
+    endingAt = serializers.DateTimeField(source="ending_at", required=False)
+    testClockId = TestClockId(catalog.TestClock, source="test_clock", required=False)
+    autoCharge = serializers.BooleanField(source="auto_charge", required=False)
+    taxExempt = serializers.BooleanField(source="tax_exempt", required=False)
+    elapsedPeriodBilling = serializers.ChoiceField(
+        source="elapsed_period_billing", choices=["none", "per_period"], required=False
+    )
+    paymentTermDays = serializers.IntegerField(source="payment_term_days", min_value=0, max_value=365, required=False)
+    versionPolicy = serializers.ChoiceField(source="version_policy", choices=["floating", "pinned"], required=False)
+    metadata = serializers.DictField(required=False)
     # Accepted for compatibility, without effect (documented): no checkout, no reminders, no version history.
     renewalReminderEnabled = serializers.BooleanField(allow_null=True, required=False)
     renewalReminderDays = serializers.IntegerField(allow_null=True, min_value=0, required=False)
@@ -177,7 +182,7 @@ class SubscriptionCreateInput(StrictSerializer):
         return attrs
 
 
-class SubscriptionUpdateInput(StrictSerializer):
+class SubscriptionUpdateInput(SubscriptionThresholdInput):
     endingAt = serializers.DateTimeField(source="ending_at", allow_null=True, required=False)
     status = serializers.ChoiceField(choices=["active", "terminated"], required=False)
     terminatedAt = serializers.DateTimeField(source="terminated_at", required=False)
@@ -190,30 +195,6 @@ class SubscriptionUpdateInput(StrictSerializer):
     renewalReminderEnabled = serializers.BooleanField(allow_null=True, required=False)
     renewalReminderDays = serializers.IntegerField(allow_null=True, min_value=0, required=False)
     minimumAccountBalance = serializers.CharField(allow_blank=True, required=False)
-    # Meterline extension: threshold (progressive) billing, overriding the plan's (invoicing/THRESHOLDS.md).
-    thresholdAmount = DecimalString(
-        source="threshold_amount",
-        allow_null=True,
-        required=False,
-        min_value=catalog.THRESHOLD_AMOUNT_MIN,
-        max_value=catalog.THRESHOLD_AMOUNT_MAX,
-        help_text="Meterline extension: invoice the period's usage as soon as it reaches this amount, overriding "
-        "the plan's thresholdAmount; null = the plan's. From 0.01 to 1000000000 in the plan's currency.",
-    )
-    thresholdLadder = ThresholdLadderField(
-        source="threshold_ladder",
-        allow_null=True,
-        required=False,
-        help_text="Meterline extension: further thresholds after the subscription's own first one, increasing "
-        "(at most 20, each 0.01 to 1000000000).",
-    )
-    thresholdRecurring = serializers.BooleanField(
-        source="threshold_recurring",
-        allow_null=True,
-        required=False,
-        help_text="Meterline extension: after the threshold, invoice again each time usage grows by the same amount; "
-        "null = the plan's.",
-    )
 
     def validate(self, attrs):
         termination = {"terminated_at", "terminated_by", "termination_reason"} & set(attrs)
