@@ -903,18 +903,6 @@ SUBSCRIPTION_LIFECYCLE_FIELDS = (
     "terminated_by",
     "termination_reason",
 )
-# Terms that change no amount already billed (invoicing's ``subscription_update`` applies them).
-SUBSCRIPTION_TERMS_FIELDS = (
-    "name",
-    "auto_charge",
-    "tax_exempt",
-    "payment_term_days",
-    "version_policy",
-    "metadata",
-    "threshold_amount",
-    "threshold_ladder",
-    "threshold_recurring",
-)
 
 
 class SubscriptionAdmin(CatalogHistoryAdmin):
@@ -1013,7 +1001,7 @@ class SubscriptionAdmin(CatalogHistoryAdmin):
         if obj is None:
             return fields
         if obj.status == models.SubscriptionStatus.TERMINATED:
-            return fields + SUBSCRIPTION_LIFECYCLE_FIELDS + SUBSCRIPTION_TERMS_FIELDS
+            return fields + SUBSCRIPTION_LIFECYCLE_FIELDS + models.SUBSCRIPTION_TERMS_FIELDS
         return fields + SUBSCRIPTION_LIFECYCLE_FIELDS
 
     def has_add_permission(self, request) -> bool:

@@ -851,6 +851,21 @@ class SubscriptionQuerySet(models.QuerySet):
         )
 
 
+# The subscription's terms that change no amount already billed: what invoicing's ``subscription_update``
+# applies, from the API and from the admin's subscription page alike.
+SUBSCRIPTION_TERMS_FIELDS = (
+    "name",
+    "auto_charge",
+    "tax_exempt",
+    "payment_term_days",
+    "version_policy",
+    "metadata",
+    "threshold_amount",
+    "threshold_ladder",
+    "threshold_recurring",
+)
+
+
 class Subscription(TimeStamped):
     """A customer on a plan. Billing periods follow the plan cadence from ``billing_anchor``."""
 

@@ -22,9 +22,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from catalog.admin import SUBSCRIPTION_TERMS_FIELDS
 from catalog.admin_refusals import ServiceRefusalAdminMixin, ServiceRefused
-from catalog.models import Plan, Subscription, SubscriptionStatus
+from catalog.models import SUBSCRIPTION_TERMS_FIELDS, Plan, Subscription, SubscriptionStatus
 from catalog.pricing.currency import format_money
 
 from . import selectors, services

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from catalog.models import Customer, Plan, Subscription, SubscriptionStatus
+from catalog.models import SUBSCRIPTION_TERMS_FIELDS, Customer, Plan, Subscription, SubscriptionStatus
 from wallets.services import wallet_lock
 
 from ..calculation import (
@@ -280,17 +280,7 @@ def subscription_reactivate(*, subscription: Subscription) -> Subscription:
     raise SubscriptionChangeError("A terminated subscription cannot be reactivated; start a new one.")
 
 
-SUBSCRIPTION_UPDATABLE = (
-    "name",
-    "auto_charge",
-    "tax_exempt",
-    "payment_term_days",
-    "version_policy",
-    "metadata",
-    "threshold_amount",
-    "threshold_ladder",
-    "threshold_recurring",
-)
+SUBSCRIPTION_UPDATABLE = SUBSCRIPTION_TERMS_FIELDS
 
 
 def subscription_update(*, subscription: Subscription, changes: dict, now: datetime) -> Subscription:
