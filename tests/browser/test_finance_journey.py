@@ -214,7 +214,9 @@ def test_billing_admin_builds_bills_and_reads_an_invoice_and_a_viewer_cannot_sav
     # its page: plan, status and dates read-only, lifecycle changes as buttons that call the services
     subscription_id = Subscription.objects.get(customer_id=customer_id).pk
     page.goto(admin_url(base, "catalog/subscription", subscription_id))
-    assert page.locator(".subscription-action").count() == 3
+    # three lifecycle changes and the negotiated rate
+    assert page.locator(".subscription-action").count() == 4
+    assert page.locator("#subscription-action-negotiate-rate").count() == 1
     assert page.locator("#id_plan").count() == 0
     page.screens("subscription with lifecycle buttons")
 
