@@ -275,3 +275,48 @@ def test_a_payment_costs_no_more_statements_than_a_counted_price(
 
     # then it is debited its fee
     assert [d.amount for d in outcome.debits] == [Decimal("1.75")]
+
+
+def test_under_the_block_policy_the_payments_that_fit_are_kept(customer, product, payments):
+    # given card fees and $4 of credit that may not be overdrawn
+    plan = _plan(product)
+    percentage_price(plan, payments)
+    subscription = _subscribe(customer, plan)
+    fund(customer, "4", policy="block")
+    at = MARCH + timedelta(days=3)
+
+    # when $100 (3.20), $50 (1.75) and $10 (0.59) arrive in one request
+    outcome = _send(customer, [{"amount": 100}, {"amount": 50}, {"amount": 10}], at)
+
+    # then the first and the third fit, one at a time, and the second is refused and not stored
+    assert [result.status for result in outcome.results] == ["accepted", "rejected", "accepted"]
+    assert [d.amount for d in outcome.debits] == [Decimal("3.2"), Decimal("0.59")]
+    assert balance(customer) == Decimal("0.21")
+    _, line = _invoice_line(subscription)
+    assert line.amount == Decimal("3.79")
+
+
+def test_payments_linked_later_are_caught_up_at_their_price(customer, product, payments):
+    from invoicing.realtime import events_link_and_debit
+
+    # given a $100 payment sent for an external id no customer had yet, then the customer gets it
+    plan = _plan(product)
+    percentage_price(plan, payments)
+    at = MARCH + timedelta(days=3)
+    early = _event(customer, {"amount": 100}, at)
+    del early["subject"]
+    early["externalSubject"] = "shop-42"
+    events_ingest_and_debit(merchant=customer.merchant, raw_events=[early], now=at)
+    customer.external_id = "shop-42"
+    customer.save(update_fields=["external_id"])
+    subscription = _subscribe(customer, plan)
+    fund(customer, "100")
+
+    # when a $50 payment is debited on top of it (1.75), then the early one is linked
+    assert [d.amount for d in _send(customer, [{"amount": 50}], at).debits] == [Decimal("1.75")]
+    linked = events_link_and_debit(now=at + timedelta(hours=1), merchant=customer.merchant)
+
+    # then the catch-up is the rest of the price of both payments: 4.95 − 1.75
+    assert [d.amount for d in linked.debits] == [Decimal("3.2")]
+    _, line = _invoice_line(subscription)
+    assert line.amount == Decimal("4.95") == _debited(subscription)
