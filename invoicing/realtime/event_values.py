@@ -37,6 +37,7 @@ EventRow = tuple[datetime, int, Decimal, list]  # (timestamp, event id, value, [
 EventRows = tuple[EventRow, ...]
 ZERO = Decimal(0)
 _FLOAT_DIGITS = 15  # SQLite renders a stored float with 15 significant digits: shorter ones read back exactly
+_UNDECIDED = object()  # a property whose value only the database can tell as it reads it
 
 
 def is_event_valued(price: Price) -> bool:
@@ -84,9 +85,6 @@ def event_rows_after(
     if not added:
         return before
     return tuple(sorted((*before, *added), key=lambda row: (row[0], row[1])))
-
-
-_UNDECIDED = object()
 
 
 def _extra_value(data: dict, path: str):

@@ -320,3 +320,23 @@ def test_payments_linked_later_are_caught_up_at_their_price(customer, product, p
     assert [d.amount for d in linked.debits] == [Decimal("3.2")]
     _, line = _invoice_line(subscription)
     assert line.amount == Decimal("4.95") == _debited(subscription)
+
+
+def test_a_price_the_database_may_read_differently_is_read_back(customer, product, payments):
+    # given unit prices carried on events, one a float with 17 significant digits (SQLite keeps 15)
+    plan = _plan(product)
+    event_price(plan, payments)
+    subscription = _subscribe(customer, plan)
+    fund(customer, "100")
+    at = MARCH + timedelta(days=3)
+
+    # when it arrives between two plain ones
+    _send(customer, [{"amount": 100, "unit_price": "0.02"}], at)
+    _send(customer, [{"amount": 100, "unit_price": 0.012345678901234567}], at)
+    _send(customer, [{"amount": 100, "unit_price": 3}], at)
+
+    # then its request read the rows again as the database stores them: the debits still add up to the line
+    # (at the ledger's 12 places: 100 × 0.0123456789012346 has 14)
+    _, line = _invoice_line(subscription)
+    assert _debited(subscription) == Decimal(line.explanation["amount"]).quantize(Decimal("1E-12"))
+    assert Decimal("8.23") < _debited(subscription) < Decimal("8.24")
