@@ -75,13 +75,22 @@ def usage_input(
         return quantity(metric=metric, customer=customer, start=start, end=end)
     from metering.selectors import event_values
 
+    rows = event_values(metric=metric, customer=customer, start=start, end=end, extra_paths=event_paths(price))
+    return event_values_usage(price, rows)
+
+
+def event_paths(price: Price) -> tuple[str, ...]:
+    """The properties read from each event besides the metric's value: the unit price an event carries."""
+    if price.model == PriceModel.DYNAMIC and price.dynamic_mode == "event_price":
+        return (price.event_price_property,)
+    return ()
+
+
+def event_values_usage(price: Price, rows: Iterable[tuple]) -> Usage:
+    """The engine's Usage of a percentage or dynamic price from its events' rows (timestamp, value,
+    [values at ``event_paths``]) in time order — for the invoice and for real-time debits alike."""
     if price.model == PriceModel.PERCENTAGE:
-        rows = event_values(metric=metric, customer=customer, start=start, end=end)
         return Usage(amounts=[_decimal(value) for _, value, _ in rows])
     if price.dynamic_mode == "event_price":
-        rows = event_values(
-            metric=metric, customer=customer, start=start, end=end, extra_paths=(price.event_price_property,)
-        )
         return Usage(segments=[(_decimal(value), _decimal(extra[0])) for _, value, extra in rows])
-    rows = event_values(metric=metric, customer=customer, start=start, end=end)
     return Usage(events=[(moment, _decimal(value)) for moment, value, _ in rows])

@@ -130,6 +130,16 @@ def event_increment(metric: BillableMetric, event: AcceptedEvent, window: tuple[
     return ZERO if value is None else value
 
 
+def event_counts(metric: BillableMetric, event: AcceptedEvent, window: tuple[datetime, datetime]) -> bool | None:
+    """Whether ``event`` is one of the metric's events over ``window`` as ``metering.selectors`` selects
+    them (window, ``event_from``, filters); None when it cannot be decided without the database."""
+    if metric.pk not in event.metric_values or not window[0] <= event.timestamp < window[1]:
+        return False
+    if metric.event_from is not None and event.timestamp < metric.event_from:
+        return False
+    return _passes_filters(metric, event.data)
+
+
 _READ = ["customer_id", "metric_id", "window_start", "window_end", "definition", "usage"]
 _WRITTEN = [*_READ, "updated_at"]
 

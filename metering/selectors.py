@@ -11,6 +11,10 @@ Values (SUM/AVG/MIN/MAX/LATEST and UNIQUE_COUNT's distinct values) are read at `
 an event without a numeric value there is ignored by value aggregations. LATEST is the value of the
 latest event that carries one, by timestamp then id. Pass metrics with ``prefetch_related("filters")``
 to keep each aggregation at exactly one query.
+
+Kept whole because every read here is built from the same private SQL fragments (``_metric_where``,
+``_customers_where``, ``_subject_sql``): one copy of which events count, for the invoices, the running
+counters and the real-time debits alike.
 """
 
 from __future__ import annotations
@@ -503,10 +507,30 @@ def event_values(
     property); events without a numeric value are left out. An extra path's value is a Decimal when
     numeric, else its text, else None — e.g. ``$.unit_price`` for prices carried on events.
     """
-    _check_same_merchant(metric, customer)
+    rows = event_values_by_customer(metric=metric, start=start, end=end, customers=[customer], extra_paths=extra_paths)
+    return [(moment, value, extras) for moment, _, value, extras in rows[customer.pk]]
+
+
+def event_values_by_customer(
+    *,
+    metric: BillableMetric,
+    start: datetime,
+    end: datetime,
+    customers: Iterable[Customer],
+    extra_paths: Sequence[str] = (),
+) -> dict[str, list[tuple[datetime, int, Decimal, list]]]:
+    """Customer id → the rows of ``event_values`` with each event's id after its timestamp, for several
+    customers in one query; every given customer is present ([] without events). The invoice reads its
+    customer's rows here too, so real-time debits rate exactly the rows the invoice rates."""
+    customer_list = list(customers)
+    result: dict[str, list[tuple[datetime, int, Decimal, list]]] = {c.pk: [] for c in customer_list}
+    if not customer_list:
+        return result
+    for customer in customer_list:
+        _check_same_merchant(metric, customer)
     alias = "e"
     where, params = _metric_where(metric, start, end, alias)
-    scope_sql, scope_params = _customer_where(customer, alias)
+    scope_sql, scope_params = _customers_where(customer_list, alias)
     if metric.value_property and metric.aggregation != Aggregation.COUNT:
         value_sql, value_params = sql.json_number(f"{alias}.data", sql.path_parts(metric.value_property))
     else:
@@ -518,14 +542,20 @@ def event_values(
         extra_params += text_params
     extras = "".join(f", {s}" for s in extra_sqls)
     query = (
-        f'SELECT {alias}."timestamp", {value_sql}{extras} FROM {EVENTS_TABLE} {alias} '
+        f'SELECT {_subject_sql(alias)}, {alias}."timestamp", {alias}.id, {value_sql}{extras} FROM {EVENTS_TABLE} {alias} '
         f"WHERE {where} AND {scope_sql} AND {value_sql} IS NOT NULL "
         f'ORDER BY {alias}."timestamp", {alias}.id'
     )
     with connection.cursor() as cursor:
         cursor.execute(query, value_params + extra_params + params + scope_params + value_params)
         rows = cursor.fetchall()
-    return [(sql.to_datetime(row[0]), sql.to_decimal(row[1]), [_extra_value(v) for v in row[2:]]) for row in rows]
+    for row in rows:
+        found = result.get(row[0])
+        if found is not None:
+            found.append(
+                (sql.to_datetime(row[1]), int(row[2]), sql.to_decimal(row[3]), [_extra_value(v) for v in row[4:]])
+            )
+    return result
 
 
 def _extra_value(text):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from catalog.pricing import DimensionalSpec, PriceSpec, rate, rate_dimensional
+from catalog.pricing import DimensionalSpec, PriceSpec, Usage, rate, rate_dimensional
 from catalog.pricing.limits import QUANTUM
 
 
@@ -36,4 +36,14 @@ def incremental_dimensional_cost(*, spec: DimensionalSpec, usage_before: dict, u
     """
     before = rate_dimensional(spec, usage_before).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
     after = rate_dimensional(spec, usage_after).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    return after - before
+
+
+def incremental_event_cost(*, spec: PriceSpec, usage_before: Usage, usage_after: Usage) -> Decimal:
+    """The same for a percentage or dynamic price, whose usage is its events' values (``Usage`` with
+    amounts, timestamped quantities or priced segments): rate(events after) − rate(events before), each
+    end taken at the ledger's scale, so consecutive increments telescope to the invoice line's exact amount
+    (per-event minimums and maximums, fixed fees, period bounds and free units included)."""
+    before = rate(spec, usage_before).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
+    after = rate(spec, usage_after).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
     return after - before

@@ -16,9 +16,11 @@ Order inside the one transaction (``events_ingest_and_debit``):
    metered prices (a fixed number of queries);
 2. lock the wallets of those customers (sorted, so two requests never deadlock) — every later read
    of "usage before" is therefore the usage left by the previous committed debit of that customer;
-3. read each period's usage before, one grouped query per (metric, window);
+3. read each period's usage before, one grouped query per (metric, window) — for a percentage or
+   dynamic price the window's event rows (``event_values.py``);
 4. ingest through ``metering.services.events_ingest`` (a savepoint);
-5. read the usage after, again one grouped query per (metric, window);
+5. read the usage after, again one grouped query per (metric, window) — unless a running counter, or
+   for event rows the request's own events, give it without a query;
 6. per customer (a savepoint each), one ``usage_debit`` per (subscription, price, period) for the
    whole request's increment.
 
@@ -66,6 +68,7 @@ from .. import usage_counters as counters
 from ..calculation import service_window, subscription_now, subscription_period_at
 from ..periods import Period
 from ..pricing_adapter import prices_for_subscriptions
+from .event_values import event_rows_after, event_rows_by_customer
 from .link import events_link_before_request
 from .locks import wallets_lock_all
 from .lookup import (
@@ -81,6 +84,8 @@ from .windows import (
     debit_amount,
     debited_prices,
     is_dimensional_key,
+    is_event_values_key,
+    is_quantity_key,
     period_invoiced,
     plan_segment,
     usage_key,
@@ -249,7 +254,7 @@ def _usage_before(context: _DebitContext, needs) -> None:
     context.counted = {
         (key, customer_id)
         for key, customer_ids in wanted.items()
-        if not is_dimensional_key(key) and counters.is_counted(context.metrics[key[0]])
+        if is_quantity_key(key) and counters.is_counted(context.metrics[key[0]])
         for customer_id in customer_ids
     }
     context.stored = counters.counters_read(wanted=context.counted, definitions=context.definitions)
@@ -278,6 +283,8 @@ def _aggregate(context: _DebitContext, wanted: dict[UsageKey, set[str]]):
             result[key] = usage_aggregate_by_customer_and_values(
                 metric=metric, start=start, end=end, customers=customers, paths=key[3]
             )
+        elif is_event_values_key(key):
+            result[key] = event_rows_by_customer(metric=metric, window=(start, end), customers=customers, paths=key[4])
         else:
             result[key] = usage_aggregate_by_customer(metric=metric, start=start, end=end, customers=customers)
     return result
@@ -304,9 +311,21 @@ def _usage_after(
         else:
             after[key][customer_id] = total
     for group in groups.values():
-        customer_id = group.subscription.customer_id
-        if (group.usage_key, customer_id) not in context.counted:
-            rescan[group.usage_key].add(customer_id)
+        customer_id, key = group.subscription.customer_id, group.usage_key
+        if customer_id in after.get(key, ()) or (key, customer_id) in context.counted:
+            continue
+        if is_event_values_key(key):
+            rows = event_rows_after(
+                metric=context.metrics[key[0]],
+                window=(key[1], key[2]),
+                paths=key[4],
+                before=context.before[key][customer_id],
+                events=events_by_customer.get(customer_id, ()),
+            )
+            if rows is not None:
+                after[key][customer_id] = rows
+                continue
+        rescan[key].add(customer_id)
     for key, usage in _aggregate(context, rescan).items():
         after[key].update(usage)
     return after
@@ -725,7 +744,9 @@ def _one_at_a_time(
                 for group in _groups_for(context, stored, {}, outcome):
                     key = group.usage_key
                     before = running.get(key, context.before[key][stored.customer_id])
-                    if is_dimensional_key(key):
+                    if is_event_values_key(key):
+                        usage = _event_rows_one(context, group, before, stored)
+                    elif is_dimensional_key(key):
                         usage = usage_aggregate_by_customer_and_values(
                             metric=group.price.billable_metric,
                             start=group.window[0],
@@ -764,6 +785,17 @@ def _one_at_a_time(
         )
     outcome.accepted.sort(key=lambda e: e.index)
     return running
+
+
+def _event_rows_one(context: _DebitContext, group: _DebitGroup, before, event: metering.AcceptedEvent):
+    """A percentage or dynamic price's event rows after one more kept event (the block policy's path)."""
+    key = group.usage_key
+    metric, window = context.metrics[key[0]], (key[1], key[2])
+    rows = event_rows_after(metric=metric, window=window, paths=key[4], before=before, events=[event])
+    if rows is not None:
+        return rows
+    customer = group.subscription.customer
+    return event_rows_by_customer(metric=metric, window=window, customers=[customer], paths=key[4])[customer.pk]
 
 
 def _reindexed(event: metering.AcceptedEvent, index: int) -> metering.AcceptedEvent:

@@ -26,12 +26,14 @@ from .. import usage_counters as counters
 from ..calculation import SUBSCRIPTION_RELATED, service_window, subscription_now, subscription_period_at
 from ..periods import Period
 from ..pricing_adapter import prices_for_subscriptions
+from .event_values import event_rows_by_customer
 from .locks import wallets_lock_all
 from .outcome import Debit
 from .windows import (
     debit_amount,
     debited_prices,
     is_dimensional_key,
+    is_event_values_key,
     period_invoiced,
     plan_segment,
     usage_key,
@@ -134,7 +136,12 @@ def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, l
                 price_of_usage = ZERO
                 for price in metric_prices:
                     key = usage_key(price, window)
-                    if is_dimensional_key(key):  # its usage per combination of the dimension values
+                    if is_event_values_key(key):  # its events' values, as the invoice rates them
+                        rows = event_rows_by_customer(
+                            metric=metric, window=window, customers=[subscription.customer], paths=key[4]
+                        )[subscription.customer_id]
+                        price_of_usage += debit_amount(price, currency, before=(), after=rows)
+                    elif is_dimensional_key(key):  # its usage per combination of the dimension values
                         by_values = usage_aggregate_by_customer_and_values(
                             metric=metric,
                             start=window[0],

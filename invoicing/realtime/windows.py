@@ -15,6 +15,7 @@ from ..calculation import service_window
 from ..models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
 from ..periods import Period
 from ..pricing_adapter import dimension_paths, price_dimensional_spec, price_spec_from_price
+from .event_values import event_rows_total, event_values_cost, is_event_valued
 
 UsageWindow = tuple[datetime, datetime]  # [start, end) whose usage is debited
 
@@ -58,13 +59,13 @@ def period_invoiced(subscription: Subscription, period_start: datetime) -> bool:
 
 
 def debited_prices(prices: list[Price]) -> list[Price]:
-    """The prices debited in real time: metered ones priced from the quantity alone (percentage and
-    dynamic prices need per-event values: the period invoice bills them in full)."""
-    return [price for price in prices if price.billable_metric_id and not usage_source.needs_event_values(price)]
+    """The prices debited in real time: every metered price (quantity, dimensional, percentage, dynamic)."""
+    return [price for price in prices if price.billable_metric_id]
 
 
 # A usage key: (metric id, window start, window end), plus the dimension paths for a dimensional price
-# (whose usage is {values: quantity} rather than one quantity).
+# (whose usage is {values: quantity} rather than one quantity), or None and the event paths for a
+# percentage or dynamic price (whose usage is its events' rows, ``event_values.EventRows``).
 UsageKey = tuple
 
 
@@ -72,6 +73,8 @@ def usage_key(price: Price, window: UsageWindow) -> UsageKey:
     """What ``price``'s usage over ``window`` is read as (shared by the prices of one metric and window)."""
     if usage_source.is_dimensional(price):
         return (price.billable_metric_id, *window, dimension_paths(price))
+    if is_event_valued(price):
+        return (price.billable_metric_id, *window, None, usage_source.event_paths(price))
     return (price.billable_metric_id, *window)
 
 
@@ -79,16 +82,34 @@ def is_dimensional_key(key: UsageKey) -> bool:
     return len(key) == 4
 
 
-def usage_total(usage: Decimal | dict) -> Decimal:
-    """One quantity for a debit's record: a dimensional usage's values added up."""
-    return sum(usage.values(), Decimal(0)) if isinstance(usage, dict) else usage
+def is_event_values_key(key: UsageKey) -> bool:
+    return len(key) == 5
 
 
-def debit_amount(price: Price, currency: str, *, before: Decimal | dict, after: Decimal | dict) -> Decimal:
-    """rate(after) − rate(before) of ``price``, per combination for a dimensional price (like the invoice)."""
+def is_quantity_key(key: UsageKey) -> bool:
+    """Usage read as one quantity (which a running counter may keep)."""
+    return len(key) == 3
+
+
+def usage_total(usage: Decimal | dict | tuple) -> Decimal:
+    """One quantity for a debit's record: a dimensional usage's values, or the events' values, added up."""
+    if isinstance(usage, dict):
+        return sum(usage.values(), Decimal(0))
+    if isinstance(usage, tuple):
+        return event_rows_total(usage)
+    return usage
+
+
+def debit_amount(
+    price: Price, currency: str, *, before: Decimal | dict | tuple, after: Decimal | dict | tuple
+) -> Decimal:
+    """rate(after) − rate(before) of ``price``, per combination for a dimensional price, over the events'
+    values for a percentage or dynamic price (like the invoice)."""
     if usage_source.is_dimensional(price):
         spec = price_dimensional_spec(price, currency=currency)
         return incremental_dimensional_cost(spec=spec, usage_before=before, usage_after=after)
+    if is_event_valued(price):
+        return event_values_cost(price, currency, before=before, after=after)
     return incremental_cost(
         spec=price_spec_from_price(price, currency=currency), usage_before=before, usage_after=after
     )
