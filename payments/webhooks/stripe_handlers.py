@@ -24,9 +24,10 @@ from catalog.pricing.currency import format_money
 from .. import selectors
 from ..charges import attempt_outcome_record
 from ..checkout import checkout_session_completed as checkout_session_completed_record
+from ..gateway import integration_provider
 from ..models import MerchantIntegration, PaymentAttempt, PaymentSession, PaymentSessionMode
 from ..providers import ChargeResult, ChargeStatus, amount_from_minor_units
-from ..services import payment_methods_sync, payment_session_complete
+from ..services import payment_method_default_from_setup, payment_methods_sync, payment_session_complete
 from .base import EventHandler, Handled, ParsedEvent, ignored
 
 
@@ -131,9 +132,20 @@ def charge_dispute_created(*, integration: MerchantIntegration, event: ParsedEve
     )
 
 
+def _setup_payment_method(integration: MerchantIntegration, setup_intent: str | dict[str, Any] | None) -> str:
+    """The method a setup session's SetupIntent saved (the event carries the intent's id, or the intent when
+    expanded): read from Stripe, outside any transaction."""
+    if isinstance(setup_intent, dict):
+        method = setup_intent.get("payment_method")
+        return (method.get("id", "") if isinstance(method, dict) else method) or ""
+    if not setup_intent:
+        return ""
+    return integration_provider(integration).setup_intent_payment_method(reference=setup_intent)
+
+
 def checkout_session_completed(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
     """A hosted page finished. Setup mode: the ``PaymentSession`` is completed and the customer's saved methods
-    are read from Stripe (the card saved there becomes chargeable, the default if it is the first). Payment
+    are read from Stripe (the card saved there becomes chargeable and the customer's default). Payment
     mode: ``checkout_session_payment_mode``."""
     session = event.object
     if session.get("mode") == PaymentSessionMode.PAYMENT:
@@ -152,8 +164,13 @@ def checkout_session_completed(*, integration: MerchantIntegration, event: Parse
     # error is recorded on the event and the delivery answered 503: Stripe delivers it again, and the (repeated)
     # sync runs then.
     payment_methods_sync(customer=found.customer, now=now)
+    default = None
+    saved = _setup_payment_method(integration, session.get("setup_intent"))
+    if saved:
+        default = payment_method_default_from_setup(session=found, payment_method=saved)
     state = "completed" if completed else f"{found.status} already"
-    return Handled(outcome=f"setup session {found.pk} {state}; payment methods synced")
+    chosen = f"; {default.pk} is the default" if default is not None else ""
+    return Handled(outcome=f"setup session {found.pk} {state}; payment methods synced{chosen}")
 
 
 def checkout_session_payment_mode(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
