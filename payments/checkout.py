@@ -290,9 +290,28 @@ def checkout_session_refresh(*, session: PaymentSession, now: datetime) -> Payme
         return session
     found = integration_provider(integration).session_retrieve(reference=session.reference)
     if found.get("status") == "expired":
-        PaymentSession.objects.filter(pk=session.pk, status=PaymentSessionStatus.PENDING).update(
-            status=PaymentSessionStatus.EXPIRED, updated_at=now
-        )
+        checkout_session_expired(integration=integration, session=found, now=now)
     else:
         checkout_session_completed(integration=integration, session=found, now=now)
     return PaymentSession.objects.select_related("invoice").get(pk=session.pk)
+
+
+def checkout_session_expired(
+    *, integration: MerchantIntegration, session: dict, now: datetime
+) -> PaymentSession | None:
+    """Stripe expired a Checkout Session (``checkout.session.expired``, or the return page finding it so): our
+    row of either mode (the integration's merchant's, by ``cs_…``, else by the id in its metadata) goes from
+    ``pending`` to ``expired``, once; a completed or processing one is left as it is (the money or the card
+    came first). Returns the row as it is now; None when the session is not ours."""
+    rows = PaymentSession.objects.filter(merchant_id=integration.merchant_id)
+    row = rows.filter(reference=session.get("id") or "").first()
+    if row is None:
+        metadata = session.get("metadata") or {}
+        ours = metadata.get("meterline_payment_session") or metadata.get("meterline_session")
+        row = rows.filter(pk=ours).first() if ours else None
+    if row is None:
+        return None
+    PaymentSession.objects.filter(pk=row.pk, status=PaymentSessionStatus.PENDING).update(
+        status=PaymentSessionStatus.EXPIRED, updated_at=now
+    )
+    return PaymentSession.objects.get(pk=row.pk)

@@ -8,7 +8,8 @@ safe to run again and to meet the events out of order (Stripe delivers at least 
 - ``charge.dispute.created``: the charge is flagged disputed (no money moves here);
 - ``checkout.session.completed``: a setup session is completed and the customer's methods synced; a
   payment-mode session (and ``checkout.session.async_payment_succeeded``, its bank debit cleared) is recorded
-  by ``payments.checkout`` (one payment, whether the webhook or Stripe's return page comes first).
+  by ``payments.checkout`` (one payment, whether the webhook or Stripe's return page comes first);
+- ``checkout.session.expired``: our pending session of either mode becomes ``expired``.
 
 Every other type is kept and acknowledged, ``ignored``."""
 
@@ -24,6 +25,7 @@ from catalog.pricing.currency import format_money
 from .. import selectors
 from ..charges import attempt_outcome_record
 from ..checkout import checkout_session_completed as checkout_session_completed_record
+from ..checkout import checkout_session_expired as checkout_session_expired_record
 from ..gateway import integration_provider
 from ..models import MerchantIntegration, PaymentAttempt, PaymentSession, PaymentSessionMode
 from ..providers import ChargeResult, ChargeStatus, amount_from_minor_units
@@ -194,6 +196,15 @@ def checkout_session_payment_mode(*, integration: MerchantIntegration, event: Pa
     return Handled(outcome=said, invoice_id=row.invoice_id)
 
 
+def checkout_session_expired(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
+    """A hosted page (either mode) ended unused: our pending ``PaymentSession`` becomes ``expired``
+    (``payments.checkout.checkout_session_expired``); a completed one stays completed."""
+    row = checkout_session_expired_record(integration=integration, session=event.object, now=now)
+    if row is None:
+        return ignored(f"no session of ours is {event.object.get('id')}")
+    return Handled(outcome=f"{row.mode} session {row.pk} {row.status}", invoice_id=row.invoice_id)
+
+
 STRIPE_HANDLERS: dict[str, EventHandler] = {
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_payment_failed,
@@ -202,4 +213,5 @@ STRIPE_HANDLERS: dict[str, EventHandler] = {
     "charge.dispute.created": charge_dispute_created,
     "checkout.session.completed": checkout_session_completed,
     "checkout.session.async_payment_succeeded": checkout_session_payment_mode,
+    "checkout.session.expired": checkout_session_expired,
 }

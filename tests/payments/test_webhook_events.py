@@ -200,3 +200,46 @@ def test_the_admin_lists_the_events_read_only(stripe_connected, paid, superuser_
     assert row.event_id in listing and "charge.refunded" in listing and "not recorded as a refund" in listing
     assert detail.status_code == 200 and b'name="outcome"' not in detail.content  # viewed, never edited
     assert superuser_client.get(reverse("admin:payments_providerevent_add")).status_code == 403
+
+
+def test_an_expired_checkout_session_delivered_signed_expires_our_pending_session_once(
+    stripe_connected, stripe_server, merchant, customer, now
+):
+    invoice = issued(account(merchant), "40.00", now=now)
+    paying = invoice_checkout_create(invoice=invoice, now=now)
+    setup = payment_session_setup_create(customer=customer, now=now)
+    expired = {**stripe_server.state.sessions[paying.reference], "status": "expired"}
+
+    response = deliver(stripe_connected, event("checkout.session.expired", expired, ident="evt_test_expired"))
+    replay = deliver(stripe_connected, event("checkout.session.expired", expired, ident="evt_test_expired"))
+    setup_expired = deliver(
+        stripe_connected,
+        event("checkout.session.expired", {**stripe_server.state.sessions[setup.reference], "status": "expired"}),
+    )
+    unknown = deliver(
+        stripe_connected, event("checkout.session.expired", {"id": "cs_test_elsewhere", "status": "expired"})
+    )
+
+    paying.refresh_from_db()
+    setup.refresh_from_db()
+    assert (response.status_code, response.json()["outcome"]) == (200, f"payment session {paying.pk} expired")
+    assert (replay.json()["replay"], paying.status) == (True, "expired")
+    assert ProviderEvent.objects.get(event_id="evt_test_expired").invoice_id == invoice.pk
+    assert (setup_expired.json()["outcome"], setup.status) == (f"setup session {setup.pk} expired", "expired")
+    assert unknown.json()["outcome"] == "ignored: no session of ours is cs_test_elsewhere"
+
+
+def test_an_expiry_arriving_after_the_payment_leaves_the_session_completed(
+    stripe_connected, stripe_server, merchant, now
+):
+    invoice = issued(account(merchant), "40.00", now=now)
+    session = invoice_checkout_create(invoice=invoice, now=now)
+    completed = stripe_server.customer_pays_session(session.reference)
+    deliver(stripe_connected, event("checkout.session.completed", completed))
+
+    late = deliver(stripe_connected, event("checkout.session.expired", {**completed, "status": "expired"}))
+
+    session.refresh_from_db()
+    assert (late.json()["outcome"], session.status) == (f"payment session {session.pk} completed", "completed")
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID and Payment.objects.filter(customer=invoice.customer).count() == 1
