@@ -90,7 +90,7 @@ def _catalog(sdk, merchant_id: str):
     )
 
 
-def _subscribe(sdk, plan, start: datetime, name: str, email: str):
+def _customer_and_clock(sdk, plan, start: datetime, name: str, email: str):
     customer = sdk.customers.create(
         merchant_id=plan.merchant_id,
         consumer={"name": name, "email": email, "address": {"country": "US", "state": "CA", "zip_code": "94105"}},
@@ -116,7 +116,7 @@ def test_a_card_customer_is_charged_and_a_declining_one_is_retried_and_paid_afte
 
         # --- customer 1: a card that works ---------------------------------------------------------------
         # given: a customer with a card saved on Stripe's page, subscribed with autoCharge on a clock at t0
-        acme, clock = _subscribe(sdk, plan, t0, "Acme Inc", "billing@acme.test")
+        acme, clock = _customer_and_clock(sdk, plan, t0, "Acme Inc", "billing@acme.test")
         methods = _card_saved_on_stripes_page(
             sdk, live_server, stripe_server, integration.id, acme.customer_id, "pm_card_visa"
         )
@@ -169,7 +169,7 @@ def test_a_card_customer_is_charged_and_a_declining_one_is_retried_and_paid_afte
         assert Payment.objects.filter(customer_id=acme.customer_id).count() == 2  # Invoice 0 and this one
 
         # --- customer 2: a card that declines --------------------------------------------------------------
-        globex, clock2 = _subscribe(sdk, plan, t0, "Globex", "ap@globex.test")
+        globex, clock2 = _customer_and_clock(sdk, plan, t0, "Globex", "ap@globex.test")
         _card_saved_on_stripes_page(
             sdk, live_server, stripe_server, integration.id, globex.customer_id, "pm_card_chargeCustomerFail"
         )
