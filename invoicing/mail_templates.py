@@ -62,6 +62,11 @@ MAIL_VARIABLES["payment_action"] = {
     **MAIL_VARIABLES["invoice"],
     "payment_method": "the card or account charged, e.g. Visa •••• 4242",
 }
+MAIL_VARIABLES["payment_link"] = {
+    **MAIL_VARIABLES["invoice"],
+    "payment_url": "the payment provider's page where the customer pays the amount due (open 24 hours)",
+    "payment_url_expires": "when that page closes, e.g. Mar 02, 2026 12:00 UTC",
+}
 
 # Tags a mail template may use: control flow and text shaping only.
 SAFE_TAGS = ("if", "for", "with", "firstof", "cycle", "spaceless", "comment", "verbatim", "autoescape", "filter")

@@ -40,6 +40,7 @@ from invoicing.receivables.locks import invoices_lock
 from . import selectors
 from .gateway import integration_provider
 from .models import MerchantIntegration, PaymentSession, PaymentSessionMode, PaymentSessionStatus
+from .notices import checkout_link_notice_queue
 from .providers import amount_from_minor_units
 from .services import SESSION_MAX_LIFETIME, provider_customer_ensure
 
@@ -130,11 +131,13 @@ def invoice_checkout_create(
     success_url: str = "",
     failure_url: str = "",
     metadata: dict[str, Any] | None = None,
+    notify: bool = False,
 ) -> PaymentSession:
     """A Stripe Checkout Session (payment mode) for what is due on ``invoice`` now, recorded as our
     ``PaymentSession`` (``ps_…``) linked to the invoice. Stripe sends the customer back to our return page
     (which settles the session, then goes on to ``success_url`` if given); a cancel goes to ``failure_url``,
-    else the return page.
+    else the return page. ``notify``: the page's address is e-mailed to the customer, queued in the
+    transaction that records the session (so once per session; the pay link's own visits do not e-mail).
 
     Refuses ``CheckoutRefused`` (the invoice), ``PaymentsNotConnected`` (no active Stripe) and raises
     ``PaymentProviderError`` when Stripe refuses or cannot be reached (nothing recorded then)."""
@@ -159,7 +162,7 @@ def invoice_checkout_create(
         metadata={**ids, "meterline_customer": customer.pk},
     )
     with transaction.atomic():
-        return PaymentSession.objects.create(
+        row = PaymentSession.objects.create(
             id=session_id,
             merchant_id=invoice.merchant_id,
             customer=customer,
@@ -177,6 +180,9 @@ def invoice_checkout_create(
             created_at=now,
             updated_at=now,
         )
+        if notify:
+            checkout_link_notice_queue(session=row, invoice=invoice, now=now)
+        return row
 
 
 # Settling a session
@@ -284,9 +290,28 @@ def checkout_session_refresh(*, session: PaymentSession, now: datetime) -> Payme
         return session
     found = integration_provider(integration).session_retrieve(reference=session.reference)
     if found.get("status") == "expired":
-        PaymentSession.objects.filter(pk=session.pk, status=PaymentSessionStatus.PENDING).update(
-            status=PaymentSessionStatus.EXPIRED, updated_at=now
-        )
+        checkout_session_expired(integration=integration, session=found, now=now)
     else:
         checkout_session_completed(integration=integration, session=found, now=now)
     return PaymentSession.objects.select_related("invoice").get(pk=session.pk)
+
+
+def checkout_session_expired(
+    *, integration: MerchantIntegration, session: dict, now: datetime
+) -> PaymentSession | None:
+    """Stripe expired a Checkout Session (``checkout.session.expired``, or the return page finding it so): our
+    row of either mode (the integration's merchant's, by ``cs_…``, else by the id in its metadata) goes from
+    ``pending`` to ``expired``, once; a completed or processing one is left as it is (the money or the card
+    came first). Returns the row as it is now; None when the session is not ours."""
+    rows = PaymentSession.objects.filter(merchant_id=integration.merchant_id)
+    row = rows.filter(reference=session.get("id") or "").first()
+    if row is None:
+        metadata = session.get("metadata") or {}
+        ours = metadata.get("meterline_payment_session") or metadata.get("meterline_session")
+        row = rows.filter(pk=ours).first() if ours else None
+    if row is None:
+        return None
+    PaymentSession.objects.filter(pk=row.pk, status=PaymentSessionStatus.PENDING).update(
+        status=PaymentSessionStatus.EXPIRED, updated_at=now
+    )
+    return PaymentSession.objects.get(pk=row.pk)

@@ -1,7 +1,8 @@
 """The customer's e-mails about a charge of their invoice (payments/README.md, "Retries and the customer's
 e-mails"): a failed attempt, with the reason in plain words and when the card is tried again; an attempt the
 bank wants the customer to confirm (3-D Secure). Both link to the invoice's signed public page, where the
-customer pays.
+customer pays. And the link to a hosted payment page opened for the customer (the API's ``hosted_link``),
+queued by ``checkout.invoice_checkout_create`` in the transaction that records the session: one per session.
 
 They go through invoicing's delivery log (``document_delivery_queue``: the customer's billing e-mails, the
 merchant's sender and templates, retried on SMTP errors, not sent once the invoice is settled) and are queued
@@ -17,7 +18,7 @@ from invoicing.documents import DATE
 from invoicing.models import DeliveryReason, DocumentDelivery, Invoice
 from invoicing.services import document_delivery_queue
 
-from .models import PaymentAttempt, PaymentAttemptStatus
+from .models import PaymentAttempt, PaymentAttemptStatus, PaymentSession
 
 # Stripe's decline codes as a customer reads them (https://docs.stripe.com/declines/codes). Codes Stripe asks
 # not to reveal to the customer (lost, stolen, fraudulent, pickup) read as a generic decline.
@@ -65,3 +66,10 @@ def attempt_notice_queue(*, attempt: PaymentAttempt, invoice: Invoice, now: date
     else:
         return None
     return document_delivery_queue(document=invoice, now=now, reason=reason, values=values)
+
+
+def checkout_link_notice_queue(*, session: PaymentSession, invoice: Invoice, now: datetime) -> DocumentDelivery:
+    """Queue the e-mail carrying a payment-mode session's page to the customer's billing e-mails (the caller
+    holds the transaction that records the session; sent after commit, not once the invoice is settled)."""
+    values = {"payment_url": session.url, "payment_url_expires": f"{session.expires_at:{DATE} %H:%M} UTC"}
+    return document_delivery_queue(document=invoice, now=now, reason=DeliveryReason.PAYMENT_LINK, values=values)

@@ -2,7 +2,8 @@
 
 A refund is a credit note settled by refund (``invoicing.services``): in our books it lowers what the invoice
 still owes and records the rest as paid back. When the invoice was paid (wholly or partly) by card payments
-collected through Stripe (a ``PaymentAttempt``'s ``Payment``), the money goes back the way it came:
+collected through Stripe (a ``PaymentAttempt``'s ``Payment``, or the ``Payment`` of a hosted payment page the
+customer paid: a completed payment-mode ``PaymentSession``), the money goes back the way it came:
 
 1. **Claim**, in the transaction that issues the credit note (invoicing holds the invoice's lock): the amount
    refunded (``CreditNote.refunded``) is allocated over the invoice's card payments, **newest first**, each
@@ -33,16 +34,24 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from catalog.pricing import round_money
 from invoicing import services as invoicing_services
-from invoicing.models import CreditNote, CreditNoteStatus, InvoiceError, PaymentAllocation
+from invoicing.models import CreditNote, CreditNoteStatus, InvoiceError, Payment, PaymentAllocation
 from invoicing.receivables.locks import invoices_lock
 
 from . import selectors
 from .gateway import integration_provider
-from .models import LIVE_REFUND_STATUSES, PaymentAttemptStatus, Provider, ProviderRefund, ProviderRefundStatus
+from .models import (
+    LIVE_REFUND_STATUSES,
+    PaymentAttemptStatus,
+    PaymentSessionMode,
+    PaymentSessionStatus,
+    Provider,
+    ProviderRefund,
+    ProviderRefundStatus,
+)
 from .providers import PaymentProviderError, RefundResult
 
 logger = logging.getLogger(__name__)
@@ -149,7 +158,7 @@ def provider_refunds_claim(*, credit_note: CreditNote, now: datetime) -> list[Pr
             amount=amount,
             currency=payment.currency,
             provider=Provider.STRIPE,
-            charge_reference=payment.payment_attempt.reference,
+            charge_reference=_provider_charge(payment)[0],
             idempotency_key=card_refund_idempotency_key(
                 credit_note_id=credit_note.pk, payment_id=payment.pk if several else None
             ),
@@ -166,16 +175,33 @@ def provider_refunds_claim(*, credit_note: CreditNote, now: datetime) -> list[Pr
 
 
 def _card_allocations(*, invoice_id: str):
-    """The invoice's payments collected through the provider, newest first."""
+    """The invoice's payments collected through the provider, newest first: an automatic charge's succeeded
+    attempt, or a hosted payment page (a completed payment-mode session) the customer paid."""
+    charged = Q(
+        payment__payment_attempt__status=PaymentAttemptStatus.SUCCEEDED,
+        payment__payment_attempt__reference__isnull=False,
+    )
+    hosted = Q(
+        payment__payment_session__mode=PaymentSessionMode.PAYMENT,
+        payment__payment_session__status=PaymentSessionStatus.COMPLETED,
+    ) & ~Q(payment__payment_session__payment_reference="")
     return (
-        PaymentAllocation.objects.filter(
-            invoice_id=invoice_id,
-            payment__payment_attempt__status=PaymentAttemptStatus.SUCCEEDED,
-            payment__payment_attempt__reference__isnull=False,
-        )
-        .select_related("payment__payment_attempt")
+        PaymentAllocation.objects.filter(charged | hosted, invoice_id=invoice_id)
+        .select_related("payment__payment_attempt", "payment__payment_session")
         .order_by("-payment__received_at", "-payment__recorded_at", "-payment_id")
     )
+
+
+def _provider_charge(payment: Payment) -> tuple[str, str | None]:
+    """The provider's payment (Stripe: ``pi_…``) a card payment was taken by, and the mode (test or live) it
+    was taken in (None when unknown: an attempt whose method is gone): an automatic charge's attempt, else the
+    hosted page the customer paid on (its provider customer's mode)."""
+    attempt = getattr(payment, "payment_attempt", None)  # reverse one-to-one: absent raises AttributeError
+    if attempt is not None:
+        method = attempt.payment_method
+        return attempt.reference or "", method.provider_customer.mode if method is not None else None
+    session = payment.payment_session
+    return session.payment_reference, session.provider_customer.mode
 
 
 def _refundable(allocation: PaymentAllocation) -> Decimal:
@@ -191,19 +217,17 @@ def provider_refund_send(*, refund_id: str, now: datetime) -> ProviderRefund:
     """Send a pending row to the provider (no transaction held) and record the answer. A retryable provider
     error (Stripe unreachable, rate limited, the same key still in flight) leaves it pending for the sweep;
     any other refusal, or no connected provider of the payment's mode, fails it with the reason."""
-    refund = ProviderRefund.objects.select_related("payment__payment_attempt__payment_method__provider_customer").get(
-        pk=refund_id
-    )
+    refund = ProviderRefund.objects.select_related(
+        "payment__payment_attempt__payment_method__provider_customer", "payment__payment_session__provider_customer"
+    ).get(pk=refund_id)
     if refund.status != ProviderRefundStatus.PENDING:
         return refund
     integration = selectors.integration_active(merchant_id=refund.payment.merchant_id)
-    method = refund.payment.payment_attempt.payment_method
     if integration is None:
         return _record_failure(refund_id, NOT_CONNECTED, "No payment provider is connected: connect Stripe.", now=now)
-    if method is not None and method.provider_customer.mode != integration.mode:
-        message = (
-            f"The card was charged in {method.provider_customer.mode} mode; Stripe is connected in {integration.mode}."
-        )
+    _, mode = _provider_charge(refund.payment)
+    if mode is not None and mode != integration.mode:
+        message = f"The card was charged in {mode} mode; Stripe is connected in {integration.mode}."
         return _record_failure(refund_id, MODE_CHANGED, message, now=now)
     try:
         result = integration_provider(integration).refund(

@@ -303,6 +303,29 @@ def payment_method_set_default(*, payment_method: PaymentMethod) -> PaymentMetho
     return method
 
 
+@transaction.atomic
+def payment_method_default_from_setup(*, session: PaymentSession, payment_method: str) -> PaymentMethod | None:
+    """The method the customer saved on a completed setup page (``payment_method``: the provider's id, from the
+    session's SetupIntent) becomes their default: they opened the page to give the card to charge from now on,
+    so a declined card replaced this way is the one the next retry charges (Stripe Billing's own "update payment
+    method" page does the same). None when it is not mirrored (the sync has not seen it) or was removed since."""
+    session = PaymentSession.objects.get(pk=session.pk)
+    if session.mode != PaymentSessionMode.SETUP or session.status != PaymentSessionStatus.COMPLETED:
+        return None
+    Customer.objects.select_for_update().filter(pk=session.customer_id).first()  # one writer of the default
+    saved = PaymentMethod.objects.filter(
+        provider_customer_id=session.provider_customer_id, reference=payment_method, detached_at__isnull=True
+    ).first()
+    if saved is None or saved.is_default:
+        return saved
+    PaymentMethod.objects.filter(provider_customer_id=saved.provider_customer_id, is_default=True).update(
+        is_default=False
+    )
+    saved.is_default = True
+    saved.save(update_fields=["is_default"])
+    return saved
+
+
 def payment_session_setup_create(
     *,
     customer: Customer,

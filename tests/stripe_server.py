@@ -163,11 +163,29 @@ class StripeTestServer:
     def calls(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and re.fullmatch(path, r.path)]
 
-    def customer_completes_setup(self, *, customer: str, card: str = "pm_card_visa") -> dict:
+    def customer_completes_setup(self, *, customer: str, card: str = "pm_card_visa", session: str = "") -> dict:
         """What Stripe Checkout does when the customer saves a card on the hosted page: a new method,
-        attached to the customer."""
+        attached to the customer; with ``session`` (a setup-mode ``cs_…``), also a succeeded SetupIntent holding
+        it and the session ``complete`` with that ``setup_intent``, as Stripe's ``checkout.session.completed``
+        carries it."""
         with self._lock:
-            return self._new_payment_method(card, customer=customer)
+            method = self._new_payment_method(card, customer=customer)
+            if session:
+                intent = self.state.fixture("setup_intent")
+                intent.update(
+                    id=_id("seti"),
+                    created=int(time.time()),
+                    customer=customer,
+                    usage="off_session",
+                    payment_method=method["id"],
+                    status="succeeded",
+                    last_setup_error=None,
+                    next_action=None,
+                    livemode=False,
+                )
+                self.state.setup_intents[intent["id"]] = intent
+                self.state.sessions[session].update(status="complete", setup_intent=intent["id"])
+            return method
 
     def customer_pays_session(self, session: str, *, card: str = "pm_card_visa") -> dict:
         """What Stripe Checkout does when the customer pays a payment-mode session with ``card``: a
@@ -277,6 +295,7 @@ class StripeTestServer:
         routes = [
             ("POST", r"/v1/customers", self._customer_create),
             ("POST", r"/v1/setup_intents", self._setup_intent_create),
+            ("GET", r"/v1/setup_intents/(?P<ident>[^/]+)", self._setup_intent_retrieve),
             ("GET", r"/v1/payment_methods", self._payment_method_list),
             ("POST", r"/v1/payment_intents", self._payment_intent_create),
             ("POST", r"/v1/checkout/sessions", self._session_create),
@@ -338,6 +357,11 @@ class StripeTestServer:
                 },
             )
         return method
+
+    def _setup_intent_retrieve(self, params, ident: str) -> dict:
+        if ident not in self.state.setup_intents:
+            raise _missing("setup_intent", ident)
+        return self.state.setup_intents[ident]
 
     def _setup_intent_create(self, params) -> dict:
         customer = self._customer(params.get("customer"))["id"]

@@ -19,6 +19,7 @@ class MailKind(models.TextChoices):
     FINAL_NOTICE = "final_notice", "Final notice (dunning)"
     PAYMENT_FAILED = "payment_failed", "Automatic payment failed"
     PAYMENT_ACTION = "payment_action", "Payment needs the customer's confirmation"
+    PAYMENT_LINK = "payment_link", "Link to pay online"
 
 
 class DeliverySettings(models.Model):
@@ -107,9 +108,11 @@ class DeliveryReason(models.TextChoices):
     REMINDER = "reminder", "Payment reminder"
     FINAL_NOTICE = "final", "Final notice"
     # Written by the payments app (above invoicing) about a charge of the invoice: it failed, or the bank
-    # asks the customer to confirm it (3-D Secure). The failure reason comes in ``values``.
+    # asks the customer to confirm it (3-D Secure). The failure reason comes in ``values``. Or a hosted
+    # payment page opened for the customer (the API's ``hosted_link``): its address comes in ``values``.
     PAYMENT_FAILED = "pay_failed", "Payment failed"
     PAYMENT_ACTION = "pay_action", "Payment to confirm"
+    PAYMENT_LINK = "pay_link", "Payment link"
 
 
 # The mail wording of each delivery reason of an invoice (a credit note is always MailKind.CREDIT_NOTE).
@@ -120,9 +123,10 @@ INVOICE_MAIL_KINDS = {
     DeliveryReason.FINAL_NOTICE: MailKind.FINAL_NOTICE,
     DeliveryReason.PAYMENT_FAILED: MailKind.PAYMENT_FAILED,
     DeliveryReason.PAYMENT_ACTION: MailKind.PAYMENT_ACTION,
+    DeliveryReason.PAYMENT_LINK: MailKind.PAYMENT_LINK,
 }
 DUNNING_REASONS = (DeliveryReason.REMINDER, DeliveryReason.FINAL_NOTICE)
-PAYMENT_REASONS = (DeliveryReason.PAYMENT_FAILED, DeliveryReason.PAYMENT_ACTION)
+PAYMENT_REASONS = (DeliveryReason.PAYMENT_FAILED, DeliveryReason.PAYMENT_ACTION, DeliveryReason.PAYMENT_LINK)
 # About collecting the invoice's money: not sent once it is paid, credited or voided; simulated on a test clock.
 COLLECTION_REASONS = (*DUNNING_REASONS, *PAYMENT_REASONS)
 

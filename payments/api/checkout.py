@@ -53,7 +53,7 @@ class InvoicePaymentApi(invoicing_api.InvoicePaymentApi):
         "already paid → 409 INVOICE_ALREADY_PAID; draft or void → 422 INVOICE_NOT_LINKABLE_STATUS. hosted_link: "
         "a new Stripe Checkout Session (payment mode) for the amount due, answered as paymentSessionId and "
         "paymentUrl (Stripe's page, open 24 hours; the invoice's long-lived pay link is on its document page). "
-        "Each call opens a new session. 422 MERCHANT_NO_PAYMENT_ACCOUNT without a connected Stripe, "
+        "Each call opens a new session and e-mails its page to the customer's billing e-mails. 422 MERCHANT_NO_PAYMENT_ACCOUNT without a connected Stripe, "
         "INVOICE_NO_BALANCE with nothing due; 502 PAYMENT_PROVIDER_ERROR when Stripe refuses or is unreachable.",
     )
     def post(self, request, id: str):
@@ -62,7 +62,7 @@ class InvoicePaymentApi(invoicing_api.InvoicePaymentApi):
             return super().post(request, id)
         invoice = invoice_or_404(self.merchant, id)
         try:
-            session = invoice_checkout_create(invoice=invoice, now=timezone.now())
+            session = invoice_checkout_create(invoice=invoice, now=timezone.now(), notify=True)
         except CheckoutRefused as refusal:
             raise ApiError(
                 refusal.message,

@@ -139,6 +139,11 @@ class PaymentProvider(Protocol):
         customer comes back before the webhook."""
         ...
 
+    def setup_intent_payment_method(self, *, reference: str) -> str:
+        """The payment method a setup (Stripe: the SetupIntent ``seti_…`` of a completed setup-mode Checkout
+        Session) saved: what the customer gave on the hosted page. Empty when it saved none."""
+        ...
+
     def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
         """Give back (part of) a succeeded charge."""
         ...

@@ -234,6 +234,14 @@ class StripeProvider:
         except stripe.StripeError as error:
             raise _provider_error(error) from error
 
+    def setup_intent_payment_method(self, *, reference: str) -> str:
+        try:
+            intent = self._client.v1.setup_intents.retrieve(reference)
+        except stripe.StripeError as error:
+            raise _provider_error(error) from error
+        method = intent.payment_method
+        return (method if isinstance(method, str) else method.id) if method else ""
+
     def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
         try:
             refund = self._client.v1.refunds.create(

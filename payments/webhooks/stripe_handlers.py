@@ -8,7 +8,8 @@ safe to run again and to meet the events out of order (Stripe delivers at least 
 - ``charge.dispute.created``: the charge is flagged disputed (no money moves here);
 - ``checkout.session.completed``: a setup session is completed and the customer's methods synced; a
   payment-mode session (and ``checkout.session.async_payment_succeeded``, its bank debit cleared) is recorded
-  by ``payments.checkout`` (one payment, whether the webhook or Stripe's return page comes first).
+  by ``payments.checkout`` (one payment, whether the webhook or Stripe's return page comes first);
+- ``checkout.session.expired``: our pending session of either mode becomes ``expired``.
 
 Every other type is kept and acknowledged, ``ignored``."""
 
@@ -24,9 +25,11 @@ from catalog.pricing.currency import format_money
 from .. import selectors
 from ..charges import attempt_outcome_record
 from ..checkout import checkout_session_completed as checkout_session_completed_record
+from ..checkout import checkout_session_expired as checkout_session_expired_record
+from ..gateway import integration_provider
 from ..models import MerchantIntegration, PaymentAttempt, PaymentSession, PaymentSessionMode
 from ..providers import ChargeResult, ChargeStatus, amount_from_minor_units
-from ..services import payment_methods_sync, payment_session_complete
+from ..services import payment_method_default_from_setup, payment_methods_sync, payment_session_complete
 from .base import EventHandler, Handled, ParsedEvent, ignored
 
 
@@ -131,9 +134,20 @@ def charge_dispute_created(*, integration: MerchantIntegration, event: ParsedEve
     )
 
 
+def _setup_payment_method(integration: MerchantIntegration, setup_intent: str | dict[str, Any] | None) -> str:
+    """The method a setup session's SetupIntent saved (the event carries the intent's id, or the intent when
+    expanded): read from Stripe, outside any transaction."""
+    if isinstance(setup_intent, dict):
+        method = setup_intent.get("payment_method")
+        return (method.get("id", "") if isinstance(method, dict) else method) or ""
+    if not setup_intent:
+        return ""
+    return integration_provider(integration).setup_intent_payment_method(reference=setup_intent)
+
+
 def checkout_session_completed(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
     """A hosted page finished. Setup mode: the ``PaymentSession`` is completed and the customer's saved methods
-    are read from Stripe (the card saved there becomes chargeable, the default if it is the first). Payment
+    are read from Stripe (the card saved there becomes chargeable and the customer's default). Payment
     mode: ``checkout_session_payment_mode``."""
     session = event.object
     if session.get("mode") == PaymentSessionMode.PAYMENT:
@@ -152,8 +166,13 @@ def checkout_session_completed(*, integration: MerchantIntegration, event: Parse
     # error is recorded on the event and the delivery answered 503: Stripe delivers it again, and the (repeated)
     # sync runs then.
     payment_methods_sync(customer=found.customer, now=now)
+    default = None
+    saved = _setup_payment_method(integration, session.get("setup_intent"))
+    if saved:
+        default = payment_method_default_from_setup(session=found, payment_method=saved)
     state = "completed" if completed else f"{found.status} already"
-    return Handled(outcome=f"setup session {found.pk} {state}; payment methods synced")
+    chosen = f"; {default.pk} is the default" if default is not None else ""
+    return Handled(outcome=f"setup session {found.pk} {state}; payment methods synced{chosen}")
 
 
 def checkout_session_payment_mode(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
@@ -177,6 +196,15 @@ def checkout_session_payment_mode(*, integration: MerchantIntegration, event: Pa
     return Handled(outcome=said, invoice_id=row.invoice_id)
 
 
+def checkout_session_expired(*, integration: MerchantIntegration, event: ParsedEvent, now: datetime) -> Handled:
+    """A hosted page (either mode) ended unused: our pending ``PaymentSession`` becomes ``expired``
+    (``payments.checkout.checkout_session_expired``); a completed one stays completed."""
+    row = checkout_session_expired_record(integration=integration, session=event.object, now=now)
+    if row is None:
+        return ignored(f"no session of ours is {event.object.get('id')}")
+    return Handled(outcome=f"{row.mode} session {row.pk} {row.status}", invoice_id=row.invoice_id)
+
+
 STRIPE_HANDLERS: dict[str, EventHandler] = {
     "payment_intent.succeeded": payment_intent_succeeded,
     "payment_intent.payment_failed": payment_intent_payment_failed,
@@ -185,4 +213,5 @@ STRIPE_HANDLERS: dict[str, EventHandler] = {
     "charge.dispute.created": charge_dispute_created,
     "checkout.session.completed": checkout_session_completed,
     "checkout.session.async_payment_succeeded": checkout_session_payment_mode,
+    "checkout.session.expired": checkout_session_expired,
 }

@@ -378,3 +378,23 @@ def test_retrieving_a_session_stripe_does_not_know_is_a_provider_error(provider,
         provider.session_retrieve(reference="cs_test_unknown")
 
     assert (refused.value.code, refused.value.http_status, refused.value.retryable) == ("resource_missing", 404, False)
+
+
+def test_the_method_a_completed_setup_page_saved_is_read_from_its_setup_intent(provider, customer, stripe_server):
+    hosted = provider.session_create(
+        mode="setup",
+        provider_customer=customer,
+        currency="USD",
+        success_url="https://example.com/ok",
+        cancel_url="https://example.com/ko",
+        expires_at=datetime.now(UTC) + timedelta(hours=24),
+        idempotency_key="setup-session-1",
+        metadata={"meterline_session": "ps_1"},
+    )
+    method = stripe_server.customer_completes_setup(customer=customer, card="pm_card_visa", session=hosted.reference)
+    setup_intent = stripe_server.state.sessions[hosted.reference]["setup_intent"]
+
+    assert provider.setup_intent_payment_method(reference=setup_intent) == method["id"]
+    with pytest.raises(PaymentProviderError) as refused:
+        provider.setup_intent_payment_method(reference="seti_test_unknown")
+    assert (refused.value.code, refused.value.http_status) == ("resource_missing", 404)

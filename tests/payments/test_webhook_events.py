@@ -13,7 +13,7 @@ from invoicing.services import invoice_refund_create
 from payments.charges import invoice_auto_charge
 from payments.checkout import checkout_session_refresh, invoice_checkout_create
 from payments.models import PaymentSession, ProviderEvent
-from payments.services import payment_session_setup_create
+from payments.services import payment_method_save, payment_session_setup_create
 from tests.factories import CustomerFactory
 from tests.invoicing.receivables import account, issued
 
@@ -111,11 +111,31 @@ def test_a_completed_setup_page_completes_the_session_and_mirrors_the_card_saved
     again = deliver(stripe_connected, event("checkout.session.completed", completed))
 
     session.refresh_from_db()
-    assert (session.status, session.completed_at is not None) == ("completed", True)
-    assert response.json()["outcome"] == f"setup session {session.pk} completed; payment methods synced"
-    assert again.json()["outcome"] == f"setup session {session.pk} completed already; payment methods synced"
     [method] = customer.payment_methods.all()
+    assert (session.status, session.completed_at is not None) == ("completed", True)
+    synced = "payment methods synced"  # the hand-made object names no SetupIntent: the first card's rule
+    assert response.json()["outcome"] == f"setup session {session.pk} completed; {synced}"
+    assert again.json()["outcome"] == f"setup session {session.pk} completed already; {synced}"
     assert (method.brand, method.last4, method.is_default) == ("mastercard", "4444", True)
+
+
+def test_a_card_saved_on_a_later_setup_page_replaces_the_default(stripe_connected, stripe_server, customer, now):
+    declining = payment_method_save(customer=customer, payment_method="pm_card_chargeCustomerFail", now=now)
+    session = payment_session_setup_create(customer=customer, now=now)
+    stripe_server.customer_completes_setup(
+        customer=session.provider_customer.reference, card="pm_card_visa", session=session.reference
+    )
+    completed = stripe_server.state.sessions[session.reference]
+    assert (completed["status"], completed["setup_intent"][:5]) == ("complete", "seti_")
+
+    response = deliver(stripe_connected, event("checkout.session.completed", completed))
+
+    declining.refresh_from_db()
+    replacing = customer.payment_methods.exclude(pk=declining.pk).get()
+    assert (declining.is_default, declining.detached_at) == (False, None)
+    assert (replacing.last4, replacing.is_default) == ("4242", True)
+    assert response.json()["outcome"].endswith(f"payment methods synced; {replacing.pk} is the default")
+    assert stripe_server.calls("GET", f"/v1/setup_intents/{completed['setup_intent']}")
 
 
 def test_a_paid_checkout_session_delivered_signed_records_one_payment_with_its_replay_and_the_return_page(
@@ -180,3 +200,46 @@ def test_the_admin_lists_the_events_read_only(stripe_connected, paid, superuser_
     assert row.event_id in listing and "charge.refunded" in listing and "not recorded as a refund" in listing
     assert detail.status_code == 200 and b'name="outcome"' not in detail.content  # viewed, never edited
     assert superuser_client.get(reverse("admin:payments_providerevent_add")).status_code == 403
+
+
+def test_an_expired_checkout_session_delivered_signed_expires_our_pending_session_once(
+    stripe_connected, stripe_server, merchant, customer, now
+):
+    invoice = issued(account(merchant), "40.00", now=now)
+    paying = invoice_checkout_create(invoice=invoice, now=now)
+    setup = payment_session_setup_create(customer=customer, now=now)
+    expired = {**stripe_server.state.sessions[paying.reference], "status": "expired"}
+
+    response = deliver(stripe_connected, event("checkout.session.expired", expired, ident="evt_test_expired"))
+    replay = deliver(stripe_connected, event("checkout.session.expired", expired, ident="evt_test_expired"))
+    setup_expired = deliver(
+        stripe_connected,
+        event("checkout.session.expired", {**stripe_server.state.sessions[setup.reference], "status": "expired"}),
+    )
+    unknown = deliver(
+        stripe_connected, event("checkout.session.expired", {"id": "cs_test_elsewhere", "status": "expired"})
+    )
+
+    paying.refresh_from_db()
+    setup.refresh_from_db()
+    assert (response.status_code, response.json()["outcome"]) == (200, f"payment session {paying.pk} expired")
+    assert (replay.json()["replay"], paying.status) == (True, "expired")
+    assert ProviderEvent.objects.get(event_id="evt_test_expired").invoice_id == invoice.pk
+    assert (setup_expired.json()["outcome"], setup.status) == (f"setup session {setup.pk} expired", "expired")
+    assert unknown.json()["outcome"] == "ignored: no session of ours is cs_test_elsewhere"
+
+
+def test_an_expiry_arriving_after_the_payment_leaves_the_session_completed(
+    stripe_connected, stripe_server, merchant, now
+):
+    invoice = issued(account(merchant), "40.00", now=now)
+    session = invoice_checkout_create(invoice=invoice, now=now)
+    completed = stripe_server.customer_pays_session(session.reference)
+    deliver(stripe_connected, event("checkout.session.completed", completed))
+
+    late = deliver(stripe_connected, event("checkout.session.expired", {**completed, "status": "expired"}))
+
+    session.refresh_from_db()
+    assert (late.json()["outcome"], session.status) == (f"payment session {session.pk} completed", "completed")
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID and Payment.objects.filter(customer=invoice.customer).count() == 1
