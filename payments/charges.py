@@ -300,12 +300,18 @@ def auto_charge_due_invoices(*, now: datetime) -> QuerySet[Invoice]:
     yet; and invoices in any state with a pending attempt whose lease ended (its worker died, perhaps after
     Stripe charged). Oldest issued first."""
     attempts = PaymentAttempt.objects.filter(invoice=OuterRef("pk"))
+    connected_at = F("merchant__payment_integrations__connected_at")
+    # A test clock's invoices are issued at the clock's time, which may lie before the connection however recently
+    # they were written: they count from when they were written (``created_at``, the real time).
+    issued_since_connected = Q(subscription__test_clock__isnull=True, issued_at__gte=connected_at) | Q(
+        subscription__test_clock__isnull=False, created_at__gte=connected_at
+    )
     never_tried = Q(
+        issued_since_connected,
         ~Exists(attempts),
         status__in=OPEN_STATUSES,
         amount_due__gt=0,
         subscription__auto_charge=True,
-        issued_at__gte=F("merchant__payment_integrations__connected_at"),
     )
     # whatever the invoice's state now: the charge may have happened at Stripe
     abandoned = Exists(attempts.filter(status=PaymentAttemptStatus.PENDING, updated_at__lte=now - CLAIM_LEASE))

@@ -10,13 +10,15 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 
+from catalog.models import Subscription
 from invoicing.api.serializers import InvoiceStatusField
-from invoicing.models import CustomerCreditEntry, InvoiceStatus, Payment
+from invoicing.models import CustomerCreditEntry, Invoice, InvoiceStatus, Payment
 from invoicing.receivables import invoice_pay_in_full
 from payments import charges
 from payments.charges import CLAIM_LEASE, auto_charge_due_invoices, invoice_auto_charge, invoices_auto_charge_due
 from payments.models import PaymentAttempt
 from payments.services import payment_method_save
+from tests.factories import TestClockFactory
 from tests.invoicing.receivables import account, issued
 
 pytestmark = pytest.mark.django_db
@@ -191,6 +193,22 @@ def test_what_the_beat_picks(stripe_connected, stripe_server, merchant, now):
     invoice_pay_in_full(invoice=paid, at=now)
 
     assert list(auto_charge_due_invoices(now=now)) == [due]
+
+
+def test_a_test_clocks_invoices_count_from_when_they_were_written_not_from_the_clocks_time(
+    stripe_connected, stripe_server, merchant, now
+):
+    clock = TestClockFactory(merchant=merchant, current_time=stripe_connected.connected_at - timedelta(days=30))
+    written_now = auto_charged(merchant, now)
+    Subscription.objects.filter(pk=written_now.subscription_id).update(test_clock=clock)
+    Invoice.objects.filter(pk=written_now.pk).update(issued_at=clock.current_time)  # the clock's time
+    written_before = auto_charged(merchant, now)
+    Subscription.objects.filter(pk=written_before.subscription_id).update(test_clock=clock)
+    Invoice.objects.filter(pk=written_before.pk).update(
+        issued_at=clock.current_time, created_at=stripe_connected.connected_at - timedelta(minutes=1)
+    )
+
+    assert list(auto_charge_due_invoices(now=now)) == [written_now]
 
 
 def test_nothing_is_charged_without_a_connected_provider(merchant, now, stripe_server):
