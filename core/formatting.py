@@ -22,3 +22,9 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def json_number(value: Decimal) -> int | Decimal:
+    """A quantity or amount where the wire type is a JSON number: a whole value goes out as an integer (exact);
+    a fraction as the Decimal, which the JSON renderer writes as a number."""
+    return int(value) if value == value.to_integral_value() else value

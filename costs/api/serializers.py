@@ -140,20 +140,24 @@ class ProfitabilityQuery(TypedSerializer):
         return fields
 
 
-# Output shapes of the reads (for the schema; the views build the same keys).
+# Output shapes of the reads (for the schema; the views build the same keys). Quantities and amounts are JSON
+# numbers on the wire (the client's type), built exactly from Decimal by ``core.formatting.json_number``.
+class JsonNumber(serializers.DecimalField):
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=None, decimal_places=None, coerce_to_string=False, **kwargs)
 
 
 class CostUsageGroupOutput(serializers.Serializer):
     dimensions = serializers.DictField(child=serializers.CharField())
-    quantity = serializers.FloatField()
-    cost = serializers.FloatField()
+    quantity = JsonNumber()
+    cost = JsonNumber()
 
 
 class CostUsageWindowOutput(serializers.Serializer):
     windowStart = UtcDateTime()
     windowEnd = UtcDateTime()
-    quantity = serializers.FloatField()
-    cost = serializers.FloatField()
+    quantity = JsonNumber()
+    cost = JsonNumber()
 
 
 class CostUsageOutput(serializers.Serializer):
@@ -164,8 +168,8 @@ class CostUsageOutput(serializers.Serializer):
     currency = serializers.CharField()
     eventType = serializers.CharField()
     unit = serializers.CharField()
-    totalQuantity = serializers.FloatField()
-    totalCost = serializers.FloatField()
+    totalQuantity = JsonNumber()
+    totalCost = JsonNumber()
     groups = CostUsageGroupOutput(many=True, required=False)
     timeSeries = CostUsageWindowOutput(many=True, required=False)
 
@@ -206,8 +210,8 @@ def inline_report_output():
             "object": Constant("cost_report"),
             "currency": serializers.CharField(),
             "groupBy": serializers.CharField(),
-            "totalCost": serializers.FloatField(),
-            "totalQuantity": serializers.FloatField(),
+            "totalCost": JsonNumber(),
+            "totalQuantity": JsonNumber(),
             "groups": serializers.ListField(child=serializers.DictField()),
             "timeSeries": serializers.ListField(child=serializers.DictField()),
             "availableDimensions": serializers.ListField(child=serializers.CharField()),

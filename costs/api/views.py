@@ -18,7 +18,7 @@ from catalog.models import Customer
 from core.api.fields import parameter_combination_error, require_query, wire_field_names
 from core.api.pagination import page_params
 from core.api.serializers import ErrorOutput, list_output
-from core.formatting import iso_utc
+from core.formatting import iso_utc, json_number
 
 from .. import margin, report, selectors, services
 from . import serializers as s
@@ -102,11 +102,6 @@ class CostDetailApi(CatalogApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _number(value):
-    """A quantity or amount as a JSON number (the wire type), exact: integers stay integers."""
-    return int(value) if value == value.to_integral_value() else value.normalize()
-
-
 class CostSummaryApi(CatalogApi):
     @extend_schema(
         operation_id="getCostSummary",
@@ -179,12 +174,12 @@ class CostSummaryApi(CatalogApi):
             "currency": cost.currency,
             "eventType": cost.event_type,
             "unit": cost.unit,
-            "totalQuantity": _number(usage.total_quantity),
-            "totalCost": _number(usage.total_cost),
+            "totalQuantity": json_number(usage.total_quantity),
+            "totalCost": json_number(usage.total_cost),
         }
         if usage.groups is not None:
             body["groups"] = [
-                {"dimensions": row.dimensions, "quantity": _number(row.quantity), "cost": _number(row.cost)}
+                {"dimensions": row.dimensions, "quantity": json_number(row.quantity), "cost": json_number(row.cost)}
                 for row in usage.groups
             ]
         if usage.time_series is not None:
@@ -192,8 +187,8 @@ class CostSummaryApi(CatalogApi):
                 {
                     "windowStart": iso_utc(row.window_start),
                     "windowEnd": iso_utc(row.window_end),
-                    "quantity": _number(row.quantity),
-                    "cost": _number(row.cost),
+                    "quantity": json_number(row.quantity),
+                    "cost": json_number(row.cost),
                 }
                 for row in usage.time_series
             ]
@@ -302,17 +297,17 @@ def _report_group(group: report.ReportGroup, total: Decimal) -> dict:
     body = {
         "key": group.key,
         "label": group.label,
-        "totalCost": _number(group.cost),
-        "totalQuantity": _number(group.quantity),
-        "percentOfTotal": _number((group.cost * 100 / total).quantize(Decimal("0.01"))) if total else 0,
+        "totalCost": json_number(group.cost),
+        "totalQuantity": json_number(group.quantity),
+        "percentOfTotal": json_number((group.cost * 100 / total).quantize(Decimal("0.01"))) if total else 0,
         "isOther": group.is_other,
         "unit": group.unit,
     }
     if group.prior_cost is not None:
         change = None
         if group.prior_cost:
-            change = _number(((group.cost - group.prior_cost) * 100 / group.prior_cost).quantize(Decimal("0.01")))
-        body["priorPeriod"] = {"cost": _number(group.prior_cost), "changePercent": change}
+            change = json_number(((group.cost - group.prior_cost) * 100 / group.prior_cost).quantize(Decimal("0.01")))
+        body["priorPeriod"] = {"cost": json_number(group.prior_cost), "changePercent": change}
     return body
 
 
@@ -385,14 +380,14 @@ class CostReportApi(CatalogApi):
                 "currency": currency,
                 "period": {"from": iso_utc(query["from"]), "to": iso_utc(query["to"])},
                 "groupBy": query["groupBy"],
-                "totalCost": _number(result.total_cost),
-                "totalQuantity": _number(result.total_quantity),
+                "totalCost": json_number(result.total_cost),
+                "totalQuantity": json_number(result.total_quantity),
                 "groups": [_report_group(g, result.total_cost) for g in result.groups[offset : offset + limit]],
                 "timeSeries": [
                     {
                         "windowStart": iso_utc(ws),
                         "windowEnd": iso_utc(we),
-                        "groups": {k: _number(v) for k, v in values.items()},
+                        "groups": {k: json_number(v) for k, v in values.items()},
                     }
                     for ws, we, values in result.windows
                 ],

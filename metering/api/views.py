@@ -30,7 +30,7 @@ from core.api.errors import (
     validation_error_response,
 )
 from core.api.pagination import paginate
-from core.formatting import iso_utc
+from core.formatting import iso_utc, json_number
 
 from .. import selectors, services
 from ..models import EVENT_ID_PREFIX, UsageEvent
@@ -109,6 +109,8 @@ class _EventIngestBase(APIView):
     missing or refused key) goes through DRF's ``dispatch``, so its 401/405 answers are DRF's own. The
     class stays an ``APIView`` for drf-spectacular, which documents the ``post`` methods.
 
+    Each endpoint's ``answer(request, merchant=)`` builds its answer (``post`` calls it too, after DRF's checks).
+
     Invoicing's real-time endpoints subclass these views and override only the hooks (metering never
     imports invoicing): ``ingest`` debits prepaid balances in the same transaction, ``raise_for_refusal``
     and ``items_extras`` report events refused for lack of credit.
@@ -138,9 +140,6 @@ class _EventIngestBase(APIView):
         except DATABASE_UNAVAILABLE as error:
             logger.error("Database unavailable, answered 503: %s", error, exc_info=error)
             return database_unavailable_response()
-
-    def answer(self, request, *, merchant) -> HttpResponse:
-        raise NotImplementedError
 
     def ingest(self, *, merchant, raw_events: list, now):
         return services.events_ingest(merchant=merchant, raw_events=raw_events, now=now)
@@ -280,11 +279,6 @@ def _subject(request, errors: dict) -> Customer | None:
     return customer
 
 
-def _number(value: Decimal):
-    """A meter value as a JSON number: integers stay exact; fractions go out as numbers (the wire type)."""
-    return int(value) if value == value.to_integral_value() else value
-
-
 class MeterApi(APIView):
     """``GET /v0/billableMetrics/{id}/meter``: the UsageResponse (total, windows, groups)."""
 
@@ -341,7 +335,7 @@ class MeterApi(APIView):
                 [{"field": field, "message": f"Unknown dimension “{unknown.dimension}”; this metric has: {known}."}]
             )
 
-        body: dict = {"billableMetricId": metric.pk, "totalValue": _number(total), "object": "meter"}
+        body: dict = {"billableMetricId": metric.pk, "totalValue": json_number(total), "object": "meter"}
         if group_by:
             group_totals: dict[tuple, Decimal] = {}
             for row in rows:
@@ -353,14 +347,14 @@ class MeterApi(APIView):
                 chosen = set(ranked[(group_offset or 0) : (group_offset or 0) + group_limit])
                 rows = [row for row in rows if tuple(sorted(row.group.items())) in chosen]
             body["groupedValues"] = [
-                {"groupBy": row.group, "value": _number(row.value), "eventCount": row.event_count} for row in rows
+                {"groupBy": row.group, "value": json_number(row.value), "eventCount": row.event_count} for row in rows
             ]
         if window_size:
             body["windowedValues"] = [
                 {
                     "windowStart": iso_utc(row.window_start),
                     "windowEnd": iso_utc(row.window_end),
-                    "value": _number(row.value),
+                    "value": json_number(row.value),
                 }
                 for row in rows
             ]
