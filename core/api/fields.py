@@ -103,3 +103,14 @@ class UtcDateTimeField(serializers.DateTimeField):
 
     def to_representation(self, value):
         return iso_utc(value)
+
+
+class QueryIdField(serializers.CharField):
+    """An id given as a query filter (``?customerId=…``): matched exactly as sent. DRF's default trimming
+    would turn ``?customerId=+`` (a space) into a blank and refuse it, although the schema admits any
+    non-empty string; untrimmed, an id no object has simply matches nothing."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)

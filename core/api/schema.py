@@ -88,13 +88,20 @@ PATH_SEGMENT = "^[^/\\x00]+$"
 COMMON_ERROR_CODES = {"400": "Invalid request.", "401": "Missing or unknown API key.", "503": "Database unavailable."}
 
 
+# ``extend_schema(extensions={BODY_REQUIRED: True})``: the body is required although each of its members is
+# optional (drf-spectacular marks a body required only when a member is), e.g. "at least one of add, edit,
+# remove". The hook below turns it into ``requestBody.required`` and drops the marker.
+BODY_REQUIRED = "x-meterline-body-required"
+
+
 def document_common_errors(result, generator, request, public):
     """drf-spectacular postprocessing hook: every operation documents the answers every view can give.
 
     - 400, 401 and 503 on every operation, 404 on every operation with a path parameter (unknown id);
+    - a body marked ``BODY_REQUIRED`` is documented as required;
     - every string path parameter is one path segment (no "/", no null character);
     - every free-text query parameter excludes the null character (a 400, core/api/fields.py);
-    - every string query parameter has ``minLength: 1``: an empty value (``?startedBefore=``) is refused
+    - every string query parameter (each value of a repeated one) has ``minLength: 1``: an empty value (``?startedBefore=``) is refused
       with a 400 (``core.api.middleware.EmptyQueryValueMiddleware``), never silently ignored.
     """
     error_ref = {"$ref": "#/components/schemas/ErrorOutput"}
@@ -102,6 +109,8 @@ def document_common_errors(result, generator, request, public):
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            if operation.pop(BODY_REQUIRED, False) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
             codes = dict(COMMON_ERROR_CODES)
             if "{" in path:
                 codes["404"] = "No such object."
@@ -114,8 +123,11 @@ def document_common_errors(result, generator, request, public):
                 if parameter.get("in") == "path" and schema.get("type", "string") == "string":
                     # One path segment: the router answers a "/" in an id with 404 before any view runs.
                     schema.setdefault("pattern", PATH_SEGMENT)
-                if parameter.get("in") == "query" and schema.get("type") == "string":
-                    schema.setdefault("minLength", 1)
-                    if "enum" not in schema and "format" not in schema:
-                        schema.setdefault("pattern", NO_NULL_CHARACTERS)
+                if parameter.get("in") == "query":
+                    # A repeated parameter (``?subscriptionIds=a&subscriptionIds=b``): each value, as one.
+                    values = schema.get("items", {}) if schema.get("type") == "array" else schema
+                    if values.get("type") == "string":
+                        values.setdefault("minLength", 1)
+                        if "enum" not in values and "format" not in values:
+                            values.setdefault("pattern", NO_NULL_CHARACTERS)
     return result

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from catalog.api.fields import check_merchant, money_string
 from catalog.api.views import CatalogApi
 from catalog.models import Customer
-from core.api.fields import parameter_combination_error, require_query
+from core.api.fields import QueryIdField, parameter_combination_error, require_query
 from core.api.pagination import MAX_OFFSET, page_params
 from core.api.serializers import ErrorOutput
 from core.formatting import iso_utc
@@ -108,8 +108,8 @@ class RevenueQuery(serializers.Serializer):
     startTime = UtcDateTime()
     endTime = UtcDateTime()
     bucketWidth = serializers.ChoiceField(choices=["hour", "day", "week"], required=False, default="day")
-    merchantId = serializers.CharField(required=False)
-    customerId = serializers.CharField(required=False)
+    merchantId = QueryIdField()
+    customerId = QueryIdField()
     currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
     groupBy = serializers.ChoiceField(choices=["plan", "customer", "currency"], required=False)
     periodBasis = serializers.ChoiceField(choices=["issued", "billingPeriod"], required=False, default="issued")

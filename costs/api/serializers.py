@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from catalog import models as catalog_models
 from catalog.api.fields import DecimalString, MerchantScopedId
-from core.api.fields import TextKeyDictField
+from core.api.fields import QueryIdField, TextKeyDictField
 from core.api.serializers import BlankAsNull, Constant, StrictSerializer, TypedSerializer
 
 from ..models import MAX_DIMENSIONS, CostType
@@ -114,7 +114,7 @@ WINDOWS = [("MINUTE", "MINUTE"), ("HOUR", "HOUR"), ("DAY", "DAY")]
 
 class CostSummaryQuery(TypedSerializer):
     to_ = UtcDateTime()
-    subject = serializers.CharField(required=False)
+    subject = QueryIdField()
     groupBy = serializers.CharField(required=False)
     window = serializers.ChoiceField(choices=WINDOWS, required=False)
     filterGroupBy = serializers.CharField(max_length=2000, required=False)

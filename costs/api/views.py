@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from catalog.api.fields import check_merchant, money_string
 from catalog.api.views import PAGING, CatalogApi
 from catalog.models import Customer
-from core.api.fields import parameter_combination_error, require_query, wire_field_names
+from core.api.fields import QueryIdField, parameter_combination_error, require_query, wire_field_names
 from core.api.pagination import page_params
 from core.api.serializers import ErrorOutput, list_output
 from core.formatting import iso_utc, json_number
@@ -271,8 +271,8 @@ class ProfitabilityApi(CatalogApi):
 
 class CostReportQuery(s.TypedSerializer):
     groupBy = s.serializers.ChoiceField(choices=[(g, g) for g in report.GROUP_BYS])
-    merchantId = s.serializers.CharField(required=False)
-    subject = s.serializers.CharField(required=False)
+    merchantId = QueryIdField()
+    subject = QueryIdField()
     filterGroupBy = s.serializers.CharField(required=False)
     topN = s.serializers.IntegerField(min_value=1, max_value=100, required=False, default=9)
     comparePriorPeriod = s.serializers.BooleanField(required=False, default=False)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from core.api.fields import UtcDateTimeField
 from core.api.pagination import paginate
+from core.api.schema import BODY_REQUIRED
 from core.api.serializers import StrictSerializer, list_output
 from invoicing.intervals import interval_change_list, subscription_timeline
 from invoicing.models import IntervalChangeReason
@@ -213,6 +214,8 @@ class SubscriptionIntervalsApi(BillingApi):
         operation_id="editSubscriptionIntervals",
         tags=["subscriptions"],
         request=EditIntervalsInput,
+        # Every member is optional but an edit needs at least one operation: no body is a 400.
+        extensions={BODY_REQUIRED: True},
         responses={200: EditIntervalsOutput, **ERRORS, **CONFLICT},
         description="Adds, edits or removes price intervals, all or nothing, and records the change. " + RULES,
     )

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from catalog.api.fields import check_merchant
 from catalog.api.views import ERRORS, CatalogApi
 from core.api.errors import ApiError
+from core.api.fields import QueryIdField
 from core.api.schema import paging_parameters
 from core.api.serializers import ErrorOutput, list_output
 from invoicing.api import invoices as invoicing_api
@@ -85,9 +86,9 @@ class InvoicePaymentApi(invoicing_api.InvoicePaymentApi):
 
 
 class PaymentSessionListQuery(serializers.Serializer):
-    merchantId = serializers.CharField(required=False)
-    subscriptionId = serializers.CharField(required=False)
-    customerId = serializers.CharField(required=False)
+    merchantId = QueryIdField()
+    subscriptionId = QueryIdField()
+    customerId = QueryIdField()
     status = serializers.ChoiceField(required=False, choices=PaymentSessionStatus.choices)
     entityType = serializers.ChoiceField(required=False, choices=ENTITY_TYPES)
 

@@ -170,6 +170,8 @@ def test_payment_sessions_bad_filters_and_other_merchants(api_client, stripe_con
     assert api_client.get(f"/v0/paymentSessions?merchantId={other.pk}").status_code == 403
     assert api_client.get("/v0/paymentSessions").json()["data"] == []
     assert api_client.get(f"/v0/paymentSessions/{theirs.pk}").status_code == 404
+    # An id is matched as sent: a space is nobody's id (no session), not a blank refused with a 400.
+    assert api_client.get("/v0/paymentSessions?customerId=+").json()["data"] == []
 
 
 def test_invoice_0_checkout_url_is_our_pay_link_and_paying_activates_the_subscription(
