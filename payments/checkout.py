@@ -3,7 +3,7 @@
 Three ways in, one way to record:
 
 - ``invoice_checkout_create`` opens a Checkout Session for the invoice's amount due (the API's ``hosted_link``,
-  and each visit of the invoice's long-lived pay link): Stripe first, with the idempotency key
+  and each press of the Pay button on the invoice's long-lived pay link): Stripe first, with the idempotency key
   ``meterline-session-{ps id}``, then our ``PaymentSession`` row (invoice, amount, currency) in a short
   transaction. The session and its PaymentIntent carry ``meterline_invoice`` and ``meterline_payment_session``
   in their metadata, so a webhook finds the row from either object.
@@ -47,7 +47,8 @@ from .services import SESSION_MAX_LIFETIME, provider_customer_ensure
 logger = logging.getLogger(__name__)
 
 # The invoice's pay link (the subscription's checkoutUrl, the document's "Pay now") lives as long as the
-# client documents a payment link lives; each visit opens a fresh Checkout Session (Stripe's live 24 hours).
+# client documents a payment link lives; each press of its Pay button opens a fresh Checkout Session
+# (Stripe's live 24 hours).
 PAY_LINK_MAX_AGE = timedelta(days=30)
 PAY_LINK_SALT = "payments.invoice-pay-link"
 RETURN_SALT = "payments.checkout-return"

@@ -181,7 +181,7 @@ def test_invoice_0_checkout_url_is_our_pay_link_and_paying_activates_the_subscri
     opening = Invoice.objects.get(subscription_id=subscription["id"], kind=InvoiceKind.OPENING)
 
     payment = subscription["payment"]
-    visit = client.get(urlsplit(payment["checkoutUrl"]).path)
+    visit = client.post(urlsplit(payment["checkoutUrl"]).path)  # the pay link's Pay button
     session = PaymentSession.objects.get()
     checkout_session_completed(
         integration=stripe_connected, session=stripe_server.customer_pays_session(session.reference), now=now

@@ -31,8 +31,9 @@ def customer(merchant):
 
 
 def pay_through_the_link(client, stripe_server, integration, url: str, now) -> None:
-    """The customer opens the link, pays on Stripe's page, and Stripe's webhook arrives."""
-    assert client.get(urlsplit(url).path).status_code == 303
+    """The customer opens the link, presses Pay, pays on Stripe's page, and Stripe's webhook arrives."""
+    assert client.get(urlsplit(url).path).status_code == 200
+    assert client.post(urlsplit(url).path).status_code == 303
     session = PaymentSession.objects.latest("created_at")
     checkout_session_completed(
         integration=integration, session=stripe_server.customer_pays_session(session.reference), now=now

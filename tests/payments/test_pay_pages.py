@@ -1,5 +1,5 @@
-"""The customer's pages without a login (payments/public_views.py): the invoice's pay link opens a fresh
-Stripe Checkout Session at each visit, Stripe's return settles the payment before the webhook, and the
+"""The customer's pages without a login (payments/public_views.py): the invoice's pay link shows what is due
+and opens a fresh Stripe Checkout Session each time its Pay button is pressed (never on a mere visit), Stripe's return settles the payment before the webhook, and the
 invoice's document page shows "Pay now" when the invoice can be paid online."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from django.test import Client
 
 from invoicing.delivery import document_links
 from invoicing.models import InvoiceStatus, Payment
@@ -33,14 +34,32 @@ def invoice(merchant, now):
     return issued(account(merchant), "80.00", now=now)
 
 
-def test_each_visit_of_the_pay_link_opens_a_fresh_checkout_session(stripe_connected, stripe_server, invoice, client):
+def test_a_visit_of_the_pay_link_shows_a_pay_button_and_calls_nobody(stripe_connected, stripe_server, invoice, client):
     link = path_of(invoice_pay_url(invoice))
 
-    first = client.get(link)
-    second = client.get(link)
+    page = client.get(link)
+    again = client.head(link)
+
+    html = page.content.decode()
+    assert (page.status_code, again.status_code) == (200, 200)
+    assert '<form method="post">' in html and "Pay $80.00</button>" in html
+    assert page["Cache-Control"] == "private, no-store"
+    # a mail scanner or link preview opening the link opens no session
+    assert stripe_server.calls("POST", SESSIONS) == [] and not PaymentSession.objects.exists()
+
+
+def test_each_press_of_pay_opens_a_fresh_checkout_session(stripe_connected, stripe_server, invoice):
+    client = Client(enforce_csrf_checks=True)
+    link = path_of(invoice_pay_url(invoice))
+    page = client.get(link)
+    [token] = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
+
+    first = client.post(link, {"csrfmiddlewaretoken": token})
+    second = client.post(link, {"csrfmiddlewaretoken": token})
+    forged = Client(enforce_csrf_checks=True).post(link)
 
     sessions = list(PaymentSession.objects.order_by("created_at", "id"))
-    assert [first.status_code, second.status_code] == [303, 303]
+    assert [first.status_code, second.status_code, forged.status_code] == [303, 303, 403]
     assert {first["Location"], second["Location"]} == {session.url for session in sessions}
     assert first["Location"] != second["Location"] and len(stripe_server.calls("POST", SESSIONS)) == 2
     assert all(s.invoice_id == invoice.pk and s.amount == invoice.amount_due for s in sessions)
@@ -51,21 +70,27 @@ def test_a_paid_invoice_an_unconnected_merchant_and_a_bad_link(stripe_connected,
     link = path_of(invoice_pay_url(invoice))
     integration_disconnect(integration=stripe_connected, now=now)
     unavailable = client.get(link)
+    pressed_unavailable = client.post(link)
     invoice_pay_in_full(invoice=invoice, at=now)
 
     paid = client.get(link)
+    pressed_paid = client.post(link)
     tampered = client.get(link[:-3] + "xyz")
 
-    assert (unavailable.status_code, "Online payment unavailable" in unavailable.content.decode()) == (200, True)
-    assert (paid.status_code, '<h1 class="paid">Paid</h1>' in paid.content.decode()) == (200, True)
+    for response in (unavailable, pressed_unavailable):
+        assert (response.status_code, "Online payment unavailable" in response.content.decode()) == (200, True)
+    for response in (paid, pressed_paid):
+        html = response.content.decode()
+        assert (response.status_code, '<h1 class="paid">Paid</h1>' in html, "<form" in html) == (200, True, False)
     assert tampered.status_code == 404
+    assert client.put(link).status_code == 405
     assert stripe_server.calls("POST", SESSIONS) == []
 
 
 def test_stripe_unreachable_asks_the_customer_to_try_again(stripe_connected, stripe_server, invoice, client, settings):
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens there
 
-    response = client.get(path_of(invoice_pay_url(invoice)))
+    response = client.post(path_of(invoice_pay_url(invoice)))
 
     assert response.status_code == 502 and "Please try again" in response.content.decode()
     assert not PaymentSession.objects.exists()
