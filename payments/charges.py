@@ -9,7 +9,9 @@ The protocol, three steps, no row lock held across the network:
    one claimed earlier (its worker died between the call and the record) is resumed.
 2. **Charge** (no transaction): an off-session PaymentIntent with the idempotency key
    ``meterline-charge-{invoice}-{attempt}``: the same attempt is the same key, so a resumed attempt, a re-sent
-   task or a second worker gets Stripe's first answer back, never a second charge.
+   task or a second worker gets Stripe's first answer back, never a second charge. Stripe forgets a key after
+   24 hours: an attempt resumed later than ``IDEMPOTENCY_KEY_LIFETIME`` after its claim first looks for the
+   PaymentIntent its first call made (by the attempt's metadata) and records that one if there is one.
 3. **Record** (one short transaction, ``attempt_outcome_record``): lock the invoice, then the attempt, and unless
    another worker or a provider event (``payments.webhooks``) recorded it already, write the outcome. Success
    records a ``Payment`` (method card, reference ``pi_…``, idempotency key ``charge-{pi_…}``) through
@@ -49,6 +51,9 @@ logger = logging.getLogger(__name__)
 # an older one was left by a worker that died, and is resumed with the same idempotency key. Longer than the
 # library's request timeout with its retries.
 CLAIM_LEASE = timedelta(minutes=10)
+# Stripe keeps an idempotency key for at least 24 hours; an attempt resumed later than this after it was
+# claimed (a worker died, then the sweep did not run for a day) first looks for the charge its key made.
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=23)
 FIRST_ATTEMPT = 1
 NO_PAYMENT_METHOD = "no_payment_method"
 DEFAULT_BATCH = 100
@@ -99,15 +104,22 @@ def attempt_charge(*, claim: ChargeClaim, now: datetime) -> PaymentAttempt | Non
     integration = selectors.integration_active(merchant_id=attempt.invoice.merchant_id)
     if integration is None:
         return None  # disconnected since the claim: the lease ends and a later run decides
+    provider = integration_provider(integration)
+    metadata = {"meterline_invoice": attempt.invoice_id, "meterline_attempt": str(attempt.number)}
     try:
-        result = integration_provider(integration).invoice_charge(
+        found = None
+        if now - attempt.created_at >= IDEMPOTENCY_KEY_LIFETIME:
+            # The provider may have forgotten the attempt's key: replaying it could charge a second time, so
+            # look for the charge the first call made before calling again.
+            found = provider.charge_find(provider_customer=claim.provider_customer, metadata=metadata)
+        result = found or provider.invoice_charge(
             provider_customer=claim.provider_customer,
             payment_method=claim.payment_method,
             amount=attempt.amount,
             currency=attempt.currency,
             idempotency_key=charge_idempotency_key(attempt),
             description=f"Invoice {attempt.invoice.number}",
-            metadata={"meterline_invoice": attempt.invoice_id, "meterline_attempt": str(attempt.number)},
+            metadata=metadata,
         )
     except PaymentProviderError as error:
         if error.retryable or error.code == "idempotency_key_in_use":

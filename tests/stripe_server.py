@@ -160,6 +160,11 @@ class StripeTestServer:
 
     # What tests read
 
+    def forget_idempotency_keys(self) -> None:
+        """What Stripe does with a key 24 hours after its first use: a replay is then a new request."""
+        with self._lock:
+            self._idempotent.clear()
+
     def calls(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and re.fullmatch(path, r.path)]
 
@@ -298,6 +303,7 @@ class StripeTestServer:
             ("GET", r"/v1/setup_intents/(?P<ident>[^/]+)", self._setup_intent_retrieve),
             ("GET", r"/v1/payment_methods", self._payment_method_list),
             ("POST", r"/v1/payment_intents", self._payment_intent_create),
+            ("GET", r"/v1/payment_intents", self._payment_intent_list),
             ("POST", r"/v1/checkout/sessions", self._session_create),
             ("GET", r"/v1/checkout/sessions/(?P<ident>[^/]+)", self._session_retrieve),
             ("POST", r"/v1/refunds", self._refund_create),
@@ -419,6 +425,17 @@ class StripeTestServer:
             found = found[ids.index(params["starting_after"]) + 1 :] if params["starting_after"] in ids else []
         limit = min(int(params.get("limit", "10")), self.max_page_size)
         return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": "/v1/payment_methods"}
+
+    def _payment_intent_list(self, params) -> dict:
+        customer = self._customer(params.get("customer"))["id"] if params.get("customer") else None
+        found = [i for i in self.state.payment_intents.values() if customer is None or i["customer"] == customer]
+        found.sort(key=lambda i: (i["created"], i["id"]), reverse=True)  # Stripe lists newest first
+        if params.get("starting_after"):
+            ids = [i["id"] for i in found]
+            found = found[ids.index(params["starting_after"]) + 1 :] if params["starting_after"] in ids else []
+        limit = min(int(params.get("limit", "10")), self.max_page_size)
+        page = [copy.deepcopy(i) for i in found[:limit]]
+        return {"object": "list", "data": page, "has_more": len(found) > limit, "url": "/v1/payment_intents"}
 
     def _payment_intent_create(self, params) -> dict:
         customer = self._customer(params["customer"])["id"] if params.get("customer") else None

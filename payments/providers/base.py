@@ -116,6 +116,12 @@ class PaymentProvider(Protocol):
         an exception; ``PaymentProviderError`` means the provider could not decide (retry with the same key)."""
         ...
 
+    def charge_find(self, *, provider_customer: str, metadata: dict[str, str]) -> ChargeResult | None:
+        """The off-session charge made for ``provider_customer`` whose metadata holds every pair of
+        ``metadata``, as ``invoice_charge`` answered it; None when there is none. For a charge whose
+        idempotency key the provider may have forgotten (Stripe keeps keys 24 hours)."""
+        ...
+
     def session_create(
         self,
         *,

@@ -30,6 +30,7 @@ from .base import (
 
 # Errors the same call may overcome later (Stripe's advice: retry with the same idempotency key).
 _RETRYABLE = (stripe.APIConnectionError, stripe.RateLimitError)
+CHARGE_LOOKUP_LIMIT = 1000
 
 
 def _when(seconds: int | None) -> datetime | None:
@@ -165,6 +166,24 @@ class StripeProvider:
             raise _provider_error(error) from error
         return self._charge_result(intent, amount=amount, currency=currency)
 
+    def charge_find(self, *, provider_customer: str, metadata: dict[str, str]) -> ChargeResult | None:
+        # Newest first, at most CHARGE_LOOKUP_LIMIT of the customer's PaymentIntents: the charge looked for is
+        # a day or two old, and a customer has a handful of charges a month.
+        try:
+            page = self._client.v1.payment_intents.list({"customer": provider_customer, "limit": 100})
+            for number, item in enumerate(page.auto_paging_iter()):
+                if number >= CHARGE_LOOKUP_LIMIT:
+                    break
+                intent = item.to_dict()
+                if all((intent.get("metadata") or {}).get(k) == v for k, v in metadata.items()):
+                    currency = intent["currency"].upper()
+                    return self._charge_result(
+                        intent, amount=amount_from_minor_units(intent["amount"], currency), currency=currency
+                    )
+        except stripe.StripeError as error:
+            raise _provider_error(error) from error
+        return None
+
     @staticmethod
     def _charge_result(intent: dict[str, Any], *, amount: Decimal, currency: str) -> ChargeResult:
         status = {
@@ -173,6 +192,9 @@ class StripeProvider:
             "requires_action": ChargeStatus.REQUIRES_ACTION,
         }.get(intent["status"], ChargeStatus.FAILED)
         failure = intent.get("last_payment_error") or {} if status is ChargeStatus.FAILED else {}
+        if failure.get("code") == "authentication_required":
+            # read as invoice_charge reads Stripe's 402: the card wants 3-D Secure, off-session
+            status = ChargeStatus.REQUIRES_ACTION
         return ChargeResult(
             status=status,
             reference=intent["id"],

@@ -15,8 +15,15 @@ from invoicing.api.serializers import InvoiceStatusField
 from invoicing.models import CustomerCreditEntry, Invoice, InvoiceStatus, Payment
 from invoicing.receivables import invoice_pay_in_full
 from payments import charges
-from payments.charges import CLAIM_LEASE, auto_charge_due_invoices, invoice_auto_charge, invoices_auto_charge_due
+from payments.charges import (
+    CLAIM_LEASE,
+    IDEMPOTENCY_KEY_LIFETIME,
+    auto_charge_due_invoices,
+    invoice_auto_charge,
+    invoices_auto_charge_due,
+)
 from payments.models import PaymentAttempt
+from payments.providers import PaymentProviderError
 from payments.services import payment_method_save
 from tests.factories import TestClockFactory
 from tests.invoicing.receivables import account, issued
@@ -160,6 +167,64 @@ def test_a_worker_dying_between_the_charge_and_its_record_is_resumed_with_the_sa
     assert Payment.objects.filter(customer=invoice.customer).count() == 1
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
+
+
+@pytest.mark.parametrize("card", ["pm_card_visa", "pm_card_chargeCustomerFail"])
+def test_an_attempt_resumed_after_stripe_forgot_its_key_records_the_first_charge_and_sends_none(
+    stripe_connected, stripe_server, merchant, now, monkeypatch, card
+):
+    invoice = auto_charged(merchant, now, card=card)
+    real_record = charges._record
+
+    def crash(**kwargs):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(charges, "_record", crash)
+    with pytest.raises(RuntimeError):
+        invoice_auto_charge(invoice_id=invoice.pk, now=now)
+    monkeypatch.setattr(charges, "_record", real_record)
+    [intent] = stripe_server.state.payment_intents.values()
+    stripe_server.forget_idempotency_keys()  # a day has passed at Stripe too
+
+    [attempt] = invoices_auto_charge_due(now=now + IDEMPOTENCY_KEY_LIFETIME)
+
+    # The charge is found by the attempt's metadata, and not sent again under a key Stripe no longer knows.
+    assert len(stripe_server.calls("POST", INTENTS)) == 1 and len(stripe_server.calls("GET", INTENTS)) == 1
+    assert attempt.reference == intent["id"] and len(stripe_server.state.payment_intents) == 1
+    invoice.refresh_from_db()
+    if card == "pm_card_visa":
+        assert (attempt.status, invoice.status) == ("succeeded", InvoiceStatus.PAID)
+        assert Payment.objects.get(customer=invoice.customer).reference == intent["id"]
+    else:
+        assert (attempt.status, attempt.failure_code) == ("failed", "generic_decline")
+        assert not Payment.objects.exists() and invoice.payment_failed_at is not None
+
+
+def test_an_attempt_resumed_after_a_day_whose_first_call_never_reached_stripe_is_charged_once(
+    stripe_connected, stripe_server, merchant, now, monkeypatch
+):
+    invoice = auto_charged(merchant, now)
+    real_charge = charges.integration_provider
+
+    def unreachable(integration):
+        provider = real_charge(integration)
+
+        def refuse(**kwargs):
+            raise PaymentProviderError("Stripe unreachable", retryable=True)
+
+        provider.invoice_charge = refuse
+        return provider
+
+    monkeypatch.setattr(charges, "integration_provider", unreachable)
+    with pytest.raises(PaymentProviderError):
+        invoice_auto_charge(invoice_id=invoice.pk, now=now)
+    monkeypatch.setattr(charges, "integration_provider", real_charge)
+
+    [attempt] = invoices_auto_charge_due(now=now + timedelta(days=2))
+
+    [sent] = stripe_server.calls("POST", INTENTS)
+    assert sent.idempotency_key == f"meterline-charge-{invoice.pk}-1" and attempt.status == "succeeded"
+    assert Payment.objects.filter(customer=invoice.customer).count() == 1
 
 
 def test_an_invoice_paid_while_the_charge_was_under_way_keeps_the_money_as_customer_credit(
