@@ -42,7 +42,7 @@ from . import selectors
 from .gateway import integration_provider
 from .models import AttemptTrigger, IntegrationStatus, PaymentAttempt, PaymentAttemptStatus, PaymentMethod, Provider
 from .notices import attempt_notice_queue
-from .providers import ChargeResult, ChargeStatus, PaymentProviderError
+from .providers import IDEMPOTENCY_KEY_LIFETIME, ChargeResult, ChargeStatus, PaymentProviderError
 from .retry_schedule import attempt_retry_next_at
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 # an older one was left by a worker that died, and is resumed with the same idempotency key. Longer than the
 # library's request timeout with its retries.
 CLAIM_LEASE = timedelta(minutes=10)
-# Stripe keeps an idempotency key for at least 24 hours; an attempt resumed later than this after it was
-# claimed (a worker died, then the sweep did not run for a day) first looks for the charge its key made.
-IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=23)
 FIRST_ATTEMPT = 1
 NO_PAYMENT_METHOD = "no_payment_method"
 DEFAULT_BATCH = 100

@@ -18,7 +18,8 @@ customer paid: a completed payment-mode ``PaymentSession``), the money goes back
 
 Stripe unreachable leaves the row pending: ``provider_refunds_resume_due`` (beat) sends it again after
 ``CLAIM_LEASE`` with the same key, so a crash between the call and the record, or two workers, never refund
-twice. A failed row stays visible to finance (the invoice page's panel, *Payments → Provider refunds*) and is
+twice; a row resumed after the provider may have forgotten its key (``IDEMPOTENCY_KEY_LIFETIME``) first looks
+for the refund its first send made, by the row's id in the refund's metadata. A failed row stays visible to finance (the invoice page's panel, *Payments → Provider refunds*) and is
 retried as a new try (``provider_refund_retry``, key suffixed ``-{try}``); a partial unique constraint keeps at
 most one try per credit note and payment alive.
 
@@ -52,7 +53,7 @@ from .models import (
     ProviderRefund,
     ProviderRefundStatus,
 )
-from .providers import PaymentProviderError, RefundResult
+from .providers import IDEMPOTENCY_KEY_LIFETIME, PaymentProviderError, RefundResult
 
 logger = logging.getLogger(__name__)
 
@@ -229,12 +230,19 @@ def provider_refund_send(*, refund_id: str, now: datetime) -> ProviderRefund:
     if mode is not None and mode != integration.mode:
         message = f"The card was charged in {mode} mode; Stripe is connected in {integration.mode}."
         return _record_failure(refund_id, MODE_CHANGED, message, now=now)
+    provider = integration_provider(integration)
+    metadata = {"meterline_refund": refund.pk}
     try:
-        result = integration_provider(integration).refund(
+        found = None
+        if now - refund.created_at >= IDEMPOTENCY_KEY_LIFETIME:
+            # The provider may have forgotten the row's key: look for the refund the first call made.
+            found = provider.refund_find(charge_reference=refund.charge_reference, metadata=metadata)
+        result = found or provider.refund(
             charge_reference=refund.charge_reference,
             amount=refund.amount,
             currency=refund.currency,
             idempotency_key=refund.idempotency_key,
+            metadata=metadata,
         )
     except PaymentProviderError as error:
         if error.retryable or error.code == "idempotency_key_in_use":

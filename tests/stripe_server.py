@@ -307,6 +307,7 @@ class StripeTestServer:
             ("POST", r"/v1/checkout/sessions", self._session_create),
             ("GET", r"/v1/checkout/sessions/(?P<ident>[^/]+)", self._session_retrieve),
             ("POST", r"/v1/refunds", self._refund_create),
+            ("GET", r"/v1/refunds", self._refund_list),
         ]
         for verb, pattern, view in routes:
             match = re.fullmatch(pattern, path)
@@ -543,6 +544,16 @@ class StripeTestServer:
         if ident not in self.state.sessions:
             raise _missing("checkout.session", ident)
         return self.state.sessions[ident]
+
+    def _refund_list(self, params) -> dict:
+        found = [r for r in self.state.refunds.values() if params.get("payment_intent") in (None, r["payment_intent"])]
+        found.sort(key=lambda r: (r["created"], r["id"]), reverse=True)  # Stripe lists newest first
+        if params.get("starting_after"):
+            ids = [r["id"] for r in found]
+            found = found[ids.index(params["starting_after"]) + 1 :] if params["starting_after"] in ids else []
+        limit = min(int(params.get("limit", "10")), self.max_page_size)
+        page = [copy.deepcopy(r) for r in found[:limit]]
+        return {"object": "list", "data": page, "has_more": len(found) > limit, "url": "/v1/refunds"}
 
     def _refund_create(self, params) -> dict:
         intent = self.state.payment_intents.get(params.get("payment_intent"))

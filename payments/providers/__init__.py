@@ -2,6 +2,7 @@
 that do it (``stripe.StripeProvider``). ``provider_for`` builds the adapter of a merchant's integration."""
 
 from .base import (
+    IDEMPOTENCY_KEY_LIFETIME,
     ChargeResult,
     ChargeStatus,
     HostedSession,
@@ -16,6 +17,7 @@ from .base import (
 )
 
 __all__ = [
+    "IDEMPOTENCY_KEY_LIFETIME",
     "ChargeResult",
     "ChargeStatus",
     "HostedSession",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -64,6 +64,11 @@ class HostedSession:
     reference: str  # Stripe: cs_…
     url: str
     expires_at: datetime
+
+
+# Stripe keeps an idempotency key for at least 24 hours after its first use; a call replayed later than this
+# after the first may be taken as new, so callers look for what the first call made before replaying it.
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=23)
 
 
 @dataclass(frozen=True)
@@ -150,8 +155,21 @@ class PaymentProvider(Protocol):
         Session) saved: what the customer gave on the hosted page. Empty when it saved none."""
         ...
 
-    def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
+    def refund(
+        self,
+        *,
+        charge_reference: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str] | None = None,
+    ) -> RefundResult:
         """Give back (part of) a succeeded charge."""
+        ...
+
+    def refund_find(self, *, charge_reference: str, metadata: dict[str, str]) -> RefundResult | None:
+        """The refund of ``charge_reference`` whose metadata holds every pair of ``metadata``; None when there
+        is none. For a refund whose idempotency key the provider may have forgotten."""
         ...
 
     def event_parse(self, *, payload: bytes, signature: str) -> ProviderEvent:

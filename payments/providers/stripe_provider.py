@@ -264,12 +264,20 @@ class StripeProvider:
         method = intent.payment_method
         return (method if isinstance(method, str) else method.id) if method else ""
 
-    def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
+    def refund(
+        self,
+        *,
+        charge_reference: str,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        metadata: dict[str, str] | None = None,
+    ) -> RefundResult:
+        params: dict[str, Any] = {"payment_intent": charge_reference, "amount": amount_in_minor_units(amount, currency)}
+        if metadata:
+            params["metadata"] = metadata
         try:
-            refund = self._client.v1.refunds.create(
-                {"payment_intent": charge_reference, "amount": amount_in_minor_units(amount, currency)},
-                {"idempotency_key": idempotency_key},
-            )
+            refund = self._client.v1.refunds.create(params, {"idempotency_key": idempotency_key})
         except stripe.StripeError as error:
             raise _provider_error(error) from error
         return RefundResult(
@@ -278,6 +286,24 @@ class StripeProvider:
             amount=amount_from_minor_units(refund.amount, currency),
             currency=currency,
         )
+
+    def refund_find(self, *, charge_reference: str, metadata: dict[str, str]) -> RefundResult | None:
+        # A charge has a handful of refunds: every page is read.
+        try:
+            page = self._client.v1.refunds.list({"payment_intent": charge_reference, "limit": 100})
+            for item in page.auto_paging_iter():
+                refund = item.to_dict()
+                if all((refund.get("metadata") or {}).get(k) == v for k, v in metadata.items()):
+                    currency = refund["currency"].upper()
+                    return RefundResult(
+                        reference=refund["id"],
+                        status=refund["status"],
+                        amount=amount_from_minor_units(refund["amount"], currency),
+                        currency=currency,
+                    )
+        except stripe.StripeError as error:
+            raise _provider_error(error) from error
+        return None
 
     def event_parse(self, *, payload: bytes, signature: str) -> ProviderEvent:
         if not self._webhook_secret:

@@ -17,13 +17,12 @@ from invoicing.receivables import invoice_pay_in_full
 from payments import charges
 from payments.charges import (
     CLAIM_LEASE,
-    IDEMPOTENCY_KEY_LIFETIME,
     auto_charge_due_invoices,
     invoice_auto_charge,
     invoices_auto_charge_due,
 )
 from payments.models import PaymentAttempt
-from payments.providers import PaymentProviderError
+from payments.providers import IDEMPOTENCY_KEY_LIFETIME, PaymentProviderError
 from payments.services import payment_method_save
 from tests.factories import TestClockFactory
 from tests.invoicing.receivables import account, issued

@@ -111,6 +111,32 @@ def test_a_repeated_refund_request_refunds_once(api_client, stripe_connected, st
     assert (resent.status, swept) == ("succeeded", [])
 
 
+def test_a_refund_resumed_after_stripe_forgot_its_key_is_found_not_sent_again(
+    api_client, settings, stripe_connected, stripe_server, merchant, now
+):
+    invoice, _ = card_paid(merchant, now)
+    base = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the first send's answer is lost
+    refund(api_client, invoice)
+    settings.STRIPE_API_BASE = base
+    [row] = ProviderRefund.objects.all()
+    # ... although Stripe made the refund (the same key and metadata as the first send), a day ago
+    made = integration_provider(stripe_connected).refund(
+        charge_reference=row.charge_reference,
+        amount=row.amount,
+        currency=row.currency,
+        idempotency_key=row.idempotency_key,
+        metadata={"meterline_refund": row.pk},
+    )
+    stripe_server.forget_idempotency_keys()
+
+    [resumed] = refunds.provider_refunds_resume_due(now=row.created_at + timedelta(days=2))
+
+    assert (resumed.status, resumed.reference) == ("succeeded", made.reference)
+    assert len(stripe_server.calls("POST", REFUNDS)) == 1 and len(stripe_server.state.refunds) == 1
+    assert stripe_server.calls("GET", REFUNDS)[0].params["payment_intent"] == row.charge_reference
+
+
 def test_stripe_unreachable_leaves_the_refund_pending_and_the_sweep_sends_it_once(
     api_client, settings, stripe_connected, stripe_server, merchant, now
 ):
@@ -230,11 +256,13 @@ def test_a_refund_spanning_two_card_payments_keys_each_by_payment(
     ]
     # what is left of each payment to refund is what it paid less what went back on it
     again = refund(api_client, invoice, {"amount": "20.00"})
+    [third] = ProviderRefund.objects.filter(credit_note_id=again.json()["id"])
     assert (
         stripe_server.calls("POST", REFUNDS)[-1].params
         == {
             "payment_intent": older.reference,
             "amount": "2000",
+            "metadata[meterline_refund]": third.pk,  # how a resend after Stripe forgot its key finds it
         }
         and again.status_code == 201
     )
