@@ -19,8 +19,8 @@ customer paid: a completed payment-mode ``PaymentSession``), the money goes back
 Stripe unreachable leaves the row pending: ``provider_refunds_resume_due`` (beat) sends it again after
 ``CLAIM_LEASE`` with the same key, so a crash between the call and the record, or two workers, never refund
 twice; a row resumed after the provider may have forgotten its key (``IDEMPOTENCY_KEY_LIFETIME``) first looks
-for the refund its first send made, by the row's id in the refund's metadata. A failed row stays visible to finance (the invoice page's panel, *Payments → Provider refunds*) and is
-retried as a new try (``provider_refund_retry``, key suffixed ``-{try}``); a partial unique constraint keeps at
+for the refund its first send made, by the row's id in the refund's metadata. A failed row stays visible to
+finance (the invoice page's panel, *Payments → Provider refunds*) and is retried as a new try (``provider_refund_retry``, key suffixed ``-{try}``); a partial unique constraint keeps at
 most one try per credit note and payment alive.
 
 Invoicing never imports this module: the API's refund routes (``billing_site/api_urls.py``) and the invoice
