@@ -11,7 +11,20 @@ graduated; output tokens, standard), N customers and subscriptions started 2026-
 events per subscription loaded with COPY. The opening invoices are written first (not timed); then the
 January close (``billing_run_execute(as_of=2026-02-01)``) is timed. Reports seconds, invoices per second,
 SQL queries per invoice (counted with a connection execute wrapper) and peak memory of the close
-(tracemalloc peak of Python allocations, and the process's max RSS).
+(tracemalloc peak of Python allocations, and the process's max RSS). The billed total is checked
+invoice by invoice against the benchmark's own computation: the usage it seeded, priced by the engine
+(``catalog.pricing``) on specs it builds itself, each line rounded once, tax added.
+
+``--subscriptions`` takes several sizes (``200,400``): each is seeded in a fresh database and closed in
+turn, and a last table compares their statements per invoice, which must not grow with the size.
+
+``--dimensional``: the input-tokens price has rates per event property, the 20 combinations (5 models ×
+4 regions) of 3 graduated tiers each of ``benchmarks/dimensional_price.py`` (tiers at 100,000 and 400,000
+tokens, which each subscription's combinations cross); every input event carries a ``model`` and a
+``region`` picked from its key, so each subscription's input spreads over all 20 (one invoice line each).
+
+    .venv/bin/python benchmarks/close_period.py --dimensional --subscriptions 10000 --no-tracemalloc
+    .venv/bin/python benchmarks/close_period.py --dimensional --subscriptions 5000,10000 --no-tracemalloc
 """
 
 from __future__ import annotations
@@ -23,26 +36,56 @@ import resource
 import sys
 import time
 import tracemalloc
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "benchmarks"))
+
+from dimensional_price import combination_for, engine_spec, rates_json  # noqa: E402
 
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
+PLATFORM_FEE = Decimal(49)
+TAX_RATE = Decimal("8.5")
+INPUT_TIERS = ((Decimal(10_000_000), Decimal("0.000002")), (None, Decimal("0.000001")))
+OUTPUT_UNIT_PRICE = Decimal("0.000006")
+# --dimensional: each combination's rate is (number + 1) × $0.00000013 per token (×2 up to 100,000 tokens,
+# ×1.5 + $1 up to 400,000); a subscription's ~2.5 input events per combination cross the tiers.
+DIMENSIONAL_BOUNDS = {
+    "unit_base": Decimal("0.00000013"),
+    "first_up_to": Decimal(100_000),
+    "second_up_to": Decimal(400_000),
+}
+
+
+def _int_list(text: str) -> list[int]:
+    """``200,400`` -> ``[200, 400]``."""
+    return [int(part) for part in text.split(",")]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", default="meterline_bench_close")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="server URL, without database")
-    parser.add_argument("--subscriptions", type=int, default=1000)
+    parser.add_argument(
+        "--subscriptions",
+        type=_int_list,
+        default=[1000],
+        help="subscriptions closed; several sizes (200,400) are run one after the other and compared",
+    )
     parser.add_argument("--events-per-subscription", type=int, default=100)
     parser.add_argument("--chunk-size", type=int, default=500)
     parser.add_argument("--no-tracemalloc", action="store_true", help="skip tracemalloc (it slows Python down)")
     parser.add_argument("--profile", action="store_true", help="print the close's top functions (cProfile)")
+    parser.add_argument(
+        "--dimensional",
+        action="store_true",
+        help="input tokens priced per (model, region): 20 combinations × 3 graduated tiers",
+    )
     return parser.parse_args()
 
 
@@ -58,7 +101,10 @@ def recreate_database(pg: str, name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def seed(n: int, m: int) -> None:
+def seed(n: int, m: int, *, dimensional: bool) -> dict[str, Counter]:
+    """The merchant, plan, customers, subscriptions and events; returns each customer's January usage as
+    the events were written: tokens per (metric, model, region), model and region None when not priced
+    per property."""
     from django.db import connection
 
     from catalog.models import (
@@ -107,14 +153,17 @@ def seed(n: int, m: int) -> None:
         invoice_display_name="Input tokens",
         model="graduated",
     )
-    PriceTier.objects.create(price=input_price, up_to=Decimal("10000000"), unit_price=Decimal("0.000002"))
-    PriceTier.objects.create(price=input_price, up_to=None, unit_price=Decimal("0.000001"))
+    for up_to, unit_price in INPUT_TIERS:
+        PriceTier.objects.create(price=input_price, up_to=up_to, unit_price=unit_price)
+    if dimensional:
+        input_price.dimensional_rates = rates_json(**DIMENSIONAL_BOUNDS)
+        input_price.save(update_fields=["dimensional_rates"])
     Price.objects.create(
         merchant=merchant,
         plan=plan,
         billable_metric=metrics[1],
         invoice_display_name="Output tokens",
-        unit_price=Decimal("0.000006"),
+        unit_price=OUTPUT_UNIT_PRICE,
     )
     customers = Customer.objects.bulk_create(
         [
@@ -130,6 +179,7 @@ def seed(n: int, m: int) -> None:
         ],
         batch_size=2000,
     )
+    usage: dict[str, Counter] = {c.pk: Counter() for c in customers}
     span = (FEB_1 - JAN_1).total_seconds()
     columns = (
         "merchant_id, customer_id, external_subject, event_type, timestamp, received_at, idempotency_key, "
@@ -145,9 +195,17 @@ def seed(n: int, m: int) -> None:
                         moment = JAN_1 + timedelta(seconds=span * (j + 0.5) / m)
                         event_type = "llm.input" if j % 2 == 0 else "llm.output"
                         tokens = 1000 + (i * 7919 + j * 104729) % 200_000
+                        key = f"k{i}-{j}"
+                        model, region = combination_for(key) if dimensional and j % 2 == 0 else (None, None)
+                        data = (
+                            f'{{"tokens": {tokens}}}'
+                            if model is None
+                            else f'{{"tokens": {tokens}, "model": "{model}", "region": "{region}"}}'
+                        )
+                        usage[customer.pk][(event_type, model, region)] += tokens
                         buffer.write(
                             f"{merchant.pk}\t{customer.pk}\t{customer.external_id}\t{event_type}\t{moment.isoformat()}\t"
-                            f'{moment.isoformat()}\tk{i}-{j}\t\t\t{{"tokens": {tokens}}}\n'
+                            f"{moment.isoformat()}\t{key}\t\t\t{data}\n"
                         )
                     if buffer.tell() > 4_000_000:
                         copy.write(buffer.getvalue())
@@ -155,32 +213,67 @@ def seed(n: int, m: int) -> None:
                 copy.write(buffer.getvalue())
         cursor.execute("ANALYZE metering_usageevent")
     connection.commit() if not connection.get_autocommit() else None
+    return usage
 
 
-def main() -> None:
-    args = parse_args()
-    recreate_database(args.pg, args.database)
-    os.environ["DATABASE_URL"] = f"{args.pg}/{args.database}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings.dev")
-    os.environ["DEBUG"] = "0"
-    os.environ.setdefault("SECRET_KEY", "bench-only")
-    import django
+def expected_totals(usage: dict[str, Counter], *, dimensional: bool) -> dict[str, Decimal]:
+    """Customer id → the total of its January close invoice, computed without the invoicing code: the
+    platform fee for February (in advance), January's usage priced by the engine on specs built here
+    (one line per price, or per combination of the dimensional price), each line rounded once (half up,
+    the merchant's default), then 8.5 % tax on their sum, rounded once."""
+    from catalog.pricing import PriceSpec, PricingModel, Tier, Usage, rate, rate_dimensional, round_money
 
-    django.setup()
-    import logging
+    input_spec = PriceSpec(
+        price_id="input",
+        name="Input tokens",
+        model=PricingModel.GRADUATED,
+        currency="USD",
+        unit_name="tokens",
+        tiers=tuple(Tier(up_to=up_to, unit_price=unit_price) for up_to, unit_price in INPUT_TIERS),
+    )
+    output_spec = PriceSpec(
+        price_id="output",
+        name="Output tokens",
+        model=PricingModel.STANDARD,
+        currency="USD",
+        unit_name="tokens",
+        unit_price=OUTPUT_UNIT_PRICE,
+    )
+    dimensional_spec = engine_spec(default=input_spec, price_id="input", **DIMENSIONAL_BOUNDS) if dimensional else None
+    totals = {}
+    for customer_id, counted in usage.items():
+        lines = [PLATFORM_FEE]
+        by_values = {(model, region): Decimal(q) for (kind, model, region), q in counted.items() if kind == "llm.input"}
+        output = sum((Decimal(q) for (kind, _, _), q in counted.items() if kind == "llm.output"), Decimal(0))
+        if dimensional_spec is not None:
+            result = rate_dimensional(dimensional_spec, by_values)
+            lines.extend(round_money(combination.amount, "USD") for combination in result.combinations)
+        else:
+            lines.append(
+                round_money(rate(input_spec, Usage(quantity=sum(by_values.values(), Decimal(0)))).amount, "USD")
+            )
+        lines.append(round_money(rate(output_spec, Usage(quantity=output)).amount, "USD"))
+        base = sum(lines, Decimal(0))
+        totals[customer_id] = base + round_money(base * TAX_RATE / 100, "USD")
+    return totals
 
+
+def close_one_size(args, n: int) -> dict:
+    """Seed ``n`` subscriptions in a fresh database, write the opening invoices, time the January close;
+    print its figures and return them (``ok``: every invoice's total as computed independently)."""
     from django.core.management import call_command
     from django.db import connection
 
-    logging.disable(logging.WARNING)
-    call_command("migrate", verbosity=0)
-    n, m = args.subscriptions, args.events_per_subscription
-    started = time.perf_counter()
-    seed(n, m)
-    print(f"seeded {n:,} subscriptions and {n * m:,} events in {time.perf_counter() - started:.1f} s")
-
-    from invoicing.models import Invoice
+    from invoicing.models import Invoice, InvoiceLine
     from invoicing.services import billing_run_execute
+
+    connection.close()
+    recreate_database(args.pg, args.database)
+    call_command("migrate", verbosity=0)
+    m = args.events_per_subscription
+    started = time.perf_counter()
+    usage = seed(n, m, dimensional=args.dimensional)
+    print(f"seeded {n:,} subscriptions and {n * m:,} events in {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
     opening = billing_run_execute(as_of=JAN_1, chunk_size=args.chunk_size)
@@ -211,19 +304,71 @@ def main() -> None:
 
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
-    peak = tracemalloc.get_traced_memory()[1] if not args.no_tracemalloc else None
+    peak = None
+    if not args.no_tracemalloc:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     invoices = run.invoices_created
     assert invoices == n and run.invoices_failed == 0, (run.invoices_created, run.invoices_failed)
     total = sum(Invoice.objects.filter(kind="recurring").values_list("total", flat=True), Decimal(0))
-    print(f"close of January: {n:,} subscriptions × {m} events = {n * m:,} events")
+    closed = dict(Invoice.objects.filter(billing_run=run).values_list("customer_id", "total"))
+    expected = expected_totals(usage, dimensional=args.dimensional)
+    differing = sum(closed.get(customer_id) != amount for customer_id, amount in expected.items())
+    dimensional_lines = InvoiceLine.objects.filter(invoice__billing_run=run, price__dimensional_rates__isnull=False)
+    lines = dimensional_lines.count() / invoices if args.dimensional else None
+    print(
+        f"close of January: {n:,} subscriptions × {m} events = {n * m:,} events"
+        + (" (input tokens per model × region: 20 combinations × 3 tiers)" if args.dimensional else "")
+    )
     print(f"  seconds            {elapsed:.2f}")
     print(f"  invoices/second    {invoices / elapsed:,.0f}")
     print(f"  queries            {queries:,} ({queries / invoices:.2f} per invoice)")
+    if lines is not None:
+        print(f"  dimensional lines  {lines:.1f} per invoice (one per combination used)")
     if peak is not None:
         print(f"  tracemalloc peak   {peak / 2**20:.1f} MiB")
     print(f"  max RSS            {rss_after / 1024:.1f} MiB (before the close: {rss_before / 1024:.1f} MiB)")
     print(f"  billed total       ${total:,.2f} (tracemalloc {'on' if peak is not None else 'off'})")
+    print(
+        f"  close checked      ${sum(closed.values(), Decimal(0)):,.2f} billed, ${sum(expected.values(), Decimal(0)):,.2f} "
+        f"computed with the engine; {differing} of {n:,} invoices differ",
+        flush=True,
+    )
+    return {"n": n, "seconds": elapsed, "queries": queries, "per_invoice": queries / invoices, "ok": not differing}
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ["DATABASE_URL"] = f"{args.pg}/{args.database}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings.dev")
+    os.environ["DEBUG"] = "0"
+    os.environ.setdefault("SECRET_KEY", "bench-only")
+    import django
+
+    django.setup()
+    import logging
+
+    logging.disable(logging.WARNING)
+    figures = [close_one_size(args, n) for n in args.subscriptions]
+    constant = True
+    if len(figures) > 1:
+        # Statements = a fixed part per run and per chunk + a part per invoice: per invoice, a bigger close
+        # may only amortise the fixed part (fewer or as many), never need more.
+        print("statements per invoice by size:")
+        for before, after in zip(figures, figures[1:], strict=False):
+            if after["per_invoice"] > before["per_invoice"] and after["n"] > before["n"]:
+                constant = False
+        for figure in figures:
+            print(
+                f"  {figure['n']:>9,} subscriptions  {figure['queries']:>9,} statements  {figure['per_invoice']:.2f} per invoice"
+            )
+        if len(figures) == 2 and figures[1]["n"] != figures[0]["n"]:
+            extra = (figures[1]["queries"] - figures[0]["queries"]) / (figures[1]["n"] - figures[0]["n"])
+            print(f"  each further invoice: {extra:.2f} statements")
+        print(f"  {'constant' if constant else 'GROWS with the number of subscriptions'}")
+    if not constant or not all(figure["ok"] for figure in figures):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalog.pricing import (
-    Combination,
-    DimensionalSpec,
-    PriceSpec,
-    PricingModel,
-    Tier,
-    Usage,
-    rate,
-    rate_dimensional,
-)
+from dimensional_price import combination_spec, engine_spec  # noqa: E402
+
+from catalog.pricing import PriceSpec, PricingModel, Tier, Usage, rate, rate_dimensional  # noqa: E402
 
 SPEC = PriceSpec(
     price_id="price_bench",
@@ -44,36 +37,10 @@ SPEC = PriceSpec(
 QUANTITIES = [Decimal(q) for q in ("0", "99999", "100000", "2500000", "37000000", "123456789", "987654321.5")]
 
 
-def _combination(number: int) -> PriceSpec:
-    base = Decimal(number + 1).scaleb(-7)  # $0.0000001 … $0.000002 per token, one rate per combination
-    return PriceSpec(
-        price_id="price_bench_dim",
-        name=f"Tokens {number}",
-        model=PricingModel.GRADUATED,
-        currency="USD",
-        unit_name="tokens",
-        tiers=(
-            Tier(up_to=Decimal(1_000_000), unit_price=base * 2),
-            Tier(up_to=Decimal(100_000_000), unit_price=base * Decimal("1.5"), flat_fee=Decimal(1)),
-            Tier(up_to=None, unit_price=base),
-        ),
-    )
-
-
-MODELS = ("nle-small", "nle-medium", "nle-large", "nle-xl", "nle-code")
-REGIONS = ("eu", "us", "ap", "sa")
-DIMENSIONAL = DimensionalSpec(
-    price_id="price_bench_dim",
-    name="Tokens by model and region",
-    currency="USD",
-    unit_name="tokens",
-    dimensions=("model", "region"),
-    combinations=tuple(
-        Combination((model, region), _combination(n))
-        for n, (model, region) in enumerate((m, r) for m in MODELS for r in REGIONS)
-    ),
-    default=_combination(0),
-)
+# The shared 20-combination price (benchmarks/dimensional_price.py) with bounds for token volumes:
+# $0.0000001 … $0.000002 per token, tiers at 1,000,000 and 100,000,000 tokens.
+_BOUNDS = {"unit_base": Decimal(1).scaleb(-7), "first_up_to": Decimal(1_000_000), "second_up_to": Decimal(100_000_000)}
+DIMENSIONAL = engine_spec(default=combination_spec(0, **_BOUNDS), **_BOUNDS)
 # Every one of the 20 combinations used, across all three tiers (the costliest case), and a typical
 # customer's period using 3 of them.
 ALL_COMBINATIONS = {

@@ -21,7 +21,19 @@ requests per client so that no worker answers its first request inside a timed p
 4. ``GET /v0/customers/{id}/usageCost`` latency (one client, ``--reads`` requests).
 Each phase also reports its CPU per request by gunicorn, PostgreSQL and the load generator (``CpuMeter``).
 Then every customer's balance is checked exactly: grant − balance must equal the engine's price of
-the customer's final usage (``rate(spec, usage)``), and no debit may be missing or doubled.
+the customer's final usage (``rate(spec, usage)``), and no debit may be missing or doubled. The usage is
+what the load generator sent and the server answered ``accepted`` for (tallied per customer by the
+clients); the events stored must add up to it too.
+
+``--dimensional``: the metered price has rates per event property, the 20 combinations (5 models × 4
+regions) of 3 graduated tiers each of ``benchmarks/dimensional_price.py`` (tiers at 50 and 1,000 tokens, so
+the spread customers cross the first and the heavy one all three); every event carries a ``model`` and a
+``region``, picked from its idempotency key so that each customer's events spread over all 20. The
+balance check then prices each customer's accepted usage per (model, region) with
+``rate_dimensional`` on a spec built by the benchmark itself (not the server's parsed price), at the
+ledger's 12 places, as the debits telescope to it.
+
+    .venv/bin/python benchmarks/realtime.py --dimensional
 """
 
 from __future__ import annotations
@@ -32,18 +44,27 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the engine (pure) for the balance check
 
+from dimensional_price import combination_for, engine_spec, rates_json  # noqa: E402
 from ingest import _LeanClient, recreate_database, run_processes, setup_environment, start_gunicorn  # noqa: E402
 
 EVENT_TYPE = "tokens.used"
 GRANT = Decimal(1_000_000)
+# The price's own tiers: the whole price without --dimensional, the values no combination names with it.
+TIERS = ((Decimal(1000), Decimal("0.01")), (Decimal(50_000), Decimal("0.005")), (None, Decimal("0.002")))
+# --dimensional: each combination's rate is (number + 1) × $0.000137 per token (×2 up to 50 tokens,
+# ×1.5 + $1 up to 1,000), so both the spread customers' few events and the heavy customer's cross tiers.
+DIMENSIONAL_BOUNDS = {"unit_base": Decimal("0.000137"), "first_up_to": Decimal(50), "second_up_to": Decimal(1000)}
+LEDGER_QUANTUM = Decimal("0.000000000001")  # wallets' 12 places
 
 
 def _int_list(text: str) -> list[int]:
@@ -84,6 +105,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=5,
         help="untimed requests per client before the first phase (each worker's connection prepared and planned)",
+    )
+    parser.add_argument(
+        "--dimensional",
+        action="store_true",
+        help="price per (model, region): 20 combinations × 3 graduated tiers; events spread over all of them",
     )
     parser.add_argument(
         "--no-vacuum",
@@ -142,9 +168,11 @@ def seed(args):
         payment_term="in_arrears",
     )
     # Tiers small enough that both phases cross them: 0.01 up to 1,000, 0.005 up to 50,000, then 0.002.
-    PriceTier.objects.create(price=price, up_to=Decimal(1000), unit_price=Decimal("0.01"))
-    PriceTier.objects.create(price=price, up_to=Decimal(50_000), unit_price=Decimal("0.005"))
-    PriceTier.objects.create(price=price, up_to=None, unit_price=Decimal("0.002"))
+    for up_to, unit_price in TIERS:
+        PriceTier.objects.create(price=price, up_to=up_to, unit_price=unit_price)
+    if args.dimensional:
+        price.dimensional_rates = rates_json(**DIMENSIONAL_BOUNDS)
+        price.save(update_fields=["dimensional_rates"])
     customers = Customer.objects.bulk_create(
         [
             Customer(merchant=merchant, name=f"C{i}", email=f"c{i}@example.com", external_id=f"rt-{i}", time_zone="UTC")
@@ -165,31 +193,51 @@ def seed(args):
     return raw_key, [c.pk for c in customers], price.pk
 
 
-def _batch_body(subjects, batch_size, worker, batch, phase) -> bytes:
+def _event(subject: str, tokens: int, key: str, stamp: str, dimensional: bool) -> dict:
+    data = {"tokens": tokens}
+    if dimensional:
+        data["model"], data["region"] = combination_for(key)
+    return {
+        "type": EVENT_TYPE,
+        "source": "bench",
+        "subject": subject,
+        "data": data,
+        "timestamp": stamp,
+        "idempotencyKey": key,
+    }
+
+
+def _batch_events(subjects, batch_size, worker, batch, phase, dimensional) -> list[dict]:
     stamp = datetime.now(UTC).isoformat()
-    events = [
-        {
-            "type": EVENT_TYPE,
-            "source": "bench",
-            "subject": subjects[(worker * 7919 + batch * batch_size + i) % len(subjects)],
-            "data": {"tokens": 1 + (batch * batch_size + i) % 97},
-            "timestamp": stamp,
-            "idempotencyKey": f"{phase}-{worker}-{batch}-{i}-{subjects[0]}",
-        }
+    return [
+        _event(
+            subjects[(worker * 7919 + batch * batch_size + i) % len(subjects)],
+            1 + (batch * batch_size + i) % 97,
+            f"{phase}-{worker}-{batch}-{i}-{subjects[0]}",
+            stamp,
+            dimensional,
+        )
         for i in range(batch_size)
     ]
-    return orjson.dumps({"events": events})
 
 
-def _batch_client(port, key, subjects, batches, batch_size, worker, phase, pace, queue):
+def _tally(usage: Counter, event: dict) -> None:
+    """Count an event the server accepted: tokens per (customer, model, region), None without --dimensional."""
+    data = event["data"]
+    usage[(event["subject"], data.get("model"), data.get("region"))] += data["tokens"]
+
+
+def _batch_client(port, key, subjects, batches, batch_size, worker, phase, pace, dimensional, queue):
     """``batches`` requests of ``batch_size`` events. ``pace`` None: closed loop (the next request as
     soon as the answer is read). ``pace`` (first_due, interval): open loop on a fixed schedule, request
     ``b`` due at ``first_due + b * interval`` (``time.monotonic``, shared by the processes); its latency
-    counts from when it was due, so a server that falls behind is charged for the wait too."""
+    counts from when it was due, so a server that falls behind is charged for the wait too. Puts
+    (latencies, accepted, errors, usage of the accepted events) on ``queue``."""
     client = _LeanClient(port, key)
-    latencies, accepted, errors = [], 0, 0
+    latencies, accepted, errors, usage = [], 0, 0, Counter()
     for b in range(batches):
-        body = _batch_body(subjects, batch_size, worker, b, phase)
+        events = _batch_events(subjects, batch_size, worker, b, phase, dimensional)
+        body = orjson.dumps({"events": events})
         if pace is None:
             started = time.perf_counter()
         else:
@@ -203,40 +251,37 @@ def _batch_client(port, key, subjects, batches, batch_size, worker, phase, pace,
         if status != 200:
             errors += 1
             continue
-        counts = orjson.loads(payload)["counts"]
+        answer = orjson.loads(payload)
+        counts = answer["counts"]
         accepted += counts["accepted"]
         errors += counts["rejected"]
-    queue.put((latencies, accepted, errors))
+        for item in answer["results"]:
+            if item["status"] == "accepted":
+                _tally(usage, events[item["index"]])
+    queue.put((latencies, accepted, errors, usage))
 
 
-def _single_client(port, key, subject, requests, worker, queue):
+def _single_client(port, key, subject, requests, worker, dimensional, queue):
     client = _LeanClient(port, key)
-    latencies, accepted, errors = [], 0, 0
+    latencies, accepted, errors, usage = [], 0, 0, Counter()
     for i in range(requests):
-        body = orjson.dumps(
-            {
-                "type": EVENT_TYPE,
-                "source": "bench",
-                "subject": subject,
-                "data": {"tokens": 1 + i % 97},
-                "timestamp": datetime.now(UTC).isoformat(),
-                "idempotencyKey": f"single-{worker}-{i}",
-            }
-        )
+        event = _event(subject, 1 + i % 97, f"single-{worker}-{i}", datetime.now(UTC).isoformat(), dimensional)
+        body = orjson.dumps(event)
         started = time.perf_counter()
-        status, _ = client.post("/v0/events", body)
+        status, payload = client.post("/v0/events", body)
         latencies.append(time.perf_counter() - started)
-        if status == 202:
+        if status == 202 and not orjson.loads(payload).get("duplicate"):
             accepted += 1
+            _tally(usage, event)
         else:
             errors += 1
-    queue.put((latencies, accepted, errors))
+    queue.put((latencies, accepted, errors, usage))
 
 
 def _report(label: str, results, elapsed: float, cpu: dict[str, float] | None = None) -> dict:
-    latencies = sorted(lat for lats, _, _ in results for lat in lats)
-    accepted = sum(a for _, a, _ in results)
-    errors = sum(e for _, _, e in results)
+    latencies = sorted(lat for lats, *_ in results for lat in lats)
+    accepted = sum(a for _, a, *_ in results)
+    errors = sum(e for _, _, e, _ in results)
     figures = {
         "events": accepted,
         "errors": errors,
@@ -368,36 +413,87 @@ def _reads(port, key, customer_id, count) -> None:
         )
 
 
-def check_balances(customer_ids, price_id) -> None:
-    """grant − balance == rate(final usage) for every customer, exactly; the ledger adds up."""
-    from catalog.models import Customer, Price
-    from catalog.pricing import rate
+def _stored_usage(customer_ids) -> Counter:
+    """The events the server stored, tallied like the clients' (tokens per customer, model, region)."""
+    from metering.models import UsageEvent
+
+    stored = Counter()
+    rows = UsageEvent.objects.filter(customer_id__in=customer_ids, event_type=EVENT_TYPE).values_list(
+        "customer_id", "data"
+    )
+    for customer_id, data in rows.iterator(chunk_size=10_000):
+        stored[(customer_id, data.get("model"), data.get("region"))] += data["tokens"]
+    return stored
+
+
+def _expected_debits(customer_ids, usage: Counter, price_id: str, dimensional: bool) -> dict:
+    """Customer id → what its debits must add up to: the engine's price of its accepted usage, exactly.
+
+    Without ``--dimensional`` the spec is the server's own price read through the catalog adapter (one
+    quantity); with it, the benchmark's own ``DimensionalSpec`` (benchmarks/dimensional_price.py) prices
+    the usage per (model, region) at the ledger's 12 places, where the debits telescope to
+    (``wallets.costing.incremental_dimensional_cost``)."""
+    from catalog.pricing import PriceSpec, PricingModel, Tier, Usage, rate, rate_dimensional
+
+    by_customer: dict[str, dict] = {customer_id: {} for customer_id in customer_ids}
+    for (customer_id, model, region), tokens in usage.items():
+        by_customer[customer_id][(model, region)] = Decimal(tokens)
+    if dimensional:
+        own = PriceSpec(
+            price_id=price_id,
+            name="Tokens",
+            model=PricingModel.GRADUATED,
+            currency="USD",
+            unit_name="tokens",
+            tiers=tuple(Tier(up_to=up_to, unit_price=unit_price) for up_to, unit_price in TIERS),
+        )
+        spec = engine_spec(default=own, price_id=price_id, **DIMENSIONAL_BOUNDS)
+        return {
+            customer_id: rate_dimensional(spec, values).amount.quantize(LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN)
+            for customer_id, values in by_customer.items()
+        }
+    from catalog.models import Price
     from catalog.pricing_adapter import price_spec_from_price
-    from metering.selectors import usage_aggregate_by_customer
+
+    spec = price_spec_from_price(Price.objects.prefetch_related("tiers").get(pk=price_id), currency="USD")
+    return {
+        customer_id: rate(spec, Usage(quantity=sum(values.values(), Decimal(0)))).amount.quantize(
+            LEDGER_QUANTUM, rounding=ROUND_HALF_EVEN
+        )
+        for customer_id, values in by_customer.items()
+    }
+
+
+def check_balances(customer_ids, price_id, usage: Counter, dimensional: bool) -> bool:
+    """grant − balance == the engine's price of the usage the clients saw accepted, for every customer,
+    exactly; the stored events add up to that usage; the ledger adds up. False (and the script's exit
+    status 1) when any of it fails."""
     from wallets.models import Wallet
     from wallets.selectors import ledger_balance
 
-    price = Price.objects.select_related("billable_metric").prefetch_related("tiers").get(pk=price_id)
-    spec = price_spec_from_price(price, currency="USD")
-    start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    customers = list(Customer.objects.filter(pk__in=customer_ids))
-    usage = usage_aggregate_by_customer(
-        metric=price.billable_metric, start=start, end=datetime.now(UTC), customers=customers
-    )
+    stored = _stored_usage(customer_ids)
+    expected = _expected_debits(customer_ids, usage, price_id, dimensional)
     wallets = {w.customer_id: w for w in Wallet.objects.filter(customer_id__in=customer_ids)}
     wrong, negative = 0, 0
     for customer_id in customer_ids:
         wallet = wallets[customer_id]
-        expected = rate(spec, usage[customer_id]).amount.quantize(Decimal("0.000000000001"))
-        if GRANT - wallet.balance != expected or ledger_balance(wallet=wallet) != wallet.balance:
+        if GRANT - wallet.balance != expected[customer_id] or ledger_balance(wallet=wallet) != wallet.balance:
             wrong += 1
         negative += wallet.balance < 0
-    heaviest = max(customer_ids, key=lambda c: usage[c])
+    tokens = Counter()
+    for (customer_id, _, _), quantity in usage.items():
+        tokens[customer_id] += quantity
+    heaviest = max(customer_ids, key=lambda c: tokens[c])
+    combinations = {(model, region) for (_, model, region) in usage}
     print(
-        f"balances: {len(customer_ids)} customers checked, {wrong} wrong, {negative} negative; heaviest "
-        f"{heaviest}: usage {usage[heaviest]}, debited {GRANT - wallets[heaviest].balance}",
+        f"balances: {len(customer_ids)} customers checked, {wrong} wrong, {negative} negative; "
+        f"events stored {'=' if stored == usage else '≠'} events accepted ({sum(usage.values()):,} tokens"
+        + (f" over {len(combinations)} (model, region) combinations" if dimensional else "")
+        + f"); heaviest {heaviest}: usage {tokens[heaviest]}, debited {GRANT - wallets[heaviest].balance}, "
+        f"expected {expected[heaviest]}",
         flush=True,
     )
+    return not wrong and not negative and stored == usage
 
 
 def main() -> None:
@@ -409,15 +505,25 @@ def main() -> None:
     server = start_gunicorn(args)
     _print_vacuum_setting(args)
     meter = CpuMeter(server.pid)
+    usage = Counter()  # tokens per (customer, model, region) of every event the server accepted
+
+    def accepted_usage(results) -> None:
+        for *_, counted in results:
+            usage.update(counted)
+
     try:
         batch_size = args.batch_size[-1]  # warm-up and paced phases
         if args.warm_up:
             # A server in service is warm: the first request of each worker opens its database connection
             # and plans its prepared statements. Spread customers, so no phase starts with a head start.
-            run_processes(
+            results, _ = run_processes(
                 _batch_client,
-                [(args.port, key, spread, args.warm_up, batch_size, w, "warm", None) for w in range(args.clients)],
+                [
+                    (args.port, key, spread, args.warm_up, batch_size, w, "warm", None, args.dimensional)
+                    for w in range(args.clients)
+                ],
             )
+            accepted_usage(results)
         for round_, size in enumerate(args.batch_size):
             batches = args.events // size // args.clients
             for label, subjects in (("one customer", [heavy]), (f"{len(spread)} customers", spread)):
@@ -426,10 +532,11 @@ def main() -> None:
                 results, elapsed = run_processes(
                     _batch_client,
                     [
-                        (args.port, key, subjects, batches, size, w, f"closed{round_}-{size}", None)
+                        (args.port, key, subjects, batches, size, w, f"closed{round_}-{size}", None, args.dimensional)
                         for w in range(args.clients)
                     ],
                 )
+                accepted_usage(results)
                 _report(f"{label}, {args.clients} clients, {size}-event batches", results, elapsed, meter.stop(cpu))
         # The same requests at the issue's target rates, on a fixed schedule (open loop): the latency a
         # client sees at that load, rather than the queue that a closed loop at saturation builds
@@ -457,10 +564,12 @@ def main() -> None:
                         w,
                         f"paced{rate}",
                         (first + w * interval / args.clients, interval),
+                        args.dimensional,
                     )
                     for w in range(args.clients)
                 ],
             )
+            accepted_usage(results)
             _report(
                 f"{label}, {args.clients} clients, {batch_size}-event batches paced at {rate:,} events/s",
                 results,
@@ -472,8 +581,9 @@ def main() -> None:
             per_client = args.single_events // args.clients
             cpu = meter.start()
             results, elapsed = run_processes(
-                _single_client, [(args.port, key, heavy, per_client, w) for w in range(args.clients)]
+                _single_client, [(args.port, key, heavy, per_client, w, args.dimensional) for w in range(args.clients)]
             )
+            accepted_usage(results)
             _report(
                 f"one customer, {args.clients} clients, single-event POST /v0/events", results, elapsed, meter.stop(cpu)
             )
@@ -482,7 +592,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    check_balances(customer_ids, price_id)
+    if not check_balances(customer_ids, price_id, usage, args.dimensional):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
