@@ -25,7 +25,6 @@ from ..models import (
     Invoice,
     InvoiceError,
     InvoiceKind,
-    InvoiceLine,
     InvoiceStatus,
     LineKind,
 )
@@ -34,7 +33,7 @@ from ..receivables.credits import invoice_void_return_credit
 from ..webhook_events import invoice_created_emit, invoice_voided_emit
 from .lifecycle import subscription_load
 from .settlement import Prepaid, invoice_prepaid, prepaid_lock, prepaid_settle
-from .writer import invoice_from_composition, invoice_insert_or_skip, invoice_issue, line_rows
+from .writer import invoice_from_composition, invoice_insert_or_skip, invoice_issue, invoice_lines_insert
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def _refresh_lines(invoice: Invoice) -> Prepaid | None:
             composed, covered_by_credit=prepaid.debits.covered_by_credit, rounding=subscription.merchant.rounding_mode
         )
     invoice.lines.all().delete()
-    InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+    invoice_lines_insert(invoice, composed.lines)
     invoice.subtotal, invoice.tax, invoice.total, invoice.amount_due = (
         composed.subtotal,
         composed.tax,
@@ -110,14 +109,9 @@ def invoice_draft_add_line(*, invoice: Invoice, line: LineDraft) -> Invoice:
     if invoice.status != InvoiceStatus.DRAFT:
         raise InvoiceError(f"Invoice {invoice} is {invoice.status}; lines are added to drafts only.")
     last = invoice.lines.order_by("-position").values_list("position", flat=True).first() or 0
-    InvoiceLine.objects.bulk_create([replace_position(row, last + 1) for row in line_rows(invoice, [line])])
+    invoice_lines_insert(invoice, [line], first_position=last + 1)
     _refresh_lines(invoice)
     return invoice
-
-
-def replace_position(row: InvoiceLine, position: int) -> InvoiceLine:
-    row.position = position
-    return row
 
 
 def invoice_refresh(*, invoice: Invoice, now: datetime) -> Invoice:
@@ -216,7 +210,7 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
             grace_ends_at=None,
         )
         replacement.save(force_insert=True)
-        InvoiceLine.objects.bulk_create(line_rows(replacement, lines))
+        invoice_lines_insert(replacement, lines)
         _refresh_lines(replacement)
         invoice_voided_emit(invoice=invoice, now=now, replacement=replacement)
         invoice_created_emit(invoice=replacement, now=replacement.created_at)

@@ -50,7 +50,6 @@ from ..models import (
     Invoice,
     InvoiceError,
     InvoiceKind,
-    InvoiceLine,
     InvoiceStatus,
     ManualLineItem,
     SubscriptionAdjustment,
@@ -62,7 +61,7 @@ from ..thresholds import threshold_billed_lines
 from ..webhook_events import invoice_created_emit, subscription_terminated_emit
 from .plan_versions import VERSION_FIELDS
 from .settlement import with_prepaid
-from .writer import invoice_from_composition, invoice_issue, line_rows
+from .writer import invoice_from_composition, invoice_issue, invoice_lines_insert
 
 logger = logging.getLogger(__name__)
 
@@ -630,7 +629,7 @@ def _close_one(
                 # No history row for the run's own insert: ``invoice.billing_run`` already records
                 # who wrote it, and the run stays at one INSERT per invoice. Later changes are recorded.
                 invoice.save_without_historical_record(force_insert=True)
-                InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+                invoice_lines_insert(invoice, composed.lines)
                 invoice.merchant = sub.merchant
                 invoice_created_emit(invoice=invoice, now=invoice.created_at, endpoints=endpoints)
                 invoice_issue(invoice, now=item.now, endpoints=endpoints)
@@ -663,7 +662,7 @@ def _close_one(
                 grace_ends_at=end + sub.merchant.invoice_grace_period,
             )
             invoice.save_without_historical_record(force_insert=True)  # no history row: see above
-            InvoiceLine.objects.bulk_create(line_rows(invoice, composed.lines))
+            invoice_lines_insert(invoice, composed.lines)
             invoice_created_emit(invoice=invoice, now=invoice.created_at, endpoints=endpoints)
             if due_manual:
                 claimed = ManualLineItem.objects.filter(

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from catalog.models import PaymentTerm
-from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, LineKind
-from invoicing.services import billing_run_execute, subscription_start
+from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceKind, InvoiceStatus, LineKind
+from invoicing.services import billing_run_execute, runs, subscription_start
 from tests.invoicing.factories import (
     CustomerFactory,
     PlanFactory,
@@ -187,15 +187,15 @@ def test_test_clock_subscriptions_close_on_their_clock(plan, customer):
 def test_a_crash_inside_an_invoice_leaves_nothing_and_the_next_run_completes(plan, customer, monkeypatch):
     subscription = SubscriptionFactory(plan=plan, customer=customer, merchant=plan.merchant, started_at=JAN_1)
     billing_run_execute(as_of=JAN_1)  # the opening invoice
-    original = InvoiceLine.objects.bulk_create
+    original = runs.invoice_lines_insert
 
-    def crash(rows, *args, **kwargs):
-        if rows and rows[0].invoice.kind == InvoiceKind.RECURRING:
+    def crash(invoice, lines, **kwargs):
+        if invoice.kind == InvoiceKind.RECURRING:
             raise RuntimeError("worker killed")
-        return original(rows, *args, **kwargs)
+        return original(invoice, lines, **kwargs)
 
     # given a worker that dies after writing the invoice row, before its lines
-    monkeypatch.setattr(InvoiceLine.objects, "bulk_create", crash)
+    monkeypatch.setattr(runs, "invoice_lines_insert", crash)
     run = billing_run_execute(as_of=FEB_1)
     # then nothing of the invoice remains and the run records the failure
     assert not Invoice.objects.filter(subscription=subscription, kind=InvoiceKind.RECURRING).exists()
@@ -207,7 +207,7 @@ def test_a_crash_inside_an_invoice_leaves_nothing_and_the_next_run_completes(pla
         "RuntimeError: worker killed",
     )
     # when the next run comes after the fix
-    monkeypatch.setattr(InvoiceLine.objects, "bulk_create", original)
+    monkeypatch.setattr(runs, "invoice_lines_insert", original)
     rerun = billing_run_execute(as_of=FEB_1)
     # then it completes the period
     assert (rerun.status, rerun.invoices_created) == (BillingRunStatus.SUCCEEDED, 1)
