@@ -142,6 +142,8 @@ def _canonical(value: Any) -> Any:
                 out[key] = _plain(Decimal(str(out[key])))
             except InvalidOperation:
                 pass
+        if out.get("freeUnits") == "0":
+            del out["freeUnits"]  # the rows leave 0 free units blank
         return out
     if isinstance(value, list):
         return [_canonical(item) for item in value]

@@ -65,6 +65,11 @@ def test_finance_builds_a_per_model_price_simulates_it_and_sees_a_spend_alert_fi
     page.fill("#id_dimensional_rates_value_1", "nle-large")
     page.fill("#id_dimensional_rates_price_1", "0.006")
     page.select_option("#id_dimensional_rates_unmatched", "default")
+    # switching "price per" rewrites the rows' prices with the other rates: $0.002 per 1K is $2 per 1M
+    page.select_option("#id_rate_per", "1000000")
+    assert (page.input_value("#id_dimensional_rates_price_0"), page.input_value("#id_unit_price")) == ("2", "4")
+    page.select_option("#id_rate_per", "1000")
+    assert page.input_value("#id_dimensional_rates_price_1") == "0.006"
     page.screens("price with a rate per model")
     save(page)
     price = Price.objects.get(plan=plan)

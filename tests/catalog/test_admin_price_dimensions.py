@@ -176,7 +176,7 @@ def test_rows_typed_as_stored_are_not_a_change(plan, metric):  # noqa: F811
     # what a finance person posts back unchanged for a price stored per unit and shown per 1K
     stored = {
         "dimensions": ["model"],
-        "rates": [{"values": {"model": "nle-small"}, "model": "standard", "unitPrice": "0.0000020"}],
+        "rates": [{"values": {"model": "nle-small"}, "model": "standard", "unitPrice": "0.0000020", "freeUnits": "0"}],
     }
     field = PriceAdminForm().fields["dimensional_rates"]
     field.set_rate_per(1000)
@@ -185,3 +185,13 @@ def test_rows_typed_as_stored_are_not_a_change(plan, metric):  # noqa: F811
     assert not field.has_changed(stored, posted)
     changed = field.widget.value_from_datadict(rows("model", ("nle-small", "0.003", "")), {}, "dimensional_rates")
     assert field.has_changed(stored, changed)
+
+
+def test_a_value_listed_twice_gets_the_engines_message(superuser_client, plan, metric):  # noqa: F811
+    entries = (("nle-small", "0.002", ""), ("nle-small", "0.003", ""))
+
+    response = superuser_client.post(PRICE_ADD, per_model_price(plan, metric, **rows("model", *entries)))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"dimensional_rates": ["Combination 2 repeats model=nle-small"]}
+    assert not Price.objects.exists()
