@@ -604,14 +604,9 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
             "Rates per event property",
             {
                 "fields": ("dimensional_rates",),
-                "description": "Optional: each combination of event property values (e.g. the model) is its own "
-                "rate with its own free units; the rate above prices the values not listed "
-                '("unmatched": "refuse" refuses those events instead). Example: {"dimensions": ["model"], '
-                '"tierScope": "combination", "unmatched": "default", "rates": [{"values": {"model": '
-                '"nle-small"}, "model": "standard", "unitPrice": "0.000001"}, {"values": {"model": "nle-large"}, '
-                '"model": "graduated", "tiers": [{"upTo": "1000000", "unitPrice": "0.000004"}, {"upTo": null, '
-                '"unitPrice": "0.000003"}]}]}. "tierScope": "metric" fills tiers over the whole metric, '
-                "combinations in the order listed. Rates are per unit.",
+                "description": "Optional: a rate of its own for each value of an event property, e.g. per model "
+                "(nle-small, nle-large), each with its own free units. Values not listed are priced at the rate "
+                "above, or refused.",
             },
         ),
         (

@@ -13,8 +13,9 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from . import services
+from .admin_dimensional import DimensionalRatesField, rates_per_unit
 from .admin_rates import RateScaleFormMixin, RateScaleFormSetMixin
-from .models import ApiKey, Plan, Price
+from .models import ApiKey, Plan, Price, RatePer
 from .validation import rate_schedule_errors, tier_table_errors
 
 
@@ -96,11 +97,29 @@ class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
         help_text="For a price live subscriptions bill: the changed price goes into a new version of the plan, "
         "which becomes its default. This price stays as it is for the periods already running.",
     )
+    dimensional_rates = DimensionalRatesField(
+        label="Rates per event property",
+        help_text="Leave empty for one rate for every event.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # The stored price (None on the add page): the conflict rules compare against it.
         self.original = Price.objects.select_related("plan").filter(pk=self.instance.pk).first()
+        # The rows' prices are typed and shown in the price's "price per" scale, like its other rates.
+        if "dimensional_rates" in self.fields:
+            self.fields["dimensional_rates"].set_rate_per(self._typed_rate_per())
+
+    def _typed_rate_per(self) -> int:
+        typed = self.data.get(self.add_prefix("rate_per")) if self.is_bound else None
+        try:
+            return int(typed or self.initial.get("rate_per") or RatePer.UNIT)
+        except (TypeError, ValueError):
+            return RatePer.UNIT
+
+    def clean_dimensional_rates(self):
+        rate_per = int(self.cleaned_data.get("rate_per") or self.instance.rate_per or RatePer.UNIT)
+        return rates_per_unit(self.cleaned_data.get("dimensional_rates"), rate_per)
 
     def clean(self):
         cleaned = super().clean()
@@ -172,7 +191,6 @@ class PriceAdminForm(RateScaleFormMixin, CatalogModelForm):
         )
         widgets = {
             "invoice_display_name": forms.TextInput(attrs={"size": 50}),
-            "dimensional_rates": forms.Textarea(attrs={"rows": 12, "cols": 90, "class": "vLargeTextField"}),
         }
 
 

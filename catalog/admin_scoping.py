@@ -2,7 +2,7 @@
 
 A staff user with ``StaffMerchantAccess`` rows works only on those merchants; without rows (and always for a
 superuser) on every merchant (``catalog.selectors.staff_merchant_ids``). Every ``ModelAdmin`` and inline of
-catalog, metering, wallets, invoicing and reporting mixes in ``MerchantScopedAdminMixin`` and declares
+catalog, metering, wallets, invoicing, payments, costs and reporting mixes in ``MerchantScopedAdminMixin`` and declares
 ``merchant_path``, its model's lookup path to the merchant (``"merchant"``, ``"wallet__merchant"``…; ``"pk"``
 for the merchant itself; ``None`` for platform-wide rows such as billing runs, which only unrestricted staff
 see). From that one declaration:

@@ -29,6 +29,7 @@ from catalog.demo import demo_catalog_build
 from catalog.models import Customer, Plan, Subscription
 from catalog.roles import BILLING_VIEWER, billing_roles_sync
 from catalog.services import feature_create
+from costs.services import cost_create
 from invoicing.mail_templates import mail_template_defaults
 from invoicing.models import DeliverySettings, DunningSettings, Invoice, InvoiceKind, MailTemplate
 from invoicing.receivables import payment_record
@@ -71,7 +72,16 @@ PLAUSIBLE_FORM = {
 # Pages of Django's own that only read, whatever the method: the change list (its POST runs actions,
 # walked one by one below), an object's history, and the shortcut that redirects to the change page.
 READ_PAGES = ("_changelist", "_history")
-BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "payments", "reporting", "django_celery_beat")
+BILLING_APPS = (
+    "catalog",
+    "metering",
+    "wallets",
+    "invoicing",
+    "payments",
+    "costs",
+    "reporting",
+    "django_celery_beat",
+)
 
 
 @pytest.fixture
@@ -141,6 +151,17 @@ def every_admin_object(db):
         data=SpendAlertInput(currency="USD", threshold_kind="amount", thresholds=("1",), name="Viewer alert"),
     )
     spend_cap_set(customer=customer, currency="USD", amount="1", on_reach="block", now=FEB_1)
+    cost_create(
+        merchant=neural,
+        product=metric.product,
+        name="GPU time",
+        unit_cost=Decimal("0.0005"),
+        currency="USD",
+        unit="GPU-seconds",
+        aggregation="SUM",
+        event_type="gpu.job",
+        value_property="$.seconds",
+    )
 
     every_15_minutes = IntervalSchedule.objects.create(every=15, period=IntervalSchedule.MINUTES)
     PeriodicTask.objects.create(
@@ -277,6 +298,9 @@ def test_viewer_posting_to_any_admin_url_is_refused_and_changes_nothing(every_ad
         "wallets_entitlement_grant_add",
         "wallets_entitlement_grant_void",
         "django_celery_beat_periodictask_change",
+        "costs_cost_add",
+        "costs_cost_change",
+        "costs_cost_delete",
     } <= set(refused)
 
 

@@ -21,6 +21,7 @@ from catalog.admin_scoping import MerchantScopedAdminMixin
 from catalog.models import Merchant, StaffMerchantAccess
 from catalog.roles import BILLING_ADMIN, billing_roles_sync
 from catalog.services import api_key_create, feature_create
+from costs.services import cost_create
 from invoicing.mail_templates import mail_template_defaults
 from invoicing.models import (
     BillingRun,
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.django_db
 
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)
-BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "payments", "reporting")
+BILLING_APPS = ("catalog", "metering", "wallets", "invoicing", "payments", "costs", "reporting")
 
 # Each registered model of the billing apps and how its rows reach their merchant, written down here on
 # purpose (not read from the admins): a newly registered admin fails ``test_the_table_names_every_admin``
@@ -95,6 +96,7 @@ MERCHANT_PATHS = {
     "payments.paymentretrysettings": "merchant",
     "payments.providerrefund": "payment__merchant",
     "payments.providerevent": "integration__merchant",
+    "costs.cost": "merchant",
 }
 
 
@@ -191,6 +193,17 @@ def build_merchant(name: str, prefix: str) -> SimpleNamespace:
         data=SpendAlertInput(currency="USD", threshold_kind="amount", thresholds=("100",), name=f"{name} budget"),
     )
     spend_cap_set(customer=customer, currency="USD", amount="1000", on_reach="block", now=FEB_1)
+    cost_create(
+        merchant=merchant,
+        product=plan.product,
+        name=f"{name} GPU time",
+        unit_cost=Decimal("0.0005"),
+        currency="USD",
+        unit="GPU-seconds",
+        aggregation="SUM",
+        event_type="gpu.job",
+        value_property="$.seconds",
+    )
     return SimpleNamespace(
         merchant=merchant,
         plan=plan,
@@ -349,7 +362,9 @@ def test_saving_an_object_for_another_merchant_is_refused(world, scoped_client):
     assert not world.b.merchant.products.filter(name="Smuggled").exists()
 
 
-@pytest.mark.parametrize("page", ["catalog_product", "catalog_plan", "catalog_price", "wallets_entitlementgrant"])
+@pytest.mark.parametrize(
+    "page", ["catalog_product", "catalog_plan", "catalog_price", "wallets_entitlementgrant", "costs_cost"]
+)
 def test_list_filters_name_only_their_merchants(page, world, scoped_client, superuser_client):
     url = reverse(f"admin:{page}_changelist")
 

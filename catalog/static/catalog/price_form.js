@@ -37,7 +37,7 @@ document.addEventListener("DOMContentLoaded", function () {
   if (!scale) {
     return;
   }
-  const rateName = /^(unit_price|min_unit_price|max_unit_price|(tiers|dynamic_rates)-\d+-unit_price)$/;
+  const rateName = /^(unit_price|min_unit_price|max_unit_price|(tiers|dynamic_rates)-\d+-unit_price|dimensional_rates_price_\d+)$/;
   function shiftDecimal(text, digits) {
     const match = /^\s*(-?)(\d*)(?:\.(\d*))?\s*$/.exec(text);
     if (!match || (match[2] === "" && !match[3])) {
