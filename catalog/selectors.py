@@ -129,6 +129,22 @@ class VersionLogs:
             self._subscriptions[subscription_id] = [(r.effective_at, r.version_id) for r in ordered]
         return self._subscriptions[subscription_id]
 
+    def preload(self, *, subscription_ids: Iterable[str] = (), plan_ids: Iterable[str] = ()) -> None:
+        """Read the logs of many subscriptions and plans at once (a page of subscriptions): one query each."""
+        subscription_ids = [pk for pk in subscription_ids if pk not in self._subscriptions]
+        plan_ids = [pk for pk in plan_ids if pk not in self._plans]
+        if subscription_ids:
+            rows = SubscriptionVersionChange.objects.filter(subscription_id__in=subscription_ids)
+            found: dict[str, list] = {pk: [] for pk in subscription_ids}
+            for row in sorted(rows, key=lambda r: (r.effective_at is not None, r.effective_at or 0, r.pk)):
+                found[row.subscription_id].append((row.effective_at, row.version_id))
+            self._subscriptions.update(found)
+        if plan_ids:
+            plans: dict[str, list] = {pk: [] for pk in plan_ids}
+            for row in PlanDefaultChange.objects.filter(plan_id__in=plan_ids).order_by("effective_at", "id"):
+                plans[row.plan_id].append((row.effective_at, row.version_id))
+            self._plans.update(plans)
+
     def plan_rows(self, plan_id: str) -> list[tuple[object, str]]:
         if plan_id not in self._plans:
             rows = PlanDefaultChange.objects.filter(plan_id=plan_id).order_by("effective_at", "id")
