@@ -236,3 +236,20 @@ def test_a_version_move_keeps_the_interval_and_a_version_with_its_key_waits_for_
     assert refused.value.code == "INTERVAL_KEY_CONFLICT"
     _edit(sub, APR_11, edit=[{"id": timeline.intervals[1].id, "endDate": MAY_1}])
     subscription_version_migrate(subscription=sub, target_version_number=clash.number, now=APR_11)
+
+
+@pytest.mark.django_db
+def test_a_real_time_subscription_bills_a_fee_interval_on_its_period_close(setup):
+    sub, addon = setup["subscription"], setup["addon"]
+    sub.billing_mode = "real_time"
+    sub.save(update_fields=["billing_mode"])
+    _edit(sub, APR_11, add=[_add(addon, "platform-addon", APR_11)])
+    billing_run_execute(as_of=MAY_1)
+    april = _recurring(sub, APR_1)
+    # no usage to settle from the prepaid balance: the fees are due as on a post-paid invoice
+    assert _lines(april)[:3] == [
+        ("Pro plan", Decimal("49.00"), 31),
+        ("Dedicated support", Decimal("200.00"), 20),
+        ("Dedicated support", Decimal("300.00"), 31),
+    ]
+    assert april.amount_due == Decimal("549.00")
