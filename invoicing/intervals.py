@@ -14,6 +14,10 @@ The mapping onto our catalog:
   mid-term plan change (``subscription_upgrade``, or a downgrade applied at a period end) the intervals are the
   new plan's, from ``plan_changed_at``.
 
+- a subscription-only interval (``SubscriptionPriceInterval``: a catalog price outside the plan, billing this
+  subscription only at its own rate) is ``subscription_owned`` (``id`` = the row's), from its start to its end
+  (or the subscription's); it is the subscription's, so every plan version lists it.
+
 A negotiated rate replaces a plan price for whole periods (rating reads the price set once per period), so an
 override starts on a period boundary: the **open start**, the first moment no invoice bills yet (the end of
 the latest recurring invoice's period, else the subscription's start).

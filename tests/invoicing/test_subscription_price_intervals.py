@@ -189,6 +189,13 @@ def test_a_metered_add_on_bills_the_usage_inside_its_window_at_its_rate(setup):
     assert (usage.quantity, usage.unit_price, usage.amount) == (Decimal(1000), Decimal("0.03"), Decimal("30.00"))
     assert (usage.service_start, usage.service_end) == (APR_11, APR_21)
     assert april.total == Decimal("79.00")
+    # late usage inside the window, known when the draft is finalized: re-rated at the interval's rate
+    record_usage(sub.customer, metric, datetime(2026, 4, 16, tzinfo=UTC), 200)
+    invoice_finalize(invoice=april, now=datetime(2026, 5, 2, tzinfo=UTC))
+    usage = april.lines.get(kind=LineKind.USAGE)
+    # 1,200 images × 0.03 = 36.00
+    assert (usage.quantity, usage.amount) == (Decimal(1200), Decimal("36.00"))
+    assert usage.explanation["subscriptionIntervalId"] == SubscriptionPriceInterval.objects.get().pk
 
 
 @pytest.mark.django_db
