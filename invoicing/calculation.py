@@ -890,13 +890,15 @@ class Biller:
                 continue
             if stop is not None and stop < period.end:
                 # Terminated inside a period this fee was billed ahead for: credit the days not used.
-                if row.start_date < period.start and not price.is_obligation and last > stop:
+                # (``last`` stops at the termination: the days billed ahead run to the interval's own end.)
+                billed_until = min(period.end, row.end_date) if row.end_date is not None else period.end
+                if row.start_date < period.start and not price.is_obligation and billed_until > stop:
                     line = self.fee_line(
                         price,
                         subscription,
                         period=period,
                         active_from=max(stop, start),
-                        active_until=last if last < period.end else None,
+                        active_until=billed_until if billed_until < period.end else None,
                         credit=True,
                         currency=currency,
                         interval=row,

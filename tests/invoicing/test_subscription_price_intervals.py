@@ -260,3 +260,21 @@ def test_a_real_time_subscription_bills_a_fee_interval_on_its_period_close(setup
         ("Dedicated support", Decimal("300.00"), 31),
     ]
     assert april.amount_due == Decimal("549.00")
+
+
+@pytest.mark.django_db
+def test_a_termination_inside_a_period_billed_ahead_credits_the_add_on_days_not_used(setup):
+    from invoicing.services import subscription_terminate
+
+    sub, addon = setup["subscription"], setup["addon"]
+    _edit(sub, APR_11, add=[_add(addon, "platform-addon", APR_11)])
+    billing_run_execute(as_of=MAY_1)
+    invoice_finalize(invoice=_recurring(sub, APR_1), now=MAY_1)
+    subscription_terminate(subscription=sub, now=MAY_16)
+    final = Invoice.objects.get(subscription=sub, kind=InvoiceKind.RECURRING, period_start=MAY_1)
+    credits = {
+        line.description.split(":")[1].split(" (")[0].strip(): line.amount
+        for line in final.lines.filter(kind=LineKind.CREDIT)
+    }
+    # May 16–31 unused, 16 of 31 days: 300 × 16/31 = 154.84 and the plan's 49 × 16/31 = 25.29
+    assert credits == {"Dedicated support": Decimal("-154.84"), "Pro plan": Decimal("-25.29")}
