@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from catalog.models import PaymentTerm
 from catalog.services import VersionLine, plan_version_mint
@@ -278,3 +281,53 @@ def test_a_termination_inside_a_period_billed_ahead_credits_the_add_on_days_not_
     }
     # May 16–31 unused, 16 of 31 days: 300 × 16/31 = 154.84 and the plan's 49 × 16/31 = 25.29
     assert credits == {"Dedicated support": Decimal("-154.84"), "Pro plan": Decimal("-25.29")}
+
+
+def _owned_row(subscription, price, key, start, end, rate):
+    return SubscriptionPriceInterval.objects.create(
+        merchant=subscription.merchant,
+        subscription=subscription,
+        price=price,
+        price_key=key,
+        unit_price=Decimal(rate),
+        quantity=Decimal(1),
+        start_date=start,
+        end_date=end,
+        created_at=start,
+        updated_at=start,
+    )
+
+
+@pytest.mark.django_db
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    days=st.lists(st.integers(min_value=1, max_value=30), min_size=3, max_size=3, unique=True).map(sorted),
+    rate=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("9999.99"), places=2),
+)
+def test_an_add_on_split_in_two_bills_what_one_interval_bills_within_a_cent(merchant, days, rate):
+    """An in-arrears add-on over April days [a, c) bills, to the cent, what the same add-on closed at day b and
+    continued under another key from b bills (each line rounded once), and never more than the whole month."""
+
+    class Rollback(Exception):
+        pass
+
+    first, split, last = (datetime(2026, 4, day, tzinfo=UTC) for day in days)
+    try:
+        with transaction.atomic():
+            plan = PlanFactory(merchant=merchant, product__merchant=merchant, name="Pro")
+            addon = fee_price(plan, "1", name="Add-on", term=PaymentTerm.IN_ARREARS)
+            other = PlanFactory(merchant=merchant, product=plan.product, name="Base")
+            customer = CustomerFactory(merchant=merchant, tax_rate=Decimal("0"))
+            whole = subscription_start(customer=customer, plan=other, started_at=APR_1, now=APR_1)
+            halves = subscription_start(customer=customer, plan=other, started_at=APR_1, now=APR_1)
+            _owned_row(whole, addon, "addon", first, last, rate)
+            _owned_row(halves, addon, "addon", first, split, rate)
+            _owned_row(halves, addon, "addon-2", split, last, rate)
+            billing_run_execute(as_of=MAY_1, clock=lambda: MAY_1)
+            one = _recurring(whole, APR_1).total
+            two = _recurring(halves, APR_1).total
+            assert abs(one - two) <= Decimal("0.01")
+            assert Decimal(0) <= one <= rate
+            raise Rollback
+    except Rollback:
+        pass
