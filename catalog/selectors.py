@@ -191,6 +191,34 @@ def subscription_version_at(
     return plan_default_version_at(subscription.plan, max(moment, subscription.started_at), logs)
 
 
+def subscription_initial_versions(*, subscriptions: Iterable[Subscription]) -> dict[str, tuple[str, int]]:
+    """Each subscription's plan version as of its creation (the version that billed its first period) and that
+    version's number, by subscription id (absent for a plan without versions): at most three statements for
+    all of them, none for a subscription whose rows answer (``subscription_version_at``)."""
+    subscriptions = list(subscriptions)
+    logs = VersionLogs()
+    moved = [
+        s.pk
+        for s in subscriptions
+        if s.plan_version_from is not None
+        and s.started_at < s.plan_version_from
+        and s.previous_plan_version_from is not None
+        and s.started_at < s.previous_plan_version_from
+    ]
+    defaults = {
+        s.plan_id
+        for s in subscriptions
+        if s.plan.default_version_since is not None
+        and s.started_at < s.plan.default_version_since
+        and (s.plan.previous_default_since is None or s.started_at < s.plan.previous_default_since)
+    }
+    logs.preload(subscription_ids=moved, plan_ids=defaults)
+    versions = {s.pk: subscription_version_at(s, s.started_at, logs) for s in subscriptions}
+    wanted = {version_id for version_id in versions.values() if version_id}
+    numbers = dict(PlanVersion.objects.filter(pk__in=wanted).values_list("pk", "number")) if wanted else {}
+    return {pk: (version_id, numbers[version_id]) for pk, version_id in versions.items() if version_id in numbers}
+
+
 def version_prices_for_customer(*, version_id: str, plan_id: str, customer_id: str | None) -> list[Price]:
     """A version's prices as ``customer_id`` is billed (negotiated rates in place): the same statements as
     the plan's default lines (one on PostgreSQL), the version's lines read by a subquery."""

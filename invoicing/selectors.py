@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Window
 
-from catalog.models import Customer, Merchant, PlanVersion, Subscription, SubscriptionStatus, TestClock
+from catalog.models import Customer, Merchant, Subscription, SubscriptionStatus, TestClock
 from catalog.pricing import rate, round_money
 from wallets.selectors import period_debits_so_far
 
@@ -43,7 +43,6 @@ from .models import (
     SubscriptionAdjustment,
 )
 from .periods import Period
-from .pricing_adapter import VersionLogs, subscription_version_at
 from .realtime.lookup import realtime_subscriptions_named
 from .receivables.selectors import amount_paid_expression
 from .thresholds import threshold_billed_lines
@@ -355,33 +354,6 @@ def subscription_openings(*, subscriptions: Collection[Subscription]) -> dict[st
             subscription__in=[subscription.pk for subscription in subscriptions], kind=InvoiceKind.OPENING
         ).exclude(status=InvoiceStatus.VOID)
     }
-
-
-def subscription_initial_versions(*, subscriptions: Collection[Subscription]) -> dict[str, tuple[str, int]]:
-    """Each subscription's plan version as of its creation (the version that billed its first period) and that
-    version's number, by subscription id (absent for a plan without versions): at most three statements for
-    all of them, none for a subscription whose rows answer (``catalog.selectors.subscription_version_at``)."""
-    logs = VersionLogs()
-    moved = [
-        s.pk
-        for s in subscriptions
-        if s.plan_version_from is not None
-        and s.started_at < s.plan_version_from
-        and s.previous_plan_version_from is not None
-        and s.started_at < s.previous_plan_version_from
-    ]
-    defaults = {
-        s.plan_id
-        for s in subscriptions
-        if s.plan.default_version_since is not None
-        and s.started_at < s.plan.default_version_since
-        and (s.plan.previous_default_since is None or s.started_at < s.plan.previous_default_since)
-    }
-    logs.preload(subscription_ids=moved, plan_ids=defaults)
-    versions = {s.pk: subscription_version_at(s, s.started_at, logs) for s in subscriptions}
-    wanted = {version_id for version_id in versions.values() if version_id}
-    numbers = dict(PlanVersion.objects.filter(pk__in=wanted).values_list("pk", "number")) if wanted else {}
-    return {pk: (version_id, numbers[version_id]) for pk, version_id in versions.items() if version_id in numbers}
 
 
 def test_clock_list(*, merchant: Merchant) -> QuerySet[TestClock]:

@@ -311,7 +311,7 @@ def catch_up_of(serializer) -> dict | None:
 
 class SubscriptionOutput(serializers.Serializer):
     # Context: request, openings (Invoice 0 by subscription id: selectors.subscription_openings), versions
-    # (selectors.subscription_initial_versions),
+    # (catalog.selectors.subscription_initial_versions),
     # include_customer, catch_up (a services.CatchUp of this request, else None).
 
     id = serializers.CharField()
@@ -405,7 +405,7 @@ class SubscriptionOutput(serializers.Serializer):
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_planVersionId(self, subscription):
-        # Context ``versions``: selectors.subscription_initial_versions of the rows (absent: no versions).
+        # Context ``versions``: catalog.selectors.subscription_initial_versions of the rows (absent: no versions).
         found = self.context.get("versions", {}).get(subscription.id)
         return found[0] if found else None
 

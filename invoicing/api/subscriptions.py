@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from catalog import services as catalog_services
 from catalog.api.fields import check_merchant
 from catalog.models import Customer, Subscription, SubscriptionStatus
+from catalog.selectors import subscription_initial_versions
 from core.api.fields import parameter_combination_error, wire_field_names
 from core.api.pagination import paginate
 from core.api.serializers import list_output
@@ -55,7 +56,7 @@ def subscription_body(request, subscriptions, *, many: bool = False, include_cus
     context = {
         "request": request,
         "openings": selectors.subscription_openings(subscriptions=rows),
-        "versions": selectors.subscription_initial_versions(subscriptions=rows),
+        "versions": subscription_initial_versions(subscriptions=rows),
         "include_customer": include_customer,
         "catch_up": catch_up,
     }
