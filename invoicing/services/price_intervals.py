@@ -66,6 +66,12 @@ def _catalog_price(op: dict, where: str, timeline: Timeline) -> Price:
     )
     if price is None:
         raise IntervalError("No catalog price of your account has this id.", field=f"{where}.priceId")
+    on_plan = [key for key, line in timeline.lines.items() if line.pk == price.pk]
+    if on_plan:
+        # Billing it again under another key would bill the line's usage twice.
+        raise IntervalError(
+            f"This price is the plan's line {on_plan[0]}; override it under that priceKey.", field=f"{where}.priceId"
+        )
     if is_one_off(price) or op.get("billDate") is not None:
         raise IntervalError(
             "One-off prices are not billed through intervals; add a manual line item for a one-time charge.",

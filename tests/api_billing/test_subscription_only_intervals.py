@@ -140,6 +140,15 @@ def test_another_merchants_price_is_not_found_as_a_catalog_price(api_client, mer
 
 
 @pytest.mark.django_db
+def test_a_price_of_the_plan_under_another_key_is_refused(api_client, merchant):
+    subscription, _ = _catalog(merchant)
+    plan_fee = subscription.plan.prices.get(plan_line_key="pro")
+    code, error = _post(api_client, subscription, {"add": [_op(plan_fee, mode="arrears")]})
+    assert (code, [e["field"] for e in error["errors"]]) == (400, ["add[0].priceId"])
+    assert "pro" in error["errors"][0]["message"]
+
+
+@pytest.mark.django_db
 def test_a_second_interval_with_the_same_key_overlaps(api_client, merchant):
     subscription, prices = _catalog(merchant)
     assert _post(api_client, subscription, {"add": [_op(prices["support"])]})[0] == 200
