@@ -129,6 +129,22 @@ class VersionLogs:
             self._subscriptions[subscription_id] = [(r.effective_at, r.version_id) for r in ordered]
         return self._subscriptions[subscription_id]
 
+    def preload(self, *, subscription_ids: Iterable[str] = (), plan_ids: Iterable[str] = ()) -> None:
+        """Read the logs of many subscriptions and plans at once (a page of subscriptions): one query each."""
+        subscription_ids = [pk for pk in subscription_ids if pk not in self._subscriptions]
+        plan_ids = [pk for pk in plan_ids if pk not in self._plans]
+        if subscription_ids:
+            rows = SubscriptionVersionChange.objects.filter(subscription_id__in=subscription_ids)
+            found: dict[str, list] = {pk: [] for pk in subscription_ids}
+            for row in sorted(rows, key=lambda r: (r.effective_at is not None, r.effective_at or 0, r.pk)):
+                found[row.subscription_id].append((row.effective_at, row.version_id))
+            self._subscriptions.update(found)
+        if plan_ids:
+            plans: dict[str, list] = {pk: [] for pk in plan_ids}
+            for row in PlanDefaultChange.objects.filter(plan_id__in=plan_ids).order_by("effective_at", "id"):
+                plans[row.plan_id].append((row.effective_at, row.version_id))
+            self._plans.update(plans)
+
     def plan_rows(self, plan_id: str) -> list[tuple[object, str]]:
         if plan_id not in self._plans:
             rows = PlanDefaultChange.objects.filter(plan_id=plan_id).order_by("effective_at", "id")
@@ -173,6 +189,34 @@ def subscription_version_at(
         return pinned
     # Floating: a subscription started inside a period follows the default of its start, not the period's.
     return plan_default_version_at(subscription.plan, max(moment, subscription.started_at), logs)
+
+
+def subscription_initial_versions(*, subscriptions: Iterable[Subscription]) -> dict[str, tuple[str, int]]:
+    """Each subscription's plan version as of its creation (the version that billed its first period) and that
+    version's number, by subscription id (absent for a plan without versions): at most three statements for
+    all of them, none for a subscription whose rows answer (``subscription_version_at``)."""
+    subscriptions = list(subscriptions)
+    logs = VersionLogs()
+    moved = [
+        s.pk
+        for s in subscriptions
+        if s.plan_version_from is not None
+        and s.started_at < s.plan_version_from
+        and s.previous_plan_version_from is not None
+        and s.started_at < s.previous_plan_version_from
+    ]
+    defaults = {
+        s.plan_id
+        for s in subscriptions
+        if s.plan.default_version_since is not None
+        and s.started_at < s.plan.default_version_since
+        and (s.plan.previous_default_since is None or s.started_at < s.plan.previous_default_since)
+    }
+    logs.preload(subscription_ids=moved, plan_ids=defaults)
+    versions = {s.pk: subscription_version_at(s, s.started_at, logs) for s in subscriptions}
+    wanted = {version_id for version_id in versions.values() if version_id}
+    numbers = dict(PlanVersion.objects.filter(pk__in=wanted).values_list("pk", "number")) if wanted else {}
+    return {pk: (version_id, numbers[version_id]) for pk, version_id in versions.items() if version_id in numbers}
 
 
 def version_prices_for_customer(*, version_id: str, plan_id: str, customer_id: str | None) -> list[Price]:

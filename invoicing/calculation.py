@@ -14,7 +14,7 @@ it grows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -347,6 +347,8 @@ class Biller:
         self._dimensional_usage: dict[tuple, dict[str, dict]] = {}
         # subscription id -> its SubscriptionAdjustment rows (a billing run loads a chunk's at once)
         self._adjustments: dict[str, list] = {}
+        # subscription id -> its subscription-only intervals (SubscriptionPriceInterval rows, price selected)
+        self._price_intervals: dict[str, list] = {}
 
     # caches
     def remember_prices(self, subscription_id: str, plan_id: str, prices: list[Price]) -> None:
@@ -384,6 +386,26 @@ class Biller:
         if subscription.id not in self._adjustments:
             self._adjustments[subscription.id] = list(subscription.adjustments.all())
         return self._adjustments[subscription.id]
+
+    def remember_price_intervals(self, subscription_ids: Iterable[str], rows: Iterable) -> None:
+        for subscription_id in subscription_ids:
+            self._price_intervals[subscription_id] = []
+        for row in rows:
+            self._price_intervals[row.subscription_id].append(row)
+
+    def price_intervals(self, subscription: Subscription) -> list:
+        """The subscription's subscription-only intervals (``SubscriptionPriceInterval``), start first."""
+        if subscription.id not in self._price_intervals:
+            self._price_intervals[subscription.id] = list(
+                subscription.price_intervals.select_related("price__billable_metric").order_by(
+                    "start_date", "price_key"
+                )
+            )
+        return self._price_intervals[subscription.id]
+
+    def interval_spec(self, interval, currency: str) -> PriceSpec:
+        """The engine spec of a subscription-only interval: its catalog price's, at the interval's own rate."""
+        return replace(self.spec(interval.price, currency), unit_price=interval.unit_price)
 
     def spec(self, price: Price, currency: str) -> PriceSpec:
         key = (price.id, currency)
@@ -429,11 +451,15 @@ class Biller:
         active_until: datetime | None = None,
         credit: bool = False,
         currency: str,
+        interval=None,
     ) -> LineDraft | None:
-        """A fee for ``period``, prorated by the local days it is active (obligations never prorated)."""
+        """A fee for ``period``, prorated by the local days it is active (obligations never prorated).
+        ``interval``: a subscription-only interval (``SubscriptionPriceInterval``) billing ``price`` at its own
+        rate and quantity."""
         time_zone = subscription.customer.time_zone
         rounding = subscription.merchant.rounding_mode
-        result = rate(self.spec(price, currency), Decimal(price.quantity))
+        quantity = interval.quantity if interval is not None else Decimal(price.quantity)
+        result = rate(self.interval_spec(interval, currency) if interval else self.spec(price, currency), quantity)
         one_off = is_one_off(price)
         if one_off:
             fraction_days = None
@@ -475,13 +501,15 @@ class Biller:
         if credit:
             description = f"Credit for unused time: {description}"
             amount = -amount
+        if interval is not None:
+            explanation["subscriptionIntervalId"] = interval.pk
         return LineDraft(
             kind=LineKind.CREDIT if credit else LineKind.FEE,
             description=description,
             amount=amount,
             price=price,
-            quantity=Decimal(price.quantity),
-            unit_price=price.unit_price,
+            quantity=quantity,
+            unit_price=interval.unit_price if interval is not None else price.unit_price,
             service_start=start if not one_off else subscription.started_at,
             service_end=end if not one_off else subscription.started_at,
             explanation=explanation,
@@ -496,11 +524,13 @@ class Biller:
         end: datetime,
         currency: str,
         period_end: datetime | None = None,
+        interval=None,
     ) -> LineDraft:
         """One line per metered price: the engine's result over [start, end), rounded once, its quantity
         corrected first by the subscription's usage discounts and quantity bounds for a period ending at
-        ``period_end`` (default ``end``)."""
-        spec = self.spec(price, currency)
+        ``period_end`` (default ``end``). ``interval``: a subscription-only interval billing ``price`` at its
+        own rate."""
+        spec = self.interval_spec(interval, currency) if interval is not None else self.spec(price, currency)
         usage = self._usage_input(price, subscription, start, end)
         adjusted: list[str] = []
         applied: list[str] = []
@@ -517,6 +547,8 @@ class Biller:
         if adjusted:
             explanation["adjustments"] = [f"{text} {unit}" for text in adjusted]
             explanation["text"] = "; ".join(explanation["adjustments"]) + "; " + explanation["text"]
+        if interval is not None:
+            explanation["subscriptionIntervalId"] = interval.pk
         return LineDraft(
             kind=LineKind.USAGE,
             description=f"{price.invoice_display_name}: {format_quantity(result.quantity)} {unit} "
@@ -708,6 +740,9 @@ class Biller:
                     if line is not None:
                         lines.append(line)
         lines.extend(
+            self.price_interval_lines(subscription, period, currency=currency, until=until, with_usage=with_usage)
+        )
+        lines.extend(
             percentage_discount_lines(
                 self.adjustments(subscription),
                 lines,
@@ -777,10 +812,117 @@ class Biller:
         return self.finish(subscription, InvoiceKind.PLAN_CHANGE, start, at, lines, plan_terms=False)
 
     def refresh_usage_lines(self, line, subscription: Subscription, currency: str) -> list[LineDraft]:
-        """The usage lines a stored usage line stands for now (a dimensional price's every combination)."""
+        """The usage lines a stored usage line stands for now (a dimensional price's every combination); a
+        subscription-only interval's line at that interval's rate."""
+        interval_id = line.explanation.get("subscriptionIntervalId") if line.explanation else None
+        if interval_id:
+            interval = next(row for row in self.price_intervals(subscription) if row.pk == interval_id)
+            return [
+                self.usage_line(
+                    line.price,
+                    subscription,
+                    start=line.service_start,
+                    end=line.service_end,
+                    currency=currency,
+                    interval=interval,
+                )
+            ]
         return self.usage_lines(
             line.price, subscription, start=line.service_start, end=line.service_end, currency=currency
         )
+
+    def price_interval_lines(
+        self,
+        subscription: Subscription,
+        period: Period,
+        *,
+        currency: str,
+        until: datetime | None = None,
+        with_usage: bool = True,
+    ) -> list[LineDraft]:
+        """The lines of the subscription's subscription-only intervals on the invoice closing ``period``.
+
+        Each bills inside its own window [start, end), clipped to the service window and the trial:
+
+        - a metered price: its usage inside the window, at the interval's rate (``until`` cuts a preview);
+        - an in-arrears fee: the days of ``period`` it covers, prorated by day as the plan's fees are;
+        - an in-advance fee: its first period (the one holding its start) on that period's own close — it did
+          not exist when the period before closed — prorated from its start; every later period ahead, on the
+          close of the period before, prorated up to its end; the period a termination cuts is credited for
+          the days not used, as the plan's in-advance fees are.
+
+        The plan change of a period does not reach them: they are the subscription's, not its plan's."""
+        rows = self.price_intervals(subscription)
+        if not rows:
+            return []
+        start, end = service_window(subscription, period)
+        start = max(start, subscription.trial_ends_at or start)
+        stop = subscription_end(subscription)
+        lines: list[LineDraft] = []
+        for row in rows:
+            price = row.price
+            first = max(start, row.start_date)
+            last = min(end, row.end_date) if row.end_date is not None else end
+            if price.billable_metric_id:
+                usage_end = min(last, until) if until is not None else last
+                if with_usage and first < usage_end:
+                    lines.append(
+                        self.usage_line(
+                            price, subscription, start=first, end=usage_end, currency=currency, interval=row
+                        )
+                    )
+                continue
+            if not is_in_advance_fee(price) or period.start <= row.start_date < period.end:
+                # In arrears, or an in-advance fee's first period: the days of this period it covers.
+                if first < last:
+                    line = self.fee_line(
+                        price,
+                        subscription,
+                        period=period,
+                        active_from=first,
+                        active_until=last if last < period.end else None,
+                        currency=currency,
+                        interval=row,
+                    )
+                    if line is not None:
+                        lines.append(line)
+            if not is_in_advance_fee(price):
+                continue
+            if stop is not None and stop < period.end:
+                # Terminated inside a period this fee was billed ahead for: credit the days not used.
+                # (``last`` stops at the termination: the days billed ahead run to the interval's own end.)
+                billed_until = min(period.end, row.end_date) if row.end_date is not None else period.end
+                if row.start_date < period.start and not price.is_obligation and billed_until > stop:
+                    line = self.fee_line(
+                        price,
+                        subscription,
+                        period=period,
+                        active_from=max(stop, start),
+                        active_until=billed_until if billed_until < period.end else None,
+                        credit=True,
+                        currency=currency,
+                        interval=row,
+                    )
+                    if line is not None:
+                        lines.append(line)
+                continue
+            following = subscription_next_period(subscription, period)
+            ends = [moment for moment in (row.end_date, stop) if moment is not None]
+            until_end = min(ends) if ends else None
+            if row.start_date < following.start and (until_end is None or until_end > following.start):
+                active_from = subscription.trial_ends_at
+                line = self.fee_line(
+                    price,
+                    subscription,
+                    period=following,
+                    active_from=active_from if active_from and active_from > following.start else None,
+                    active_until=until_end if until_end is not None and until_end < following.end else None,
+                    currency=currency,
+                    interval=row,
+                )
+                if line is not None:
+                    lines.append(line)
+        return lines
 
     # totals
     def finish(

@@ -14,6 +14,10 @@ The mapping onto our catalog:
   mid-term plan change (``subscription_upgrade``, or a downgrade applied at a period end) the intervals are the
   new plan's, from ``plan_changed_at``.
 
+- a subscription-only interval (``SubscriptionPriceInterval``: a catalog price outside the plan, billing this
+  subscription only at its own rate) is ``subscription_owned`` (``id`` = the row's), from its start to its end
+  (or the subscription's); it is the subscription's, so every plan version lists it.
+
 A negotiated rate replaces a plan price for whole periods (rating reads the price set once per period), so an
 override starts on a period boundary: the **open start**, the first moment no invoice bills yet (the end of
 the latest recurring invoice's period, else the subscription's start).
@@ -31,10 +35,11 @@ from catalog.models import BillingCadence, PaymentTerm, PlanVersionPrice, Price,
 from core.formatting import decimal_string, iso_utc
 
 from .calculation import subscription_end
-from .models import InvoiceKind, SubscriptionIntervalChange
+from .models import InvoiceKind, SubscriptionIntervalChange, SubscriptionPriceInterval
 from .pricing_adapter import subscription_version_at
 
 PLAN_LINE = "plan_line"
+SUBSCRIPTION_OWNED = "subscription_owned"
 ONE_OFF = "one_off"
 
 
@@ -91,6 +96,7 @@ class Timeline:
     lines: dict[str, Price]  # key → plan price
     overrides: dict[str, Price]  # key → negotiated rate
     intervals: list[Interval] = field(default_factory=list)
+    owned: dict[str, SubscriptionPriceInterval] = field(default_factory=dict)  # id → subscription-only interval
 
     def by_id(self) -> dict[str, Interval]:
         return {interval.id: interval for interval in self.intervals}
@@ -184,8 +190,42 @@ def subscription_timeline(*, subscription: Subscription) -> Timeline:
                     **common,
                 )
             )
+    _add_owned_intervals(timeline)
     timeline.intervals.sort(key=lambda i: (i.start_date, i.price_key, i.unit_price is not None))
     return timeline
+
+
+def owned_interval(row: SubscriptionPriceInterval, subscription: Subscription, version_id: str) -> Interval:
+    """A subscription-only interval (``SubscriptionPriceInterval``) as the client reads it: ``subscription_owned``,
+    its own rate, the subscription's plan version (it belongs to none: a version change keeps it)."""
+    price = row.price
+    return Interval(
+        id=row.pk,
+        price_id=price.pk,
+        price_key=row.price_key,
+        plan_version_id=version_id,
+        unit_price=row.unit_price,
+        resolved_unit_price=row.unit_price,
+        base_quantity=row.quantity,
+        billing_cadence=subscription.plan.billing_cadence or BillingCadence.MONTHLY,
+        billing_mode=billing_mode(price),
+        start_date=row.start_date,
+        end_date=owned_end(row, subscription),
+        kind=SUBSCRIPTION_OWNED,
+    )
+
+
+def owned_end(row: SubscriptionPriceInterval, subscription: Subscription) -> datetime | None:
+    """Where a subscription-only interval stops billing: its own end, else the subscription's, whichever is first."""
+    ends = [moment for moment in (row.end_date, subscription_end(subscription)) if moment is not None]
+    return min(ends) if ends else None
+
+
+def _add_owned_intervals(timeline: Timeline) -> None:
+    rows = SubscriptionPriceInterval.objects.filter(subscription=timeline.subscription).select_related("price")
+    for row in rows:
+        timeline.owned[row.pk] = row
+        timeline.intervals.append(owned_interval(row, timeline.subscription, timeline.version_id))
 
 
 def negotiable_keys(timeline: Timeline) -> list[str]:

@@ -25,14 +25,20 @@ BILLING_MODES = ("advance", "arrears")
 RULES = (
     "Plan lines are `plan_line` intervals (unitPrice null: the catalog price); an override is the customer's "
     "negotiated rate for that line (the same rate the admin's price page sets). An add overrides a plan line "
-    "(its priceKey; subscription-only intervals are not supported) with a per-unit or per-package in-arrears "
+    "(its priceKey) with a per-unit or per-package in-arrears "
     "rate, open-ended (endDate null), starting at the first moment not yet invoiced (the end of the latest "
     "invoiced period, else the subscription's start): a period already invoiced is never re-rated, and the next "
     "invoice bills the rate. An edit changes an override's unitPrice (null reverts to the catalog price) and a "
     "remove deletes an override, both only while no invoice billed it (409 INTERVAL_BILLED). Every edit is "
     "refused while a draft invoice of the subscription is open (409 INVOICE_DRAFT_OPEN). Re-sending an add "
     "gives 409 INTERVAL_OVERLAP. Bad input: 400 naming the field (`add[0].startDate`). lineItems counts are 0: "
-    "invoice lines are derived when a period is billed."
+    "invoice lines are derived when a period is billed. "
+    "An add with a priceKey on no plan line and a priceId is a `subscription_owned` interval: that catalog price "
+    "(a recurring fee or a per-unit/per-package metered price) billed to this subscription only, from startDate "
+    "(at or after the open start) to endDate, at unitPrice (null saves today's catalog rate), prorated by day on "
+    "the recurring invoices beside the plan's lines; an edit sets its unitPrice (until billed) and endDate (not "
+    "before what invoices billed); a remove deletes it until billed (409 INTERVAL_BILLED after). A plan version "
+    "change keeps it. Real-time subscriptions take fee intervals only (409 REAL_TIME_METERED_INTERVAL)."
 )
 
 

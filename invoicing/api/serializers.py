@@ -310,7 +310,8 @@ def catch_up_of(serializer) -> dict | None:
 
 
 class SubscriptionOutput(serializers.Serializer):
-    # Context: request, openings (Invoice 0 by subscription id: selectors.subscription_openings),
+    # Context: request, openings (Invoice 0 by subscription id: selectors.subscription_openings), versions
+    # (catalog.selectors.subscription_initial_versions),
     # include_customer, catch_up (a services.CatchUp of this request, else None).
 
     id = serializers.CharField()
@@ -357,6 +358,10 @@ class SubscriptionOutput(serializers.Serializer):
     metadata = serializers.SerializerMethodField()
     customer = OptionalMethodField()
     catchUp = OptionalMethodField()
+    planVersionId = OptionalMethodField(help_text="The plan version pinned to this subscription at creation.")
+    versionNumber = OptionalMethodField(
+        help_text="The version number of the plan version referenced by planVersionId, as of subscription creation."
+    )
     # Meterline extensions (receivables, RECEIVABLES.md "Dunning"): null unless dunning acted.
     pastDueSince = serializers.DateTimeField(
         source="past_due_since",
@@ -398,6 +403,17 @@ class SubscriptionOutput(serializers.Serializer):
     def get_metadata(self, subscription):
         return {key: value for key, value in (subscription.metadata or {}).items() if key != "terminationChangeReason"}
 
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_planVersionId(self, subscription):
+        # Context ``versions``: catalog.selectors.subscription_initial_versions of the rows (absent: no versions).
+        found = self.context.get("versions", {}).get(subscription.id)
+        return found[0] if found else None
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_versionNumber(self, subscription):
+        found = self.context.get("versions", {}).get(subscription.id)
+        return found[1] if found else None
+
     @extend_schema_field(SubscriptionCustomerOutput(allow_null=True))
     def get_customer(self, subscription):
         if not self.context.get("include_customer"):
@@ -417,7 +433,17 @@ class SubscriptionOutput(serializers.Serializer):
     def to_representation(self, instance):
         data = super().to_representation(instance)
         # Optional keys the client types as non-nullable are left out rather than sent as null.
-        for key in ("payment", "customer", "endingAt", "terminatedAt", "terminatedBy", "terminationReason", "catchUp"):
+        for key in (
+            "payment",
+            "customer",
+            "endingAt",
+            "terminatedAt",
+            "terminatedBy",
+            "terminationReason",
+            "catchUp",
+            "planVersionId",
+            "versionNumber",
+        ):
             if data.get(key) is None:
                 data.pop(key, None)
         if data.get("testClockId") is None:

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from catalog import services as catalog_services
 from catalog.api.fields import check_merchant
 from catalog.models import Customer, Subscription, SubscriptionStatus
+from catalog.selectors import subscription_initial_versions
 from core.api.fields import parameter_combination_error, wire_field_names
 from core.api.pagination import paginate
 from core.api.serializers import list_output
@@ -55,6 +56,7 @@ def subscription_body(request, subscriptions, *, many: bool = False, include_cus
     context = {
         "request": request,
         "openings": selectors.subscription_openings(subscriptions=rows),
+        "versions": subscription_initial_versions(subscriptions=rows),
         "include_customer": include_customer,
         "catch_up": catch_up,
     }
@@ -296,7 +298,8 @@ class SubscriptionVersionMigrationApi(BillingApi):
         "`next_period` (the default: the plan's versionTransition) moves it at the end of the current period; "
         "`immediate` rates the whole current period's in-arrears prices at the target and in-advance prices from "
         "the next period. A closed period is never re-rated. A version the plan does not have → 404; a "
-        "subscription that is not live (NOT_LIVE) or ends by the boundary (ENDS_BEFORE_BOUNDARY) → 409.",
+        "subscription that is not live (NOT_LIVE) or ends by the boundary (ENDS_BEFORE_BOUNDARY), or a version with a line "
+        "keyed as one of its subscription-only intervals still billing after the boundary (INTERVAL_KEY_CONFLICT) → 409.",
     )
     def post(self, request, id: str):
         subscription = subscription_or_404(self.merchant, id)

@@ -8,6 +8,7 @@
 - ``dunning``: dunning settings and reminders;
 - ``spend``: spend alerts, their firings, spend caps and the watch of their customers (invoicing/SPEND.md).
 - ``intervals``: the record of each change to a subscription's price intervals.
+- ``price_intervals``: subscription-only price intervals (a catalog price billing one subscription only).
 
 Migrations name ``invoicing.models.validate_dunning_steps`` and ``default_dunning_steps``: keep them exported.
 """
@@ -69,6 +70,7 @@ from .invoices import (
     LineKind,
     ManualLineItem,
 )
+from .price_intervals import SubscriptionPriceInterval
 from .receivables import (
     CustomerCreditEntry,
     CustomerCreditKind,
@@ -92,6 +94,7 @@ from .spend import (
 __all__ = [
     "IntervalChangeReason",
     "SubscriptionIntervalChange",
+    "SubscriptionPriceInterval",
     "ADJUSTMENT_QUANTITY_MAX",
     "AdjustmentType",
     "SubscriptionAdjustment",

@@ -10,7 +10,7 @@ One module per domain verb (invoicing/README.md, "Package layout: ``invoicing/se
 subscriptions), ``runs``, ``catch_up`` (time bounds, background catch-up), ``lifecycle``,
 ``invoice_states``, ``manual_lines`` (manual line items for the next invoice or a draft), ``adjustments``
 (subscription adjustments the rating applies), ``credit_notes``, ``delivery`` (e-mailing issued documents),
-``dunning`` (reminders of overdue invoices), ``intervals`` (price intervals: negotiated rates), ``plan_versions`` (moves between plan versions), ``thresholds``
+``dunning`` (reminders of overdue invoices), ``intervals`` (price intervals: negotiated rates), ``price_intervals`` (subscription-only intervals), ``plan_versions`` (moves between plan versions), ``thresholds``
 (threshold invoices inside a period), ``upfront_payment`` and ``test_clocks``. The names below are the package's API: callers import them from ``invoicing.services``.
 """
 

@@ -36,7 +36,16 @@ from catalog.models import PaymentTerm, Price, PriceModel, Subscription, Subscri
 from catalog.services import price_create, price_update
 from core.formatting import iso_utc
 
-from ..intervals import ONE_OFF, Interval, Timeline, base_quantity, billing_cadence, billing_mode, subscription_timeline
+from ..intervals import (
+    ONE_OFF,
+    SUBSCRIPTION_OWNED,
+    Interval,
+    Timeline,
+    base_quantity,
+    billing_cadence,
+    billing_mode,
+    subscription_timeline,
+)
 from ..models import (
     IntervalChangeReason,
     InvoiceError,
@@ -148,11 +157,12 @@ def _add(op: dict, index: int, timeline: Timeline, state: dict) -> None:
     key = op["priceKey"]
     base = timeline.lines.get(key)
     if base is None:
-        raise IntervalError(
-            "No line of the subscription's plan version has this key; intervals of the subscription only "
-            f"(outside the plan) are not supported. Keys: {', '.join(sorted(timeline.lines))}.",
-            field=f"{where}.priceKey",
-        )
+        # A key outside the plan: a subscription-only interval (its module imports this one's errors).
+        from .price_intervals import owned_interval_add
+
+        owned_interval_add(op, index, timeline, state)
+        return
+    _refuse_real_time(timeline)
     if op.get("planVersionId") and op["planVersionId"] != timeline.version_id:
         raise IntervalConflict(
             f"The subscription bills from plan version {timeline.version_id}.", code="PLAN_VERSION_MISMATCH"
@@ -194,6 +204,12 @@ def _edit(op: dict, index: int, timeline: Timeline, state: dict) -> None:
     interval = timeline.by_id().get(op["id"])
     if interval is None:
         raise IntervalError("No interval of this subscription has this id.", field=f"{where}.id")
+    if interval.kind == SUBSCRIPTION_OWNED:
+        from .price_intervals import owned_interval_edit
+
+        owned_interval_edit(op, index, interval, timeline, state)
+        return
+    _refuse_real_time(timeline)
     fixed = {
         "priceId": interval.price_id,
         "priceKey": interval.price_key,
@@ -254,10 +270,27 @@ def _remove(op: dict, index: int, timeline: Timeline, state: dict) -> None:
     interval = timeline.by_id().get(op["id"])
     if interval is None:
         raise IntervalError("No interval of this subscription has this id.", field=f"{where}.id")
+    if interval.kind == SUBSCRIPTION_OWNED:
+        from .price_intervals import owned_interval_remove
+
+        owned_interval_remove(index, interval, timeline, state)
+        return
+    _refuse_real_time(timeline)
     negotiated = timeline.overrides.get(interval.price_key)
     if negotiated is None or negotiated.pk != interval.id:
         raise IntervalError("A plan line is the plan's; only an override can be removed.", field=f"{where}.id")
     _drop(negotiated, where, state)
+
+
+def _refuse_real_time(timeline: Timeline) -> None:
+    if timeline.subscription.is_real_time:
+        # Its open period's usage is already debited from the prepaid balance at the rate in force; how a rate
+        # changed under those debits settles is not verified yet, so it is refused rather than guessed.
+        # (Subscription-only fee intervals are accepted: ``invoicing.services.price_intervals``.)
+        raise IntervalConflict(
+            "Negotiated rates of a real-time subscription are not set through intervals yet.",
+            code="REAL_TIME_SUBSCRIPTION",
+        )
 
 
 def _entries(before: Timeline, after: Timeline) -> list[dict]:
@@ -282,13 +315,6 @@ def subscription_intervals_edit(*, subscription: Subscription, edit: IntervalEdi
     )
     if subscription.status == SubscriptionStatus.TERMINATED:
         raise IntervalConflict("The subscription is terminated; its intervals are history.", code="NOT_LIVE")
-    if subscription.is_real_time:
-        # Its open period's usage is already debited from the prepaid balance at the rate in force; how a rate
-        # changed under those debits settles is not verified yet, so it is refused rather than guessed.
-        raise IntervalConflict(
-            "Negotiated rates of a real-time subscription are not set through intervals yet.",
-            code="REAL_TIME_SUBSCRIPTION",
-        )
     if subscription.invoices.filter(status=InvoiceStatus.DRAFT).exists():
         raise IntervalConflict(
             "A draft invoice of this subscription is still open for late usage; edit its intervals once it is "
@@ -296,14 +322,14 @@ def subscription_intervals_edit(*, subscription: Subscription, edit: IntervalEdi
             code="INVOICE_DRAFT_OPEN",
         )
     before = subscription_timeline(subscription=subscription)
-    state: dict[str, Any] = {"added": {}, "edited": [], "removed": []}
+    state: dict[str, Any] = {"added": {}, "edited": [], "removed": [], "owned": [], "owned_keys": [], "now": now}
     for index, op in enumerate(edit.remove):
         _remove(op, index, before, state)
     for index, op in enumerate(edit.edit):
         _edit(op, index, before, state)
     for index, op in enumerate(edit.add):
         _add(op, index, before, state)
-    if not (state["added"] or state["edited"] or state["removed"]):
+    if not (state["added"] or state["edited"] or state["removed"] or state["owned"]):
         return IntervalEditResult(before.intervals, None)
     # The record gives each added override its start (``override_starts``): written first, then completed with
     # every interval's copy before and after.
@@ -321,3 +347,8 @@ def subscription_intervals_edit(*, subscription: Subscription, edit: IntervalEdi
     change.entries = _entries(before, after)
     change.save(update_fields=["entries"])
     return IntervalEditResult(after.intervals, change)
+
+
+# The same parsing and comparison for subscription-only intervals (``invoicing.services.price_intervals``).
+parse_rate = _rate
+must_match = _must_match

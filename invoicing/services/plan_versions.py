@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 
 from catalog.models import PlanVersion, PlanVersionStatus, Subscription, SubscriptionStatus, SubscriptionVersionChange
 
 from ..calculation import SUBSCRIPTION_RELATED, subscription_end, subscription_now, subscription_period_at
-from ..models import InvoiceError
+from ..models import InvoiceError, SubscriptionPriceInterval
 from ..pricing_adapter import subscription_version_at
 
 TIMINGS = ("next_period", "immediate")
@@ -107,6 +108,7 @@ def subscription_version_migrate(
             "The subscription ends at or before the end of its current period; there is no period to move.",
             code="ENDS_BEFORE_BOUNDARY",
         )
+    _refuse_owned_key_clash(subscription, target, boundary)
     current_id = subscription_version_at(subscription, period.start)
     numbers = dict(PlanVersion.objects.filter(plan_id=subscription.plan_id).values_list("pk", "number"))
     already = (
@@ -127,6 +129,24 @@ def subscription_version_migrate(
         entitlements_effective_at=period.end if timing == "next_period" else at,
         changed=True,
     )
+
+
+def _refuse_owned_key_clash(subscription: Subscription, target: PlanVersion, boundary: datetime) -> None:
+    """A subscription-only interval keeps its key across version moves (the client's add op): a target version
+    with a line of the same key would bill it twice, so the move waits until the plan drops the key or the
+    interval ends on or before the boundary."""
+    clashes = sorted(
+        SubscriptionPriceInterval.objects.filter(subscription=subscription, price_key__in=target.lines.values("key"))
+        .filter(Q(end_date__isnull=True) | Q(end_date__gt=boundary))
+        .values_list("price_key", flat=True)
+    )
+    if clashes:
+        raise VersionMigrationConflict(
+            f"Version {target.number} has a line {', '.join(clashes)}, which this subscription bills as a "
+            "subscription-only interval after the move; end that interval on or before "
+            f"{boundary.isoformat()} first.",
+            code="INTERVAL_KEY_CONFLICT",
+        )
 
 
 def subscription_version_policy_apply(*, subscription: Subscription, policy: str, now: datetime) -> None:

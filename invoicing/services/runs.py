@@ -54,6 +54,7 @@ from ..models import (
     ManualLineItem,
     SubscriptionAdjustment,
     SubscriptionPlanChange,
+    SubscriptionPriceInterval,
 )
 from ..periods import Period
 from ..pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
@@ -473,7 +474,10 @@ def _close_subscriptions(
     subscriptions = list(
         Subscription.objects.filter(pk__in=subscription_ids)
         .select_related(*SUBSCRIPTION_RELATED)
-        .annotate(has_adjustments=Exists(SubscriptionAdjustment.objects.filter(subscription=OuterRef("pk"))))
+        .annotate(
+            has_adjustments=Exists(SubscriptionAdjustment.objects.filter(subscription=OuterRef("pk"))),
+            has_price_intervals=Exists(SubscriptionPriceInterval.objects.filter(subscription=OuterRef("pk"))),
+        )
     )
     pending = {
         change.subscription_id: change
@@ -488,6 +492,16 @@ def _close_subscriptions(
     biller.remember_adjustments(
         [sub.id for sub in subscriptions],
         SubscriptionAdjustment.objects.filter(subscription_id__in=adjusted) if adjusted else (),
+    )
+    # Subscription-only intervals likewise: one query per chunk, only when one of its subscriptions has any.
+    owning = [sub.id for sub in subscriptions if sub.has_price_intervals]
+    biller.remember_price_intervals(
+        [sub.id for sub in subscriptions],
+        SubscriptionPriceInterval.objects.filter(subscription_id__in=owning)
+        .select_related("price__billable_metric")
+        .order_by("start_date", "price_key")
+        if owning
+        else (),
     )
     work = _due_work(biller, subscriptions, as_of=as_of, max_periods=max_periods, outcome=outcome)
     # Post-paid subscriptions that were real-time earlier in a period still settle its debits: one

@@ -174,7 +174,8 @@ def test_an_unbilled_override_is_edited_and_removed_and_each_change_recorded(api
                 **_add("2026-01-01T00:00:00Z"),
                 "add": [{**_add("2026-01-01T00:00:00Z")["add"][0], "priceKey": "no_such_line"}],
             },
-            "add[0].priceKey",
+            # a key outside the plan is a subscription-only interval: it names its catalog price
+            "add[0].priceId",
         ),
         ({"edit": [{"id": "price_nope", "unitPrice": "1"}]}, "edit[0].id"),
         ({"remove": []}, "add"),

@@ -51,6 +51,7 @@ def test_the_modules_are_the_domain_verbs():
         "manual_lines",
         "numbering",
         "plan_versions",
+        "price_intervals",
         "runs",
         "settlement",
         "test_clocks",
