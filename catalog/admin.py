@@ -612,9 +612,10 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
         (
             "Negotiated rate",
             {
-                "fields": ("customer", "overrides"),
+                "fields": ("customer", "overrides", "effective_from", "effective_until"),
                 "description": "Set both to make this price a negotiated rate that replaces a plan price for "
-                "one customer.",
+                "one customer. Optionally give it a window: it rates the billing periods that start in it "
+                "(an end inside a period keeps the rate for that whole period); the plan price rates the others.",
             },
         ),
         (
@@ -827,7 +828,16 @@ class SubscriptionInline(MerchantScopedAdminMixin, admin.TabularInline):
 
 class NegotiatedRateInline(PriceSummaryInline):
     fk_name = "customer"
-    fields = ("invoice_display_name", "plan", "overrides", "charges_for", "model", "rate")
+    fields = (
+        "invoice_display_name",
+        "plan",
+        "overrides",
+        "charges_for",
+        "model",
+        "rate",
+        "effective_from",
+        "effective_until",
+    )
     readonly_fields = fields
     verbose_name = "negotiated rate"
     verbose_name_plural = "negotiated rates"

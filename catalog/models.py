@@ -12,7 +12,7 @@ customers and subscriptions.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -439,7 +439,8 @@ class Price(TimeStamped):
     """What a plan charges for one metric or one fee.
 
     A price with ``customer`` set is a negotiated rate: it replaces ``overrides`` (a price of the
-    same plan) for that customer only.
+    same plan) for that customer only, in the billing periods its window covers (``effective_from``,
+    ``effective_until``; see ``in_window``).
     """
 
     id = PublicIdField(prefix="price")
@@ -467,6 +468,24 @@ class Price(TimeStamped):
         null=True,
         blank=True,
         help_text="The plan price this negotiated rate replaces.",
+    )
+    # A negotiated rate's effective window, on billing-period starts: it rates the periods that start in
+    # [effective_from, effective_until) (empty: from the first / open-ended); the plan price rates the others.
+    # Rating reads the price set once per period, so an end inside a period keeps the rate for that whole
+    # period. The windows of one customer's rates over one plan price never overlap (PostgreSQL: an
+    # exclusion constraint, migration 0019; elsewhere the writing services check under a row lock).
+    effective_from = models.DateTimeField(
+        "effective from",
+        null=True,
+        blank=True,
+        help_text="Negotiated rates: rates the billing periods starting on or after this (empty: every period).",
+    )
+    effective_until = models.DateTimeField(
+        "effective until",
+        null=True,
+        blank=True,
+        help_text="Negotiated rates: the plan price rates the billing periods starting on or after this "
+        "(empty: open-ended).",
     )
     invoice_display_name = models.CharField(max_length=200)
     invoice_display_group = models.CharField(max_length=100, blank=True)
@@ -587,9 +606,24 @@ class Price(TimeStamped):
             ),
             models.CheckConstraint(name="price_free_units_not_negative", condition=Q(free_units__gte=0)),
             models.UniqueConstraint(
-                name="one_negotiated_rate_per_customer_and_price",
+                name="one_unwindowed_negotiated_rate_per_customer_and_price",
                 fields=["customer", "overrides"],
+                condition=Q(customer__isnull=False, effective_from__isnull=True),
+            ),
+            models.UniqueConstraint(
+                name="one_negotiated_rate_per_customer_price_and_start",
+                fields=["customer", "overrides", "effective_from"],
                 condition=Q(customer__isnull=False),
+            ),
+            models.CheckConstraint(
+                name="price_window_on_negotiated_rates_only",
+                condition=Q(customer__isnull=False) | Q(effective_from__isnull=True, effective_until__isnull=True),
+            ),
+            models.CheckConstraint(
+                name="price_window_ends_after_it_starts",
+                condition=Q(effective_from__isnull=True)
+                | Q(effective_until__isnull=True)
+                | Q(effective_until__gt=models.F("effective_from")),
             ),
         ]
 
@@ -600,6 +634,15 @@ class Price(TimeStamped):
     @property
     def is_metered(self) -> bool:
         return self.billable_metric_id is not None
+
+    def in_window(self, period_start: datetime | None) -> bool:
+        """Whether this negotiated rate rates the billing period starting at ``period_start``; None asks
+        about the periods after every window has started (only an open-ended rate rates them)."""
+        if period_start is None:
+            return self.effective_until is None
+        return (self.effective_from is None or self.effective_from <= period_start) and (
+            self.effective_until is None or period_start < self.effective_until
+        )
 
     @property
     def currency(self) -> str | None:

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -64,9 +65,29 @@ def api_key_get_active(*, raw_key: str) -> ApiKey | None:
     )
 
 
-def subscription_prices(subscription: Subscription) -> list[Price]:
-    """The prices that bill a subscription: its plan's prices, with the customer's negotiated rates in place."""
-    return prices_for_subscriptions([subscription])[subscription.pk]
+@dataclass(frozen=True)
+class PriceSet:
+    """A plan's (or a plan version's) prices and a customer's negotiated rates over them, every window:
+    ``at`` resolves the prices that bill one period. Resolving costs no query, so a billing run reads a
+    subscription's set once and resolves it for each period it rates."""
+
+    plan_prices: tuple[Price, ...]
+    negotiated: tuple[Price, ...] = ()
+
+    def at(self, period_start: datetime | None) -> list[Price]:
+        """The prices that bill the period starting at ``period_start``: each plan price, or the customer's
+        negotiated rate over it whose window covers that period (``Price.in_window``). None: the prices
+        after every window has started (an open-ended rate, else the plan price)."""
+        if not self.negotiated:
+            return list(self.plan_prices)
+        rates = {rate.overrides_id: rate for rate in self.negotiated if rate.in_window(period_start)}
+        return [rates.get(price.pk, price) for price in self.plan_prices]
+
+
+def subscription_prices(subscription: Subscription, *, at: datetime | None = None) -> list[Price]:
+    """The prices that bill a subscription: its plan's prices, with the customer's negotiated rates in place
+    (those whose window covers the period starting at ``at``; see ``PriceSet.at`` for None)."""
+    return prices_for_subscriptions([subscription], at={subscription.pk: at} if at else None)[subscription.pk]
 
 
 def prices_for_subscriptions(
@@ -75,11 +96,13 @@ def prices_for_subscriptions(
     """Subscription id → its billing prices, for many subscriptions in a fixed number of queries.
 
     ``at`` (subscription id → the start of the period to rate) picks each subscription's plan version for
-    that period; without it, or when that version is its plan's default, the plan's default lines. Only a
-    subscription on another version costs its own price read (as many statements as the plan's lines; the logs only for a
-    period older than the change before the latest).
+    that period, and the negotiated rates whose window covers it; without it, or when that version is its
+    plan's default, the plan's default lines (and, without it, the rates in force after every window has
+    started). Only a subscription on another version costs its own price read (as many statements as the
+    plan's lines; the logs only for a period older than the change before the latest).
     """
     subscriptions = list(subscriptions)
+    at = at or {}
     other: dict[str, str] = {}
     if at:
         logs = VersionLogs()
@@ -88,20 +111,35 @@ def prices_for_subscriptions(
                 version_id = subscription_version_at(s, at[s.pk], logs)
                 if version_id is not None and version_id != s.plan.default_version_id:
                     other[s.pk] = version_id
-    table = _billing_prices({(s.plan_id, s.customer_id) for s in subscriptions if s.pk not in other})
-    result = {s.pk: table[(s.plan_id, s.customer_id)] for s in subscriptions if s.pk not in other}
+    sets = price_sets_for_subscriptions([s for s in subscriptions if s.pk not in other])
+    result = {pk: price_set.at(at.get(pk)) for pk, price_set in sets.items()}
     for s in subscriptions:
         if s.pk in other:
             result[s.pk] = version_prices_for_customer(
-                version_id=other[s.pk], plan_id=s.plan_id, customer_id=s.customer_id
+                version_id=other[s.pk], plan_id=s.plan_id, customer_id=s.customer_id, at=at[s.pk]
             )
     return result
 
 
-def plan_prices_for_customer(*, plan: Plan, customer: Customer | None = None) -> list[Price]:
-    """A plan's prices as ``customer`` would be billed (the plan's own prices when no customer is given)."""
+def price_sets_for_subscriptions(subscriptions: Iterable[Subscription]) -> dict[str, PriceSet]:
+    """Subscription id → its plan's default lines and its customer's negotiated rates over them (every
+    window), in the statements of one price read."""
+    subscriptions = list(subscriptions)
+    table = _billing_price_sets({(s.plan_id, s.customer_id) for s in subscriptions})
+    return {s.pk: table[(s.plan_id, s.customer_id)] for s in subscriptions}
+
+
+def plan_prices_for_customer(
+    *, plan: Plan, customer: Customer | None = None, at: datetime | None = None
+) -> list[Price]:
+    """A plan's prices as ``customer`` would be billed for the period starting at ``at`` (the plan's own prices
+    when no customer is given; ``PriceSet.at`` for None)."""
+    return plan_price_set_for_customer(plan=plan, customer=customer).at(at)
+
+
+def plan_price_set_for_customer(*, plan: Plan, customer: Customer | None = None) -> PriceSet:
     key = (plan.pk, customer.pk if customer else None)
-    return _billing_prices({key})[key]
+    return _billing_price_sets({key})[key]
 
 
 # --- Plan versions: which price set bills a period ---------------------------------------------------
@@ -219,13 +257,20 @@ def subscription_initial_versions(*, subscriptions: Iterable[Subscription]) -> d
     return {pk: (version_id, numbers[version_id]) for pk, version_id in versions.items() if version_id in numbers}
 
 
-def version_prices_for_customer(*, version_id: str, plan_id: str, customer_id: str | None) -> list[Price]:
-    """A version's prices as ``customer_id`` is billed (negotiated rates in place): the same statements as
-    the plan's default lines (one on PostgreSQL), the version's lines read by a subquery."""
+def version_prices_for_customer(
+    *, version_id: str, plan_id: str, customer_id: str | None, at: datetime | None = None
+) -> list[Price]:
+    """A version's prices as ``customer_id`` is billed for the period starting at ``at`` (``PriceSet.at``)."""
+    return version_price_set_for_customer(version_id=version_id, plan_id=plan_id, customer_id=customer_id).at(at)
+
+
+def version_price_set_for_customer(*, version_id: str, plan_id: str, customer_id: str | None) -> PriceSet:
+    """A version's prices and ``customer_id``'s negotiated rates over them: the same statements as the plan's
+    default lines (one on PostgreSQL), the version's lines read by a subquery."""
     rows = _priced_rows({plan_id}, {customer_id} if customer_id else set(), version_id=version_id)
-    plan_prices = [p for p in rows if p.customer_id is None]
-    negotiated = {p.overrides_id: p for p in rows if p.customer_id is not None}
-    return [negotiated.get(price.pk, price) for price in plan_prices]
+    return PriceSet(
+        tuple(p for p in rows if p.customer_id is None), tuple(p for p in rows if p.customer_id is not None)
+    )
 
 
 def plan_version_list(*, plan: Plan) -> QuerySet[PlanVersion]:
@@ -253,23 +298,25 @@ def plan_version_lines(version: PlanVersion) -> list[PlanVersionPrice]:
     )
 
 
-def _billing_prices(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str | None], list[Price]]:
-    """(plan id, customer id) → billing prices.
+def _billing_price_sets(pairs: set[tuple[str, str | None]]) -> dict[tuple[str, str | None], PriceSet]:
+    """(plan id, customer id) → the plan's prices and that customer's negotiated rates over them.
 
     A negotiated rate (a Price with ``customer`` set) replaces the plan price it ``overrides`` for that
-    customer only; other customers on the same plan keep the plan price.
+    customer only, in its window; other customers on the same plan keep the plan price.
     """
     plan_ids = {plan_id for plan_id, _ in pairs}
     customer_ids = {customer_id for _, customer_id in pairs if customer_id}
     plan_prices: dict[str, list[Price]] = {plan_id: [] for plan_id in plan_ids}
-    negotiated: dict[tuple[str, str], Price] = {}
+    negotiated: dict[tuple[str, str], list[Price]] = {}
     for price in _priced_rows(plan_ids, customer_ids):
         if price.customer_id is None:
             plan_prices[price.plan_id].append(price)
         else:
-            negotiated[(price.customer_id, price.overrides_id)] = price
+            negotiated.setdefault((price.plan_id, price.customer_id), []).append(price)
     return {
-        (plan_id, customer_id): [negotiated.get((customer_id, price.pk), price) for price in plan_prices[plan_id]]
+        (plan_id, customer_id): PriceSet(
+            tuple(plan_prices[plan_id]), tuple(negotiated.get((plan_id, customer_id), ())) if customer_id else ()
+        )
         for plan_id, customer_id in pairs
     }
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
 from django.utils.text import slugify
 
 from core.errors import Conflict
@@ -281,8 +281,37 @@ def _price_validate(price: Price, tiers: list[TierRow]) -> None:
         tier_messages.extend(_row_errors(row, f"Tier {number}"))
     if tier_messages:
         errors["tiers"] = tier_messages
+    if not errors and price.customer_id and price.overrides_id:
+        overlap = _window_overlap(price)
+        if overlap:
+            errors["effective_from"] = [overlap]
     if errors:
         raise ValidationError(errors)
+
+
+def _window_overlap(price: Price) -> str | None:
+    """What the negotiated rate's window overlaps, if anything: another window of the same customer over the
+    same plan price (each period is rated by at most one). Checked under the customer's row lock, so two
+    writers cannot both pass; PostgreSQL's exclusion constraint (migration 0019) backs it."""
+    Customer.objects.select_for_update().filter(pk=price.customer_id).values_list("pk", flat=True).first()
+    others = Price.objects.filter(customer_id=price.customer_id, overrides_id=price.overrides_id).exclude(pk=price.pk)
+    if price.effective_until is not None:
+        others = others.filter(Q(effective_from__isnull=True) | Q(effective_from__lt=price.effective_until))
+    if price.effective_from is not None:
+        others = others.filter(Q(effective_until__isnull=True) | Q(effective_until__gt=price.effective_from))
+    other = others.order_by("effective_from", "id").first()
+    if other is None:
+        return None
+    return (
+        f"The window overlaps the customer's rate {other.pk} over this price "
+        f"({_window_text(other)}); each billing period is rated by one rate. End that one first."
+    )
+
+
+def _window_text(price: Price) -> str:
+    start = price.effective_from.isoformat() if price.effective_from else "the start"
+    end = price.effective_until.isoformat() if price.effective_until else "open-ended"
+    return f"from {start}, until {end}"
 
 
 def _row_errors(row, label: str) -> list[str]:
@@ -333,6 +362,34 @@ def price_create(
     price.save()
     _price_write_schedule(price, tiers, list(rates or []))
     return price
+
+
+# Fields a negotiated rate does not copy from the plan price it replaces.
+_NOT_NEGOTIATED = {"id", "created_at", "updated_at", "merchant", "customer", "overrides", "unit_price"}
+
+
+@transaction.atomic
+def negotiated_rate_create(
+    *,
+    plan_price: Price,
+    customer: Customer,
+    unit_price: Decimal,
+    effective_from: datetime | None = None,
+    effective_until: datetime | None = None,
+) -> Price:
+    """``customer``'s negotiated ``unit_price`` over ``plan_price`` (a copy of it but for the rate), rating the
+    billing periods that start in [effective_from, effective_until) (``Price.in_window``). A window that
+    overlaps another of the customer's rates over that price is refused (ValidationError on
+    ``effective_from``), as ``price_create`` refuses it."""
+    fields = {f.name: getattr(plan_price, f.name) for f in Price._meta.concrete_fields if f.name not in _NOT_NEGOTIATED}
+    fields.update(
+        customer=customer,
+        overrides=plan_price,
+        unit_price=unit_price,
+        effective_from=effective_from,
+        effective_until=effective_until,
+    )
+    return price_create(merchant=plan_price.merchant, fields=fields)
 
 
 def _rate_schedule_errors(price: Price, rates: list[RateRow]) -> None:

@@ -119,7 +119,7 @@ def plan_simulate(
     """Price one period of ``plan`` for ``usage`` (keyed by price id; negotiated rates keyed by the plan price)."""
     simulation = Simulation(plan=plan, currency=plan.currency)
     results: list[RatingResult] = []
-    for price in plan_prices_for_customer(plan=plan, customer=customer):
+    for price in plan_prices_for_customer(plan=plan, customer=customer, at=at):
         typed = usage.get(price.pk) or usage.get(price.overrides_id or "", SimulatedUsage())
         if price.billable_metric_id and price.dimensional_rates is not None:
             lines = _simulate_dimensional(price, typed, currency=plan.currency)

@@ -112,6 +112,14 @@ def price_errors(price: Price) -> dict[str, str]:
                 )
             if price.customer.merchant_id != price.merchant_id:
                 errors["customer"] = "The customer belongs to another merchant."
+    elif price.effective_from is not None or price.effective_until is not None:
+        errors["effective_from"] = "Only a negotiated rate has an effective window; a plan price rates every period."
+    if (
+        price.effective_from is not None
+        and price.effective_until is not None
+        and price.effective_until <= price.effective_from
+    ):
+        errors["effective_until"] = "The window must end after it starts."
     return errors
 
 

@@ -11,6 +11,7 @@ the change permission ("Billing admin") see the buttons, and the views refuse ev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, time
 
 from django import forms
 from django.contrib import admin, messages
@@ -129,6 +130,12 @@ class NegotiatedRateForm(forms.Form):
         label="Negotiated rate per unit",
         help_text="Per unit, as stored: 0.0000015 per token is $0.0015 per 1K.",
     )
+    end_date = forms.DateField(
+        required=False,
+        label="Ends",
+        help_text="Optional (UTC). Empty: open-ended. The plan price bills again from the billing period starting "
+        "on or after this date: a date inside a period keeps the rate to the end of that period.",
+    )
     change_reason = forms.ChoiceField(choices=IntervalChangeReason.choices, initial=IntervalChangeReason.COMMERCIAL)
     description = forms.CharField(required=False, max_length=1000, help_text="Kept on the change record.")
 
@@ -200,7 +207,8 @@ NEGOTIATE = LifecycleAction(
     NegotiatedRateForm,
     "Set the negotiated rate",
     "The rate replaces the plan line's price for this customer from the first moment not yet invoiced (invoiced "
-    "periods are never re-rated); the next invoice bills it. It is the API's price interval edit "
+    "periods are never re-rated), or after the line's last negotiated rate ends, until the end you give "
+    "(empty: open-ended); the plan price bills again after it. It is the API's price interval edit "
     "(POST /v0/subscriptions/{id}/intervals), recorded as an interval change.",
 )
 ACTIONS = (UPGRADE, DOWNGRADE, TERMINATE, CANCEL_END, NEGOTIATE)
@@ -484,15 +492,20 @@ class SubscriptionServicesAdminMixin(ServiceRefusalAdminMixin):
             )
         if action is NEGOTIATE:
             timeline = subscription_timeline(subscription=subscription)
+            end = data["end_date"]
+            end = datetime.combine(end, time(), tzinfo=UTC) if end else None
+            add = negotiated_rate_add(timeline, data["line"], data["unit_price"], end=end)
             edit = services.IntervalEdit(
-                add=[negotiated_rate_add(timeline, data["line"], data["unit_price"])],
-                change_reason=data["change_reason"],
-                description=data["description"] or None,
+                add=[add], change_reason=data["change_reason"], description=data["description"] or None
             )
-            services.subscription_intervals_edit(subscription=subscription, edit=edit, now=now)
+            result = services.subscription_intervals_edit(subscription=subscription, edit=edit, now=now)
+            added = next(
+                i for i in result.intervals if i.price_key == data["line"] and i.start_date == add["startDate"]
+            )
+            until = f" until {added.end_date:%Y-%m-%d %H:%M} UTC" if added.end_date else ""
             return (
                 f"{timeline.lines[data['line']].invoice_display_name} is billed at {data['unit_price']:f} per unit "
-                f"for {subscription.customer.name} from {timeline.open_start:%Y-%m-%d %H:%M} UTC."
+                f"for {subscription.customer.name} from {add['startDate']:%Y-%m-%d %H:%M} UTC{until}."
             )
         services.subscription_update(subscription=subscription, changes={"ending_at": None}, now=now)
         return "The scheduled end was canceled; the subscription keeps renewing."

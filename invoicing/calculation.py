@@ -13,7 +13,7 @@ it grows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,13 +38,14 @@ from .dimensional import combination_lines, line_description
 from .models import InvoiceKind, LineKind
 from .periods import Period, local_date, next_period, period_at
 from .pricing_adapter import (
+    PriceSet,
     VersionLogs,
     dimension_paths,
-    plan_prices_for_customer,
+    plan_price_set_for_customer,
     price_dimensional_spec,
     price_spec_from_price,
     subscription_version_at,
-    version_prices_for_customer,
+    version_price_set_for_customer,
 )
 
 HUNDRED = Decimal(100)
@@ -339,7 +340,7 @@ class Biller:
 
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str], PriceSpec] = {}
-        self._prices: dict[tuple[str, str], list[Price]] = {}
+        self._prices: dict[tuple[str, str], PriceSet] = {}
         self._version_logs = VersionLogs()
         # (metric id, start, end) -> {customer id: quantity}
         self._usage: dict[tuple[str, datetime, datetime], dict[str, Decimal]] = {}
@@ -351,30 +352,40 @@ class Biller:
         self._price_intervals: dict[str, list] = {}
 
     # caches
-    def remember_prices(self, subscription_id: str, plan_id: str, prices: list[Price]) -> None:
+    def remember_prices(self, subscription_id: str, plan_id: str, prices: PriceSet) -> None:
         self._prices[(subscription_id, plan_id)] = prices
 
     def prices(self, subscription: Subscription, plan=None, *, at: datetime | None = None) -> list[Price]:
         """The prices that bill ``subscription`` on ``plan`` (its own by default); with ``at``, the start of
-        the period to rate, from the plan version the subscription was on for that period."""
+        the period to rate, from the plan version the subscription was on for that period, with the
+        customer's negotiated rates whose window covers that period (``PriceSet.at`` for None)."""
         plan = plan or subscription.plan
         if at is not None and plan.pk == subscription.plan_id:
             version_id = subscription_version_at(subscription, at, self._version_logs)
             if version_id is not None and version_id != plan.default_version_id:
                 key = (subscription.id, f"version:{version_id}")
                 if key not in self._prices:
-                    self._prices[key] = version_prices_for_customer(
+                    self._prices[key] = version_price_set_for_customer(
                         version_id=version_id, plan_id=plan.pk, customer_id=subscription.customer_id
                     )
-                return self._prices[key]
+                return self._prices[key].at(at)
         key = (subscription.id, plan.id)
         if key not in self._prices:
-            prices = plan_prices_for_customer(plan=plan, customer=subscription.customer)
+            price_set = plan_price_set_for_customer(plan=plan, customer=subscription.customer)
             # The metrics' filters in one query, so that rating usage on demand (previews, estimates, a
             # refresh) costs one usage query per metric and nothing else per metric.
-            prefetch_related_objects([p.billable_metric for p in prices if p.billable_metric_id], "filters")
-            self._prices[key] = prices
-        return self._prices[key]
+            metrics = [
+                p.billable_metric for p in (*price_set.plan_prices, *price_set.negotiated) if p.billable_metric_id
+            ]
+            prefetch_related_objects(metrics, "filters")
+            self._prices[key] = price_set
+        return self._prices[key].at(at)
+
+    def cached_prices(self) -> Iterator[Price]:
+        """Every price read so far (plan prices and negotiated rates, every window)."""
+        for price_set in self._prices.values():
+            yield from price_set.plan_prices
+            yield from price_set.negotiated
 
     def remember_adjustments(self, subscription_ids: Iterable[str], adjustments: Iterable) -> None:
         for subscription_id in subscription_ids:

@@ -20,7 +20,13 @@ The mapping onto our catalog:
 
 A negotiated rate replaces a plan price for whole periods (rating reads the price set once per period), so an
 override starts on a period boundary: the **open start**, the first moment no invoice bills yet (the end of
-the latest recurring invoice's period, else the subscription's start).
+the latest recurring invoice's period, else the subscription's start), or a later period start. It may end
+(``Price.effective_until``): on a period boundary, or inside a period, which closes it at the end of that
+period (the period is billed at the rate). A line may have a sequence of overrides whose windows never overlap
+(Jan–Mar at one rate, from April at another); between and after them the plan line bills again, listed as a
+plan line interval of its own. The plan line interval before the first override (or, when an override starts
+with the subscription, the first one after an override) has the plan price's id; a later one has
+``<plan price id>:<id of the override it follows>``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from django.db.models import Max, QuerySet
 from catalog.models import BillingCadence, PaymentTerm, PlanVersionPrice, Price, PriceModel, Subscription
 from core.formatting import decimal_string, iso_utc
 
-from .calculation import subscription_end
+from .calculation import subscription_end, subscription_period_at
 from .models import InvoiceKind, SubscriptionIntervalChange, SubscriptionPriceInterval
 from .pricing_adapter import subscription_version_at
 
@@ -88,18 +94,31 @@ class Interval:
 @dataclass
 class Timeline:
     """What an edit decides from: the version and lines that bill the open period, the customer's negotiated
-    rates by line key, and the intervals as the client reads them."""
+    rates by line key (each line's in window order), and the intervals as the client reads them."""
 
     subscription: Subscription
     open_start: datetime
     version_id: str
     lines: dict[str, Price]  # key → plan price
-    overrides: dict[str, Price]  # key → negotiated rate
+    overrides: dict[str, list[Price]]  # key → negotiated rates, by start
     intervals: list[Interval] = field(default_factory=list)
     owned: dict[str, SubscriptionPriceInterval] = field(default_factory=dict)  # id → subscription-only interval
 
     def by_id(self) -> dict[str, Interval]:
         return {interval.id: interval for interval in self.intervals}
+
+    def rate(self, interval_id: str) -> Price | None:
+        """The negotiated rate an override interval shows (None for a plan line interval)."""
+        return next((rate for rates in self.overrides.values() for rate in rates if rate.pk == interval_id), None)
+
+    def free_from(self, key: str) -> datetime | None:
+        """The first period start from the open start on that none of the line's overrides rates (None: an
+        open-ended override rates every period from there): where a new override of the line may start."""
+        moment: datetime | None = self.open_start
+        for rate in self.overrides.get(key, []):
+            if moment is not None and rate.in_window(window_start(self.subscription, moment)):
+                moment = rate.effective_until
+        return moment
 
 
 def open_start(subscription: Subscription) -> datetime:
@@ -109,6 +128,19 @@ def open_start(subscription: Subscription) -> datetime:
     watermark = subscription.invoices.filter(kind=InvoiceKind.RECURRING).aggregate(end=Max("period_end"))["end"]
     moments = [subscription.started_at, watermark, subscription.plan_changed_at]
     return max(moment for moment in moments if moment is not None)
+
+
+def window_start(subscription: Subscription, moment: datetime) -> datetime:
+    """The start of the billing period ``moment`` falls in: what a negotiated rate's window is compared with
+    (rating reads the price set once per period, at its start)."""
+    return subscription_period_at(subscription, moment).start
+
+
+def period_boundary_from(subscription: Subscription, moment: datetime) -> datetime:
+    """``moment`` when it starts a billing period, else the end of the period it falls in: where a window
+    bound sent inside a period takes effect."""
+    period = subscription_period_at(subscription, moment)
+    return moment if period.start == moment else period.end
 
 
 def billing_mode(price: Price) -> str:
@@ -127,13 +159,19 @@ def base_quantity(price: Price) -> Decimal:
 
 
 def override_starts(subscription: Subscription) -> dict[str, datetime]:
-    """Interval id → the start its latest change recorded (the ``after`` copy)."""
+    """Interval id → the start its latest change recorded (the ``after`` copy): the start of an override
+    written before rates had windows (``effective_from`` empty)."""
     starts: dict[str, datetime] = {}
     for entries in subscription.interval_changes.order_by("created_at", "id").values_list("entries", flat=True):
         for entry in entries:
             if entry.get("after"):
                 starts[entry["intervalId"]] = datetime.fromisoformat(entry["after"]["startDate"].replace("Z", "+00:00"))
     return starts
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
 
 
 def subscription_timeline(*, subscription: Subscription) -> Timeline:
@@ -146,12 +184,15 @@ def subscription_timeline(*, subscription: Subscription) -> Timeline:
     else:
         lines = {p.plan_line_key or p.pk: p for p in Price.objects.filter(plan=subscription.plan, customer=None)}
     by_price = {price.pk: key for key, price in lines.items()}
-    overrides = {
-        by_price[rate.overrides_id]: rate
-        for rate in Price.objects.filter(customer_id=subscription.customer_id, overrides_id__in=list(by_price))
-    }
+    overrides: dict[str, list[Price]] = {}
+    for rate in Price.objects.filter(customer_id=subscription.customer_id, overrides_id__in=list(by_price)):
+        overrides.setdefault(by_price[rate.overrides_id], []).append(rate)
+    for rates in overrides.values():
+        rates.sort(key=lambda r: (r.effective_from is not None, r.effective_from or start, r.pk))
     timeline = Timeline(subscription, start, version_id, lines, overrides)
-    starts = override_starts(subscription) if overrides else {}
+    starts = (
+        override_starts(subscription) if any(r.effective_from is None for v in overrides.values() for r in v) else {}
+    )
     end = subscription_end(subscription)
     # The current plan's lines bill from its last change (``plan_changed_at``); the lines of the plans before it
     # are on their plan-change invoices, not listed here.
@@ -164,35 +205,51 @@ def subscription_timeline(*, subscription: Subscription) -> Timeline:
             "base_quantity": base_quantity(price),
             "billing_cadence": billing_cadence(price, subscription),
             "billing_mode": billing_mode(price),
-            "end_date": end,
             "bill_date": subscription.started_at if price.billing_cadence == "P0D" else None,
         }
-        rate = overrides.get(key)
-        rate_start = max(starts.get(rate.pk, since), since) if rate else None
-        if rate_start is None or rate_start > since:
-            catalog = {**common, "end_date": rate_start or end}
-            timeline.intervals.append(
-                Interval(
-                    id=price.pk,
-                    unit_price=None,
-                    resolved_unit_price=price.unit_price or Decimal(0),
-                    start_date=since,
-                    **catalog,
-                )
+        # The plan line bills the gaps between the overrides' windows: ``cursor`` is where it bills from.
+        cursor: datetime | None = since
+        follows: Price | None = None
+        for rate in overrides.get(key, []):
+            if rate.effective_from is not None:
+                rate_start = period_boundary_from(subscription, rate.effective_from)
+            else:
+                rate_start = starts.get(rate.pk, since)
+            rate_start = max(rate_start, since)
+            rate_end = _earliest(
+                period_boundary_from(subscription, rate.effective_until) if rate.effective_until else None, end
             )
-        if rate is not None:
+            if rate_end is not None and rate_end <= rate_start:
+                continue  # ended before this plan's lines bill (or the subscription) started
+            if cursor is not None and rate_start > cursor:
+                timeline.intervals.append(_plan_line(price, follows, cursor, rate_start, common))
             timeline.intervals.append(
                 Interval(
                     id=rate.pk,
                     unit_price=rate.unit_price,
                     resolved_unit_price=rate.unit_price or Decimal(0),
                     start_date=rate_start,
+                    end_date=rate_end,
                     **common,
                 )
             )
+            cursor, follows = rate_end, rate
+        if cursor is not None and (end is None or cursor < end):
+            timeline.intervals.append(_plan_line(price, follows, cursor, end, common))
     _add_owned_intervals(timeline)
     timeline.intervals.sort(key=lambda i: (i.start_date, i.price_key, i.unit_price is not None))
     return timeline
+
+
+def _plan_line(price: Price, follows: Price | None, start: datetime, end: datetime | None, common: dict) -> Interval:
+    return Interval(
+        id=price.pk if follows is None else f"{price.pk}:{follows.pk}",
+        unit_price=None,
+        resolved_unit_price=price.unit_price or Decimal(0),
+        start_date=start,
+        end_date=end,
+        **common,
+    )
 
 
 def owned_interval(row: SubscriptionPriceInterval, subscription: Subscription, version_id: str) -> Interval:
@@ -230,20 +287,24 @@ def _add_owned_intervals(timeline: Timeline) -> None:
 
 def negotiable_keys(timeline: Timeline) -> list[str]:
     """The plan lines a negotiated rate may override now: per-unit or per-package, in arrears, not one-off, and
-    without an override yet (``subscription_intervals_edit`` refuses the others)."""
+    with a period from the open start on that no override rates yet (``subscription_intervals_edit`` refuses
+    the others)."""
     return [
         key
         for key, price in timeline.lines.items()
-        if key not in timeline.overrides
+        if timeline.free_from(key) is not None
         and price.model in (PriceModel.STANDARD, PriceModel.PACKAGE)
         and price.payment_term != PaymentTerm.IN_ADVANCE
         and price.billing_cadence != "P0D"
     ]
 
 
-def negotiated_rate_add(timeline: Timeline, key: str, unit_price: Decimal | str) -> dict:
-    """The add op (wire keys) that gives plan line ``key`` a negotiated ``unit_price`` from the open start: what
-    the admin's "Negotiate a rate" and the demo send to ``subscription_intervals_edit``, as an API caller would."""
+def negotiated_rate_add(
+    timeline: Timeline, key: str, unit_price: Decimal | str, *, end: datetime | None = None
+) -> dict:
+    """The add op (wire keys) that gives plan line ``key`` a negotiated ``unit_price`` from the first period on
+    or after the open start that no override of the line rates (until ``end``, else open-ended): what the
+    admin's "Negotiate a rate" and the demo send to ``subscription_intervals_edit``, as an API caller would."""
     price = timeline.lines[key]
     return {
         "priceKey": key,
@@ -251,7 +312,8 @@ def negotiated_rate_add(timeline: Timeline, key: str, unit_price: Decimal | str)
         "baseQuantity": decimal_string(base_quantity(price)),
         "billingCadence": billing_cadence(price, timeline.subscription),
         "billingMode": billing_mode(price),
-        "startDate": timeline.open_start,
+        "startDate": timeline.free_from(key) or timeline.open_start,
+        "endDate": end,
     }
 
 

@@ -24,6 +24,7 @@ from catalog.admin_scoping import MerchantScopedAdminMixin
 from core.formatting import decimal_string
 
 from . import (
+    admin_commitments,  # noqa: F401  (registers the commitment page)
     admin_entitlements,  # noqa: F401  (registers the entitlement and grant pages)
     selectors,
     services,
@@ -31,7 +32,6 @@ from . import (
 from .errors import WalletError
 from .forms import CreditForm
 from .models import (
-    Commitment,
     CreditLot,
     LedgerEntry,
     LowBalanceWallet,
@@ -388,51 +388,6 @@ class CreditLotAdmin(ReadOnlyAdmin):
         return format_html('<a href="{}">{}</a>', url, lot.purchase_invoice_ref)
 
     list_select_related = ("wallet__customer",)
-
-
-@admin.register(Commitment)
-class CommitmentAdmin(MerchantScopedAdminMixin, admin.ModelAdmin):
-    merchant_path = "merchant"
-    money_fields = dict.fromkeys(("amount", "drawn_amount", "shortfall"), "currency")
-    list_display = (
-        "customer",
-        "amount_display",
-        "currency",
-        "term_start",
-        "term_end",
-        "trued_up_at",
-        "shortfall_display",
-        "billed_invoice_ref",
-    )
-    list_filter = ("currency",)
-    formfield_overrides = DECIMAL_FORMFIELD_OVERRIDES
-    amount_display = money_display("amount", "amount")
-    drawn_amount_display = money_display("drawn_amount", "drawn amount")
-    shortfall_display = money_display("shortfall", "shortfall")
-    readonly_fields = ("trued_up_at", "drawn_amount_display", "shortfall_display", "billed_invoice_ref")
-    fields = ("customer", "currency", "amount", "term_start", "term_end", "metric_ids", "description", *readonly_fields)
-
-    def has_change_permission(self, request, obj=None):
-        # A commitment that was trued up is settled: nobody edits it, whatever their role.
-        return super().has_change_permission(request, obj) and (obj is None or obj.trued_up_at is None)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
-        created = services.commitment_create(
-            customer=obj.customer,
-            currency=obj.currency,
-            amount=obj.amount,
-            term_start=obj.term_start,
-            term_end=obj.term_end,
-            metric_ids=obj.metric_ids or (),
-            description=obj.description,
-        )
-        obj.pk = created.pk
-        obj.merchant_id = created.merchant_id
 
 
 class WebhookEndpointForm(forms.ModelForm):

@@ -325,6 +325,28 @@ class Commitment(models.Model):
         return f"{self.customer} commits {decimal_string(self.amount)} {self.currency}"
 
 
+class CommitmentRate(models.Model):
+    """A lower rate a commitment buys (e.g. $0.001 instead of $0.002 per 1K tokens while committed): the
+    customer's negotiated rate over one plan price, windowed on the commitment's term (``Price.effective_from``
+    = ``term_start``, ``effective_until`` = ``term_end``), so usage in the term's billing periods is rated at
+    it and draws the commitment down as any usage debit does; after the term the plan (or a later negotiated)
+    rate applies. Written with the commitment, in its transaction (``commitment_create``)."""
+
+    commitment = models.ForeignKey(Commitment, on_delete=models.CASCADE, related_name="rates")
+    price = models.OneToOneField(
+        "catalog.Price",
+        on_delete=models.PROTECT,
+        related_name="commitment_rate",
+        help_text="The negotiated rate the commitment wrote over the term.",
+    )
+
+    class Meta:
+        ordering = ["commitment", "price"]
+
+    def __str__(self) -> str:
+        return f"{self.price} while committed ({self.commitment_id})"
+
+
 class WebhookEventType(models.TextChoices):
     """The events Meterline sends to merchants, named as Paygentic names them (``invoice.paid.v0``): a
     family (``invoice.paid``) and the version of its payload. An endpoint may subscribe to a family,

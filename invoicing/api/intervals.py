@@ -26,13 +26,18 @@ RULES = (
     "Plan lines are `plan_line` intervals (unitPrice null: the catalog price); an override is the customer's "
     "negotiated rate for that line (the same rate the admin's price page sets). An add overrides a plan line "
     "(its priceKey) with a per-unit or per-package in-arrears "
-    "rate, open-ended (endDate null), starting at the first moment not yet invoiced (the end of the latest "
-    "invoiced period, else the subscription's start): a period already invoiced is never re-rated, and the next "
-    "invoice bills the rate. An edit changes an override's unitPrice (null reverts to the catalog price) and a "
-    "remove deletes an override, both only while no invoice billed it (409 INTERVAL_BILLED). Every edit is "
-    "refused while a draft invoice of the subscription is open (409 INVOICE_DRAFT_OPEN). Re-sending an add "
-    "gives 409 INTERVAL_OVERLAP. Bad input: 400 naming the field (`add[0].startDate`). lineItems counts are 0: "
-    "invoice lines are derived when a period is billed. "
+    "rate, starting at the first moment not yet invoiced (the end of the latest invoiced period, else the "
+    "subscription's start) or at a later billing-period start: a period already invoiced is never re-rated. "
+    "endDate null is open-ended; a date on a period boundary ends the rate there, a date inside a period ends "
+    "it at the end of that period (rates apply to whole periods), and the plan line bills again from there (a "
+    "plan line interval of its own, id `<plan price id>:<override id>`). A line may have a sequence of "
+    "overrides (Jan-Mar at one rate, from April at another); their windows never overlap (409 "
+    "INTERVAL_OVERLAP, also for a re-sent add). An edit changes an override's unitPrice (null reverts to the "
+    "catalog price) and a remove deletes an override, both only while no invoice billed it (409 "
+    "INTERVAL_BILLED); an edit's endDate closes or moves an override's end, null re-opens it, at any time "
+    "but never before the first moment not yet invoiced (409 INTERVAL_BILLED). Every edit is refused while a "
+    "draft invoice of the subscription is open (409 INVOICE_DRAFT_OPEN). Bad input: 400 naming the field "
+    "(`add[0].startDate`). lineItems counts are 0: invoice lines are derived when a period is billed. "
     "An add with a priceKey on no plan line and a priceId is a `subscription_owned` interval: that catalog price "
     "(a recurring fee or a per-unit/per-package metered price) billed to this subscription only, from startDate "
     "(at or after the open start) to endDate, at unitPrice (null saves today's catalog rate), prorated by day on "
@@ -62,9 +67,13 @@ class AddOpInput(StrictSerializer):
     endDate = serializers.DateTimeField(allow_null=True, required=False)
 
 
+# An interval id: a price id, or a resumed plan line's "<plan price id>:<override id>" (invoicing/intervals.py).
+INTERVAL_ID_LENGTH = 81
+
+
 class EditOpInput(StrictSerializer):
     # The client's SubscriptionIntervalEditOp: absent leaves a field unchanged, null is a value.
-    id = serializers.CharField(max_length=40)
+    id = serializers.CharField(max_length=INTERVAL_ID_LENGTH)
     unitPrice = serializers.CharField(max_length=60, allow_null=True, required=False)
     baseQuantity = serializers.CharField(max_length=60, required=False)
     quantityTransitions = QuantityTransition(many=True, required=False)
@@ -79,7 +88,7 @@ class EditOpInput(StrictSerializer):
 
 
 class RemoveOpInput(StrictSerializer):
-    id = serializers.CharField(max_length=40)
+    id = serializers.CharField(max_length=INTERVAL_ID_LENGTH)
 
 
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]})

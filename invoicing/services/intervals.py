@@ -5,14 +5,21 @@ the change record (``SubscriptionIntervalChange``) in the same transaction.
 What an edit may do (``invoicing/intervals.py`` says how intervals map onto plan lines and negotiated rates):
 
 - **add** an override of a plan line (its ``priceKey``): a negotiated rate for the customer at ``unitPrice``
-  from ``startDate``, which must be the open start (the first moment no invoice bills yet): a negotiated rate
-  replaces a plan price for whole periods, and a period already invoiced is never re-rated. Open-ended only
-  (``endDate`` null); a second add on a line that has an override overlaps it (409, as the client documents
-  for a re-sent add). ``unitPrice`` null bills the catalog price: nothing to write.
+  from ``startDate``, which must be the open start (the first moment no invoice bills yet) or a later
+  billing-period start: a negotiated rate replaces a plan price for whole periods, and a period already
+  invoiced is never re-rated. ``endDate`` null is open-ended; a date on a period boundary ends the rate there,
+  a date inside a period at the end of that period (stored so: ``Price.effective_until`` is a period start).
+  The windows of one line's overrides never overlap (409 ``INTERVAL_OVERLAP``, as the client documents for a
+  re-sent add): the check runs under the subscription's row lock (and the catalog's, under the customer's),
+  and on PostgreSQL an exclusion constraint backs it. ``unitPrice`` null bills the catalog price: nothing to
+  write.
 - **edit** an override's ``unitPrice`` (null reverts to the catalog price: removes the rate), and **remove** an
   override, while no invoice has billed it: afterwards either would change billing periods that already exist,
-  which the client refuses (409 ``INTERVAL_BILLED``). Fields that are not editable must match. Plan lines are
-  the plan's: they are not removed, and take no unitPrice (add an override).
+  which the client refuses (409 ``INTERVAL_BILLED``). An edit's ``endDate`` closes, moves or (null) re-opens an
+  override's end at any time, but neither the old nor the new end may lie before the open start (invoiced
+  periods keep the rate they were billed at: 409 ``INTERVAL_BILLED``). Fields that are not editable must match.
+  Plan lines are the plan's: they are not removed, take no unitPrice (add an override) and end where an
+  override starts.
 
 Only a per-unit or per-package (``standard``/``package``) in-arrears price takes a negotiated ``unitPrice``
 (an in-advance fee's next period is billed ahead, on the closing invoice). While a draft invoice of the
@@ -33,7 +40,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from catalog.models import PaymentTerm, Price, PriceModel, Subscription, SubscriptionStatus
-from catalog.services import price_create, price_update
+from catalog.services import negotiated_rate_create, price_update
 from core.formatting import iso_utc
 
 from ..intervals import (
@@ -44,7 +51,9 @@ from ..intervals import (
     base_quantity,
     billing_cadence,
     billing_mode,
+    period_boundary_from,
     subscription_timeline,
+    window_start,
 )
 from ..models import (
     IntervalChangeReason,
@@ -56,7 +65,6 @@ from ..models import (
 
 _RATE_MAX = Decimal(10) ** 18
 _PLAIN = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
-_NOT_COPIED = {"id", "created_at", "updated_at", "customer", "overrides", "unit_price"}
 
 
 class IntervalError(InvoiceError):
@@ -136,19 +144,47 @@ def _line_fields(price: Price, subscription: Subscription) -> dict[str, Any]:
     }
 
 
-def _check_open_start(value: datetime, timeline: Timeline, where: str) -> None:
-    if value != timeline.open_start:
+def _check_start(value: datetime, timeline: Timeline, where: str) -> None:
+    if value != timeline.open_start and (
+        value < timeline.open_start or window_start(timeline.subscription, value) != value
+    ):
         raise IntervalError(
-            f"A negotiated rate starts at the first moment not yet invoiced, {iso_utc(timeline.open_start)}: "
-            "it replaces the plan price for whole periods, and invoiced periods are never re-rated.",
+            f"A negotiated rate starts at the first moment not yet invoiced, {iso_utc(timeline.open_start)}, or "
+            "at a later billing-period start: it replaces the plan price for whole periods, and invoiced periods "
+            "are never re-rated.",
             field=where,
         )
 
 
-def _negotiated_fields(base: Price, subscription: Subscription, rate: Decimal) -> dict[str, Any]:
-    fields = {f.name: getattr(base, f.name) for f in Price._meta.concrete_fields if f.name not in _NOT_COPIED}
-    fields.pop("merchant")
-    return {**fields, "customer": subscription.customer, "overrides": base, "unit_price": rate}
+def _end(value: datetime | None, start: datetime, timeline: Timeline, where: str) -> datetime | None:
+    """The stored end of a window that starts at ``start``: ``value`` on a period boundary, else the end of
+    the period it falls in; None open-ended."""
+    if value is None:
+        return None
+    if value <= start:
+        raise IntervalError(f"Must be strictly after the start, {iso_utc(start)}.", field=where)
+    return period_boundary_from(timeline.subscription, value)
+
+
+def _overlaps(rates: list[Price], start: datetime, end: datetime | None, *, but: str | None = None) -> Price | None:
+    """The first of ``rates`` (other than ``but``) whose window meets [start, end)."""
+    for rate in rates:
+        if rate.pk == but:
+            continue
+        if (rate.effective_until is None or rate.effective_until > start) and (
+            end is None or rate.effective_from is None or rate.effective_from < end
+        ):
+            return rate
+    return None
+
+
+def _overlap_conflict(key: str, other: Price) -> IntervalConflict:
+    until = iso_utc(other.effective_until) if other.effective_until else "open-ended"
+    return IntervalConflict(
+        f"The line {key} already has an override then ({other.pk}, until {until}); each period is rated by one "
+        "rate: end that one first, or edit it (GET shows its id).",
+        code="INTERVAL_OVERLAP",
+    )
 
 
 def _add(op: dict, index: int, timeline: Timeline, state: dict) -> None:
@@ -178,25 +214,24 @@ def _add(op: dict, index: int, timeline: Timeline, state: dict) -> None:
         raise IntervalError(f"This line bills a base quantity of {base_quantity(base)}.", field=f"{where}.baseQuantity")
     if op.get("quantityTransitions"):
         raise IntervalError("Quantity transitions are not supported.", field=f"{where}.quantityTransitions")
-    if op.get("endDate") is not None:
-        raise IntervalError(
-            "Overrides are open-ended here; end one by removing it before it bills, or edit its unitPrice.",
-            field=f"{where}.endDate",
-        )
     rate = _rate(op["unitPrice"], f"{where}.unitPrice")
-    if key in timeline.overrides or key in state["added"]:
-        raise IntervalConflict(
-            f"The line {key} already has an override; edit it (GET shows its id).", code="INTERVAL_OVERLAP"
-        )
-    _check_open_start(op["startDate"], timeline, f"{where}.startDate")
+    _check_start(op["startDate"], timeline, f"{where}.startDate")
+    # A start inside a period (the open start after a mid-period plan change) rates that whole period.
+    start = window_start(subscription, op["startDate"])
+    end = _end(op.get("endDate"), op["startDate"], timeline, f"{where}.endDate")
+    other = _overlaps([*timeline.overrides.get(key, []), *state["added"].get(key, [])], start, end)
+    if other is not None:
+        raise _overlap_conflict(key, other)
     if rate is None:
         return  # the catalog price: what the line already bills
     _negotiable(base, where)
     try:
-        created = price_create(merchant=subscription.merchant, fields=_negotiated_fields(base, subscription, rate))
+        created = negotiated_rate_create(
+            plan_price=base, customer=subscription.customer, unit_price=rate, effective_from=start, effective_until=end
+        )
     except ValidationError as error:
         raise IntervalError(" ".join(error.messages), field=f"{where}.unitPrice") from None
-    state["added"][key] = created
+    state["added"].setdefault(key, []).append(created)
 
 
 def _edit(op: dict, index: int, timeline: Timeline, state: dict) -> None:
@@ -210,6 +245,7 @@ def _edit(op: dict, index: int, timeline: Timeline, state: dict) -> None:
         owned_interval_edit(op, index, interval, timeline, state)
         return
     _refuse_real_time(timeline)
+    negotiated = timeline.rate(interval.id)
     fixed = {
         "priceId": interval.price_id,
         "priceKey": interval.price_key,
@@ -217,9 +253,10 @@ def _edit(op: dict, index: int, timeline: Timeline, state: dict) -> None:
         "billingCadence": interval.billing_cadence,
         "billingMode": interval.billing_mode,
         "startDate": interval.start_date,
-        "endDate": interval.end_date,
         "billDate": interval.bill_date,
     }
+    if negotiated is None:
+        fixed["endDate"] = interval.end_date  # a plan line ends where an override starts
     _must_match(op, fixed, where)
     if "baseQuantity" in op and _rate(op["baseQuantity"], f"{where}.baseQuantity") != interval.base_quantity:
         raise IntervalError(
@@ -227,26 +264,48 @@ def _edit(op: dict, index: int, timeline: Timeline, state: dict) -> None:
         )
     if op.get("quantityTransitions"):
         raise IntervalError("Quantity transitions are not supported.", field=f"{where}.quantityTransitions")
-    if "unitPrice" not in op:
+    if "unitPrice" in op:
+        rate = _rate(op["unitPrice"], f"{where}.unitPrice")
+        if rate != interval.unit_price:
+            if negotiated is None:
+                raise IntervalError(
+                    f"This interval bills the plan's catalog price; add an override of {interval.price_key} from "
+                    f"{iso_utc(timeline.open_start)} instead.",
+                    field=f"{where}.unitPrice",
+                )
+            if rate is None:
+                _drop(negotiated, where, state)
+                return
+            _unbilled(negotiated, where)
+            try:
+                price_update(price=negotiated, changes={"unit_price": rate})
+            except ValidationError as error:
+                raise IntervalError(" ".join(error.messages), field=f"{where}.unitPrice") from None
+            state["edited"].append(interval.id)
+    if negotiated is not None and "endDate" in op:
+        _edit_end(op["endDate"], negotiated, interval, timeline, where, state)
+
+
+def _edit_end(value: datetime | None, negotiated: Price, interval: Interval, timeline: Timeline, where, state) -> None:
+    """Close, move or re-open an override's end; invoiced periods keep the rate they were billed at."""
+    end = _end(value, interval.start_date, timeline, f"{where}.endDate")
+    if end == negotiated.effective_until:
         return
-    rate = _rate(op["unitPrice"], f"{where}.unitPrice")
-    if rate == interval.unit_price:
-        return
-    negotiated = timeline.overrides.get(interval.price_key)
-    if interval.unit_price is None or negotiated is None or negotiated.pk != interval.id:
-        raise IntervalError(
-            f"This interval bills the plan's catalog price; add an override of {interval.price_key} from "
-            f"{iso_utc(timeline.open_start)} instead.",
-            field=f"{where}.unitPrice",
-        )
-    if rate is None:
-        _drop(negotiated, where, state)
-        return
-    _unbilled(negotiated, where)
+    for bound in (negotiated.effective_until, end):
+        if bound is not None and bound < timeline.open_start:
+            raise IntervalConflict(
+                f"{where}: the periods before {iso_utc(timeline.open_start)} are invoiced; an end before then "
+                "would change what they were billed at.",
+                code="INTERVAL_BILLED",
+            )
+    start = negotiated.effective_from or interval.start_date
+    other = _overlaps(timeline.overrides.get(interval.price_key, []), start, end, but=negotiated.pk)
+    if other is not None:
+        raise _overlap_conflict(interval.price_key, other)
     try:
-        price_update(price=negotiated, changes={"unit_price": rate})
+        price_update(price=negotiated, changes={"effective_until": end})
     except ValidationError as error:
-        raise IntervalError(" ".join(error.messages), field=f"{where}.unitPrice") from None
+        raise IntervalError(" ".join(error.messages), field=f"{where}.endDate") from None
     state["edited"].append(interval.id)
 
 
@@ -254,7 +313,7 @@ def _unbilled(negotiated: Price, where: str) -> None:
     if InvoiceLine.objects.filter(price=negotiated).exclude(invoice__status=InvoiceStatus.VOID).exists():
         raise IntervalConflict(
             f"{where}: this negotiated rate has billed invoices, and an edit would change billing periods that "
-            "already exist (negotiated rates have no end date yet: a later change needs one).",
+            "already exist: end it (endDate) and add the new rate from there.",
             code="INTERVAL_BILLED",
         )
 
@@ -276,8 +335,8 @@ def _remove(op: dict, index: int, timeline: Timeline, state: dict) -> None:
         owned_interval_remove(index, interval, timeline, state)
         return
     _refuse_real_time(timeline)
-    negotiated = timeline.overrides.get(interval.price_key)
-    if negotiated is None or negotiated.pk != interval.id:
+    negotiated = timeline.rate(interval.id)
+    if negotiated is None:
         raise IntervalError("A plan line is the plan's; only an override can be removed.", field=f"{where}.id")
     _drop(negotiated, where, state)
 
@@ -331,16 +390,15 @@ def subscription_intervals_edit(*, subscription: Subscription, edit: IntervalEdi
         _add(op, index, before, state)
     if not (state["added"] or state["edited"] or state["removed"] or state["owned"]):
         return IntervalEditResult(before.intervals, None)
-    # The record gives each added override its start (``override_starts``): written first, then completed with
-    # every interval's copy before and after.
-    start = iso_utc(before.open_start)
+    # Written first (an added override's start is its ``effective_from``), then completed with every
+    # interval's copy before and after.
     change = SubscriptionIntervalChange.objects.create(
         merchant=subscription.merchant,
         subscription=subscription,
         change_reason=edit.change_reason,
         description=edit.description,
         metadata=edit.metadata,
-        entries=[{"intervalId": p.pk, "before": None, "after": {"startDate": start}} for p in state["added"].values()],
+        entries=[],
         created_at=now,
     )
     after = subscription_timeline(subscription=subscription)

@@ -57,7 +57,7 @@ from ..models import (
     SubscriptionPriceInterval,
 )
 from ..periods import Period
-from ..pricing_adapter import plan_prices_for_customer, prices_for_subscriptions
+from ..pricing_adapter import plan_price_set_for_customer, price_sets_for_subscriptions
 from ..thresholds import threshold_billed_lines
 from ..webhook_events import invoice_created_emit, subscription_terminated_emit
 from .plan_versions import VERSION_FIELDS
@@ -362,11 +362,11 @@ def _preload_prices(
 ) -> None:
     """Every subscription's billing prices in a fixed number of queries (plus one per scheduled plan change)."""
     by_id = {sub.id: sub for sub in subscriptions}
-    for sub_id, prices in prices_for_subscriptions(subscriptions).items():
+    for sub_id, prices in price_sets_for_subscriptions(subscriptions).items():
         biller.remember_prices(sub_id, by_id[sub_id].plan_id, prices)
     for change in pending:
         sub = by_id[change.subscription_id]
-        prices = plan_prices_for_customer(plan=change.to_plan, customer=sub.customer)
+        prices = plan_price_set_for_customer(plan=change.to_plan, customer=sub.customer)
         biller.remember_prices(sub.id, change.to_plan_id, prices)
 
 
@@ -523,8 +523,7 @@ def _close_subscriptions(
     if wanted:
         metrics = {
             price.billable_metric_id: price.billable_metric
-            for prices in biller._prices.values()
-            for price in prices
+            for price in biller.cached_prices()
             if price.billable_metric_id
         }
         for (metric_id, start, end), customers in wanted.items():
@@ -543,9 +542,7 @@ def _close_subscriptions(
             for need in biller.dimensional_usage_needs(item.subscription, item.period, charge_from=item.charge_from):
                 dimensional[need][item.subscription.customer_id] = item.subscription.customer
     for need, customers in dimensional.items():
-        metric = next(
-            p.billable_metric for prices in biller._prices.values() for p in prices if p.billable_metric_id == need[0]
-        )
+        metric = next(p.billable_metric for p in biller.cached_prices() if p.billable_metric_id == need[0])
         biller.remember_dimensional_usage(
             need,
             usage_source.quantities_by_customer_and_values(

@@ -164,8 +164,10 @@ def test_an_unbilled_override_is_edited_and_removed_and_each_change_recorded(api
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (_add("2026-02-01T00:00:00Z"), "add[0].startDate"),
-        (_add("2026-01-01T00:00:00Z", endDate="2026-03-01T00:00:00Z"), "add[0].endDate"),
+        # inside a period: a rate replaces the plan price for whole periods
+        (_add("2026-02-15T00:00:00Z"), "add[0].startDate"),
+        (_add("2025-12-01T00:00:00Z"), "add[0].startDate"),
+        (_add("2026-01-01T00:00:00Z", endDate="2026-01-01T00:00:00Z"), "add[0].endDate"),
         (_add("2026-01-01T00:00:00Z", unit_price="1e-3"), "add[0].unitPrice"),
         (_add("2026-01-01T00:00:00Z", billingMode="advance"), "add[0].billingMode"),
         (_add("2026-01-01T00:00:00Z", baseQuantity="2"), "add[0].baseQuantity"),
@@ -227,3 +229,78 @@ def test_after_a_mid_term_upgrade_the_intervals_are_the_new_plans_from_the_chang
     assert [(i["priceId"], i["unitPrice"], i["startDate"]) for i in added["intervals"]] == [
         (plus_inputs.pk, "0.0000015", "2026-01-20T00:00:00Z")
     ]
+
+
+@pytest.mark.django_db
+def test_an_override_with_an_end_date_then_the_plan_line_resumes(api_client, merchant):
+    subscription, inputs = _enterprise(merchant)
+    path = f"/v0/subscriptions/{subscription.pk}/intervals"
+    # an end inside February closes the rate at the end of February's period
+    code, added = _post(api_client, path, _add("2026-01-01T00:00:00Z", endDate="2026-02-15T00:00:00Z"))
+    assert code == 200, added
+    rate = Price.objects.get(customer=subscription.customer, overrides=inputs)
+    assert [(i["id"], i["unitPrice"], i["startDate"], i["endDate"]) for i in added["intervals"]] == [
+        (rate.pk, "0.0000015", "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+        (f"{inputs.pk}:{rate.pk}", None, "2026-03-01T00:00:00Z", None),
+    ]
+    # a second rate from April; March keeps the plan price
+    code, second = _post(api_client, path, _add("2026-04-01T00:00:00Z", unit_price="0.000001"))
+    assert code == 200, second
+    assert [(i["unitPrice"], i["startDate"], i["endDate"]) for i in second["intervals"]] == [
+        ("0.0000015", "2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+        (None, "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"),
+        ("0.000001", "2026-04-01T00:00:00Z", None),
+    ]
+    # re-opening the first would overlap the second
+    code, error = _post(api_client, path, {"edit": [{"id": rate.pk, "endDate": None}]})
+    assert (code, error["code"]) == (409, "INTERVAL_OVERLAP")
+    # the resumed plan line is the plan's: its end is where the next override starts
+    resumed = f"{inputs.pk}:{rate.pk}"
+    code, error = _post(api_client, path, {"edit": [{"id": resumed, "endDate": "2026-05-01T00:00:00Z"}]})
+    assert code == 400 and error["errors"][0]["field"] == "edit[0].endDate"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unmodified_client_closes_and_reopens_an_override(live_server):
+    merchant = MerchantFactory(name="Neural Labs")
+    _, key = api_key_create(merchant=merchant, name="sdk")
+    subscription, inputs = _enterprise(merchant)
+    with Paygentic(bearer_auth=key, server_url=live_server.url) as sdk:
+        added = sdk.subscriptions.edit_subscription_intervals(
+            id=subscription.pk,
+            edit_subscription_intervals_request=_add("2026-01-01T00:00:00Z", endDate="2026-03-01T00:00:00Z"),
+        )
+        rate = Price.objects.get(customer=subscription.customer, overrides=inputs)
+        assert [(i.id, i.unit_price, i.start_date, i.end_date) for i in added.intervals] == [
+            (rate.pk, "0.0000015", JAN_1, MAR_1),
+            (f"{inputs.pk}:{rate.pk}", None, MAR_1, None),
+        ]
+        reopened = sdk.subscriptions.edit_subscription_intervals(
+            id=subscription.pk, edit_subscription_intervals_request={"edit": [{"id": rate.pk, "end_date": None}]}
+        )
+        assert [(i.id, i.end_date) for i in reopened.intervals] == [(rate.pk, None)]
+        closed = sdk.subscriptions.edit_subscription_intervals(
+            id=subscription.pk,
+            edit_subscription_intervals_request={"edit": [{"id": rate.pk, "end_date": FEB_1}]},
+        )
+        assert [(i.id, i.start_date, i.end_date) for i in closed.intervals] == [
+            (rate.pk, JAN_1, FEB_1),
+            (f"{inputs.pk}:{rate.pk}", FEB_1, None),
+        ]
+
+        # January invoiced at the rate, February at the plan price; an end before February 1 is refused
+        record_usage(subscription.customer, inputs.billable_metric, datetime(2026, 1, 9, tzinfo=UTC), 1_000_000)
+        record_usage(subscription.customer, inputs.billable_metric, datetime(2026, 2, 9, tzinfo=UTC), 1_000_000)
+        billing_run_execute(as_of=FEB_1)
+        invoice_finalize(invoice=Invoice.objects.get(subscription=subscription, period_start=JAN_1), now=FEB_1)
+        billing_run_execute(as_of=MAR_1)
+        february = Invoice.objects.get(subscription=subscription, period_start=FEB_1)
+        invoice_finalize(invoice=february, now=MAR_1)
+        # 1,000,000 × 0.0000015 = 1.50 in January; 1,000,000 × 0.000002 = 2.00 in February
+        assert Invoice.objects.get(subscription=subscription, period_start=JAN_1).total == Decimal("1.50")
+        assert february.total == Decimal("2.00")
+        with pytest.raises(errors.Error) as billed:
+            sdk.subscriptions.edit_subscription_intervals(
+                id=subscription.pk, edit_subscription_intervals_request={"edit": [{"id": rate.pk, "end_date": None}]}
+            )
+        assert billed.value.data.code == "INTERVAL_BILLED"

@@ -74,3 +74,23 @@ def test_a_viewer_cannot_negotiate(viewer_client, enterprise):
     body = {"line": "input_tokens", "unit_price": "0.0000015", "change_reason": "commercial"}
     assert viewer_client.post(url(subscription), body).status_code == 403
     assert not SubscriptionIntervalChange.objects.exists()
+
+
+def test_a_rate_with_an_end_then_the_next_rate_from_where_it_ends(billing_admin_client, enterprise):
+    subscription, inputs = enterprise
+    body = {"line": "input_tokens", "unit_price": "0.0000015", "change_reason": "commercial"}
+    # an end inside February: the rate bills January and February, the plan price from March 1
+    response = billing_admin_client.post(url(subscription), {**body, "end_date": "2026-02-15"})
+    assert response.status_code == 302
+    first = Price.objects.get(customer=subscription.customer, overrides=inputs)
+    assert (first.effective_from, first.effective_until) == (JAN_1, MAR_1)
+    # the line is negotiable again from March 1: the next rate starts there, open-ended
+    page = billing_admin_client.get(url(subscription))
+    assert list(page.context["form"].fields["line"].choices) == [("input_tokens", "Input tokens (input_tokens)")]
+    response = billing_admin_client.post(url(subscription), {**body, "unit_price": "0.000001"})
+    assert response.status_code == 302
+    second = Price.objects.exclude(pk=first.pk).get(customer=subscription.customer, overrides=inputs)
+    assert (second.unit_price, second.effective_from, second.effective_until) == (Decimal("0.000001"), MAR_1, None)
+    # nothing left to negotiate on the line: the open-ended rate rates every period from March
+    page = billing_admin_client.get(url(subscription))
+    assert list(page.context["form"].fields["line"].choices) == []

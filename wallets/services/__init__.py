@@ -10,7 +10,13 @@ share), ``credit``, ``purchases`` (credit sold on an invoice), ``debits``, ``set
 ``commitments``. The names below are the package's API: callers import them from ``wallets.services``.
 """
 
-from .commitments import CommitmentTrueUp, commitment_create, commitment_true_up_due, commitment_true_up_mark_billed
+from .commitments import (
+    CommitmentTrueUp,
+    CommittedRate,
+    commitment_create,
+    commitment_true_up_due,
+    commitment_true_up_mark_billed,
+)
 from .credit import (
     CreditResult,
     IdempotencyConflict,
@@ -76,6 +82,7 @@ __all__ = [
     "wallet_policy_update",
     # commitments
     "CommitmentTrueUp",
+    "CommittedRate",
     "commitment_create",
     "commitment_true_up_due",
     "commitment_true_up_mark_billed",

@@ -1,5 +1,6 @@
-"""Committed-spend contracts: record a minimum spend over a term, true it up once the term has ended, and
-mark the true-up billed. A true-up is billed by invoice and never moves prepaid credit.
+"""Committed-spend contracts: record a minimum spend over a term (optionally with the lower rates it buys,
+written as negotiated rates windowed on the term), true it up once the term has ended, and mark the true-up
+billed. A true-up is billed by invoice and never moves prepaid credit.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from catalog.models import Customer
+from catalog.models import Customer, PaymentTerm, Price, PriceModel
+from catalog.services import negotiated_rate_create
 
 from ..errors import InvalidAmount
-from ..models import Commitment
+from ..models import Commitment, CommitmentRate
 from ..selectors import commitment_drawn
 from .ledger import ZERO, ledger_amount
 
@@ -29,6 +32,15 @@ class CommitmentTrueUp:
     shortfall: Decimal
 
 
+@dataclass(frozen=True)
+class CommittedRate:
+    """A lower ``unit_price`` (per unit, as stored) for ``plan_price`` while the commitment runs."""
+
+    plan_price: Price
+    unit_price: Decimal
+
+
+@transaction.atomic
 def commitment_create(
     *,
     customer: Customer,
@@ -38,8 +50,13 @@ def commitment_create(
     term_end: datetime,
     metric_ids: Sequence[str] = (),
     description: str = "",
+    rates: Sequence[CommittedRate] = (),
 ) -> Commitment:
-    """A minimum spend of ``amount`` over [term_start, term_end) on ``metric_ids`` (all when empty)."""
+    """A minimum spend of ``amount`` over [term_start, term_end) on ``metric_ids`` (all when empty), and the
+    lower ``rates`` it buys: each the customer's negotiated rate over its plan price for the billing periods
+    that start in the term (``CommitmentRate``), written in the same transaction. A rate that is not a per-unit
+    or per-package in-arrears plan price of the customer's merchant in ``currency``, or whose window overlaps
+    another of the customer's rates over that price, is refused (``InvalidAmount``) and nothing is written."""
     amount = ledger_amount(amount)
     if amount <= 0:
         raise InvalidAmount("The committed amount must be greater than zero.")
@@ -57,7 +74,34 @@ def commitment_create(
     )
     commitment.full_clean()
     commitment.save()
+    for number, committed in enumerate(rates, start=1):
+        _committed_rate_check(committed, commitment, number)
+        try:
+            rate = negotiated_rate_create(
+                plan_price=committed.plan_price,
+                customer=customer,
+                unit_price=committed.unit_price,
+                effective_from=term_start,
+                effective_until=term_end,
+            )
+        except ValidationError as error:
+            raise InvalidAmount(f"Rate {number}: {' '.join(error.messages)}") from None
+        CommitmentRate.objects.create(commitment=commitment, price=rate)
     return commitment
+
+
+def _committed_rate_check(committed: CommittedRate, commitment: Commitment, number: int) -> None:
+    price = committed.plan_price
+    if price.customer_id is not None or price.plan_id is None or price.merchant_id != commitment.merchant_id:
+        raise InvalidAmount(f"Rate {number}: a committed rate replaces a plan price of the customer's merchant.")
+    if price.model not in (PriceModel.STANDARD, PriceModel.PACKAGE) or price.payment_term == PaymentTerm.IN_ADVANCE:
+        raise InvalidAmount(f"Rate {number}: only a per-unit or per-package in-arrears price takes a committed rate.")
+    if price.plan.currency != commitment.currency:
+        raise InvalidAmount(
+            f"Rate {number}: the plan bills in {price.plan.currency}, the commitment in {commitment.currency}."
+        )
+    if committed.unit_price < 0:
+        raise InvalidAmount(f"Rate {number}: a committed rate is not negative.")
 
 
 def commitment_true_up_due(*, now: datetime) -> list[CommitmentTrueUp]:
