@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
@@ -15,9 +15,9 @@ from catalog.models import Customer
 from core.api.fields import QueryIdField, parameter_combination_error, require_query
 from core.api.pagination import MAX_OFFSET, page_params
 from core.api.serializers import ErrorOutput
-from core.formatting import iso_utc
 
 from .. import revenue, selectors
+from . import serializers as out
 from .serializers import UtcDateTime
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
@@ -60,7 +60,7 @@ def _trend(summary: revenue.CurrencySummary, buckets) -> list[dict]:
         issued = figures.get("issued", ZERO)
         rows.append(
             {
-                "timestamp": iso_utc(start),
+                "timestamp": start,
                 "revenue": money_string(issued - figures.get("credited", ZERO), code),
                 "issuedInvoices": money_string(issued, code),
                 "writtenOffInvoices": money_string(ZERO, code),
@@ -144,7 +144,7 @@ class RevenueApi(CatalogApi):
             OpenApiParameter("groupBy", str, enum=["plan", "customer", "currency"]),
             OpenApiParameter("periodBasis", str, enum=["issued", "billingPeriod"]),
         ],
-        responses={200: inline_serializer("RevenueSummary", {"object": serializers.CharField()}), **ERRORS},
+        responses={200: out.RevenueSummaryOutput, **ERRORS},
     )
     def get(self, request):
         serializer = RevenueQuery(data=request.query_params.dict())
@@ -180,7 +180,16 @@ class RevenueApi(CatalogApi):
                 field, str(error).replace("to must be after from", "endTime must be after startTime")
             )
         buckets = revenue.bucket_starts(start=start, end=end, bucket_width=width)
-        body: dict = {"object": "revenue_summary", "revenueRange": {"from": iso_utc(start), "to": iso_utc(end)}}
+        body: dict = {}
+        if not any(summary.issued.count or summary.credit_count for summary in summaries.values()):
+            # The window held nothing: say where this caller's revenue lies (the client's revenueRange).
+            extent = revenue.revenue_extent(
+                merchant=merchant,
+                currency=currency or None,
+                customer_id=query.get("customerId"),
+                subscription_ids=subscription_ids,
+            )
+            body["revenueRange"] = extent and {"from": extent[0], "to": extent[1]}
         if group_by == "currency":
             primary = merchant.default_currency
             codes = sorted(summaries, key=lambda code: (code != primary, code))
@@ -194,7 +203,7 @@ class RevenueApi(CatalogApi):
                 }
                 for code in codes
             ]
-            return Response(body)
+            return Response(out.RevenueSummaryOutput(body).data)
         summary = summaries.get(currency) or revenue.CurrencySummary(currency=currency)
         body.update(
             {
@@ -211,7 +220,7 @@ class RevenueApi(CatalogApi):
         )
         if group_by:
             body["groupBreakdown"] = _groups(summary, group_by)
-        return Response(body)
+        return Response(out.RevenueSummaryOutput(body).data)
 
 
 def _outstanding(block: revenue.Outstanding, currency: str) -> dict:
@@ -238,7 +247,7 @@ class RevenueAccountsApi(CatalogApi):
             OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="Default 50."),
             OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
         ],
-        responses={200: inline_serializer("RevenueAccounts", {"object": serializers.CharField()}), **ERRORS},
+        responses={200: out.RevenueAccountsOutput, **ERRORS},
     )
     def get(self, request):
         check_merchant(request, require_query(request, "merchantId"))
@@ -254,18 +263,19 @@ class RevenueAccountsApi(CatalogApi):
             merchant=self.merchant, customer_ids=customer_ids, limit=limit, offset=offset
         )
         return Response(
-            {
-                "object": "list",
-                "totals": [{"currency": code, "outstanding": _outstanding(block, code)} for code, block in totals],
-                "data": [
-                    {
-                        "customerId": row.customer_id,
-                        "customerName": row.customer_name,
-                        "currency": row.currency,
-                        "outstanding": _outstanding(row.outstanding, row.currency),
-                    }
-                    for row in rows
-                ],
-                "pagination": {"limit": limit, "offset": offset, "total": total},
-            }
+            out.RevenueAccountsOutput(
+                {
+                    "totals": [{"currency": code, "outstanding": _outstanding(block, code)} for code, block in totals],
+                    "data": [
+                        {
+                            "customerId": row.customer_id,
+                            "customerName": row.customer_name,
+                            "currency": row.currency,
+                            "outstanding": _outstanding(row.outstanding, row.currency),
+                        }
+                        for row in rows
+                    ],
+                    "pagination": {"limit": limit, "offset": offset, "total": total},
+                }
+            ).data
         )

@@ -55,10 +55,10 @@ def test_report_by_customer_with_windows_prior_period_and_other(api, merchant, g
         False,
     )
     assert first["priorPeriod"] == {"cost": 0.25, "changePercent": 900}
-    assert (other["key"], other["totalCost"], other["isOther"]) == ("other", 0.1, True)
+    assert (other["key"], other["totalCost"], other["isOther"]) == ("__other__", 0.1, True)
     assert [(w["windowStart"][:10], w["groups"]) for w in body["timeSeries"]] == [
         ("2026-01-02", {acme.id: 0.5}),
-        ("2026-01-03", {"other": 0.1, acme.id: 2}),
+        ("2026-01-03", {"__other__": 0.1, acme.id: 2}),
     ]
 
 
