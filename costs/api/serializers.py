@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
 
 from catalog import models as catalog_models
 from catalog.api.fields import DecimalString, MerchantScopedId
@@ -303,6 +305,16 @@ class CurrencyBreakdownOutput(serializers.Serializer):
     trend = RevenueTrendBucketOutput(many=True)
 
 
+class AbsentOrNullRange(RangeOutput):
+    """Absent, null and an object say three things (the client's revenueRange): a missing key stays missing
+    (DRF would write null for a nullable field)."""
+
+    def get_attribute(self, instance):
+        if isinstance(instance, Mapping) and self.source not in instance:
+            raise SkipField()
+        return super().get_attribute(instance)
+
+
 class RevenueSummaryOutput(serializers.Serializer):
     object = Constant("revenue_summary")
     currency = serializers.CharField(required=False, help_text="Omitted with groupBy=currency.")
@@ -316,7 +328,7 @@ class RevenueSummaryOutput(serializers.Serializer):
     trend = RevenueTrendBucketOutput(many=True, required=False)
     groupBreakdown = GroupInvoiceSummaryOutput(many=True, required=False, help_text="With groupBy=plan or customer.")
     currencyBreakdown = CurrencyBreakdownOutput(many=True, required=False, help_text="With groupBy=currency only.")
-    revenueRange = RangeOutput(
+    revenueRange = AbsentOrNullRange(
         allow_null=True,
         required=False,
         help_text="Present only when the window holds no revenue: the first and last issue instants of the "

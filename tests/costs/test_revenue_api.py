@@ -141,3 +141,24 @@ def test_the_client_reads_revenue_and_accounts(live_server):
     assert [(c.currency, c.net_revenue) for c in by_currency.currency_breakdown] == [("USD", "2.60")]
     assert [(r.customer_name, r.outstanding.amount) for r in accounts.data] == [("Acme", "9.00")]
     assert accounts.pagination.total == 2
+
+
+@pytest.mark.django_db
+def test_an_empty_window_says_where_the_revenue_lies(api, merchant):
+    # given: invoices issued on Dec 29 and on Jan 5 and 10 (the credit note is not an invoice)
+    _books(merchant)
+    march = {"startTime": "2026-03-01T00:00:00Z", "endTime": "2026-04-01T00:00:00Z"}
+
+    # when
+    empty = api.get("/v0/revenue", **march)[1]
+    in_euros = api.get("/v0/revenue", currency="EUR", **march)[1]
+    january = api.get("/v0/revenue", **WINDOW)[1]
+
+    # then: the first and last issue instants under the same filters; null when there is none; absent
+    # when the window held revenue
+    assert (empty["netRevenue"], empty["revenueRange"]) == (
+        "0.00",
+        {"from": "2025-12-29T00:00:00Z", "to": "2026-01-10T00:00:00Z"},
+    )
+    assert in_euros["revenueRange"] is None
+    assert "revenueRange" not in january
