@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -16,7 +17,7 @@ from core.api.fields import QueryIdField, parameter_combination_error, require_q
 from core.api.pagination import MAX_OFFSET, page_params
 from core.api.serializers import ErrorOutput
 
-from .. import revenue, selectors
+from .. import margin, revenue, selectors
 from . import serializers as out
 from .serializers import UtcDateTime
 
@@ -279,3 +280,39 @@ class RevenueAccountsApi(CatalogApi):
                 }
             ).data
         )
+
+
+class RecurringRevenueApi(CatalogApi):
+    """Our extension: MRR and ARR, by ``costs.margin.recurring_revenue``, the billing home's rule."""
+
+    @extend_schema(
+        operation_id="getRecurringRevenue",
+        tags=TAGS,
+        summary="Monthly and annual recurring revenue (Meterline extension)",
+        description="The recurring fees of the subscriptions active at asOf (started, not ended or terminated, "
+        "out of trial) on plans in currency, each brought to a month (P3M ÷ 3, P1Y ÷ 12) with negotiated rates "
+        "in place; one-off fees and usage are not recurring. arr = 12 × mrr. Other currencies are not "
+        "converted: ask for each. The billing home shows the same figures.",
+        parameters=[
+            OpenApiParameter("merchantId", str),
+            OpenApiParameter(
+                "currency",
+                {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+                description="Default: the merchant's default currency.",
+            ),
+            OpenApiParameter("asOf", {"type": "string", "format": "date-time"}, description="Default: now."),
+        ],
+        responses={200: out.RecurringRevenueOutput, **ERRORS},
+    )
+    def get(self, request):
+        serializer = out.RecurringRevenueQuery(data=request.query_params.dict())
+        serializer.is_valid(raise_exception=True)
+        query = serializer.validated_data
+        check_merchant(request, query.get("merchantId"))
+        merchant = self.merchant
+        recurring = margin.recurring_revenue(
+            currency=(query.get("currency") or merchant.default_currency).upper(),
+            now=query.get("asOf") or timezone.now(),
+            merchant_ids=[merchant.pk],
+        )
+        return Response(out.RecurringRevenueOutput(recurring).data)

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField
 
 from catalog import models as catalog_models
-from catalog.api.fields import DecimalString, MerchantScopedId
+from catalog.api.fields import DecimalString, MerchantScopedId, money_string
 from core.api.fields import QueryIdField, TextKeyDictField
 from core.api.serializers import BlankAsNull, Constant, PaginationOutput, StrictSerializer, TypedSerializer
 from core.formatting import json_number
@@ -365,3 +365,25 @@ class RevenueAccountsOutput(serializers.Serializer):
     totals = RevenueAccountTotalOutput(many=True)
     data = RevenueAccountRowOutput(many=True)
     pagination = PaginationOutput()
+
+
+# Our extension (the client's revenue models have no place for recurring revenue).
+class RecurringRevenueQuery(TypedSerializer):
+    merchantId = QueryIdField()
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+    asOf = UtcDateTime(required=False)
+
+
+class RecurringRevenueOutput(serializers.Serializer):
+    object = Constant("recurring_revenue")
+    currency = serializers.CharField()
+    asOf = UtcDateTime(source="as_of", help_text="The instant the active subscriptions were taken at.")
+    mrr = serializers.SerializerMethodField(help_text="Monthly recurring revenue, at the currency's minor unit.")
+    arr = serializers.SerializerMethodField(help_text="Annual recurring revenue: 12 × mrr.")
+    subscriptionCount = serializers.IntegerField(source="subscriptions", help_text="Active subscriptions counted.")
+
+    def get_mrr(self, recurring) -> str:
+        return money_string(recurring.mrr, recurring.currency)
+
+    def get_arr(self, recurring) -> str:
+        return money_string(recurring.arr, recurring.currency)
