@@ -19,7 +19,7 @@ from core.api.serializers import ErrorOutput
 
 from .. import margin, revenue, selectors
 from . import serializers as out
-from .serializers import UtcDateTime
+from .serializers import CurrencyCode, UtcDateTime
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
 TAGS = ["revenue"]
@@ -111,7 +111,7 @@ class RevenueQuery(serializers.Serializer):
     bucketWidth = serializers.ChoiceField(choices=["hour", "day", "week"], required=False, default="day")
     merchantId = QueryIdField()
     customerId = QueryIdField()
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+    currency = CurrencyCode(required=False)
     groupBy = serializers.ChoiceField(choices=["plan", "customer", "currency"], required=False)
     periodBasis = serializers.ChoiceField(choices=["issued", "billingPeriod"], required=False, default="issued")
 
@@ -141,7 +141,7 @@ class RevenueApi(CatalogApi):
                 },
                 explode=True,
             ),
-            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+            OpenApiParameter("currency", out.CURRENCY_QUERY_SCHEMA),
             OpenApiParameter("groupBy", str, enum=["plan", "customer", "currency"]),
             OpenApiParameter("periodBasis", str, enum=["issued", "billingPeriod"]),
         ],
@@ -297,7 +297,7 @@ class RecurringRevenueApi(CatalogApi):
             OpenApiParameter("merchantId", str),
             OpenApiParameter(
                 "currency",
-                {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+                out.CURRENCY_QUERY_SCHEMA,
                 description="Default: the merchant's default currency.",
             ),
             OpenApiParameter("asOf", {"type": "string", "format": "date-time"}, description="Default: now."),

@@ -12,6 +12,8 @@ from rest_framework.fields import SkipField
 
 from catalog import models as catalog_models
 from catalog.api.fields import DecimalString, MerchantScopedId, money_string
+from catalog.pricing import is_known_currency
+from catalog.pricing.currency import MINOR_UNITS
 from core.api.fields import QueryIdField, TextKeyDictField
 from core.api.serializers import BlankAsNull, Constant, PaginationOutput, StrictSerializer, TypedSerializer
 from core.formatting import json_number
@@ -39,6 +41,24 @@ class UtcDateTime(serializers.Field):
 
     def to_representation(self, value):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# A query's currency in the schema: the codes of the table (lower case is accepted too).
+CURRENCY_QUERY_SCHEMA = {"type": "string", "enum": sorted(MINOR_UNITS)}
+
+
+class CurrencyCode(serializers.RegexField):
+    """A query's ``currency``: three letters of a currency in the table (another is a 400, not a crash when
+    an amount is rounded to it); answered upper-case."""
+
+    def __init__(self, **kwargs):
+        super().__init__(r"^[A-Za-z]{3}$", **kwargs)
+
+    def to_internal_value(self, data):
+        code = super().to_internal_value(data).upper()
+        if not is_known_currency(code):
+            raise serializers.ValidationError(f"Unknown currency code {code} (ISO 4217).")
+        return code
 
 
 class Dimensions(TextKeyDictField):
@@ -132,7 +152,7 @@ class CostSummaryQuery(TypedSerializer):
 class ProfitabilityQuery(TypedSerializer):
     merchantId = serializers.CharField()
     topN = serializers.IntegerField(min_value=1, max_value=100, required=False, default=10)
-    currency = serializers.CharField(min_length=3, max_length=3, required=False)
+    currency = CurrencyCode(required=False)
     excludeEmpty = serializers.BooleanField(required=False, default=False)
     includeEmpty = serializers.BooleanField(required=False, default=False)
 
@@ -370,7 +390,7 @@ class RevenueAccountsOutput(serializers.Serializer):
 # Our extension (the client's revenue models have no place for recurring revenue).
 class RecurringRevenueQuery(TypedSerializer):
     merchantId = QueryIdField()
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+    currency = CurrencyCode(required=False)
     asOf = UtcDateTime(required=False)
 
 

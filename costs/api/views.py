@@ -218,7 +218,7 @@ class ProfitabilityApi(CatalogApi):
                 "to", {"type": "string", "format": "date-time"}, required=True, description=f"Excluded. {PERIOD_RULE}"
             ),
             OpenApiParameter("topN", {"type": "integer", "minimum": 1, "maximum": 100}),
-            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+            OpenApiParameter("currency", s.CURRENCY_QUERY_SCHEMA),
             OpenApiParameter("excludeEmpty", bool),
             OpenApiParameter("includeEmpty", bool),
         ],
@@ -280,7 +280,7 @@ class CostReportQuery(s.TypedSerializer):
         choices=[("totalCost", "totalCost"), ("totalQuantity", "totalQuantity")], required=False, default="totalCost"
     )
     sortDir = s.serializers.ChoiceField(choices=[("asc", "asc"), ("desc", "desc")], required=False, default="desc")
-    currency = s.serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+    currency = s.CurrencyCode(required=False)
 
     def get_fields(self):
         fields = super().get_fields()
@@ -362,7 +362,7 @@ class CostReportApi(CatalogApi):
             OpenApiParameter("sort", str, enum=["totalCost", "totalQuantity"]),
             OpenApiParameter("sortDir", str, enum=["asc", "desc"]),
             *PAGING,
-            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+            OpenApiParameter("currency", s.CURRENCY_QUERY_SCHEMA),
         ],
         responses={200: s.CostReportOutput, **ERRORS},
     )
