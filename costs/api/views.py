@@ -266,7 +266,7 @@ class ProfitabilityApi(CatalogApi):
 
 
 class CostReportQuery(s.TypedSerializer):
-    groupBy = s.serializers.CharField(max_length=100)
+    groupBy = s.serializers.CharField(max_length=100, trim_whitespace=False)  # matched as sent, as a dimension
     merchantId = QueryIdField()
     subject = QueryIdField()
     filterGroupBy = s.serializers.CharField(max_length=4096, required=False)
