@@ -194,6 +194,7 @@ class RecurringRevenue:
     currency: str
     mrr: Decimal  # rounded to the currency's minor unit
     subscriptions: int  # active subscriptions counted
+    as_of: datetime  # the instant they were active at
 
     @property
     def arr(self) -> Decimal:
@@ -229,4 +230,6 @@ def recurring_revenue(*, currency: str, now: datetime, merchant_ids: Collection[
             if months is None:
                 continue
             monthly += price.unit_price * price.quantity / months
-    return RecurringRevenue(currency=currency, mrr=round_money(monthly, currency), subscriptions=len(subscriptions))
+    return RecurringRevenue(
+        currency=currency, mrr=round_money(monthly, currency), subscriptions=len(subscriptions), as_of=now
+    )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, Q, Sum
+from django.db.models import Count, DecimalField, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncHour, TruncWeek
 
 from catalog.models import Customer, Merchant
@@ -156,6 +156,29 @@ class CurrencySummary:
     @property
     def net_revenue(self) -> Decimal:
         return self.invoiced - self.credited
+
+
+def revenue_extent(
+    *,
+    merchant: Merchant,
+    currency: str | None = None,
+    customer_id: str | None = None,
+    subscription_ids: Collection[str] | None = None,
+) -> tuple[datetime, datetime] | None:
+    """The first and last issue instants of the invoices that count as revenue under these filters, at any
+    time (both included), or None when there is none: where a caller's revenue lies when a window held
+    nothing. One aggregate query."""
+    invoices = Invoice.objects.filter(merchant=merchant, status__in=REVENUE_STATUSES)
+    if currency:
+        invoices = invoices.filter(currency=currency)
+    if customer_id:
+        invoices = invoices.filter(customer_id=customer_id)
+    if subscription_ids is not None:
+        invoices = invoices.filter(subscription_id__in=subscription_ids)
+    bounds = invoices.aggregate(first=Min("issued_at"), last=Max("issued_at"))
+    if bounds["first"] is None:
+        return None
+    return bounds["first"].astimezone(UTC), bounds["last"].astimezone(UTC)
 
 
 def check_buckets(*, start: datetime, end: datetime, bucket_width: str) -> None:

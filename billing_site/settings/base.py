@@ -211,6 +211,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.api.schema.document_common_errors",
         "metering.api.schema.require_batch_body",
+        "costs.api.schema.document_dimension_filters",
     ],
 }
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
@@ -15,10 +16,10 @@ from catalog.models import Customer
 from core.api.fields import QueryIdField, parameter_combination_error, require_query
 from core.api.pagination import MAX_OFFSET, page_params
 from core.api.serializers import ErrorOutput
-from core.formatting import iso_utc
 
-from .. import revenue, selectors
-from .serializers import UtcDateTime
+from .. import margin, revenue, selectors
+from . import serializers as out
+from .serializers import CurrencyCode, UtcDateTime
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
 TAGS = ["revenue"]
@@ -60,7 +61,7 @@ def _trend(summary: revenue.CurrencySummary, buckets) -> list[dict]:
         issued = figures.get("issued", ZERO)
         rows.append(
             {
-                "timestamp": iso_utc(start),
+                "timestamp": start,
                 "revenue": money_string(issued - figures.get("credited", ZERO), code),
                 "issuedInvoices": money_string(issued, code),
                 "writtenOffInvoices": money_string(ZERO, code),
@@ -110,7 +111,7 @@ class RevenueQuery(serializers.Serializer):
     bucketWidth = serializers.ChoiceField(choices=["hour", "day", "week"], required=False, default="day")
     merchantId = QueryIdField()
     customerId = QueryIdField()
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+    currency = CurrencyCode(required=False)
     groupBy = serializers.ChoiceField(choices=["plan", "customer", "currency"], required=False)
     periodBasis = serializers.ChoiceField(choices=["issued", "billingPeriod"], required=False, default="issued")
 
@@ -140,11 +141,11 @@ class RevenueApi(CatalogApi):
                 },
                 explode=True,
             ),
-            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+            OpenApiParameter("currency", out.CURRENCY_QUERY_SCHEMA),
             OpenApiParameter("groupBy", str, enum=["plan", "customer", "currency"]),
             OpenApiParameter("periodBasis", str, enum=["issued", "billingPeriod"]),
         ],
-        responses={200: inline_serializer("RevenueSummary", {"object": serializers.CharField()}), **ERRORS},
+        responses={200: out.RevenueSummaryOutput, **ERRORS},
     )
     def get(self, request):
         serializer = RevenueQuery(data=request.query_params.dict())
@@ -180,7 +181,16 @@ class RevenueApi(CatalogApi):
                 field, str(error).replace("to must be after from", "endTime must be after startTime")
             )
         buckets = revenue.bucket_starts(start=start, end=end, bucket_width=width)
-        body: dict = {"object": "revenue_summary", "revenueRange": {"from": iso_utc(start), "to": iso_utc(end)}}
+        body: dict = {}
+        if not any(summary.issued.count or summary.credit_count for summary in summaries.values()):
+            # The window held nothing: say where this caller's revenue lies (the client's revenueRange).
+            extent = revenue.revenue_extent(
+                merchant=merchant,
+                currency=currency or None,
+                customer_id=query.get("customerId"),
+                subscription_ids=subscription_ids,
+            )
+            body["revenueRange"] = extent and {"from": extent[0], "to": extent[1]}
         if group_by == "currency":
             primary = merchant.default_currency
             codes = sorted(summaries, key=lambda code: (code != primary, code))
@@ -194,7 +204,7 @@ class RevenueApi(CatalogApi):
                 }
                 for code in codes
             ]
-            return Response(body)
+            return Response(out.RevenueSummaryOutput(body).data)
         summary = summaries.get(currency) or revenue.CurrencySummary(currency=currency)
         body.update(
             {
@@ -211,7 +221,7 @@ class RevenueApi(CatalogApi):
         )
         if group_by:
             body["groupBreakdown"] = _groups(summary, group_by)
-        return Response(body)
+        return Response(out.RevenueSummaryOutput(body).data)
 
 
 def _outstanding(block: revenue.Outstanding, currency: str) -> dict:
@@ -238,7 +248,7 @@ class RevenueAccountsApi(CatalogApi):
             OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="Default 50."),
             OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
         ],
-        responses={200: inline_serializer("RevenueAccounts", {"object": serializers.CharField()}), **ERRORS},
+        responses={200: out.RevenueAccountsOutput, **ERRORS},
     )
     def get(self, request):
         check_merchant(request, require_query(request, "merchantId"))
@@ -254,18 +264,55 @@ class RevenueAccountsApi(CatalogApi):
             merchant=self.merchant, customer_ids=customer_ids, limit=limit, offset=offset
         )
         return Response(
-            {
-                "object": "list",
-                "totals": [{"currency": code, "outstanding": _outstanding(block, code)} for code, block in totals],
-                "data": [
-                    {
-                        "customerId": row.customer_id,
-                        "customerName": row.customer_name,
-                        "currency": row.currency,
-                        "outstanding": _outstanding(row.outstanding, row.currency),
-                    }
-                    for row in rows
-                ],
-                "pagination": {"limit": limit, "offset": offset, "total": total},
-            }
+            out.RevenueAccountsOutput(
+                {
+                    "totals": [{"currency": code, "outstanding": _outstanding(block, code)} for code, block in totals],
+                    "data": [
+                        {
+                            "customerId": row.customer_id,
+                            "customerName": row.customer_name,
+                            "currency": row.currency,
+                            "outstanding": _outstanding(row.outstanding, row.currency),
+                        }
+                        for row in rows
+                    ],
+                    "pagination": {"limit": limit, "offset": offset, "total": total},
+                }
+            ).data
         )
+
+
+class RecurringRevenueApi(CatalogApi):
+    """Our extension: MRR and ARR, by ``costs.margin.recurring_revenue``, the billing home's rule."""
+
+    @extend_schema(
+        operation_id="getRecurringRevenue",
+        tags=TAGS,
+        summary="Monthly and annual recurring revenue (Meterline extension)",
+        description="The recurring fees of the subscriptions active at asOf (started, not ended or terminated, "
+        "out of trial) on plans in currency, each brought to a month (P3M ÷ 3, P1Y ÷ 12) with negotiated rates "
+        "in place; one-off fees and usage are not recurring. arr = 12 × mrr. Other currencies are not "
+        "converted: ask for each. The billing home shows the same figures.",
+        parameters=[
+            OpenApiParameter("merchantId", str),
+            OpenApiParameter(
+                "currency",
+                out.CURRENCY_QUERY_SCHEMA,
+                description="Default: the merchant's default currency.",
+            ),
+            OpenApiParameter("asOf", {"type": "string", "format": "date-time"}, description="Default: now."),
+        ],
+        responses={200: out.RecurringRevenueOutput, **ERRORS},
+    )
+    def get(self, request):
+        serializer = out.RecurringRevenueQuery(data=request.query_params.dict())
+        serializer.is_valid(raise_exception=True)
+        query = serializer.validated_data
+        check_merchant(request, query.get("merchantId"))
+        merchant = self.merchant
+        recurring = margin.recurring_revenue(
+            currency=(query.get("currency") or merchant.default_currency).upper(),
+            now=query.get("asOf") or timezone.now(),
+            merchant_ids=[merchant.pk],
+        )
+        return Response(out.RecurringRevenueOutput(recurring).data)

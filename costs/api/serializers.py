@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
 
 from catalog import models as catalog_models
-from catalog.api.fields import DecimalString, MerchantScopedId
+from catalog.api.fields import DecimalString, MerchantScopedId, money_string
+from catalog.pricing import is_known_currency
+from catalog.pricing.currency import MINOR_UNITS
 from core.api.fields import QueryIdField, TextKeyDictField
-from core.api.serializers import BlankAsNull, Constant, StrictSerializer, TypedSerializer
+from core.api.serializers import BlankAsNull, Constant, PaginationOutput, StrictSerializer, TypedSerializer
+from core.formatting import json_number
 
 from ..models import MAX_DIMENSIONS, CostType
 
@@ -36,6 +41,24 @@ class UtcDateTime(serializers.Field):
 
     def to_representation(self, value):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# A query's currency in the schema: the codes of the table (lower case is accepted too).
+CURRENCY_QUERY_SCHEMA = {"type": "string", "enum": sorted(MINOR_UNITS)}
+
+
+class CurrencyCode(serializers.RegexField):
+    """A query's ``currency``: three letters of a currency in the table (another is a 400, not a crash when
+    an amount is rounded to it); answered upper-case."""
+
+    def __init__(self, **kwargs):
+        super().__init__(r"^[A-Za-z]{3}$", **kwargs)
+
+    def to_internal_value(self, data):
+        code = super().to_internal_value(data).upper()
+        if not is_known_currency(code):
+            raise serializers.ValidationError(f"Unknown currency code {code} (ISO 4217).")
+        return code
 
 
 class Dimensions(TextKeyDictField):
@@ -129,7 +152,7 @@ class CostSummaryQuery(TypedSerializer):
 class ProfitabilityQuery(TypedSerializer):
     merchantId = serializers.CharField()
     topN = serializers.IntegerField(min_value=1, max_value=100, required=False, default=10)
-    currency = serializers.CharField(min_length=3, max_length=3, required=False)
+    currency = CurrencyCode(required=False)
     excludeEmpty = serializers.BooleanField(required=False, default=False)
     includeEmpty = serializers.BooleanField(required=False, default=False)
 
@@ -145,6 +168,9 @@ class ProfitabilityQuery(TypedSerializer):
 class JsonNumber(serializers.DecimalField):
     def __init__(self, **kwargs):
         super().__init__(max_digits=None, decimal_places=None, coerce_to_string=False, **kwargs)
+
+    def to_representation(self, value):
+        return json_number(value if isinstance(value, Decimal) else Decimal(value))
 
 
 class CostUsageGroupOutput(serializers.Serializer):
@@ -167,7 +193,7 @@ class CostUsageOutput(serializers.Serializer):
     type = serializers.ChoiceField(choices=CostType.choices)
     currency = serializers.CharField()
     eventType = serializers.CharField()
-    unit = serializers.CharField()
+    unit = serializers.CharField(required=False, help_text="Absent when the cost defines no unit.")
     totalQuantity = JsonNumber()
     totalCost = JsonNumber()
     groups = CostUsageGroupOutput(many=True, required=False)
@@ -185,38 +211,199 @@ class ProfitabilityRowOutput(serializers.Serializer):
     netRevenue = serializers.CharField()
     totalCost = serializers.CharField()
     profit = serializers.CharField()
-    marginPct = serializers.CharField(allow_null=True)
+    marginPct = serializers.CharField(
+        allow_null=True, help_text="Two places; null without revenue or when no cost was recorded (costData none)."
+    )
     costData = serializers.ChoiceField(choices=[("recorded", "recorded"), ("partial", "partial"), ("none", "none")])
 
 
 class ProfitabilityOutput(serializers.Serializer):
+    """ProfitabilitySummaryResponse. ``revenueRange`` and ``costRange`` are never sent: the client reads their
+    absence as "not resolved"."""
+
     object = Constant("profitability_summary")
     currency = serializers.CharField()
     rows = ProfitabilityRowOutput(many=True)
-    customerCount = serializers.IntegerField()
-    emptyCustomerCount = serializers.IntegerField(allow_null=True, required=False)
-    unloadedCustomerCount = serializers.IntegerField(allow_null=True)
-    emptyCustomers = ProfitabilityRowOutput(many=True, required=False)
-    warnings = serializers.ListField(child=serializers.CharField())
-    revenueRange = RangeOutput(allow_null=True)
-    costRange = RangeOutput(allow_null=True)
-
-
-def inline_report_output():
-    """The cost report's shape (CostReportResponse) for the schema: the main keys, typed."""
-    return inline_serializer(
-        "CostReport",
-        {
-            "object": Constant("cost_report"),
-            "currency": serializers.CharField(),
-            "groupBy": serializers.CharField(),
-            "totalCost": JsonNumber(),
-            "totalQuantity": JsonNumber(),
-            "groups": serializers.ListField(child=serializers.DictField()),
-            "timeSeries": serializers.ListField(child=serializers.DictField()),
-            "availableDimensions": serializers.ListField(child=serializers.CharField()),
-            "pagination": serializers.DictField(),
-            "groupCount": serializers.IntegerField(),
-            "warnings": serializers.ListField(child=serializers.CharField()),
-        },
+    customerCount = serializers.IntegerField(help_text="Customers with revenue or cost in the period.")
+    emptyCustomerCount = serializers.IntegerField(help_text="Customers with neither, whether or not excluded.")
+    unloadedCustomerCount = serializers.IntegerField(allow_null=True, help_text="Always null: every cost read settles.")
+    emptyCustomers = ProfitabilityRowOutput(
+        many=True, required=False, help_text="With includeEmpty=true (and not excludeEmpty): up to topN, by name."
     )
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class PriorPeriodOutput(serializers.Serializer):
+    cost = JsonNumber()
+    changePercent = JsonNumber(allow_null=True)
+
+
+class CostReportGroupOutput(serializers.Serializer):
+    key = serializers.CharField(
+        help_text="A cost, product or customer id, or a dimension value; __other__ folds the rest."
+    )
+    label = serializers.CharField()
+    totalCost = JsonNumber()
+    totalQuantity = JsonNumber()
+    percentOfTotal = JsonNumber(help_text="This group's share of the total cost, 0–100, two places.")
+    isOther = serializers.BooleanField()
+    unit = serializers.CharField(allow_null=True)
+    priorPeriod = PriorPeriodOutput(required=False, help_text="Present with comparePriorPeriod=true.")
+
+
+class CostReportWindowOutput(serializers.Serializer):
+    windowStart = UtcDateTime()
+    windowEnd = UtcDateTime()
+    groups = serializers.DictField(child=JsonNumber(), help_text="Cost per group key in this window.")
+
+
+class CostReportOutput(serializers.Serializer):
+    """CostReportResponse. ``costRange`` is never sent: the client reads its absence as "not resolved"."""
+
+    object = Constant("cost_report")
+    currency = serializers.CharField()
+    period = RangeOutput()
+    groupBy = serializers.CharField(help_text="cost, product, customer or the dimension grouped by.")
+    totalCost = JsonNumber()
+    totalQuantity = JsonNumber()
+    groups = CostReportGroupOutput(many=True)
+    timeSeries = CostReportWindowOutput(many=True)
+    availableDimensions = serializers.ListField(
+        child=serializers.CharField(), help_text="The dimensions of the one cost filtered by costId, else empty."
+    )
+    pagination = PaginationOutput()
+    groupCount = serializers.IntegerField()
+    emptyGroupCount = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+# Revenue (RevenueSummaryResponse, RevenueAccountsResponse). The views build each body's keys from
+# ``costs.revenue``'s figures and render it through these serializers, so the schema is the response.
+class InvoiceCategoryOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    amount = serializers.CharField(help_text="A decimal string at the currency's minor unit.")
+
+
+class InvoiceSummaryOutput(serializers.Serializer):
+    issued = InvoiceCategoryOutput()
+    outstanding = InvoiceCategoryOutput()
+    paid = InvoiceCategoryOutput()
+    writtenOff = InvoiceCategoryOutput(help_text="Always zero: Meterline writes nothing off.")
+
+
+class PaymentSummaryOutput(serializers.Serializer):
+    completedCount = serializers.IntegerField()
+    completedAmount = serializers.CharField()
+    pendingCount = serializers.IntegerField(help_text="Always zero (provider sessions are not read).")
+    pendingAmount = serializers.CharField()
+    expiredCount = serializers.IntegerField(help_text="Always zero.")
+    expiredAmount = serializers.CharField()
+
+
+class RevenueTrendBucketOutput(serializers.Serializer):
+    timestamp = UtcDateTime(help_text="Start of the bucket (UTC).")
+    revenue = serializers.CharField()
+    issuedInvoices = serializers.CharField()
+    writtenOffInvoices = serializers.CharField()
+    completedPayments = serializers.CharField()
+    rebates = serializers.CharField()
+
+
+class GroupInvoiceSummaryOutput(serializers.Serializer):
+    groupKey = serializers.CharField()
+    groupLabel = serializers.CharField()
+    outstanding = InvoiceCategoryOutput()
+    paid = InvoiceCategoryOutput()
+    writtenOff = InvoiceCategoryOutput()
+
+
+class CurrencyBreakdownOutput(serializers.Serializer):
+    currency = serializers.CharField()
+    netRevenue = serializers.CharField()
+    invoices = InvoiceSummaryOutput()
+    payments = PaymentSummaryOutput()
+    trend = RevenueTrendBucketOutput(many=True)
+
+
+class AbsentOrNullRange(RangeOutput):
+    """Absent, null and an object say three things (the client's revenueRange): a missing key stays missing
+    (DRF would write null for a nullable field)."""
+
+    def get_attribute(self, instance):
+        if isinstance(instance, Mapping) and self.source not in instance:
+            raise SkipField()
+        return super().get_attribute(instance)
+
+
+class RevenueSummaryOutput(serializers.Serializer):
+    object = Constant("revenue_summary")
+    currency = serializers.CharField(required=False, help_text="Omitted with groupBy=currency.")
+    netRevenue = serializers.CharField(required=False)
+    totalRefunds = serializers.CharField(required=False)
+    refundCount = serializers.IntegerField(required=False)
+    totalRebates = serializers.CharField(required=False)
+    rebateCount = serializers.IntegerField(required=False)
+    invoices = InvoiceSummaryOutput(required=False)
+    payments = PaymentSummaryOutput(required=False)
+    trend = RevenueTrendBucketOutput(many=True, required=False)
+    groupBreakdown = GroupInvoiceSummaryOutput(many=True, required=False, help_text="With groupBy=plan or customer.")
+    currencyBreakdown = CurrencyBreakdownOutput(many=True, required=False, help_text="With groupBy=currency only.")
+    revenueRange = AbsentOrNullRange(
+        allow_null=True,
+        required=False,
+        help_text="Present only when the window holds no revenue: the first and last issue instants of the "
+        "revenue under the same filters at any time, or null when there is none.",
+    )
+
+
+class AccountFigureOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    amount = serializers.CharField()
+
+
+class OutstandingBlockOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    amount = serializers.CharField()
+    awaitingPayment = AccountFigureOutput()
+    paymentFailed = AccountFigureOutput()
+
+
+class RevenueAccountTotalOutput(serializers.Serializer):
+    currency = serializers.CharField()
+    outstanding = OutstandingBlockOutput()
+
+
+class RevenueAccountRowOutput(serializers.Serializer):
+    customerId = serializers.CharField()
+    customerName = serializers.CharField()
+    currency = serializers.CharField()
+    outstanding = OutstandingBlockOutput()
+
+
+class RevenueAccountsOutput(serializers.Serializer):
+    object = Constant("list")
+    totals = RevenueAccountTotalOutput(many=True)
+    data = RevenueAccountRowOutput(many=True)
+    pagination = PaginationOutput()
+
+
+# Our extension (the client's revenue models have no place for recurring revenue).
+class RecurringRevenueQuery(TypedSerializer):
+    merchantId = QueryIdField()
+    currency = CurrencyCode(required=False)
+    asOf = UtcDateTime(required=False)
+
+
+class RecurringRevenueOutput(serializers.Serializer):
+    object = Constant("recurring_revenue")
+    currency = serializers.CharField()
+    asOf = UtcDateTime(source="as_of", help_text="The instant the active subscriptions were taken at.")
+    mrr = serializers.SerializerMethodField(help_text="Monthly recurring revenue, at the currency's minor unit.")
+    arr = serializers.SerializerMethodField(help_text="Annual recurring revenue: 12 × mrr.")
+    subscriptionCount = serializers.IntegerField(source="subscriptions", help_text="Active subscriptions counted.")
+
+    def get_mrr(self, recurring) -> str:
+        return money_string(recurring.mrr, recurring.currency)
+
+    def get_arr(self, recurring) -> str:
+        return money_string(recurring.arr, recurring.currency)

@@ -12,4 +12,5 @@ urlpatterns = [
     path("v0/profitability", views.ProfitabilityApi.as_view(), name="profitability"),
     path("v0/revenue", revenue.RevenueApi.as_view(), name="revenue"),
     path("v0/revenue/accounts", revenue.RevenueAccountsApi.as_view(), name="revenue-accounts"),
+    path("v0/revenue/recurring", revenue.RecurringRevenueApi.as_view(), name="revenue-recurring"),
 ]

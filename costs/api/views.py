@@ -18,7 +18,6 @@ from catalog.models import Customer
 from core.api.fields import QueryIdField, parameter_combination_error, require_query, wire_field_names
 from core.api.pagination import page_params
 from core.api.serializers import ErrorOutput, list_output
-from core.formatting import iso_utc, json_number
 
 from .. import margin, report, selectors, services
 from . import serializers as s
@@ -168,35 +167,35 @@ class CostSummaryApi(CatalogApi):
             )
         body = {
             "id": cost.pk,
-            "object": "cost",
             "name": cost.name,
             "type": cost.type,
             "currency": cost.currency,
             "eventType": cost.event_type,
-            "unit": cost.unit,
-            "totalQuantity": json_number(usage.total_quantity),
-            "totalCost": json_number(usage.total_cost),
+            "totalQuantity": usage.total_quantity,
+            "totalCost": usage.total_cost,
         }
+        if cost.unit:
+            body["unit"] = cost.unit
         if usage.groups is not None:
             body["groups"] = [
-                {"dimensions": row.dimensions, "quantity": json_number(row.quantity), "cost": json_number(row.cost)}
-                for row in usage.groups
+                {"dimensions": row.dimensions, "quantity": row.quantity, "cost": row.cost} for row in usage.groups
             ]
         if usage.time_series is not None:
             body["timeSeries"] = [
                 {
-                    "windowStart": iso_utc(row.window_start),
-                    "windowEnd": iso_utc(row.window_end),
-                    "quantity": json_number(row.quantity),
-                    "cost": json_number(row.cost),
+                    "windowStart": row.window_start,
+                    "windowEnd": row.window_end,
+                    "quantity": row.quantity,
+                    "cost": row.cost,
                 }
                 for row in usage.time_series
             ]
-        return Response(body)
+        return Response(s.CostUsageOutput(body).data)
 
 
 def _profitability_row(row: margin.MarginRow, currency: str) -> dict:
-    pct = row.margin_pct
+    # The client's rule: no margin without revenue, nor over a cost nobody recorded (it would read as free).
+    pct = row.margin_pct if row.cost_recorded and row.revenue > 0 else None
     return {
         "customerId": row.key,
         "customerName": row.name,
@@ -219,7 +218,7 @@ class ProfitabilityApi(CatalogApi):
                 "to", {"type": "string", "format": "date-time"}, required=True, description=f"Excluded. {PERIOD_RULE}"
             ),
             OpenApiParameter("topN", {"type": "integer", "minimum": 1, "maximum": 100}),
-            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+            OpenApiParameter("currency", s.CURRENCY_QUERY_SCHEMA),
             OpenApiParameter("excludeEmpty", bool),
             OpenApiParameter("includeEmpty", bool),
         ],
@@ -252,28 +251,25 @@ class ProfitabilityApi(CatalogApi):
             "currency": currency,
             "rows": body_rows,
             "customerCount": len(rows),
-            "unloadedCustomerCount": len(rest),
-            "revenueRange": {"from": iso_utc(result.start), "to": iso_utc(result.end)},
-            "costRange": {"from": iso_utc(result.start), "to": iso_utc(result.end)},
+            "unloadedCustomerCount": None,  # every cost read settles (or the request fails): none unloaded
             "warnings": [] if result.cost_count else [f"No cost is defined in {currency}: costs count as zero."],
         }
-        if not query["excludeEmpty"]:
-            with_figures = {row.key for row in rows}
-            empty = Customer.objects.filter(merchant=merchant).exclude(pk__in=with_figures).order_by("name", "id")
-            body["emptyCustomerCount"] = empty.count()
-            if query["includeEmpty"]:
-                body["emptyCustomers"] = [
-                    _profitability_row(margin.MarginRow(c.pk, c.name, margin.ZERO, margin.ZERO, False), currency)
-                    for c in empty[: query["topN"]]
-                ]
-        return Response(body)
+        with_figures = {row.key for row in rows}
+        empty = Customer.objects.filter(merchant=merchant).exclude(pk__in=with_figures).order_by("name", "id")
+        body["emptyCustomerCount"] = empty.count()
+        if query["includeEmpty"] and not query["excludeEmpty"]:
+            body["emptyCustomers"] = [
+                _profitability_row(margin.MarginRow(c.pk, c.name, margin.ZERO, margin.ZERO, False), currency)
+                for c in empty[: query["topN"]]
+            ]
+        return Response(s.ProfitabilityOutput(body).data)
 
 
 class CostReportQuery(s.TypedSerializer):
-    groupBy = s.serializers.ChoiceField(choices=[(g, g) for g in report.GROUP_BYS])
+    groupBy = s.serializers.CharField(max_length=100, trim_whitespace=False)  # matched as sent, as a dimension
     merchantId = QueryIdField()
     subject = QueryIdField()
-    filterGroupBy = s.serializers.CharField(required=False)
+    filterGroupBy = s.serializers.CharField(max_length=4096, required=False)
     topN = s.serializers.IntegerField(min_value=1, max_value=100, required=False, default=9)
     comparePriorPeriod = s.serializers.BooleanField(required=False, default=False)
     excludeEmpty = s.serializers.BooleanField(required=False, default=False)
@@ -284,7 +280,7 @@ class CostReportQuery(s.TypedSerializer):
         choices=[("totalCost", "totalCost"), ("totalQuantity", "totalQuantity")], required=False, default="totalCost"
     )
     sortDir = s.serializers.ChoiceField(choices=[("asc", "asc"), ("desc", "desc")], required=False, default="desc")
-    currency = s.serializers.RegexField(r"^[A-Za-z]{3}$", required=False)
+    currency = s.CurrencyCode(required=False)
 
     def get_fields(self):
         fields = super().get_fields()
@@ -297,18 +293,35 @@ def _report_group(group: report.ReportGroup, total: Decimal) -> dict:
     body = {
         "key": group.key,
         "label": group.label,
-        "totalCost": json_number(group.cost),
-        "totalQuantity": json_number(group.quantity),
-        "percentOfTotal": json_number((group.cost * 100 / total).quantize(Decimal("0.01"))) if total else 0,
+        "totalCost": group.cost,
+        "totalQuantity": group.quantity,
+        "percentOfTotal": (group.cost * 100 / total).quantize(Decimal("0.01")) if total else 0,
         "isOther": group.is_other,
         "unit": group.unit,
     }
     if group.prior_cost is not None:
         change = None
         if group.prior_cost:
-            change = json_number(((group.cost - group.prior_cost) * 100 / group.prior_cost).quantize(Decimal("0.01")))
-        body["priorPeriod"] = {"cost": json_number(group.prior_cost), "changePercent": change}
+            change = ((group.cost - group.prior_cost) * 100 / group.prior_cost).quantize(Decimal("0.01"))
+        body["priorPeriod"] = {"cost": group.prior_cost, "changePercent": change}
     return body
+
+
+def _dimension_filter(raw: str | None) -> dict | None:
+    """``filterGroupBy``: a JSON object of dimension → value (or list of values)."""
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(i, str) for i in v)) for v in value.values()
+    ):
+        raise exceptions.ValidationError(
+            {"filterGroupBy": ['A JSON object of dimension values, such as {"model": "gpt-4o"}.']}
+        )
+    return value
 
 
 class CostReportApi(CatalogApi):
@@ -323,13 +336,25 @@ class CostReportApi(CatalogApi):
                 required=True,
                 description=f"Excluded. {PERIOD_RULE} At most {selectors.MAX_WINDOWS} windows of windowSize.",
             ),
-            OpenApiParameter("groupBy", str, required=True, enum=list(report.GROUP_BYS)),
+            OpenApiParameter(
+                "groupBy",
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                required=True,
+                description="cost, product (our extension), customer, or a dimension of the one cost named by "
+                "costId (e.g. model): one grouped query per cost. A dimension without exactly one costId, or "
+                "one that cost does not define: 400 parameter_combination.",
+            ),
             OpenApiParameter("merchantId", str),
             OpenApiParameter(
                 "costId", {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 50}, explode=True
             ),
             OpenApiParameter("subject", str, description="A customer id: only its events (unknown: 404)."),
-            OpenApiParameter("filterGroupBy", str, description="Not supported yet: ignored, with a warning."),
+            OpenApiParameter(
+                "filterGroupBy",
+                {"type": "string", "maxLength": 4096},
+                description='A JSON object of dimension values, e.g. {"model": "gpt-4o"} (at most 5): only the '
+                "usage with those values; a cost that does not define a filtered dimension counts nothing.",
+            ),
             OpenApiParameter("topN", {"type": "integer", "minimum": 1, "maximum": 100}),
             OpenApiParameter("comparePriorPeriod", bool),
             OpenApiParameter("excludeEmpty", bool),
@@ -337,9 +362,9 @@ class CostReportApi(CatalogApi):
             OpenApiParameter("sort", str, enum=["totalCost", "totalQuantity"]),
             OpenApiParameter("sortDir", str, enum=["asc", "desc"]),
             *PAGING,
-            OpenApiParameter("currency", {"type": "string", "pattern": "^[A-Za-z]{3}$"}),
+            OpenApiParameter("currency", s.CURRENCY_QUERY_SCHEMA),
         ],
-        responses={200: s.inline_report_output(), **ERRORS},
+        responses={200: s.CostReportOutput, **ERRORS},
     )
     def get(self, request):
         query = _query(CostReportQuery, request)
@@ -370,30 +395,24 @@ class CostReportApi(CatalogApi):
                 descending=query["sortDir"] == "desc",
                 compare_prior_period=query["comparePriorPeriod"],
                 exclude_empty=query["excludeEmpty"],
+                filter_group_by=_dimension_filter(query.get("filterGroupBy")),
             )
         except selectors.PeriodError as error:
             raise _period_error(error)
-        warnings = ["filterGroupBy is not supported yet and was ignored."] if "filterGroupBy" in query else []
-        return Response(
-            {
-                "object": "cost_report",
-                "currency": currency,
-                "period": {"from": iso_utc(query["from"]), "to": iso_utc(query["to"])},
-                "groupBy": query["groupBy"],
-                "totalCost": json_number(result.total_cost),
-                "totalQuantity": json_number(result.total_quantity),
-                "groups": [_report_group(g, result.total_cost) for g in result.groups[offset : offset + limit]],
-                "timeSeries": [
-                    {
-                        "windowStart": iso_utc(ws),
-                        "windowEnd": iso_utc(we),
-                        "groups": {k: json_number(v) for k, v in values.items()},
-                    }
-                    for ws, we, values in result.windows
-                ],
-                "availableDimensions": list(report.GROUP_BYS),
-                "pagination": {"total": len(result.groups), "limit": limit, "offset": offset},
-                "groupCount": result.group_count,
-                "warnings": warnings,
-            }
-        )
+        except report.ReportError as error:
+            raise parameter_combination_error(error.field, str(error))
+        body = {
+            "currency": currency,
+            "period": {"from": query["from"], "to": query["to"]},
+            "groupBy": query["groupBy"],
+            "totalCost": result.total_cost,
+            "totalQuantity": result.total_quantity,
+            "groups": [_report_group(g, result.total_cost) for g in result.groups[offset : offset + limit]],
+            "timeSeries": [{"windowStart": ws, "windowEnd": we, "groups": values} for ws, we, values in result.windows],
+            "availableDimensions": result.available_dimensions,
+            "pagination": {"total": len(result.groups), "limit": limit, "offset": offset},
+            "groupCount": result.group_count,
+            "emptyGroupCount": result.empty_group_count,
+            "warnings": [],
+        }
+        return Response(s.CostReportOutput(body).data)

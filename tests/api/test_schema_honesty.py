@@ -5,9 +5,12 @@ schema fuzz run (tests/api/test_schema_fuzz.py)."""
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 from django.test import Client
+from paygentic_sdk import models as client_models
+from pydantic import BaseModel
 
 from tests.factories import CustomerFactory, ProductFactory
 
@@ -146,3 +149,70 @@ def test_a_method_no_view_answers_is_a_405_even_with_a_null_character_in_the_que
     response = api_client.generic("TRACE", "/v1/entitlements/ent_0?at=id%00")
 
     assert response.status_code == 405
+
+
+# Response shapes: the client's models are the wire contract (issue 23)
+
+
+def _resolve(document, schema: dict) -> dict:
+    while "$ref" in schema or ("allOf" in schema and len(schema["allOf"]) == 1):
+        schema = schema["allOf"][0] if "allOf" in schema else schema
+        if "$ref" in schema:
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _client_model(annotation):
+    """The client model an annotation holds (through Optional, Nullable, List, Annotated), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _client_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _disagreements(document, schema: dict, model, where: str) -> list[str]:
+    schema = _resolve(document, schema)
+    properties, required = schema.get("properties", {}), set(schema.get("required", []))
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
+    found = [f"{where}.{key}: documented, not in {model.__name__}" for key in properties if key not in fields]
+    found += [
+        f"{where}.{key}: required by {model.__name__}, not by the schema"
+        for key, field in fields.items()
+        if field.is_required() and key not in required
+    ]
+    for key in set(properties) & set(fields):
+        nested = _client_model(fields[key].annotation)
+        if nested is not None:
+            child = _resolve(document, properties[key])
+            child = _resolve(document, child["items"]) if child.get("type") == "array" else child
+            found += _disagreements(document, child, nested, f"{where}.{key}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/v0/revenue", client_models.RevenueSummaryResponse),
+        ("/v0/revenue/accounts", client_models.RevenueAccountsResponse),
+        ("/v0/costs/report", client_models.CostReportResponse),
+        ("/v0/costs/{id}/summary", client_models.CostUsageResponse),
+        ("/v0/profitability", client_models.ProfitabilitySummaryResponse),
+    ],
+)
+def test_the_cost_and_revenue_reads_document_the_clients_response_shape(document, path, model):
+    schema = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+
+    assert _disagreements(document, schema, model, path) == []
+
+
+def test_the_shape_check_sees_a_missing_required_key_and_an_unknown_one(document):
+    # The check itself can fail: a schema missing the client's required key, with a key it does not know.
+    schema = {"type": "object", "properties": {"count": {}, "extra": {}}, "required": ["count"]}
+
+    assert _disagreements(document, schema, client_models.InvoiceCategorySummary, "x") == [
+        "x.extra: documented, not in InvoiceCategorySummary",
+        "x.amount: required by InvoiceCategorySummary, not by the schema",
+    ]

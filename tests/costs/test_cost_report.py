@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from paygentic_sdk import Paygentic
 
 from catalog.services import api_key_create
@@ -55,10 +57,10 @@ def test_report_by_customer_with_windows_prior_period_and_other(api, merchant, g
         False,
     )
     assert first["priorPeriod"] == {"cost": 0.25, "changePercent": 900}
-    assert (other["key"], other["totalCost"], other["isOther"]) == ("other", 0.1, True)
+    assert (other["key"], other["totalCost"], other["isOther"]) == ("__other__", 0.1, True)
     assert [(w["windowStart"][:10], w["groups"]) for w in body["timeSeries"]] == [
         ("2026-01-02", {acme.id: 0.5}),
-        ("2026-01-03", {"other": 0.1, acme.id: 2}),
+        ("2026-01-03", {"__other__": 0.1, acme.id: 2}),
     ]
 
 
@@ -99,3 +101,70 @@ def test_the_client_reads_the_cost_report(live_server):
     assert (result.total_cost, result.currency, result.pagination.total) == (2.6, "USD", 2)
     assert [(g.label, g.total_cost) for g in result.groups] == [("Storage", 2.0), ("GPU cloud", 0.6)]
     assert [sorted(w.groups.values()) for w in result.time_series] == [[0.6, 2.0]]
+
+
+@pytest.mark.django_db
+def test_report_by_an_event_dimension_of_one_cost(api, merchant, gpu_product):
+    # given: January's A100 seconds (Acme 1,000 + Brio 200) and 400 H100 seconds, at $0.0005 each
+    gpu, storage, acme, brio = _usage(merchant, gpu_product)
+    record_usage(acme, gpu, JAN_1 + timedelta(days=4), 400, gpu="h100")
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        status, body = api.get("/v0/costs/report", groupBy="gpu", costId=gpu.id, windowSize="MONTH", **PERIOD)
+
+    # then: a100 1,200 × 0.0005 = 0.60 (75 % of 0.80), h100 400 × 0.0005 = 0.20 (25 %)
+    assert status == 200, body
+    assert (body["groupBy"], body["totalCost"], body["totalQuantity"]) == ("gpu", 0.8, 1600)
+    assert [
+        (g["key"], g["label"], g["totalQuantity"], g["totalCost"], g["percentOfTotal"]) for g in body["groups"]
+    ] == [
+        ("a100", "a100", 1200, 0.6, 75),
+        ("h100", "h100", 400, 0.2, 25),
+    ]
+    assert [w["groups"] for w in body["timeSeries"]] == [{"a100": 0.6, "h100": 0.2}]
+    assert (body["availableDimensions"], body["groupCount"], body["emptyGroupCount"]) == (["gpu"], 2, 0)
+    # one grouped query for the totals, one for the windows
+    assert len([q for q in queries.captured_queries if "metering_usageevent" in q["sql"]]) == 2
+
+
+@pytest.mark.django_db
+def test_report_filtered_by_a_dimension_value(api, merchant, gpu_product):
+    # given: as above; Storage defines no gpu dimension, so none of its usage has gpu=h100
+    gpu, storage, acme, brio = _usage(merchant, gpu_product)
+    record_usage(acme, gpu, JAN_1 + timedelta(days=4), 400, gpu="h100")
+
+    # when
+    status, body = api.get("/v0/costs/report", groupBy="customer", filterGroupBy='{"gpu": "h100"}', **PERIOD)
+
+    # then: only Acme's 400 H100 seconds, $0.20
+    assert status == 200, body
+    assert [(g["label"], g["totalQuantity"], g["totalCost"]) for g in body["groups"]] == [("Acme", 400, 0.2)]
+    assert body["availableDimensions"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"groupBy": "gpu"}, "groupBy"),  # a dimension needs exactly one costId
+        ({"groupBy": "region", "costId": "GPU"}, "groupBy"),  # the cost has no such dimension
+        ({"groupBy": "cost", "filterGroupBy": '{"a":"1","b":"1","c":"1","d":"1","e":"1","f":"1"}'}, "filterGroupBy"),
+    ],
+)
+@pytest.mark.django_db
+def test_report_refuses_a_dimension_it_cannot_group_or_filter_by(api, merchant, gpu_product, query, field):
+    gpu = gpu_cost(gpu_product)
+    query = {**query, "costId": gpu.id} if "costId" in query else query
+
+    status, body = api.get("/v0/costs/report", **query, **PERIOD)
+
+    assert status == 400, body
+    assert (body["errors"][0]["field"], body["errors"][0]["code"]) == (field, "parameter_combination")
+
+
+@pytest.mark.django_db
+def test_report_refuses_a_filter_that_is_not_an_object_of_values(api, merchant):
+    status, body = api.get("/v0/costs/report", groupBy="cost", filterGroupBy='{"gpu": 7}', **PERIOD)
+
+    assert status == 400, body
+    assert body["errors"][0]["field"] == "filterGroupBy"

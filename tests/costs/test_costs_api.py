@@ -204,7 +204,8 @@ def test_profitability_per_customer_with_hand_worked_figures(api, merchant, gpu_
         1,
     )
     assert [row["customerName"] for row in body["emptyCustomers"]] == ["Dormant"]
-    assert body["revenueRange"] == {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
+    assert "revenueRange" not in body and "costRange" not in body  # absent: not resolved (the client's reading)
+    assert body["unloadedCustomerCount"] is None
 
 
 @pytest.mark.parametrize(
@@ -242,9 +243,9 @@ def test_profitability_ranks_by_profit_and_rolls_the_rest_into_other(api, mercha
     # then
     assert status == 200, body
     assert [(r["customerName"], r["profit"], r["marginPct"], r["costData"]) for r in body["rows"]] == [
-        ("Paid 3.00", "3.00", "100.00", "none"),
-        ("Other", "3.00", "100.00", "none"),
+        ("Paid 3.00", "3.00", None, "none"),  # no margin over a cost nobody recorded
+        ("Other", "3.00", None, "none"),
     ]
-    assert (body["customerCount"], body["unloadedCustomerCount"]) == (3, 2)
-    assert "emptyCustomerCount" not in body
+    assert (body["customerCount"], body["unloadedCustomerCount"], body["emptyCustomerCount"]) == (3, None, 0)
+    assert "emptyCustomers" not in body
     assert body["warnings"] == ["No cost is defined in USD: costs count as zero."]

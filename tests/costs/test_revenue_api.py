@@ -11,7 +11,7 @@ from paygentic_sdk import Paygentic
 from catalog.services import api_key_create
 from invoicing.receivables import payment_record
 from invoicing.services import credit_note_issue
-from tests.factories import MerchantFactory, SubscriptionFactory
+from tests.factories import FeePriceFactory, MerchantFactory, PlanFactory, SubscriptionFactory
 from tests.invoicing.receivables import issued
 
 from .conftest import FEB_1, JAN_1
@@ -141,3 +141,66 @@ def test_the_client_reads_revenue_and_accounts(live_server):
     assert [(c.currency, c.net_revenue) for c in by_currency.currency_breakdown] == [("USD", "2.60")]
     assert [(r.customer_name, r.outstanding.amount) for r in accounts.data] == [("Acme", "9.00")]
     assert accounts.pagination.total == 2
+
+
+@pytest.mark.django_db
+def test_an_empty_window_says_where_the_revenue_lies(api, merchant):
+    # given: invoices issued on Dec 29 and on Jan 5 and 10 (the credit note is not an invoice)
+    _books(merchant)
+    march = {"startTime": "2026-03-01T00:00:00Z", "endTime": "2026-04-01T00:00:00Z"}
+
+    # when
+    empty = api.get("/v0/revenue", **march)[1]
+    in_euros = api.get("/v0/revenue", currency="EUR", **march)[1]
+    january = api.get("/v0/revenue", **WINDOW)[1]
+
+    # then: the first and last issue instants under the same filters; null when there is none; absent
+    # when the window held revenue
+    assert (empty["netRevenue"], empty["revenueRange"]) == (
+        "0.00",
+        {"from": "2025-12-29T00:00:00Z", "to": "2026-01-10T00:00:00Z"},
+    )
+    assert in_euros["revenueRange"] is None
+    assert "revenueRange" not in january
+
+
+def _subscribed(merchant, *, currency: str, cadence: str, amount: str):
+    plan = PlanFactory(merchant=merchant, product__merchant=merchant, currency=currency, billing_cadence=cadence)
+    FeePriceFactory(plan=plan, billing_cadence=cadence, unit_price=Decimal(amount))
+    return SubscriptionFactory(merchant=merchant, customer__merchant=merchant, plan=plan, started_at=JAN_1)
+
+
+@pytest.mark.django_db
+def test_recurring_revenue_brings_monthly_and_annual_fees_to_a_month(api, merchant):
+    # given: $49 a month and $1,200 a year in USD; €10 a month in EUR
+    _subscribed(merchant, currency="USD", cadence="P1M", amount="49.00")
+    _subscribed(merchant, currency="USD", cadence="P1Y", amount="1200.00")
+    _subscribed(merchant, currency="EUR", cadence="P1M", amount="10.00")
+
+    # when
+    status, usd = api.get("/v0/revenue/recurring", asOf="2026-02-01T00:00:00Z")
+    euros = api.get("/v0/revenue/recurring", currency="eur", asOf="2026-02-01T00:00:00Z")[1]
+    before = api.get("/v0/revenue/recurring", asOf="2025-12-31T00:00:00Z")[1]
+
+    # then: 49 + 1,200 / 12 = 149.00 a month, 1,788.00 a year; currencies kept apart; nothing before January
+    assert status == 200, usd
+    assert usd == {
+        "object": "recurring_revenue",
+        "currency": "USD",
+        "asOf": "2026-02-01T00:00:00Z",
+        "mrr": "149.00",
+        "arr": "1788.00",
+        "subscriptionCount": 2,
+    }
+    assert (euros["currency"], euros["mrr"], euros["arr"], euros["subscriptionCount"]) == ("EUR", "10.00", "120.00", 1)
+    assert (before["mrr"], before["subscriptionCount"]) == ("0.00", 0)
+
+
+@pytest.mark.django_db
+def test_recurring_revenue_is_the_merchants_own(api, merchant, other_merchant):
+    _subscribed(other_merchant, currency="USD", cadence="P1M", amount="49.00")
+
+    assert api.get("/v0/revenue/recurring", asOf="2026-02-01T00:00:00Z")[1]["mrr"] == "0.00"
+    assert api.get("/v0/revenue/recurring", merchantId=other_merchant.id)[0] == 403
+    status, body = api.get("/v0/revenue/recurring", currency="DOLLARS")
+    assert (status, body["errors"][0]["field"]) == (400, "currency")
