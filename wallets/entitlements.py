@@ -463,6 +463,18 @@ def grant_purchase_record(
     )
 
 
+def grant_purchase_reinvoice(*, invoice_ref: str, new_invoice_ref: str) -> GrantPurchase | None:
+    """The invoice ``invoice_ref`` a grant purchase is billed on was voided and reissued as ``new_invoice_ref``:
+    the purchase now names the reissue, so paying the reissue creates the grant (once). None when no grant
+    purchase is billed on ``invoice_ref``."""
+    with transaction.atomic():
+        purchase = GrantPurchase.objects.select_for_update().filter(invoice_ref=invoice_ref).first()
+        if purchase is not None:
+            purchase.invoice_ref = new_invoice_ref
+            purchase.save(update_fields=["invoice_ref"])
+    return purchase
+
+
 def grant_purchase_fulfil(*, invoice_ref: str, now: datetime) -> EntitlementGrant | None:
     """The invoice ``invoice_ref`` was paid: create the grant its purchase bought (once), effective at
     the purchase's ``effective_at`` or ``now``. None when no grant purchase is billed on that invoice."""

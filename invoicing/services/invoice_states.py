@@ -12,6 +12,8 @@ from django.db.models import F, Q
 
 from catalog.models import Subscription
 from core.formatting import decimal_string
+from wallets.entitlements import grant_purchase_reinvoice
+from wallets.services import credit_purchase_reinvoice
 
 from ..calculation import (
     Biller,
@@ -169,7 +171,8 @@ def invoice_mark_paid(*, invoice: Invoice, now: datetime, recorded_by: str = "")
 
 def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: bool = False) -> Invoice | None:
     """Void a draft or an issued (or overdue) invoice nothing was paid on. ``reissue`` writes a fresh draft for the same period,
-    recomposed from the catalog and the usage as they are now; returns it (else None).
+    recomposed from the catalog and the usage as they are now (a credit purchase at its own tax rate, and what
+    it sold follows it: paying the reissue credits the purchase); returns it (else None).
 
     Its number stays used (a voided invoice keeps its number: the sequence has no gaps)."""
     with transaction.atomic():
@@ -205,13 +208,18 @@ def invoice_void(*, invoice: Invoice, now: datetime, reason: str = "", reissue: 
             period_start=invoice.period_start,
             period_end=invoice.period_end,
             tax_behavior=invoice.tax_behavior,
-            tax_rate=tax_rate_now(subscription),
+            # a purchase is reissued on the terms it was sold at (a prepaid top-up is untaxed)
+            tax_rate=invoice.tax_rate if invoice.kind == InvoiceKind.CREDIT_PURCHASE else tax_rate_now(subscription),
             replaces=invoice,
             grace_ends_at=None,
         )
         replacement.save(force_insert=True)
         invoice_lines_insert(replacement, lines)
         _refresh_lines(replacement)
+        if invoice.kind == InvoiceKind.CREDIT_PURCHASE:
+            # what was bought on it is now billed on the reissue: paying that credits it (once)
+            credit_purchase_reinvoice(invoice_ref=invoice.pk, new_invoice_ref=replacement.pk)
+            grant_purchase_reinvoice(invoice_ref=invoice.pk, new_invoice_ref=replacement.pk)
         invoice_voided_emit(invoice=invoice, now=now, replacement=replacement)
         invoice_created_emit(invoice=replacement, now=replacement.created_at)
     return replacement

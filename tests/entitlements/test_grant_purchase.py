@@ -9,7 +9,7 @@ from django.utils import timezone
 from paygentic_sdk import models as pg
 
 from invoicing.models import Invoice, InvoiceKind, InvoiceStatus
-from invoicing.services import invoice_mark_paid
+from invoicing.services import invoice_finalize, invoice_mark_paid, invoice_void
 from wallets.entitlements import grant_purchase_fulfil, grant_purchase_record
 from wallets.models import Entitlement
 
@@ -120,3 +120,15 @@ def test_a_purchase_recorded_with_crossed_rollover_bounds_is_still_fulfilled(api
     grant = grant_purchase_fulfil(invoice_ref="inv_legacy", now=timezone.now())
 
     assert (grant.amount, grant.reset_min_rollover, grant.reset_max_rollover) == (Decimal(40), Decimal(5), Decimal(5))
+
+
+def test_a_voided_and_reissued_purchase_invoice_grants_when_the_reissue_is_paid(api_client, entitlement_id):
+    invoice = Invoice.objects.get(pk=_purchase(api_client, entitlement_id).json()["invoiceId"])
+    replacement = invoice_void(invoice=invoice, now=timezone.now(), reissue=True)
+    reissue = invoice_finalize(invoice=replacement, now=timezone.now())
+
+    assert reissue.total == invoice.total  # 12.50, at the rate it was sold at
+    invoice_mark_paid(invoice=reissue, now=timezone.now())
+
+    assert _balance(api_client, entitlement_id) == 500
+    assert api_client.get(f"/v1/entitlements/{entitlement_id}/grants").json()["pagination"]["total"] == 1

@@ -40,6 +40,7 @@ from .purchases import (
     credit_purchase_find,
     credit_purchase_fulfil,
     credit_purchase_record,
+    credit_purchase_reinvoice,
     credit_purchase_replay,
 )
 from .settlement import SettlementOutcome, invoice_settlement_record
@@ -63,6 +64,7 @@ __all__ = [
     "credit_purchase_check",
     "credit_purchase_find",
     "credit_purchase_record",
+    "credit_purchase_reinvoice",
     "credit_purchase_replay",
     "credit_purchase_fulfil",
     # debits

@@ -14,7 +14,7 @@ from django.db import transaction
 from catalog.models import BillableMetric, Customer
 
 from ..errors import InvalidAmount
-from ..models import CreditPurchase, CreditPurchaseKind, EntryKind, LotKind
+from ..models import CreditLot, CreditPurchase, CreditPurchaseKind, EntryKind, LotKind
 from .credit import IdempotencyConflict, credit_lot_add
 from .ledger import ledger_amount
 
@@ -150,4 +150,19 @@ def credit_purchase_fulfil(*, invoice_ref: str, now: datetime) -> CreditPurchase
         purchase.lot = result.lot
         purchase.credited_at = now
         purchase.save(update_fields=["lot", "credited_at"])
+    return purchase
+
+
+def credit_purchase_reinvoice(*, invoice_ref: str, new_invoice_ref: str) -> CreditPurchase | None:
+    """The invoice ``invoice_ref`` a purchase is billed on was voided and reissued as ``new_invoice_ref``: the
+    purchase (and its lot, when credited already) now names the reissue, so paying the reissue credits it
+    (once: ``credit_purchase_fulfil``). None when no credit purchase is billed on ``invoice_ref``."""
+    with transaction.atomic():
+        purchase = CreditPurchase.objects.select_for_update().filter(invoice_ref=invoice_ref).first()
+        if purchase is None:
+            return None
+        purchase.invoice_ref = new_invoice_ref
+        purchase.save(update_fields=["invoice_ref"])
+        if purchase.lot_id is not None:
+            CreditLot.objects.filter(pk=purchase.lot_id).update(purchase_invoice_ref=new_invoice_ref)
     return purchase
