@@ -65,6 +65,19 @@ class Interval:
     kind: str = PLAN_LINE
     bill_date: datetime | None = None
 
+    def fixed_fields(self) -> dict:
+        """What an edit cannot change: the client's "Not editable. Must match the interval's current value if
+        supplied" fields, by wire name."""
+        return {
+            "priceId": self.price_id,
+            "priceKey": self.price_key,
+            "planVersionId": self.plan_version_id,
+            "billingCadence": self.billing_cadence,
+            "billingMode": self.billing_mode,
+            "startDate": self.start_date,
+            "billDate": self.bill_date,
+        }
+
     def wire(self) -> dict:
         """The client's ``SubscriptionInterval`` (without ``kind``: ``SubscriptionIntervalChangeCopy`` keeps
         ``resolvedUnitPrice`` instead, see ``copy``)."""

@@ -246,15 +246,7 @@ def _edit(op: dict, index: int, timeline: Timeline, state: dict) -> None:
         return
     _refuse_real_time(timeline)
     negotiated = timeline.rate(interval.id)
-    fixed = {
-        "priceId": interval.price_id,
-        "priceKey": interval.price_key,
-        "planVersionId": interval.plan_version_id,
-        "billingCadence": interval.billing_cadence,
-        "billingMode": interval.billing_mode,
-        "startDate": interval.start_date,
-        "billDate": interval.bill_date,
-    }
+    fixed = interval.fixed_fields()
     if negotiated is None:
         fixed["endDate"] = interval.end_date  # a plan line ends where an override starts
     _must_match(op, fixed, where)

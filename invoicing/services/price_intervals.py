@@ -188,16 +188,7 @@ def _end_bound(row: SubscriptionPriceInterval, timeline: Timeline) -> datetime:
 def owned_interval_edit(op: dict, index: int, interval: Interval, timeline: Timeline, state: dict) -> None:
     where = f"edit[{index}]"
     row = timeline.owned[interval.id]
-    fixed = {
-        "priceId": interval.price_id,
-        "priceKey": interval.price_key,
-        "planVersionId": interval.plan_version_id,
-        "billingCadence": interval.billing_cadence,
-        "billingMode": interval.billing_mode,
-        "startDate": interval.start_date,
-        "billDate": None,
-    }
-    must_match(op, fixed, where)
+    must_match(op, interval.fixed_fields(), where)
     if "baseQuantity" in op and parse_rate(op["baseQuantity"], f"{where}.baseQuantity") != row.quantity:
         raise IntervalError(
             f"This interval bills a base quantity of {decimal_string(row.quantity)}; close it and add another to "
