@@ -178,3 +178,13 @@ def test_another_merchants_customer_and_commitment_are_404(api_client, setup):
     )
     assert api_client.get(f"/v0/commitments/{theirs.pk}").status_code == 404
     assert not Commitment.objects.filter(customer=customer).exists()
+
+
+def test_the_same_price_twice_in_one_body_is_a_400_on_the_second_rate(api_client, setup):
+    customer, price = setup
+    twice = [{"priceId": price.pk, "unitPrice": "0.000001"}, {"priceId": price.pk, "unitPrice": "0.0000015"}]
+    response = _post(api_client, customer, _body(price, rates=twice))
+    assert response.status_code == 400
+    assert list(_fields(response)) == ["rates.1.priceId"]
+    assert _fields(response)["rates.1.priceId"].startswith("Rate 2:")
+    assert not Commitment.objects.exists() and not Price.objects.filter(customer=customer).exists()
