@@ -27,3 +27,11 @@ class LedgerImmutable(WalletError):
 
 class InvalidAmount(WalletError):
     """An amount that the operation does not accept (e.g. a grant of zero or less)."""
+
+
+class CommittedRateRefused(InvalidAmount):
+    """One of a commitment's committed rates (``number``, from 1) is refused; nothing was written."""
+
+    def __init__(self, number: int, message: str):
+        self.number = number
+        super().__init__(f"Rate {number}: {message}")

@@ -8,12 +8,21 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, connections
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Prefetch, Q, QuerySet, Sum
 
 from catalog.models import Customer
 from core.db import instances_select, rows_select
 
-from .models import Commitment, CreditLot, EntryKind, LedgerEntry, LowBalanceWallet, PeriodDebitTotal, Wallet
+from .models import (
+    Commitment,
+    CommitmentRate,
+    CreditLot,
+    EntryKind,
+    LedgerEntry,
+    LowBalanceWallet,
+    PeriodDebitTotal,
+    Wallet,
+)
 
 ZERO = Decimal("0")
 
@@ -236,3 +245,18 @@ def commitment_true_ups_unbilled() -> QuerySet[Commitment]:
     return Commitment.objects.filter(trued_up_at__isnull=False, shortfall__gt=0, billed_invoice_ref="").order_by(
         "term_end", "id"
     )
+
+
+def _commitments_with_rates() -> QuerySet[Commitment]:
+    rates = CommitmentRate.objects.select_related("price").order_by("price__overrides_id", "price_id")
+    return Commitment.objects.prefetch_related(Prefetch("rates", queryset=rates))
+
+
+def commitment_list(*, customer: Customer) -> QuerySet[Commitment]:
+    """The customer's commitments, latest term first, with their committed rates."""
+    return _commitments_with_rates().filter(customer=customer).order_by("-term_start", "id")
+
+
+def commitment_get(*, merchant_id: str, commitment_id: str) -> Commitment:
+    """One of the merchant's commitments with its committed rates (``Commitment.DoesNotExist`` otherwise)."""
+    return _commitments_with_rates().get(merchant_id=merchant_id, pk=commitment_id)

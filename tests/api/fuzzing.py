@@ -31,6 +31,7 @@ from tests.factories import (
     ProductFactory,
     SubscriptionFactory,
 )
+from wallets.models import Commitment
 
 MERCHANT_ID = "org_fuzzMerchant0001"
 RIVAL_MERCHANT_ID = "org_fuzzRival0000001"
@@ -94,6 +95,16 @@ def seed_catalog() -> Seeds:
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
 
+    commitment = Commitment.objects.create(
+        id="cmt_fuzzCommitment01",
+        merchant=merchant,
+        customer=customer,
+        currency="USD",
+        amount=Decimal("100"),
+        term_start=datetime(2026, 1, 1, tzinfo=UTC),
+        term_end=datetime(2027, 1, 1, tzinfo=UTC),
+    )
+
     rival = MerchantFactory(id=RIVAL_MERCHANT_ID, name="Rival Labs")
     rival_product = ProductFactory(id="prod_fuzzRivalProd001", merchant=rival)
 
@@ -108,6 +119,7 @@ def seed_catalog() -> Seeds:
             "plans": [plan.id, idle_plan.id],
             "customers": [customer.id, idle_customer.id],
             "subscriptions": ["sub_fuzzSubscript0001"],
+            "commitments": [commitment.id],
         },
         by_field={
             "merchantId": merchant.id,

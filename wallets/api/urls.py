@@ -10,6 +10,12 @@ urlpatterns = [
     path("v0/customers/<str:customer_id>/balance", views.CustomerBalanceApi.as_view(), name="customer-balance"),
     path("v0/customers/<str:customer_id>/ledger", views.CustomerLedgerApi.as_view(), name="customer-ledger"),
     path("v0/customers/<str:customer_id>/grants", views.CustomerGrantApi.as_view(), name="customer-grants"),
+    path(
+        "v0/customers/<str:id>/commitments",
+        views.CustomerCommitmentsApi.as_view(),
+        name="customer-commitments",
+    ),
+    path("v0/commitments/<str:id>", views.CommitmentDetailApi.as_view(), name="commitment"),
     path("v1/entitlements", entitlements.EntitlementCollectionApi.as_view(), name="entitlements"),
     path("v1/entitlements/<str:entitlement_id>", entitlements.EntitlementDetailApi.as_view(), name="entitlement"),
     path(

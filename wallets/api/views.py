@@ -8,21 +8,26 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.api.auth import request_merchant
 from catalog.api.schema import currency_parameter
+from catalog.api.views import ERRORS, CatalogApi
 from catalog.models import Customer
 from core.api.errors import ApiError
 from core.api.pagination import paginate
 from core.api.schema import error_responses, paging_parameters
+from core.api.serializers import list_output
 
 from .. import selectors, services
-from ..errors import WalletError
-from ..models import Wallet
+from ..errors import CommittedRateRefused, InvalidAmount, WalletError
+from ..models import Commitment, Wallet
 from .serializers import (
+    CommitmentInput,
+    CommitmentOutput,
     CreditInputSerializer,
     LedgerQuerySerializer,
     credit_out,
@@ -114,3 +119,64 @@ class CustomerGrantApi(_CreditApi):
             description=data.get("description", ""),
             now=timezone.now(),
         )
+
+
+# -- commitments: a Meterline extension (the Paygentic client has no commitments operations) ------------
+# No Idempotency-Key: a commitment has no key column to make a retry exactly-once; a retried create writes a
+# second commitment only if its committed rates do not overlap the first's (they would, so it is a 400).
+
+
+class CustomerCommitmentsApi(CatalogApi):
+    @extend_schema(
+        operation_id="listCustomerCommitments",
+        tags=["commitments"],
+        parameters=paging_parameters(),
+        responses={200: list_output("CommitmentList", CommitmentOutput, with_object=True), **ERRORS},
+    )
+    def get(self, request, id: str):
+        customer = customer_or_404(request, id)
+        return self.page(selectors.commitment_list(customer=customer), CommitmentOutput, with_object=True)
+
+    @extend_schema(
+        operation_id="createCustomerCommitment",
+        tags=["commitments"],
+        request=CommitmentInput,
+        responses={201: CommitmentOutput, **ERRORS},
+        description="A minimum spend over [termStart, termEnd) and the lower rates it buys: each written as the "
+        "customer's negotiated rate over its plan price for the billing periods that start in the term. A rate "
+        "that overlaps another of the customer's rates over that price refuses the whole commitment (400).",
+    )
+    def post(self, request, id: str):
+        customer = customer_or_404(request, id)
+        data = self.body(CommitmentInput)
+        rates = data.get("rates", [])
+        try:
+            commitment = services.commitment_create(
+                customer=customer,
+                currency=data["currency"],
+                amount=data["amount"],
+                term_start=data["termStart"],
+                term_end=data["termEnd"],
+                metric_ids=[metric.pk for metric in data.get("metricIds", [])],
+                description=data.get("description", ""),
+                rates=[services.CommittedRate(plan_price=r["priceId"], unit_price=r["unitPrice"]) for r in rates],
+            )
+        except CommittedRateRefused as exc:
+            # Named as DRF names a list item's field (rates.0.priceId), like the serializer's own errors.
+            raise drf_serializers.ValidationError({"rates": {exc.number - 1: {"priceId": [str(exc)]}}}) from None
+        except InvalidAmount as exc:
+            raise drf_serializers.ValidationError({"amount": [str(exc)]}) from None
+        commitment = selectors.commitment_get(merchant_id=customer.merchant_id, commitment_id=commitment.pk)
+        body = CommitmentOutput(commitment, context={"drawn": selectors.commitment_drawn(commitment=commitment)})
+        return Response(body.data, status=status.HTTP_201_CREATED)
+
+
+class CommitmentDetailApi(CatalogApi):
+    @extend_schema(operation_id="getCommitment", tags=["commitments"], responses={200: CommitmentOutput, **ERRORS})
+    def get(self, request, id: str):
+        try:
+            commitment = selectors.commitment_get(merchant_id=self.merchant.pk, commitment_id=id)
+        except Commitment.DoesNotExist:
+            raise Http404(f"No commitment with id {id!r}.") from None
+        drawn = selectors.commitment_drawn(commitment=commitment)
+        return Response(CommitmentOutput(commitment, context={"drawn": drawn}).data)

@@ -16,7 +16,7 @@ from django.db import transaction
 from catalog.models import Customer, PaymentTerm, Price, PriceModel
 from catalog.services import negotiated_rate_create
 
-from ..errors import InvalidAmount
+from ..errors import CommittedRateRefused, InvalidAmount
 from ..models import Commitment, CommitmentRate
 from ..selectors import commitment_drawn
 from .ledger import ZERO, ledger_amount
@@ -85,7 +85,7 @@ def commitment_create(
                 effective_until=term_end,
             )
         except ValidationError as error:
-            raise InvalidAmount(f"Rate {number}: {' '.join(error.messages)}") from None
+            raise CommittedRateRefused(number, " ".join(error.messages)) from None
         CommitmentRate.objects.create(commitment=commitment, price=rate)
     return commitment
 
@@ -93,15 +93,15 @@ def commitment_create(
 def _committed_rate_check(committed: CommittedRate, commitment: Commitment, number: int) -> None:
     price = committed.plan_price
     if price.customer_id is not None or price.plan_id is None or price.merchant_id != commitment.merchant_id:
-        raise InvalidAmount(f"Rate {number}: a committed rate replaces a plan price of the customer's merchant.")
+        raise CommittedRateRefused(number, "a committed rate replaces a plan price of the customer's merchant.")
     if price.model not in (PriceModel.STANDARD, PriceModel.PACKAGE) or price.payment_term == PaymentTerm.IN_ADVANCE:
-        raise InvalidAmount(f"Rate {number}: only a per-unit or per-package in-arrears price takes a committed rate.")
+        raise CommittedRateRefused(number, "only a per-unit or per-package in-arrears price takes a committed rate.")
     if price.plan.currency != commitment.currency:
-        raise InvalidAmount(
-            f"Rate {number}: the plan bills in {price.plan.currency}, the commitment in {commitment.currency}."
+        raise CommittedRateRefused(
+            number, f"the plan bills in {price.plan.currency}, the commitment in {commitment.currency}."
         )
     if committed.unit_price < 0:
-        raise InvalidAmount(f"Rate {number}: a committed rate is not negative.")
+        raise CommittedRateRefused(number, "a committed rate is not negative.")
 
 
 def commitment_true_up_due(*, now: datetime) -> list[CommitmentTrueUp]:
