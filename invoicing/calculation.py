@@ -335,6 +335,15 @@ def percentage_discount_lines(
 # -- the biller ------------------------------------------------------------------------------------
 
 
+def _remember_by_subscription(cache: dict[str, list], subscription_ids: Iterable[str], rows: Iterable) -> None:
+    """A chunk's rows loaded at once, by ``subscription_id``: every subscription of the chunk gets its list
+    (empty when it has none), so the per-subscription read is never made for it."""
+    for subscription_id in subscription_ids:
+        cache[subscription_id] = []
+    for row in rows:
+        cache[row.subscription_id].append(row)
+
+
 class Biller:
     """Composes invoices; caches price specs, prices per plan and usage prefetched for a run."""
 
@@ -388,10 +397,7 @@ class Biller:
             yield from price_set.negotiated
 
     def remember_adjustments(self, subscription_ids: Iterable[str], adjustments: Iterable) -> None:
-        for subscription_id in subscription_ids:
-            self._adjustments[subscription_id] = []
-        for adjustment in adjustments:
-            self._adjustments[adjustment.subscription_id].append(adjustment)
+        _remember_by_subscription(self._adjustments, subscription_ids, adjustments)
 
     def adjustments(self, subscription: Subscription) -> list:
         if subscription.id not in self._adjustments:
@@ -399,10 +405,7 @@ class Biller:
         return self._adjustments[subscription.id]
 
     def remember_price_intervals(self, subscription_ids: Iterable[str], rows: Iterable) -> None:
-        for subscription_id in subscription_ids:
-            self._price_intervals[subscription_id] = []
-        for row in rows:
-            self._price_intervals[row.subscription_id].append(row)
+        _remember_by_subscription(self._price_intervals, subscription_ids, rows)
 
     def price_intervals(self, subscription: Subscription) -> list:
         """The subscription's subscription-only intervals (``SubscriptionPriceInterval``), start first."""

@@ -361,9 +361,7 @@ class AccountFigureOutput(serializers.Serializer):
     amount = serializers.CharField()
 
 
-class OutstandingBlockOutput(serializers.Serializer):
-    count = serializers.IntegerField()
-    amount = serializers.CharField()
+class OutstandingBlockOutput(AccountFigureOutput):
     awaitingPayment = AccountFigureOutput()
     paymentFailed = AccountFigureOutput()
 
