@@ -19,7 +19,7 @@ from catalog.models import Price
 from catalog.services import VersionLine, plan_version_mint
 from invoicing.models import Invoice, InvoiceKind, LineKind
 from invoicing.services import billing_run_execute, subscription_start
-from invoicing.services.lifecycle import subscription_terminate
+from invoicing.services.lifecycle import subscription_terminate, subscription_upgrade
 from metering.models import UsageEvent
 from tests.factories import CustomerFactory, MeteredPriceFactory, NegotiatedPriceFactory, PlanFactory
 
@@ -171,6 +171,16 @@ def test_a_terminated_subscription_refuses_only_while_it_ran(api_client, alice):
 def test_before_the_subscription_starts_nothing_refuses(api_client, alice):
     before = JAN_1 - timedelta(days=3)
     assert _post(api_client, _event(alice, at=before, model="nle-xl")).status_code == 202
+
+
+def test_a_plan_change_moves_the_refusal_with_the_plan(api_client, merchant, plans, bob):
+    # given Frank on plan B, moved to plan A on Jan 15 (the plan-change invoice settles B's usage to then)
+    frank = _customer(merchant, "Frank", plans[1])
+    subscription_upgrade(subscription=frank.subscriptions.get(), new_plan=plans[0], now=JAN_15)
+    # then from the change plan A's price bills him: refused; a late event from before it is billed by
+    # neither plan (B's usage up to the change is invoiced already, A bills from the change): accepted
+    assert _post(api_client, _event(frank, "after", at=JAN_20, model="nle-xl")).status_code == 400
+    assert _post(api_client, _event(frank, "before", at=JAN_10, model="nle-xl")).status_code == 202
 
 
 def test_a_negotiated_rate_without_dimensions_lifts_the_refusal_for_its_customer(api_client, merchant, plans, alice):
