@@ -15,13 +15,19 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import Price
+from catalog.models import Price, SubscriptionStatus
 from catalog.services import VersionLine, plan_version_mint
 from invoicing.models import Invoice, InvoiceKind, LineKind
 from invoicing.services import billing_run_execute, subscription_start
 from invoicing.services.lifecycle import subscription_terminate, subscription_upgrade
 from metering.models import UsageEvent
-from tests.factories import CustomerFactory, MeteredPriceFactory, NegotiatedPriceFactory, PlanFactory
+from tests.factories import (
+    CustomerFactory,
+    MeteredPriceFactory,
+    NegotiatedPriceFactory,
+    PlanFactory,
+    SubscriptionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -159,6 +165,12 @@ def test_a_customer_without_a_subscription_is_accepted(api_client, merchant, pla
     assert _post(api_client, _event(nobody, model="nle-xl")).status_code == 202
 
 
+def test_a_subscription_pending_its_first_payment_bills_nothing_yet(api_client, merchant, plans):
+    gina = CustomerFactory(merchant=merchant, name="Gina")
+    SubscriptionFactory(plan=plans[0], customer=gina, started_at=JAN_1, status=SubscriptionStatus.PENDING_PAYMENT)
+    assert _post(api_client, _event(gina, model="nle-xl")).status_code == 202
+
+
 def test_a_terminated_subscription_refuses_only_while_it_ran(api_client, alice):
     subscription = alice.subscriptions.get()
     subscription_terminate(subscription=subscription, now=JAN_15)
@@ -191,6 +203,18 @@ def test_a_negotiated_rate_without_dimensions_lifts_the_refusal_for_its_customer
     # then Carol's unpriced model is accepted (her rate bills it), Alice's still refused
     assert _post(api_client, _event(carol, model="nle-xl")).status_code == 202
     assert _post(api_client, _event(alice, model="nle-xl")).status_code == 400
+
+
+def test_a_negotiated_rate_lifts_the_refusal_only_for_the_periods_its_window_covers(api_client, merchant, plans):
+    # given Hal on plan A with a flat negotiated rate for the periods starting from February 1
+    hal = _customer(merchant, "Hal", plans[0])
+    refusing = Price.objects.get(plan=plans[0])
+    NegotiatedPriceFactory(
+        overrides=refusing, customer=hal, merchant=merchant, dimensional_rates=None, effective_from=FEB_1
+    )
+    # then January's period is rated by plan A's refusing price, February's by his rate
+    assert _post(api_client, _event(hal, "jan", at=JAN_20, model="nle-xl")).status_code == 400
+    assert _post(api_client, _event(hal, "feb", at=FEB_5, model="nle-xl")).status_code == 202
 
 
 def test_a_negotiated_refusing_rate_refuses_only_its_customer(api_client, merchant, plans, bob):
