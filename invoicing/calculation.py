@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.db.models import prefetch_related_objects
 
 from catalog.models import Price, Subscription, TaxBehavior
+from catalog.periods import Period, local_date, next_period, period_at
 from catalog.pricing import (
     PriceSpec,
     RatingResult,
@@ -36,7 +37,6 @@ from core.formatting import decimal_string
 from . import usage as usage_source
 from .dimensional import combination_lines, line_description
 from .models import InvoiceKind, LineKind
-from .periods import Period, local_date, next_period, period_at
 from .pricing_adapter import (
     PriceSet,
     VersionLogs,

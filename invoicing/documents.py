@@ -7,8 +7,9 @@ from io import BytesIO
 
 from django.template.loader import render_to_string
 
+from catalog.periods import local_date
+
 from .models import CreditNote, Invoice, InvoiceStatus, LineKind
-from .periods import local_date
 
 DATE = "%b %d, %Y"
 

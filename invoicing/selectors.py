@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet, Window
 
 from catalog.models import Customer, Merchant, Subscription, SubscriptionStatus, TestClock
+from catalog.periods import Period
 from catalog.pricing import rate, round_money
 from wallets.selectors import period_debits_so_far
 
@@ -42,7 +43,6 @@ from .models import (
     ManualLineItem,
     SubscriptionAdjustment,
 )
-from .periods import Period
 from .realtime.lookup import realtime_subscriptions_named
 from .receivables.selectors import amount_paid_expression
 from .thresholds import threshold_billed_lines

@@ -2,9 +2,12 @@
 
 A dimensional price (catalog/pricing/README.md, "Dimensional prices") with ``"unmatched": "refuse"``
 prices only the value combinations it lists; ingestion refuses an event of its metric whose values it
-does not name (400, on ``data.<property>``), for every customer of the merchant: the metric is the
-merchant's, so the price's combinations are the values its events may carry. Read with the routing
-(``metering.selectors.metric_routes``, one query) and cached with it.
+does not name (400, on ``data.<property>``) when that price bills the event's customer at the event's
+timestamp (``catalog.billing_prices.prices_billing_usage``): a customer whose plan prices the same metric
+otherwise (a default rate for unmatched values, no dimensions) is not refused because of another plan's
+price. The refusing prices are read with the routing (``metering.selectors.metric_routes``, one query)
+and cached with it, so an event whose values every refusing price names costs nothing more; only events
+that some refusing price does not name ask, once per request, which of them it bills.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ def refusing_relation() -> FilteredRelation:
 
 
 def refusing_prices(rows: Iterable[tuple]) -> dict[str, list]:
-    """Metric id → the (name, paths, priced value tuples) of its prices that refuse unmatched values, from
-    the routing rows (metric id, group_by, price name, dimensional rates; the price None for a metric
-    without one); catalog/pricing/README.md, "Dimensional prices"."""
+    """Metric id → the (price id, name, paths, priced value tuples) of its prices that refuse unmatched values,
+    from the routing rows (metric id, group_by, price id, price name, dimensional rates; the price None for a
+    metric without one); catalog/pricing/README.md, "Dimensional prices"."""
     found: dict[str, list] = {}
-    for metric_id, group_by, name, rates in rows:
+    for metric_id, group_by, price_id, name, rates in rows:
         if not isinstance(rates, dict):
             continue
         keys = rates.get("dimensions") or []
@@ -41,5 +44,5 @@ def refusing_prices(rows: Iterable[tuple]) -> dict[str, list]:
             for item in rates.get("rates") or []
             if isinstance(item, dict) and isinstance(item.get("values"), dict)
         )
-        found.setdefault(metric_id, []).append((name, paths, values))
+        found.setdefault(metric_id, []).append((price_id, name, paths, values))
     return found

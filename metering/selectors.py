@@ -64,9 +64,10 @@ class MetricRoute:
     aggregation: str
     value_path: tuple[str, ...] | None  # None when the metric reads no value
     numeric: bool  # the value must be a number (every aggregation but UNIQUE_COUNT)
-    # Prices of the metric that refuse values they do not name ("unmatched": "refuse"): per price, its
-    # name, the dimension paths and the value tuples (text) it prices. An event must match every one.
-    refusals: tuple[tuple[str, tuple[tuple[str, ...], ...], frozenset], ...] = ()
+    # Prices of the metric that refuse values they do not name ("unmatched": "refuse"): per price, its id,
+    # name, the dimension paths and the value tuples (text) it prices. An event must match every one that
+    # bills its customer (metering/refusals.py).
+    refusals: tuple[tuple[str, str, tuple[tuple[str, ...], ...], frozenset], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,12 @@ def metric_routes(*, merchant: Merchant | str) -> dict[str, list[MetricRoute]]:
             "aggregation",
             "value_property",
             "group_by",
+            "refusing__id",
             "refusing__invoice_display_name",
             "refusing__dimensional_rates",
         )
     )
-    refusing = refusing_prices((row[0], row[4], row[5], row[6]) for row in rows)
+    refusing = refusing_prices((row[0], row[4], row[5], row[6], row[7]) for row in rows)
     seen: set[str] = set()
     for metric_id, event_type, aggregation, value_property, *_ in rows:
         if metric_id in seen:

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
+from catalog.billing_prices import UsageAsk, prices_billing_usage
 from catalog.models import Customer, Merchant
 from catalog.pricing.limits import BOUND_TEXT, LIMIT, within_bound
 from core.db import any_of, planned_once_cursor
@@ -134,6 +135,9 @@ class _Candidate:
     data_json: str
     metric_values: dict[str, Decimal | None]
     customer_id: str | None = None
+    # The refusing prices whose values the event lacks, with their errors: refused only by a price that
+    # bills the customer (``_refusals_resolve``).
+    refusals: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -203,27 +207,53 @@ def _dimension_text(value) -> str | None:
     return str(value)
 
 
-def _refused_values(route: MetricRoute, data, errors: list) -> bool:
-    """Whether a price of ``route``'s metric refuses the event's values (it prices only the values it
-    names, "unmatched": "refuse"); appends one field-level error per refusing price."""
-    refused = False
-    for name, paths, values in route.refusals:
+def _refused_values(route: MetricRoute, data) -> list[tuple[str, dict[str, str]]]:
+    """The prices of ``route``'s metric that refuse the event's values (they price only the values they name,
+    "unmatched": "refuse"), each with its field-level error: (price id, error). Whether one refuses the
+    event depends on whether it bills the event's customer (``_refusals_resolve``)."""
+    refused = []
+    for price_id, name, paths, values in route.refusals:
         found = tuple(_dimension_text(_value_at(data, path) if isinstance(data, dict) else None) for path in paths)
         if found in values:
             continue
-        refused = True
         field = "data." + ".".join(paths[0])
-        if any(e["field"] == field for e in errors):
-            continue
         listed = ", ".join(sorted("/".join(v) for v in values)[:10]) or "none"
         shown = "/".join("(missing)" if v is None else v for v in found)
-        errors.append(
-            {
-                "field": field,
-                "message": f"{field} “{shown}” has no rate on the price “{name}”; priced values: {listed}.",
-            }
-        )
+        message = f"{field} “{shown}” has no rate on the price “{name}”; priced values: {listed}."
+        refused.append((price_id, {"field": field, "message": message}))
     return refused
+
+
+def _refusals_resolve(
+    merchant_id: str, candidates: list[_Candidate], results: list[EventResult | None]
+) -> list[_Candidate]:
+    """Refuse the candidates whose values a refusing price does not name when that price bills their
+    customer at their timestamp (one query for the whole request, asked only when some candidate has such
+    values); the others are kept, in order. A customer with no subscription billed by the price (another
+    plan's customer, one not known yet) is not refused: nothing would rate its usage with that price."""
+    pending = [candidate for candidate in candidates if candidate.refusals]
+    if not pending:
+        return candidates
+    asks = [
+        UsageAsk(
+            subject=candidate.subject,
+            external_subject=candidate.external_subject,
+            moment=candidate.timestamp,
+            price_ids=frozenset(price_id for price_id, _ in candidate.refusals),
+        )
+        for candidate in pending
+    ]
+    billing = prices_billing_usage(merchant_id=merchant_id, asks=asks)
+    refused: set[int] = set()
+    for candidate, billed in zip(pending, billing, strict=True):
+        errors: list[dict[str, str]] = []
+        for price_id, error in candidate.refusals:
+            if price_id in billed and not any(e["field"] == error["field"] for e in errors):
+                errors.append(error)
+        if errors:
+            results[candidate.index] = EventResult(candidate.index, REJECTED, errors=errors)
+            refused.add(candidate.index)
+    return [candidate for candidate in candidates if candidate.index not in refused] if refused else candidates
 
 
 def _optional_string(raw: dict, key: str, errors: list, *, max_length: int) -> str:
@@ -300,6 +330,7 @@ def _validate(
     data = raw.get("data")
     data_json = ""
     metric_values: dict[str, Decimal | None] = {}
+    refusals: list[tuple[str, dict[str, str]]] = []
     if data is None:
         errors.append({"field": "data", "message": "data is required (an object)."})
     elif not isinstance(data, dict):
@@ -316,7 +347,7 @@ def _validate(
             )
         for route in event_routes:
             if route.refusals:
-                _refused_values(route, data, errors)
+                refusals += _refused_values(route, data)
             if route.value_path is None:
                 metric_values[route.metric_id] = Decimal(1)
                 continue
@@ -403,6 +434,7 @@ def _validate(
         data=data,
         data_json=data_json,
         metric_values=metric_values,
+        refusals=refusals,
     )
 
 
@@ -468,7 +500,7 @@ def _validate_all(
         else:
             candidates.append(checked)
 
-    return results, candidates
+    return results, _refusals_resolve(merchant_id, candidates, results)
 
 
 _ONE = Decimal(1)
@@ -523,8 +555,8 @@ def _validate_common(
         return None
     metric_values: dict[str, Decimal | None] = {}
     for route in routes[event_type]:
-        if route.refusals and _refused_values(route, data, []):
-            return None  # the full check names the property
+        if route.refusals and _refused_values(route, data):
+            return None  # the full check keeps the refusals, resolved with the request's others
         if route.value_path is None:
             metric_values[route.metric_id] = _ONE
             continue

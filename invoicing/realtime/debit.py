@@ -53,6 +53,7 @@ from typing import NamedTuple
 from django.db import transaction
 
 from catalog.models import BillableMetric, Customer, Merchant, Price, Subscription
+from catalog.periods import Period
 from catalog.selectors import metric_filters_prefetch
 from core.bulk import WriteBatch
 from metering import services as metering
@@ -66,7 +67,6 @@ from wallets.services import DebitOutcome, UsageDebitRequest, usage_debit, usage
 from .. import metrics
 from .. import usage_counters as counters
 from ..calculation import service_window, subscription_now, subscription_period_at
-from ..periods import Period
 from ..pricing_adapter import prices_for_subscriptions
 from .event_values import event_rows_after, event_rows_by_customer
 from .link import events_link_before_request

@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from catalog.models import Merchant, Price, Subscription, SubscriptionStatus
+from catalog.periods import Period
 from metering import services as metering
 from metering.selectors import events_awaiting_link as usage_events_awaiting_link
 from metering.selectors import usage_aggregate, usage_aggregate_by_customer_and_values
@@ -24,7 +25,6 @@ from wallets.services import usage_debit
 
 from .. import usage_counters as counters
 from ..calculation import SUBSCRIPTION_RELATED, service_window, subscription_now, subscription_period_at
-from ..periods import Period
 from ..pricing_adapter import prices_for_subscriptions
 from .event_values import event_rows_by_customer
 from .locks import wallets_lock_all

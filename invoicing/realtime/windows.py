@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from catalog.models import Price, Subscription
+from catalog.periods import Period
 from wallets.costing import incremental_cost, incremental_dimensional_cost
 
 from .. import usage as usage_source
 from ..calculation import service_window
 from ..models import OPEN_STATUSES, Invoice, InvoiceKind, InvoiceStatus
-from ..periods import Period
 from ..pricing_adapter import dimension_paths, price_dimensional_spec, price_spec_from_price
 from .event_values import event_rows_total, event_values_cost, is_event_valued
 

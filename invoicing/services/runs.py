@@ -23,6 +23,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from catalog.models import Customer, Subscription, SubscriptionStatus, SubscriptionVersionChange
+from catalog.periods import Period
 from wallets.models import WebhookEndpoint
 from wallets.selectors import subscriptions_with_debits
 from wallets.webhooks import webhook_endpoints_by_merchant
@@ -56,7 +57,6 @@ from ..models import (
     SubscriptionPlanChange,
     SubscriptionPriceInterval,
 )
-from ..periods import Period
 from ..pricing_adapter import plan_price_set_for_customer, price_sets_for_subscriptions
 from ..thresholds import threshold_billed_lines
 from ..webhook_events import invoice_created_emit, subscription_terminated_emit

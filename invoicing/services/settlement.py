@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db.models import Max
 
 from catalog.models import Subscription
+from catalog.periods import Period
 from wallets.selectors import PeriodDebits, period_debits_by_segment
 from wallets.services import invoice_settlement_record, wallet_lock
 
@@ -25,7 +26,6 @@ from ..models import (
     InvoiceKind,
     SubscriptionPlanChange,
 )
-from ..periods import Period
 
 
 def plan_charged_from(subscription: Subscription, period: Period, *, until: datetime) -> datetime | None:

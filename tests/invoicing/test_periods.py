@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from invoicing.periods import boundary, period_at, period_by_index
+from catalog.periods import boundary, period_at, period_by_index
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -13,7 +13,7 @@ from catalog.models import BillingMode
 from invoicing.models import Invoice, InvoiceKind, LineKind
 from invoicing.realtime import events_ingest_and_debit
 from invoicing.services import billing_run_execute
-from tests.factories import MeteredPriceFactory, PlanFactory, SubscriptionFactory
+from tests.factories import CustomerFactory, MeteredPriceFactory, PlanFactory, SubscriptionFactory
 from wallets.models import EntryKind, LedgerEntry
 
 from .conftest import APRIL, MARCH, event, fund
@@ -95,3 +95,42 @@ def test_random_requests_telescope_to_the_invoice_lines(customer, dimensional_su
     assert _debited(dimensional_subscription) == exact
     assert all(line.explanation.get("dimensions") or "unmatchedValues" in line.explanation for line in usage)
     assert invoice.lines.filter(kind=LineKind.PREPAID).exists()
+
+
+def test_another_plans_refusing_price_refuses_only_its_own_customers(
+    customer, product, tokens, dimensional_subscription
+):
+    # given a second real-time plan whose price refuses models it has no rate for, and a customer on it
+    strict_plan = PlanFactory(
+        product=product, merchant=product.merchant, name="Strict", billing_mode=BillingMode.REAL_TIME
+    )
+    MeteredPriceFactory(
+        plan=strict_plan,
+        billable_metric=tokens,
+        unit_price=Decimal("0.003"),
+        invoice_display_name="Strict tokens",
+        dimensional_rates={**RATES, "unmatched": "refuse"},
+    )
+    strict = CustomerFactory(merchant=customer.merchant, name="Strict Co", time_zone="UTC")
+    strict_subscription = SubscriptionFactory(
+        plan=strict_plan, merchant=customer.merchant, customer=strict, started_at=MARCH, billing_anchor=MARCH
+    )
+    fund(customer, "100")
+    fund(strict, "100")
+    # when both send 10 tokens of a model neither plan names, in one request
+    outcome = _send_many([(customer, "nle-xl", 10), (strict, "nle-xl", 10)], MARCH + timedelta(days=3))
+    # then the per-model plan's customer is debited at its own rate (10 × 0.003 = 0.03); the strict one refused
+    assert [result.status for result in outcome.results] == ["accepted", "rejected"]
+    assert [error["field"] for error in outcome.results[1].errors] == ["data.model"]
+    assert "has no rate on the price “Strict tokens”" in outcome.results[1].errors[0]["message"]
+    assert _debited(dimensional_subscription) == Decimal("0.03")
+    assert _debited(strict_subscription) == Decimal(0)
+
+
+def _send_many(items, at):
+    raw = []
+    for who, model, tokens_used in items:
+        item = event(who, tokens_used, at=at)
+        item["data"]["model"] = model
+        raw.append(item)
+    return events_ingest_and_debit(merchant=items[0][0].merchant, raw_events=raw, now=at + timedelta(minutes=1))
