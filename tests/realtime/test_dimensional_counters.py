@@ -4,6 +4,7 @@ invoice's source of truth) and the debits stay the increments of the per-model l
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -190,6 +191,19 @@ def test_values_python_renders_like_sql_use_the_counter(customer, per_model, tok
     assert _counter(customer) == {SMALL: 1, ("true",): 1, ("7",): 6, (None,): 8} == _aggregate(customer, tokens)
 
 
+def test_an_event_without_a_value_makes_its_combination_present(customer, per_model, tokens):
+    # given a counter
+    fund(customer, "100")
+    _send(customer, {"model": "nle-small", "tokens": 1})
+
+    # when events of new models arrive without tokens (missing, JSON null)
+    outcome = _send(customer, {"model": "nle-xl"}, {"model": "nle-large", "tokens": None})
+
+    # then they add nothing to pay, but their combinations are in the map with 0, as the aggregate has them
+    assert [d.amount for d in outcome.debits] == [0]
+    assert _counter(customer) == {SMALL: 1, ("nle-xl",): 0, LARGE: 0} == _aggregate(customer, tokens)
+
+
 @pytest.mark.parametrize("model", [1.5, {"name": "nle-large"}, ["nle-large"], 2**63], ids=repr)
 def test_a_value_python_cannot_render_like_sql_falls_back_to_the_aggregate(customer, per_model, tokens, model):
     # given a counter
@@ -271,3 +285,47 @@ def test_linking_early_events_writes_their_counter(merchant, product, tokens):
     assert [sql.lstrip().upper()[:6] for sql in _event_reads(queries)] == ["INSERT", "INSERT"]
     assert [(d.usage_before, d.usage_after, d.amount) for d in later.debits] == [(1200, 1300, 0)]
     assert _counter(crm) == {LARGE: 1200, SMALL: 100}
+
+
+def test_the_counter_equals_the_aggregate_after_random_batches(customer, per_model, tokens):
+    # given a filtered metric (status not "error"), a tight block-policy balance that refuses some
+    # events, duplicates, and events stored before the counter existed
+    MetricFilter.objects.create(metric=tokens, property_path="$.status", operator="neq", values=["error"])
+    fund(customer, "6", policy="block")
+    rng = random.Random(20261208)
+    events_ingest(
+        merchant=customer.merchant, raw_events=[_random_event(rng, customer, f"early-{i}") for i in range(4)], now=AT
+    )
+    keys: list[str] = []
+    refused = duplicates = 0
+
+    # when many random batches arrive (model and status values of every JSON type)
+    for batch in range(40):
+        raw = []
+        for i in range(rng.randint(1, 5)):
+            key = rng.choice(keys) if keys and rng.random() < 0.2 else f"b{batch}-{i}"
+            keys.append(key)
+            raw.append(_random_event(rng, customer, key))
+        outcome = events_ingest_and_debit(merchant=customer.merchant, raw_events=raw, now=AT + timedelta(days=1))
+        refused += len(outcome.refusals)
+        duplicates += outcome.counts["duplicate"]
+
+        # then the map kept for the next request is the grouped aggregate of the stored events
+        assert _counter(customer) == _aggregate(customer, tokens), batch
+
+    assert refused > 0 and duplicates > 0  # the loop did exercise both
+
+
+def _random_event(rng: random.Random, customer, key: str) -> dict:
+    data: dict = {}
+    for name, choices in (
+        ("tokens", [1, 20, 300, "4", "0.5", 2.25, None, "missing"]),
+        ("model", ["nle-small", "nle-large", "nle-xl", "7", 7, True, False, None, 1.5, ["nle-small"], "missing"]),
+        ("status", ["ok", "error", None, True, {"code": "error"}, "missing"]),
+    ):
+        value = rng.choice(choices)
+        if value != "missing":
+            data[name] = value
+    raw = _raw(customer, data, at=AT - timedelta(hours=rng.randint(0, 40)))
+    raw["idempotencyKey"] = key
+    return raw
