@@ -16,11 +16,13 @@ Order inside the one transaction (``events_ingest_and_debit``):
    metered prices (a fixed number of queries);
 2. lock the wallets of those customers (sorted, so two requests never deadlock) — every later read
    of "usage before" is therefore the usage left by the previous committed debit of that customer;
-3. read each period's usage before, one grouped query per (metric, window) — for a percentage or
-   dynamic price the window's event rows (``event_values.py``);
+3. read each period's usage before: the running counters of SUM/COUNT metrics (a dimensional price's
+   {values: quantity} map too) in one query, else one grouped query per (metric, window[, paths]) —
+   for a percentage or dynamic price the window's event rows (``event_values.py``);
 4. ingest through ``metering.services.events_ingest`` (a savepoint);
-5. read the usage after, again one grouped query per (metric, window) — unless a running counter, or
-   for event rows the request's own events, give it without a query;
+5. read the usage after, again one grouped query per key — unless a running counter (plus the
+   request's events, per combination for a dimensional price), or for event rows the request's own
+   events, give it without a query;
 6. per customer (a savepoint each), one ``usage_debit`` per (subscription, price, period) for the
    whole request's increment.
 
