@@ -131,20 +131,31 @@ class RealtimeUsageCounter(models.Model):
     alone); created from one SQL aggregate the first time it is needed. ``definition`` fingerprints the
     metric's definition (aggregation, event type, value property, filters, start): a counter of an edited
     metric is recomputed. Derived data — the period invoice always aggregates the events themselves.
+
+    A dimensional price's usage (``{dimension values: quantity}``) is one row per (customer, metric,
+    window, dimension paths): ``dimensions`` names the paths (a fingerprint; empty for a plain counter),
+    ``combinations`` holds the paths and every combination's quantity, ``usage`` their sum
+    (``invoicing.usage_counters``).
     """
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
     metric = models.ForeignKey(BillableMetric, on_delete=models.CASCADE, related_name="+", db_index=False)
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
+    # sha256 of the dimension paths (JSON), "" for the plain counter of the metric's quantity.
+    dimensions = models.CharField(max_length=64, default="", db_default="", blank=True)
     definition = models.CharField(max_length=64)
     usage = models.DecimalField(**QUANTITY_DIGITS)
+    # A dimensional counter's {"paths": [...], "usage": [[[value text or null, ...], "quantity"], ...]}
+    # (quantities as Decimal text); null for a plain counter.
+    combinations = models.JSONField(null=True, blank=True)
     updated_at = models.DateTimeField()
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["customer", "metric", "window_start", "window_end"], name="realtime_usage_counter_unique"
+                fields=["customer", "metric", "window_start", "window_end", "dimensions"],
+                name="realtime_usage_counter_unique",
             )
         ]
 

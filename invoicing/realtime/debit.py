@@ -16,11 +16,13 @@ Order inside the one transaction (``events_ingest_and_debit``):
    metered prices (a fixed number of queries);
 2. lock the wallets of those customers (sorted, so two requests never deadlock) — every later read
    of "usage before" is therefore the usage left by the previous committed debit of that customer;
-3. read each period's usage before, one grouped query per (metric, window) — for a percentage or
-   dynamic price the window's event rows (``event_values.py``);
+3. read each period's usage before: the running counters of SUM/COUNT metrics (a dimensional price's
+   {values: quantity} map too) in one query, else one grouped query per (metric, window[, paths]) —
+   for a percentage or dynamic price the window's event rows (``event_values.py``);
 4. ingest through ``metering.services.events_ingest`` (a savepoint);
-5. read the usage after, again one grouped query per (metric, window) — unless a running counter, or
-   for event rows the request's own events, give it without a query;
+5. read the usage after, again one grouped query per key — unless a running counter (plus the
+   request's events, per combination for a dimensional price), or for event rows the request's own
+   events, give it without a query;
 6. per customer (a savepoint each), one ``usage_debit`` per (subscription, price, period) for the
    whole request's increment.
 
@@ -128,8 +130,9 @@ class _DebitContext:
     customers: dict[str, Customer] = field(default_factory=dict)
     metrics: dict[str, BillableMetric] = field(default_factory=dict)
     definitions: dict[str, str] = field(default_factory=dict)  # metric id → counters.definition(metric)
-    counted: set[CounterKey] = field(default_factory=set)  # usage kept by a counter
-    stored: dict[CounterKey, Decimal] = field(default_factory=dict)  # counter values read
+    counted: set[CounterKey] = field(default_factory=set)  # usage kept by a counter (plain or dimensional)
+    stored: dict[CounterKey, counters.CounterValue] = field(default_factory=dict)  # fresh counter values read
+    present: set[CounterKey] = field(default_factory=set)  # counted keys with a row (fresh or stale)
     wallets: dict[tuple[str, str], Wallet] = field(default_factory=dict)  # (customer, currency) → locked row
 
 
@@ -245,19 +248,19 @@ def _debit_context(*, subscriptions: list[Subscription], raw_events: Sequence, n
 
 
 def _usage_before(context: _DebitContext, needs) -> None:
-    """Fill ``context.before``: (metric id, window) → {customer id: usage}. SUM/COUNT metrics from their
-    counters (one query for all), the rest — and missing or stale counters — by one grouped aggregate
-    per metric and window."""
+    """Fill ``context.before``: (metric id, window[, paths]) → {customer id: usage}. SUM/COUNT metrics
+    from their counters — a dimensional price's whole {values: quantity} map too — in one query for all;
+    the rest, and missing or stale counters, by one grouped aggregate per key."""
     wanted: dict[UsageKey, set[str]] = defaultdict(set)
     for key, customer_id in needs:
         wanted[key].add(customer_id)
     context.counted = {
         (key, customer_id)
         for key, customer_ids in wanted.items()
-        if is_quantity_key(key) and counters.is_counted(context.metrics[key[0]])
+        if _is_counted_key(context, key)
         for customer_id in customer_ids
     }
-    context.stored = counters.counters_read(wanted=context.counted, definitions=context.definitions)
+    context.stored, context.present = counters.counters_read(wanted=context.counted, definitions=context.definitions)
     context.before = {key: {} for key in wanted}
     missing: dict[UsageKey, set[str]] = defaultdict(set)
     for key, customer_ids in wanted.items():
@@ -268,6 +271,14 @@ def _usage_before(context: _DebitContext, needs) -> None:
                 missing[key].add(customer_id)
     for key, usage in _aggregate(context, missing).items():
         context.before[key].update(usage)
+
+
+def _is_counted_key(context: _DebitContext, key: UsageKey) -> bool:
+    """Whether a running counter keeps this usage: a SUM/COUNT metric's quantity or dimensional map."""
+    metric = context.metrics[key[0]]
+    if is_quantity_key(key):
+        return counters.is_counted(metric)
+    return is_dimensional_key(key) and counters.is_dimensional_counted(metric, key[3])
 
 
 def _aggregate(context: _DebitContext, wanted: dict[UsageKey, set[str]]):
@@ -296,11 +307,19 @@ def _usage_after(
     events_by_customer: dict[str, list[metering.AcceptedEvent]],
 ) -> dict[UsageKey, dict[str, Decimal]]:
     """Usage after this request's events: counter + the events' values for SUM/COUNT metrics (no query),
-    else (or when a filter cannot be decided in Python) the aggregate again."""
+    per combination of the dimension values for a dimensional price, else (or when a filter or a
+    dimension value cannot be decided in Python) the aggregate again."""
     after: dict[UsageKey, dict[str, Decimal]] = defaultdict(dict)
     rescan: dict[UsageKey, set[str]] = defaultdict(set)
     for key, customer_id in context.counted:
         metric, window = context.metrics[key[0]], (key[1], key[2])
+        if is_dimensional_key(key):
+            added = counters.dimension_increments(metric, events_by_customer.get(customer_id, ()), window, key[3])
+            if added is None:
+                rescan[key].add(customer_id)
+            else:
+                after[key][customer_id] = counters.combinations_add(context.before[key][customer_id], added)
+            continue
         total = context.before[key][customer_id]
         for event in events_by_customer.get(customer_id, ()):
             increment = counters.event_increment(metric, event, window)
@@ -332,11 +351,17 @@ def _usage_after(
 
 
 def _counters_save(
-    context: _DebitContext, final: dict[CounterKey, Decimal], now: datetime, *, batch: WriteBatch | None = None
+    context: _DebitContext,
+    final: dict[CounterKey, counters.CounterValue],
+    now: datetime,
+    *,
+    batch: WriteBatch | None = None,
 ) -> None:
     changed = {key: usage for key, usage in final.items() if context.stored.get(key) != usage}
     if changed:
-        counters.counters_write(values=changed, definitions=context.definitions, now=now, batch=batch)
+        counters.counters_write(
+            values=changed, definitions=context.definitions, now=now, batch=batch, present=context.present
+        )
 
 
 def _groups_for(
@@ -628,7 +653,7 @@ def _debit_and_count(
     context: _DebitContext,
     groups: dict[_GroupKey, _DebitGroup],
     after: dict[UsageKey, dict[str, Decimal]],
-    final: dict[CounterKey, Decimal],
+    final: dict[CounterKey, counters.CounterValue],
     events_by_customer: dict[str, list[metering.AcceptedEvent]],
     outcome: RealtimeOutcome,
     now: datetime,

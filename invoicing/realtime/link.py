@@ -100,7 +100,7 @@ def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, l
         subscriptions, at={s.pk: subscription_period_at(s, subscription_now(s, now)).start for s in subscriptions}
     )
     debits: list[Debit] = []
-    counted: dict[counters.CounterKey, Decimal] = {}
+    counted: dict[counters.CounterKey, counters.CounterValue] = {}
     definitions: dict[str, str] = {}
     for subscription in subscriptions:
         prices = debited_prices(all_prices[subscription.pk])
@@ -149,6 +149,9 @@ def _catch_up(subscriptions: list[Subscription], events_by_customer: dict[str, l
                             customers=[subscription.customer],
                             paths=key[3],
                         )[subscription.customer_id]
+                        if counters.is_dimensional_counted(metric, key[3]):  # rewritten as read, like the plain one
+                            definitions[metric_id] = counters.definition(metric)
+                            counted[(key, subscription.customer_id)] = by_values
                         price_of_usage += debit_amount(price, currency, before={}, after=by_values)
                     else:
                         price_of_usage += debit_amount(price, currency, before=ZERO, after=usage)

@@ -67,7 +67,7 @@ def test_an_upsert_overwrites_only_the_fields_named(merchant):
         RealtimeUsageCounter,
         COUNTER,
         [(customer.pk, metric.pk, T0, T1, "d2", Decimal("7.000000000001"), T1)],
-        unique_fields=["customer_id", "metric_id", "window_start", "window_end"],
+        unique_fields=["customer_id", "metric_id", "window_start", "window_end", "dimensions"],
         update_fields=["usage", "updated_at"],
     )
 

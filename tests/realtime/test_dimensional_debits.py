@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 
 from catalog.models import BillingMode
-from invoicing.models import Invoice, InvoiceKind, LineKind
+from invoicing.models import Invoice, InvoiceKind, LineKind, RealtimeUsageCounter
 from invoicing.realtime import events_ingest_and_debit
 from invoicing.services import billing_run_execute
+from metering.selectors import usage_aggregate_by_customer_and_values
 from tests.factories import CustomerFactory, MeteredPriceFactory, PlanFactory, SubscriptionFactory
 from wallets.models import EntryKind, LedgerEntry
 
@@ -60,6 +61,11 @@ def _send(customer, items, at):
     return events_ingest_and_debit(merchant=customer.merchant, raw_events=raw, now=at + timedelta(minutes=1))
 
 
+def _counted(customer) -> dict:
+    row = RealtimeUsageCounter.objects.get(customer=customer, window_start=MARCH, window_end=APRIL)
+    return {tuple(values): Decimal(quantity) for values, quantity in row.combinations["usage"]}
+
+
 def _debited(subscription) -> Decimal:
     entries = LedgerEntry.objects.filter(kind=EntryKind.USAGE_DEBIT, subscription=subscription)
     return -sum((entry.amount for entry in entries), Decimal(0))
@@ -74,18 +80,29 @@ def test_a_request_debits_each_models_increment(customer, dimensional_subscripti
     assert outcome.debits[0].usage_after == Decimal(1510)
 
 
+@pytest.mark.parametrize("tier_scope", ["combination", "metric"])
 @pytest.mark.parametrize("seed", range(6))
-def test_random_requests_telescope_to_the_invoice_lines(customer, dimensional_subscription, seed):
-    # given a random sequence of requests over three models (one unmatched, one missing the property)
+def test_random_requests_telescope_to_the_invoice_lines(customer, dimensional_subscription, tokens, seed, tier_scope):
+    # given either tier scope, and a random sequence of requests over three models (one unmatched, one
+    # missing the property) and values the running counter takes (a boolean, an integer) or leaves to the
+    # aggregate (a float)
+    price = dimensional_subscription.plan.prices.get()
+    price.dimensional_rates = {**RATES, "tierScope": tier_scope}
+    price.save(update_fields=["dimensional_rates"])
     fund(customer, "1000")
     rng = random.Random(seed)
     at = MARCH + timedelta(days=2)
+    models = ["nle-small", "nle-large", "nle-xl", None, True, 7, 2.5]
     for number in range(rng.randint(3, 12)):
-        items = [
-            (rng.choice(["nle-small", "nle-large", "nle-xl", None]), rng.randint(0, 900))
-            for _ in range(rng.randint(1, 4))
-        ]
+        items = [(rng.choice(models), rng.randint(0, 900)) for _ in range(rng.randint(1, 4))]
         _send(customer, items, at + timedelta(hours=number))
+        # the counter kept for the next request is the grouped aggregate of the stored events
+        assert (
+            _counted(customer)
+            == usage_aggregate_by_customer_and_values(
+                metric=tokens, start=MARCH, end=APRIL, customers=[customer], paths=("$.model",)
+            )[customer.pk]
+        )
     # when March is closed
     billing_run_execute(as_of=CLOSE, clock=lambda: CLOSE)
     invoice = Invoice.objects.get(subscription=dimensional_subscription, kind=InvoiceKind.RECURRING, period_start=MARCH)

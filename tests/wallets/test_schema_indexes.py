@@ -64,7 +64,7 @@ REWRITTEN_BY_EVERY_DEBIT = {
     Wallet: ["balance", "last_sequence", "overage_outstanding", "updated_at"],
     CreditLot: ["remaining"],
     PeriodDebitTotal: ["debited", "overage", "entries"],
-    RealtimeUsageCounter: ["usage", "definition", "updated_at"],
+    RealtimeUsageCounter: ["usage", "combinations", "definition", "updated_at"],
 }
 
 
