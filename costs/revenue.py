@@ -4,8 +4,11 @@ credit notes, and what each customer owes today.
 - **Billed** (``revenue_summary``): the ``subtotal`` (net of tax) of issued, partially paid, overdue and paid
   invoices placed in [start, end) by their issue time (``issued`` basis) or the start of the billing period
   they bill (``billingPeriod``); credit notes (issued, not voided) are subtracted by their issue time (by
-  their invoice's billing period on that basis). ``netRevenue`` = invoiced − credited. Draft and voided
-  invoices are not revenue.
+  their invoice's billing period on that basis), by their ``subtotal`` too. ``netRevenue`` = invoiced −
+  credited. Draft and voided invoices are not revenue.
+- **Refunds** (the client's ``totalRefunds``): the same credit notes' ``total``, tax included, as the
+  client defines it; ``netRevenue`` subtracts them without tax (a $200 credit note with 10 % tax is
+  ``totalRefunds`` 220.00 and takes 200.00 off ``netRevenue``).
 - **Outstanding**: open invoices' ``amount_due``; **paid**: paid invoices' ``subtotal``; Meterline writes
   nothing off (``writtenOff`` is always zero) and grants no rebates.
 - **Payments**: recorded payments (``invoicing.Payment``) received in the window; provider sessions still
@@ -144,7 +147,8 @@ class Category:
 class CurrencySummary:
     currency: str
     invoiced: Decimal = ZERO
-    credited: Decimal = ZERO
+    credited: Decimal = ZERO  # credit notes' subtotals (net of tax): what netRevenue subtracts
+    refunded: Decimal = ZERO  # the same credit notes' totals, tax included: the client's totalRefunds
     credit_count: int = 0
     issued: Category = Category()
     outstanding: Category = Category()
@@ -282,12 +286,17 @@ def revenue_summary(
     for row in (
         notes.order_by()
         .values(*note_keys)
-        .annotate(amount=Coalesce(Sum("subtotal"), ZERO, output_field=MONEY), count=Count("id"))
+        .annotate(
+            amount=Coalesce(Sum("subtotal"), ZERO, output_field=MONEY),
+            total=Coalesce(Sum("total"), ZERO, output_field=MONEY),
+            count=Count("id"),
+        )
     ):
         code = row["currency"]
         summary = of(code)
         credited = _money(row["amount"], code)
         summary.credited += credited
+        summary.refunded += _money(row["total"], code)
         summary.credit_count += row["count"]
         if group_field:
             key = row[note_keys[1]]

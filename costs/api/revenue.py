@@ -210,7 +210,7 @@ class RevenueApi(CatalogApi):
             {
                 "currency": currency,
                 "netRevenue": money_string(summary.net_revenue, currency),
-                "totalRefunds": money_string(summary.credited, currency),
+                "totalRefunds": money_string(summary.refunded, currency),
                 "refundCount": summary.credit_count,
                 "totalRebates": money_string(ZERO, currency),
                 "rebateCount": 0,

@@ -339,7 +339,11 @@ class RevenueSummaryOutput(serializers.Serializer):
     object = Constant("revenue_summary")
     currency = serializers.CharField(required=False, help_text="Omitted with groupBy=currency.")
     netRevenue = serializers.CharField(required=False)
-    totalRefunds = serializers.CharField(required=False)
+    totalRefunds = serializers.CharField(
+        required=False,
+        help_text="The credit notes issued in the window (not voided), tax included; netRevenue subtracts them "
+        "net of tax.",
+    )
     refundCount = serializers.IntegerField(required=False)
     totalRebates = serializers.CharField(required=False)
     rebateCount = serializers.IntegerField(required=False)

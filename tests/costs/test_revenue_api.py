@@ -12,7 +12,7 @@ from catalog.services import api_key_create
 from invoicing.receivables import payment_record
 from invoicing.services import credit_note_issue
 from tests.factories import FeePriceFactory, MerchantFactory, PlanFactory, SubscriptionFactory
-from tests.invoicing.receivables import issued
+from tests.invoicing.receivables import account, issued
 
 from .conftest import FEB_1, JAN_1
 
@@ -204,3 +204,27 @@ def test_recurring_revenue_is_the_merchants_own(api, merchant, other_merchant):
     assert api.get("/v0/revenue/recurring", merchantId=other_merchant.id)[0] == 403
     status, body = api.get("/v0/revenue/recurring", currency="DOLLARS")
     assert (status, body["errors"][0]["field"]) == (400, "currency")
+
+
+@pytest.mark.django_db
+def test_refunds_include_tax_while_net_revenue_subtracts_them_without(api, merchant):
+    # given: $300.00 + 10 % tax ($330.00) invoiced on 5 January, $200.00 of it credited on the 12th with its
+    # $20.00 tax
+    subscription = account(merchant, tax_rate="10")
+    invoice = issued(subscription, "300.00", tax_rate="10", now=JAN_1 + timedelta(days=4))
+    line = invoice.lines.get(description="Line 1")
+    note = credit_note_issue(invoice=invoice, now=JAN_1 + timedelta(days=11), amounts={line.pk: Decimal("200.00")})
+    assert (note.subtotal, note.tax, note.total) == (Decimal("200.00"), Decimal("20.00"), Decimal("220.00"))
+
+    # when
+    status, body = api.get("/v0/revenue", bucketWidth="week", **WINDOW)
+
+    # then: totalRefunds is the credit note with its tax (220.00); netRevenue is billed less refunds, both net
+    # of tax: 300.00 − 200.00 = 100.00, and the trend's buckets sum to it
+    assert status == 200, body
+    assert (body["totalRefunds"], body["refundCount"], body["netRevenue"]) == ("220.00", 1, "100.00")
+    assert [(b["timestamp"][:10], b["revenue"]) for b in body["trend"][1:3]] == [
+        ("2026-01-05", "300.00"),
+        ("2026-01-12", "-200.00"),
+    ]
+    assert sum(Decimal(b["revenue"]) for b in body["trend"]) == Decimal("100.00")
