@@ -212,9 +212,14 @@ class ProfitabilityRowOutput(serializers.Serializer):
     totalCost = serializers.CharField()
     profit = serializers.CharField()
     marginPct = serializers.CharField(
-        allow_null=True, help_text="Two places; null without revenue or when no cost was recorded (costData none)."
+        allow_null=True,
+        help_text="Two places; null without positive revenue and unless costData is recorded.",
     )
-    costData = serializers.ChoiceField(choices=[("recorded", "recorded"), ("partial", "partial"), ("none", "none")])
+    costData = serializers.ChoiceField(
+        choices=[("recorded", "recorded"), ("partial", "partial"), ("none", "none")],
+        help_text="recorded: a cost event was attributed to every customer the row covers; partial: to some "
+        "(only the Other row); none: to none (no cost data, not a zero cost).",
+    )
 
 
 class ProfitabilityOutput(serializers.Serializer):

@@ -193,9 +193,19 @@ class CostSummaryApi(CatalogApi):
         return Response(s.CostUsageOutput(body).data)
 
 
-def _profitability_row(row: margin.MarginRow, currency: str) -> dict:
-    # The client's rule: no margin without revenue, nor over a cost nobody recorded (it would read as free).
-    pct = row.margin_pct if row.cost_recorded and row.revenue > 0 else None
+def _cost_data(rows: list[margin.MarginRow]) -> str:
+    """The client's ``costData`` of a row covering ``rows``' customers: ``recorded`` when a cost event was
+    attributed to every one of them, ``partial`` to some (only the folded "Other" row covers several),
+    ``none`` to none."""
+    recorded = sum(1 for row in rows if row.cost_recorded)
+    return "recorded" if recorded == len(rows) else ("partial" if recorded else "none")
+
+
+def _profitability_row(row: margin.MarginRow, currency: str, cost_data: str | None = None) -> dict:
+    cost_data = cost_data or _cost_data([row])
+    # The client's rule: no margin without revenue, nor unless every customer's cost was recorded (a cost
+    # nobody recorded would read as free, and a partly recorded one as cheaper than it is).
+    pct = row.margin_pct if cost_data == "recorded" and row.revenue > 0 else None
     return {
         "customerId": row.key,
         "customerName": row.name,
@@ -203,7 +213,7 @@ def _profitability_row(row: margin.MarginRow, currency: str) -> dict:
         "totalCost": money_string(row.cost, currency),
         "profit": money_string(row.profit, currency),
         "marginPct": None if pct is None else format(pct, "f"),
-        "costData": "recorded" if row.cost_recorded else "none",
+        "costData": cost_data,
     }
 
 
@@ -245,7 +255,7 @@ class ProfitabilityApi(CatalogApi):
                 cost=sum((row.cost for row in rest), margin.ZERO),
                 cost_recorded=any(row.cost_recorded for row in rest),
             )
-            body_rows.append(_profitability_row(other, currency))
+            body_rows.append(_profitability_row(other, currency, _cost_data(rest)))
         body = {
             "object": "profitability_summary",
             "currency": currency,

@@ -249,3 +249,34 @@ def test_profitability_ranks_by_profit_and_rolls_the_rest_into_other(api, mercha
     assert (body["customerCount"], body["unloadedCustomerCount"], body["emptyCustomerCount"]) == (3, None, 0)
     assert "emptyCustomers" not in body
     assert body["warnings"] == ["No cost is defined in USD: costs count as zero."]
+
+
+def test_the_other_row_says_partial_when_only_some_of_its_customers_have_cost_data(api, merchant, gpu_product):
+    # given: invoiced in January Acme $5.00, Brio $2.00, Cato $1.00; GPU-seconds at $0.0005: Acme 1,000
+    # ($0.50), Brio 400 ($0.20), Cato none
+    cost = gpu_cost(gpu_product)
+    customers = {}
+    for name, amount, seconds in (("Acme", "5.00", 1000), ("Brio", "2.00", 400), ("Cato", "1.00", 0)):
+        subscription = SubscriptionFactory(
+            merchant=merchant, customer__merchant=merchant, customer__name=name, plan__product=gpu_product
+        )
+        issued(subscription, amount, now=JAN_1 + timedelta(days=5))
+        if seconds:
+            record_usage(subscription.customer, cost, JAN_1 + timedelta(days=1), seconds, gpu="a100")
+        customers[name] = subscription.customer
+
+    def rows(top_n: str) -> list[tuple]:
+        status, body = api.get("/v0/profitability", merchantId=merchant.id, topN=top_n, **PERIOD)
+        assert status == 200, body
+        return [(r["customerName"], r["profit"], r["marginPct"], r["costData"]) for r in body["rows"]]
+
+    # when / then: Other folds Brio (recorded) and Cato (not): $3.00 − $0.20 = $2.80, partial, no margin (a
+    # margin over Cato's unrecorded cost would overstate it)
+    assert rows("1") == [("Acme", "4.50", "90.00", "recorded"), ("Other", "2.80", None, "partial")]
+    # Other folds Cato alone: none
+    assert rows("2")[2] == ("Other", "1.00", None, "none")
+
+    # when Cato's 200 GPU-seconds ($0.10) are recorded, every customer Other folds has cost data:
+    # $3.00 − $0.30 = $2.70, margin 90.00 %
+    record_usage(customers["Cato"], cost, JAN_1 + timedelta(days=2), 200, gpu="a100")
+    assert rows("1")[1] == ("Other", "2.70", "90.00", "recorded")
