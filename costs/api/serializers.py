@@ -205,6 +205,26 @@ class RangeOutput(serializers.Serializer):
         return {"from": UtcDateTime(), "to": UtcDateTime()}
 
 
+class AbsentOrNullRange(RangeOutput):
+    """Absent, null and an object say three things (the client's revenueRange and costRange): a missing key stays missing
+    (DRF would write null for a nullable field)."""
+
+    def get_attribute(self, instance):
+        if isinstance(instance, Mapping) and self.source not in instance:
+            raise SkipField()
+        return super().get_attribute(instance)
+
+
+COST_RANGE_HELP = (
+    "Present only when the period held no cost event: the first and last cost event instants (both included) "
+    "under the same filters at any time, or null when there is none. Absent when the period held cost."
+)
+REVENUE_RANGE_HELP = (
+    "Present only when the window holds no revenue: the first and last issue instants of the revenue under the "
+    "same filters at any time, or null when there is none."
+)
+
+
 class ProfitabilityRowOutput(serializers.Serializer):
     customerId = serializers.CharField()
     customerName = serializers.CharField()
@@ -223,8 +243,7 @@ class ProfitabilityRowOutput(serializers.Serializer):
 
 
 class ProfitabilityOutput(serializers.Serializer):
-    """ProfitabilitySummaryResponse. ``revenueRange`` and ``costRange`` are never sent: the client reads their
-    absence as "not resolved"."""
+    """ProfitabilitySummaryResponse."""
 
     object = Constant("profitability_summary")
     currency = serializers.CharField()
@@ -236,6 +255,10 @@ class ProfitabilityOutput(serializers.Serializer):
         many=True, required=False, help_text="With includeEmpty=true (and not excludeEmpty): up to topN, by name."
     )
     warnings = serializers.ListField(child=serializers.CharField())
+    revenueRange = AbsentOrNullRange(allow_null=True, required=False, help_text=REVENUE_RANGE_HELP)
+    costRange = AbsentOrNullRange(
+        allow_null=True, required=False, help_text=COST_RANGE_HELP + " Only events attributed to a customer count."
+    )
 
 
 class PriorPeriodOutput(serializers.Serializer):
@@ -263,7 +286,7 @@ class CostReportWindowOutput(serializers.Serializer):
 
 
 class CostReportOutput(serializers.Serializer):
-    """CostReportResponse. ``costRange`` is never sent: the client reads its absence as "not resolved"."""
+    """CostReportResponse."""
 
     object = Constant("cost_report")
     currency = serializers.CharField()
@@ -280,6 +303,7 @@ class CostReportOutput(serializers.Serializer):
     groupCount = serializers.IntegerField()
     emptyGroupCount = serializers.IntegerField()
     warnings = serializers.ListField(child=serializers.CharField())
+    costRange = AbsentOrNullRange(allow_null=True, required=False, help_text=COST_RANGE_HELP)
 
 
 # Revenue (RevenueSummaryResponse, RevenueAccountsResponse). The views build each body's keys from
@@ -330,16 +354,6 @@ class CurrencyBreakdownOutput(serializers.Serializer):
     trend = RevenueTrendBucketOutput(many=True)
 
 
-class AbsentOrNullRange(RangeOutput):
-    """Absent, null and an object say three things (the client's revenueRange): a missing key stays missing
-    (DRF would write null for a nullable field)."""
-
-    def get_attribute(self, instance):
-        if isinstance(instance, Mapping) and self.source not in instance:
-            raise SkipField()
-        return super().get_attribute(instance)
-
-
 class RevenueSummaryOutput(serializers.Serializer):
     object = Constant("revenue_summary")
     currency = serializers.CharField(required=False, help_text="Omitted with groupBy=currency.")
@@ -357,12 +371,7 @@ class RevenueSummaryOutput(serializers.Serializer):
     trend = RevenueTrendBucketOutput(many=True, required=False)
     groupBreakdown = GroupInvoiceSummaryOutput(many=True, required=False, help_text="With groupBy=plan or customer.")
     currencyBreakdown = CurrencyBreakdownOutput(many=True, required=False, help_text="With groupBy=currency only.")
-    revenueRange = AbsentOrNullRange(
-        allow_null=True,
-        required=False,
-        help_text="Present only when the window holds no revenue: the first and last issue instants of the "
-        "revenue under the same filters at any time, or null when there is none.",
-    )
+    revenueRange = AbsentOrNullRange(allow_null=True, required=False, help_text=REVENUE_RANGE_HELP)
 
 
 class AccountFigureOutput(serializers.Serializer):

@@ -19,7 +19,7 @@ from core.api.fields import QueryIdField, parameter_combination_error, require_q
 from core.api.pagination import page_params
 from core.api.serializers import ErrorOutput, list_output
 
-from .. import margin, report, selectors, services
+from .. import margin, report, revenue, selectors, services
 from . import serializers as s
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
@@ -264,6 +264,12 @@ class ProfitabilityApi(CatalogApi):
             "unloadedCustomerCount": None,  # every cost read settles (or the request fails): none unloaded
             "warnings": [] if result.cost_count else [f"No cost is defined in {currency}: costs count as zero."],
         }
+        # Where the data lies when the period held none (absent otherwise: "not resolved" to the client).
+        if not result.billed:
+            body["revenueRange"] = _range(revenue.revenue_extent(merchant=merchant, currency=currency))
+        if not any(row.cost_recorded for row in rows):
+            # Only the cost events a customer can be found for: the only ones profitability counts.
+            body["costRange"] = _range(selectors.cost_extent(costs=result.costs, attributed_only=True))
         with_figures = {row.key for row in rows}
         empty = Customer.objects.filter(merchant=merchant).exclude(pk__in=with_figures).order_by("name", "id")
         body["emptyCustomerCount"] = empty.count()
@@ -297,6 +303,10 @@ class CostReportQuery(s.TypedSerializer):
         fields["from"] = s.UtcDateTime()
         fields["to"] = s.UtcDateTime()
         return fields
+
+
+def _range(bounds: tuple | None) -> dict | None:
+    return None if bounds is None else {"from": bounds[0], "to": bounds[1]}
 
 
 def _report_group(group: report.ReportGroup, total: Decimal) -> dict:
@@ -425,4 +435,6 @@ class CostReportApi(CatalogApi):
             "emptyGroupCount": result.empty_group_count,
             "warnings": [],
         }
+        if result.empty:  # absent otherwise: the client reads that as "not resolved", never as "none"
+            body["costRange"] = _range(result.cost_range)
         return Response(s.CostReportOutput(body).data)

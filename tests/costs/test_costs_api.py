@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from costs.models import MAX_COSTS_PER_MERCHANT, Cost
+from metering.models import UsageEvent
 from tests.factories import CustomerFactory, ProductFactory, SubscriptionFactory
 from tests.invoicing.factories import record_usage
 from tests.invoicing.receivables import issued
@@ -280,3 +281,37 @@ def test_the_other_row_says_partial_when_only_some_of_its_customers_have_cost_da
     # $3.00 − $0.30 = $2.70, margin 90.00 %
     record_usage(customers["Cato"], cost, JAN_1 + timedelta(days=2), 200, gpu="a100")
     assert rows("1")[1] == ("Other", "2.70", "90.00", "recorded")
+
+
+def test_an_empty_profitability_period_says_where_revenue_and_cost_lie(api, merchant, gpu_product):
+    # given: Acme ran 1,000 GPU-seconds on 1 January and was invoiced $2.00 on the 21st; a GPU event of
+    # 5 January names no customer
+    cost = gpu_cost(gpu_product)
+    subscription = SubscriptionFactory(
+        merchant=merchant, customer__merchant=merchant, customer__name="Acme", plan__product=gpu_product
+    )
+    record_usage(subscription.customer, cost, JAN_1, 1000, gpu="a100")
+    UsageEvent.objects.create(
+        merchant=merchant,
+        external_subject="nobody",
+        event_type=cost.event_type,
+        timestamp=JAN_1 + timedelta(days=4),
+        received_at=JAN_1 + timedelta(days=4),
+        idempotency_key="unattributed",
+        data={"seconds": "10"},
+    )
+    issued(subscription, "2.00", now=JAN_1 + timedelta(days=20))
+    march = {"from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
+
+    # when
+    status, empty = api.get("/v0/profitability", merchantId=merchant.id, **march)
+    in_euros = api.get("/v0/profitability", merchantId=merchant.id, currency="EUR", **march)[1]
+    january = api.get("/v0/profitability", merchantId=merchant.id, **PERIOD)[1]
+
+    # then: where each lies (both bounds included); the unattributed event is not a cost profitability counts
+    assert status == 200, empty
+    assert empty["revenueRange"] == {"from": "2026-01-21T00:00:00Z", "to": "2026-01-21T00:00:00Z"}
+    assert empty["costRange"] == {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+    # null: nothing at any time in EUR; absent: the period held both
+    assert (in_euros["revenueRange"], in_euros["costRange"]) == (None, None)
+    assert "revenueRange" not in january and "costRange" not in january
