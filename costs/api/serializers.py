@@ -329,6 +329,13 @@ class PaymentSummaryOutput(serializers.Serializer):
     expiredAmount = serializers.CharField()
 
 
+class GroupTrendEntryOutput(serializers.Serializer):
+    groupKey = serializers.CharField(help_text="A customer or plan id, or other.")
+    groupLabel = serializers.CharField()
+    revenue = serializers.CharField(help_text="Invoiced less credited in the bucket, net of tax (as netRevenue).")
+    issuedInvoices = serializers.CharField(help_text="Invoiced in the bucket, net of tax, before credit notes.")
+
+
 class RevenueTrendBucketOutput(serializers.Serializer):
     timestamp = UtcDateTime(help_text="Start of the bucket (UTC).")
     revenue = serializers.CharField()
@@ -336,6 +343,12 @@ class RevenueTrendBucketOutput(serializers.Serializer):
     writtenOffInvoices = serializers.CharField()
     completedPayments = serializers.CharField()
     rebates = serializers.CharField()
+    groupBreakdown = GroupTrendEntryOutput(
+        many=True,
+        required=False,
+        help_text="With groupBy=plan or customer: the groups of the top-level groupBreakdown with an invoice or a "
+        "credit note in the bucket, in its order (a group without is zero there); they sum to revenue.",
+    )
 
 
 class GroupInvoiceSummaryOutput(serializers.Serializer):
