@@ -65,6 +65,8 @@ class Margins:
     by_product: list[MarginRow]
     cost_count: int  # live costs of the currency counted
     more_costs: bool = False  # more costs exist than ``max_costs``: they were not counted
+    billed: bool = False  # an invoice or credit note was placed in the period (even at zero)
+    costs: tuple[Cost, ...] = ()  # the costs counted
 
     @property
     def revenue(self) -> Decimal:
@@ -164,6 +166,8 @@ def margins(
         by_product=_rows(product_revenue, product_cost, product_names, currency),
         cost_count=len(costs),
         more_costs=more_costs,
+        billed=bool(revenue),
+        costs=tuple(costs),
     )
 
 

@@ -7,6 +7,7 @@ so), one grouped query per cost for the totals and one per cost for the windows:
 ``MAX_COSTS_PER_MERCHANT`` costs. ``filter_group_by`` keeps the usage whose dimensions have the given values;
 a cost that does not define one of them has no such usage. Groups are ranked (``sort``, ``sort_dir``), the
 first ``top_n`` kept and the rest folded into one ``__other__`` group; amounts are exact decimals (12 places).
+When the period held no cost event, one more query says where the cost events lie (``cost_range``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from decimal import Decimal
 from catalog.models import Customer, Merchant
 from metering import selectors as metering
 
-from .selectors import CostMeter, check_period, cost_amount, cost_list
+from .selectors import CostMeter, check_period, cost_amount, cost_extent, cost_list
 
 ZERO = Decimal("0")
 GROUP_BYS = ("cost", "product", "customer")  # or a dimension of the one cost filtered
@@ -44,6 +45,7 @@ class ReportGroup:
     unit: str | None = None
     is_other: bool = False
     prior_cost: Decimal | None = None
+    events: int = 0  # cost events counted in it
 
 
 @dataclass
@@ -56,6 +58,10 @@ class CostReport:
     empty_group_count: int  # groups with neither cost nor usage, excluded or not
     available_dimensions: list[str] = field(default_factory=list)
     windows: list[tuple[datetime, datetime, dict[str, Decimal]]] = field(default_factory=list)
+    # The client's costRange, read only when the period held no cost event (``empty``): the first and last
+    # instants of the cost events under the same filters at any time, or None when there is none.
+    empty: bool = False
+    cost_range: tuple[datetime, datetime] | None = None
 
 
 def _row_key(cost, group_by: str, row) -> str | None:
@@ -105,6 +111,7 @@ def _grouped(
             group = groups.setdefault(key, ReportGroup(key=key, label=label, unit=cost.unit or None))
             group.cost += cost_amount(cost=cost, quantity=row.value)
             group.quantity += row.value
+            group.events += row.event_count
             if group.unit != (cost.unit or None):
                 group.unit = None
     return groups
@@ -157,6 +164,7 @@ def cost_report(
         for group in groups.values():
             group.label = names.get(group.key, group.key)
     empty_count = sum(1 for g in groups.values() if not (g.cost or g.quantity))
+    empty = not any(g.events for g in groups.values())
     if exclude_empty:
         groups = {k: g for k, g in groups.items() if g.cost or g.quantity}
     if compare_prior_period:
@@ -184,7 +192,14 @@ def cost_report(
         group_count=len(ranked),
         empty_group_count=empty_count,
         available_dimensions=available,
+        empty=empty,
     )
+    if empty:
+        # Same scope as the report (costs, customer, dimension values; only attributed events when grouped
+        # by customer, as those are all it counts), so that re-reading over the range finds the cost.
+        report.cost_range = cost_extent(
+            costs=costs, customer=customer, filter_group_by=filters, attributed_only=group_by == "customer"
+        )
     if window:
         kept = {g.key for g in shown if not g.is_other}
         series: dict[datetime, tuple[datetime, dict[str, Decimal]]] = {}

@@ -4,12 +4,17 @@ credit notes, and what each customer owes today.
 - **Billed** (``revenue_summary``): the ``subtotal`` (net of tax) of issued, partially paid, overdue and paid
   invoices placed in [start, end) by their issue time (``issued`` basis) or the start of the billing period
   they bill (``billingPeriod``); credit notes (issued, not voided) are subtracted by their issue time (by
-  their invoice's billing period on that basis). ``netRevenue`` = invoiced − credited. Draft and voided
-  invoices are not revenue.
+  their invoice's billing period on that basis), by their ``subtotal`` too. ``netRevenue`` = invoiced −
+  credited. Draft and voided invoices are not revenue.
+- **Refunds** (the client's ``totalRefunds``): the same credit notes' ``total``, tax included, as the
+  client defines it; ``netRevenue`` subtracts them without tax (a $200 credit note with 10 % tax is
+  ``totalRefunds`` 220.00 and takes 200.00 off ``netRevenue``).
 - **Outstanding**: open invoices' ``amount_due``; **paid**: paid invoices' ``subtotal``; Meterline writes
   nothing off (``writtenOff`` is always zero) and grants no rebates.
 - **Payments**: recorded payments (``invoicing.Payment``) received in the window; provider sessions still
   pending are not revenue and not counted.
+- **Groups** (per customer or plan): the same figures per group, and per group and bucket (the trend's
+  queries, grouped by the group key too); a credit note counts in its invoice's plan.
 
 Every read is a fixed number of grouped queries; amounts are summed exactly and rounded to the currency.
 """
@@ -144,14 +149,17 @@ class Category:
 class CurrencySummary:
     currency: str
     invoiced: Decimal = ZERO
-    credited: Decimal = ZERO
+    credited: Decimal = ZERO  # credit notes' subtotals (net of tax): what netRevenue subtracts
+    refunded: Decimal = ZERO  # the same credit notes' totals, tax included: the client's totalRefunds
     credit_count: int = 0
     issued: Category = Category()
     outstanding: Category = Category()
     paid: Category = Category()
     payments: Category = Category()
-    trend: dict[datetime, dict[str, Decimal]] = field(default_factory=dict)  # bucket → revenue, issued, payments
-    groups: dict[str, dict] = field(default_factory=dict)  # key → {label, outstanding, paid, revenue}
+    trend: dict[datetime, dict[str, Decimal]] = field(default_factory=dict)  # bucket → issued, credited, payments
+    groups: dict[str, dict] = field(default_factory=dict)  # key → {label, outstanding, paid, revenue, count}
+    # With a grouping: bucket → group key → issued, credited (the per-group trend)
+    group_trend: dict[datetime, dict[str, dict[str, Decimal]]] = field(default_factory=dict)
 
     @property
     def net_revenue(self) -> Decimal:
@@ -271,29 +279,30 @@ def revenue_summary(
         )
         summary.paid = Category(summary.paid.amount + paid, summary.paid.count + row["paid_count"])
         if group_field:
-            group = summary.groups.setdefault(
-                row[group_field[0]],
-                {"label": row[group_field[1]], "outstanding": Category(), "paid": Category(), "revenue": ZERO},
-            )
+            group = summary.groups.setdefault(row[group_field[0]], _group(row[group_field[1]]))
             group["outstanding"] = Category(outstanding, row["outstanding_count"])
             group["paid"] = Category(paid, row["paid_count"])
             group["revenue"] += invoiced
+            group["count"] = row["count"]
     note_keys = ["currency", *(("invoice__" + f if group_by == "plan" else f) for f in (group_field or ()))]
     for row in (
         notes.order_by()
         .values(*note_keys)
-        .annotate(amount=Coalesce(Sum("subtotal"), ZERO, output_field=MONEY), count=Count("id"))
+        .annotate(
+            amount=Coalesce(Sum("subtotal"), ZERO, output_field=MONEY),
+            total=Coalesce(Sum("total"), ZERO, output_field=MONEY),
+            count=Count("id"),
+        )
     ):
         code = row["currency"]
         summary = of(code)
         credited = _money(row["amount"], code)
         summary.credited += credited
+        summary.refunded += _money(row["total"], code)
         summary.credit_count += row["count"]
         if group_field:
             key = row[note_keys[1]]
-            group = summary.groups.setdefault(
-                key, {"label": row[note_keys[2]], "outstanding": Category(), "paid": Category(), "revenue": ZERO}
-            )
+            group = summary.groups.setdefault(key, _group(row[note_keys[2]]))
             group["revenue"] -= credited
     for row in (
         payments.order_by()
@@ -302,19 +311,29 @@ def revenue_summary(
     ):
         of(row["currency"]).payments = Category(_money(row["amount"], row["currency"]), row["count"])
 
-    # The trend: invoiced, credited and received per bucket (UTC), one grouped query each.
-    for queryset, moment, value, kind in (
-        (invoices, invoice_time, "subtotal", "issued"),
-        (notes, note_time, "subtotal", "credited"),
-        (payments, "received_at", "amount", "payments"),
+    # The trend: invoiced, credited and received per bucket (UTC), one grouped query each; invoiced and
+    # credited also per group when grouping (the same query, grouped by the group key too).
+    for queryset, moment, value, kind, group_key in (
+        (invoices, invoice_time, "subtotal", "issued", group_field and group_field[0]),
+        (notes, note_time, "subtotal", "credited", group_field and note_keys[1]),
+        (payments, "received_at", "amount", "payments", None),
     ):
         for row in (
             queryset.order_by()
             .annotate(bucket=trunc(moment, tzinfo=UTC))
-            .values("currency", "bucket")
+            .values("currency", "bucket", *([group_key] if group_key else []))
             .annotate(amount=Coalesce(Sum(value), ZERO, output_field=MONEY))
         ):
             code = row["currency"]
-            bucket = of(code).trend.setdefault(row["bucket"].astimezone(UTC), {})
-            bucket[kind] = bucket.get(kind, ZERO) + _money(row["amount"], code)
+            start = row["bucket"].astimezone(UTC)
+            amount = _money(row["amount"], code)
+            bucket = of(code).trend.setdefault(start, {})
+            bucket[kind] = bucket.get(kind, ZERO) + amount
+            if group_key:
+                figures = of(code).group_trend.setdefault(start, {}).setdefault(row[group_key], {})
+                figures[kind] = figures.get(kind, ZERO) + amount
     return summaries
+
+
+def _group(label: str | None) -> dict:
+    return {"label": label, "outstanding": Category(), "paid": Category(), "revenue": ZERO, "count": 0}

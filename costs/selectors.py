@@ -172,6 +172,25 @@ def cost_usage(
     )
 
 
+def cost_extent(
+    *,
+    costs: Collection[Cost],
+    customer: Customer | None = None,
+    filter_group_by: dict | None = None,
+    attributed_only: bool = False,
+) -> tuple[datetime, datetime] | None:
+    """Where ``costs``' events lie in time: the first and last event instants (both included) at any time
+    under the same scope as a read (``customer``, ``filter_group_by``; ``attributed_only``: the events a
+    customer can be found for), or None when there is none: the client's ``costRange``. One query (none
+    without costs)."""
+    return metering.usage_extent(
+        metrics=[CostMeter.of(cost) for cost in costs],
+        customer=customer,
+        filter_group_by=filter_group_by,
+        attributed_only=attributed_only,
+    )
+
+
 def cost_by_customer(*, cost: Cost, start: datetime, end: datetime) -> dict[str, Decimal]:
     """Customer id → the cost's amount over [start, end), in one query. Events no customer can be found
     for (an unknown external subject) are not attributed and not counted."""

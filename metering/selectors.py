@@ -165,6 +165,14 @@ def _metric_where(metric: BillableMetric, start: datetime, end: datetime, alias:
         f'{alias}."timestamp" < %s',
     ]
     params: list = [metric.merchant_id, metric.event_type, sql.db_datetime(start), sql.db_datetime(end)]
+    filters_sql, filters_params = _metric_filters(metric, alias)
+    return " AND ".join(clauses + filters_sql), params + filters_params
+
+
+def _metric_filters(metric: BillableMetric, alias: str) -> tuple[list[str], list]:
+    """The metric's MetricFilters as SQL clauses (to AND) and their parameters."""
+    clauses: list[str] = []
+    params: list = []
     for metric_filter in metric.filters.all():
         try:
             parts = sql.path_parts(metric_filter.property_path)
@@ -181,7 +189,34 @@ def _metric_where(metric: BillableMetric, start: datetime, end: datetime, alias:
         else:
             clauses.append(f"({text_sql} IS NULL OR {text_sql} NOT IN ({marks}))")
             params += text_params + text_params + values
-    return " AND ".join(clauses), params
+    return clauses, params
+
+
+def _dimension_sql(metric: BillableMetric, name: str, alias: str) -> tuple[str, list]:
+    """A dimension of ``metric.group_by`` (or ``subject``: the customer id) as SQL; UnknownDimension else."""
+    if name == SUBJECT_DIMENSION:
+        return _subject_sql(alias), []
+    path = (metric.group_by or {}).get(name)
+    if not isinstance(path, str):
+        raise UnknownDimension(name)
+    try:
+        return sql.json_text(f"{alias}.data", sql.path_parts(path))
+    except ValueError:
+        raise UnknownDimension(name)
+
+
+def _dimension_filter(metric: BillableMetric, filter_group_by: dict | None, alias: str) -> tuple[list[str], list]:
+    """``filter_group_by`` (dimension → value or list of values) as SQL clauses (to AND) and parameters."""
+    clauses: list[str] = []
+    params: list = []
+    for name, wanted in (filter_group_by or {}).items():
+        values = [_as_text(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
+        if not values:
+            continue
+        key_sql, key_params = _dimension_sql(metric, name, alias)
+        clauses.append(f"{key_sql} IN ({', '.join(['%s'] * len(values))})")
+        params += key_params + values
+    return clauses, params
 
 
 def _as_text(value) -> str:
@@ -440,23 +475,11 @@ def usage_grouped(
     UnknownDimension for a dimension the metric does not define.
     """
     alias = "e"
-    dims = {name: path for name, path in (metric.group_by or {}).items() if isinstance(path, str)}
-
-    def dimension_sql(name: str) -> tuple[str, list]:
-        if name == SUBJECT_DIMENSION:
-            return _subject_sql(alias), []
-        if name not in dims:
-            raise UnknownDimension(name)
-        try:
-            return sql.json_text(f"{alias}.data", sql.path_parts(dims[name]))
-        except ValueError:
-            raise UnknownDimension(name)
-
     keys: list[tuple[str, list]] = []
     window = WINDOW_SIZES[window_size] if window_size else None
     if window:
         keys.append(_window_sql(window, alias))
-    keys += [dimension_sql(name) for name in group_by]
+    keys += [_dimension_sql(metric, name, alias) for name in group_by]
 
     scope_clauses: list[str] = []
     scope_params: list = []
@@ -465,13 +488,9 @@ def usage_grouped(
         clause, params = _customer_where(customer, alias)
         scope_clauses.append(clause)
         scope_params += params
-    for name, wanted in (filter_group_by or {}).items():
-        values = [_as_text(v) for v in (wanted if isinstance(wanted, list) else [wanted])]
-        if not values:
-            continue
-        key_sql, key_params = dimension_sql(name)
-        scope_clauses.append(f"{key_sql} IN ({', '.join(['%s'] * len(values))})")
-        scope_params += key_params + values
+    filter_clauses, filter_params = _dimension_filter(metric, filter_group_by, alias)
+    scope_clauses += filter_clauses
+    scope_params += filter_params
 
     rows = _aggregate_rows(
         metric=metric,
@@ -493,6 +512,54 @@ def usage_grouped(
         groups.append(UsageGroup(window_start, window_end, group, _finish(metric, value), int(count)))
     groups.sort(key=lambda g: (g.window_start or start, -g.value, sorted(g.group.items())))
     return groups
+
+
+def usage_extent(
+    *,
+    metrics: Sequence[BillableMetric],
+    customer: Customer | None = None,
+    filter_group_by: dict | None = None,
+    attributed_only: bool = False,
+) -> tuple[datetime, datetime] | None:
+    """The first and last instants (both included, aware UTC) of the events that count toward any of
+    ``metrics`` (one merchant's) at any time from each one's ``event_from``, scoped as ``usage_grouped``
+    scopes them (``customer``, ``filter_group_by``, which every metric must define); ``attributed_only``:
+    only events a customer can be found for. None when there is none. One query: where a read that found
+    nothing in its period would find something."""
+    if not metrics:
+        return None
+    alias = "e"
+    merchant_ids = {metric.merchant_id for metric in metrics}
+    if len(merchant_ids) != 1:
+        raise ValueError("The metrics of one merchant.")
+    branches: list[str] = []
+    params: list = [merchant_ids.pop()]
+    for metric in metrics:
+        clauses = [f"{alias}.event_type = %s"]
+        branch_params: list = [metric.event_type]
+        if metric.event_from:
+            clauses.append(f'{alias}."timestamp" >= %s')
+            branch_params.append(sql.db_datetime(metric.event_from))
+        for extra, extra_params in (_metric_filters(metric, alias), _dimension_filter(metric, filter_group_by, alias)):
+            clauses += extra
+            branch_params += extra_params
+        branches.append("(" + " AND ".join(clauses) + ")")
+        params += branch_params
+    where = f"{alias}.merchant_id = %s AND ({' OR '.join(branches)})"
+    if customer is not None:
+        _check_same_merchant(metrics[0], customer)
+        clause, customer_params = _customer_where(customer, alias)
+        where += f" AND {clause}"
+        params += customer_params
+    if attributed_only:
+        where += f" AND {_subject_sql(alias)} IS NOT NULL"
+    query = f'SELECT MIN({alias}."timestamp"), MAX({alias}."timestamp") FROM {EVENTS_TABLE} {alias} WHERE {where}'
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        first, last = cursor.fetchone()
+    if first is None:
+        return None
+    return sql.to_datetime(first), sql.to_datetime(last)
 
 
 def event_values(

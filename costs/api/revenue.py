@@ -53,46 +53,82 @@ def _payments(summary: revenue.CurrencySummary) -> dict:
     }
 
 
-def _trend(summary: revenue.CurrencySummary, buckets) -> list[dict]:
+OTHER = "other"  # the client's key for the groups folded together
+
+
+def _trend(summary: revenue.CurrencySummary, buckets, folded: dict[str, tuple[str, str]] | None = None) -> list[dict]:
+    """One bucket per start, zeros included; with ``folded`` (a grouping: group key → the key and label it is
+    shown under), each bucket's ``groupBreakdown``: one entry per shown group with an invoice or a credit
+    note in the bucket, in the order of the groups, ``other`` last."""
     code = summary.currency
+    order = {key: index for index, key in enumerate(dict.fromkeys(shown for shown, _ in (folded or {}).values()))}
     rows = []
     for start in buckets:
         figures = summary.trend.get(start, {})
         issued = figures.get("issued", ZERO)
-        rows.append(
-            {
-                "timestamp": start,
-                "revenue": money_string(issued - figures.get("credited", ZERO), code),
-                "issuedInvoices": money_string(issued, code),
-                "writtenOffInvoices": money_string(ZERO, code),
-                "completedPayments": money_string(figures.get("payments", ZERO), code),
-                "rebates": money_string(ZERO, code),
-            }
-        )
+        row = {
+            "timestamp": start,
+            "revenue": money_string(issued - figures.get("credited", ZERO), code),
+            "issuedInvoices": money_string(issued, code),
+            "writtenOffInvoices": money_string(ZERO, code),
+            "completedPayments": money_string(figures.get("payments", ZERO), code),
+            "rebates": money_string(ZERO, code),
+        }
+        if folded is not None:
+            entries: dict[str, dict] = {}
+            for key, amounts in summary.group_trend.get(start, {}).items():
+                shown, label = folded[key]
+                entry = entries.setdefault(shown, {"label": label, "issued": ZERO, "credited": ZERO})
+                entry["issued"] += amounts.get("issued", ZERO)
+                entry["credited"] += amounts.get("credited", ZERO)
+            row["groupBreakdown"] = [
+                {
+                    "groupKey": shown,
+                    "groupLabel": entry["label"],
+                    "revenue": money_string(entry["issued"] - entry["credited"], code),
+                    "issuedInvoices": money_string(entry["issued"], code),
+                }
+                for shown, entry in sorted(entries.items(), key=lambda item: order[item[0]])
+            ]
+        rows.append(row)
     return rows
 
 
-def _groups(summary: revenue.CurrencySummary, group_by: str) -> list[dict]:
-    code = summary.currency
-    ranked = sorted(summary.groups.items(), key=lambda item: (-item[1]["revenue"], item[1]["label"] or "", item[0]))
+def _ranked(
+    summary: revenue.CurrencySummary, group_by: str
+) -> tuple[list[tuple[str, dict]], dict[str, tuple[str, str]]]:
+    """The groups shown, ranked by net revenue (the last ``other`` folding the rest), and where each group
+    counts (its key and label, or ``other``). Only a group invoiced in the window is ranked: one with only a
+    credit note counts under ``other``, as the client says of the trend, so that the breakdown and the
+    trend fold the same groups."""
+    ranked = sorted(
+        ((key, group) for key, group in summary.groups.items() if group["count"]),
+        key=lambda item: (-item[1]["revenue"], item[1]["label"] or "", item[0]),
+    )
+    refunded_only = [(key, group) for key, group in summary.groups.items() if not group["count"]]
     limit = GROUP_LIMITS[group_by]
-    shown, rest = (ranked, []) if len(ranked) <= limit else (ranked[: limit - 1], ranked[limit - 1 :])
+    if len(ranked) + (1 if refunded_only else 0) <= limit:
+        shown, rest = ranked, refunded_only
+    else:
+        shown, rest = ranked[: limit - 1], ranked[limit - 1 :] + refunded_only
+    folded = {key: (key, group["label"] or key) for key, group in shown}
+    folded |= {key: (OTHER, "Other") for key, _ in rest}
     if rest:
-        shown.append(
-            (
-                "other",
-                {
-                    "label": "Other",
-                    "outstanding": revenue.Category(
-                        sum((g["outstanding"].amount for _, g in rest), ZERO),
-                        sum(g["outstanding"].count for _, g in rest),
-                    ),
-                    "paid": revenue.Category(
-                        sum((g["paid"].amount for _, g in rest), ZERO), sum(g["paid"].count for _, g in rest)
-                    ),
-                },
-            )
-        )
+        other = {
+            "label": "Other",
+            "outstanding": revenue.Category(
+                sum((g["outstanding"].amount for _, g in rest), ZERO), sum(g["outstanding"].count for _, g in rest)
+            ),
+            "paid": revenue.Category(
+                sum((g["paid"].amount for _, g in rest), ZERO), sum(g["paid"].count for _, g in rest)
+            ),
+        }
+        shown = [*shown, (OTHER, other)]
+    return shown, folded
+
+
+def _groups(summary: revenue.CurrencySummary, shown: list[tuple[str, dict]]) -> list[dict]:
+    code = summary.currency
     return [
         {
             "groupKey": key,
@@ -206,21 +242,22 @@ class RevenueApi(CatalogApi):
             ]
             return Response(out.RevenueSummaryOutput(body).data)
         summary = summaries.get(currency) or revenue.CurrencySummary(currency=currency)
+        shown, folded = _ranked(summary, group_by) if group_by else ([], None)
         body.update(
             {
                 "currency": currency,
                 "netRevenue": money_string(summary.net_revenue, currency),
-                "totalRefunds": money_string(summary.credited, currency),
+                "totalRefunds": money_string(summary.refunded, currency),
                 "refundCount": summary.credit_count,
                 "totalRebates": money_string(ZERO, currency),
                 "rebateCount": 0,
                 "invoices": _invoices(summary),
                 "payments": _payments(summary),
-                "trend": _trend(summary, buckets),
+                "trend": _trend(summary, buckets, folded),
             }
         )
         if group_by:
-            body["groupBreakdown"] = _groups(summary, group_by)
+            body["groupBreakdown"] = _groups(summary, shown)
         return Response(out.RevenueSummaryOutput(body).data)
 
 

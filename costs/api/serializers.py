@@ -205,6 +205,26 @@ class RangeOutput(serializers.Serializer):
         return {"from": UtcDateTime(), "to": UtcDateTime()}
 
 
+class AbsentOrNullRange(RangeOutput):
+    """Absent, null and an object say three things (the client's revenueRange and costRange): a missing key stays missing
+    (DRF would write null for a nullable field)."""
+
+    def get_attribute(self, instance):
+        if isinstance(instance, Mapping) and self.source not in instance:
+            raise SkipField()
+        return super().get_attribute(instance)
+
+
+COST_RANGE_HELP = (
+    "Present only when the period held no cost event: the first and last cost event instants (both included) "
+    "under the same filters at any time, or null when there is none. Absent when the period held cost."
+)
+REVENUE_RANGE_HELP = (
+    "Present only when the window holds no revenue: the first and last issue instants of the revenue under the "
+    "same filters at any time, or null when there is none."
+)
+
+
 class ProfitabilityRowOutput(serializers.Serializer):
     customerId = serializers.CharField()
     customerName = serializers.CharField()
@@ -212,14 +232,18 @@ class ProfitabilityRowOutput(serializers.Serializer):
     totalCost = serializers.CharField()
     profit = serializers.CharField()
     marginPct = serializers.CharField(
-        allow_null=True, help_text="Two places; null without revenue or when no cost was recorded (costData none)."
+        allow_null=True,
+        help_text="Two places; null without positive revenue and unless costData is recorded.",
     )
-    costData = serializers.ChoiceField(choices=[("recorded", "recorded"), ("partial", "partial"), ("none", "none")])
+    costData = serializers.ChoiceField(
+        choices=[("recorded", "recorded"), ("partial", "partial"), ("none", "none")],
+        help_text="recorded: a cost event was attributed to every customer the row covers; partial: to some "
+        "(only the Other row); none: to none (no cost data, not a zero cost).",
+    )
 
 
 class ProfitabilityOutput(serializers.Serializer):
-    """ProfitabilitySummaryResponse. ``revenueRange`` and ``costRange`` are never sent: the client reads their
-    absence as "not resolved"."""
+    """ProfitabilitySummaryResponse."""
 
     object = Constant("profitability_summary")
     currency = serializers.CharField()
@@ -231,6 +255,10 @@ class ProfitabilityOutput(serializers.Serializer):
         many=True, required=False, help_text="With includeEmpty=true (and not excludeEmpty): up to topN, by name."
     )
     warnings = serializers.ListField(child=serializers.CharField())
+    revenueRange = AbsentOrNullRange(allow_null=True, required=False, help_text=REVENUE_RANGE_HELP)
+    costRange = AbsentOrNullRange(
+        allow_null=True, required=False, help_text=COST_RANGE_HELP + " Only events attributed to a customer count."
+    )
 
 
 class PriorPeriodOutput(serializers.Serializer):
@@ -258,7 +286,7 @@ class CostReportWindowOutput(serializers.Serializer):
 
 
 class CostReportOutput(serializers.Serializer):
-    """CostReportResponse. ``costRange`` is never sent: the client reads its absence as "not resolved"."""
+    """CostReportResponse."""
 
     object = Constant("cost_report")
     currency = serializers.CharField()
@@ -275,6 +303,7 @@ class CostReportOutput(serializers.Serializer):
     groupCount = serializers.IntegerField()
     emptyGroupCount = serializers.IntegerField()
     warnings = serializers.ListField(child=serializers.CharField())
+    costRange = AbsentOrNullRange(allow_null=True, required=False, help_text=COST_RANGE_HELP)
 
 
 # Revenue (RevenueSummaryResponse, RevenueAccountsResponse). The views build each body's keys from
@@ -300,6 +329,13 @@ class PaymentSummaryOutput(serializers.Serializer):
     expiredAmount = serializers.CharField()
 
 
+class GroupTrendEntryOutput(serializers.Serializer):
+    groupKey = serializers.CharField(help_text="A customer or plan id, or other.")
+    groupLabel = serializers.CharField()
+    revenue = serializers.CharField(help_text="Invoiced less credited in the bucket, net of tax (as netRevenue).")
+    issuedInvoices = serializers.CharField(help_text="Invoiced in the bucket, net of tax, before credit notes.")
+
+
 class RevenueTrendBucketOutput(serializers.Serializer):
     timestamp = UtcDateTime(help_text="Start of the bucket (UTC).")
     revenue = serializers.CharField()
@@ -307,6 +343,12 @@ class RevenueTrendBucketOutput(serializers.Serializer):
     writtenOffInvoices = serializers.CharField()
     completedPayments = serializers.CharField()
     rebates = serializers.CharField()
+    groupBreakdown = GroupTrendEntryOutput(
+        many=True,
+        required=False,
+        help_text="With groupBy=plan or customer: the groups of the top-level groupBreakdown with an invoice or a "
+        "credit note in the bucket, in its order (a group without is zero there); they sum to revenue.",
+    )
 
 
 class GroupInvoiceSummaryOutput(serializers.Serializer):
@@ -325,21 +367,15 @@ class CurrencyBreakdownOutput(serializers.Serializer):
     trend = RevenueTrendBucketOutput(many=True)
 
 
-class AbsentOrNullRange(RangeOutput):
-    """Absent, null and an object say three things (the client's revenueRange): a missing key stays missing
-    (DRF would write null for a nullable field)."""
-
-    def get_attribute(self, instance):
-        if isinstance(instance, Mapping) and self.source not in instance:
-            raise SkipField()
-        return super().get_attribute(instance)
-
-
 class RevenueSummaryOutput(serializers.Serializer):
     object = Constant("revenue_summary")
     currency = serializers.CharField(required=False, help_text="Omitted with groupBy=currency.")
     netRevenue = serializers.CharField(required=False)
-    totalRefunds = serializers.CharField(required=False)
+    totalRefunds = serializers.CharField(
+        required=False,
+        help_text="The credit notes issued in the window (not voided), tax included; netRevenue subtracts them "
+        "net of tax.",
+    )
     refundCount = serializers.IntegerField(required=False)
     totalRebates = serializers.CharField(required=False)
     rebateCount = serializers.IntegerField(required=False)
@@ -348,12 +384,7 @@ class RevenueSummaryOutput(serializers.Serializer):
     trend = RevenueTrendBucketOutput(many=True, required=False)
     groupBreakdown = GroupInvoiceSummaryOutput(many=True, required=False, help_text="With groupBy=plan or customer.")
     currencyBreakdown = CurrencyBreakdownOutput(many=True, required=False, help_text="With groupBy=currency only.")
-    revenueRange = AbsentOrNullRange(
-        allow_null=True,
-        required=False,
-        help_text="Present only when the window holds no revenue: the first and last issue instants of the "
-        "revenue under the same filters at any time, or null when there is none.",
-    )
+    revenueRange = AbsentOrNullRange(allow_null=True, required=False, help_text=REVENUE_RANGE_HELP)
 
 
 class AccountFigureOutput(serializers.Serializer):

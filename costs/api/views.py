@@ -19,7 +19,7 @@ from core.api.fields import QueryIdField, parameter_combination_error, require_q
 from core.api.pagination import page_params
 from core.api.serializers import ErrorOutput, list_output
 
-from .. import margin, report, selectors, services
+from .. import margin, report, revenue, selectors, services
 from . import serializers as s
 
 ERRORS = {code: ErrorOutput for code in (400, 401, 403, 404)}
@@ -193,9 +193,19 @@ class CostSummaryApi(CatalogApi):
         return Response(s.CostUsageOutput(body).data)
 
 
-def _profitability_row(row: margin.MarginRow, currency: str) -> dict:
-    # The client's rule: no margin without revenue, nor over a cost nobody recorded (it would read as free).
-    pct = row.margin_pct if row.cost_recorded and row.revenue > 0 else None
+def _cost_data(rows: list[margin.MarginRow]) -> str:
+    """The client's ``costData`` of a row covering ``rows``' customers: ``recorded`` when a cost event was
+    attributed to every one of them, ``partial`` to some (only the folded "Other" row covers several),
+    ``none`` to none."""
+    recorded = sum(1 for row in rows if row.cost_recorded)
+    return "recorded" if recorded == len(rows) else ("partial" if recorded else "none")
+
+
+def _profitability_row(row: margin.MarginRow, currency: str, cost_data: str | None = None) -> dict:
+    cost_data = cost_data or _cost_data([row])
+    # The client's rule: no margin without revenue, nor unless every customer's cost was recorded (a cost
+    # nobody recorded would read as free, and a partly recorded one as cheaper than it is).
+    pct = row.margin_pct if cost_data == "recorded" and row.revenue > 0 else None
     return {
         "customerId": row.key,
         "customerName": row.name,
@@ -203,7 +213,7 @@ def _profitability_row(row: margin.MarginRow, currency: str) -> dict:
         "totalCost": money_string(row.cost, currency),
         "profit": money_string(row.profit, currency),
         "marginPct": None if pct is None else format(pct, "f"),
-        "costData": "recorded" if row.cost_recorded else "none",
+        "costData": cost_data,
     }
 
 
@@ -245,7 +255,7 @@ class ProfitabilityApi(CatalogApi):
                 cost=sum((row.cost for row in rest), margin.ZERO),
                 cost_recorded=any(row.cost_recorded for row in rest),
             )
-            body_rows.append(_profitability_row(other, currency))
+            body_rows.append(_profitability_row(other, currency, _cost_data(rest)))
         body = {
             "object": "profitability_summary",
             "currency": currency,
@@ -254,6 +264,12 @@ class ProfitabilityApi(CatalogApi):
             "unloadedCustomerCount": None,  # every cost read settles (or the request fails): none unloaded
             "warnings": [] if result.cost_count else [f"No cost is defined in {currency}: costs count as zero."],
         }
+        # Where the data lies when the period held none (absent otherwise: "not resolved" to the client).
+        if not result.billed:
+            body["revenueRange"] = _range(revenue.revenue_extent(merchant=merchant, currency=currency))
+        if not any(row.cost_recorded for row in rows):
+            # Only the cost events a customer can be found for: the only ones profitability counts.
+            body["costRange"] = _range(selectors.cost_extent(costs=result.costs, attributed_only=True))
         with_figures = {row.key for row in rows}
         empty = Customer.objects.filter(merchant=merchant).exclude(pk__in=with_figures).order_by("name", "id")
         body["emptyCustomerCount"] = empty.count()
@@ -287,6 +303,10 @@ class CostReportQuery(s.TypedSerializer):
         fields["from"] = s.UtcDateTime()
         fields["to"] = s.UtcDateTime()
         return fields
+
+
+def _range(bounds: tuple | None) -> dict | None:
+    return None if bounds is None else {"from": bounds[0], "to": bounds[1]}
 
 
 def _report_group(group: report.ReportGroup, total: Decimal) -> dict:
@@ -415,4 +435,6 @@ class CostReportApi(CatalogApi):
             "emptyGroupCount": result.empty_group_count,
             "warnings": [],
         }
+        if result.empty:  # absent otherwise: the client reads that as "not resolved", never as "none"
+            body["costRange"] = _range(result.cost_range)
         return Response(s.CostReportOutput(body).data)

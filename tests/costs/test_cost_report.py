@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -10,12 +10,17 @@ from django.test.utils import CaptureQueriesContext
 from paygentic_sdk import Paygentic
 
 from catalog.services import api_key_create
+from metering.models import UsageEvent
 from tests.factories import CustomerFactory, MerchantFactory, ProductFactory
 from tests.invoicing.factories import record_usage
 
 from .conftest import FEB_1, JAN_1, gpu_cost
 
 PERIOD = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
+APRIL = {"from": "2026-04-01T00:00:00Z", "to": "2026-05-01T00:00:00Z"}
+MARCH_1 = datetime(2026, 3, 1, tzinfo=UTC)
+MARCH_1_Z = "2026-03-01T00:00:00Z"
+APRIL_1 = datetime(2026, 4, 1, tzinfo=UTC)
 
 
 def _usage(merchant, product):
@@ -97,7 +102,15 @@ def test_the_client_reads_the_cost_report(live_server):
 
     with Paygentic(bearer_auth=key, server_url=live_server.url) as sdk:
         result = sdk.costs.get_cost_report(from_=JAN_1, to=FEB_1, group_by="product", window_size="MONTH")
+        april = sdk.costs.get_cost_report(from_=APRIL_1, to=APRIL_1 + timedelta(days=30), group_by="product")
+        in_euros = sdk.costs.get_cost_report(
+            from_=APRIL_1, to=APRIL_1 + timedelta(days=30), group_by="cost", currency="EUR"
+        )
 
+    # the client tells the three apart: a range, null (none at any time), absent (not resolved)
+    assert (april.cost_range.from_, april.cost_range.to) == (JAN_1 - timedelta(days=3), JAN_1 + timedelta(days=2))
+    assert in_euros.cost_range is None and "cost_range" in in_euros.model_fields_set
+    assert "cost_range" not in result.model_fields_set
     assert (result.total_cost, result.currency, result.pagination.total) == (2.6, "USD", 2)
     assert [(g.label, g.total_cost) for g in result.groups] == [("Storage", 2.0), ("GPU cloud", 0.6)]
     assert [sorted(w.groups.values()) for w in result.time_series] == [[0.6, 2.0]]
@@ -168,3 +181,47 @@ def test_report_refuses_a_filter_that_is_not_an_object_of_values(api, merchant):
 
     assert status == 400, body
     assert body["errors"][0]["field"] == "filterGroupBy"
+
+
+@pytest.mark.django_db
+def test_an_empty_report_says_where_the_cost_events_lie(api, merchant, gpu_product):
+    # given: GPU events on 29 December (Acme), 2 January (Acme) and 3 January (Brio); a storage event on
+    # 3 January (Acme); and a GPU event on 1 March whose subject is no customer
+    gpu, storage, acme, brio = _usage(merchant, gpu_product)
+    UsageEvent.objects.create(
+        merchant=merchant,
+        external_subject="unknown-subject",
+        event_type=gpu.event_type,
+        timestamp=MARCH_1,
+        received_at=MARCH_1,
+        idempotency_key="unattributed",
+        data={"seconds": "50", "gpu": "a100"},
+    )
+
+    # when: April holds no cost event
+    with CaptureQueriesContext(connection) as queries:
+        status, by_cost = api.get("/v0/costs/report", groupBy="cost", **APRIL)
+    # read before the next request resets the log: one grouped query per cost (2), then one for the range
+    event_queries = len([q for q in queries.captured_queries if "metering_usageevent" in q["sql"]])
+    by_customer = api.get("/v0/costs/report", groupBy="customer", **APRIL)[1]
+    storage_only = api.get("/v0/costs/report", groupBy="cost", costId=storage.id, **APRIL)[1]
+    brio_only = api.get("/v0/costs/report", groupBy="cost", subject=brio.id, **APRIL)[1]
+    h100 = api.get("/v0/costs/report", groupBy="cost", filterGroupBy='{"gpu": "h100"}', **APRIL)[1]
+    in_euros = api.get("/v0/costs/report", groupBy="cost", currency="EUR", **APRIL)[1]
+    january = api.get("/v0/costs/report", groupBy="cost", **PERIOD)[1]
+
+    # then: the first and last cost event instants under the report's own filters, both included
+    assert status == 200, by_cost
+    assert (by_cost["totalCost"], by_cost["costRange"]) == (0, {"from": "2025-12-29T00:00:00Z", "to": MARCH_1_Z})
+    # grouped by customer, the unattributed event counts nowhere, so it bounds nothing
+    assert by_customer["costRange"] == {"from": "2025-12-29T00:00:00Z", "to": "2026-01-03T00:00:00Z"}
+    assert storage_only["costRange"] == {"from": "2026-01-03T00:00:00Z", "to": "2026-01-03T00:00:00Z"}
+    assert brio_only["costRange"] == {"from": "2026-01-03T00:00:00Z", "to": "2026-01-03T00:00:00Z"}
+    # null: no such cost event at any time (no h100 usage; no cost defined in EUR)
+    assert h100["costRange"] is None and "costRange" in h100
+    assert in_euros["costRange"] is None and "costRange" in in_euros
+    # absent when the period held cost (the client reads absence as "not resolved", never as "none")
+    assert "costRange" not in january
+    assert event_queries == 3
+    print("DBG", queries.initial_queries, queries.final_queries, [q["sql"][:60] for q in connection.queries])
+    # one grouped query per cost (2), then one for the range

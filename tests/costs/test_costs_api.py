@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from costs.models import MAX_COSTS_PER_MERCHANT, Cost
+from metering.models import UsageEvent
 from tests.factories import CustomerFactory, ProductFactory, SubscriptionFactory
 from tests.invoicing.factories import record_usage
 from tests.invoicing.receivables import issued
@@ -249,3 +250,68 @@ def test_profitability_ranks_by_profit_and_rolls_the_rest_into_other(api, mercha
     assert (body["customerCount"], body["unloadedCustomerCount"], body["emptyCustomerCount"]) == (3, None, 0)
     assert "emptyCustomers" not in body
     assert body["warnings"] == ["No cost is defined in USD: costs count as zero."]
+
+
+def test_the_other_row_says_partial_when_only_some_of_its_customers_have_cost_data(api, merchant, gpu_product):
+    # given: invoiced in January Acme $5.00, Brio $2.00, Cato $1.00; GPU-seconds at $0.0005: Acme 1,000
+    # ($0.50), Brio 400 ($0.20), Cato none
+    cost = gpu_cost(gpu_product)
+    customers = {}
+    for name, amount, seconds in (("Acme", "5.00", 1000), ("Brio", "2.00", 400), ("Cato", "1.00", 0)):
+        subscription = SubscriptionFactory(
+            merchant=merchant, customer__merchant=merchant, customer__name=name, plan__product=gpu_product
+        )
+        issued(subscription, amount, now=JAN_1 + timedelta(days=5))
+        if seconds:
+            record_usage(subscription.customer, cost, JAN_1 + timedelta(days=1), seconds, gpu="a100")
+        customers[name] = subscription.customer
+
+    def rows(top_n: str) -> list[tuple]:
+        status, body = api.get("/v0/profitability", merchantId=merchant.id, topN=top_n, **PERIOD)
+        assert status == 200, body
+        return [(r["customerName"], r["profit"], r["marginPct"], r["costData"]) for r in body["rows"]]
+
+    # when / then: Other folds Brio (recorded) and Cato (not): $3.00 − $0.20 = $2.80, partial, no margin (a
+    # margin over Cato's unrecorded cost would overstate it)
+    assert rows("1") == [("Acme", "4.50", "90.00", "recorded"), ("Other", "2.80", None, "partial")]
+    # Other folds Cato alone: none
+    assert rows("2")[2] == ("Other", "1.00", None, "none")
+
+    # when Cato's 200 GPU-seconds ($0.10) are recorded, every customer Other folds has cost data:
+    # $3.00 − $0.30 = $2.70, margin 90.00 %
+    record_usage(customers["Cato"], cost, JAN_1 + timedelta(days=2), 200, gpu="a100")
+    assert rows("1")[1] == ("Other", "2.70", "90.00", "recorded")
+
+
+def test_an_empty_profitability_period_says_where_revenue_and_cost_lie(api, merchant, gpu_product):
+    # given: Acme ran 1,000 GPU-seconds on 1 January and was invoiced $2.00 on the 21st; a GPU event of
+    # 5 January names no customer
+    cost = gpu_cost(gpu_product)
+    subscription = SubscriptionFactory(
+        merchant=merchant, customer__merchant=merchant, customer__name="Acme", plan__product=gpu_product
+    )
+    record_usage(subscription.customer, cost, JAN_1, 1000, gpu="a100")
+    UsageEvent.objects.create(
+        merchant=merchant,
+        external_subject="nobody",
+        event_type=cost.event_type,
+        timestamp=JAN_1 + timedelta(days=4),
+        received_at=JAN_1 + timedelta(days=4),
+        idempotency_key="unattributed",
+        data={"seconds": "10"},
+    )
+    issued(subscription, "2.00", now=JAN_1 + timedelta(days=20))
+    march = {"from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
+
+    # when
+    status, empty = api.get("/v0/profitability", merchantId=merchant.id, **march)
+    in_euros = api.get("/v0/profitability", merchantId=merchant.id, currency="EUR", **march)[1]
+    january = api.get("/v0/profitability", merchantId=merchant.id, **PERIOD)[1]
+
+    # then: where each lies (both bounds included); the unattributed event is not a cost profitability counts
+    assert status == 200, empty
+    assert empty["revenueRange"] == {"from": "2026-01-21T00:00:00Z", "to": "2026-01-21T00:00:00Z"}
+    assert empty["costRange"] == {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+    # null: nothing at any time in EUR; absent: the period held both
+    assert (in_euros["revenueRange"], in_euros["costRange"]) == (None, None)
+    assert "revenueRange" not in january and "costRange" not in january

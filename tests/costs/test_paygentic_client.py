@@ -56,6 +56,9 @@ def test_client_defines_a_gpu_cost_and_reads_its_summary_and_the_margin(live_ser
 
         summary = sdk.costs.get_cost_summary(id=cost.id, from_=JAN_1, to=FEB_1, group_by="gpu", window="DAY")
         profitability = sdk.profitability.get_profitability(merchant_id=merchant.id, from_=JAN_1, to=FEB_1)
+        march = sdk.profitability.get_profitability(
+            merchant_id=merchant.id, from_=FEB_1 + timedelta(days=28), to=FEB_1 + timedelta(days=59)
+        )
 
         sdk.costs.delete_cost(id=cost.id)
         with pytest.raises(errors.PaygenticError) as missing:
@@ -75,3 +78,11 @@ def test_client_defines_a_gpu_cost_and_reads_its_summary_and_the_margin(live_ser
         "recorded",
     )
     assert missing.value.status_code == 404
+    # an empty March says where the revenue (the invoice of the 21st) and the cost events lie
+    assert (march.rows, march.revenue_range.from_, march.revenue_range.to) == (
+        [],
+        JAN_1 + timedelta(days=20),
+        JAN_1 + timedelta(days=20),
+    )
+    assert (march.cost_range.from_, march.cost_range.to) == (JAN_1 + timedelta(hours=2), JAN_1 + timedelta(days=2))
+    assert "revenue_range" not in profitability.model_fields_set and "cost_range" not in profitability.model_fields_set

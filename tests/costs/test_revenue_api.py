@@ -6,17 +6,20 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, reset_queries
+from django.test.utils import CaptureQueriesContext
 from paygentic_sdk import Paygentic
 
 from catalog.services import api_key_create
 from invoicing.receivables import payment_record
 from invoicing.services import credit_note_issue
 from tests.factories import FeePriceFactory, MerchantFactory, PlanFactory, SubscriptionFactory
-from tests.invoicing.receivables import issued
+from tests.invoicing.receivables import account, issued
 
 from .conftest import FEB_1, JAN_1
 
 WINDOW = {"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-02-01T00:00:00Z"}
+QUERIES = 7  # the API key, then six grouped: invoices, credit notes, payments, and their three trends
 
 
 def _books(merchant):
@@ -138,6 +141,13 @@ def test_the_client_reads_revenue_and_accounts(live_server):
 
     assert (summary.net_revenue, summary.invoices.outstanding.amount, len(summary.trend)) == ("2.60", "0.60", 31)
     assert sorted(g.group_label for g in summary.group_breakdown) == ["Pro", "Starter"]
+    # the per-group trend, read by the client's GroupTrendEntry: a day without invoices or credit notes has none
+    assert {
+        b.timestamp.day: [(e.group_label, e.revenue, e.issued_invoices) for e in b.group_breakdown]
+        for b in summary.trend
+        if b.group_breakdown
+    } == {5: [("Pro", "2.00", "2.00")], 10: [("Starter", "1.00", "1.00")], 12: [("Starter", "-0.40", "0.00")]}
+    assert summary.total_refunds == "0.40"
     assert [(c.currency, c.net_revenue) for c in by_currency.currency_breakdown] == [("USD", "2.60")]
     assert [(r.customer_name, r.outstanding.amount) for r in accounts.data] == [("Acme", "9.00")]
     assert accounts.pagination.total == 2
@@ -204,3 +214,103 @@ def test_recurring_revenue_is_the_merchants_own(api, merchant, other_merchant):
     assert api.get("/v0/revenue/recurring", merchantId=other_merchant.id)[0] == 403
     status, body = api.get("/v0/revenue/recurring", currency="DOLLARS")
     assert (status, body["errors"][0]["field"]) == (400, "currency")
+
+
+@pytest.mark.django_db
+def test_refunds_include_tax_while_net_revenue_subtracts_them_without(api, merchant):
+    # given: $300.00 + 10 % tax ($330.00) invoiced on 5 January, $200.00 of it credited on the 12th with its
+    # $20.00 tax
+    subscription = account(merchant, tax_rate="10")
+    invoice = issued(subscription, "300.00", tax_rate="10", now=JAN_1 + timedelta(days=4))
+    line = invoice.lines.get(description="Line 1")
+    note = credit_note_issue(invoice=invoice, now=JAN_1 + timedelta(days=11), amounts={line.pk: Decimal("200.00")})
+    assert (note.subtotal, note.tax, note.total) == (Decimal("200.00"), Decimal("20.00"), Decimal("220.00"))
+
+    # when
+    status, body = api.get("/v0/revenue", bucketWidth="week", **WINDOW)
+
+    # then: totalRefunds is the credit note with its tax (220.00); netRevenue is billed less refunds, both net
+    # of tax: 300.00 − 200.00 = 100.00, and the trend's buckets sum to it
+    assert status == 200, body
+    assert (body["totalRefunds"], body["refundCount"], body["netRevenue"]) == ("220.00", 1, "100.00")
+    assert [(b["timestamp"][:10], b["revenue"]) for b in body["trend"][1:3]] == [
+        ("2026-01-05", "300.00"),
+        ("2026-01-12", "-200.00"),
+    ]
+    assert sum(Decimal(b["revenue"]) for b in body["trend"]) == Decimal("100.00")
+
+
+def _cato_credited_in_january(merchant):
+    """Cato, on plan Basic, invoiced $5.00 on 20 December and credited $1.00 of it on 14 January: only a
+    credit note in January."""
+    cato = SubscriptionFactory(
+        merchant=merchant, customer__merchant=merchant, customer__name="Cato", plan__name="Basic"
+    )
+    invoice = issued(cato, "5.00", now=JAN_1 - timedelta(days=12))
+    line = invoice.lines.get(description="Line 1")
+    credit_note_issue(invoice=invoice, now=JAN_1 + timedelta(days=13), amounts={line.pk: Decimal("1.00")})
+    return cato
+
+
+def _queries(api, **query) -> tuple[dict, int]:
+    reset_queries()  # the request empties the log as it starts: capture from an empty one
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get("/v0/revenue", **query)[1]
+    return body, len(queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_the_trend_breaks_each_bucket_down_by_group_and_a_refund_only_group_counts_under_other(api, merchant):
+    # given: the books above (Acme $2.00 and Brio $1.00 invoiced the week of 5 January, Brio credited $0.40
+    # the week of the 12th) and Cato, only credited $1.00 in January (the week of the 12th)
+    _books(merchant)
+    _cato_credited_in_january(merchant)
+
+    # when
+    body, grouped_queries = _queries(api, bucketWidth="week", groupBy="customer", **WINDOW)
+    plain, plain_queries = _queries(api, bucketWidth="week", **WINDOW)
+
+    # then: netRevenue 3.00 − 0.40 − 1.00 = 1.60; Cato, never invoiced in the window, is not ranked: its
+    # refund counts under other, in the breakdown (nothing outstanding or paid) and in the trend
+    assert body["netRevenue"] == "1.60", body
+    assert [(g["groupLabel"], g["outstanding"]["amount"], g["paid"]["amount"]) for g in body["groupBreakdown"]] == [
+        ("Acme", "0.00", "2.00"),
+        ("Brio", "0.60", "0.00"),
+        ("Other", "0.00", "0.00"),
+    ]
+    assert body["groupBreakdown"][2]["groupKey"] == "other"
+    trend = [[(e["groupLabel"], e["revenue"], e["issuedInvoices"]) for e in b["groupBreakdown"]] for b in body["trend"]]
+    assert trend[:3] == [
+        [],
+        [("Acme", "2.00", "2.00"), ("Brio", "1.00", "1.00")],
+        [("Brio", "-0.40", "0.00"), ("Other", "-1.00", "0.00")],
+    ]
+    # each bucket's groups sum to its revenue, and the buckets to netRevenue
+    for bucket in body["trend"]:
+        assert sum(Decimal(e["revenue"]) for e in bucket["groupBreakdown"]) == Decimal(bucket["revenue"])
+    # ungrouped buckets carry no breakdown; grouping costs no query more (no query per group or bucket)
+    assert all("groupBreakdown" not in b for b in plain["trend"])
+    assert (grouped_queries, plain_queries) == (QUERIES, QUERIES)
+
+
+@pytest.mark.django_db
+def test_the_trend_by_plan_folds_the_groups_beyond_the_top_four_into_other(api, merchant):
+    # given: six plans, each invoiced once on 5 January: $6.00, $5.00, … $1.00
+    for amount in range(6, 0, -1):
+        subscription = SubscriptionFactory(
+            merchant=merchant, customer__merchant=merchant, customer__name=f"C{amount}", plan__name=f"P{amount}"
+        )
+        issued(subscription, f"{amount}.00", now=JAN_1 + timedelta(days=4))
+
+    # when
+    body = api.get("/v0/revenue", bucketWidth="week", groupBy="plan", **WINDOW)[1]
+
+    # then: P6…P3 shown, P2 + P1 = $3.00 under other, in the breakdown and in the week's trend
+    assert [g["groupLabel"] for g in body["groupBreakdown"]] == ["P6", "P5", "P4", "P3", "Other"]
+    assert [(e["groupLabel"], e["revenue"]) for e in body["trend"][1]["groupBreakdown"]] == [
+        ("P6", "6.00"),
+        ("P5", "5.00"),
+        ("P4", "4.00"),
+        ("P3", "3.00"),
+        ("Other", "3.00"),
+    ]

@@ -8,7 +8,13 @@ from decimal import Decimal
 import pytest
 
 from catalog.models import Aggregation, MetricFilter, MetricFilterOperator
-from metering.selectors import event_values, usage_aggregate, usage_aggregate_by_customer, usage_grouped
+from metering.selectors import (
+    event_values,
+    usage_aggregate,
+    usage_aggregate_by_customer,
+    usage_extent,
+    usage_grouped,
+)
 from tests.factories import BillableMetricFactory, CustomerFactory
 from tests.metering.conftest import FEB, JAN
 from tests.metering.factories import UsageEventFactory
@@ -225,3 +231,29 @@ def test_event_values_per_event_in_time_order(merchant, customer, usage, django_
         (at(3), Decimal("30"), ["a", None]),
         (at(10), Decimal("7"), ["b", None]),
     ]
+
+
+FEB_10 = datetime(2026, 2, 10, tzinfo=UTC)
+
+
+def test_usage_extent_bounds_the_events_a_read_would_count_at_any_time(merchant, customer, usage):
+    # given: Acme's "tok" events on 2, 3 (a and b), 10 January and 1 February, another customer's on the
+    # 5th, an "other" event on the 5th, and a "tok" event on 10 February whose subject is no customer
+    UsageEventFactory(
+        customer=None, merchant=merchant, external_subject="nobody", event_type="tok", timestamp=FEB_10, data={}
+    )
+    bm = metric(merchant, Aggregation.SUM)
+    errors = metric(merchant, Aggregation.SUM)
+    MetricFilter.objects.create(metric=errors, property_path="$.status", operator="eq", values=["error"])
+    other = BillableMetricFactory(merchant=merchant, product__merchant=merchant, event_type="other")
+
+    # then: first and last instants, both included, under the same scope as usage_grouped
+    assert usage_extent(metrics=[bm]) == (at(2), FEB_10)
+    assert usage_extent(metrics=[bm], attributed_only=True) == (at(2), FEB)  # 10 February names no customer
+    assert usage_extent(metrics=[bm], customer=CustomerFactory(merchant=merchant)) is None
+    assert usage_extent(metrics=[bm], filter_group_by={"model": "b"}) == (at(3), at(10))
+    assert usage_extent(metrics=[metric(merchant, Aggregation.SUM, event_from=at(11))]) == (FEB, FEB_10)
+    assert usage_extent(metrics=[errors]) == (at(3), at(3))  # the metric's own filters
+    assert usage_extent(metrics=[errors, other]) == (at(3), at(5))  # any of the metrics
+    assert usage_extent(metrics=[bm], filter_group_by={"model": "z"}) is None
+    assert usage_extent(metrics=[]) is None
