@@ -8,6 +8,7 @@ at a time, and the script reads this process's CPU time and its PostgreSQL backe
 
     .venv/bin/python benchmarks/realtime_cpu.py                 # 1,500 requests per shape
     .venv/bin/python benchmarks/realtime_cpu.py --requests 300  # quick
+    .venv/bin/python benchmarks/realtime_cpu.py --dimensional --profile spread  # and where its CPU goes
 
 For an A/B, run it in two checkouts in turn (a ``git worktree`` of the other commit), twice each.
 """
@@ -15,10 +16,14 @@ For an A/B, run it in two checkouts in turn (a ``git worktree`` of the other com
 from __future__ import annotations
 
 import argparse
+import cProfile
 import io
+import pstats
 import sys
 import time
 from pathlib import Path
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,6 +40,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--warm-up", type=int, default=20)
     parser.add_argument("--health-checks", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dimensional", action="store_true", help="the 20-combination price of realtime.py")
+    parser.add_argument(
+        "--profile", choices=("one", "spread"), help="print the top of a CPU-time cProfile of that shape"
+    )
     return parser.parse_args()
 
 
@@ -73,15 +82,27 @@ def main() -> None:
         if not status[0].startswith("200") or b'"rejected":0' not in payload.replace(b" ", b""):
             raise SystemExit(f"request failed: {status[0]} {payload[:300]!r}")
 
-    shapes = (("one customer", customer_ids[:1]), (f"{len(customer_ids) - 1} customers", customer_ids[1:]))
-    for label, subjects in shapes:
+    def body(subjects, worker: int, batch: int, phase: str) -> bytes:
+        events = realtime._batch_events(subjects, args.batch_size, worker, batch, phase, args.dimensional)
+        return orjson.dumps({"events": events})
+
+    shapes = (
+        ("one", "one customer", customer_ids[:1]),
+        ("spread", f"{len(customer_ids) - 1} customers", customer_ids[1:]),
+    )
+    for shape, label, subjects in shapes:
         for b in range(args.warm_up):
-            post(realtime._batch_body(subjects, args.batch_size, 1, b, f"warm-{label}"))
-        bodies = [realtime._batch_body(subjects, args.batch_size, 2, b, label) for b in range(args.requests)]
+            post(body(subjects, 1, b, f"warm-{shape}"))
+        bodies = [body(subjects, 2, b, shape) for b in range(args.requests)]
+        profiler = cProfile.Profile(time.process_time) if args.profile == shape else None
         pid = connection.connection.info.backend_pid
         cpu, wall, backend = time.process_time(), time.perf_counter(), _backend_cpu_seconds(pid)
-        for body in bodies:
-            post(body)
+        if profiler:
+            profiler.enable()
+        for request_body in bodies:
+            post(request_body)
+        if profiler:
+            profiler.disable()
         n = len(bodies)
         print(
             f"{label}, {args.batch_size}-event requests, {n:,} in one process: per request Python CPU "
@@ -89,6 +110,8 @@ def main() -> None:
             f"{(_backend_cpu_seconds(pid) - backend) / n * 1000:.2f} ms, wall {(time.perf_counter() - wall) / n * 1000:.2f} ms",
             flush=True,
         )
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(50)
 
 
 if __name__ == "__main__":

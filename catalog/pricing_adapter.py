@@ -7,7 +7,10 @@ settings that do not apply rather than guessing which one was meant.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
+
+import orjson
 
 from .models import Price, PriceModel
 from .pricing import (
@@ -25,6 +28,15 @@ from .pricing import (
 _SPEC_CACHE_ATTR = "_pricing_spec_cache"
 
 
+def _instance_cache(price: Price) -> dict:
+    """What this module derived from ``price``, kept on the instance (a request's prices are read once)."""
+    cache = getattr(price, _SPEC_CACHE_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(price, _SPEC_CACHE_ATTR, cache)
+    return cache
+
+
 def price_spec_from_price(price: Price, *, currency: str | None = None) -> PriceSpec:
     """The engine spec of ``price`` in ``currency`` (default: its plan's), cached on the instance.
 
@@ -33,10 +45,7 @@ def price_spec_from_price(price: Price, *, currency: str | None = None) -> Price
     Raises ``PricingError`` naming the price when the stored price is inconsistent.
     """
     currency = currency or price.plan.currency
-    cache = getattr(price, _SPEC_CACHE_ATTR, None)
-    if cache is None:
-        cache = {}
-        setattr(price, _SPEC_CACHE_ATTR, cache)
+    cache = _instance_cache(price)
     if currency not in cache:
         cache[currency] = _build_spec(price, currency)
     return cache[currency]
@@ -48,32 +57,45 @@ def price_dimensional_spec(price: Price, *, currency: str | None = None) -> Dime
     if price.dimensional_rates is None:
         return None
     currency = currency or price.plan.currency
-    cache = getattr(price, _SPEC_CACHE_ATTR, None)
-    if cache is None:
-        cache = {}
-        setattr(price, _SPEC_CACHE_ATTR, cache)
+    cache = _instance_cache(price)
     key = ("dimensional", currency)
     if key not in cache:
         default = price_spec_from_price(price, currency=currency)
-        cache[key] = parse_dimensional(
-            price.dimensional_rates,
-            price_id=default.price_id,
-            name=default.name,
-            currency=currency,
-            unit_name=default.unit_name,
-            default=default,
-            rate_per=default.rate_per,
-        )
+        rates = orjson.dumps(price.dimensional_rates, option=orjson.OPT_SORT_KEYS)
+        cache[key] = _dimensional_spec_parsed(rates, default)
     return cache[key]
+
+
+@functools.lru_cache(maxsize=512)
+def _dimensional_spec_parsed(rates: bytes, default: PriceSpec) -> DimensionalSpec:
+    """``parse_dimensional`` of the stored rates (their JSON text) over the price's own spec, kept per
+    process: real-time requests read their prices afresh each time, and parsing and validating a
+    20-combination price cost more than rating it twice. The key is everything the result depends on
+    (the rates as stored, and the default spec, which carries the price's id, name, currency, unit and
+    scale), so an edited price is parsed again; both are immutable."""
+    return parse_dimensional(
+        orjson.loads(rates),
+        price_id=default.price_id,
+        name=default.name,
+        currency=default.currency,
+        unit_name=default.unit_name,
+        default=default,
+        rate_per=default.rate_per,
+    )
 
 
 def dimension_paths(price: Price) -> tuple[str, ...]:
     """Where each dimension of ``price`` sits in the event data: the metric's group-by path of that name
     when it defines one, else ``$.<key>``."""
-    keys = (price.dimensional_rates or {}).get("dimensions") or ()
-    group_by = price.billable_metric.group_by if price.billable_metric_id else {}
-    group_by = group_by if isinstance(group_by, dict) else {}
-    return tuple(group_by.get(key) if isinstance(group_by.get(key), str) else f"$.{key}" for key in keys)
+    cache = _instance_cache(price)
+    keys = tuple((price.dimensional_rates or {}).get("dimensions") or ())
+    if ("paths", keys) not in cache:  # asked once per event and price on the real-time path
+        group_by = price.billable_metric.group_by if price.billable_metric_id else {}
+        group_by = group_by if isinstance(group_by, dict) else {}
+        cache["paths", keys] = tuple(
+            group_by.get(key) if isinstance(group_by.get(key), str) else f"$.{key}" for key in keys
+        )
+    return cache["paths", keys]
 
 
 def _build_spec(price: Price, currency: str) -> PriceSpec:

@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import DynamicRate, PriceModel, PriceTier
-from catalog.pricing import PricingError, Usage, rate
-from catalog.pricing_adapter import price_spec_from_price
+from catalog.models import DynamicRate, Price, PriceModel, PriceTier
+from catalog.pricing import PricingError, Usage, rate, rate_dimensional
+from catalog.pricing_adapter import price_dimensional_spec, price_spec_from_price
 from tests.factories import FeePriceFactory, MeteredPriceFactory
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +61,36 @@ def test_inconsistent_stored_price_raises_an_error_naming_it():
 
     with pytest.raises(PricingError, match="Egress"):
         price_spec_from_price(price)
+
+
+def _per_model(small_rate: str) -> dict:
+    return {
+        "dimensions": ["model"],
+        "unmatched": "default",
+        "rates": [{"values": {"model": "nle-small"}, "model": "standard", "unitPrice": small_rate}],
+    }
+
+
+def test_a_dimensional_price_read_again_after_an_edit_rates_at_its_new_rates():
+    """The parsed rates are kept per process (the real-time path reads its prices afresh per request):
+    what they are kept by is the stored rates and the price's own spec, so an edit is seen at once."""
+    price = MeteredPriceFactory(unit_price=Decimal("0.003"), dimensional_rates=_per_model("0.001"))
+    twin = MeteredPriceFactory(
+        plan=price.plan,
+        billable_metric=price.billable_metric,
+        unit_price=Decimal("0.004"),
+        dimensional_rates=_per_model("0.001"),
+    )
+    usage = {("nle-small",): Decimal("1000"), ("other",): Decimal("1000")}
+
+    before = rate_dimensional(price_dimensional_spec(Price.objects.get(pk=price.pk)), usage).amount
+    price.dimensional_rates = _per_model("0.002")
+    price.save(update_fields=["dimensional_rates"])
+    after = rate_dimensional(price_dimensional_spec(Price.objects.get(pk=price.pk)), usage).amount
+    twin_spec = price_dimensional_spec(Price.objects.get(pk=twin.pk))
+
+    # 1,000 × 0.001 + 1,000 × 0.003 (the price's own rate for other models) = 4.00; then 2.00 + 3.00
+    assert (before, after) == (Decimal("4.000"), Decimal("5.000"))
+    # the same rates on another price: its own id and default rate (1,000 × 0.004 for other models)
+    assert twin_spec.price_id == twin.pk
+    assert rate_dimensional(twin_spec, usage).amount == Decimal("5.000")
