@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from catalog.pricing import DimensionalSpec, PriceSpec, Usage, rate, rate_dimensional
+from catalog.pricing import DimensionalSpec, PriceSpec, Usage, dimensional_amounts, rate
 from catalog.pricing.limits import QUANTUM
 
 
@@ -30,13 +30,12 @@ def incremental_cost(*, spec: PriceSpec, usage_before: Decimal, usage_after: Dec
 def incremental_dimensional_cost(*, spec: DimensionalSpec, usage_before: dict, usage_after: dict) -> Decimal:
     """The same for a price with rates per event property: ``usage_*`` map value tuples to quantities.
 
-    Each end is the sum of the combinations exactly as the invoice rates them (``rate_dimensional``),
+    Each end is the sum of the combinations exactly as the invoice rates them (``rate_dimensional``, through ``dimensional_amounts``),
     taken at the ledger's scale, so a period's debits telescope to its per-combination lines (before
     their rounding to the currency, which the invoice applies once per line).
     """
-    before = rate_dimensional(spec, usage_before).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
-    after = rate_dimensional(spec, usage_after).amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
-    return after - before
+    before, after = dimensional_amounts(spec, usage_before, usage_after)
+    return after.quantize(QUANTUM, rounding=ROUND_HALF_EVEN) - before.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 def incremental_event_cost(*, spec: PriceSpec, usage_before: Usage, usage_after: Usage) -> Decimal:

@@ -21,6 +21,7 @@ from .dimensions import (
     DimensionalSpec,
     TierScope,
     Unmatched,
+    dimensional_amounts,
     parse_dimensional,
     rate_dimensional,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "parse_dimensional",
     "prorate",
     "rate",
+    "dimensional_amounts",
     "rate_dimensional",
     "round_fraction",
     "round_lines",

@@ -161,27 +161,7 @@ def rate_dimensional(spec: DimensionalSpec, usage: Mapping[Values, Decimal]) -> 
     """
     if spec.__class__ is not DimensionalSpec:
         raise PricingError(f"rate_dimensional() needs a DimensionalSpec, got {type(spec).__name__}")
-    width = len(spec.dimensions)
-    quantities: list[Decimal | None] = [None] * len(spec.combinations)
-    other = _ZERO
-    other_values: list[Values] = []
-    index = spec.index
-    for values, quantity in usage.items():
-        if quantity.__class__ is not Decimal or not quantity.is_finite() or quantity < 0 or quantity >= LIMIT:
-            raise spec.error(
-                f"The quantity for {values!r} must be a non-negative Decimal, got {quantity!r}", InvalidUsageError
-            )
-        if values.__class__ is not tuple or len(values) != width:
-            raise spec.error(f"Usage values {values!r} must be a tuple of {width} values", InvalidUsageError)
-        position = index.get(values)
-        if position is None:
-            if quantity:
-                other = CTX.add(other, quantity)
-                other_values.append(values)
-            continue
-        known = quantities[position]
-        quantities[position] = quantity if known is None else CTX.add(known, quantity)
-
+    quantities, other, other_values = _quantities(spec, usage)
     scoped = spec.tier_scope is TierScope.METRIC
     results: list[CombinationResult] = []
     cumulative = _ZERO
@@ -221,6 +201,73 @@ def rate_dimensional(spec: DimensionalSpec, usage: Mapping[Values, Decimal]) -> 
     return DimensionalResult(
         spec.price_id, spec.name, spec.currency, spec.unit_name, total_quantity, amount, tuple(results)
     )
+
+
+def _quantities(
+    spec: DimensionalSpec, usage: Mapping[Values, Decimal]
+) -> tuple[list[Decimal | None], Decimal, list[Values]]:
+    """``usage`` checked and laid out on the spec: each combination's quantity (None without usage), the
+    pooled quantity of values no combination names, and those values."""
+    width = len(spec.dimensions)
+    quantities: list[Decimal | None] = [None] * len(spec.combinations)
+    other = _ZERO
+    other_values: list[Values] = []
+    index = spec.index
+    for values, quantity in usage.items():
+        if quantity.__class__ is not Decimal or not quantity.is_finite() or quantity < 0 or quantity >= LIMIT:
+            raise spec.error(
+                f"The quantity for {values!r} must be a non-negative Decimal, got {quantity!r}", InvalidUsageError
+            )
+        if values.__class__ is not tuple or len(values) != width:
+            raise spec.error(f"Usage values {values!r} must be a tuple of {width} values", InvalidUsageError)
+        position = index.get(values)
+        if position is None:
+            if quantity:
+                other = CTX.add(other, quantity)
+                other_values.append(values)
+            continue
+        known = quantities[position]
+        quantities[position] = quantity if known is None else CTX.add(known, quantity)
+    return quantities, other, other_values
+
+
+def dimensional_amounts(
+    spec: DimensionalSpec, before: Mapping[Values, Decimal], after: Mapping[Values, Decimal]
+) -> tuple[Decimal, Decimal]:
+    """``rate_dimensional(spec, before).amount`` and ``rate_dimensional(spec, after).amount``, exactly, for a
+    change of usage such as one real-time request's.
+
+    With tiers per combination each combination's amount depends on its own quantity only, so a
+    combination whose quantity is the same at both ends is priced once and counted in both (a request
+    touches a few of a price's combinations; the rest are priced once instead of twice). Sums are exact at
+    the engine's precision, so the order of addition does not change them. With tiers across the metric
+    a change moves the later combinations' place on the axis: both ends are priced in full.
+    """
+    if spec.__class__ is not DimensionalSpec:
+        raise PricingError(f"dimensional_amounts() needs a DimensionalSpec, got {type(spec).__name__}")
+    if spec.tier_scope is TierScope.METRIC:
+        return rate_dimensional(spec, before).amount, rate_dimensional(spec, after).amount
+    quantities_before, other_before, _ = _quantities(spec, before)
+    quantities_after, other_after, _ = _quantities(spec, after)
+    amount_before = amount_after = _ZERO
+    for combination, quantity_before, quantity_after in zip(
+        spec.combinations, quantities_before, quantities_after, strict=True
+    ):
+        if quantity_before == quantity_after:
+            if quantity_before:
+                same = rate(combination.spec, quantity_before).amount
+                amount_before, amount_after = CTX.add(amount_before, same), CTX.add(amount_after, same)
+            continue
+        if quantity_before:
+            amount_before = CTX.add(amount_before, rate(combination.spec, quantity_before).amount)
+        if quantity_after:
+            amount_after = CTX.add(amount_after, rate(combination.spec, quantity_after).amount)
+    if spec.default is not None:  # refused values are shown unpriced: no amount
+        if other_before:
+            amount_before = CTX.add(amount_before, rate(spec.default, other_before).amount)
+        if other_after:
+            amount_after = CTX.add(amount_after, rate(spec.default, other_after).amount)
+    return amount_before, amount_after
 
 
 def _sort_key(values: Values) -> tuple:

@@ -14,6 +14,7 @@ from catalog.pricing import (
     PriceSpec,
     PricingModel,
     Tier,
+    dimensional_amounts,
     parse_dimensional,
     rate,
     rate_dimensional,
@@ -278,3 +279,22 @@ def test_debits_of_growing_usage_telescope_to_the_final_rating(case, data):
             debited += current - previous
             previous = current
     assert debited == rate_dimensional(spec, usage).amount
+
+
+@settings(max_examples=300, deadline=None)
+@given(dimensional_cases(), st.data())
+def test_the_amounts_before_and_after_a_change_are_the_two_ratings(case, data):
+    """What a real-time debit prices (``dimensional_amounts``, each unchanged combination priced once) is
+    exactly the two ends as the invoice rates them, whatever the change: combinations added, grown,
+    untouched, unmatched values pooled."""
+    spec, before = case
+    names = [f"m{n}" for n in range(len(spec.combinations) + 2)]
+    added = data.draw(st.dictionaries(st.sampled_from(names).map(lambda name: (name,)), quantities, max_size=3))
+    after = dict(before)
+    for values, quantity in added.items():
+        after[values] = after.get(values, D(0)) + quantity
+
+    assert dimensional_amounts(spec, before, after) == (
+        rate_dimensional(spec, before).amount,
+        rate_dimensional(spec, after).amount,
+    )
