@@ -9,8 +9,7 @@ seed of ingest.py, warm-up requests untimed, the events table emptied before eac
     .venv/bin/python benchmarks/ingest_cpu.py                    # 3,000 single requests, 60 batches
     .venv/bin/python benchmarks/ingest_cpu.py --profile single   # and where the single request's CPU goes
 
-For an A/B, run it in two checkouts in turn (a ``git worktree`` of the other commit), twice each;
-``EVENT_ROUTES=0`` serves the event routes through Django's handler instead of ``billing_site.event_routes``.
+For an A/B, run it in two checkouts in turn (a ``git worktree`` of the other commit), twice each.
 """
 
 from __future__ import annotations

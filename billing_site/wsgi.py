@@ -7,10 +7,6 @@ to 83 ms on the real-time event path, a stall that the request running at that m
 request queued behind it on the worker wait out (benchmarks/RESULTS.md, session 5). Frozen, such a
 collection takes under 3 ms. The frozen objects live as long as the process anyway; objects created
 by requests are collected as before. ``GC_FREEZE=0`` leaves the collector alone.
-
-The two event routes are answered by ``billing_site.event_routes.EventRoutes`` in front of Django's
-handler (same views, same answers, less framework per request); ``EVENT_ROUTES=0`` serves them through
-Django's handler like every other request (to compare the two, ``benchmarks/ingest_cpu.py``).
 """
 
 import gc
@@ -20,11 +16,6 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings.production")
 application = get_wsgi_application()
-
-if os.environ.get("EVENT_ROUTES", "1") != "0":
-    from billing_site.event_routes import EventRoutes  # noqa: E402 — imports models: after Django's setup
-
-    application = EventRoutes(application)
 
 
 def freeze_startup_objects() -> None:

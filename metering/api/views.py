@@ -121,21 +121,14 @@ class _EventIngestBase(APIView):
     content_negotiation_class = _JsonOnly
 
     def dispatch(self, request, *args, **kwargs):
-        api_key = self.api_key_of(request) if request.method == "POST" else None
-        if api_key is None:  # DRF answers the 401 (or 405), exactly as for every other endpoint
+        if request.method != "POST":
             return super().dispatch(request, *args, **kwargs)
-        return self.keyed_answer(request, api_key)
-
-    @staticmethod
-    def api_key_of(request):
-        """The active key of the request's bearer header; None when there is none or it is refused."""
         try:
-            return api_key_from_authorization(request.META.get("HTTP_AUTHORIZATION", ""), cached=True)
+            api_key = api_key_from_authorization(request.META.get("HTTP_AUTHORIZATION", ""), cached=True)
         except (exceptions.AuthenticationFailed, *DATABASE_UNAVAILABLE):
-            return None
-
-    def keyed_answer(self, request, api_key) -> HttpResponse:
-        """The answer to a ``POST`` whose key ``api_key_of`` accepted (also served by billing_site.event_routes)."""
+            api_key = None
+        if api_key is None:  # DRF answers the 401, exactly as for every other endpoint
+            return super().dispatch(request, *args, **kwargs)
         # What DRF's authentication would have left on the request: the key (simple-history records it
         # on changes, catalog/history.py) and no Django user.
         request.auth = api_key
