@@ -95,6 +95,31 @@ def _grouped(
     costs, *, group_by: str, start: datetime, end: datetime, customer: Customer | None, filters: dict | None
 ) -> dict[str, ReportGroup]:
     groups: dict[str, ReportGroup] = {}
+    for cost, key, row in _keyed_rows(
+        costs, group_by=group_by, start=start, end=end, customer=customer, filters=filters
+    ):
+        label = _label(cost, group_by, key)
+        group = groups.setdefault(key, ReportGroup(key=key, label=label, unit=cost.unit or None))
+        group.cost += cost_amount(cost=cost, quantity=row.value)
+        group.quantity += row.value
+        group.events += row.event_count
+        if group.unit != (cost.unit or None):
+            group.unit = None
+    return groups
+
+
+def _keyed_rows(
+    costs,
+    *,
+    group_by: str,
+    start: datetime,
+    end: datetime,
+    customer: Customer | None,
+    filters: dict | None,
+    window: str | None = None,
+):
+    """(cost, group key, usage row) of each cost's grouped usage (per window when ``window``), the rows no
+    group takes left out."""
     for cost in costs:
         for row in metering.usage_grouped(
             metric=CostMeter.of(cost),
@@ -102,19 +127,12 @@ def _grouped(
             end=end,
             customer=customer,
             group_by=_keys(group_by),
+            window_size=window,
             filter_group_by=filters,
         ):
             key = _row_key(cost, group_by, row)
-            if key is None:
-                continue
-            label = _label(cost, group_by, key)
-            group = groups.setdefault(key, ReportGroup(key=key, label=label, unit=cost.unit or None))
-            group.cost += cost_amount(cost=cost, quantity=row.value)
-            group.quantity += row.value
-            group.events += row.event_count
-            if group.unit != (cost.unit or None):
-                group.unit = None
-    return groups
+            if key is not None:
+                yield cost, key, row
 
 
 def cost_report(
@@ -203,21 +221,11 @@ def cost_report(
     if window:
         kept = {g.key for g in shown if not g.is_other}
         series: dict[datetime, tuple[datetime, dict[str, Decimal]]] = {}
-        for cost in costs:
-            for row in metering.usage_grouped(
-                metric=CostMeter.of(cost),
-                start=start,
-                end=end,
-                customer=customer,
-                group_by=_keys(group_by),
-                window_size=window,
-                filter_group_by=filters,
-            ):
-                key = _row_key(cost, group_by, row)
-                if key is None:
-                    continue
-                key = key if key in kept else OTHER
-                _, values = series.setdefault(row.window_start, (row.window_end, {}))
-                values[key] = values.get(key, ZERO) + cost_amount(cost=cost, quantity=row.value)
+        for cost, key, row in _keyed_rows(
+            costs, group_by=group_by, start=start, end=end, customer=customer, filters=filters, window=window
+        ):
+            key = key if key in kept else OTHER
+            _, values = series.setdefault(row.window_start, (row.window_end, {}))
+            values[key] = values.get(key, ZERO) + cost_amount(cost=cost, quantity=row.value)
         report.windows = [(ws, we, values) for ws, (we, values) in sorted(series.items())]
     return report

@@ -12,17 +12,17 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import BillingMode, MetricFilter
+from catalog.models import MetricFilter
 from invoicing import usage_counters
 from invoicing.models import Invoice, InvoiceKind, RealtimeUsageCounter
 from invoicing.realtime import events_ingest_and_debit, events_link_and_debit
 from invoicing.services import billing_run_execute, invoice_finalize
 from metering.selectors import usage_aggregate_by_customer_and_values
 from metering.services import events_ingest
-from tests.factories import CustomerFactory, MeteredPriceFactory, PlanFactory, SubscriptionFactory
+from tests.factories import CustomerFactory
 
 from .conftest import APRIL, EVENT_TYPE, MARCH, fund
-from .test_dimensional_debits import RATES
+from .test_dimensional_debits import subscribe_per_model
 from .test_hot_path import STATEMENTS
 
 pytestmark = pytest.mark.django_db
@@ -33,23 +33,9 @@ SMALL, LARGE = ("nle-small",), ("nle-large",)
 _keys = iter(range(1, 10**9))
 
 
-def _subscribe_per_model(customer, product, tokens):
-    plan = PlanFactory(product=product, merchant=product.merchant, name="Per model", billing_mode=BillingMode.REAL_TIME)
-    MeteredPriceFactory(
-        plan=plan,
-        billable_metric=tokens,
-        unit_price=Decimal("0.003"),
-        invoice_display_name="Tokens",
-        dimensional_rates=RATES,
-    )
-    return SubscriptionFactory(
-        plan=plan, merchant=customer.merchant, customer=customer, started_at=MARCH, billing_anchor=MARCH
-    )
-
-
 @pytest.fixture
 def per_model(customer, product, tokens):
-    return _subscribe_per_model(customer, product, tokens)
+    return subscribe_per_model(customer, product, tokens)
 
 
 def _raw(customer, data: dict, at=AT) -> dict:
@@ -269,7 +255,7 @@ def test_linking_early_events_writes_their_counter(merchant, product, tokens):
         del item["subject"]
     events_ingest_and_debit(merchant=merchant, raw_events=early, now=AT)
     crm = CustomerFactory(merchant=merchant, name="Acme CRM", currency="USD", time_zone="UTC", external_id="acme-crm-7")
-    _subscribe_per_model(crm, product, tokens)
+    subscribe_per_model(crm, product, tokens)
     fund(crm, "100", now=AT)
 
     # when the beat links them

@@ -38,6 +38,11 @@ RATES = {
 
 @pytest.fixture
 def dimensional_subscription(customer, product, tokens):
+    return subscribe_per_model(customer, product, tokens)
+
+
+def subscribe_per_model(customer, product, tokens):
+    """A real-time subscription since March 1 to a plan whose token price has the rates per model above."""
     plan = PlanFactory(product=product, merchant=product.merchant, name="Per model", billing_mode=BillingMode.REAL_TIME)
     MeteredPriceFactory(
         plan=plan,
