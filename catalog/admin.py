@@ -605,8 +605,8 @@ class PriceAdmin(ServiceRefusalAdminMixin, CatalogHistoryAdmin):
             {
                 "fields": ("dimensional_rates",),
                 "description": "Optional: a rate of its own for each value of an event property, e.g. per model "
-                "(nle-small, nle-large), each with its own free units. Values not listed are priced at the rate "
-                "above, or refused.",
+                "(nle-small, nle-large), or for each combination of up to three properties, e.g. per model and "
+                "region, each with its own free units. Values not listed are priced at the rate above, or refused.",
             },
         ),
         (

@@ -1,11 +1,16 @@
-"""Rates per event property on the price page, typed as rows: the event property (e.g. ``model``), one row per
-value with its price and free units, and what happens to the values not listed.
+"""Rates per event property on the price page, typed as rows: one to three event properties (e.g. ``model`` and
+``region``), one row per combination of their values with its price and free units, and what happens to the
+values not listed.
 
 Finance types a row's price in the scale chosen in "price per" (0.002 per 1K tokens), like every other rate on
 the page; the form stores the engine's JSON form (``Price.dimensional_rates``, per unit, see
 catalog/pricing/README.md "Dimensional prices"), which the model validates with the engine's messages. What
-rows cannot say (several properties, tiers per value, tiers over the whole metric) is typed as that JSON in
-the "advanced" box under the rows; when the box holds anything it is used instead of the rows.
+rows cannot say (tiers per value, tiers over the whole metric, other models) is typed as that JSON in the
+"advanced" box under the rows; when the box holds anything it is used instead of the rows.
+
+The first property and its values keep their original field names (``_property``, ``_value_<row>``), so a
+script posting one property as before still works; the second and third are ``_property2`` / ``_value2_<row>``
+and ``_property3`` / ``_value3_<row>``.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from django.core.exceptions import ValidationError
 
 from .admin_rates import per_unit_rate, shown_rate
 from .models import RatePer
+from .pricing.dimensions import MAX_COMBINATIONS, MAX_DIMENSIONS
 
 BLANK_ROWS = 3  # blank rows under the last one; "save and continue" gives three more
-MAX_ROWS = 100  # the engine's MAX_COMBINATIONS
+MAX_ROWS = MAX_COMBINATIONS
+PROPERTIES = MAX_DIMENSIONS  # property columns on the page: 3
 UNMATCHED_CHOICES = (
     ("default", "priced at this price's own rate (above)"),
     ("refuse", "refused: such events are not accepted"),
@@ -32,13 +39,31 @@ _DECIMAL_KEYS = {"unitPrice", "freeUnits", "upTo", "flatFee", "packageSize"}
 
 
 @dataclass(frozen=True)
+class TypedRow:
+    """One row as typed: a value per property column (in column order), the price and the free units."""
+
+    values: tuple[str, ...] = ()
+    price: str = ""
+    free: str = ""
+
+    def value(self, column: int) -> str:
+        return self.values[column] if column < len(self.values) else ""
+
+    def is_blank(self) -> bool:
+        return not any(part.strip() for part in (*self.values, self.price, self.free))
+
+
+@dataclass(frozen=True)
 class TypedRates:
-    """What the page posted: the advanced JSON box, the property, the unmatched choice and the rows as typed."""
+    """What the page posted: the advanced JSON box, the properties, the unmatched choice and the rows as typed."""
 
     json: str = ""
-    property: str = ""
+    properties: tuple[str, ...] = ()  # one per column, blank where none is named
     unmatched: str = "default"
-    rows: tuple[tuple[str, str, str], ...] = ()  # (value, price, free units)
+    rows: tuple[TypedRow, ...] = ()
+
+    def property(self, column: int) -> str:
+        return self.properties[column] if column < len(self.properties) else ""
 
 
 @dataclass(frozen=True)
@@ -52,12 +77,23 @@ def _plain(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+def _suffix(column: int) -> str:
+    """The field-name suffix of a property column: "" for the first (its original names), then "2", "3"."""
+    return "" if column == 0 else str(column + 1)
+
+
 def rows_of(data: Any, rate_per: int) -> TypedRates | None:
     """The stored rates as rows (prices shown at ``rate_per``), or None when rows cannot say them."""
     if not isinstance(data, dict) or set(data) - {"dimensions", "tierScope", "unmatched", "rates"}:
         return None
     dimensions, rates = data.get("dimensions"), data.get("rates")
-    if not (isinstance(dimensions, list) and len(dimensions) == 1 and isinstance(rates, list)):
+    if not (
+        isinstance(dimensions, list)
+        and 1 <= len(dimensions) <= PROPERTIES
+        and all(isinstance(key, str) for key in dimensions)
+        and len(set(dimensions)) == len(dimensions)
+        and isinstance(rates, list)
+    ):
         return None
     if data.get("tierScope", "combination") != "combination" or data.get("unmatched", "default") not in {
         "default",
@@ -69,15 +105,19 @@ def rows_of(data: Any, rate_per: int) -> TypedRates | None:
         if not isinstance(rate, dict) or set(rate) - _ROW_KEYS or rate.get("model") != "standard":
             return None
         values = rate.get("values")
-        if not isinstance(values, dict) or set(values) != set(dimensions) or not isinstance(values[dimensions[0]], str):
+        if (
+            not isinstance(values, dict)
+            or set(values) != set(dimensions)
+            or not all(isinstance(values[key], str) for key in dimensions)
+        ):
             return None
         try:
             price = shown_rate(Decimal(str(rate["unitPrice"])), rate_per)
             free = Decimal(str(rate["freeUnits"])) if rate.get("freeUnits") is not None else None
         except (KeyError, InvalidOperation):
             return None
-        rows.append((values[dimensions[0]], _plain(price), "" if not free else _plain(free)))
-    return TypedRates(property=dimensions[0], unmatched=data.get("unmatched", "default"), rows=tuple(rows))
+        rows.append(TypedRow(tuple(values[key] for key in dimensions), _plain(price), "" if not free else _plain(free)))
+    return TypedRates(properties=tuple(dimensions), unmatched=data.get("unmatched", "default"), rows=tuple(rows))
 
 
 def _decimal(text: str, row: int, what: str) -> Decimal:
@@ -90,29 +130,68 @@ def _decimal(text: str, row: int, what: str) -> Decimal:
     return value
 
 
-def rows_to_rates(typed: TypedRates) -> RowRates | None:
-    """The rates the rows say (None when the property and every row are blank); a field-level message if not."""
-    filled = [(n, row) for n, row in enumerate(typed.rows, start=1) if any(part.strip() for part in row)]
-    prop = typed.property.strip()
-    if not prop and not filled:
-        return None
-    if not prop:
+def _quoted(names: list[str]) -> str:
+    quoted = [f"“{name}”" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def _dimensions(typed: TypedRates, filled: list[tuple[int, TypedRow]]) -> list[tuple[int, str]]:
+    """(column, property) of the columns in use, in page order: named, or holding a value in some row."""
+    width = max([len(typed.properties), *(len(row.values) for _, row in filled)], default=0)
+    names = [typed.property(column).strip() for column in range(width)]
+    if not any(names):
         raise ValidationError("Name the event property the rates depend on, e.g. model.")
+    used = []
+    for column, name in enumerate(names):
+        if name:
+            if name in names[:column]:
+                raise ValidationError(f"The property “{name}” is named twice; name each property once.")
+            used.append((column, name))
+            continue
+        for number, row in filled:
+            if row.value(column).strip():
+                raise ValidationError(
+                    f"Row {number}: the value “{row.value(column).strip()}” is under property {column + 1}, "
+                    "which has no name; name the property or clear the value."
+                )
+    return used
+
+
+def rows_to_rates(typed: TypedRates) -> RowRates | None:
+    """The rates the rows say (None when the properties and every row are blank); a field-level message if not."""
+    filled = [(number, row) for number, row in enumerate(typed.rows, start=1) if not row.is_blank()]
+    if not any(name.strip() for name in typed.properties) and not filled:
+        return None
+    used = _dimensions(typed, filled)
+    dimensions = [name for _, name in used]
     if not filled:
-        raise ValidationError(f"Add at least one value of “{prop}” and its price, or clear the property.")
-    rates = []
-    for number, (value, price, free) in filled:
-        value, price, free = value.strip(), price.strip(), free.strip()
-        if not value:
-            raise ValidationError(f"Row {number}: enter the value of “{prop}” this price is for, e.g. nle-small.")
+        if len(dimensions) == 1:
+            raise ValidationError(f"Add at least one value of “{dimensions[0]}” and its price, or clear the property.")
+        raise ValidationError(
+            f"Add at least one row with a value of {_quoted(dimensions)} and its price, or clear the properties."
+        )
+    rates, first_row = [], {}
+    for number, row in filled:
+        values = {name: row.value(column).strip() for column, name in used}
+        for name, value in values.items():
+            if not value:
+                raise ValidationError(f"Row {number}: enter the value of “{name}” this price is for.")
+        label = ", ".join(f"{name}={value}" for name, value in values.items())
+        combination = tuple(values.values())
+        if combination in first_row:
+            raise ValidationError(
+                f"Rows {first_row[combination]} and {number} both price {label}; keep one row for it."
+            )
+        first_row[combination] = number
+        price, free = row.price.strip(), row.free.strip()
         if not price:
-            raise ValidationError(f"Row {number}: enter the price for {prop}={value}.")
-        rate = {"values": {prop: value}, "model": "standard", "unitPrice": _plain(_decimal(price, number, "price"))}
+            raise ValidationError(f"Row {number}: enter the price for {label}.")
+        rate = {"values": values, "model": "standard", "unitPrice": _plain(_decimal(price, number, "price"))}
         if free:
             rate["freeUnits"] = _plain(_decimal(free, number, "free units"))
         rates.append(rate)
     unmatched = typed.unmatched if typed.unmatched in {"default", "refuse"} else "default"
-    return RowRates({"dimensions": [prop], "tierScope": "combination", "unmatched": unmatched, "rates": rates})
+    return RowRates({"dimensions": dimensions, "tierScope": "combination", "unmatched": unmatched, "rates": rates})
 
 
 def rates_per_unit(value: Any, rate_per: int) -> Any:
@@ -151,8 +230,8 @@ def _canonical(value: Any) -> Any:
 
 
 class DimensionalRatesWidget(forms.Widget):
-    """The property, the unmatched choice, a table of rows and the advanced JSON box (named as the field, so
-    a script posting the JSON, as before the rows, still works)."""
+    """The properties, the unmatched choice, a table of rows (a value column per property, labelled by its name)
+    and the advanced JSON box (named as the field, so a script posting the JSON, as before the rows, still works)."""
 
     template_name = "catalog/widgets/dimensional_rates.html"
     rate_per: int = RatePer.UNIT
@@ -162,12 +241,15 @@ class DimensionalRatesWidget(forms.Widget):
         for index in range(MAX_ROWS + BLANK_ROWS):
             if f"{name}_value_{index}" not in data:
                 break
+            values = tuple(data.get(f"{name}_value{_suffix(column)}_{index}", "") or "" for column in range(PROPERTIES))
             rows.append(
-                tuple(data.get(f"{name}_{part}_{index}", "") for part in ("value", "price", "free"))  # type: ignore[misc]
+                TypedRow(
+                    values, data.get(f"{name}_price_{index}", "") or "", data.get(f"{name}_free_{index}", "") or ""
+                )
             )
         return TypedRates(
             json=data.get(name, "") or "",
-            property=data.get(f"{name}_property", "") or "",
+            properties=tuple(data.get(f"{name}_property{_suffix(column)}", "") or "" for column in range(PROPERTIES)),
             unmatched=data.get(f"{name}_unmatched", "default") or "default",
             rows=tuple(rows),
         )
@@ -184,15 +266,48 @@ class DimensionalRatesWidget(forms.Widget):
         else:
             stored = json.loads(value) if isinstance(value, str) else value
             typed = rows_of(stored, self.rate_per) or TypedRates(json=json.dumps(stored, indent=2))
-        filled = [row for row in typed.rows if any(part.strip() for part in row)]
-        rows = [*filled, *([("", "", "")] * BLANK_ROWS)]
+        rows = [*(row for row in typed.rows if not row.is_blank()), *([TypedRow()] * BLANK_ROWS)]
+        field_id = attrs.get("id") or f"id_{name}"
+        columns = []
+        for column in range(PROPERTIES):
+            prop = typed.property(column).strip()
+            blank = "Value" if column == 0 else f"Value of property {column + 1}"
+            columns.append(
+                {
+                    "column": column,
+                    "name": f"{name}_property{_suffix(column)}",
+                    "id": f"{field_id}_property{_suffix(column)}",
+                    "property": typed.property(column),
+                    # the column is labelled by the property typed above it (price_form.js keeps it so as it is typed)
+                    "heading": prop or blank,
+                    "blank_heading": blank,
+                    "label": ("Event property", "Second property (optional)", "Third property (optional)")[column],
+                    "placeholder": ("model", "region", "")[column],
+                }
+            )
         context["widget"].update(
             {
                 "json": typed.json,
-                "property": typed.property,
+                "columns": columns,
                 "unmatched": typed.unmatched,
                 "unmatched_choices": UNMATCHED_CHOICES,
-                "rows": [{"index": n, "value": v, "price": p, "free": f} for n, (v, p, f) in enumerate(rows)],
+                "rows": [
+                    {
+                        "index": index,
+                        "cells": [
+                            {
+                                "column": column,
+                                "name": f"{name}_value{_suffix(column)}_{index}",
+                                "id": f"{field_id}_value{_suffix(column)}_{index}",
+                                "value": row.value(column),
+                            }
+                            for column in range(PROPERTIES)
+                        ],
+                        "price": row.price,
+                        "free": row.free,
+                    }
+                    for index, row in enumerate(rows)
+                ],
                 "per": RatePer(self.rate_per).label,
                 "advanced_open": bool(typed.json.strip()),
             }

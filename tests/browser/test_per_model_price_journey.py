@@ -7,6 +7,10 @@ Hand-computed, per 1K tokens: nle-small $0.002, nle-large $0.006, any other mode
 Simulated: 1,500,000 nle-small = $3.00; 250,000 nle-large = $1.50; 100,000 of other models = $0.40; total $4.90.
 Sent: 1,000,000 nle-large = $6.00 and 500,000 nle-small = $1.00: $7.00 accrued on a $10.00 budget, past 50 %
 ($5.00) and short of 80 % ($8.00): one threshold fired.
+
+A second, shorter journey types rates per model and region as rows (issue #23): the region column opens and
+takes its name as "region" is typed; per 1K tokens nle-small in eu $0.002, in us $0.0025, nle-large in eu
+$0.006 with 10,000 free tokens, stored per token.
 """
 
 from __future__ import annotations
@@ -151,3 +155,63 @@ def test_finance_builds_a_per_model_price_simulates_it_and_sees_a_spend_alert_fi
     }
     assert cells == {"threshold": ["50"], "threshold_amount": ["5"], "accrued": ["7"]}
     page.screens("the alert fired")
+
+
+def test_finance_types_rates_per_model_and_region_as_rows(page, live_server):
+    base = live_server.url
+    metric = BillableMetricFactory(product__name="Neural Language Engine", name="Input tokens", unit="tokens")
+    plan = PlanFactory(merchant=metric.product.merchant, product=metric.product, name="Per region", currency="USD")
+    staff_user_with_role("fin", BILLING_ADMIN)
+
+    log_in(page, base, "fin")
+    page.goto(admin_url(base, "catalog/plan", plan.pk))
+    page.click(".catalog-inline-add a.addlink")
+    page.wait_for_url(re.compile(r"/admin/catalog/price/add/"))
+    select_containing(page, "#id_billable_metric", "Input tokens")
+    page.fill("#id_invoice_display_name", "Input tokens")
+    page.select_option("#id_payment_term", "in_arrears")
+    page.select_option("#id_rate_per", "1000")
+    page.fill("#id_unit_price", "0.004")
+    # one property to start with: the second column waits for its name, the third box for the second
+    assert page.locator('th[data-value-column="0"]').text_content() == "Value"
+    assert page.locator("#id_dimensional_rates_value2_0").is_hidden()
+    assert page.locator("#id_dimensional_rates_property3").is_hidden()
+    page.fill("#id_dimensional_rates_property", "model")
+    page.fill("#id_dimensional_rates_property2", "region")
+    assert page.locator('th[data-value-column="0"]').text_content() == "model"
+    assert page.locator('th[data-value-column="1"]').text_content() == "region"
+    assert page.locator("#id_dimensional_rates_property3").is_visible()
+    assert page.locator("#id_dimensional_rates_value3_0").is_hidden()
+    for row, (model, region, price, free) in enumerate(
+        (("nle-small", "eu", "0.002", ""), ("nle-small", "us", "0.0025", ""), ("nle-large", "eu", "0.006", "10,000"))
+    ):
+        page.fill(f"#id_dimensional_rates_value_{row}", model)
+        page.fill(f"#id_dimensional_rates_value2_{row}", region)
+        page.fill(f"#id_dimensional_rates_price_{row}", price)
+        page.fill(f"#id_dimensional_rates_free_{row}", free)
+    page.select_option("#id_dimensional_rates_unmatched", "refuse")
+    page.screens("rates per model and region")
+    save(page, "_continue")
+
+    price = Price.objects.get(plan=plan)
+    assert price.dimensional_rates == {
+        "dimensions": ["model", "region"],
+        "tierScope": "combination",
+        "unmatched": "refuse",
+        "rates": [
+            {"values": {"model": "nle-small", "region": "eu"}, "model": "standard", "unitPrice": "0.000002"},
+            {"values": {"model": "nle-small", "region": "us"}, "model": "standard", "unitPrice": "0.0000025"},
+            {
+                "values": {"model": "nle-large", "region": "eu"},
+                "model": "standard",
+                "unitPrice": "0.000006",
+                "freeUnits": "10000",
+            },
+        ],
+    }
+    # "save and continue" shows the rows again, per 1K, with three blank rows under them
+    assert page.locator('th[data-value-column="1"]').text_content() == "region"
+    assert page.input_value("#id_dimensional_rates_value2_1") == "us"
+    assert page.input_value("#id_dimensional_rates_price_1") == "0.0025"
+    assert page.locator("#id_dimensional_rates_value2_5").is_visible()
+    page.screens("the rows shown again")

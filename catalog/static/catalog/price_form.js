@@ -69,3 +69,40 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 });
+
+// Rates per event property: each value column is labelled by the property typed above it, as it is typed.
+// A second or third column shows once its property is named (or holds values); without this script every
+// column is simply shown.
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll(".dimensional-rates").forEach(function (editor) {
+    const inputs = Array.from(editor.querySelectorAll(".dimensional-rates-properties input"));
+    function cells(column) {
+      return editor.querySelectorAll('[data-value-column="' + column + '"]');
+    }
+    function hasValues(column) {
+      return Array.from(cells(column)).some(function (cell) {
+        const input = cell.querySelector("input");
+        return input !== null && input.value.trim() !== "";
+      });
+    }
+    function refresh() {
+      inputs.forEach(function (input, column) {
+        const name = input.value.trim();
+        const shown = column === 0 || name !== "" || hasValues(column);
+        cells(column).forEach(function (cell) {
+          cell.hidden = !shown;
+          if (cell.tagName === "TH") {
+            cell.textContent = name || cell.dataset.blankHeading;
+          }
+        });
+        // a property's box shows when the one before it is named, so the third waits for the second
+        const previous = column === 0 ? "x" : inputs[column - 1].value.trim();
+        input.closest("[data-property-column]").hidden = !shown && previous === "";
+      });
+    }
+    inputs.forEach(function (input) {
+      input.addEventListener("input", refresh);
+    });
+    refresh();
+  });
+});
