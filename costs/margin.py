@@ -4,15 +4,17 @@
   less the ``subtotal`` of issued (not voided) credit notes. Drafts and voided invoices are not revenue. The
   product is the invoice's plan's product. Two bases place it in [start, end):
   ``issued`` (the API's default, as reporting's revenue chart): invoices by ``issued_at``, credit notes by
-  their own ``issued_at``; ``billingPeriod``: invoices whose billing period starts in [start, end) and the
-  credit notes on them, so that revenue lines up with the cost of the same period's usage (the billing home).
+  their own ``issued_at``; ``billingPeriod``: invoice lines whose service period starts in [start, end) and
+  the credit notes on those lines (costs/placement.py: a fee billed in advance counts in the period it
+  bills, the usage billed in arrears beside it in the period before), so that revenue lines up with the cost
+  of the same period's usage (the billing home).
 - **Cost** is each live cost of the currency metered over [start, end) per customer
   (``selectors.cost_by_customer``: one query per cost); a product's cost is the sum of its costs over its
   customers.
 - **Profit** = revenue − cost; **margin** = profit / revenue in percent (None when there is no revenue).
 
 Amounts are summed exactly and rounded once to the currency's minor unit. One query for revenue (two
-grouped selects, UNION ALL), one for the costs, one per cost (at most ``MAX_COSTS_PER_MERCHANT`` a merchant).
+to four grouped selects, UNION ALL), one for the costs, one per cost (at most ``MAX_COSTS_PER_MERCHANT`` a merchant).
 """
 
 from __future__ import annotations
@@ -27,14 +29,24 @@ from django.db.models import DecimalField, F, Sum
 from catalog.models import Customer, Product, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.selectors import prices_for_subscriptions
-from invoicing.models import MONEY_DIGITS, OPEN_STATUSES, CreditNote, CreditNoteStatus, Invoice, InvoiceStatus
+from invoicing.models import (
+    MONEY_DIGITS,
+    OPEN_STATUSES,
+    CreditNote,
+    CreditNoteLine,
+    CreditNoteStatus,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
 
-from . import selectors
+from . import placement, selectors
 from .models import Cost
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
 REVENUE_STATUSES = (*OPEN_STATUSES, InvoiceStatus.PAID)
+MONEY = DecimalField(**MONEY_DIGITS)
 
 
 @dataclass(frozen=True)
@@ -94,30 +106,39 @@ def revenue_by_customer_product(
     the currency's minor unit. One query."""
     invoices = Invoice.objects.filter(currency=currency, status__in=REVENUE_STATUSES)
     notes = CreditNote.objects.filter(currency=currency, status=CreditNoteStatus.ISSUED)
-    if basis == BILLING_PERIOD_BASIS:
-        invoices = invoices.filter(period_start__gte=start, period_start__lt=end)
-        notes = notes.filter(
-            invoice__status__in=REVENUE_STATUSES, invoice__period_start__gte=start, invoice__period_start__lt=end
-        )
-    else:
-        invoices = invoices.filter(issued_at__gte=start, issued_at__lt=end)
-        notes = notes.filter(issued_at__gte=start, issued_at__lt=end)
     if merchant_ids is not None:
         invoices = invoices.filter(merchant_id__in=merchant_ids)
         notes = notes.filter(merchant_id__in=merchant_ids)
-    invoiced = (
-        invoices.order_by()
-        .values("customer_id", product_id=F("plan__product_id"))
-        .annotate(amount=Sum("subtotal", output_field=DecimalField(**MONEY_DIGITS)))
-    )
-    credited = (
-        notes.order_by()
-        .values("customer_id", product_id=F("invoice__plan__product_id"))
-        .annotate(amount=Sum(-F("subtotal"), output_field=DecimalField(**MONEY_DIGITS)))
-    )
+    # (queryset, path from a row to its invoice or credit note, the amount it adds: + billed, − credited)
+    if basis == BILLING_PERIOD_BASIS:
+        # Invoice and credit-note lines, each at the period it bills (costs/placement.py), and the documents
+        # without lines whole at their (invoice's) billing period.
+        notes = notes.filter(invoice__status__in=REVENUE_STATUSES)
+        parts = [
+            (placement.invoice_lines_placed(InvoiceLine.objects.filter(invoice__in=invoices)), "invoice__", "billed"),
+            (placement.invoices_without_lines(invoices), "", "billed"),
+            (
+                placement.credit_note_lines_placed(CreditNoteLine.objects.filter(credit_note__in=notes)),
+                "credit_note__invoice__",
+                "credited",
+            ),
+            (placement.credit_notes_without_lines(notes), "invoice__", "credited"),
+        ]
+    else:
+        parts = [
+            (invoices.alias(placed_at=F("issued_at"), billed=F("subtotal")), "", "billed"),
+            (notes.alias(placed_at=F("issued_at"), credited=F("subtotal")), "invoice__", "credited"),
+        ]
+    selects = [
+        queryset.filter(placed_at__gte=start, placed_at__lt=end)
+        .order_by()
+        .values(billed_customer=F(f"{path}customer_id"), billed_product=F(f"{path}plan__product_id"))
+        .annotate(amount=Sum(F(value) if value == "billed" else -F(value), output_field=MONEY))
+        for queryset, path, value in parts
+    ]
     result: dict[tuple[str, str], Decimal] = {}
-    for row in invoiced.union(credited, all=True):
-        key = (row["customer_id"], row["product_id"])
+    for row in selects[0].union(*selects[1:], all=True):
+        key = (row["billed_customer"], row["billed_product"])
         result[key] = result.get(key, ZERO) + (row["amount"] or ZERO)
     # SQLite sums decimals as floats: amounts are in minor units, so rounding restores the exact sum.
     return {key: round_money(Decimal(value), currency) for key, value in result.items()}

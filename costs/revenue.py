@@ -2,10 +2,12 @@
 credit notes, and what each customer owes today.
 
 - **Billed** (``revenue_summary``): the ``subtotal`` (net of tax) of issued, partially paid, overdue and paid
-  invoices placed in [start, end) by their issue time (``issued`` basis) or the start of the billing period
-  they bill (``billingPeriod``); credit notes (issued, not voided) are subtracted by their issue time (by
-  their invoice's billing period on that basis), by their ``subtotal`` too. ``netRevenue`` = invoiced −
-  credited. Draft and voided invoices are not revenue.
+  invoices placed in [start, end) by their issue time (``issued`` basis); credit notes (issued, not voided)
+  are subtracted by their issue time, by their ``subtotal`` too. On the ``billingPeriod`` basis each invoice
+  line counts at the start of the period it bills and each credit note on the lines it credits
+  (costs/placement.py): an invoice billing two periods counts in both (once in each count), its outstanding
+  amount split like its lines. ``netRevenue`` = invoiced − credited. Draft and voided invoices are not
+  revenue.
 - **Refunds** (the client's ``totalRefunds``): the same credit notes' ``total``, tax included, as the
   client defines it; ``netRevenue`` subtracts them without tax (a $200 credit note with 10 % tax is
   ``totalRefunds`` 220.00 and takes 200.00 off ``netRevenue``).
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, Max, Min, Q, Sum
+from django.db.models import Count, DecimalField, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDay, TruncHour, TruncWeek
 
 from catalog.models import Customer, Merchant
@@ -35,12 +37,15 @@ from invoicing.models import (
     MONEY_DIGITS,
     OPEN_STATUSES,
     CreditNote,
+    CreditNoteLine,
     CreditNoteStatus,
     Invoice,
+    InvoiceLine,
     InvoiceStatus,
     Payment,
 )
 
+from . import placement
 from .margin import BILLING_PERIOD_BASIS, REVENUE_STATUSES
 from .selectors import MAX_WINDOWS, PeriodError, check_period
 
@@ -226,27 +231,49 @@ def revenue_summary(
     group_by: str | None = None,
     basis: str = "issued",
 ) -> dict[str, CurrencySummary]:
-    """Currency → its summary over [start, end) (only ``currency`` when given). Five grouped queries:
-    invoices, credit notes, payments, and the invoice and credit-note trend per bucket (one each)."""
+    """Currency → its summary over [start, end) (only ``currency`` when given). Six grouped queries on
+    either basis: invoices, credit notes, payments, and their trend per bucket (one each)."""
     check_buckets(start=start, end=end, bucket_width=bucket_width)
     trunc = BUCKETS[bucket_width][0]
+    payments = Payment.objects.filter(merchant=merchant, received_at__gte=start, received_at__lt=end)
+    # Each figure reads one or two parts (a queryset and the path from its rows to their invoice or credit
+    # note), summed in one query (UNION ALL); every row has ``placed_at`` and its amounts.
+    invoice_parts: list[tuple[QuerySet, str]]
+    note_parts: list[tuple[QuerySet, str]]
     invoices = Invoice.objects.filter(merchant=merchant, status__in=REVENUE_STATUSES)
     notes = CreditNote.objects.filter(merchant=merchant, status=CreditNoteStatus.ISSUED)
-    payments = Payment.objects.filter(merchant=merchant, received_at__gte=start, received_at__lt=end)
     if basis == BILLING_PERIOD_BASIS:
-        invoice_time, note_time = "period_start", "invoice__period_start"
+        # Invoice and credit-note lines, each at the period it bills (costs/placement.py), and the documents
+        # without lines whole at their (invoice's) billing period.
         notes = notes.filter(invoice__status__in=REVENUE_STATUSES)
+        invoice_parts = [
+            (placement.invoice_lines_placed(InvoiceLine.objects.filter(invoice__in=invoices)), "invoice__"),
+            (placement.invoices_without_lines(invoices), ""),
+        ]
+        note_parts = [
+            (placement.credit_note_lines_placed(CreditNoteLine.objects.filter(credit_note__in=notes)), "credit_note__"),
+            (placement.credit_notes_without_lines(notes), ""),
+        ]
     else:
-        invoice_time, note_time = "issued_at", "issued_at"
-    invoices = invoices.filter(**{f"{invoice_time}__gte": start, f"{invoice_time}__lt": end})
-    notes = notes.filter(**{f"{note_time}__gte": start, f"{note_time}__lt": end})
+        invoice_parts = [(invoices.alias(placed_at=F("issued_at"), billed=F("subtotal"), owed=F("amount_due")), "")]
+        note_parts = [(notes.alias(placed_at=F("issued_at"), credited=F("subtotal"), refund_total=F("total")), "")]
+
+    def narrowed(queryset: QuerySet, path: str, *, note: bool) -> QuerySet:
+        queryset = queryset.filter(placed_at__gte=start, placed_at__lt=end)
+        if currency:
+            queryset = queryset.filter(**{f"{path}currency": currency})
+        if customer_id:
+            queryset = queryset.filter(**{f"{path}customer_id": customer_id})
+        if subscription_ids is not None:
+            queryset = queryset.filter(**{f"{path}{'invoice__' if note else ''}subscription_id__in": subscription_ids})
+        return queryset
+
+    invoice_parts = [(narrowed(q, path, note=False), path) for q, path in invoice_parts]
+    note_parts = [(narrowed(q, path, note=True), path) for q, path in note_parts]
     if currency:
-        invoices, notes, payments = (q.filter(currency=currency) for q in (invoices, notes, payments))
+        payments = payments.filter(currency=currency)
     if customer_id:
-        invoices, notes, payments = (q.filter(customer_id=customer_id) for q in (invoices, notes, payments))
-    if subscription_ids is not None:
-        invoices = invoices.filter(subscription_id__in=subscription_ids)
-        notes = notes.filter(invoice__subscription_id__in=subscription_ids)
+        payments = payments.filter(customer_id=customer_id)
 
     summaries: dict[str, CurrencySummary] = {}
 
@@ -254,19 +281,34 @@ def revenue_summary(
         return summaries.setdefault(code, CurrencySummary(currency=code))
 
     group_field = {"customer": ("customer_id", "customer__name"), "plan": ("plan_id", "plan__name")}.get(group_by or "")
-    keys = ["currency", *(group_field or ())]
-    for row in (
-        invoices.order_by()
-        .values(*keys)
-        .annotate(
-            invoiced=Coalesce(Sum("subtotal"), ZERO, output_field=MONEY),
-            count=Count("id"),
-            outstanding=Coalesce(Sum("amount_due", filter=Q(status__in=OPEN_STATUSES)), ZERO, output_field=MONEY),
-            outstanding_count=Count("id", filter=Q(status__in=OPEN_STATUSES)),
-            paid=Coalesce(Sum("subtotal", filter=Q(status=InvoiceStatus.PAID)), ZERO, output_field=MONEY),
-            paid_count=Count("id", filter=Q(status=InvoiceStatus.PAID)),
-        )
-    ):
+    invoice_columns = {"currency": "currency"}
+    note_columns = {"currency": "currency"}
+    if group_field:
+        invoice_columns |= {"group": group_field[0], "label": group_field[1]}
+        # A credit note counts in its invoice's plan.
+        prefix = "invoice__" if group_by == "plan" else ""
+        note_columns |= {"group": prefix + group_field[0], "label": prefix + group_field[1]}
+
+    def invoice_figures(path: str) -> dict:
+        # An invoice counts once per group however many of its lines lie in the window.
+        open_q, paid_q = Q(**{f"{path}status__in": OPEN_STATUSES}), Q(**{f"{path}status": InvoiceStatus.PAID})
+        return {
+            "invoiced": Coalesce(Sum("billed"), ZERO, output_field=MONEY),
+            "count": Count(f"{path}id", distinct=True),
+            "outstanding": Coalesce(Sum("owed", filter=open_q), ZERO, output_field=MONEY),
+            "outstanding_count": Count(f"{path}id", filter=open_q, distinct=True),
+            "paid": Coalesce(Sum("billed", filter=paid_q), ZERO, output_field=MONEY),
+            "paid_count": Count(f"{path}id", filter=paid_q, distinct=True),
+        }
+
+    def note_figures(path: str) -> dict:
+        return {
+            "amount": Coalesce(Sum("credited"), ZERO, output_field=MONEY),
+            "total": Coalesce(Sum("refund_total"), ZERO, output_field=MONEY),
+            "count": Count(f"{path}id", distinct=True),
+        }
+
+    for row in _grouped(invoice_parts, invoice_columns, invoice_figures):
         code = row["currency"]
         summary = of(code)
         invoiced = _money(row["invoiced"], code)
@@ -279,21 +321,12 @@ def revenue_summary(
         )
         summary.paid = Category(summary.paid.amount + paid, summary.paid.count + row["paid_count"])
         if group_field:
-            group = summary.groups.setdefault(row[group_field[0]], _group(row[group_field[1]]))
-            group["outstanding"] = Category(outstanding, row["outstanding_count"])
-            group["paid"] = Category(paid, row["paid_count"])
+            group = summary.groups.setdefault(row["group"], _group(row["label"]))
+            group["outstanding"] = _add(group["outstanding"], outstanding, row["outstanding_count"])
+            group["paid"] = _add(group["paid"], paid, row["paid_count"])
             group["revenue"] += invoiced
-            group["count"] = row["count"]
-    note_keys = ["currency", *(("invoice__" + f if group_by == "plan" else f) for f in (group_field or ()))]
-    for row in (
-        notes.order_by()
-        .values(*note_keys)
-        .annotate(
-            amount=Coalesce(Sum("subtotal"), ZERO, output_field=MONEY),
-            total=Coalesce(Sum("total"), ZERO, output_field=MONEY),
-            count=Count("id"),
-        )
-    ):
+            group["count"] += row["count"]
+    for row in _grouped(note_parts, note_columns, note_figures):
         code = row["currency"]
         summary = of(code)
         credited = _money(row["amount"], code)
@@ -301,8 +334,7 @@ def revenue_summary(
         summary.refunded += _money(row["total"], code)
         summary.credit_count += row["count"]
         if group_field:
-            key = row[note_keys[1]]
-            group = summary.groups.setdefault(key, _group(row[note_keys[2]]))
+            group = summary.groups.setdefault(row["group"], _group(row["label"]))
             group["revenue"] -= credited
     for row in (
         payments.order_by()
@@ -313,26 +345,46 @@ def revenue_summary(
 
     # The trend: invoiced, credited and received per bucket (UTC), one grouped query each; invoiced and
     # credited also per group when grouping (the same query, grouped by the group key too).
-    for queryset, moment, value, kind, group_key in (
-        (invoices, invoice_time, "subtotal", "issued", group_field and group_field[0]),
-        (notes, note_time, "subtotal", "credited", group_field and note_keys[1]),
-        (payments, "received_at", "amount", "payments", None),
+    def amount_of(value: str):
+        return lambda path: {"amount": Coalesce(Sum(value), ZERO, output_field=MONEY)}
+
+    for parts, columns, value, kind in (
+        (invoice_parts, invoice_columns, "billed", "issued"),
+        (note_parts, note_columns, "credited", "credited"),
+        ([(payments.alias(placed_at=F("received_at")), "")], {"currency": "currency"}, "amount", "payments"),
     ):
-        for row in (
-            queryset.order_by()
-            .annotate(bucket=trunc(moment, tzinfo=UTC))
-            .values("currency", "bucket", *([group_key] if group_key else []))
-            .annotate(amount=Coalesce(Sum(value), ZERO, output_field=MONEY))
-        ):
+        bucketed = [(q.annotate(bucket=trunc("placed_at", tzinfo=UTC)), path) for q, path in parts]
+        by_bucket = {"bucket": "", **{name: path for name, path in columns.items() if name != "label"}}
+        for row in _grouped(bucketed, by_bucket, amount_of(value)):
             code = row["currency"]
             start = row["bucket"].astimezone(UTC)
             amount = _money(row["amount"], code)
             bucket = of(code).trend.setdefault(start, {})
             bucket[kind] = bucket.get(kind, ZERO) + amount
-            if group_key:
-                figures = of(code).group_trend.setdefault(start, {}).setdefault(row[group_key], {})
+            if "group" in row:
+                figures = of(code).group_trend.setdefault(start, {}).setdefault(row["group"], {})
                 figures[kind] = figures.get(kind, ZERO) + amount
     return summaries
+
+
+def _grouped(parts: list[tuple[QuerySet, str]], columns: dict[str, str], figures) -> list[dict]:
+    """The parts' rows grouped by ``columns`` (name → path from the document; "" for the row's own
+    ``bucket``) with the aggregates ``figures(path)``, in one query (UNION ALL of the parts), as dicts by
+    column name and figure name; the caller adds up rows of the same key (one per part)."""
+    selects = [
+        queryset.order_by()
+        .values(*(f"{path}{column}" if column else name for name, column in columns.items()))
+        .annotate(**figures(path))
+        for queryset, path in parts
+    ]
+    query = selects[0].union(*selects[1:], all=True) if len(selects) > 1 else selects[0]
+    first = parts[0][1]
+    keys = {name: f"{first}{column}" if column else name for name, column in columns.items()}
+    return [{**{name: row[key] for name, key in keys.items()}, **{f: row[f] for f in figures(first)}} for row in query]
+
+
+def _add(category: Category, amount: Decimal, count: int) -> Category:
+    return Category(category.amount + amount, category.count + count)
 
 
 def _group(label: str | None) -> dict:

@@ -210,7 +210,7 @@ def _margin_cells(row: margin.MarginRow, currency: str) -> list[str]:
 
 def _margin_section(*, currency: str, now: datetime, merchant_ids=None) -> dict:
     """Revenue, cost and margin per customer and per product for the last full UTC month (billing-period
-    basis: the invoices of that month's billing periods against the cost of that month's usage)."""
+    basis: the invoice lines billing that month against the cost of that month's usage)."""
     today = now.astimezone(UTC)
     end = datetime(today.year, today.month, 1, tzinfo=UTC)
     start = (end - timedelta(days=1)).replace(day=1)
@@ -243,7 +243,7 @@ def _margin_section(*, currency: str, now: datetime, merchant_ids=None) -> dict:
             )
         )
     note = (
-        "Revenue: issued and paid invoices of the month's billing periods, net of tax and of their credit notes. "
+        "Revenue: issued and paid invoice lines billing the month, net of tax and of their credit notes. "
         "Cost: each cost's usage in the month × its unit cost. Margin = (revenue − cost) / revenue."
     )
     if not result.cost_count:
