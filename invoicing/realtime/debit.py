@@ -164,9 +164,8 @@ def _debit_context(*, subscriptions: list[Subscription], raw_events: Sequence, n
     """Lock the wallets of the request's real-time customers and read what their debits are priced
     from; None when no subscription has a price debited in real time."""
     # Priced from the plan version of each subscription's current period (no query unless it moved).
-    all_prices = prices_for_subscriptions(
-        subscriptions, at={s.pk: subscription_period_at(s, subscription_now(s, now)).start for s in subscriptions}
-    )
+    current = {s.pk: subscription_period_at(s, subscription_now(s, now)) for s in subscriptions}
+    all_prices = prices_for_subscriptions(subscriptions, at={pk: period.start for pk, period in current.items()})
     by_customer: dict[str, list[Subscription]] = defaultdict(list)
     prices: dict[str, list[Price]] = {}
     for subscription in subscriptions:
@@ -191,11 +190,11 @@ def _debit_context(*, subscriptions: list[Subscription], raw_events: Sequence, n
     for customer_id, subs in by_customer.items():
         for subscription in subs:
             found: dict[int, Period] = {}
-            last: Period | None = None
+            last = current[subscription.pk]  # where the events usually fall: not computed again
             for moment in moments.get(customer_id, ()):
-                if last is None or not last.contains(moment):
+                if not last.contains(moment):
                     last = subscription_period_at(subscription, moment)
-                    found.setdefault(last.index, last)
+                found.setdefault(last.index, last)
             segments = ((period, plan_segment(subscription, period)) for period in found.values())
             parts = (_PeriodPart(period, segment, usage_window(subscription, segment)) for period, segment in segments)
             periods[subscription.pk] = [part for part in parts if part.window[0] < part.window[1]]

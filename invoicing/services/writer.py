@@ -92,8 +92,8 @@ LINE_COLUMNS = (
 def invoice_lines_insert(invoice: Invoice, lines: Iterable[LineDraft], *, first_position: int = 1) -> None:
     """Write ``lines`` as ``invoice``'s rows, numbered from ``first_position``, in one statement.
 
-    Through ``core.bulk.rows_insert``, not ``bulk_create``: on PostgreSQL its column arrays go in binary,
-    while ``bulk_create``'s text arrays have psycopg escape every quote of every line's JSON explanation
+    Through ``core.bulk.rows_insert``, not ``bulk_create``: on PostgreSQL its rows go as one JSON document
+    dumped by orjson in C, while ``bulk_create``'s text arrays have psycopg escape every quote of every line's JSON explanation
     with a regular expression, a cost that grows with the lines of a dimensional price (one per
     combination; benchmarks/RESULTS.md, session 13)."""
     rows_insert(

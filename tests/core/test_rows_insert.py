@@ -85,8 +85,7 @@ def test_an_adding_upsert_adds_to_the_stored_values_exactly(merchant):
     key = (subscription.pk, T0, T1)
     rows_insert(PeriodDebitTotal, fields, [(*key, Decimal("0.000000000001"), Decimal(0), 1)])
 
-    # when more arrives for the same key in one statement with a new key (an int among the Decimals: the
-    # portable statement, as psycopg dumps arrays of one type only; the real-time tests cover the array one)
+    # when more arrives for the same key in one statement with a new key (an int among the Decimals)
     rows_insert(
         PeriodDebitTotal,
         fields,

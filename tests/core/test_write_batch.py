@@ -1,5 +1,5 @@
 """``core.bulk.WriteBatch``: writes given ``batch=`` run only when the caller executes the batch, in the
-order added; on PostgreSQL consecutive array writes go as one statement."""
+order added; on PostgreSQL consecutive JSON-row writes go as one statement."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_a_row_and_the_rows_referring_to_it_in_one_batch(merchant):
 
 
 def test_a_write_in_the_portable_form_keeps_its_place_in_the_order(wallets, django_assert_num_queries):
-    # three writes of one row; the middle one holds a float, which PostgreSQL does not get as an array
+    # three writes of one row; the middle one holds a float, which PostgreSQL does not get as JSON rows
     first = wallets[0]
     batch = WriteBatch()
     for value in (Decimal(1), 2.0, Decimal(3)):
