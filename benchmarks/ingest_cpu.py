@@ -10,6 +10,12 @@ seed of ingest.py, warm-up requests untimed, the events table emptied before eac
     .venv/bin/python benchmarks/ingest_cpu.py --profile single   # and where the single request's CPU goes
 
 For an A/B, run it in two checkouts in turn (a ``git worktree`` of the other commit), twice each.
+
+    .venv/bin/python benchmarks/ingest_cpu.py --lean --rounds 3   # beside the lean server, in this process
+
+``--lean [PATH]`` also calls the lean ingest server's WSGI application (``lean_ingest.py``, default
+``../shared/perf``) with the same bodies, on the same database, alternating with Meterline: the two
+applications' own CPU without gunicorn's (issue #24).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import sys
 import time
@@ -41,6 +48,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--warm-up", type=int, default=50)
     parser.add_argument("--profile", choices=("single", "batch"), help="print the top of a cProfile of that shape")
+    parser.add_argument(
+        "--lean",
+        nargs="?",
+        const=str(Path(__file__).resolve().parent.parent.parent / "shared" / "perf"),
+        default=None,
+        metavar="PATH",
+        help="also time the lean server's application (lean_ingest.py in PATH) the same way, alternating",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --lean: Meterline/lean rounds")
     parser.add_argument("--health-checks", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -65,7 +81,16 @@ def main() -> None:
 
     from billing_site.wsgi import application
 
-    def post(path: str, body: bytes, expected: str) -> None:
+    servers = [("Meterline", application, lambda: connection.connection.info.backend_pid)]
+    if args.lean:
+        # The lean server reads its DSN at import; it writes the same table of the same database.
+        os.environ["BASELINE_DSN"] = os.environ["DATABASE_URL"]
+        sys.path.insert(0, args.lean)
+        import lean_ingest
+
+        servers.append(("lean", lean_ingest.application, lambda: lean_ingest._conn().info.backend_pid))
+
+    def post(app, path: str, body: bytes, expected: str) -> None:
         environ = {
             "REQUEST_METHOD": "POST",
             "PATH_INFO": path,
@@ -80,7 +105,7 @@ def main() -> None:
             "HTTP_AUTHORIZATION": f"Bearer {key}",
         }
         status = []
-        result = application(environ, lambda line, headers, exc_info=None: status.append(line))
+        result = app(environ, lambda line, headers, exc_info=None: status.append(line))
         payload = b"".join(result)
         getattr(result, "close", lambda: None)()
         if not status[0].startswith(expected) or b'"rejected":' in payload and b'"rejected":0' not in payload:
@@ -104,33 +129,38 @@ def main() -> None:
         ("single", "/v0/events", "202", singles, args.warm_up),
         ("batch", "/v0/events/batch", "200", batches, args.warm_up // 10),
     )
+    rounds = args.rounds if args.lean else 1
     for label, path, expected, bodies, warm_up in shapes:
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE metering_usageevent")
-            cursor.execute("VACUUM ANALYZE")
-        for body in bodies[:warm_up]:
-            post(path, body, expected)
-        timed = bodies[warm_up:]
-        profiler = cProfile.Profile() if args.profile == label else None
-        pid = connection.connection.info.backend_pid
-        cpu, wall, backend = time.process_time(), time.perf_counter(), process_cpu_seconds_of(pid)
-        if profiler:
-            profiler.enable()
-        for body in timed:
-            post(path, body, expected)
-        if profiler:
-            profiler.disable()
-        n = len(timed)
-        print(
-            f"{label} ({path}), {n:,} requests in one process: per request Python CPU "
-            f"{(time.process_time() - cpu) / n * 1000:.3f} ms, PostgreSQL backend CPU "
-            f"{(process_cpu_seconds_of(pid) - backend) / n * 1000:.3f} ms, "
-            f"wall {(time.perf_counter() - wall) / n * 1000:.3f} ms"
-            + (" (profiled: CPU inflated)" if profiler else ""),
-            flush=True,
-        )
-        if profiler:
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        for _ in range(rounds):
+            for name, app, backend_pid in servers:
+                with connection.cursor() as cursor:
+                    cursor.execute("TRUNCATE metering_usageevent")
+                    cursor.execute("VACUUM ANALYZE")
+                for body in bodies[:warm_up]:
+                    post(app, path, body, expected)
+                timed = bodies[warm_up:]
+                profiler = cProfile.Profile(time.process_time) if args.profile == label else None
+                pid = backend_pid()
+                cpu, wall, backend = time.process_time(), time.perf_counter(), process_cpu_seconds_of(pid)
+                if profiler:
+                    profiler.enable()
+                for body in timed:
+                    post(app, path, body, expected)
+                if profiler:
+                    profiler.disable()
+                n = len(timed)
+                print(
+                    f"{name:9} {label} ({path}), {n:,} requests in one process: per request Python CPU "
+                    f"{(time.process_time() - cpu) / n * 1000:.3f} ms, PostgreSQL backend CPU "
+                    f"{(process_cpu_seconds_of(pid) - backend) / n * 1000:.3f} ms, "
+                    f"wall {(time.perf_counter() - wall) / n * 1000:.3f} ms"
+                    + (" (profiled: CPU inflated)" if profiler else ""),
+                    flush=True,
+                )
+                if profiler:
+                    pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(
+                        int(os.environ.get("PROFILE_TOP", "45"))
+                    )
 
 
 def process_cpu_seconds_of(pid: int) -> float:

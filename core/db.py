@@ -18,6 +18,12 @@ from django.db.models.query_utils import DeferredAttribute
 PSYCOPG_DEFAULT_PREPARE_THRESHOLD = 5
 
 
+def _wrapper():
+    """The default connection's wrapper itself: ``django.db.connection`` is a proxy that looks the
+    wrapper up (through asgiref's local) on every attribute, which hot paths would pay per attribute read."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 @contextmanager
 def planned_once_cursor() -> Iterator[CursorWrapper]:
     """A cursor for a statement a process runs thousands of times with the same text.
@@ -33,20 +39,23 @@ def planned_once_cursor() -> Iterator[CursorWrapper]:
     The cursor is wrapped like ``connection.cursor()`` (thread check, query logging), so tests still
     count these statements. On SQLite: the ordinary cursor.
     """
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    # The wrapper itself, not the ``connection`` proxy: each attribute of the proxy is a look-up through
+    # asgiref's local, and Django's cursor wrapper reads its connection's attributes on every execute.
+    db = _wrapper()
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
             yield cursor
         return
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw_connection = connection.connection
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw_connection = db.connection
     # Django opens connections with prepare_threshold=None, which psycopg reads as "never prepare",
     # even when asked; lifted only around this cursor (Django's own cursors bind on the client and are
     # never prepared whatever the threshold).
     threshold = raw_connection.prepare_threshold
     raw_connection.prepare_threshold = PSYCOPG_DEFAULT_PREPARE_THRESHOLD
-    wrapper = _LoggedAsWritten if connection.queries_logged else CursorWrapper
-    cursor = wrapper(_preparing_cursor_class()(raw_connection), connection)
+    wrapper = _LoggedAsWritten if db.queries_logged else CursorWrapper
+    cursor = wrapper(_preparing_cursor_class()(raw_connection), db)
     try:
         yield cursor
     finally:
@@ -119,12 +128,6 @@ def timestamptz_loader_install(sender, connection, **kwargs) -> None:
 # -- hand-written reads that still convert values like the ORM ---------------------------------------
 
 _PLANS: dict[tuple, list] = {}
-
-
-def _wrapper():
-    """The default connection's wrapper itself: ``django.db.connection`` is a proxy that looks the
-    wrapper up (through asgiref's local) on every attribute, which the loops below would pay per value."""
-    return connections[DEFAULT_DB_ALIAS]
 
 
 def _conversions(db, columns: tuple) -> list[tuple[int, list, object]]:

@@ -827,10 +827,11 @@ def _insert_one_for_subject(
 ) -> int | None:
     """One statement: insert the event if its customer is the merchant's (and meets ``guard``) and its key
     is new; its id, or None."""
-    adapt = (lambda v: v) if sql.is_postgres() else sql.db_datetime
-    data_mark = "%s::jsonb" if sql.is_postgres() else "%s"
+    postgres = sql.is_postgres()
+    adapt = (lambda v: v) if postgres else sql.db_datetime
+    data_mark = "%s::jsonb" if postgres else "%s"
     guard_sql, guard_params = (f" AND {guard.sql}", guard.params) if guard is not None else ("", ())
-    lock = f" {_KEY_SHARE}" if sql.is_postgres() else ""
+    lock = f" {_KEY_SHARE}" if postgres else ""
     with planned_once_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
