@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -151,6 +152,8 @@ def test_the_subscription_table_costs_the_same_queries_for_one_or_ten_rows(super
     subscribe(customer, "Plan 0")
 
     def queries() -> int:
+        # both counts from a cold content-type cache: whether it is warm depends on the tests run before
+        ContentType.objects.clear_cache()
         with CaptureQueriesContext(connection) as captured:
             response = superuser_client.get(customer_url(customer))
         assert response.status_code == 200
@@ -165,9 +168,7 @@ def test_the_subscription_table_costs_the_same_queries_for_one_or_ten_rows(super
     assert ten == one
 
 
-def test_ten_terminated_subscriptions_render_within_a_fixed_query_budget(
-    superuser_client, django_assert_max_num_queries
-):
+def test_ten_terminated_subscriptions_render_within_a_fixed_query_budget(superuser_client, django_assert_num_queries):
     # terminated subscriptions have no upcoming-invoice preview: the whole page is constant
     customer = CustomerFactory()
     for index in range(10):
@@ -176,6 +177,8 @@ def test_ten_terminated_subscriptions_render_within_a_fixed_query_budget(
     # 13 (the session, the user and a cold content-type cache included), none growing with the number of
     # subscriptions. The merchant comes with the customer's row, and so do whether the customer was ever
     # reminded or had credit: the dunning panel and the credit balances read one query each only then
-    # (tests/invoicing/test_dunning.py); the payment methods panel is one query
-    with django_assert_max_num_queries(13):
+    # (tests/invoicing/test_dunning.py); the payment methods panel is one query. Cold on purpose and exact:
+    # a ceiling let one query more pass whenever an earlier test had warmed the cache.
+    ContentType.objects.clear_cache()
+    with django_assert_num_queries(13):
         assert superuser_client.get(customer_url(customer)).status_code == 200

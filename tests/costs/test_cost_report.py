@@ -223,5 +223,3 @@ def test_an_empty_report_says_where_the_cost_events_lie(api, merchant, gpu_produ
     # absent when the period held cost (the client reads absence as "not resolved", never as "none")
     assert "costRange" not in january
     assert event_queries == 3
-    print("DBG", queries.initial_queries, queries.final_queries, [q["sql"][:60] for q in connection.queries])
-    # one grouped query per cost (2), then one for the range
