@@ -54,15 +54,7 @@ def test_finance_builds_a_per_model_price_simulates_it_and_sees_a_spend_alert_fi
 
     # 1. finance adds the input-tokens price from the plan page: $0.004 per 1K, and a row per model
     log_in(page, base, "fin")
-    page.goto(admin_url(base, "catalog/plan", plan.pk))
-    page.click(".catalog-inline-add a.addlink")
-    page.wait_for_url(re.compile(r"/admin/catalog/price/add/"))
-    select_containing(page, "#id_billable_metric", "Input tokens")
-    page.fill("#id_invoice_display_name", "Input tokens")
-    page.select_option("#id_model", "standard")
-    page.select_option("#id_payment_term", "in_arrears")
-    page.select_option("#id_rate_per", "1000")
-    page.fill("#id_unit_price", "0.004")
+    _open_input_tokens_price(page, base, plan)
     page.fill("#id_dimensional_rates_property", "model")
     page.fill("#id_dimensional_rates_value_0", "nle-small")
     page.fill("#id_dimensional_rates_price_0", "0.002")
@@ -164,14 +156,7 @@ def test_finance_types_rates_per_model_and_region_as_rows(page, live_server):
     staff_user_with_role("fin", BILLING_ADMIN)
 
     log_in(page, base, "fin")
-    page.goto(admin_url(base, "catalog/plan", plan.pk))
-    page.click(".catalog-inline-add a.addlink")
-    page.wait_for_url(re.compile(r"/admin/catalog/price/add/"))
-    select_containing(page, "#id_billable_metric", "Input tokens")
-    page.fill("#id_invoice_display_name", "Input tokens")
-    page.select_option("#id_payment_term", "in_arrears")
-    page.select_option("#id_rate_per", "1000")
-    page.fill("#id_unit_price", "0.004")
+    _open_input_tokens_price(page, base, plan)
     # one property to start with: the second column waits for its name, the third box for the second
     assert page.locator('th[data-value-column="0"]').text_content() == "Value"
     assert page.locator("#id_dimensional_rates_value2_0").is_hidden()
@@ -215,3 +200,16 @@ def test_finance_types_rates_per_model_and_region_as_rows(page, live_server):
     assert page.input_value("#id_dimensional_rates_price_1") == "0.0025"
     assert page.locator("#id_dimensional_rates_value2_5").is_visible()
     page.screens("the rows shown again")
+
+
+def _open_input_tokens_price(page, base: str, plan) -> None:
+    """From the plan's page, a new standard price of its input tokens in arrears, $0.004 per 1K."""
+    page.goto(admin_url(base, "catalog/plan", plan.pk))
+    page.click(".catalog-inline-add a.addlink")
+    page.wait_for_url(re.compile(r"/admin/catalog/price/add/"))
+    select_containing(page, "#id_billable_metric", "Input tokens")
+    page.fill("#id_invoice_display_name", "Input tokens")
+    page.select_option("#id_model", "standard")
+    page.select_option("#id_payment_term", "in_arrears")
+    page.select_option("#id_rate_per", "1000")
+    page.fill("#id_unit_price", "0.004")
