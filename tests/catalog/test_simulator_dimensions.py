@@ -60,3 +60,33 @@ def test_the_page_asks_a_quantity_per_model(admin_client, plan_and_price):
     assert "Input — model=nle-small" in body and "Input — other values (priced at this price" in body
     assert "1,000,000–1,500,000" in body
     assert 'id="simulation-total"><strong>$5.50</strong>' in body
+
+
+def test_a_price_per_model_and_region_asks_a_quantity_per_pair(admin_client):
+    plan = PlanFactory(name="Per region", currency="USD")
+    price = MeteredPriceFactory(
+        plan=plan,
+        unit_price=Decimal("0.000002"),
+        invoice_display_name="Input",
+        dimensional_rates={
+            "dimensions": ["model", "region"],
+            "rates": [
+                {"values": {"model": "nle-small", "region": "eu"}, "model": "standard", "unitPrice": "0.000001"},
+                {"values": {"model": "nle-small", "region": "us"}, "model": "standard", "unitPrice": "0.0000015"},
+            ],
+        },
+    )
+    url = reverse("admin:catalog_plan_simulate", args=[quote(plan.pk)])
+    # 2M eu tokens × $0.000001 = $2.00; 1M us × $0.0000015 = $1.50; 250,000 of other pairs × $0.000002 = $0.50
+    response = admin_client.get(
+        url,
+        {
+            "simulate": "1",
+            f"q_{price.pk}__0": "2,000,000",
+            f"q_{price.pk}__1": "1,000,000",
+            f"q_{price.pk}__other": "250,000",
+        },
+    )
+    body = response.content.decode()
+    assert "Input — model=nle-small, region=eu" in body and "Input — model=nle-small, region=us" in body
+    assert 'id="simulation-total"><strong>$4.00</strong>' in body
