@@ -119,7 +119,7 @@ class CommitmentAdmin(ServiceRefusalAdminMixin, MerchantScopedAdminMixin, admin.
         price = form.cleaned_data.get("committed_price")
         rates = [services.CommittedRate(price, form.cleaned_data["committed_unit_price"])] if price else []
         try:
-            created = services.commitment_create(
+            created, _ = services.commitment_create(
                 customer=obj.customer,
                 currency=obj.currency,
                 amount=obj.amount,

@@ -311,6 +311,11 @@ class Commitment(models.Model):
     drawn_amount = models.DecimalField(**MONEY, null=True, blank=True, editable=False)
     shortfall = models.DecimalField(**MONEY, null=True, blank=True, editable=False)
     billed_invoice_ref = models.CharField(max_length=100, blank=True, editable=False)
+    # The API caller's key, unique per customer when given (the constraint below decides between concurrent
+    # retries); ``fingerprint`` hashes the request so that the key replayed with another body is a 409. The
+    # admin creates without a key (null: not idempotent).
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, editable=False)
+    fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -318,6 +323,11 @@ class Commitment(models.Model):
         constraints = [
             models.CheckConstraint(name="commitment_term_ordered", condition=Q(term_end__gt=F("term_start"))),
             models.CheckConstraint(name="commitment_amount_positive", condition=Q(amount__gt=0)),
+            models.UniqueConstraint(
+                fields=["customer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="commitment_key_unique",
+            ),
         ]
         indexes = [models.Index(fields=["trued_up_at", "term_end"])]
 

@@ -162,7 +162,7 @@ def test_reserved_capacity_price_is_rounded_once_to_the_cent():
 def test_commitment_shortfall_is_billed_once_on_an_adjustment_invoice(customer, subscription):
     fund(customer, "100")
     send(customer, 1000)  # $10 drawn
-    commitment = commitment_create(
+    commitment, _ = commitment_create(
         customer=customer, currency="USD", amount=Decimal(25), term_start=MARCH, term_end=APRIL
     )
 

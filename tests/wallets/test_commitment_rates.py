@@ -28,7 +28,7 @@ COMMITTED_RATE = Decimal("0.000001")  # $0.001 per 1K tokens
 
 
 def _commit(customer, plan_price, *, start, end, amount="15", rate=COMMITTED_RATE) -> Commitment:
-    return commitment_create(
+    commitment, _ = commitment_create(
         customer=customer,
         currency="USD",
         amount=Decimal(amount),
@@ -36,6 +36,7 @@ def _commit(customer, plan_price, *, start, end, amount="15", rate=COMMITTED_RAT
         term_end=end,
         rates=[CommittedRate(plan_price=plan_price, unit_price=rate)],
     )
+    return commitment
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ def test_true_up_bills_the_shortfall_of_the_committed_metrics_exactly_once(custo
     compute = BillableMetricFactory(merchant=customer.merchant)
     storage = BillableMetricFactory(merchant=customer.merchant)
     term_end = now + timedelta(days=365)
-    commitment = commitment_create(
+    commitment, _ = commitment_create(
         customer=customer,
         currency="USD",
         amount=Decimal("1000"),

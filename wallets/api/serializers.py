@@ -123,6 +123,12 @@ class CommitmentInput(StrictSerializer):
     )
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
     rates = CommittedRateInput(many=True, required=False, max_length=20)
+    idempotencyKey = serializers.CharField(
+        max_length=255,
+        allow_null=True,
+        required=False,
+        help_text="Makes the create exactly once per customer (the Idempotency-Key header, when sent, must agree).",
+    )
 
     def validate_currency(self, value: str) -> str:
         if not is_known_currency(value):

@@ -7,7 +7,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from catalog.api.auth import request_merchant
 from catalog.api.schema import currency_parameter
-from catalog.api.views import ERRORS, CatalogApi
+from catalog.api.views import CONFLICT, ERRORS, CatalogApi
 from catalog.models import Customer
 from core.api.errors import ApiError
 from core.api.pagination import paginate
@@ -122,8 +122,9 @@ class CustomerGrantApi(_CreditApi):
 
 
 # -- commitments: a Meterline extension (the Paygentic client has no commitments operations) ------------
-# No Idempotency-Key: a commitment has no key column to make a retry exactly-once; a retried create writes a
-# second commitment only if its committed rates do not overlap the first's (they would, so it is a 400).
+# Idempotent as POST /v2/invoices/lineItems is (invoicing/api/ledger.py): the Idempotency-Key header, else the
+# body's idempotencyKey; a replay answers 200 with the first commitment, another body 409. Without a key a
+# retried create writes a second commitment.
 
 
 class CustomerCommitmentsApi(CatalogApi):
@@ -140,18 +141,29 @@ class CustomerCommitmentsApi(CatalogApi):
     @extend_schema(
         operation_id="createCustomerCommitment",
         tags=["commitments"],
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER)],
         request=CommitmentInput,
-        responses={201: CommitmentOutput, **ERRORS},
+        responses={201: CommitmentOutput, 200: CommitmentOutput, **ERRORS, **CONFLICT},
         description="A minimum spend over [termStart, termEnd) and the lower rates it buys: each written as the "
         "customer's negotiated rate over its plan price for the billing periods that start in the term. A rate "
-        "that overlaps another of the customer's rates over that price refuses the whole commitment (400).",
+        "that overlaps another of the customer's rates over that price refuses the whole commitment (400). "
+        "Idempotent per customer by the Idempotency-Key header, else the body's idempotencyKey (both given must "
+        "agree): a replay with the same body answers 200 with the first commitment (its rates written once), "
+        "another body 409 IDEMPOTENCY_KEY_REUSED. Without a key every request creates a commitment.",
     )
     def post(self, request, id: str):
         customer = customer_or_404(request, id)
         data = self.body(CommitmentInput)
         rates = data.get("rates", [])
+        header, body_key = request.headers.get("Idempotency-Key"), data.get("idempotencyKey")
+        if header and len(header) > 255:
+            raise drf_serializers.ValidationError({"Idempotency-Key": ["At most 255 characters."]})
+        if header and body_key and header != body_key:
+            raise drf_serializers.ValidationError(
+                {"idempotencyKey": ["Differs from the Idempotency-Key header; send one key."]}
+            )
         try:
-            commitment = services.commitment_create(
+            commitment, replayed = services.commitment_create(
                 customer=customer,
                 currency=data["currency"],
                 amount=data["amount"],
@@ -160,7 +172,10 @@ class CustomerCommitmentsApi(CatalogApi):
                 metric_ids=[metric.pk for metric in data.get("metricIds", [])],
                 description=data.get("description", ""),
                 rates=[services.CommittedRate(plan_price=r["priceId"], unit_price=r["unitPrice"]) for r in rates],
+                idempotency_key=header or body_key or None,
             )
+        except services.IdempotencyConflict as exc:
+            raise ApiError(str(exc), status_code=409, code="IDEMPOTENCY_KEY_REUSED") from None
         except CommittedRateRefused as exc:
             # Named as DRF names a list item's field (rates.0.priceId), like the serializer's own errors.
             raise drf_serializers.ValidationError({"rates": {exc.number - 1: {"priceId": [str(exc)]}}}) from None
@@ -168,7 +183,7 @@ class CustomerCommitmentsApi(CatalogApi):
             raise drf_serializers.ValidationError({"amount": [str(exc)]}) from None
         commitment = selectors.commitment_get(merchant_id=customer.merchant_id, commitment_id=commitment.pk)
         body = CommitmentOutput(commitment, context={"drawn": selectors.commitment_drawn(commitment=commitment)})
-        return Response(body.data, status=status.HTTP_201_CREATED)
+        return Response(body.data, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
 
 
 class CommitmentDetailApi(CatalogApi):

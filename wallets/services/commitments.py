@@ -7,18 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from catalog.models import Customer, PaymentTerm, Price, PriceModel
 from catalog.services import negotiated_rate_create
+from core.formatting import decimal_string
+from core.idempotency import request_fingerprint
 
 from ..errors import CommittedRateRefused, InvalidAmount
 from ..models import Commitment, CommitmentRate
 from ..selectors import commitment_drawn
+from .credit import IdempotencyConflict
 from .ledger import ZERO, ledger_amount
 
 
@@ -51,17 +54,28 @@ def commitment_create(
     metric_ids: Sequence[str] = (),
     description: str = "",
     rates: Sequence[CommittedRate] = (),
-) -> Commitment:
+    idempotency_key: str | None = None,
+) -> tuple[Commitment, bool]:
     """A minimum spend of ``amount`` over [term_start, term_end) on ``metric_ids`` (all when empty), and the
     lower ``rates`` it buys: each the customer's negotiated rate over its plan price for the billing periods
     that start in the term (``CommitmentRate``), written in the same transaction. A rate that is not a per-unit
     or per-package in-arrears plan price of the customer's merchant in ``currency``, or whose window overlaps
-    another of the customer's rates over that price, is refused (``InvalidAmount``) and nothing is written."""
+    another of the customer's rates over that price, is refused (``InvalidAmount``) and nothing is written.
+
+    Returns the commitment and whether it replays ``idempotency_key``: a key already used for this customer
+    with the same request returns the first commitment (nothing written), with another request raises
+    ``IdempotencyConflict``. Without a key every call creates a commitment."""
     amount = ledger_amount(amount)
     if amount <= 0:
         raise InvalidAmount("The committed amount must be greater than zero.")
     if term_end <= term_start:
         raise InvalidAmount("The term must end after it starts.")
+    metric_ids = sorted(set(metric_ids))
+    idempotency_key = idempotency_key or None
+    fingerprint = _fingerprint(currency, amount, term_start, term_end, metric_ids, description, rates)
+    existing = _replay(customer, idempotency_key, fingerprint)
+    if existing is not None:
+        return existing, True
     commitment = Commitment(
         merchant_id=customer.merchant_id,
         customer=customer,
@@ -69,11 +83,22 @@ def commitment_create(
         amount=amount,
         term_start=term_start,
         term_end=term_end,
-        metric_ids=sorted(set(metric_ids)),
+        metric_ids=metric_ids,
         description=description,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
     )
-    commitment.full_clean()
-    commitment.save()
+    # The key's uniqueness is left to the constraint at the insert (a look-up here would race).
+    commitment.full_clean(exclude=["idempotency_key"])
+    try:
+        with transaction.atomic():
+            commitment.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent request with the same key committed first: its commitment is the answer.
+        existing = _replay(customer, idempotency_key, fingerprint)
+        if existing is None:
+            raise
+        return existing, True
     for number, committed in enumerate(rates, start=1):
         _committed_rate_check(committed, commitment, number)
         try:
@@ -87,7 +112,38 @@ def commitment_create(
         except ValidationError as error:
             raise CommittedRateRefused(number, " ".join(error.messages)) from None
         CommitmentRate.objects.create(commitment=commitment, price=rate)
-    return commitment
+    return commitment, False
+
+
+def _fingerprint(
+    currency: str,
+    amount: Decimal,
+    term_start: datetime,
+    term_end: datetime,
+    metric_ids: Sequence[str],
+    description: str,
+    rates: Sequence[CommittedRate],
+) -> str:
+    canonical = {
+        "currency": currency,
+        "amount": decimal_string(amount),
+        "termStart": term_start.astimezone(UTC).isoformat(),
+        "termEnd": term_end.astimezone(UTC).isoformat(),
+        "metricIds": list(metric_ids),
+        "description": description,
+        # In the order given: rate N is named by its position in a refusal, so the order is part of the request.
+        "rates": [[r.plan_price.pk, decimal_string(r.unit_price)] for r in rates],
+    }
+    return request_fingerprint(canonical)
+
+
+def _replay(customer: Customer, key: str | None, fingerprint: str) -> Commitment | None:
+    if key is None:
+        return None
+    existing = Commitment.objects.filter(customer=customer, idempotency_key=key).first()
+    if existing is not None and existing.fingerprint != fingerprint:
+        raise IdempotencyConflict("This idempotency key was used for another commitment of this customer.")
+    return existing
 
 
 def _committed_rate_check(committed: CommittedRate, commitment: Commitment, number: int) -> None:
