@@ -21,7 +21,7 @@ from catalog.models import Merchant, Subscription, SubscriptionStatus
 from catalog.pricing import round_money
 from catalog.pricing.currency import CTX
 from core.formatting import decimal_string
-from core.idempotency import request_fingerprint
+from core.idempotency import IdempotencyKeysDiffer, idempotency_key_given, request_fingerprint
 
 from ..calculation import SUBSCRIPTION_RELATED, manual_line_draft, subscription_now
 from ..models import (
@@ -103,9 +103,11 @@ def _fingerprint(target: str, data: ManualLineInput) -> str:
 
 def idempotency_key_choose(*, header: str | None, body: str | None) -> str:
     """The key a request is known by: the header, else the body's, else a new one. Both given must agree."""
-    if header and body and header != body:
-        raise ManualLineError("Differs from the Idempotency-Key header; send one key.", field="idempotencyKey")
-    return header or body or f"gen_{uuid.uuid4().hex}"
+    try:
+        key = idempotency_key_given(header=header, body=body)
+    except IdempotencyKeysDiffer as error:
+        raise ManualLineError(str(error), field="idempotencyKey") from None
+    return key or f"gen_{uuid.uuid4().hex}"
 
 
 def _replay(*, merchant: Merchant, key: str, fingerprint: str) -> ManualLineItem | None:

@@ -21,6 +21,7 @@ from core.api.errors import ApiError
 from core.api.pagination import paginate
 from core.api.schema import error_responses, paging_parameters
 from core.api.serializers import list_output
+from core.idempotency import IdempotencyKeysDiffer, idempotency_key_given
 
 from .. import selectors, services
 from ..errors import CommittedRateRefused, InvalidAmount, WalletError
@@ -155,13 +156,13 @@ class CustomerCommitmentsApi(CatalogApi):
         customer = customer_or_404(request, id)
         data = self.body(CommitmentInput)
         rates = data.get("rates", [])
-        header, body_key = request.headers.get("Idempotency-Key"), data.get("idempotencyKey")
+        header = request.headers.get("Idempotency-Key")
         if header and len(header) > 255:
             raise drf_serializers.ValidationError({"Idempotency-Key": ["At most 255 characters."]})
-        if header and body_key and header != body_key:
-            raise drf_serializers.ValidationError(
-                {"idempotencyKey": ["Differs from the Idempotency-Key header; send one key."]}
-            )
+        try:
+            key = idempotency_key_given(header=header, body=data.get("idempotencyKey"))
+        except IdempotencyKeysDiffer as error:
+            raise drf_serializers.ValidationError({"idempotencyKey": [str(error)]}) from None
         try:
             commitment, replayed = services.commitment_create(
                 customer=customer,
@@ -172,7 +173,7 @@ class CustomerCommitmentsApi(CatalogApi):
                 metric_ids=[metric.pk for metric in data.get("metricIds", [])],
                 description=data.get("description", ""),
                 rates=[services.CommittedRate(plan_price=r["priceId"], unit_price=r["unitPrice"]) for r in rates],
-                idempotency_key=header or body_key or None,
+                idempotency_key=key,
             )
         except services.IdempotencyConflict as exc:
             raise ApiError(str(exc), status_code=409, code="IDEMPOTENCY_KEY_REUSED") from None
