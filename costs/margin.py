@@ -33,10 +33,8 @@ from invoicing.models import (
     MONEY_DIGITS,
     OPEN_STATUSES,
     CreditNote,
-    CreditNoteLine,
     CreditNoteStatus,
     Invoice,
-    InvoiceLine,
     InvoiceStatus,
 )
 
@@ -114,16 +112,10 @@ def revenue_by_customer_product(
         # Invoice and credit-note lines, each at the period it bills (costs/placement.py), and the documents
         # without lines whole at their (invoice's) billing period.
         notes = notes.filter(invoice__status__in=REVENUE_STATUSES)
-        parts = [
-            (placement.invoice_lines_placed(InvoiceLine.objects.filter(invoice__in=invoices)), "invoice__", "billed"),
-            (placement.invoices_without_lines(invoices), "", "billed"),
-            (
-                placement.credit_note_lines_placed(CreditNoteLine.objects.filter(credit_note__in=notes)),
-                "credit_note__invoice__",
-                "credited",
-            ),
-            (placement.credit_notes_without_lines(notes), "invoice__", "credited"),
-        ]
+        invoice_parts, note_parts = placement.billing_period_parts(invoices, notes)
+        # a credit note's customer and product are its invoice's
+        parts = [(q, path, "billed") for q, path in invoice_parts]
+        parts += [(q, f"{path}invoice__", "credited") for q, path in note_parts]
     else:
         parts = [
             (invoices.alias(placed_at=F("issued_at"), billed=F("subtotal")), "", "billed"),

@@ -181,3 +181,23 @@ def credit_notes_without_lines(notes: QuerySet[CreditNote]) -> QuerySet[CreditNo
     return notes.exclude(Exists(CreditNoteLine.objects.filter(credit_note=OuterRef("pk")))).alias(
         placed_at=F("invoice__period_start"), credited=F("subtotal"), refund_total=F("total")
     )
+
+
+# A part of a figure: rows with ``placed_at`` and their amounts, and the path from a row to its document (its
+# invoice or credit note: "" when the row is the document).
+Part = tuple[QuerySet, str]
+
+
+def billing_period_parts(invoices: QuerySet[Invoice], notes: QuerySet[CreditNote]) -> tuple[list[Part], list[Part]]:
+    """The parts of ``invoices`` and of ``notes`` on the ``billingPeriod`` basis: their lines, each at the
+    period it bills, and the documents without lines, whole at their (invoice's) billing period."""
+    return (
+        [
+            (invoice_lines_placed(InvoiceLine.objects.filter(invoice__in=invoices)), "invoice__"),
+            (invoices_without_lines(invoices), ""),
+        ],
+        [
+            (credit_note_lines_placed(CreditNoteLine.objects.filter(credit_note__in=notes)), "credit_note__"),
+            (credit_notes_without_lines(notes), ""),
+        ],
+    )

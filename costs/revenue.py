@@ -37,10 +37,8 @@ from invoicing.models import (
     MONEY_DIGITS,
     OPEN_STATUSES,
     CreditNote,
-    CreditNoteLine,
     CreditNoteStatus,
     Invoice,
-    InvoiceLine,
     InvoiceStatus,
     Payment,
 )
@@ -246,14 +244,7 @@ def revenue_summary(
         # Invoice and credit-note lines, each at the period it bills (costs/placement.py), and the documents
         # without lines whole at their (invoice's) billing period.
         notes = notes.filter(invoice__status__in=REVENUE_STATUSES)
-        invoice_parts = [
-            (placement.invoice_lines_placed(InvoiceLine.objects.filter(invoice__in=invoices)), "invoice__"),
-            (placement.invoices_without_lines(invoices), ""),
-        ]
-        note_parts = [
-            (placement.credit_note_lines_placed(CreditNoteLine.objects.filter(credit_note__in=notes)), "credit_note__"),
-            (placement.credit_notes_without_lines(notes), ""),
-        ]
+        invoice_parts, note_parts = placement.billing_period_parts(invoices, notes)
     else:
         invoice_parts = [(invoices.alias(placed_at=F("issued_at"), billed=F("subtotal"), owed=F("amount_due")), "")]
         note_parts = [(notes.alias(placed_at=F("issued_at"), credited=F("subtotal"), refund_total=F("total")), "")]
